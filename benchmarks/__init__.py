@@ -1,0 +1,1 @@
+"""Benchmarks: `make benchmark`, or `python -m benchmarks.bench_<area> --help`."""

@@ -1,0 +1,1 @@
+"""Per-module and global LightGBM LambdaRank baselines."""

@@ -1,0 +1,1 @@
+"""Marketplace simulator, dataset specs and readers for bring-your-own-data."""

@@ -1,0 +1,1 @@
+"""NDCG evaluation, the report and the blessing."""

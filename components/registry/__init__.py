@@ -1,0 +1,1 @@
+"""Model registries: MLflow (local default) and Vertex AI Model Registry."""

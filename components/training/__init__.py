@@ -1,0 +1,1 @@
+"""The train_mmoe pipeline step (the model itself lives in the trainer package)."""
