@@ -1,0 +1,96 @@
+"""Register a blessed model in MLflow (local SQLite by default) or Vertex AI Model Registry.
+
+Examples::
+
+    ranker register --model work_dir/model --report work_dir/report --blessing work_dir/report
+    ranker register --champion            # print the current champion's model location
+    ranker register --registry vertex --project my-project --model gs://bucket/model ...
+
+Registration is idempotent: the same model files (same digest) never become a
+second version. A blessed model becomes the ``champion``; the version it
+replaces keeps the ``previous-champion`` alias. Every option's default comes
+from the environment variable named in its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from components.registry.core import ModelNotBlessedError, RegistryConfig, champion_model_uri, register_from_artifacts
+
+HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
+logger = logging.getLogger(__name__)
+
+
+def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
+    """The registry options (shared with `ranker run`); empty values fall back to the environment."""
+    group = parser.add_argument_group("model registry")
+    group.add_argument(
+        "--registry", choices=("mlflow", "vertex"), default=None, help="registry backend [env RANKER_REGISTRY, mlflow]"
+    )
+    group.add_argument("--model-name", default=None, help="registered model name [env RANKER_MODEL_NAME, mmoe-ranker]")
+    group.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store [env MLFLOW_TRACKING_URI, sqlite:///<work-dir>/mlflow.db]",
+    )
+    group.add_argument("--project", default=None, help="Google Cloud project for vertex [env GOOGLE_CLOUD_PROJECT]")
+    group.add_argument("--location", default=None, help="Vertex AI region [env GOOGLE_CLOUD_REGION, us-central1]")
+    group.add_argument(
+        "--serving-image",
+        default=None,
+        help="serving container registered with a Vertex AI model [env RANKER_SERVING_IMAGE, RANKER_IMAGE]",
+    )
+
+
+def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> RegistryConfig:
+    """The registry configuration from parsed options and the environment."""
+    return RegistryConfig.from_env(
+        backend=args.registry,
+        model_name=args.model_name,
+        tracking_uri=args.tracking_uri,
+        project=args.project,
+        location=args.location,
+        serving_image=args.serving_image,
+        work_dir=work_dir,
+        keep_challengers=getattr(args, "keep_challengers", None) or None,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="the exported model folder (local or gs://)")
+    parser.add_argument("--report", help="the evaluation's metrics.json, or the folder holding it")
+    parser.add_argument("--blessing", help="the evaluation's blessing.json, or the folder holding it")
+    parser.add_argument("--run-id", default="", help="pipeline run id recorded with the version (default: digest)")
+    parser.add_argument("--data-uri", default="", help="training data recorded with the version")
+    parser.add_argument(
+        "--work-dir", default=None, help="folder of the local MLflow registry [env RANKER_WORK_DIR, work_dir]"
+    )
+    parser.add_argument(
+        "--keep-challengers",
+        action="store_true",
+        help="register an unblessed model as `challenger` instead of refusing it [env RANKER_KEEP_CHALLENGERS]",
+    )
+    parser.add_argument("--champion", action="store_true", help="only print the current champion's model location")
+    add_registry_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = registry_config(args, work_dir=args.work_dir)
+    if args.champion:
+        print(champion_model_uri(config) or "no champion registered yet")
+        return 0
+    missing = [flag for flag in ("model", "report", "blessing") if not getattr(args, flag)]
+    if missing:
+        raise SystemExit(f"ranker register: missing {', '.join('--' + flag for flag in missing)}")
+    try:
+        registered = register_from_artifacts(args.model, args.report, args.blessing, config, args.run_id, args.data_uri)
+    except ModelNotBlessedError as error:
+        logger.error("%s", error)
+        return 1
+    print(json.dumps(registered.to_dict(), indent=2))
+    if config.backend == "mlflow":
+        print(f"browse it: mlflow ui --backend-store-uri {config.resolved_tracking_uri}")
+    return 0

@@ -1,0 +1,40 @@
+"""The ``register`` pipeline step: register a blessed model in MLflow or Vertex AI Model Registry."""
+
+from kfp.dsl import Artifact, Input, Model
+
+from components.base import ranker_component
+
+
+@ranker_component
+def register_model(
+    model: Input[Model],
+    report_json: Input[Artifact],
+    blessing: Input[Artifact],
+    registry: str = "mlflow",
+    model_name: str = "mmoe-ranker",
+    tracking_uri: str = "",
+    project: str = "",
+    location: str = "us-central1",
+    serving_image: str = "",
+    run_id: str = "",
+    data_uri: str = "",
+) -> str:
+    """Register the model once (idempotent per model digest), promote it to champion when blessed.
+
+    Returns the registered version. ``tracking_uri`` is the MLflow store
+    (``sqlite:///.../mlflow.db`` locally); ``project``/``location``/``serving_image``
+    are for ``registry="vertex"``.
+    """
+    from components.registry.core import RegistryConfig, register_from_artifacts
+
+    config = RegistryConfig.from_env(
+        backend=registry,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        project=project,
+        location=location,
+        serving_image=serving_image,
+    )
+    # model.uri (gs:// on Vertex AI) is what the registry records; the JSON files are read via their paths.
+    registered = register_from_artifacts(model.uri, report_json.path, blessing.path, config, run_id, data_uri)
+    return registered.version

@@ -1,0 +1,410 @@
+"""Registering an evaluated model: what is registered, the aliases, idempotency.
+
+The registry backends (MLflow locally, Vertex AI Model Registry on GCP) only
+know how to store a version and move an alias; the rules live here, once:
+
+* a version is identified by the digest of the model's files, so retrying the
+  register step of a run (or registering the same cached model again) returns
+  the existing version instead of creating a second one;
+* a blessed version takes the ``champion`` alias and the version it replaces
+  keeps its place in the registry under ``previous-champion``;
+* an unblessed version is refused, unless the configuration asks to keep
+  challengers, in which case it gets the ``challenger`` alias and no promotion.
+
+Usage::
+
+    config = RegistryConfig.from_env(work_dir="work_dir")
+    candidate = Candidate.from_artifacts("work/model", "work/report/metrics.json",
+                                         "work/report/blessing.json", run_id="run-42")
+    version = register_model(candidate, config)
+    version.version, version.aliases     # "3", ("champion",)
+    champion_model_uri(config)           # the champion's model folder, "" when none
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from trainer.schema import FEATURE_SPEC_FILE
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+CHALLENGER = "challenger"
+Backend = Literal["mlflow", "vertex"]
+
+# Serving contract of the project's prediction server (serving/): Vertex AI
+# sends AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE / AIP_HTTP_PORT to the container.
+DEFAULT_PREDICT_ROUTE = "/v1/models/ranker:predict"
+DEFAULT_HEALTH_ROUTE = "/v1/models/ranker"
+DEFAULT_SERVING_PORT = 8080
+
+
+class ModelNotBlessedError(RuntimeError):
+    """Raised when an unblessed model would be registered and challengers are not kept."""
+
+
+@dataclasses.dataclass
+class RegistryConfig:
+    """Where and how models are registered; every field has an environment variable.
+
+    ==========================  ==============================  ======================================
+    field                       environment variable            default
+    ==========================  ==============================  ======================================
+    backend                     ``RANKER_REGISTRY``             ``mlflow``
+    model_name                  ``RANKER_MODEL_NAME``           ``mmoe-ranker``
+    work_dir                    ``RANKER_WORK_DIR``             ``work_dir``
+    tracking_uri                ``MLFLOW_TRACKING_URI``         ``sqlite:///<work_dir>/mlflow.db``
+    artifact_root               ``RANKER_MLFLOW_ARTIFACTS``     ``mlartifacts`` beside the SQLite store
+    project                     ``GOOGLE_CLOUD_PROJECT``        (required for ``vertex``)
+    location                    ``GOOGLE_CLOUD_REGION``         ``us-central1``
+    serving_image               ``RANKER_SERVING_IMAGE``        ``RANKER_IMAGE`` or ``mmoe-ranker:latest``
+    keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false``
+    ==========================  ==============================  ======================================
+
+    Example::
+
+        config = RegistryConfig.from_env(backend="vertex", project="my-project")
+    """
+
+    backend: Backend = "mlflow"
+    model_name: str = "mmoe-ranker"
+    work_dir: str = "work_dir"
+    tracking_uri: str = ""
+    artifact_root: str = ""
+    project: str = ""
+    location: str = "us-central1"
+    serving_image: str = "mmoe-ranker:latest"
+    predict_route: str = DEFAULT_PREDICT_ROUTE
+    health_route: str = DEFAULT_HEALTH_ROUTE
+    serving_port: int = DEFAULT_SERVING_PORT
+    keep_challengers: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("mlflow", "vertex"):
+            raise ValueError(f"unknown registry backend {self.backend!r}: use 'mlflow' or 'vertex'")
+        if self.backend == "vertex" and not self.project:
+            raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
+        """The configuration from environment variables; non-empty ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "backend": env.get("RANKER_REGISTRY", "mlflow"),
+            "model_name": env.get("RANKER_MODEL_NAME", "mmoe-ranker"),
+            "work_dir": env.get("RANKER_WORK_DIR", "work_dir"),
+            "tracking_uri": env.get("MLFLOW_TRACKING_URI", ""),
+            "artifact_root": env.get("RANKER_MLFLOW_ARTIFACTS", ""),
+            "project": env.get("GOOGLE_CLOUD_PROJECT", ""),
+            "location": env.get("GOOGLE_CLOUD_REGION", "us-central1"),
+            "serving_image": env.get("RANKER_SERVING_IMAGE", env.get("RANKER_IMAGE", "mmoe-ranker:latest")),
+            "keep_challengers": env.get("RANKER_KEEP_CHALLENGERS", "false").lower() in ("1", "true", "yes"),
+        }
+        values.update({key: value for key, value in overrides.items() if value not in (None, "")})
+        return cls(**values)
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow store: the configured URI, or SQLite in the working folder."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        """Where MLflow copies registered models (a ``file://`` URI for local folders)."""
+        root = self.artifact_root
+        if not root and self.resolved_tracking_uri.startswith("sqlite:///"):
+            # beside the SQLite store, so that one folder holds the whole local registry
+            root = str(Path(self.resolved_tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+        root = root or str(Path(self.work_dir) / "mlartifacts")
+        return root if "://" in root else Path(root).resolve().as_uri()
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A model to register, with its evaluation and provenance.
+
+    Example::
+
+        candidate = Candidate.from_artifacts("model/", "report/metrics.json", "report/blessing.json",
+                                             run_id="ranker-20240101", data_uri="gs://logs/*.parquet")
+    """
+
+    model_uri: str
+    blessed: bool
+    reasons: list[str]
+    metrics: dict[str, float]
+    headline: dict[str, float]
+    run_id: str
+    digest: str
+    data_uri: str = ""
+    feature_spec_hash: str = ""
+    code_version: str = ""
+    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_artifacts(
+        cls,
+        model_uri: str,
+        report_json: str,
+        blessing_json: str,
+        run_id: str = "",
+        data_uri: str = "",
+    ) -> Candidate:
+        """Read the evaluation's metrics and blessing and fingerprint the model folder."""
+        report = _read_json(report_json)
+        blessing = _read_json(blessing_json)
+        if "blessed" not in blessing:
+            raise ValueError(f"{blessing_json} has no 'blessed' field: is it the evaluation's blessing.json?")
+        spec_path = f"{model_uri.rstrip('/')}/{FEATURE_SPEC_FILE}"
+        spec = _read_json(spec_path) if _exists(spec_path) else {}
+        digest = model_digest(model_uri)
+        return cls(
+            model_uri=model_uri,
+            blessed=bool(blessing["blessed"]),
+            reasons=[str(reason) for reason in blessing.get("reasons", [])],
+            metrics=flatten_metrics(report),
+            headline=flatten_metrics({key: value for key, value in blessing.items() if key != "reasons"}),
+            run_id=run_id or digest[:16],
+            digest=digest,
+            data_uri=data_uri or str(spec.get("source", {}).get("uri", "")),
+            feature_spec_hash=_sha256_json(spec) if spec else "",
+            code_version=code_version(),
+            evaluation={"report": report, "blessing": blessing},
+        )
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """The string tags every backend attaches to the version."""
+        return {
+            "pipeline_run_id": self.run_id,
+            "model_digest": self.digest,
+            "data_uri": self.data_uri,
+            "feature_spec_hash": self.feature_spec_hash,
+            "code_version": self.code_version,
+            "blessed": str(self.blessed).lower(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredVersion:
+    """A version in the registry, and whether this call created it."""
+
+    model_name: str
+    version: str
+    model_uri: str
+    aliases: tuple[str, ...]
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RegistryBackend(Protocol):
+    """What a registry must offer; :func:`register_model` applies the rules on top."""
+
+    def find_version(self, digest: str) -> str | None:
+        """The version already registered for a model digest, if any."""
+
+    def create_version(self, candidate: Candidate) -> str:
+        """Store the model, its metrics and provenance as a new version; return its id."""
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version holding an alias, if any."""
+
+    def set_alias(self, alias: str, version: str) -> None:
+        """Move an alias to a version (taking it from any other version)."""
+
+    def version_model_uri(self, version: str) -> str:
+        """Where the version's model files are (a local path or a gs:// URI)."""
+
+    def version_aliases(self, version: str) -> tuple[str, ...]:
+        """The aliases a version holds."""
+
+
+def register_model(
+    candidate: Candidate, config: RegistryConfig, backend: RegistryBackend | None = None
+) -> RegisteredVersion:
+    """Register a candidate once and promote it to champion when it is blessed."""
+    if not candidate.blessed and not config.keep_challengers:
+        raise ModelNotBlessedError(
+            "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
+        )
+    backend = backend or open_backend(config)
+    version = backend.find_version(candidate.digest)
+    created = version is None
+    if version is None:
+        version = backend.create_version(candidate)
+        logger.info("registered %s version %s (run %s)", config.model_name, version, candidate.run_id)
+    else:
+        logger.info(
+            "%s version %s already holds model %s: not registering it again",
+            config.model_name,
+            version,
+            candidate.digest[:12],
+        )
+    if candidate.blessed:
+        promote(backend, version)
+    elif created:
+        backend.set_alias(CHALLENGER, version)
+    return RegisteredVersion(
+        model_name=config.model_name,
+        version=version,
+        model_uri=backend.version_model_uri(version),
+        aliases=backend.version_aliases(version),
+        created=created,
+    )
+
+
+def register_from_artifacts(
+    model_uri: str,
+    report_json: str,
+    blessing_json: str,
+    config: RegistryConfig,
+    run_id: str = "",
+    data_uri: str = "",
+) -> RegisteredVersion:
+    """What the ``register`` step does: read the evaluation's outputs and register the model.
+
+    ``report_json`` and ``blessing_json`` may be the JSON files or the folders
+    holding ``metrics.json`` and ``blessing.json``. Example::
+
+        register_from_artifacts("model/", "report/", "report/", RegistryConfig(work_dir="work_dir"))
+    """
+    candidate = Candidate.from_artifacts(
+        model_uri,
+        json_file(report_json, "metrics.json"),
+        json_file(blessing_json, "blessing.json"),
+        run_id=run_id,
+        data_uri=data_uri,
+    )
+    return register_model(candidate, config)
+
+
+def json_file(path: str, default_name: str) -> str:
+    """``path`` itself, or ``path/default_name`` when ``path`` is a folder."""
+    import tensorflow as tf
+
+    return f"{path.rstrip('/')}/{default_name}" if tf.io.gfile.isdir(path) else path
+
+
+def promote(backend: RegistryBackend, version: str) -> None:
+    """Make ``version`` the champion; the champion it replaces becomes ``previous-champion``."""
+    current = backend.alias_version(CHAMPION)
+    if current == version:
+        return
+    if current is not None:
+        backend.set_alias(PREVIOUS_CHAMPION, current)
+    backend.set_alias(CHAMPION, version)
+    logger.info("version %s is the champion (previous champion: %s)", version, current or "none")
+
+
+def champion_model_uri(config: RegistryConfig, backend: RegistryBackend | None = None) -> str:
+    """The current champion's model location, or ``""`` when nothing was promoted yet."""
+    backend = backend or open_backend(config)
+    version = backend.alias_version(CHAMPION)
+    return backend.version_model_uri(version) if version is not None else ""
+
+
+def open_backend(config: RegistryConfig) -> RegistryBackend:
+    """The backend the configuration names."""
+    if config.backend == "vertex":
+        from components.registry.vertex import VertexRegistry
+
+        return VertexRegistry(config)
+    from components.registry.mlflow_store import MlflowRegistry
+
+    return MlflowRegistry(config)
+
+
+def model_digest(model_uri: str) -> str:
+    """SHA-256 over every file's relative path and bytes: the same model gives the same digest."""
+    import tensorflow as tf  # gfile reads local folders and gs:// alike
+
+    if not tf.io.gfile.isdir(model_uri):
+        raise FileNotFoundError(f"no model folder at {model_uri}")
+    digest = hashlib.sha256()
+    for relative in sorted(_walk_files(model_uri)):
+        digest.update(relative.encode() + b"\0")
+        with tf.io.gfile.GFile(f"{model_uri.rstrip('/')}/{relative}", "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _walk_files(root: str) -> Iterator[str]:
+    import tensorflow as tf
+
+    root = root.rstrip("/")
+    for folder, _, files in tf.io.gfile.walk(root):
+        prefix = folder[len(root) :].strip("/")
+        for name in files:
+            yield f"{prefix}/{name}" if prefix else name
+
+
+def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
+    """Every number in a nested JSON document, keyed by its ``/``-joined path.
+
+    Example::
+
+        flatten_metrics({"ndcg": {"search": {"click": 0.61}}, "blessed": True})
+        # {"ndcg/search/click": 0.61}
+    """
+    if isinstance(data, bool) or data is None:
+        return {}
+    if isinstance(data, int | float):
+        return {prefix: float(data)} if prefix else {}
+    items: list[tuple[str, Any]] = []
+    if isinstance(data, Mapping):
+        items = [(str(key), value) for key, value in data.items()]
+    elif isinstance(data, list):
+        items = [(str(index), value) for index, value in enumerate(data)]
+    flat: dict[str, float] = {}
+    for key, value in items:
+        flat.update(flatten_metrics(value, f"{prefix}/{key}" if prefix else key))
+    return flat
+
+
+def code_version() -> str:
+    """The git commit of the installed code, else ``RANKER_CODE_VERSION`` (set when the image is built)."""
+    source_dir = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return commit or os.environ.get("RANKER_CODE_VERSION", "unknown")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return json.load(handle)
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(f"no file at {path}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def _exists(path: str) -> bool:
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path)
+
+
+def _sha256_json(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
