@@ -1,0 +1,245 @@
+"""`TrainerConfig`: every knob of the ranker's model and training loop, in one place.
+
+Defaults are documented beside each field and in ``docs/model.md``. A config
+round-trips through JSON (it is written next to every exported model as
+``trainer_config.json``) and is overridden, in this order, by environment
+variables ``RANKER_TRAIN_<FIELD>`` and by explicit overrides (CLI flags or a
+pipeline's ``config_json``)::
+
+    config = TrainerConfig.from_sources('{"architecture": "ple", "epochs": 3}')
+    config.architecture          # "ple"
+    TrainerConfig.from_json(config.to_json()) == config   # True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+Architecture = Literal["single_task", "shared_bottom", "mmoe_no_module", "mmoe", "ple"]
+ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
+EXPERT_TYPES = ("mlp", "cross")
+NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
+CONFIG_FILE = "trainer_config.json"
+ENV_PREFIX = "RANKER_TRAIN_"
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Model and training settings of the canonical ranker.
+
+    Example::
+
+        config = TrainerConfig(architecture="mmoe", expert_types=["mlp", "mlp", "cross", "cross"])
+        config.num_experts   # 4
+    """
+
+    # -- model ---------------------------------------------------------------
+    # single_task | shared_bottom | mmoe_no_module | mmoe | ple (see docs/model.md).
+    architecture: Architecture = "mmoe"
+    # One entry per shared expert: "mlp" (ReLU MLP) or "cross" (DCN-v2 cross network).
+    expert_types: list[str] = dataclasses.field(default_factory=lambda: ["mlp", "mlp", "mlp", "cross"])
+    # Hidden widths of an MLP expert (and of the shared bottom / single-task bottoms);
+    # the last width is every expert's output width.
+    expert_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])
+    # Cross layers in a "cross" expert and their low-rank projection (None: full rank).
+    cross_layers: int = 2
+    cross_projection_dim: int | None = None
+    # Hidden widths of each task tower (a final 1-unit logit layer is added).
+    tower_units: list[int] = dataclasses.field(default_factory=lambda: [16])
+    # Width of every embedding: categorical, hashed, list tokens, quantile buckets, PWL projections.
+    embedding_dim: int = 8
+    # Width of the module_name embedding concatenated into every expert, gate and tower layer.
+    module_embedding_dim: int = 8
+    # Share of training examples whose module is replaced by the OOV bucket, so an
+    # unseen module gets a trained "average module" embedding instead of a random one.
+    module_dropout: float = 0.1
+    # OOV buckets of every vocabulary lookup (categorical, list and module).
+    oov_buckets: int = 1
+    # Softmax temperature of every gate: >1 flattens the expert mixture, <1 sharpens it.
+    gate_temperature: float = 1.0
+    # PLE only: progressive levels and task-specific experts per task per level;
+    # the shared experts of every level follow expert_types.
+    ple_levels: int = 2
+    ple_task_experts: int = 1
+    # Force one numeric encoding for every numeric feature (None: the spec's per-feature choice).
+    numeric_encoding: str | None = None
+    dropout: float = 0.0
+    # -- objective -----------------------------------------------------------
+    # task -> loss weight (tasks not listed weigh 1.0).
+    task_loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Positive-class weight of a task = clip((negatives / positives) ** power, 1, max), from
+    # the spec's train counts; 0 disables it. Probabilities are corrected back (logit - log w).
+    positive_weight_power: float = 0.5
+    max_positive_weight: float = 50.0
+    # task -> explicit positive weight, overriding the derived one.
+    positive_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Ranking score = sum_task weight[module][task] * p(task). module -> {task: weight};
+    # modules not listed use default_score_weights; tasks not listed weigh 1.0, which
+    # makes the score the expected number of funnel steps (the graded relevance).
+    score_weights: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    default_score_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    # -- training ------------------------------------------------------------
+    learning_rate: float = 3e-3
+    batch_size: int = 1024
+    epochs: int = 10
+    # Stop after this many epochs without a lower eval loss and restore the best weights.
+    early_stopping_patience: int = 2
+    # Train steps run inside one tf.function call (fewer Python round trips per step).
+    steps_per_execution: int = 8
+    shuffle_buffer: int = 100_000
+    # Cache the parsed training split in memory when it has at most this many rows.
+    cache_max_rows: int = 2_000_000
+    seed: int = 42
+    # tf.config.experimental.enable_op_determinism(): same seed, same weights.
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.expert_types)
+
+    @property
+    def uses_module(self) -> bool:
+        return self.architecture != "mmoe_no_module"
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field with an impossible value."""
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {self.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+        unknown = sorted(set(self.expert_types) - set(EXPERT_TYPES))
+        if unknown or not self.expert_types:
+            raise ValueError(f"expert_types must be a non-empty list of {EXPERT_TYPES}, got {self.expert_types}")
+        if self.numeric_encoding is not None and self.numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ValueError(f"numeric_encoding {self.numeric_encoding!r} is not one of {NUMERIC_ENCODINGS} or null")
+        positive = {
+            "expert_units": min(self.expert_units, default=0),
+            "embedding_dim": self.embedding_dim,
+            "module_embedding_dim": self.module_embedding_dim,
+            "oov_buckets": self.oov_buckets,
+            "gate_temperature": self.gate_temperature,
+            "ple_levels": self.ple_levels,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "steps_per_execution": self.steps_per_execution,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.module_dropout < 1.0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("module_dropout and dropout must be in [0, 1)")
+
+    # -- serialization -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        import tensorflow as tf  # gs:// paths
+
+        with tf.io.gfile.GFile(str(path), "w") as file:
+            file.write(self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainerConfig:
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown trainer config field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainerConfig:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainerConfig:
+        import tensorflow as tf
+
+        path = str(path)
+        if tf.io.gfile.isdir(path):
+            path = f"{path.rstrip('/')}/{CONFIG_FILE}"
+        with tf.io.gfile.GFile(path) as file:
+            return cls.from_json(file.read())
+
+    def replace(self, **overrides: Any) -> TrainerConfig:
+        """A copy with some fields changed (validated)."""
+        return self.from_dict({**self.to_dict(), **overrides})
+
+    @classmethod
+    def from_sources(
+        cls,
+        json_or_file: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> TrainerConfig:
+        """Defaults <- ``RANKER_TRAIN_*`` environment <- a JSON string or file <- explicit overrides.
+
+        Example::
+
+            TrainerConfig.from_sources("config.json", {"epochs": 2}, environ={"RANKER_TRAIN_SEED": "7"})
+        """
+        values = env_overrides(os.environ if environ is None else environ)
+        values.update(parse_json_or_file(json_or_file))
+        values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+        return cls.from_dict(values)
+
+
+def parse_json_or_file(json_or_file: str | None) -> dict[str, Any]:
+    """A JSON object given inline (``'{"epochs": 2}'``) or as the path of a JSON file."""
+    if not json_or_file or not json_or_file.strip():
+        return {}
+    text = json_or_file.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"--config {text!r} is neither a JSON object nor an existing file")
+        text = path.read_text()
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"trainer config is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"trainer config must be a JSON object, got {type(values).__name__}")
+    return values
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Fields set as ``RANKER_TRAIN_<FIELD>`` (lists, dicts and null as JSON, the rest by field type)."""
+    hints = typing.get_type_hints(TrainerConfig)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(TrainerConfig):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is not None:
+            values[field.name] = _parse_env_value(field.name, raw, hints[field.name])
+    return values
+
+
+def _parse_env_value(name: str, raw: str, hint: Any) -> Any:
+    base = {typing.get_origin(hint)} | set(typing.get_args(hint))
+    try:
+        if bool in base or hint is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is str or typing.get_origin(hint) is Literal:
+            return raw
+        if str in base:  # optional string
+            return None if raw.lower() in ("", "null", "none") else raw
+        return json.loads(raw)  # lists, dicts, optionals
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {hint}") from error

@@ -1,0 +1,121 @@
+"""Load an exported ranker and score batches of candidates from plain Python/NumPy values.
+
+The evaluation and the prediction server both go through :class:`Ranker`::
+
+    ranker = load_ranker("work/model")
+    out = ranker.predict({"module_name": ["search", "search"], "price": [12.0, None], "category": ["toys", "art"]})
+    out["score"], out["click"]      # np.ndarray of shape (2,)
+
+Inputs are validated and cast: a missing numeric feature (absent column,
+``None`` or NaN) is NaN, a missing string feature is ``""`` (both encode as
+"missing" inside the model); a column of the wrong length or a value that is
+not a number is an error naming the feature and the row. Keys that are not
+model inputs are ignored. One signature call scores the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import TrainerConfig
+from trainer.export import SIGNATURE
+from trainer.model import SCORE
+from trainer.storage import load_feature_spec
+
+ColumnValues = np.ndarray | Sequence[Any]
+
+
+class Ranker:
+    """A loaded SavedModel ranker: ``predict(columns) -> {task: probabilities, "score": scores}``.
+
+    Example::
+
+        ranker = Ranker("work/model")
+        ranker.task_names        # ("click", "favorite", "add_to_cart", "purchase")
+        ranker.input_signature   # {"module_name": TensorSpec(shape=(None,), dtype=tf.string), ...}
+    """
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = str(model_dir)
+        if not tf.io.gfile.exists(f"{self.model_dir}/saved_model.pb"):
+            raise FileNotFoundError(f"no SavedModel at {self.model_dir}: train one with `ranker train`")
+        self.feature_spec = load_feature_spec(self.model_dir)
+        self.config = TrainerConfig.load(self.model_dir)
+        self._saved = tf.saved_model.load(self.model_dir)
+        self._serve = self._saved.signatures[SIGNATURE]
+        self.input_signature: dict[str, tf.TensorSpec] = dict(self._serve.structured_input_signature[1])
+        self.task_names: tuple[str, ...] = self.feature_spec.task_names
+        self.output_names: tuple[str, ...] = (*self.task_names, SCORE)
+
+    def predict(self, features: Mapping[str, ColumnValues]) -> dict[str, np.ndarray]:
+        """Probabilities per task and the ranking score for a batch of candidates (one row per candidate)."""
+        tensors = self.to_tensors(features)
+        outputs = self._serve(**tensors)
+        return {name: outputs[name].numpy() for name in self.output_names}
+
+    def to_tensors(self, features: Mapping[str, ColumnValues]) -> dict[str, tf.Tensor]:
+        """Validated, cast input tensors for the signature (missing columns filled)."""
+        rows = _batch_size(features, self.input_signature)
+        tensors = {}
+        for name, spec in self.input_signature.items():
+            values = features.get(name)
+            if spec.dtype == tf.string:
+                tensors[name] = tf.constant(_strings(name, values, rows), tf.string)
+            else:
+                tensors[name] = tf.constant(_floats(name, values, rows), tf.float32)
+        return tensors
+
+
+def load_ranker(model_dir: str | Path) -> Ranker:
+    """The exported ranker in ``model_dir`` (local or gs://), ready to ``predict``."""
+    return Ranker(model_dir)
+
+
+def _batch_size(features: Mapping[str, ColumnValues], signature: Mapping[str, tf.TensorSpec]) -> int:
+    lengths = {name: len(features[name]) for name in signature if name in features and features[name] is not None}
+    if not lengths:
+        raise ValueError(f"no model input in the request; expected some of {', '.join(signature)}")
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{name}={length}" for name, length in lengths.items())
+        raise ValueError(f"input columns have different lengths: {detail}")
+    return next(iter(lengths.values()))
+
+
+def _strings(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
+    if values is None:
+        return np.full(rows, b"", dtype=object)
+    array = np.asarray(values, dtype=object).reshape(-1)
+    if array.ndim != 1 or len(array) != rows:
+        raise ValueError(f"feature {name!r} must be one value per candidate")
+    out = np.empty(rows, dtype=object)
+    for row, value in enumerate(array):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out[row] = b""
+        elif isinstance(value, bytes):
+            out[row] = value
+        else:
+            out[row] = str(value).encode()
+    return out
+
+
+def _floats(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
+    if values is None:
+        return np.full(rows, np.nan, dtype=np.float32)
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float32).reshape(-1)
+    out = np.empty(rows, dtype=np.float32)
+    for row, value in enumerate(array.reshape(-1)):
+        if value is None or value == "":
+            out[row] = np.nan
+            continue
+        try:
+            out[row] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {name!r} row {row}: {value!r} is not a number") from None
+    return out

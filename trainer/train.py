@@ -1,0 +1,224 @@
+"""Train, evaluate and export the ranker: the one function every entry point calls.
+
+``ranker train`` (trainer/cli.py), ``python -m trainer.task`` (a Vertex AI
+custom job) and the ``train_mmoe`` pipeline component all call
+:func:`train_and_export`::
+
+    result = train_and_export("work/examples", "work/model", TrainerConfig(epochs=3))
+    result.eval_metrics["click_auc"], result.gate_usage["weights"]["search"]["click"]
+
+Training reads the ``train`` split, early-stops on the mean ``eval`` loss
+(restoring the best weights), writes checkpoints and TensorBoard logs when
+asked, then exports the SavedModel, the gate diagnostics
+(``gate_usage.json``) and the metrics (``metrics.json``) into ``model_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import TrainerConfig
+from trainer.export import export_model
+from trainer.inputs import make_dataset
+from trainer.model import RankerModel, build_model
+from trainer.schema import MODULE, FeatureSpec
+from trainer.storage import load_feature_spec, write_json
+
+logger = logging.getLogger(__name__)
+
+GATE_USAGE_FILE = "gate_usage.json"
+METRICS_FILE = "metrics.json"
+MONITOR = "val_ranking_loss"
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What a training run produced (also written as ``metrics.json`` in the model dir)."""
+
+    model_dir: str
+    eval_metrics: dict[str, float]
+    gate_usage: dict[str, Any]
+    history: dict[str, list[float]]
+    epochs_trained: int
+    best_epoch: int
+    train_examples_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def configure_determinism(config: TrainerConfig) -> None:
+    """Seed Python, NumPy and TensorFlow; make ops deterministic when the config asks for it."""
+    tf.keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def train_and_export(
+    examples_dir: str | Path,
+    model_dir: str | Path,
+    config: TrainerConfig | None = None,
+    checkpoint_dir: str | None = None,
+    tensorboard_dir: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> TrainingResult:
+    """Train on ``<examples_dir>/train``, early-stop on ``eval``, export to ``model_dir`` (local or gs://).
+
+    Example::
+
+        result = train_and_export("work/examples", "work/model", TrainerConfig(architecture="ple"))
+        result.best_epoch, result.eval_metrics["ranking_loss"]
+    """
+    config = config or TrainerConfig()
+    examples_dir, model_dir = str(examples_dir), str(model_dir)
+    spec = load_feature_spec(examples_dir)
+    configure_determinism(config)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(spec, config)
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(config.learning_rate),
+            steps_per_execution=config.steps_per_execution,
+        )
+    train_rows, eval_rows = split_rows(examples_dir, "train", spec), split_rows(examples_dir, "eval", spec)
+    train = make_dataset(
+        examples_dir,
+        "train",
+        spec,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        cache=train_rows <= config.cache_max_rows,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    evaluation = make_dataset(examples_dir, "eval", spec, config.batch_size, cache=True)
+    # Steps are explicit so several can run per tf.function call (steps_per_execution).
+    train_steps, eval_steps = math.ceil(train_rows / config.batch_size), math.ceil(eval_rows / config.batch_size)
+    started = time.perf_counter()
+    history = model.fit(
+        train.repeat(),
+        steps_per_epoch=train_steps,
+        validation_data=evaluation.repeat(),
+        validation_steps=eval_steps,
+        epochs=config.epochs,
+        callbacks=_callbacks(config, checkpoint_dir, tensorboard_dir),
+        verbose=2,
+    )
+    seconds = time.perf_counter() - started
+    epochs_trained = len(history.history.get("loss", []))
+    losses = history.history.get(MONITOR, [])
+    best_epoch = int(np.argmin(losses)) + 1 if losses else epochs_trained
+    evaluated = model.evaluate(evaluation.repeat(), steps=eval_steps, return_dict=True, verbose=0)
+    eval_metrics = {name: float(value) for name, value in evaluated.items()}
+    usage = gate_usage(model, evaluation)
+    export_model(model, model_dir)
+    result = TrainingResult(
+        model_dir=model_dir,
+        eval_metrics=eval_metrics,
+        gate_usage=usage,
+        history={key: [float(v) for v in values] for key, values in history.history.items()},
+        epochs_trained=epochs_trained,
+        best_epoch=best_epoch,
+        train_examples_per_second=(train_rows * epochs_trained / seconds) if seconds > 0 else 0.0,
+    )
+    write_json(f"{model_dir}/{GATE_USAGE_FILE}", usage)
+    write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
+    logger.info("exported %s (best epoch %d of %d): %s", model_dir, best_epoch, epochs_trained, eval_metrics)
+    return result
+
+
+def split_rows(examples_dir: str, split: str, spec: FeatureSpec) -> int:
+    """Rows of a split: from the spec's counts, else counted from the shards; an empty split is an error."""
+    stats = spec.splits.get(split)
+    rows = stats.rows if stats else 0
+    if rows <= 0:
+        rows = int(make_dataset(examples_dir, split, spec, 8192).reduce(0, lambda n, b: n + tf.shape(b[MODULE])[0]))
+    if rows <= 0:
+        raise ValueError(f"split {split!r} of {examples_dir} has no examples")
+    return rows
+
+
+def _callbacks(config: TrainerConfig, checkpoint_dir: str | None, tensorboard_dir: str | None) -> list:
+    callbacks: list[tf.keras.callbacks.Callback] = [
+        tf.keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+        tf.keras.callbacks.TerminateOnNaN(),
+    ]
+    if checkpoint_dir:
+        callbacks.append(
+            tf.keras.callbacks.ModelCheckpoint(
+                f"{checkpoint_dir.rstrip('/')}/epoch-{{epoch:03d}}",
+                monitor=MONITOR,
+                save_weights_only=True,
+                save_best_only=False,
+            )
+        )
+    if tensorboard_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(tensorboard_dir, update_freq="epoch"))
+    return callbacks
+
+
+def gate_usage(model: RankerModel, batches: tf.data.Dataset) -> dict[str, Any]:
+    """Mean gate weight per module, task and expert on ``batches``, and the entropy of those means.
+
+    ``entropy[module][task]`` is the entropy (nats) of the mean gate weights; it
+    is near 0 when a gate collapsed onto one expert and near ``max_entropy``
+    (``log(experts)``) when it spreads evenly. ``example_entropy`` is the mean
+    per-example entropy (low: each example routes to few experts). Architectures
+    without gates report empty ``experts`` and ``weights``.
+
+    Example::
+
+        usage = gate_usage(model, eval_batches)
+        usage["weights"]["search"]["click"]   # [w_expert_0, w_expert_1, ...], sums to 1
+    """
+    experts, tasks = model.expert_names, list(model.task_names)
+    sums: dict[str, np.ndarray] = {}
+    entropy_sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    if experts:
+        gate_fn = tf.function(lambda features: model.logits_and_gates(features, training=False)[1])
+        for batch in batches:
+            gates = gate_fn(batch)
+            weights = np.stack([gates[task].numpy() for task in tasks], axis=1)  # (batch, tasks, experts)
+            per_example_entropy = -np.sum(weights * np.log(np.clip(weights, 1e-12, 1.0)), axis=2)
+            modules = batch[MODULE].numpy()
+            for module in np.unique(modules):
+                rows = modules == module
+                name = module.decode()
+                sums[name] = sums.get(name, 0.0) + weights[rows].sum(axis=0)
+                entropy_sums[name] = entropy_sums.get(name, 0.0) + per_example_entropy[rows].sum(axis=0)
+                counts[name] = counts.get(name, 0) + int(rows.sum())
+    weights_out, entropy_out, example_entropy_out = {}, {}, {}
+    for module in sorted(sums):
+        mean = sums[module] / counts[module]
+        weights_out[module] = {task: [round(float(w), 6) for w in mean[i]] for i, task in enumerate(tasks)}
+        entropy_out[module] = {task: round(_entropy(mean[i]), 6) for i, task in enumerate(tasks)}
+        example_entropy_out[module] = {
+            task: round(float(entropy_sums[module][i] / counts[module]), 6) for i, task in enumerate(tasks)
+        }
+    return {
+        "architecture": model.config.architecture,
+        "experts": experts,
+        "tasks": tasks,
+        "modules": sorted(sums),
+        "rows": {module: counts[module] for module in sorted(counts)},
+        "weights": weights_out,
+        "entropy": entropy_out,
+        "example_entropy": example_entropy_out,
+        "max_entropy": round(math.log(len(experts)), 6) if experts else 0.0,
+    }
+
+
+def _entropy(distribution: np.ndarray) -> float:
+    p = np.clip(distribution, 1e-12, 1.0)
+    return float(-np.sum(p * np.log(p)))
