@@ -1,0 +1,122 @@
+"""Running the model off the event loop, alone or with the candidates of concurrent requests batched together.
+
+The model runs in a worker thread (TensorFlow releases the GIL), so the event
+loop keeps parsing and answering other requests meanwhile. With
+``max_wait_ms > 0`` a :class:`MicroBatcher` merges the candidates of requests
+that arrive within that wait (or while the model is busy) into one model call::
+
+    batcher = MicroBatcher(ranker.predict, max_wait_ms=2, max_candidates=16384)
+    outputs = await batcher.predict(columns)     # this request's rows only
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from serving.observability import MODEL_BATCH
+
+Columns = Mapping[str, np.ndarray]
+PredictFn = Callable[[Columns], Mapping[str, np.ndarray]]
+
+
+class DirectRunner:
+    """One model call per request, in a worker thread.
+
+    Example::
+
+        runner = DirectRunner(ranker.predict)
+        outputs = await runner.predict({"module_name": ..., "price": ...})
+    """
+
+    def __init__(self, predict: PredictFn, threads: int = 2) -> None:
+        self._predict = predict
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ranker-model")
+
+    async def predict(self, columns: Columns) -> Mapping[str, np.ndarray]:
+        MODEL_BATCH.observe(_rows(columns))
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, columns)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class MicroBatcher:
+    """Merges concurrent requests into one model call; one call runs at a time.
+
+    A batch closes when ``max_wait_ms`` has passed since its first request or
+    when it holds ``max_candidates`` rows; requests that arrive while the model
+    runs wait for the next batch. Each caller gets back its own rows.
+
+    Example::
+
+        batcher = MicroBatcher(ranker.predict, max_wait_ms=2.0, max_candidates=16384)
+        outputs = await batcher.predict(columns)
+    """
+
+    def __init__(self, predict: PredictFn, max_wait_ms: float, max_candidates: int) -> None:
+        self._predict = predict
+        self._max_wait_s = max_wait_ms / 1000
+        self._max_candidates = max_candidates
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ranker-batch")
+        self._queue: asyncio.Queue[tuple[Columns, asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def predict(self, columns: Columns) -> Mapping[str, np.ndarray]:
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((columns, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            merged = {key: np.concatenate([columns[key] for columns, _ in batch]) for key in batch[0][0]}
+            MODEL_BATCH.observe(_rows(merged))
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._predict, merged)
+            except Exception as error:  # every waiting request learns about the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            start = 0
+            for columns, future in batch:
+                end = start + _rows(columns)
+                if not future.done():
+                    future.set_result({key: values[start:end] for key, values in outputs.items()})
+                start = end
+
+    async def _collect(self) -> list[tuple[Columns, asyncio.Future]]:
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        rows = _rows(batch[0][0])
+        deadline = asyncio.get_running_loop().time() + self._max_wait_s
+        while rows < self._max_candidates:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 and self._queue.empty():
+                break
+            try:
+                item = (
+                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                break
+            batch.append(item)
+            rows += _rows(item[0])
+        return batch
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._executor.shutdown(wait=True)
+
+
+def _rows(columns: Columns) -> int:
+    return len(next(iter(columns.values())))

@@ -1,0 +1,187 @@
+"""Prometheus metrics, JSON logs and the ASGI middleware that records both and caps the body size.
+
+The metrics are exported at ``/metrics`` (KServe's route, the default
+Prometheus registry) beside KServe's own ``request_*_seconds`` histograms::
+
+    ranker_requests_total{route="predict",status="200"}
+    ranker_request_latency_seconds_bucket{route="predict",le="0.025"}
+    ranker_candidates_per_request_bucket{le="1000.0"}
+    ranker_model_batch_candidates_bucket{le="1000.0"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+_CANDIDATE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000)
+
+REQUESTS = Counter("ranker_requests_total", "HTTP requests by route kind and status code", ["route", "status"])
+LATENCY = Histogram(
+    "ranker_request_latency_seconds", "HTTP request latency by route kind", ["route"], buckets=_LATENCY_BUCKETS
+)
+CANDIDATES = Histogram(
+    "ranker_candidates_per_request", "candidates in one ranking request (instance)", buckets=_CANDIDATE_BUCKETS
+)
+MODEL_BATCH = Histogram(
+    "ranker_model_batch_candidates",
+    "candidates in one model call (across batched requests)",
+    buckets=_CANDIDATE_BUCKETS,
+)
+
+access_logger = logging.getLogger("serving.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra={"fields": {...}}``.
+
+    Cloud Logging and Kubernetes log collectors parse ``severity`` and ``message`` natively.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "severity": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    """Send every logger (ours, KServe's, uvicorn's) to stderr as JSON lines."""
+    import time as _time
+
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = JsonFormatter()
+    formatter.converter = _time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("kserve", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    # KServe's per-request timing lines and uvicorn's access lines are replaced by ours.
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").handlers = []
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class ObservabilityMiddleware:
+    """ASGI middleware: refuses oversized bodies with 413, counts and times every request, logs it as JSON.
+
+    Example::
+
+        app.add_middleware(ObservabilityMiddleware, classify=lambda path: "predict", max_body_bytes=1 << 20)
+    """
+
+    def __init__(
+        self, app: ASGIApp, classify: Callable[[str], str], max_body_bytes: int, access_log: bool = True
+    ) -> None:
+        self.app = app
+        self.classify = classify
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        route = self.classify(scope["path"])
+        status = {"code": 500}
+
+        async def send_recording_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            if scope["method"] == "POST":
+                body = await self._read_body(scope, receive)
+                if body is None:
+                    await _too_large(send_recording_status, self.max_body_bytes)
+                    return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(route, str(status["code"])).inc()
+            LATENCY.labels(route).observe(elapsed)
+            if self.access_log:
+                access_logger.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status["code"],
+                    extra={"fields": _access_fields(scope, status["code"], elapsed)},
+                )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole request body, or None as soon as it exceeds the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the already-read body, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    payload = json.dumps({"error": f"request body exceeds the limit of {limit} bytes (RANKER_MAX_BODY_BYTES)"})
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": payload.encode()})
+
+
+def _access_fields(scope: Scope, status: int, elapsed: float) -> dict[str, Any]:
+    headers = dict(scope["headers"])
+    return {
+        "http_method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 3),
+        "request_id": headers.get(b"x-request-id", b"").decode("latin-1"),
+        "client": scope["client"][0] if scope.get("client") else "",
+    }

@@ -1,0 +1,294 @@
+"""Turning a JSON ranking request into model columns, and model outputs into a response.
+
+One *instance* is one ranking request: the context (the module and any
+request-level feature) and the candidates to rank, either as a list of rows or
+as columns::
+
+    {"instances": [{"context": {"module_name": "search", "user_id": "u7"},
+                    "candidates": [{"listing_id": "l1", "price": 12.5},
+                                   {"listing_id": "l2", "price": null}]}],
+     "parameters": {"top_k": 1}}
+
+    parser = RequestParser(FeatureSpec.load("model/feature_spec.json"), max_candidates=2000)
+    batch = parser.parse(orjson.loads(body))
+    outputs = ranker.predict(batch.columns)          # one model call for every candidate
+    response = build_response(batch, outputs, parser.task_names)
+
+The rules (also in docs/serving.md):
+
+* Context values are broadcast over the candidates. A key given both in the
+  context and in the candidates is an error (there is no silent precedence).
+* A key that is neither ``module_name`` nor a feature of the spec is an error.
+* A feature that is absent, or ``null``, is missing: NaN for numeric features,
+  ``""`` for string features, exactly as extraction encodes a missing value.
+* Numeric features take JSON numbers (not strings, not booleans) that are
+  finite in float32. String features take strings or integers (ids); list
+  features take a string joined by ``|`` or a list of strings.
+* An unknown ``module_name`` is scored (the model maps it to its
+  out-of-vocabulary embedding). When the context has no ``module_name`` and the
+  spec knows a single module, that module is used; otherwise it is required.
+
+Every violation raises :class:`RequestError` whose message names the instance,
+the field and, for candidate values, the candidate index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainer.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+KNOWN_PARAMETERS = ("top_k",)
+NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+class RequestError(ValueError):
+    """A request the server refuses with a 4xx; the message names the offending field."""
+
+
+@dataclasses.dataclass
+class ParsedBatch:
+    """Every candidate of every instance of one request, as model-ready columns.
+
+    ``offsets[i]:offsets[i + 1]`` are the rows of instance ``i``; ``ids`` holds
+    each instance's candidate ids (the spec's ``item_id`` role) when sent.
+    """
+
+    columns: dict[str, np.ndarray]
+    offsets: np.ndarray
+    ids: list[np.ndarray | None]
+    top_k: int | None = None
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def candidates_per_instance(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+class RequestParser:
+    """Validates ranking requests against a feature spec and builds the model's input columns.
+
+    Example::
+
+        parser = RequestParser(spec, max_candidates=1000)
+        batch = parser.parse({"instances": [{"context": {"module_name": "search"},
+                                             "candidates": {"price": [3.0, 9.5]}}]})
+        batch.columns["price"]   # array([3. , 9.5], dtype=float32)
+    """
+
+    def __init__(self, spec: FeatureSpec, max_candidates: int = 1000, max_instances: int = 64):
+        self.spec = spec
+        self.max_candidates = max_candidates
+        self.max_instances = max_instances
+        self.numeric = {f.name for f in spec.features if not f.is_string}
+        self.lists = {f.name for f in spec.features if f.kind == "list"}
+        self.inputs = (MODULE, *spec.feature_names)
+        self.known = frozenset(self.inputs)
+        self.id_key = spec.roles.get("item_id")
+        self.default_module = spec.modules[0] if len(spec.modules) == 1 else None
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return self.spec.task_names
+
+    def parse(self, body: Any) -> ParsedBatch:
+        """Parse a decoded ``{"instances": [...], "parameters": {...}}`` body."""
+        if not isinstance(body, Mapping):
+            raise RequestError(f"the request body must be a JSON object with 'instances', got {_kind(body)}")
+        unknown = set(body) - {"instances", "parameters"}
+        if unknown:
+            raise RequestError(f"unknown top-level field(s) {sorted(unknown)}: expected 'instances' and 'parameters'")
+        instances = body.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise RequestError("'instances' must be a non-empty list of ranking requests")
+        if len(instances) > self.max_instances:
+            raise RequestError(
+                f"'instances' holds {len(instances)} requests, more than the maximum {self.max_instances}"
+            )
+        top_k = self._top_k(body.get("parameters"))
+        parts = [self.parse_instance(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
+        columns = {key: np.concatenate([part[key] for part, _ in parts]) for key in self.inputs}
+        sizes = [len(part[MODULE]) for part, _ in parts]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return ParsedBatch(columns=columns, offsets=offsets, ids=[ids for _, ids in parts], top_k=top_k)
+
+    def parse_instance(self, instance: Any, where: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The model columns of one instance, and its candidate ids when the candidates carry them."""
+        if not isinstance(instance, Mapping):
+            raise RequestError(f"{where} must be an object with 'context' and 'candidates', got {_kind(instance)}")
+        unknown = set(instance) - {"context", "candidates"}
+        if unknown:
+            raise RequestError(f"{where} has unknown field(s) {sorted(unknown)}: expected 'context' and 'candidates'")
+        context = instance.get("context", {})
+        if not isinstance(context, Mapping):
+            raise RequestError(f"{where}.context must be an object, got {_kind(context)}")
+        candidates, count = self._candidate_columns(instance.get("candidates"), f"{where}.candidates")
+        self._check_keys(context, f"{where}.context")
+        both = set(context) & set(candidates)
+        if both:
+            raise RequestError(
+                f"{where}: {sorted(both)} given both in the context and in the candidates; send each key in one place"
+            )
+        if MODULE not in context and MODULE not in candidates:
+            if self.default_module is None:
+                raise RequestError(f"{where}.context.{MODULE} is required (the model knows several modules)")
+            context = {**context, MODULE: self.default_module}
+        columns: dict[str, np.ndarray] = {}
+        for key in self.inputs:
+            if key in candidates:
+                columns[key] = self._column(key, candidates[key], f"{where}.candidates.{key}")
+            else:
+                columns[key] = np.repeat(self._column(key, [context.get(key)], f"{where}.context.{key}", False), count)
+        ids = columns[self.id_key] if self.id_key in candidates else None
+        return columns, ids
+
+    def _top_k(self, parameters: Any) -> int | None:
+        if parameters is None:
+            return None
+        if not isinstance(parameters, Mapping):
+            raise RequestError(f"'parameters' must be an object, got {_kind(parameters)}")
+        unknown = set(parameters) - set(KNOWN_PARAMETERS)
+        if unknown:
+            raise RequestError(f"unknown parameter(s) {sorted(unknown)}: known are {list(KNOWN_PARAMETERS)}")
+        top_k = parameters.get("top_k")
+        if top_k is None:
+            return None
+        if type(top_k) is not int or top_k < 1:
+            raise RequestError(f"parameters.top_k must be a positive integer, got {top_k!r}")
+        return top_k
+
+    def _candidate_columns(self, candidates: Any, where: str) -> tuple[Mapping[str, Any], int]:
+        """Candidates as ``{key: list of values}`` and their count, from rows or columns."""
+        if isinstance(candidates, Mapping):
+            columns = candidates
+            lengths = {key: len(values) if isinstance(values, list) else None for key, values in columns.items()}
+            for key, length in lengths.items():
+                if length is None:
+                    raise RequestError(f"{where}.{key} must be a list (columnar candidates), got {_kind(columns[key])}")
+            if len(set(lengths.values())) > 1:
+                raise RequestError(f"{where}: columns have different lengths {lengths}")
+            count = next(iter(lengths.values()), 0)
+        elif isinstance(candidates, list):
+            count = len(candidates)
+            self._check_count(count, where)
+            if not all(type(row) is dict for row in candidates):
+                index = next(i for i, row in enumerate(candidates) if type(row) is not dict)
+                raise RequestError(f"{where}[{index}] must be an object, got {_kind(candidates[index])}")
+            keys = set().union(*candidates)
+            self._check_keys(keys, where)
+            columns = {key: [row.get(key) for row in candidates] for key in keys}
+        else:
+            raise RequestError(f"{where} must be a list of objects or an object of columns, got {_kind(candidates)}")
+        self._check_count(count, where)
+        self._check_keys(columns, where)
+        return columns, count
+
+    def _check_count(self, count: int, where: str) -> None:
+        if count == 0:
+            raise RequestError(f"{where} is empty: a ranking request needs at least one candidate")
+        if count > self.max_candidates:
+            raise RequestError(f"{where} holds {count} candidates, more than the maximum {self.max_candidates}")
+
+    def _check_keys(self, keys: Any, where: str) -> None:
+        unknown = set(keys) - self.known
+        if unknown:
+            raise RequestError(
+                f"{where} has unknown feature(s) {sorted(unknown)}; the model takes {MODULE} and "
+                f"{', '.join(self.spec.feature_names)}"
+            )
+
+    def _column(self, key: str, values: list, where: str, indexed: bool = True) -> np.ndarray:
+        if key in self.numeric:
+            return numeric_column(values, where, indexed)
+        return string_column(values, where, joined=key in self.lists, indexed=indexed)
+
+
+def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> np.ndarray:
+    """JSON numbers as float32, ``null`` as NaN; anything else names the first bad index.
+
+    >>> numeric_column([1, 2.5, None], "price")
+    array([1. , 2.5, nan], dtype=float32)
+    """
+    types = set(map(type, values))
+    if not types <= NUMBER_TYPES:
+        index = next(i for i, value in enumerate(values) if type(value) not in NUMBER_TYPES)
+        raise RequestError(
+            f"{_at(where, index, indexed)}: expected a number or null, got {_kind(values[index])} {values[index]!r}"
+        )
+    if type(None) in types:
+        values = [np.nan if value is None else value for value in values]
+    array = np.array(values, dtype=np.float64)
+    too_big = np.abs(array) > FLOAT32_MAX
+    if too_big.any():
+        index = int(np.argmax(too_big))
+        raise RequestError(f"{_at(where, index, indexed)}: {values[index]!r} is not a finite float32 number")
+    return array.astype(np.float32)
+
+
+def string_column(values: Sequence[Any], where: str, joined: bool = False, indexed: bool = True) -> np.ndarray:
+    """Strings (or integer ids) as an object array, ``null`` as ``""``; list features may send lists.
+
+    >>> string_column(["a", 7, None], "listing_id")
+    array(['a', '7', ''], dtype=object)
+    """
+    column = np.empty(len(values), dtype=object)
+    if set(map(type, values)) == {str}:
+        column[:] = values
+        return column
+    for index, value in enumerate(values):
+        if type(value) is str:
+            column[index] = value
+        elif value is None:
+            column[index] = ""
+        elif type(value) is int:
+            column[index] = str(value)
+        elif joined and type(value) is list and all(type(token) is str for token in value):
+            column[index] = LIST_SEPARATOR.join(value)
+        else:
+            expected = "a string, a list of strings or null" if joined else "a string, an integer id or null"
+            raise RequestError(f"{_at(where, index, indexed)}: expected {expected}, got {_kind(value)} {value!r}")
+    return column
+
+
+def build_response(batch: ParsedBatch, outputs: Mapping[str, np.ndarray], task_names: Sequence[str]) -> dict:
+    """``{"predictions": [...]}``: per instance, the score and task probabilities of every candidate.
+
+    Arrays stay NumPy (the JSON encoder writes them natively); ``top_k`` adds
+    the best candidates' indices (and ids when the candidates carried them).
+    """
+    predictions = []
+    scores = np.asarray(outputs["score"], dtype=np.float32).reshape(-1)
+    tasks = {task: np.asarray(outputs[task], dtype=np.float32).reshape(-1) for task in task_names}
+    for index, (start, end) in enumerate(zip(batch.offsets[:-1], batch.offsets[1:], strict=True)):
+        score = scores[start:end]
+        prediction: dict[str, Any] = {
+            "score": score,
+            "tasks": {task: values[start:end] for task, values in tasks.items()},
+        }
+        if batch.top_k is not None:
+            order = np.argsort(-score, kind="stable")[: batch.top_k]
+            top: dict[str, Any] = {"indices": order}
+            ids = batch.ids[index]
+            if ids is not None:
+                top["ids"] = ids[order].tolist()
+            prediction["top_k"] = top
+        predictions.append(prediction)
+    return {"predictions": predictions}
+
+
+def _at(where: str, index: int, indexed: bool) -> str:
+    return f"{where}[{index}]" if indexed else where
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,192 @@
+"""The prediction server: the ranker as a KServe model, with Vertex AI's custom-container routes.
+
+One process serves, on one port:
+
+==========================================  ==============================================
+route                                       what it does
+==========================================  ==============================================
+``POST /v1/models/<name>:predict``          KServe v1 predict
+``GET /v1/models/<name>``                   KServe v1 readiness (503 until the model loads)
+``POST $AIP_PREDICT_ROUTE`` (``/predict``)  Vertex AI predict (same body and answer)
+``GET $AIP_HEALTH_ROUTE`` (``/health``)     Vertex AI health (= readiness)
+``GET /``, ``GET /v2/health/live``          liveness
+``GET /metrics``                            Prometheus metrics
+==========================================  ==============================================
+
+::
+
+    serve(ServerConfig.from_env(model_uri="work_dir/model"))   # blocks until SIGTERM / SIGINT
+
+On SIGTERM the server stops accepting connections, finishes the requests in
+flight (up to ``grace_period_s``) and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from fastapi import Request
+from kserve import Model
+from kserve.errors import InvalidInput
+
+from serving.batcher import DirectRunner, MicroBatcher
+from serving.config import ServerConfig
+from serving.model_source import resolve_model_dir
+from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
+from serving.request import ParsedBatch, RequestError, RequestParser, build_response
+from trainer.schema import MODULE, FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+
+class Ranker(Protocol):
+    """What the server needs from a loaded model (``trainer.predict.Ranker`` provides it)."""
+
+    feature_spec: FeatureSpec
+
+    def predict(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class RankerModel(Model):
+    """The ranker behind KServe's data plane: parses ranking requests, scores, answers.
+
+    Example::
+
+        model = RankerModel("mmoe-ranker", load_ranker("work_dir/model"), ServerConfig())
+        model.load()
+        ModelServer(http_port=8080, enable_grpc=False).start([model])
+    """
+
+    def __init__(self, name: str, ranker: Ranker, config: ServerConfig) -> None:
+        super().__init__(name)
+        self.ranker = ranker
+        self.config = config
+        self.parser = RequestParser(
+            ranker.feature_spec, max_candidates=config.max_candidates, max_instances=config.max_instances
+        )
+        self.runner: DirectRunner | MicroBatcher | None = None
+
+    def load(self) -> bool:
+        """Start the model runner and score one batch, so the first request does not pay for tracing."""
+        module = self.parser.default_module or (self.ranker.feature_spec.modules or ["default"])[0]
+        self.ranker.predict({MODULE: np.full(8, module, dtype=object)})
+        if self.config.batch_wait_ms > 0:
+            self.runner = MicroBatcher(self.ranker.predict, self.config.batch_wait_ms, self.config.max_batch_candidates)
+        else:
+            self.runner = DirectRunner(self.ranker.predict)
+        self.ready = True
+        return self.ready
+
+    def stop(self) -> None:
+        self.ready = False
+        if self.runner is not None:
+            self.runner.close()
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch:
+        if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
+            try:
+                payload = orjson.loads(payload)
+            except orjson.JSONDecodeError as error:
+                raise InvalidInput(f"the request body is not valid JSON: {error}") from None
+        try:
+            batch = self.parser.parse(payload)
+        except RequestError as error:
+            raise InvalidInput(str(error)) from None
+        for count in batch.candidates_per_instance:
+            CANDIDATES.observe(count)
+        return batch
+
+    async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
+        assert self.runner is not None, "load() first"
+        outputs = await self.runner.predict(batch.columns)
+        return build_response(batch, outputs, self.parser.task_names)
+
+
+class InvalidInputLogFilter(logging.Filter):
+    """KServe logs every refused request with a traceback at ERROR; make it one WARNING line with the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, InvalidInput):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = "invalid input: %s", (error,), None, None
+        return True
+
+
+def route_classifier(config: ServerConfig) -> Any:
+    """Path -> a bounded metric label: ``predict``, ``health``, ``metrics`` or ``other``."""
+    health = {config.health_route, f"/v1/models/{config.model_name}", "/", "/v2/health/live", "/v2/health/ready"}
+
+    def classify(path: str) -> str:
+        if path == config.predict_route or path.endswith(":predict"):
+            return "predict"
+        if path in health:
+            return "health"
+        return "metrics" if path == "/metrics" else "other"
+
+    return classify
+
+
+def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
+    """Add the Vertex AI routes and the observability middleware to KServe's FastAPI app."""
+    from kserve.protocol.rest.v1_endpoints import V1Endpoints
+
+    endpoints = V1Endpoints(dataplane)
+    name = config.model_name
+
+    async def vertex_predict(request: Request) -> Any:
+        return await endpoints.predict(name, request)
+
+    async def vertex_health() -> dict:
+        return await endpoints.model_ready(name)
+
+    app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
+    app.add_api_route(config.health_route, vertex_health, methods=["GET"])
+    app.add_middleware(
+        ObservabilityMiddleware,
+        classify=route_classifier(config),
+        max_body_bytes=config.max_body_bytes,
+        access_log=config.access_log,
+    )
+
+
+def load_model(config: ServerConfig) -> RankerModel:
+    """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
+    from trainer.predict import load_ranker
+
+    model_dir = resolve_model_dir(config.model_uri, config.cache_dir or None)
+    logger.info("loading the ranker from %s", model_dir)
+    model = RankerModel(config.model_name, load_ranker(model_dir), config)
+    model.load()
+    return model
+
+
+def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
+    """Load the model and serve it until SIGTERM/SIGINT (see the module docstring for the routes)."""
+    configure_json_logging(log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(InvalidInputLogFilter())
+    model = load_model(config)
+    from kserve import ModelServer
+    from kserve.model_server import app
+
+    server = ModelServer(
+        http_port=config.http_port,
+        enable_grpc=False,
+        enable_latency_logging=False,
+        grace_period=config.grace_period_s,
+        workers=1,
+    )
+    install_routes(app, server.dataplane, config)
+    logger.info(
+        "serving %s on port %d (predict %s, health %s)",
+        config.model_name,
+        config.http_port,
+        config.predict_route,
+        config.health_route,
+    )
+    server.start([model])
