@@ -1,0 +1,52 @@
+"""Training and evaluation targets: one binary label per task, plus graded engagement.
+
+Tasks come from the feature spec in ascending order of value, so the graded
+engagement relevance of an impression is the index of its deepest positive
+task + 1 (0 when no task is positive). With the default tasks, a purchase (4)
+beats an add-to-cart (3), a favorite (2) and a click (1)::
+
+    targets(spec)                                   # ("click", ..., "purchase", "engagement")
+    target_labels(columns, "engagement", spec.task_names)   # array([0, 1, 4, ...])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from trainer.schema import FeatureSpec, label_key
+
+ENGAGEMENT = "engagement"
+"""The graded-relevance target, beside the tasks."""
+
+
+def targets(spec: FeatureSpec) -> tuple[str, ...]:
+    """Every target a ranker is judged on: each task, then graded engagement."""
+    return (*spec.task_names, ENGAGEMENT)
+
+
+def graded_relevance(columns: Mapping[str, np.ndarray], task_names: Sequence[str]) -> np.ndarray:
+    """Index of the deepest positive task + 1 per row (0 when none is positive).
+
+    >>> graded_relevance({"label_a": np.array([1, 1, 0]), "label_b": np.array([0, 1, 0])}, ["a", "b"])
+    array([1, 2, 0])
+    """
+    relevance = np.zeros(len(columns[label_key(task_names[0])]), dtype=np.int64)
+    for grade, task in enumerate(task_names, start=1):
+        relevance[np.asarray(columns[label_key(task)]) > 0] = grade
+    return relevance
+
+
+def target_labels(columns: Mapping[str, np.ndarray], target: str, task_names: Sequence[str]) -> np.ndarray:
+    """Integer labels of one target: 0/1 for a task, 0..len(tasks) for engagement."""
+    if target == ENGAGEMENT:
+        return graded_relevance(columns, task_names)
+    if target not in task_names:
+        raise KeyError(f"unknown target {target!r}: expected one of {', '.join([*task_names, ENGAGEMENT])}")
+    return (np.asarray(columns[label_key(target)]) > 0).astype(np.int64)
+
+
+def engagement_gains(task_names: Sequence[str]) -> list[float]:
+    """The exponential gain 2**grade - 1 of every engagement grade (LightGBM's and NDCG's default)."""
+    return [float(2**grade - 1) for grade in range(len(task_names) + 1)]

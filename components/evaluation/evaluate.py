@@ -1,0 +1,492 @@
+"""Judge every model on the same test requests against the per-module GBDT, and bless or refuse.
+
+For every model (the candidate MMoE, any alternative, the champion, the
+per-module and global GBDT, a seeded random ranker and, on simulated data, the
+oracle) the evaluation computes NDCG@k per task (binary relevance) and for
+graded engagement, per module and overall, with 95% paired bootstrap
+intervals over requests, the lift over the per-module GBDT with its interval
+and a paired sign-flip p-value, AUC, and calibration for models that output
+probabilities. The held-out module is evaluated on its own split::
+
+    result = evaluate(EvaluationConfig(), "work/examples", {"mmoe": "work/model"}, "work/baseline", "work/report")
+    result.blessing.blessed, result.blessing.reasons
+    result.headline_metrics()     # the scalars for the kfp Metrics artifact
+
+Writes ``metrics.json``, ``report.html`` and ``blessing.json`` (see
+``docs/evaluation.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.baseline.gbdt import load_manifest
+from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
+from components.baseline.scoring import PER_MODULE_NAME, GbdtBaseline
+from components.evaluation import metrics as m
+from components.evaluation.blessing import ALL_MODULES, Blessing, PrimaryMetric, decide
+from components.evaluation.scorers import ORACLE_NAME, RANDOM_NAME, ModelScorer, OracleScorer, RandomScorer, Scorer
+from components.evaluation.stats import bootstrap_means, percentile_interval, sign_flip_p_values
+from trainer.examples import read_split
+from trainer.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
+
+log = logging.getLogger(__name__)
+
+CHAMPION_NAME = "champion"
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """What is measured and what the blessing requires (``--config-json`` sets any field).
+
+    ``ks`` are the NDCG cutoffs (0 = the full list). The primary metric is
+    ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
+    (a task or ``engagement``; default: ``favorite`` when the data has it, else
+    ``engagement``). The candidate must beat the per-module GBDT and the
+    champion on it, and no module may fall more than ``tolerance`` (relative)
+    below the per-module GBDT.
+
+    >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
+    (5, 20)
+    """
+
+    ks: tuple[int, ...] = (5, 10, m.FULL_LIST)
+    primary_task: str | None = None
+    primary_metric: str = "ndcg@10"
+    tolerance: float = 0.02
+    require_significance: bool = False
+    alpha: float = 0.05
+    bootstrap_samples: int = 1000
+    permutation_samples: int = 1000
+    confidence_level: float = 0.95
+    calibration_bins: int = 10
+    seed: int = 0
+    split: str = "test"
+    # The model the blessing judges; default: the first model given.
+    candidate: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str | None) -> EvaluationConfig:
+        """Parse a JSON object of overrides; an unknown key is an error that lists the known ones."""
+        overrides = json.loads(text or "{}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown evaluation config keys {unknown}; known keys: {sorted(known)}")
+        if "ks" in overrides:
+            overrides["ks"] = tuple(int(k) for k in overrides["ks"])
+        return cls(**overrides)
+
+    def primary(self, spec: FeatureSpec) -> PrimaryMetric:
+        """The primary metric resolved against the data (its task list and whether it has groups)."""
+        names = targets(spec)
+        task = self.primary_task or ("favorite" if "favorite" in spec.task_names else ENGAGEMENT)
+        if task not in names:
+            raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
+        metric = self.primary_metric
+        if metric != "auc":
+            m.parse_metric(metric)
+        if not spec.has_groups and metric != "auc":
+            log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)
+            metric = "auc"
+        if metric == "auc" and task == ENGAGEMENT:
+            raise ValueError("AUC needs a binary task: set primary_task to one of " + ", ".join(spec.task_names))
+        return PrimaryMetric(task, metric)
+
+    def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:
+        extra = () if primary.metric == "auc" else (m.parse_metric(primary.metric),)
+        return tuple(dict.fromkeys([*self.ks, *extra]))
+
+
+@dataclasses.dataclass
+class SplitEvaluation:
+    """Every metric of every model on one split, as flat rows (one per model, subset, target, metric)."""
+
+    split: str
+    impressions: int
+    requests: int
+    modules: list[str]
+    ndcg: list[dict[str, Any]]
+    auc: list[dict[str, Any]]
+    calibration: list[dict[str, Any]]
+    scoring_seconds: dict[str, float]
+    metric_seconds: float
+
+    def find(self, model: str, subset: str, target: str, metric: str) -> dict[str, Any] | None:
+        """The row of one number, or None when it was not measured."""
+        rows = self.auc if metric == "auc" else self.ndcg
+        key = "task" if metric == "auc" else "target"
+        for row in rows:
+            if row["model"] == model and row["subset"] == subset and row[key] == target and row["metric"] == metric:
+                return row
+        return None
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """The evaluation of one candidate: metrics, blessing and what the report shows."""
+
+    config: EvaluationConfig
+    candidate: str
+    baseline: str
+    models: list[str]
+    test: SplitEvaluation
+    heldout: SplitEvaluation | None
+    blessing: Blessing
+    gate_usage: dict[str, Any] | None
+    baseline_fallbacks: list[dict[str, str]]
+    notes: list[str]
+
+    def headline_metrics(self) -> dict[str, float]:
+        """Scalars for a kfp ``Metrics`` artifact: the primary metric of each model, lift and p-value."""
+        primary = self.blessing.primary
+        headline = {"blessed": float(self.blessing.blessed)}
+        for model in self.models:
+            row = self.test.find(model, ALL_MODULES, primary.task, primary.metric)
+            if row is not None and row["value"] is not None:
+                headline[f"{model}_{primary.task}_{primary.metric}"] = row["value"]
+        row = self.test.find(self.candidate, ALL_MODULES, primary.task, primary.metric) or {}
+        for key in ("lift", "lift_ci_low", "lift_ci_high", "p_value", "gain_captured"):
+            if row.get(key) is not None:
+                headline[f"{self.candidate}_{key}"] = row[key]
+        return headline
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["blessing"] = self.blessing.to_dict()
+        return _json_safe(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportPaths:
+    """Where the three outputs go (files; a kfp component passes its artifacts' paths)."""
+
+    html: Path
+    metrics: Path
+    blessing: Path
+
+    @classmethod
+    def in_dir(cls, report_dir: str | Path) -> ReportPaths:
+        report_dir = Path(report_dir)
+        return cls(report_dir / "report.html", report_dir / "metrics.json", report_dir / "blessing.json")
+
+
+def evaluate(
+    config: EvaluationConfig,
+    examples_dir: str | Path,
+    models: Mapping[str, str | Path | Scorer],
+    baseline_dir: str | Path,
+    report: str | Path | ReportPaths,
+    oracle_uri: str | None = None,
+    champion: str | Path | Scorer | None = None,
+) -> EvaluationResult:
+    """Evaluate ``models`` (name -> exported model dir or a :class:`Scorer`) and write the report."""
+    if not models:
+        raise ValueError("evaluate needs at least one candidate model")
+    spec = FeatureSpec.load(examples_dir)
+    primary = config.primary(spec)
+    candidates = {name: _as_scorer(name, model) for name, model in models.items()}
+    candidate = config.candidate or next(iter(candidates))
+    if candidate not in candidates:
+        raise ValueError(f"candidate {candidate!r} is not among the models given: {', '.join(candidates)}")
+    scorers = _all_scorers(config, spec, candidates, baseline_dir, oracle_uri, champion)
+    names = [scorer.name for scorer in scorers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")
+    cutoffs = config.cutoffs(primary)
+    test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, cutoffs, config.split)
+    heldout = None
+    if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
+        heldout_columns = read_split(examples_dir, HELDOUT_SPLIT, spec)
+        heldout = evaluate_split(config, spec, heldout_columns, scorers, cutoffs, HELDOUT_SPLIT)
+    has_champion = champion is not None
+    blessing = decide(config, primary, test, candidate, PER_MODULE_NAME, CHAMPION_NAME if has_champion else None)
+    candidate_scorer = candidates[candidate]
+    result = EvaluationResult(
+        config=config,
+        candidate=candidate,
+        baseline=PER_MODULE_NAME,
+        models=names,
+        test=test,
+        heldout=heldout,
+        blessing=blessing,
+        gate_usage=candidate_scorer.gate_usage() if isinstance(candidate_scorer, ModelScorer) else None,
+        baseline_fallbacks=list(load_manifest(baseline_dir)["fallbacks"]),
+        notes=_notes(spec, scorers, primary),
+    )
+    write_outputs(result, report if isinstance(report, ReportPaths) else ReportPaths.in_dir(report))
+    return result
+
+
+def _as_scorer(name: str, model: str | Path | Scorer) -> Scorer:
+    return ModelScorer.load(name, model) if isinstance(model, str | Path) else model
+
+
+def _all_scorers(
+    config: EvaluationConfig,
+    spec: FeatureSpec,
+    candidates: Mapping[str, Scorer],
+    baseline_dir: str | Path,
+    oracle_uri: str | None,
+    champion: str | Path | Scorer | None,
+) -> list[Scorer]:
+    baseline = GbdtBaseline.load(baseline_dir)
+    scorers: list[Scorer] = [_renamed(name, scorer) for name, scorer in candidates.items()]
+    if champion is not None:
+        scorers.append(_renamed(CHAMPION_NAME, _as_scorer(CHAMPION_NAME, champion)))
+    scorers += [baseline.per_module_scorer(), baseline.global_scorer(), RandomScorer(config.seed, targets(spec))]
+    if oracle_uri:
+        scorers.append(OracleScorer.load(oracle_uri, spec))
+    return scorers
+
+
+def _renamed(name: str, scorer: Scorer) -> Scorer:
+    if scorer.name == name:
+        return scorer
+    if dataclasses.is_dataclass(scorer) and "name" in {field.name for field in dataclasses.fields(scorer)}:
+        return dataclasses.replace(scorer, name=name)
+    raise ValueError(f"model {name!r} is a scorer named {scorer.name!r}: give it the same name")
+
+
+def evaluate_split(
+    config: EvaluationConfig,
+    spec: FeatureSpec,
+    columns: Mapping[str, np.ndarray],
+    scorers: Sequence[Scorer],
+    cutoffs: Sequence[int],
+    split: str,
+) -> SplitEvaluation:
+    """Score ``columns`` with every scorer and compute every metric (see the module docstring)."""
+    rows = len(columns[REQUEST_ID])
+    if not rows:
+        raise ValueError(f"the {split} split holds no examples to evaluate")
+    scores, seconds = {}, {}
+    for scorer in scorers:
+        started = time.perf_counter()
+        scores[scorer.name] = _checked_scores(scorer, scorer(columns), rows, targets(spec))
+        seconds[scorer.name] = round(time.perf_counter() - started, 3)
+        log.info("%s: scored %d %s impressions in %.1fs", scorer.name, rows, split, seconds[scorer.name])
+    started = time.perf_counter()
+    groups = m.RequestGroups.from_ids(columns[REQUEST_ID])
+    labels = {target: target_labels(columns, target, spec.task_names) for target in targets(spec)}
+    modules = np.asarray(columns[MODULE], dtype=object)
+    ndcg = _ndcg_rows(config, spec, groups, labels, modules, scores, cutoffs) if spec.has_groups else []
+    probability_models = [scorer.name for scorer in scorers if scorer.outputs_probabilities]
+    evaluation = SplitEvaluation(
+        split=split,
+        impressions=rows,
+        requests=groups.n_requests,
+        modules=sorted(set(modules.tolist())),
+        ndcg=ndcg,
+        auc=_auc_rows(spec, labels, modules, scores),
+        calibration=_calibration_rows(config, spec, labels, scores, probability_models),
+        scoring_seconds=seconds,
+        metric_seconds=0.0,
+    )
+    evaluation.metric_seconds = round(time.perf_counter() - started, 3)
+    return evaluation
+
+
+def _checked_scores(
+    scorer: Scorer, scores: Mapping[str, np.ndarray], rows: int, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    checked = {}
+    for target in names:
+        if target not in scores:
+            log.warning("model %s gives no %r score: it is not measured on that target", scorer.name, target)
+            continue
+        values = np.asarray(scores[target], dtype=np.float64).reshape(-1)
+        if len(values) != rows:
+            raise ValueError(f"model {scorer.name!r} gave {len(values)} {target} scores for {rows} impressions")
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise ValueError(f"model {scorer.name!r} gave {len(bad)} non-finite {target} scores (first: row {bad[0]})")
+        checked[target] = values
+    return checked
+
+
+def _ndcg_rows(
+    config: EvaluationConfig,
+    spec: FeatureSpec,
+    groups: m.RequestGroups,
+    labels: Mapping[str, np.ndarray],
+    modules: np.ndarray,
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    cutoffs: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Per-request NDCG of every (model, target, cutoff), summarised overall and per module."""
+    columns: list[tuple[str, str, int]] = []
+    values: list[np.ndarray] = []
+    for target in targets(spec):
+        gains = _gains(labels[target], target, spec)
+        for model, model_scores in scores.items():
+            if target not in model_scores:
+                continue
+            per_request = m.ndcg_per_request(groups, gains, model_scores[target], cutoffs)
+            for k in cutoffs:
+                columns.append((model, target, k))
+                values.append(per_request[k])
+    matrix = np.column_stack(values)
+    request_module = groups.first_row_values(modules)
+    subsets = [(ALL_MODULES, np.arange(groups.n_requests))]
+    subsets += [(module, np.flatnonzero(request_module == module)) for module in sorted(set(request_module.tolist()))]
+    rows = []
+    for index, (subset, requests) in enumerate(subsets):
+        rng = np.random.default_rng([config.seed, index])
+        rows += _summarise(config, matrix[requests], columns, subset, rng)
+    return _json_safe(rows)
+
+
+def _gains(labels: np.ndarray, target: str, spec: FeatureSpec) -> np.ndarray:
+    if target == ENGAGEMENT:
+        return np.asarray(engagement_gains(spec.task_names))[labels]
+    return labels.astype(np.float64)
+
+
+def _summarise(
+    config: EvaluationConfig,
+    matrix: np.ndarray,
+    columns: Sequence[tuple[str, str, int]],
+    subset: str,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Means, bootstrap intervals, lift over the per-module GBDT and p-values of one request subset."""
+    index = {column: i for i, column in enumerate(columns)}
+    draws = bootstrap_means(matrix, config.bootstrap_samples, rng)
+    low, high = percentile_interval(draws, config.confidence_level)
+    included = (~np.isnan(matrix)).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(matrix, axis=0) if len(matrix) else np.full(len(columns), np.nan)
+    base = [index.get((PER_MODULE_NAME, target, k), -1) for _, target, k in columns]
+    paired = [i for i, b in enumerate(base) if b >= 0 and i != b]
+    p_values = np.full(len(columns), np.nan)
+    if paired and len(matrix):
+        differences = matrix[:, paired] - matrix[:, [base[i] for i in paired]]
+        p_values[paired] = sign_flip_p_values(differences, config.permutation_samples, rng)
+    rows = []
+    for i, (model, target, k) in enumerate(columns):
+        row = {
+            "model": model,
+            "subset": subset,
+            "target": target,
+            "metric": m.metric_name(k),
+            "value": means[i],
+            "ci_low": low[i],
+            "ci_high": high[i],
+            "requests": int(included[i]),
+            "excluded_requests": int(len(matrix) - included[i]),
+            "p_value": p_values[i],
+        }
+        if base[i] >= 0 and base[i] != i:
+            row.update(_lift(config, means, draws, i, base[i]))
+        row["gain_captured"] = _gain_captured(means, i, index, target, k)
+        rows.append(row)
+    return rows
+
+
+def _lift(config: EvaluationConfig, means: np.ndarray, draws: np.ndarray, i: int, b: int) -> dict[str, float]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta_low, delta_high = percentile_interval(draws[:, i] - draws[:, b], config.confidence_level)
+        lift_low, lift_high = percentile_interval(draws[:, i] / draws[:, b] - 1.0, config.confidence_level)
+        lift = means[i] / means[b] - 1.0 if means[b] else math.nan
+    return {
+        "delta": means[i] - means[b],
+        "delta_ci_low": float(delta_low),
+        "delta_ci_high": float(delta_high),
+        "lift": lift,
+        "lift_ci_low": float(lift_low),
+        "lift_ci_high": float(lift_high),
+    }
+
+
+def _gain_captured(means: np.ndarray, i: int, index: Mapping, target: str, k: int) -> float:
+    """(model - random) / (oracle - random): the share of the achievable gain over random."""
+    oracle, random = index.get((ORACLE_NAME, target, k)), index.get((RANDOM_NAME, target, k))
+    if oracle is None or random is None or not means[oracle] - means[random] > 0:
+        return math.nan
+    return (means[i] - means[random]) / (means[oracle] - means[random])
+
+
+def _auc_rows(
+    spec: FeatureSpec,
+    labels: Mapping[str, np.ndarray],
+    modules: np.ndarray,
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+) -> list[dict[str, Any]]:
+    subsets = [(ALL_MODULES, slice(None))] + [(module, modules == module) for module in sorted(set(modules.tolist()))]
+    rows = []
+    for model, model_scores in scores.items():
+        for task in spec.task_names:
+            if task not in model_scores:
+                continue
+            for subset, rows_of in subsets:
+                value = m.auc(labels[task][rows_of], model_scores[task][rows_of])
+                rows.append({"model": model, "subset": subset, "task": task, "metric": "auc", "value": value})
+    return _json_safe(rows)
+
+
+def _calibration_rows(
+    config: EvaluationConfig,
+    spec: FeatureSpec,
+    labels: Mapping[str, np.ndarray],
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    probability_models: Sequence[str],
+) -> list[dict[str, Any]]:
+    rows = []
+    for model in probability_models:
+        for task in spec.task_names:
+            if task in scores[model]:
+                curve = m.calibration(labels[task], scores[model][task], config.calibration_bins)
+                rows.append({"model": model, "task": task, **dataclasses.asdict(curve)})
+    return rows
+
+
+def _notes(spec: FeatureSpec, scorers: Sequence[Scorer], primary: PrimaryMetric) -> list[str]:
+    notes = [
+        "Ties: candidates with equal scores share the discounts of their positions (expected DCG under a "
+        "random tie break), so results never depend on row order.",
+        "Requests without a positive for a target are excluded from that target's NDCG and counted.",
+    ]
+    not_probabilities = [scorer.name for scorer in scorers if not scorer.outputs_probabilities]
+    if not_probabilities:
+        notes.append(
+            f"No calibration for {', '.join(not_probabilities)}: their scores are ranking scores "
+            "(LambdaRank outputs are unbounded and only order candidates within a request), not probabilities."
+        )
+    if not spec.has_groups:
+        notes.append("The data has no request groups: NDCG is undefined, models are compared on AUC only.")
+    notes.append(f"Primary metric: {primary.task} {primary.metric}.")
+    return notes
+
+
+def write_outputs(result: EvaluationResult, paths: ReportPaths) -> None:
+    """Write ``metrics.json``, ``blessing.json`` and the self-contained ``report.html``."""
+    from components.evaluation.report import render_html
+
+    for path in (paths.html, paths.metrics, paths.blessing):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    paths.metrics.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    paths.blessing.write_text(json.dumps(_json_safe(result.blessing.to_dict()), indent=2, allow_nan=False) + "\n")
+    paths.html.write_text(render_html(result))
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null (JSON has neither); NumPy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,308 @@
+"""The self-contained HTML report (inline PNG plots, plain CSS tables).
+
+Vertex AI and Kubeflow Pipelines render an HTML artifact as is, so the report
+carries everything inline: no script, no external stylesheet or image::
+
+    Path("report.html").write_text(render_html(result))
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from components.evaluation.blessing import ALL_MODULES
+
+if TYPE_CHECKING:
+    from components.evaluation.evaluate import EvaluationResult, SplitEvaluation
+
+STYLE = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f3f3f3; } td.name, th.name { text-align: left; }
+.verdict { padding: 1em; border-radius: 6px; font-size: 1.1em; }
+.blessed { background: #e6f4ea; border: 1px solid #34a853; }
+.refused { background: #fce8e6; border: 1px solid #d93025; }
+.small { color: #666; font-size: 0.85em; }
+"""
+
+
+def render_html(result: EvaluationResult) -> str:
+    """The whole report as one HTML string."""
+    primary = result.blessing.primary
+    sections = [
+        f"<h1>Ranker evaluation: {_e(result.candidate)} vs {_e(result.baseline)}</h1>",
+        _verdict(result),
+        "<h2>Primary metric</h2>",
+        _primary_table(result),
+        _bar_plot(result.test, primary.task, primary.metric),
+        "<h2>Lift over the per-module GBDT</h2>",
+        _lift_table(result),
+        *_ndcg_tables(result.test, result.models),
+        "<h2>AUC</h2>",
+        _auc_table(result.test, result.models),
+        "<h2>Calibration</h2>",
+        _calibration(result.test),
+        _gate_usage(result.gate_usage),
+        _heldout(result),
+        "<h2>Notes</h2>",
+        _list([*result.notes, *_fallback_notes(result.baseline_fallbacks), _timings(result.test)]),
+    ]
+    body = "\n".join(section for section in sections if section)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Ranker evaluation</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _verdict(result: EvaluationResult) -> str:
+    blessing = result.blessing
+    summary = headline_sentence(result)
+    if blessing.blessed:
+        return f'<div class="verdict blessed"><b>Blessed.</b> {_e(summary)}</div>'
+    return f'<div class="verdict refused"><b>Not blessed.</b> {_e(summary)}{_list(blessing.reasons)}</div>'
+
+
+def headline_sentence(result: EvaluationResult) -> str:
+    """Who won, where and by how much, in one sentence."""
+    blessing = result.blessing
+    if blessing.candidate is None or blessing.baseline is None:
+        return f"{blessing.primary} could not be measured for {result.candidate}."
+    words = [f"{result.candidate} {blessing.primary} = {blessing.candidate:.4f} vs {result.baseline} "]
+    words.append(f"{blessing.baseline:.4f}")
+    if blessing.lift is not None:
+        low, high = blessing.lift_ci
+        words.append(f" ({blessing.lift:+.1%}, 95% CI [{_pct(low)}, {_pct(high)}]")
+        words.append(f", p = {blessing.p_value:.3g})" if blessing.p_value is not None else ")")
+    regressed = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) < 0]
+    won = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) > 0]
+    words.append(f"; ahead on {len(won)} of {len(blessing.modules)} modules")
+    if regressed:
+        words.append(f", behind on {', '.join(regressed)}")
+    if blessing.champion is not None:
+        words.append(f"; champion {blessing.champion:.4f}")
+    return "".join(words) + "."
+
+
+def _primary_table(result: EvaluationResult) -> str:
+    primary = result.blessing.primary
+    header = ["model", primary.metric, "95% CI", "lift vs GBDT", "lift 95% CI", "p-value", "share of oracle gain"]
+    rows = []
+    for model in result.models:
+        row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
+        if row is None:
+            continue
+        interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
+        lift_interval = f"[{_pct(row.get('lift_ci_low'))}, {_pct(row.get('lift_ci_high'))}]"
+        cells = [_num(row["value"]), interval, _pct(row.get("lift")), lift_interval]
+        rows.append([model, *cells, _num(row.get("p_value")), _pct(row.get("gain_captured"))])
+    caption = f"{primary.task}, all modules, {result.test.split} split ({result.test.requests} requests)"
+    return f'<p class="small">{_e(caption)}</p>' + _table(header, rows)
+
+
+def _lift_table(result: EvaluationResult) -> str:
+    metric = result.blessing.primary.metric
+    if metric == "auc":
+        return "<p>Lift intervals are measured for NDCG only.</p>"
+    header = ["model", "target", "module", f"{metric} delta", "delta 95% CI", "lift", "lift 95% CI", "p-value"]
+    rows = []
+    for row in result.test.ndcg:
+        if row["metric"] != metric or (row.get("lift") is None and row.get("delta") is None):
+            continue
+        rows.append(
+            [
+                row["model"],
+                row["target"],
+                row["subset"],
+                _num(row.get("delta")),
+                f"[{_num(row.get('delta_ci_low'))}, {_num(row.get('delta_ci_high'))}]",
+                _pct(row.get("lift")),
+                f"[{_pct(row.get('lift_ci_low'))}, {_pct(row.get('lift_ci_high'))}]",
+                _num(row.get("p_value")),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _ndcg_tables(test: SplitEvaluation, models: Sequence[str]) -> list[str]:
+    sections = []
+    for metric in dict.fromkeys(row["metric"] for row in test.ndcg):
+        header = ["target", "module", "requests (excluded)", *models]
+        cells: dict[tuple[str, str], dict[str, str]] = {}
+        counts: dict[tuple[str, str], str] = {}
+        for row in test.ndcg:
+            if row["metric"] != metric:
+                continue
+            key = (row["target"], row["subset"])
+            counts[key] = f"{row['requests']} ({row['excluded_requests']})"
+            interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+            cells.setdefault(key, {})[row["model"]] = f"{_num(row['value'])} {interval}"
+        rows = [[*key, counts[key], *(values.get(model, "") for model in models)] for key, values in cells.items()]
+        sections += [f"<h2>{_e(metric)} per target and module (95% CI)</h2>", _table(header, rows)]
+    return sections
+
+
+def _auc_table(test: SplitEvaluation, models: Sequence[str]) -> str:
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for row in test.auc:
+        cells.setdefault((row["task"], row["subset"]), {})[row["model"]] = _num(row["value"])
+    rows = [[*key, *(values.get(model, "") for model in models)] for key, values in cells.items()]
+    return _table(["task", "module", *models], rows)
+
+
+def _calibration(test: SplitEvaluation) -> str:
+    if not test.calibration:
+        return "<p>No model outputs probabilities.</p>"
+    rows = [[row["model"], row["task"], _num(row["ece"])] for row in test.calibration]
+    tasks = list(dict.fromkeys(row["task"] for row in test.calibration))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
+    for axis, task in zip(axes[0], tasks, strict=True):
+        axis.plot([0, 1], [0, 1], color="#bbb", linestyle="--", linewidth=1)
+        for row in test.calibration:
+            if row["task"] != task:
+                continue
+            points = [
+                (p, r) for p, r in zip(row["mean_prediction"], row["positive_rate"], strict=True) if p is not None
+            ]
+            axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=row["model"])
+        axis.set(title=task, xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
+    axes[0][0].legend(fontsize=7)
+    return _table(["model", "task", "ECE"], rows) + _image(figure)
+
+
+def _bar_plot(test: SplitEvaluation, target: str, metric: str) -> str:
+    rows = [
+        row for row in (test.ndcg if metric != "auc" else []) if row["target"] == target and row["metric"] == metric
+    ]
+    if not rows:
+        return ""
+    subsets = list(dict.fromkeys(row["subset"] for row in rows))
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    width = 0.8 / len(models)
+    figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(subsets) * len(models) / 3), 3.5))
+    for j, model in enumerate(models):
+        found = {row["subset"]: row for row in rows if row["model"] == model}
+        values = np.array([_or_nan(found.get(s, {}).get("value")) for s in subsets])
+        low = np.array([_or_nan(found.get(s, {}).get("ci_low")) for s in subsets])
+        high = np.array([_or_nan(found.get(s, {}).get("ci_high")) for s in subsets])
+        errors = np.nan_to_num(np.vstack([values - low, high - values]))
+        axis.bar(np.arange(len(subsets)) + j * width, values, width, yerr=errors, capsize=2, label=model)
+    axis.set_xticks(np.arange(len(subsets)) + 0.4 - width / 2, subsets)
+    axis.set(ylabel=f"{target} {metric}", title=f"{target} {metric} per module (95% CI)")
+    axis.legend(fontsize=7, ncol=3)
+    return _image(figure)
+
+
+def _gate_usage(usage: dict[str, Any] | None) -> str:
+    """One heatmap per task: the mean gate weight of each expert (columns) per module (rows)."""
+    if not usage or not usage.get("weights"):
+        return ""
+    experts, tasks = usage.get("experts", []), usage.get("tasks", [])
+    modules = list(usage["weights"])
+    figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 0.5 * len(modules) + 1.8), squeeze=False)
+    for axis, task in zip(axes[0], tasks, strict=True):
+        weights = np.array([usage["weights"][module].get(task, [np.nan] * len(experts)) for module in modules])
+        image = axis.imshow(weights, cmap="viridis", vmin=0, aspect="auto")
+        axis.set_xticks(range(len(experts)), experts, rotation=60, fontsize=7)
+        axis.set_yticks(range(len(modules)), modules, fontsize=7)
+        axis.set_title(task)
+        figure.colorbar(image, ax=axis, fraction=0.046)
+    caption = "Mean gate weight per expert, module and task, measured at training (gate_usage.json)."
+    return f"<h2>Gate usage</h2><p class='small'>{caption}</p>" + _image(figure)
+
+
+def _heldout(result: EvaluationResult) -> str:
+    if result.heldout is None:
+        return ""
+    primary = result.blessing.primary
+    metric = primary.metric if primary.metric != "auc" else None
+    rows = []
+    for model in result.models:
+        row = result.heldout.find(model, ALL_MODULES, primary.task, metric) if metric else None
+        if row is not None:
+            rows.append([model, _num(row["value"]), f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"])
+    caption = (
+        f"Modules {', '.join(result.heldout.modules)} were held out of training; {result.heldout.requests} "
+        "requests. The per-module GBDT has no model for them and falls back to the global one."
+    )
+    return f"<h2>Held-out module ({_e(primary.task)} {_e(primary.metric)})</h2><p>{_e(caption)}</p>" + _table(
+        ["model", primary.metric, "95% CI"], rows
+    )
+
+
+def _fallback_notes(fallbacks: Iterable[dict[str, str]]) -> list[str]:
+    return [f"GBDT {item['module']} / {item['target']} uses the global model: {item['reason']}" for item in fallbacks]
+
+
+def _timings(test: SplitEvaluation) -> str:
+    scoring = ", ".join(f"{model} {seconds:.1f}s" for model, seconds in test.scoring_seconds.items())
+    return f"Scoring {test.impressions} impressions: {scoring}; metrics and bootstrap {test.metric_seconds:.1f}s."
+
+
+def _image(figure: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f'<th class="name">{_e(h)}</th>' if i == 0 else f"<th>{_e(h)}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="name">{_e(c)}</td>' if i < 2 else f"<td>{_e(c)}</td>" for i, c in enumerate(row))
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _list(items: Iterable[str]) -> str:
+    return "<ul>" + "".join(f"<li>{_e(item)}</li>" for item in items) + "</ul>"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def summary_table(result: EvaluationResult) -> str:
+    """A plain-text table of the primary metric per model, then the verdict (what the CLI prints)."""
+    primary = result.blessing.primary
+    header = ["model", str(primary), "95% CI", "lift vs GBDT", "p-value", "oracle gain"]
+    lines = []
+    for model in result.models:
+        row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
+        if row is None:
+            continue
+        interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
+        cells = [_num(row["value"]), interval, _pct(row.get("lift")), _num(row.get("p_value"))]
+        lines.append([model, *cells, _pct(row.get("gain_captured"))])
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
+    text = [
+        " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *lines]
+    ]
+    text.insert(1, "-+-".join("-" * width for width in widths))
+    verdict = "BLESSED" if result.blessing.blessed else "NOT BLESSED"
+    text += ["", f"{verdict}: {headline_sentence(result)}", *(f"  - {reason}" for reason in result.blessing.reasons)]
+    return "\n".join(text)

@@ -1,0 +1,83 @@
+"""Paired uncertainty over requests: bootstrap confidence intervals and a sign-flip test.
+
+Values come as a matrix, one row per request and one column per
+(model, target, cutoff); NaN marks a request excluded from a column (no
+positive for that target). Every column is resampled with the SAME request
+draws, so differences and ratios between columns are paired. Both procedures
+are matrix products of a (draws x requests) weight matrix with the value
+matrix, computed in chunks to bound memory::
+
+    draws = bootstrap_means(ndcg_matrix, samples=1000, rng=np.random.default_rng(0))
+    low, high = percentile_interval(draws[:, 1] / draws[:, 0] - 1)       # lift of column 1 over column 0
+    sign_flip_p_values(ndcg_matrix[:, [1]] - ndcg_matrix[:, [0]], 1000, rng)   # H0: no difference
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK_CELLS = 8_000_000
+"""Weight-matrix cells per chunk (64 MB of float64)."""
+
+
+def bootstrap_means(values: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Mean of every column over ``samples`` resamples of the requests (rows), shape (samples, columns).
+
+    A resample draws n requests with replacement; a column's mean uses the drawn
+    requests it does not exclude (NaN when it excludes them all).
+
+    >>> bootstrap_means(np.array([[1.0], [3.0]]), 4, np.random.default_rng(0)).shape
+    (4, 1)
+    """
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    rows = values.shape[0]
+    included = (~np.isnan(values)).astype(np.float64)
+    filled = np.nan_to_num(values, nan=0.0)
+    means = np.empty((samples, values.shape[1]))
+    for start, stop in _chunks(samples, rows):
+        counts = _resample_counts(rng, stop - start, rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[start:stop] = (counts @ filled) / (counts @ included)
+    return means
+
+
+def _resample_counts(rng: np.random.Generator, draws: int, rows: int) -> np.ndarray:
+    """How many times each row is drawn in each of ``draws`` bootstrap resamples."""
+    picks = rng.integers(0, rows, size=(draws, rows)) + np.arange(draws)[:, None] * rows
+    return np.bincount(picks.ravel(), minlength=draws * rows).reshape(draws, rows).astype(np.float64)
+
+
+def sign_flip_p_values(differences: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Two-sided p-value per column of the paired sign-flip (permutation) test of mean difference 0.
+
+    Under H0 each request's difference is as likely to have either sign; the
+    p-value is (1 + flips with |mean| >= |observed mean|) / (1 + samples).
+
+    >>> float(sign_flip_p_values(np.ones((30, 1)), 200, np.random.default_rng(0))[0]) < 0.01
+    True
+    """
+    differences = np.atleast_2d(np.asarray(differences, dtype=np.float64))
+    rows = differences.shape[0]
+    filled = np.nan_to_num(differences, nan=0.0)
+    count = np.maximum((~np.isnan(differences)).sum(axis=0), 1)
+    observed = np.abs(filled.sum(axis=0) / count)
+    exceed = np.zeros(differences.shape[1])
+    for start, stop in _chunks(samples, rows):
+        signs = rng.integers(0, 2, size=(stop - start, rows)) * 2.0 - 1.0
+        flipped = np.abs(signs @ filled / count)
+        # A tolerance so that ties with the observed mean count as "as extreme" despite rounding.
+        exceed += (flipped >= observed - 1e-12).sum(axis=0)
+    return (1.0 + exceed) / (1.0 + samples)
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of each column (NaN draws ignored)."""
+    tail = (1.0 - level) / 2.0 * 100.0
+    with np.errstate(invalid="ignore"):
+        low, high = np.nanpercentile(draws, [tail, 100.0 - tail], axis=0)
+    return low, high
+
+
+def _chunks(samples: int, rows: int) -> list[tuple[int, int]]:
+    step = max(1, CHUNK_CELLS // max(rows, 1))
+    return [(start, min(start + step, samples)) for start in range(0, samples, step)]
