@@ -1,0 +1,124 @@
+import argparse
+import json
+import shutil
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from components.baseline.gbdt import BaselineConfig, train_baseline, validation_metrics
+from components.baseline.scoring import GbdtBaseline
+from components.evaluation.metrics import auc
+from tests.baseline.conftest import TINY_BASELINE
+from trainer.examples import read_split
+from trainer.schema import FeatureSpec
+
+
+@pytest.fixture(scope="module")
+def test_columns(synthetic_examples):
+    return read_split(synthetic_examples, "test", FeatureSpec.load(synthetic_examples))
+
+
+def test_writes_a_model_per_module_and_target_and_a_global_one(baseline_dir):
+    manifest = json.loads((baseline_dir / "manifest.json").read_text())
+    assert manifest["objective"] == "lambdarank" and not manifest["outputs_probabilities"]
+    assert manifest["targets"] == ["click", "favorite", "add_to_cart", "purchase", "engagement"]
+    assert manifest["fallbacks"] == []
+    for target in manifest["targets"]:
+        assert (baseline_dir / "global" / f"{target}.txt").is_file()
+        for module in ("home_feed", "item_page", "search"):
+            assert (baseline_dir / "per_module" / module / f"{target}.txt").is_file()
+    booster = lgb.Booster(model_file=str(baseline_dir / "global" / "click.txt"))
+    assert booster.feature_name()[0] == "module_name" and "price" in booster.feature_name()
+    per_module = lgb.Booster(model_file=str(baseline_dir / "per_module" / "search" / "click.txt"))
+    assert "module_name" not in per_module.feature_name()
+    assert 1 <= manifest["global"]["click"]["best_iteration"] <= TINY_BASELINE["n_estimators"]
+    assert "ndcg@10" in manifest["global"]["click"]["eval_scores"]
+    assert validation_metrics(manifest)["fallbacks"] == 0.0
+
+
+def test_scorers_learn_the_planted_signal(baseline_dir, test_columns):
+    baseline = GbdtBaseline.load(baseline_dir)
+    per_module, global_ = baseline.per_module_scorer()(test_columns), baseline.global_scorer()(test_columns)
+    assert set(per_module) == set(baseline.targets)
+    for scores in (per_module, global_):
+        assert auc(test_columns["label_click"], scores["click"]) > 0.7
+    assert not np.allclose(per_module["click"], global_["click"])
+
+
+def test_a_module_without_enough_data_falls_back_to_the_global_model(synthetic_examples, tmp_path, test_columns):
+    config = BaselineConfig(**TINY_BASELINE, min_module_requests=101)  # every module has 100 train requests
+    manifest = train_baseline(config, synthetic_examples, tmp_path)
+    assert len(manifest["fallbacks"]) == 3 * 5
+    assert "100 training requests < min_module_requests=101" in manifest["fallbacks"][0]["reason"]
+    baseline = GbdtBaseline.load(tmp_path)
+    per_module, global_ = baseline.per_module_scorer()(test_columns), baseline.global_scorer()(test_columns)
+    np.testing.assert_array_equal(per_module["purchase"], global_["purchase"])
+
+
+def test_the_held_out_module_and_rare_targets_fall_back(synthetic_examples, tmp_path):
+    examples = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, examples)
+    spec = FeatureSpec.load(examples)
+    spec.held_out_module = "search"
+    spec.save(examples / "feature_spec.json")
+    manifest = train_baseline(BaselineConfig(**TINY_BASELINE, min_module_positives=60), examples, tmp_path / "out")
+    reasons = {(item["module"], item["target"]): item["reason"] for item in manifest["fallbacks"]}
+    assert reasons[("search", "click")].startswith("held out of training")
+    assert "min_module_positives=60" in reasons[("home_feed", "purchase")]
+    assert ("home_feed", "click") not in reasons
+
+
+def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp_path, test_columns):
+    examples = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, examples)
+    spec = FeatureSpec.load(examples)
+    spec.has_groups = False
+    spec.save(examples / "feature_spec.json")
+    manifest = train_baseline(BaselineConfig(**TINY_BASELINE), examples, tmp_path / "out")
+    assert manifest["objective"] == "binary"
+    scorer = GbdtBaseline.load(tmp_path / "out").per_module_scorer()
+    assert scorer.outputs_probabilities
+    scores = scorer(test_columns)["favorite"]
+    assert scores.min() >= 0 and scores.max() <= 1
+
+
+def test_config_rejects_unknown_keys_and_a_missing_baseline_is_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown baseline config keys \\['leaves'\\]"):
+        BaselineConfig.from_json('{"leaves": 3}')
+    with pytest.raises(FileNotFoundError, match="ranker train-baseline"):
+        GbdtBaseline.load(tmp_path)
+
+
+def test_cli_trains_with_flag_overrides(synthetic_examples, tmp_path, capsys):
+    from components.baseline import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    config = json.dumps({"num_threads": 1, "early_stopping_rounds": 5})
+    args = parser.parse_args(
+        ["--examples", str(synthetic_examples), "--out", str(tmp_path), "--config-json", config, "--n-estimators", "3"]
+    )
+    assert cli.main(args) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"]["n_estimators"] == 3 and manifest["config"]["early_stopping_rounds"] == 5
+    assert "baseline written to" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_component_runs_under_kfp_local(synthetic_examples, tmp_path):
+    from kfp import dsl, local
+
+    from components.baseline.component import train_baseline as component
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+
+    @dsl.pipeline
+    def baseline_only(examples_uri: str):
+        examples = dsl.importer(artifact_uri=examples_uri, artifact_class=dsl.Dataset)
+        component(examples=examples.output, config_json=json.dumps(TINY_BASELINE))
+
+    run = baseline_only(examples_uri=str(synthetic_examples))
+    manifests = list((tmp_path / "root").rglob("manifest.json"))
+    assert run is not None and len(manifests) == 1
+    assert json.loads(manifests[0].read_text())["objective"] == "lambdarank"
