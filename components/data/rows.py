@@ -1,0 +1,214 @@
+"""Turn raw rows into the canonical impression contract, sending every malformed row to a dead letter.
+
+:func:`parse_batch` works on a whole batch at once (pandas/NumPy); only the
+rare malformed rows are handled one by one, to format their reason::
+
+    parsed = parse_batch(raw_batch, spec, file_index=0, path="logs/part-0.parquet")
+    parsed.frame          # request_id, timestamp, module_name, position, label_<task>, features, ...
+    parsed.dead_letters   # [{"file": ..., "row": 17, "reason": "position: -1 is negative", "record": {...}}]
+
+A row is malformed when a role column (ids, timestamp, module, position) is
+missing or mistyped, a label is not 0/1 (or its expression's inputs are not
+numbers), or a numeric feature holds something that is not a finite number.
+Missing feature values are not errors: numeric ones become NaN, the others "".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.data.expressions import LabelExpression
+from components.data.readers import RawBatch
+from components.data.spec import DatasetSpec
+from trainer.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
+
+UID = "_uid"  # int64: file index << ROW_BITS | row number; unique per raw row
+FILE_INDEX = "_file"
+ROW_BITS = 40
+
+
+@dataclasses.dataclass
+class ParsedBatch:
+    """Valid rows in the canonical layout and the dead letters of one raw batch."""
+
+    frame: pd.DataFrame
+    dead_letters: list[dict[str, Any]]
+    rows_read: int
+
+
+class _Reasons:
+    """The first problem found in each row of a batch."""
+
+    def __init__(self, size: int) -> None:
+        self.reasons = np.full(size, None, dtype=object)
+
+    def add(self, bad: np.ndarray, column: str, values: Any, problem: str) -> None:
+        for index in np.flatnonzero(bad & pd.isna(self.reasons)):
+            value = values.iloc[index] if isinstance(values, pd.Series) else values[index]
+            self.reasons[index] = f"{column}: {_show(value)} {problem}"
+
+    @property
+    def bad(self) -> np.ndarray:
+        return ~pd.isna(self.reasons)
+
+
+def _show(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing value"
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """Null, or an empty string (how CSV spells a missing cell)."""
+    missing = values.isna().to_numpy()
+    if values.dtype == object:
+        missing |= (values == "").to_numpy()
+    return missing
+
+
+def _as_number(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Float values and a mask of present values that are not finite numbers."""
+    if values.dtype == bool:
+        return values.to_numpy(dtype=float), np.zeros(len(values), dtype=bool)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return numbers, ~_missing(values) & ~np.isfinite(numbers)
+
+
+def _as_text(values: pd.Series) -> np.ndarray:
+    """Strings; null becomes "" and integral floats lose their ".0" (Parquet ints with nulls read as floats)."""
+    if values.dtype.kind == "f":
+        numbers = values.to_numpy()
+        integral = np.isfinite(numbers) & (numbers == np.round(numbers))
+        text = values.astype(str).to_numpy(dtype=object)
+        text[integral] = numbers[integral].astype(np.int64).astype(str)
+        text[~np.isfinite(numbers)] = ""
+        return text
+    text = values.astype(str).to_numpy(dtype=object)
+    text[values.isna().to_numpy()] = ""
+    return text
+
+
+def _as_token_list(values: pd.Series, separator: str) -> np.ndarray:
+    """List-valued cells (arrays, JSON lists or separated strings) joined by ``LIST_SEPARATOR``."""
+
+    def join(value: Any) -> str:
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return LIST_SEPARATOR.join(str(token) for token in value if token is not None and str(token))
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return ""
+        return LIST_SEPARATOR.join(token.strip() for token in str(value).split(separator) if token.strip())
+
+    return np.array([join(value) for value in values], dtype=object)
+
+
+def _as_epoch_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch seconds (numbers, datetimes or ISO-8601 strings) and a mask of unparseable values."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        seconds = values.to_numpy(dtype="datetime64[s]").astype(np.int64)
+        return seconds, values.isna().to_numpy()
+    numbers, bad = _as_number(values)
+    bad = bad | _missing(values)
+    if bad.any() and values.dtype == object:
+        parsed = pd.to_datetime(values[bad], errors="coerce", utc=True, format="ISO8601")
+        ok = parsed.notna().to_numpy()
+        numbers[np.flatnonzero(bad)[ok]] = parsed[ok].astype("int64").to_numpy() // 1_000_000_000
+        bad[np.flatnonzero(bad)[ok]] = False
+    return np.where(bad, 0, np.floor(np.nan_to_num(numbers))).astype(np.int64), bad
+
+
+def parse_batch(batch: RawBatch, spec: DatasetSpec, file_index: int, path: str) -> ParsedBatch:
+    """Validate and convert one raw batch; see the module docstring for what counts as malformed."""
+    raw, size = batch.frame, len(batch.frame)
+    for column in spec.required_columns:
+        if column not in raw.columns:
+            raw[column] = None
+    reasons = _Reasons(size)
+    out: dict[str, Any] = {UID: (np.int64(file_index) << ROW_BITS) | batch.rows, FILE_INDEX: np.full(size, file_index)}
+    roles = spec.columns
+    for role, column in (("user_id", roles.user_id), ("item_id", roles.item_id), ("request_id", roles.request_id)):
+        if column:
+            reasons.add(_missing(raw[column]), column, raw[column], f"is not a valid {role}")
+            out[column if role != "request_id" else REQUEST_ID] = _as_text(raw[column])
+    if not roles.request_id:
+        out[REQUEST_ID] = _row_ids(path, batch.rows)
+    out[TIMESTAMP] = _timestamps(raw, roles.timestamp, reasons)
+    out[MODULE] = _modules(raw, roles.module, reasons)
+    out[POSITION] = _positions(raw, roles.position, reasons)
+    for task in spec.tasks:
+        out[label_key(task.name)] = _labels(raw, task.column, task.expression, reasons)
+    _features(raw, spec, reasons, out)
+    frame = pd.DataFrame(out)
+    bad = reasons.bad
+    dead = [_dead_letter(path, int(batch.rows[i]), reasons.reasons[i], raw.iloc[i]) for i in np.flatnonzero(bad)]
+    dead += [{"file": path, "row": row, "reason": reason, "record": None} for row, reason in batch.errors]
+    return ParsedBatch(frame[~bad].reset_index(drop=True), dead, rows_read=size + len(batch.errors))
+
+
+def _row_ids(path: str, rows: np.ndarray) -> np.ndarray:
+    name = path.rsplit("/", 1)[-1]
+    return np.array([f"{name}:{row}" for row in rows], dtype=object)
+
+
+def _timestamps(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.ndarray:
+    if not column:
+        return np.zeros(len(raw), dtype=np.int64)
+    seconds, bad = _as_epoch_seconds(raw[column])
+    reasons.add(bad, column, raw[column], "is not a timestamp (epoch seconds or ISO-8601)")
+    return seconds
+
+
+def _modules(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.ndarray:
+    if not column:
+        return np.full(len(raw), DEFAULT_MODULE, dtype=object)
+    reasons.add(_missing(raw[column]), column, raw[column], "is not a module name")
+    return _as_text(raw[column])
+
+
+def _positions(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.ndarray:
+    if not column:
+        return np.zeros(len(raw), dtype=np.int64)
+    numbers, bad = _as_number(raw[column])
+    reasons.add(bad | _missing(raw[column]), column, raw[column], "is not a position (an integer >= 0)")
+    valid = np.nan_to_num(numbers, nan=0.0)
+    reasons.add(valid < 0, column, raw[column], "is negative; positions are 0-based")
+    reasons.add(valid != np.round(valid), column, raw[column], "is not an integer position")
+    return valid.astype(np.int64)
+
+
+def _labels(raw: pd.DataFrame, column: str | None, expression: str | None, reasons: _Reasons) -> np.ndarray:
+    if column:
+        numbers, bad = _as_number(raw[column])
+        reasons.add(bad | _missing(raw[column]) | ~np.isin(numbers, (0.0, 1.0)), column, raw[column], "is not 0/1")
+        return np.nan_to_num(numbers).astype(np.int8)
+    rule = LabelExpression(expression or "")
+    inputs = {}
+    for name in rule.columns:
+        numbers, bad = _as_number(raw[name])
+        reasons.add(bad | _missing(raw[name]), name, raw[name], f"is not a number (needed by {expression!r})")
+        inputs[name] = numbers
+    return rule.evaluate(inputs).astype(np.int8)
+
+
+def _features(raw: pd.DataFrame, spec: DatasetSpec, reasons: _Reasons, out: dict[str, Any]) -> None:
+    features = spec.features
+    for column in features.numeric:
+        numbers, bad = _as_number(raw[column])
+        reasons.add(bad, column, raw[column], "is not a finite number")
+        out[column] = numbers
+    for column in (*features.categorical, *features.hashed):
+        out[column] = _as_text(raw[column])
+    for column in features.list:
+        out[column] = _as_token_list(raw[column], spec.source.list_separator)
+    history = spec.history
+    for column in (*history.entities, *history.user_by, *(c for pair in history.match for c in pair)):
+        if column not in out:
+            out[column] = _as_text(raw[column])
+
+
+def _dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str, Any]:
+    return {"file": path, "row": row, "reason": reason, "record": json.loads(record.to_json(default_handler=str))}

@@ -1,0 +1,438 @@
+"""The dataset spec: which raw columns play which role, and how to read, label, featurize and split them.
+
+A spec is a YAML file (reference: ``docs/data.md``). It is loaded from a local
+path, a ``gs://`` URI or the name of a spec shipped in ``components/data/specs``
+(``simulator``, ``ali_ccp``, ``kuairand``), and validated on its own before it
+is checked against any data::
+
+    spec = load_dataset_spec("simulator")
+    spec.task_names          # ("click", "favorite", "add_to_cart", "purchase")
+    spec.required_columns    # every raw column extraction reads
+
+Every error names the spec file and the offending key or column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from components.data.expressions import ExpressionError, LabelExpression
+from trainer.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP
+
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
+SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
+
+SourceFormat = Literal["parquet", "csv", "jsonl", "bigquery"]
+SplitMethod = Literal["time", "hash", "files"]
+FORMATS = ("parquet", "csv", "jsonl", "bigquery")
+DEFAULT_PATTERNS = {"parquet": "*.parquet", "csv": "*.csv", "jsonl": "*.jsonl*"}
+TRANSFORMS = ("none", "log1p")
+ENCODINGS = ("normalize", "quantile", "pwl")
+HISTORY_PREFIX = "hist_"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DatasetSpecError(ValueError):
+    """A dataset spec is invalid; the message names the spec file and every problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """Where rows come from: files of one format, or a BigQuery table or query."""
+
+    format: SourceFormat = "parquet"
+    pattern: str = ""  # glob applied when the data URI is a folder; default by format
+    table: str = ""  # bigquery: project.dataset.table
+    query: str = ""  # bigquery: a standard-SQL query
+    delimiter: str = ","  # csv
+    list_separator: str = "|"  # list-valued columns given as one string (csv)
+
+    @property
+    def file_pattern(self) -> str:
+        return self.pattern or DEFAULT_PATTERNS.get(self.format, "*")
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnRoles:
+    """Raw column name of each role; only ``user_id`` and ``item_id`` are required."""
+
+    user_id: str
+    item_id: str
+    request_id: str | None = None  # no groups: every row is its own request, AUC only
+    timestamp: str | None = None  # no time: no history features, split by hash or files
+    module: str | None = None  # no module: every row is in trainer.schema.DEFAULT_MODULE
+    position: str | None = None  # no position: 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A task and its positive rule: a 0/1 ``column`` or a boolean ``expression`` over columns."""
+
+    name: str
+    column: str | None = None
+    expression: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column,) if self.column else LabelExpression(self.expression or "").columns
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabularySpec:
+    """How a categorical or list feature's vocabulary is chosen from the train split."""
+
+    max_size: int = 10_000
+    min_count: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericSpec:
+    """A numeric feature's transform (applied by the model) and encoding."""
+
+    transform: Literal["none", "log1p"] = "none"
+    encoding: Literal["normalize", "quantile", "pwl"] = "normalize"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturesSpec:
+    """Raw columns used as model features, by kind."""
+
+    categorical: dict[str, VocabularySpec] = dataclasses.field(default_factory=dict)
+    hashed: dict[str, int] = dataclasses.field(default_factory=dict)
+    numeric: dict[str, NumericSpec] = dataclasses.field(default_factory=dict)
+    list: dict[str, VocabularySpec] = dataclasses.field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.categorical, *self.hashed, *self.numeric, *self.list)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistorySpec:
+    """Point-in-time aggregates: engagement before each impression, per entity.
+
+    ``entities`` are item-side columns (item, shop, category, ...); ``user_by``
+    are columns the user's history is broken down by (the user's history in the
+    candidate's category); ``match`` pairs of columns become 0/1 "equal" flags.
+    """
+
+    entities: tuple[str, ...] = ()
+    user_by: tuple[str, ...] = ()
+    user: bool = True  # the user's overall history
+    match: tuple[tuple[str, str], ...] = ()
+    prior_strength: float = 10.0  # pseudo-impressions of the smoothing prior
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.entities or self.user_by or self.user)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """How rows are split: by time quantiles, by a hash of the request, or by source files."""
+
+    by: SplitMethod = "time"
+    eval_fraction: float = 0.1
+    test_fraction: float = 0.1
+    files: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> glob on the file name
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A validated dataset spec. Build it with :func:`load_dataset_spec` or :func:`parse_dataset_spec`."""
+
+    name: str
+    source: SourceSpec
+    columns: ColumnRoles
+    tasks: tuple[TaskSpec, ...]
+    features: FeaturesSpec
+    history: HistorySpec = HistorySpec(user=False)
+    split: SplitSpec = SplitSpec()
+    origin: str = "<inline>"
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(task.name for task in self.tasks)
+
+    @property
+    def has_groups(self) -> bool:
+        return self.columns.request_id is not None
+
+    @property
+    def history_enabled(self) -> bool:
+        return self.history.enabled and self.columns.timestamp is not None
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Every raw column extraction reads, in a stable order, without duplicates."""
+        roles = [value for value in dataclasses.asdict(self.columns).values() if value]
+        label_columns = [column for task in self.tasks for column in task.columns]
+        history = [*self.history.entities, *self.history.user_by, *(c for pair in self.history.match for c in pair)]
+        return tuple(dict.fromkeys([*roles, *label_columns, *self.features.columns, *history]))
+
+    def role_names(self) -> dict[str, str]:
+        """role -> raw column, for the roles the data has (``FeatureSpec.roles``)."""
+        return {role: column for role, column in dataclasses.asdict(self.columns).items() if column}
+
+
+def load_dataset_spec(reference: str | Path) -> DatasetSpec:
+    """Load a spec from a shipped name (``simulator``), a local path or a ``gs://`` URI.
+
+    Example::
+
+        spec = load_dataset_spec("components/data/specs/kuairand.yaml")
+    """
+    reference = str(reference)
+    path = str(SPECS_DIR / f"{reference}.yaml") if reference in SHIPPED_SPECS else reference
+    try:
+        text = _read_text(path)
+    except FileNotFoundError:
+        shipped = ", ".join(SHIPPED_SPECS)
+        raise DatasetSpecError(f"no dataset spec at {path!r} (a path, a gs:// URI or one of: {shipped})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DatasetSpecError(f"{path}: not valid YAML: {error}") from None
+    return parse_dataset_spec(data, origin=path)
+
+
+def _read_text(path: str) -> str:
+    if "://" not in path:
+        return Path(path).read_text()
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(path)
+    with FileSystems.open(path) as handle:
+        return handle.read().decode()
+
+
+def parse_dataset_spec(data: Any, origin: str = "<inline>") -> DatasetSpec:
+    """Build and validate a spec from its YAML structure; every problem is reported at once."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise DatasetSpecError(f"{origin}: a dataset spec is a mapping of keys, got {type(data).__name__}")
+    top = _fields(data, DatasetSpec, "spec", problems, ignore=("origin",))
+    spec = DatasetSpec(
+        name=str(top.get("name") or ""),
+        source=_source(top.get("source", {}), problems),
+        columns=_columns(top.get("columns"), problems),
+        tasks=_tasks(top.get("tasks"), problems),
+        features=_features(top.get("features", {}), problems),
+        history=_history(top.get("history"), problems),
+        split=_split(top.get("split", {}), problems),
+        origin=origin,
+    )
+    if not spec.name:
+        problems.append("name: missing (a short dataset name)")
+    problems.extend(_cross_checks(spec))
+    if problems:
+        raise DatasetSpecError(f"{origin}: invalid dataset spec:\n  - " + "\n  - ".join(problems))
+    return spec
+
+
+def _fields(data: Any, cls: type, where: str, problems: list[str], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keys of ``data`` that are fields of ``cls``; unknown keys are reported."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping, got {data!r}")
+        return {}
+    known = [field.name for field in dataclasses.fields(cls) if field.name not in ignore]
+    for key in data:
+        if key not in known:
+            problems.append(f"{where}: unknown key {key!r} (expected one of: {', '.join(known)})")
+    return {key: value for key, value in data.items() if key in known}
+
+
+def _source(data: Any, problems: list[str]) -> SourceSpec:
+    fields = _fields(data, SourceSpec, "source", problems)
+    source = SourceSpec(**{key: str(value) for key, value in fields.items()})
+    if source.format not in FORMATS:
+        problems.append(f"source.format: {source.format!r} is not one of {', '.join(FORMATS)}")
+    if source.format == "bigquery" and bool(source.table) == bool(source.query):
+        problems.append("source: a bigquery source needs exactly one of `table` or `query`")
+    return source
+
+
+def _columns(data: Any, problems: list[str]) -> ColumnRoles:
+    fields = _fields(data, ColumnRoles, "columns", problems)
+    for role in ("user_id", "item_id"):
+        if not fields.get(role):
+            problems.append(f"columns.{role}: missing (the raw column holding the {role.replace('_', ' ')})")
+    values = {role: str(column) for role, column in fields.items() if column}
+    seen: dict[str, str] = {}
+    for role, column in values.items():
+        if column in seen:
+            problems.append(f"columns: column {column!r} has two roles ({seen[column]} and {role})")
+        seen[column] = role
+    return ColumnRoles(**{"user_id": "", "item_id": "", **values})
+
+
+def _tasks(data: Any, problems: list[str]) -> tuple[TaskSpec, ...]:
+    if not isinstance(data, list) or not data:
+        problems.append("tasks: missing (a list of {name, column | expression}, in ascending order of value)")
+        return ()
+    tasks = []
+    for index, entry in enumerate(data):
+        fields = _fields(entry, TaskSpec, f"tasks[{index}]", problems)
+        task = TaskSpec(**{key: str(value) for key, value in fields.items() if value is not None})
+        if not task.name or not _IDENTIFIER.match(task.name):
+            problems.append(f"tasks[{index}]: name {task.name!r} must be an identifier (letters, digits, _)")
+        if bool(task.column) == bool(task.expression):
+            problems.append(f"tasks[{index}] ({task.name}): give exactly one of `column` or `expression`")
+        elif task.expression:
+            try:
+                LabelExpression(task.expression)
+            except ExpressionError as error:
+                problems.append(f"tasks[{index}] ({task.name}): {error}")
+                continue
+        tasks.append(task)
+    names = [task.name for task in tasks]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        problems.append(f"tasks: task {name!r} is defined twice")
+    return tuple(tasks)
+
+
+def _features(data: Any, problems: list[str]) -> FeaturesSpec:
+    fields = _fields(data, FeaturesSpec, "features", problems)
+    categorical = _vocabulary_features(fields.get("categorical"), "features.categorical", problems)
+    lists = _vocabulary_features(fields.get("list"), "features.list", problems)
+    hashed: dict[str, int] = {}
+    for column, buckets in _as_mapping(fields.get("hashed"), "features.hashed", problems).items():
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+            problems.append(f"features.hashed.{column}: bucket count must be a positive integer, got {buckets!r}")
+        else:
+            hashed[column] = buckets
+    numeric: dict[str, NumericSpec] = {}
+    for column, options in _as_mapping(fields.get("numeric"), "features.numeric", problems).items():
+        where = f"features.numeric.{column}"
+        numeric_spec = NumericSpec(**_fields(options or {}, NumericSpec, where, problems))
+        if numeric_spec.transform not in TRANSFORMS:
+            problems.append(f"{where}.transform: {numeric_spec.transform!r} is not one of {', '.join(TRANSFORMS)}")
+        if numeric_spec.encoding not in ENCODINGS:
+            problems.append(f"{where}.encoding: {numeric_spec.encoding!r} is not one of {', '.join(ENCODINGS)}")
+        numeric[column] = numeric_spec
+    return FeaturesSpec(categorical=categorical, hashed=hashed, numeric=numeric, list=lists)
+
+
+def _as_mapping(data: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    """A mapping as is, a list of names as ``{name: None}``."""
+    if data is None:
+        return {}
+    if isinstance(data, list):
+        duplicates = sorted({str(name) for name in data if data.count(name) > 1})
+        problems.extend(f"{where}: column {name!r} is listed twice" for name in duplicates)
+        return {str(name): None for name in data}
+    if isinstance(data, dict):
+        return {str(name): value for name, value in data.items()}
+    problems.append(f"{where}: expected a list of columns or a mapping, got {data!r}")
+    return {}
+
+
+def _vocabulary_features(data: Any, where: str, problems: list[str]) -> dict[str, VocabularySpec]:
+    features = {}
+    for column, options in _as_mapping(data, where, problems).items():
+        vocabulary = VocabularySpec(**_fields(options or {}, VocabularySpec, f"{where}.{column}", problems))
+        if vocabulary.max_size < 1 or vocabulary.min_count < 1:
+            problems.append(f"{where}.{column}: max_size and min_count must be at least 1")
+        features[column] = vocabulary
+    return features
+
+
+def _history(data: Any, problems: list[str]) -> HistorySpec:
+    if data is None:
+        return HistorySpec(user=False)
+    fields = _fields(data, HistorySpec, "history", problems)
+    match = []
+    for pair in fields.get("match") or ():
+        if not isinstance(pair, list) or len(pair) != 2:
+            problems.append(f"history.match: {pair!r} is not a pair of columns [a, b]")
+        else:
+            match.append((str(pair[0]), str(pair[1])))
+    return HistorySpec(
+        entities=tuple(str(column) for column in fields.get("entities") or ()),
+        user_by=tuple(str(column) for column in fields.get("user_by") or ()),
+        user=bool(fields.get("user", True)),
+        match=tuple(match),
+        prior_strength=float(fields.get("prior_strength", 10.0)),
+    )
+
+
+def _split(data: Any, problems: list[str]) -> SplitSpec:
+    fields = _fields(data, SplitSpec, "split", problems)
+    split = SplitSpec(**fields)
+    if split.by not in ("time", "hash", "files"):
+        problems.append(f"split.by: {split.by!r} is not one of time, hash, files")
+    if not (0 <= split.eval_fraction < 1 and 0 <= split.test_fraction < 1):
+        problems.append("split: eval_fraction and test_fraction must be in [0, 1)")
+    elif split.eval_fraction + split.test_fraction >= 1:
+        problems.append("split: eval_fraction + test_fraction must leave rows for train")
+    if split.by == "files":
+        for name in split.files:
+            if name not in SPLITS:
+                problems.append(f"split.files: {name!r} is not a split ({', '.join(SPLITS)})")
+        if "train" not in split.files:
+            problems.append("split.files: needs a `train` file pattern")
+    return split
+
+
+def _cross_checks(spec: DatasetSpec) -> list[str]:
+    """Problems that involve several sections: reserved names, duplicates, leaks, missing roles."""
+    problems = []
+    kinds: dict[str, str] = {}
+    for kind in ("categorical", "hashed", "numeric", "list"):
+        for column in getattr(spec.features, kind):
+            if column in kinds:
+                problems.append(f"features: column {column!r} is both {kinds[column]} and {kind}")
+            kinds[column] = kind
+    reserved = {REQUEST_ID, MODULE, POSITION, TIMESTAMP}
+    roles = spec.role_names()
+    for column in kinds:
+        if column in reserved or column.startswith(("label_", HISTORY_PREFIX)):
+            problems.append(f"features: {column!r} is a reserved example key or prefix; rename the column")
+        for role in ("request_id", "timestamp", "module", "position"):
+            if roles.get(role) == column:
+                problems.append(f"features: column {column!r} is the {role} role and cannot also be a feature")
+    for task in spec.tasks:
+        for column in task.columns if (task.column or task.expression) else ():
+            if column in kinds:
+                problems.append(f"features: column {column!r} defines the label of task {task.name!r} (a leak)")
+    if spec.history.enabled and not spec.columns.timestamp:
+        problems.append("history: needs columns.timestamp (point-in-time aggregates need event times)")
+    if spec.split.by == "time" and not spec.columns.timestamp:
+        problems.append("split.by: time needs columns.timestamp; use `hash` or `files`")
+    if spec.split.by == "files" and spec.source.format == "bigquery":
+        problems.append("split.by: files needs a file source, not bigquery")
+    return problems
+
+
+def split_names(held_out_module: str | None) -> tuple[str, ...]:
+    """The splits extraction writes: train, eval, test and, with a held-out module, heldout."""
+    return (*SPLITS, HELDOUT_SPLIT) if held_out_module else SPLITS
+
+
+def file_splits(spec: DatasetSpec, files: list[str]) -> dict[int, str]:
+    """File index -> split, for ``split.by: files`` (first matching pattern); empty for other methods.
+
+    Example::
+
+        file_splits(spec, ["d/ali_ccp_train.csv", "d/ali_ccp_val.csv"])   # {0: "train", 1: "eval"}
+    """
+    if spec.split.by != "files":
+        return {}
+    splits = {}
+    for index, path in enumerate(files):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        matched = [split for split, pattern in spec.split.files.items() if fnmatch.fnmatch(name, pattern)]
+        if not matched:
+            patterns = ", ".join(f"{split}: {pattern!r}" for split, pattern in spec.split.files.items())
+            raise ValueError(f"file {path} matches no split.files pattern ({patterns})")
+        splits[index] = matched[0]
+    return splits

@@ -1,0 +1,89 @@
+"""Beam pipeline options for extraction: the local DirectRunner by default, Dataflow when asked.
+
+Every option defaults from an environment variable (documented in ``docs/data.md``)::
+
+    options = BeamOptions(runner="DataflowRunner", project="my-project", region="europe-west4",
+                          temp_location="gs://my-bucket/tmp")
+    options.pipeline_options()   # apache_beam PipelineOptions
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+DATAFLOW = "DataflowRunner"
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+@dataclasses.dataclass
+class BeamOptions:
+    """Where and how the extraction pipeline runs."""
+
+    runner: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_RUNNER", "DirectRunner"))
+    project: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_PROJECT"))
+    region: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_REGION"))
+    temp_location: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_TEMP_LOCATION"))
+    staging_location: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_STAGING_LOCATION"))
+    machine_type: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_MACHINE_TYPE"))
+    max_num_workers: int = dataclasses.field(default_factory=lambda: int(_env("RANKER_DATAFLOW_MAX_WORKERS", "0")))
+    sdk_container_image: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_IMAGE"))
+    setup_file: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_SETUP_FILE"))
+    job_name: str = ""
+    # The local runner: worker processes (0 = one per core) and how they run.
+    direct_num_workers: int = dataclasses.field(default_factory=lambda: int(_env("RANKER_BEAM_WORKERS", "0")))
+    direct_running_mode: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_MODE", "multi_processing"))
+    extra_args: tuple[str, ...] = ()  # any other Beam flag, passed through as is
+
+    @property
+    def is_dataflow(self) -> bool:
+        return self.runner in (DATAFLOW, "dataflow")
+
+    def validate(self) -> None:
+        """Dataflow needs a project, a region and a gs:// temp location; say which is missing."""
+        if not self.is_dataflow:
+            return
+        missing = [flag for flag, value in self._dataflow_required().items() if not value]
+        if missing:
+            raise ValueError(f"the DataflowRunner needs {', '.join(missing)}")
+        if not self.temp_location.startswith("gs://"):
+            raise ValueError(f"--temp-location must be a gs:// path for Dataflow, got {self.temp_location!r}")
+
+    def _dataflow_required(self) -> dict[str, str]:
+        return {"--project": self.project, "--region": self.region, "--temp-location": self.temp_location}
+
+    def flags(self) -> list[str]:
+        """The Beam command-line flags these options stand for."""
+        flags = [f"--runner={self.runner}"]
+        values: dict[str, Any] = {
+            "project": self.project,
+            "region": self.region,
+            "temp_location": self.temp_location,
+            "staging_location": self.staging_location,
+            "job_name": self.job_name,
+        }
+        if self.is_dataflow:
+            values |= {
+                "machine_type": self.machine_type,
+                "max_num_workers": self.max_num_workers or "",
+                "sdk_container_image": self.sdk_container_image,
+                "setup_file": self.setup_file,
+            }
+        else:
+            workers = self.direct_num_workers or os.cpu_count() or 1
+            values |= {"direct_num_workers": workers, "direct_running_mode": self.direct_running_mode}
+        flags += [f"--{name}={value}" for name, value in values.items() if value not in ("", None)]
+        return flags + list(self.extra_args)
+
+    def pipeline_options(self):
+        from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+        self.validate()
+        options = PipelineOptions(self.flags())
+        # Workers unpickle the DoFns, which reference module-level names of this package.
+        options.view_as(SetupOptions).save_main_session = False
+        return options

@@ -1,0 +1,562 @@
+"""The Beam feature-extraction pipeline: raw impressions -> point-in-time features -> TFRecord examples.
+
+::
+
+    summary = extract_features(ExtractionConfig(data_uri="work/sim/impressions", dataset_spec="simulator",
+                                                output_dir="work/examples"))
+    print(summary.format())
+
+The graph works on DataFrame batches, never on single rows, so the local
+runner is fast and Dataflow scales it out unchanged:
+
+1. read each file in record batches, parse and validate them (dead letters out);
+2. a global, mergeable :class:`~components.features.history.Timeline` (rows and
+   positives per timestamp) gives point-in-time priors and the time split;
+3. per history entity, rows are sharded by the entity's key, each shard computes
+   its aggregates with vectorized cumulative sums, and the features go back to
+   the rows' request shard;
+4. rows are joined with their features per request shard (a request is never
+   split), assigned to a split, and the train split's statistics become the
+   feature spec; each shard then writes one TFRecord file per split.
+
+``<out>/feature_spec.json`` is written last: its presence means the run succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam import pvalue
+from apache_beam.pvalue import AsSingleton
+
+from components.data.readers import (
+    RawBatch,
+    bigquery_read,
+    is_bigquery_uri,
+    read_batches,
+    resolve_files,
+)
+from components.data.rows import FILE_INDEX, UID, parse_batch
+from components.data.spec import DatasetSpec, file_splits, load_dataset_spec, split_names
+from components.data.validation import check_data
+from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
+from components.features.history import match_features as match_feature_columns
+from components.features.options import BeamOptions
+from components.features.statistics import FeatureColumn, FeatureStatistics, SplitCounts
+from trainer.schema import (
+    FEATURE_SPEC_FILE,
+    HELDOUT_SPLIT,
+    MODULE,
+    REQUEST_ID,
+    TIMESTAMP,
+    FeatureSpec,
+    Task,
+    label_key,
+)
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_DIR = "dead_letter"
+SHARD = "_shard"
+SPLIT = "_split"
+
+
+class ExtractionError(RuntimeError):
+    """Extraction cannot produce trustworthy examples; the message says why and where to look."""
+
+
+@dataclasses.dataclass
+class ExtractionConfig:
+    """Everything one extraction run needs.
+
+    ``data_uri`` is a file, a glob, a folder (read with the spec's pattern) or
+    ``bq://project.dataset.table``; ``dataset_spec`` a shipped name, a path or a gs:// URI.
+    """
+
+    data_uri: str
+    dataset_spec: str
+    output_dir: str
+    held_out_module: str = ""
+    dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed
+    num_shards: int = 4  # shuffle partitions, and TFRecord files per split
+    batch_rows: int = 65_536
+    beam: BeamOptions = dataclasses.field(default_factory=BeamOptions)
+
+
+@dataclasses.dataclass
+class ExtractionSummary:
+    """What a run read, wrote and rejected."""
+
+    output_dir: str
+    rows_read: int
+    rows_written: int
+    dead_letters: int
+    dead_letter_reasons: dict[str, int]
+    split_rows: dict[str, int]
+    modules: list[str]
+    features: int
+    seconds: float
+
+    @property
+    def dead_letter_share(self) -> float:
+        return self.dead_letters / self.rows_read if self.rows_read else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"dead_letter_share": self.dead_letter_share}
+
+    def format(self) -> str:
+        lines = [
+            f"rows read      {self.rows_read:>12,}",
+            f"rows written   {self.rows_written:>12,}",
+            f"dead letters   {self.dead_letters:>12,}  ({self.dead_letter_share:.3%})",
+        ]
+        lines += [f"  {reason:<12} {count:>12,}" for reason, count in sorted(self.dead_letter_reasons.items())]
+        lines += [f"split {split:<8} {rows:>12,}" for split, rows in self.split_rows.items()]
+        lines += [
+            f"modules        {', '.join(self.modules)}",
+            f"features       {self.features}",
+            f"seconds        {self.seconds:.1f}",
+            f"examples       {self.output_dir}",
+            f"feature spec   {_join(self.output_dir, FEATURE_SPEC_FILE)}",
+            f"dead letters   {_join(self.output_dir, DEAD_LETTER_DIR)}/",
+        ]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionPlan:
+    """The resolved inputs of a run: the spec, the files and the features to describe."""
+
+    spec: DatasetSpec
+    data_uri: str
+    files: tuple[str, ...]
+    file_splits: dict[int, str]
+    held_out_module: str | None
+    num_shards: int
+    batch_rows: int
+
+    @property
+    def entities(self) -> list[Entity]:
+        return history_entities(self.spec)
+
+    def feature_columns(self) -> list[FeatureColumn]:
+        features = self.spec.features
+        columns = [
+            FeatureColumn(name, "categorical", max_vocabulary=v.max_size, min_count=v.min_count)
+            for name, v in features.categorical.items()
+        ]
+        columns += [FeatureColumn(name, "hashed", hash_buckets=buckets) for name, buckets in features.hashed.items()]
+        columns += [FeatureColumn(name, "numeric", n.transform, n.encoding) for name, n in features.numeric.items()]
+        columns += [
+            FeatureColumn(name, "list", max_vocabulary=v.max_size, min_count=v.min_count)
+            for name, v in features.list.items()
+        ]
+        for entity in self.entities:
+            columns.append(FeatureColumn(entity.count_feature, "numeric", transform="log1p"))
+            columns += [FeatureColumn(entity.rate_feature(task), "numeric") for task in self.spec.task_names]
+        columns += [FeatureColumn(name, "numeric") for name in match_feature_columns(self.spec)]
+        return columns
+
+
+def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
+    """Load the spec and check it against the data; every problem is reported before any work."""
+    spec = load_dataset_spec(config.dataset_spec)
+    problems = check_data(spec, config.data_uri)
+    if problems:
+        raise ExtractionError(f"{len(problems)} problem(s) with the data:\n  - " + "\n  - ".join(problems))
+    bigquery = is_bigquery_uri(config.data_uri) or spec.source.format == "bigquery"
+    files = () if bigquery else tuple(resolve_files(config.data_uri, spec.source))
+    if not 0 <= config.dead_letter_threshold <= 1:
+        raise ExtractionError(f"dead_letter_threshold must be in [0, 1], got {config.dead_letter_threshold}")
+    return ExtractionPlan(
+        spec=spec,
+        data_uri=config.data_uri,
+        files=files,
+        file_splits=file_splits(spec, list(files)),
+        held_out_module=config.held_out_module or None,
+        num_shards=max(1, config.num_shards),
+        batch_rows=config.batch_rows,
+    )
+
+
+# --- batch functions (pure, unit-tested; the DoFns below only route their results) ---------------------------
+
+
+def shard_of(values: pd.Series | np.ndarray, shards: int) -> np.ndarray:
+    """A stable shard number per value (the same on every worker and every run)."""
+    hashes = pd.util.hash_array(np.asarray(values, dtype=object))
+    return (hashes % np.uint64(shards)).astype(np.int64)
+
+
+def parse_file(plan: ExtractionPlan, file_index: int, path: str) -> Iterator[tuple[str, Any]]:
+    """Read and parse one file: ("rows", frame), ("dead", letter) and ("counts", counts) outputs."""
+    columns = plan.spec.required_columns
+    for raw in read_batches(path, plan.spec.source, columns, plan.batch_rows):
+        yield from _parsed_outputs(plan, raw, file_index, path)
+
+
+def _parsed_outputs(plan: ExtractionPlan, raw: RawBatch, file_index: int, path: str) -> Iterator[tuple[str, Any]]:
+    parsed = parse_batch(raw, plan.spec, file_index=file_index, path=path)
+    reasons = Counter(letter["reason"].split(":", 1)[0] for letter in parsed.dead_letters)
+    counts = {"rows_read": parsed.rows_read, "rows_valid": len(parsed.frame), "dead_letters": len(parsed.dead_letters)}
+    yield "counts", {**counts, "reasons": dict(reasons)}
+    for letter in parsed.dead_letters:
+        yield "dead", letter
+    if len(parsed.frame):
+        frame = parsed.frame
+        frame[SHARD] = shard_of(frame[REQUEST_ID], plan.num_shards)
+        yield "rows", frame
+
+
+def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[tuple[str, int], pd.DataFrame]]:
+    """The columns each entity's history needs, keyed by (entity, shard of the entity's key)."""
+    labels = [label_key(task) for task in plan.spec.task_names]
+    for entity in plan.entities:
+        hashes = pd.util.hash_pandas_object(frame[list(entity.columns)], index=False).to_numpy()
+        shards = (hashes % np.uint64(plan.num_shards)).astype(np.int64)
+        subset = frame[[UID, SHARD, TIMESTAMP, *labels, *entity.columns]]
+        for shard in np.unique(shards):
+            yield (entity.name, int(shard)), subset[shards == shard]
+
+
+def entity_features(
+    group: tuple[tuple[str, int], Iterable[pd.DataFrame]], plan: ExtractionPlan, timeline: Timeline
+) -> Iterator[tuple[int, tuple[str, pd.DataFrame]]]:
+    """All rows of some keys of one entity -> their history features, keyed by request shard."""
+    key, frames = group
+    entity = next(entity for entity in plan.entities if entity.name == key[0])
+    frame = pd.concat(list(frames), ignore_index=True)
+    features = entity_history(frame, entity, plan.spec.task_names, timeline, plan.spec.history.prior_strength)
+    features[UID] = frame[UID].to_numpy()
+    shards = frame[SHARD].to_numpy()
+    for shard in np.unique(shards):
+        yield int(shard), (entity.name, features[shards == shard].set_index(UID))
+
+
+def join_and_split(
+    group: tuple[int, Iterable[tuple[str, pd.DataFrame]]], plan: ExtractionPlan, timeline: Timeline
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Rows of one request shard joined with every entity's features, each row assigned its split."""
+    shard, parts = group
+    by_kind: dict[str, list[pd.DataFrame]] = {}
+    for kind, frame in parts:
+        by_kind.setdefault(kind, []).append(frame)
+    if "rows" not in by_kind:
+        return
+    rows = pd.concat(by_kind.pop("rows"), ignore_index=True).set_index(UID)
+    for entity in plan.entities:
+        rows = rows.join(pd.concat(by_kind[entity.name]), how="left")
+    add_match_features(rows, plan.spec)
+    rows[SPLIT] = assign_splits(rows, plan, timeline)
+    yield shard, rows.reset_index()
+
+
+def assign_splits(rows: pd.DataFrame, plan: ExtractionPlan, timeline: Timeline) -> np.ndarray:
+    """train / eval / test per row by the spec's method, whole requests together; held-out module apart."""
+    split = plan.spec.split
+    if split.by == "files":
+        assigned = rows[FILE_INDEX].map(plan.file_splits).to_numpy(dtype=object)
+    else:
+        if split.by == "time":
+            position = rows.groupby(REQUEST_ID)[TIMESTAMP].transform("min").to_numpy()
+            eval_start, test_start = timeline.split_boundaries(split.eval_fraction, split.test_fraction)
+        else:
+            position = pd.util.hash_array(rows[REQUEST_ID].to_numpy(dtype=object)) / float(2**64)
+            eval_start, test_start = 1 - split.eval_fraction - split.test_fraction, 1 - split.test_fraction
+        assigned = np.where(position < eval_start, "train", np.where(position < test_start, "eval", "test"))
+        assigned = assigned.astype(object)
+    if plan.held_out_module:
+        assigned[(rows[MODULE] == plan.held_out_module).to_numpy()] = HELDOUT_SPLIT
+    return assigned
+
+
+def build_feature_spec(
+    plan: ExtractionPlan, statistics: FeatureStatistics, splits: SplitCounts, counts: dict[str, Any]
+) -> FeatureSpec:
+    """The feature spec: train statistics, per-split counts, roles and source counts."""
+    train = splits.splits.get("train")
+    spec = plan.spec
+    return FeatureSpec(
+        tasks=[Task(task.name, task.column or task.expression or "") for task in spec.tasks],
+        features=statistics.features(plan.feature_columns()),
+        modules=sorted(train.rows_per_module) if train else [],
+        splits={name: splits.splits[name] for name in split_names(plan.held_out_module) if name in splits.splits},
+        held_out_module=plan.held_out_module,
+        has_groups=spec.has_groups,
+        roles=spec.role_names(),
+        dataset=spec.name,
+        source={
+            "data_uri": plan.data_uri,
+            "format": spec.source.format,
+            "files": len(plan.files),
+            "dataset_spec": spec.origin,
+            "split_by": spec.split.by,
+            **counts,
+        },
+    )
+
+
+def write_split_shards(
+    shard_rows: tuple[int, pd.DataFrame], spec: FeatureSpec, output_dir: str, num_shards: int
+) -> Iterator[tuple[str, str, int]]:
+    """One GZIP TFRecord file per split present in the shard: (split, path, rows)."""
+    shard, rows = shard_rows
+    import tensorflow as tf
+
+    from trainer.examples import COMPRESSION, context_keys, encode_example
+
+    keys = [*context_keys(spec), MODULE, *spec.feature_names]
+    for split, part in rows.groupby(SPLIT, sort=True):
+        folder = _join(output_dir, str(split))
+        tf.io.gfile.makedirs(folder)
+        path = _join(folder, f"part-{shard:05d}-of-{num_shards:05d}.tfrecord.gz")
+        with tf.io.TFRecordWriter(path, options=COMPRESSION) as writer:
+            for record in part[keys].to_dict("records"):
+                writer.write(encode_example(record, spec))
+        yield str(split), path, len(part)
+
+
+def _join(*parts: str) -> str:
+    return "/".join([parts[0].rstrip("/"), *parts[1:]])
+
+
+def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"rows_read": 0, "rows_valid": 0, "dead_letters": 0, "reasons": Counter()}
+    for count in counts:
+        for key in ("rows_read", "rows_valid", "dead_letters"):
+            total[key] += count[key]
+        total["reasons"].update(count["reasons"])
+    return total | {"reasons": dict(total["reasons"])}
+
+
+# --- the Beam graph -------------------------------------------------------------------------------------------
+
+
+class MergeCombine(beam.CombineFn):
+    """Combine mergeable summaries (each element is already one): ``empty()`` and ``merge(a, b) -> a``."""
+
+    def __init__(self, empty: Callable[[], Any], merge: Callable[[Any, Any], Any]) -> None:
+        self.empty, self.merge = empty, merge
+
+    def create_accumulator(self):
+        return self.empty()
+
+    def add_input(self, accumulator, element):
+        return self.merge(accumulator, element)
+
+    def merge_accumulators(self, accumulators):
+        result = self.empty()
+        for accumulator in accumulators:
+            result = self.merge(result, accumulator)
+        return result
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def build_pipeline(pipeline, plan: ExtractionPlan, output_dir: str, beam_options: BeamOptions) -> None:
+    """Add the extraction graph to a Beam pipeline."""
+    tasks = plan.spec.task_names
+    outputs = _read(pipeline, plan, beam_options)
+    rows = outputs.rows
+    timeline = (
+        rows
+        | "Timeline" >> beam.Map(Timeline.of, tasks, plan.held_out_module)
+        | "MergeTimeline"
+        >> beam.CombineGlobally(
+            MergeCombine(lambda: Timeline.merge([], len(tasks)), lambda a, b: Timeline.merge([a, b], len(tasks)))
+        )
+    )
+    timeline_view = AsSingleton(timeline)
+    by_shard = rows | "ByRequestShard" >> beam.FlatMap(
+        lambda frame: ((int(s), ("rows", part)) for s, part in frame.groupby(SHARD, sort=False))
+    )
+    features = (
+        rows
+        | "ByEntityShard" >> beam.FlatMap(entity_shards, plan)
+        | "GroupEntities" >> beam.GroupByKey()
+        | "History" >> beam.FlatMap(entity_features, plan, timeline_view)
+    )
+    joined = (
+        (by_shard, features)
+        | "AllParts" >> beam.Flatten()
+        | "GroupShards" >> beam.GroupByKey()
+        | "JoinAndSplit" >> beam.FlatMap(join_and_split, plan, timeline_view)
+    )
+    train_rows = joined | "TrainRows" >> beam.Map(lambda kv: kv[1][kv[1][SPLIT] == "train"])
+    statistics = (
+        train_rows
+        | "Describe" >> beam.Map(FeatureStatistics.of, plan.feature_columns(), UID)
+        | "MergeStatistics" >> beam.CombineGlobally(MergeCombine(FeatureStatistics, FeatureStatistics.merge))
+    )
+    split_counts = (
+        joined
+        | "CountSplits" >> beam.Map(lambda kv: SplitCounts.of(kv[1], tasks, SPLIT))
+        | "MergeSplitCounts" >> beam.CombineGlobally(MergeCombine(SplitCounts, SplitCounts.merge))
+    )
+    counts = outputs.counts | "SumCounts" >> beam.CombineGlobally(lambda counts: sum_counts(counts))
+    feature_spec = (
+        pipeline
+        | "SpecSeed" >> beam.Create([None])
+        | "FeatureSpec"
+        >> beam.Map(
+            lambda _, stats, splits, totals: build_feature_spec(plan, stats, splits, totals),
+            AsSingleton(statistics),
+            AsSingleton(split_counts),
+            AsSingleton(counts),
+        )
+    )
+    written = joined | "WriteShards" >> beam.FlatMap(
+        write_split_shards, AsSingleton(feature_spec), output_dir, plan.num_shards
+    )
+    _ = (
+        written
+        | "CountShards" >> beam.combiners.Count.Globally()
+        | "WriteSpec" >> beam.Map(lambda _, spec: _save_spec(spec, output_dir), AsSingleton(feature_spec))
+    )
+    _ = (
+        outputs.dead
+        | "DeadLetterJson" >> beam.Map(lambda letter: json.dumps(letter, sort_keys=True, default=str))
+        | "WriteDeadLetters"
+        >> beam.io.WriteToText(_join(output_dir, DEAD_LETTER_DIR, "part"), file_name_suffix=".jsonl", num_shards=1)
+    )
+
+
+def _read(pipeline, plan: ExtractionPlan, beam_options: BeamOptions):
+    if not plan.files:
+        read = bigquery_read(
+            plan.spec.source, plan.spec.required_columns, beam_options.project, beam_options.temp_location,
+            data_uri=plan.data_uri,
+        )  # fmt: skip
+        return (
+            pipeline
+            | "ReadBigQuery" >> beam.io.ReadFromBigQuery(**read.kwargs)
+            | "Batch" >> beam.BatchElements(min_batch_size=plan.batch_rows // 4, max_batch_size=plan.batch_rows)
+            | "Parse" >> beam.ParDo(_ParseBigQuery(plan, read.description)).with_outputs("rows", "dead", "counts")
+        )
+    return (
+        pipeline
+        | "Files" >> beam.Create(list(enumerate(plan.files)))
+        | "Reshuffle" >> beam.Reshuffle()
+        | "Parse" >> beam.ParDo(_ParseFiles(plan)).with_outputs("rows", "dead", "counts")
+    )
+
+
+def _tagged(outputs: Iterator[tuple[str, Any]]) -> Iterator[pvalue.TaggedOutput]:
+    for tag, value in outputs:
+        yield pvalue.TaggedOutput(tag, value)
+
+
+class _ParseFiles(beam.DoFn):
+    def __init__(self, plan: ExtractionPlan) -> None:
+        self.plan = plan
+
+    def process(self, element: tuple[int, str]):
+        file_index, path = element
+        yield from _tagged(parse_file(self.plan, file_index, path))
+
+
+class _ParseBigQuery(beam.DoFn):
+    """BigQuery rows have no file and no row number: a random batch id keeps their uids unique."""
+
+    def __init__(self, plan: ExtractionPlan, description: str) -> None:
+        self.plan, self.description = plan, description
+
+    def process(self, records: list[dict[str, Any]]):
+        batch_id = int(np.random.default_rng().integers(1, 2**22))
+        raw = RawBatch(pd.DataFrame.from_records(records), np.arange(1, len(records) + 1, dtype=np.int64))
+        yield from _tagged(_parsed_outputs(self.plan, raw, batch_id, f"bigquery {self.description}"))
+
+
+def _save_spec(spec: FeatureSpec, output_dir: str) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(_join(output_dir, FEATURE_SPEC_FILE), "w") as handle:
+        handle.write(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _clear_outputs(output_dir: str) -> None:
+    """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
+    import tensorflow as tf
+
+    spec_path = _join(output_dir, FEATURE_SPEC_FILE)
+    if tf.io.gfile.exists(spec_path):
+        tf.io.gfile.remove(spec_path)
+    for folder in (*split_names("heldout"), DEAD_LETTER_DIR):
+        path = _join(output_dir, folder)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+    tf.io.gfile.makedirs(output_dir)
+
+
+def extract_features(config: ExtractionConfig) -> ExtractionSummary:
+    """Run extraction; raise :class:`ExtractionError` when the dead-letter share exceeds the threshold.
+
+    Example::
+
+        summary = extract_features(ExtractionConfig("data/*.csv", "kuairand", "work/examples"))
+        summary.split_rows   # {"train": ..., "eval": ..., "test": ...}
+    """
+    started = time.monotonic()
+    plan = plan_extraction(config)
+    _clear_outputs(config.output_dir)
+    logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
+    with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
+        build_pipeline(pipeline, plan, config.output_dir, config.beam)
+    return _check_run(config, plan, time.monotonic() - started)
+
+
+def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -> ExtractionSummary:
+    import tensorflow as tf
+
+    spec_path = _join(config.output_dir, FEATURE_SPEC_FILE)
+    with tf.io.gfile.GFile(spec_path) as handle:
+        spec = FeatureSpec.from_dict(json.loads(handle.read()))
+    source = spec.source
+    split_rows = {name: stats.rows for name, stats in spec.splits.items()}
+    summary = ExtractionSummary(
+        output_dir=config.output_dir,
+        rows_read=source["rows_read"],
+        rows_written=sum(split_rows.values()),
+        dead_letters=source["dead_letters"],
+        dead_letter_reasons=source["reasons"],
+        split_rows=split_rows,
+        modules=spec.modules,
+        features=len(spec.features),
+        seconds=seconds,
+    )
+    problem = _run_problem(summary, config.dead_letter_threshold)
+    if problem:
+        tf.io.gfile.remove(spec_path)  # no feature spec: nothing downstream can mistake this for a success
+        raise ExtractionError(problem)
+    for split in split_names(plan.held_out_module)[1:]:
+        if not split_rows.get(split):
+            logger.warning("the %s split is empty", split)
+    return summary
+
+
+def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
+    dead_letters = _join(summary.output_dir, DEAD_LETTER_DIR)
+    if summary.rows_read != summary.rows_written + summary.dead_letters:
+        return (
+            f"row counts do not add up: read {summary.rows_read}, wrote {summary.rows_written}, "
+            f"dead letters {summary.dead_letters}"
+        )
+    if summary.dead_letter_share > threshold:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(summary.dead_letter_reasons.items()))
+        return (
+            f"{summary.dead_letters} of {summary.rows_read} rows ({summary.dead_letter_share:.2%}) are malformed, "
+            f"more than the threshold of {threshold:.2%} ({reasons}); see {dead_letters}/ for every row and reason"
+        )
+    if not summary.split_rows.get("train"):
+        return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
+    return ""
