@@ -44,8 +44,8 @@ Backend = Literal["mlflow", "vertex"]
 
 # Serving contract of the project's prediction server (serving/): Vertex AI
 # sends AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE / AIP_HTTP_PORT to the container.
-DEFAULT_PREDICT_ROUTE = "/v1/models/ranker:predict"
-DEFAULT_HEALTH_ROUTE = "/v1/models/ranker"
+DEFAULT_PREDICT_ROUTE = "/predict"
+DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_SERVING_PORT = 8080
 
 
@@ -69,6 +69,8 @@ class RegistryConfig:
     location                    ``GOOGLE_CLOUD_REGION``         ``us-central1``
     serving_image               ``RANKER_SERVING_IMAGE``        ``RANKER_IMAGE`` or ``mmoe-ranker:latest``
     keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false``
+    endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (deploy step, vertex)
+    machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
     ==========================  ==============================  ======================================
 
     Example::
@@ -88,6 +90,10 @@ class RegistryConfig:
     health_route: str = DEFAULT_HEALTH_ROUTE
     serving_port: int = DEFAULT_SERVING_PORT
     keep_challengers: bool = False
+    endpoint_name: str = "mmoe-ranker"
+    machine_type: str = "n1-standard-4"
+    min_replicas: int = 1
+    max_replicas: int = 3
 
     def __post_init__(self) -> None:
         if self.backend not in ("mlflow", "vertex"):
@@ -109,6 +115,8 @@ class RegistryConfig:
             "location": env.get("GOOGLE_CLOUD_REGION", "us-central1"),
             "serving_image": env.get("RANKER_SERVING_IMAGE", env.get("RANKER_IMAGE", "mmoe-ranker:latest")),
             "keep_challengers": env.get("RANKER_KEEP_CHALLENGERS", "false").lower() in ("1", "true", "yes"),
+            "endpoint_name": env.get("RANKER_ENDPOINT", "mmoe-ranker"),
+            "machine_type": env.get("RANKER_SERVING_MACHINE", "n1-standard-4"),
         }
         values.update({key: value for key, value in overrides.items() if value not in (None, "")})
         return cls(**values)
@@ -317,6 +325,20 @@ def champion_model_uri(config: RegistryConfig, backend: RegistryBackend | None =
     return backend.version_model_uri(version) if version is not None else ""
 
 
+def champion_to_beat(config: RegistryConfig, candidate_model_uri: str, backend: RegistryBackend | None = None) -> str:
+    """The champion a candidate must beat: ``""`` when there is none or it holds the same model files.
+
+    Example::
+
+        champion_to_beat(RegistryConfig(work_dir="work_dir"), "work_dir/pipeline_root/.../model")
+    """
+    champion = champion_model_uri(config, backend)
+    if champion and model_digest(champion) == model_digest(candidate_model_uri):
+        logger.info("the champion holds this very model: nothing to compare it against")
+        return ""
+    return champion
+
+
 def open_backend(config: RegistryConfig) -> RegistryBackend:
     """The backend the configuration names."""
     if config.backend == "vertex":
@@ -360,6 +382,8 @@ def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
 
         flatten_metrics({"ndcg": {"search": {"click": 0.61}}, "blessed": True})
         # {"ndcg/search/click": 0.61}
+        flatten_metrics({"rows": [{"model": "mmoe", "task": "click", "value": 0.6}]})
+        # {"rows/mmoe/click/value": 0.6}   (a row of a table is named by its text fields)
     """
     if isinstance(data, bool) or data is None:
         return {}
@@ -369,11 +393,20 @@ def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
     if isinstance(data, Mapping):
         items = [(str(key), value) for key, value in data.items()]
     elif isinstance(data, list):
-        items = [(str(index), value) for index, value in enumerate(data)]
+        items = [(_row_name(value, index), value) for index, value in enumerate(data)]
     flat: dict[str, float] = {}
     for key, value in items:
         flat.update(flatten_metrics(value, f"{prefix}/{key}" if prefix else key))
     return flat
+
+
+def _row_name(row: Any, index: int) -> str:
+    """A list item's key: the row's text fields joined (``mmoe/search/click``), else its index."""
+    if isinstance(row, Mapping):
+        names = [str(value) for value in row.values() if isinstance(value, str) and value]
+        if names:
+            return "/".join(names)
+    return str(index)
 
 
 def code_version() -> str:

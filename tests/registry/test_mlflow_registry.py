@@ -130,6 +130,11 @@ def test_flatten_metrics_keeps_every_number_and_skips_flags():
     assert flatten_metrics(document) == {"ndcg/search/0": 0.5, "ndcg/search/1": 0.25, "n": 3.0}
 
 
+def test_flatten_metrics_names_table_rows_by_their_text_fields():
+    rows = [{"model": "mmoe", "subset": "all", "value": 0.6, "lift": None}, {"model": "gbdt", "value": 0.5}]
+    assert flatten_metrics({"ndcg": rows}) == {"ndcg/mmoe/all/value": 0.6, "ndcg/gbdt/value": 0.5}
+
+
 def test_a_missing_blessing_field_is_named(tmp_path, config):
     write_model(tmp_path / "model", b"w")
     report = write_evaluation(tmp_path / "report", True, 0.6)

@@ -1,0 +1,82 @@
+"""Small glue steps the DAG needs between the area components.
+
+* :func:`simulated_source` / :func:`user_source`: the two branches of the data
+  source (simulated marketplace or the user's URI) end in the same two
+  strings, the raw data URI and the oracle URI, which the pipeline merges with
+  ``dsl.OneOf`` (``kfp.local`` merges parameters, not artifacts, so the raw
+  data is re-imported from the merged URI with ``dsl.importer``).
+* :func:`resolve_champion`: the current champion's model location, which the
+  evaluation compares the new model against (never cached: it reads the registry).
+* :func:`deploy_model`: deploy the registered version (Vertex AI endpoint) or
+  print the command that serves it (local MLflow registry).
+"""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Model
+
+from components.base import ranker_component
+
+
+@ranker_component
+def simulated_source(impressions: Input[Dataset], oracle: Input[Dataset]) -> NamedTuple(
+    "DataSource", [("data_uri", str), ("oracle_uri", str)]
+):
+    """The simulator's impressions and ground truth as URIs."""
+    return (impressions.uri, oracle.uri)
+
+
+@ranker_component
+def user_source(data_uri: str) -> NamedTuple("DataSource", [("data_uri", str), ("oracle_uri", str)]):
+    """The user's data URI (files or ``bq://``); a user's data has no oracle."""
+    if not data_uri.strip():
+        raise ValueError("data_uri is empty: pass the impression logs' URI, or leave it empty to simulate")
+    return (data_uri.strip(), "")
+
+
+@ranker_component
+def resolve_champion(
+    model: Input[Model],
+    registry: str = "mlflow",
+    model_name: str = "mmoe-ranker",
+    tracking_uri: str = "",
+    project: str = "",
+    location: str = "us-central1",
+) -> str:
+    """The current champion's model location, ``""`` when there is none or it is this very ``model``.
+
+    A rerun that trains the same model (cached steps) must not judge it against itself.
+    """
+    from components.registry.core import RegistryConfig, champion_to_beat
+
+    config = RegistryConfig.from_env(
+        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
+    )
+    return champion_to_beat(config, model.uri)
+
+
+@ranker_component
+def deploy_model(
+    version: str,
+    registry: str = "mlflow",
+    model_name: str = "mmoe-ranker",
+    tracking_uri: str = "",
+    project: str = "",
+    location: str = "us-central1",
+    endpoint_name: str = "mmoe-ranker",
+    machine_type: str = "n1-standard-4",
+) -> str:
+    """Deploy a registered version: the Vertex AI endpoint's name, or locally the command that serves it."""
+    from components.registry.core import RegistryConfig
+    from components.registry.deploy import deploy_version
+
+    config = RegistryConfig.from_env(
+        backend=registry,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        project=project,
+        location=location,
+        endpoint_name=endpoint_name,
+        machine_type=machine_type,
+    )
+    return deploy_version(config, version)
