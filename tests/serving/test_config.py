@@ -1,0 +1,39 @@
+"""Server configuration from the environment (Vertex AI's AIP_* variables included)."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.config import ServerConfig
+
+
+def test_vertex_variables_configure_port_routes_and_model():
+    config = ServerConfig.from_env(
+        {
+            "AIP_HTTP_PORT": "9000",
+            "AIP_PREDICT_ROUTE": "/v1/endpoints/1/deployedModels/2:predict",
+            "AIP_HEALTH_ROUTE": "/v1/endpoints/1/deployedModels/2",
+            "AIP_STORAGE_URI": "gs://bucket/model",
+        }
+    )
+    assert config.http_port == 9000
+    assert config.predict_route.endswith(":predict") and config.health_route.endswith("/2")
+    assert config.model_uri == "gs://bucket/model"
+
+
+def test_model_uri_wins_over_storage_uri_and_overrides_win_over_both():
+    environ = {"MODEL_URI": "models:/mmoe-ranker@champion", "AIP_STORAGE_URI": "gs://b/m", "RANKER_ACCESS_LOG": "no"}
+    assert ServerConfig.from_env(environ).model_uri == "models:/mmoe-ranker@champion"
+    assert ServerConfig.from_env(environ).access_log is False
+    assert ServerConfig.from_env(environ, model_uri="/local").model_uri == "/local"
+
+
+def test_defaults_apply_without_environment():
+    config = ServerConfig.from_env({})
+    assert (config.http_port, config.predict_route, config.health_route) == (8080, "/predict", "/health")
+    assert config.batch_wait_ms == 0.0
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ValueError, match="RANKER_MAX_CANDIDATES='many' is not a valid int"):
+        ServerConfig.from_env({"RANKER_MAX_CANDIDATES": "many"})

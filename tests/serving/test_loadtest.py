@@ -1,0 +1,121 @@
+"""The load tester against a stub HTTP server: schedules, counts, coordinated omission, report, budgets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import orjson
+import pytest
+
+from serving.loadtest import (
+    DROPPED,
+    LoadTestConfig,
+    arrival_times,
+    auth_headers,
+    check_budget,
+    run_load_test,
+    synthetic_payload,
+)
+from serving.loadtest_report import format_summary, write_report
+from serving.request import RequestParser
+from tests.conftest import synthetic_feature_spec
+
+
+class StubHandler(BaseHTTPRequestHandler):
+    """POST /ok answers 200, /slow answers 200 after 200 ms, /fail answers 500; records auth headers."""
+
+    seen_auth: list[str] = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        StubHandler.seen_auth.append(self.headers.get("authorization", ""))
+        if self.path == "/slow":
+            time.sleep(0.2)
+        status = 500 if self.path == "/fail" else 200
+        self.send_response(status)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def stub_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_arrival_schedules():
+    constant = arrival_times(LoadTestConfig(url="x", rate=10, arrival="constant", duration_s=2, warmup_s=1))
+    assert len(constant) == 30 and np.allclose(np.diff(constant), 0.1)
+    poisson = arrival_times(LoadTestConfig(url="x", rate=200, arrival="poisson", duration_s=20, warmup_s=0))
+    assert 3600 < len(poisson) < 4400 and (np.diff(poisson) > 0).all()
+    bursty = arrival_times(
+        LoadTestConfig(url="x", rate=200, arrival="bursty", duration_s=20, warmup_s=0, burst_on_s=0.5, burst_off_s=1.5)
+    )
+    assert (np.mod(bursty, 2.0) < 0.5).all() and 800 < len(bursty) < 1200
+    capped = arrival_times(LoadTestConfig(url="x", rate=10, arrival="constant", duration_s=5, warmup_s=1, max_requests=7))
+    assert (capped < 1).sum() == 10 and (capped >= 1).sum() == 7
+
+
+def test_counts_add_up_and_auth_is_sent(stub_url):
+    config = LoadTestConfig(
+        url=f"{stub_url}/ok", rate=40, arrival="constant", duration_s=1.0, warmup_s=0.25, headers=auth_headers("t0k")
+    )
+    summary = run_load_test(config, b"{}").summary()
+    assert summary["scheduled"] == 40 and summary["warmup_requests"] == 10
+    assert summary["ok"] == 40 and summary["errors"] == 0 and summary["error_rate"] == 0
+    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"] <= summary["p99.9_ms"] <= summary["max_ms"]
+    assert StubHandler.seen_auth[-1] == "Bearer t0k"
+
+
+def test_concurrency_cap_drops_instead_of_delaying_and_latency_counts_from_the_intended_time(stub_url):
+    config = LoadTestConfig(url=f"{stub_url}/slow", rate=50, arrival="constant", duration_s=1.0, warmup_s=0, concurrency=2)
+    result = run_load_test(config, b"{}")
+    summary = result.summary()
+    assert summary["dropped"] > 0 and summary["ok"] + summary["dropped"] == summary["scheduled"] == 50
+    assert summary["error_rate"] == pytest.approx(summary["dropped"] / 50)
+    assert all(np.isnan(s.latency_s) for s in result.samples if s.status == DROPPED)
+    assert summary["p50_ms"] >= 200
+
+
+def test_server_errors_count_as_errors_and_budgets_fail(stub_url, tmp_path):
+    config = LoadTestConfig(url=f"{stub_url}/fail", rate=20, arrival="poisson", duration_s=0.5, warmup_s=0, max_requests=5)
+    result = run_load_test(config, b"{}")
+    summary = result.summary()
+    assert summary["scheduled"] == summary["failed"] == 5 and summary["error_rate"] == 1.0
+    assert summary["statuses"] == {"500": 5}
+    assert check_budget(summary, max_p99_ms=50, max_error_rate=0.01) == [
+        "p99 latency nan ms exceeds the budget of 50 ms",
+        "error rate 1.0000 exceeds the budget of 0.01",
+    ]
+    paths = write_report(result, tmp_path / "report")
+    assert json.loads(paths["json"].read_text())["failed"] == 5
+    assert paths["timeline"].read_bytes()[:4] == b"\x89PNG" and paths["histogram"].stat().st_size > 0
+    assert "<img" in paths["html"].read_text() and "error_rate" in format_summary(summary)
+
+
+def test_token_command_output_becomes_the_bearer_header():
+    assert auth_headers(token_command="echo from-gcloud") == {"authorization": "Bearer from-gcloud"}
+    with pytest.raises(RuntimeError, match="token command 'false' failed"):
+        auth_headers(token_command="false")
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_generated_payload_is_a_valid_request_for_the_spec(columnar):
+    spec = synthetic_feature_spec()
+    payload = synthetic_payload(spec, candidates=25, columnar=columnar)
+    batch = RequestParser(spec, max_candidates=25).parse(orjson.loads(payload))
+    assert batch.num_candidates == 25
+    assert (batch.columns["user_id"] == batch.columns["user_id"][0]).all()
+    assert np.isfinite(batch.columns["price"]).all() and (batch.columns["price"] >= 0).all()
+    assert set(batch.columns["category"]) <= set(spec.feature("category").vocabulary)

@@ -1,0 +1,141 @@
+"""The served ranker over HTTP: KServe v1 and Vertex AI routes, bad input, health, metrics, logs, load test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from serving.request import RequestParser
+from tests.serving.conftest import MAX_BODY_BYTES, MAX_CANDIDATES, VERTEX_HEALTH_ROUTE, VERTEX_PREDICT_ROUTE
+
+pytestmark = pytest.mark.slow
+
+KSERVE_PREDICT = "/v1/models/mmoe-ranker:predict"
+ROWS = [
+    {"listing_id": "l1", "category": "toys", "price": 12.5, "listing_ctr": 0.2, "tags": ["gift", "sale"]},
+    {"listing_id": "l2", "category": "art", "price": None, "user_category_affinity": 1.5},
+    {"listing_id": "l3", "category": "unknown-category", "price": 300.0},
+]
+
+
+def ranking_request(candidates=ROWS, module="search", **parameters) -> dict:
+    request = {"instances": [{"context": {"module_name": module, "user_id": "u3"}, "candidates": candidates}]}
+    if parameters:
+        request["parameters"] = parameters
+    return request
+
+
+def post(server, route: str, body, **kwargs) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    headers = kwargs.pop("headers", {"content-type": "application/json"})
+    return httpx.post(server.url + route, content=content, headers=headers, timeout=30, **kwargs)
+
+
+def test_vertex_route_scores_match_the_exported_model(server, model_dir):
+    from trainer.predict import load_ranker
+
+    ranker = load_ranker(model_dir)
+    response = post(server, VERTEX_PREDICT_ROUTE, ranking_request(top_k=2))
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    expected = ranker.predict(RequestParser(ranker.feature_spec).parse(ranking_request()).columns)
+    np.testing.assert_allclose(prediction["score"], expected["score"], rtol=1e-5)
+    for task in ranker.task_names:
+        probabilities = np.array(prediction["tasks"][task])
+        assert ((probabilities > 0) & (probabilities < 1)).all()
+        np.testing.assert_allclose(probabilities, expected[task], rtol=1e-5)
+    best = np.argsort(-expected["score"], kind="stable")[:2]
+    assert prediction["top_k"]["indices"] == best.tolist()
+    assert prediction["top_k"]["ids"] == [ROWS[i]["listing_id"] for i in best]
+
+
+def test_kserve_client_predicts_columnar_candidates_and_sees_readiness(server):
+    from kserve import InferenceRESTClient
+
+    columns = {key: [row.get(key) for row in ROWS] for key in ("listing_id", "category", "price")}
+
+    async def call():
+        client = InferenceRESTClient()
+        ready = await client.is_model_ready(server.url, "mmoe-ranker")
+        rows = await client.infer(server.url, ranking_request(ROWS), model_name="mmoe-ranker")
+        cols = await client.infer(server.url, ranking_request(columns), model_name="mmoe-ranker")
+        return ready, rows, cols
+
+    ready, by_rows, by_columns = asyncio.run(call())
+    assert ready is True
+    without_extras = post(server, KSERVE_PREDICT, ranking_request([{k: r.get(k) for k in columns} for r in ROWS]))
+    assert by_columns["predictions"][0]["score"] == without_extras.json()["predictions"][0]["score"]
+    assert len(by_rows["predictions"][0]["score"]) == 3
+
+
+def test_an_unknown_module_is_scored_not_refused(server):
+    response = post(server, KSERVE_PREDICT, ranking_request(module="a-surface-never-trained-on"))
+    assert response.status_code == 200, response.text
+    assert np.isfinite(response.json()["predictions"][0]["score"]).all()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"instances": [', 400, "Unrecognized request format"),
+        (b'{"instances": [{"context": {"module_name": "s"}, "candidates": [{"price": NaN}]}]}', 400, "Unrecognized"),
+        (b'{"instances": [{"context": {"module_name": "s"}, "candidates": [{"price": 1e999}]}]}', 400, "infinity"),
+        ({"inputs": []}, 400, "unknown top-level field(s) ['inputs']"),
+        ({"instances": "all of them"}, 400, "'instances' must be a non-empty list"),
+        (ranking_request([{"price": "cheap"}]), 400, "instances[0].candidates.price[0]: expected a number or null"),
+        (ranking_request([{"price": 1}, {"colour": "red"}]), 400, "unknown feature(s) ['colour']"),
+        (ranking_request([{"price": 1}] * (MAX_CANDIDATES + 1)), 400, f"more than the maximum {MAX_CANDIDATES}"),
+        (ranking_request({"price": [1.0, 2.0], "category": ["a"]}), 400, "columns have different lengths"),
+        (ranking_request(top_k=-1), 400, "parameters.top_k must be a positive integer"),
+        (b"x" * (MAX_BODY_BYTES + 1), 413, f"exceeds the limit of {MAX_BODY_BYTES} bytes"),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_problem(server, body, status, message):
+    for route in (KSERVE_PREDICT, VERTEX_PREDICT_ROUTE):
+        response = post(server, route, body)
+        assert response.status_code == status, response.text
+        assert message in response.json()["error"]
+
+
+def test_a_body_without_json_content_type_is_still_parsed_or_refused(server):
+    good = post(server, KSERVE_PREDICT, ranking_request(), headers={"content-type": "text/plain"})
+    assert good.status_code == 200, good.text
+    bad = post(server, KSERVE_PREDICT, b"not json", headers={"content-type": "text/plain"})
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+    assert post(server, "/v1/models/another-model:predict", ranking_request()).status_code == 404
+
+
+def test_health_metrics_and_json_logs(server):
+    for route in ("/", "/v2/health/live", "/v1/models/mmoe-ranker", VERTEX_HEALTH_ROUTE):
+        assert httpx.get(server.url + route).status_code == 200, route
+    post(server, KSERVE_PREDICT, ranking_request())
+    post(server, KSERVE_PREDICT, ranking_request([{"price": "x"}]))
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'ranker_requests_total{route="predict",status="200"}' in metrics
+    assert 'ranker_requests_total{route="predict",status="400"}' in metrics
+    assert 'ranker_request_latency_seconds_bucket{le="0.05",route="predict"}' in metrics
+    assert "ranker_candidates_per_request_count" in metrics
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "serving.access"]
+    assert any(line["status"] == 400 and line["path"] == KSERVE_PREDICT for line in access)
+    refused = [line for line in lines if line["message"].startswith("invalid input:")]
+    assert refused and all(line["severity"] == "WARNING" and "exception" not in line for line in refused)
+
+
+def test_a_short_load_test_reports_and_enforces_budgets(server, model_dir, tmp_path):
+    from pipelines.cli import main
+
+    arguments = ["loadtest", "--url", server.url + KSERVE_PREDICT, "--model-dir", str(model_dir)]
+    arguments += ["--candidates", "50", "--rate", "20", "--duration", "1", "--warmup", "0.25", "--arrival", "bursty"]
+    arguments += ["--burst-on", "0.5", "--burst-off", "0.25"]
+    assert main([*arguments, "--out", str(tmp_path / "report"), "--max-error-rate", "0"]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["scheduled"] > 0 and summary["ok"] + summary["errors"] == summary["scheduled"]
+    assert summary["statuses"] == {"200": summary["ok"]}
+    assert (tmp_path / "report" / "report.html").stat().st_size > 0
+    assert main([*arguments, "--max-p99", "0.001"]) == 1
