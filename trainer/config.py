@@ -226,20 +226,21 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _parse_env_value(name: str, raw: str, hint: Any) -> Any:
-    base = {typing.get_origin(hint)} | set(typing.get_args(hint))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     try:
-        if bool in base or hint is bool:
+        if hint is bool:
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes")
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-        if hint is str or typing.get_origin(hint) is Literal:
+        if hint in (int, float):
+            return hint(raw)
+        if hint is str or origin is Literal:
             return raw
-        if str in base:  # optional string
-            return None if raw.lower() in ("", "null", "none") else raw
-        return json.loads(raw)  # lists, dicts, optionals
+        if type(None) in args:  # optional: "null" or the inner type
+            if raw.lower() in ("", "null", "none"):
+                return None
+            inner = next(arg for arg in args if arg is not type(None))
+            return _parse_env_value(name, raw, inner)
+        return json.loads(raw)  # lists and dicts
     except (ValueError, json.JSONDecodeError) as error:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {hint}") from error

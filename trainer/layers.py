@@ -3,12 +3,10 @@
 Every block takes ``(inputs, module)`` and concatenates the module embedding
 into the input of EVERY layer it holds, not only the first, so each layer can
 condition on the surface the request came from. Pass ``module=None`` for the
-module-free ablation. Each block records ``input_widths``: the width of what
-each of its layers received, module included (the tests check it)::
+module-free ablation (tests/trainer/test_model.py checks every layer's input)::
 
     expert = ModuleAwareMLP([64, 32], name="expert_0")
     outputs = expert(inputs, module)          # (batch, 32)
-    expert.input_widths                       # [inputs.width + 8, 64 + 8]
 """
 
 from __future__ import annotations
@@ -24,21 +22,7 @@ def with_module(inputs: tf.Tensor, module: tf.Tensor | None) -> tf.Tensor:
     return inputs if module is None else tf.concat([inputs, module], axis=-1)
 
 
-class ModuleAwareBlock(tf.keras.layers.Layer):
-    """Base of the blocks below: records the input width of each held layer at build time."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.input_widths: list[int] = []
-
-    def _feed(self, layer: tf.keras.layers.Layer, inputs: tf.Tensor, module: tf.Tensor | None, **kwargs):
-        joined = with_module(inputs, module)
-        if not layer.built:
-            self.input_widths.append(int(joined.shape[-1]))
-        return layer(joined, **kwargs)
-
-
-class ModuleAwareMLP(ModuleAwareBlock):
+class ModuleAwareMLP(tf.keras.layers.Layer):
     """A ReLU MLP whose every Dense layer also sees the module embedding.
 
     ``output_activation=None`` makes the last layer linear (a tower's logit).
@@ -68,13 +52,13 @@ class ModuleAwareMLP(ModuleAwareBlock):
     def call(self, inputs: tf.Tensor, module: tf.Tensor | None = None, training: bool | None = None) -> tf.Tensor:
         hidden = inputs
         for index, dense in enumerate(self.dense_layers):
-            hidden = self._feed(dense, hidden, module)
+            hidden = dense(with_module(hidden, module))
             if self.dropout is not None and index < len(self.dense_layers) - 1:
                 hidden = self.dropout(hidden, training=training)
         return hidden
 
 
-class CrossExpert(ModuleAwareBlock):
+class CrossExpert(tf.keras.layers.Layer):
     """A DCN-v2 cross network (``tfrs.layers.dcn.Cross``) projected to the experts' output width.
 
     ``x0 = [inputs, module]`` enters every cross layer (``x_{l+1} = x0 * (W x_l + b) + x_l``),
@@ -98,13 +82,11 @@ class CrossExpert(ModuleAwareBlock):
         x0 = with_module(inputs, module)
         crossed = x0
         for layer in self.cross_layers:
-            if not layer.built:
-                self.input_widths.append(int(x0.shape[-1]))
             crossed = layer(x0, crossed)
-        return self._feed(self.projection, crossed, module)
+        return self.projection(with_module(crossed, module))
 
 
-class Gate(ModuleAwareBlock):
+class Gate(tf.keras.layers.Layer):
     """A softmax gate over experts: ``softmax(Dense([inputs, module]) / temperature)``.
 
     Example::
@@ -119,7 +101,7 @@ class Gate(ModuleAwareBlock):
         self.logits = tf.keras.layers.Dense(num_experts, name="logits")
 
     def call(self, inputs: tf.Tensor, module: tf.Tensor | None = None) -> tf.Tensor:
-        return tf.nn.softmax(self._feed(self.logits, inputs, module) / self.temperature, axis=-1)
+        return tf.nn.softmax(self.logits(with_module(inputs, module)) / self.temperature, axis=-1)
 
 
 def mix_experts(expert_outputs: Sequence[tf.Tensor], weights: tf.Tensor) -> tf.Tensor:

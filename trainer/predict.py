@@ -107,10 +107,10 @@ def _floats(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
     if values is None:
         return np.full(rows, np.nan, dtype=np.float32)
     array = np.asarray(values)
-    if array.dtype.kind in "fiub":
+    if array.dtype.kind in "fiub":  # the fast path: already numbers
         return array.astype(np.float32).reshape(-1)
     out = np.empty(rows, dtype=np.float32)
-    for row, value in enumerate(array.reshape(-1)):
+    for row, value in enumerate(np.asarray(values, dtype=object).reshape(-1).tolist()):
         if value is None or value == "":
             out[row] = np.nan
             continue

@@ -222,3 +222,41 @@ def gate_usage(model: RankerModel, batches: tf.data.Dataset) -> dict[str, Any]:
 def _entropy(distribution: np.ndarray) -> float:
     p = np.clip(distribution, 1e-12, 1.0)
     return float(-np.sum(p * np.log(p)))
+
+
+def train_from_component(
+    examples_dir: str,
+    model_artifact: Any,
+    metrics_artifact: Any,
+    gate_usage_artifact: Any,
+    config_json: str = "{}",
+) -> TrainingResult:
+    """The ``train_mmoe`` component's body: train into ``model_artifact.path`` and log to the kfp artifacts.
+
+    The artifacts are kfp ``Model`` / ``Metrics`` objects (anything with ``path``,
+    ``metadata`` and, for metrics, ``log_metric``), so this runs and is tested without kfp.
+    """
+    from trainer.distribute import choose_strategy
+
+    config = TrainerConfig.from_sources(config_json)
+    result = train_and_export(examples_dir, model_artifact.path, config, strategy=choose_strategy())
+    model_artifact.metadata.update(
+        {
+            "framework": "tensorflow",
+            "format": "saved_model",
+            "architecture": config.architecture,
+            "tasks": list(result.gate_usage["tasks"]),
+            "best_epoch": result.best_epoch,
+        }
+    )
+    for name, value in sorted(result.eval_metrics.items()):
+        metrics_artifact.log_metric(name, value)
+    metrics_artifact.log_metric("best_epoch", result.best_epoch)
+    usage = result.gate_usage
+    for module, per_task in usage["weights"].items():
+        for task, weights in per_task.items():
+            gate_usage_artifact.log_metric(f"entropy.{module}.{task}", usage["entropy"][module][task])
+            for expert, weight in zip(usage["experts"], weights, strict=True):
+                gate_usage_artifact.log_metric(f"weight.{module}.{task}.{expert}", weight)
+    gate_usage_artifact.metadata["gate_usage"] = usage
+    return result

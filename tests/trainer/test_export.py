@@ -1,0 +1,86 @@
+"""Export, reload and predict: the contract the evaluation and the server build against."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.trainer.conftest import TINY_CONFIG
+from trainer.config import TrainerConfig
+from trainer.export import SIGNATURE, export_model
+from trainer.model import build_model
+from trainer.predict import load_ranker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ranker(trained_model_dir):
+    return load_ranker(trained_model_dir)
+
+
+def test_model_dir_holds_the_saved_model_spec_config_and_diagnostics(trained_model_dir, spec):
+    names = {path.name for path in trained_model_dir.iterdir()}
+    assert {"saved_model.pb", "feature_spec.json", "trainer_config.json", "gate_usage.json", "metrics.json"} <= names
+    config = json.loads((trained_model_dir / "trainer_config.json").read_text())
+    assert config["architecture"] == "mmoe" and config["epochs"] == 8
+
+
+def test_signature_takes_one_rank1_tensor_per_raw_feature(ranker, spec):
+    signature = ranker.input_signature
+    assert set(signature) == {"module_name", *spec.feature_names}
+    for name, tensor_spec in signature.items():
+        expected = tf.float32 if name != "module_name" and not spec.feature(name).is_string else tf.string
+        assert tensor_spec.dtype == expected and tensor_spec.shape.as_list() == [None], name
+    assert ranker.task_names == spec.task_names
+
+
+def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tmp_path):
+    config = TrainerConfig(**{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}})
+    model = build_model(spec, config)
+    export_model(model, str(tmp_path))
+    reloaded = load_ranker(tmp_path).predict(raw_batch)
+    in_memory = model({name: tf.constant(values) for name, values in raw_batch.items()})
+    assert set(reloaded) == set(in_memory)
+    for name, values in in_memory.items():
+        np.testing.assert_allclose(reloaded[name], values.numpy(), rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_serving_signature_accepts_a_dict_of_raw_values(trained_model_dir, raw_batch, spec):
+    serve = tf.saved_model.load(str(trained_model_dir)).signatures[SIGNATURE]
+    dtypes = {name: tensor_spec.dtype for name, tensor_spec in serve.structured_input_signature[1].items()}
+    outputs = serve(**{name: tf.constant(values, dtype=dtypes[name]) for name, values in raw_batch.items()})
+    assert set(outputs) == {*spec.task_names, "score"}
+    for values in outputs.values():
+        assert values.shape == (12,)
+        assert (values.numpy() >= 0).all()
+
+
+def test_predict_fills_missing_inputs_and_casts_python_values(ranker, raw_batch):
+    request = {
+        "module_name": ["search", "never_seen_module", None],
+        "price": [12.0, None, "7.5"],
+        "category": ["toys", "not-a-category", None],
+        "request_id": ["ignored", "ignored", "ignored"],
+    }
+    outputs = ranker.predict(request)
+    for name in (*ranker.task_names, "score"):
+        assert outputs[name].shape == (3,)
+        assert np.isfinite(outputs[name]).all()
+    for task in ranker.task_names:
+        assert ((outputs[task] > 0) & (outputs[task] < 1)).all()
+
+
+def test_predict_errors_name_the_feature_and_row(ranker):
+    with pytest.raises(ValueError, match=r"'price' row 1: 'cheap' is not a number"):
+        ranker.predict({"module_name": ["search", "search"], "price": [1.0, "cheap"]})
+    with pytest.raises(ValueError, match="different lengths"):
+        ranker.predict({"module_name": ["search", "search"], "price": [1.0]})
+    with pytest.raises(ValueError, match="no model input"):
+        ranker.predict({"request_id": ["r1"]})
+
+
+def test_loading_a_folder_without_a_model_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        load_ranker(tmp_path)

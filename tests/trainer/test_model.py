@@ -1,0 +1,137 @@
+"""The model: every architecture, module awareness of every layer, OOV scoring, the score lookup."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tests.trainer.conftest import TINY_CONFIG
+from trainer.config import ARCHITECTURES, TrainerConfig
+from trainer.model import SCORE, RankingScore, build_model, positive_weights
+from trainer.schema import label_key
+
+
+def tensors(batch):
+    return {name: tf.constant(values) for name, values in batch.items()}
+
+
+def tiny(**overrides) -> TrainerConfig:
+    return TrainerConfig(**{**TINY_CONFIG, **overrides})
+
+
+def record_inputs(layer: tf.keras.layers.Layer, log: list) -> None:
+    """Make ``layer`` append (name, first input) to ``log`` on every call."""
+    original = layer.call
+
+    def call(inputs, *args, **kwargs):
+        log.append((layer.name, inputs))
+        return original(inputs, *args, **kwargs)
+
+    layer.call = call
+
+
+def weight_layers(block: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:
+    """The Dense and Cross layers inside an expert, gate or tower."""
+    return [
+        layer
+        for layer in block._flatten_layers(include_self=False)
+        if isinstance(layer, tf.keras.layers.Dense | tfrs.layers.dcn.Cross)
+        and not any(layer in parent._flatten_layers(include_self=False) for parent in _crosses(block))
+    ]
+
+
+def _crosses(block):
+    return [layer for layer in block._flatten_layers(include_self=False) if isinstance(layer, tfrs.layers.dcn.Cross)]
+
+
+@pytest.mark.parametrize("architecture", ["mmoe", "ple", "shared_bottom", "single_task"])
+def test_every_expert_gate_and_tower_layer_receives_the_module_embedding(spec, raw_batch, architecture):
+    config = tiny(architecture=architecture, ple_levels=2)
+    model = build_model(spec, config)
+    blocks = model.module_aware_blocks()
+    layers = [layer for block in blocks for layer in weight_layers(block)]
+    assert len(layers) >= len(blocks) > len(spec.task_names)
+    log: list = []
+    for layer in layers:
+        record_inputs(layer, log)
+    features = tensors(raw_batch)
+    model(features, training=False)
+    module = model.module_embedding(features["module_name"], training=False).numpy()
+    assert {name for name, _ in log} == {layer.name for layer in layers}
+    width = config.module_embedding_dim
+    for name, inputs in log:
+        np.testing.assert_array_equal(inputs.numpy()[:, -width:], module, err_msg=f"{name} lacks the module input")
+
+
+def test_the_ablation_has_no_module_input_anywhere(spec, raw_batch):
+    model = build_model(spec, tiny(architecture="mmoe_no_module"))
+    assert model.module_embedding is None
+    assert not any("module" in variable.name for variable in model.variables)
+    other_module = dict(raw_batch, module_name=np.array(["search"] * len(raw_batch["module_name"])))
+    a, b = model(tensors(raw_batch)), model(tensors(other_module))
+    for task in spec.task_names:
+        np.testing.assert_allclose(a[task].numpy(), b[task].numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_architecture_builds_trains_one_step_and_outputs_probabilities(spec, raw_batch, architecture):
+    model = build_model(spec, tiny(architecture=architecture))
+    model.compile(tf.keras.optimizers.Adam(0.01))
+    features = tensors(raw_batch)
+    labels = {label_key(task): tf.cast(tf.range(12) % (i + 2) == 0, tf.int64) for i, task in enumerate(spec.task_names)}
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    history = model.fit(tf.data.Dataset.from_tensors({**features, **labels}), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_variables, strict=True))
+    outputs = model(features)
+    assert set(outputs) == {*spec.task_names, SCORE}
+    for task in spec.task_names:
+        assert outputs[task].shape == (12,)
+        assert ((outputs[task].numpy() >= 0) & (outputs[task].numpy() <= 1)).all()
+    assert outputs[SCORE].shape == (12,)
+
+
+def test_unknown_module_and_unseen_values_are_scored(spec, raw_batch):
+    model = build_model(spec, tiny())
+    unseen = dict(raw_batch)
+    rows = len(raw_batch["module_name"])
+    unseen["module_name"] = np.array(["email_digest"] * rows)
+    unseen["category"] = np.array(["spaceships"] * rows)
+    unseen["tags"] = np.array(["never|seen"] * rows)
+    unseen["user_id"] = np.array(["new-user"] * rows)
+    unseen["price"] = np.full(rows, np.nan, np.float32)
+    outputs = model(tensors(unseen))
+    for name, values in outputs.items():
+        assert np.isfinite(values.numpy()).all(), name
+    assert ((outputs["click"].numpy() > 0) & (outputs["click"].numpy() < 1)).all()
+
+
+def test_score_weights_are_a_per_module_lookup_with_a_default():
+    score = RankingScore(["click", "purchase"], {"search": {"purchase": 10.0}}, default={"click": 2.0})
+    probabilities = tf.constant([[0.5, 0.1], [0.5, 0.1], [0.5, 0.1]])
+    values = score(probabilities, tf.constant(["search", "home", "unknown"])).numpy()
+    np.testing.assert_allclose(values, [2.0 * 0.5 + 10.0 * 0.1, 2.0 * 0.5 + 0.1, 2.0 * 0.5 + 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown task"):
+        RankingScore(["click"], {"search": {"clicks": 1.0}})
+
+
+def test_positive_weights_come_from_train_counts_or_the_config(spec, synthetic_examples):
+    from trainer.schema import FeatureSpec
+
+    trained = FeatureSpec.load(synthetic_examples)
+    weights = positive_weights(trained, TrainerConfig(positive_weight_power=0.5, positive_weights={"click": 1.5}))
+    rows, positives = trained.splits["train"].rows, trained.splits["train"].positives
+    assert weights["click"] == 1.5
+    assert weights["purchase"] == pytest.approx(((rows - positives["purchase"]) / positives["purchase"]) ** 0.5)
+    assert weights["purchase"] > weights["favorite"] > 1.0
+    assert set(positive_weights(spec, TrainerConfig()).values()) == {1.0}  # no split counts: unweighted
+    with pytest.raises(ValueError, match="unknown task"):
+        positive_weights(trained, TrainerConfig(positive_weights={"buy": 2.0}))
+
+
+def test_forced_numeric_encoding_applies_to_every_numeric_feature_with_quantiles(spec):
+    model = build_model(spec, tiny(numeric_encoding="quantile"))
+    encodings = {e.feature.name: e.encoding for e in model.feature_encoder.encoders if e.feature.kind == "numeric"}
+    # user_category_affinity has no quantiles in the spec, so it stays normalized
+    assert encodings == {"price": "quantile", "listing_ctr": "quantile", "user_category_affinity": "normalize"}

@@ -1,0 +1,57 @@
+"""``python -m trainer.task``: the entry point of a Vertex AI custom training job.
+
+Follows Vertex AI's conventions: the export goes to ``AIP_MODEL_DIR``, weight
+checkpoints to ``AIP_CHECKPOINT_DIR`` and TensorBoard logs to
+``AIP_TENSORBOARD_LOG_DIR`` when those are set (``gs://`` paths work through
+``tf.io.gfile``); flags override them. The ``tf.distribute`` strategy follows
+the hardware: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several
+workers, MirroredStrategy on a machine with several GPUs, OneDeviceStrategy on
+one GPU, the default strategy on CPU::
+
+    python -m trainer.task --examples gs://bucket/examples --config '{"epochs": 20}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from trainer import cli
+from trainer.distribute import is_chief
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_paths(args: argparse.Namespace, environ: Mapping[str, str]) -> argparse.Namespace:
+    """Fill --model-dir, --checkpoint-dir and --tensorboard-dir from Vertex AI's AIP_* variables."""
+    args.model_dir = args.model_dir or environ.get("AIP_MODEL_DIR")
+    args.checkpoint_dir = args.checkpoint_dir or environ.get("AIP_CHECKPOINT_DIR")
+    args.tensorboard_dir = args.tensorboard_dir or environ.get("AIP_TENSORBOARD_LOG_DIR")
+    args.examples = args.examples or environ.get("RANKER_EXAMPLES")
+    missing = [name for name in ("examples", "model_dir") if not getattr(args, name)]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: pass the flag or set AIP_MODEL_DIR / RANKER_EXAMPLES")
+    if not is_chief(environ):
+        # Every worker must save (collective ops), but only the chief's export is kept.
+        task = json.loads(environ["TF_CONFIG"])["task"]
+        args.model_dir = f"{args.model_dir.rstrip('/')}/.worker-{task.get('type')}-{task.get('index')}"
+        args.checkpoint_dir = None
+        args.tensorboard_dir = None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
+    cli.add_arguments(parser, require_paths=False)
+    args = resolve_paths(parser.parse_args(argv), os.environ)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return cli.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
