@@ -31,6 +31,7 @@ class _GateConfig(Protocol):
     tolerance: float
     require_significance: bool
     alpha: float
+    confidence_level: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,14 +136,17 @@ def _versus(candidate: str, value: float, other: str, other_value: float | None,
 
 
 def _significance(config: _GateConfig, row: dict[str, Any], baseline: str) -> list[str]:
-    p_value, low = row.get("p_value"), row.get("lift_ci_low")
+    p_value, low, high = row.get("p_value"), row.get("lift_ci_low"), row.get("lift_ci_high")
     if p_value is None:
         return [f"significance against {baseline} was not measured for this metric"]
     reasons = []
     if p_value >= config.alpha:
         reasons.append(f"the gain over {baseline} is not significant: p = {p_value:.4f} >= alpha = {config.alpha}")
     if low is None or low <= 0:
-        reasons.append(f"the lift's confidence interval over {baseline} does not exclude 0 (low end {low})")
+        interval = "unmeasured" if low is None or high is None else f"[{low:+.1%}, {high:+.1%}]"
+        reasons.append(
+            f"the lift's {config.confidence_level:.0%} interval over {baseline} {interval} does not lie above 0"
+        )
     return reasons
 
 

@@ -311,6 +311,8 @@ def _checked_scores(
         if len(bad):
             raise ValueError(f"model {scorer.name!r} gave {len(bad)} non-finite {target} scores (first: row {bad[0]})")
         checked[target] = values
+    if not checked:
+        raise ValueError(f"model {scorer.name!r} gave scores for none of the targets {', '.join(names)}")
     return checked
 
 

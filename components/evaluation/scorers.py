@@ -15,6 +15,7 @@ The GBDT baselines (``components.baseline.scoring``) follow the same protocol.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -177,7 +178,7 @@ def _read_parquet_files(uri: str, columns: list[str]) -> pd.DataFrame:
     frames = []
     for path in paths:
         with tf.io.gfile.GFile(path, "rb") as handle:
-            frame = pd.read_parquet(handle)
+            frame = pd.read_parquet(io.BytesIO(handle.read()))
         lacking = [column for column in columns if column not in frame.columns]
         if lacking:
             raise ValueError(f"oracle file {path} lacks columns {lacking}")

@@ -1,0 +1,177 @@
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.evaluation.blessing import PrimaryMetric, decide
+from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
+from components.evaluation.report import summary_table
+from components.evaluation.scorers import RandomScorer
+from tests.conftest import synthetic_rows
+from tests.evaluation.conftest import FAST, LabelScorer
+from trainer.examples import read_split, write_shards
+from trainer.schema import FeatureSpec
+
+CONFIG = EvaluationConfig(**FAST)
+TARGETS = ("click", "favorite", "add_to_cart", "purchase", "engagement")
+
+
+def test_a_better_model_is_blessed_and_every_output_is_written(synthetic_examples, baseline_dir, tmp_path):
+    result = evaluate(CONFIG, synthetic_examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
+    assert result.blessing.blessed, result.blessing.reasons
+    assert result.models == ["candidate", "gbdt_per_module", "gbdt_global", "random"]
+    blessing = json.loads((tmp_path / "blessing.json").read_text())
+    assert blessing["blessed"] and blessing["reasons"] == [] and blessing["primary_metric"] == "favorite ndcg@10"
+    assert blessing["candidate"] > blessing["baseline"] and blessing["champion"] is None
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    row = next(
+        r
+        for r in metrics["test"]["ndcg"]
+        if (r["model"], r["subset"], r["target"], r["metric"]) == ("candidate", "all", "favorite", "ndcg@10")
+    )
+    assert row["ci_low"] < row["value"] < row["ci_high"] and row["lift_ci_low"] > 0 and row["p_value"] < 0.05
+    assert row["requests"] + row["excluded_requests"] == 80
+    assert {r["metric"] for r in metrics["test"]["ndcg"]} == {"ndcg@5", "ndcg@10", "ndcg"}
+    assert {r["subset"] for r in metrics["test"]["ndcg"]} == {"all", "home_feed", "item_page", "search"}
+    html = (tmp_path / "report.html").read_text()
+    assert "Blessed." in html and "data:image/png;base64," in html and "<script" not in html
+    assert "not probabilities" in html  # LambdaRank scores get no calibration curve
+    assert {row["model"] for row in metrics["test"]["calibration"]} == {"candidate"}
+    headline = result.headline_metrics()
+    assert headline["blessed"] == 1.0 and headline["candidate_favorite_ndcg@10"] == pytest.approx(row["value"])
+
+
+def test_a_random_model_is_refused_with_every_reason(synthetic_examples, baseline_dir, tmp_path):
+    result = evaluate(CONFIG, synthetic_examples, {"candidate": RandomScorer(9, TARGETS)}, baseline_dir, tmp_path)
+    reasons = result.blessing.reasons
+    assert not result.blessing.blessed
+    assert any("does not beat gbdt_per_module" in reason for reason in reasons)
+    assert sum(reason.startswith("module ") for reason in reasons) == 3
+    assert "Not blessed." in (tmp_path / "report.html").read_text()
+    assert "NOT BLESSED" in summary_table(result)
+
+
+def test_a_candidate_must_also_beat_the_champion(synthetic_examples, baseline_dir, tmp_path):
+    config = dataclasses.replace(CONFIG, require_significance=True)
+    champion = LabelScorer(0.0, name="champion")
+    result = evaluate(config, synthetic_examples, {"mmoe": LabelScorer(0.4)}, baseline_dir, tmp_path, champion=champion)
+    assert result.blessing.reasons == [
+        f"mmoe favorite ndcg@10 {result.blessing.candidate:.4f} does not beat champion {result.blessing.champion:.4f}"
+    ]
+    assert json.loads((tmp_path / "blessing.json").read_text())["champion_name"] == "champion"
+
+
+def test_significance_can_be_required(synthetic_examples, baseline_dir, tmp_path):
+    config = dataclasses.replace(CONFIG, require_significance=True, primary_task="click", primary_metric="ndcg@5")
+    result = evaluate(config, synthetic_examples, {"candidate": RandomScorer(1, TARGETS)}, baseline_dir, tmp_path)
+    assert any("does not lie above 0" in reason for reason in result.blessing.reasons)
+    assert result.blessing.primary == PrimaryMetric("click", "ndcg@5")
+
+
+def test_the_oracle_bounds_the_achievable_gain(synthetic_examples, baseline_dir, tmp_path):
+    spec = FeatureSpec.load(synthetic_examples)
+    columns = read_split(synthetic_examples, "test", spec)
+    oracle = pd.DataFrame({"request_id": columns["request_id"], "listing_id": columns["listing_id"]})
+    for task in spec.task_names:
+        oracle[f"p_{task}"] = 0.1 + 0.8 * columns[f"label_{task}"]
+    oracle = oracle.drop_duplicates(["request_id", "listing_id"])
+    (tmp_path / "oracle").mkdir()
+    oracle.to_parquet(tmp_path / "oracle" / "part-0.parquet")
+    result = evaluate(
+        CONFIG, synthetic_examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path, oracle_uri=str(tmp_path / "oracle")
+    )
+    oracle_row = result.test.find("oracle", "all", "purchase", "ndcg")
+    random_row = result.test.find("random", "all", "purchase", "ndcg")
+    assert oracle_row["gain_captured"] == pytest.approx(1.0) and random_row["gain_captured"] == pytest.approx(0.0)
+    assert 0 < result.test.find("gbdt_per_module", "all", "purchase", "ndcg")["gain_captured"] < 1
+    oracle.iloc[1:].to_parquet(tmp_path / "oracle" / "part-0.parquet")
+    with pytest.raises(ValueError, match="1 of 800 impressions have no oracle row"):
+        evaluate(CONFIG, synthetic_examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path, str(tmp_path / "oracle"))
+
+
+def test_the_held_out_module_is_reported_on_its_own(synthetic_examples, baseline_dir, tmp_path):
+    examples = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, examples)
+    spec = FeatureSpec.load(examples)
+    spec.held_out_module = "email"
+    spec.save(examples / "feature_spec.json")
+    write_shards(synthetic_rows(20, candidates=10, seed=3, modules=("email",)), examples, "heldout", spec)
+    result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path / "report")
+    assert result.heldout is not None and result.heldout.modules == ["email"] and result.heldout.requests == 20
+    assert result.test.modules == ["home_feed", "item_page", "search"]
+    assert "Held-out module" in (tmp_path / "report" / "report.html").read_text()
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["heldout"]["split"] == "heldout"
+
+
+def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, tmp_path):
+    examples = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, examples)
+    spec = FeatureSpec.load(examples)
+    spec.has_groups = False
+    spec.save(examples / "feature_spec.json")
+    result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
+    assert result.test.ndcg == [] and result.blessing.primary == PrimaryMetric("favorite", "auc")
+    assert result.blessing.blessed and result.blessing.candidate > 0.9
+
+
+def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path):
+    with pytest.raises(ValueError, match="primary_task 'share' is not a target"):
+        evaluate(
+            dataclasses.replace(CONFIG, primary_task="share"),
+            synthetic_examples,
+            {"c": LabelScorer(0)},
+            baseline_dir,
+            tmp_path,
+        )
+    with pytest.raises(ValueError, match="model 'c' gave scores for none of the targets"):
+        evaluate(CONFIG, synthetic_examples, {"c": RandomScorer(0, ("share",))}, baseline_dir, tmp_path)
+    with pytest.raises(ValueError, match="unknown evaluation config keys \\['k'\\]"):
+        EvaluationConfig.from_json('{"k": 5}')
+
+    @dataclasses.dataclass
+    class Broken(LabelScorer):
+        def __call__(self, columns):
+            scores = super().__call__(columns)
+            scores["click"][7] = np.nan
+            return scores
+
+    with pytest.raises(ValueError, match="model 'c' gave 1 non-finite click scores \\(first: row 7\\)"):
+        evaluate(CONFIG, synthetic_examples, {"c": Broken(0.1)}, baseline_dir, tmp_path)
+
+
+def _split(rows: list[dict]) -> SplitEvaluation:
+    return SplitEvaluation("test", 0, 0, ["a", "b"], rows, [], [], {}, 0.0)
+
+
+def _row(model: str, subset: str, value: float) -> dict:
+    return {"model": model, "subset": subset, "target": "favorite", "metric": "ndcg@10", "value": value}
+
+
+@pytest.mark.parametrize(("module_b", "tolerance", "blessed"), [(0.49, 0.05, True), (0.49, 0.01, False)])
+def test_module_regression_tolerance(module_b, tolerance, blessed):
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
+    rows += [_row("m", "b", module_b), _row("g", "b", 0.5)]
+    config = dataclasses.replace(CONFIG, tolerance=tolerance)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    assert blessing.blessed is blessed
+    assert blessing.modules["b"]["relative_change"] == pytest.approx(-0.02)
+    if not blessed:
+        assert blessing.reasons == ["module b: m favorite ndcg@10 0.4900 is 2.0% below g 0.5000 (tolerance 1.0%)"]
+
+
+def test_significance_rule_needs_a_small_p_value_and_a_positive_interval():
+    candidate = {**_row("m", "all", 0.52), "p_value": 0.3, "lift_ci_low": -0.01, "lift_ci_high": 0.09}
+    config = dataclasses.replace(CONFIG, require_significance=True)
+    blessing = decide(
+        config, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), "m", "g", None
+    )
+    assert blessing.reasons == [
+        "the gain over g is not significant: p = 0.3000 >= alpha = 0.05",
+        "the lift's 95% interval over g [-1.0%, +9.0%] does not lie above 0",
+    ]
+    assert decide(
+        CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), "m", "g", None
+    ).blessed
