@@ -191,25 +191,24 @@ class Impressions:
 
 def simulate(
     config: SimulatorConfig,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     impressions_dir: str | Path | None = None,
     oracle_dir: str | Path | None = None,
 ) -> SimulationSummary:
-    """Simulate ``config.n_impressions`` impressions and write logs, oracle and ``summary.json``.
+    """Simulate ``config.n_impressions`` impressions; write logs, oracle and ``<out_dir>/summary.json``.
 
     Parts go to ``<out_dir>/impressions`` and ``<out_dir>/oracle`` unless other
-    folders are given (a kfp component writes into its two output artifacts);
-    part files already there are replaced. Memory stays bounded by
-    ``config.rows_per_part``; the rows do not depend on it.
+    folders are given (a kfp component writes into its two output artifacts
+    and passes no ``out_dir``: then no summary file is written, the returned
+    summary is all). Part files already in the folders are replaced. Memory
+    stays bounded by ``config.rows_per_part``; the rows do not depend on it.
     """
+    if out_dir is None and (impressions_dir is None or oracle_dir is None):
+        raise ValueError("simulate needs out_dir, or both impressions_dir and oracle_dir")
     config = config.resolved()
-    out_dir = Path(out_dir)
-    writer = PartWriter(
-        Path(impressions_dir or out_dir / IMPRESSIONS_DIR),
-        Path(oracle_dir or out_dir / ORACLE_DIR),
-        config.rows_per_part,
-    )
+    impressions_dir = Path(impressions_dir or Path(out_dir) / IMPRESSIONS_DIR)
+    writer = PartWriter(impressions_dir, Path(oracle_dir or Path(out_dir) / ORACLE_DIR), config.rows_per_part)
     world = build_world(config, np.random.default_rng([config.seed, 0]))
     requests = plan_requests(config, world, np.random.default_rng([config.seed, 1]))
     engine = Engine(config, world)
@@ -222,9 +221,10 @@ def simulate(
         writer.add(*tables.tables(impressions))
     writer.close()
     summary = engine.summary(writer, requests, config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary.save(out_dir / SUMMARY_FILE)
-    logger.info("simulated %d impressions in %d requests into %s", summary.rows, summary.requests, out_dir)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        summary.save(Path(out_dir) / SUMMARY_FILE)
+    logger.info("simulated %d impressions in %d requests into %s", summary.rows, summary.requests, impressions_dir)
     return summary
 
 

@@ -130,9 +130,9 @@ DEFAULT_MODULES: dict[str, ModuleBehavior] = {
         position_decay=0.5,
         **_stages(
             click=(-3.1, {"taste": 0.4, "history": 0.9, "quality": 0.3, "price": -0.9, "on_sale": 0.3}),
-            favorite=(-3.5, {"taste": 0.2, "quality": 0.2}),
-            add_to_cart=(-2.9, {"taste": 0.3, "history": 0.6, "quality": 0.3, "price": -1.0, "free_shipping": 0.5}),
-            purchase=(-1.7, {"history": 0.5, "quality": 0.3, "price": -0.8, "free_shipping": 0.4, "mobile": -0.2}),
+            favorite=(-2.3, {"taste": 0.2, "quality": 0.2}),
+            add_to_cart=(-3.3, {"taste": 0.3, "history": 0.6, "quality": 0.3, "price": -1.0, "free_shipping": 0.5}),
+            purchase=(-2.1, {"history": 0.5, "quality": 0.3, "price": -0.8, "free_shipping": 0.4, "mobile": -0.2}),
         ),
     ),
     "email_digest": ModuleBehavior(
@@ -227,6 +227,30 @@ class SimulatorConfig:
     def active_modules(self) -> dict[str, ModuleBehavior]:
         """The modules that receive requests, in a fixed order."""
         return {name: behavior for name, behavior in self.modules.items() if behavior.share > 0}
+
+    @classmethod
+    def from_options(cls, module_mix: str = "", candidates: str = "", **fields) -> SimulatorConfig:
+        """A config from flat options, as the CLI and the kfp component receive them.
+
+        ``module_mix`` and ``candidates`` are ``NAME=VALUE`` lists (empty: the
+        defaults); a field given as ``None`` or ``0`` where 0 is meaningless
+        keeps its default.
+
+        >>> SimulatorConfig.from_options(module_mix="search=1", n_impressions=1000, n_users=0).n_users is None
+        True
+        """
+        automatic_when_zero = ("n_users", "n_listings", "n_shops")
+        chosen = {
+            name: value
+            for name, value in fields.items()
+            if value is not None and not (name in automatic_when_zero and value == 0)
+        }
+        config = cls(**chosen)
+        if module_mix:
+            config = config.with_module_mix(parse_mapping(module_mix, float))
+        if candidates:
+            config = config.with_candidates(parse_mapping(candidates, int))
+        return config
 
     def with_module_mix(self, mix: Mapping[str, float]) -> SimulatorConfig:
         """A copy where only the modules in ``mix`` get requests, in the given proportions."""
