@@ -52,7 +52,11 @@ class ServerProcess:
         environment = {**os.environ, "AIP_HTTP_PORT": str(self.port), "MODEL_URI": str(model_dir), **env}
         self.log = log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve"], cwd=REPO, env=environment, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "pipelines.cli", "serve"],
+            cwd=REPO,
+            env=environment,
+            stdout=self.log,
+            stderr=self.log,
         )
 
     def wait_ready(self, route: str, timeout_s: float = 120.0) -> None:

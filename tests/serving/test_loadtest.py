@@ -63,7 +63,9 @@ def test_arrival_schedules():
         LoadTestConfig(url="x", rate=200, arrival="bursty", duration_s=20, warmup_s=0, burst_on_s=0.5, burst_off_s=1.5)
     )
     assert (np.mod(bursty, 2.0) < 0.5).all() and 800 < len(bursty) < 1200
-    capped = arrival_times(LoadTestConfig(url="x", rate=10, arrival="constant", duration_s=5, warmup_s=1, max_requests=7))
+    capped = arrival_times(
+        LoadTestConfig(url="x", rate=10, arrival="constant", duration_s=5, warmup_s=1, max_requests=7)
+    )
     assert (capped < 1).sum() == 10 and (capped >= 1).sum() == 7
 
 
@@ -79,7 +81,9 @@ def test_counts_add_up_and_auth_is_sent(stub_url):
 
 
 def test_concurrency_cap_drops_instead_of_delaying_and_latency_counts_from_the_intended_time(stub_url):
-    config = LoadTestConfig(url=f"{stub_url}/slow", rate=50, arrival="constant", duration_s=1.0, warmup_s=0, concurrency=2)
+    config = LoadTestConfig(
+        url=f"{stub_url}/slow", rate=50, arrival="constant", duration_s=1.0, warmup_s=0, concurrency=2
+    )
     result = run_load_test(config, b"{}")
     summary = result.summary()
     assert summary["dropped"] > 0 and summary["ok"] + summary["dropped"] == summary["scheduled"] == 50
@@ -89,7 +93,9 @@ def test_concurrency_cap_drops_instead_of_delaying_and_latency_counts_from_the_i
 
 
 def test_server_errors_count_as_errors_and_budgets_fail(stub_url, tmp_path):
-    config = LoadTestConfig(url=f"{stub_url}/fail", rate=20, arrival="poisson", duration_s=0.5, warmup_s=0, max_requests=5)
+    config = LoadTestConfig(
+        url=f"{stub_url}/fail", rate=20, arrival="poisson", duration_s=0.5, warmup_s=0, max_requests=5
+    )
     result = run_load_test(config, b"{}")
     summary = result.summary()
     assert summary["scheduled"] == summary["failed"] == 5 and summary["error_rate"] == 1.0

@@ -17,7 +17,14 @@ def parser() -> RequestParser:
 
 
 def body(candidates, context=None, **parameters) -> dict:
-    request = {"instances": [{"context": {"module_name": "search", "user_id": "u1"} if context is None else context, "candidates": candidates}]}
+    request = {
+        "instances": [
+            {
+                "context": {"module_name": "search", "user_id": "u1"} if context is None else context,
+                "candidates": candidates,
+            }
+        ]
+    }
     if parameters:
         request["parameters"] = parameters
     return request
