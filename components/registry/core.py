@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -302,9 +302,7 @@ def register_from_artifacts(
 
 def json_file(path: str, default_name: str) -> str:
     """``path`` itself, or ``path/default_name`` when ``path`` is a folder."""
-    import tensorflow as tf
-
-    return f"{path.rstrip('/')}/{default_name}" if tf.io.gfile.isdir(path) else path
+    return f"{path.rstrip('/')}/{default_name}" if _is_dir(path) else path
 
 
 def promote(backend: RegistryBackend, version: str) -> None:
@@ -352,27 +350,33 @@ def open_backend(config: RegistryConfig) -> RegistryBackend:
 
 def model_digest(model_uri: str) -> str:
     """SHA-256 over every file's relative path and bytes: the same model gives the same digest."""
-    import tensorflow as tf  # gfile reads local folders and gs:// alike
-
-    if not tf.io.gfile.isdir(model_uri):
-        raise FileNotFoundError(f"no model folder at {model_uri}")
     digest = hashlib.sha256()
-    for relative in sorted(_walk_files(model_uri)):
+    for relative, opener in _model_files(model_uri):
         digest.update(relative.encode() + b"\0")
-        with tf.io.gfile.GFile(f"{model_uri.rstrip('/')}/{relative}", "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
+        with opener() as handle:
+            for chunk in iter(lambda handle=handle: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
 
 
-def _walk_files(root: str) -> Iterator[str]:
+def _model_files(model_uri: str) -> list[tuple[str, Any]]:
+    """(relative path, opener) of every file under a local folder or a remote (gs://) one, sorted."""
+    if "://" not in model_uri:  # local: no TensorFlow import (seconds) for a checksum
+        root = Path(model_uri)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no model folder at {model_uri}")
+        files = sorted(path for path in root.rglob("*") if path.is_file())
+        return [(path.relative_to(root).as_posix(), lambda path=path: path.open("rb")) for path in files]
     import tensorflow as tf
 
-    root = root.rstrip("/")
-    for folder, _, files in tf.io.gfile.walk(root):
+    if not tf.io.gfile.isdir(model_uri):
+        raise FileNotFoundError(f"no model folder at {model_uri}")
+    root = model_uri.rstrip("/")
+    found = []
+    for folder, _, names in tf.io.gfile.walk(root):
         prefix = folder[len(root) :].strip("/")
-        for name in files:
-            yield f"{prefix}/{name}" if prefix else name
+        found += [f"{prefix}/{name}" if prefix else name for name in names]
+    return [(name, lambda name=name: tf.io.gfile.GFile(f"{root}/{name}", "rb")) for name in sorted(found)]
 
 
 def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
@@ -422,21 +426,33 @@ def code_version() -> str:
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    import tensorflow as tf
-
     try:
+        if "://" not in path:
+            return json.loads(Path(path).read_text())
+        import tensorflow as tf
+
         with tf.io.gfile.GFile(path) as handle:
             return json.load(handle)
-    except tf.errors.NotFoundError:
-        raise FileNotFoundError(f"no file at {path}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"no file at {path}") from None
 
 
 def _exists(path: str) -> bool:
+    if "://" not in path:
+        return Path(path).exists()
     import tensorflow as tf
 
     return tf.io.gfile.exists(path)
+
+
+def _is_dir(path: str) -> bool:
+    if "://" not in path:
+        return Path(path).is_dir()
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path)
 
 
 def _sha256_json(data: Any) -> str:

@@ -1,0 +1,336 @@
+"""The pipeline's settings: one dataclass, filled from environment variables, then command-line flags.
+
+Every field has a flag and an environment variable (table :data:`OPTIONS`);
+``ranker run|compile|submit|schedule --help`` prints them with their defaults
+and ``docs/pipeline.md`` documents them::
+
+    settings = PipelineSettings.from_env()                       # environment and defaults
+    settings = PipelineSettings.from_env(n_impressions=20_000)   # ... then overrides
+    settings.pipeline_arguments()    # the runtime parameters of one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from components.registry.core import RegistryConfig
+
+PIPELINE_NAME = "mmoe-ranker"
+# The simulated module the model never trains on: evaluation checks it still ranks there.
+SIMULATED_HELD_OUT_MODULE = "shop_page"
+
+
+@dataclasses.dataclass
+class PipelineSettings:
+    """Everything a run, a compilation, a submission or a schedule needs.
+
+    Data (``data_uri`` empty: simulate ``n_impressions`` with ``seed``),
+    step configurations as JSON, compile-time resources, local execution
+    (``work_dir``, ``docker``, ``enable_caching``), Vertex AI / KFP submission,
+    and the model registry (:class:`~components.registry.core.RegistryConfig`).
+
+    Example::
+
+        settings = PipelineSettings.from_env(data_uri="gs://logs/*.parquet", dataset_spec="my_spec.yaml")
+    """
+
+    # data
+    data_uri: str = ""
+    dataset_spec: str = "simulator"
+    held_out_module: str | None = None
+    n_impressions: int = 300_000
+    seed: int = 7
+    dead_letter_threshold: float = 0.01
+    # step configurations (JSON objects, or @path to a JSON file)
+    model_config: str = "{}"
+    baseline_config: str = "{}"
+    eval_config: str = "{}"
+    # local execution
+    work_dir: str = "work_dir"
+    docker: bool = False
+    enable_caching: bool = True
+    fail_if_not_blessed: bool = False
+    # compile-time resources
+    step_cpu: str = "2"
+    step_memory: str = "8G"
+    train_cpu: str = "4"
+    train_memory: str = "16G"
+    train_accelerator: str = ""
+    train_accelerator_count: int = 1
+    training_backend: str = "pipeline"
+    train_machine_type: str = "n1-standard-8"
+    # deployment after registration
+    deploy: bool = False
+    # submission
+    pipeline_root: str = ""
+    service_account: str = ""
+    network: str = ""
+    encryption_key: str = ""
+    labels: str = ""
+    kfp_host: str = ""
+    experiment: str = ""
+    registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
+
+    def __post_init__(self) -> None:
+        if self.training_backend not in ("pipeline", "custom-job"):
+            raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
+        if self.n_impressions <= 0:
+            raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
+        for name in ("model_config", "baseline_config", "eval_config"):
+            config_json(getattr(self, name), name)  # fail now, not an hour into the run
+        parse_labels(self.labels)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineSettings:
+        """Defaults, then the environment variables of :data:`OPTIONS`, then non-``None`` overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, option in OPTIONS.items():
+            if env.get(option.env):
+                values[field] = option.convert(env[option.env])
+        values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
+        registry = overrides.get("registry") or RegistryConfig.from_env(env, work_dir=values.get("work_dir"))
+        return cls(**values, registry=registry)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PipelineSettings:
+        """The settings from parsed flags (see :func:`add_options`), the environment filling the rest."""
+        from components.registry.cli import registry_config
+
+        flags = {field: getattr(args, field, None) for field in OPTIONS}
+        work_dir = flags.get("work_dir") or os.environ.get(OPTIONS["work_dir"].env) or "work_dir"
+        return cls.from_env(**flags, registry=registry_config(args, work_dir=work_dir))
+
+    @property
+    def effective_held_out_module(self) -> str:
+        """The module held out of training: ``shop_page`` on simulated data unless set, none on a user's data."""
+        if self.held_out_module is not None:
+            return self.held_out_module
+        return "" if self.data_uri else SIMULATED_HELD_OUT_MODULE
+
+    @property
+    def pipeline_root_local(self) -> Path:
+        """Where ``kfp.local`` writes every step's artifacts."""
+        return Path(self.work_dir).resolve() / "pipeline_root"
+
+    def pipeline_arguments(self, local: bool = True) -> dict[str, Any]:
+        """The runtime parameters of one run (the pipeline function's arguments).
+
+        ``local`` resolves the MLflow store to the SQLite file in ``work_dir``;
+        on Vertex AI or KFP an MLflow registry needs an explicit tracking URI.
+        """
+        registry = self.registry
+        if not local and registry.backend == "mlflow" and not registry.tracking_uri:
+            raise ValueError(
+                "a remote run cannot reach the local MLflow SQLite store: use --registry vertex, "
+                "or --tracking-uri with an MLflow server the pipeline can reach"
+            )
+        return {
+            "data_uri": self.data_uri,
+            "dataset_spec": self.dataset_spec,
+            "held_out_module": self.effective_held_out_module,
+            "n_impressions": self.n_impressions,
+            "seed": self.seed,
+            "dead_letter_threshold": self.dead_letter_threshold,
+            "model_config_json": config_json(self.model_config, "model_config"),
+            "baseline_config_json": config_json(self.baseline_config, "baseline_config"),
+            "eval_config_json": config_json(self.eval_config, "eval_config"),
+            "registry": registry.backend,
+            "model_name": registry.model_name,
+            "tracking_uri": registry.resolved_tracking_uri if local else registry.tracking_uri,
+            "project": registry.project,
+            "location": registry.location,
+            "serving_image": registry.serving_image,
+            "deploy": self.deploy,
+            "endpoint_name": registry.endpoint_name,
+        }
+
+
+def config_json(value: str, name: str = "config") -> str:
+    """A JSON object as compact text; ``@path`` reads it from a file. Errors name the setting."""
+    text = value.strip() or "{}"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise ValueError(f"{name}: no JSON file at {path}")
+        text = path.read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
+    return json.dumps(parsed, sort_keys=True)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``team=ranking,env=prod`` -> ``{"team": "ranking", "env": "prod"}``."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"label {item!r} is not key=value (labels: {text!r})")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A setting's flag, environment variable, type and help."""
+
+    flag: str
+    env: str
+    kind: type
+    help: str
+
+    def convert(self, text: str) -> Any:
+        return _bool(text) if self.kind is bool else self.kind(text)
+
+
+# field -> option. Groups decide which command shows which flags.
+OPTIONS: dict[str, Option] = {
+    "data_uri": Option(
+        "--data-uri",
+        "RANKER_DATA_URI",
+        str,
+        "impression logs: files/glob (local or gs://) or bq://; empty simulates a marketplace",
+    ),
+    "dataset_spec": Option(
+        "--dataset-spec",
+        "RANKER_DATASET_SPEC",
+        str,
+        "dataset spec: simulator, ali_ccp, kuairand or a YAML path/gs:// URI",
+    ),
+    "held_out_module": Option(
+        "--held-out-module",
+        "RANKER_HELD_OUT_MODULE",
+        str,
+        "module kept out of training to test unseen modules (default: shop_page when "
+        "simulating, none on your data; '' for none)",
+    ),
+    "n_impressions": Option("--n-impressions", "RANKER_SIM_IMPRESSIONS", int, "impressions to simulate"),
+    "seed": Option("--seed", "RANKER_SEED", int, "simulator seed"),
+    "dead_letter_threshold": Option(
+        "--dead-letter-threshold",
+        "RANKER_DEAD_LETTER_THRESHOLD",
+        float,
+        "fail extraction when more than this share of rows is malformed",
+    ),
+    "model_config": Option(
+        "--model-config", "RANKER_MODEL_CONFIG", str, "trainer config overrides: JSON object or @file.json"
+    ),
+    "baseline_config": Option(
+        "--baseline-config", "RANKER_BASELINE_CONFIG", str, "GBDT baseline config overrides: JSON object or @file.json"
+    ),
+    "eval_config": Option(
+        "--eval-config",
+        "RANKER_EVAL_CONFIG",
+        str,
+        "evaluation config overrides (ks, primary_metric, tolerance, ...): JSON or @file.json",
+    ),
+    "work_dir": Option(
+        "--work-dir", "RANKER_WORK_DIR", str, "local working folder: pipeline_root/, mlflow.db, mlartifacts/"
+    ),
+    "docker": Option("--docker", "RANKER_DOCKER", bool, "run every step in the project image (kfp DockerRunner)"),
+    "enable_caching": Option(
+        "--enable-caching", "RANKER_CACHE", bool, "reuse a step's outputs when its inputs are unchanged"
+    ),
+    "fail_if_not_blessed": Option(
+        "--fail-if-not-blessed", "RANKER_FAIL_IF_NOT_BLESSED", bool, "exit with status 3 when the model is not blessed"
+    ),
+    "step_cpu": Option("--step-cpu", "RANKER_STEP_CPU", str, "CPU limit of every step but training"),
+    "step_memory": Option("--step-memory", "RANKER_STEP_MEMORY", str, "memory limit of every step but training"),
+    "train_cpu": Option("--train-cpu", "RANKER_TRAIN_CPU", str, "CPU limit of the training step"),
+    "train_memory": Option("--train-memory", "RANKER_TRAIN_MEMORY", str, "memory limit of the training step"),
+    "train_accelerator": Option(
+        "--train-accelerator",
+        "RANKER_TRAIN_ACCELERATOR",
+        str,
+        "accelerator of the training step, e.g. NVIDIA_TESLA_T4 (empty: none)",
+    ),
+    "train_accelerator_count": Option(
+        "--train-accelerator-count", "RANKER_TRAIN_ACCELERATOR_COUNT", int, "accelerators per training replica"
+    ),
+    "training_backend": Option(
+        "--training-backend",
+        "RANKER_TRAINING_BACKEND",
+        str,
+        "pipeline (a pipeline step) or custom-job (a Vertex AI custom training job)",
+    ),
+    "train_machine_type": Option(
+        "--train-machine-type", "RANKER_TRAIN_MACHINE", str, "machine type of the Vertex AI custom training job"
+    ),
+    "deploy": Option(
+        "--deploy",
+        "RANKER_DEPLOY",
+        bool,
+        "after registration deploy to a Vertex AI endpoint (locally: print the serve command)",
+    ),
+    "pipeline_root": Option("--pipeline-root", "RANKER_PIPELINE_ROOT", str, "gs:// root of a Vertex AI run"),
+    "service_account": Option("--service-account", "RANKER_SERVICE_ACCOUNT", str, "service account of the run"),
+    "network": Option("--network", "RANKER_NETWORK", str, "VPC network of the run (projects/N/global/networks/X)"),
+    "encryption_key": Option("--encryption-key", "RANKER_KMS_KEY", str, "Cloud KMS key that encrypts the run"),
+    "labels": Option("--labels", "RANKER_LABELS", str, "labels of the run: key=value,key=value"),
+    "kfp_host": Option(
+        "--kfp-host", "RANKER_KFP_HOST", str, "Kubeflow Pipelines API host; empty submits to Vertex AI Pipelines"
+    ),
+    "experiment": Option("--experiment", "RANKER_EXPERIMENT", str, "Vertex AI or KFP experiment of the run"),
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("data_uri", "dataset_spec", "held_out_module", "n_impressions", "seed", "dead_letter_threshold"),
+    "step configurations": ("model_config", "baseline_config", "eval_config", "deploy"),
+    "local execution": ("work_dir", "docker", "enable_caching", "fail_if_not_blessed"),
+    "resources (compile time)": (
+        "step_cpu",
+        "step_memory",
+        "train_cpu",
+        "train_memory",
+        "train_accelerator",
+        "train_accelerator_count",
+        "training_backend",
+        "train_machine_type",
+    ),
+    "submission": ("pipeline_root", "service_account", "network", "encryption_key", "labels", "kfp_host", "experiment"),
+}
+
+
+def add_options(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """Add the flags of the named groups (and the registry's); each help shows its variable and default."""
+    from components.registry.cli import add_registry_arguments
+
+    defaults = PipelineSettings()
+    for group_name in groups:
+        group = parser.add_argument_group(group_name)
+        for field in GROUPS[group_name]:
+            option = OPTIONS[field]
+            default = getattr(defaults, field)
+            shown = f"[env {option.env}; default {default!r}]"
+            if option.kind is bool:
+                group.add_argument(
+                    option.flag,
+                    dest=field,
+                    default=None,
+                    action=argparse.BooleanOptionalAction,
+                    help=f"{option.help} {shown}",
+                )
+            else:
+                group.add_argument(
+                    option.flag, dest=field, default=None, type=option.kind, help=f"{option.help} {shown}"
+                )
+    add_registry_arguments(parser)

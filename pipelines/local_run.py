@@ -1,0 +1,156 @@
+"""Run the whole DAG on this machine with ``kfp.local``, step by step, and collect what it produced.
+
+``SubprocessRunner(use_venv=False)`` runs every step as a subprocess of this
+virtual environment (no cluster, no containers); ``docker=True`` runs each step
+in the project image with ``DockerRunner``. ``kfp.local`` caches a step's
+outputs under ``<work_dir>/pipeline_root/.kfp_cache`` keyed by its component,
+image, command and inputs, so a rerun with the same inputs reuses them::
+
+    result = run_locally(PipelineSettings.from_env(n_impressions=20_000))
+    result.blessed, result.registered, result.outputs["report"]
+    print(format_summary(result))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+from components.registry.core import RegisteredVersion, model_digest, open_backend
+from pipelines.config import PipelineSettings
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '(?P<name>[^']+)'")
+_FINISHED = re.compile(r"Task '(?P<name>[^']+)' finished with status (?P<status>[A-Z]+)")
+_CACHED = re.compile(r"Task '?(?P<name>[^' ]+)'? cache hit")
+
+
+@dataclasses.dataclass
+class StepRecord:
+    """One step of a run: its status and how long it took."""
+
+    name: str
+    status: str = "RUNNING"
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+
+class StepProgress(logging.Filter):
+    """Turns ``kfp.local``'s log lines into one progress line per step start and end.
+
+    Installed as a filter on the root logger (where ``kfp.local`` logs), it
+    records every step and prints ``HH:MM:SS step status duration``; with
+    ``echo=False`` kfp's own lines are dropped (the steps' output still shows).
+
+    Example::
+
+        progress = StepProgress(sys.stderr)
+        logging.getLogger().addFilter(progress)
+    """
+
+    def __init__(self, stream: TextIO | None = None, echo: bool = False) -> None:
+        super().__init__()
+        self.stream = stream or sys.stderr
+        self.echo = echo
+        self.steps: dict[str, StepRecord] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _ANSI.sub("", record.getMessage())
+        if started := _STARTED.search(message):
+            self.steps[started["name"]] = StepRecord(started["name"])
+            self._print(started["name"], "started")
+        elif finished := _FINISHED.search(message):
+            step = self.steps.setdefault(finished["name"], StepRecord(finished["name"]))
+            step.status, step.seconds = finished["status"], time.monotonic() - step.started
+            self._print(step.name, f"{step.status} in {format_duration(step.seconds)}")
+        elif cached := _CACHED.search(message):
+            self.steps[cached["name"]] = StepRecord(cached["name"], status="CACHED")
+            self._print(cached["name"], "CACHED (inputs unchanged: outputs reused)")
+        return self.echo
+
+    def _print(self, step: str, what: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] step {step:<22} {what}", file=self.stream, flush=True)
+
+
+@dataclasses.dataclass
+class LocalRunResult:
+    """What a local run produced: the pipeline's outputs, its steps and the registered version."""
+
+    settings: PipelineSettings
+    outputs: dict[str, Any]
+    steps: list[StepRecord]
+    seconds: float
+    registered: RegisteredVersion | None
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.outputs.get("blessed"))
+
+    def artifact_path(self, name: str) -> str:
+        """The local path of one of the pipeline's output artifacts."""
+        return str(self.outputs[name].path)
+
+
+def run_locally(settings: PipelineSettings, progress: StepProgress | None = None) -> LocalRunResult:
+    """Run the DAG with ``kfp.local``; a failed step raises ``RuntimeError`` naming it."""
+    from kfp import local
+
+    from pipelines.pipeline import build_pipeline
+
+    if settings.training_backend != "pipeline":
+        raise ValueError("a Vertex AI custom training job cannot run locally: use --training-backend pipeline")
+    runner = local.DockerRunner() if settings.docker else local.SubprocessRunner(use_venv=False)
+    settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=runner,
+        pipeline_root=str(settings.pipeline_root_local),
+        enable_caching=settings.enable_caching,
+        raise_on_error=True,
+    )
+    pipeline = build_pipeline(settings)
+    progress = progress or StepProgress()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(min(level, logging.INFO))  # kfp.local reports cache hits at INFO
+    root.addFilter(progress)
+    started = time.monotonic()
+    try:
+        task = pipeline(**settings.pipeline_arguments(local=True))
+    finally:
+        root.removeFilter(progress)
+        root.setLevel(level)
+    outputs = dict(task.outputs)
+    return LocalRunResult(
+        settings=settings,
+        outputs=outputs,
+        steps=list(progress.steps.values()),
+        seconds=time.monotonic() - started,
+        registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
+    )
+
+
+def _registered_version(settings: PipelineSettings, outputs: dict[str, Any]) -> RegisteredVersion | None:
+    """The registry's version of this run's model (found by its digest: registration is idempotent)."""
+    backend = open_backend(settings.registry)
+    version = backend.find_version(model_digest(outputs["model"].path))
+    if version is None:
+        return None
+    return RegisteredVersion(
+        model_name=settings.registry.model_name,
+        version=version,
+        model_uri=backend.version_model_uri(version),
+        aliases=backend.version_aliases(version),
+        created=False,
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """``75.2`` -> ``1m15s``; under a minute ``4.3s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"

@@ -1,0 +1,188 @@
+"""The DAG: data -> features -> MMoE and GBDT baseline -> evaluation -> registration -> (deployment).
+
+One pipeline function serves every way of running it: ``kfp.local`` (``ranker
+run``), compiled YAML for Vertex AI Pipelines or a Kubeflow Pipelines server
+(``ranker compile|submit|schedule``). Runtime choices are pipeline parameters;
+resources and the training backend are compile-time choices, so the pipeline
+is built from :class:`~pipelines.config.PipelineSettings`::
+
+    pipeline = build_pipeline(PipelineSettings.from_env(train_accelerator="NVIDIA_TESLA_T4"))
+    kfp.compiler.Compiler().compile(pipeline, "pipeline.yaml")
+
+::
+
+    data_uri == ""? ── simulate_marketplace ─ simulated_source ─┐ (OneOf)
+                  └─── user_source ─────────────────────────────┴─> importer(raw data)
+    -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
+                         └─> train_baseline ──────────────────┴─> evaluate
+    -> if blessed: register_model -> if deploy: deploy_model
+
+``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
+data branches end in URIs and the raw data is imported once from the merged
+URI: the same graph runs locally and compiles for Vertex AI.
+"""
+
+# No `from __future__ import annotations`: kfp reads the pipeline function's real annotations.
+from typing import Any, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Model
+
+from components.baseline.component import train_baseline
+from components.data.simulator_component import simulate_marketplace
+from components.evaluation.component import evaluate
+from components.features.component import extract_features
+from components.pipeline_steps import deploy_model, resolve_champion, simulated_source, user_source
+from components.registry.component import register_model
+from components.training.component import train_mmoe
+from pipelines.config import PIPELINE_NAME, PipelineSettings
+
+
+class PipelineOutputs(NamedTuple):
+    examples: Dataset
+    model: Model
+    baseline: Model
+    report: HTML
+    report_json: Artifact
+    blessing: Artifact
+    blessed: bool
+    primary_metric: float
+
+
+def build_pipeline(settings: PipelineSettings | None = None) -> Any:
+    """The ``@dsl.pipeline`` for these settings (their values are also the parameters' defaults)."""
+    settings = settings or PipelineSettings()
+    arguments = settings.pipeline_arguments(local=True)
+    train = _training_op(settings)
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Build the MMoE ranker, judge it against per-module LightGBM rankers, register it if it wins.",
+    )
+    def mmoe_ranker_pipeline(
+        data_uri: str = arguments["data_uri"],
+        dataset_spec: str = arguments["dataset_spec"],
+        held_out_module: str = arguments["held_out_module"],
+        n_impressions: int = arguments["n_impressions"],
+        seed: int = arguments["seed"],
+        dead_letter_threshold: float = arguments["dead_letter_threshold"],
+        model_config_json: str = arguments["model_config_json"],
+        baseline_config_json: str = arguments["baseline_config_json"],
+        eval_config_json: str = arguments["eval_config_json"],
+        registry: str = arguments["registry"],
+        model_name: str = arguments["model_name"],
+        tracking_uri: str = settings.registry.tracking_uri,
+        project: str = arguments["project"],
+        location: str = arguments["location"],
+        serving_image: str = arguments["serving_image"],
+        deploy: bool = arguments["deploy"],
+        endpoint_name: str = arguments["endpoint_name"],
+    ) -> PipelineOutputs:
+        with dsl.If(data_uri == "", name="simulate"):
+            simulated = _sized(simulate_marketplace(n_impressions=n_impressions, seed=seed), settings)
+            simulated_uris = _sized(
+                simulated_source(impressions=simulated.outputs["impressions"], oracle=simulated.outputs["oracle"]),
+                settings,
+            )
+        with dsl.Else(name="user-data"):
+            user_uris = _sized(user_source(data_uri=data_uri), settings)
+        raw_data_uri = dsl.OneOf(simulated_uris.outputs["data_uri"], user_uris.outputs["data_uri"])
+        oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
+        raw_data = dsl.importer(artifact_uri=raw_data_uri, artifact_class=Dataset, reimport=False)
+        raw_data.set_display_name("raw-data")
+
+        features = _sized(
+            extract_features(
+                raw_data=raw_data.output,
+                dataset_spec=dataset_spec,
+                held_out_module=held_out_module,
+                dead_letter_threshold=dead_letter_threshold,
+            ),
+            settings,
+        )
+        examples = features.outputs["examples"]
+        trained = train(examples=examples, config_json=model_config_json)
+        baseline = _sized(train_baseline(examples=examples, config_json=baseline_config_json), settings)
+        registry_args = {
+            "registry": registry,
+            "model_name": model_name,
+            "tracking_uri": tracking_uri,
+            "project": project,
+            "location": location,
+        }
+        champion = _sized(resolve_champion(model=trained.outputs["model"], **registry_args), settings)
+        champion.set_caching_options(False)  # the registry changes between runs
+        judged = _sized(
+            evaluate(
+                examples=examples,
+                model=trained.outputs["model"],
+                baseline=baseline.outputs["baseline"],
+                oracle_uri=oracle_uri,
+                champion_model_uri=champion.output,
+                config_json=eval_config_json,
+            ),
+            settings,
+        )
+        with dsl.If(judged.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a kfp condition)
+            registered = _sized(
+                register_model(
+                    model=trained.outputs["model"],
+                    report_json=judged.outputs["report_json"],
+                    blessing=judged.outputs["blessing"],
+                    serving_image=serving_image,
+                    run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                    data_uri=raw_data_uri,
+                    **registry_args,
+                ),
+                settings,
+            )
+            registered.set_caching_options(False)  # idempotent, and the registry may have been reset
+            with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+                deployed = _sized(
+                    deploy_model(version=registered.output, endpoint_name=endpoint_name, **registry_args), settings
+                )
+                deployed.set_caching_options(False)
+        return PipelineOutputs(
+            examples=examples,
+            model=trained.outputs["model"],
+            baseline=baseline.outputs["baseline"],
+            report=judged.outputs["report"],
+            report_json=judged.outputs["report_json"],
+            blessing=judged.outputs["blessing"],
+            blessed=judged.outputs["blessed"],
+            primary_metric=judged.outputs["primary_metric"],
+        )
+
+    return mmoe_ranker_pipeline
+
+
+def _sized(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
+    """Declare the default CPU and memory of a step."""
+    return task.set_cpu_limit(settings.step_cpu).set_memory_limit(settings.step_memory)
+
+
+def _training_op(settings: PipelineSettings):
+    """``train_mmoe`` as a pipeline step with its resources, or as a Vertex AI custom training job."""
+    if settings.training_backend == "custom-job":
+        from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+        return create_custom_training_job_from_component(
+            train_mmoe,
+            display_name="train-mmoe",
+            machine_type=settings.train_machine_type,
+            accelerator_type=settings.train_accelerator,
+            accelerator_count=settings.train_accelerator_count if settings.train_accelerator else 0,
+            service_account=settings.service_account,
+            network=settings.network,
+            encryption_spec_key_name=settings.encryption_key,
+        )
+
+    def train_step(**kwargs: Any) -> dsl.PipelineTask:
+        task = train_mmoe(**kwargs).set_cpu_limit(settings.train_cpu).set_memory_limit(settings.train_memory)
+        if settings.train_accelerator:
+            task.set_accelerator_type(settings.train_accelerator).set_accelerator_limit(
+                settings.train_accelerator_count
+            )
+        return task
+
+    return train_step

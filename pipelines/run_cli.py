@@ -1,0 +1,58 @@
+"""Run the whole DAG on this machine with kfp.local and print what it found.
+
+The embedded default runs every step as a subprocess of this virtual
+environment; ``--docker`` runs each step in the project image (RANKER_IMAGE).
+Steps whose inputs did not change since an earlier run are reused from the
+cache under ``<work-dir>/pipeline_root/.kfp_cache`` (``--no-enable-caching``
+to recompute). Examples::
+
+    ranker run                                   # simulated marketplace, ./work_dir
+    ranker run --n-impressions 20000 --model-config '{"epochs": 1}'
+    ranker run --data-uri 'logs/*.parquet' --dataset-spec my_spec.yaml
+    ranker run --docker
+
+The run ends with NDCG per module and task of the MMoE, the per-module and
+global GBDT (and the oracle on simulated data), the verdict with its reasons,
+the registered version and the paths of the report and the artifacts. Not
+being blessed is a valid outcome (exit 0) unless ``--fail-if-not-blessed``
+(exit 3). A failed step exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipelines.config import PipelineSettings, add_options
+
+HELP = "run the whole DAG locally with kfp.local"
+NOT_BLESSED_EXIT = 3
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, ("data", "step configurations", "local execution"))
+    parser.add_argument("--echo-kfp-logs", action="store_true", help="also print kfp.local's own log lines")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipelines.local_run import StepProgress, run_locally
+    from pipelines.summary import format_summary
+
+    settings = PipelineSettings.from_args(args)
+    print(
+        f"Running the pipeline in {settings.pipeline_root_local} "
+        f"({'DockerRunner' if settings.docker else 'SubprocessRunner'}, "
+        f"caching {'on' if settings.enable_caching else 'off'})",
+        file=sys.stderr,
+    )
+    try:
+        result = run_locally(settings, StepProgress(sys.stderr, echo=args.echo_kfp_logs))
+    except RuntimeError as error:
+        logger.error("the pipeline failed: %s", error)
+        return 1
+    print(format_summary(result))
+    if settings.fail_if_not_blessed and not result.blessed:
+        return NOT_BLESSED_EXIT
+    return 0
