@@ -1,0 +1,283 @@
+"""Serving benchmark: p99 latency at a fixed rate and the throughput ceiling, ranking N candidates per request.
+
+Runs, in one go and against the same exported model (the default MMoE
+configuration unless ``--model-dir`` names another export):
+
+* ``ranker serve`` (KServe model server, one model call per request),
+* ``ranker serve`` with micro-batching (``RANKER_BATCH_WAIT_MS``),
+* the plain approach: Keras ``model.predict`` per request behind a minimal
+  ``http.server`` handler that turns the JSON rows into columns in Python,
+
+each measured with the project's open-loop load tester: Poisson arrivals at
+``--rate`` (latency from the intended send time), then a saturating rate with a
+concurrency cap whose achieved throughput is the ceiling::
+
+    python -m benchmarks.bench_serving                      # 1000 candidates, 50 req/s, 20 s phases
+    python -m benchmarks.bench_serving --model-dir work_dir/model --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_MODULES = ("home_feed", "item_page", "search", "cart", "email")
+
+
+def demo_spec() -> Any:
+    """A marketplace-shaped feature spec: ids, a category, tags, prices and rates, five modules."""
+    from trainer.schema import DEFAULT_TASKS, Feature, FeatureSpec
+
+    return FeatureSpec(
+        tasks=list(DEFAULT_TASKS),
+        features=[
+            Feature("user_id", "hashed", hash_buckets=100_000),
+            Feature("listing_id", "hashed", hash_buckets=1_000_000),
+            Feature("shop_id", "hashed", hash_buckets=50_000),
+            Feature("category", "categorical", vocabulary=[f"category_{i}" for i in range(50)]),
+            Feature("tags", "list", vocabulary=[f"tag_{i}" for i in range(30)]),
+            Feature("price", "numeric", transform="log1p", encoding="pwl", mean=3.0, std=1.0, max=9.0,
+                    quantiles=[1.5, 2.5, 3.0, 3.5, 4.5]),
+            Feature("listing_ctr", "numeric", encoding="quantile", mean=0.05, std=0.03, max=0.5,
+                    quantiles=[0.01, 0.03, 0.05, 0.07, 0.1]),
+            Feature("user_category_affinity", "numeric", mean=0.0, std=1.0, min=-4.0, max=4.0),
+        ],
+        modules=list(BENCH_MODULES),
+        roles={"user_id": "user_id", "item_id": "listing_id"},
+        dataset="bench_serving",
+    )  # fmt: skip
+
+
+def build_default_model(folder: Path) -> Path:
+    """Train the default TrainerConfig for one epoch on random examples of :func:`demo_spec`; the export dir."""
+    import numpy as np
+
+    from trainer.config import TrainerConfig
+    from trainer.examples import write_shards
+    from trainer.schema import SplitStats, label_key
+    from trainer.train import train_and_export
+
+    spec = demo_spec()
+    rng = np.random.default_rng(0)
+    for split, rows_count in (("train", 4096), ("eval", 1024)):
+        rows = []
+        for row in range(rows_count):
+            clicked = int(rng.random() < 0.2)
+            rows.append(
+                {
+                    "request_id": f"{split}-{row // 20}",
+                    "module_name": BENCH_MODULES[row % len(BENCH_MODULES)],
+                    "user_id": f"u{rng.integers(5000)}",
+                    "listing_id": f"l{rng.integers(100_000)}",
+                    "shop_id": f"s{rng.integers(2000)}",
+                    "category": f"category_{rng.integers(50)}",
+                    "tags": f"tag_{rng.integers(30)}|tag_{rng.integers(30)}",
+                    "price": float(np.expm1(rng.normal(3, 1))),
+                    "listing_ctr": float(rng.beta(2, 30)),
+                    "user_category_affinity": float(rng.normal()),
+                    **{label_key(task): clicked * int(rng.random() < 0.3) for task in spec.task_names[1:]},
+                    label_key(spec.task_names[0]): clicked,
+                }
+            )
+        write_shards(rows, folder / "examples", split, spec)
+        positives = {task: sum(row[label_key(task)] for row in rows) for task in spec.task_names}
+        spec.splits[split] = SplitStats(rows=rows_count, requests=rows_count // 20, positives=positives)
+    spec.save(folder / "examples" / "feature_spec.json")
+    # steps_per_execution=1: the examples dataset has no known size (see docs/benchmarks.md).
+    train_and_export(folder / "examples", folder / "model", TrainerConfig(epochs=1, steps_per_execution=1))
+    return folder / "model"
+
+
+# -- the plain approach ----------------------------------------------------------------------------------------
+
+
+def plain_server(model_dir: Path, port: int) -> None:
+    """Keras ``model.predict`` per request behind ``http.server``: what a first serving script looks like."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer.config import TrainerConfig
+    from trainer.model import build_model
+    from trainer.schema import MODULE, FeatureSpec
+
+    spec = FeatureSpec.load(model_dir)
+    model = build_model(spec, TrainerConfig.load(model_dir))
+    tf.train.Checkpoint(model=model).restore(str(model_dir / "variables" / "variables")).expect_partial()
+    numeric = {feature.name for feature in spec.features if not feature.is_string}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            predictions = []
+            for instance in request["instances"]:
+                rows = [{**instance["context"], **candidate} for candidate in instance["candidates"]]
+                features = {
+                    name: np.array(
+                        [row.get(name, np.nan if name in numeric else "") for row in rows],
+                        dtype=np.float32 if name in numeric else object,
+                    )
+                    for name in (MODULE, *spec.feature_names)
+                }
+                outputs = model.predict(features, batch_size=len(rows), verbose=0)
+                predictions.append({name: np.asarray(values).reshape(-1).tolist() for name, values in outputs.items()})
+            body = json.dumps({"predictions": predictions}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+# -- running servers and load ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -> subprocess.Popen:
+    import httpx
+
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
+
+
+def measure(url: str, payload: bytes, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """p99 at ``args.rate`` (Poisson) and the ceiling (achieved throughput when saturated)."""
+    from serving.loadtest import LoadTestConfig, run_load_test
+
+    # One untimed request so no server pays for lazy initialisation inside the warm-up.
+    run_load_test(LoadTestConfig(url=url, rate=1, duration_s=1, warmup_s=0, max_requests=1, timeout_s=120), payload)
+    fixed = LoadTestConfig(url=url, rate=args.rate, duration_s=args.duration, warmup_s=args.warmup, timeout_s=30)
+    saturated = LoadTestConfig(
+        url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
+        concurrency=args.saturation_concurrency, timeout_s=30,
+    )  # fmt: skip
+    return {"fixed": run_load_test(fixed, payload).summary(), "ceiling": run_load_test(saturated, payload).summary()}
+
+
+def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    if name == "plain":
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_serving",
+            "--plain-server",
+            str(port),
+            "--model-dir",
+            str(model_dir),
+        ]
+        env, url = {}, f"{base}/predict"
+    else:
+        command = [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", str(model_dir), "--port", str(port)]
+        env = {"RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms if name == "batched" else 0)}
+        env["RANKER_MAX_CANDIDATES"] = str(max(args.candidates, 1000))
+        url = f"{base}/predict"
+    process = start(command, env, f"{base}/health", work / f"{name}.log")
+    try:
+        return measure(url, payload, args)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, help="an exported ranker (default: train the default config)")
+    parser.add_argument("--candidates", type=int, default=1000, help="candidates per request (default 1000)")
+    parser.add_argument("--rate", type=float, default=50.0, help="requests/s of the latency phase (default 50)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase (default 20)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per phase (default 3)")
+    parser.add_argument("--saturation-rate", type=float, default=400.0, help="offered req/s of the ceiling phase")
+    parser.add_argument("--saturation-concurrency", type=int, default=8, help="requests in flight when saturating")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching wait of the batched variant")
+    parser.add_argument("--variants", default="serve,batched,plain", help="comma-separated subset to run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain_server:
+        plain_server(args.model_dir, args.plain_server)
+        return 0
+
+    from serving.loadtest import synthetic_payload
+    from trainer.schema import FeatureSpec
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
+        work = Path(scratch)
+        model_dir = args.model_dir or build_default_model(work)
+        payload = synthetic_payload(FeatureSpec.load(model_dir), args.candidates, columnar=False)
+        results = {name: run_variant(name, model_dir, payload, args, work) for name in args.variants.split(",")}
+    print(format_table(results, args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"{args.candidates} candidates/request (rows), Poisson {args.rate:g} req/s for {args.duration:g} s; "
+        f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
+        f"{'variant':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'ceiling rps':>12}",
+    ]
+    for name, result in results.items():
+        fixed, ceiling = result["fixed"], result["ceiling"]
+        lines.append(
+            f"{name:<10} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
+            f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {ceiling['achieved_rps']:>12.1f}"
+        )
+    if "plain" in results and "serve" in results:
+        plain, serve = results["plain"], results["serve"]
+        lines.append(
+            f"plain/serve: p99 x{plain['fixed']['p99_ms'] / serve['fixed']['p99_ms']:.1f}, "
+            f"ceiling serve/plain x{serve['ceiling']['achieved_rps'] / max(plain['ceiling']['achieved_rps'], 1e-9):.1f}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
