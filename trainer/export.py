@@ -39,30 +39,17 @@ def input_specs(spec: FeatureSpec) -> dict[str, tf.TensorSpec]:
     return inputs
 
 
-class ServingModule(tf.Module):
-    """What is saved: the Keras ranker and a flat-keyword serving function.
-
-    Example::
-
-        module = ServingModule(model)
-        module.serve.get_concrete_function()(**raw_tensors)["score"]
-    """
-
-    def __init__(self, model: RankerModel) -> None:
-        super().__init__(name="ranker")
-        self.model = model
-        specs = input_specs(model.spec)
-        self.serve = tf.function(self._serve, input_signature=[specs])
-
-    def _serve(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return self.model(features, training=False)
-
-
 def export_model(model: RankerModel, model_dir: str) -> str:
     """Save ``model`` as a SavedModel in ``model_dir`` (local or gs://) with its spec and config; returns the dir."""
-    module = ServingModule(model)
-    signature = module.serve.get_concrete_function()
-    tf.saved_model.save(module, model_dir, signatures={SIGNATURE: signature})
+    serve = tf.function(lambda features: model(features, training=False), input_signature=[input_specs(model.spec)])
+    # save_traces=False: the signature is all that is served, so skip tracing every Keras layer (2-3x faster).
+    model.save(
+        model_dir,
+        save_format="tf",
+        signatures={SIGNATURE: serve.get_concrete_function()},
+        include_optimizer=False,
+        save_traces=False,
+    )
     write_json(f"{model_dir.rstrip('/')}/{FEATURE_SPEC_FILE}", model.spec.to_dict())
     model.config.save(f"{model_dir.rstrip('/')}/{CONFIG_FILE}")
     return model_dir
