@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -60,7 +61,7 @@ def resolve_files(data_uri: str, source: SourceSpec) -> list[str]:
     pattern = data_uri if has_glob else FileSystems.join(data_uri.rstrip("/"), source.file_pattern)
     files = _match(pattern)
     if not files and not has_glob:
-        files = [path for path in _match(data_uri) if not path.endswith("/")]
+        files = [path for path in _match(data_uri) if not path.endswith("/") and not os.path.isdir(path)]
     if not files:
         raise DataSourceError(f"no {source.format} files match {data_uri!r} (looked for {pattern!r} and the path)")
     return sorted(files)

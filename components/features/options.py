@@ -9,6 +9,7 @@ Every option defaults from an environment variable (documented in ``docs/data.md
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from typing import Any
@@ -87,3 +88,37 @@ class BeamOptions:
         # Workers unpickle the DoFns, which reference module-level names of this package.
         options.view_as(SetupOptions).save_main_session = False
         return options
+
+
+# flag -> (BeamOptions field, type, help); defaults come from the environment (see the fields above).
+_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--runner": ("runner", str, "Beam runner: DirectRunner (local) or DataflowRunner (env RANKER_BEAM_RUNNER)"),
+    "--project": ("project", str, "Google Cloud project for Dataflow and BigQuery (env GOOGLE_CLOUD_PROJECT)"),
+    "--region": ("region", str, "Dataflow region (env GOOGLE_CLOUD_REGION)"),
+    "--temp-location": ("temp_location", str, "gs:// folder for Dataflow and BigQuery temp files"),
+    "--staging-location": ("staging_location", str, "gs:// folder for staged packages (default: temp location)"),
+    "--machine-type": ("machine_type", str, "Dataflow worker machine type, e.g. n2-standard-4"),
+    "--max-num-workers": ("max_num_workers", int, "Dataflow autoscaling limit"),
+    "--sdk-container-image": ("sdk_container_image", str, "worker image with this project installed"),
+    "--setup-file": ("setup_file", str, "setup.py to stage instead of an image"),
+    "--job-name": ("job_name", str, "Dataflow job name"),
+    "--direct-num-workers": ("direct_num_workers", int, "local workers (default: one per core)"),
+    "--direct-running-mode": ("direct_running_mode", str, "in_memory, multi_threading or multi_processing"),
+}
+
+
+def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runner flags of every command that runs a Beam pipeline."""
+    group = parser.add_argument_group("Beam / Dataflow")
+    defaults = BeamOptions()
+    for flag, (field, kind, help_text) in _FLAGS.items():
+        group.add_argument(
+            flag, dest=f"beam_{field}", type=kind, help=f"{help_text} (now: {getattr(defaults, field)!r})"
+        )
+
+
+def beam_options_from_args(args: argparse.Namespace, extra_args: tuple[str, ...] = ()) -> BeamOptions:
+    """BeamOptions from parsed flags; flags not given keep their environment defaults."""
+    given = {field: getattr(args, f"beam_{field}") for field, _, _ in _FLAGS.values()}
+    options = BeamOptions(extra_args=extra_args)
+    return dataclasses.replace(options, **{field: value for field, value in given.items() if value is not None})

@@ -36,6 +36,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
 from components.data.readers import (
@@ -48,6 +49,7 @@ from components.data.readers import (
 from components.data.rows import FILE_INDEX, UID, parse_batch
 from components.data.spec import DatasetSpec, file_splits, load_dataset_spec, split_names
 from components.data.validation import check_data
+from components.features.encoding import encode_frame
 from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
 from components.features.history import match_features as match_feature_columns
 from components.features.options import BeamOptions
@@ -89,7 +91,12 @@ class ExtractionConfig:
     dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed
     num_shards: int = 4  # shuffle partitions, and TFRecord files per split
     batch_rows: int = 65_536
+    dead_letter_dir: str = ""  # default: <output_dir>/dead_letter
     beam: BeamOptions = dataclasses.field(default_factory=BeamOptions)
+
+    @property
+    def dead_letter_path(self) -> str:
+        return self.dead_letter_dir or _join(self.output_dir, DEAD_LETTER_DIR)
 
 
 @dataclasses.dataclass
@@ -97,6 +104,7 @@ class ExtractionSummary:
     """What a run read, wrote and rejected."""
 
     output_dir: str
+    dead_letter_dir: str
     rows_read: int
     rows_written: int
     dead_letters: int
@@ -113,6 +121,19 @@ class ExtractionSummary:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"dead_letter_share": self.dead_letter_share}
 
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for a pipeline's metrics artifact."""
+        numbers = {
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "dead_letters": self.dead_letters,
+            "dead_letter_share": self.dead_letter_share,
+            "features": self.features,
+            "seconds": round(self.seconds, 1),
+        }
+        numbers |= {f"rows_{split}": rows for split, rows in self.split_rows.items()}
+        return {name: float(value) for name, value in numbers.items()}
+
     def format(self) -> str:
         lines = [
             f"rows read      {self.rows_read:>12,}",
@@ -127,7 +148,7 @@ class ExtractionSummary:
             f"seconds        {self.seconds:.1f}",
             f"examples       {self.output_dir}",
             f"feature spec   {_join(self.output_dir, FEATURE_SPEC_FILE)}",
-            f"dead letters   {_join(self.output_dir, DEAD_LETTER_DIR)}/",
+            f"dead letters   {self.dead_letter_dir}/",
         ]
         return "\n".join(lines)
 
@@ -309,19 +330,18 @@ def write_split_shards(
     shard_rows: tuple[int, pd.DataFrame], spec: FeatureSpec, output_dir: str, num_shards: int
 ) -> Iterator[tuple[str, str, int]]:
     """One GZIP TFRecord file per split present in the shard: (split, path, rows)."""
-    shard, rows = shard_rows
     import tensorflow as tf
 
-    from trainer.examples import COMPRESSION, context_keys, encode_example
+    from trainer.examples import COMPRESSION
 
-    keys = [*context_keys(spec), MODULE, *spec.feature_names]
+    shard, rows = shard_rows
     for split, part in rows.groupby(SPLIT, sort=True):
         folder = _join(output_dir, str(split))
         tf.io.gfile.makedirs(folder)
         path = _join(folder, f"part-{shard:05d}-of-{num_shards:05d}.tfrecord.gz")
         with tf.io.TFRecordWriter(path, options=COMPRESSION) as writer:
-            for record in part[keys].to_dict("records"):
-                writer.write(encode_example(record, spec))
+            for record in encode_frame(part, spec):
+                writer.write(record)
         yield str(split), path, len(part)
 
 
@@ -363,10 +383,11 @@ class MergeCombine(beam.CombineFn):
         return accumulator
 
 
-def build_pipeline(pipeline, plan: ExtractionPlan, output_dir: str, beam_options: BeamOptions) -> None:
+def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: ExtractionConfig) -> None:
     """Add the extraction graph to a Beam pipeline."""
+    output_dir = config.output_dir
     tasks = plan.spec.task_names
-    outputs = _read(pipeline, plan, beam_options)
+    outputs = _read(pipeline, plan, config.beam)
     rows = outputs.rows
     timeline = (
         rows
@@ -427,7 +448,7 @@ def build_pipeline(pipeline, plan: ExtractionPlan, output_dir: str, beam_options
         outputs.dead
         | "DeadLetterJson" >> beam.Map(lambda letter: json.dumps(letter, sort_keys=True, default=str))
         | "WriteDeadLetters"
-        >> beam.io.WriteToText(_join(output_dir, DEAD_LETTER_DIR, "part"), file_name_suffix=".jsonl", num_shards=1)
+        >> beam.io.WriteToText(_join(config.dead_letter_path, "part"), file_name_suffix=".jsonl", num_shards=1)
     )
 
 
@@ -478,24 +499,19 @@ class _ParseBigQuery(beam.DoFn):
 
 
 def _save_spec(spec: FeatureSpec, output_dir: str) -> None:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(_join(output_dir, FEATURE_SPEC_FILE), "w") as handle:
-        handle.write(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
+    with FileSystems.create(_join(output_dir, FEATURE_SPEC_FILE)) as handle:
+        handle.write((json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
 
 
-def _clear_outputs(output_dir: str) -> None:
+def _clear_outputs(config: ExtractionConfig) -> None:
     """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
-    import tensorflow as tf
-
-    spec_path = _join(output_dir, FEATURE_SPEC_FILE)
-    if tf.io.gfile.exists(spec_path):
-        tf.io.gfile.remove(spec_path)
-    for folder in (*split_names("heldout"), DEAD_LETTER_DIR):
-        path = _join(output_dir, folder)
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-    tf.io.gfile.makedirs(output_dir)
+    folders = [_join(config.output_dir, split) for split in split_names(HELDOUT_SPLIT)]
+    stale = [_join(config.output_dir, FEATURE_SPEC_FILE), *folders, config.dead_letter_path]
+    existing = [path for path in stale if FileSystems.exists(path)]
+    if existing:
+        FileSystems.delete(existing)
+    if not FileSystems.exists(config.output_dir):
+        FileSystems.mkdirs(config.output_dir)
 
 
 def extract_features(config: ExtractionConfig) -> ExtractionSummary:
@@ -508,23 +524,22 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     """
     started = time.monotonic()
     plan = plan_extraction(config)
-    _clear_outputs(config.output_dir)
+    _clear_outputs(config)
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
-        build_pipeline(pipeline, plan, config.output_dir, config.beam)
+        build_pipeline(pipeline, plan, config)
     return _check_run(config, plan, time.monotonic() - started)
 
 
 def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -> ExtractionSummary:
-    import tensorflow as tf
-
     spec_path = _join(config.output_dir, FEATURE_SPEC_FILE)
-    with tf.io.gfile.GFile(spec_path) as handle:
+    with FileSystems.open(spec_path) as handle:
         spec = FeatureSpec.from_dict(json.loads(handle.read()))
     source = spec.source
     split_rows = {name: stats.rows for name, stats in spec.splits.items()}
     summary = ExtractionSummary(
         output_dir=config.output_dir,
+        dead_letter_dir=config.dead_letter_path,
         rows_read=source["rows_read"],
         rows_written=sum(split_rows.values()),
         dead_letters=source["dead_letters"],
@@ -536,7 +551,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
     )
     problem = _run_problem(summary, config.dead_letter_threshold)
     if problem:
-        tf.io.gfile.remove(spec_path)  # no feature spec: nothing downstream can mistake this for a success
+        FileSystems.delete([spec_path])  # no feature spec: nothing downstream can mistake this for a success
         raise ExtractionError(problem)
     for split in split_names(plan.held_out_module)[1:]:
         if not split_rows.get(split):
@@ -545,7 +560,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
 
 
 def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
-    dead_letters = _join(summary.output_dir, DEAD_LETTER_DIR)
+    dead_letters = summary.dead_letter_dir
     if summary.rows_read != summary.rows_written + summary.dead_letters:
         return (
             f"row counts do not add up: read {summary.rows_read}, wrote {summary.rows_written}, "
@@ -560,3 +575,39 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
     if not summary.split_rows.get("train"):
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
     return ""
+
+
+def artifact_data_uri(uri: str, path: str) -> str:
+    """What to read for a kfp input artifact: its gs:// or bq:// URI as is (Beam and Dataflow read those
+    directly), otherwise its local path (kfp.local, or the /gcs mount of a local URI)."""
+    return uri if uri.startswith(("gs://", "bq://")) else path
+
+
+def extract_features_step(
+    raw_data_uri: str,
+    raw_data_path: str,
+    dataset_spec: str,
+    examples_path: str,
+    dead_letters_path: str,
+    held_out_module: str = "",
+    dead_letter_threshold: float = 0.01,
+    num_shards: int = 4,
+    beam_options_json: str = "{}",
+) -> ExtractionSummary:
+    """The kfp component's body: artifacts in, :func:`extract_features` run, summary out."""
+    beam_fields = json.loads(beam_options_json or "{}")
+    if not isinstance(beam_fields, dict):
+        raise ValueError(f"beam_options_json must be a JSON object of BeamOptions fields, got {beam_options_json!r}")
+    config = ExtractionConfig(
+        data_uri=artifact_data_uri(raw_data_uri, raw_data_path),
+        dataset_spec=dataset_spec,
+        output_dir=examples_path,
+        held_out_module=held_out_module,
+        dead_letter_threshold=dead_letter_threshold,
+        num_shards=num_shards,
+        dead_letter_dir=dead_letters_path,
+        beam=BeamOptions(**beam_fields),
+    )
+    summary = extract_features(config)
+    logger.info("extraction summary:\n%s", summary.format())
+    return summary

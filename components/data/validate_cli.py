@@ -1,0 +1,46 @@
+"""Check a dataset spec, and the data it describes, before any work.
+
+Examples::
+
+    ranker validate-spec --spec my_spec.yaml
+    ranker validate-spec --spec my_spec.yaml --data 'gs://my-bucket/logs/*.parquet'
+    ranker validate-spec --spec kuairand --data ../shared/datasets/kuairand
+
+Prints OK and what the spec describes, or every problem (the spec file, the
+data file and the column) and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "check a dataset spec against its data before any work"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, help="simulator, ali_ccp, kuairand, a YAML path or a gs:// URI")
+    parser.add_argument("--data", default="", help="file, glob, folder or bq://... to check the spec against")
+
+
+def main(args: argparse.Namespace) -> int:
+    from components.data.spec import DatasetSpecError, load_dataset_spec
+    from components.data.validation import check_data
+
+    try:
+        spec = load_dataset_spec(args.spec)
+    except DatasetSpecError as error:
+        print(error)
+        return 1
+    problems = check_data(spec, args.data) if args.data else []
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        print("\n".join(f"  - {problem}" for problem in problems))
+        return 1
+    print(f"OK: {spec.origin} ({spec.name})")
+    print(f"  tasks     {', '.join(spec.task_names)}")
+    print(f"  columns   {len(spec.required_columns)} ({', '.join(spec.required_columns)})")
+    print(f"  groups    {'by ' + str(spec.columns.request_id) if spec.has_groups else 'none (AUC only)'}")
+    print(f"  history   {'on' if spec.history_enabled else 'off'}; split by {spec.split.by}")
+    if args.data:
+        print(f"  data      {args.data}: columns and types fit")
+    return 0

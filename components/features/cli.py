@@ -1,0 +1,63 @@
+"""Turn impression logs into point-in-time-correct TFRecord examples and a feature spec.
+
+Examples::
+
+    ranker extract-features --data work/sim/impressions --spec simulator --out work/examples
+    ranker extract-features --data 'data/*.csv' --spec my_spec.yaml --out work/examples --held-out-module email
+    ranker extract-features --data bq://my-project.logs.impressions --spec my_spec.yaml \\
+        --out gs://my-bucket/examples --runner DataflowRunner --project my-project --region europe-west4 \\
+        --temp-location gs://my-bucket/tmp --sdk-container-image europe-docker.pkg.dev/my-project/ranker/ranker:1
+
+Malformed rows go to <out>/dead_letter/*.jsonl with their file, row and reason;
+the run fails when their share exceeds --dead-letter-threshold. Any Beam flag
+not listed here can follow a lone `--`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from components.features.options import add_beam_arguments, beam_options_from_args
+
+HELP = "turn impression logs into point-in-time-correct TFRecord examples"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="file, glob, folder or bq://project.dataset.table")
+    parser.add_argument("--spec", required=True, help="dataset spec: simulator, ali_ccp, kuairand, a path or gs:// URI")
+    parser.add_argument(
+        "--out", required=True, help="output folder (local or gs://) for examples and feature_spec.json"
+    )
+    parser.add_argument("--held-out-module", default="", help="module kept out of train/eval, written as `heldout`")
+    parser.add_argument(
+        "--dead-letter-threshold", type=float, default=0.01, help="largest tolerated share of malformed rows (0.01)"
+    )
+    parser.add_argument("--num-shards", type=int, default=4, help="TFRecord files per split and shuffle partitions (4)")
+    parser.add_argument("--batch-rows", type=int, default=65_536, help="rows per record batch (65536)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="more Beam flags after `--`")
+    add_beam_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    from components.features.pipeline import ExtractionConfig, ExtractionError, extract_features
+
+    extra = tuple(arg for arg in args.beam_args if arg != "--")
+    config = ExtractionConfig(
+        data_uri=args.data,
+        dataset_spec=args.spec,
+        output_dir=args.out,
+        held_out_module=args.held_out_module,
+        dead_letter_threshold=args.dead_letter_threshold,
+        num_shards=args.num_shards,
+        batch_rows=args.batch_rows,
+        beam=beam_options_from_args(args, extra),
+    )
+    try:
+        summary = extract_features(config)
+    except (ExtractionError, ValueError) as error:
+        print(f"extraction failed: {error}")
+        return 1
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0

@@ -1,0 +1,110 @@
+"""Readers: CSV, JSONL and Parquet give the same rows; unreadable rows are named; BigQuery reads are configured."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.data.readers import DataSourceError, bigquery_read, read_batches, resolve_files
+from components.data.rows import parse_batch
+from components.data.spec import SourceSpec, load_dataset_spec
+from tests.data.impressions import impressions_frame, write_csv, write_jsonl, write_parquet
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_dataset_spec("simulator")
+
+
+def parsed_rows(path, spec, source: SourceSpec, batch_rows=7) -> pd.DataFrame:
+    frames = [
+        parse_batch(batch, spec, 0, str(path)).frame
+        for batch in read_batches(str(path), source, spec.required_columns, batch_rows=batch_rows)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_csv_jsonl_and_parquet_read_the_same_rows(tmp_path, spec):
+    frame = impressions_frame(n_requests=6, candidates=4)
+    parquet = parsed_rows(write_parquet(frame, tmp_path / "pq", parts=1) / "part-00000.parquet", spec, spec.source)
+    csv = parsed_rows(write_csv(frame, tmp_path / "rows.csv"), spec, SourceSpec(format="csv"))
+    jsonl = parsed_rows(write_jsonl(frame, tmp_path / "rows.jsonl"), spec, SourceSpec(format="jsonl"))
+    assert len(parquet) == len(frame)
+    parquet, csv, jsonl = (rows.drop(columns="_uid") for rows in (parquet, csv, jsonl))  # row numbers differ
+    pd.testing.assert_frame_equal(parquet, csv, check_dtype=False)
+    pd.testing.assert_frame_equal(parquet, jsonl, check_dtype=False)
+
+
+def test_row_numbers_follow_lines_past_malformed_csv_and_json(tmp_path, spec):
+    frame = impressions_frame(n_requests=1, candidates=4)
+    lines = write_csv(frame, tmp_path / "a.csv").read_text().splitlines()
+    lines.insert(2, "only,three,fields")  # becomes line 3
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    batches = list(read_batches(str(tmp_path / "a.csv"), SourceSpec(format="csv"), spec.required_columns))
+    assert np.concatenate([b.rows for b in batches]).tolist() == [2, 4, 5, 6]
+    [(line, reason)] = [error for b in batches for error in b.errors]
+    assert line == 3 and reason.startswith("malformed CSV line")
+
+    json_lines = write_jsonl(frame, tmp_path / "a.jsonl").read_text().splitlines()
+    json_lines[1] = '{"request_id": "r0000", '
+    json_lines.insert(3, "[1, 2]")
+    (tmp_path / "a.jsonl").write_text("\n".join(json_lines) + "\n")
+    batches = list(read_batches(str(tmp_path / "a.jsonl"), SourceSpec(format="jsonl"), spec.required_columns))
+    assert np.concatenate([b.rows for b in batches]).tolist() == [1, 3, 5]
+    errors = [error for b in batches for error in b.errors]
+    assert [line for line, _ in errors] == [2, 4]
+    assert all(reason.startswith("malformed JSON") for _, reason in errors)
+
+
+def test_resolve_files_takes_a_folder_a_glob_or_a_file(tmp_path):
+    folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "logs", parts=2)
+    (folder / "notes.txt").write_text("not data")
+    source = SourceSpec(format="parquet")
+    expected = [str(folder / "part-00000.parquet"), str(folder / "part-00001.parquet")]
+    assert resolve_files(str(folder), source) == expected
+    assert resolve_files(str(folder) + "/", source) == expected
+    assert resolve_files(str(folder / "part-0000[1]*"), source) == expected[1:]
+    assert resolve_files(expected[0], source) == expected[:1]
+    with pytest.raises(DataSourceError, match=r"no csv files match .*logs"):
+        resolve_files(str(folder), SourceSpec(format="csv"))
+    with pytest.raises(DataSourceError, match="no parquet files match"):
+        resolve_files(str(tmp_path / "missing"), source)
+
+
+def test_bigquery_tables_use_the_storage_api_with_only_the_needed_columns():
+    spec = load_dataset_spec("simulator")
+    read = bigquery_read(SourceSpec(format="bigquery"), spec.required_columns, project="p", data_uri="bq://p.logs.imp")
+    assert read.kwargs == {
+        "table": "p.logs.imp",
+        "method": "DIRECT_READ",
+        "selected_fields": list(spec.required_columns),
+        "project": "p",
+    }
+    legacy = bigquery_read(SourceSpec(format="bigquery", table="p:logs.imp"), ["a"])
+    assert legacy.kwargs["table"] == "p.logs.imp" and legacy.description == "table p:logs.imp"
+
+
+def test_bigquery_queries_export_through_the_temp_location():
+    source = SourceSpec(format="bigquery", query="SELECT * FROM `p.logs.imp` WHERE day > '2024-01-01'")
+    read = bigquery_read(source, ["a"], project="p", temp_location="gs://bucket/tmp")
+    assert read.kwargs == {
+        "query": source.query,
+        "use_standard_sql": True,
+        "method": "EXPORT",
+        "gcs_location": "gs://bucket/tmp",
+        "project": "p",
+    }
+
+
+def test_bigquery_read_names_a_bad_table():
+    with pytest.raises(DataSourceError, match=r"'logs' must be project.dataset.table"):
+        bigquery_read(SourceSpec(format="bigquery"), ["a"], data_uri="bq://logs")
+    with pytest.raises(DataSourceError, match="needs a table"):
+        bigquery_read(SourceSpec(format="bigquery"), ["a"])
+
+
+def test_the_bigquery_read_config_builds_a_beam_transform():
+    import apache_beam as beam
+
+    read = bigquery_read(SourceSpec(format="bigquery"), ["a", "b"], project="p", data_uri="bq://p.d.t")
+    transform = beam.io.ReadFromBigQuery(**read.kwargs)
+    assert transform.method == beam.io.ReadFromBigQuery.Method.DIRECT_READ

@@ -1,0 +1,119 @@
+"""Dataset specs: the shipped ones load, and every kind of mistake is named with the spec file."""
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from components.data.expressions import ExpressionError, LabelExpression
+from components.data.spec import (
+    SHIPPED_SPECS,
+    SPECS_DIR,
+    DatasetSpecError,
+    file_splits,
+    load_dataset_spec,
+    parse_dataset_spec,
+)
+
+
+@pytest.fixture
+def simulator_yaml() -> dict:
+    return yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+
+
+def test_shipped_specs_load_with_their_tasks_in_order():
+    assert set(SHIPPED_SPECS) == {"simulator", "ali_ccp", "kuairand"}
+    simulator = load_dataset_spec("simulator")
+    assert simulator.task_names == ("click", "favorite", "add_to_cart", "purchase")
+    assert simulator.has_groups and simulator.history_enabled
+    assert "tags" in simulator.required_columns and "request_id" in simulator.required_columns
+    ali_ccp = load_dataset_spec("ali_ccp")
+    assert ali_ccp.task_names == ("click", "purchase") and not ali_ccp.has_groups and not ali_ccp.history_enabled
+    kuairand = load_dataset_spec(str(SPECS_DIR / "kuairand.yaml"))
+    assert kuairand.task_names == ("click", "long_view") and kuairand.split.by == "hash"
+    assert {"play_time_ms", "duration_ms"} <= set(kuairand.required_columns)
+
+
+def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
+    with pytest.raises(DatasetSpecError, match=r"no dataset spec at .*nope\.yaml.*simulator"):
+        load_dataset_spec(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed")
+    with pytest.raises(DatasetSpecError, match=r"bad\.yaml: not valid YAML"):
+        load_dataset_spec(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.update(colour="red"), r"spec: unknown key 'colour'"),
+        (lambda s: s["columns"].update(group="x"), r"columns: unknown key 'group'"),
+        (lambda s: s["columns"].pop("user_id"), r"columns.user_id: missing"),
+        (lambda s: s["columns"].update(position="timestamp"), r"column 'timestamp' has two roles"),
+        (lambda s: s["source"].update(format="xml"), r"source.format: 'xml' is not one of"),
+        (lambda s: s["features"]["numeric"]["price"].update(encoding="binned"), r"price.encoding: 'binned'"),
+        (lambda s: s["features"]["numeric"]["price"].update(transform="sqrt"), r"price.transform: 'sqrt'"),
+        (lambda s: s["features"]["hashed"].update(shop_id=0), r"hashed.shop_id: bucket count must be a positive"),
+        (lambda s: s["features"]["categorical"].append("shop_id"), r"'shop_id' is both categorical and hashed"),
+        (lambda s: s["features"]["categorical"].append("device"), r"column 'device' is listed twice"),
+        (lambda s: s["features"]["categorical"].append("module_name"), r"'module_name' is a reserved example key"),
+        (lambda s: s["features"]["categorical"].append("position"), r"'position' is a reserved example key"),
+        (lambda s: s["features"]["numeric"].update(clicked={}), r"'clicked' defines the label of task 'click'"),
+        (lambda s: s["tasks"].append({"name": "click", "column": "x"}), r"task 'click' is defined twice"),
+        (lambda s: s["tasks"].append({"name": "view", "column": "a", "expression": "b > 1"}), r"exactly one of"),
+        (lambda s: s["tasks"].append({"name": "view", "expression": "__import__('os')"}), r"uses Call"),
+        (lambda s: s["columns"].pop("timestamp"), r"history: needs columns.timestamp"),
+        (lambda s: s["split"].update(by="files"), r"split.files: needs a `train` file pattern"),
+        (lambda s: s["split"].update(eval_fraction=0.6, test_fraction=0.5), r"must leave rows for train"),
+        (lambda s: s.update(source={"format": "bigquery"}), r"exactly one of `table` or `query`"),
+    ],
+)
+def test_every_spec_mistake_is_named_with_the_spec_file(simulator_yaml, edit, message):
+    spec = copy.deepcopy(simulator_yaml)
+    edit(spec)
+    with pytest.raises(DatasetSpecError, match=message) as error:
+        parse_dataset_spec(spec, origin="specs/mine.yaml")
+    assert str(error.value).startswith("specs/mine.yaml: invalid dataset spec")
+
+
+def test_all_problems_are_reported_at_once(simulator_yaml):
+    simulator_yaml["colour"] = "red"
+    simulator_yaml["source"]["format"] = "xml"
+    with pytest.raises(DatasetSpecError) as error:
+        parse_dataset_spec(simulator_yaml)
+    assert "colour" in str(error.value) and "xml" in str(error.value)
+
+
+def test_a_minimal_spec_without_groups_modules_or_time():
+    spec = parse_dataset_spec(
+        {
+            "name": "minimal",
+            "source": {"format": "csv"},
+            "columns": {"user_id": "u", "item_id": "i"},
+            "tasks": [{"name": "click", "column": "y"}],
+            "features": {"categorical": ["c"]},
+            "split": {"by": "hash"},
+        }
+    )
+    assert not spec.has_groups and not spec.history_enabled
+    assert spec.required_columns == ("u", "i", "y", "c")
+    assert spec.role_names() == {"user_id": "u", "item_id": "i"}
+
+
+def test_file_splits_match_patterns_and_name_unmatched_files():
+    spec = load_dataset_spec("ali_ccp")
+    assert file_splits(spec, ["d/a_train.csv", "d/a_val.csv", "d/a_test.csv"]) == {0: "train", 1: "eval", 2: "test"}
+    with pytest.raises(ValueError, match=r"d/other\.csv matches no split.files pattern"):
+        file_splits(spec, ["d/other.csv"])
+    assert file_splits(load_dataset_spec("simulator"), ["x.parquet"]) == {}
+
+
+def test_label_expressions_are_vectorized_and_safe():
+    rule = LabelExpression("play_time_ms >= 0.5 * duration_ms and not (duration_ms == 0)")
+    assert rule.columns == ("duration_ms", "play_time_ms")
+    values = rule.evaluate({"play_time_ms": np.array([5.0, 4.0, 1.0]), "duration_ms": np.array([10.0, 10.0, 0.0])})
+    assert values.tolist() == [True, False, False]
+    assert LabelExpression("1 < x < 3").evaluate({"x": np.array([0, 2, 3])}).tolist() == [False, True, False]
+    for text in ("x.__class__", "open('f')", "x if y else z", "'a' == x", "x +"):
+        with pytest.raises(ExpressionError):
+            LabelExpression(text)

@@ -1,0 +1,70 @@
+"""`ranker validate-spec`: a spec checked against its data names the file, the column and the spec."""
+
+import argparse
+import dataclasses
+
+import pytest
+
+from components.data import validate_cli
+from components.data.spec import SourceSpec, load_dataset_spec
+from components.data.validation import check_data
+from tests.data.impressions import impressions_frame, write_csv, write_parquet
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    return load_dataset_spec("simulator")
+
+
+def test_matching_data_has_no_problems(tmp_path, simulator):
+    folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "logs")
+    assert check_data(simulator, str(folder)) == []
+
+
+def test_a_missing_column_names_the_file_the_column_and_its_use(tmp_path, simulator):
+    folder = write_parquet(impressions_frame(n_requests=4).drop(columns=["price", "clicked"]), tmp_path / "logs")
+    problems = check_data(simulator, str(folder))
+    assert len(problems) == 4  # two files, two columns
+    assert f"{folder}/part-00000.parquet: missing column 'clicked' (label of task click in" in problems[0]
+    assert "simulator.yaml" in problems[0]
+    assert any("missing column 'price' (features.numeric" in problem for problem in problems)
+
+
+def test_a_wrong_parquet_type_is_named(tmp_path, simulator):
+    frame = impressions_frame(n_requests=4)
+    frame["price"] = frame["price"].astype(str)
+    problems = check_data(simulator, str(write_parquet(frame, tmp_path / "logs", parts=1)))
+    assert problems == [
+        f"{tmp_path}/logs/part-00000.parquet: column 'price' has type string, but features.numeric in "
+        f"{simulator.origin} needs numbers"
+    ]
+
+
+def test_a_column_of_only_malformed_values_is_a_wrong_type_not_dead_letters(tmp_path, simulator):
+    frame = impressions_frame(n_requests=4)
+    frame["position"] = "top"
+    path = write_csv(frame, tmp_path / "logs.csv")
+    spec = dataclasses.replace(load_dataset_spec("simulator"), source=SourceSpec(format="csv"))
+    [problem] = check_data(spec, str(path))
+    assert problem.startswith(f"{path}: every sampled value of column 'position' is malformed")
+
+
+def test_no_files_and_unmatched_split_files_are_reported(tmp_path, simulator, shared_datasets):
+    assert "no parquet files match" in check_data(simulator, str(tmp_path))[0]
+    ali_ccp = load_dataset_spec("ali_ccp")
+    (tmp_path / "extra.csv").write_text((shared_datasets / "ali_ccp" / "ali_ccp_val_sample.csv").read_text())
+    assert check_data(ali_ccp, str(shared_datasets / "ali_ccp")) == []
+    assert "extra.csv matches no split.files pattern" in check_data(ali_ccp, str(tmp_path))[0]
+
+
+def test_cli_prints_ok_or_every_problem(tmp_path, capsys):
+    folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "good")
+    assert validate_cli.main(argparse.Namespace(spec="simulator", data=str(folder))) == 0
+    assert capsys.readouterr().out.startswith("OK: ")
+    bad = write_parquet(impressions_frame(n_requests=4).drop(columns=["device"]), tmp_path / "bad")
+    assert validate_cli.main(argparse.Namespace(spec="simulator", data=str(bad))) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("2 problem(s):") and "missing column 'device'" in out
+    (tmp_path / "spec.yaml").write_text("name: x\ncolumns: {user_id: u}\n")
+    assert validate_cli.main(argparse.Namespace(spec=str(tmp_path / "spec.yaml"), data="")) == 1
+    assert "columns.item_id: missing" in capsys.readouterr().out
