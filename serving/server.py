@@ -24,7 +24,7 @@ flight (up to ``grace_period_s``) and exits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -117,7 +117,7 @@ class InvalidInputLogFilter(logging.Filter):
         return True
 
 
-def route_classifier(config: ServerConfig) -> Any:
+def route_classifier(config: ServerConfig) -> Callable[[str], str]:
     """Path -> a bounded metric label: ``predict``, ``health``, ``metrics`` or ``other``."""
     health = {config.health_route, f"/v1/models/{config.model_name}", "/", "/v2/health/live", "/v2/health/ready"}
 

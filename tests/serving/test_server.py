@@ -102,6 +102,15 @@ def test_bad_input_gets_a_4xx_naming_the_problem(server, body, status, message):
         assert message in response.json()["error"]
 
 
+def test_a_chunked_body_over_the_limit_is_refused_while_reading(server):
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 10_000 + 2):
+            yield b" " * 10_000
+
+    response = httpx.post(server.url + KSERVE_PREDICT, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
 def test_a_body_without_json_content_type_is_still_parsed_or_refused(server):
     good = post(server, KSERVE_PREDICT, ranking_request(), headers={"content-type": "text/plain"})
     assert good.status_code == 200, good.text
