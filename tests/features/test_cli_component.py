@@ -1,0 +1,68 @@
+"""`ranker extract-features` and the kfp component run the same extraction."""
+
+import json
+
+import pytest
+
+from components.features.pipeline import artifact_data_uri
+from pipelines.cli import main as ranker
+from tests.data.impressions import impressions_frame, write_parquet
+from trainer.schema import FeatureSpec
+
+LOCAL_FLAGS = ["--direct-num-workers", "1", "--direct-running-mode", "in_memory", "--num-shards", "2"]
+
+
+def test_artifact_uris_on_gcs_or_bigquery_are_read_directly():
+    assert artifact_data_uri("gs://bucket/impressions", "/gcs/bucket/impressions") == "gs://bucket/impressions"
+    assert artifact_data_uri("bq://p.d.t", "/gcs/whatever") == "bq://p.d.t"
+    assert artifact_data_uri("/tmp/root/impressions", "/tmp/root/impressions") == "/tmp/root/impressions"
+
+
+@pytest.mark.slow
+def test_cli_prints_the_counts_and_where_outputs_are(tmp_path, capsys):
+    raw = write_parquet(impressions_frame(n_requests=30), tmp_path / "raw")
+    argv = ["extract-features", "--data", str(raw), "--spec", "simulator", "--out", str(tmp_path / "ex"), *LOCAL_FLAGS]
+    assert ranker([*argv, "--held-out-module", "search", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows_read"] == summary["rows_written"] == 150 and summary["split_rows"]["heldout"] > 0
+    assert FeatureSpec.load(tmp_path / "ex").held_out_module == "search"
+    assert ranker(argv) == 0
+    out = capsys.readouterr().out
+    assert "rows read" in out and f"{tmp_path / 'ex'}/feature_spec.json" in out
+
+
+def test_cli_reports_a_bad_spec_without_a_traceback(tmp_path, capsys):
+    raw = write_parquet(impressions_frame(n_requests=4).drop(columns=["price"]), tmp_path / "raw")
+    assert ranker(["extract-features", "--data", str(raw), "--spec", "simulator", "--out", str(tmp_path)]) == 1
+    assert "missing column 'price'" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_component_runs_under_kfp_local(tmp_path):
+    from kfp import dsl, local
+
+    from components.features.component import extract_features
+
+    raw = write_parquet(impressions_frame(n_requests=30), tmp_path / "raw")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    beam = json.dumps({"direct_num_workers": 1, "direct_running_mode": "in_memory"})
+
+    @dsl.pipeline
+    def extraction_only(raw_uri: str):
+        impressions = dsl.importer(artifact_uri=raw_uri, artifact_class=dsl.Dataset)
+        extract_features(
+            raw_data=impressions.output,
+            dataset_spec="simulator",
+            held_out_module="item_page",
+            num_shards=2,
+            beam_options_json=beam,
+        )
+
+    extraction_only(raw_uri=str(raw))
+    [spec_path] = (tmp_path / "root").rglob("feature_spec.json")
+    spec = FeatureSpec.load(spec_path)
+    assert sum(stats.rows for stats in spec.splits.values()) == 150 and spec.held_out_module == "item_page"
+    [dead_letters] = [path for path in (tmp_path / "root").rglob("dead_letters") if path.is_dir()]
+    assert [path.read_text() for path in dead_letters.glob("*.jsonl")] == [""]
+    [metrics] = (tmp_path / "root").rglob("executor_output.json")
+    assert "rows_written" in metrics.read_text()

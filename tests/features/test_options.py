@@ -1,0 +1,84 @@
+"""Beam options: the local runner by default, Dataflow flags built and checked, CLI flags and env defaults."""
+
+import argparse
+
+import pytest
+
+from components.features import cli
+from components.features.options import BeamOptions, beam_options_from_args
+
+
+def test_the_local_runner_uses_every_core_by_default(monkeypatch):
+    monkeypatch.delenv("RANKER_BEAM_RUNNER", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    flags = BeamOptions(direct_running_mode="multi_processing").flags()
+    assert flags[0] == "--runner=DirectRunner"
+    assert "--direct_num_workers=2" in flags and "--direct_running_mode=multi_processing" in flags
+    assert not any(flag.startswith("--machine_type") for flag in flags)
+
+
+def test_dataflow_flags_carry_project_region_locations_workers_and_image():
+    options = BeamOptions(
+        runner="DataflowRunner",
+        project="my-project",
+        region="europe-west4",
+        temp_location="gs://bucket/tmp",
+        staging_location="gs://bucket/staging",
+        machine_type="n2-standard-4",
+        max_num_workers=20,
+        sdk_container_image="europe-docker.pkg.dev/my-project/ranker/ranker:1",
+        job_name="extract-features",
+        extra_args=("--experiments=use_runner_v2",),
+    )
+    assert options.flags() == [
+        "--runner=DataflowRunner",
+        "--project=my-project",
+        "--region=europe-west4",
+        "--temp_location=gs://bucket/tmp",
+        "--staging_location=gs://bucket/staging",
+        "--job_name=extract-features",
+        "--machine_type=n2-standard-4",
+        "--max_num_workers=20",
+        "--sdk_container_image=europe-docker.pkg.dev/my-project/ranker/ranker:1",
+        "--experiments=use_runner_v2",
+    ]
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
+
+    pipeline_options = options.pipeline_options()
+    assert pipeline_options.view_as(GoogleCloudOptions).region == "europe-west4"
+    assert pipeline_options.view_as(WorkerOptions).max_num_workers == 20
+    assert pipeline_options.view_as(WorkerOptions).machine_type == "n2-standard-4"
+
+
+def test_dataflow_without_project_or_with_a_local_temp_location_is_refused():
+    with pytest.raises(ValueError, match="the DataflowRunner needs --project, --region"):
+        BeamOptions(runner="DataflowRunner", temp_location="gs://b/tmp").pipeline_options()
+    with pytest.raises(ValueError, match="--temp-location must be a gs:// path"):
+        BeamOptions(runner="DataflowRunner", project="p", region="r", temp_location="/tmp").validate()
+
+
+def test_environment_variables_are_the_defaults(monkeypatch):
+    monkeypatch.setenv("RANKER_BEAM_RUNNER", "DataflowRunner")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
+    monkeypatch.setenv("RANKER_DATAFLOW_MAX_WORKERS", "7")
+    options = BeamOptions()
+    assert (options.runner, options.project, options.max_num_workers) == ("DataflowRunner", "env-project", 7)
+
+
+def test_cli_flags_override_the_defaults(monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(
+        ["--data", "d", "--spec", "simulator", "--out", "o", "--runner", "DataflowRunner", "--region", "us-east1",
+         "--max-num-workers", "5", "--", "--experiments=shuffle_mode=service"]
+    )  # fmt: skip
+    options = beam_options_from_args(args, tuple(arg for arg in args.beam_args if arg != "--"))
+    assert (options.runner, options.project, options.region, options.max_num_workers) == (
+        "DataflowRunner",
+        "env-project",
+        "us-east1",
+        5,
+    )
+    assert options.extra_args == ("--experiments=shuffle_mode=service",)
+    assert args.dead_letter_threshold == 0.01 and args.held_out_module == ""

@@ -1,0 +1,163 @@
+"""End-to-end extraction with the local Beam runner: contract, splits, point-in-time, dead letters, public data."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.data.spec import SPECS_DIR
+from components.features.options import BeamOptions
+from components.features.pipeline import ExtractionConfig, ExtractionError, extract_features
+from tests.data.impressions import impressions_frame, write_csv, write_jsonl, write_parquet
+from trainer.examples import read_split
+from trainer.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, SPLITS, FeatureSpec, label_key
+
+pytestmark = pytest.mark.slow
+
+LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
+
+
+def run(data, out, spec="simulator", **options) -> tuple:
+    config = ExtractionConfig(str(data), spec, str(out), num_shards=3, beam=LOCAL, **options)
+    summary = extract_features(config)
+    return summary, FeatureSpec.load(out)
+
+
+def read_all(out, spec: FeatureSpec) -> pd.DataFrame:
+    frames = [pd.DataFrame(read_split(out, split, spec)).assign(split=split) for split in spec.splits]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def raw() -> pd.DataFrame:
+    return impressions_frame(n_requests=80, candidates=5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def extracted(raw, tmp_path_factory):
+    root = tmp_path_factory.mktemp("extracted")
+    summary, spec = run(write_parquet(raw, root / "raw", parts=3), root / "examples", held_out_module="email_digest")
+    return summary, spec, read_all(root / "examples", spec)
+
+
+def test_every_row_is_accounted_for(extracted, raw):
+    summary, spec, rows = extracted
+    assert summary.rows_read == len(raw) == summary.rows_written == len(rows)
+    assert summary.dead_letters == 0 and spec.source["rows_read"] == len(raw)
+    assert {split: stats.rows for split, stats in spec.splits.items()} == rows["split"].value_counts().to_dict()
+    for split, stats in spec.splits.items():
+        part = rows[rows["split"] == split]
+        assert stats.requests == part["request_id"].nunique()
+        assert stats.positives["purchase"] == part[label_key("purchase")].sum()
+
+
+def test_the_feature_spec_describes_the_contract(extracted):
+    _, spec, rows = extracted
+    assert spec.task_names == ("click", "favorite", "add_to_cart", "purchase") and spec.has_groups
+    assert spec.roles["item_id"] == "listing_id" and spec.dataset == "marketplace-simulator"
+    assert spec.feature("category").vocabulary[0] in {"art", "toys", "jewelry", "home"}
+    assert spec.feature("listing_id").hash_buckets == 100_000
+    assert len(spec.feature("price").quantiles) > 5 and spec.feature("price").transform == "log1p"
+    assert spec.feature("hist_user_category_click_rate").kind == "numeric"
+    assert "position" not in spec.feature_names and "module_name" not in spec.feature_names
+    assert set(spec.feature_names) <= set(rows.columns)
+
+
+def test_splits_follow_time_and_never_split_a_request(extracted):
+    *_, rows = extracted
+    assert rows.groupby("request_id")["split"].nunique().max() == 1
+    times = rows[rows["split"] != HELDOUT_SPLIT].groupby("split")["timestamp"].agg(["min", "max"])
+    assert times.loc["train", "max"] < times.loc["eval", "min"] <= times.loc["eval", "max"] < times.loc["test", "min"]
+
+
+def test_the_held_out_module_is_only_in_its_own_split(extracted):
+    _, spec, rows = extracted
+    assert spec.held_out_module == "email_digest" and "email_digest" not in spec.modules
+    assert set(rows.loc[rows["split"] == HELDOUT_SPLIT, "module_name"]) == {"email_digest"}
+    assert "email_digest" not in set(rows.loc[rows["split"].isin(SPLITS), "module_name"])
+
+
+def test_features_never_see_the_future(raw, tmp_path):
+    cutoff = raw["timestamp"].quantile(0.5)
+    later = raw["timestamp"] >= cutoff
+    perturbed = raw.copy()
+    for column in ("clicked", "favorited", "added_to_cart", "purchased"):
+        perturbed.loc[later, column] = 1 - perturbed.loc[later, column]
+    perturbed.loc[later, ["favorited", "added_to_cart", "purchased"]] = 0  # keep the funnel plausible
+    _, spec = run(write_parquet(raw, tmp_path / "a"), tmp_path / "ea")
+    _, spec_b = run(write_parquet(perturbed, tmp_path / "b"), tmp_path / "eb")
+    history = [name for name in spec.feature_names if name.startswith("hist_")]
+    key = ["request_id", "position"]
+    a = read_all(tmp_path / "ea", spec).set_index(key).sort_index()
+    b = read_all(tmp_path / "eb", spec_b).set_index(key).sort_index()
+    visible = a["timestamp"] <= cutoff  # rows AT the cutoff must not see the cutoff's own labels either
+    pd.testing.assert_frame_equal(a.loc[visible, history], b.loc[visible, history])
+    assert not a.loc[~visible, history].equals(b.loc[~visible, history])
+
+
+def test_malformed_rows_go_to_dead_letters_with_file_row_and_reason(raw, tmp_path):
+    path = write_jsonl(raw.head(200), tmp_path / "logs.jsonl")
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[9])
+    lines[4] = lines[4][:30]  # truncated JSON
+    lines[9] = json.dumps({**record, "position": -3})
+    lines[19] = json.dumps({**record, "clicked": 2})
+    lines[29] = json.dumps({key: value for key, value in record.items() if key != "user_id"})
+    path.write_text("\n".join(lines) + "\n")
+    spec_file = simulator_spec_as(tmp_path, "jsonl")
+    summary, spec = run(path, tmp_path / "examples", spec=spec_file, dead_letter_threshold=0.05)
+    assert (summary.rows_read, summary.rows_written, summary.dead_letters) == (200, 196, 4)
+    assert spec.source["reasons"] == {"malformed JSON": 1, "position": 1, "clicked": 1, "user_id": 1}
+    letters = [json.loads(line) for file in (tmp_path / "examples" / "dead_letter").glob("*.jsonl")
+               for line in file.read_text().splitlines()]  # fmt: skip
+    assert sorted(letter["row"] for letter in letters) == [5, 10, 20, 30]
+    assert {letter["file"] for letter in letters} == {str(path)}
+    assert any(letter["reason"].startswith("position: -3 is negative") for letter in letters)
+
+    with pytest.raises(ExtractionError, match=r"4 of 200 rows \(2.00%\) are malformed, more than the threshold"):
+        run(path, tmp_path / "examples", spec=spec_file, dead_letter_threshold=0.01)
+    assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
+
+
+def simulator_spec_as(folder, file_format: str) -> str:
+    """The simulator's spec, reading another file format."""
+    text = (SPECS_DIR / "simulator.yaml").read_text()
+    path = folder / f"{file_format}.yaml"
+    path.write_text(
+        text.replace("format: parquet", f"format: {file_format}").replace('"*.parquet"', f'"*.{file_format}"')
+    )
+    return str(path)
+
+
+def test_ali_ccp_sample_extracts_by_files_without_groups(shared_datasets, tmp_path):
+    summary, spec = run(shared_datasets / "ali_ccp", tmp_path, spec="ali_ccp")
+    assert {split: stats.rows for split, stats in spec.splits.items()} == {"train": 100, "eval": 50, "test": 50}
+    assert not spec.has_groups and spec.task_names == ("click", "purchase") and summary.dead_letters == 0
+    train = pd.read_csv(shared_datasets / "ali_ccp" / "ali_ccp_train_sample.csv")
+    assert spec.splits["train"].positives == {"click": train["click"].sum(), "purchase": train["purchase"].sum()}
+    assert spec.modules == sorted(train["301"].astype(str).unique())
+    rows = read_split(tmp_path, "test", spec)
+    assert len(set(rows["request_id"])) == 50  # every row is its own group
+
+
+def test_kuairand_sample_derives_long_view_and_splits_by_hash(shared_datasets, tmp_path):
+    summary, spec = run(shared_datasets / "kuairand", tmp_path, spec="kuairand")
+    raw = pd.read_csv(shared_datasets / "kuairand" / "kuairand_sample.csv")
+    assert summary.rows_written == len(raw) and spec.task_names == ("click", "long_view")
+    long_views = (raw["play_time_ms"] >= 0.5 * raw["duration_ms"]).sum()
+    assert sum(stats.positives["long_view"] for stats in spec.splits.values()) == long_views
+    assert all(spec.splits[split].rows > 0 for split in SPLITS)
+    assert "play_time_ms" not in spec.feature_names
+
+
+def test_csv_input_gives_the_same_examples_as_parquet(raw, tmp_path):
+    small = raw.head(60)
+    _, spec = run(write_parquet(small, tmp_path / "pq", parts=1), tmp_path / "a")
+    (tmp_path / "csv").mkdir()
+    write_csv(small, tmp_path / "csv" / "rows.csv")
+    _, spec_csv = run(tmp_path / "csv", tmp_path / "b", spec=simulator_spec_as(tmp_path, "csv"))
+    a = read_all(tmp_path / "a", spec).sort_values(["request_id", "position"], ignore_index=True)
+    b = read_all(tmp_path / "b", spec_csv).sort_values(["request_id", "position"], ignore_index=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert np.isclose(spec.feature("price").mean, spec_csv.feature("price").mean)
