@@ -189,7 +189,7 @@ class SimulatorConfig:
     # Scales history's effect on exposure and engagement; 0 switches the feedback loop off.
     history_strength: float = 1.0
     # Noise of the logging policy that ordered each slate (0 = the policy knew the true click logit).
-    policy_noise: float = 1.0
+    policy_noise: float = 2.0
     rows_per_part: int = 250_000
     modules: dict[str, ModuleBehavior] = dataclasses.field(default_factory=lambda: dict(DEFAULT_MODULES))
 
