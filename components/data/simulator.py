@@ -232,6 +232,10 @@ class Engine:
     """Runs time steps: candidates, logging-policy order, engagement, then the history update."""
 
     def __init__(self, config: SimulatorConfig, world: World):
+        unknown = set(config.active_modules()) - set(CANDIDATE_GENERATORS)
+        if unknown:
+            known = ", ".join(CANDIDATE_GENERATORS)
+            raise ValueError(f"no candidate generator for modules {sorted(unknown)}; the simulator has {known}")
         self.config, self.world = config, world
         self.market = Market.open(world, config.history_strength)
         self.modules: list[tuple[str, ModuleBehavior]] = list(config.active_modules().items())

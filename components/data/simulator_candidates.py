@@ -66,12 +66,17 @@ class Market:
     subcategory: GroupSampler = dataclasses.field(init=False)
     shop: GroupSampler = dataclasses.field(init=False)
     everywhere: GroupSampler = dataclasses.field(init=False)
+    # Listings grouped by shop never change: computed once in open().
+    _by_shop: np.ndarray = dataclasses.field(init=False, repr=False)
+    _shop_bounds: tuple[np.ndarray, np.ndarray] = dataclasses.field(init=False, repr=False)
 
     @classmethod
     def open(cls, world: World, history_strength: float) -> Market:
         """A market before any request: no history yet."""
         history = np.zeros((world.n_users, len(CATEGORIES)), dtype=np.float64)
         market = cls(world, history, np.zeros(world.n_listings), history_strength)
+        market._by_shop = np.argsort(world.listing_shop, kind="stable")
+        market._shop_bounds = _bounds(world.listing_shop[market._by_shop], np.arange(len(world.shop_quality)))
         market.refresh_samplers()
         return market
 
@@ -84,9 +89,7 @@ class Market:
         groups = np.arange(len(SUBCATEGORIES))
         self.subcategory = GroupSampler(weights, *_bounds(world.listing_subcategory, groups))
         self.category = GroupSampler(weights, *_bounds(world.listing_category, np.arange(len(CATEGORIES))))
-        by_shop = np.argsort(world.listing_shop, kind="stable")
-        shop_bounds = _bounds(world.listing_shop[by_shop], np.arange(len(world.shop_quality)))
-        self.shop = GroupSampler(weights, *shop_bounds, order=by_shop)
+        self.shop = GroupSampler(weights, *self._shop_bounds, order=self._by_shop)
         self.everywhere = GroupSampler(weights, np.array([0]), np.array([world.n_listings]))
 
     def habit(self, users: np.ndarray, categories: np.ndarray) -> np.ndarray:
