@@ -330,10 +330,11 @@ def _ndcg_rows(
     values: list[np.ndarray] = []
     for target in targets(spec):
         gains = _gains(labels[target], target, spec)
+        ideal = m.ideal_dcg(groups, gains, cutoffs)
         for model, model_scores in scores.items():
             if target not in model_scores:
                 continue
-            per_request = m.ndcg_per_request(groups, gains, model_scores[target], cutoffs)
+            per_request = m.ndcg_per_request(groups, gains, model_scores[target], cutoffs, ideal)
             for k in cutoffs:
                 columns.append((model, target, k))
                 values.append(per_request[k])
@@ -424,14 +425,17 @@ def _auc_rows(
     modules: np.ndarray,
     scores: Mapping[str, Mapping[str, np.ndarray]],
 ) -> list[dict[str, Any]]:
-    subsets = [(ALL_MODULES, slice(None))] + [(module, modules == module) for module in sorted(set(modules.tolist()))]
+    names, codes = np.unique(modules, return_inverse=True)
+    overall = np.zeros(len(modules), dtype=np.int64)
     rows = []
     for model, model_scores in scores.items():
         for task in spec.task_names:
             if task not in model_scores:
                 continue
-            for subset, rows_of in subsets:
-                value = m.auc(labels[task][rows_of], model_scores[task][rows_of])
+            order = np.argsort(model_scores[task], kind="stable")
+            values = [m.auc_per_subset(labels[task], model_scores[task], overall, 1, order)[0]]
+            values += list(m.auc_per_subset(labels[task], model_scores[task], codes, len(names), order))
+            for subset, value in zip([ALL_MODULES, *names.tolist()], values, strict=True):
                 rows.append({"model": model, "subset": subset, "task": task, "metric": "auc", "value": value})
     return _json_safe(rows)
 

@@ -22,10 +22,9 @@ means and counted by the caller.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 FULL_LIST = 0
 """The cutoff meaning "the whole request"."""
@@ -83,22 +82,35 @@ class RequestGroups:
 
 
 def ndcg_per_request(
-    groups: RequestGroups, gains: np.ndarray, scores: np.ndarray, ks: Sequence[int]
+    groups: RequestGroups,
+    gains: np.ndarray,
+    scores: np.ndarray,
+    ks: Sequence[int],
+    ideal: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
-    """NDCG of every request at every cutoff in ``ks`` (NaN where the request has no positive gain)."""
+    """NDCG of every request at every cutoff in ``ks`` (NaN where the request has no positive gain).
+
+    ``ideal`` (from :func:`ideal_dcg`) saves re-sorting the gains when many models share them.
+    """
     gains = np.asarray(gains, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if len(gains) != len(groups.row_request) or len(scores) != len(gains):
         raise ValueError(f"{len(gains)} gains and {len(scores)} scores for {len(groups.row_request)} rows")
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or infinite")
-    ideal = _dcg(groups, gains, gains, ks, average_ties=False)
+    ideal = ideal if ideal is not None else ideal_dcg(groups, gains, ks)
     actual = _dcg(groups, gains, scores, ks, average_ties=True)
     result = {}
     for k in ks:
         with np.errstate(invalid="ignore", divide="ignore"):
             result[k] = np.where(ideal[k] > 0, actual[k] / ideal[k], np.nan)
     return result
+
+
+def ideal_dcg(groups: RequestGroups, gains: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """The best achievable DCG of every request at every cutoff (gains sorted in decreasing order)."""
+    gains = np.asarray(gains, dtype=np.float64)
+    return _dcg(groups, gains, gains, ks, average_ties=False)
 
 
 def _dcg(
@@ -134,12 +146,45 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     >>> auc(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.5, 0.5]))
     0.875
     """
+    return float(auc_per_subset(labels, scores, np.zeros(len(labels), dtype=np.int64), 1)[0])
+
+
+def auc_per_subset(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    subsets: np.ndarray,
+    n_subsets: int,
+    score_order: np.ndarray | None = None,
+) -> np.ndarray:
+    """AUC within each subset (``subsets`` holds a code 0..n_subsets-1 per row), with one score sort.
+
+    Rows are ordered by (subset, score); a row's rank within its subset is its
+    offset from the subset's start, averaged over runs of tied scores.
+    ``score_order`` (a stable ``np.argsort(scores)``) saves the sort when the
+    same scores are split several ways.
+    """
     labels = np.asarray(labels) > 0
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if not positives or not negatives:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    scores = np.asarray(scores, dtype=np.float64)
+    by_score = np.argsort(scores, kind="stable") if score_order is None else score_order
+    # Small integer codes sort by radix in linear time.
+    codes = np.asarray(subsets).astype(np.int16 if n_subsets < 2**15 else np.int64)
+    order = by_score if n_subsets == 1 else by_score[np.argsort(codes[by_score], kind="stable")]
+    subsets = codes.astype(np.int64)
+    subset, sorted_scores = subsets[order], scores[order]
+    sizes = np.bincount(subset, minlength=n_subsets)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.arange(1, len(order) + 1, dtype=np.float64) - starts[subset]
+    if len(order):
+        tie_starts, tie_of_row = _tie_blocks(subset, sorted_scores)
+        tie_sizes = np.diff(np.append(tie_starts, len(order)))
+        rank = (np.add.reduceat(rank, tie_starts) / tie_sizes)[tie_of_row]
+    positive = labels[order]
+    positives = np.bincount(subset, weights=positive, minlength=n_subsets)
+    negatives = sizes - positives
+    rank_sum = np.bincount(subset, weights=rank * positive, minlength=n_subsets)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    return np.where((positives > 0) & (negatives > 0), result, np.nan)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,13 +31,15 @@ def bootstrap_means(values: np.ndarray, samples: int, rng: np.random.Generator) 
     """
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     rows = values.shape[0]
-    included = (~np.isnan(values)).astype(np.float64)
+    # Columns of one target exclude the same requests: count the drawn included requests once per pattern.
+    patterns, pattern_of_column = np.unique(~np.isnan(values), axis=1, return_inverse=True)
+    included = patterns.astype(np.float64)
     filled = np.nan_to_num(values, nan=0.0)
     means = np.empty((samples, values.shape[1]))
     for start, stop in _chunks(samples, rows):
         counts = _resample_counts(rng, stop - start, rows)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[start:stop] = (counts @ filled) / (counts @ included)
+            means[start:stop] = (counts @ filled) / (counts @ included)[:, pattern_of_column.reshape(-1)]
     return means
 
 

@@ -8,6 +8,7 @@ from components.evaluation.metrics import (
     FULL_LIST,
     RequestGroups,
     auc,
+    auc_per_subset,
     calibration,
     metric_name,
     ndcg_per_request,
@@ -107,3 +108,17 @@ def test_metric_names_round_trip():
     for bad in ("ndcg@0", "map@5", "ndcg@x"):
         with pytest.raises(ValueError, match="ndcg@<k>"):
             parse_metric(bad)
+
+
+def test_auc_per_subset_matches_sklearn_within_each_subset():
+    rng = np.random.default_rng(4)
+    labels, scores, subsets = (
+        rng.integers(0, 2, 3000),
+        rng.integers(0, 20, 3000).astype(float),
+        rng.integers(0, 4, 3000),
+    )
+    per_subset = auc_per_subset(labels, scores, subsets, 5)  # subset 4 has no rows
+    for subset in range(4):
+        rows = subsets == subset
+        assert per_subset[subset] == pytest.approx(roc_auc_score(labels[rows], scores[rows]))
+    assert np.isnan(per_subset[4])
