@@ -80,7 +80,11 @@ def _match(pattern: str) -> list[str]:
 def read_batches(
     path: str, source: SourceSpec, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[RawBatch]:
-    """Read the given columns of one file in batches; absent columns (JSONL keys) are null."""
+    """Read the given columns of one file in batches.
+
+    A Parquet or CSV file without one of the columns raises :class:`DataSourceError`;
+    an absent JSONL key is a null value in that row.
+    """
     readers = {"parquet": _parquet_batches, "csv": _csv_batches, "jsonl": _jsonl_batches}
     if source.format not in readers:
         raise DataSourceError(f"{path}: {source.format!r} is not a file format ({', '.join(readers)})")
@@ -98,7 +102,7 @@ def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_ro
 
     with _open(path) as handle:
         parquet = pq.ParquetFile(handle)
-        present = [column for column in columns if column in parquet.schema_arrow.names]
+        present = _present_columns(path, columns, parquet.schema_arrow.names)
         first = 1
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
             frame = batch.to_pandas()
@@ -118,8 +122,7 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
         return "skip"
 
     with _open(path) as handle:
-        header = _csv_header(path, source)
-        present = [column for column in columns if column in header]
+        present = _present_columns(path, columns, _csv_header(path, source))
         reader = pacsv.open_csv(
             handle,
             read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
@@ -143,6 +146,14 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
                 errors = []
         if reported < len(skipped):
             yield RawBatch(pd.DataFrame(columns=present), np.zeros(0, dtype=np.int64), skipped[reported:])
+
+
+def _present_columns(path: str, columns: list[str], names: Sequence[str]) -> list[str]:
+    """The needed columns; a file without one of them cannot be read (its rows would all be incomplete)."""
+    missing = [column for column in columns if column not in names]
+    if missing:
+        raise DataSourceError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+    return columns
 
 
 def _line_numbers(first: int, count: int, bad_lines: set[int]) -> np.ndarray:

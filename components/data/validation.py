@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from components.data.readers import (
     DataSourceError,
     file_columns,
@@ -24,7 +26,8 @@ from components.data.rows import parse_batch
 from components.data.spec import DatasetSpec, file_splits
 
 SAMPLE_ROWS = 1_000
-SAMPLED_FILES = 3
+SAMPLED_FILES = 3  # files whose first rows are parsed
+SCHEMA_FILES = 100  # files whose schema or header is read (evenly spaced; a folder may hold thousands)
 _NUMERIC_ARROW = ("int", "uint", "float", "double", "bool", "decimal", "timestamp", "date", "halffloat")
 
 
@@ -59,13 +62,19 @@ def check_data(spec: DatasetSpec, data_uri: str) -> list[str]:
     except DataSourceError as error:
         return [f"{spec.origin}: {error}"]
     problems = []
-    for path in files:
+    for path in _evenly_spaced(files, SCHEMA_FILES):
         problems += _schema_problems(spec, path)
     problems += _file_split_problems(spec, files)
     if not problems:
         for path in files[:SAMPLED_FILES]:
             problems += _sample_problems(spec, path)
     return problems
+
+
+def _evenly_spaced(files: list[str], count: int) -> list[str]:
+    if len(files) <= count:
+        return files
+    return [files[int(index)] for index in np.linspace(0, len(files) - 1, count).round()]
 
 
 def _schema_problems(spec: DatasetSpec, path: str) -> list[str]:

@@ -287,13 +287,13 @@ def assign_splits(rows: pd.DataFrame, plan: ExtractionPlan, timeline: Timeline) 
     if split.by == "files":
         assigned = rows[FILE_INDEX].map(plan.file_splits).to_numpy(dtype=object)
     else:
-        if split.by == "time":
-            position = rows.groupby(REQUEST_ID)[TIMESTAMP].transform("min").to_numpy()
+        if split.by == "time":  # a request's earliest timestamp places all of it
+            order = rows.groupby(REQUEST_ID)[TIMESTAMP].transform("min").to_numpy()
             eval_start, test_start = timeline.split_boundaries(split.eval_fraction, split.test_fraction)
-        else:
-            position = pd.util.hash_array(rows[REQUEST_ID].to_numpy(dtype=object)) / float(2**64)
+        else:  # a stable uniform number in [0, 1) per request
+            order = pd.util.hash_array(rows[REQUEST_ID].to_numpy(dtype=object)) / float(2**64)
             eval_start, test_start = 1 - split.eval_fraction - split.test_fraction, 1 - split.test_fraction
-        assigned = np.where(position < eval_start, "train", np.where(position < test_start, "eval", "test"))
+        assigned = np.where(order < eval_start, "train", np.where(order < test_start, "eval", "test"))
         assigned = assigned.astype(object)
     if plan.held_out_module:
         assigned[(rows[MODULE] == plan.held_out_module).to_numpy()] = HELDOUT_SPLIT

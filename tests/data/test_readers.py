@@ -108,3 +108,12 @@ def test_the_bigquery_read_config_builds_a_beam_transform():
     read = bigquery_read(SourceSpec(format="bigquery"), ["a", "b"], project="p", data_uri="bq://p.d.t")
     transform = beam.io.ReadFromBigQuery(**read.kwargs)
     assert transform.method == beam.io.ReadFromBigQuery.Method.DIRECT_READ
+
+
+def test_a_file_without_a_needed_column_is_named(tmp_path, spec):
+    folder = write_parquet(impressions_frame(n_requests=2).drop(columns=["rating"]), tmp_path / "pq", parts=1)
+    with pytest.raises(DataSourceError, match=r"part-00000.parquet: missing column\(s\) 'rating'"):
+        next(read_batches(str(folder / "part-00000.parquet"), spec.source, spec.required_columns))
+    csv = write_csv(impressions_frame(n_requests=2).drop(columns=["device"]), tmp_path / "a.csv")
+    with pytest.raises(DataSourceError, match=r"a.csv: missing column\(s\) 'device'"):
+        next(read_batches(str(csv), SourceSpec(format="csv"), spec.required_columns))
