@@ -96,7 +96,14 @@ def headline_sentence(result: EvaluationResult) -> str:
 
 def _primary_table(result: EvaluationResult) -> str:
     primary = result.blessing.primary
-    header = ["model", primary.metric, "95% CI", "lift vs GBDT", "lift 95% CI", "p-value", "share of oracle gain"]
+    caption = f"{primary.task}, all modules, {result.test.split} split ({result.test.requests} requests)"
+    return f'<p class="small">{_e(caption)}</p>' + _table(*_primary_rows(result))
+
+
+def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
+    """The primary metric of every model overall, with intervals, lift, p-value and share of the oracle's gain."""
+    primary = result.blessing.primary
+    header = ["model", str(primary), "95% CI", "lift vs GBDT", "lift 95% CI", "p-value", "share of oracle gain"]
     rows = []
     for model in result.models:
         row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
@@ -106,8 +113,7 @@ def _primary_table(result: EvaluationResult) -> str:
         lift_interval = f"[{_pct(row.get('lift_ci_low'))}, {_pct(row.get('lift_ci_high'))}]"
         cells = [_num(row["value"]), interval, _pct(row.get("lift")), lift_interval]
         rows.append([model, *cells, _num(row.get("p_value")), _pct(row.get("gain_captured"))])
-    caption = f"{primary.task}, all modules, {result.test.split} split ({result.test.requests} requests)"
-    return f'<p class="small">{_e(caption)}</p>' + _table(header, rows)
+    return header, rows
 
 
 def _lift_table(result: EvaluationResult) -> str:
@@ -212,7 +218,7 @@ def _gate_usage(usage: dict[str, Any] | None) -> str:
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 0.5 * len(modules) + 1.8), squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         weights = np.array([usage["weights"][module].get(task, [np.nan] * len(experts)) for module in modules])
-        image = axis.imshow(weights, cmap="viridis", vmin=0, aspect="auto")
+        image = axis.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         axis.set_xticks(range(len(experts)), experts, rotation=60, fontsize=7)
         axis.set_yticks(range(len(modules)), modules, fontsize=7)
         axis.set_title(task)
@@ -288,16 +294,7 @@ def _or_nan(value: float | None) -> float:
 
 def summary_table(result: EvaluationResult) -> str:
     """A plain-text table of the primary metric per model, then the verdict (what the CLI prints)."""
-    primary = result.blessing.primary
-    header = ["model", str(primary), "95% CI", "lift vs GBDT", "p-value", "oracle gain"]
-    lines = []
-    for model in result.models:
-        row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
-        if row is None:
-            continue
-        interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
-        cells = [_num(row["value"]), interval, _pct(row.get("lift")), _num(row.get("p_value"))]
-        lines.append([model, *cells, _pct(row.get("gain_captured"))])
+    header, lines = _primary_rows(result)
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=True)]
     text = [
         " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *lines]

@@ -1,5 +1,6 @@
 """A baseline trained once per session on the synthetic examples (few trees, one thread)."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,15 @@ def baseline_dir(synthetic_examples, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("baseline")
     train_baseline(BaselineConfig(**TINY_BASELINE), synthetic_examples, out)
     return out
+
+
+def examples_with(source: Path, target: Path, **spec_changes) -> Path:
+    """A copy of an examples folder whose feature spec has ``spec_changes`` applied."""
+    from trainer.schema import FeatureSpec
+
+    shutil.copytree(source, target)
+    spec = FeatureSpec.load(target)
+    for name, value in spec_changes.items():
+        setattr(spec, name, value)
+    spec.save(target / "feature_spec.json")
+    return target

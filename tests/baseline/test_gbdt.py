@@ -1,6 +1,5 @@
 import argparse
 import json
-import shutil
 
 import lightgbm as lgb
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from components.baseline.gbdt import BaselineConfig, train_baseline, validation_metrics
 from components.baseline.scoring import GbdtBaseline
 from components.evaluation.metrics import auc
-from tests.baseline.conftest import TINY_BASELINE
+from tests.baseline.conftest import TINY_BASELINE, examples_with
 from trainer.examples import read_split
 from trainer.schema import FeatureSpec
 
@@ -57,11 +56,7 @@ def test_a_module_without_enough_data_falls_back_to_the_global_model(synthetic_e
 
 
 def test_the_held_out_module_and_rare_targets_fall_back(synthetic_examples, tmp_path):
-    examples = tmp_path / "examples"
-    shutil.copytree(synthetic_examples, examples)
-    spec = FeatureSpec.load(examples)
-    spec.held_out_module = "search"
-    spec.save(examples / "feature_spec.json")
+    examples = examples_with(synthetic_examples, tmp_path / "examples", held_out_module="search")
     manifest = train_baseline(BaselineConfig(**TINY_BASELINE, min_module_positives=60), examples, tmp_path / "out")
     reasons = {(item["module"], item["target"]): item["reason"] for item in manifest["fallbacks"]}
     assert reasons[("search", "click")].startswith("held out of training")
@@ -70,11 +65,7 @@ def test_the_held_out_module_and_rare_targets_fall_back(synthetic_examples, tmp_
 
 
 def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp_path, test_columns):
-    examples = tmp_path / "examples"
-    shutil.copytree(synthetic_examples, examples)
-    spec = FeatureSpec.load(examples)
-    spec.has_groups = False
-    spec.save(examples / "feature_spec.json")
+    examples = examples_with(synthetic_examples, tmp_path / "examples", has_groups=False)
     manifest = train_baseline(BaselineConfig(**TINY_BASELINE), examples, tmp_path / "out")
     assert manifest["objective"] == "binary"
     scorer = GbdtBaseline.load(tmp_path / "out").per_module_scorer()

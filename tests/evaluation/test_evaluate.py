@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,6 +9,7 @@ from components.evaluation.blessing import PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
 from components.evaluation.report import summary_table
 from components.evaluation.scorers import RandomScorer
+from tests.baseline.conftest import examples_with
 from tests.conftest import synthetic_rows
 from tests.evaluation.conftest import FAST, LabelScorer
 from trainer.examples import read_split, write_shards
@@ -93,12 +93,10 @@ def test_the_oracle_bounds_the_achievable_gain(synthetic_examples, baseline_dir,
 
 
 def test_the_held_out_module_is_reported_on_its_own(synthetic_examples, baseline_dir, tmp_path):
-    examples = tmp_path / "examples"
-    shutil.copytree(synthetic_examples, examples)
-    spec = FeatureSpec.load(examples)
-    spec.held_out_module = "email"
-    spec.save(examples / "feature_spec.json")
-    write_shards(synthetic_rows(20, candidates=10, seed=3, modules=("email",)), examples, "heldout", spec)
+    examples = examples_with(synthetic_examples, tmp_path / "examples", held_out_module="email")
+    write_shards(
+        synthetic_rows(20, candidates=10, seed=3, modules=("email",)), examples, "heldout", FeatureSpec.load(examples)
+    )
     result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path / "report")
     assert result.heldout is not None and result.heldout.modules == ["email"] and result.heldout.requests == 20
     assert result.test.modules == ["home_feed", "item_page", "search"]
@@ -107,11 +105,7 @@ def test_the_held_out_module_is_reported_on_its_own(synthetic_examples, baseline
 
 
 def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, tmp_path):
-    examples = tmp_path / "examples"
-    shutil.copytree(synthetic_examples, examples)
-    spec = FeatureSpec.load(examples)
-    spec.has_groups = False
-    spec.save(examples / "feature_spec.json")
+    examples = examples_with(synthetic_examples, tmp_path / "examples", has_groups=False)
     result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
     assert result.test.ndcg == [] and result.blessing.primary == PrimaryMetric("favorite", "auc")
     assert result.blessing.blessed and result.blessing.candidate > 0.9

@@ -6,17 +6,9 @@ import pytest
 
 from components.evaluation.evaluate import EvaluationConfig, evaluate
 from tests.evaluation.conftest import FAST
+from tests.trainer.conftest import TINY_CONFIG
 
-TINY_MMOE = {
-    "expert_types": ["mlp", "cross"],
-    "expert_units": [16],
-    "tower_units": [8],
-    "embedding_dim": 4,
-    "module_embedding_dim": 4,
-    "batch_size": 256,
-    "epochs": 2,
-    "learning_rate": 0.01,
-}
+TINY_MMOE = {**TINY_CONFIG, "epochs": 2, "learning_rate": 0.01}
 
 
 @pytest.fixture(scope="module")
