@@ -5,6 +5,8 @@
   strings, the raw data URI and the oracle URI, which the pipeline merges with
   ``dsl.OneOf`` (``kfp.local`` merges parameters, not artifacts, so the raw
   data is re-imported from the merged URI with ``dsl.importer``).
+* :func:`blessing_verdict`: the evaluation's verdict as a single output, the
+  gate of registration.
 * :func:`resolve_champion`: the current champion's model location, which the
   evaluation compares the new model against (never cached: it reads the registry).
 * :func:`deploy_model`: deploy the registered version (Vertex AI endpoint) or
@@ -13,7 +15,7 @@
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 from components.base import ranker_component
 
@@ -32,6 +34,18 @@ def user_source(data_uri: str) -> NamedTuple("DataSource", [("data_uri", str), (
     if not data_uri.strip():
         raise ValueError("data_uri is empty: pass the impression logs' URI, or leave it empty to simulate")
     return (data_uri.strip(), "")
+
+
+@ranker_component
+def blessing_verdict(blessing: Input[Artifact]) -> bool:
+    """The blessing's verdict as the step's single output, for ``dsl.If``.
+
+    ``kfp.local`` resolves a condition on a task's single ``Output`` but not on
+    one field of a NamedTuple output, so the DAG gates registration on this.
+    """
+    from components.registry.core import is_blessed
+
+    return is_blessed(blessing.path)
 
 
 @ranker_component

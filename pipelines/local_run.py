@@ -4,7 +4,8 @@
 virtual environment (no cluster, no containers); ``docker=True`` runs each step
 in the project image with ``DockerRunner``. ``kfp.local`` caches a step's
 outputs under ``<work_dir>/pipeline_root/.kfp_cache`` keyed by its component,
-image, command and inputs, so a rerun with the same inputs reuses them::
+image, command and inputs, so a rerun with the same inputs reuses them (see
+:func:`materialize_metrics` for what that takes with ``Metrics`` outputs)::
 
     result = run_locally(PipelineSettings.from_env(n_impressions=20_000))
     result.blessed, result.registered, result.outputs["report"]
@@ -14,10 +15,13 @@ image, command and inputs, so a rerun with the same inputs reuses them::
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import sys
 import time
+import warnings
+from pathlib import Path
 from typing import Any, TextIO
 
 from components.registry.core import RegisteredVersion, model_digest, open_backend
@@ -119,11 +123,16 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     root.addFilter(progress)
     started = time.monotonic()
     try:
-        task = pipeline(**settings.pipeline_arguments(local=True))
+        with warnings.catch_warnings():
+            # Resources are declared for Vertex AI and KFP; a local runner ignores them, as expected.
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
+            task = pipeline(**settings.pipeline_arguments(local=True))
     finally:
         root.removeFilter(progress)
         root.setLevel(level)
     outputs = dict(task.outputs)
+    if settings.enable_caching:
+        materialize_metrics(settings.pipeline_root_local / ".kfp_cache")
     return LocalRunResult(
         settings=settings,
         outputs=outputs,
@@ -131,6 +140,31 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         seconds=time.monotonic() - started,
         registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
     )
+
+
+def materialize_metrics(cache_root: Path) -> int:
+    """Write every cached ``Metrics`` artifact's values to its file; returns how many were written.
+
+    A ``Metrics`` artifact lives in its metadata and ``kfp.local`` never writes
+    its file, but its cache treats an entry whose local artifact file is
+    missing as a miss: without the file no step that logs metrics would ever
+    be reused. The file gets the metrics as JSON, which is what the artifact holds.
+    """
+    written = 0
+    for entry in sorted(cache_root.glob("*.json")):
+        try:
+            outputs = json.loads(entry.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # kfp.local itself treats an unreadable entry as a miss
+        for artifact in outputs.values():
+            if not isinstance(artifact, dict) or artifact.get("schema_title") != "system.Metrics":
+                continue
+            path = Path(str(artifact.get("uri", "")))
+            if path.is_absolute() and not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(artifact.get("metadata") or {}, indent=2, sort_keys=True))
+                written += 1
+    return written
 
 
 def _registered_version(settings: PipelineSettings, outputs: dict[str, Any]) -> RegisteredVersion | None:

@@ -15,7 +15,7 @@ is built from :class:`~pipelines.config.PipelineSettings`::
                   └─── user_source ─────────────────────────────┴─> importer(raw data)
     -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
                          └─> train_baseline ──────────────────┴─> evaluate
-    -> if blessed: register_model -> if deploy: deploy_model
+    -> blessing_verdict -> if blessed: register_model -> if deploy: deploy_model
 
 ``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
 data branches end in URIs and the raw data is imported once from the merged
@@ -32,7 +32,13 @@ from components.baseline.component import train_baseline
 from components.data.simulator_component import simulate_marketplace
 from components.evaluation.component import evaluate
 from components.features.component import extract_features
-from components.pipeline_steps import deploy_model, resolve_champion, simulated_source, user_source
+from components.pipeline_steps import (
+    blessing_verdict,
+    deploy_model,
+    resolve_champion,
+    simulated_source,
+    user_source,
+)
 from components.registry.component import register_model
 from components.training.component import train_mmoe
 from pipelines.config import PIPELINE_NAME, PipelineSettings
@@ -123,7 +129,8 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             ),
             settings,
         )
-        with dsl.If(judged.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a kfp condition)
+        verdict = _sized(blessing_verdict(blessing=judged.outputs["blessing"]), settings)
+        with dsl.If(verdict.output == True, name="blessed"):  # noqa: E712 (a kfp condition)
             registered = _sized(
                 register_model(
                     model=trained.outputs["model"],
@@ -149,7 +156,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             report=judged.outputs["report"],
             report_json=judged.outputs["report_json"],
             blessing=judged.outputs["blessing"],
-            blessed=judged.outputs["blessed"],
+            blessed=verdict.output,
             primary_metric=judged.outputs["primary_metric"],
         )
 

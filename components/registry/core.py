@@ -300,6 +300,20 @@ def register_from_artifacts(
     return register_model(candidate, config)
 
 
+def is_blessed(blessing_json: str) -> bool:
+    """The evaluation's verdict: ``blessed`` of ``blessing.json`` (the file or its folder).
+
+    Example::
+
+        is_blessed("work_dir/report/blessing.json")   # True or False
+    """
+    path = json_file(blessing_json, "blessing.json")
+    blessing = _read_json(path)
+    if not isinstance(blessing.get("blessed"), bool):
+        raise ValueError(f"{path} has no true/false 'blessed' field: is it the evaluation's blessing.json?")
+    return blessing["blessed"]
+
+
 def json_file(path: str, default_name: str) -> str:
     """``path`` itself, or ``path/default_name`` when ``path`` is a folder."""
     return f"{path.rstrip('/')}/{default_name}" if _is_dir(path) else path

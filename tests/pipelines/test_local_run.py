@@ -1,0 +1,103 @@
+"""The whole DAG under kfp.local on a tiny simulated marketplace: registration, refusal, caching."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.registry.core import CHAMPION, RegistryConfig
+from components.registry.mlflow_store import MlflowRegistry
+from pipelines.config import PipelineSettings
+from pipelines.local_run import StepProgress, run_locally
+from pipelines.summary import format_summary
+
+pytestmark = pytest.mark.slow
+
+# Tiny and quick. The baseline is deliberately starved (one tree of two leaves per
+# module and task) so that a model that learns anything beats it: the test checks
+# the pipeline's wiring and rules, not which model is better on 10k impressions.
+TINY = {
+    "n_impressions": 10_000,
+    "seed": 3,
+    "baseline_config": json.dumps({"n_estimators": 1, "num_leaves": 2, "early_stopping_rounds": 0}),
+    "eval_config": json.dumps({"bootstrap_samples": 20, "permutation_samples": 20, "tolerance": 1.0}),
+}
+GOOD_MODEL = json.dumps({"epochs": 2, "batch_size": 256})
+# learning_rate 0: the weights never move, so the "model" ranks at random.
+DAMAGED_MODEL = json.dumps({"epochs": 1, "batch_size": 256, "learning_rate": 0.0})
+
+
+def settings(work_dir: Path, model_config: str, deploy: bool = False) -> PipelineSettings:
+    registry = RegistryConfig(work_dir=str(work_dir))
+    return PipelineSettings(work_dir=str(work_dir), model_config=model_config, registry=registry, deploy=deploy, **TINY)
+
+
+def statuses(progress: StepProgress) -> dict[str, str]:
+    return {name: step.status for name, step in progress.steps.items()}
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline_run")
+
+
+@pytest.fixture(scope="module")
+def first_run(work_dir):
+    progress = StepProgress()
+    return run_locally(settings(work_dir, GOOD_MODEL), progress), progress
+
+
+def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
+    result, progress = first_run
+
+    assert result.blessed, Path(result.artifact_path("blessing")).read_text()
+    assert result.registered is not None
+    assert (result.registered.version, result.registered.aliases) == ("1", (CHAMPION,))
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work_dir)))
+    version = registry.client.get_model_version("mmoe-ranker", "1")
+    assert version.tags["pipeline_run_id"].startswith("mmoe-ranker-")
+    assert version.tags["data_uri"].endswith("impressions")
+    metrics = registry.version_metrics("1")
+    assert any(key.startswith("test/ndcg/mmoe/all/") for key in metrics)
+    assert "headline/candidate" in metrics
+    assert (Path(registry.version_model_uri("1")) / "saved_model.pb").is_file()
+    assert statuses(progress)["register-model"] == "SUCCESS"
+    assert "deploy-model" not in statuses(progress)  # deploy is off by default
+
+    summary = format_summary(result)
+    assert "Blessed: yes" in summary
+    assert "Registered: mmoe-ranker version 1 (champion)" in summary
+    assert "gbdt_per_module" in summary
+
+
+def test_an_identical_rerun_reuses_the_cached_steps_and_deploys(first_run, work_dir, capfd):
+    progress = StepProgress()
+    rerun = run_locally(settings(work_dir, GOOD_MODEL, deploy=True), progress)
+
+    steps = statuses(progress)
+    for step in ("simulate-marketplace", "extract-features", "train-mmoe", "train-baseline", "evaluate"):
+        assert steps[step] == "CACHED", steps
+    assert steps["resolve-champion"] == "SUCCESS"  # reads the registry: never cached
+    assert steps["deploy-model"] == "SUCCESS"
+    assert "ranker serve --model-uri models:/mmoe-ranker/1" in capfd.readouterr().out
+    assert rerun.registered is not None and rerun.registered.version == "1"
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work_dir)))
+    assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
+
+
+def test_a_damaged_model_is_refused_and_not_registered(first_run, work_dir):
+    progress = StepProgress()
+    result = run_locally(settings(work_dir, DAMAGED_MODEL), progress)
+
+    steps = statuses(progress)
+    assert steps["extract-features"] == "CACHED"  # only what depends on the model config re-runs
+    assert steps["train-mmoe"] == "SUCCESS"
+    assert not result.blessed
+    assert result.registered is None
+    assert "register-model" not in steps
+    blessing = json.loads(Path(result.artifact_path("blessing")).read_text())
+    assert any("champion" in reason for reason in blessing["reasons"]), blessing["reasons"]
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work_dir)))
+    assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
+    assert registry.alias_version(CHAMPION) == "1"
+    assert "Blessed: no" in format_summary(result)
