@@ -64,6 +64,8 @@ class LoadTestConfig:
             raise ValueError(f"arrival must be one of {ARRIVALS}, got {self.arrival!r}")
         if self.rate <= 0 or self.duration_s <= 0 or self.warmup_s < 0 or self.concurrency < 1:
             raise ValueError("rate, duration_s and concurrency must be positive and warmup_s not negative")
+        if self.max_requests is not None and self.max_requests < 1:
+            raise ValueError(f"max_requests must be at least 1, got {self.max_requests}")
         if self.arrival == "bursty" and (self.burst_on_s <= 0 or self.burst_off_s < 0):
             raise ValueError("bursty arrivals need burst_on_s > 0 and burst_off_s >= 0")
 
