@@ -122,13 +122,15 @@ def _dcg(
     rank = np.arange(len(order)) - groups.offsets[request]
     discount = 1.0 / np.log2(rank + 2.0)
     blocks = _tie_blocks(request, scores[order]) if average_ties else None
+    if blocks is not None and len(blocks[0]) == len(order):
+        blocks = None  # no ties: nothing to average
     result = {}
     for k in ks:
         cut = discount if k == FULL_LIST else np.where(rank < k, discount, 0.0)
         if blocks is not None:
             starts, block_of_row = blocks
             sizes = np.diff(np.append(starts, len(order)))
-            cut = (np.add.reduceat(cut, starts) / sizes)[block_of_row] if len(order) else cut
+            cut = (np.add.reduceat(cut, starts) / sizes)[block_of_row]
         result[k] = np.bincount(request, weights=sorted_gains * cut, minlength=groups.n_requests)
     return result
 
