@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
-from trainer.schema import LIST_SEPARATOR, MODULE, Feature, FeatureSpec
+from trainer.schema import LIST_SEPARATOR, Feature, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +229,6 @@ def trained_modules(spec: FeatureSpec) -> list[str]:
     if train_rows:
         modules = [module for module in modules if train_rows.get(module, 0) > 0]
     return modules
-
-
-def string_inputs(spec: FeatureSpec) -> list[str]:
-    """The raw inputs the model reads as strings: ``module_name`` and every non-numeric feature."""
-    return [MODULE, *(feature.name for feature in spec.features if feature.is_string)]
 
 
 def _safe(name: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from trainer.config import TrainerConfig
@@ -86,36 +87,37 @@ def _batch_size(features: Mapping[str, ColumnValues], signature: Mapping[str, tf
     return next(iter(lengths.values()))
 
 
-def _strings(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
-    if values is None:
-        return np.full(rows, b"", dtype=object)
-    array = np.asarray(values, dtype=object).reshape(-1)
+def _column(name: str, values: ColumnValues, rows: int) -> np.ndarray:
+    array = np.asarray(values)
     if array.ndim != 1 or len(array) != rows:
-        raise ValueError(f"feature {name!r} must be one value per candidate")
-    out = np.empty(rows, dtype=object)
-    for row, value in enumerate(array):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            out[row] = b""
-        elif isinstance(value, bytes):
-            out[row] = value
-        else:
-            out[row] = str(value).encode()
-    return out
+        raise ValueError(f"feature {name!r} must be one value per candidate, got shape {array.shape}")
+    return array
+
+
+def _strings(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
+    """Strings for a tf.string input; None/NaN become "" (vectorized: no Python per candidate)."""
+    if values is None:
+        return np.full(rows, "", dtype=object)
+    array = _column(name, values, rows)
+    if array.dtype.kind in "US":
+        return array
+    array = np.where(pd.isna(array), "", array.astype(object))
+    if pd.api.types.infer_dtype(array, skipna=True) in ("string", "bytes", "empty"):
+        return array
+    return array.astype(str)  # e.g. ids sent as JSON numbers
 
 
 def _floats(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
+    """float32 for a numeric input; None and "" become NaN; anything else that is not a number is an error."""
     if values is None:
         return np.full(rows, np.nan, dtype=np.float32)
-    array = np.asarray(values)
+    array = _column(name, values, rows)
     if array.dtype.kind in "fiub":  # the fast path: already numbers
-        return array.astype(np.float32).reshape(-1)
-    out = np.empty(rows, dtype=np.float32)
-    for row, value in enumerate(np.asarray(values, dtype=object).reshape(-1).tolist()):
-        if value is None or value == "":
-            out[row] = np.nan
-            continue
-        try:
-            out[row] = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"feature {name!r} row {row}: {value!r} is not a number") from None
-    return out
+        return array.astype(np.float32)
+    series = pd.Series(array, dtype=object).replace("", None)
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = numbers.isna() & series.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"feature {name!r} row {row}: {series.iloc[row]!r} is not a number")
+    return numbers.to_numpy(dtype=np.float32)

@@ -62,6 +62,8 @@ def test_predict_fills_missing_inputs_and_casts_python_values(ranker, raw_batch)
         "module_name": ["search", "never_seen_module", None],
         "price": [12.0, None, "7.5"],
         "category": ["toys", "not-a-category", None],
+        "user_id": [17, None, 18],  # ids sent as JSON numbers
+        "listing_ctr": np.array([0.1, np.nan, 0.2]),
         "request_id": ["ignored", "ignored", "ignored"],
     }
     outputs = ranker.predict(request)
