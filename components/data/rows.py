@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.expressions import LabelExpression
-from components.data.readers import RawBatch
+from components.data.readers import RawBatch, file_name
 from components.data.spec import DatasetSpec
 from trainer.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
 
@@ -150,7 +150,7 @@ def parse_batch(batch: RawBatch, spec: DatasetSpec, file_index: int, path: str) 
 
 
 def _row_ids(path: str, rows: np.ndarray) -> np.ndarray:
-    name = path.rsplit("/", 1)[-1]
+    name = file_name(path)
     return np.array([f"{name}:{row}" for row in rows], dtype=object)
 
 

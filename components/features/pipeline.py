@@ -536,7 +536,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
     with FileSystems.open(spec_path) as handle:
         spec = FeatureSpec.from_dict(json.loads(handle.read()))
     source = spec.source
-    split_rows = {name: stats.rows for name, stats in spec.splits.items()}
+    split_rows = {name: spec.splits[name].rows for name in split_names(plan.held_out_module) if name in spec.splits}
     summary = ExtractionSummary(
         output_dir=config.output_dir,
         dead_letter_dir=config.dead_letter_path,
