@@ -132,6 +132,13 @@ class HistorySpec:
     def enabled(self) -> bool:
         return bool(self.entities or self.user_by or self.user)
 
+    def entity_keys(self, user_column: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, key columns) of every entity: each item-side column, ``user``, ``user_<column>``."""
+        keys = [(column, (column,)) for column in self.entities]
+        if self.user:
+            keys.append(("user", (user_column,)))
+        return keys + [(f"user_{column}", (user_column, column)) for column in self.user_by]
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitSpec:
@@ -404,6 +411,9 @@ def _cross_checks(spec: DatasetSpec) -> list[str]:
         for column in task.columns if (task.column or task.expression) else ():
             if column in kinds:
                 problems.append(f"features: column {column!r} defines the label of task {task.name!r} (a leak)")
+    names = [name for name, _ in spec.history.entity_keys(spec.columns.user_id)]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        problems.append(f"history: two entities are named {name!r} (their hist_{name}_* features would collide)")
     if spec.history.enabled and not spec.columns.timestamp:
         problems.append("history: needs columns.timestamp (point-in-time aggregates need event times)")
     if spec.split.by == "time" and not spec.columns.timestamp:

@@ -23,7 +23,6 @@ import pandas as pd
 from components.data.spec import HISTORY_PREFIX, DatasetSpec
 from trainer.schema import MODULE, TIMESTAMP, label_key
 
-USER_ENTITY = "user"
 MATCH_PREFIX = "match_"
 
 
@@ -49,12 +48,7 @@ def history_entities(spec: DatasetSpec) -> list[Entity]:
     """The entities a spec asks history for: item-side columns, the user overall and per column."""
     if not spec.history_enabled:
         return []
-    user = spec.columns.user_id
-    entities = [Entity(column, (column,)) for column in spec.history.entities]
-    if spec.history.user:
-        entities.append(Entity(USER_ENTITY, (user,)))
-    entities += [Entity(f"{USER_ENTITY}_{column}", (user, column)) for column in spec.history.user_by]
-    return entities
+    return [Entity(name, columns) for name, columns in spec.history.entity_keys(spec.columns.user_id)]
 
 
 def match_features(spec: DatasetSpec) -> dict[str, tuple[str, str]]:

@@ -198,13 +198,17 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
     files = () if bigquery else tuple(resolve_files(config.data_uri, spec.source))
     if not 0 <= config.dead_letter_threshold <= 1:
         raise ExtractionError(f"dead_letter_threshold must be in [0, 1], got {config.dead_letter_threshold}")
+    if config.num_shards < 1 or config.batch_rows < 1:
+        raise ExtractionError(
+            f"num_shards and batch_rows must be positive, got {config.num_shards}, {config.batch_rows}"
+        )
     return ExtractionPlan(
         spec=spec,
         data_uri=config.data_uri,
         files=files,
         file_splits=file_splits(spec, list(files)),
         held_out_module=config.held_out_module or None,
-        num_shards=max(1, config.num_shards),
+        num_shards=config.num_shards,
         batch_rows=config.batch_rows,
     )
 

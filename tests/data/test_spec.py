@@ -117,3 +117,9 @@ def test_label_expressions_are_vectorized_and_safe():
     for text in ("x.__class__", "open('f')", "x if y else z", "'a' == x", "x +"):
         with pytest.raises(ExpressionError):
             LabelExpression(text)
+
+
+def test_history_entity_names_must_not_collide(simulator_yaml):
+    simulator_yaml["history"]["entities"].append("user")  # a column named "user" would shadow the user's history
+    with pytest.raises(DatasetSpecError, match=r"two entities are named 'user'"):
+        parse_dataset_spec(simulator_yaml)
