@@ -23,8 +23,8 @@ TINY = {
     "eval_config": json.dumps({"bootstrap_samples": 20, "permutation_samples": 20, "tolerance": 1.0}),
 }
 GOOD_MODEL = json.dumps({"epochs": 2, "batch_size": 256})
-# learning_rate 0: the weights never move, so the "model" ranks at random.
-DAMAGED_MODEL = json.dumps({"epochs": 1, "batch_size": 256, "learning_rate": 0.0})
+# A learning rate of 1e-9 leaves the random initial weights in place: a model that ranks at random.
+DAMAGED_MODEL = json.dumps({"epochs": 1, "batch_size": 256, "learning_rate": 1e-9})
 
 
 def settings(work_dir: Path, model_config: str, deploy: bool = False) -> PipelineSettings:

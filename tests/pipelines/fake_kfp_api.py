@@ -1,0 +1,78 @@
+"""A fake Kubeflow Pipelines API server at urllib3's transport, for ``kfp.Client`` tests.
+
+Only ``urllib3.PoolManager.request`` (the HTTP call of the generated KFP API
+client) is replaced; ``kfp.Client`` and the project's code run unchanged::
+
+    with FakeKfpApi() as api:
+        kfp.Client(host="http://kfp.test").create_run_from_pipeline_package(...)
+        api.calls("POST", "/runs$")[0].json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qs, urlparse
+
+import urllib3
+
+from tests.registry.fake_google_api import RecordedRequest
+
+_API = "/apis/v2beta1"
+
+
+class FakeKfpApi:
+    """Records every request and answers experiments, runs and recurring runs."""
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
+        self._patch = mock.patch.object(urllib3.PoolManager, "request", self._request)
+
+    def __enter__(self) -> FakeKfpApi:
+        self._patch.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._patch.stop()
+
+    def calls(self, method: str, path_pattern: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == method and re.search(path_pattern, r.path)]
+
+    def _request(self, method: str, url: str, body=None, fields=None, **kwargs) -> urllib3.HTTPResponse:
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        for key, value in (fields or {}) if isinstance(fields, list) else (fields or {}).items():
+            query.setdefault(key, []).append(str(value))
+        recorded = RecordedRequest(method, url, parsed.path, query, json.loads(body) if body else {})
+        self.requests.append(recorded)
+        status, payload = self._route(recorded)
+        return urllib3.HTTPResponse(
+            body=json.dumps(payload).encode(), status=status, headers={"Content-Type": "application/json"}
+        )
+
+    def _route(self, request: RecordedRequest) -> tuple[int, dict[str, Any]]:
+        path, method = request.path, request.method
+        if path == f"{_API}/healthz":
+            return 200, {"multi_user": False}
+        if path == f"{_API}/experiments" and method == "GET":
+            return 200, {"experiments": []}
+        if path == f"{_API}/experiments" and method == "POST":
+            return 200, {"experiment_id": "experiment-1", **request.json}
+        if path == f"{_API}/runs" and method == "POST":
+            return 200, {"run_id": "run-1", **request.json}
+        if path == f"{_API}/recurringruns" and method == "POST":
+            run_id = f"recurring-{len(self.recurring_runs) + 1}"
+            self.recurring_runs[run_id] = {"recurring_run_id": run_id, "status": "ENABLED", **request.json}
+            return 200, self.recurring_runs[run_id]
+        if path == f"{_API}/recurringruns" and method == "GET":
+            return 200, {"recurringRuns": list(self.recurring_runs.values()), "total_size": len(self.recurring_runs)}
+        if match := re.fullmatch(rf"{_API}/recurringruns/([^/:]+):(enable|disable)", path):
+            self.recurring_runs[match[1]]["status"] = "ENABLED" if match[2] == "enable" else "DISABLED"
+            return 200, {}
+        if (match := re.fullmatch(rf"{_API}/recurringruns/([^/:]+)", path)) and method == "DELETE":
+            self.recurring_runs.pop(match[1])
+            return 200, {}
+        return 404, {"error": f"fake KFP has no route for {method} {path}"}

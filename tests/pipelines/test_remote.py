@@ -1,0 +1,187 @@
+"""Compile, submit and schedule: the real kfp / aiplatform clients against faked HTTP transports."""
+
+import argparse
+
+import pytest
+import yaml
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import aiplatform
+
+from components.registry.core import RegistryConfig
+from pipelines import compile_cli, remote, schedule_cli, submit_cli
+from pipelines.config import PipelineSettings
+from tests.pipelines.fake_kfp_api import FakeKfpApi
+from tests.registry.fake_google_api import FakeVertexApi
+
+VERTEX = RegistryConfig(backend="vertex", project="my-project", location="europe-west4", serving_image="img:1")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    settings = PipelineSettings(train_accelerator="NVIDIA_TESLA_T4", train_accelerator_count=2, registry=VERTEX)
+    return compile_cli.compile_pipeline(settings, tmp_path_factory.mktemp("compiled") / "pipeline.yaml")
+
+
+@pytest.fixture
+def vertex_api():
+    with FakeVertexApi() as fake:
+        aiplatform.init(
+            project="my-project", location="europe-west4", api_transport="rest", credentials=AnonymousCredentials()
+        )
+        yield fake
+    aiplatform.init(api_transport="grpc")
+
+
+def vertex_settings(**overrides) -> PipelineSettings:
+    values = {
+        "pipeline_root": "gs://bucket/runs",
+        "service_account": "runner@my-project.iam.gserviceaccount.com",
+        "network": "projects/123/global/networks/vpc",
+        "encryption_key": "projects/my-project/locations/europe-west4/keyRings/r/cryptoKeys/k",
+        "labels": "team=ranking,env=test",
+        "registry": VERTEX,
+        **overrides,
+    }
+    return PipelineSettings(**values)
+
+
+def test_the_compiled_pipeline_declares_parameters_resources_and_the_gate(template):
+    spec = yaml.safe_load(template.read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["held_out_module"]["defaultValue"] == "shop_page"
+    assert parameters["registry"]["defaultValue"] == "vertex"
+    assert {"data_uri", "dataset_spec", "model_config_json", "baseline_config_json", "eval_config_json"} <= set(
+        parameters
+    )
+    executors = spec["deploymentSpec"]["executors"]
+    training = executors["exec-train-mmoe"]["container"]["resources"]
+    assert training["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"
+    assert training["accelerator"]["resourceCount"] == "2"
+    assert training["resourceCpuLimit"] == "4"
+    assert executors["exec-evaluate"]["container"]["resources"]["resourceMemoryLimit"] == "8G"
+    tasks = spec["root"]["dag"]["tasks"]
+    (gate,) = [task for task in tasks.values() if "blessing-verdict" in task.get("dependentTasks", [])]
+    assert "blessing-verdict-Output" in gate["triggerPolicy"]["condition"]
+    assert tasks["resolve-champion"]["cachingOptions"] == {}  # caching off for the registry lookup
+    assert tasks["evaluate"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_training_compiles_as_a_vertex_custom_job(tmp_path):
+    settings = PipelineSettings(training_backend="custom-job", train_machine_type="n1-highmem-16", registry=VERTEX)
+    spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
+
+    train = spec["components"]["comp-train-mmoe"]["inputDefinitions"]["parameters"]
+    pools = train["worker_pool_specs"]["defaultValue"]
+    assert pools[0]["machine_spec"]["machine_type"] == "n1-highmem-16"
+    assert "google_cloud_pipeline_components" in str(spec["deploymentSpec"]["executors"]["exec-train-mmoe"])
+
+
+def test_the_compiled_yaml_loads_and_builds_a_vertex_pipeline_job(template):
+    from kfp import components
+
+    loaded = components.load_component_from_file(str(template))
+    assert loaded.name == "mmoe-ranker"
+    job = aiplatform.PipelineJob(
+        display_name="mmoe-ranker",
+        template_path=str(template),
+        pipeline_root="gs://bucket/runs",
+        parameter_values=vertex_settings().pipeline_arguments(local=False),
+        project="my-project",
+        location="europe-west4",
+        credentials=AnonymousCredentials(),
+    )
+    runtime = job._gca_resource.runtime_config
+    assert runtime.gcs_output_directory == "gs://bucket/runs"
+    assert runtime.parameter_values["registry"] == "vertex"
+
+
+def test_submit_to_vertex_sends_one_create_pipeline_job_request(vertex_api, template):
+    name = remote.submit_run(vertex_settings(), template, credentials=AnonymousCredentials())
+
+    (create,) = vertex_api.calls("POST", r"/pipelineJobs$")
+    body = create.json
+    assert name.startswith("projects/my-project/locations/europe-west4/pipelineJobs/mmoe-ranker-")
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/runs"
+    assert body["runtimeConfig"]["parameterValues"]["dataset_spec"] == "simulator"
+    assert body["serviceAccount"] == "runner@my-project.iam.gserviceaccount.com"
+    assert body["network"] == "projects/123/global/networks/vpc"
+    assert body["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
+    assert body["labels"]["team"] == "ranking"
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "mmoe-ranker"
+
+
+def test_a_remote_run_refuses_the_local_sqlite_registry(template):
+    with pytest.raises(ValueError, match="cannot reach the local MLflow SQLite store"):
+        remote.submit_run(vertex_settings(registry=RegistryConfig(project="p")), template)
+    with pytest.raises(ValueError, match="gs:// pipeline root"):
+        remote.submit_run(vertex_settings(pipeline_root=""), template)
+
+
+def test_vertex_schedules_are_created_listed_paused_resumed_and_deleted(vertex_api, template):
+    settings = vertex_settings()
+    created = remote.create_schedule(settings, template, "0 3 * * 1", "weekly", credentials=AnonymousCredentials())
+
+    body = vertex_api.calls("POST", r"/schedules$")[0].json
+    assert body["cron"] == "0 3 * * 1"
+    assert body["displayName"] == "weekly"
+    assert body["createPipelineJobRequest"]["pipelineJob"]["serviceAccount"].startswith("runner@")
+    assert [info.name for info in remote.list_schedules(settings)] == [created.name]
+    remote.change_schedule(settings, created.name, "pause")
+    assert vertex_api.schedules[created.name]["state"] == "PAUSED"
+    remote.change_schedule(settings, created.name, "resume")
+    assert vertex_api.schedules[created.name]["state"] == "ACTIVE"
+    remote.change_schedule(settings, created.name, "delete")
+    assert vertex_api.schedules == {}
+
+
+def test_submit_to_a_kfp_host_creates_a_run_with_the_parameters(template):
+    settings = PipelineSettings(kfp_host="http://kfp.test", registry=RegistryConfig(tracking_uri="http://mlflow:5000"))
+    with FakeKfpApi() as api:
+        run_id = remote.submit_run(settings, template)
+
+    assert run_id == "run-1"
+    body = api.calls("POST", r"/runs$")[0].json
+    assert body["runtime_config"]["parameters"]["tracking_uri"] == "http://mlflow:5000"
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker"
+    assert "enable_caching" not in str(body.get("pipeline_spec", {}).get("root", {}).get("dag", {}).get("tasks", {}))
+
+
+def test_kfp_recurring_runs_use_a_six_field_cron_and_can_be_paused_and_deleted(template):
+    settings = PipelineSettings(kfp_host="http://kfp.test", registry=RegistryConfig(tracking_uri="http://mlflow:5000"))
+    with FakeKfpApi() as api:
+        created = remote.create_schedule(settings, template, "0 3 * * 1", "weekly")
+        body = api.calls("POST", r"/recurringruns$")[0].json
+        assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
+        assert [info.name for info in remote.list_schedules(settings)] == [created.name]
+        remote.change_schedule(settings, created.name, "pause")
+        assert api.recurring_runs[created.name]["status"] == "DISABLED"
+        remote.change_schedule(settings, created.name, "delete")
+        assert api.recurring_runs == {}
+
+
+def test_cron_conversion_rejects_malformed_expressions():
+    assert remote.kfp_cron("0 0 3 * * 1") == "0 0 3 * * 1"
+    with pytest.raises(ValueError, match="must have 5 fields"):
+        remote.kfp_cron("every monday")
+
+
+def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, vertex_api, capsys):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
+    monkeypatch.setenv("RANKER_PIPELINE_ROOT", "gs://bucket/runs")
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    args = parser.parse_args(["--template", str(template), "--registry", "vertex", "--location", "europe-west4"])
+    assert submit_cli.main(args) == 0
+    assert "submitted projects/my-project/locations/europe-west4/pipelineJobs/" in capsys.readouterr().out
+
+    parser = argparse.ArgumentParser()
+    schedule_cli.add_arguments(parser)
+    args = parser.parse_args(["list", "--location", "europe-west4"])
+    assert schedule_cli.main(args) == 0
+
+    parser = argparse.ArgumentParser()
+    compile_cli.add_arguments(parser)
+    out = tmp_path / "out.yaml"
+    assert compile_cli.main(parser.parse_args(["--out", str(out), "--n-impressions", "1234"])) == 0
+    parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert parameters["n_impressions"]["defaultValue"] == 1234
