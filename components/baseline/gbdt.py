@@ -124,6 +124,12 @@ class _Split:
         _, sizes = np.unique(self.request[rows], return_counts=True)
         return sizes
 
+    def rows_with_positive(self, rows: np.ndarray, target: str, spec: FeatureSpec) -> np.ndarray:
+        """The rows (of ``rows``) whose request has at least one positive for ``target``."""
+        labels = target_labels(self.columns, target, spec.task_names)
+        positive_requests = np.bincount(self.request[rows], weights=labels[rows] > 0, minlength=len(self.request))
+        return rows[positive_requests[self.request[rows]] > 0]
+
     def positive_count(self, rows: np.ndarray, labels: np.ndarray, ranking: bool) -> int:
         if not ranking:
             return int((labels[rows] > 0).sum())
@@ -142,6 +148,17 @@ class _Trainer:
 
     def fit(self, target: str, train_rows: np.ndarray, eval_rows: np.ndarray | None, features: list[int]):
         ranking = self.spec.has_groups
+        if ranking:
+            # A request without a positive has no pair to learn from, and LightGBM scores its NDCG as 1,
+            # which would flatten the early-stopping metric: rank only requests with a positive.
+            train_rows = self.train.rows_with_positive(train_rows, target, self.spec)
+            eval_rows = (
+                None
+                if self.eval is None or eval_rows is None
+                else self.eval.rows_with_positive(eval_rows, target, self.spec)
+            )
+        if not len(train_rows):
+            raise ValueError(f"no training {'request' if ranking else 'row'} has a positive {target!r} to learn from")
         params = self.config.lightgbm_params(ranking, target, len(self.spec.tasks))
         names = [self.encoder.names[i] for i in features]
         categorical = [name for name in self.encoder.categorical_names if name in names]
