@@ -213,7 +213,7 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
     )
 
 
-# --- batch functions (pure, unit-tested; the DoFns below only route their results) ---------------------------
+# --- batch functions (DataFrames in, DataFrames out; the Beam graph below only routes their results) ---------
 
 
 def shard_of(values: pd.Series | np.ndarray, shards: int) -> np.ndarray:
