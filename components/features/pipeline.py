@@ -233,7 +233,7 @@ def _parsed_outputs(plan: ExtractionPlan, raw: RawBatch, file_index: int, path: 
     parsed = parse_batch(raw, plan.spec, file_index=file_index, path=path)
     reasons = Counter(letter["reason"].split(":", 1)[0] for letter in parsed.dead_letters)
     counts = {"rows_read": parsed.rows_read, "rows_valid": len(parsed.frame), "dead_letters": len(parsed.dead_letters)}
-    yield "counts", {**counts, "reasons": dict(reasons)}
+    yield "counts", {**counts, "dead_letter_reasons": dict(reasons)}
     for letter in parsed.dead_letters:
         yield "dead", letter
     if len(parsed.frame):
@@ -305,11 +305,14 @@ def assign_splits(rows: pd.DataFrame, plan: ExtractionPlan, timeline: Timeline) 
 
 
 def build_feature_spec(
-    plan: ExtractionPlan, statistics: FeatureStatistics, splits: SplitCounts, counts: dict[str, Any]
+    plan: ExtractionPlan, statistics: FeatureStatistics, splits: SplitCounts, counts: dict[str, Any], timeline: Timeline
 ) -> FeatureSpec:
-    """The feature spec: train statistics, per-split counts, roles and source counts."""
+    """The feature spec: train statistics, per-split counts, roles, source counts and split boundaries."""
     train = splits.splits.get("train")
     spec = plan.spec
+    if spec.split.by == "time":
+        eval_start, test_start = timeline.split_boundaries(spec.split.eval_fraction, spec.split.test_fraction)
+        counts = counts | {"split_boundaries": {"eval_start": eval_start, "test_start": test_start}}
     return FeatureSpec(
         tasks=[Task(task.name, task.column or task.expression or "") for task in spec.tasks],
         features=statistics.features(plan.feature_columns()),
@@ -354,12 +357,12 @@ def _join(*parts: str) -> str:
 
 
 def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"rows_read": 0, "rows_valid": 0, "dead_letters": 0, "reasons": Counter()}
+    total: dict[str, Any] = {"rows_read": 0, "rows_valid": 0, "dead_letters": 0, "dead_letter_reasons": Counter()}
     for count in counts:
         for key in ("rows_read", "rows_valid", "dead_letters"):
             total[key] += count[key]
-        total["reasons"].update(count["reasons"])
-    return total | {"reasons": dict(total["reasons"])}
+        total["dead_letter_reasons"].update(count["dead_letter_reasons"])
+    return total | {"dead_letter_reasons": dict(total["dead_letter_reasons"])}
 
 
 # --- the Beam graph -------------------------------------------------------------------------------------------
@@ -434,10 +437,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
         | "SpecSeed" >> beam.Create([None])
         | "FeatureSpec"
         >> beam.Map(
-            lambda _, stats, splits, totals: build_feature_spec(plan, stats, splits, totals),
+            lambda _, stats, splits, totals, times: build_feature_spec(plan, stats, splits, totals, times),
             AsSingleton(statistics),
             AsSingleton(split_counts),
             AsSingleton(counts),
+            timeline_view,
         )
     )
     written = joined | "WriteShards" >> beam.FlatMap(
@@ -547,7 +551,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         rows_read=source["rows_read"],
         rows_written=sum(split_rows.values()),
         dead_letters=source["dead_letters"],
-        dead_letter_reasons=source["reasons"],
+        dead_letter_reasons=source["dead_letter_reasons"],
         split_rows=split_rows,
         modules=spec.modules,
         features=len(spec.features),

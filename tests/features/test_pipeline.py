@@ -65,10 +65,12 @@ def test_the_feature_spec_describes_the_contract(extracted):
 
 
 def test_splits_follow_time_and_never_split_a_request(extracted):
-    *_, rows = extracted
+    _, spec, rows = extracted
     assert rows.groupby("request_id")["split"].nunique().max() == 1
     times = rows[rows["split"] != HELDOUT_SPLIT].groupby("split")["timestamp"].agg(["min", "max"])
     assert times.loc["train", "max"] < times.loc["eval", "min"] <= times.loc["eval", "max"] < times.loc["test", "min"]
+    boundaries = spec.source["split_boundaries"]
+    assert (boundaries["eval_start"], boundaries["test_start"]) == (times.loc["eval", "min"], times.loc["test", "min"])
 
 
 def test_the_held_out_module_is_only_in_its_own_split(extracted):
@@ -108,7 +110,7 @@ def test_malformed_rows_go_to_dead_letters_with_file_row_and_reason(raw, tmp_pat
     spec_file = simulator_spec_as(tmp_path, "jsonl")
     summary, spec = run(path, tmp_path / "examples", spec=spec_file, dead_letter_threshold=0.05)
     assert (summary.rows_read, summary.rows_written, summary.dead_letters) == (200, 196, 4)
-    assert spec.source["reasons"] == {"malformed JSON": 1, "position": 1, "clicked": 1, "user_id": 1}
+    assert spec.source["dead_letter_reasons"] == {"malformed JSON": 1, "position": 1, "clicked": 1, "user_id": 1}
     letters = [json.loads(line) for file in (tmp_path / "examples" / "dead_letter").glob("*.jsonl")
                for line in file.read_text().splitlines()]  # fmt: skip
     assert sorted(letter["row"] for letter in letters) == [5, 10, 20, 30]
