@@ -34,7 +34,7 @@ class GroupSampler:
     ``order[start[g]:end[g]]``; a draw costs one binary search.
 
     >>> sampler = GroupSampler(np.ones(4), np.array([0, 2]), np.array([2, 4]))
-    >>> sorted(set(sampler.draw(np.ones(100, dtype=int), np.random.default_rng(0))))
+    >>> sorted(set(sampler.draw(np.ones(100, dtype=int), np.random.default_rng(0)).tolist()))
     [2, 3]
     """
 
