@@ -25,6 +25,13 @@ NONE = -1  # "no query category / anchor / shop page" in Slate's per-request col
 MAX_FILL_ROUNDS = 20
 # Engagement weight (click 1 ... purchase 3, decayed) at which a habit reaches 63% of its strength.
 HABIT_SCALE = 3.0
+# Exposure distribution: softmax(TASTE_TEMPERATURE x taste + log popularity + HISTORY_WEIGHT x boost x habit),
+# mixed with category popularity in EXPLORATION_SHARE of draws.
+TASTE_TEMPERATURE = 3.0
+HISTORY_WEIGHT = 1.5
+EXPLORATION_SHARE = 0.2
+# A listing's exposure weight grows by this much per (decayed) recent click.
+CLICK_POPULARITY_BOOST = 0.3
 
 
 class GroupSampler:
@@ -82,7 +89,8 @@ class Market:
 
     def listing_weights(self) -> np.ndarray:
         """Exposure weight of each listing: base popularity, boosted by recent clicks."""
-        return self.world.listing_base_popularity * (1.0 + 0.3 * self.history_strength * self.listing_recent_engagement)
+        boost = CLICK_POPULARITY_BOOST * self.history_strength * self.listing_recent_engagement
+        return self.world.listing_base_popularity * (1.0 + boost)
 
     def refresh_samplers(self) -> None:
         world, weights = self.world, self.listing_weights()
@@ -100,12 +108,12 @@ class Market:
     def exposure(self, users: np.ndarray, history_boost: float = 1.0) -> np.ndarray:
         """(R, C) probability of showing each category to each user: taste, history and popularity."""
         world = self.world
-        logits = 3.0 * world.user_category_taste[users] + np.log(world.category_popularity)
-        logits += 1.5 * history_boost * self.habit(users[:, None], np.arange(len(CATEGORIES)))
+        logits = TASTE_TEMPERATURE * world.user_category_taste[users] + np.log(world.category_popularity)
+        logits += HISTORY_WEIGHT * history_boost * self.habit(users[:, None], np.arange(len(CATEGORIES)))
         logits -= logits.max(axis=1, keepdims=True)
         personal = np.exp(logits)
         personal /= personal.sum(axis=1, keepdims=True)
-        return 0.8 * personal + 0.2 * world.category_popularity
+        return (1 - EXPLORATION_SHARE) * personal + EXPLORATION_SHARE * world.category_popularity
 
     def personal_categories(self, users: np.ndarray, width: int, rng, history_boost: float = 1.0) -> np.ndarray:
         """(R, width) categories drawn from each user's exposure distribution."""
