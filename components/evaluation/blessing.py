@@ -8,7 +8,8 @@ The candidate is blessed only when, on the primary metric of the test split,
 2. it beats the current champion overall, when a champion is given (both are
    evaluated on the same requests);
 3. no module falls more than ``tolerance`` (relative) below the per-module
-   GBDT on that module.
+   GBDT on that module; a module judged on fewer than ``module_min_requests``
+   requests is reported but not gated (its estimate is too noisy to veto).
 
 Every failed rule adds a reason; no reason means blessed::
 
@@ -29,6 +30,7 @@ ALL_MODULES = "all"
 
 class _GateConfig(Protocol):
     tolerance: float
+    module_min_requests: int
     require_significance: bool
     alpha: float
     confidence_level: float
@@ -61,7 +63,7 @@ class Blessing:
     lift: float | None
     lift_ci: tuple[float | None, float | None]
     p_value: float | None
-    modules: dict[str, dict[str, float | None]]
+    modules: dict[str, dict[str, Any]]
     tolerance: float
     require_significance: bool
 
@@ -97,8 +99,9 @@ def decide(
             reasons += _significance(config, row, baseline)
     modules = {module: _module_change(test, module, candidate, baseline, primary) for module in test.modules}
     for module, change in modules.items():
-        relative = change["relative_change"]
-        if relative is not None and relative < -config.tolerance:
+        relative, requests = change["relative_change"], change["requests"]
+        change["gated"] = requests is None or requests >= config.module_min_requests
+        if relative is not None and relative < -config.tolerance and change["gated"]:
             reasons.append(
                 f"module {module}: {candidate} {primary} {change['candidate']:.4f} is {-relative:.1%} below "
                 f"{baseline} {change['baseline']:.4f} (tolerance {config.tolerance:.1%})"
@@ -153,6 +156,7 @@ def _significance(config: _GateConfig, row: dict[str, Any], baseline: str) -> li
 def _module_change(
     test: SplitEvaluation, module: str, candidate: str, baseline: str, primary: PrimaryMetric
 ) -> dict[str, float | None]:
-    value, base = _value(test, candidate, module, primary), _value(test, baseline, module, primary)
+    row = test.find(candidate, module, primary.task, primary.metric) or {}
+    value, base = row.get("value"), _value(test, baseline, module, primary)
     relative = None if value is None or not base else value / base - 1.0
-    return {"candidate": value, "baseline": base, "relative_change": relative}
+    return {"candidate": value, "baseline": base, "relative_change": relative, "requests": row.get("requests")}

@@ -52,8 +52,8 @@ class EvaluationConfig:
     ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
     (a task or ``engagement``; default: ``favorite`` when the data has it, else
     ``engagement``). The candidate must beat the per-module GBDT and the
-    champion on it, and no module may fall more than ``tolerance`` (relative)
-    below the per-module GBDT.
+    champion on it, and no module judged on at least ``module_min_requests``
+    requests may fall more than ``tolerance`` (relative) below the per-module GBDT.
 
     >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
     (5, 20)
@@ -63,6 +63,8 @@ class EvaluationConfig:
     primary_task: str | None = None
     primary_metric: str = "ndcg@10"
     tolerance: float = 0.02
+    # Modules judged on fewer requests (with a positive) are reported but cannot veto.
+    module_min_requests: int = 10
     require_significance: bool = False
     alpha: float = 0.05
     bootstrap_samples: int = 1000
@@ -367,8 +369,8 @@ def _summarise(
     draws = bootstrap_means(matrix, config.bootstrap_samples, rng)
     low, high = percentile_interval(draws, config.confidence_level)
     included = (~np.isnan(matrix)).sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(matrix, axis=0) if len(matrix) else np.full(len(columns), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.nansum(matrix, axis=0) / included  # NaN where no request is included
     base = [index.get((PER_MODULE_NAME, target, k), -1) for _, target, k in columns]
     paired = [i for i, b in enumerate(base) if b >= 0 and i != b]
     p_values = np.full(len(columns), np.nan)

@@ -140,8 +140,15 @@ def _split(rows: list[dict]) -> SplitEvaluation:
     return SplitEvaluation("test", 0, 0, ["a", "b"], rows, [], [], {}, 0.0)
 
 
-def _row(model: str, subset: str, value: float) -> dict:
-    return {"model": model, "subset": subset, "target": "favorite", "metric": "ndcg@10", "value": value}
+def _row(model: str, subset: str, value: float, requests: int = 100) -> dict:
+    return {
+        "model": model,
+        "subset": subset,
+        "target": "favorite",
+        "metric": "ndcg@10",
+        "value": value,
+        "requests": requests,
+    }
 
 
 @pytest.mark.parametrize(("module_b", "tolerance", "blessed"), [(0.49, 0.05, True), (0.49, 0.01, False)])
@@ -169,3 +176,10 @@ def test_significance_rule_needs_a_small_p_value_and_a_positive_interval():
     assert decide(
         CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), "m", "g", None
     ).blessed
+
+
+def test_a_module_with_too_few_requests_cannot_veto():
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
+    rows += [_row("m", "b", 0.3, requests=9), _row("g", "b", 0.5)]
+    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    assert blessing.blessed and blessing.modules["b"]["gated"] is False and blessing.modules["a"]["gated"] is True
