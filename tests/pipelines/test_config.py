@@ -1,0 +1,80 @@
+"""Pipeline settings: environment, flags, validation and the run's parameters."""
+
+import argparse
+import json
+
+import pytest
+
+from pipelines import run_cli
+from pipelines.config import OPTIONS, PipelineSettings, config_json, parse_labels
+
+
+def parse_run_flags(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    run_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults_simulate_with_a_held_out_module_and_a_local_registry(tmp_path):
+    settings = PipelineSettings.from_env({"RANKER_WORK_DIR": str(tmp_path)})
+    arguments = settings.pipeline_arguments()
+
+    assert arguments["data_uri"] == ""
+    assert arguments["held_out_module"] == "shop_page"
+    assert arguments["registry"] == "mlflow"
+    assert arguments["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"
+    assert settings.pipeline_root_local == tmp_path / "pipeline_root"
+
+
+def test_a_users_data_holds_out_nothing_unless_asked():
+    assert PipelineSettings(data_uri="logs/*.csv").effective_held_out_module == ""
+    assert PipelineSettings(data_uri="logs/*.csv", held_out_module="search").effective_held_out_module == "search"
+    assert PipelineSettings(held_out_module="").effective_held_out_module == ""
+
+
+def test_flags_override_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("RANKER_SIM_IMPRESSIONS", "5000")
+    monkeypatch.setenv("RANKER_CACHE", "false")
+    monkeypatch.setenv("RANKER_MODEL_NAME", "from-env")
+    args = parse_run_flags(
+        ["--n-impressions", "7000", "--work-dir", str(tmp_path), "--model-config", '{"epochs": 1}', "--deploy"]
+    )
+    settings = PipelineSettings.from_args(args)
+
+    assert settings.n_impressions == 7000
+    assert settings.enable_caching is False
+    assert settings.deploy is True
+    assert settings.registry.model_name == "from-env"
+    assert settings.registry.work_dir == str(tmp_path)
+    assert json.loads(settings.pipeline_arguments()["model_config_json"]) == {"epochs": 1}
+
+
+def test_config_json_reads_files_and_names_the_bad_setting(tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text('{"epochs": 3}')
+    assert config_json(f"@{path}", "model_config") == '{"epochs": 3}'
+    with pytest.raises(ValueError, match="model_config is not valid JSON"):
+        PipelineSettings(model_config="{epochs: 3}")
+    with pytest.raises(ValueError, match="eval_config must be a JSON object"):
+        PipelineSettings(eval_config="[1, 2]")
+    with pytest.raises(ValueError, match="no JSON file at"):
+        config_json("@/nowhere.json", "baseline_config")
+
+
+def test_labels_and_other_values_are_checked():
+    assert parse_labels("team=ranking, env=prod") == {"team": "ranking", "env": "prod"}
+    with pytest.raises(ValueError, match="is not key=value"):
+        PipelineSettings(labels="team")
+    with pytest.raises(ValueError, match="training_backend"):
+        PipelineSettings(training_backend="kubernetes")
+    with pytest.raises(ValueError, match="not a boolean"):
+        PipelineSettings.from_env({"RANKER_DOCKER": "maybe"})
+
+
+def test_every_option_documents_its_environment_variable_in_help():
+    parser = argparse.ArgumentParser()
+    run_cli.add_arguments(parser)
+    text = parser.format_help()
+    for field in ("data_uri", "n_impressions", "work_dir", "enable_caching", "fail_if_not_blessed"):
+        assert OPTIONS[field].env in text
+    assert "RANKER_REGISTRY" in text and "MLFLOW_TRACKING_URI" in text
