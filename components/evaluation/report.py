@@ -123,8 +123,10 @@ def _lift_table(result: EvaluationResult) -> str:
     header = ["model", "target", "module", f"{metric} delta", "delta 95% CI", "lift", "lift 95% CI", "p-value"]
     rows = []
     for row in result.test.ndcg:
-        if row["metric"] != metric or (row.get("lift") is None and row.get("delta") is None):
+        if row["metric"] != metric or row.get("delta") is None:
             continue
+        if row["subset"] != ALL_MODULES and row["model"] != result.candidate:
+            continue  # per module, the candidate only: the full grid is in metrics.json
         rows.append(
             [
                 row["model"],
