@@ -97,6 +97,23 @@ def _open(path: str):
     return FileSystems.open(path)
 
 
+_ARROW_CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def _arrow_stream(path: str):
+    """A pyarrow input stream of a file, decompressed by pyarrow when its extension says so.
+
+    (Beam's own decompressing file object does not satisfy pyarrow's file checks.)
+    """
+    import pyarrow as pa
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    raw = pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED), mode="r")
+    codec = next((codec for suffix, codec in _ARROW_CODECS.items() if path.endswith(suffix)), None)
+    return pa.CompressedInputStream(raw, codec) if codec else raw
+
+
 def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: int) -> Iterator[RawBatch]:
     import pyarrow.parquet as pq
 
@@ -121,7 +138,7 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
                         f"{row.actual_columns}: {row.text[:200]!r}"))  # fmt: skip
         return "skip"
 
-    with _open(path) as handle:
+    with _arrow_stream(path) as handle:
         present = _present_columns(path, columns, _csv_header(path, source))
         reader = pacsv.open_csv(
             handle,
@@ -177,7 +194,7 @@ def _jsonl_batches(path: str, source: SourceSpec, columns: list[str], batch_rows
     rows: list[int] = []
     errors: list[tuple[int, str]] = []
     with _open(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
+        for line_number, line in enumerate(iter(handle.readline, b""), start=1):  # works on .gz files too
             if not line.strip():
                 continue
             try:
@@ -214,7 +231,7 @@ def file_columns(path: str, source: SourceSpec) -> dict[str, str]:
         return dict.fromkeys(_csv_header(path, source), "string")
     names: dict[str, str] = {}
     with _open(path) as handle:
-        for _, line in zip(range(SCHEMA_SAMPLE_LINES), handle, strict=False):
+        for _, line in zip(range(SCHEMA_SAMPLE_LINES), iter(handle.readline, b""), strict=False):
             try:
                 record = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):

@@ -117,3 +117,19 @@ def test_a_file_without_a_needed_column_is_named(tmp_path, spec):
     csv = write_csv(impressions_frame(n_requests=2).drop(columns=["device"]), tmp_path / "a.csv")
     with pytest.raises(DataSourceError, match=r"a.csv: missing column\(s\) 'device'"):
         next(read_batches(str(csv), SourceSpec(format="csv"), spec.required_columns))
+
+
+def test_gzipped_jsonl_and_csv_are_read_transparently(tmp_path, spec):
+    import gzip
+
+    frame = impressions_frame(n_requests=3, candidates=2)
+    for name, file_format in (("rows.jsonl", "jsonl"), ("rows.csv", "csv")):
+        plain = (write_jsonl if file_format == "jsonl" else write_csv)(frame, tmp_path / name)
+        zipped = tmp_path / f"{name}.gz"
+        zipped.write_bytes(gzip.compress(plain.read_bytes()))
+        source = SourceSpec(format=file_format)
+        expected = parsed_rows(plain, spec, source)
+        pd.testing.assert_frame_equal(parsed_rows(zipped, spec, source), expected)
+        assert resolve_files(str(tmp_path), SourceSpec(format=file_format, pattern=f"*.{file_format}.gz")) == [
+            str(zipped)
+        ]
