@@ -36,11 +36,13 @@ import numpy as np
 
 from components.baseline.encoding import FeatureEncoder, HashedPolicy
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
+from components.baseline.overrides import config_from_sources
 from trainer.examples import read_split
 from trainer.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec
 
 log = logging.getLogger(__name__)
 
+ENV_PREFIX = "RANKER_BASELINE_"
 MANIFEST_FILE = "manifest.json"
 GLOBAL_DIR = "global"
 PER_MODULE_DIR = "per_module"
@@ -74,14 +76,9 @@ class BaselineConfig:
     num_threads: int = 0
 
     @classmethod
-    def from_json(cls, text: str | None) -> BaselineConfig:
-        """Parse a JSON object of overrides; an unknown key is an error that lists the known ones."""
-        overrides = json.loads(text or "{}")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown baseline config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**overrides)
+    def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> BaselineConfig:
+        """Defaults <- ``RANKER_BASELINE_<FIELD>`` environment variables <- a JSON object of overrides."""
+        return config_from_sources(cls, text, ENV_PREFIX, environ)
 
     def lightgbm_params(self, ranking: bool, target: str, task_count: int) -> dict[str, Any]:
         params: dict[str, Any] = {

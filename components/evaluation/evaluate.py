@@ -31,6 +31,7 @@ import numpy as np
 
 from components.baseline.gbdt import load_manifest
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
+from components.baseline.overrides import config_from_sources
 from components.baseline.scoring import PER_MODULE_NAME, GbdtBaseline
 from components.evaluation import metrics as m
 from components.evaluation.blessing import ALL_MODULES, Blessing, PrimaryMetric, decide
@@ -42,6 +43,7 @@ from trainer.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 log = logging.getLogger(__name__)
 
 CHAMPION_NAME = "champion"
+ENV_PREFIX = "RANKER_EVAL_"
 
 
 @dataclasses.dataclass
@@ -76,17 +78,14 @@ class EvaluationConfig:
     # The model the blessing judges; default: the first model given.
     candidate: str | None = None
 
+    def __post_init__(self) -> None:
+        self.ks = tuple(int(k) for k in self.ks)  # a JSON list arrives as a list
+
     @classmethod
-    def from_json(cls, text: str | None) -> EvaluationConfig:
-        """Parse a JSON object of overrides; an unknown key is an error that lists the known ones."""
-        overrides = json.loads(text or "{}")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown evaluation config keys {unknown}; known keys: {sorted(known)}")
-        if "ks" in overrides:
-            overrides["ks"] = tuple(int(k) for k in overrides["ks"])
-        return cls(**overrides)
+    @classmethod
+    def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> EvaluationConfig:
+        """Defaults <- ``RANKER_EVAL_<FIELD>`` environment variables <- a JSON object of overrides."""
+        return config_from_sources(cls, text, ENV_PREFIX, environ)
 
     def primary(self, spec: FeatureSpec) -> PrimaryMetric:
         """The primary metric resolved against the data (its task list and whether it has groups)."""

@@ -75,8 +75,12 @@ def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp
 
 
 def test_config_rejects_unknown_keys_and_a_missing_baseline_is_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown baseline config keys \\['leaves'\\]"):
+    with pytest.raises(ValueError, match="unknown BaselineConfig keys \\['leaves'\\]"):
         BaselineConfig.from_json('{"leaves": 3}')
+    config = BaselineConfig.from_json(
+        '{"seed": 3}', environ={"RANKER_BASELINE_SEED": "7", "RANKER_BASELINE_HASHED": "hash"}
+    )
+    assert config.seed == 3 and config.hashed == "hash"
     with pytest.raises(FileNotFoundError, match="ranker train-baseline"):
         GbdtBaseline.load(tmp_path)
 

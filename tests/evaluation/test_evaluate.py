@@ -122,7 +122,7 @@ def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path)
         )
     with pytest.raises(ValueError, match="model 'c' gave scores for none of the targets"):
         evaluate(CONFIG, synthetic_examples, {"c": RandomScorer(0, ("share",))}, baseline_dir, tmp_path)
-    with pytest.raises(ValueError, match="unknown evaluation config keys \\['k'\\]"):
+    with pytest.raises(ValueError, match="unknown EvaluationConfig keys \\['k'\\]"):
         EvaluationConfig.from_json('{"k": 5}')
 
     @dataclasses.dataclass
@@ -183,3 +183,11 @@ def test_a_module_with_too_few_requests_cannot_veto():
     rows += [_row("m", "b", 0.3, requests=9), _row("g", "b", 0.5)]
     blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
     assert blessing.blessed and blessing.modules["b"]["gated"] is False and blessing.modules["a"]["gated"] is True
+
+
+def test_config_reads_the_environment_then_the_json():
+    environ = {"RANKER_EVAL_KS": "[3, 0]", "RANKER_EVAL_TOLERANCE": "0.1", "RANKER_EVAL_PRIMARY_TASK": "click"}
+    config = EvaluationConfig.from_json('{"tolerance": 0.05}', environ=environ)
+    assert config.ks == (3, 0) and config.tolerance == 0.05 and config.primary_task == "click"
+    with pytest.raises(ValueError, match="RANKER_EVAL_SEED='x' is not a valid"):
+        EvaluationConfig.from_json("{}", environ={"RANKER_EVAL_SEED": "x"})

@@ -1,0 +1,65 @@
+"""Build a config dataclass from its defaults, environment variables and a JSON object.
+
+Precedence: field defaults <- ``<PREFIX><FIELD>`` environment variables <- the
+JSON object (a pipeline's ``config_json`` or ``--config-json``). An unknown key
+is an error that lists the known ones::
+
+    config = config_from_sources(BaselineConfig, '{"num_leaves": 15}', "RANKER_BASELINE_")
+    # with RANKER_BASELINE_SEED=7 in the environment: config.seed == 7
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+Config = TypeVar("Config")
+
+
+def config_from_sources(
+    cls: type[Config], json_text: str | None, env_prefix: str, environ: Mapping[str, str] | None = None
+) -> Config:
+    """A ``cls`` instance from defaults, ``env_prefix`` variables and ``json_text`` (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        raw = environ.get(env_prefix + field.name.upper())
+        if raw is not None:
+            values[field.name] = _parse(env_prefix + field.name.upper(), raw, hints[field.name])
+    try:
+        overrides = json.loads(json_text or "{}")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{cls.__name__} overrides are not valid JSON: {error}") from error
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{cls.__name__} overrides must be a JSON object, got {type(overrides).__name__}")
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
+    return cls(**{**values, **overrides})
+
+
+def _parse(variable: str, raw: str, hint: Any) -> Any:
+    """An environment value by the field's type: bool, number, text, null for optionals, JSON otherwise."""
+    args = typing.get_args(hint)
+    try:
+        if hint is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if hint in (int, float):
+            return hint(raw)
+        if hint is str or typing.get_origin(hint) is Literal:
+            return raw
+        if type(None) in args:
+            if raw.lower() in ("", "null", "none"):
+                return None
+            return _parse(variable, raw, next(arg for arg in args if arg is not type(None)))
+        return json.loads(raw)
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"{variable}={raw!r} is not a valid {hint}") from error
