@@ -45,6 +45,7 @@ def render_html(result: EvaluationResult) -> str:
         _verdict(result),
         "<h2>Primary metric</h2>",
         _primary_table(result),
+        _module_check_table(result),
         _bar_plot(result.test, primary.task, primary.metric),
         "<h2>Lift over the per-module GBDT</h2>",
         _lift_table(result),
@@ -114,6 +115,25 @@ def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
         cells = [_num(row["value"]), interval, _pct(row.get("lift")), lift_interval]
         rows.append([model, *cells, _num(row.get("p_value")), _pct(row.get("gain_captured"))])
     return header, rows
+
+
+def _module_check_table(result: EvaluationResult) -> str:
+    """The blessing's per-module regression check."""
+    blessing = result.blessing
+    header = ["module", "requests", result.candidate, result.baseline, "change", "gated"]
+    rows = [
+        [
+            module,
+            "-" if change.get("requests") is None else str(change["requests"]),
+            _num(change["candidate"]),
+            _num(change["baseline"]),
+            _pct(change["relative_change"]),
+            "yes" if change.get("gated") else "no (too few requests)",
+        ]
+        for module, change in blessing.modules.items()
+    ]
+    caption = f"Per-module check: no gated module may fall more than {blessing.tolerance:.1%} below {result.baseline}."
+    return f'<p class="small">{_e(caption)}</p>' + _table(header, rows)
 
 
 def _lift_table(result: EvaluationResult) -> str:
