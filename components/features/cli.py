@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-shards", type=int, default=4, help="TFRecord files per split and shuffle partitions (4)")
     parser.add_argument("--batch-rows", type=int, default=65_536, help="rows per record batch (65536)")
+    parser.add_argument(
+        "--timeline-seconds", type=int, default=60, help="time bucket of the global prior and split boundaries (60)"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="more Beam flags after `--`")
     add_beam_arguments(parser)
@@ -52,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
         dead_letter_threshold=args.dead_letter_threshold,
         num_shards=args.num_shards,
         batch_rows=args.batch_rows,
+        timeline_seconds=args.timeline_seconds,
         beam=beam_options_from_args(args, extra),
     )
     try:

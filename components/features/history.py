@@ -107,48 +107,59 @@ def smoothed_rates(
 
 @dataclasses.dataclass
 class Timeline:
-    """Per distinct timestamp: impressions, positives per task and rows that take part in the split.
+    """Per time bucket: impressions, positives per task and rows that take part in the split.
 
     Mergeable (one per batch, combined globally), so global point-in-time
     priors and time-quantile split boundaries need no single-machine pass.
+    It is a side input of every worker, so its size is bounded by bucketing
+    time (``resolution`` seconds): a year of 60-second buckets is ~0.5M entries.
+    Priors then use the buckets strictly before an impression's bucket, which
+    is still strictly before the impression.
     """
 
-    timestamps: np.ndarray  # sorted unique int64
-    rows: np.ndarray  # int64 per timestamp
-    positives: np.ndarray  # int64 (timestamps, tasks)
-    split_rows: np.ndarray  # int64 per timestamp: rows outside the held-out module
+    timestamps: np.ndarray  # sorted unique int64 bucket starts
+    rows: np.ndarray  # int64 per bucket
+    positives: np.ndarray  # int64 (buckets, tasks)
+    split_rows: np.ndarray  # int64 per bucket: rows outside the held-out module
+    resolution: int = 1  # seconds per bucket
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, tasks: tuple[str, ...], held_out_module: str | None) -> Timeline:
+    def of(cls, frame: pd.DataFrame, tasks: tuple[str, ...], held_out_module: str | None, resolution: int = 1):
         labels = frame[[label_key(task) for task in tasks]].to_numpy(dtype=np.int64)
         in_split = (frame[MODULE] != held_out_module).to_numpy() if held_out_module else np.ones(len(frame), bool)
-        return cls._aggregate(frame[TIMESTAMP].to_numpy(dtype=np.int64), np.ones(len(frame), np.int64), labels,
-                              in_split.astype(np.int64))  # fmt: skip
+        buckets = _bucket(frame[TIMESTAMP].to_numpy(dtype=np.int64), resolution)
+        ones = np.ones(len(frame), np.int64)
+        return cls._aggregate(buckets, ones, labels, in_split.astype(np.int64), resolution)
 
     @classmethod
-    def merge(cls, timelines: list[Timeline], tasks: int) -> Timeline:
+    def merge(cls, timelines: list[Timeline], tasks: int, resolution: int = 1) -> Timeline:
         if not timelines:
             empty = np.zeros(0, np.int64)
-            return cls(empty, empty, np.zeros((0, tasks), np.int64), empty)
+            return cls(empty, empty, np.zeros((0, tasks), np.int64), empty, resolution)
+        if any(timeline.resolution != timelines[0].resolution for timeline in timelines):
+            raise ValueError("cannot merge timelines of different resolutions")
         return cls._aggregate(
             np.concatenate([t.timestamps for t in timelines]),
             np.concatenate([t.rows for t in timelines]),
             np.concatenate([t.positives for t in timelines]),
             np.concatenate([t.split_rows for t in timelines]),
+            timelines[0].resolution,
         )
 
     @classmethod
-    def _aggregate(cls, timestamps: np.ndarray, rows: np.ndarray, positives: np.ndarray, split_rows: np.ndarray):
-        unique, inverse = np.unique(timestamps, return_inverse=True)
+    def _aggregate(
+        cls, buckets: np.ndarray, rows: np.ndarray, positives: np.ndarray, split_rows: np.ndarray, resolution: int
+    ) -> Timeline:
+        unique, inverse = np.unique(buckets, return_inverse=True)
         summed_rows = np.bincount(inverse, weights=rows, minlength=len(unique)).astype(np.int64)
         summed_split = np.bincount(inverse, weights=split_rows, minlength=len(unique)).astype(np.int64)
         summed_positives = np.zeros((len(unique), positives.shape[1]), dtype=np.int64)
         np.add.at(summed_positives, inverse, positives)
-        return cls(unique, summed_rows, summed_positives, summed_split)
+        return cls(unique, summed_rows, summed_positives, summed_split, resolution)
 
     def prior_rates(self, timestamps: np.ndarray) -> np.ndarray:
-        """The global rate of each task over all events strictly before each timestamp (Laplace-smoothed)."""
-        before = np.searchsorted(self.timestamps, timestamps, side="left")
+        """The global rate of each task over the buckets before each timestamp's bucket (Laplace-smoothed)."""
+        before = np.searchsorted(self.timestamps, _bucket(timestamps, self.resolution), side="left")
         rows = np.concatenate([[0], np.cumsum(self.rows)])[before]
         positives = np.vstack([np.zeros((1, self.positives.shape[1]), np.int64), np.cumsum(self.positives, axis=0)])
         return (positives[before] + 1.0) / (rows[:, None] + 2.0)
@@ -172,6 +183,10 @@ class Timeline:
             return 0
         index = int(np.searchsorted(cumulative, rows_before + 1e-9, side="right"))
         return int(self.timestamps[index]) if index < len(self.timestamps) else int(self.timestamps[-1]) + 1
+
+
+def _bucket(timestamps: np.ndarray, resolution: int) -> np.ndarray:
+    return timestamps - np.mod(timestamps, resolution) if resolution > 1 else timestamps
 
 
 def entity_history(

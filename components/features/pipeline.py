@@ -91,6 +91,7 @@ class ExtractionConfig:
     dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed
     num_shards: int = 4  # shuffle partitions, and TFRecord files per split
     batch_rows: int = 65_536
+    timeline_seconds: int = 60  # time buckets of the global prior and the split boundaries
     dead_letter_dir: str = ""  # default: <output_dir>/dead_letter
     beam: BeamOptions = dataclasses.field(default_factory=BeamOptions)
 
@@ -164,6 +165,7 @@ class ExtractionPlan:
     held_out_module: str | None
     num_shards: int
     batch_rows: int
+    timeline_seconds: int = 1
 
     @property
     def entities(self) -> list[Entity]:
@@ -198,9 +200,10 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
     files = () if bigquery else tuple(resolve_files(config.data_uri, spec.source))
     if not 0 <= config.dead_letter_threshold <= 1:
         raise ExtractionError(f"dead_letter_threshold must be in [0, 1], got {config.dead_letter_threshold}")
-    if config.num_shards < 1 or config.batch_rows < 1:
+    if min(config.num_shards, config.batch_rows, config.timeline_seconds) < 1:
         raise ExtractionError(
-            f"num_shards and batch_rows must be positive, got {config.num_shards}, {config.batch_rows}"
+            "num_shards, batch_rows and timeline_seconds must be positive, got "
+            f"{config.num_shards}, {config.batch_rows}, {config.timeline_seconds}"
         )
     return ExtractionPlan(
         spec=spec,
@@ -210,6 +213,7 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
         held_out_module=config.held_out_module or None,
         num_shards=config.num_shards,
         batch_rows=config.batch_rows,
+        timeline_seconds=config.timeline_seconds,
     )
 
 
@@ -398,10 +402,13 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
     rows = outputs.rows
     timeline = (
         rows
-        | "Timeline" >> beam.Map(Timeline.of, tasks, plan.held_out_module)
+        | "Timeline" >> beam.Map(Timeline.of, tasks, plan.held_out_module, plan.timeline_seconds)
         | "MergeTimeline"
         >> beam.CombineGlobally(
-            MergeCombine(lambda: Timeline.merge([], len(tasks)), lambda a, b: Timeline.merge([a, b], len(tasks)))
+            MergeCombine(
+                lambda: Timeline.merge([], len(tasks), plan.timeline_seconds),
+                lambda a, b: Timeline.merge([a, b], len(tasks), plan.timeline_seconds),
+            )
         )
     )
     timeline_view = AsSingleton(timeline)

@@ -105,3 +105,15 @@ def test_spec_entities_and_match_flags():
     assert frame["match_query_category_category"].tolist() == [1.0, 0.0, 0.0]
     assert frame["match_anchor_category_category"].tolist() == [0.0, 0.0, 0.0]
     assert history_entities(load_dataset_spec("kuairand")) == []
+
+
+def test_bucketed_timelines_stay_point_in_time():
+    frame = frame_of([0, 59, 60, 61, 125], ["a"] * 5, [1, 1, 0, 1, 0])
+    timeline = Timeline.of(frame, ("click",), None, resolution=60)
+    assert timeline.timestamps.tolist() == [0, 60, 120] and timeline.rows.tolist() == [2, 2, 1]
+    # t=59 sees nothing (its own minute is excluded), t=61 sees only the first minute, t=125 both.
+    priors = timeline.prior_rates(np.array([59, 61, 125]))[:, 0]
+    assert priors.tolist() == pytest.approx([1 / 2, 3 / 4, 4 / 6])
+    assert timeline.split_boundaries(0.2, 0.2) == (60, 120)
+    with pytest.raises(ValueError, match="different resolutions"):
+        Timeline.merge([timeline, Timeline.of(frame, ("click",), None)], 1)
