@@ -13,6 +13,7 @@
 #                     is present or can be pulled, else a local base made with debootstrap (needs
 #                     root and the debootstrap package; made once, reused while it exists).
 #   LOCAL_BASE_IMAGE  tag of that debootstrap base           (default mmoe-ranker-base:bookworm)
+#   DEPS_IMAGE        tag of the dependency build stage      (default mmoe-ranker-deps:latest)
 #   DEBIAN_MIRROR     mirror debootstrap reads              (default http://deb.debian.org/debian)
 #   DOCKER_BUILD_OPTS extra `docker build` options, e.g. "--network host --no-cache"
 #   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL  http(s) package indexes the build's pip should use
@@ -26,6 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RANKER_IMAGE=${RANKER_IMAGE:-mmoe-ranker:latest}
 SERVING_IMAGE=${SERVING_IMAGE:-mmoe-ranker-serving:latest}
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-mmoe-ranker-base:bookworm}
+DEPS_IMAGE=${DEPS_IMAGE:-mmoe-ranker-deps:latest}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 OFFICIAL_BASE_IMAGE=python:3.11-slim-bookworm
 PIP_BUILD_DIR="$ROOT/infra/pip-build"
@@ -94,6 +96,12 @@ build() {
   local base
   base=$(resolve_base_image)
   write_pip_settings
+  # The dependency stage gets its own tag so that `docker image prune` (which removes untagged
+  # images, and with them the legacy builder's stage cache) never costs a 3 GB reinstall.
+  log "building $DEPS_IMAGE (the pinned dependencies) on $base"
+  # shellcheck disable=SC2086
+  docker build ${DOCKER_BUILD_OPTS:-} --build-arg "BASE_IMAGE=$base" --target deps \
+    -f "$ROOT/infra/Dockerfile" -t "$DEPS_IMAGE" "$ROOT"
   log "building $RANKER_IMAGE on $base"
   # shellcheck disable=SC2086  # DOCKER_BUILD_OPTS is a list of options
   docker build ${DOCKER_BUILD_OPTS:-} --build-arg "BASE_IMAGE=$base" \

@@ -8,8 +8,7 @@ Images are built with ``infra/build_images.sh``, the same script as ``make
 image``; Docker's layer cache makes an up-to-date image a rebuild of seconds.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: kfp reads the test pipeline's real annotations.
 import dataclasses
 import json
 import os
