@@ -4,7 +4,7 @@ Runs, in one go and against the same exported model (the default MMoE
 configuration unless ``--model-dir`` names another export):
 
 * ``ranker serve`` (KServe model server, one model call per request),
-* ``ranker serve`` with micro-batching (``RANKER_BATCH_WAIT_MS``),
+* ``ranker serve --batching`` (requests queued while the model is busy merged into one call),
 * the plain approach: Keras ``model.predict`` per request behind a minimal
   ``http.server`` handler that turns the JSON rows into columns in Python,
 
@@ -212,7 +212,7 @@ def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Names
         env, url = {}, f"{base}/predict"
     else:
         command = [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", str(model_dir), "--port", str(port)]
-        env = {"RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms if name == "batched" else 0)}
+        env = {"RANKER_BATCHING": str(name == "batched"), "RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms)}
         env["RANKER_MAX_CANDIDATES"] = str(max(args.candidates, 1000))
         url = f"{base}/predict"
     process = start(command, env, f"{base}/health", work / f"{name}.log")
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per phase (default 3)")
     parser.add_argument("--saturation-rate", type=float, default=400.0, help="offered req/s of the ceiling phase")
     parser.add_argument("--saturation-concurrency", type=int, default=8, help="requests in flight when saturating")
-    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching wait of the batched variant")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="batching wait of the batched variant")
     parser.add_argument("--variants", default="serve,batched,plain", help="comma-separated subset to run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)

@@ -1,11 +1,14 @@
 """Running the model off the event loop, alone or with the candidates of concurrent requests batched together.
 
-The model runs in a worker thread (TensorFlow releases the GIL), so the event
-loop keeps parsing and answering other requests meanwhile. With
-``max_wait_ms > 0`` a :class:`MicroBatcher` merges the candidates of requests
-that arrive within that wait (or while the model is busy) into one model call::
+The model runs in worker threads (TensorFlow releases the GIL), so the event
+loop keeps parsing and answering other requests meanwhile. A
+:class:`DirectRunner` makes one model call per request; a :class:`MicroBatcher`
+merges the candidates of the requests that queued while its workers were busy
+(and, with ``max_wait_ms > 0``, of those arriving within that wait) into one
+model call, so an idle server adds no latency and a busy one makes fewer,
+larger calls::
 
-    batcher = MicroBatcher(ranker.predict, max_wait_ms=2, max_candidates=16384)
+    batcher = MicroBatcher(ranker.predict, max_wait_ms=0, max_candidates=16384, workers=2)
     outputs = await batcher.predict(columns)     # this request's rows only
 """
 
@@ -45,30 +48,32 @@ class DirectRunner:
 
 
 class MicroBatcher:
-    """Merges concurrent requests into one model call; one call runs at a time.
+    """Merges concurrent requests into model calls; at most ``workers`` calls run at a time.
 
-    A batch closes when ``max_wait_ms`` has passed since its first request or
-    when it holds ``max_candidates`` rows; requests that arrive while the model
-    runs wait for the next batch. Each caller gets back its own rows.
+    A free worker takes every queued request (up to ``max_candidates`` rows),
+    waits up to ``max_wait_ms`` for more, and scores them in one call. Each
+    caller gets back its own rows.
 
     Example::
 
-        batcher = MicroBatcher(ranker.predict, max_wait_ms=2.0, max_candidates=16384)
+        batcher = MicroBatcher(ranker.predict, max_wait_ms=0, max_candidates=16384)
         outputs = await batcher.predict(columns)
     """
 
-    def __init__(self, predict: PredictFn, max_wait_ms: float, max_candidates: int) -> None:
+    def __init__(self, predict: PredictFn, max_wait_ms: float, max_candidates: int, workers: int = 2) -> None:
         self._predict = predict
         self._max_wait_s = max_wait_ms / 1000
         self._max_candidates = max_candidates
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ranker-batch")
+        self._workers_count = workers
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ranker-batch")
         self._queue: asyncio.Queue[tuple[Columns, asyncio.Future]] | None = None
-        self._worker: asyncio.Task | None = None
+        self._workers: list[asyncio.Task] = []
 
     async def predict(self, columns: Columns) -> Mapping[str, np.ndarray]:
-        if self._worker is None:
+        if not self._workers:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._workers = [loop.create_task(self._run()) for _ in range(self._workers_count)]
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((columns, future))
         return await future
@@ -113,8 +118,8 @@ class MicroBatcher:
         return batch
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
         self._executor.shutdown(wait=True)
 
 

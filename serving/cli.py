@@ -28,8 +28,9 @@ _FLAGS = {
     "--max-candidates": ("max_candidates", int, "most candidates in one ranking request"),
     "--max-instances": ("max_instances", int, "most ranking requests (instances) in one HTTP request"),
     "--max-body-bytes": ("max_body_bytes", int, "largest request body; larger gets 413"),
-    "--batch-wait-ms": ("batch_wait_ms", float, "batch concurrent requests into one model call (0 = off)"),
+    "--batch-wait-ms": ("batch_wait_ms", float, "with --batching: wait this long for more requests per batch"),
     "--max-batch-candidates": ("max_batch_candidates", int, "most candidates in one batched model call"),
+    "--model-threads": ("model_threads", int, "model calls that may run at the same time"),
     "--grace-period": ("grace_period_s", int, "seconds to finish in-flight requests on SIGTERM"),
     "--cache-dir": ("cache_dir", str, "where remote models are downloaded (default: a temporary folder)"),
 }
@@ -44,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env = " or ".join(ENVIRONMENT[field])
         parser.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} [{env}; now: {default!r}]")
     parser.add_argument(
+        "--batching",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.batching,
+        help="merge concurrent requests into one model call [RANKER_BATCHING]",
+    )
+    parser.add_argument(
         "--no-access-log",
         dest="access_log",
         action="store_false",
@@ -56,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from serving.config import ServerConfig
     from serving.server import serve
 
-    fields = {field for field, _, _ in _FLAGS.values()} | {"access_log"}
+    fields = {field for field, _, _ in _FLAGS.values()} | {"access_log", "batching"}
     config = ServerConfig(**{field: getattr(args, field) for field in fields})
     serve(config, log_level=logging.DEBUG if args.verbose else logging.INFO)
     return 0

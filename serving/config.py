@@ -34,7 +34,9 @@ class ServerConfig:
     max_candidates: int = 5000
     max_instances: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
+    batching: bool = False
     batch_wait_ms: float = 0.0
+    model_threads: int = 2
     max_batch_candidates: int = 16384
     grace_period_s: int = 30
     cache_dir: str = ""
@@ -64,7 +66,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "max_candidates": ("RANKER_MAX_CANDIDATES",),
     "max_instances": ("RANKER_MAX_INSTANCES",),
     "max_body_bytes": ("RANKER_MAX_BODY_BYTES",),
+    "batching": ("RANKER_BATCHING",),
     "batch_wait_ms": ("RANKER_BATCH_WAIT_MS",),
+    "model_threads": ("RANKER_MODEL_THREADS",),
     "max_batch_candidates": ("RANKER_MAX_BATCH_CANDIDATES",),
     "grace_period_s": ("RANKER_GRACE_PERIOD_S",),
     "cache_dir": ("RANKER_CACHE_DIR",),

@@ -74,10 +74,13 @@ class RankerModel(Model):
         """Start the model runner and score one batch, so the first request does not pay for tracing."""
         module = self.parser.default_module or (self.ranker.feature_spec.modules or ["default"])[0]
         self.ranker.predict({MODULE: np.full(8, module, dtype=object)})
-        if self.config.batch_wait_ms > 0:
-            self.runner = MicroBatcher(self.ranker.predict, self.config.batch_wait_ms, self.config.max_batch_candidates)
+        config = self.config
+        if config.batching:
+            self.runner = MicroBatcher(
+                self.ranker.predict, config.batch_wait_ms, config.max_batch_candidates, config.model_threads
+            )
         else:
-            self.runner = DirectRunner(self.ranker.predict)
+            self.runner = DirectRunner(self.ranker.predict, config.model_threads)
         self.ready = True
         return self.ready
 

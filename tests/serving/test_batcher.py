@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,14 +15,16 @@ from serving.batcher import DirectRunner, MicroBatcher
 class RecordingModel:
     """score = price * 2; records the size of every call."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, seconds: float = 0.0) -> None:
         self.calls: list[int] = []
         self.fail = fail
+        self.seconds = seconds
         self.lock = threading.Lock()
 
     def __call__(self, columns):
         with self.lock:
             self.calls.append(len(columns["price"]))
+        time.sleep(self.seconds)
         if self.fail:
             raise RuntimeError("model exploded")
         return {"score": columns["price"] * 2, "click": columns["price"] / 10}
@@ -37,7 +40,7 @@ async def run_concurrently(runner, requests):
 
 def test_micro_batcher_merges_concurrent_requests_and_returns_each_its_rows():
     model = RecordingModel()
-    batcher = MicroBatcher(model, max_wait_ms=50, max_candidates=10_000)
+    batcher = MicroBatcher(model, max_wait_ms=50, max_candidates=10_000, workers=1)
     requests = [request(100 * i, size) for i, size in enumerate([3, 5, 2, 4])]
     outputs = asyncio.run(run_concurrently(batcher, requests))
     batcher.close()
@@ -49,10 +52,26 @@ def test_micro_batcher_merges_concurrent_requests_and_returns_each_its_rows():
 
 def test_micro_batcher_closes_a_batch_at_the_candidate_cap():
     model = RecordingModel()
-    batcher = MicroBatcher(model, max_wait_ms=1000, max_candidates=4)
+    batcher = MicroBatcher(model, max_wait_ms=1000, max_candidates=4, workers=1)
     asyncio.run(run_concurrently(batcher, [request(0, 4), request(10, 4)]))
     batcher.close()
     assert model.calls == [4, 4]
+
+
+def test_without_a_wait_requests_queued_while_the_model_is_busy_go_in_the_next_call():
+    model = RecordingModel(seconds=0.2)
+    batcher = MicroBatcher(model, max_wait_ms=0, max_candidates=10_000, workers=1)
+
+    async def first_then_three():
+        first = asyncio.ensure_future(batcher.predict(request(0, 1)))
+        await asyncio.sleep(0.05)  # the first call is running
+        rest = [batcher.predict(request(10 * i, 2)) for i in range(1, 4)]
+        return await asyncio.gather(first, *rest)
+
+    outputs = asyncio.run(first_then_three())
+    batcher.close()
+    assert model.calls == [1, 6]
+    assert outputs[3]["score"].tolist() == pytest.approx([60.0, 62.0])
 
 
 def test_micro_batcher_hands_a_model_failure_to_every_waiting_request():

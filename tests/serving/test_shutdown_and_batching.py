@@ -27,7 +27,13 @@ def request_for(module: str, size: int) -> dict:
 
 @pytest.fixture(scope="module")
 def batching_server(model_dir, tmp_path_factory):
-    process = ServerProcess(model_dir, tmp_path_factory.mktemp("batching") / "server.log", RANKER_BATCH_WAIT_MS="50")
+    process = ServerProcess(
+        model_dir,
+        tmp_path_factory.mktemp("batching") / "server.log",
+        RANKER_BATCHING="1",
+        RANKER_BATCH_WAIT_MS="50",
+        RANKER_MODEL_THREADS="1",
+    )
     try:
         process.wait_ready("/health")
         yield process
