@@ -44,6 +44,7 @@ class FakeVertexApi:
         self.requests: list[RecordedRequest] = []
         self.versions: dict[str, list[dict[str, Any]]] = {}  # model resource name -> versions
         self.schedules: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
         self._patch = mock.patch("google.auth.transport.requests.AuthorizedSession.request", self._request)
 
     def __enter__(self) -> FakeVertexApi:
@@ -81,6 +82,10 @@ class FakeVertexApi:
             ("GET", _API + _MODEL + r":listVersions$", self._list_versions),
             ("POST", _API + _MODEL + r"@(?P<version>[^:]+):mergeVersionAliases$", self._merge_aliases),
             ("GET", _API + _MODEL + r"(?:@(?P<version>[^:/]+))?$", self._get_model),
+            ("GET", _API + r"(?P<parent>projects/[^/]+/locations/[^/]+)/endpoints$", self._list_endpoints),
+            ("POST", _API + r"(?P<parent>projects/[^/]+/locations/[^/]+)/endpoints$", self._create_endpoint),
+            ("POST", _API + r"(?P<name>projects/[^/]+/locations/[^/]+/endpoints/[^/:]+):deployModel$", self._deploy),
+            ("GET", _API + r"(?P<name>projects/[^/]+/locations/[^/]+/endpoints/[^/:]+)$", self._get_endpoint),
             ("POST", _API + r"(?P<parent>projects/[^/]+/locations/[^/]+)/pipelineJobs$", self._create_pipeline_job),
             ("POST", _API + r"(?P<parent>projects/[^/]+/locations/[^/]+)/schedules$", self._create_schedule),
             ("GET", _API + r"(?P<parent>projects/[^/]+/locations/[^/]+)/schedules$", self._list_schedules),
@@ -112,6 +117,7 @@ class FakeVertexApi:
                 other["versionAliases"] = [a for a in other["versionAliases"] if a != "default"]
             aliases.insert(0, "default")
         model.update({"name": name, "versionId": version_id, "versionAliases": aliases, "uri": model["artifactUri"]})
+        model["supportedDeploymentResourcesTypes"] = ["DEDICATED_RESOURCES"]  # as for any custom-container model
         versions.append(model)
         response = {
             "@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
@@ -157,6 +163,32 @@ class FakeVertexApi:
                 }
             found["versionAliases"].append(alias)
         return 200, found
+
+    # -- endpoints -------------------------------------------------------------
+
+    def _list_endpoints(self, request, parent):
+        wanted = re.fullmatch(r'display_name="([^"]*)"', request.query.get("filter", [""])[0])
+        found = [e for e in self.endpoints.values() if not wanted or e["displayName"] == wanted[1]]
+        return 200, {"endpoints": found}
+
+    def _create_endpoint(self, request, parent):
+        name = f"{parent}/endpoints/{len(self.endpoints) + 1}"
+        self.endpoints[name] = {**request.json, "name": name, "deployedModels": [], "trafficSplit": {}}
+        response = {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint", **self.endpoints[name]}
+        return 200, {"name": f"{name}/operations/create", "done": True, "response": response}
+
+    def _get_endpoint(self, request, name):
+        return 200, self.endpoints[name]
+
+    def _deploy(self, request, name):
+        deployed = {**request.json["deployedModel"], "id": str(len(self.endpoints[name]["deployedModels"]) + 1)}
+        self.endpoints[name]["deployedModels"].append(deployed)
+        self.endpoints[name]["trafficSplit"] = {deployed["id"]: 100}
+        response = {
+            "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+            "deployedModel": deployed,
+        }
+        return 200, {"name": f"{name}/operations/deploy", "done": True, "response": response}
 
     # -- pipeline jobs and schedules -----------------------------------------
 

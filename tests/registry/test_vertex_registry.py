@@ -7,6 +7,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 
 from components.registry.core import CHAMPION, PREVIOUS_CHAMPION, Candidate, RegistryConfig, register_model
+from components.registry.deploy import deploy_version
 from components.registry.vertex import VertexRegistry, label_value, resource_id
 from tests.registry.fake_google_api import FakeVertexApi
 
@@ -88,6 +89,22 @@ def test_a_retried_registration_finds_the_version_by_its_digest_label(api, regis
     assert len(api.calls("POST", r"/models:upload$")) == 1
     listing = api.calls("GET", r":listVersions$")[-1]
     assert listing.query["filter"] == [f'labels.model_digest="{"a" * 63}"']
+
+
+def test_deploying_a_version_creates_the_endpoint_and_sends_all_traffic(api, registry):
+    register_model(candidate("a"), registry.config, registry)
+
+    endpoint = deploy_version(registry.config, "1", credentials=AnonymousCredentials())
+
+    (create,) = api.calls("POST", r"/endpoints$")
+    assert create.json["displayName"] == "mmoe-ranker"
+    assert endpoint == "projects/my-project/locations/europe-west4/endpoints/1"
+    deployed = api.calls("POST", r":deployModel$")[0].json
+    assert deployed["deployedModel"]["model"] == f"{PARENT}@1"
+    assert deployed["deployedModel"]["dedicatedResources"]["machineSpec"]["machineType"] == "n1-standard-4"
+    assert deployed["trafficSplit"] == {"0": 100}
+    deploy_version(registry.config, "1", credentials=AnonymousCredentials())
+    assert len(api.calls("POST", r"/endpoints$")) == 1  # the endpoint is reused
 
 
 def test_a_local_model_cannot_be_uploaded(registry):
