@@ -49,6 +49,7 @@ class TrainingResult:
     history: dict[str, list[float]]
     epochs_trained: int
     best_epoch: int
+    # train rows x epochs / wall seconds of fit (graph tracing and per-epoch validation included)
     train_examples_per_second: float
 
     def to_dict(self) -> dict[str, Any]:
