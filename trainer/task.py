@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from trainer import cli
 from trainer.distribute import is_chief
+from trainer.train import tensorboard_installed
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,11 @@ def resolve_paths(args: argparse.Namespace, environ: Mapping[str, str]) -> argpa
     """Fill --model-dir, --checkpoint-dir and --tensorboard-dir from Vertex AI's AIP_* variables."""
     args.model_dir = args.model_dir or environ.get("AIP_MODEL_DIR")
     args.checkpoint_dir = args.checkpoint_dir or environ.get("AIP_CHECKPOINT_DIR")
-    args.tensorboard_dir = args.tensorboard_dir or environ.get("AIP_TENSORBOARD_LOG_DIR")
+    if not args.tensorboard_dir and environ.get("AIP_TENSORBOARD_LOG_DIR"):
+        if tensorboard_installed():
+            args.tensorboard_dir = environ["AIP_TENSORBOARD_LOG_DIR"]
+        else:
+            logger.warning("AIP_TENSORBOARD_LOG_DIR is set but tensorboard is not installed: no TensorBoard logs")
     args.examples = args.examples or environ.get("RANKER_EXAMPLES")
     missing = [name for name in ("examples", "model_dir") if not getattr(args, name)]
     if missing:

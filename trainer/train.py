@@ -16,6 +16,7 @@ asked, then exports the SavedModel, the gate diagnostics
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
 import time
@@ -80,6 +81,10 @@ def train_and_export(
     """
     config = config or TrainerConfig()
     examples_dir, model_dir = str(examples_dir), str(model_dir)
+    if tensorboard_dir and not tensorboard_installed():
+        raise RuntimeError(
+            f"--tensorboard-dir {tensorboard_dir} needs the tensorboard package (pip install tensorboard)"
+        )
     spec = load_feature_spec(examples_dir)
     configure_determinism(config)
     strategy = strategy or tf.distribute.get_strategy()
@@ -134,6 +139,11 @@ def train_and_export(
     write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
     logger.info("exported %s (best epoch %d of %d): %s", model_dir, best_epoch, epochs_trained, eval_metrics)
     return result
+
+
+def tensorboard_installed() -> bool:
+    """Whether TensorBoard summaries can be written (TensorFlow does not install the package itself)."""
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def split_rows(examples_dir: str, split: str, spec: FeatureSpec) -> int:

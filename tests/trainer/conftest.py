@@ -38,6 +38,7 @@ def trained_model_dir(synthetic_examples, tmp_path_factory) -> Path:
     import json
 
     from trainer import cli
+    from trainer.train import tensorboard_installed
 
     model_dir = tmp_path_factory.mktemp("trainer") / "model"
     parser = argparse.ArgumentParser()
@@ -54,7 +55,10 @@ def trained_model_dir(synthetic_examples, tmp_path_factory) -> Path:
             "8",
             "--learning-rate",
             "0.01",
+            "--checkpoint-dir",
+            str(model_dir.parent / "checkpoints"),
         ]
+        + (["--tensorboard-dir", str(model_dir.parent / "tensorboard")] if tensorboard_installed() else [])
     )
     assert cli.main(args) == 0
     return model_dir

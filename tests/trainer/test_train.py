@@ -14,7 +14,7 @@ from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.predict import load_ranker
 from trainer.schema import REQUEST_ID, FeatureSpec, label_key
-from trainer.train import configure_determinism
+from trainer.train import configure_determinism, tensorboard_installed, train_and_export
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +58,22 @@ def test_gate_usage_and_metrics_are_written(trained_model_dir, spec):
     assert best == min(metrics["history"]["val_ranking_loss"])
     # early stopping restored the best epoch's weights
     assert metrics["eval_metrics"]["ranking_loss"] == pytest.approx(best, rel=1e-4)
+
+
+def test_checkpoints_and_tensorboard_logs_are_written(trained_model_dir):
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    checkpoints = sorted(path.name for path in (trained_model_dir.parent / "checkpoints").glob("epoch-*.index"))
+    assert len(checkpoints) == metrics["epochs_trained"] and checkpoints[0] == "epoch-001.index"
+    if tensorboard_installed():
+        assert list((trained_model_dir.parent / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_tensorboard_dir_without_tensorboard_fails_before_training(synthetic_examples, tmp_path):
+    if tensorboard_installed():
+        pytest.skip("tensorboard is installed")
+    with pytest.raises(RuntimeError, match="needs the tensorboard package"):
+        train_and_export(synthetic_examples, tmp_path / "model", TrainerConfig(), tensorboard_dir=str(tmp_path))
+    assert not (tmp_path / "model").exists()
 
 
 def fit_briefly(examples, seed: int) -> list[np.ndarray]:
