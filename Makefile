@@ -9,6 +9,7 @@ WORK_DIR ?= work_dir
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-fast lint format benchmark clean
+.PHONY: image test-containers
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +43,12 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 
 benchmark: $(STAMP)  ## every benchmark in benchmarks/ (minutes; results go to docs/benchmarks.md by hand)
 	$(BIN)/python -m benchmarks.run_all
+
+image:  ## build the project and serving images (infra/build_images.sh; docs/infrastructure.md)
+	infra/build_images.sh
+
+test-containers: $(STAMP)  ## build the images and run the container tests (needs a Docker engine)
+	$(BIN)/python -m pytest -m container tests/containers $(PYTEST_ARGS)
 
 clean:  ## remove the virtual environment and local outputs
 	rm -rf $(VENV) $(WORK_DIR) .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@
 # registry, a node's image cache and a CI push store them once.
 ARG RANKER_IMAGE=mmoe-ranker:latest
 FROM ${RANKER_IMAGE}
+# checkov:skip=CKV_DOCKER_7:the build script passes the project image's exact tag (CI: the commit SHA)
 ENV AIP_HTTP_PORT=8080 \
     AIP_HEALTH_ROUTE=/health \
     AIP_PREDICT_ROUTE=/predict \
