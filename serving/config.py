@@ -34,7 +34,7 @@ class ServerConfig:
     max_candidates: int = 5000
     max_instances: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
-    batching: bool = False
+    batching: bool = True
     batch_wait_ms: float = 0.0
     model_threads: int = 2
     max_batch_candidates: int = 16384

@@ -86,7 +86,7 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def server(model_dir, tmp_path_factory) -> Iterator[ServerProcess]:
-    """A served ranker with Vertex AI routes and small limits, shared by the HTTP tests."""
+    """A served ranker with Vertex AI routes, small limits and no batching, shared by the HTTP tests."""
     process = ServerProcess(
         model_dir,
         tmp_path_factory.mktemp("server") / "server.log",
@@ -94,6 +94,7 @@ def server(model_dir, tmp_path_factory) -> Iterator[ServerProcess]:
         AIP_HEALTH_ROUTE=VERTEX_HEALTH_ROUTE,
         RANKER_MAX_CANDIDATES=str(MAX_CANDIDATES),
         RANKER_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+        RANKER_BATCHING="false",  # one model call per request here; tests/serving/test_shutdown_and_batching.py batches
     )
     try:
         process.wait_ready(VERTEX_HEALTH_ROUTE)

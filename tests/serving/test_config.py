@@ -31,7 +31,7 @@ def test_model_uri_wins_over_storage_uri_and_overrides_win_over_both():
 def test_defaults_apply_without_environment():
     config = ServerConfig.from_env({})
     assert (config.http_port, config.predict_route, config.health_route) == (8080, "/predict", "/health")
-    assert (config.batching, config.batch_wait_ms, config.model_threads) == (False, 0.0, 2)
+    assert (config.batching, config.batch_wait_ms, config.model_threads) == (True, 0.0, 2)
 
 
 def test_bad_environment_value_names_the_variable():
