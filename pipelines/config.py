@@ -255,16 +255,16 @@ OPTIONS: dict[str, Option] = {
     ),
     "step_cpu": Option("--step-cpu", "RANKER_STEP_CPU", str, "CPU limit of every step but training"),
     "step_memory": Option("--step-memory", "RANKER_STEP_MEMORY", str, "memory limit of every step but training"),
-    "train_cpu": Option("--train-cpu", "RANKER_TRAIN_CPU", str, "CPU limit of the training step"),
-    "train_memory": Option("--train-memory", "RANKER_TRAIN_MEMORY", str, "memory limit of the training step"),
+    "train_cpu": Option("--train-cpu", "RANKER_TRAINING_CPU", str, "CPU limit of the training step"),
+    "train_memory": Option("--train-memory", "RANKER_TRAINING_MEMORY", str, "memory limit of the training step"),
     "train_accelerator": Option(
         "--train-accelerator",
-        "RANKER_TRAIN_ACCELERATOR",
+        "RANKER_TRAINING_ACCELERATOR",
         str,
         "accelerator of the training step, e.g. NVIDIA_TESLA_T4 (empty: none)",
     ),
     "train_accelerator_count": Option(
-        "--train-accelerator-count", "RANKER_TRAIN_ACCELERATOR_COUNT", int, "accelerators per training replica"
+        "--train-accelerator-count", "RANKER_TRAINING_ACCELERATOR_COUNT", int, "accelerators per training replica"
     ),
     "training_backend": Option(
         "--training-backend",
@@ -273,7 +273,7 @@ OPTIONS: dict[str, Option] = {
         "pipeline (a pipeline step) or custom-job (a Vertex AI custom training job)",
     ),
     "train_machine_type": Option(
-        "--train-machine-type", "RANKER_TRAIN_MACHINE", str, "machine type of the Vertex AI custom training job"
+        "--train-machine-type", "RANKER_TRAINING_MACHINE", str, "machine type of the Vertex AI custom training job"
     ),
     "deploy": Option(
         "--deploy",

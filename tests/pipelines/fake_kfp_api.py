@@ -14,40 +14,23 @@ import json
 import re
 from typing import Any
 from unittest import mock
-from urllib.parse import parse_qs, urlparse
 
 import urllib3
 
-from tests.registry.fake_google_api import RecordedRequest
+from tests.registry.fake_google_api import FakeHttpApi, RecordedRequest
 
 _API = "/apis/v2beta1"
 
 
-class FakeKfpApi:
+class FakeKfpApi(FakeHttpApi):
     """Records every request and answers experiments, runs and recurring runs."""
 
     def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__(mock.patch.object(urllib3.PoolManager, "request", self._request))
         self.recurring_runs: dict[str, dict[str, Any]] = {}
-        self._patch = mock.patch.object(urllib3.PoolManager, "request", self._request)
-
-    def __enter__(self) -> FakeKfpApi:
-        self._patch.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._patch.stop()
-
-    def calls(self, method: str, path_pattern: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.method == method and re.search(path_pattern, r.path)]
 
     def _request(self, method: str, url: str, body=None, fields=None, **kwargs) -> urllib3.HTTPResponse:
-        parsed = urlparse(url)
-        query = parse_qs(parsed.query)
-        for key, value in (fields or {}) if isinstance(fields, list) else (fields or {}).items():
-            query.setdefault(key, []).append(str(value))
-        recorded = RecordedRequest(method, url, parsed.path, query, json.loads(body) if body else {})
-        self.requests.append(recorded)
+        recorded = self.record(method, url, body, fields)
         status, payload = self._route(recorded)
         return urllib3.HTTPResponse(
             body=json.dumps(payload).encode(), status=status, headers={"Content-Type": "application/json"}

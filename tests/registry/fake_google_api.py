@@ -37,17 +37,14 @@ class RecordedRequest:
     json: dict[str, Any]
 
 
-class FakeVertexApi:
-    """Records every REST request and answers model, pipeline job and schedule calls."""
+class FakeHttpApi:
+    """Records requests made through a patched HTTP call; subclasses route and answer them."""
 
-    def __init__(self) -> None:
+    def __init__(self, patch: Any) -> None:
         self.requests: list[RecordedRequest] = []
-        self.versions: dict[str, list[dict[str, Any]]] = {}  # model resource name -> versions
-        self.schedules: dict[str, dict[str, Any]] = {}
-        self.endpoints: dict[str, dict[str, Any]] = {}
-        self._patch = mock.patch("google.auth.transport.requests.AuthorizedSession.request", self._request)
+        self._patch = patch
 
-    def __enter__(self) -> FakeVertexApi:
+    def __enter__(self):
         self._patch.start()
         return self
 
@@ -58,14 +55,28 @@ class FakeVertexApi:
         """The recorded requests with this method whose path matches the pattern."""
         return [r for r in self.requests if r.method == method and re.search(path_pattern, r.path)]
 
-    def _request(self, method: str, url: str, data=None, headers=None, params=None, **kwargs):
+    def record(self, method: str, url: str, body: Any, params: Any) -> RecordedRequest:
+        """Parse and keep one request: path (unquoted), query (URL and params merged), JSON body."""
         parsed = urlparse(url)
         query = parse_qs(parsed.query)
-        for key, value in (params or {}).items() if isinstance(params, dict) else (params or []):
+        for key, value in params.items() if isinstance(params, dict) else (params or []):
             query.setdefault(key, []).append(str(value))
-        body = json.loads(data) if data else {}
-        recorded = RecordedRequest(method.upper(), url, unquote(parsed.path), query, body)
+        recorded = RecordedRequest(method.upper(), url, unquote(parsed.path), query, json.loads(body) if body else {})
         self.requests.append(recorded)
+        return recorded
+
+
+class FakeVertexApi(FakeHttpApi):
+    """Records every REST request and answers model, endpoint, pipeline job and schedule calls."""
+
+    def __init__(self) -> None:
+        super().__init__(mock.patch("google.auth.transport.requests.AuthorizedSession.request", self._request))
+        self.versions: dict[str, list[dict[str, Any]]] = {}  # model resource name -> versions
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+
+    def _request(self, method: str, url: str, data=None, headers=None, params=None, **kwargs):
+        recorded = self.record(method, url, data, params)
         status, payload = self._route(recorded)
         response = requests.Response()
         response.status_code = status
