@@ -12,8 +12,6 @@ probability per task, keyed by task name, and ``score``::
 
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 
 from trainer.config import CONFIG_FILE
@@ -22,21 +20,34 @@ from trainer.schema import FEATURE_SPEC_FILE, MODULE, FeatureSpec
 from trainer.storage import write_json
 
 SIGNATURE = "serving_default"
-# SavedModel signature argument names must match this.
-_VALID_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+
+
+def serving_input_name(name: str) -> str:
+    """The signature's argument name for a raw input, as TensorFlow sanitizes it.
+
+    Non-alphanumeric characters become ``_`` and a name that does not start
+    with a letter gets an ``arg_`` prefix: ``"item-price.usd"`` -> ``"item_price_usd"``.
+    :class:`trainer.predict.Ranker` maps feature names to these, so its callers
+    always use the feature spec's names.
+    """
+    swapped = "".join(char if char.isalnum() else "_" for char in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
 
 
 def input_specs(spec: FeatureSpec) -> dict[str, tf.TensorSpec]:
-    """The serving inputs: ``module_name`` then the spec's features, in spec order."""
-    inputs = {MODULE: tf.TensorSpec([None], tf.string, name=MODULE)}
-    for feature in spec.features:
-        if not _VALID_INPUT_NAME.match(feature.name):
-            raise ValueError(
-                f"feature name {feature.name!r} cannot be a SavedModel input (allowed: {_VALID_INPUT_NAME.pattern})"
-            )
-        dtype = tf.string if feature.is_string else tf.float32
-        inputs[feature.name] = tf.TensorSpec([None], dtype, name=feature.name)
-    return inputs
+    """The serving inputs keyed by raw name: ``module_name`` then the spec's features, in spec order."""
+    names = [MODULE, *spec.feature_names]
+    dtypes = [tf.string, *(tf.string if feature.is_string else tf.float32 for feature in spec.features)]
+    seen: dict[str, str] = {}
+    for name in names:
+        argument = serving_input_name(name)
+        if argument in seen:
+            raise ValueError(f"features {seen[argument]!r} and {name!r} both become serving input {argument!r}")
+        seen[argument] = name
+    return {
+        name: tf.TensorSpec([None], dtype, name=serving_input_name(name))
+        for name, dtype in zip(names, dtypes, strict=True)
+    }
 
 
 def export_model(model: RankerModel, model_dir: str) -> str:

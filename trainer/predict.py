@@ -24,8 +24,9 @@ import pandas as pd
 import tensorflow as tf
 
 from trainer.config import TrainerConfig
-from trainer.export import SIGNATURE
+from trainer.export import SIGNATURE, serving_input_name
 from trainer.model import SCORE
+from trainer.schema import MODULE
 from trainer.storage import load_feature_spec
 
 ColumnValues = np.ndarray | Sequence[Any]
@@ -49,18 +50,25 @@ class Ranker:
         self.config = TrainerConfig.load(self.model_dir)
         self._saved = tf.saved_model.load(self.model_dir)
         self._serve = self._saved.signatures[SIGNATURE]
-        self.input_signature: dict[str, tf.TensorSpec] = dict(self._serve.structured_input_signature[1])
+        arguments = self._serve.structured_input_signature[1]
+        names = [MODULE, *self.feature_spec.feature_names]
+        # raw feature name -> signature argument (TensorFlow sanitizes names such as "item-price")
+        self._arguments = {name: serving_input_name(name) for name in names}
+        missing = sorted(name for name, argument in self._arguments.items() if argument not in arguments)
+        if missing:
+            raise ValueError(f"the SavedModel in {self.model_dir} has no input for {missing}: spec and model differ")
+        self.input_signature: dict[str, tf.TensorSpec] = {name: arguments[self._arguments[name]] for name in names}
         self.task_names: tuple[str, ...] = self.feature_spec.task_names
         self.output_names: tuple[str, ...] = (*self.task_names, SCORE)
 
     def predict(self, features: Mapping[str, ColumnValues]) -> dict[str, np.ndarray]:
         """Probabilities per task and the ranking score for a batch of candidates (one row per candidate)."""
         tensors = self.to_tensors(features)
-        outputs = self._serve(**tensors)
+        outputs = self._serve(**{self._arguments[name]: tensor for name, tensor in tensors.items()})
         return {name: outputs[name].numpy() for name in self.output_names}
 
     def to_tensors(self, features: Mapping[str, ColumnValues]) -> dict[str, tf.Tensor]:
-        """Validated, cast input tensors for the signature (missing columns filled)."""
+        """Validated, cast input tensors keyed by feature name (missing columns filled)."""
         rows = _batch_size(features, self.input_signature)
         tensors = {}
         for name, spec in self.input_signature.items():

@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
-from trainer.export import SIGNATURE, export_model
+from trainer.export import SIGNATURE, export_model, input_specs
 from trainer.model import build_model
 from trainer.predict import load_ranker
+from trainer.schema import Feature, FeatureSpec
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,38 @@ def test_signature_takes_one_rank1_tensor_per_raw_feature(ranker, spec):
 
 
 def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tmp_path):
+    # names TensorFlow must sanitize as signature arguments still arrive under the spec's names
+    spec = FeatureSpec.from_dict(spec.to_dict())
+    spec.features += [
+        Feature("item-price.usd", "numeric", std=2.0),
+        Feature("shop/name", "categorical", vocabulary=["a"]),
+    ]
+    rows = len(raw_batch["module_name"])
+    batch = {**raw_batch, "item-price.usd": np.linspace(-3, 3, rows), "shop/name": np.array(["a", "b"] * (rows // 2))}
     config = TrainerConfig(**{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}})
     model = build_model(spec, config)
     export_model(model, str(tmp_path))
-    reloaded = load_ranker(tmp_path).predict(raw_batch)
-    in_memory = model({name: tf.constant(values) for name, values in raw_batch.items()})
+    ranker = load_ranker(tmp_path)
+    assert ranker.input_signature["item-price.usd"].name == "item_price_usd"
+    reloaded = ranker.predict(batch)
+    in_memory = model(
+        {
+            name: tf.constant(values, tf.string if values.dtype.kind == "U" else tf.float32)
+            for name, values in batch.items()
+        }
+    )
     assert set(reloaded) == set(in_memory)
     for name, values in in_memory.items():
         np.testing.assert_allclose(reloaded[name], values.numpy(), rtol=1e-6, atol=1e-7, err_msg=name)
+    without = ranker.predict({**batch, "item-price.usd": None})
+    assert not np.allclose(without["score"], reloaded["score"])
+
+
+def test_feature_names_that_collide_as_signature_arguments_are_rejected(spec):
+    spec = FeatureSpec.from_dict(spec.to_dict())
+    spec.features += [Feature("a-b", "numeric"), Feature("a.b", "numeric")]
+    with pytest.raises(ValueError, match=r"'a-b' and 'a\.b' both become serving input 'a_b'"):
+        input_specs(spec)
 
 
 def test_serving_signature_accepts_a_dict_of_raw_values(trained_model_dir, raw_batch, spec):
