@@ -43,6 +43,6 @@ def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = PipelineSettings.from_args(args)
+    settings = PipelineSettings.from_args_or_exit(args, "compile")
     print(f"wrote {compile_pipeline(settings, args.out)}")
     return 0

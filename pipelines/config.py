@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ class PipelineSettings:
         flags = {field: getattr(args, field, None) for field in OPTIONS}
         work_dir = flags.get("work_dir") or os.environ.get(OPTIONS["work_dir"].env) or "work_dir"
         return cls.from_env(**flags, registry=registry_config(args, work_dir=work_dir))
+
+    @classmethod
+    def from_args_or_exit(cls, args: argparse.Namespace, command: str) -> PipelineSettings:
+        """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2."""
+        try:
+            return cls.from_args(args)
+        except ValueError as error:
+            print(f"ranker {command}: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     @property
     def effective_held_out_module(self) -> str:

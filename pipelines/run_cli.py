@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.local_run import StepProgress, run_locally
     from pipelines.summary import format_summary
 
-    settings = PipelineSettings.from_args(args)
+    settings = PipelineSettings.from_args_or_exit(args, "run")
     print(
         f"Running the pipeline in {settings.pipeline_root_local} "
         f"({'DockerRunner' if settings.docker else 'SubprocessRunner'}, "

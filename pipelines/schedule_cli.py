@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     from pipelines import remote
     from pipelines.submit_cli import template_path
 
-    settings = PipelineSettings.from_args(args)
+    settings = PipelineSettings.from_args_or_exit(args, "schedule")
     if args.action == "create":
         with tempfile.TemporaryDirectory() as folder:
             template = template_path(args, settings, folder)

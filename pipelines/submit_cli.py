@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pipelines.remote import submit_run
 
-    settings = PipelineSettings.from_args(args)
+    settings = PipelineSettings.from_args_or_exit(args, "submit")
     with tempfile.TemporaryDirectory() as folder:
         name = submit_run(settings, template_path(args, settings, folder))
     print(f"submitted {name}")

@@ -78,3 +78,11 @@ def test_every_option_documents_its_environment_variable_in_help():
     for field in ("data_uri", "n_impressions", "work_dir", "enable_caching", "fail_if_not_blessed"):
         assert OPTIONS[field].env in text
     assert "RANKER_REGISTRY" in text and "MLFLOW_TRACKING_URI" in text
+
+
+def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys):
+    args = parse_run_flags(["--model-config", "{epochs: 1}"])
+    with pytest.raises(SystemExit) as exit_info:
+        PipelineSettings.from_args_or_exit(args, "run")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("ranker run: model_config is not valid JSON")
