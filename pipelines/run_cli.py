@@ -49,7 +49,10 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         result = run_locally(settings, StepProgress(sys.stderr, echo=args.echo_kfp_logs))
-    except RuntimeError as error:
+    except ValueError as error:  # a setting the local runner cannot honour
+        print(f"ranker run: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # kfp.local names the failed step; its output is above
         logger.error("the pipeline failed: %s", error)
         return 1
     print(format_summary(result))

@@ -86,3 +86,9 @@ def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys):
         PipelineSettings.from_args_or_exit(args, "run")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("ranker run: model_config is not valid JSON")
+
+
+def test_ranker_run_refuses_a_custom_training_job_before_running_anything(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RANKER_TRAINING_BACKEND", "custom-job")
+    assert run_cli.main(parse_run_flags(["--work-dir", str(tmp_path)])) == 2
+    assert "cannot run locally" in capsys.readouterr().err
