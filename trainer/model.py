@@ -318,7 +318,8 @@ class RankerModel(tfrs.Model):
         self.logit_offsets = tf.constant([math.log(self.positive_weights[t]) for t in self.task_names], tf.float32)
         self.ranking_tasks = [
             tfrs.tasks.Ranking(
-                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                # per-example losses, averaged over the GLOBAL batch in compute_loss (tf.distribute-safe)
+                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
                 metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{task}_auc")],
             )
             for task in self.task_names
@@ -355,9 +356,10 @@ class RankerModel(tfrs.Model):
         for task, ranking, loss_weight in zip(self.task_names, self.ranking_tasks, self.loss_weights, strict=True):
             labels = tf.cast(inputs[label_key(task)], tf.float32)[:, None]
             sample_weight = 1.0 + (self.positive_weights[task] - 1.0) * labels
-            loss = ranking(labels=labels, predictions=logits[task][:, None], sample_weight=sample_weight)
-            total += loss_weight * loss
-        self.loss_tracker.update_state(total)
+            per_example = ranking(labels=labels, predictions=logits[task][:, None], sample_weight=sample_weight)
+            total += loss_weight * tf.nn.compute_average_loss(per_example)
+        # Under a multi-replica strategy each replica's loss is 1/replicas of the batch mean; report the mean.
+        self.loss_tracker.update_state(total * tf.distribute.get_strategy().num_replicas_in_sync)
         return total
 
     # -- introspection -----------------------------------------------------------
