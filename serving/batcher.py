@@ -82,7 +82,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            merged = {key: np.concatenate([columns[key] for columns, _ in batch]) for key in batch[0][0]}
+            merged = batch[0][0] if len(batch) == 1 else _concatenate([columns for columns, _ in batch])
             MODEL_BATCH.observe(_rows(merged))
             try:
                 outputs = await loop.run_in_executor(self._executor, self._predict, merged)
@@ -121,6 +121,10 @@ class MicroBatcher:
         for worker in self._workers:
             worker.cancel()
         self._executor.shutdown(wait=True)
+
+
+def _concatenate(parts: list[Columns]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _rows(columns: Columns) -> int:
