@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 GATE_USAGE_FILE = "gate_usage.json"
 METRICS_FILE = "metrics.json"
 MONITOR = "val_ranking_loss"
+LAST_BATCH_METRICS = ("loss", "regularization_loss", "total_loss")
 
 
 @dataclasses.dataclass
@@ -123,7 +124,8 @@ def train_and_export(
     losses = history.history.get(MONITOR, [])
     best_epoch = int(np.argmin(losses)) + 1 if losses else epochs_trained
     evaluated = model.evaluate(evaluation.repeat(), steps=eval_steps, return_dict=True, verbose=0)
-    eval_metrics = {name: float(value) for name, value in evaluated.items()}
+    # tfrs's "loss"/"total_loss" are the last batch's; ranking_loss is the mean over the split.
+    eval_metrics = {name: float(value) for name, value in evaluated.items() if name not in LAST_BATCH_METRICS}
     usage = gate_usage(model, evaluation)
     export_model(model, model_dir)
     result = TrainingResult(
