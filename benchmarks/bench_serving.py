@@ -96,8 +96,7 @@ def build_default_model(folder: Path) -> Path:
         positives = {task: sum(row[label_key(task)] for row in rows) for task in spec.task_names}
         spec.splits[split] = SplitStats(rows=rows_count, requests=rows_count // 20, positives=positives)
     spec.save(folder / "examples" / "feature_spec.json")
-    # steps_per_execution=1: the examples dataset has no known size (see docs/benchmarks.md).
-    train_and_export(folder / "examples", folder / "model", TrainerConfig(epochs=1, steps_per_execution=1))
+    train_and_export(folder / "examples", folder / "model", TrainerConfig(epochs=1))
     return folder / "model"
 
 

@@ -29,9 +29,7 @@ def model_dir(synthetic_examples, tmp_path_factory) -> Path:
     from trainer.train import train_and_export
 
     folder = tmp_path_factory.mktemp("served") / "model"
-    config = TrainerConfig(
-        epochs=1, batch_size=256, steps_per_execution=1, expert_units=[16, 8], tower_units=[8], embedding_dim=4
-    )
+    config = TrainerConfig(epochs=1, batch_size=256, expert_units=[16, 8], tower_units=[8], embedding_dim=4)
     train_and_export(synthetic_examples, folder, config)
     return folder
 
