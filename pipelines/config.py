@@ -45,7 +45,7 @@ class PipelineSettings:
     data_uri: str = ""
     dataset_spec: str = "simulator"
     held_out_module: str | None = None
-    n_impressions: int = 300_000
+    n_impressions: int = 400_000
     seed: int = 7
     dead_letter_threshold: float = 0.01
     # step configurations (JSON objects, or @path to a JSON file)
