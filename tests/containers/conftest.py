@@ -9,6 +9,7 @@ image``; Docker's layer cache makes an up-to-date image a rebuild of seconds.
 """
 
 # No `from __future__ import annotations`: kfp reads the test pipeline's real annotations.
+import contextlib
 import dataclasses
 import json
 import os
@@ -118,11 +119,22 @@ def images(docker_client, tmp_path_factory) -> Images:
     return built
 
 
-def docker_runner(**run_args):
-    """kfp.local's DockerRunner, running as the caller so outputs on the mounted pipeline root are theirs."""
-    from kfp import local
+@contextlib.contextmanager
+def running_in_docker(pipeline_root: Path, **init_args) -> Iterator[None]:
+    """kfp.local runs steps with DockerRunner inside the block; the previous configuration is restored after.
 
-    return local.DockerRunner(user=f"{os.getuid()}:{os.getgid()}", **run_args)
+    Steps run as the caller, so their outputs on the mounted pipeline root are the caller's.
+    """
+    from kfp import local
+    from kfp.local import config
+
+    previous = config.LocalExecutionConfig.instance
+    runner = local.DockerRunner(user=f"{os.getuid()}:{os.getgid()}")
+    local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True, **init_args)
+    try:
+        yield
+    finally:
+        config.LocalExecutionConfig.instance = previous
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +150,7 @@ def model_trained_in_image(images, synthetic_examples, container_pipeline_root) 
     Only the pipeline root is mounted into a step, so the examples are copied
     under it first and imported from there.
     """
-    from kfp import dsl, local
+    from kfp import dsl
     from kfp.dsl import Dataset
 
     from components.training.component import train_mmoe
@@ -151,6 +163,6 @@ def model_trained_in_image(images, synthetic_examples, container_pipeline_root) 
         imported = dsl.importer(artifact_uri=examples_uri, artifact_class=Dataset, reimport=False)
         return train_mmoe(examples=imported.output, config_json=config_json).outputs["model"]
 
-    local.init(runner=docker_runner(), pipeline_root=str(container_pipeline_root), raise_on_error=True)
-    task = train_in_image(examples_uri=str(examples), config_json=json.dumps(TINY_MODEL_CONFIG))
+    with running_in_docker(container_pipeline_root):
+        task = train_in_image(examples_uri=str(examples), config_json=json.dumps(TINY_MODEL_CONFIG))
     return Path(task.output.path)

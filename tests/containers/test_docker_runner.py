@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.conftest import TINY_MODEL_CONFIG, docker_runner
+from tests.containers.conftest import TINY_MODEL_CONFIG, running_in_docker
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -32,8 +32,6 @@ def test_the_whole_pipeline_runs_step_by_step_in_the_project_image(images, conta
     Only the pipeline root is mounted into the steps, so the MLflow store lives under it.
     """
     pipeline = pytest.importorskip("pipelines.pipeline", reason="the pipeline DAG (pipelines/pipeline.py) is missing")
-    from kfp import local
-
     from components.registry.core import RegistryConfig, model_digest, open_backend
     from pipelines.config import PipelineSettings
 
@@ -41,9 +39,8 @@ def test_the_whole_pipeline_runs_step_by_step_in_the_project_image(images, conta
     root.mkdir()
     registry = RegistryConfig(work_dir=str(root), tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     settings = PipelineSettings(work_dir=str(root), registry=registry, **SMALL_RUN)
-    local.init(runner=docker_runner(), pipeline_root=str(root), enable_caching=False, raise_on_error=True)
-
-    outputs = pipeline.build_pipeline(settings)(**settings.pipeline_arguments(local=True)).outputs
+    with running_in_docker(root, enable_caching=False):
+        outputs = pipeline.build_pipeline(settings)(**settings.pipeline_arguments(local=True)).outputs
 
     report = json.loads(Path(outputs["report_json"].path).read_text())
     models = {row["model"] for row in report["test"]["ndcg"]}
