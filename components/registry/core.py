@@ -47,6 +47,7 @@ Backend = Literal["mlflow", "vertex"]
 DEFAULT_PREDICT_ROUTE = "/predict"
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_SERVING_PORT = 8080
+GCS_FUSE_ROOT = "/gcs"
 
 
 class ModelNotBlessedError(RuntimeError):
@@ -375,8 +376,9 @@ def model_digest(model_uri: str) -> str:
 
 def _model_files(model_uri: str) -> list[tuple[str, Any]]:
     """(relative path, opener) of every file under a local folder or a remote (gs://) one, sorted."""
-    if "://" not in model_uri:  # local: no TensorFlow import (seconds) for a checksum
-        root = Path(model_uri)
+    local = local_view(model_uri)
+    if local is not None:  # no TensorFlow import (seconds) for a checksum
+        root = Path(local)
         if not root.is_dir():
             raise FileNotFoundError(f"no model folder at {model_uri}")
         files = sorted(path for path in root.rglob("*") if path.is_file())
@@ -439,10 +441,23 @@ def code_version() -> str:
     return commit or os.environ.get("RANKER_CODE_VERSION", "unknown")
 
 
+def local_view(uri: str) -> str | None:
+    """A local path for ``uri``: itself, or ``/gcs/...`` for ``gs://...`` where Cloud Storage FUSE is mounted.
+
+    Vertex AI Pipelines mounts every bucket under ``/gcs``; elsewhere a
+    ``gs://`` URI is read through ``tf.io.gfile`` (returns ``None``).
+    """
+    if "://" not in uri:
+        return uri
+    if uri.startswith("gs://") and Path(GCS_FUSE_ROOT).is_dir():
+        return f"{GCS_FUSE_ROOT}/{uri.removeprefix('gs://')}"
+    return None
+
+
 def _read_json(path: str) -> dict[str, Any]:
     try:
-        if "://" not in path:
-            return json.loads(Path(path).read_text())
+        if local_view(path) is not None:
+            return json.loads(Path(local_view(path)).read_text())
         import tensorflow as tf
 
         with tf.io.gfile.GFile(path) as handle:
@@ -454,16 +469,16 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _exists(path: str) -> bool:
-    if "://" not in path:
-        return Path(path).exists()
+    if local_view(path) is not None:
+        return Path(local_view(path)).exists()
     import tensorflow as tf
 
     return tf.io.gfile.exists(path)
 
 
 def _is_dir(path: str) -> bool:
-    if "://" not in path:
-        return Path(path).is_dir()
+    if local_view(path) is not None:
+        return Path(local_view(path)).is_dir()
     import tensorflow as tf
 
     return tf.io.gfile.isdir(path)

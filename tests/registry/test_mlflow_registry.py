@@ -15,6 +15,7 @@ from components.registry.core import (
     RegistryConfig,
     champion_model_uri,
     flatten_metrics,
+    local_view,
     model_digest,
     register_from_artifacts,
 )
@@ -159,3 +160,14 @@ def test_cli_registers_and_prints_the_champion(tmp_path, capsys):
     champion = capsys.readouterr().out.strip()
     assert champion == champion_model_uri(RegistryConfig(work_dir=str(tmp_path / "work")))
     assert (Path(champion) / "saved_model.pb").is_file()
+
+
+def test_gs_uris_are_read_through_the_cloud_storage_fuse_mount(tmp_path, monkeypatch):
+    monkeypatch.setattr("components.registry.core.GCS_FUSE_ROOT", str(tmp_path))
+    write_model(tmp_path / "bucket" / "model", b"w")
+
+    assert local_view("gs://bucket/model") == f"{tmp_path}/bucket/model"
+    assert model_digest("gs://bucket/model") == model_digest(str(tmp_path / "bucket" / "model"))
+    monkeypatch.setattr("components.registry.core.GCS_FUSE_ROOT", str(tmp_path / "absent"))
+    assert local_view("gs://bucket/model") is None
+    assert local_view("/data/model") == "/data/model"
