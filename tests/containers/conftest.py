@@ -22,23 +22,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.conftest import TINY_CONFIG
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "infra" / "build_images.sh"
 START_DOCKERD = ROOT / "infra" / "start_dockerd.sh"
 SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "mmoe-ranker-serving:latest")
 # The first build bootstraps a base image and installs ~3 GB of wheels; later ones hit the cache.
 BUILD_TIMEOUT_S = int(os.environ.get("RANKER_IMAGE_BUILD_TIMEOUT", "2400"))
-# A model small enough to train in seconds, big enough to exercise every layer kind.
-TINY_MODEL_CONFIG = {
-    "expert_types": ["mlp", "cross"],
-    "expert_units": [16],
-    "tower_units": [8],
-    "embedding_dim": 4,
-    "module_embedding_dim": 4,
-    "batch_size": 256,
-    "epochs": 1,
-    "steps_per_execution": 1,
-}
+# Whichever test comes first pays for the image build in its setup: beyond the suite's 900 s default.
+CONTAINER_TEST_TIMEOUT = pytest.mark.timeout(BUILD_TIMEOUT_S + 900)
+# The trainer tests' tiny model, one epoch: seconds to train, every layer kind exercised.
+TINY_MODEL_CONFIG = {**TINY_CONFIG, "epochs": 1, "steps_per_execution": 1}
 
 
 @dataclasses.dataclass(frozen=True)

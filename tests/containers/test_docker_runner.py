@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.conftest import TINY_MODEL_CONFIG, running_in_docker
+from tests.baseline.conftest import TINY_BASELINE
+from tests.containers.conftest import CONTAINER_TEST_TIMEOUT, TINY_MODEL_CONFIG, running_in_docker
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+pytestmark = [pytest.mark.container, pytest.mark.slow, CONTAINER_TEST_TIMEOUT]
 
 SMALL_RUN = {
     "n_impressions": 4000,
     "model_config": json.dumps(TINY_MODEL_CONFIG),
-    "baseline_config": json.dumps({"n_estimators": 30, "early_stopping_rounds": 10, "num_threads": 1}),
+    "baseline_config": json.dumps(TINY_BASELINE),
     "eval_config": json.dumps({"bootstrap_samples": 100, "permutation_samples": 100}),
     "enable_caching": False,
 }

@@ -4,9 +4,9 @@ import subprocess
 
 import pytest
 
-from tests.containers.conftest import ROOT
+from tests.containers.conftest import CONTAINER_TEST_TIMEOUT, ROOT
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, CONTAINER_TEST_TIMEOUT]
 
 
 def run_in(client, image: str, script: str, **run_args) -> str:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.containers.conftest import Images
+from tests.containers.conftest import CONTAINER_TEST_TIMEOUT, Images
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+pytestmark = [pytest.mark.container, pytest.mark.slow, CONTAINER_TEST_TIMEOUT]
 
 MODEL_MOUNT = "/model"
 # Vertex AI picks the routes per deployment and passes them in the environment.
