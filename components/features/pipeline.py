@@ -564,7 +564,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         features=len(spec.features),
         seconds=seconds,
     )
-    problem = _run_problem(summary, config.dead_letter_threshold)
+    problem = _run_problem(summary, config.dead_letter_threshold) or _held_out_problem(plan, summary)
     if problem:
         FileSystems.delete([spec_path])  # no feature spec: nothing downstream can mistake this for a success
         raise ExtractionError(problem)
@@ -590,6 +590,16 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
     if not summary.split_rows.get("train"):
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
     return ""
+
+
+def _held_out_problem(plan: ExtractionPlan, summary: ExtractionSummary) -> str:
+    """A held-out module that matched no row is a typo, not an empty test set."""
+    if not plan.held_out_module or summary.split_rows.get(HELDOUT_SPLIT):
+        return ""
+    return (
+        f"held-out module {plan.held_out_module!r} matches no row; "
+        f"modules in the data: {', '.join(summary.modules) or '(none)'}"
+    )
 
 
 def artifact_data_uri(uri: str, path: str) -> str:

@@ -123,6 +123,13 @@ def test_malformed_rows_go_to_dead_letters_with_file_row_and_reason(raw, tmp_pat
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
 
 
+def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, tmp_path):
+    data = write_parquet(raw.head(100), tmp_path / "raw", parts=1)
+    with pytest.raises(ExtractionError, match=r"held-out module 'email' matches no row; modules in the data: .*search"):
+        run(data, tmp_path / "examples", held_out_module="email")
+    assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
+
+
 def simulator_spec_as(folder, file_format: str) -> str:
     """The simulator's spec, reading another file format."""
     text = (SPECS_DIR / "simulator.yaml").read_text()
