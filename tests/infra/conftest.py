@@ -29,6 +29,17 @@ def tool(name: str) -> str:
     return found
 
 
+def optional_tool(name: str, package: str) -> str:
+    """A linter the dev extra does not install yet: its path, or a skip naming the package to pin."""
+    path = VENV_BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed: pip install {package}")
+    return found
+
+
 def run_tool(*command: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(part) for part in command], capture_output=True, text=True, cwd=ROOT, timeout=600)
 

