@@ -126,6 +126,8 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         with warnings.catch_warnings():
             # Resources are declared for Vertex AI and KFP; a local runner ignores them, as expected.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
+            # The steps' image is the project's; its packages are this virtual environment's.
+            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
             task = pipeline(**settings.pipeline_arguments(local=True))
     finally:
         root.removeFilter(progress)
