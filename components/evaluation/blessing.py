@@ -8,8 +8,11 @@ The candidate is blessed only when, on the primary metric of the test split,
 2. it beats the current champion overall, when a champion is given (both are
    evaluated on the same requests);
 3. no module falls more than ``tolerance`` (relative) below the per-module
-   GBDT on that module; a module judged on fewer than ``module_min_requests``
-   requests is reported but not gated (its estimate is too noisy to veto).
+   GBDT on that module; with ``module_veto="significant"`` (the default) the
+   module's lift interval must also lie below 0, so that sampling noise on a
+   small surface cannot veto a model that wins overall, while a real
+   regression still does. A module judged on fewer than
+   ``module_min_requests`` requests is reported but not gated.
 
 Every failed rule adds a reason; no reason means blessed::
 
@@ -30,6 +33,7 @@ ALL_MODULES = "all"
 
 class _GateConfig(Protocol):
     tolerance: float
+    module_veto: str
     module_min_requests: int
     require_significance: bool
     alpha: float
@@ -101,10 +105,10 @@ def decide(
     for module, change in modules.items():
         relative, requests = change["relative_change"], change["requests"]
         change["gated"] = requests is None or requests >= config.module_min_requests
-        if relative is not None and relative < -config.tolerance and change["gated"]:
+        if relative is not None and relative < -config.tolerance and change["gated"] and _credible(config, change):
             reasons.append(
                 f"module {module}: {candidate} {primary} {change['candidate']:.4f} is {-relative:.1%} below "
-                f"{baseline} {change['baseline']:.4f} (tolerance {config.tolerance:.1%})"
+                f"{baseline} {change['baseline']:.4f} (tolerance {config.tolerance:.1%}{_interval(change)})"
             )
     return Blessing(
         blessed=not reasons,
@@ -159,4 +163,24 @@ def _module_change(
     row = test.find(candidate, module, primary.task, primary.metric) or {}
     value, base = row.get("value"), _value(test, baseline, module, primary)
     relative = None if value is None or not base else value / base - 1.0
-    return {"candidate": value, "baseline": base, "relative_change": relative, "requests": row.get("requests")}
+    return {
+        "candidate": value,
+        "baseline": base,
+        "relative_change": relative,
+        "lift_ci": [row.get("lift_ci_low"), row.get("lift_ci_high")],
+        "requests": row.get("requests"),
+    }
+
+
+def _credible(config: _GateConfig, change: dict[str, Any]) -> bool:
+    """Whether a module's regression may veto: always under ``"point"``; under ``"significant"`` only
+    when the lift's interval lies below 0 (a module without an interval is judged on its point estimate)."""
+    if config.module_veto == "point":
+        return True
+    high = change["lift_ci"][1]
+    return high is None or high < 0
+
+
+def _interval(change: dict[str, Any]) -> str:
+    low, high = change["lift_ci"]
+    return "" if low is None or high is None else f"; lift interval [{low:+.1%}, {high:+.1%}]"

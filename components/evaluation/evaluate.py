@@ -55,7 +55,9 @@ class EvaluationConfig:
     (a task or ``engagement``; default: ``favorite`` when the data has it, else
     ``engagement``). The candidate must beat the per-module GBDT and the
     champion on it, and no module judged on at least ``module_min_requests``
-    requests may fall more than ``tolerance`` (relative) below the per-module GBDT.
+    requests may fall more than ``tolerance`` (relative) below the per-module GBDT
+    (with ``module_veto="significant"``, also with its lift interval below 0;
+    ``"point"`` vetoes on the point estimate alone).
 
     >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
     (5, 20)
@@ -65,6 +67,7 @@ class EvaluationConfig:
     primary_task: str | None = None
     primary_metric: str = "ndcg@10"
     tolerance: float = 0.02
+    module_veto: str = "significant"
     # Modules judged on fewer requests (with a positive) are reported but cannot veto.
     module_min_requests: int = 10
     require_significance: bool = False
@@ -80,8 +83,9 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         self.ks = tuple(int(k) for k in self.ks)  # a JSON list arrives as a list
+        if self.module_veto not in ("significant", "point"):
+            raise ValueError(f"module_veto must be 'significant' or 'point', got {self.module_veto!r}")
 
-    @classmethod
     @classmethod
     def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> EvaluationConfig:
         """Defaults <- ``RANKER_EVAL_<FIELD>`` environment variables <- a JSON object of overrides."""

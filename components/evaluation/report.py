@@ -120,7 +120,8 @@ def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
 def _module_check_table(result: EvaluationResult) -> str:
     """The blessing's per-module regression check."""
     blessing = result.blessing
-    header = ["module", "requests", result.candidate, result.baseline, "change", "gated"]
+    interval = f"{result.config.confidence_level:.0%} CI"
+    header = ["module", "requests", result.candidate, result.baseline, "change", interval, "gated"]
     rows = [
         [
             module,
@@ -128,11 +129,15 @@ def _module_check_table(result: EvaluationResult) -> str:
             _num(change["candidate"]),
             _num(change["baseline"]),
             _pct(change["relative_change"]),
+            f"[{_pct(change['lift_ci'][0])}, {_pct(change['lift_ci'][1])}]",
             "yes" if change.get("gated") else "no (too few requests)",
         ]
         for module, change in blessing.modules.items()
     ]
-    caption = f"Per-module check: no gated module may fall more than {blessing.tolerance:.1%} below {result.baseline}."
+    caption = (
+        f"Per-module check: no gated module may fall more than {blessing.tolerance:.1%} below {result.baseline}"
+        f" ({result.config.module_veto} rule: see docs/evaluation.md)."
+    )
     return f'<p class="small">{_e(caption)}</p>' + _table(header, rows)
 
 

@@ -163,6 +163,24 @@ def test_module_regression_tolerance(module_b, tolerance, blessed):
         assert blessing.reasons == ["module b: m favorite ndcg@10 0.4900 is 2.0% below g 0.5000 (tolerance 1.0%)"]
 
 
+@pytest.mark.parametrize(("ci_high", "veto", "blessed"), [(0.03, "significant", True), (-0.001, "significant", False),
+                                                         (0.03, "point", False)])  # fmt: skip
+def test_a_module_vetoes_only_a_credible_regression(ci_high, veto, blessed):
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
+    rows += [{**_row("m", "b", 0.45), "lift_ci_low": -0.2, "lift_ci_high": ci_high}, _row("g", "b", 0.5)]
+    config = dataclasses.replace(CONFIG, module_veto=veto)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    assert blessing.blessed is blessed
+    assert blessing.modules["b"]["lift_ci"] == [-0.2, ci_high]
+    if not blessed:
+        assert blessing.reasons[0].startswith("module b: m favorite ndcg@10 0.4500 is 10.0% below g 0.5000")
+
+
+def test_module_veto_must_be_a_known_rule():
+    with pytest.raises(ValueError, match="module_veto must be 'significant' or 'point'"):
+        EvaluationConfig(module_veto="sometimes")
+
+
 def test_significance_rule_needs_a_small_p_value_and_a_positive_interval():
     candidate = {**_row("m", "all", 0.52), "p_value": 0.3, "lift_ci_low": -0.01, "lift_ci_high": 0.09}
     config = dataclasses.replace(CONFIG, require_significance=True)
