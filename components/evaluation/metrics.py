@@ -204,13 +204,20 @@ class Calibration:
 def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> Calibration:
     """ECE = sum over bins of (rows in bin / rows) * |mean prediction - positive rate|.
 
+    Bins hold equal numbers of rows (edges at the predictions' quantiles), so
+    the curve stays informative for rare tasks whose predictions all sit near
+    0, where equal-width bins would put almost every row in the first bin.
+
     >>> calibration(np.array([0, 1]), np.array([0.0, 1.0]), bins=2).ece
     0.0
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if len(probabilities) and (probabilities.min() < 0 or probabilities.max() > 1):
         raise ValueError("calibration needs probabilities in [0, 1]")
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.unique(np.quantile(probabilities, np.linspace(0.0, 1.0, bins + 1))) if len(probabilities) else []
+    if len(edges) < 2:
+        edges = np.array([0.0, 1.0])
+    bins = len(edges) - 1
     index = np.clip(np.searchsorted(edges, probabilities, side="right") - 1, 0, bins - 1)
     count = np.bincount(index, minlength=bins)
     predicted = np.bincount(index, weights=probabilities, minlength=bins)

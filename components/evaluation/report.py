@@ -201,6 +201,7 @@ def _calibration(test: SplitEvaluation) -> str:
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         axis.plot([0, 1], [0, 1], color="#bbb", linestyle="--", linewidth=1)
+        top = 0.01
         for row in test.calibration:
             if row["task"] != task:
                 continue
@@ -208,7 +209,12 @@ def _calibration(test: SplitEvaluation) -> str:
                 (p, r) for p, r in zip(row["mean_prediction"], row["positive_rate"], strict=True) if p is not None
             ]
             axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=row["model"])
-        axis.set(title=task, xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
+            top = max(top, *(max(point) for point in points))
+        # Zoomed to the data: rare tasks' predictions and rates sit far below 1.
+        limit = min(1.0, 1.1 * top)
+        axis.set(
+            title=task, xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, limit), ylim=(0, limit)
+        )
     axes[0][0].legend(fontsize=7)
     return _table(["model", "task", "ECE"], rows) + _image(figure)
 
