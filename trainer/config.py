@@ -70,6 +70,23 @@ class TrainerConfig:
     # Force one numeric encoding for every numeric feature (None: the spec's per-feature choice).
     numeric_encoding: str | None = None
     dropout: float = 0.0
+    # L2 penalty on the embedding rows a batch looks up (categorical, hashed and list features):
+    # l2 * mean over the batch of the summed squares. Curbs the hashed-id memorization that makes
+    # the first epoch the best one (docs/model.md, "Regularization"); 0 disables it.
+    embedding_l2: float = 0.0
+    # -- position bias (training only; docs/model.md, "Position bias") -------
+    # A shallow tower on the logged position (crossed with the module embedding) whose per-task
+    # logit is added during training, so the main model learns relevance rather than exposure.
+    # A no-op (logged) when the data has no position role or every training position is 0.
+    position_bias: bool = False
+    # Position buckets: exact below position_buckets // 2, log2-wide beyond, the last one open.
+    position_buckets: int = 16
+    position_embedding_dim: int = 4
+    # Share of training rows whose position term is dropped, so the main model cannot lean on it.
+    position_dropout: float = 0.1
+    # Position the served probabilities assume (0: "as if shown in the top slot"); null drops the
+    # term. Constant within a request, so it never changes the ranking of a request's candidates.
+    position_reference: int | None = 0
     # -- objective -----------------------------------------------------------
     # task -> loss weight (tasks not listed weigh 1.0).
     task_loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -130,12 +147,18 @@ class TrainerConfig:
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "steps_per_execution": self.steps_per_execution,
+            "position_buckets": self.position_buckets,
+            "position_embedding_dim": self.position_embedding_dim,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.module_dropout < 1.0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("module_dropout and dropout must be in [0, 1)")
+        if not all(0.0 <= rate < 1.0 for rate in (self.module_dropout, self.dropout, self.position_dropout)):
+            raise ValueError("module_dropout, dropout and position_dropout must be in [0, 1)")
+        if self.embedding_l2 < 0:
+            raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        if self.position_reference is not None and self.position_reference < 0:
+            raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")
 
     # -- serialization -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

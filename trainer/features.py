@@ -112,17 +112,19 @@ class StringEncoder(tf.keras.layers.Layer):
     """A categorical (vocabulary + OOV buckets), hashed or list feature as an embedding.
 
     List features hold tokens joined by ``LIST_SEPARATOR``; their encoding is
-    the mean of the token embeddings (zeros for an empty list).
+    the mean of the token embeddings (zeros for an empty list). ``l2`` adds
+    ``l2 * (summed squares of the looked-up rows) / batch`` to the model's
+    losses: only the rows a batch uses are penalized, so the update stays sparse.
 
     Example::
 
-        encoder = StringEncoder(spec.feature("tags"), embedding_dim=8)
+        encoder = StringEncoder(spec.feature("tags"), embedding_dim=8, l2=1e-4)
         encoder(tf.constant(["gift|sale", ""])).shape   # (2, 8)
     """
 
-    def __init__(self, feature: Feature, embedding_dim: int, oov_buckets: int = 1, **kwargs) -> None:
+    def __init__(self, feature: Feature, embedding_dim: int, oov_buckets: int = 1, l2: float = 0.0, **kwargs) -> None:
         super().__init__(name=kwargs.pop("name", f"{feature.kind}_{_safe(feature.name)}"), **kwargs)
-        self.feature = feature
+        self.feature, self.l2 = feature, l2
         if feature.kind == "hashed":
             if not feature.hash_buckets or feature.hash_buckets < 1:
                 raise ValueError(f"hashed feature {feature.name!r} needs hash_buckets >= 1 in the feature spec")
@@ -139,12 +141,19 @@ class StringEncoder(tf.keras.layers.Layer):
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
         if self.feature.kind != "list":
-            return self.embedding(self.lookup(values))
+            vectors = self.embedding(self.lookup(values))
+            self._penalize(vectors, tf.shape(values)[0])
+            return vectors
         tokens = tf.strings.split(values, LIST_SEPARATOR)
         tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
         vectors = tf.ragged.map_flat_values(self.embedding, tf.ragged.map_flat_values(self.lookup, tokens))
+        self._penalize(vectors.flat_values, tf.shape(values)[0])
         counts = tf.cast(tokens.row_lengths(), tf.float32)[:, None]
         return tf.reduce_sum(vectors, axis=1) / tf.maximum(counts, 1.0)
+
+    def _penalize(self, rows: tf.Tensor, batch: tf.Tensor) -> None:
+        if self.l2 > 0:
+            self.add_loss(self.l2 * tf.reduce_sum(tf.square(rows)) / tf.cast(tf.maximum(batch, 1), tf.float32))
 
 
 def _checked_vocabulary(feature: Feature) -> list[str]:
@@ -162,7 +171,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     Example::
 
-        encoder = FeatureEncoder(spec, embedding_dim=8, numeric_encoding="pwl")
+        encoder = FeatureEncoder(spec, embedding_dim=8, numeric_encoding="pwl", embedding_l2=1e-4)
         encoder(raw_features).shape   # (batch, encoder.output_width)
     """
 
@@ -172,6 +181,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         embedding_dim: int,
         numeric_encoding: str | None = None,
         oov_buckets: int = 1,
+        embedding_l2: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -180,7 +190,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         self.encoders: list[NumericEncoder | StringEncoder] = [
             NumericEncoder(feature, embedding_dim, numeric_encoding)
             if feature.kind == "numeric"
-            else StringEncoder(feature, embedding_dim, oov_buckets)
+            else StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2)
             for feature in spec.features
         ]
         self.output_width = sum(encoder.output_width for encoder in self.encoders)

@@ -37,7 +37,8 @@ import tensorflow_recommenders as tfrs
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
 from trainer.layers import Gate, ModuleAwareMLP, make_expert, mix_experts
-from trainer.schema import MODULE, FeatureSpec, label_key
+from trainer.position import PositionBias, PositionBiasSettings, has_positions
+from trainer.schema import MODULE, POSITION, FeatureSpec, label_key
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +304,9 @@ class RankerModel(tfrs.Model):
         unknown = sorted(set(config.task_loss_weights) - set(self.task_names))
         if unknown:
             raise ValueError(f"task_loss_weights names unknown task(s) {unknown}; tasks: {self.task_names}")
-        self.feature_encoder = FeatureEncoder(spec, config.embedding_dim, config.numeric_encoding, config.oov_buckets)
+        self.feature_encoder = FeatureEncoder(
+            spec, config.embedding_dim, config.numeric_encoding, config.oov_buckets, config.embedding_l2
+        )
         self.module_embedding = (
             ModuleEmbedding(
                 trained_modules(spec), config.module_embedding_dim, config.module_dropout, config.oov_buckets
@@ -312,6 +315,7 @@ class RankerModel(tfrs.Model):
             else None
         )
         self.body = BODIES[config.architecture](config, self.task_names)
+        self.position_bias = _position_tower(spec, config, self.task_names)
         self.loss_weights = [float(config.task_loss_weights.get(task, 1.0)) for task in self.task_names]
         self.positive_weights = positive_weights(spec, config)
         # Weighted BCE moves the optimal logit by log(w); subtracting it restores calibrated probabilities.
@@ -336,13 +340,27 @@ class RankerModel(tfrs.Model):
             module = self.module_embedding(features[MODULE], training=training)
         return x, module
 
-    def logits_and_gates(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        """Uncalibrated logits per task, shape (batch,), and gate weights per task (batch, experts)."""
+    def logits_and_gates(
+        self, features: Mapping[str, tf.Tensor], training: bool | None = None, positions: tf.Tensor | None = None
+    ):
+        """Uncalibrated logits per task, shape (batch,), and gate weights per task (batch, experts).
+
+        With a position tower, its offsets at ``positions`` (the logged ones in
+        the loss) or else at ``position_reference`` are added to the logits.
+        """
         x, module = self.encode(features, training=training)
         logits, gates = self.body(x, module, training=training)
-        return {task: tf.squeeze(value, axis=1) for task, value in logits.items()}, gates
+        logits = {task: tf.squeeze(value, axis=1) for task, value in logits.items()}
+        if self.position_bias is not None:
+            if positions is None and self.config.position_reference is not None:
+                positions = tf.fill(tf.shape(features[MODULE]), tf.constant(self.config.position_reference, tf.int64))
+            if positions is not None:
+                offsets = self.position_bias(positions, module, training=training)
+                logits = {task: logits[task] + offsets[:, index] for index, task in enumerate(self.task_names)}
+        return logits, gates
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
+        # Serving has no logged position: the position tower (if any) runs at the reference position.
         logits, _ = self.logits_and_gates(features, training=training)
         stacked = tf.stack([logits[task] for task in self.task_names], axis=1) - self.logit_offsets
         probabilities = tf.sigmoid(stacked)
@@ -351,7 +369,7 @@ class RankerModel(tfrs.Model):
         return outputs
 
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        logits, _ = self.logits_and_gates(inputs, training=training)
+        logits, _ = self.logits_and_gates(inputs, training=training, positions=inputs.get(POSITION))
         total = tf.constant(0.0)
         for task, ranking, loss_weight in zip(self.task_names, self.ranking_tasks, self.loss_weights, strict=True):
             labels = tf.cast(inputs[label_key(task)], tf.float32)[:, None]
@@ -370,6 +388,15 @@ class RankerModel(tfrs.Model):
     def module_aware_blocks(self) -> list[tf.keras.layers.Layer]:
         """Every expert, gate and tower (the layers that must see the module embedding)."""
         return [*self.body.experts, *self.body.gates, *self.body.towers]
+
+
+def _position_tower(spec: FeatureSpec, config: TrainerConfig, tasks: Sequence[str]) -> PositionBias | None:
+    if not config.position_bias or not has_positions(spec):
+        return None
+    settings = PositionBiasSettings(
+        config.position_buckets, config.position_embedding_dim, config.position_dropout, config.position_reference
+    )
+    return PositionBias(tasks, settings, with_module=config.uses_module)
 
 
 def build_model(spec: FeatureSpec, config: TrainerConfig) -> RankerModel:

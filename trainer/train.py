@@ -30,6 +30,7 @@ from trainer.config import TrainerConfig
 from trainer.export import export_model
 from trainer.inputs import make_dataset
 from trainer.model import RankerModel, build_model
+from trainer.position import has_positions, positions_all_zero
 from trainer.schema import MODULE, FeatureSpec
 from trainer.storage import load_feature_spec, write_json
 
@@ -87,6 +88,7 @@ def train_and_export(
             f"--tensorboard-dir {tensorboard_dir} needs the tensorboard package (pip install tensorboard)"
         )
     spec = load_feature_spec(examples_dir)
+    config = _without_constant_positions(examples_dir, spec, config)
     configure_determinism(config)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
@@ -141,6 +143,16 @@ def train_and_export(
     write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
     logger.info("exported %s (best epoch %d of %d): %s", model_dir, best_epoch, epochs_trained, eval_metrics)
     return result
+
+
+def _without_constant_positions(examples_dir: str, spec: FeatureSpec, config: TrainerConfig) -> TrainerConfig:
+    """``config`` with ``position_bias`` off when every training position is 0 (nothing for the tower to learn)."""
+    if not config.position_bias or not has_positions(spec):
+        return config
+    if not positions_all_zero(make_dataset(examples_dir, "train", spec, config.batch_size)):
+        return config
+    logger.info("position_bias is on but every training position is 0: training without the position tower")
+    return config.replace(position_bias=False)
 
 
 def tensorboard_installed() -> bool:

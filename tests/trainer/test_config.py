@@ -37,6 +37,8 @@ def test_environment_parses_every_field_type():
         "RANKER_TRAIN_CROSS_PROJECTION_DIM": "null",
         "RANKER_TRAIN_GATE_TEMPERATURE": "0.5",
         "RANKER_TRAIN_ARCHITECTURE": "shared_bottom",
+        "RANKER_TRAIN_POSITION_BIAS": "true",
+        "RANKER_TRAIN_POSITION_REFERENCE": "null",
     }
     config = TrainerConfig.from_dict(env_overrides(environ))
     assert config.expert_types == ["cross", "mlp"]
@@ -45,6 +47,8 @@ def test_environment_parses_every_field_type():
     assert config.cross_projection_dim is None
     assert config.gate_temperature == 0.5
     assert config.architecture == "shared_bottom"
+    assert config.position_bias is True
+    assert config.position_reference is None
 
 
 @pytest.mark.parametrize(
@@ -56,6 +60,10 @@ def test_environment_parses_every_field_type():
         ({"batch_size": 0}, "batch_size"),
         ({"gate_temperature": 0.0}, "gate_temperature"),
         ({"not_a_field": 1}, "not_a_field"),
+        ({"position_dropout": 1.0}, "position_dropout"),
+        ({"position_buckets": 0}, "position_buckets"),
+        ({"position_reference": -1}, "position_reference"),
+        ({"embedding_l2": -0.1}, "embedding_l2"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):

@@ -135,3 +135,15 @@ def test_forced_numeric_encoding_applies_to_every_numeric_feature_with_quantiles
     encodings = {e.feature.name: e.encoding for e in model.feature_encoder.encoders if e.feature.kind == "numeric"}
     # user_category_affinity has no quantiles in the spec, so it stays normalized
     assert encodings == {"price": "quantile", "listing_ctr": "quantile", "user_category_affinity": "normalize"}
+
+
+def test_embedding_l2_penalizes_the_looked_up_rows_of_every_string_feature(spec, raw_batch):
+    strings = [feature for feature in spec.features if feature.is_string]
+    plain = build_model(spec, tiny())
+    plain(tensors(raw_batch), training=True)
+    assert plain.losses == []
+    regularized = build_model(spec, tiny(embedding_l2=0.1))
+    regularized(tensors(raw_batch), training=True)
+    penalties = [float(loss) for loss in regularized.losses]
+    assert len(penalties) == len(strings)
+    assert all(penalty > 0 for penalty in penalties)
