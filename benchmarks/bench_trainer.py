@@ -2,13 +2,20 @@
 
     python -m benchmarks.bench_trainer                          # simulate 200k impressions, extract, then both
     python -m benchmarks.bench_trainer --examples work/examples --skip-quality
+    python -m benchmarks.bench_trainer --examples work/examples --compare --oracle work/sim/oracle
 
 1. Throughput: examples/s of warm training epochs of the default config, with
    the model's FLOPs per example counted analytically (2 per multiply-add of
    every Dense and Cross kernel; a training step is ~3x the forward pass),
    against the machine's peak (cores x clock x FP32 FLOPs per cycle).
 2. Quality: eval NDCG@10 per task (graded by that task's label) of every
-   architecture, and of the default MMoE with each numeric encoding forced.
+   architecture, and of the default MMoE with each numeric encoding forced,
+   with position bias, embedding L2 and capped hash buckets (``--extra-variants``).
+3. ``--compare``: the same variants, the per-module and global LightGBM
+   baselines, a random ranker and (``--oracle``) the simulator's oracle, all
+   judged by the evaluation step (``components.evaluation.evaluate``) on the
+   test split: NDCG@10 per task with 95% bootstrap intervals, and the
+   held-out module's split when the examples have one.
 
 Data: the built-in simulator (components/data) and the Beam extraction
 (components/features) unless ``--examples`` points at extracted examples.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import time
@@ -153,10 +161,60 @@ def eval_ndcg(examples: Path, config: TrainerConfig, model_dir: Path) -> dict[st
     }
 
 
-def quality_variants(architectures: list[str], encodings: list[str]) -> dict[str, dict]:
+# Variants beyond the architectures and encodings: the trainer's opt-in remedies.
+EXTRA_VARIANTS = {
+    "mmoe, position bias": {"position_bias": True},
+    "mmoe, embedding_l2 3e-2": {"embedding_l2": 3e-2},
+    "mmoe, embedding_l2 3e-1": {"embedding_l2": 3e-1},
+    "mmoe, max_hash_buckets 2048": {"max_hash_buckets": 2048},
+}
+
+
+def quality_variants(architectures: list[str], encodings: list[str], extra: dict[str, dict]) -> dict[str, dict]:
     variants = {architecture: {"architecture": architecture} for architecture in architectures}
     variants.update({f"mmoe, {encoding}": {"numeric_encoding": encoding} for encoding in encodings})
+    variants.update(extra)
     return variants
+
+
+def model_dir_name(variant: str) -> str:
+    """A folder name for a variant: ``"mmoe, embedding_l2 3e-2"`` -> ``"mmoe_embedding_l2_3e-2"``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", variant)
+
+
+# -- comparison with the GBDT baselines ----------------------------------------------
+
+
+def train_variant(examples: Path, config: TrainerConfig, model_dir: Path, reuse: bool) -> float:
+    """Train and export one variant (kept when ``reuse`` and already exported); returns the seconds spent."""
+    from trainer.train import train_and_export
+
+    if reuse and (model_dir / "saved_model.pb").exists():
+        return 0.0
+    started = time.perf_counter()
+    train_and_export(examples, model_dir, config)
+    return time.perf_counter() - started
+
+
+def baseline_dir(examples: Path, out: Path, reuse: bool) -> Path:
+    """The per-module and global LightGBM rankers trained on ``examples`` (kept when ``reuse``)."""
+    from components.baseline.gbdt import BaselineConfig, train_baseline
+
+    if not (reuse and (out / "manifest.json").exists()):
+        train_baseline(BaselineConfig(), examples, out)
+    return out
+
+
+def ndcg_table(split, models: list[str], targets: list[str], metric: str = "ndcg@10") -> list[str]:
+    """Markdown rows: NDCG per target with its 95% interval, one row per model (all modules)."""
+    lines = ["| model | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    for model in models:
+        cells = []
+        for target in targets:
+            row = split.find(model, "all", target, metric)
+            cells.append("-" if row is None else f"{row['value']:.4f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # -- main --------------------------------------------------------------------------
@@ -177,7 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-predict", action="store_true")
     parser.add_argument("--predict-batches", nargs="+", type=int, default=[1, 100, 1000])
+    parser.add_argument(
+        "--extra-variants",
+        type=json.loads,
+        default=EXTRA_VARIANTS,
+        help=f"JSON {{name: TrainerConfig overrides}} trained besides the architectures (default: {EXTRA_VARIANTS})",
+    )
+    parser.add_argument("--compare", action="store_true", help="judge every variant against the GBDT baselines")
+    parser.add_argument("--oracle", help="simulator oracle folder, for the oracle's NDCG in --compare")
+    parser.add_argument("--reuse", action="store_true", help="--compare: keep models already in --work-dir")
     args = parser.parse_args(argv)
+    if args.compare:
+        args.skip_throughput = args.skip_predict = args.skip_quality = True
 
     examples = args.examples or simulated_examples(args.work_dir, args.impressions, args.seed)
     spec = FeatureSpec.load(examples)
@@ -203,17 +272,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {size} | {ms:.2f} | {per_second:,.0f} |")
     if not args.skip_quality:
         rows = []
-        for name, overrides in quality_variants(args.architectures, args.encodings).items():
+        for name, overrides in quality_variants(args.architectures, args.encodings, args.extra_variants).items():
             config = base.replace(epochs=args.epochs, **overrides)
             started = time.perf_counter()
-            ndcg = eval_ndcg(examples, config, args.work_dir / "models" / name.replace(", ", "_"))
+            ndcg = eval_ndcg(examples, config, args.work_dir / "models" / model_dir_name(name))
             rows.append((name, ndcg, time.perf_counter() - started))
         tasks = list(spec.task_names)
         print("\n| variant | " + " | ".join(f"{t} NDCG@10" for t in tasks) + " | train+eval s |")
         print("|---|" + "---|" * (len(tasks) + 1))
         for name, ndcg, seconds in rows:
             print(f"| {name} | " + " | ".join(f"{ndcg[t]:.4f}" for t in tasks) + f" | {seconds:.0f} |")
+    if args.compare:
+        compare(args, examples, base)
     return 0
+
+
+def compare(args: argparse.Namespace, examples: Path, base: TrainerConfig) -> None:
+    """Train (or reuse) every variant and the baselines, evaluate them together, print the NDCG@10 tables."""
+    from components.evaluation.evaluate import EvaluationConfig, evaluate
+
+    models = {}
+    for name, overrides in quality_variants(args.architectures, args.encodings, args.extra_variants).items():
+        model_dir = args.work_dir / "models" / model_dir_name(name)
+        seconds = train_variant(examples, base.replace(epochs=args.epochs, **overrides), model_dir, args.reuse)
+        print(f"{name}: {'reused' if seconds == 0 else f'trained in {seconds:.0f} s'} ({model_dir})")
+        models[model_dir_name(name)] = model_dir
+    baseline = baseline_dir(examples, args.work_dir / "baseline", args.reuse)
+    result = evaluate(EvaluationConfig(), examples, models, baseline, args.work_dir / "report", args.oracle)
+    targets = [*FeatureSpec.load(examples).task_names, "engagement"]
+    print(f"\ntest split, NDCG@10 [95% bootstrap interval], {result.test.requests} requests:")
+    print("\n".join(ndcg_table(result.test, result.models, targets)))
+    if result.heldout is not None:
+        print(f"\nheld-out module split, NDCG@10, {result.heldout.requests} requests:")
+        print("\n".join(ndcg_table(result.heldout, result.models, targets)))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class TrainerConfig:
     # l2 * mean over the batch of the summed squares. Curbs the hashed-id memorization that makes
     # the first epoch the best one (docs/model.md, "Regularization"); 0 disables it.
     embedding_l2: float = 0.0
+    # Cap on the buckets of every hashed feature (None: the spec's hash_buckets). Fewer buckets
+    # share rows between rare ids: less capacity to memorize, at the price of collisions.
+    max_hash_buckets: int | None = None
     # -- position bias (training only; docs/model.md, "Position bias") -------
     # A shallow tower on the logged position (crossed with the module embedding) whose per-task
     # logit is added during training, so the main model learns relevance rather than exposure.
@@ -155,6 +158,8 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not all(0.0 <= rate < 1.0 for rate in (self.module_dropout, self.dropout, self.position_dropout)):
             raise ValueError("module_dropout, dropout and position_dropout must be in [0, 1)")
+        if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
+            raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if self.position_reference is not None and self.position_reference < 0:

@@ -122,14 +122,22 @@ class StringEncoder(tf.keras.layers.Layer):
         encoder(tf.constant(["gift|sale", ""])).shape   # (2, 8)
     """
 
-    def __init__(self, feature: Feature, embedding_dim: int, oov_buckets: int = 1, l2: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        feature: Feature,
+        embedding_dim: int,
+        oov_buckets: int = 1,
+        l2: float = 0.0,
+        max_hash_buckets: int | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(name=kwargs.pop("name", f"{feature.kind}_{_safe(feature.name)}"), **kwargs)
         self.feature, self.l2 = feature, l2
         if feature.kind == "hashed":
             if not feature.hash_buckets or feature.hash_buckets < 1:
                 raise ValueError(f"hashed feature {feature.name!r} needs hash_buckets >= 1 in the feature spec")
-            self.lookup = tf.keras.layers.Hashing(num_bins=feature.hash_buckets)
-            rows = feature.hash_buckets
+            rows = min(feature.hash_buckets, max_hash_buckets or feature.hash_buckets)
+            self.lookup = tf.keras.layers.Hashing(num_bins=rows)
         else:
             vocabulary = _checked_vocabulary(feature)
             self.lookup = tf.keras.layers.StringLookup(
@@ -182,6 +190,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         numeric_encoding: str | None = None,
         oov_buckets: int = 1,
         embedding_l2: float = 0.0,
+        max_hash_buckets: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -190,7 +199,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         self.encoders: list[NumericEncoder | StringEncoder] = [
             NumericEncoder(feature, embedding_dim, numeric_encoding)
             if feature.kind == "numeric"
-            else StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2)
+            else StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets)
             for feature in spec.features
         ]
         self.output_width = sum(encoder.output_width for encoder in self.encoders)

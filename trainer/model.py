@@ -5,7 +5,8 @@
                                            v
            body (one of five architectures, chosen by ``TrainerConfig.architecture``)
                                            v
-           one logit per task ──> tfrs.tasks.Ranking (weighted BCE, AUC) for training
+           one logit per task (+ position tower's offset, training only; see trainer/position.py)
+                              ──> tfrs.tasks.Ranking (weighted BCE, AUC) for training
                               ──> calibrated probability per task ──> per-module score
 
 Architectures (``docs/model.md`` compares them):
@@ -305,7 +306,12 @@ class RankerModel(tfrs.Model):
         if unknown:
             raise ValueError(f"task_loss_weights names unknown task(s) {unknown}; tasks: {self.task_names}")
         self.feature_encoder = FeatureEncoder(
-            spec, config.embedding_dim, config.numeric_encoding, config.oov_buckets, config.embedding_l2
+            spec,
+            config.embedding_dim,
+            config.numeric_encoding,
+            config.oov_buckets,
+            config.embedding_l2,
+            config.max_hash_buckets,
         )
         self.module_embedding = (
             ModuleEmbedding(

@@ -64,6 +64,7 @@ def test_environment_parses_every_field_type():
         ({"position_buckets": 0}, "position_buckets"),
         ({"position_reference": -1}, "position_reference"),
         ({"embedding_l2": -0.1}, "embedding_l2"),
+        ({"max_hash_buckets": 0}, "max_hash_buckets"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):

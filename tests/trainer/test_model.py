@@ -147,3 +147,11 @@ def test_embedding_l2_penalizes_the_looked_up_rows_of_every_string_feature(spec,
     penalties = [float(loss) for loss in regularized.losses]
     assert len(penalties) == len(strings)
     assert all(penalty > 0 for penalty in penalties)
+
+
+def test_max_hash_buckets_caps_every_hashed_embedding(spec):
+    hashed = [feature for feature in spec.features if feature.kind == "hashed"]
+    assert hashed and all(feature.hash_buckets > 3 for feature in hashed)
+    model = build_model(spec, tiny(max_hash_buckets=3))
+    tables = {e.feature.name: e.embedding.input_dim for e in model.feature_encoder.encoders if e.feature in hashed}
+    assert tables == {feature.name: 3 for feature in hashed}
