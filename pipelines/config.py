@@ -86,6 +86,9 @@ class PipelineSettings:
         for name in ("model_config", "baseline_config", "eval_config"):
             config_json(getattr(self, name), name)  # fail now, not an hour into the run
         parse_labels(self.labels)
+        if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
+            # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
+            self.registry = dataclasses.replace(self.registry, work_dir=str(self.pipeline_root_local))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineSettings:

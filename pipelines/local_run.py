@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -107,7 +108,9 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
 
     if settings.training_backend != "pipeline":
         raise ValueError("a Vertex AI custom training job cannot run locally: use --training-backend pipeline")
-    runner = local.DockerRunner() if settings.docker else local.SubprocessRunner(use_venv=False)
+    # The image runs as a non-root user; run the steps as the caller so they can write to the pipeline root.
+    docker_user = f"{os.getuid()}:{os.getgid()}"
+    runner = local.DockerRunner(user=docker_user) if settings.docker else local.SubprocessRunner(use_venv=False)
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=runner,

@@ -26,6 +26,15 @@ def test_defaults_simulate_with_a_held_out_module_and_a_local_registry(tmp_path)
     assert settings.pipeline_root_local == tmp_path / "pipeline_root"
 
 
+def test_in_docker_the_local_registry_lives_in_the_mounted_pipeline_root(tmp_path):
+    settings = PipelineSettings.from_env({"RANKER_WORK_DIR": str(tmp_path), "RANKER_DOCKER": "1"})
+    assert settings.pipeline_arguments()["tracking_uri"] == f"sqlite:///{tmp_path}/pipeline_root/mlflow.db"
+    explicit = PipelineSettings.from_env(
+        {"RANKER_WORK_DIR": str(tmp_path), "RANKER_DOCKER": "1", "MLFLOW_TRACKING_URI": "http://mlflow:5000"}
+    )
+    assert explicit.pipeline_arguments()["tracking_uri"] == "http://mlflow:5000"
+
+
 def test_a_users_data_holds_out_nothing_unless_asked():
     assert PipelineSettings(data_uri="logs/*.csv").effective_held_out_module == ""
     assert PipelineSettings(data_uri="logs/*.csv", held_out_module="search").effective_held_out_module == "search"
