@@ -7,6 +7,7 @@ overriding the one before. Examples::
     ranker train --examples work/examples --model-dir work/model
     ranker train --examples work/examples --model-dir work/ple --architecture ple --epochs 5
     ranker train --examples work/examples --model-dir work/m --config '{"expert_types": ["mlp", "cross"]}'
+    ranker train --examples work/examples --model-dir work/m --position-bias --embedding-l2 3
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _FLAG_FIELDS = (
     "expert_types",
     "numeric_encoding",
     "gate_temperature",
+    "embedding_l2",
+    "position_bias",
     "seed",
 )
 
@@ -46,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser, require_paths: bool = True) -
     parser.add_argument("--expert-types", nargs="+", choices=EXPERT_TYPES, help="one type per shared expert")
     parser.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, help="force one encoding for all numerics")
     parser.add_argument("--gate-temperature", type=float, help="softmax temperature of every gate")
+    parser.add_argument("--embedding-l2", type=float, help="L2 on looked-up embedding rows (default 10; 0 disables)")
+    parser.add_argument(
+        "--position-bias",
+        action=argparse.BooleanOptionalAction,
+        help="training-only position tower added to every task's logit (default off)",
+    )
     parser.add_argument("--seed", type=int, help="random seed")
 
 

@@ -66,3 +66,11 @@ def test_cli_flags_override_the_config_json():
     )
     config = cli.config_from_args(args)
     assert (config.epochs, config.architecture, config.expert_types) == (2, "ple", ["mlp", "cross"])
+
+
+def test_position_bias_and_embedding_l2_flags():
+    assert cli.config_from_args(parse([])).position_bias is False
+    config = cli.config_from_args(parse(["--position-bias", "--embedding-l2", "0"]))
+    assert (config.position_bias, config.embedding_l2) == (True, 0.0)
+    overridden = cli.config_from_args(parse(["--config", '{"position_bias": true}', "--no-position-bias"]))
+    assert overridden.position_bias is False
