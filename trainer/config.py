@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from trainer.overrides import env_values
+
 Architecture = Literal["single_task", "shared_bottom", "mmoe_no_module", "mmoe", "ple"]
 ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
 EXPERT_TYPES = ("mlp", "cross")
@@ -245,31 +247,4 @@ def parse_json_or_file(json_or_file: str | None) -> dict[str, Any]:
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Fields set as ``RANKER_TRAIN_<FIELD>`` (lists, dicts and null as JSON, the rest by field type)."""
-    hints = typing.get_type_hints(TrainerConfig)
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(TrainerConfig):
-        raw = environ.get(ENV_PREFIX + field.name.upper())
-        if raw is not None:
-            values[field.name] = _parse_env_value(field.name, raw, hints[field.name])
-    return values
-
-
-def _parse_env_value(name: str, raw: str, hint: Any) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    try:
-        if hint is bool:
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes")
-        if hint in (int, float):
-            return hint(raw)
-        if hint is str or origin is Literal:
-            return raw
-        if type(None) in args:  # optional: "null" or the inner type
-            if raw.lower() in ("", "null", "none"):
-                return None
-            inner = next(arg for arg in args if arg is not type(None))
-            return _parse_env_value(name, raw, inner)
-        return json.loads(raw)  # lists and dicts
-    except (ValueError, json.JSONDecodeError) as error:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {hint}") from error
+    return env_values(TrainerConfig, ENV_PREFIX, environ)

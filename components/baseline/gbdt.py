@@ -36,8 +36,8 @@ import numpy as np
 
 from components.baseline.encoding import FeatureEncoder, HashedPolicy
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
-from components.baseline.overrides import config_from_sources
 from trainer.examples import read_split
+from trainer.overrides import config_from_sources
 from trainer.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec
 
 log = logging.getLogger(__name__)

@@ -31,13 +31,13 @@ import numpy as np
 
 from components.baseline.gbdt import load_manifest
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
-from components.baseline.overrides import config_from_sources
 from components.baseline.scoring import PER_MODULE_NAME, GbdtBaseline
 from components.evaluation import metrics as m
 from components.evaluation.blessing import ALL_MODULES, Blessing, PrimaryMetric, decide
 from components.evaluation.scorers import ORACLE_NAME, RANDOM_NAME, ModelScorer, OracleScorer, RandomScorer, Scorer
 from components.evaluation.stats import bootstrap_means, percentile_interval, sign_flip_p_values
 from trainer.examples import read_split
+from trainer.overrides import config_from_sources
 from trainer.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,7 @@
 """Build a config dataclass from its defaults, environment variables and a JSON object.
 
+Every area's config (``TrainerConfig``, ``BaselineConfig``, ``EvaluationConfig``)
+reads its ``RANKER_<AREA>_<FIELD>`` variables through :func:`env_values`.
 Precedence: field defaults <- ``<PREFIX><FIELD>`` environment variables <- the
 JSON object (a pipeline's ``config_json`` or ``--config-json``). An unknown key
 is an error that lists the known ones::
@@ -24,13 +26,7 @@ def config_from_sources(
     cls: type[Config], json_text: str | None, env_prefix: str, environ: Mapping[str, str] | None = None
 ) -> Config:
     """A ``cls`` instance from defaults, ``env_prefix`` variables and ``json_text`` (see the module docstring)."""
-    environ = os.environ if environ is None else environ
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        raw = environ.get(env_prefix + field.name.upper())
-        if raw is not None:
-            values[field.name] = _parse(env_prefix + field.name.upper(), raw, hints[field.name])
+    values = env_values(cls, env_prefix, environ)
     try:
         overrides = json.loads(json_text or "{}")
     except json.JSONDecodeError as error:
@@ -44,7 +40,23 @@ def config_from_sources(
     return cls(**{**values, **overrides})
 
 
-def _parse(variable: str, raw: str, hint: Any) -> Any:
+def env_values(cls: type, env_prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` set as ``<env_prefix><FIELD>`` variables, parsed by the field's type.
+
+    >>> env_values(TrainerConfig, "RANKER_TRAIN_", {"RANKER_TRAIN_EPOCHS": "3"})  # doctest: +SKIP
+    {'epochs': 3}
+    """
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        variable = env_prefix + field.name.upper()
+        if environ.get(variable) is not None:
+            values[field.name] = parse_env_value(variable, environ[variable], hints[field.name])
+    return values
+
+
+def parse_env_value(variable: str, raw: str, hint: Any) -> Any:
     """An environment value by the field's type: bool, number, text, null for optionals, JSON otherwise."""
     args = typing.get_args(hint)
     try:
@@ -59,7 +71,7 @@ def _parse(variable: str, raw: str, hint: Any) -> Any:
         if type(None) in args:
             if raw.lower() in ("", "null", "none"):
                 return None
-            return _parse(variable, raw, next(arg for arg in args if arg is not type(None)))
+            return parse_env_value(variable, raw, next(arg for arg in args if arg is not type(None)))
         return json.loads(raw)
     except (ValueError, json.JSONDecodeError) as error:
         raise ValueError(f"{variable}={raw!r} is not a valid {hint}") from error
