@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.registry.core import RegistryConfig
+from trainer.overrides import read_json_object
 
 PIPELINE_NAME = "mmoe-ranker"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
@@ -167,18 +168,7 @@ class PipelineSettings:
 
 def config_json(value: str, name: str = "config") -> str:
     """A JSON object as compact text; ``@path`` reads it from a file. Errors name the setting."""
-    text = value.strip() or "{}"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.is_file():
-            raise ValueError(f"{name}: no JSON file at {path}")
-        text = path.read_text()
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
+    parsed = read_json_object(value, name)
     return json.dumps(parsed, sort_keys=True)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from trainer.overrides import env_values
+from trainer.overrides import env_values, read_json_object
 
 Architecture = Literal["single_task", "shared_bottom", "mmoe_no_module", "mmoe", "ple"]
 ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
@@ -228,21 +228,7 @@ class TrainerConfig:
 
 def parse_json_or_file(json_or_file: str | None) -> dict[str, Any]:
     """A JSON object given inline (``'{"epochs": 2}'``) or as the path of a JSON file."""
-    if not json_or_file or not json_or_file.strip():
-        return {}
-    text = json_or_file.strip()
-    if not text.startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"--config {text!r} is neither a JSON object nor an existing file")
-        text = path.read_text()
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"trainer config is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"trainer config must be a JSON object, got {type(values).__name__}")
-    return values
+    return read_json_object(json_or_file, "trainer config")
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

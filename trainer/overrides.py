@@ -17,6 +17,7 @@ import json
 import os
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 Config = TypeVar("Config")
@@ -27,17 +28,35 @@ def config_from_sources(
 ) -> Config:
     """A ``cls`` instance from defaults, ``env_prefix`` variables and ``json_text`` (see the module docstring)."""
     values = env_values(cls, env_prefix, environ)
-    try:
-        overrides = json.loads(json_text or "{}")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{cls.__name__} overrides are not valid JSON: {error}") from error
-    if not isinstance(overrides, dict):
-        raise ValueError(f"{cls.__name__} overrides must be a JSON object, got {type(overrides).__name__}")
+    overrides = read_json_object(json_text, f"{cls.__name__} overrides")
     known = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
     return cls(**{**values, **overrides})
+
+
+def read_json_object(value: str | None, name: str) -> dict[str, Any]:
+    """A JSON object given inline (``'{"epochs": 2}'``), as ``@path`` or as the path of a file; ``{}`` when empty.
+
+    Errors name the setting (``name``) and what is wrong with it.
+    """
+    text = (value or "").strip()
+    if not text:
+        return {}
+    if text.startswith("@") or text[0] not in "{[":
+        path = Path(text.removeprefix("@"))
+        if not path.is_file():
+            problem = "no JSON file at" if text.startswith("@") else "is neither a JSON object nor an existing file:"
+            raise ValueError(f"{name}: {problem} {path}")
+        text = path.read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
+    return parsed
 
 
 def env_values(cls: type, env_prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
