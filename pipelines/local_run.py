@@ -14,14 +14,18 @@ image, command and inputs, so a rerun with the same inputs reuses them (see
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -90,6 +94,7 @@ class LocalRunResult:
     steps: list[StepRecord]
     seconds: float
     registered: RegisteredVersion | None
+    log_path: Path | None = None  # what the steps printed (None when it was echoed)
 
     @property
     def blessed(self) -> bool:
@@ -112,6 +117,9 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     docker_user = f"{os.getuid()}:{os.getgid()}"
     runner = local.DockerRunner(user=docker_user) if settings.docker else local.SubprocessRunner(use_venv=False)
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
+    progress = progress or StepProgress()
+    if settings.enable_caching and forget_cache_of_other_code(settings.pipeline_root_local / ".kfp_cache"):
+        print("The steps' code changed since the cached runs: every step runs again.", file=progress.stream)
     local.init(
         runner=runner,
         pipeline_root=str(settings.pipeline_root_local),
@@ -119,19 +127,24 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         raise_on_error=True,
     )
     pipeline = build_pipeline(settings)
-    progress = progress or StepProgress()
     root = logging.getLogger()
     level = root.level
     root.setLevel(min(level, logging.INFO))  # kfp.local reports cache hits at INFO
     root.addFilter(progress)
     started = time.monotonic()
+    log_path = None if progress.echo else step_log_path(settings)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _steps_output_to(log_path):
             # Resources are declared for Vertex AI and KFP; a local runner ignores them, as expected.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
             # The steps' image is the project's; its packages are this virtual environment's.
             warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
             task = pipeline(**settings.pipeline_arguments(local=True))
+    except RuntimeError as error:
+        if log_path is None:
+            raise
+        print(_tail(log_path), file=progress.stream)
+        raise RuntimeError(f"{error} (every step's output: {log_path})") from error
     finally:
         root.removeFilter(progress)
         root.setLevel(level)
@@ -144,7 +157,62 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         steps=list(progress.steps.values()),
         seconds=time.monotonic() - started,
         registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
+        log_path=log_path,
     )
+
+
+def step_log_path(settings: PipelineSettings) -> Path:
+    """A new file for one run's step output: ``<work_dir>/logs/run-<time>.log``."""
+    folder = Path(settings.work_dir).resolve() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / time.strftime("run-%Y%m%d-%H%M%S.log")
+
+
+@contextlib.contextmanager
+def _steps_output_to(log_path: Path | None) -> Iterator[None]:
+    """Send what the steps print (``kfp.local`` echoes each step's output to stdout) to ``log_path``."""
+    if log_path is None:
+        yield
+        return
+    with log_path.open("a") as log, contextlib.redirect_stdout(log):
+        yield
+
+
+def _tail(log_path: Path, lines: int = 40) -> str:
+    text = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(["--- last lines of the step output ---", *text, "---"])
+
+
+def steps_code_digest() -> str:
+    """SHA-256 of the code the steps run (the ``components`` and ``trainer`` packages' Python files)."""
+    import components
+    import trainer
+
+    digest = hashlib.sha256()
+    for package in (components, trainer):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root.parent)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def forget_cache_of_other_code(cache_root: Path) -> bool:
+    """Empty ``kfp.local``'s cache when it was filled by other code; whether it was emptied.
+
+    ``kfp.local`` keys a step by its component, image name, command and inputs,
+    but the project image keeps its name while the library code the steps call
+    changes, so a cached step could hide a code change. The cache folder records
+    the digest of the code that filled it.
+    """
+    stamp = cache_root / "CODE_DIGEST"
+    current = steps_code_digest()
+    stale = cache_root.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != current)
+    if stale:
+        shutil.rmtree(cache_root)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current + "\n")
+    return stale
 
 
 def materialize_metrics(cache_root: Path) -> int:

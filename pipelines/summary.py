@@ -72,6 +72,7 @@ def format_summary(result: LocalRunResult) -> str:
                 f"Metrics:   {result.artifact_path('report_json')}",
                 f"Model:     {result.artifact_path('model')}",
                 f"Artifacts: {result.settings.pipeline_root_local}",
+                *([f"Step logs: {result.log_path}"] if result.log_path else []),
             ]
         ),
     ]

@@ -9,9 +9,10 @@ The candidate is blessed only when, on the primary metric of the test split,
    evaluated on the same requests);
 3. no module falls more than ``tolerance`` (relative) below the per-module
    GBDT on that module; with ``module_veto="significant"`` (the default) the
-   module's lift interval must also lie below 0, so that sampling noise on a
-   small surface cannot veto a model that wins overall, while a real
-   regression still does. A module judged on fewer than
+   regression must also be significant: the module's paired sign-flip p-value,
+   Bonferroni-corrected for the number of gated modules, below ``alpha``. So
+   sampling noise on one of many small surfaces cannot veto a model that wins
+   overall, while a real regression still does. A module judged on fewer than
    ``module_min_requests`` requests is reported but not gated.
 
 Every failed rule adds a reason; no reason means blessed::
@@ -102,9 +103,12 @@ def decide(
         if config.require_significance:
             reasons += _significance(config, row, baseline)
     modules = {module: _module_change(test, module, candidate, baseline, primary) for module in test.modules}
+    for change in modules.values():
+        change["gated"] = change["requests"] is None or change["requests"] >= config.module_min_requests
+    gated = sum(change["gated"] and change["relative_change"] is not None for change in modules.values())
     for module, change in modules.items():
-        relative, requests = change["relative_change"], change["requests"]
-        change["gated"] = requests is None or requests >= config.module_min_requests
+        change["p_value_corrected"] = None if change["p_value"] is None else min(1.0, change["p_value"] * gated)
+        relative = change["relative_change"]
         if relative is not None and relative < -config.tolerance and change["gated"] and _credible(config, change):
             reasons.append(
                 f"module {module}: {candidate} {primary} {change['candidate']:.4f} is {-relative:.1%} below "
@@ -168,19 +172,21 @@ def _module_change(
         "baseline": base,
         "relative_change": relative,
         "lift_ci": [row.get("lift_ci_low"), row.get("lift_ci_high")],
+        "p_value": row.get("p_value"),
         "requests": row.get("requests"),
     }
 
 
 def _credible(config: _GateConfig, change: dict[str, Any]) -> bool:
-    """Whether a module's regression may veto: always under ``"point"``; under ``"significant"`` only
-    when the lift's interval lies below 0 (a module without an interval is judged on its point estimate)."""
-    if config.module_veto == "point":
+    """Whether a module's regression may veto: always under ``"point"``; under ``"significant"`` only when
+    its corrected p-value is below ``alpha`` (a module without a p-value is judged on its point estimate)."""
+    if config.module_veto == "point" or change["p_value_corrected"] is None:
         return True
-    high = change["lift_ci"][1]
-    return high is None or high < 0
+    return change["p_value_corrected"] < config.alpha
 
 
 def _interval(change: dict[str, Any]) -> str:
     low, high = change["lift_ci"]
-    return "" if low is None or high is None else f"; lift interval [{low:+.1%}, {high:+.1%}]"
+    interval = "" if low is None or high is None else f"; lift interval [{low:+.1%}, {high:+.1%}]"
+    corrected = change["p_value_corrected"]
+    return interval + ("" if corrected is None else f", corrected p = {corrected:.4f}")

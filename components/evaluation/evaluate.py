@@ -56,8 +56,9 @@ class EvaluationConfig:
     ``engagement``). The candidate must beat the per-module GBDT and the
     champion on it, and no module judged on at least ``module_min_requests``
     requests may fall more than ``tolerance`` (relative) below the per-module GBDT
-    (with ``module_veto="significant"``, also with its lift interval below 0;
-    ``"point"`` vetoes on the point estimate alone).
+    (with ``module_veto="significant"``, also significantly: its paired p-value,
+    Bonferroni-corrected for the gated modules, below ``alpha``; ``"point"``
+    vetoes on the point estimate alone).
 
     >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
     (5, 20)

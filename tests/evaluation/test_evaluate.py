@@ -163,15 +163,23 @@ def test_module_regression_tolerance(module_b, tolerance, blessed):
         assert blessing.reasons == ["module b: m favorite ndcg@10 0.4900 is 2.0% below g 0.5000 (tolerance 1.0%)"]
 
 
-@pytest.mark.parametrize(("ci_high", "veto", "blessed"), [(0.03, "significant", True), (-0.001, "significant", False),
-                                                         (0.03, "point", False)])  # fmt: skip
-def test_a_module_vetoes_only_a_credible_regression(ci_high, veto, blessed):
+@pytest.mark.parametrize(
+    ("p_value", "veto", "blessed"),
+    [
+        (0.03, "significant", True),  # significant alone, not after correcting for two gated modules
+        (0.02, "significant", False),  # 0.02 x 2 = 0.04 < alpha
+        (0.03, "point", False),
+        (None, "significant", False),  # no test measured: judged on the point estimate
+    ],
+)
+def test_a_module_vetoes_only_a_significant_regression_after_correction(p_value, veto, blessed):
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
-    rows += [{**_row("m", "b", 0.45), "lift_ci_low": -0.2, "lift_ci_high": ci_high}, _row("g", "b", 0.5)]
+    rows += [{**_row("m", "b", 0.45), "p_value": p_value, "lift_ci_low": -0.2, "lift_ci_high": -0.01}]
+    rows += [_row("g", "b", 0.5)]
     config = dataclasses.replace(CONFIG, module_veto=veto)
     blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
     assert blessing.blessed is blessed
-    assert blessing.modules["b"]["lift_ci"] == [-0.2, ci_high]
+    assert blessing.modules["b"]["p_value_corrected"] == (None if p_value is None else pytest.approx(2 * p_value))
     if not blessed:
         assert blessing.reasons[0].startswith("module b: m favorite ndcg@10 0.4500 is 10.0% below g 0.5000")
 

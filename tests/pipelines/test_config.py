@@ -101,3 +101,15 @@ def test_ranker_run_refuses_a_custom_training_job_before_running_anything(monkey
     monkeypatch.setenv("RANKER_TRAINING_BACKEND", "custom-job")
     assert run_cli.main(parse_run_flags(["--work-dir", str(tmp_path)])) == 2
     assert "cannot run locally" in capsys.readouterr().err
+
+
+def test_the_step_cache_is_forgotten_when_the_steps_code_changes(tmp_path):
+    from pipelines.local_run import forget_cache_of_other_code, steps_code_digest
+
+    cache = tmp_path / ".kfp_cache"
+    assert forget_cache_of_other_code(cache) is False  # a new cache, stamped with this code
+    (cache / "entry.json").write_text("{}")
+    assert forget_cache_of_other_code(cache) is False and (cache / "entry.json").exists()
+    (cache / "CODE_DIGEST").write_text("code of another day\n")
+    assert forget_cache_of_other_code(cache) is True and not (cache / "entry.json").exists()
+    assert (cache / "CODE_DIGEST").read_text().strip() == steps_code_digest()

@@ -1,5 +1,6 @@
 """The whole DAG under kfp.local on a tiny simulated marketplace: registration, refusal, caching."""
 
+import io
 import json
 from pathlib import Path
 
@@ -74,12 +75,14 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert "deploy-model" not in statuses(progress)  # deploy is off by default
 
     summary = format_summary(result)
+    assert result.log_path is not None and "simulate_marketplace" in result.log_path.read_text()
+    assert f"Step logs: {result.log_path}" in summary
     assert "Blessed: yes" in summary
     assert "Registered: mmoe-ranker version 1 (champion)" in summary
     assert "gbdt_per_module" in summary
 
 
-def test_an_identical_rerun_reuses_the_cached_steps_and_deploys(first_run, work_dir, capfd):
+def test_an_identical_rerun_reuses_the_cached_steps_and_deploys(first_run, work_dir):
     progress = StepProgress()
     rerun = run_locally(settings(work_dir, GOOD_MODEL, deploy=True), progress)
 
@@ -88,7 +91,7 @@ def test_an_identical_rerun_reuses_the_cached_steps_and_deploys(first_run, work_
         assert steps[step] == "CACHED", steps
     assert steps["resolve-champion"] == "SUCCESS"  # reads the registry: never cached
     assert steps["deploy-model"] == "SUCCESS"
-    assert "ranker serve --model-uri models:/mmoe-ranker/1" in capfd.readouterr().out
+    assert "ranker serve --model-uri models:/mmoe-ranker/1" in rerun.log_path.read_text()  # the deploy step's output
     assert rerun.registered is not None and rerun.registered.version == "1"
     registry = MlflowRegistry(RegistryConfig(work_dir=str(work_dir)))
     assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
@@ -110,3 +113,16 @@ def test_a_damaged_model_is_refused_and_not_registered(first_run, work_dir):
     assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
     assert registry.alias_version(CHAMPION) == "1"
     assert "Blessed: no" in format_summary(result)
+
+
+def test_a_failed_step_is_named_with_the_tail_of_its_output(tmp_path):
+    progress = StepProgress(io.StringIO())
+    missing = PipelineSettings(
+        work_dir=str(tmp_path),
+        data_uri=str(tmp_path / "no_such_logs" / "*.parquet"),
+        registry=RegistryConfig(work_dir=str(tmp_path)),
+    )
+    with pytest.raises(RuntimeError, match=r"extract-features.*every step's output: .*run-.*\.log"):
+        run_locally(missing, progress)
+    shown = progress.stream.getvalue()
+    assert "last lines of the step output" in shown and "no_such_logs" in shown
