@@ -124,7 +124,11 @@ def plain_server(model_dir: Path, port: int) -> None:
             request = json.loads(self.rfile.read(int(self.headers["content-length"])))
             predictions = []
             for instance in request["instances"]:
-                rows = [{**instance["context"], **candidate} for candidate in instance["candidates"]]
+                candidates = instance["candidates"]
+                if isinstance(candidates, dict):  # columns: one list per feature
+                    size = len(next(iter(candidates.values())))
+                    candidates = [{name: values[i] for name, values in candidates.items()} for i in range(size)]
+                rows = [{**instance["context"], **candidate} for candidate in candidates]
                 features = {
                     name: np.array(
                         [row.get(name, np.nan if name in numeric else "") for row in rows],
@@ -236,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--saturation-concurrency", type=int, default=8, help="requests in flight when saturating")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="batching wait of the batched variant")
     parser.add_argument("--variants", default="batched,direct,plain", help="comma-separated subset to run")
+    parser.add_argument(
+        "--columnar", action="store_true", help="send the candidates as columns (one list per feature), not rows"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -249,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         work = Path(scratch)
         model_dir = args.model_dir or build_default_model(work)
-        payload = synthetic_payload(FeatureSpec.load(model_dir), args.candidates, columnar=False)
+        payload = synthetic_payload(FeatureSpec.load(model_dir), args.candidates, columnar=args.columnar)
         results = {name: run_variant(name, model_dir, payload, args, work) for name in args.variants.split(",")}
     print(format_table(results, args))
     if args.json:
@@ -259,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        f"{args.candidates} candidates/request (rows), Poisson {args.rate:g} req/s for {args.duration:g} s; "
+        f"{args.candidates} candidates/request ({'columns' if args.columnar else 'rows'}), "
+        f"Poisson {args.rate:g} req/s for {args.duration:g} s; "
         f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
         f"{'variant':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'ceiling rps':>12}",
     ]
