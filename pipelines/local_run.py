@@ -100,6 +100,11 @@ class LocalRunResult:
     def blessed(self) -> bool:
         return bool(self.outputs.get("blessed"))
 
+    @property
+    def latest_dir(self) -> Path:
+        """Where the run's report, metrics and blessing were copied under readable names."""
+        return Path(self.settings.work_dir).resolve() / "latest"
+
     def artifact_path(self, name: str) -> str:
         """The local path of one of the pipeline's output artifacts."""
         return str(self.outputs[name].path)
@@ -151,6 +156,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     outputs = dict(task.outputs)
     if settings.enable_caching:
         materialize_metrics(settings.pipeline_root_local / ".kfp_cache")
+    publish_latest_report(outputs, Path(settings.work_dir).resolve() / "latest")
     return LocalRunResult(
         settings=settings,
         outputs=outputs,
@@ -159,6 +165,19 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
         log_path=log_path,
     )
+
+
+# The evaluation's artifacts under the names a person opens them by (kfp names files after the output).
+LATEST_REPORT_FILES = {"report": "report.html", "report_json": "metrics.json", "blessing": "blessing.json"}
+
+
+def publish_latest_report(outputs: dict[str, Any], folder: Path) -> None:
+    """Copy the run's report, metrics and blessing to ``folder`` as ``report.html``, ``metrics.json``,
+    ``blessing.json``: one stable place to open after every local run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for output, name in LATEST_REPORT_FILES.items():
+        if output in outputs:
+            shutil.copyfile(outputs[output].path, folder / name)
 
 
 def step_log_path(settings: PipelineSettings) -> Path:

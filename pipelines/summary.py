@@ -68,8 +68,7 @@ def format_summary(result: LocalRunResult) -> str:
         f"Total: {format_duration(result.seconds)}",
         "\n".join(
             [
-                f"Report:    {result.artifact_path('report')}",
-                f"Metrics:   {result.artifact_path('report_json')}",
+                f"Report:    {result.latest_dir / 'report.html'} (also blessing.json, metrics.json there)",
                 f"Model:     {result.artifact_path('model')}",
                 f"Artifacts: {result.settings.pipeline_root_local}",
                 *([f"Step logs: {result.log_path}"] if result.log_path else []),

@@ -77,6 +77,9 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     summary = format_summary(result)
     assert result.log_path is not None and "simulate_marketplace" in result.log_path.read_text()
     assert f"Step logs: {result.log_path}" in summary
+    assert "<html" in (work_dir / "latest" / "report.html").read_text().lower()
+    assert json.loads((work_dir / "latest" / "blessing.json").read_text())["blessed"] is True
+    assert f"Report:    {work_dir.resolve() / 'latest' / 'report.html'}" in summary
     assert "Blessed: yes" in summary
     assert "Registered: mmoe-ranker version 1 (champion)" in summary
     assert "gbdt_per_module" in summary
