@@ -21,6 +21,16 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+@pytest.fixture
+def kfp_local_root(tmp_path) -> Path:
+    """``kfp.local`` set up to run components in this virtual environment; the pipeline root it writes to."""
+    from kfp import local
+
+    root = tmp_path / "root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    return root
+
+
 SYNTHETIC_MODULES = ("home_feed", "item_page", "search")
 SYNTHETIC_CATEGORIES = ("art", "toys", "jewelry", "home", "clothing")
 

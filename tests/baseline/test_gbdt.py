@@ -101,12 +101,10 @@ def test_cli_trains_with_flag_overrides(synthetic_examples, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_component_runs_under_kfp_local(synthetic_examples, tmp_path):
-    from kfp import dsl, local
+def test_component_runs_under_kfp_local(synthetic_examples, kfp_local_root):
+    from kfp import dsl
 
     from components.baseline.component import train_baseline as component
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 
     @dsl.pipeline
     def baseline_only(examples_uri: str):
@@ -114,6 +112,6 @@ def test_component_runs_under_kfp_local(synthetic_examples, tmp_path):
         component(examples=examples.output, config_json=json.dumps(TINY_BASELINE))
 
     run = baseline_only(examples_uri=str(synthetic_examples))
-    manifests = list((tmp_path / "root").rglob("manifest.json"))
+    manifests = list(kfp_local_root.rglob("manifest.json"))
     assert run is not None and len(manifests) == 1
     assert json.loads(manifests[0].read_text())["objective"] == "lambdarank"

@@ -312,12 +312,10 @@ def test_cli_writes_files_and_prints_rates(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_component_runs_under_kfp_local(tmp_path):
-    from kfp import local
+def test_component_runs_under_kfp_local(kfp_local_root):
 
     from components.data.simulator_component import simulate_marketplace
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     task = simulate_marketplace(n_impressions=2_000, seed=3, module_mix="search=1,home_feed=1")
     impressions = pd.read_parquet(task.outputs["impressions"].path)
     oracle = pd.read_parquet(task.outputs["oracle"].path)

@@ -48,12 +48,10 @@ def test_cli_prints_the_table_and_the_verdict(synthetic_examples, baseline_dir, 
 
 
 @pytest.mark.slow
-def test_component_runs_under_kfp_local(synthetic_examples, baseline_dir, mmoe_dir, tmp_path):
-    from kfp import dsl, local
+def test_component_runs_under_kfp_local(synthetic_examples, baseline_dir, mmoe_dir, kfp_local_root):
+    from kfp import dsl
 
     from components.evaluation.component import evaluate as evaluate_component
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 
     @dsl.pipeline
     def judge(examples_uri: str, model_uri: str, baseline_uri: str) -> bool:
@@ -70,7 +68,7 @@ def test_component_runs_under_kfp_local(synthetic_examples, baseline_dir, mmoe_d
 
     run = judge(examples_uri=str(synthetic_examples), model_uri=str(mmoe_dir), baseline_uri=str(baseline_dir))
     assert isinstance(run.output, bool)
-    blessings = list((tmp_path / "root").rglob("blessing"))
+    blessings = list(kfp_local_root.rglob("blessing"))
     assert len(blessings) == 1 and json.loads(blessings[0].read_text())["blessed"] is run.output
-    reports = list((tmp_path / "root").rglob("report"))
+    reports = list(kfp_local_root.rglob("report"))
     assert reports and "<html>" in reports[0].read_text()

@@ -38,13 +38,12 @@ def test_cli_reports_a_bad_spec_without_a_traceback(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_component_runs_under_kfp_local(tmp_path):
-    from kfp import dsl, local
+def test_component_runs_under_kfp_local(tmp_path, kfp_local_root):
+    from kfp import dsl
 
     from components.features.component import extract_features
 
     raw = write_parquet(impressions_frame(n_requests=30), tmp_path / "raw")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     beam = json.dumps({"direct_num_workers": 1, "direct_running_mode": "in_memory"})
 
     @dsl.pipeline
@@ -59,10 +58,10 @@ def test_component_runs_under_kfp_local(tmp_path):
         )
 
     extraction_only(raw_uri=str(raw))
-    [spec_path] = (tmp_path / "root").rglob("feature_spec.json")
+    [spec_path] = kfp_local_root.rglob("feature_spec.json")
     spec = FeatureSpec.load(spec_path)
     assert sum(stats.rows for stats in spec.splits.values()) == 150 and spec.held_out_module == "item_page"
-    [dead_letters] = [path for path in (tmp_path / "root").rglob("dead_letters") if path.is_dir()]
+    [dead_letters] = [path for path in kfp_local_root.rglob("dead_letters") if path.is_dir()]
     assert [path.read_text() for path in dead_letters.glob("*.jsonl")] == [""]
-    [metrics] = (tmp_path / "root").rglob("executor_output.json")
+    [metrics] = kfp_local_root.rglob("executor_output.json")
     assert "rows_written" in metrics.read_text()

@@ -1,7 +1,7 @@
 """The registry and glue components run under kfp.local's SubprocessRunner on a tiny model."""
 
 import pytest
-from kfp import dsl, local
+from kfp import dsl
 from kfp.dsl import Artifact, Model
 
 from components.pipeline_steps import blessing_verdict, deploy_model, resolve_champion, user_source
@@ -31,11 +31,10 @@ def registry_steps(model_uri: str, metrics_uri: str, blessing_uri: str, tracking
         resolve_champion(model=model.output, tracking_uri=tracking_uri).after(registered)
 
 
-def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, capfd):
+def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, capfd, kfp_local_root):
     model = write_model(tmp_path / "model", b"w")
     report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6)
     config = RegistryConfig(work_dir=str(tmp_path / "work"))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 
     registry_steps(
         model_uri=str(model),
@@ -53,8 +52,7 @@ def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, ca
     assert "the champion holds this very model" in printed
 
 
-def test_user_source_passes_the_uri_and_refuses_an_empty_one(tmp_path):
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+def test_user_source_passes_the_uri_and_refuses_an_empty_one(kfp_local_root):
     task = user_source(data_uri=" gs://bucket/logs/*.parquet ")
     assert task.outputs == {"data_uri": "gs://bucket/logs/*.parquet", "oracle_uri": ""}
     with pytest.raises(RuntimeError, match="user-source"):

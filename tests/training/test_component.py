@@ -36,12 +36,10 @@ def test_component_body_logs_metrics_gate_usage_and_model_metadata(synthetic_exa
 
 
 @pytest.mark.slow
-def test_component_runs_under_kfp_local(synthetic_examples, tmp_path):
-    from kfp import dsl, local
+def test_component_runs_under_kfp_local(synthetic_examples, kfp_local_root):
+    from kfp import dsl
 
     from components.training.component import train_mmoe
-
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
 
     @dsl.pipeline
     def train_only(examples_uri: str):
@@ -50,7 +48,7 @@ def test_component_runs_under_kfp_local(synthetic_examples, tmp_path):
 
     run = train_only(examples_uri=str(synthetic_examples))
     assert run is not None
-    models = [path.parent for path in (tmp_path / "root").rglob("saved_model.pb")]
+    models = [path.parent for path in kfp_local_root.rglob("saved_model.pb")]
     assert len(models) == 1
     assert json.loads((models[0] / "trainer_config.json").read_text())["epochs"] == 2
     usage = json.loads((models[0] / "gate_usage.json").read_text())
