@@ -31,6 +31,7 @@ _FLAGS = {
     "--batch-wait-ms": ("batch_wait_ms", float, "with --batching: wait this long for more requests per batch"),
     "--max-batch-candidates": ("max_batch_candidates", int, "most candidates in one batched model call"),
     "--model-threads": ("model_threads", int, "model calls that may run at the same time"),
+    "--op-threads": ("op_threads", int, "TensorFlow threads inside one model call (0: one per core)"),
     "--grace-period": ("grace_period_s", int, "seconds to finish in-flight requests on SIGTERM"),
     "--cache-dir": ("cache_dir", str, "where remote models are downloaded (default: a temporary folder)"),
 }

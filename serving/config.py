@@ -37,6 +37,7 @@ class ServerConfig:
     batching: bool = True
     batch_wait_ms: float = 0.0
     model_threads: int = 2
+    op_threads: int = 1
     max_batch_candidates: int = 16384
     grace_period_s: int = 30
     cache_dir: str = ""
@@ -69,6 +70,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "batching": ("RANKER_BATCHING",),
     "batch_wait_ms": ("RANKER_BATCH_WAIT_MS",),
     "model_threads": ("RANKER_MODEL_THREADS",),
+    "op_threads": ("RANKER_OP_THREADS",),
     "max_batch_candidates": ("RANKER_MAX_BATCH_CANDIDATES",),
     "grace_period_s": ("RANKER_GRACE_PERIOD_S",),
     "cache_dir": ("RANKER_CACHE_DIR",),

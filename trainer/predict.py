@@ -107,8 +107,8 @@ def _strings(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
     if values is None:
         return np.full(rows, "", dtype=object)
     array = _column(name, values, rows)
-    if array.dtype.kind in "US":
-        return array
+    if array.dtype.kind in "US" or pd.api.types.infer_dtype(array, skipna=False) == "string":
+        return array  # the fast path: strings already, none missing
     array = np.where(pd.isna(array), "", array.astype(object))
     if pd.api.types.infer_dtype(array, skipna=True) in ("string", "bytes", "empty"):
         return array
@@ -121,7 +121,7 @@ def _floats(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:
         return np.full(rows, np.nan, dtype=np.float32)
     array = _column(name, values, rows)
     if array.dtype.kind in "fiub":  # the fast path: already numbers
-        return array.astype(np.float32)
+        return array.astype(np.float32, copy=False)
     series = pd.Series(array, dtype=object).replace("", None)
     numbers = pd.to_numeric(series, errors="coerce")
     bad = numbers.isna() & series.notna()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from serving.config import ServerConfig
@@ -31,7 +34,19 @@ def test_model_uri_wins_over_storage_uri_and_overrides_win_over_both():
 def test_defaults_apply_without_environment():
     config = ServerConfig.from_env({})
     assert (config.http_port, config.predict_route, config.health_route) == (8080, "/predict", "/health")
-    assert (config.batching, config.batch_wait_ms, config.model_threads) == (True, 0.0, 2)
+    assert (config.batching, config.batch_wait_ms, config.model_threads, config.op_threads) == (True, 0.0, 2, 1)
+    assert ServerConfig.from_env({"RANKER_OP_THREADS": "0"}).op_threads == 0
+
+
+def test_op_threads_set_tensorflow_thread_pools_before_the_model_loads():
+    # a fresh interpreter: thread pools can only be sized before TensorFlow runs anything
+    script = (
+        "import tensorflow as tf; from serving.server import set_op_threads; set_op_threads(1); "
+        "tf.constant(1.0) + 1; threading = tf.config.threading; "
+        "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert completed.stdout.split()[-2:] == ["1", "1"]
 
 
 def test_bad_environment_value_names_the_variable():
