@@ -26,7 +26,7 @@ EXTRAS = {
         "google-cloud-pipeline-components>=2.22,<2.23",
     ],
     # The prediction server (KServe's Python model server) and the load tester.
-    "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27"],
+    "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27", "aiohttp>=3.9"],
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
