@@ -45,11 +45,13 @@ def test_rows_and_columns_give_the_same_columns(parser):
         "tags": ["gift|sale", ["vintage", "gift"], None],
         "listing_ctr": [None, None, 0.2],
     }
-    from_rows = parser.parse(body(ROWS)).columns
+    complete_rows = [{key: values[index] for key, values in columns.items()} for index in range(3)]
     from_columns = parser.parse(body(columns)).columns
-    assert set(from_rows) == set(from_columns) == {"module_name", *synthetic_feature_spec().feature_names}
-    for key, values in from_rows.items():
-        np.testing.assert_array_equal(values, from_columns[key])
+    for rows in (ROWS, complete_rows):  # rows lacking keys, and rows that all carry every key
+        from_rows = parser.parse(body(rows)).columns
+        assert set(from_rows) == set(from_columns) == {"module_name", *synthetic_feature_spec().feature_names}
+        for key, values in from_rows.items():
+            np.testing.assert_array_equal(values, from_columns[key])
 
 
 def test_context_broadcasts_and_missing_values_are_nan_or_empty(parser):
