@@ -14,6 +14,7 @@ concurrency cap whose achieved throughput is the ceiling::
 
     python -m benchmarks.bench_serving                      # 1000 candidates, 50 req/s, 20 s phases
     python -m benchmarks.bench_serving --model-dir work_dir/model --duration 60
+    taskset -c 0 python -m benchmarks.bench_serving --model-dir work_dir/model --stages   # in process, no HTTP
 """
 
 from __future__ import annotations
@@ -229,6 +230,44 @@ def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Names
             process.kill()
 
 
+def request_stages(model_dir: Path, payload: bytes, repeats: int = 200) -> dict[str, float]:
+    """Median milliseconds of each step one request takes in the server, timed in this process (no HTTP)."""
+    import numpy as np
+    import orjson
+
+    from serving.config import ServerConfig
+    from serving.request import RequestParser, build_response
+    from serving.server import set_op_threads
+    from trainer.predict import load_ranker
+
+    set_op_threads(ServerConfig().op_threads)  # as the server runs the model
+    ranker = load_ranker(model_dir)
+    parser = RequestParser(ranker.feature_spec, max_candidates=1 << 20, max_instances=1 << 10)
+    body = orjson.loads(payload)
+    batch = parser.parse(body)
+    outputs = ranker.predict(batch.columns)
+    steps = {
+        "decode JSON": lambda: orjson.loads(payload),
+        "parse into columns": lambda: parser.parse(body),
+        "columns to tensors": lambda: ranker.to_tensors(batch.columns),
+        "predict (tensors + model)": lambda: ranker.predict(batch.columns),
+        "build + encode response": lambda: orjson.dumps(
+            build_response(batch, outputs, parser.task_names), option=orjson.OPT_SERIALIZE_NUMPY
+        ),
+    }
+    medians = {}
+    for name, step in steps.items():
+        for _ in range(5):
+            step()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
+        medians[name] = float(np.median(times) * 1000)
+    return medians
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="an exported ranker (default: train the default config)")
@@ -244,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "--columnar", action="store_true", help="send the candidates as columns (one list per feature), not rows"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--stages", action="store_true", help="only time each step of one request in process (no server, no HTTP)"
+    )
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_server:
@@ -257,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         model_dir = args.model_dir or build_default_model(work)
         payload = synthetic_payload(FeatureSpec.load(model_dir), args.candidates, columnar=args.columnar)
+        if args.stages:
+            stages = request_stages(model_dir, payload)
+            print("\n".join(f"{name:<26} {ms:>7.2f} ms" for name, ms in stages.items()))
+            return 0
         results = {name: run_variant(name, model_dir, payload, args, work) for name in args.variants.split(",")}
     print(format_table(results, args))
     if args.json:
