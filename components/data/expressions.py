@@ -7,6 +7,10 @@ columns instead of a 0/1 column. Only arithmetic, comparisons, ``and``/``or``/
     rule = LabelExpression("play_time_ms >= 0.5 * duration_ms")
     rule.columns                      # ("duration_ms", "play_time_ms")
     rule.evaluate({"play_time_ms": np.array([10.0]), "duration_ms": np.array([15.0])})  # array([ True])
+
+An expression may nest at most ``MAX_DEPTH`` levels (``a`` is one, ``a + b + c`` three):
+label rules are short, and a deeper one (say 50,000 terms added up) is refused
+with an :class:`ExpressionError` instead of overflowing the interpreter's stack.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+MAX_DEPTH = 100  # nesting levels of the parsed expression
+_SHOWN_CHARACTERS = 80  # of an expression quoted in an error
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -46,7 +53,12 @@ class LabelExpression:
         try:
             self._tree = ast.parse(text, mode="eval")
         except SyntaxError as error:
-            raise ExpressionError(f"expression {text!r} is not valid: {error.msg}") from None
+            raise ExpressionError(f"expression {self._shown} is not valid: {error.msg}") from None
+        except (RecursionError, MemoryError):  # the parser's own stack overflows on very deep nesting
+            raise self._too_deep("too deeply to parse") from None
+        depth = _depth(self._tree.body)
+        if depth > MAX_DEPTH:
+            raise self._too_deep(f"{depth} levels deep")
         names: set[str] = set()
         self._check(self._tree.body, names)
         self.columns: tuple[str, ...] = tuple(sorted(names))
@@ -74,9 +86,22 @@ class LabelExpression:
                 self._check(child, names)
         else:
             raise ExpressionError(
-                f"expression {self.text!r} uses {type(node).__name__}; only column names, numbers, "
+                f"expression {self._shown} uses {type(node).__name__}; only column names, numbers, "
                 "+ - * /, comparisons and and/or/not are allowed"
             )
+
+    @property
+    def _shown(self) -> str:
+        """The expression quoted for an error message, cut short when it is long."""
+        if len(self.text) <= _SHOWN_CHARACTERS:
+            return repr(self.text)
+        return f"{self.text[:_SHOWN_CHARACTERS]!r}... ({len(self.text):,} characters)"
+
+    def _too_deep(self, how: str) -> ExpressionError:
+        return ExpressionError(
+            f"expression {self._shown} nests {how}; the limit is {MAX_DEPTH} levels: "
+            "write it with fewer nested operations or derive the label in a column of the data"
+        )
 
     def _eval(self, node: ast.AST, columns: Mapping[str, np.ndarray]) -> Any:
         if isinstance(node, ast.Name):
@@ -101,3 +126,16 @@ class LabelExpression:
         for value in values[1:]:
             result = combine(result, value)
         return result
+
+
+def _depth(root: ast.AST) -> int:
+    """The nesting depth of a parsed expression, found without recursion (the tree may be very deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if not isinstance(child, _LEAVES))
+    return deepest
+
+
+_LEAVES = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)  # tokens, not levels

@@ -10,6 +10,10 @@ keeps per-row Python work off its hot path::
 
 Row numbers are 1-based: the record number in a Parquet file, the line number
 in a JSONL file and the line number in a CSV file (the header is line 1).
+
+Text must be UTF-8. A CSV cell or a JSONL line that is not is an error of that
+row only (``batch.errors``), so extraction dead-letters it and reads on; a file
+that cannot be read at all raises :class:`DataSourceError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -88,7 +93,12 @@ def read_batches(
     readers = {"parquet": _parquet_batches, "csv": _csv_batches, "jsonl": _jsonl_batches}
     if source.format not in readers:
         raise DataSourceError(f"{path}: {source.format!r} is not a file format ({', '.join(readers)})")
-    yield from readers[source.format](path, source, list(columns), batch_rows)
+    try:
+        yield from readers[source.format](path, source, list(columns), batch_rows)
+    except DataSourceError:
+        raise
+    except (OSError, ValueError) as error:  # pyarrow's errors are ValueError / OSError subclasses
+        raise DataSourceError(f"{path}: cannot read it as {source.format}: {error}") from error
 
 
 def _open(path: str):
@@ -128,6 +138,7 @@ def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_ro
 
 
 def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: int) -> Iterator[RawBatch]:
+    """Cells are read as bytes and decoded here, so one cell that is not UTF-8 costs its row, not the file."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -146,7 +157,7 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter, invalid_row_handler=skip_invalid),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
-                column_types={column: pa.string() for column in present},
+                column_types={column: pa.binary() for column in present},
                 strings_can_be_null=True,
             ),
         )
@@ -158,11 +169,58 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
             reported = len(skipped)
             next_line = int(rows[-1]) + 1 if len(rows) else next_line
             for chunk_start in range(0, batch.num_rows, batch_rows):
-                chunk = batch.slice(chunk_start, batch_rows)
-                yield RawBatch(chunk.to_pandas(), rows[chunk_start : chunk_start + batch_rows], errors)
+                chunk = _decoded(batch.slice(chunk_start, batch_rows), rows[chunk_start : chunk_start + batch_rows])
+                chunk.errors = errors + chunk.errors
+                yield chunk
                 errors = []
         if reported < len(skipped):
             yield RawBatch(pd.DataFrame(columns=present), np.zeros(0, dtype=np.int64), skipped[reported:])
+
+
+def _decoded(batch: Any, rows: np.ndarray) -> RawBatch:
+    """A record batch of binary CSV cells as text; rows with a cell that is not UTF-8 become errors.
+
+    The whole batch is validated at once (a cast in pyarrow); only a column that
+    fails is decoded cell by cell to find its bad rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    reasons = np.full(len(rows), None, dtype=object)  # the first undecodable cell of each row
+    text = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            text.append(pc.cast(column, pa.string()))
+        except pa.ArrowInvalid:
+            text.append(_decode_cells(name, column.to_pylist(), reasons))
+    bad = pd.notna(reasons)
+    frame = pa.RecordBatch.from_arrays(text, names=batch.schema.names).to_pandas()
+    errors = [(int(rows[index]), str(reasons[index])) for index in np.flatnonzero(bad)]
+    return RawBatch(frame[~bad].reset_index(drop=True), rows[~bad], errors)
+
+
+def _decode_cells(column: str, cells: list[bytes | None], reasons: np.ndarray) -> Any:
+    """Cells decoded one by one: one that is not UTF-8 becomes null and its row's reason (if it has none yet)."""
+    import pyarrow as pa
+
+    values = []
+    for index, cell in enumerate(cells):
+        try:
+            values.append(None if cell is None else cell.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            values.append(None)
+            if reasons[index] is None:
+                reasons[index] = f"{column}: {_utf8_problem(cell, error)}"
+    return pa.array(values, pa.string())
+
+
+def _utf8_problem(data: bytes, error: UnicodeDecodeError) -> str:
+    """``b'caf\\xe9' is not UTF-8 text (byte 0xe9 at offset 3: invalid continuation byte)``."""
+    shown = data[: max(40, error.start + 8)]
+    return (
+        f"{shown!r}{'...' if len(shown) < len(data) else ''} is not UTF-8 text "
+        f"(byte 0x{data[error.start]:02x} at offset {error.start}: {error.reason})"
+    )
 
 
 def _present_columns(path: str, columns: list[str], names: Sequence[str]) -> list[str]:
@@ -185,7 +243,11 @@ def _csv_header(path: str, source: SourceSpec) -> list[str]:
     import csv
 
     with _open(path) as handle:
-        first_line = handle.readline().decode("utf-8-sig")
+        header = handle.readline()
+    try:
+        first_line = header.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataSourceError(f"{path}: the header line is not UTF-8: {_utf8_problem(header, error)}") from None
     return next(csv.reader([first_line], delimiter=source.delimiter), [])
 
 
@@ -197,13 +259,9 @@ def _jsonl_batches(path: str, source: SourceSpec, columns: list[str], batch_rows
         for line_number, line in enumerate(iter(handle.readline, b""), start=1):  # works on .gz files too
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                errors.append((line_number, f"malformed JSON: {error}"))
-                continue
-            if not isinstance(record, dict):
-                errors.append((line_number, f"malformed JSON: a line must be an object, got {type(record).__name__}"))
+            record, problem = _json_record(line)
+            if problem:
+                errors.append((line_number, f"malformed JSON: {problem}"))
                 continue
             records.append(record)
             rows.append(line_number)
@@ -212,6 +270,33 @@ def _jsonl_batches(path: str, source: SourceSpec, columns: list[str], batch_rows
                 records, rows, errors = [], [], []
     if records or errors:
         yield _jsonl_batch(records, rows, errors, columns)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff: half of a UTF-16 pair
+
+
+def _json_record(line: bytes) -> tuple[dict[str, Any], str]:
+    """A JSONL line as an object, or why it is not one (not UTF-8, not JSON, not an object, not text)."""
+    try:
+        record = json.loads(line)
+    except UnicodeDecodeError as error:
+        return {}, _utf8_problem(line, error)
+    except json.JSONDecodeError as error:
+        return {}, str(error)
+    if not isinstance(record, dict):
+        return {}, f"a line must be an object, got {type(record).__name__}"
+    if _SURROGATE_ESCAPE.search(line) and not _is_text(record):
+        return {}, "a \\u escape is half of a UTF-16 surrogate pair, not text"
+    return record, ""
+
+
+def _is_text(record: dict[str, Any]) -> bool:
+    """Whether every string of a parsed record can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _jsonl_batch(records: list[dict], rows: list[int], errors: list[tuple[int, str]], columns: list[str]) -> RawBatch:

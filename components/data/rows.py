@@ -8,9 +8,10 @@ rare malformed rows are handled one by one, to format their reason::
     parsed.dead_letters   # [{"file": ..., "row": 17, "reason": "position: -1 is negative", "record": {...}}]
 
 A row is malformed when a role column (ids, timestamp, module, position) is
-missing or mistyped, a label is not 0/1 (or its expression's inputs are not
-numbers), or a numeric feature holds something that is not a finite number.
-Missing feature values are not errors: numeric ones become NaN, the others "".
+missing or mistyped, a timestamp is outside [1970-01-01, 2100-01-01), a label
+is not 0/1 (or its expression's inputs are not numbers), or a numeric feature
+holds something that is not a finite number. Missing feature values are not
+errors: numeric ones become NaN, the others "".
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from trainer.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQ
 UID = "_uid"  # int64: file index << ROW_BITS | row number; unique per raw row
 FILE_INDEX = "_file"
 ROW_BITS = 40
+EARLIEST_TIMESTAMP = 0  # 1970-01-01T00:00:00Z in epoch seconds
+LATEST_TIMESTAMP = 4_102_444_800  # 2100-01-01T00:00:00Z: later is a unit mistake (milliseconds?), not an event
 
 
 @dataclasses.dataclass
@@ -107,10 +110,11 @@ def _as_token_list(values: pd.Series, separator: str) -> np.ndarray:
 
 
 def _as_epoch_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Epoch seconds (numbers, datetimes or ISO-8601 strings) and a mask of unparseable values."""
+    """Epoch seconds as floats (numbers, datetimes or ISO-8601 strings) and a mask of unparseable values."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        seconds = values.to_numpy(dtype="datetime64[s]").astype(np.int64)
-        return seconds, values.isna().to_numpy()
+        bad = values.isna().to_numpy()
+        seconds = values.to_numpy(dtype="datetime64[s]").astype(np.int64).astype(float)
+        return np.where(bad, np.nan, seconds), bad
     numbers, bad = _as_number(values)
     bad = bad | _missing(values)
     if bad.any() and values.dtype == object:
@@ -118,7 +122,7 @@ def _as_epoch_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         ok = parsed.notna().to_numpy()
         numbers[np.flatnonzero(bad)[ok]] = parsed[ok].astype("int64").to_numpy() // 1_000_000_000
         bad[np.flatnonzero(bad)[ok]] = False
-    return np.where(bad, 0, np.floor(np.nan_to_num(numbers))).astype(np.int64), bad
+    return numbers, bad
 
 
 def parse_batch(batch: RawBatch, spec: DatasetSpec, file_index: int, path: str) -> ParsedBatch:
@@ -144,7 +148,7 @@ def parse_batch(batch: RawBatch, spec: DatasetSpec, file_index: int, path: str) 
     _features(raw, spec, reasons, out)
     frame = pd.DataFrame(out)
     bad = reasons.bad
-    dead = [_dead_letter(path, int(batch.rows[i]), reasons.reasons[i], raw.iloc[i]) for i in np.flatnonzero(bad)]
+    dead = [dead_letter(path, int(batch.rows[i]), reasons.reasons[i], raw.iloc[i]) for i in np.flatnonzero(bad)]
     dead += [{"file": path, "row": row, "reason": reason, "record": None} for row, reason in batch.errors]
     return ParsedBatch(frame[~bad].reset_index(drop=True), dead, rows_read=size + len(batch.errors))
 
@@ -157,9 +161,15 @@ def _row_ids(path: str, rows: np.ndarray) -> np.ndarray:
 def _timestamps(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.ndarray:
     if not column:
         return np.zeros(len(raw), dtype=np.int64)
-    seconds, bad = _as_epoch_seconds(raw[column])
-    reasons.add(bad, column, raw[column], "is not a timestamp (epoch seconds or ISO-8601)")
-    return seconds
+    values = raw[column]
+    seconds, bad = _as_epoch_seconds(values)
+    reasons.add(bad, column, values, "is not a timestamp (epoch seconds or ISO-8601)")
+    reasons.add(seconds < EARLIEST_TIMESTAMP, column, values, "is before 1970-01-01")
+    reasons.add(
+        seconds >= LATEST_TIMESTAMP, column, values, "is after 2100-01-01 (epoch seconds expected: milliseconds?)"
+    )
+    valid = ~bad & (seconds >= EARLIEST_TIMESTAMP) & (seconds < LATEST_TIMESTAMP)
+    return np.floor(np.where(valid, seconds, 0)).astype(np.int64)
 
 
 def _modules(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.ndarray:
@@ -210,5 +220,11 @@ def _features(raw: pd.DataFrame, spec: DatasetSpec, reasons: _Reasons, out: dict
             out[column] = _as_text(raw[column])
 
 
-def _dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str, Any]:
+def dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str, Any]:
+    """One dead-letter line: where the row came from, why it was rejected, and its values."""
     return {"file": path, "row": row, "reason": reason, "record": json.loads(record.to_json(default_handler=str))}
+
+
+def row_origin(uid: int) -> tuple[int, int]:
+    """(file index, 1-based row number) of a row's ``UID``."""
+    return uid >> ROW_BITS, uid & ((1 << ROW_BITS) - 1)

@@ -30,7 +30,9 @@ SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
 
 SourceFormat = Literal["parquet", "csv", "jsonl", "bigquery"]
 SplitMethod = Literal["time", "hash", "files"]
+DuplicatePolicy = Literal["drop", "keep"]
 FORMATS = ("parquet", "csv", "jsonl", "bigquery")
+DUPLICATE_POLICIES = ("drop", "keep")
 DEFAULT_PATTERNS = {"parquet": "*.parquet", "csv": "*.csv", "jsonl": "*.jsonl*"}
 TRANSFORMS = ("none", "log1p")
 ENCODINGS = ("normalize", "quantile", "pwl")
@@ -52,6 +54,9 @@ class SourceSpec:
     query: str = ""  # bigquery: a standard-SQL query
     delimiter: str = ","  # csv
     list_separator: str = "|"  # list-valued columns given as one string (csv)
+    # Rows of one request equal in every column read: `drop` dead-letters all copies but the first (by file and
+    # row), `keep` keeps them; both count them. A copy inflates its request and repeats its (request, item) pair.
+    duplicates: DuplicatePolicy = "drop"
 
     @property
     def file_pattern(self) -> str:
@@ -263,6 +268,8 @@ def _source(data: Any, problems: list[str]) -> SourceSpec:
     source = SourceSpec(**{key: str(value) for key, value in fields.items()})
     if source.format not in FORMATS:
         problems.append(f"source.format: {source.format!r} is not one of {', '.join(FORMATS)}")
+    if source.duplicates not in DUPLICATE_POLICIES:
+        problems.append(f"source.duplicates: {source.duplicates!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
     if source.format == "bigquery" and bool(source.table) == bool(source.query):
         problems.append("source: a bigquery source needs exactly one of `table` or `query`")
     return source

@@ -7,7 +7,10 @@ Examples::
     ranker validate-spec --spec kuairand --data ../shared/datasets/kuairand
 
 Prints OK and what the spec describes, or every problem (the spec file, the
-data file and the column) and exits with status 1.
+data file and the column) and exits with status 1. Sampled rows that extraction
+will send to the dead letters (text that is not UTF-8, an impossible timestamp,
+a label that is not 0/1, ...) are notes after the OK: the data can run, and
+extraction fails only when their share exceeds its threshold.
 """
 
 from __future__ import annotations
@@ -24,17 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from components.data.spec import DatasetSpecError, load_dataset_spec
-    from components.data.validation import check_data
+    from components.data.validation import DataCheck, inspect_data
 
     try:
         spec = load_dataset_spec(args.spec)
     except DatasetSpecError as error:
         print(error)
         return 1
-    problems = check_data(spec, args.data) if args.data else []
-    if problems:
-        print(f"{len(problems)} problem(s):")
-        print("\n".join(f"  - {problem}" for problem in problems))
+    check = inspect_data(spec, args.data) if args.data else DataCheck()
+    if check.problems:
+        print(f"{len(check.problems)} problem(s):")
+        print("\n".join(f"  - {problem}" for problem in check.problems))
         return 1
     print(f"OK: {spec.origin} ({spec.name})")
     print(f"  tasks     {', '.join(spec.task_names)}")
@@ -43,4 +46,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"  history   {'on' if spec.history_enabled else 'off'}; split by {spec.split.by}")
     if args.data:
         print(f"  data      {args.data}: columns and types fit")
+    if check.notes:
+        print(f"{len(check.notes)} note(s): sampled rows that extraction will send to the dead letters")
+        print("\n".join(f"  - {note}" for note in check.notes))
     return 0

@@ -2,15 +2,19 @@
 
     problems = check_data(load_dataset_spec("simulator"), "work/sim/impressions")
     if problems: print("\\n".join(problems))
+    inspect_data(spec, uri).notes   # sampled rows extraction will send to the dead letters
 
 Every problem names the spec file, the data file and the column. Row-level
-problems (one bad value) are not reported here: extraction sends those rows to
-the dead-letter output. A column whose every sampled value is malformed is
-reported, because that is a wrong type or a wrong column, not a bad row.
+problems (one bad value, text that is not UTF-8, an impossible timestamp) are
+not problems: extraction sends those rows to the dead-letter output, and the
+check only notes the ones in its sample. A column whose every sampled value is
+malformed is a problem, because that is a wrong type or a wrong column, not a
+bad row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -53,22 +57,44 @@ def numeric_columns(spec: DatasetSpec) -> set[str]:
     return {*labels, *spec.features.numeric, *(c for c in (spec.columns.position,) if c)}
 
 
+@dataclasses.dataclass
+class DataCheck:
+    """What checking a spec against its data found.
+
+    ``problems`` stop extraction (no files, a missing column, a wrong type);
+    ``notes`` describe sampled rows that extraction will send to the dead letters
+    (the run goes on unless their share exceeds its threshold).
+    """
+
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, other: DataCheck) -> None:
+        self.problems += other.problems
+        self.notes += other.notes
+
+
 def check_data(spec: DatasetSpec, data_uri: str) -> list[str]:
     """Every problem that would make extraction of ``data_uri`` with ``spec`` fail; empty when it can run."""
+    return inspect_data(spec, data_uri).problems
+
+
+def inspect_data(spec: DatasetSpec, data_uri: str) -> DataCheck:
+    """The problems of :func:`check_data` and notes on the sampled rows that would become dead letters."""
     if is_bigquery_uri(data_uri) or spec.source.format == "bigquery":
-        return []  # BigQuery checks the columns itself when the query or read session starts
+        return DataCheck()  # BigQuery checks the columns itself when the query or read session starts
     try:
         files = resolve_files(data_uri, spec.source)
     except DataSourceError as error:
-        return [f"{spec.origin}: {error}"]
-    problems = []
+        return DataCheck([f"{spec.origin}: {error}"])
+    check = DataCheck()
     for path in _evenly_spaced(files, SCHEMA_FILES):
-        problems += _schema_problems(spec, path)
-    problems += _file_split_problems(spec, files)
-    if not problems:
+        check.problems += _schema_problems(spec, path)
+    check.problems += _file_split_problems(spec, files)
+    if not check.problems:
         for path in files[:SAMPLED_FILES]:
-            problems += _sample_problems(spec, path)
-    return problems
+            check.add(_check_sample(spec, path))
+    return check
 
 
 def _evenly_spaced(files: list[str], count: int) -> list[str]:
@@ -80,6 +106,8 @@ def _evenly_spaced(files: list[str], count: int) -> list[str]:
 def _schema_problems(spec: DatasetSpec, path: str) -> list[str]:
     try:
         columns = file_columns(path, spec.source)
+    except DataSourceError as error:
+        return [str(error)]
     except Exception as error:  # an unreadable file is a problem to report, whatever the reader raised
         return [f"{path}: cannot read it as {spec.source.format}: {error}"]
     if spec.source.format == "jsonl":
@@ -104,21 +132,44 @@ def _file_split_problems(spec: DatasetSpec, files: list[str]) -> list[str]:
     return []
 
 
-def _sample_problems(spec: DatasetSpec, path: str) -> list[str]:
-    batch = next(read_batches(path, spec.source, spec.required_columns, batch_rows=SAMPLE_ROWS), None)
-    if batch is None or not len(batch.frame):
-        return [] if batch is None or not batch.errors else [f"{path}: no readable row in the first {SAMPLE_ROWS}"]
+def _check_sample(spec: DatasetSpec, path: str) -> DataCheck:
+    """Parse the first rows of a file: a column malformed in every row is a problem, other bad rows are notes."""
+    try:
+        batch = next(read_batches(path, spec.source, spec.required_columns, batch_rows=SAMPLE_ROWS), None)
+    except DataSourceError as error:
+        return DataCheck([str(error)])
+    if batch is None or not (len(batch.frame) or batch.errors):
+        return DataCheck()
+    if not len(batch.frame):
+        row, reason = min(batch.errors)
+        return DataCheck([f"{path}: no readable row in the first {SAMPLE_ROWS}, e.g. row {row}: {reason}"])
     batch.frame = batch.frame.iloc[:SAMPLE_ROWS]
     batch.rows = batch.rows[:SAMPLE_ROWS]
-    parsed = parse_batch(batch, spec, file_index=0, path=path)
-    by_column = Counter(letter["reason"].split(":", 1)[0] for letter in parsed.dead_letters)
-    sampled = len(batch.frame)
-    problems = []
-    for column, bad in sorted(by_column.items()):
-        if bad == sampled:
-            example = next(letter["reason"] for letter in parsed.dead_letters if letter["reason"].startswith(column))
-            problems.append(
-                f"{path}: every sampled value of column {column!r} is malformed (wrong type or wrong column?), "
-                f"e.g. {example}"
-            )
-    return problems
+    letters = parse_batch(batch, spec, file_index=0, path=path).dead_letters
+    readable = Counter(_reason_key(letter) for letter in letters if letter["record"] is not None)
+    problems = [
+        f"{path}: every sampled value of column {column!r} is malformed (wrong type or wrong column?), "
+        f"e.g. {next(letter['reason'] for letter in letters if _reason_key(letter) == column)}"
+        for column, bad in sorted(readable.items())
+        if bad == len(batch.frame)
+    ]
+    notes = [] if problems or not letters else [_dead_letter_note(path, letters, len(batch.frame) + len(batch.errors))]
+    return DataCheck(problems, notes)
+
+
+def _reason_key(letter: dict) -> str:
+    """The column or kind of a dead letter's reason (how extraction counts them)."""
+    return letter["reason"].split(":", 1)[0]
+
+
+def _dead_letter_note(path: str, letters: list[dict], sampled: int) -> str:
+    """``a.csv: 2 of 1000 sampled rows will go to the dead letters (title: 2), e.g. row 162: ...``."""
+    counts = ", ".join(f"{key}: {count}" for key, count in sorted(Counter(map(_reason_key, letters)).items()))
+    first = min(letters, key=lambda letter: letter["row"])
+    note = (
+        f"{path}: {len(letters)} of {sampled} sampled rows will go to the dead letters ({counts}), "
+        f"e.g. row {first['row']}: {first['reason']}"
+    )
+    if any("is not UTF-8" in letter["reason"] for letter in letters):
+        note += "; text must be UTF-8 (convert a file in another encoding, e.g. iconv -f latin1 -t utf-8)"
+    return note

@@ -8,9 +8,11 @@ Examples::
         --out gs://my-bucket/examples --runner DataflowRunner --project my-project --region europe-west4 \\
         --temp-location gs://my-bucket/tmp --sdk-container-image europe-docker.pkg.dev/my-project/ranker/ranker:1
 
-Malformed rows go to <out>/dead_letter/*.jsonl with their file, row and reason;
-the run fails when their share exceeds --dead-letter-threshold. Any Beam flag
-not listed here can follow a lone `--`.
+Malformed rows (text that is not UTF-8, an impossible timestamp, a label that
+is not 0/1, ...) and exact duplicate rows (unless the spec says `source.duplicates:
+keep`) go to <out>/dead_letter/*.jsonl with their file, row and reason; the run
+fails when their share exceeds --dead-letter-threshold. Any Beam flag not listed
+here can follow a lone `--`.
 """
 
 from __future__ import annotations

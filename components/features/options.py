@@ -1,10 +1,14 @@
-"""Beam pipeline options for extraction: the local DirectRunner by default, Dataflow when asked.
+"""Beam pipeline options for extraction: the local runner by default, Dataflow when asked.
 
 Every option defaults from an environment variable (documented in ``docs/data.md``)::
 
     options = BeamOptions(runner="DataflowRunner", project="my-project", region="europe-west4",
                           temp_location="gs://my-bucket/tmp")
     options.pipeline_options()   # apache_beam PipelineOptions
+
+``DirectRunner`` (the default) means Beam's FnApiRunner, named explicitly
+(:mod:`components.features.runner`): Beam's own ``DirectRunner`` would first try
+to download the Prism runner. Any other runner name is passed to Beam as is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import os
 from typing import Any
 
 DATAFLOW = "DataflowRunner"
+LOCAL = "DirectRunner"  # what the flags and the environment call the local runner
+_LOCAL_NAMES = ("directrunner", "direct")
+LOCAL_RUNNER = "components.features.runner.LocalRunner"  # the --runner Beam gets for it (imported by name)
 
 
 def _env(name: str, default: str = "") -> str:
@@ -25,7 +32,7 @@ def _env(name: str, default: str = "") -> str:
 class BeamOptions:
     """Where and how the extraction pipeline runs."""
 
-    runner: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_RUNNER", "DirectRunner"))
+    runner: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_RUNNER", LOCAL))
     project: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_PROJECT"))
     region: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_REGION"))
     temp_location: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_TEMP_LOCATION"))
@@ -44,6 +51,11 @@ class BeamOptions:
     def is_dataflow(self) -> bool:
         return self.runner in (DATAFLOW, "dataflow")
 
+    @property
+    def beam_runner(self) -> str:
+        """The ``--runner`` Beam gets: the local runner's class path for ``DirectRunner``, any other name as is."""
+        return LOCAL_RUNNER if self.runner.lower() in _LOCAL_NAMES else self.runner
+
     def validate(self) -> None:
         """Dataflow needs a project, a region and a gs:// temp location; say which is missing."""
         if not self.is_dataflow:
@@ -59,7 +71,7 @@ class BeamOptions:
 
     def flags(self) -> list[str]:
         """The Beam command-line flags these options stand for."""
-        flags = [f"--runner={self.runner}"]
+        flags = [f"--runner={self.beam_runner}"]
         values: dict[str, Any] = {
             "project": self.project,
             "region": self.region,

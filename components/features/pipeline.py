@@ -10,6 +10,8 @@ The graph works on DataFrame batches, never on single rows, so the local
 runner is fast and Dataflow scales it out unchanged:
 
 1. read each file in record batches, parse and validate them (dead letters out);
+   group the rows by request shard and find exact duplicate rows (dropped to the
+   dead letters unless the spec keeps them), before anything is computed from them;
 2. a global, mergeable :class:`~components.features.history.Timeline` (rows and
    positives per timestamp) gives point-in-time priors and the time split;
 3. per history entity, rows are sharded by the entity's key, each shard computes
@@ -49,6 +51,7 @@ from components.data.readers import (
 from components.data.rows import FILE_INDEX, UID, parse_batch
 from components.data.spec import DatasetSpec, file_splits, load_dataset_spec, split_names
 from components.data.validation import check_data
+from components.features.duplicates import DUPLICATE_REASON, find_duplicates
 from components.features.encoding import encode_frame
 from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
 from components.features.history import match_features as match_feature_columns
@@ -88,7 +91,7 @@ class ExtractionConfig:
     dataset_spec: str
     output_dir: str
     held_out_module: str = ""
-    dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed
+    dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed (not duplicates)
     num_shards: int = 4  # shuffle partitions, and TFRecord files per split
     batch_rows: int = 65_536
     timeline_seconds: int = 60  # time buckets of the global prior and the split boundaries
@@ -114,10 +117,22 @@ class ExtractionSummary:
     modules: list[str]
     features: int
     seconds: float
+    duplicates: int = 0  # rows equal to an earlier row in every column; dead letters unless kept
+    duplicate_policy: str = "drop"
 
     @property
     def dead_letter_share(self) -> float:
         return self.dead_letters / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def malformed_share(self) -> float:
+        """The share of rows that could not be used: dead letters other than dropped duplicates.
+
+        A dropped duplicate is a well-formed row seen twice (a file exported twice, a retried
+        write), so it is dead-lettered and counted, but it does not fail the run.
+        """
+        dropped = self.duplicates if self.duplicate_policy == "drop" else 0
+        return (self.dead_letters - dropped) / self.rows_read if self.rows_read else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"dead_letter_share": self.dead_letter_share}
@@ -129,6 +144,7 @@ class ExtractionSummary:
             "rows_written": self.rows_written,
             "dead_letters": self.dead_letters,
             "dead_letter_share": self.dead_letter_share,
+            "duplicates": self.duplicates,
             "features": self.features,
             "seconds": round(self.seconds, 1),
         }
@@ -142,6 +158,8 @@ class ExtractionSummary:
             f"dead letters   {self.dead_letters:>12,}  ({self.dead_letter_share:.3%})",
         ]
         lines += [f"  {reason:<12} {count:>12,}" for reason, count in sorted(self.dead_letter_reasons.items())]
+        kept = "dropped" if self.duplicate_policy == "drop" else "kept"
+        lines += [f"duplicates     {self.duplicates:>12,}  ({kept})"]
         lines += [f"split {split:<8} {rows:>12,}" for split, rows in self.split_rows.items()]
         lines += [
             f"modules        {', '.join(self.modules)}",
@@ -170,6 +188,10 @@ class ExtractionPlan:
     @property
     def entities(self) -> list[Entity]:
         return history_entities(self.spec)
+
+    def source_name(self, file_index: int) -> str:
+        """The file a row came from, or its BigQuery read batch (rows' ``UID`` carry the index)."""
+        return self.files[file_index] if self.files else f"bigquery batch {file_index}"
 
     def feature_columns(self) -> list[FeatureColumn]:
         features = self.spec.features
@@ -244,6 +266,27 @@ def _parsed_outputs(plan: ExtractionPlan, raw: RawBatch, file_index: int, path: 
         frame = parsed.frame
         frame[SHARD] = shard_of(frame[REQUEST_ID], plan.num_shards)
         yield "rows", frame
+
+
+def request_shards(frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The rows of a parsed batch by request shard (every row of a request is in one shard)."""
+    for shard, part in frame.groupby(SHARD, sort=False):
+        yield int(shard), part
+
+
+def drop_duplicates(group: tuple[int, Iterable[pd.DataFrame]], plan: ExtractionPlan) -> Iterator[tuple[str, Any]]:
+    """All rows of one request shard, with exact duplicates counted and, unless the spec keeps them,
+    dead-lettered: ("rows", (shard, frame)), ("dead", letter) and ("counts", counts) outputs."""
+    shard, frames = group
+    drop = plan.spec.source.duplicates == "drop"
+    rows = pd.concat(list(frames), ignore_index=True)
+    found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,))
+    dropped = len(found.dead_letters)
+    counts = {"rows_read": 0, "rows_valid": -dropped, "dead_letters": dropped, "duplicates": found.count}
+    yield "counts", counts | {"dead_letter_reasons": {DUPLICATE_REASON: dropped} if dropped else {}}
+    for letter in found.dead_letters:
+        yield "dead", letter
+    yield "rows", (shard, found.rows)
 
 
 def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[tuple[str, int], pd.DataFrame]]:
@@ -360,11 +403,14 @@ def _join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/"), *parts[1:]])
 
 
+_COUNTS = ("rows_read", "rows_valid", "dead_letters", "duplicates")
+
+
 def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"rows_read": 0, "rows_valid": 0, "dead_letters": 0, "dead_letter_reasons": Counter()}
+    total: dict[str, Any] = dict.fromkeys(_COUNTS, 0) | {"dead_letter_reasons": Counter()}
     for count in counts:
-        for key in ("rows_read", "rows_valid", "dead_letters"):
-            total[key] += count[key]
+        for key in _COUNTS:
+            total[key] += count.get(key, 0)
         total["dead_letter_reasons"].update(count["dead_letter_reasons"])
     return total | {"dead_letter_reasons": dict(total["dead_letter_reasons"])}
 
@@ -399,7 +445,13 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
     output_dir = config.output_dir
     tasks = plan.spec.task_names
     outputs = _read(pipeline, plan, config.beam)
-    rows = outputs.rows
+    requests = (
+        outputs.rows
+        | "ByRequestShard" >> beam.FlatMap(request_shards)
+        | "GroupRequests" >> beam.GroupByKey()
+        | "DropDuplicates" >> beam.ParDo(_DropDuplicates(plan)).with_outputs("rows", "dead", "counts")
+    )
+    rows = requests.rows | "Rows" >> beam.Values()
     timeline = (
         rows
         | "Timeline" >> beam.Map(Timeline.of, tasks, plan.held_out_module, plan.timeline_seconds)
@@ -412,9 +464,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
         )
     )
     timeline_view = AsSingleton(timeline)
-    by_shard = rows | "ByRequestShard" >> beam.FlatMap(
-        lambda frame: ((int(s), ("rows", part)) for s, part in frame.groupby(SHARD, sort=False))
-    )
+    by_shard = requests.rows | "TagRows" >> beam.Map(lambda kv: (kv[0], ("rows", kv[1])))
     features = (
         rows
         | "ByEntityShard" >> beam.FlatMap(entity_shards, plan)
@@ -438,7 +488,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
         | "CountSplits" >> beam.Map(lambda kv: SplitCounts.of(kv[1], tasks, SPLIT))
         | "MergeSplitCounts" >> beam.CombineGlobally(MergeCombine(SplitCounts, SplitCounts.merge))
     )
-    counts = outputs.counts | "SumCounts" >> beam.CombineGlobally(lambda counts: sum_counts(counts))
+    counts = (
+        (outputs.counts, requests.counts)
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombineGlobally(lambda counts: sum_counts(counts))
+    )
     feature_spec = (
         pipeline
         | "SpecSeed" >> beam.Create([None])
@@ -460,7 +514,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: Extrac
         | "WriteSpec" >> beam.Map(lambda _, spec: _save_spec(spec, output_dir), AsSingleton(feature_spec))
     )
     _ = (
-        outputs.dead
+        (outputs.dead, requests.dead)
+        | "AllDeadLetters" >> beam.Flatten()
         | "DeadLetterJson" >> beam.Map(lambda letter: json.dumps(letter, sort_keys=True, default=str))
         | "WriteDeadLetters"
         >> beam.io.WriteToText(_join(config.dead_letter_path, "part"), file_name_suffix=".jsonl", num_shards=1)
@@ -499,6 +554,14 @@ class _ParseFiles(beam.DoFn):
     def process(self, element: tuple[int, str]):
         file_index, path = element
         yield from _tagged(parse_file(self.plan, file_index, path))
+
+
+class _DropDuplicates(beam.DoFn):
+    def __init__(self, plan: ExtractionPlan) -> None:
+        self.plan = plan
+
+    def process(self, group: tuple[int, Iterable[pd.DataFrame]]):
+        yield from _tagged(drop_duplicates(group, self.plan))
 
 
 class _ParseBigQuery(beam.DoFn):
@@ -563,6 +626,8 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         modules=spec.modules,
         features=len(spec.features),
         seconds=seconds,
+        duplicates=source.get("duplicates", 0),
+        duplicate_policy=plan.spec.source.duplicates,
     )
     problem = _run_problem(summary, config.dead_letter_threshold) or _held_out_problem(plan, summary)
     if problem:
@@ -581,11 +646,11 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
             f"row counts do not add up: read {summary.rows_read}, wrote {summary.rows_written}, "
             f"dead letters {summary.dead_letters}"
         )
-    if summary.dead_letter_share > threshold:
+    if summary.malformed_share > threshold:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(summary.dead_letter_reasons.items()))
         return (
-            f"{summary.dead_letters} of {summary.rows_read} rows ({summary.dead_letter_share:.2%}) are malformed, "
-            f"more than the threshold of {threshold:.2%} ({reasons}); see {dead_letters}/ for every row and reason"
+            f"{summary.malformed_share:.2%} of {summary.rows_read} rows are malformed, more than the threshold of "
+            f"{threshold:.2%} (dead letters: {reasons}); see {dead_letters}/ for every row and reason"
         )
     if not summary.split_rows.get("train"):
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"

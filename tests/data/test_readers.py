@@ -133,3 +133,44 @@ def test_gzipped_jsonl_and_csv_are_read_transparently(tmp_path, spec):
         assert resolve_files(str(tmp_path), SourceSpec(format=file_format, pattern=f"*.{file_format}.gz")) == [
             str(zipped)
         ]
+
+
+def test_csv_cells_that_are_not_utf8_cost_their_row_not_the_file(tmp_path, spec):
+    frame = impressions_frame(n_requests=2, candidates=4)
+    frame["device"] = ["ios", "web", "caf\u00e9", "ios", "web", "ios", "web", "ios"]
+    path = write_csv(frame, tmp_path / "a.csv")
+    data = path.read_bytes()
+    path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xe9").replace(b",ios,", b",i\xf6s,", 1))
+    batches = list(read_batches(str(path), SourceSpec(format="csv"), spec.required_columns, batch_rows=3))
+    assert np.concatenate([b.rows for b in batches]).tolist() == [3, 5, 6, 7, 8, 9]
+    errors = sorted(error for b in batches for error in b.errors)
+    assert errors == [
+        (2, "device: b'i\\xf6s' is not UTF-8 text (byte 0xf6 at offset 1: invalid start byte)"),
+        (4, "device: b'caf\\xe9' is not UTF-8 text (byte 0xe9 at offset 3: unexpected end of data)"),
+    ]
+    rows = parsed_rows(path, spec, SourceSpec(format="csv"), batch_rows=3)
+    assert rows["device"].tolist() == ["web", "ios", "web", "ios", "web", "ios"]
+
+
+def test_jsonl_lines_and_csv_headers_that_are_not_utf8_are_named(tmp_path, spec):
+    frame = impressions_frame(n_requests=1, candidates=4)
+    path = write_jsonl(frame, tmp_path / "a.jsonl")
+    lines = path.read_bytes().splitlines()
+    lines[1] = lines[1].replace(b'"device":"', b'"device":"\xff')
+    lines[2] = lines[2].replace(b'"device":"', b'"device":"\\ud83d')  # half of an escaped emoji
+    lines[3] = lines[3].replace(b'"device":"', b'"device":"\\ud83d\\ude00')  # a whole one is text
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    batches = list(read_batches(str(path), SourceSpec(format="jsonl"), spec.required_columns))
+    assert np.concatenate([b.rows for b in batches]).tolist() == [1, 4]
+    assert batches[0].frame["device"].iloc[1].startswith("\U0001f600")
+    [(line, reason), (surrogate_line, surrogate_reason)] = [error for b in batches for error in b.errors]
+    assert line == 2 and reason.startswith("malformed JSON: b'{") and "is not UTF-8 text (byte 0xff" in reason
+    assert (
+        surrogate_line == 3
+        and surrogate_reason == "malformed JSON: a \\u escape is half of a UTF-16 surrogate pair, not text"
+    )
+
+    csv = tmp_path / "h.csv"
+    csv.write_bytes(b"request_id,caf\xe9\nr1,x\n")
+    with pytest.raises(DataSourceError, match=r"h\.csv: the header line is not UTF-8: b'request_id,caf\\xe9"):
+        next(read_batches(str(csv), SourceSpec(format="csv"), ["request_id"]))

@@ -39,6 +39,11 @@ BAD_ROWS = [
     ({"request_id": None}, "request_id: missing value is not a valid request_id"),
     ({"user_id": ""}, "user_id: '' is not a valid user_id"),
     ({"timestamp": "yesterday"}, "timestamp: 'yesterday' is not a timestamp"),
+    ({"timestamp": -5}, "timestamp: -5 is before 1970-01-01"),
+    ({"timestamp": "1969-12-31T23:59:59Z"}, "timestamp: '1969-12-31T23:59:59Z' is before 1970-01-01"),
+    ({"timestamp": 1e20}, "timestamp: 1e+20 is after 2100-01-01"),
+    ({"timestamp": 1_700_000_000_000}, "timestamp: 1700000000000 is after 2100-01-01 (epoch seconds expected"),
+    ({"timestamp": float("inf")}, "timestamp: inf is not a timestamp"),
     ({"position": -1}, "position: -1 is negative"),
     ({"position": 1.5}, "position: 1.5 is not an integer position"),
     ({"position": "top"}, "position: 'top' is not a position"),
@@ -79,6 +84,12 @@ def test_iso_timestamps_and_datetimes_become_epoch_seconds(spec):
     assert parsed.frame[TIMESTAMP].tolist() == [1_704_067_200, 1_704_067_260, 1_704_067_320]
     frame["timestamp"] = pd.to_datetime([1_704_067_200, 1_704_067_201, 1_704_067_202], unit="s")
     assert parse_batch(batch_of(frame), spec, 0, "x").frame[TIMESTAMP].tolist()[-1] == 1_704_067_202
+    frame["timestamp"] = pd.to_datetime(["1960-01-01", "2024-01-01", "2099-12-31"])
+    parsed = parse_batch(batch_of(frame), spec, 0, "x")
+    assert parsed.frame[TIMESTAMP].tolist() == [1_704_067_200, 4_102_358_400]
+    assert [letter["reason"] for letter in parsed.dead_letters] == [
+        "timestamp: Timestamp('1960-01-01 00:00:00') is before 1970-01-01"
+    ]
 
 
 def test_optional_roles_default_and_expressions_label(spec):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from components.data.expressions import ExpressionError, LabelExpression
+from components.data.expressions import MAX_DEPTH, ExpressionError, LabelExpression
 from components.data.spec import (
     SHIPPED_SPECS,
     SPECS_DIR,
@@ -66,6 +66,7 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["split"].update(by="files"), r"split.files: needs a `train` file pattern"),
         (lambda s: s["split"].update(eval_fraction=0.6, test_fraction=0.5), r"must leave rows for train"),
         (lambda s: s.update(source={"format": "bigquery"}), r"exactly one of `table` or `query`"),
+        (lambda s: s["source"].update(duplicates="merge"), r"source.duplicates: 'merge' is not one of drop, keep"),
     ],
 )
 def test_every_spec_mistake_is_named_with_the_spec_file(simulator_yaml, edit, message):
@@ -123,3 +124,19 @@ def test_history_entity_names_must_not_collide(simulator_yaml):
     simulator_yaml["history"]["entities"].append("user")  # a column named "user" would shadow the user's history
     with pytest.raises(DatasetSpecError, match=r"two entities are named 'user'"):
         parse_dataset_spec(simulator_yaml)
+
+
+def test_a_huge_label_expression_names_the_task_and_the_limit_instead_of_overflowing(simulator_yaml):
+    simulator_yaml["tasks"].append({"name": "busy", "expression": " + ".join(["a"] * 50_000) + " > 0"})
+    with pytest.raises(DatasetSpecError) as error:
+        parse_dataset_spec(simulator_yaml, origin="specs/mine.yaml")
+    message = str(error.value)
+    assert "tasks[4] (busy): expression 'a + a + a" in message and f"the limit is {MAX_DEPTH} levels" in message
+    assert len(message) < 500  # the expression is cut short, not printed whole
+    with pytest.raises(ExpressionError, match=f"nests {MAX_DEPTH + 1} levels deep"):
+        LabelExpression(" + ".join(["a"] * (MAX_DEPTH + 1)))
+    with pytest.raises(ExpressionError, match="nests too deeply to parse"):
+        LabelExpression("not " * 50_000 + "a")
+    assert LabelExpression(" + ".join(["a"] * MAX_DEPTH)).columns == ("a",)
+    flat = LabelExpression(" or ".join(f"x == {value}" for value in range(5_000)))  # long but shallow: fine
+    assert flat.evaluate({"x": np.array([3.0, -1.0])}).tolist() == [True, False]

@@ -7,7 +7,7 @@ import pytest
 
 from components.data import validate_cli
 from components.data.spec import SourceSpec, load_dataset_spec
-from components.data.validation import check_data
+from components.data.validation import check_data, inspect_data
 from tests.data.impressions import impressions_frame, write_csv, write_parquet
 
 
@@ -68,3 +68,34 @@ def test_cli_prints_ok_or_every_problem(tmp_path, capsys):
     (tmp_path / "spec.yaml").write_text("name: x\ncolumns: {user_id: u}\n")
     assert validate_cli.main(argparse.Namespace(spec=str(tmp_path / "spec.yaml"), data="")) == 1
     assert "columns.item_id: missing" in capsys.readouterr().out
+
+
+def test_text_that_is_not_utf8_is_a_note_on_its_rows_not_a_traceback(tmp_path, capsys):
+    frame = impressions_frame(n_requests=4)
+    frame.loc[5, "category"] = "caf\u00e9"
+    frame.loc[7, "timestamp"] = -5
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = write_csv(frame, folder / "a.csv")
+    path.write_bytes(path.read_bytes().replace("caf\u00e9".encode(), b"caf\xe9"))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(_csv_spec_text())
+    check = inspect_data(load_dataset_spec(str(spec_path)), str(folder))
+    assert check.problems == []
+    [note] = check.notes
+    assert note.startswith(f"{path}: 2 of 20 sampled rows will go to the dead letters (category: 1, timestamp: 1)")
+    assert "e.g. row 7: category: b'caf\\xe9' is not UTF-8 text" in note and "iconv" in note
+
+    assert validate_cli.main(argparse.Namespace(spec=str(spec_path), data=str(folder))) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "1 note(s)" in out and "is not UTF-8 text" in out
+
+    path.write_bytes(b"request_id,caf\xe9\n")
+    [problem] = check_data(load_dataset_spec(str(spec_path)), str(folder))
+    assert problem.startswith(f"{path}: the header line is not UTF-8: b'request_id,caf")
+
+
+def _csv_spec_text() -> str:
+    from components.data.spec import SPECS_DIR
+
+    return (SPECS_DIR / "simulator.yaml").read_text().replace('format: parquet, pattern: "*.parquet"', "format: csv")

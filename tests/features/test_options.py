@@ -1,18 +1,19 @@
 """Beam options: the local runner by default, Dataflow flags built and checked, CLI flags and env defaults."""
 
 import argparse
+import logging
 
 import pytest
 
 from components.features import cli
-from components.features.options import BeamOptions, beam_options_from_args
+from components.features.options import LOCAL_RUNNER, BeamOptions, beam_options_from_args
 
 
 def test_the_local_runner_uses_every_core_by_default(monkeypatch):
     monkeypatch.delenv("RANKER_BEAM_RUNNER", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     flags = BeamOptions(direct_running_mode="multi_processing").flags()
-    assert flags[0] == "--runner=DirectRunner"
+    assert flags[0] == f"--runner={LOCAL_RUNNER}"
     assert "--direct_num_workers=2" in flags and "--direct_running_mode=multi_processing" in flags
     assert not any(flag.startswith("--machine_type") for flag in flags)
 
@@ -82,3 +83,29 @@ def test_cli_flags_override_the_defaults(monkeypatch):
     )
     assert options.extra_args == ("--experiments=shuffle_mode=service",)
     assert args.dead_letter_threshold == 0.01 and args.held_out_module == ""
+
+
+def test_the_local_default_names_a_runner_that_needs_no_download(monkeypatch):
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    from components.features.runner import LocalRunner
+
+    monkeypatch.delenv("RANKER_BEAM_RUNNER", raising=False)
+    name = BeamOptions().pipeline_options().view_as(StandardOptions).runner
+    assert name == LOCAL_RUNNER and type(create_runner(name)) is LocalRunner  # not Beam's Prism-first DirectRunner
+    assert BeamOptions(runner="direct").beam_runner == LOCAL_RUNNER
+    assert BeamOptions(runner="PrismRunner").beam_runner == "PrismRunner"  # other runners pass through
+
+
+def test_a_local_run_never_starts_or_downloads_prism(monkeypatch, caplog):
+    import apache_beam as beam
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.testing.util import assert_that, equal_to
+
+    started = []
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *args: started.append(args))
+    options = BeamOptions(direct_num_workers=1, direct_running_mode="in_memory").pipeline_options()
+    with caplog.at_level(logging.INFO), beam.Pipeline(options=options) as pipeline:
+        assert_that(pipeline | beam.Create([1, 2, 3]) | beam.combiners.Count.Globally(), equal_to([3]))
+    assert started == [] and not [record for record in caplog.records if "prism" in record.getMessage().lower()]

@@ -1,10 +1,12 @@
 """End-to-end extraction with the local Beam runner: contract, splits, point-in-time, dead letters, public data."""
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from components.data.spec import SPECS_DIR
 from components.features.options import BeamOptions
@@ -112,13 +114,12 @@ def test_malformed_rows_go_to_dead_letters_with_file_row_and_reason(raw, tmp_pat
     summary, spec = run(path, tmp_path / "examples", spec=spec_file, dead_letter_threshold=0.05)
     assert (summary.rows_read, summary.rows_written, summary.dead_letters) == (200, 196, 4)
     assert spec.source["dead_letter_reasons"] == {"malformed JSON": 1, "position": 1, "clicked": 1, "user_id": 1}
-    letters = [json.loads(line) for file in (tmp_path / "examples" / "dead_letter").glob("*.jsonl")
-               for line in file.read_text().splitlines()]  # fmt: skip
+    letters = dead_letters_of(tmp_path / "examples")
     assert sorted(letter["row"] for letter in letters) == [5, 10, 20, 30]
     assert {letter["file"] for letter in letters} == {str(path)}
     assert any(letter["reason"].startswith("position: -3 is negative") for letter in letters)
 
-    with pytest.raises(ExtractionError, match=r"4 of 200 rows \(2.00%\) are malformed, more than the threshold"):
+    with pytest.raises(ExtractionError, match=r"2.00% of 200 rows are malformed, more than the threshold"):
         run(path, tmp_path / "examples", spec=spec_file, dead_letter_threshold=0.01)
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
 
@@ -130,14 +131,19 @@ def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, 
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
 
 
-def simulator_spec_as(folder, file_format: str) -> str:
-    """The simulator's spec, reading another file format."""
-    text = (SPECS_DIR / "simulator.yaml").read_text()
-    path = folder / f"{file_format}.yaml"
-    path.write_text(
-        text.replace("format: parquet", f"format: {file_format}").replace('"*.parquet"', f'"*.{file_format}"')
-    )
+def simulator_spec_as(folder, file_format: str, **source: str) -> str:
+    """The simulator's spec, reading another file format (and other ``source`` settings)."""
+    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+    spec["source"] = {"format": file_format, "pattern": f"*.{file_format}", **source}
+    path = folder / ("_".join([file_format, *source.values()]) + ".yaml")
+    path.write_text(yaml.safe_dump(spec))
     return str(path)
+
+
+def dead_letters_of(out) -> list[dict]:
+    return [
+        json.loads(line) for file in (out / "dead_letter").glob("*.jsonl") for line in file.read_text().splitlines()
+    ]
 
 
 def test_ali_ccp_sample_extracts_by_files_without_groups(shared_datasets, tmp_path):
@@ -171,3 +177,37 @@ def test_csv_input_gives_the_same_examples_as_parquet(raw, tmp_path):
     b = read_all(tmp_path / "b", spec_csv).sort_values(["request_id", "position"], ignore_index=True)
     pd.testing.assert_frame_equal(a, b)
     assert np.isclose(spec.feature("price").mean, spec_csv.feature("price").mean)
+
+
+def test_bad_bytes_impossible_times_and_duplicates_are_dead_letters_the_rest_is_read(raw, tmp_path, caplog):
+    rows = raw.head(100).astype({"timestamp": float})
+    rows.loc[20, "timestamp"], rows.loc[30, "timestamp"] = -5, 1e20
+    rows.loc[10, "device"] = "caf\u00e9"
+    (tmp_path / "csv").mkdir()
+    first = write_csv(rows.iloc[:60], tmp_path / "csv" / "a.csv")
+    first.write_bytes(first.read_bytes().replace("caf\u00e9".encode(), b"caf\xe9"))  # not UTF-8 on line 12
+    write_csv(pd.concat([rows.iloc[60:], rows.iloc[[3, 4]]]), tmp_path / "csv" / "b.csv")  # a.csv lines 5, 6 again
+    out = tmp_path / "examples"
+    with caplog.at_level(logging.INFO):
+        summary, spec = run(tmp_path / "csv", out, spec=simulator_spec_as(tmp_path, "csv"), dead_letter_threshold=0.1)
+    assert (summary.rows_read, summary.rows_written, summary.dead_letters, summary.duplicates) == (102, 97, 5, 2)
+    assert spec.source["dead_letter_reasons"] == {"device": 1, "timestamp": 2, "duplicate": 2}
+    assert spec.source["duplicates"] == 2 and "duplicates                2  (dropped)" in summary.format()
+    letters = {(letter["file"].rsplit("/", 1)[-1], letter["row"]): letter["reason"] for letter in dead_letters_of(out)}
+    assert letters[("a.csv", 12)].startswith("device: b'caf\\xe9' is not UTF-8 text")
+    assert letters[("a.csv", 22)] == "timestamp: '-5.0' is before 1970-01-01"
+    assert letters[("a.csv", 32)].startswith("timestamp: '1e+20' is after 2100-01-01")
+    assert letters[("b.csv", 42)] == "duplicate: every column equals row 5 of a.csv, which is kept"
+    assert letters[("b.csv", 43)] == "duplicate: every column equals row 6 of a.csv, which is kept"
+    examples = read_all(out, spec)
+    assert not examples.duplicated(["request_id", "position"]).any()
+    assert not [record for record in caplog.records if "prism" in record.getMessage().lower()]
+
+    keep = simulator_spec_as(tmp_path, "csv", duplicates="keep")
+    kept, spec = run(tmp_path / "csv", out, spec=keep, dead_letter_threshold=0.1)
+    assert (kept.rows_written, kept.dead_letters, kept.duplicates) == (99, 3, 2)
+    assert "duplicate" not in spec.source["dead_letter_reasons"] and "(kept)" in kept.format()
+    # 5 dead letters (4.9%), of which 3 malformed (2.94%): dropped duplicates do not fail a run
+    run(tmp_path / "csv", out, spec=simulator_spec_as(tmp_path, "csv"), dead_letter_threshold=0.03)
+    with pytest.raises(ExtractionError, match=r"2.94% of 102 rows .* \(dead letters: device: 1, duplicate: 2, "):
+        run(tmp_path / "csv", out, spec=simulator_spec_as(tmp_path, "csv"), dead_letter_threshold=0.02)
