@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from trainer.distribute import shard_policy
 from trainer.examples import COMPRESSION, parse_features, shard_paths
 from trainer.schema import FeatureSpec
 
@@ -52,4 +53,6 @@ def make_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda batch: parse_features(batch, spec), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = shard_policy(len(files))  # for multi-worker training
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

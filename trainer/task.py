@@ -6,7 +6,9 @@ checkpoints to ``AIP_CHECKPOINT_DIR`` and TensorBoard logs to
 ``tf.io.gfile``); flags override them. The ``tf.distribute`` strategy follows
 the hardware: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several
 workers, MirroredStrategy on a machine with several GPUs, OneDeviceStrategy on
-one GPU, the default strategy on CPU::
+one GPU, the default strategy on CPU. In a multi-replica job every replica runs
+this same command with the same ``AIP_*`` paths; the chief exports to
+``AIP_MODEL_DIR`` and the other workers beside it (:func:`worker_model_dir`)::
 
     python -m trainer.task --examples gs://bucket/examples --config '{"epochs": 20}'
 """
@@ -42,12 +44,23 @@ def resolve_paths(args: argparse.Namespace, environ: Mapping[str, str]) -> argpa
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: pass the flag or set AIP_MODEL_DIR / RANKER_EXAMPLES")
     if not is_chief(environ):
-        # Every worker must save (collective ops), but only the chief's export is kept.
-        task = json.loads(environ["TF_CONFIG"])["task"]
-        args.model_dir = f"{args.model_dir.rstrip('/')}/.worker-{task.get('type')}-{task.get('index')}"
-        args.checkpoint_dir = None
-        args.tensorboard_dir = None
+        args.model_dir = worker_model_dir(args.model_dir, environ)
     return args
+
+
+def worker_model_dir(model_dir: str, environ: Mapping[str, str]) -> str:
+    """Where a non-chief worker exports: beside the chief's model dir, never inside it.
+
+    Every worker must export (saving may read variables through collective ops
+    that need all of them), but only the chief's copy, in ``model_dir``, is the
+    model; a copy inside it would be uploaded and digested with it. The copy
+    holds the same weights and can be deleted. Checkpoints and TensorBoard logs
+    keep their folders on every worker: Keras writes a non-chief's share to a
+    ``workertemp_<task index>`` folder and deletes it (a chief checkpointing
+    alone runs collectives the others do not, and the job fails).
+    """
+    task = json.loads(environ["TF_CONFIG"])["task"]
+    return f"{model_dir.rstrip('/')}.worker-{task.get('type')}-{task.get('index')}"
 
 
 def main(argv: list[str] | None = None) -> int:

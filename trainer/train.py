@@ -91,12 +91,17 @@ def train_and_export(
     config = _without_constant_positions(examples_dir, spec, config)
     configure_determinism(config)
     strategy = strategy or tf.distribute.get_strategy()
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with strategy.scope():
         model = build_model(spec, config)
         model.compile(
             optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-            steps_per_execution=config.steps_per_execution,
+            # Across workers, several steps per call mismatch the all-gathers of the sparse embedding gradients.
+            steps_per_execution=1 if multi_worker else config.steps_per_execution,
         )
+    if multi_worker:
+        # Metric results are already all-reduced over the workers; Keras's default would add them up once more.
+        model.distribute_reduction_method = "first"
     train_rows, eval_rows = split_rows(examples_dir, "train", spec), split_rows(examples_dir, "eval", spec)
     train = make_dataset(
         examples_dir,

@@ -47,9 +47,10 @@ def test_only_the_chief_writes_the_export():
     assert is_chief({}) and is_chief({"TF_CONFIG": tf_config("chief", 0)})
     assert not is_chief({"TF_CONFIG": tf_config("worker", 0)})
     assert is_chief({"TF_CONFIG": tf_config("worker", 0, chief=False)})
-    worker = {"TF_CONFIG": tf_config("worker", 1), "AIP_MODEL_DIR": "gs://b/model", "AIP_CHECKPOINT_DIR": "gs://b/c"}
+    worker = {"TF_CONFIG": tf_config("worker", 1), "AIP_MODEL_DIR": "gs://b/model/", "AIP_CHECKPOINT_DIR": "gs://b/c"}
     args = resolve_paths(parse(["--examples", "gs://b/examples"]), worker)
-    assert args.model_dir == "gs://b/model/.worker-worker-1" and args.checkpoint_dir is None
+    # beside the chief's model, not inside it; checkpoints go through Keras, which keeps only the chief's
+    assert args.model_dir == "gs://b/model.worker-worker-1" and args.checkpoint_dir == "gs://b/c"
 
 
 def test_strategy_follows_the_cluster_and_devices():
