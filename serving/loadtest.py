@@ -28,7 +28,8 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
-from trainer.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+from trainer.schema import MODULE, FeatureSpec
+from trainer.synthetic import synthetic_values
 
 Arrival = Literal["constant", "poisson", "bursty"]
 ARRIVALS: tuple[str, ...] = ("constant", "poisson", "bursty")
@@ -251,24 +252,10 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
     context: dict[str, Any] = {MODULE: spec.modules[0] if spec.modules else "default"}
     columns: dict[str, list] = {}
     for feature in spec.features:
-        size = 1 if feature.name == user_key else candidates
-        if feature.kind == "numeric":
-            values = rng.normal(feature.mean, feature.std or 1.0, size)
-            if feature.transform == "log1p":
-                values = np.expm1(values)
-            lower, upper = sorted((feature.min, feature.max))
-            if feature.transform == "log1p":
-                lower, upper = np.expm1(lower), np.expm1(upper)
-            column: list = np.clip(values, lower, upper).round(4).tolist() if upper > lower else values.tolist()
-        elif feature.vocabulary:
-            tokens = rng.choice(feature.vocabulary, size=(size, 2 if feature.kind == "list" else 1))
-            column = [LIST_SEPARATOR.join(sorted(set(row))) for row in tokens.tolist()]
-        else:
-            column = [f"{feature.name}-{value}" for value in rng.integers(0, 1 << 20, size).tolist()]
         if feature.name == user_key:
-            context[feature.name] = column[0]
+            context[feature.name] = synthetic_values(feature, 1, rng)[0]
         else:
-            columns[feature.name] = column
+            columns[feature.name] = synthetic_values(feature, candidates, rng)
     if not columnar:
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return orjson.dumps({"instances": [{"context": context, "candidates": rows}]})

@@ -8,8 +8,10 @@ Examples::
 
 Registration is idempotent: the same model files (same digest) never become a
 second version. A blessed model becomes the ``champion``; the version it
-replaces keeps the ``previous-champion`` alias. Every option's default comes
-from the environment variable named in its help.
+replaces keeps the ``previous-champion`` alias. A blessing whose ``blessed`` is
+not a JSON boolean, or whose ``judged_model`` is not this model, and a model
+that does not load and score, are refused (exit status 1, nothing written).
+Every option's default comes from the environment variable named in its help.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import argparse
 import json
 import logging
 
-from components.registry.core import ModelNotBlessedError, RegistryConfig, champion_model_uri, register_from_artifacts
+from components.registry.core import (
+    RegistrationRefusedError,
+    RegistryConfig,
+    champion_model_uri,
+    register_from_artifacts,
+)
 
 HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
 logger = logging.getLogger(__name__)
@@ -43,6 +50,13 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serving container registered with a Vertex AI model [env RANKER_SERVING_IMAGE, RANKER_IMAGE]",
     )
+    group.add_argument(
+        "--on-broken-champion",
+        choices=("continue", "stop"),
+        default=None,
+        help="when the champion does not load: judge without it (noted in the report) or fail the run "
+        "[env RANKER_ON_BROKEN_CHAMPION, continue]",
+    )
 
 
 def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> RegistryConfig:
@@ -56,6 +70,7 @@ def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> Re
         serving_image=args.serving_image,
         work_dir=work_dir,
         keep_challengers=getattr(args, "keep_challengers", None) or None,
+        on_broken_champion=args.on_broken_champion,
     )
 
 
@@ -87,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(f"ranker register: missing {', '.join('--' + flag for flag in missing)}")
     try:
         registered = register_from_artifacts(args.model, args.report, args.blessing, config, args.run_id, args.data_uri)
-    except ModelNotBlessedError as error:
+    except RegistrationRefusedError as error:
         logger.error("%s", error)
         return 1
     print(json.dumps(registered.to_dict(), indent=2))

@@ -21,7 +21,9 @@ def register_model(
 ) -> str:
     """Register the model once (idempotent per model digest), promote it to champion when blessed.
 
-    Returns the registered version. ``tracking_uri`` is the MLflow store
+    Returns the registered version. Fails, writing nothing, when the blessing's
+    ``blessed`` is not a JSON boolean, its ``judged_model`` is not this model,
+    or the model does not load and score. ``tracking_uri`` is the MLflow store
     (``sqlite:///.../mlflow.db`` locally); ``project``/``location``/``serving_image``
     are for ``registry="vertex"``.
     """

@@ -9,7 +9,13 @@ know how to store a version and move an alias; the rules live here, once:
 * a blessed version takes the ``champion`` alias and the version it replaces
   keeps its place in the registry under ``previous-champion``;
 * an unblessed version is refused, unless the configuration asks to keep
-  challengers, in which case it gets the ``challenger`` alias and no promotion.
+  challengers, in which case it gets the ``challenger`` alias and no promotion;
+* a blessing counts only for the model it judged: ``blessed`` must be a JSON
+  boolean (``true`` to promote) and ``judged_model.model_digest`` the digest of
+  the model being registered, and the model must load and score (see
+  :mod:`components.registry.loadcheck`), else nothing is written;
+* the champion handed to the evaluation must load too: a broken one is left
+  out of the comparison with a note, or stops the run (``on_broken_champion``).
 
 Usage::
 
@@ -19,12 +25,12 @@ Usage::
     version = register_model(candidate, config)
     version.version, version.aliases     # "3", ("champion",)
     champion_model_uri(config)           # the champion's model folder, "" when none
+    champion_to_beat(config, "work/model")   # Champion(model_uri=..., note="")
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from components.registry.loadcheck import ModelNotLoadableError, check_loadable
+from trainer.digest import is_folder, json_sha256, model_digest, path_exists, read_json
 from trainer.schema import FEATURE_SPEC_FILE
 
 logger = logging.getLogger(__name__)
@@ -41,17 +49,25 @@ CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 Backend = Literal["mlflow", "vertex"]
+BrokenChampionPolicy = Literal["continue", "stop"]
 
 # Serving contract of the project's prediction server (serving/): Vertex AI
 # sends AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE / AIP_HTTP_PORT to the container.
 DEFAULT_PREDICT_ROUTE = "/predict"
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_SERVING_PORT = 8080
-GCS_FUSE_ROOT = "/gcs"
 
 
-class ModelNotBlessedError(RuntimeError):
+class RegistrationRefusedError(RuntimeError):
+    """Raised when a model must not be registered; nothing was written to the registry."""
+
+
+class ModelNotBlessedError(RegistrationRefusedError):
     """Raised when an unblessed model would be registered and challengers are not kept."""
+
+
+class BrokenChampionError(RuntimeError):
+    """Raised when the champion does not load and ``on_broken_champion`` is ``stop``."""
 
 
 @dataclasses.dataclass
@@ -70,6 +86,7 @@ class RegistryConfig:
     location                    ``GOOGLE_CLOUD_REGION``         ``us-central1``
     serving_image               ``RANKER_SERVING_IMAGE``        ``RANKER_IMAGE`` or ``mmoe-ranker:latest``
     keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false``
+    on_broken_champion          ``RANKER_ON_BROKEN_CHAMPION``   ``continue`` (or ``stop``)
     endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (deploy step, vertex)
     machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
     ==========================  ==============================  ======================================
@@ -91,6 +108,7 @@ class RegistryConfig:
     health_route: str = DEFAULT_HEALTH_ROUTE
     serving_port: int = DEFAULT_SERVING_PORT
     keep_challengers: bool = False
+    on_broken_champion: BrokenChampionPolicy = "continue"
     endpoint_name: str = "mmoe-ranker"
     machine_type: str = "n1-standard-4"
     min_replicas: int = 1
@@ -101,6 +119,8 @@ class RegistryConfig:
             raise ValueError(f"unknown registry backend {self.backend!r}: use 'mlflow' or 'vertex'")
         if self.backend == "vertex" and not self.project:
             raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
+        if self.on_broken_champion not in ("continue", "stop"):
+            raise ValueError(f"on_broken_champion is {self.on_broken_champion!r}: use 'continue' or 'stop'")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
@@ -116,6 +136,7 @@ class RegistryConfig:
             "location": env.get("GOOGLE_CLOUD_REGION", "us-central1"),
             "serving_image": env.get("RANKER_SERVING_IMAGE", env.get("RANKER_IMAGE", "mmoe-ranker:latest")),
             "keep_challengers": env.get("RANKER_KEEP_CHALLENGERS", "false").lower() in ("1", "true", "yes"),
+            "on_broken_champion": env.get("RANKER_ON_BROKEN_CHAMPION", "continue"),
             "endpoint_name": env.get("RANKER_ENDPOINT", "mmoe-ranker"),
             "machine_type": env.get("RANKER_SERVING_MACHINE", "n1-standard-4"),
         }
@@ -171,24 +192,28 @@ class Candidate:
         run_id: str = "",
         data_uri: str = "",
     ) -> Candidate:
-        """Read the evaluation's metrics and blessing and fingerprint the model folder."""
-        report = _read_json(report_json)
-        blessing = _read_json(blessing_json)
-        if "blessed" not in blessing:
-            raise ValueError(f"{blessing_json} has no 'blessed' field: is it the evaluation's blessing.json?")
-        spec_path = f"{model_uri.rstrip('/')}/{FEATURE_SPEC_FILE}"
-        spec = _read_json(spec_path) if _exists(spec_path) else {}
+        """Read the evaluation's metrics and blessing and fingerprint the model folder.
+
+        Raises :class:`RegistrationRefusedError` when ``blessed`` is not a JSON
+        boolean or the blessing judged other model files than ``model_uri``'s.
+        """
+        report = read_json(report_json)
+        blessing = read_json(blessing_json)
+        blessed = blessing_verdict(blessing, blessing_json)
         digest = model_digest(model_uri)
+        check_judged_model(blessing, blessing_json, model_uri, digest)
+        spec_path = f"{model_uri.rstrip('/')}/{FEATURE_SPEC_FILE}"
+        spec = read_json(spec_path) if path_exists(spec_path) else {}
         return cls(
             model_uri=model_uri,
-            blessed=bool(blessing["blessed"]),
+            blessed=blessed,
             reasons=[str(reason) for reason in blessing.get("reasons", [])],
             metrics=flatten_metrics(report),
             headline=flatten_metrics({key: value for key, value in blessing.items() if key != "reasons"}),
             run_id=run_id or digest[:16],
             digest=digest,
             data_uri=data_uri or str(spec.get("source", {}).get("uri", "")),
-            feature_spec_hash=_sha256_json(spec) if spec else "",
+            feature_spec_hash=json_sha256(spec) if spec else "",
             code_version=code_version(),
             evaluation={"report": report, "blessing": blessing},
         )
@@ -246,10 +271,7 @@ def register_model(
     candidate: Candidate, config: RegistryConfig, backend: RegistryBackend | None = None
 ) -> RegisteredVersion:
     """Register a candidate once and promote it to champion when it is blessed."""
-    if not candidate.blessed and not config.keep_challengers:
-        raise ModelNotBlessedError(
-            "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
-        )
+    refuse_unblessed(candidate, config)
     backend = backend or open_backend(config)
     version = backend.find_version(candidate.digest)
     created = version is None
@@ -287,7 +309,9 @@ def register_from_artifacts(
     """What the ``register`` step does: read the evaluation's outputs and register the model.
 
     ``report_json`` and ``blessing_json`` may be the JSON files or the folders
-    holding ``metrics.json`` and ``blessing.json``. Example::
+    holding ``metrics.json`` and ``blessing.json``. The blessing must be about
+    this very model (``judged_model.model_digest``) and the model must load and
+    score, else :class:`RegistrationRefusedError` and nothing is written. Example::
 
         register_from_artifacts("model/", "report/", "report/", RegistryConfig(work_dir="work_dir"))
     """
@@ -298,7 +322,59 @@ def register_from_artifacts(
         run_id=run_id,
         data_uri=data_uri,
     )
+    refuse_unblessed(candidate, config)
+    try:
+        check_loadable(model_uri)
+    except ModelNotLoadableError as error:
+        raise RegistrationRefusedError(f"not registering it: {error}") from error
     return register_model(candidate, config)
+
+
+def refuse_unblessed(candidate: Candidate, config: RegistryConfig) -> None:
+    """Raise :class:`ModelNotBlessedError` for an unblessed candidate, unless challengers are kept."""
+    if not candidate.blessed and not config.keep_challengers:
+        raise ModelNotBlessedError(
+            "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
+        )
+
+
+def blessing_verdict(blessing: Any, path: str) -> bool:
+    """The ``blessed`` field of a blessing document; anything but the JSON booleans is refused.
+
+    Example::
+
+        blessing_verdict({"blessed": True}, "report/blessing.json")      # True
+        blessing_verdict({"blessed": "false"}, "report/blessing.json")   # RegistrationRefusedError
+    """
+    if not isinstance(blessing, Mapping) or "blessed" not in blessing:
+        raise RegistrationRefusedError(f"{path} has no 'blessed' field: is it the evaluation's blessing.json?")
+    verdict = blessing["blessed"]
+    if not isinstance(verdict, bool):
+        raise RegistrationRefusedError(
+            f"{path}: 'blessed' is {json.dumps(verdict)} ({type(verdict).__name__}), "
+            "not the JSON boolean true or false: not trusting it as a verdict"
+        )
+    return verdict
+
+
+def check_judged_model(blessing: Mapping[str, Any], blessing_json: str, model_uri: str, digest: str) -> None:
+    """Refuse a blessing that is not about the model in ``model_uri`` (whose digest is ``digest``).
+
+    The evaluation records ``judged_model`` (:func:`trainer.digest.judged_model`)
+    of the model it judged; its ``model_digest`` must be this model's.
+    """
+    judged = blessing.get("judged_model")
+    judged_digest = judged.get("model_digest") if isinstance(judged, Mapping) else None
+    if not judged_digest:
+        raise RegistrationRefusedError(
+            f"{blessing_json} does not say which model it judged (no judged_model.model_digest), so it cannot "
+            f"bless {model_uri} (model digest {digest}): re-run evaluate on this model"
+        )
+    if judged_digest != digest:
+        raise RegistrationRefusedError(
+            f"{blessing_json} judged the model with digest {judged_digest}, but {model_uri} has digest {digest}: "
+            "the blessing is about other model files; re-run evaluate on this model"
+        )
 
 
 def is_blessed(blessing_json: str) -> bool:
@@ -309,15 +385,12 @@ def is_blessed(blessing_json: str) -> bool:
         is_blessed("work_dir/report/blessing.json")   # True or False
     """
     path = json_file(blessing_json, "blessing.json")
-    blessing = _read_json(path)
-    if not isinstance(blessing.get("blessed"), bool):
-        raise ValueError(f"{path} has no true/false 'blessed' field: is it the evaluation's blessing.json?")
-    return blessing["blessed"]
+    return blessing_verdict(read_json(path), path)
 
 
 def json_file(path: str, default_name: str) -> str:
     """``path`` itself, or ``path/default_name`` when ``path`` is a folder."""
-    return f"{path.rstrip('/')}/{default_name}" if _is_dir(path) else path
+    return f"{path.rstrip('/')}/{default_name}" if is_folder(path) else path
 
 
 def promote(backend: RegistryBackend, version: str) -> None:
@@ -338,18 +411,56 @@ def champion_model_uri(config: RegistryConfig, backend: RegistryBackend | None =
     return backend.version_model_uri(version) if version is not None else ""
 
 
-def champion_to_beat(config: RegistryConfig, candidate_model_uri: str, backend: RegistryBackend | None = None) -> str:
-    """The champion a candidate must beat: ``""`` when there is none or it holds the same model files.
+@dataclasses.dataclass(frozen=True)
+class Champion:
+    """The champion a candidate is compared with: ``model_uri`` is ``""`` when there is none to compare.
 
-    Example::
-
-        champion_to_beat(RegistryConfig(work_dir="work_dir"), "work_dir/pipeline_root/.../model")
+    ``note`` is empty, or says why the registered champion was left out (it does not load).
     """
-    champion = champion_model_uri(config, backend)
-    if champion and model_digest(champion) == model_digest(candidate_model_uri):
-        logger.info("the champion holds this very model: nothing to compare it against")
-        return ""
-    return champion
+
+    model_uri: str = ""
+    note: str = ""
+
+
+def champion_to_beat(
+    config: RegistryConfig, candidate_model_uri: str, backend: RegistryBackend | None = None
+) -> Champion:
+    """The champion a candidate must beat; none when nothing was promoted or it holds the same model files.
+
+    A champion that does not load (see :func:`check_loadable`) is left out with
+    a note, or raises :class:`BrokenChampionError` when ``config.on_broken_champion``
+    is ``stop``. Example::
+
+        champion = champion_to_beat(RegistryConfig(work_dir="work_dir"), "work_dir/pipeline_root/.../model")
+        champion.model_uri, champion.note     # ("/.../mlartifacts/.../model", "")
+    """
+    backend = backend or open_backend(config)
+    version = backend.alias_version(CHAMPION)
+    if version is None:
+        return Champion()
+    champion = backend.version_model_uri(version)
+    candidate_digest = model_digest(candidate_model_uri)
+    try:
+        if model_digest(champion) == candidate_digest:
+            logger.info("the champion holds this very model: nothing to compare it against")
+            return Champion()
+        check_loadable(champion)
+    except (FileNotFoundError, ModelNotLoadableError) as error:
+        return broken_champion(config, version, error)
+    return Champion(model_uri=champion)
+
+
+def broken_champion(config: RegistryConfig, version: str, error: Exception) -> Champion:
+    """Apply ``on_broken_champion`` to an unusable champion version: a note, or :class:`BrokenChampionError`."""
+    problem = f"the {CHAMPION} alias of {config.model_name} points at version {version}, which cannot be used: {error}"
+    if config.on_broken_champion == "stop":
+        raise BrokenChampionError(
+            f"{problem} (on_broken_champion is 'stop': move the alias to a working version, "
+            "or set RANKER_ON_BROKEN_CHAMPION=continue to run without the champion comparison)"
+        )
+    note = f"{problem}; this run is judged without the champion comparison"
+    logger.warning("%s", note)
+    return Champion(note=note)
 
 
 def open_backend(config: RegistryConfig) -> RegistryBackend:
@@ -361,38 +472,6 @@ def open_backend(config: RegistryConfig) -> RegistryBackend:
     from components.registry.mlflow_store import MlflowRegistry
 
     return MlflowRegistry(config)
-
-
-def model_digest(model_uri: str) -> str:
-    """SHA-256 over every file's relative path and bytes: the same model gives the same digest."""
-    digest = hashlib.sha256()
-    for relative, opener in _model_files(model_uri):
-        digest.update(relative.encode() + b"\0")
-        with opener() as handle:
-            for chunk in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _model_files(model_uri: str) -> list[tuple[str, Any]]:
-    """(relative path, opener) of every file under a local folder or a remote (gs://) one, sorted."""
-    local = local_view(model_uri)
-    if local is not None:  # no TensorFlow import (seconds) for a checksum
-        root = Path(local)
-        if not root.is_dir():
-            raise FileNotFoundError(f"no model folder at {model_uri}")
-        files = sorted(path for path in root.rglob("*") if path.is_file())
-        return [(path.relative_to(root).as_posix(), lambda path=path: path.open("rb")) for path in files]
-    import tensorflow as tf
-
-    if not tf.io.gfile.isdir(model_uri):
-        raise FileNotFoundError(f"no model folder at {model_uri}")
-    root = model_uri.rstrip("/")
-    found = []
-    for folder, _, names in tf.io.gfile.walk(root):
-        prefix = folder[len(root) :].strip("/")
-        found += [f"{prefix}/{name}" if prefix else name for name in names]
-    return [(name, lambda name=name: tf.io.gfile.GFile(f"{root}/{name}", "rb")) for name in sorted(found)]
 
 
 def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
@@ -439,50 +518,3 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return commit or os.environ.get("RANKER_CODE_VERSION", "unknown")
-
-
-def local_view(uri: str) -> str | None:
-    """A local path for ``uri``: itself, or ``/gcs/...`` for ``gs://...`` where Cloud Storage FUSE is mounted.
-
-    Vertex AI Pipelines mounts every bucket under ``/gcs``; elsewhere a
-    ``gs://`` URI is read through ``tf.io.gfile`` (returns ``None``).
-    """
-    if "://" not in uri:
-        return uri
-    if uri.startswith("gs://") and Path(GCS_FUSE_ROOT).is_dir():
-        return f"{GCS_FUSE_ROOT}/{uri.removeprefix('gs://')}"
-    return None
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        if local_view(path) is not None:
-            return json.loads(Path(local_view(path)).read_text())
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path) as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
-    except (FileNotFoundError, IsADirectoryError):
-        raise FileNotFoundError(f"no file at {path}") from None
-
-
-def _exists(path: str) -> bool:
-    if local_view(path) is not None:
-        return Path(local_view(path)).exists()
-    import tensorflow as tf
-
-    return tf.io.gfile.exists(path)
-
-
-def _is_dir(path: str) -> bool:
-    if local_view(path) is not None:
-        return Path(local_view(path)).is_dir()
-    import tensorflow as tf
-
-    return tf.io.gfile.isdir(path)
-
-
-def _sha256_json(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

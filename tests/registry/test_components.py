@@ -1,14 +1,17 @@
 """The registry and glue components run under kfp.local's SubprocessRunner on a tiny model."""
 
+from pathlib import Path
+from typing import NamedTuple
+
 import pytest
 from kfp import dsl
 from kfp.dsl import Artifact, Model
 
 from components.pipeline_steps import blessing_verdict, deploy_model, resolve_champion, user_source
 from components.registry.component import register_model
-from components.registry.core import CHAMPION, RegistryConfig
+from components.registry.core import CHAMPION, RegistryConfig, register_from_artifacts
 from components.registry.mlflow_store import MlflowRegistry
-from tests.registry.test_mlflow_registry import write_evaluation, write_model
+from tests.registry.conftest import copy_model, write_evaluation
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +34,9 @@ def registry_steps(model_uri: str, metrics_uri: str, blessing_uri: str, tracking
         resolve_champion(model=model.output, tracking_uri=tracking_uri).after(registered)
 
 
-def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, capfd, kfp_local_root):
-    model = write_model(tmp_path / "model", b"w")
-    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6)
+def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, capfd, kfp_local_root, model_dir):
+    model = copy_model(model_dir, tmp_path / "model", "steps")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=model)
     config = RegistryConfig(work_dir=str(tmp_path / "work"))
 
     registry_steps(
@@ -57,3 +60,36 @@ def test_user_source_passes_the_uri_and_refuses_an_empty_one(kfp_local_root):
     assert task.outputs == {"data_uri": "gs://bucket/logs/*.parquet", "oracle_uri": ""}
     with pytest.raises(RuntimeError, match="user-source"):
         user_source(data_uri="")
+
+
+class ChampionOutputs(NamedTuple):
+    champion_model_uri: str
+    champion_note: str
+
+
+@dsl.pipeline(name="champion-step")
+def champion_step(model_uri: str, tracking_uri: str, on_broken_champion: str) -> ChampionOutputs:
+    model = dsl.importer(artifact_uri=model_uri, artifact_class=Model)
+    champion = resolve_champion(model=model.output, tracking_uri=tracking_uri, on_broken_champion=on_broken_champion)
+    return ChampionOutputs(
+        champion_model_uri=champion.outputs["champion_model_uri"], champion_note=champion.outputs["champion_note"]
+    )
+
+
+def test_resolve_champion_notes_a_broken_champion_or_fails_on_it(tmp_path, capfd, kfp_local_root, model_dir):
+    config = RegistryConfig(work_dir=str(tmp_path / "work"))
+    champion = copy_model(model_dir, tmp_path / "champion", "champion")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=champion)
+    registered = register_from_artifacts(str(champion), str(report), str(report), config)
+    (Path(registered.model_uri) / "saved_model.pb").write_text("not a graph\n")
+    candidate = str(copy_model(model_dir, tmp_path / "candidate", "candidate"))
+
+    continued = champion_step(
+        model_uri=candidate, tracking_uri=config.resolved_tracking_uri, on_broken_champion="continue"
+    )
+    assert continued.outputs["champion_model_uri"] == ""
+    assert "champion alias of mmoe-ranker points at version 1" in continued.outputs["champion_note"]
+    with pytest.raises(RuntimeError, match="resolve-champion"):
+        champion_step(model_uri=candidate, tracking_uri=config.resolved_tracking_uri, on_broken_champion="stop")
+    printed = capfd.readouterr()
+    assert "BrokenChampionError: the champion alias of mmoe-ranker points at version 1" in printed.out + printed.err

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,55 +12,44 @@ from components.registry.core import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,
+    BrokenChampionError,
     ModelNotBlessedError,
+    RegistrationRefusedError,
     RegistryConfig,
     champion_model_uri,
+    champion_to_beat,
     flatten_metrics,
-    local_view,
-    model_digest,
+    is_blessed,
     register_from_artifacts,
 )
 from components.registry.mlflow_store import MlflowRegistry
+from tests.registry.conftest import copy_model, edit_blessing, write_evaluation, write_fake_model
+from trainer.digest import json_sha256, judged_model, local_view, model_digest
 
 
-def write_model(folder: Path, weights: bytes) -> Path:
-    """A model folder as training exports it (the bytes stand in for the SavedModel)."""
-    (folder / "variables").mkdir(parents=True)
-    (folder / "saved_model.pb").write_bytes(b"graph")
-    (folder / "variables" / "variables.data-00000-of-00001").write_bytes(weights)
-    (folder / "feature_spec.json").write_text(json.dumps({"tasks": [], "source": {"uri": "gs://logs/*.parquet"}}))
-    return folder
-
-
-def write_evaluation(folder: Path, blessed: bool, ndcg: float) -> Path:
-    folder.mkdir(parents=True)
-    metrics = {"ndcg": {"search": {"click": {"mmoe": ndcg, "gbdt_per_module": 0.5}}}, "n_requests": 80}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    reasons = [] if blessed else ["mmoe ndcg@10 0.41 is below the per-module GBDT 0.50"]
-    blessing = {"blessed": blessed, "reasons": reasons, "primary_metric": ndcg, "baseline_metric": 0.5}
-    (folder / "blessing.json").write_text(json.dumps(blessing))
-    return folder
-
-
-@pytest.fixture
-def config(tmp_path) -> RegistryConfig:
-    return RegistryConfig(work_dir=str(tmp_path / "work"))
-
-
-def register(tmp_path: Path, config: RegistryConfig, name: str, blessed: bool = True, ndcg: float = 0.6, run="run-1"):
+def register(tmp_path: Path, config: RegistryConfig, exported: Path, name: str, blessed=True, ndcg=0.6, run="run-1"):
+    """Register a copy of the exported model (its own digest per ``name``) with an evaluation that judged it."""
     model = tmp_path / name / "model"
     if not model.exists():
-        write_model(model, weights=name.encode())
-        write_evaluation(tmp_path / name / "report", blessed, ndcg)
+        copy_model(exported, model, name)
+        write_evaluation(tmp_path / name / "report", blessed, ndcg, judged=model)
     report = str(tmp_path / name / "report")
     return register_from_artifacts(str(model), report, report, config, run_id=run)
 
 
-def test_a_blessed_model_becomes_the_champion_with_its_metrics_and_provenance(tmp_path, config):
-    registered = register(tmp_path, config, "a")
+def refused(config: RegistryConfig, model: Path, report: Path, match: str) -> None:
+    """Registering ``model`` with ``report``'s blessing is refused, and nothing is written to the registry."""
+    with pytest.raises(RegistrationRefusedError, match=match):
+        register_from_artifacts(str(model), str(report), str(report), config)
+    assert not Path(config.work_dir).exists(), "a refused registration must not create the registry"
+
+
+@pytest.mark.slow
+def test_a_blessed_model_becomes_the_champion_with_its_metrics_and_provenance(tmp_path, config, model_dir):
+    registered = register(tmp_path, config, model_dir, "a")
 
     assert (registered.version, registered.aliases, registered.created) == ("1", (CHAMPION,), True)
-    assert (Path(registered.model_uri) / "saved_model.pb").read_bytes() == b"graph"
+    assert model_digest(registered.model_uri) == model_digest(str(tmp_path / "a" / "model"))
     registry = MlflowRegistry(config)
     metrics = registry.version_metrics("1")
     assert metrics["ndcg/search/click/mmoe"] == pytest.approx(0.6)
@@ -67,50 +57,138 @@ def test_a_blessed_model_becomes_the_champion_with_its_metrics_and_provenance(tm
     version = registry.client.get_model_version(config.model_name, "1")
     assert version.tags["pipeline_run_id"] == "run-1"
     assert version.tags["model_digest"] == model_digest(str(tmp_path / "a" / "model"))
-    assert version.tags["data_uri"] == "gs://logs/*.parquet"
-    assert len(version.tags["feature_spec_hash"]) == 64
+    assert version.tags["data_uri"] == "gs://logs/a/*.parquet"
+    assert version.tags["feature_spec_hash"] == judged_model(str(tmp_path / "a" / "model"))["feature_spec_sha256"]
     assert version.tags["code_version"]
     assert version.tags["metric.primary_metric"] == "0.6"
     assert (tmp_path / "work" / "mlflow.db").is_file()
     assert (tmp_path / "work" / "mlartifacts").is_dir()
 
 
-def test_retrying_a_registration_creates_no_second_version(tmp_path, config):
-    first = register(tmp_path, config, "a")
-    retry = register(tmp_path, config, "a", run="run-1-retry")
+@pytest.mark.slow
+def test_retrying_a_registration_creates_no_second_version(tmp_path, config, model_dir):
+    first = register(tmp_path, config, model_dir, "a")
+    retry = register(tmp_path, config, model_dir, "a", run="run-1-retry")
 
     assert (retry.version, retry.created) == (first.version, False)
     registry = MlflowRegistry(config)
     assert len(registry.client.search_model_versions(f"name='{config.model_name}'")) == 1
 
 
-def test_a_new_champion_keeps_the_previous_one_as_a_version(tmp_path, config):
-    first = register(tmp_path, config, "a")
-    second = register(tmp_path, config, "b", ndcg=0.7, run="run-2")
+@pytest.mark.slow
+def test_a_new_champion_keeps_the_previous_one_as_a_version(tmp_path, config, model_dir):
+    first = register(tmp_path, config, model_dir, "a")
+    second = register(tmp_path, config, model_dir, "b", ndcg=0.7, run="run-2")
 
     registry = MlflowRegistry(config)
     assert second.version == "2"
     assert registry.alias_version(CHAMPION) == "2"
     assert registry.alias_version(PREVIOUS_CHAMPION) == first.version
     assert champion_model_uri(config) == second.model_uri
-    assert (Path(champion_model_uri(config)) / "variables" / "variables.data-00000-of-00001").read_bytes() == b"b"
+    assert model_digest(champion_model_uri(config)) == model_digest(str(tmp_path / "b" / "model"))
 
 
 def test_an_unblessed_model_is_refused_with_the_reasons(tmp_path, config):
-    with pytest.raises(ModelNotBlessedError, match="below the per-module GBDT"):
-        register(tmp_path, config, "a", blessed=False)
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", blessed=False, ndcg=0.41, judged=model)
 
+    with pytest.raises(ModelNotBlessedError, match="below the per-module GBDT"):
+        register_from_artifacts(str(model), str(report), str(report), config)
     assert champion_model_uri(config) == ""
     assert MlflowRegistry(config).find_version("anything") is None
 
 
-def test_a_kept_challenger_does_not_replace_the_champion(tmp_path, config):
-    champion = register(tmp_path, config, "a")
+@pytest.mark.slow
+def test_a_kept_challenger_does_not_replace_the_champion(tmp_path, config, model_dir):
+    champion = register(tmp_path, config, model_dir, "a")
     config.keep_challengers = True
-    challenger = register(tmp_path, config, "b", blessed=False, run="run-2")
+    challenger = register(tmp_path, config, model_dir, "b", blessed=False, run="run-2")
 
     assert challenger.aliases == (CHALLENGER,)
     assert MlflowRegistry(config).alias_version(CHAMPION) == champion.version
+
+
+@pytest.mark.parametrize("value", ["false", "true", 1, None])
+def test_a_blessed_value_that_is_not_a_json_boolean_is_refused(tmp_path, config, value):
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=model)
+    path = edit_blessing(report, blessed=value)
+
+    shown = json.dumps(value)
+    refused(config, model, report, match=rf"{re.escape(str(path))}: 'blessed' is {shown} .*not the JSON boolean true")
+    with pytest.raises(RegistrationRefusedError, match=rf"'blessed' is {shown}"):
+        is_blessed(str(report))  # the pipeline's gate refuses it too
+
+
+def test_a_missing_blessing_field_is_named(tmp_path, config):
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", True, 0.6, judged=model)
+    (report / "blessing.json").write_text(json.dumps({"verdict": "yes"}))
+
+    refused(config, model, report, match=r"blessing\.json has no 'blessed' field")
+
+
+def test_a_blessing_of_other_model_files_is_refused_naming_both_digests(tmp_path, config):
+    judged = write_fake_model(tmp_path / "judged", b"judged weights")
+    model = write_fake_model(tmp_path / "model", b"other weights")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=judged)
+
+    digests = f"digest {model_digest(str(judged))}, but {re.escape(str(model))} has digest {model_digest(str(model))}"
+    refused(config, model, report, match=digests)
+
+
+def test_a_blessing_that_does_not_name_its_model_is_refused(tmp_path, config):
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6)  # no judged_model
+
+    refused(config, model, report, match=r"does not say which model it judged.*re-run evaluate")
+
+
+@pytest.mark.slow
+def test_a_model_whose_graph_is_a_line_of_text_is_refused(tmp_path, config, model_dir):
+    model = copy_model(model_dir, tmp_path / "model", "text")
+    (model / "saved_model.pb").write_text("this is not a graph\n")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=model)
+
+    refused(config, model, report, match=f"not registering it: {re.escape(str(model))} is not a loadable ranker")
+
+
+def test_cli_refuses_a_bad_blessing_with_exit_status_1(tmp_path, caplog):
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=model)
+    edit_blessing(report, blessed="false")
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    flags = ["--model", str(model), "--report", str(report), "--blessing", str(report)]
+
+    assert cli.main(parser.parse_args([*flags, "--work-dir", str(tmp_path / "w")])) == 1
+    assert """'blessed' is "false" (str)""" in caplog.text
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_a_broken_champion_is_left_out_with_a_note_or_stops_the_run(tmp_path, config, model_dir):
+    champion = register(tmp_path, config, model_dir, "a")
+    candidate = copy_model(model_dir, tmp_path / "b" / "model", "b")
+    assert champion_to_beat(config, str(candidate)).model_uri == champion.model_uri  # a healthy champion is used
+    (Path(champion.model_uri) / "saved_model.pb").write_text("not a graph\n")
+
+    left_out = champion_to_beat(config, str(candidate))
+    assert left_out.model_uri == ""
+    assert "champion alias of mmoe-ranker points at version 1" in left_out.note
+    assert "is not a loadable ranker" in left_out.note and "without the champion comparison" in left_out.note
+    config.on_broken_champion = "stop"
+    with pytest.raises(BrokenChampionError, match=r"champion alias of mmoe-ranker points at version 1, .*stop"):
+        champion_to_beat(config, str(candidate))
+
+
+@pytest.mark.slow
+def test_judged_model_names_the_files_the_saved_model_and_the_feature_spec(model_dir):
+    judged = judged_model(str(model_dir))
+
+    assert judged["model_digest"] == model_digest(str(model_dir))
+    assert judged["saved_model_fingerprint"]  # TensorFlow writes fingerprint.pb beside the graph
+    assert judged["feature_spec_sha256"] == json_sha256(json.loads((model_dir / "feature_spec.json").read_text()))
 
 
 def test_config_reads_the_environment_and_flags_win(tmp_path):
@@ -120,10 +198,14 @@ def test_config_reads_the_environment_and_flags_win(tmp_path):
     assert config.model_name == "from-flag"
     assert config.resolved_tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
     assert config.resolved_artifact_root == (tmp_path / "mlartifacts").as_uri()
+    assert config.on_broken_champion == "continue"
+    assert RegistryConfig.from_env({**env, "RANKER_ON_BROKEN_CHAMPION": "stop"}).on_broken_champion == "stop"
     with pytest.raises(ValueError, match="needs a project"):
         RegistryConfig.from_env(env, backend="vertex")
     with pytest.raises(ValueError, match="unknown registry backend"):
         RegistryConfig.from_env(env, backend="sagemaker")
+    with pytest.raises(ValueError, match="on_broken_champion is 'ignore'"):
+        RegistryConfig.from_env(env, on_broken_champion="ignore")
 
 
 def test_flatten_metrics_keeps_every_number_and_skips_flags():
@@ -136,21 +218,14 @@ def test_flatten_metrics_names_table_rows_by_their_text_fields():
     assert flatten_metrics({"ndcg": rows}) == {"ndcg/mmoe/all/value": 0.6, "ndcg/gbdt/value": 0.5}
 
 
-def test_a_missing_blessing_field_is_named(tmp_path, config):
-    write_model(tmp_path / "model", b"w")
-    report = write_evaluation(tmp_path / "report", True, 0.6)
-    (report / "blessing.json").write_text(json.dumps({"verdict": "yes"}))
-    with pytest.raises(ValueError, match=r"blessing\.json has no 'blessed' field"):
-        register_from_artifacts(str(tmp_path / "model"), str(report), str(report), config)
-
-
-def test_cli_registers_and_prints_the_champion(tmp_path, capsys):
-    write_model(tmp_path / "model", b"w")
-    report = write_evaluation(tmp_path / "report", True, 0.6)
+@pytest.mark.slow
+def test_cli_registers_and_prints_the_champion(tmp_path, capsys, model_dir):
+    model = copy_model(model_dir, tmp_path / "model", "cli")
+    report = write_evaluation(tmp_path / "report", True, 0.6, judged=model)
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     common = ["--work-dir", str(tmp_path / "work")]
-    flags = ["--model", str(tmp_path / "model"), "--report", str(report), "--blessing", str(report / "blessing.json")]
+    flags = ["--model", str(model), "--report", str(report), "--blessing", str(report / "blessing.json")]
 
     assert cli.main(parser.parse_args([*flags, *common])) == 0
     printed = capsys.readouterr().out
@@ -162,12 +237,20 @@ def test_cli_registers_and_prints_the_champion(tmp_path, capsys):
     assert (Path(champion) / "saved_model.pb").is_file()
 
 
+def test_cli_and_run_flags_set_the_broken_champion_policy(tmp_path):
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+
+    assert cli.registry_config(parser.parse_args(["--on-broken-champion", "stop"])).on_broken_champion == "stop"
+    assert cli.registry_config(parser.parse_args([])).on_broken_champion == "continue"
+
+
 def test_gs_uris_are_read_through_the_cloud_storage_fuse_mount(tmp_path, monkeypatch):
-    monkeypatch.setattr("components.registry.core.GCS_FUSE_ROOT", str(tmp_path))
-    write_model(tmp_path / "bucket" / "model", b"w")
+    monkeypatch.setattr("trainer.digest.GCS_FUSE_ROOT", str(tmp_path))
+    write_fake_model(tmp_path / "bucket" / "model", b"w")
 
     assert local_view("gs://bucket/model") == f"{tmp_path}/bucket/model"
     assert model_digest("gs://bucket/model") == model_digest(str(tmp_path / "bucket" / "model"))
-    monkeypatch.setattr("components.registry.core.GCS_FUSE_ROOT", str(tmp_path / "absent"))
+    monkeypatch.setattr("trainer.digest.GCS_FUSE_ROOT", str(tmp_path / "absent"))
     assert local_view("gs://bucket/model") is None
     assert local_view("/data/model") == "/data/model"
