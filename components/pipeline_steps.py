@@ -6,9 +6,10 @@
   ``dsl.OneOf`` (``kfp.local`` merges parameters, not artifacts, so the raw
   data is re-imported from the merged URI with ``dsl.importer``).
 * :func:`blessing_verdict`: the evaluation's verdict as a single output, the
-  gate of registration.
+  gate of registration (``blessed`` must be a JSON boolean).
 * :func:`resolve_champion`: the current champion's model location, which the
-  evaluation compares the new model against (never cached: it reads the registry).
+  evaluation compares the new model against, and a note when the champion does
+  not load (never cached: it reads the registry).
 * :func:`deploy_model`: deploy the registered version (Vertex AI endpoint) or
   print the command that serves it (local MLflow registry).
 """
@@ -29,19 +30,22 @@ def simulated_source(impressions: Input[Dataset], oracle: Input[Dataset]) -> Nam
 
 
 @ranker_component
-def user_source(data_uri: str) -> NamedTuple("DataSource", [("data_uri", str), ("oracle_uri", str)]):
-    """The user's data URI (files or ``bq://``); a user's data has no oracle."""
+def user_source(data_uri: str, oracle_uri: str = "") -> NamedTuple(
+    "DataSource", [("data_uri", str), ("oracle_uri", str)]
+):
+    """The user's data URI (files or ``bq://``) and the oracle of that data, if the user has one (else ``""``)."""
     if not data_uri.strip():
         raise ValueError("data_uri is empty: pass the impression logs' URI, or leave it empty to simulate")
-    return (data_uri.strip(), "")
+    return (data_uri.strip(), oracle_uri.strip())
 
 
 @ranker_component
 def blessing_verdict(blessing: Input[Artifact]) -> bool:
     """The blessing's verdict as the step's single output, for ``dsl.If``.
 
-    ``kfp.local`` resolves a condition on a task's single ``Output`` but not on
-    one field of a NamedTuple output, so the DAG gates registration on this.
+    Anything but a JSON boolean ``blessed`` fails the step. ``kfp.local``
+    resolves a condition on a task's single ``Output`` but not on one field of
+    a NamedTuple output, so the DAG gates registration on this.
     """
     from components.registry.core import is_blessed
 
@@ -56,17 +60,29 @@ def resolve_champion(
     tracking_uri: str = "",
     project: str = "",
     location: str = "us-central1",
-) -> str:
-    """The current champion's model location, ``""`` when there is none or it is this very ``model``.
+    on_broken_champion: str = "",
+) -> NamedTuple("Champion", [("champion_model_uri", str), ("champion_note", str)]):
+    """The current champion's model location, and a note that is empty unless the champion is broken.
 
-    A rerun that trains the same model (cached steps) must not judge it against itself.
+    ``champion_model_uri`` is ``""`` when there is no champion, when it is this
+    very ``model`` (a rerun that trains the same model must not judge it against
+    itself) or when it does not load. A champion that does not load fails the
+    step when ``on_broken_champion`` is ``stop``; with ``continue`` (the default,
+    ``""`` reads ``RANKER_ON_BROKEN_CHAMPION``) ``champion_note`` says which
+    version failed and how, for the evaluation to record.
     """
     from components.registry.core import RegistryConfig, champion_to_beat
 
     config = RegistryConfig.from_env(
-        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
+        backend=registry,
+        model_name=model_name,
+        tracking_uri=tracking_uri,
+        project=project,
+        location=location,
+        on_broken_champion=on_broken_champion,
     )
-    return champion_to_beat(config, model.uri)
+    champion = champion_to_beat(config, model.uri)
+    return (champion.model_uri, champion.note)
 
 
 @ranker_component

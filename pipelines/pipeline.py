@@ -67,6 +67,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
     )
     def mmoe_ranker_pipeline(
         data_uri: str = arguments["data_uri"],
+        oracle_uri: str = arguments["oracle_uri"],
         dataset_spec: str = arguments["dataset_spec"],
         held_out_module: str = arguments["held_out_module"],
         n_impressions: int = arguments["n_impressions"],
@@ -81,6 +82,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         project: str = arguments["project"],
         location: str = arguments["location"],
         serving_image: str = arguments["serving_image"],
+        on_broken_champion: str = arguments["on_broken_champion"],
         deploy: bool = arguments["deploy"],
         endpoint_name: str = arguments["endpoint_name"],
     ) -> PipelineOutputs:
@@ -91,9 +93,9 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                 settings,
             )
         with dsl.Else(name="user-data"):
-            user_uris = _sized(user_source(data_uri=data_uri), settings)
+            user_uris = _sized(user_source(data_uri=data_uri, oracle_uri=oracle_uri), settings)
         raw_data_uri = dsl.OneOf(simulated_uris.outputs["data_uri"], user_uris.outputs["data_uri"])
-        oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
+        source_oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
         raw_data = dsl.importer(artifact_uri=raw_data_uri, artifact_class=Dataset, reimport=False)
         raw_data.set_display_name("raw-data")
 
@@ -116,15 +118,19 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             "project": project,
             "location": location,
         }
-        champion = _sized(resolve_champion(model=trained.outputs["model"], **registry_args), settings)
+        champion = _sized(
+            resolve_champion(model=trained.outputs["model"], on_broken_champion=on_broken_champion, **registry_args),
+            settings,
+        )
         champion.set_caching_options(False)  # the registry changes between runs
         judged = _sized(
             evaluate(
                 examples=examples,
                 model=trained.outputs["model"],
                 baseline=baseline.outputs["baseline"],
-                oracle_uri=oracle_uri,
-                champion_model_uri=champion.output,
+                oracle_uri=source_oracle_uri,
+                champion_model_uri=champion.outputs["champion_model_uri"],
+                champion_note=champion.outputs["champion_note"],
                 config_json=eval_config_json,
             ),
             settings,

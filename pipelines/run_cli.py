@@ -9,13 +9,14 @@ to recompute). Examples::
     ranker run                                   # simulated marketplace, ./work_dir
     ranker run --n-impressions 20000 --model-config '{"epochs": 1}'
     ranker run --data-uri 'logs/*.parquet' --dataset-spec my_spec.yaml
+    ranker run --data-uri 'logs/*.parquet' --dataset-spec my_spec.yaml --oracle truth/   # your data's oracle
     ranker run --docker
 
 The run ends with NDCG per module and task of the MMoE, the per-module and
-global GBDT (and the oracle on simulated data), the verdict with its reasons,
-the registered version and the paths of the report and the artifacts. Not
-being blessed is a valid outcome (exit 0) unless ``--fail-if-not-blessed``
-(exit 3). A failed step exits 1.
+global GBDT (and the oracles on simulated data or with ``--oracle``), the
+verdict with its reasons, the registered version and the paths of the report
+and the artifacts. Not being blessed is a valid outcome (exit 0) unless
+``--fail-if-not-blessed`` (exit 3). A failed step exits 1.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ in one step changes the user's category history and the listings'
 popularity, which shift both exposure and engagement in later steps.
 
 The logs follow the project's data contract; the true probability of every
-task for every impression goes to a separate oracle table (never a feature)::
+task for every impression goes to a separate oracle table (never a feature),
+both as logged (``p_<task>``, with the examination effect of the position) and
+position-free (``p_<task>_position_free``: what a ranker that cannot see the
+position can at best rank by)::
 
     summary = simulate(SimulatorConfig(n_impressions=100_000, seed=3), "work/sim")
     summary.rows                          # 100000
@@ -46,7 +49,7 @@ from components.data.simulator_world import (
 )
 from trainer.schema import DEFAULT_TASKS
 
-__all__ = ["IMPRESSION_SCHEMA", "ORACLE_SCHEMA", "SimulationSummary", "SimulatorConfig", "simulate"]
+__all__ = ["IMPRESSION_SCHEMA", "ORACLE_SCHEMA", "SimulationSummary", "SimulatorConfig", "oracle_column", "simulate"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +85,21 @@ IMPRESSION_SCHEMA = pa.schema(
         ("anchor_category", pa.string()),
     ]
 )
+POSITION_FREE_SUFFIX = "_position_free"
+
+
+def oracle_column(task: str, position_free: bool = False) -> str:
+    """The oracle table's probability column of ``task``.
+
+    >>> oracle_column("click"), oracle_column("click", position_free=True)
+    ('p_click', 'p_click_position_free')
+    """
+    return f"p_{task}{POSITION_FREE_SUFFIX if position_free else ''}"
+
+
 ORACLE_SCHEMA = pa.schema(
-    [("request_id", pa.string()), ("listing_id", pa.string())] + [(f"p_{stage}", pa.float64()) for stage in STAGES]
+    [("request_id", pa.string()), ("listing_id", pa.string())]
+    + [(oracle_column(stage, free), pa.float64()) for free in (False, True) for stage in STAGES]
 )
 TASK_NAMES = tuple(task.name for task in DEFAULT_TASKS)
 LABEL_COLUMNS = tuple(task.label_column for task in DEFAULT_TASKS)
@@ -184,7 +200,8 @@ class Impressions:
     listing: np.ndarray
     position: np.ndarray
     labels: np.ndarray  # (N, 4) bool, in STAGES order
-    probabilities: np.ndarray  # (N, 4) true marginal probabilities
+    probabilities: np.ndarray  # (N, 4) true marginal probabilities (examination x relevance)
+    relevance: np.ndarray  # (N, 4) the same without the examination (position) factor
     query_category: np.ndarray
     anchor: np.ndarray
 
@@ -313,15 +330,8 @@ class Engine:
         position = np.broadcast_to(np.arange(listings.shape[1]), listings.shape)
         examination = (1.0 + position) ** -self.modules[module][1].position_decay
         conditional = 1.0 / (1.0 + np.exp(-logits))  # click | examined, favorite | click, cart | click, buy | cart
-        probabilities = np.stack(
-            [
-                examination * conditional[..., 0],
-                examination * conditional[..., 0] * conditional[..., 1],
-                examination * conditional[..., 0] * conditional[..., 2],
-                examination * conditional[..., 0] * conditional[..., 2] * conditional[..., 3],
-            ],
-            axis=-1,
-        )
+        probabilities = _funnel(examination * conditional[..., 0], conditional)
+        relevance = _funnel(conditional[..., 0], conditional)  # the same once the listing is examined
         draws = rng.random(logits.shape)
         clicked = draws[..., 0] < probabilities[..., 0]
         carted = clicked & (draws[..., 2] < conditional[..., 2])
@@ -344,6 +354,7 @@ class Engine:
             position=position[shown],
             labels=labels[shown],
             probabilities=probabilities[shown],
+            relevance=relevance[shown],
             query_category=np.broadcast_to(slate.query_category[:, None], listings.shape)[shown],
             anchor=np.broadcast_to(slate.anchor[:, None], listings.shape)[shown],
         )
@@ -380,6 +391,19 @@ class Engine:
             rates=_rates(self.positives.sum(axis=0), rows),
             per_module=per_module,
         )
+
+
+def _funnel(click: np.ndarray, conditional: np.ndarray) -> np.ndarray:
+    """(..., 4) probability of each stage from the click probability and the later stages' conditionals."""
+    return np.stack(
+        [
+            click,
+            click * conditional[..., 1],
+            click * conditional[..., 2],
+            click * conditional[..., 2] * conditional[..., 3],
+        ],
+        axis=-1,
+    )
 
 
 def _rates(positives: np.ndarray, rows: int) -> dict[str, float]:
@@ -439,7 +463,9 @@ class TableBuilder:
             ),
         }
         oracle = {"request_id": request_ids, "listing_id": listing_ids}
-        oracle.update({f"p_{stage}": impressions.probabilities[:, i] for i, stage in enumerate(STAGES)})
+        for i, stage in enumerate(STAGES):
+            oracle[oracle_column(stage)] = impressions.probabilities[:, i]
+            oracle[oracle_column(stage, position_free=True)] = impressions.relevance[:, i]
         return (
             pa.Table.from_pydict(columns, schema=IMPRESSION_SCHEMA),
             pa.Table.from_pydict(oracle, schema=ORACLE_SCHEMA),

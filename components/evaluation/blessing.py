@@ -5,26 +5,39 @@ The candidate is blessed only when, on the primary metric of the test split,
 1. it beats the per-module GBDT overall (and, with ``require_significance``,
    the paired sign-flip p-value is below ``alpha`` and the lift's interval
    lies above 0);
-2. it beats the current champion overall, when a champion is given (both are
+2. it beats the global LightGBM overall, when ``must_beat_global`` is set
+   (the lift over it is always reported, with its interval);
+3. it beats the current champion overall, when a champion is given (both are
    evaluated on the same requests);
-3. no module falls more than ``tolerance`` (relative) below the per-module
+4. no module falls more than ``tolerance`` (relative) below the per-module
    GBDT on that module; with ``module_veto="significant"`` (the default) the
    regression must also be significant: the module's paired sign-flip p-value,
    Bonferroni-corrected for the number of gated modules, below ``alpha``. So
    sampling noise on one of many small surfaces cannot veto a model that wins
    overall, while a real regression still does. A module judged on fewer than
-   ``module_min_requests`` requests is reported but not gated.
+   ``module_min_requests`` requests is reported, with the reason, but not gated;
+   every module states its requests, positives and the minimum detectable
+   effect (relative, at ``power``, with the corrected ``alpha``), so a reader
+   sees which regressions the check could have caught;
+5. on the held-out module (never trained on), with ``heldout_rule="not_worse"``
+   (the default) the candidate is not significantly worse than the GBDT
+   fallback (p < ``alpha`` with a negative difference); ``"beat"`` requires a
+   higher value; ``"off"`` reports only.
 
 Every failed rule adds a reason; no reason means blessed::
 
-    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), test, "mmoe", "gbdt_per_module", None)
+    compared = Comparison("mmoe", "gbdt_per_module", "gbdt_global", champion=None)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), test, heldout, compared)
     blessing.blessed, blessing.reasons
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING, Any, Protocol
+
+from components.evaluation.stats import minimum_detectable_effect
 
 if TYPE_CHECKING:
     from components.evaluation.evaluate import SplitEvaluation
@@ -37,7 +50,10 @@ class _GateConfig(Protocol):
     module_veto: str
     module_min_requests: int
     require_significance: bool
+    must_beat_global: bool
+    heldout_rule: str
     alpha: float
+    power: float
     confidence_level: float
 
 
@@ -52,31 +68,57 @@ class PrimaryMetric:
         return f"{self.task} {self.metric}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Who is judged against whom: the candidate, the per-module GBDT, the global LightGBM, the champion."""
+
+    candidate: str
+    baseline: str
+    global_model: str
+    champion: str | None = None
+
+
 @dataclasses.dataclass
 class Blessing:
-    """The verdict, every reason for a refusal, and the numbers behind it."""
+    """The verdict, every reason for a refusal, and the numbers behind it.
+
+    ``judged_model`` is the digest of the model files that were judged
+    (``trainer.digest.judged_model``): registration refuses any other model.
+    """
 
     blessed: bool
     reasons: list[str]
     primary: PrimaryMetric
     candidate_name: str
     baseline_name: str
+    global_name: str
     champion_name: str | None
     candidate: float | None
     baseline: float | None
+    global_value: float | None
     champion: float | None
     lift: float | None
     lift_ci: tuple[float | None, float | None]
     p_value: float | None
+    mde_relative: float | None
+    global_lift: float | None
+    global_lift_ci: tuple[float | None, float | None]
+    global_p_value: float | None
+    requests: int | None
+    positives: int | None
     modules: dict[str, dict[str, Any]]
+    heldout: dict[str, Any] | None
     tolerance: float
     require_significance: bool
+    judged_model: dict[str, str] | None = None
+    champion_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["primary_metric"] = str(self.primary)
         data["primary"] = dataclasses.asdict(self.primary)
         data["lift_ci"] = list(self.lift_ci)
+        data["global_lift_ci"] = list(self.global_lift_ci)
         return data
 
 
@@ -84,50 +126,55 @@ def decide(
     config: _GateConfig,
     primary: PrimaryMetric,
     test: SplitEvaluation,
-    candidate: str,
-    baseline: str,
-    champion: str | None,
+    heldout: SplitEvaluation | None,
+    compared: Comparison,
 ) -> Blessing:
-    """Apply the blessing rules of the module docstring to one split's metrics."""
+    """Apply the blessing rules of the module docstring to the test (and held-out) split's metrics."""
+    candidate = compared.candidate
     row = test.find(candidate, ALL_MODULES, primary.task, primary.metric) or {}
     candidate_value = row.get("value")
-    baseline_value = _value(test, baseline, ALL_MODULES, primary)
-    champion_value = _value(test, champion, ALL_MODULES, primary) if champion else None
+    baseline_value = _value(test, compared.baseline, ALL_MODULES, primary)
+    global_value = _value(test, compared.global_model, ALL_MODULES, primary)
+    champion_value = _value(test, compared.champion, ALL_MODULES, primary) if compared.champion else None
     reasons: list[str] = []
     if candidate_value is None:
         reasons.append(f"{candidate} has no {primary} on the {test.split} split (no request with a positive)")
     else:
-        reasons += _versus(candidate, candidate_value, baseline, baseline_value, primary)
-        if champion:
-            reasons += _versus(candidate, candidate_value, champion, champion_value, primary)
+        reasons += _versus(candidate, candidate_value, compared.baseline, baseline_value, primary)
+        if config.must_beat_global:
+            reasons += _versus(candidate, candidate_value, compared.global_model, global_value, primary)
+        if compared.champion:
+            reasons += _versus(candidate, candidate_value, compared.champion, champion_value, primary)
         if config.require_significance:
-            reasons += _significance(config, row, baseline)
-    modules = {module: _module_change(test, module, candidate, baseline, primary) for module in test.modules}
-    for change in modules.values():
-        change["gated"] = change["requests"] is None or change["requests"] >= config.module_min_requests
-    gated = sum(change["gated"] and change["relative_change"] is not None for change in modules.values())
-    for module, change in modules.items():
-        change["p_value_corrected"] = None if change["p_value"] is None else min(1.0, change["p_value"] * gated)
-        relative = change["relative_change"]
-        if relative is not None and relative < -config.tolerance and change["gated"] and _credible(config, change):
-            reasons.append(
-                f"module {module}: {candidate} {primary} {change['candidate']:.4f} is {-relative:.1%} below "
-                f"{baseline} {change['baseline']:.4f} (tolerance {config.tolerance:.1%}{_interval(change)})"
-            )
+            reasons += _significance(config, row, compared.baseline)
+    modules = _module_checks(config, test, compared, primary)
+    reasons += _module_reasons(config, modules, compared, primary)
+    heldout_check = _heldout_check(config, heldout, compared, primary)
+    if heldout_check and heldout_check["reason"]:
+        reasons.append(heldout_check["reason"])
     return Blessing(
         blessed=not reasons,
         reasons=reasons,
         primary=primary,
         candidate_name=candidate,
-        baseline_name=baseline,
-        champion_name=champion,
+        baseline_name=compared.baseline,
+        global_name=compared.global_model,
+        champion_name=compared.champion,
         candidate=candidate_value,
         baseline=baseline_value,
+        global_value=global_value,
         champion=champion_value,
         lift=row.get("lift"),
         lift_ci=(row.get("lift_ci_low"), row.get("lift_ci_high")),
         p_value=row.get("p_value"),
+        mde_relative=row.get("mde_relative"),
+        global_lift=row.get("global_lift"),
+        global_lift_ci=(row.get("global_lift_ci_low"), row.get("global_lift_ci_high")),
+        global_p_value=row.get("global_p_value"),
+        requests=row.get("requests"),
+        positives=row.get("positives"),
         modules=modules,
+        heldout=heldout_check,
         tolerance=config.tolerance,
         require_significance=config.require_significance,
     )
@@ -161,11 +208,41 @@ def _significance(config: _GateConfig, row: dict[str, Any], baseline: str) -> li
     return reasons
 
 
-def _module_change(
-    test: SplitEvaluation, module: str, candidate: str, baseline: str, primary: PrimaryMetric
-) -> dict[str, float | None]:
-    row = test.find(candidate, module, primary.task, primary.metric) or {}
-    value, base = row.get("value"), _value(test, baseline, module, primary)
+def _module_checks(
+    config: _GateConfig, test: SplitEvaluation, compared: Comparison, primary: PrimaryMetric
+) -> dict[str, dict[str, Any]]:
+    """Each module's change against the per-module GBDT, whether it is gated (and why not), its corrected
+    p-value and its minimum detectable effect at the Bonferroni-corrected level."""
+    modules = {module: _module_change(test, module, compared, primary) for module in test.modules}
+    for change in modules.values():
+        requests = change["requests"]
+        change["gated"] = change["relative_change"] is not None and (
+            requests is None or requests >= config.module_min_requests
+        )
+        change["not_gated_reason"] = _not_gated_reason(config, change)
+    gated = max(1, sum(change["gated"] for change in modules.values()))
+    corrected_alpha = config.alpha / gated
+    for change in modules.values():
+        change["p_value_corrected"] = None if change["p_value"] is None else min(1.0, change["p_value"] * gated)
+        mde = minimum_detectable_effect(change.pop("delta_sd"), change["requests"] or 0, corrected_alpha, config.power)
+        change["mde_relative"] = mde / change["baseline"] if change["baseline"] and math.isfinite(mde) else None
+    return modules
+
+
+def _not_gated_reason(config: _GateConfig, change: dict[str, Any]) -> str:
+    if change["gated"]:
+        return ""
+    if change["relative_change"] is None:
+        return "not measured (no request with a positive, or no baseline value)"
+    return (
+        f"{change['requests']} requests with a positive < module_min_requests={config.module_min_requests}: "
+        "reported, not gated"
+    )
+
+
+def _module_change(test: SplitEvaluation, module: str, compared: Comparison, primary: PrimaryMetric) -> dict[str, Any]:
+    row = test.find(compared.candidate, module, primary.task, primary.metric) or {}
+    value, base = row.get("value"), _value(test, compared.baseline, module, primary)
     relative = None if value is None or not base else value / base - 1.0
     return {
         "candidate": value,
@@ -174,7 +251,23 @@ def _module_change(
         "lift_ci": [row.get("lift_ci_low"), row.get("lift_ci_high")],
         "p_value": row.get("p_value"),
         "requests": row.get("requests"),
+        "positives": row.get("positives"),
+        "delta_sd": math.nan if row.get("delta_sd") is None else row["delta_sd"],
     }
+
+
+def _module_reasons(
+    config: _GateConfig, modules: dict[str, dict[str, Any]], compared: Comparison, primary: PrimaryMetric
+) -> list[str]:
+    reasons = []
+    for module, change in modules.items():
+        relative = change["relative_change"]
+        if relative is not None and relative < -config.tolerance and change["gated"] and _credible(config, change):
+            reasons.append(
+                f"module {module}: {compared.candidate} {primary} {change['candidate']:.4f} is {-relative:.1%} below "
+                f"{compared.baseline} {change['baseline']:.4f} (tolerance {config.tolerance:.1%}{_interval(change)})"
+            )
+    return reasons
 
 
 def _credible(config: _GateConfig, change: dict[str, Any]) -> bool:
@@ -190,3 +283,46 @@ def _interval(change: dict[str, Any]) -> str:
     interval = "" if low is None or high is None else f"; lift interval [{low:+.1%}, {high:+.1%}]"
     corrected = change["p_value_corrected"]
     return interval + ("" if corrected is None else f", corrected p = {corrected:.4f}")
+
+
+def _heldout_check(
+    config: _GateConfig, heldout: SplitEvaluation | None, compared: Comparison, primary: PrimaryMetric
+) -> dict[str, Any] | None:
+    """The held-out module's row (the candidate against the GBDT fallback) and the rule's reason, if it fails."""
+    if heldout is None:
+        return None
+    row = heldout.find(compared.candidate, ALL_MODULES, primary.task, primary.metric) or {}
+    value, base = row.get("value"), _value(heldout, compared.baseline, ALL_MODULES, primary)
+    check = {
+        "modules": list(heldout.modules),
+        "rule": config.heldout_rule,
+        "candidate": value,
+        "baseline": base,
+        "global_value": _value(heldout, compared.global_model, ALL_MODULES, primary),
+        "lift": row.get("lift"),
+        "lift_ci": [row.get("lift_ci_low"), row.get("lift_ci_high")],
+        "p_value": row.get("p_value"),
+        "requests": row.get("requests"),
+        "positives": row.get("positives"),
+        "mde_relative": row.get("mde_relative"),
+        "reason": "",
+    }
+    check["reason"] = _heldout_reason(config, check, compared, primary)
+    return check
+
+
+def _heldout_reason(config: _GateConfig, check: dict[str, Any], compared: Comparison, primary: PrimaryMetric) -> str:
+    if config.heldout_rule == "off":
+        return ""
+    value, base, p_value = check["candidate"], check["baseline"], check["p_value"]
+    where = f"held-out module {', '.join(check['modules'])}"
+    if value is None or base is None:
+        return f"{where}: {primary} could not be measured (no request with a positive)"
+    if config.heldout_rule == "beat" and value <= base:
+        return f"{where}: {compared.candidate} {primary} {value:.4f} does not beat the GBDT fallback {base:.4f}"
+    if value < base and p_value is not None and p_value < config.alpha:
+        return (
+            f"{where}: {compared.candidate} {primary} {value:.4f} is significantly below the GBDT fallback "
+            f"{base:.4f} (p = {p_value:.4f} < alpha = {config.alpha})"
+        )
+    return ""

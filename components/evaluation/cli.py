@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--baseline", required=True, help="folder written by `ranker train-baseline`")
     parser.add_argument("--out", required=True, help="report folder")
-    parser.add_argument("--oracle", default=None, help="simulator oracle parquet folder or glob (simulated data)")
+    parser.add_argument(
+        "--oracle",
+        default=None,
+        help="oracle parquet folder, file or glob: the simulator's, or your own p_<task> per request and item",
+    )
     parser.add_argument("--champion", default=None, help="the current champion's model folder")
     parser.add_argument("--config-json", default="{}", help="JSON object of EvaluationConfig fields (default: {})")
     parser.add_argument("--primary-task", help="task (or 'engagement') the blessing judges (default: favorite)")

@@ -20,9 +20,13 @@ def evaluate(
     model_name: str = "mmoe",
     oracle_uri: str = "",
     champion_model_uri: str = "",
+    champion_note: str = "",
     config_json: str = "{}",
 ) -> NamedTuple("Outputs", [("blessed", bool), ("primary_metric", float)]):
     """Evaluate ``model`` against ``baseline`` (and the champion, when given) on the test split.
+
+    ``champion_note`` (from ``resolve_champion``) says why a registered champion
+    was left out of the comparison; the report and the blessing record it.
 
     ``primary_metric`` is the candidate's primary metric (0.0 when it could not be measured).
     """
@@ -40,6 +44,7 @@ def evaluate(
         ReportPaths(html=Path(report.path), metrics=Path(report_json.path), blessing=Path(blessing.path)),
         oracle_uri=oracle_uri or None,
         champion=champion_model_uri or None,
+        champion_note=champion_note,
     )
     for name, value in result.headline_metrics().items():
         metrics.log_metric(name, value)

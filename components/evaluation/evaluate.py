@@ -23,19 +23,34 @@ import json
 import logging
 import math
 import time
+import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from components.baseline.gbdt import load_manifest
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
-from components.baseline.scoring import PER_MODULE_NAME, GbdtBaseline
+from components.baseline.scoring import GLOBAL_NAME, PER_MODULE_NAME, GbdtBaseline
 from components.evaluation import metrics as m
-from components.evaluation.blessing import ALL_MODULES, Blessing, PrimaryMetric, decide
-from components.evaluation.scorers import ORACLE_NAME, RANDOM_NAME, ModelScorer, OracleScorer, RandomScorer, Scorer
-from components.evaluation.stats import bootstrap_means, percentile_interval, sign_flip_p_values
+from components.evaluation.blessing import ALL_MODULES, Blessing, Comparison, PrimaryMetric, decide
+from components.evaluation.scorers import (
+    ORACLE_NAME,
+    ORACLE_POSITION_FREE_NAME,
+    RANDOM_NAME,
+    ModelScorer,
+    OracleScorer,
+    RandomScorer,
+    Scorer,
+)
+from components.evaluation.stats import (
+    bootstrap_means,
+    minimum_detectable_effect,
+    percentile_interval,
+    sign_flip_p_values,
+)
 from trainer.examples import read_split
 from trainer.overrides import config_from_sources
 from trainer.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
@@ -54,11 +69,15 @@ class EvaluationConfig:
     ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
     (a task or ``engagement``; default: ``favorite`` when the data has it, else
     ``engagement``). The candidate must beat the per-module GBDT and the
-    champion on it, and no module judged on at least ``module_min_requests``
-    requests may fall more than ``tolerance`` (relative) below the per-module GBDT
-    (with ``module_veto="significant"``, also significantly: its paired p-value,
+    champion on it (and the global LightGBM with ``must_beat_global``). No
+    module judged on at least ``module_min_requests`` requests may fall more
+    than ``tolerance`` (relative) below the per-module GBDT (with
+    ``module_veto="significant"``, also significantly: its paired p-value,
     Bonferroni-corrected for the gated modules, below ``alpha``; ``"point"``
-    vetoes on the point estimate alone).
+    vetoes on the point estimate alone). On the held-out module,
+    ``heldout_rule="not_worse"`` refuses a candidate significantly worse than
+    the GBDT fallback, ``"beat"`` requires it to be ahead, ``"off"`` only reports.
+    Every comparison states its minimum detectable effect at ``power``.
 
     >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
     (5, 20)
@@ -68,11 +87,14 @@ class EvaluationConfig:
     primary_task: str | None = None
     primary_metric: str = "ndcg@10"
     tolerance: float = 0.02
-    module_veto: str = "significant"
+    module_veto: Literal["significant", "point"] = "significant"
     # Modules judged on fewer requests (with a positive) are reported but cannot veto.
-    module_min_requests: int = 10
+    module_min_requests: int = 50
     require_significance: bool = False
+    must_beat_global: bool = False
+    heldout_rule: Literal["not_worse", "beat", "off"] = "not_worse"
     alpha: float = 0.05
+    power: float = 0.8
     bootstrap_samples: int = 1000
     permutation_samples: int = 1000
     confidence_level: float = 0.95
@@ -84,8 +106,13 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         self.ks = tuple(int(k) for k in self.ks)  # a JSON list arrives as a list
-        if self.module_veto not in ("significant", "point"):
-            raise ValueError(f"module_veto must be 'significant' or 'point', got {self.module_veto!r}")
+        hints = typing.get_type_hints(type(self))
+        for name in ("module_veto", "heldout_rule"):
+            allowed = typing.get_args(hints[name])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if not 0 < self.power < 1 or not 0 < self.alpha < 1:
+            raise ValueError(f"alpha and power must lie in (0, 1), got alpha={self.alpha}, power={self.power}")
 
     @classmethod
     def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> EvaluationConfig:
@@ -150,6 +177,7 @@ class EvaluationResult:
     blessing: Blessing
     gate_usage: dict[str, Any] | None
     baseline_fallbacks: list[dict[str, str]]
+    baseline_models: list[dict[str, Any]]
     notes: list[str]
 
     def headline_metrics(self) -> dict[str, float]:
@@ -161,7 +189,16 @@ class EvaluationResult:
             if row is not None and row["value"] is not None:
                 headline[f"{model}_{primary.task}_{primary.metric}"] = row["value"]
         row = self.test.find(self.candidate, ALL_MODULES, primary.task, primary.metric) or {}
-        for key in ("lift", "lift_ci_low", "lift_ci_high", "p_value", "gain_captured"):
+        keys = (
+            "lift",
+            "lift_ci_low",
+            "lift_ci_high",
+            "p_value",
+            "mde_relative",
+            "gain_captured",
+            "gain_captured_with_position",
+        )
+        for key in (*keys, "global_lift", "global_lift_ci_low", "global_lift_ci_high", "global_p_value"):
             if row.get(key) is not None:
                 headline[f"{self.candidate}_{key}"] = row[key]
         return headline
@@ -194,8 +231,13 @@ def evaluate(
     report: str | Path | ReportPaths,
     oracle_uri: str | None = None,
     champion: str | Path | Scorer | None = None,
+    champion_note: str = "",
 ) -> EvaluationResult:
-    """Evaluate ``models`` (name -> exported model dir or a :class:`Scorer`) and write the report."""
+    """Evaluate ``models`` (name -> exported model dir or a :class:`Scorer`) and write the report.
+
+    ``champion_note`` says why there is no champion to compare with (it could not be loaded):
+    the report and the blessing record it.
+    """
     if not models:
         raise ValueError("evaluate needs at least one candidate model")
     spec = FeatureSpec.load(examples_dir)
@@ -214,9 +256,15 @@ def evaluate(
     if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
         heldout_columns = read_split(examples_dir, HELDOUT_SPLIT, spec)
         heldout = evaluate_split(config, spec, heldout_columns, scorers, cutoffs, HELDOUT_SPLIT)
-    has_champion = champion is not None
-    blessing = decide(config, primary, test, candidate, PER_MODULE_NAME, CHAMPION_NAME if has_champion else None)
+    compared = Comparison(candidate, PER_MODULE_NAME, GLOBAL_NAME, CHAMPION_NAME if champion is not None else None)
+    blessing = decide(config, primary, test, heldout, compared)
     candidate_scorer = candidates[candidate]
+    if isinstance(candidate_scorer, ModelScorer):
+        from trainer.digest import judged_model
+
+        blessing.judged_model = judged_model(candidate_scorer.model_dir)
+    blessing.champion_note = champion_note
+    manifest = load_manifest(baseline_dir)
     result = EvaluationResult(
         config=config,
         candidate=candidate,
@@ -226,11 +274,33 @@ def evaluate(
         heldout=heldout,
         blessing=blessing,
         gate_usage=candidate_scorer.gate_usage() if isinstance(candidate_scorer, ModelScorer) else None,
-        baseline_fallbacks=list(load_manifest(baseline_dir)["fallbacks"]),
-        notes=_notes(spec, scorers, primary),
+        baseline_fallbacks=list(manifest["fallbacks"]),
+        baseline_models=baseline_models(manifest),
+        notes=[*_notes(spec, scorers, primary), *([champion_note] if champion_note else [])],
     )
     write_outputs(result, report if isinstance(report, ReportPaths) else ReportPaths.in_dir(report))
     return result
+
+
+def baseline_models(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per trained LightGBM model of a baseline manifest: where, target, best iteration, eval scores, params.
+
+    >>> baseline_models({"global": {"click": {"path": "g.txt", "best_iteration": 40}}, "per_module": {}})[0]["scope"]
+    'global'
+    """
+    scopes = [("global", manifest["global"]), *manifest.get("per_module", {}).items()]
+    return [
+        {
+            "scope": scope,
+            "target": target,
+            "best_iteration": entry.get("best_iteration"),
+            "eval_scores": entry.get("eval_scores", {}),
+            "params": entry.get("params", {}),
+        }
+        for scope, models in scopes
+        for target, entry in models.items()
+        if "path" in entry
+    ]
 
 
 def _as_scorer(name: str, model: str | Path | Scorer) -> Scorer:
@@ -251,7 +321,7 @@ def _all_scorers(
         scorers.append(_renamed(CHAMPION_NAME, _as_scorer(CHAMPION_NAME, champion)))
     scorers += [baseline.per_module_scorer(), baseline.global_scorer(), RandomScorer(config.seed, targets(spec))]
     if oracle_uri:
-        scorers.append(OracleScorer.load(oracle_uri, spec))
+        scorers += OracleScorer.load_all(oracle_uri, spec)
     return scorers
 
 
@@ -346,12 +416,17 @@ def _ndcg_rows(
                 values.append(per_request[k])
     matrix = np.column_stack(values)
     request_module = groups.first_row_values(modules)
+    positives = {
+        target: np.bincount(groups.row_request, weights=labels[target] > 0, minlength=groups.n_requests)
+        for target in targets(spec)
+    }
     subsets = [(ALL_MODULES, np.arange(groups.n_requests))]
     subsets += [(module, np.flatnonzero(request_module == module)) for module in sorted(set(request_module.tolist()))]
     rows = []
     for index, (subset, requests) in enumerate(subsets):
         rng = np.random.default_rng([config.seed, index])
-        rows += _summarise(config, matrix[requests], columns, subset, rng)
+        counts = {target: int(per_request[requests].sum()) for target, per_request in positives.items()}
+        rows += _summarise(config, matrix[requests], columns, subset, rng, counts)
     return _json_safe(rows)
 
 
@@ -367,23 +442,17 @@ def _summarise(
     columns: Sequence[tuple[str, str, int]],
     subset: str,
     rng: np.random.Generator,
+    positives: Mapping[str, int],
 ) -> list[dict[str, Any]]:
-    """Means, bootstrap intervals, lift over the per-module GBDT and p-values of one request subset."""
+    """Means, bootstrap intervals, lifts over both GBDTs and p-values of one request subset."""
     index = {column: i for i, column in enumerate(columns)}
     draws = bootstrap_means(matrix, config.bootstrap_samples, rng)
     low, high = percentile_interval(draws, config.confidence_level)
     included = (~np.isnan(matrix)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.nansum(matrix, axis=0) / included  # NaN where no request is included
-    base = [index.get((PER_MODULE_NAME, target, k), -1) for _, target, k in columns]
-    paired = [i for i, b in enumerate(base) if b >= 0 and i != b]
-    p_values = np.full(len(columns), np.nan)
-    if paired and len(matrix):
-        differences = matrix[:, paired] - matrix[:, [base[i] for i in paired]]
-        p_values[paired] = sign_flip_p_values(differences, config.permutation_samples, rng)
-    rows = []
-    for i, (model, target, k) in enumerate(columns):
-        row = {
+    rows = [
+        {
             "model": model,
             "subset": subset,
             "target": target,
@@ -393,13 +462,53 @@ def _summarise(
             "ci_high": high[i],
             "requests": int(included[i]),
             "excluded_requests": int(len(matrix) - included[i]),
-            "p_value": p_values[i],
+            "positives": int(positives[target]),
         }
-        if base[i] >= 0 and base[i] != i:
-            row.update(_lift(config, means, draws, i, base[i]))
-        row["gain_captured"] = _gain_captured(means, i, index, target, k)
-        rows.append(row)
+        for i, (model, target, k) in enumerate(columns)
+    ]
+    for reference, prefix in REFERENCES.items():
+        _compare(config, matrix, columns, index, means, draws, rng, rows, reference, prefix)
+    for i, (_, target, k) in enumerate(columns):
+        rows[i].update(_gain_captured(means, i, index, target, k))
     return rows
+
+
+REFERENCES = {PER_MODULE_NAME: "", GLOBAL_NAME: "global_"}
+"""The models every row is compared with, and the prefix of the comparison's keys in the row:
+``lift``, ``p_value``, ... against the per-module GBDT; ``global_lift``, ... against the global LightGBM."""
+
+
+def _compare(
+    config: EvaluationConfig,
+    matrix: np.ndarray,
+    columns: Sequence[tuple[str, str, int]],
+    index: Mapping[tuple[str, str, int], int],
+    means: np.ndarray,
+    draws: np.ndarray,
+    rng: np.random.Generator,
+    rows: list[dict[str, Any]],
+    reference: str,
+    prefix: str,
+) -> None:
+    """Add the paired comparison with ``reference`` (delta, lift, intervals, p-value, MDE) to ``rows``."""
+    base = [index.get((reference, target, k), -1) for _, target, k in columns]
+    paired = [i for i, b in enumerate(base) if b >= 0 and i != b]
+    if not paired:
+        return
+    differences = matrix[:, paired] - matrix[:, [base[i] for i in paired]]
+    p_values = np.full(len(paired), np.nan)
+    if len(matrix):
+        p_values = sign_flip_p_values(differences, config.permutation_samples, rng)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column without two requests has no spread
+        spread = np.nanstd(differences, axis=0, ddof=1)
+    for j, i in enumerate(paired):
+        comparison = _lift(config, means, draws, i, base[i])
+        comparison["p_value"] = float(p_values[j])
+        comparison["delta_sd"] = float(spread[j])
+        mde = minimum_detectable_effect(spread[j], rows[i]["requests"], config.alpha, config.power)
+        comparison["mde_relative"] = mde / means[base[i]] if means[base[i]] else math.nan
+        rows[i].update({prefix + key: value for key, value in comparison.items()})
 
 
 def _lift(config: EvaluationConfig, means: np.ndarray, draws: np.ndarray, i: int, b: int) -> dict[str, float]:
@@ -417,12 +526,22 @@ def _lift(config: EvaluationConfig, means: np.ndarray, draws: np.ndarray, i: int
     }
 
 
-def _gain_captured(means: np.ndarray, i: int, index: Mapping, target: str, k: int) -> float:
-    """(model - random) / (oracle - random): the share of the achievable gain over random."""
-    oracle, random = index.get((ORACLE_NAME, target, k)), index.get((RANDOM_NAME, target, k))
-    if oracle is None or random is None or not means[oracle] - means[random] > 0:
-        return math.nan
-    return (means[i] - means[random]) / (means[oracle] - means[random])
+def _gain_captured(means: np.ndarray, i: int, index: Mapping, target: str, k: int) -> dict[str, float]:
+    """(model - random) / (oracle - random): the share of the achievable gain over random, NaN without an oracle.
+
+    ``gain_captured`` is measured against the position-free oracle when there
+    is one (the bound a ranker that cannot see the position can reach), else
+    against the oracle; ``gain_captured_with_position`` against the oracle
+    (on simulated data: the logged probabilities, position effect included).
+    """
+    random, oracle = index.get((RANDOM_NAME, target, k)), index.get((ORACLE_NAME, target, k))
+    bounds = {"gain_captured": index.get((ORACLE_POSITION_FREE_NAME, target, k), oracle)}
+    bounds["gain_captured_with_position"] = oracle
+    shares = dict.fromkeys(bounds, math.nan)
+    for key, bound in bounds.items():
+        if bound is not None and random is not None and means[bound] - means[random] > 0:
+            shares[key] = (means[i] - means[random]) / (means[bound] - means[random])
+    return shares
 
 
 def _auc_rows(

@@ -47,7 +47,7 @@ def render_html(result: EvaluationResult) -> str:
         _primary_table(result),
         _module_check_table(result),
         _bar_plot(result.test, primary.task, primary.metric),
-        "<h2>Lift over the per-module GBDT</h2>",
+        "<h2>Lift over the per-module GBDT and the global LightGBM</h2>",
         _lift_table(result),
         *_ndcg_tables(result.test, result.models),
         "<h2>AUC</h2>",
@@ -56,6 +56,7 @@ def render_html(result: EvaluationResult) -> str:
         _calibration(result.test),
         _gate_usage(result.gate_usage),
         _heldout(result),
+        _baseline_models(result),
         "<h2>Notes</h2>",
         _list([*result.notes, *_fallback_notes(result.baseline_fallbacks), _timings(result.test)]),
     ]
@@ -69,6 +70,8 @@ def render_html(result: EvaluationResult) -> str:
 def _verdict(result: EvaluationResult) -> str:
     blessing = result.blessing
     summary = headline_sentence(result)
+    if blessing.champion_note:
+        summary += f" {blessing.champion_note}"
     if blessing.blessed:
         return f'<div class="verdict blessed"><b>Blessed.</b> {_e(summary)}</div>'
     return f'<div class="verdict refused"><b>Not blessed.</b> {_e(summary)}{_list(blessing.reasons)}</div>'
@@ -81,18 +84,32 @@ def headline_sentence(result: EvaluationResult) -> str:
         return f"{blessing.primary} could not be measured for {result.candidate}."
     words = [f"{result.candidate} {blessing.primary} = {blessing.candidate:.4f} vs {result.baseline} "]
     words.append(f"{blessing.baseline:.4f}")
-    if blessing.lift is not None:
-        low, high = blessing.lift_ci
-        words.append(f" ({blessing.lift:+.1%}, 95% CI [{_pct(low)}, {_pct(high)}]")
-        words.append(f", p = {blessing.p_value:.3g})" if blessing.p_value is not None else ")")
+    words.append(_lift_words(blessing.lift, blessing.lift_ci, blessing.p_value))
+    if blessing.global_value is not None:
+        words.append(f"; vs {blessing.global_name} {blessing.global_value:.4f}")
+        words.append(_lift_words(blessing.global_lift, blessing.global_lift_ci, blessing.global_p_value))
     regressed = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) < 0]
     won = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) > 0]
     words.append(f"; ahead on {len(won)} of {len(blessing.modules)} modules")
     if regressed:
         words.append(f", behind on {', '.join(regressed)}")
+    if blessing.heldout and blessing.heldout.get("lift") is not None:
+        heldout = blessing.heldout
+        words.append(f"; held-out {', '.join(heldout['modules'])}")
+        words.append(_lift_words(heldout["lift"], heldout["lift_ci"], heldout["p_value"]))
     if blessing.champion is not None:
         words.append(f"; champion {blessing.champion:.4f}")
     return "".join(words) + "."
+
+
+def _lift_words(lift: float | None, interval: Sequence[float | None], p_value: float | None) -> str:
+    """`` (+6.5%, 95% CI [+2.5%, +11.0%], p = 0.001)``, or nothing when the lift was not measured."""
+    if lift is None:
+        return ""
+    low, high = interval
+    return f" ({lift:+.1%}, 95% CI [{_pct(low)}, {_pct(high)}]" + (
+        f", p = {p_value:.3g})" if p_value is not None else ")"
+    )
 
 
 def _primary_table(result: EvaluationResult) -> str:
@@ -102,41 +119,72 @@ def _primary_table(result: EvaluationResult) -> str:
 
 
 def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
-    """The primary metric of every model overall, with intervals, lift, p-value and share of the oracle's gain."""
+    """The primary metric of every model overall: intervals, lifts over both GBDTs, p-value, MDE, oracle share."""
     primary = result.blessing.primary
-    header = ["model", str(primary), "95% CI", "lift vs GBDT", "lift 95% CI", "p-value", "share of oracle gain"]
+    header = [
+        "model",
+        str(primary),
+        "95% CI",
+        "lift vs per-module GBDT [95% CI]",
+        "p-value",
+        "lift vs global LightGBM [95% CI]",
+        "MDE (80% power)",
+        "share of oracle gain",
+    ]
     rows = []
     for model in result.models:
         row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
         if row is None:
             continue
         interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
-        lift_interval = f"[{_pct(row.get('lift_ci_low'))}, {_pct(row.get('lift_ci_high'))}]"
-        cells = [_num(row["value"]), interval, _pct(row.get("lift")), lift_interval]
-        rows.append([model, *cells, _num(row.get("p_value")), _pct(row.get("gain_captured"))])
+        lift = _lift_cell(row, "")
+        global_lift = _lift_cell(row, "global_")
+        cells = [_num(row["value"]), interval, lift, _num(row.get("p_value")), global_lift]
+        rows.append([model, *cells, _pct(row.get("mde_relative"), sign=False), _oracle_share(row)])
     return header, rows
 
 
+def _lift_cell(row: dict[str, Any], prefix: str) -> str:
+    if row.get(prefix + "lift") is None:
+        return "-"
+    low, high = row.get(prefix + "lift_ci_low"), row.get(prefix + "lift_ci_high")
+    return f"{_pct(row[prefix + 'lift'])} [{_pct(low)}, {_pct(high)}]"
+
+
+def _oracle_share(row: dict[str, Any]) -> str:
+    """The share of the (position-free) oracle's gain, and of the position-including one's when both exist."""
+    share = _pct(row.get("gain_captured"), sign=False)
+    with_position = row.get("gain_captured_with_position")
+    if with_position is None or with_position == row.get("gain_captured"):
+        return share  # no position-free oracle: one share
+    return f"{share} ({_pct(with_position, sign=False)} of the oracle with position)"
+
+
 def _module_check_table(result: EvaluationResult) -> str:
-    """The blessing's per-module regression check."""
+    """The blessing's per-module regression check, with the evidence behind each module."""
     blessing = result.blessing
     interval = f"{result.config.confidence_level:.0%} CI"
-    header = ["module", "requests", result.candidate, result.baseline, "change", interval, "gated"]
+    header = ["module", "requests", "positives", result.candidate, result.baseline, "change", interval]
+    header += ["corrected p", "MDE", "gated"]
     rows = [
         [
             module,
-            "-" if change.get("requests") is None else str(change["requests"]),
+            _count(change.get("requests")),
+            _count(change.get("positives")),
             _num(change["candidate"]),
             _num(change["baseline"]),
             _pct(change["relative_change"]),
             f"[{_pct(change['lift_ci'][0])}, {_pct(change['lift_ci'][1])}]",
-            "yes" if change.get("gated") else "no (too few requests)",
+            _num(change.get("p_value_corrected")),
+            _pct(change.get("mde_relative"), sign=False),
+            "yes" if change.get("gated") else f"no: {change.get('not_gated_reason', '')}",
         ]
         for module, change in blessing.modules.items()
     ]
     caption = (
         f"Per-module check: no gated module may fall more than {blessing.tolerance:.1%} below {result.baseline}"
-        f" ({result.config.module_veto} rule: see docs/evaluation.md)."
+        f" ({result.config.module_veto} rule: see docs/evaluation.md). MDE: the smallest relative change the "
+        f"module's paired test detects with {result.config.power:.0%} power at the Bonferroni-corrected level."
     )
     return f'<p class="small">{_e(caption)}</p>' + _table(header, rows)
 
@@ -269,14 +317,53 @@ def _heldout(result: EvaluationResult) -> str:
     for model in result.models:
         row = result.heldout.find(model, ALL_MODULES, primary.task, metric) if metric else None
         if row is not None:
-            rows.append([model, _num(row["value"]), f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"])
+            interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+            rows.append([model, _num(row["value"]), interval, _lift_cell(row, ""), _num(row.get("p_value"))])
+    check = result.blessing.heldout or {}
+    outcome = check.get("reason") or f"passes the {check.get('rule', 'off')!r} rule"
     caption = (
         f"Modules {', '.join(result.heldout.modules)} were held out of training; {result.heldout.requests} "
-        "requests. The per-module GBDT has no model for them and falls back to the global one."
+        "requests. The per-module GBDT has no model for them and falls back to the global one. "
+        f"Blessing rule {check.get('rule', 'off')!r}: {outcome}."
     )
+    header = ["model", primary.metric, "95% CI", "lift vs GBDT fallback [95% CI]", "p-value"]
     return f"<h2>Held-out module ({_e(primary.task)} {_e(primary.metric)})</h2><p>{_e(caption)}</p>" + _table(
-        ["model", primary.metric, "95% CI"], rows
+        header, rows
     )
+
+
+def _baseline_models(result: EvaluationResult) -> str:
+    """Every LightGBM model of the baseline: its best iteration, eval score and parameters."""
+    if not result.baseline_models:
+        return ""
+    header = ["model", "target", "best iteration", "eval score", "parameters"]
+    rows = [
+        [
+            entry["scope"],
+            entry["target"],
+            _count(entry.get("best_iteration")),
+            ", ".join(f"{name} {value:.4f}" for name, value in entry.get("eval_scores", {}).items()) or "-",
+            ", ".join(f"{name}={value}" for name, value in sorted(entry.get("params", {}).items()) if name in SHOWN)
+            or "-",
+        ]
+        for entry in result.baseline_models
+    ]
+    caption = (
+        "The GBDT baseline's models (the global LightGBM and one per module and target), as trained: early "
+        "stopping on the eval split with rows shuffled within each request, parameters from the seeded search."
+    )
+    return f"<h2>GBDT baseline models</h2><p class='small'>{_e(caption)}</p>" + _table(header, rows)
+
+
+SHOWN = (
+    "num_leaves",
+    "learning_rate",
+    "min_data_in_leaf",
+    "feature_fraction",
+    "lambda_l2",
+    "lambdarank_truncation_level",
+)
+"""The LightGBM parameters the baseline table shows (the manifest has them all)."""
 
 
 def _fallback_notes(fallbacks: Iterable[dict[str, str]]) -> list[str]:
@@ -317,8 +404,14 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1%}"
+def _pct(value: float | None, sign: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1%}" if sign else f"{value:.1%}"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _or_nan(value: float | None) -> float:

@@ -19,6 +19,7 @@ from components.data.simulator_world import CATEGORIES, TAGS
 MODULES = ("home_feed", "item_page", "search", "cart", "email_digest", "shop_page")
 LABELS = ("clicked", "favorited", "added_to_cart", "purchased")
 PROBABILITIES = ("p_click", "p_favorite", "p_add_to_cart", "p_purchase")
+POSITION_FREE = tuple(f"{column}_position_free" for column in PROBABILITIES)
 EXPECTED_IMPRESSION_TYPES = {
     "request_id": pa.string(),
     "timestamp": pa.int64(),
@@ -48,6 +49,7 @@ EXPECTED_ORACLE_TYPES = {
     "request_id": pa.string(),
     "listing_id": pa.string(),
     **dict.fromkeys(PROBABILITIES, pa.float64()),
+    **dict.fromkeys(POSITION_FREE, pa.float64()),
 }
 SMALL = SimulatorConfig(n_impressions=60_000, seed=1, rows_per_part=14_000)
 
@@ -222,6 +224,16 @@ def test_oracle_rows_match_impressions(simulated):
     for impression_part, oracle_part in zip(impression_parts, oracle_parts, strict=True):
         keys = pq.read_table(impression_part, columns=["request_id", "listing_id"])
         assert keys.equals(pq.read_table(oracle_part, columns=["request_id", "listing_id"]))
+
+
+def test_the_position_free_oracle_is_the_oracle_without_examination(oracle, logs):
+    decay = logs["module_name"].map({name: module.position_decay for name, module in SMALL.active_modules().items()})
+    examination = (1.0 + logs["position"]) ** -decay
+    for logged, position_free in zip(PROBABILITIES, POSITION_FREE, strict=True):
+        np.testing.assert_allclose(oracle[logged], examination * oracle[position_free], rtol=1e-12, atol=0)
+    # Without the position effect the best listing of a request is often another one than with it.
+    best = oracle.groupby(logs["request_id"])[["p_click", "p_click_position_free"]].idxmax()
+    assert (best["p_click"] != best["p_click_position_free"]).mean() > 0.2
 
 
 def test_rankings_vary_within_requests(oracle, logs):

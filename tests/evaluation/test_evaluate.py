@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.evaluation.blessing import PrimaryMetric, decide
+from components.evaluation.blessing import Comparison, PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
 from components.evaluation.report import summary_table
 from components.evaluation.scorers import RandomScorer
@@ -15,7 +15,9 @@ from tests.evaluation.conftest import FAST, LabelScorer
 from trainer.examples import read_split, write_shards
 from trainer.schema import FeatureSpec
 
-CONFIG = EvaluationConfig(**FAST)
+# The synthetic test split has about 27 requests per module: gate modules from 10.
+CONFIG = EvaluationConfig(**FAST, module_min_requests=10)
+COMPARED = Comparison("m", "g", "global")
 TARGETS = ("click", "favorite", "add_to_cart", "purchase", "engagement")
 
 
@@ -34,6 +36,9 @@ def test_a_better_model_is_blessed_and_every_output_is_written(synthetic_example
     )
     assert row["ci_low"] < row["value"] < row["ci_high"] and row["lift_ci_low"] > 0 and row["p_value"] < 0.05
     assert row["requests"] + row["excluded_requests"] == 80
+    assert row["positives"] >= row["requests"] and 0 < row["mde_relative"] < 1
+    assert row["global_lift_ci_low"] < row["global_lift"] < row["global_lift_ci_high"]
+    assert blessing["global_lift"] == pytest.approx(row["global_lift"]) and blessing["requests"] == row["requests"]
     assert {r["metric"] for r in metrics["test"]["ndcg"]} == {"ndcg@5", "ndcg@10", "ndcg"}
     assert {r["subset"] for r in metrics["test"]["ndcg"]} == {"all", "home_feed", "item_page", "search"}
     html = (tmp_path / "report.html").read_text()
@@ -49,7 +54,8 @@ def test_a_random_model_is_refused_with_every_reason(synthetic_examples, baselin
     reasons = result.blessing.reasons
     assert not result.blessing.blessed
     assert any("does not beat gbdt_per_module" in reason for reason in reasons)
-    assert sum(reason.startswith("module ") for reason in reasons) == 3
+    significant = [module for module, change in result.blessing.modules.items() if change["p_value_corrected"] < 0.05]
+    assert significant and [reason.split(":")[0] for reason in reasons[1:]] == [f"module {m}" for m in significant]
     assert "Not blessed." in (tmp_path / "report.html").read_text()
     assert "NOT BLESSED" in summary_table(result)
 
@@ -62,6 +68,16 @@ def test_a_candidate_must_also_beat_the_champion(synthetic_examples, baseline_di
         f"mmoe favorite ndcg@10 {result.blessing.candidate:.4f} does not beat champion {result.blessing.champion:.4f}"
     ]
     assert json.loads((tmp_path / "blessing.json").read_text())["champion_name"] == "champion"
+
+
+def test_a_champion_that_could_not_be_loaded_is_recorded(synthetic_examples, baseline_dir, tmp_path):
+    note = "champion mmoe-ranker version 3 could not be loaded (no saved_model.pb): judged without it"
+    result = evaluate(
+        CONFIG, synthetic_examples, {"mmoe": LabelScorer(0.3)}, baseline_dir, tmp_path, champion_note=note
+    )
+    blessing = json.loads((tmp_path / "blessing.json").read_text())
+    assert result.blessing.blessed and blessing["champion_note"] == note and blessing["champion_name"] is None
+    assert note in (tmp_path / "report.html").read_text()
 
 
 def test_significance_can_be_required(synthetic_examples, baseline_dir, tmp_path):
@@ -156,7 +172,7 @@ def test_module_regression_tolerance(module_b, tolerance, blessed):
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
     rows += [_row("m", "b", module_b), _row("g", "b", 0.5)]
     config = dataclasses.replace(CONFIG, tolerance=tolerance)
-    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed is blessed
     assert blessing.modules["b"]["relative_change"] == pytest.approx(-0.02)
     if not blessed:
@@ -177,7 +193,7 @@ def test_a_module_vetoes_only_a_significant_regression_after_correction(p_value,
     rows += [{**_row("m", "b", 0.45), "p_value": p_value, "lift_ci_low": -0.2, "lift_ci_high": -0.01}]
     rows += [_row("g", "b", 0.5)]
     config = dataclasses.replace(CONFIG, module_veto=veto)
-    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed is blessed
     assert blessing.modules["b"]["p_value_corrected"] == (None if p_value is None else pytest.approx(2 * p_value))
     if not blessed:
@@ -185,7 +201,7 @@ def test_a_module_vetoes_only_a_significant_regression_after_correction(p_value,
 
 
 def test_module_veto_must_be_a_known_rule():
-    with pytest.raises(ValueError, match="module_veto must be 'significant' or 'point'"):
+    with pytest.raises(ValueError, match="module_veto must be one of 'significant', 'point'"):
         EvaluationConfig(module_veto="sometimes")
 
 
@@ -193,22 +209,73 @@ def test_significance_rule_needs_a_small_p_value_and_a_positive_interval():
     candidate = {**_row("m", "all", 0.52), "p_value": 0.3, "lift_ci_low": -0.01, "lift_ci_high": 0.09}
     config = dataclasses.replace(CONFIG, require_significance=True)
     blessing = decide(
-        config, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), "m", "g", None
+        config, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), None, COMPARED
     )
     assert blessing.reasons == [
         "the gain over g is not significant: p = 0.3000 >= alpha = 0.05",
         "the lift's 95% interval over g [-1.0%, +9.0%] does not lie above 0",
     ]
     assert decide(
-        CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), "m", "g", None
+        CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), None, COMPARED
     ).blessed
 
 
-def test_a_module_with_too_few_requests_cannot_veto():
+def test_a_module_with_too_few_requests_cannot_veto_and_says_why():
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
     rows += [_row("m", "b", 0.3, requests=9), _row("g", "b", 0.5)]
-    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), "m", "g", None)
+    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed and blessing.modules["b"]["gated"] is False and blessing.modules["a"]["gated"] is True
+    assert blessing.modules["b"]["not_gated_reason"] == (
+        "9 requests with a positive < module_min_requests=10: reported, not gated"
+    )
+
+
+def test_every_module_states_its_evidence_and_minimum_detectable_effect():
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5)]
+    rows += [{**_row("m", "a", 0.6, requests=400), "delta_sd": 0.3, "positives": 420}, _row("g", "a", 0.5)]
+    rows += [{**_row("m", "b", 0.6, requests=100), "delta_sd": 0.3, "positives": 101}, _row("g", "b", 0.5)]
+    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
+    a, b = blessing.modules["a"], blessing.modules["b"]
+    assert (a["requests"], a["positives"]) == (400, 420)
+    # z(1 - 0.05 / 2 / 2 gated modules) + z(0.8) = 2.2414 + 0.8416; sd 0.3; baseline 0.5
+    assert a["mde_relative"] == pytest.approx(3.0830 * 0.3 / 20 / 0.5, rel=1e-3)
+    assert b["mde_relative"] == pytest.approx(2 * a["mde_relative"])  # a quarter of the requests
+
+
+def _heldout(value: float, p_value: float) -> SplitEvaluation:
+    rows = [{**_row("m", "all", value), "p_value": p_value, "lift": value / 0.5 - 1}, _row("g", "all", 0.5)]
+    return SplitEvaluation("heldout", 0, 0, ["email"], rows, [], [], {}, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "p_value", "refusal"),
+    [
+        ("not_worse", 0.45, 0.01, "is significantly below the GBDT fallback 0.5000 (p = 0.0100 < alpha = 0.05)"),
+        ("not_worse", 0.45, 0.20, None),  # worse, but within noise
+        ("beat", 0.49, 0.60, "does not beat the GBDT fallback 0.5000"),
+        ("beat", 0.52, 0.60, None),
+        ("off", 0.30, 0.001, None),
+    ],
+)
+def test_the_held_out_module_has_a_configurable_rule(rule, value, p_value, refusal):
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5)]
+    config = dataclasses.replace(CONFIG, heldout_rule=rule)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), _heldout(value, p_value), COMPARED)
+    assert blessing.heldout["candidate"] == value and blessing.heldout["rule"] == rule
+    if refusal is None:
+        assert blessing.blessed, blessing.reasons
+    else:
+        assert blessing.reasons == [f"held-out module email: m favorite ndcg@10 {value:.4f} {refusal}"]
+
+
+def test_the_global_lightgbm_is_reported_and_can_be_required():
+    rows = [{**_row("m", "all", 0.6), "global_lift": -0.02, "global_lift_ci_low": -0.05, "global_lift_ci_high": 0.01}]
+    rows += [_row("g", "all", 0.5), _row("global", "all", 0.612)]
+    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
+    assert blessing.blessed and blessing.global_value == 0.612 and blessing.global_lift_ci == (-0.05, 0.01)
+    config = dataclasses.replace(CONFIG, must_beat_global=True)
+    refused = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
+    assert refused.reasons == ["m favorite ndcg@10 0.6000 does not beat global 0.6120"]
 
 
 def test_config_reads_the_environment_then_the_json():

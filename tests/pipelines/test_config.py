@@ -84,7 +84,7 @@ def test_every_option_documents_its_environment_variable_in_help():
     parser = argparse.ArgumentParser()
     run_cli.add_arguments(parser)
     text = parser.format_help()
-    for field in ("data_uri", "n_impressions", "work_dir", "enable_caching", "fail_if_not_blessed"):
+    for field in ("data_uri", "oracle_uri", "n_impressions", "work_dir", "enable_caching", "fail_if_not_blessed"):
         assert OPTIONS[field].env in text
     assert "RANKER_REGISTRY" in text and "MLFLOW_TRACKING_URI" in text
 
@@ -113,3 +113,31 @@ def test_the_step_cache_is_forgotten_when_the_steps_code_changes(tmp_path):
     (cache / "CODE_DIGEST").write_text("code of another day\n")
     assert forget_cache_of_other_code(cache) is True and not (cache / "entry.json").exists()
     assert (cache / "CODE_DIGEST").read_text().strip() == steps_code_digest()
+
+
+def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch):
+    from google.protobuf import json_format
+
+    from components.pipeline_steps import user_source
+    from pipelines.pipeline import build_pipeline
+
+    settings = PipelineSettings.from_args(parse_run_flags(["--data-uri", "logs/*.parquet", "--oracle", "truth/"]))
+    assert settings.pipeline_arguments()["oracle_uri"] == "truth/"
+    monkeypatch.setenv("RANKER_ORACLE_URI", "gs://bucket/truth")
+    assert PipelineSettings.from_env(data_uri="logs/*.parquet").oracle_uri == "gs://bucket/truth"
+
+    spec = build_pipeline(settings).pipeline_spec
+    assert spec.root.input_definitions.parameters["oracle_uri"].default_value.string_value == "truth/"
+    tasks = [
+        task
+        for component in json_format.MessageToDict(spec)["components"].values()
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+        if name == "user-source"
+    ]
+    assert tasks[0]["inputs"]["parameters"]["oracle_uri"] == {"componentInputParameter": "pipelinechannel--oracle_uri"}
+    assert user_source.python_func(data_uri=" logs ", oracle_uri=" truth/ ") == ("logs", "truth/")
+
+
+def test_an_oracle_without_the_users_data_is_refused():
+    with pytest.raises(ValueError, match="oracle_uri is the oracle of your data"):
+        PipelineSettings(oracle_uri="truth/")

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 TINY = {
     "n_impressions": 30_000,
     "seed": 3,
-    "baseline_config": json.dumps({"n_estimators": 2, "min_data_in_leaf": 10_000_000, "early_stopping_rounds": 0}),
+    "baseline_config": json.dumps(
+        {"n_estimators": 2, "min_data_in_leaf": 10_000_000, "early_stopping_rounds": 0, "tuning_trials": 0}
+    ),
     "eval_config": json.dumps(
         {
             "primary_task": "click",

@@ -1,0 +1,109 @@
+"""Oracles: reading oracle files by the spec's columns, the position-free oracle and the share of its gain."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.evaluation.evaluate import EvaluationConfig, _gain_captured, evaluate
+from components.evaluation.scorers import ORACLE_NAME, ORACLE_POSITION_FREE_NAME, RANDOM_NAME, OracleScorer
+from tests.conftest import synthetic_feature_spec
+from tests.evaluation.conftest import FAST, LabelScorer
+from trainer.examples import read_split
+from trainer.schema import FeatureSpec
+
+TASKS = ("click", "favorite", "add_to_cart", "purchase")
+# A user's dataset whose request and item columns are called "session" and "item".
+USER_SPEC = dataclasses.replace(
+    synthetic_feature_spec(), roles={"user_id": "user_id", "item_id": "item", "request_id": "session"}
+)
+EXAMPLES = {"request_id": np.array(["s1", "s1", "s2"]), "item": np.array(["a", "b", "a"])}
+
+
+def oracle_frame(position_free: bool = True) -> pd.DataFrame:
+    """Oracle rows of EXAMPLES in another order: item b beats a with the position effect, a beats b without."""
+    frame = pd.DataFrame({"session": ["s2", "s1", "s1"], "item": ["a", "b", "a"]})
+    for grade, task in enumerate(TASKS):
+        frame[f"p_{task}"] = np.array([0.3, 0.4, 0.2]) / 2**grade
+        if position_free:
+            frame[f"p_{task}_position_free"] = np.array([0.3, 0.5, 0.6]) / 2**grade
+    return frame
+
+
+def write_oracle(folder, frame: pd.DataFrame, name: str = "part-00000.parquet") -> str:
+    folder.mkdir(exist_ok=True)
+    frame.to_parquet(folder / name)
+    return str(folder)
+
+
+def test_oracle_files_join_on_the_specs_request_and_item_columns(tmp_path):
+    oracle, position_free = OracleScorer.load_all(write_oracle(tmp_path / "oracle", oracle_frame()), USER_SPEC)
+    assert (oracle.name, position_free.name) == (ORACLE_NAME, ORACLE_POSITION_FREE_NAME)
+    assert oracle.item_column == position_free.item_column == "item"
+    np.testing.assert_allclose(oracle(EXAMPLES)["click"], [0.2, 0.4, 0.3])
+    scores = position_free(EXAMPLES)
+    np.testing.assert_allclose(scores["click"], [0.6, 0.5, 0.3])
+    np.testing.assert_allclose(scores["purchase"], [0.075, 0.0625, 0.0375])
+    np.testing.assert_allclose(scores["engagement"], 4 * scores["click"])  # sum of p_g * 2**(g-1), p_g = p_click / 2**g
+
+
+def test_an_oracle_without_position_free_columns_is_one_scorer(tmp_path):
+    scorers = OracleScorer.load_all(write_oracle(tmp_path / "oracle", oracle_frame(position_free=False)), USER_SPEC)
+    assert [scorer.name for scorer in scorers] == [ORACLE_NAME]
+
+
+def test_oracle_errors_name_the_file_and_the_column(tmp_path):
+    lacking = write_oracle(tmp_path / "lacking", oracle_frame().drop(columns=["p_purchase"]))
+    with pytest.raises(ValueError, match=r"oracle file .*lacking/part-00000.parquet lacks columns \['p_purchase'\]"):
+        OracleScorer.load_all(lacking, USER_SPEC)
+    listing = write_oracle(tmp_path / "listing", oracle_frame().rename(columns={"item": "listing_id"}))
+    with pytest.raises(ValueError, match=r"part-00000.parquet lacks columns \['item'\]"):
+        OracleScorer.load_all(listing, USER_SPEC)
+    partly = write_oracle(tmp_path / "partly", oracle_frame().drop(columns=["p_favorite_position_free"]))
+    with pytest.raises(ValueError, match=r"lacks columns \['p_favorite_position_free'\] \(the position-free"):
+        OracleScorer.load_all(partly, USER_SPEC)
+    mixed = write_oracle(tmp_path / "mixed", oracle_frame().iloc[:1])
+    write_oracle(tmp_path / "mixed", oracle_frame(position_free=False).iloc[1:], "part-00001.parquet")
+    with pytest.raises(ValueError, match=r"part-00001.parquet lacks columns \['p_click_position_free'"):
+        OracleScorer.load_all(mixed, USER_SPEC)
+    with pytest.raises(ValueError, match="no request_id column"):
+        OracleScorer.load_all(lacking, dataclasses.replace(USER_SPEC, has_groups=False))
+    oracle = OracleScorer.load_all(write_oracle(tmp_path / "oracle", oracle_frame()), USER_SPEC)[0]
+    with pytest.raises(KeyError, match="no 'item' column"):
+        oracle({"request_id": EXAMPLES["request_id"]})
+
+
+def test_the_oracle_gain_share_is_measured_against_the_position_free_oracle():
+    index = {(name, "click", 10): i for i, name in enumerate([ORACLE_NAME, ORACLE_POSITION_FREE_NAME, RANDOM_NAME])}
+    means = np.array([0.9, 0.7, 0.3, 0.5])  # oracle, position-free oracle, random, a model (column 3)
+    shares = _gain_captured(means, 3, index, "click", 10)
+    assert shares == pytest.approx({"gain_captured": 0.5, "gain_captured_with_position": 1 / 3})
+    del index[(ORACLE_POSITION_FREE_NAME, "click", 10)]
+    shares = _gain_captured(means, 3, index, "click", 10)
+    assert shares == pytest.approx({"gain_captured": 1 / 3, "gain_captured_with_position": 1 / 3})
+    assert all(math.isnan(share) for share in _gain_captured(means, 3, {}, "click", 10).values())
+
+
+def test_evaluate_ranks_both_oracles_and_reports_both_shares(synthetic_examples, baseline_dir, tmp_path):
+    spec = FeatureSpec.load(synthetic_examples)
+    columns = read_split(synthetic_examples, "test", spec)
+    frame = pd.DataFrame({"request_id": columns["request_id"], "listing_id": columns["listing_id"]})
+    noise = np.random.default_rng(0).random(len(frame))
+    for task in spec.task_names:  # the logged oracle knows the labels, the position-free one less so
+        frame[f"p_{task}"] = 0.1 + 0.8 * columns[f"label_{task}"]
+        frame[f"p_{task}_position_free"] = 0.5 * frame[f"p_{task}"] + 0.5 * noise
+    oracle_uri = write_oracle(tmp_path / "oracle", frame.drop_duplicates(["request_id", "listing_id"]))
+    config = EvaluationConfig(**FAST)
+    result = evaluate(
+        config, synthetic_examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path / "report", oracle_uri
+    )
+
+    assert result.models[-2:] == [ORACLE_NAME, ORACLE_POSITION_FREE_NAME]
+    free = result.test.find(ORACLE_POSITION_FREE_NAME, "all", "purchase", "ndcg")
+    logged = result.test.find(ORACLE_NAME, "all", "purchase", "ndcg")
+    assert free["gain_captured"] == pytest.approx(1.0) and logged["gain_captured_with_position"] == pytest.approx(1.0)
+    assert logged["gain_captured"] > 1.0 > free["gain_captured_with_position"]
+    gbdt = result.test.find("gbdt_per_module", "all", "purchase", "ndcg")
+    assert gbdt["gain_captured"] > gbdt["gain_captured_with_position"] > 0
