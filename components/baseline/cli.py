@@ -5,6 +5,8 @@ Example::
     ranker train-baseline --examples work/examples --out work/baseline
     ranker train-baseline --examples work/examples --out work/baseline \\
         --config-json '{"num_leaves": 63, "n_estimators": 1000, "hashed": "hash"}'
+    ranker train-baseline --examples work/examples --out work/baseline \\
+        --config-json '{"tuning_trials": 16, "tuning_budget_seconds": 600}'   # a longer search; 0 trials: none
 
 Every field of ``components.baseline.gbdt.BaselineConfig`` can be set in
 ``--config-json``; the flags below override it.
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-json", default="{}", help="JSON object of BaselineConfig fields (default: {})")
     parser.add_argument("--n-estimators", type=int, help="boosting rounds before early stopping (default: 500)")
     parser.add_argument("--num-leaves", type=int, help="leaves per tree (default: 31)")
-    parser.add_argument("--learning-rate", type=float, help="shrinkage (default: 0.05)")
+    parser.add_argument("--learning-rate", type=float, help="shrinkage (default: 0.1)")
     parser.add_argument("--seed", type=int, help="LightGBM seed (default: 0)")
 
 

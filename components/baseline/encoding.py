@@ -13,7 +13,10 @@
   carry their history as point-in-time numeric aggregates. ``hashed="hash"``
   keeps them as categorical codes of FarmHash buckets (the spec's count);
 * ``module_name`` is a categorical code over ``spec.modules``, used by the
-  global model only (a per-module model sees one module).
+  global model only (a per-module model sees one module);
+* the reserved keys ``position``, ``request_id`` and ``timestamp`` are never
+  features, even when a hand-written spec lists them: the logged position is
+  the production ranker's verdict, and a ranker that reads it is judged on it.
 
 ::
 
@@ -32,9 +35,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from trainer.schema import LIST_SEPARATOR, MODULE, Feature, FeatureSpec
+from trainer.schema import LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, Feature, FeatureSpec
 
 HashedPolicy = Literal["drop", "hash"]
+NEVER_FEATURES = (POSITION, REQUEST_ID, TIMESTAMP)
+"""Reserved example keys no LightGBM column is made from."""
 ColumnKind = Literal["numeric", "categorical", "token"]
 
 
@@ -64,6 +69,9 @@ class FeatureEncoder:
         columns = [EncodedColumn(_safe_name(MODULE), MODULE, "categorical", categories=tuple(spec.modules))]
         dropped: dict[str, str] = {}
         for feature in spec.features:
+            if feature.name in NEVER_FEATURES:
+                dropped[feature.name] = "reserved example key: never a feature"
+                continue
             if feature.kind == "hashed" and hashed == "drop":
                 dropped[feature.name] = "hashed id: high-cardinality ids overfit trees (hashed='hash' keeps them)"
                 continue
@@ -88,7 +96,7 @@ class FeatureEncoder:
         if missing:
             raise KeyError(f"example columns lack {', '.join(missing)} that the baseline was trained on")
         rows = len(examples[MODULE])
-        matrix = np.empty((rows, len(self.columns)), dtype=np.float64)
+        matrix = np.empty((rows, len(self.columns)), dtype=np.float64, order="F")  # filled column by column
         tokens = self._token_columns()
         for i, column in enumerate(self.columns):
             if column.kind == "token":
@@ -161,13 +169,13 @@ def _hash_codes(values: np.ndarray, buckets: int) -> np.ndarray:
 
 
 def _multi_hot(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+    """0/1 per vocabulary token; each distinct list is split once (lists repeat a lot)."""
+    codes, lists = pd.factorize(np.asarray(values, dtype=object))
     index = {token: j for j, token in enumerate(vocabulary)}
-    matrix = np.zeros((len(values), len(vocabulary)), dtype=np.float64)
-    for row, text in enumerate(values):
-        if not text:
-            continue
-        for token in str(text).split(LIST_SEPARATOR):
+    rows = np.zeros((len(lists) + 1, len(vocabulary)), dtype=np.float64)  # the last row: missing (code -1)
+    for row, text in enumerate(lists):
+        for token in str(text).split(LIST_SEPARATOR) if text else ():
             column = index.get(token)
             if column is not None:
-                matrix[row, column] = 1.0
-    return matrix
+                rows[row, column] = 1.0
+    return rows[codes]

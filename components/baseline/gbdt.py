@@ -8,6 +8,21 @@ relevance) and graded engagement. With request groups the objective is
 LambdaRank (query groups from ``request_id``), without them it is binary
 log-loss. Early stopping watches the eval split.
 
+The baseline must be a fair competitor:
+
+* row order never matters: within each request rows reach LightGBM in a seeded
+  hash order of their content, never the logged order (see :func:`_row_order`),
+  and the logged ``position`` is never a feature;
+* every global model is tuned: a seeded random search
+  (:mod:`components.baseline.tuning`) on the eval split under a time budget,
+  recorded in ``manifest["tuning"]``; a per-module model keeps the config or its
+  target's global choice, whichever scores better on the module's eval rows;
+* every model entry records ``best_iteration``, ``eval_scores`` and the
+  LightGBM ``params`` it was trained with.
+
+Each model family (global, one module) is binned once; every target trains on a
+``Dataset.subset`` of those bins, on every core.
+
 A module with too little training data for a target (the held-out module, a
 module missing from train, too few requests with a positive) falls back to the
 global model, and ``manifest.json`` says which and why::
@@ -25,7 +40,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,12 +51,14 @@ from urllib.parse import quote
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from components.baseline.encoding import FeatureEncoder, HashedPolicy
 from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
+from components.baseline.tuning import SEARCH_SPACE, SearchResult, draw_candidates, search
 from trainer.examples import read_split
 from trainer.overrides import config_from_sources
-from trainer.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec
+from trainer.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +77,19 @@ class BaselineConfig:
     """
 
     num_leaves: int = 31
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     n_estimators: int = 500
     min_data_in_leaf: int = 20
     feature_fraction: float = 0.9
     lambda_l2: float = 1.0
-    early_stopping_rounds: int = 50
+    # LambdaRank: pairs whose higher-ranked row is below this rank get no gradient (LightGBM's default).
+    lambdarank_truncation_level: int = 30
+    # Categorical splits (LightGBM's defaults): smoothing of a category's statistics, the rows a
+    # category needs to be split on, and the most categories one split may send one way.
+    cat_smooth: float = 10.0
+    min_data_per_group: int = 100
+    max_cat_threshold: int = 32
+    early_stopping_rounds: int = 20
     # LambdaRank optimises and early-stops on NDCG at this cutoff.
     eval_at: int = 10
     # A module trains its own model for a target only with at least this many training
@@ -71,48 +98,86 @@ class BaselineConfig:
     min_module_positives: int = 20
     hashed: HashedPolicy = "drop"
     max_list_tokens: int = 64
+    # Seeds LightGBM, the shuffle of rows within each request and the tuning draws.
     seed: int = 0
-    # 0: LightGBM's default (all cores).
+    # 0: every core this process may run on.
     num_threads: int = 0
+    # Parameter sets tried per target for the global models (the first is this config as given,
+    # the rest seeded draws from components.baseline.tuning.SEARCH_SPACE); 0 turns tuning off.
+    # A per-module model keeps this config or its target's global choice, by its own eval rows.
+    tuning_trials: int = 10
+    # Wall-clock seconds for all global searches together; a trial starts only while some is left.
+    tuning_budget_seconds: float = 60.0
 
     @classmethod
     def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> BaselineConfig:
         """Defaults <- ``RANKER_BASELINE_<FIELD>`` environment variables <- a JSON object of overrides."""
         return config_from_sources(cls, text, ENV_PREFIX, environ)
 
+    def dataset_params(self) -> dict[str, Any]:
+        """The parameters a binned LightGBM Dataset is built with (every model trained on it shares them).
+
+        No feature pre-filter: it bakes ``min_data_in_leaf`` into the bins, which tuning varies.
+        """
+        return {"seed": self.seed, "num_threads": self.threads(), "feature_pre_filter": False, "verbosity": -1}
+
+    def threads(self) -> int:
+        """``num_threads``, or with 0 every core this process may run on."""
+        if self.num_threads:
+            return self.num_threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
     def lightgbm_params(self, ranking: bool, target: str, task_count: int) -> dict[str, Any]:
+        """Every LightGBM parameter one model is trained with (the manifest records them as ``params``)."""
         params: dict[str, Any] = {
+            **self.dataset_params(),
             "num_leaves": self.num_leaves,
             "learning_rate": self.learning_rate,
             "min_data_in_leaf": self.min_data_in_leaf,
             "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2,
-            "seed": self.seed,
+            "cat_smooth": self.cat_smooth,
+            "min_data_per_group": self.min_data_per_group,
+            "max_cat_threshold": self.max_cat_threshold,
             "deterministic": True,
-            "num_threads": self.num_threads,
-            "verbosity": -1,
         }
         if not ranking:
             return {**params, "objective": "binary", "metric": "binary_logloss"}
         gains = engagement_gains([""] * task_count) if target == ENGAGEMENT else [0.0, 1.0]
-        return {**params, "objective": "lambdarank", "metric": "ndcg", "eval_at": [self.eval_at], "label_gain": gains}
+        return {
+            **params,
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [self.eval_at],
+            "label_gain": gains,
+            "lambdarank_truncation_level": self.lambdarank_truncation_level,
+        }
+
+    def eval_metric(self, ranking: bool) -> str:
+        """The name of the early-stopping (and tuning) eval score."""
+        return f"ndcg@{self.eval_at}" if ranking else "binary_logloss"
 
 
 @dataclasses.dataclass
 class _Split:
-    """An encoded split, its rows sorted by request so LightGBM's query groups are contiguous."""
+    """An encoded split, its rows grouped by request (LightGBM's query groups are contiguous)."""
 
     matrix: np.ndarray
     columns: dict[str, np.ndarray]
     request: np.ndarray
 
     @classmethod
-    def read(cls, examples_dir: str | Path, split: str, spec: FeatureSpec, encoder: FeatureEncoder) -> _Split:
-        columns = read_split(examples_dir, split, spec)
+    def read(
+        cls, examples_dir: str | Path, split: str, spec: FeatureSpec, encoder: FeatureEncoder, seed: int
+    ) -> _Split:
+        """Read and encode ``split``, rows grouped by request in a seeded random order (:func:`_row_order`)."""
+        columns = read_split(examples_dir, split, _only_sources(spec, encoder))
+        matrix = encoder.encode(columns)
         _, request = np.unique(columns[REQUEST_ID], return_inverse=True)
-        order = np.argsort(request, kind="stable")
-        columns = {key: values[order] for key, values in columns.items()}
-        return cls(encoder.encode(columns), columns, request[order])
+        labels = np.column_stack([columns[label_key(task)] for task in spec.task_names])
+        order = _row_order(request, matrix, labels, seed)
+        kept = (MODULE, *(label_key(task) for task in spec.task_names))  # the columns later steps read
+        return cls(matrix[order], {key: columns[key][order] for key in kept}, request[order])
 
     def rows_of(self, module: str) -> np.ndarray:
         return np.flatnonzero(self.columns[MODULE] == module)
@@ -121,11 +186,10 @@ class _Split:
         _, sizes = np.unique(self.request[rows], return_counts=True)
         return sizes
 
-    def rows_with_positive(self, rows: np.ndarray, target: str, spec: FeatureSpec) -> np.ndarray:
-        """The rows (of ``rows``) whose request has at least one positive for ``target``."""
-        labels = target_labels(self.columns, target, spec.task_names)
-        positive_requests = np.bincount(self.request[rows], weights=labels[rows] > 0, minlength=len(self.request))
-        return rows[positive_requests[self.request[rows]] > 0]
+    def in_positive_request(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Per row of ``rows``: does its request have at least one positive label?"""
+        positives = np.bincount(self.request[rows], weights=labels[rows] > 0, minlength=len(self.request))
+        return positives[self.request[rows]] > 0
 
     def positive_count(self, rows: np.ndarray, labels: np.ndarray, ranking: bool) -> int:
         if not ranking:
@@ -133,9 +197,86 @@ class _Split:
         return len(np.unique(self.request[rows][labels[rows] > 0]))
 
 
+def _only_sources(spec: FeatureSpec, encoder: FeatureEncoder) -> FeatureSpec:
+    """``spec`` with only the features the encoder reads: dropped ones (hashed ids) are never parsed."""
+    sources = {column.source for column in encoder.columns}
+    return dataclasses.replace(spec, features=[feature for feature in spec.features if feature.name in sources])
+
+
+def _row_order(request: np.ndarray, matrix: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Rows grouped by request and, within a request, ordered by a seeded hash of their features and task labels.
+
+    LightGBM's NDCG breaks score ties by row order and the logged order (the production ranker's) is a
+    strong ranker: kept, it flatters the first trees and stops early stopping at one tree. A hash of the
+    row's content is a random order that does not depend on how rows were logged or stored (the logged
+    ``position`` is no feature), so the same rows in any order train the same models. Rows with equal
+    features and labels may keep their input order: swapping them changes nothing.
+    """
+    features = _hash_rows(matrix)
+    key = pd.util.hash_array(features ^ _hash_rows(np.column_stack([labels, np.full(len(labels), seed)])))
+    return np.lexsort((key, request))
+
+
+def _hash_rows(matrix: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per row of a 2-D array."""
+    return pd.util.hash_pandas_object(pd.DataFrame(matrix, copy=False), index=False).to_numpy()
+
+
+@dataclasses.dataclass
+class _Binned:
+    """Some rows of a split binned once into a LightGBM Dataset; each target trains on a subset of it.
+
+    Binning is the costly part of building a Dataset and only the labels differ between targets, so
+    ``Dataset.subset`` (which copies the binned rows and keeps the bin mappers) serves every target.
+    """
+
+    split: _Split
+    rows: np.ndarray
+    dataset: lgb.Dataset
+
+    @classmethod
+    def build(cls, split: _Split, rows: np.ndarray, features: list[int], columns: _Columns, reference=None) -> _Binned:
+        everything = len(rows) == len(split.request) and len(features) == split.matrix.shape[1]
+        matrix = split.matrix if everything else split.matrix[np.ix_(rows, features)]
+        dataset = lgb.Dataset(
+            matrix,
+            label=np.zeros(len(rows)),
+            group=split.group_sizes(rows) if columns.ranking else None,
+            feature_name=columns.names,
+            categorical_feature=columns.categorical,
+            params=columns.params,
+            reference=reference,
+            free_raw_data=True,
+        )
+        return cls(split, rows, dataset)
+
+    def for_target(self, target: str, spec: FeatureSpec) -> lgb.Dataset | None:
+        """The rows ``target`` trains (or early-stops) on with its labels; None when there are none.
+
+        With request groups only requests with a positive: the others have no pair to learn from, and
+        LightGBM scores their NDCG as 1, which would flatten the early-stopping metric.
+        """
+        labels = target_labels(self.split.columns, target, spec.task_names)
+        keep = self.split.in_positive_request(self.rows, labels) if spec.has_groups else np.ones(len(self.rows), bool)
+        if not keep.any():
+            return None
+        subset = self.dataset.subset(np.flatnonzero(keep)).construct()
+        return subset.set_label(labels[self.rows[keep]])
+
+
+@dataclasses.dataclass
+class _Columns:
+    """The feature columns one model family uses and how its Datasets are built."""
+
+    names: list[str]
+    categorical: list[str]
+    ranking: bool
+    params: dict[str, Any]
+
+
 @dataclasses.dataclass
 class _Trainer:
-    """Fits one LightGBM model on a row subset of train (and the matching eval rows)."""
+    """Bins the rows of a model family once and fits one LightGBM model per target on them."""
 
     config: BaselineConfig
     spec: FeatureSpec
@@ -143,67 +284,78 @@ class _Trainer:
     train: _Split
     eval: _Split | None
 
-    def fit(self, target: str, train_rows: np.ndarray, eval_rows: np.ndarray | None, features: list[int]):
-        ranking = self.spec.has_groups
-        if ranking:
-            # A request without a positive has no pair to learn from, and LightGBM scores its NDCG as 1,
-            # which would flatten the early-stopping metric: rank only requests with a positive.
-            train_rows = self.train.rows_with_positive(train_rows, target, self.spec)
-            eval_rows = (
-                None
-                if self.eval is None or eval_rows is None
-                else self.eval.rows_with_positive(eval_rows, target, self.spec)
-            )
-        if not len(train_rows):
-            raise ValueError(f"no training {'request' if ranking else 'row'} has a positive {target!r} to learn from")
-        params = self.config.lightgbm_params(ranking, target, len(self.spec.tasks))
+    def bin(self, train_rows: np.ndarray, eval_rows: np.ndarray | None, features: list[int]):
+        """Binned train rows, and eval rows binned with train's bin mappers (None without eval rows)."""
         names = [self.encoder.names[i] for i in features]
         categorical = [name for name in self.encoder.categorical_names if name in names]
-        train_set = self._dataset(self.train, target, train_rows, features, names, categorical)
-        valid_sets, callbacks = [], []
-        if self.eval is not None and eval_rows is not None and len(eval_rows):
-            valid_sets = [self._dataset(self.eval, target, eval_rows, features, names, categorical, train_set)]
-            callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)]
-        booster = lgb.train(
-            params, train_set, num_boost_round=self.config.n_estimators, valid_sets=valid_sets, callbacks=callbacks
-        )
-        return booster, self._summary(booster, train_rows, eval_rows)
+        columns = _Columns(names, categorical, self.spec.has_groups, self.config.dataset_params())
+        train = _Binned.build(self.train, train_rows, features, columns)
+        if self.eval is None or eval_rows is None or not len(eval_rows):
+            return train, None
+        return train, _Binned.build(self.eval, eval_rows, features, columns, reference=train.dataset)
 
-    def _dataset(self, split, target, rows, features, names, categorical, reference=None) -> lgb.Dataset:
-        labels = target_labels(split.columns, target, self.spec.task_names)[rows]
-        group = split.group_sizes(rows) if self.spec.has_groups else None
-        return lgb.Dataset(
-            split.matrix[np.ix_(rows, features)],
-            label=labels,
-            group=group,
-            feature_name=names,
-            categorical_feature=categorical,
-            reference=reference,
-            free_raw_data=True,
-        )
+    def datasets(self, binned: tuple[_Binned, _Binned | None], target: str) -> tuple[lgb.Dataset, lgb.Dataset | None]:
+        """The train and eval Datasets of ``target`` (eval None without eval rows with a positive)."""
+        train, evaluation = binned
+        train_set = train.for_target(target, self.spec)
+        if train_set is None:
+            unit = "request" if self.spec.has_groups else "row"
+            raise ValueError(f"no training {unit} has a positive {target!r} to learn from")
+        return train_set, None if evaluation is None else evaluation.for_target(target, self.spec)
+
+    def tune(
+        self,
+        target: str,
+        sets: tuple[lgb.Dataset, lgb.Dataset | None],
+        candidates: list[dict[str, Any]],
+        budget_seconds: float = math.inf,
+    ) -> SearchResult:
+        """The best model of ``candidates`` (config overrides) for ``target`` on the eval rows."""
+
+        def fit(overrides: Mapping[str, Any]):
+            config = dataclasses.replace(self.config, **overrides)
+            booster, summary = self.fit(config, target, *sets)
+            return booster, summary, self.tuned_values(config)
+
+        return search(fit, candidates, self.config.eval_metric(self.spec.has_groups), budget_seconds)
 
     @staticmethod
-    def _summary(booster: lgb.Booster, train_rows: np.ndarray, eval_rows: np.ndarray | None) -> dict[str, Any]:
+    def tuned_values(config: BaselineConfig) -> dict[str, Any]:
+        """The values of the fields tuning searches."""
+        return {field: getattr(config, field) for field in SEARCH_SPACE}
+
+    def fit(self, config: BaselineConfig, target: str, train_set: lgb.Dataset, eval_set: lgb.Dataset | None):
+        """One model for ``target`` trained with ``config``: the booster and its manifest summary."""
+        params = config.lightgbm_params(self.spec.has_groups, target, len(self.spec.tasks))
+        valid_sets, callbacks = [], []
+        if eval_set is not None:
+            valid_sets = [eval_set]
+            callbacks = [lgb.early_stopping(config.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(
+            params, train_set, num_boost_round=config.n_estimators, valid_sets=valid_sets, callbacks=callbacks
+        )
         eval_scores = {name: float(value) for name, value in booster.best_score.get("valid_0", {}).items()}
-        return {
+        summary = {
             "best_iteration": int(booster.best_iteration or booster.current_iteration()),
-            "train_rows": len(train_rows),
-            "eval_rows": 0 if eval_rows is None else len(eval_rows),
+            "train_rows": train_set.num_data(),
+            "eval_rows": 0 if eval_set is None else eval_set.num_data(),
             "eval_scores": eval_scores,
+            "params": params,
         }
+        return booster, summary
 
 
 def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Train every per-module and global model, save them and return the manifest (see the module docstring)."""
     examples_dir, out_dir = Path(examples_dir), Path(out_dir)
+    stamps = [time.perf_counter()]
     spec = FeatureSpec.load(examples_dir)
     encoder = FeatureEncoder.from_spec(spec, hashed=config.hashed, max_list_tokens=config.max_list_tokens)
-    train = _Split.read(examples_dir, "train", spec, encoder)
-    if not len(train.request):
-        raise ValueError(f"{examples_dir}/train holds no examples: nothing to train the baseline on")
-    evaluation = _Split.read(examples_dir, "eval", spec, encoder) if "eval" in _splits_present(examples_dir) else None
-    trainer = _Trainer(config, spec, encoder, train, evaluation)
+    trainer = _Trainer(config, spec, encoder, *_read_splits(examples_dir, spec, encoder, config.seed))
+    stamps.append(time.perf_counter())
     out_dir.mkdir(parents=True, exist_ok=True)
+    global_models, tuning, chosen = _train_global(trainer, out_dir)
+    stamps.append(time.perf_counter())
     manifest: dict[str, Any] = {
         "format_version": 1,
         "objective": "lambdarank" if spec.has_groups else "binary",
@@ -212,18 +364,34 @@ def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: st
         "targets": list(targets(spec)),
         "config": dataclasses.asdict(config),
         "encoder": encoder.to_dict(),
-        "global": _train_global(trainer, out_dir),
+        "global": global_models,
+        "tuning": tuning,
         "per_module": {},
         "fallbacks": [],
     }
-    for module in _modules(spec, train):
-        models, fallbacks = _train_module(trainer, module, out_dir)
+    for module in _modules(spec, trainer.train):
+        models, fallbacks = _train_module(trainer, module, chosen, out_dir)
         manifest["per_module"][module] = models
         manifest["fallbacks"].extend(fallbacks)
+    stamps.append(time.perf_counter())
+    phases = zip(("read", "global", "per_module"), stamps[:-1], stamps[1:], strict=True)
+    manifest["seconds"] = {phase: round(end - start, 3) for phase, start, end in phases}
     shutil.copyfile(examples_dir / FEATURE_SPEC_FILE, out_dir / FEATURE_SPEC_FILE)
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     log.info("baseline: %d per-module fallbacks, models in %s", len(manifest["fallbacks"]), out_dir)
     return manifest
+
+
+def _read_splits(
+    examples_dir: Path, spec: FeatureSpec, encoder: FeatureEncoder, seed: int
+) -> tuple[_Split, _Split | None]:
+    """The train split and, when the examples have one, the eval split (else None)."""
+    train = _Split.read(examples_dir, "train", spec, encoder, seed)
+    if not len(train.request):
+        raise ValueError(f"{examples_dir}/train holds no examples: nothing to train the baseline on")
+    if "eval" not in _splits_present(examples_dir):
+        return train, None
+    return train, _Split.read(examples_dir, "eval", spec, encoder, seed + 1)
 
 
 def _splits_present(examples_dir: Path) -> set[str]:
@@ -236,34 +404,82 @@ def _modules(spec: FeatureSpec, train: _Split) -> list[str]:
     return seen + sorted(set(np.unique(train.columns[MODULE]).tolist()) - set(seen))
 
 
-def _train_global(trainer: _Trainer, out_dir: Path) -> dict[str, Any]:
+def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Tune and train the global model of every target.
+
+    Returns the manifest's ``global`` and ``tuning`` objects and the tuned values chosen per target.
+    The budget is shared: targets are tuned from the smallest training set to the largest, and each
+    may use what is left divided by the targets still to tune, so time a small one leaves goes on.
+    """
+    config, all_targets = trainer.config, targets(trainer.spec)
+    binned = trainer.bin(
+        np.arange(len(trainer.train.request)),
+        None if trainer.eval is None else np.arange(len(trainer.eval.request)),
+        list(range(len(trainer.encoder.columns))),
+    )
+    sets = {target: trainer.datasets(binned, target) for target in all_targets}
+    started = time.perf_counter()
+    results: dict[str, SearchResult] = {}
+    candidates = draw_candidates(max(config.tuning_trials, 1), config.seed)
+    for index, target in enumerate(sorted(all_targets, key=lambda target: sets[target][0].num_data())):
+        left = config.tuning_budget_seconds - (time.perf_counter() - started)
+        budget = max(0.0, left) / (len(all_targets) - index)
+        results[target] = trainer.tune(target, sets.pop(target), candidates, budget)
+        log.info("global %s: %s", target, _brief(results[target].best.summary))
     models = {}
-    all_features = list(range(len(trainer.encoder.columns)))
-    train_rows = np.arange(len(trainer.train.request))
-    eval_rows = None if trainer.eval is None else np.arange(len(trainer.eval.request))
-    for target in targets(trainer.spec):
-        booster, summary = trainer.fit(target, train_rows, eval_rows, all_features)
-        models[target] = {"path": _save(booster, out_dir / GLOBAL_DIR / f"{target}.txt", out_dir), **summary}
-        log.info("global %s: %s", target, summary)
-    return models
+    for target in all_targets:
+        path = _save(results[target].booster, out_dir / GLOBAL_DIR / f"{target}.txt", out_dir)
+        models[target] = {"path": path, **results[target].best.summary}
+    tuning = {
+        "trials": config.tuning_trials,
+        "budget_seconds": config.tuning_budget_seconds,
+        "seconds": round(time.perf_counter() - started, 3),
+        "scope": "global models; a per-module model keeps the config or its target's global choice, "
+        "whichever scores better on the module's eval rows",
+        "targets": {target: results[target].record() for target in all_targets} if config.tuning_trials > 0 else {},
+    }
+    return models, tuning, {target: results[target].best.values for target in all_targets}
 
 
-def _train_module(trainer: _Trainer, module: str, out_dir: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """Train one module's models; return them and the targets that fall back to the global model."""
+def _brief(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A model summary without its parameters, for the log."""
+    return {key: value for key, value in summary.items() if key != "params"}
+
+
+def _train_module(
+    trainer: _Trainer, module: str, chosen: Mapping[str, Mapping[str, Any]], out_dir: Path
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Train one module's models (see :func:`_module_candidates`); return them and the fallbacks."""
     models: dict[str, Any] = {}
     fallbacks: list[dict[str, str]] = []
     train_rows = trainer.train.rows_of(module)
-    eval_rows = None if trainer.eval is None else trainer.eval.rows_of(module)
+    binned = None
     for target in targets(trainer.spec):
         reason = _fallback_reason(trainer, module, target, train_rows)
         if reason:
             models[target] = {"fallback": reason}
             fallbacks.append({"module": module, "target": target, "reason": reason})
             continue
-        booster, summary = trainer.fit(target, train_rows, eval_rows, trainer.encoder.without_module())
+        if binned is None:
+            eval_rows = None if trainer.eval is None else trainer.eval.rows_of(module)
+            binned = trainer.bin(train_rows, eval_rows, trainer.encoder.without_module())
+        sets = trainer.datasets(binned, target)
+        result = trainer.tune(target, sets, _module_candidates(trainer, chosen[target], sets[0].num_data()))
         path = out_dir / PER_MODULE_DIR / _safe_dir(module) / f"{target}.txt"
-        models[target] = {"path": _save(booster, path, out_dir), **summary}
+        models[target] = {"path": _save(result.booster, path, out_dir), **result.best.summary}
     return models, fallbacks
+
+
+def _module_candidates(trainer: _Trainer, global_choice: dict[str, Any], train_rows: int) -> list[dict[str, Any]]:
+    """What a per-module model tries: the config as given, then its target's global choice (when tuned).
+
+    The global search ran on every module's rows together: its choice (``min_data_in_leaf`` above
+    all) may not suit one module's fewer rows, so the module's own eval rows pick between the two. A
+    choice whose ``min_data_in_leaf`` leaves no room for a split of the module's rows is not tried: it
+    can only make a constant model, which scores like a random ranker.
+    """
+    tuned = trainer.config.tuning_trials > 0 and global_choice != trainer.tuned_values(trainer.config)
+    return [{}, global_choice] if tuned and 2 * global_choice["min_data_in_leaf"] <= train_rows else [{}]
 
 
 def _fallback_reason(trainer: _Trainer, module: str, target: str, train_rows: np.ndarray) -> str:

@@ -1,11 +1,11 @@
-"""A baseline trained once per session on the synthetic examples (few trees, one thread)."""
+"""A baseline trained once per session on the synthetic examples (few trees, a short search, one thread)."""
 
 import shutil
 from pathlib import Path
 
 import pytest
 
-TINY_BASELINE = {"n_estimators": 40, "num_leaves": 7, "early_stopping_rounds": 10, "num_threads": 1}
+TINY_BASELINE = {"n_estimators": 40, "num_leaves": 7, "early_stopping_rounds": 10, "num_threads": 1, "tuning_trials": 2}
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +26,30 @@ def examples_with(source: Path, target: Path, **spec_changes) -> Path:
     for name, value in spec_changes.items():
         setattr(spec, name, value)
     spec.save(target / "feature_spec.json")
+    return target
+
+
+def reordered_examples(source: Path, target: Path, sort_key) -> Path:
+    """A copy of an examples folder whose train and eval rows are logged in another order within each request.
+
+    ``sort_key(columns)`` gives one number per row; each request's rows are written in ascending
+    order of it and ``position`` is renumbered to match, as a logger would have recorded them.
+    """
+    import numpy as np
+
+    from trainer.examples import read_split, write_shards
+    from trainer.schema import POSITION, REQUEST_ID, FeatureSpec
+
+    shutil.copytree(source, target)
+    spec = FeatureSpec.load(target)
+    for split in ("train", "eval"):
+        columns = read_split(target, split, spec)
+        order = np.lexsort((sort_key(columns), columns[REQUEST_ID]))
+        columns = {key: values[order] for key, values in columns.items()}
+        _, first, sizes = np.unique(columns[REQUEST_ID], return_index=True, return_counts=True)
+        columns[POSITION] = np.arange(len(order)) - np.repeat(first, sizes)
+        shutil.rmtree(target / split)
+        write_shards(
+            ({key: values[i] for key, values in columns.items()} for i in range(len(order))), target, split, spec
+        )
     return target

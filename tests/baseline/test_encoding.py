@@ -50,6 +50,16 @@ def test_round_trips_through_a_dict_and_names_missing_columns(columns):
         encoder.encode(columns)
 
 
+def test_the_logged_position_is_never_a_column_even_when_the_spec_lists_it():
+    from trainer.schema import Feature
+
+    spec = synthetic_feature_spec()
+    spec.features.append(Feature("position", "numeric", mean=5.0, std=3.0, min=0.0, max=9.0))
+    encoder = FeatureEncoder.from_spec(spec)
+    assert "position" in encoder.dropped
+    assert all(column.source != "position" for column in encoder.columns)
+
+
 def test_rejects_an_unknown_hashed_policy():
     with pytest.raises(ValueError, match="'drop' or 'hash'"):
         FeatureEncoder.from_spec(synthetic_feature_spec(), hashed="embed")

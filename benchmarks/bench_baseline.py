@@ -1,0 +1,136 @@
+"""How long the GBDT baseline (tuning included) trains next to the MMoE, on the same examples, in one run.
+
+Simulates ``--impressions`` rows (cached in ``--work-dir``), extracts them with
+``shop_page`` held out, then times ``train_baseline`` (``BaselineConfig``
+defaults unless ``--config``) and the MMoE's ``ranker train`` step
+(``train_and_export``, ``TrainerConfig`` defaults) one after the other in this
+process, and prints both times, their ratio and how many trees early stopping
+kept per model. The result also goes to ``<work-dir>/bench_baseline.json``::
+
+    python -m benchmarks.bench_baseline                          # 1M impressions
+    python -m benchmarks.bench_baseline --impressions 200000
+    python -m benchmarks.bench_baseline --examples work/examples --config '{"tuning_trials": 0}' --skip-mmoe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from benchmarks.bench_features import simulated
+from benchmarks.bench_trainer import train_variant
+from components.baseline.gbdt import BaselineConfig, train_baseline
+from trainer.config import TrainerConfig
+
+HELD_OUT_MODULE = "shop_page"
+
+
+def extracted(impressions: int, work_dir: Path) -> Path:
+    """Examples of ``impressions`` simulated rows with ``shop_page`` held out, extracted on first use."""
+    from components.features.options import BeamOptions
+    from components.features.pipeline import ExtractionConfig, extract_features
+
+    examples = work_dir / f"examples-{impressions}"
+    if not (examples / "feature_spec.json").exists():
+        data = simulated(impressions, work_dir)
+        extract_features(
+            ExtractionConfig(str(data), "simulator", str(examples), held_out_module=HELD_OUT_MODULE, beam=BeamOptions())
+        )
+    return examples
+
+
+def cpu_model() -> str:
+    """The CPU model name and the cores this process may use."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {len(os.sched_getaffinity(0))} cores"
+
+
+def best_iterations(manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """Trees kept by early stopping, per model family (fallbacks have no model)."""
+    per_module = [entry for models in manifest["per_module"].values() for entry in models.values()]
+    return {
+        "global": [entry["best_iteration"] for entry in manifest["global"].values()],
+        "per_module": [entry["best_iteration"] for entry in per_module if "path" in entry],
+    }
+
+
+def distribution(values: list[int]) -> dict[str, float]:
+    """Count, min, median, max and how many kept a single tree."""
+    if not values:
+        return {"models": 0}
+    low, median, high = (float(value) for value in np.percentile(values, [0, 50, 100]))
+    return {"models": len(values), "min": low, "median": median, "max": high, "one_tree": values.count(1)}
+
+
+def timed_baseline(examples: Path, config: BaselineConfig, out: Path) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    manifest = train_baseline(config, examples, out)
+    return time.perf_counter() - started, manifest
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work_dir = Path(args.work_dir)
+    examples = Path(args.examples) if args.examples else extracted(args.impressions, work_dir)
+    config = BaselineConfig.from_json(args.config)
+    load_before = os.getloadavg()
+    baseline_seconds, manifest = timed_baseline(examples, config, work_dir / "baseline")
+    mmoe_seconds = None
+    if not args.skip_mmoe:
+        mmoe_seconds = train_variant(examples, TrainerConfig.from_sources(None), work_dir / "mmoe", reuse=False)
+    iterations = best_iterations(manifest)
+    tuning = manifest["tuning"]
+    return {
+        "examples": str(examples),
+        "train_rows": manifest["global"][manifest["targets"][0]]["train_rows"],
+        "cpu": cpu_model(),
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "baseline_seconds": round(baseline_seconds, 1),
+        "baseline_phases": manifest["seconds"],
+        "tuning_trials_run": {target: search["trials_run"] for target, search in tuning["targets"].items()},
+        "mmoe_seconds": None if mmoe_seconds is None else round(mmoe_seconds, 1),
+        "ratio": None if mmoe_seconds is None else round(baseline_seconds / mmoe_seconds, 3),
+        "best_iteration": {family: distribution(values) for family, values in iterations.items()},
+        "best_iterations": iterations,
+        "global_eval_scores": {target: entry["eval_scores"] for target, entry in manifest["global"].items()},
+        "config": manifest["config"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impressions", type=int, default=1_000_000, help="simulated impressions (1000000)")
+    parser.add_argument("--work-dir", default="/tmp/bench_baseline", help="where data, models and the JSON go")
+    parser.add_argument("--examples", help="extracted examples to use instead of simulating")
+    parser.add_argument("--config", default="{}", help="BaselineConfig overrides (JSON) (default: {})")
+    parser.add_argument("--skip-mmoe", action="store_true", help="time the baseline only")
+    args = parser.parse_args(argv)
+    result = run(args)
+    out = Path(args.work_dir) / "bench_baseline.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['examples']}: {result['train_rows']:,} train rows of the first target; {result['cpu']}")
+    print(f"load average before {result['load_average_before']}, after {result['load_average_after']}")
+    print(f"baseline {result['baseline_seconds']} s: {result['baseline_phases']}")
+    if result["mmoe_seconds"] is not None:
+        print(f"MMoE {result['mmoe_seconds']} s; baseline / MMoE = {result['ratio']:.0%}")
+    print(f"tuning trials run per target: {result['tuning_trials_run']}")
+    for family, stats in result["best_iteration"].items():
+        print(f"best iteration, {family}: {stats}")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

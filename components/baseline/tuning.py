@@ -1,0 +1,137 @@
+"""A seeded random search of the LightGBM parameters, judged on the eval split, under a time budget.
+
+The baseline only counts as a fair competitor when it gets a tuning budget.
+:func:`draw_candidates` lists the parameter sets to try: the configured values
+first (so tuning can never pick worse on eval than not tuning), then seeded
+random draws from :data:`SEARCH_SPACE`. :func:`search` fits them in order until
+the list or the time budget runs out and keeps the model with the best
+early-stopping eval score (NDCG@``eval_at`` on the eval split, or log-loss
+without request groups)::
+
+    candidates = draw_candidates(trials=10, seed=0)   # [{}, {"num_leaves": 63, ...}, ...]
+    result = search(fit, candidates, "ndcg@10", budget_seconds=60)   # fit(overrides) -> booster, summary, values
+    result.booster, result.record()["best_params"]
+
+The candidate list depends on the seed only (not on the target or the data), so
+every target's search tries the same parameter sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+SEARCH_SPACE: dict[str, tuple[str, Sequence[float]]] = {
+    "num_leaves": ("choice", (7, 15, 31, 63, 127, 255)),
+    "learning_rate": ("log", (0.03, 0.3)),
+    "min_data_in_leaf": ("choice", (5, 10, 20, 50, 100, 200, 500)),
+    "feature_fraction": ("uniform", (0.4, 1.0)),
+    "lambda_l2": ("log", (0.001, 30.0)),
+    "lambdarank_truncation_level": ("choice", (5, 10, 20, 30, 50)),
+    "cat_smooth": ("log", (1.0, 300.0)),
+    "min_data_per_group": ("choice", (20, 50, 100, 200, 500)),
+    "max_cat_threshold": ("choice", (8, 16, 32, 64)),
+}
+"""``BaselineConfig`` field -> how a trial draws it: from a list, log-uniformly or uniformly in a range."""
+
+
+def draw_candidates(trials: int, seed: int) -> list[dict[str, Any]]:
+    """``trials`` sets of ``BaselineConfig`` overrides: ``{}`` (the config as given), then seeded draws.
+
+    >>> draw_candidates(3, seed=0)[0], sorted(draw_candidates(3, seed=0)[1]) == sorted(SEARCH_SPACE)
+    ({}, True)
+    """
+    rng = np.random.default_rng(seed)
+    return [{}] + [{field: _draw(rng, *how) for field, how in SEARCH_SPACE.items()} for _ in range(trials - 1)]
+
+
+def _draw(rng: np.random.Generator, kind: str, values: Sequence[float]) -> Any:
+    if kind == "choice":
+        return int(rng.choice(values))
+    low, high = values
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if kind == "log" else rng.uniform(low, high)
+    return float(f"{value:.3g}")
+
+
+@dataclasses.dataclass
+class Trial:
+    """One fitted candidate: its tuned values and its summary (eval scores, best iteration, params)."""
+
+    values: dict[str, Any]
+    summary: dict[str, Any]
+    seconds: float
+
+    def score(self, metric: str) -> float:
+        """The eval ``metric`` (NaN without an eval set)."""
+        return float(self.summary["eval_scores"].get(metric, math.nan))
+
+    def beats(self, other: Trial, metric: str) -> bool:
+        """A strictly better eval score: ``ndcg@k`` higher, anything else (log-loss) lower."""
+        if metric.startswith("ndcg"):
+            return self.score(metric) > other.score(metric)
+        return self.score(metric) < other.score(metric)
+
+    def row(self, metric: str) -> dict[str, Any]:
+        """The trial's line of the manifest's per-trial table."""
+        score = self.score(metric)
+        return {
+            "params": self.values,
+            "eval_score": None if math.isnan(score) else score,
+            "best_iteration": self.summary["best_iteration"],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """Every trial that ran, the best one and its model."""
+
+    trials: list[Trial]
+    best: Trial
+    booster: lgb.Booster
+    metric: str
+    budget_seconds: float
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's ``tuning.targets.<target>`` object."""
+        return {
+            "metric": self.metric,
+            "trials_run": len(self.trials),
+            "budget_seconds": round(self.budget_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "best_params": self.best.values,
+            "best_eval_score": self.best.row(self.metric)["eval_score"],
+            "trials": [trial.row(self.metric) for trial in self.trials],
+        }
+
+
+FitFunction = Callable[[Mapping[str, Any]], tuple[lgb.Booster, dict[str, Any], dict[str, Any]]]
+"""``fit(overrides) -> (booster, summary, tuned values)``: one model trained with the overrides applied."""
+
+
+def search(
+    fit: FitFunction, candidates: Sequence[Mapping[str, Any]], metric: str, budget_seconds: float
+) -> SearchResult:
+    """Fit candidates in order while time is left (the first always runs) and keep the best on ``metric``.
+
+    Without an eval score only the first candidate runs: there is nothing to choose by.
+    """
+    started = time.perf_counter()
+    trials: list[Trial] = []
+    best, booster = None, None
+    for overrides in candidates:
+        if best is not None and (time.perf_counter() - started >= budget_seconds or math.isnan(best.score(metric))):
+            break
+        trial_started = time.perf_counter()
+        candidate, summary, values = fit(overrides)
+        trials.append(Trial(values, summary, time.perf_counter() - trial_started))
+        if best is None or trials[-1].beats(best, metric):
+            best, booster = trials[-1], candidate
+    return SearchResult(trials, best, booster, metric, budget_seconds, time.perf_counter() - started)
