@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from typing import Any
 
 from components.registry.core import RegistryConfig
 from trainer.overrides import read_json_object
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "mmoe-ranker"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
@@ -119,12 +122,43 @@ class PipelineSettings:
 
     @classmethod
     def from_args_or_exit(cls, args: argparse.Namespace, command: str) -> PipelineSettings:
-        """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2."""
+        """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2.
+
+        A command that takes the step configurations (run, compile, submit, schedule create) also has
+        its evaluation settings checked against the dataset spec (:meth:`check_evaluation`).
+        """
         try:
-            return cls.from_args(args)
+            settings = cls.from_args(args)
+            if hasattr(args, "eval_config"):
+                settings.check_evaluation()
+            return settings
         except ValueError as error:
             print(f"ranker {command}: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def check_evaluation(self) -> None:
+        """Check the evaluation's primary task and metric against the dataset spec's tasks, before any step runs.
+
+        Raises ``ValueError`` naming the setting and the valid choices (a spec on a remote store this
+        machine cannot read is left to the pipeline's steps)::
+
+            PipelineSettings(dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}').check_evaluation()
+            # ValueError: eval_config: primary_task 'favorite' is not a target of this data: click, purchase, ...
+        """
+        from components.data.spec import DatasetSpecError, load_dataset_spec
+        from components.evaluation.evaluate import EvaluationConfig
+
+        try:
+            spec = load_dataset_spec(self.dataset_spec)
+        except DatasetSpecError:
+            raise
+        except Exception as error:  # e.g. a gs:// spec without credentials here: the steps will read it
+            logger.warning("dataset spec %s not checked here: %s", self.dataset_spec, error)
+            return
+        try:
+            EvaluationConfig.from_json(config_json(self.eval_config, "eval_config")).primary(spec.outline())
+        except ValueError as error:
+            raise ValueError(f"eval_config: {error} (tasks of dataset spec {spec.origin})") from None
 
     @property
     def effective_held_out_module(self) -> str:

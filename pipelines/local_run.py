@@ -118,13 +118,17 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
 
     if settings.training_backend != "pipeline":
         raise ValueError("a Vertex AI custom training job cannot run locally: use --training-backend pipeline")
+    settings.check_evaluation()  # a wrong primary task fails now, not after the training
     # The image runs as a non-root user; run the steps as the caller so they can write to the pipeline root.
     docker_user = f"{os.getuid()}:{os.getgid()}"
     runner = local.DockerRunner(user=docker_user) if settings.docker else local.SubprocessRunner(use_venv=False)
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     progress = progress or StepProgress()
-    if settings.enable_caching and forget_cache_of_other_code(settings.pipeline_root_local / ".kfp_cache"):
-        print("The steps' code changed since the cached runs: every step runs again.", file=progress.stream)
+    cache_root = settings.pipeline_root_local / ".kfp_cache"
+    if settings.enable_caching:
+        if forget_cache_of_other_code(cache_root):
+            print("The steps' code changed since the cached runs: every step runs again.", file=progress.stream)
+        materialize_metrics(cache_root)  # a run killed before its end left entries without their Metrics files
     local.init(
         runner=runner,
         pipeline_root=str(settings.pipeline_root_local),
@@ -153,9 +157,9 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     finally:
         root.removeFilter(progress)
         root.setLevel(level)
+        if settings.enable_caching:  # after a failed step too: the steps before it stay reusable
+            materialize_metrics(cache_root)
     outputs = dict(task.outputs)
-    if settings.enable_caching:
-        materialize_metrics(settings.pipeline_root_local / ".kfp_cache")
     publish_latest_report(outputs, Path(settings.work_dir).resolve() / "latest")
     return LocalRunResult(
         settings=settings,
@@ -241,6 +245,9 @@ def materialize_metrics(cache_root: Path) -> int:
     its file, but its cache treats an entry whose local artifact file is
     missing as a miss: without the file no step that logs metrics would ever
     be reused. The file gets the metrics as JSON, which is what the artifact holds.
+    :func:`run_locally` calls it before and after every run, failed or not: a
+    run that stopped at ``evaluate`` without it would recompute every step
+    (extraction first, so everything downstream) when rerun.
     """
     written = 0
     for entry in sorted(cache_root.glob("*.json")):

@@ -1,7 +1,9 @@
-"""The end-of-run summary: NDCG per module and task for every model, the verdict, the version, the paths.
+"""The end-of-run summary: the primary metric per module and task of every model, the verdict, the paths.
 
-It reads the evaluation's ``metrics.json`` (rows of ``model``, ``subset``,
-``target``, ``metric``, ``value``, ``lift``) and ``blessing.json``::
+It reads the evaluation's ``metrics.json`` (NDCG rows of ``model``, ``subset``,
+``target``, ``metric``, ``value``, ``lift``; AUC rows of ``model``, ``subset``,
+``task``, ``metric``, ``value``) and ``blessing.json``. Data without request
+groups is judged on AUC, so its table shows AUC::
 
     print(format_summary(result))     # result: a LocalRunResult
 """
@@ -16,18 +18,20 @@ from typing import Any
 from pipelines.local_run import LocalRunResult, format_duration
 
 
-def ndcg_table(report: dict[str, Any], metric: str, split: str = "test") -> list[list[str]]:
-    """Rows ``module, task, <one column per model>, lift vs per-module, lift vs global`` of one metric.
+def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> list[list[str]]:
+    """Rows ``module, task, <one column per model>, lift vs per-module, lift vs global`` of one metric
+    (an NDCG cut-off such as ``ndcg@10``, or ``auc``).
 
     Example::
 
-        ndcg_table(json.load(open("metrics.json")), "ndcg@10")[0]
+        metric_table(json.load(open("metrics.json")), "ndcg@10")[0]
         # ["module", "task", "mmoe", "gbdt_per_module", "gbdt_global", "random", "oracle",
         #  "mmoe lift", "vs global"]
     """
-    rows = [row for row in (report.get(split) or {}).get("ndcg", []) if row.get("metric") == metric]
+    rows = _metric_rows(report.get(split) or {}, metric)
     models = [name for name in report.get("models", []) if any(row["model"] == name for row in rows)]
     candidate = report.get("candidate")
+    references = (report.get("baseline"), (report.get("blessing") or {}).get("global_name", "gbdt_global"))
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         cells.setdefault((row["subset"], row["target"]), {})[row["model"]] = row
@@ -36,11 +40,30 @@ def ndcg_table(report: dict[str, Any], metric: str, split: str = "test") -> list
         values = [_number(by_model.get(model, {}).get("value")) for model in models]
         if all(value == "-" for value in values):
             continue  # a task without positives in that module
-        candidate_row = by_model.get(candidate) or {}
-        table.append(
-            [subset, target, *values, _percent(candidate_row.get("lift")), _percent(candidate_row.get("global_lift"))]
-        )
+        table.append([subset, target, *values, *_lifts(by_model, candidate, references)])
     return table
+
+
+def _metric_rows(section: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """One split's rows of ``metric``; AUC rows name their task ``target`` like the NDCG rows."""
+    if metric == "auc":
+        return [{**row, "target": row["task"]} for row in section.get("auc", [])]
+    return [row for row in section.get("ndcg", []) if row.get("metric") == metric]
+
+
+def _lifts(by_model: dict[str, dict[str, Any]], candidate: str | None, references: tuple[str | None, str]) -> list[str]:
+    """The candidate's lift over the per-module and the global GBDT: the report's (NDCG), or the ratio of the
+    values (AUC rows carry none)."""
+    row = by_model.get(candidate) or {}
+    lifts = []
+    for key, reference in zip(("lift", "global_lift"), references, strict=True):
+        lift = row[key] if key in row else _ratio(row.get("value"), (by_model.get(reference) or {}).get("value"))
+        lifts.append(_percent(lift))
+    return lifts
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else value / reference - 1
 
 
 def format_table(rows: Sequence[Sequence[str]]) -> str:
@@ -58,9 +81,9 @@ def format_summary(result: LocalRunResult) -> str:
     primary = blessing.get("primary", {})
     metric = primary.get("metric", "ndcg@10")
     sections = [
-        f"Test split, {metric} per module and task ({report.get('test', {}).get('requests', '?')} requests; "
+        f"Test split, {metric} per module and task ({_judged_on(report.get('test') or {}, metric)}; "
         f"primary: {primary.get('task', '?')} {metric}):",
-        format_table(ndcg_table(report, metric)),
+        format_table(metric_table(report, metric)),
         heldout_table(report, metric),
         verdict_text(blessing),
         _registration(result),
@@ -85,11 +108,18 @@ def format_summary(result: LocalRunResult) -> str:
 def heldout_table(report: dict[str, Any], metric: str) -> str:
     """The held-out (never trained on) module's rows, when the run held one out."""
     heldout = report.get("heldout")
-    if not heldout or not heldout.get("ndcg"):
+    if not heldout or not _metric_rows(heldout, metric):
         return ""
-    rows = ndcg_table(report, metric, split="heldout")
-    title = f"Held-out module {', '.join(heldout.get('modules', []))} ({heldout.get('requests', '?')} requests, "
+    rows = metric_table(report, metric, split="heldout")
+    title = f"Held-out module {', '.join(heldout.get('modules', []))} ({_judged_on(heldout, metric)}, "
     return title + f"never trained on; the GBDT falls back to its global model), {metric}:\n" + format_table(rows)
+
+
+def _judged_on(section: dict[str, Any], metric: str) -> str:
+    """``1967 requests`` (NDCG is per request) or ``50 impressions`` (AUC is over impressions)."""
+    if metric == "auc":
+        return f"{section.get('impressions', '?')} impressions"
+    return f"{section.get('requests', '?')} requests"
 
 
 def verdict_text(blessing: dict[str, Any]) -> str:
@@ -104,11 +134,13 @@ def verdict_text(blessing: dict[str, Any]) -> str:
 def _evidence(blessing: dict[str, Any]) -> list[str]:
     """The lifts behind the verdict, each with its interval: over both GBDTs and on the held-out module."""
     primary = blessing.get("primary_metric", "")
+    lift, global_lift = blessing.get("lift"), blessing.get("global_lift")
+    if lift is None:  # AUC: the values' ratio, without an interval
+        lift = _ratio(blessing.get("candidate"), blessing.get("baseline"))
+        global_lift = _ratio(blessing.get("candidate"), blessing.get("global_value"))
     lines = [
-        _lift_line(f"{primary} lift over the per-module GBDT", blessing.get("lift"), blessing.get("lift_ci")),
-        _lift_line(
-            f"{primary} lift over the global LightGBM", blessing.get("global_lift"), blessing.get("global_lift_ci")
-        ),
+        _lift_line(f"{primary} lift over the per-module GBDT", lift, blessing.get("lift_ci")),
+        _lift_line(f"{primary} lift over the global LightGBM", global_lift, blessing.get("global_lift_ci")),
     ]
     if blessing.get("mde_relative") is not None:
         lines.append(
@@ -128,6 +160,8 @@ def _lift_line(what: str, lift: float | None, interval: list[float | None] | Non
     if lift is None:
         return ""
     low, high = interval or (None, None)
+    if low is None and high is None:
+        return f"  {what}: {_percent(lift)} (no interval)"
     half_width = "" if low is None or high is None else f", half-width {(high - low) / 2 * 100:.1f} points"
     return f"  {what}: {_percent(lift)} (95% CI [{_percent(low)}, {_percent(high)}]{half_width})"
 

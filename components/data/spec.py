@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
-from trainer.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP
+from trainer.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
@@ -37,6 +37,8 @@ DEFAULT_PATTERNS = {"parquet": "*.parquet", "csv": "*.csv", "jsonl": "*.jsonl*"}
 TRANSFORMS = ("none", "log1p")
 ENCODINGS = ("normalize", "quantile", "pwl")
 HISTORY_PREFIX = "hist_"
+# Id roles may name the same column (a session id that is also the user id); the others need their own.
+SHAREABLE_ROLES = ("request_id", "user_id", "item_id")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -65,10 +67,13 @@ class SourceSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ColumnRoles:
-    """Raw column name of each role; only ``user_id`` and ``item_id`` are required."""
+    """Raw column name of each role; every role is optional (tabular data may have none).
 
-    user_id: str
-    item_id: str
+    One column may serve several id roles (:data:`SHAREABLE_ROLES`) and be a feature too.
+    """
+
+    user_id: str | None = None  # no user: no user history
+    item_id: str | None = None  # no item: no oracle join, no candidate ids in serving responses
     request_id: str | None = None  # no groups: every row is its own request, AUC only
     timestamp: str | None = None  # no time: no history features, split by hash or files
     module: str | None = None  # no module: every row is in trainer.schema.DEFAULT_MODULE
@@ -137,9 +142,12 @@ class HistorySpec:
     def enabled(self) -> bool:
         return bool(self.entities or self.user_by or self.user)
 
-    def entity_keys(self, user_column: str) -> list[tuple[str, tuple[str, ...]]]:
-        """(name, key columns) of every entity: each item-side column, ``user``, ``user_<column>``."""
+    def entity_keys(self, user_column: str | None) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, key columns) of every entity: each item-side column, ``user``, ``user_<column>``
+        (the user's entities only with a ``user_column``)."""
         keys = [(column, (column,)) for column in self.entities]
+        if not user_column:
+            return keys
         if self.user:
             keys.append(("user", (user_column,)))
         return keys + [(f"user_{column}", (user_column, column)) for column in self.user_by]
@@ -179,6 +187,18 @@ class DatasetSpec:
     @property
     def history_enabled(self) -> bool:
         return self.history.enabled and self.columns.timestamp is not None
+
+    def outline(self) -> FeatureSpec:
+        """The feature spec's tasks, grouping and roles as extraction will write them, without statistics.
+
+        Enough to check settings against the data before any step runs::
+
+            EvaluationConfig().primary(load_dataset_spec("ali_ccp").outline())   # click auc
+        """
+        tasks = [Task(task.name, task.column or task.expression or "") for task in self.tasks]
+        return FeatureSpec(
+            tasks=tasks, features=[], modules=[], has_groups=self.has_groups, roles=self.role_names(), dataset=self.name
+        )
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -231,14 +251,15 @@ def parse_dataset_spec(data: Any, origin: str = "<inline>") -> DatasetSpec:
     if not isinstance(data, dict):
         raise DatasetSpecError(f"{origin}: a dataset spec is a mapping of keys, got {type(data).__name__}")
     top = _fields(data, DatasetSpec, "spec", problems, ignore=("origin",))
+    columns = _columns(top.get("columns"), problems)
     spec = DatasetSpec(
         name=str(top.get("name") or ""),
         source=_source(top.get("source", {}), problems),
-        columns=_columns(top.get("columns"), problems),
+        columns=columns,
         tasks=_tasks(top.get("tasks"), problems),
         features=_features(top.get("features", {}), problems),
         history=_history(top.get("history"), problems),
-        split=_split(top.get("split", {}), problems),
+        split=_split(top.get("split", {}), problems, has_time=bool(columns.timestamp)),
         origin=origin,
     )
     if not spec.name:
@@ -277,16 +298,14 @@ def _source(data: Any, problems: list[str]) -> SourceSpec:
 
 def _columns(data: Any, problems: list[str]) -> ColumnRoles:
     fields = _fields(data, ColumnRoles, "columns", problems)
-    for role in ("user_id", "item_id"):
-        if not fields.get(role):
-            problems.append(f"columns.{role}: missing (the raw column holding the {role.replace('_', ' ')})")
     values = {role: str(column) for role, column in fields.items() if column}
     seen: dict[str, str] = {}
     for role, column in values.items():
-        if column in seen:
-            problems.append(f"columns: column {column!r} has two roles ({seen[column]} and {role})")
-        seen[column] = role
-    return ColumnRoles(**{"user_id": "", "item_id": "", **values})
+        first = seen.setdefault(column, role)
+        if first != role and not {first, role} <= set(SHAREABLE_ROLES):
+            shared = ", ".join(SHAREABLE_ROLES)
+            problems.append(f"columns: column {column!r} has two roles ({first} and {role}); only {shared} may share")
+    return ColumnRoles(**values)
 
 
 def _tasks(data: Any, problems: list[str]) -> tuple[TaskSpec, ...]:
@@ -379,9 +398,10 @@ def _history(data: Any, problems: list[str]) -> HistorySpec:
     )
 
 
-def _split(data: Any, problems: list[str]) -> SplitSpec:
+def _split(data: Any, problems: list[str], has_time: bool) -> SplitSpec:
+    """The split settings; ``by`` defaults to ``time`` when the data has a timestamp, else ``hash``."""
     fields = _fields(data, SplitSpec, "split", problems)
-    split = SplitSpec(**fields)
+    split = SplitSpec(**{"by": "time" if has_time else "hash", **fields})
     if split.by not in ("time", "hash", "files"):
         problems.append(f"split.by: {split.by!r} is not one of time, hash, files")
     if not (0 <= split.eval_fraction < 1 and 0 <= split.test_fraction < 1):
@@ -418,6 +438,8 @@ def _cross_checks(spec: DatasetSpec) -> list[str]:
         for column in task.columns if (task.column or task.expression) else ():
             if column in kinds:
                 problems.append(f"features: column {column!r} defines the label of task {task.name!r} (a leak)")
+    if spec.history.enabled and not spec.columns.user_id and (spec.history.user or spec.history.user_by):
+        problems.append("history: user and user_by need columns.user_id (set `user: false` and no `user_by`)")
     names = [name for name, _ in spec.history.entity_keys(spec.columns.user_id)]
     for name in sorted({name for name in names if names.count(name) > 1}):
         problems.append(f"history: two entities are named {name!r} (their hist_{name}_* features would collide)")

@@ -68,10 +68,11 @@ class EvaluationConfig:
     ``ks`` are the NDCG cutoffs (0 = the full list). The primary metric is
     ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
     (a task or ``engagement``; default: ``favorite`` when the data has it, else
-    ``engagement``). The candidate must beat the per-module GBDT and the
-    champion on it (and the global LightGBM with ``must_beat_global``). No
-    module judged on at least ``module_min_requests`` requests may fall more
-    than ``tolerance`` (relative) below the per-module GBDT (with
+    ``engagement``, or the first task when the metric is AUC). The candidate
+    must beat the per-module GBDT and the champion on it (and the global
+    LightGBM with ``must_beat_global``). No module judged on at least
+    ``module_min_requests`` requests may fall more than ``tolerance``
+    (relative) below the per-module GBDT (with
     ``module_veto="significant"``, also significantly: its paired p-value,
     Bonferroni-corrected for the gated modules, below ``alpha``; ``"point"``
     vetoes on the point estimate alone). On the held-out module,
@@ -120,17 +121,24 @@ class EvaluationConfig:
         return config_from_sources(cls, text, ENV_PREFIX, environ)
 
     def primary(self, spec: FeatureSpec) -> PrimaryMetric:
-        """The primary metric resolved against the data (its task list and whether it has groups)."""
+        """The primary metric resolved against the data (its task list and whether it has groups).
+
+        Without ``primary_task``: ``favorite`` when the data has it; else ``engagement`` for NDCG, and the
+        first task for AUC (data without request groups is judged on AUC, which needs a binary task).
+        """
         names = targets(spec)
-        task = self.primary_task or ("favorite" if "favorite" in spec.task_names else ENGAGEMENT)
-        if task not in names:
-            raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
         metric = self.primary_metric
         if metric != "auc":
-            m.parse_metric(metric)
+            try:
+                m.parse_metric(metric)
+            except ValueError:
+                raise ValueError(f"primary_metric {metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>' with k >= 1") from None
         if not spec.has_groups and metric != "auc":
             log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)
             metric = "auc"
+        task = self.primary_task or _default_primary_task(spec.task_names, metric)
+        if task not in names:
+            raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
         if metric == "auc" and task == ENGAGEMENT:
             raise ValueError("AUC needs a binary task: set primary_task to one of " + ", ".join(spec.task_names))
         return PrimaryMetric(task, metric)
@@ -138,6 +146,13 @@ class EvaluationConfig:
     def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:
         extra = () if primary.metric == "auc" else (m.parse_metric(primary.metric),)
         return tuple(dict.fromkeys([*self.ks, *extra]))
+
+
+def _default_primary_task(task_names: Sequence[str], metric: str) -> str:
+    """``favorite`` when the data has it, else graded ``engagement`` (NDCG) or the first task (AUC)."""
+    if "favorite" in task_names:
+        return "favorite"
+    return task_names[0] if metric == "auc" else ENGAGEMENT
 
 
 @dataclasses.dataclass

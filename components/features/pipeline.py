@@ -64,7 +64,6 @@ from trainer.schema import (
     REQUEST_ID,
     TIMESTAMP,
     FeatureSpec,
-    Task,
     label_key,
 )
 
@@ -360,15 +359,12 @@ def build_feature_spec(
     if spec.split.by == "time":
         eval_start, test_start = timeline.split_boundaries(spec.split.eval_fraction, spec.split.test_fraction)
         counts = counts | {"split_boundaries": {"eval_start": eval_start, "test_start": test_start}}
-    return FeatureSpec(
-        tasks=[Task(task.name, task.column or task.expression or "") for task in spec.tasks],
+    return dataclasses.replace(
+        spec.outline(),
         features=statistics.features(plan.feature_columns()),
         modules=sorted(train.rows_per_module) if train else [],
         splits={name: splits.splits[name] for name in split_names(plan.held_out_module) if name in splits.splits},
         held_out_module=plan.held_out_module,
-        has_groups=spec.has_groups,
-        roles=spec.role_names(),
-        dataset=spec.name,
         source={
             "data_uri": plan.data_uri,
             "format": spec.source.format,

@@ -48,8 +48,9 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
     [
         (lambda s: s.update(colour="red"), r"spec: unknown key 'colour'"),
         (lambda s: s["columns"].update(group="x"), r"columns: unknown key 'group'"),
-        (lambda s: s["columns"].pop("user_id"), r"columns.user_id: missing"),
         (lambda s: s["columns"].update(position="timestamp"), r"column 'timestamp' has two roles"),
+        (lambda s: s["columns"].update(module="user_id"), r"'user_id' has two roles \(user_id and module\)"),
+        (lambda s: s["columns"].pop("user_id"), r"history: user and user_by need columns.user_id"),
         (lambda s: s["source"].update(format="xml"), r"source.format: 'xml' is not one of"),
         (lambda s: s["features"]["numeric"]["price"].update(encoding="binned"), r"price.encoding: 'binned'"),
         (lambda s: s["features"]["numeric"]["price"].update(transform="sqrt"), r"price.transform: 'sqrt'"),
@@ -99,6 +100,30 @@ def test_a_minimal_spec_without_groups_modules_or_time():
     assert not spec.has_groups and not spec.history_enabled
     assert spec.required_columns == ("u", "i", "y", "c")
     assert spec.role_names() == {"user_id": "u", "item_id": "i"}
+
+
+def test_tabular_data_needs_no_role_and_splits_by_hash_without_time():
+    spec = parse_dataset_spec({"name": "tabular", "tasks": [{"name": "click", "column": "y"}], "features": {}})
+    assert spec.role_names() == {} and spec.required_columns == ("y",) and spec.split.by == "hash"
+    outline = spec.outline()
+    assert (outline.task_names, outline.has_groups, outline.dataset) == (("click",), False, "tabular")
+    timed = parse_dataset_spec(
+        {"name": "timed", "columns": {"timestamp": "t"}, "tasks": [{"name": "c", "column": "y"}]}
+    )
+    assert timed.split.by == "time"
+
+
+def test_one_column_can_hold_several_id_roles_and_be_a_feature():
+    spec = parse_dataset_spec(
+        {
+            "name": "sessions",
+            "columns": {"request_id": "session", "user_id": "session", "item_id": "item"},
+            "tasks": [{"name": "click", "column": "y"}],
+            "features": {"categorical": ["item"]},
+        }
+    )
+    assert spec.role_names() == {"user_id": "session", "item_id": "item", "request_id": "session"}
+    assert spec.has_groups and spec.required_columns == ("session", "item", "y")
 
 
 def test_file_splits_match_patterns_and_name_unmatched_files():

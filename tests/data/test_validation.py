@@ -67,7 +67,7 @@ def test_cli_prints_ok_or_every_problem(tmp_path, capsys):
     assert out.startswith("2 problem(s):") and "missing column 'device'" in out
     (tmp_path / "spec.yaml").write_text("name: x\ncolumns: {user_id: u}\n")
     assert validate_cli.main(argparse.Namespace(spec=str(tmp_path / "spec.yaml"), data="")) == 1
-    assert "columns.item_id: missing" in capsys.readouterr().out
+    assert "tasks: missing" in capsys.readouterr().out
 
 
 def test_text_that_is_not_utf8_is_a_note_on_its_rows_not_a_traceback(tmp_path, capsys):

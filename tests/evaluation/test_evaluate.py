@@ -13,7 +13,7 @@ from tests.baseline.conftest import examples_with
 from tests.conftest import synthetic_rows
 from tests.evaluation.conftest import FAST, LabelScorer
 from trainer.examples import read_split, write_shards
-from trainer.schema import FeatureSpec
+from trainer.schema import FeatureSpec, Task
 
 # The synthetic test split has about 27 requests per module: gate modules from 10.
 CONFIG = EvaluationConfig(**FAST, module_min_requests=10)
@@ -125,6 +125,22 @@ def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, 
     result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
     assert result.test.ndcg == [] and result.blessing.primary == PrimaryMetric("favorite", "auc")
     assert result.blessing.blessed and result.blessing.candidate > 0.9
+
+
+def test_the_default_primary_task_of_auc_is_a_binary_task():
+    def data(tasks: list[str], groups: bool) -> FeatureSpec:
+        return FeatureSpec([Task(name, name) for name in tasks], [], [], has_groups=groups)
+
+    default = EvaluationConfig()
+    assert default.primary(data(["click", "purchase"], groups=False)) == PrimaryMetric("click", "auc")
+    assert default.primary(data(["click", "favorite"], groups=False)) == PrimaryMetric("favorite", "auc")
+    assert default.primary(data(["click", "purchase"], groups=True)) == PrimaryMetric("engagement", "ndcg@10")
+    auc = EvaluationConfig(primary_metric="auc")
+    assert auc.primary(data(["click", "purchase"], groups=True)) == PrimaryMetric("click", "auc")
+    with pytest.raises(ValueError, match="AUC needs a binary task: set primary_task to one of click, purchase"):
+        EvaluationConfig(primary_task="engagement").primary(data(["click", "purchase"], groups=False))
+    with pytest.raises(ValueError, match="primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
+        EvaluationConfig(primary_metric="map").primary(data(["click"], groups=True))
 
 
 def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path):

@@ -157,6 +157,38 @@ def test_ali_ccp_sample_extracts_by_files_without_groups(shared_datasets, tmp_pa
     assert len(set(rows["request_id"])) == 50  # every row is its own group
 
 
+def ali_ccp_spec_with(folder, columns: dict, **changes) -> str:
+    """The shipped Ali-CCP spec with other role columns (and other top-level keys; ``None`` drops one)."""
+    spec = yaml.safe_load((SPECS_DIR / "ali_ccp.yaml").read_text()) | {"columns": columns} | changes
+    path = folder / "ali_ccp_variant.yaml"
+    path.write_text(yaml.safe_dump({key: value for key, value in spec.items() if value is not None}))
+    return str(path)
+
+
+def test_ali_ccp_sample_extracts_without_id_columns_and_splits_by_hash(shared_datasets, tmp_path):
+    spec_path = ali_ccp_spec_with(tmp_path, {"module": "301"}, split=None)  # a plain table: no ids, no time
+    summary, spec = run(shared_datasets / "ali_ccp", tmp_path / "out", spec=spec_path)
+    assert summary.rows_written == 200 and summary.dead_letters == 0
+    assert spec.roles == {"module": "301"} and not spec.has_groups and spec.source["split_by"] == "hash"
+    assert all(spec.splits[split].rows > 0 for split in SPLITS)
+    assert {"101", "205"} <= set(spec.feature_names)  # the id fields are still features
+
+
+def test_one_column_can_be_the_request_and_the_user(shared_datasets, tmp_path):
+    features = yaml.safe_load((SPECS_DIR / "ali_ccp.yaml").read_text())["features"]
+    features["hashed"].pop("101")  # the request id cannot also be a feature; the item id "205" stays one
+    columns = {"request_id": "101", "user_id": "101", "item_id": "205", "module": "301"}
+    summary, spec = run(
+        shared_datasets / "ali_ccp", tmp_path / "out", spec=ali_ccp_spec_with(tmp_path, columns, features=features)
+    )
+    assert spec.has_groups and spec.roles["user_id"] == spec.roles["request_id"] == "101"
+    assert summary.dead_letters == summary.duplicates  # the sample repeats a few rows of one user
+    rows = read_split(tmp_path / "out", "train", spec)
+    train = pd.read_csv(shared_datasets / "ali_ccp" / "ali_ccp_train_sample.csv")
+    assert sorted(set(rows["request_id"])) == sorted(train["101"].astype(str).unique())
+    assert "205" in spec.feature_names
+
+
 def test_kuairand_sample_derives_long_view_and_splits_by_hash(shared_datasets, tmp_path):
     summary, spec = run(shared_datasets / "kuairand", tmp_path, spec="kuairand")
     raw = pd.read_csv(shared_datasets / "kuairand" / "kuairand_sample.csv")

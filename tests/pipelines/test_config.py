@@ -141,3 +141,23 @@ def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch)
 def test_an_oracle_without_the_users_data_is_refused():
     with pytest.raises(ValueError, match="oracle_uri is the oracle of your data"):
         PipelineSettings(oracle_uri="truth/")
+
+
+def test_the_primary_task_is_checked_against_the_dataset_spec_before_any_step_runs(tmp_path, capsys):
+    from pipelines.local_run import run_locally
+
+    wrong = PipelineSettings(work_dir=str(tmp_path), dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}')
+    message = r"eval_config: primary_task 'favorite' is not a target of this data: click, purchase, engagement"
+    with pytest.raises(ValueError, match=message + r" \(tasks of dataset spec .*ali_ccp\.yaml\)"):
+        run_locally(wrong)
+    assert not (tmp_path / "pipeline_root").exists()  # nothing ran
+    PipelineSettings(dataset_spec="ali_ccp").check_evaluation()  # the default: click AUC (no request groups)
+    with pytest.raises(ValueError, match=r"eval_config: primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
+        PipelineSettings(eval_config='{"primary_metric": "map"}').check_evaluation()
+
+    auc_of_engagement = '{"primary_task": "engagement", "primary_metric": "auc"}'
+    args = parse_run_flags(["--dataset-spec", "kuairand", "--data-uri", "x.csv", "--eval-config", auc_of_engagement])
+    with pytest.raises(SystemExit) as exit_info:
+        PipelineSettings.from_args_or_exit(args, "compile")
+    assert exit_info.value.code == 2
+    assert "AUC needs a binary task: set primary_task to one of click, long_view" in capsys.readouterr().err

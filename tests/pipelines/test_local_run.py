@@ -3,6 +3,7 @@
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,12 @@ GOOD_MODEL = json.dumps({"epochs": 2, "batch_size": 256})
 DAMAGED_MODEL = json.dumps({"epochs": 1, "batch_size": 256, "learning_rate": 1e-9})
 
 
-def settings(work_dir: Path, model_config: str, deploy: bool = False) -> PipelineSettings:
+def settings(work_dir: Path, model_config: str, deploy: bool = False, **evaluation: Any) -> PipelineSettings:
+    """The tiny run's settings; ``evaluation`` changes fields of its evaluation config."""
     registry = RegistryConfig(work_dir=str(work_dir))
-    return PipelineSettings(work_dir=str(work_dir), model_config=model_config, registry=registry, deploy=deploy, **TINY)
+    eval_config = json.dumps(json.loads(TINY["eval_config"]) | evaluation)
+    tiny = TINY | {"eval_config": eval_config}
+    return PipelineSettings(work_dir=str(work_dir), model_config=model_config, registry=registry, deploy=deploy, **tiny)
 
 
 def statuses(progress: StepProgress) -> dict[str, str]:
@@ -118,6 +122,22 @@ def test_a_damaged_model_is_refused_and_not_registered(first_run, work_dir):
     assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
     assert registry.alias_version(CHAMPION) == "1"
     assert "Blessed: no" in format_summary(result)
+
+
+def test_a_rerun_with_another_evaluation_config_after_a_failed_evaluation_reuses_the_upstream_steps(
+    first_run, work_dir
+):
+    model = json.dumps({"epochs": 1, "batch_size": 512, "seed": 5})  # trained first by the failing run
+    with pytest.raises(RuntimeError, match="evaluate"):
+        run_locally(settings(work_dir, model, split="no_such_split"), StepProgress(io.StringIO()))
+
+    progress = StepProgress(io.StringIO())
+    run_locally(settings(work_dir, model, tolerance=0.5), progress)
+
+    steps = statuses(progress)
+    upstream = ("simulate-marketplace", "extract-features", "train-mmoe", "train-baseline")
+    assert {step: steps[step] for step in upstream} == dict.fromkeys(upstream, "CACHED"), steps
+    assert steps["evaluate"] == "SUCCESS"
 
 
 def test_a_failed_step_is_named_with_the_tail_of_its_output(tmp_path):

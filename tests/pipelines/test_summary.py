@@ -1,6 +1,6 @@
-"""The end-of-run NDCG table from an evaluation report."""
+"""The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
-from pipelines.summary import format_table, heldout_table, ndcg_table, verdict_text
+from pipelines.summary import format_table, heldout_table, metric_table, verdict_text
 
 
 def row(model, subset, target, value, lift=None, metric="ndcg@10"):
@@ -27,12 +27,48 @@ REPORT = {
 
 
 def test_the_table_has_one_column_per_model_and_the_overall_rows_first():
-    table = ndcg_table(REPORT, "ndcg@10")
+    table = metric_table(REPORT, "ndcg@10")
 
     assert table[0] == ["module", "task", "mmoe", "gbdt_per_module", "oracle", "mmoe lift", "vs global"]
     assert table[1] == ["all", "click", "0.5000", "0.5100", "-", "-2.0%", "-"]
     assert table[2] == ["search", "click", "0.6100", "0.5800", "0.9000", "+5.0%", "-"]
     assert len(table) == 3  # a task with no value in a module is left out
+
+
+def auc(model, subset, task, value):
+    return {"model": model, "subset": subset, "task": task, "metric": "auc", "value": value}
+
+
+def test_data_without_groups_gets_an_auc_table_with_the_candidates_lifts():
+    report = {
+        "candidate": "mmoe",
+        "baseline": "gbdt_per_module",
+        "models": ["mmoe", "gbdt_per_module", "gbdt_global", "random"],
+        "blessing": {"global_name": "gbdt_global"},
+        "test": {
+            "impressions": 50,
+            "requests": 50,
+            "ndcg": [],
+            "auc": [
+                auc("mmoe", "all", "click", 0.66),
+                auc("gbdt_per_module", "all", "click", 0.6),
+                auc("gbdt_global", "all", "click", 0.55),
+                auc("random", "all", "click", 0.5),
+                auc("mmoe", "1", "purchase", 0.7),
+                auc("gbdt_per_module", "1", "purchase", None),
+                auc("gbdt_global", "1", "purchase", 0.8),
+            ],
+        },
+    }
+
+    table = metric_table(report, "auc")
+
+    assert table[0] == ["module", "task", "mmoe", "gbdt_per_module", "gbdt_global", "random", "mmoe lift", "vs global"]
+    assert table[1] == ["all", "click", "0.6600", "0.6000", "0.5500", "0.5000", "+10.0%", "+20.0%"]
+    assert table[2] == ["1", "purchase", "0.7000", "-", "0.8000", "-", "-", "-12.5%"]
+    assert metric_table(report, "ndcg@10") == [[*table[0][:2], "mmoe lift", "vs global"]]  # no NDCG rows
+    heldout = {"impressions": 20, "modules": ["2"], "auc": [auc("mmoe", "all", "click", 0.6)]}
+    assert heldout_table({**report, "heldout": heldout}, "auc").startswith("Held-out module 2 (20 impressions")
 
 
 def test_format_table_aligns_columns_under_a_rule():
@@ -79,3 +115,16 @@ def test_the_verdict_states_both_lifts_with_intervals_and_the_held_out_row():
     assert "lift over the global LightGBM: +2.0% (95% CI [-1.0%, +5.0%]" in lines[2]
     assert "1967 requests" in lines[3] and "4.1%" in lines[3]
     assert "held-out shop_page vs the GBDT fallback: -0.6%" in lines[4]
+
+
+def test_the_verdict_on_auc_states_the_lifts_of_the_values():
+    blessing = {"blessed": False, "reasons": ["mmoe purchase auc 0.5100 does not beat gbdt_per_module 0.8500"]}
+    blessing |= {"primary_metric": "purchase auc", "candidate": 0.51, "baseline": 0.85, "global_value": 0.6}
+    blessing |= {"lift": None, "lift_ci": [None, None], "global_lift": None, "global_lift_ci": [None, None]}
+
+    lines = verdict_text(blessing).splitlines()
+
+    assert lines[-2:] == [
+        "  purchase auc lift over the per-module GBDT: -40.0% (no interval)",
+        "  purchase auc lift over the global LightGBM: -15.0% (no interval)",
+    ]
