@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "examples": str(examples),
         "train_rows": manifest["global"][manifest["targets"][0]]["train_rows"],
         "cpu": cpu_model(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": [round(value, 2) for value in load_before],
         "load_average_after": [round(value, 2) for value in os.getloadavg()],
         "baseline_seconds": round(baseline_seconds, 1),
