@@ -85,13 +85,13 @@ class LiveConsole(PlainConsole):
 
     def status(self, text: str) -> None:
         from rich.live import Live
-        from rich.spinner import Spinner
+        from rich.text import Text
 
         if self._live is None:
             # The steps' output is redirected to the step log: the live display must leave stdout alone.
             self._live = Live(console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
             self._live.start()
-        self._live.update(Spinner("dots", text))
+        self._live.update(Text(text, no_wrap=True, overflow="ellipsis"))  # one line, cut to the terminal's width
 
     def clear_status(self) -> None:
         if self._live is not None:
