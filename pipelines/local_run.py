@@ -31,6 +31,8 @@ from typing import Any, TextIO
 
 from components.registry.core import RegisteredVersion, model_digest, open_backend
 from pipelines.config import PipelineSettings
+from pipelines.step_output import StepOutput
+from trainer.progress import EpochReport
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '(?P<name>[^']+)'")
@@ -48,12 +50,64 @@ class StepRecord:
     seconds: float = 0.0
 
 
+class PlainConsole:
+    """Progress as plain lines: readable in a log file or a CI job (no escape codes)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def line(self, text: str) -> None:
+        """A line that stays."""
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        """What the running step is doing: a line of its own here."""
+        self.line(text)
+
+    def clear_status(self) -> None:
+        """The running step ended."""
+
+
+class LiveConsole(PlainConsole):
+    """Progress on a terminal with ``rich``: lines that stay, and one live status line below them."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+
+        super().__init__(stream)
+        self.console = Console(file=stream, highlight=False)
+        self._live: Any = None
+
+    def line(self, text: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text))
+
+    def status(self, text: str) -> None:
+        from rich.live import Live
+        from rich.text import Text
+
+        if self._live is None:
+            # The steps' output is redirected to the step log: the live display must leave stdout alone.
+            self._live = Live(console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        self._live.update(Text(text, no_wrap=True, overflow="ellipsis"))  # one line, cut to the terminal's width
+
+    def clear_status(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
 class StepProgress(logging.Filter):
-    """Turns ``kfp.local``'s log lines into one progress line per step start and end.
+    """Turns ``kfp.local``'s log lines into one progress line per step start and end, and training epochs.
 
     Installed as a filter on the root logger (where ``kfp.local`` logs), it
     records every step and prints ``HH:MM:SS step status duration``; with
     ``echo=False`` kfp's own lines are dropped (the steps' output still shows).
+    :meth:`show_epoch` shows the training step's epochs: a live status line on
+    a terminal (``rich``), plain lines otherwise (``live=None`` picks by ``stream.isatty()``).
+    ``step_log`` (set by :func:`run_locally`) gets each step's header.
 
     Example::
 
@@ -61,28 +115,48 @@ class StepProgress(logging.Filter):
         logging.getLogger().addFilter(progress)
     """
 
-    def __init__(self, stream: TextIO | None = None, echo: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, echo: bool = False, live: bool | None = None) -> None:
         super().__init__()
         self.stream = stream or sys.stderr
         self.echo = echo
         self.steps: dict[str, StepRecord] = {}
+        self.running: str | None = None
+        self.step_log: StepOutput | None = None
+        live = self.stream.isatty() if live is None else live
+        self.console = LiveConsole(self.stream) if live else PlainConsole(self.stream)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = _ANSI.sub("", record.getMessage())
         if started := _STARTED.search(message):
-            self.steps[started["name"]] = StepRecord(started["name"])
-            self._print(started["name"], "started")
+            self._start(started["name"])
         elif finished := _FINISHED.search(message):
             step = self.steps.setdefault(finished["name"], StepRecord(finished["name"]))
             step.status, step.seconds = finished["status"], time.monotonic() - step.started
-            self._print(step.name, f"{step.status} in {format_duration(step.seconds)}")
+            self._end(step.name, f"{step.status} in {format_duration(step.seconds)}")
         elif cached := _CACHED.search(message):
             self.steps[cached["name"]] = StepRecord(cached["name"], status="CACHED")
-            self._print(cached["name"], "CACHED (inputs unchanged: outputs reused)")
+            self._end(cached["name"], "CACHED (inputs unchanged: outputs reused)")
         return self.echo
 
-    def _print(self, step: str, what: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] step {step:<22} {what}", file=self.stream, flush=True)
+    def show_epoch(self, report: EpochReport) -> None:
+        """Show a training epoch of the running step: ``train-mmoe  epoch 3/10  val ... (14.2 s/epoch)``."""
+        self.console.status(self._format(self.running or "training", report.summary()))
+
+    def _start(self, name: str) -> None:
+        self.steps[name] = StepRecord(name)
+        self.running = name
+        if self.step_log is not None:
+            self.step_log.begin_step(name)
+        self.console.line(self._format(name, "started"))
+
+    def _end(self, name: str, what: str) -> None:
+        self.running = None
+        self.console.clear_status()
+        self.console.line(self._format(name, what))
+
+    @staticmethod
+    def _format(step: str, what: str) -> str:
+        return f"[{time.strftime('%H:%M:%S')}] step {step:<22} {what}"
 
 
 @dataclasses.dataclass
@@ -127,7 +201,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     cache_root = settings.pipeline_root_local / ".kfp_cache"
     if settings.enable_caching:
         if forget_cache_of_other_code(cache_root):
-            print("The steps' code changed since the cached runs: every step runs again.", file=progress.stream)
+            progress.console.line("The steps' code changed since the cached runs: every step runs again.")
         materialize_metrics(cache_root)  # a run killed before its end left entries without their Metrics files
     local.init(
         runner=runner,
@@ -143,7 +217,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     started = time.monotonic()
     log_path = None if progress.echo else step_log_path(settings)
     try:
-        with warnings.catch_warnings(), _steps_output_to(log_path):
+        with warnings.catch_warnings(), _steps_output_to(log_path, progress):
             # Resources are declared for Vertex AI and KFP; a local runner ignores them, as expected.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
             # The steps' image is the project's; its packages are this virtual environment's.
@@ -152,9 +226,10 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     except RuntimeError as error:
         if log_path is None:
             raise
-        print(_tail(log_path), file=progress.stream)
+        progress.console.line(_tail(log_path))
         raise RuntimeError(f"{error} (every step's output: {log_path})") from error
     finally:
+        progress.console.clear_status()
         root.removeFilter(progress)
         root.setLevel(level)
         if settings.enable_caching:  # after a failed step too: the steps before it stay reusable
@@ -192,13 +267,19 @@ def step_log_path(settings: PipelineSettings) -> Path:
 
 
 @contextlib.contextmanager
-def _steps_output_to(log_path: Path | None) -> Iterator[None]:
-    """Send what the steps print (``kfp.local`` echoes each step's output to stdout) to ``log_path``."""
+def _steps_output_to(log_path: Path | None, progress: StepProgress) -> Iterator[None]:
+    """Send what the steps print (``kfp.local`` echoes each step's output to stdout) to ``log_path``,
+    filtered by :class:`~pipelines.step_output.StepOutput`, whose epochs go to ``progress``."""
     if log_path is None:
         yield
         return
-    with log_path.open("a") as log, contextlib.redirect_stdout(log):
-        yield
+    with log_path.open("a") as log:
+        progress.step_log = StepOutput(log, on_epoch=progress.show_epoch)
+        try:
+            with contextlib.redirect_stdout(progress.step_log):
+                yield
+        finally:
+            progress.step_log = None
 
 
 def _tail(log_path: Path, lines: int = 40) -> str:

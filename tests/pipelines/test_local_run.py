@@ -59,7 +59,7 @@ def work_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(work_dir):
-    progress = StepProgress()
+    progress = StepProgress(io.StringIO())
     return run_locally(settings(work_dir, GOOD_MODEL), progress), progress
 
 
@@ -81,7 +81,9 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert "deploy-model" not in statuses(progress)  # deploy is off by default
 
     summary = format_summary(result)
-    assert result.log_path is not None and "simulate_marketplace" in result.log_path.read_text()
+    log = result.log_path.read_text() if result.log_path else ""
+    assert "== step simulate-marketplace ==" in log and "Got executor_input" not in log
+    assert "step train-mmoe             epoch 2/2  val ranking_loss" in progress.stream.getvalue()
     assert f"Step logs: {result.log_path}" in summary
     assert "<html" in (work_dir / "latest" / "report.html").read_text().lower()
     assert json.loads((work_dir / "latest" / "blessing.json").read_text())["blessed"] is True
