@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from trainer.cli_support import InvalidValueError
+
 Config = TypeVar("Config")
 
 
@@ -48,14 +50,14 @@ def read_json_object(value: str | None, name: str) -> dict[str, Any]:
         path = Path(text.removeprefix("@"))
         if not path.is_file():
             problem = "no JSON file at" if text.startswith("@") else "is neither a JSON object nor an existing file:"
-            raise ValueError(f"{name}: {problem} {path}")
+            raise InvalidValueError(f"{name}: {problem} {path}")
         text = path.read_text()
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
+        raise InvalidValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
+        raise InvalidValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
     return parsed
 
 
