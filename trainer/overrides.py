@@ -3,7 +3,7 @@
 Every area's config (``TrainerConfig``, ``BaselineConfig``, ``EvaluationConfig``)
 reads its ``RANKER_<AREA>_<FIELD>`` variables through :func:`env_values`.
 Precedence: field defaults <- ``<PREFIX><FIELD>`` environment variables <- the
-JSON object (a pipeline's ``config_json`` or ``--config-json``). An unknown key
+JSON object (a pipeline's ``config_json`` or a step command's ``--config``). An unknown key
 is an error that lists the known ones::
 
     config = config_from_sources(BaselineConfig, '{"num_leaves": 15}', "RANKER_BASELINE_")
