@@ -18,9 +18,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from components.base import RANKER_IMAGE, ranker_component
+from components.base import DEFAULT_IMAGE, ranker_component
 
 ROOT = Path(__file__).resolve().parents[1]
+RANKER_IMAGE = os.environ.get("RANKER_IMAGE", DEFAULT_IMAGE)
 SERVING_IMAGE = os.environ.get("SERVING_IMAGE", "mmoe-ranker-serving:latest")
 DEPS_IMAGE = os.environ.get("DEPS_IMAGE", "mmoe-ranker-deps:latest")
 LOCAL_BASE_IMAGE = os.environ.get("LOCAL_BASE_IMAGE", "mmoe-ranker-base:bookworm")

@@ -14,12 +14,20 @@ is installed. So no component installs packages at run time::
 
 from __future__ import annotations
 
+import copy
 import functools
-import os
 
 from kfp import dsl
 
-# The project image; `make image` builds it and CI pushes it to Artifact Registry.
-RANKER_IMAGE = os.environ.get("RANKER_IMAGE", "mmoe-ranker:latest")
+# The project image as `make image` tags it. The image a pipeline runs in is a compile-time
+# setting (`--image`, env RANKER_IMAGE) that `pipelines/pipeline.py` sets on every task.
+DEFAULT_IMAGE = "mmoe-ranker:latest"
 
-ranker_component = functools.partial(dsl.component, base_image=RANKER_IMAGE, install_kfp_package=False)
+ranker_component = functools.partial(dsl.component, base_image=DEFAULT_IMAGE, install_kfp_package=False)
+
+
+def with_image(component: dsl.base_component.BaseComponent, image: str) -> dsl.base_component.BaseComponent:
+    """A copy of ``component`` that runs in ``image`` (for factories that read the image from the component)."""
+    copied = copy.deepcopy(component)
+    copied.component_spec.implementation.container.image = image
+    return copied

@@ -5,6 +5,7 @@ Each subcommand lives next to the code it runs, in a module that defines::
     HELP = "one line for `ranker --help`"
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...
     def main(args: argparse.Namespace) -> int: ...
+    RENAMED_FLAGS = {"--old-flag": "--new-flag"}   # optional: deprecated spellings still accepted
 
 Modules are imported only when their subcommand runs, so ``ranker --help``
 stays fast (TensorFlow takes seconds to import).
@@ -13,10 +14,15 @@ stays fast (TensorFlow takes seconds to import).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import logging
+import re
 import sys
+from typing import NoReturn
+
+from trainer.cli_support import UserError, deprecated
 
 # subcommand -> (module, one-line help shown by `ranker --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,8 +57,45 @@ def _module_exists(module: str) -> bool:
         return False
 
 
-def build_parser(commands: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class RankerArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors suggest the closest subcommand or flag ("did you mean")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{self.suggestion(message)}\n")
+
+    def suggestion(self, message: str) -> str:
+        """`` (did you mean --x?)`` for the first unknown word of ``message`` with a close known name, else ``""``."""
+        for word in _unknown_words(message):
+            close = difflib.get_close_matches(word, self.known_names(), n=1, cutoff=0.6)
+            if close:
+                return f" (did you mean {close[0]}?)"
+        return ""
+
+    def known_names(self) -> list[str]:
+        """Every flag and subcommand of this parser and of its subcommands."""
+        names = list(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, parser in action.choices.items():
+                    names.append(name)
+                    names.extend(parser.known_names() if isinstance(parser, RankerArgumentParser) else ())
+        return names
+
+
+def _unknown_words(message: str) -> list[str]:
+    """The subcommand or flags an argparse error message complains about."""
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        return [choice.group(1)]
+    if message.startswith("unrecognized arguments:"):
+        words = message.removeprefix("unrecognized arguments:").split()
+        return [word.partition("=")[0] for word in words if word.startswith("-")]
+    return []
+
+
+def build_parser(commands: dict[str, tuple[str, str]]) -> RankerArgumentParser:
+    parser = RankerArgumentParser(
         prog="ranker",
         description="Build, judge, register and serve the canonical multi-task ranker.",
     )
@@ -61,6 +104,44 @@ def build_parser(commands: dict[str, tuple[str, str]]) -> argparse.ArgumentParse
     for name, (_, help_text) in commands.items():
         subparsers.add_parser(name, help=help_text, description=help_text, add_help=False)
     return parser
+
+
+def command_parser(command: str, module: object) -> RankerArgumentParser:
+    """The full parser of one subcommand (``ranker [-v] COMMAND ...``)."""
+    parser = RankerArgumentParser(prog="ranker", description="Build, judge, register and serve the ranker.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub_parser = sub.add_parser(
+        command,
+        help=module.HELP,
+        description=module.__doc__ or module.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(sub_parser)
+    return parser
+
+
+def rename_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
+    """``argv`` with deprecated flag spellings replaced by their new names (a warning each); stops at ``--``."""
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[index:]
+        flag, sep, value = arg.partition("=")
+        if flag in renamed:
+            deprecated(flag, renamed[flag])
+            arg = renamed[flag] + sep + value
+        out.append(arg)
+    return out
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions shown as one line without a traceback: :class:`UserError` and missing Google credentials."""
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:
+        return (UserError,)
+    return (UserError, DefaultCredentialsError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,22 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(commands[known.command][0])
-    full = argparse.ArgumentParser(prog="ranker", description=parser.description)
-    full.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    sub = full.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    command_parser = sub.add_parser(
-        known.command,
-        help=module.HELP,
-        description=module.__doc__ or module.HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    module.add_arguments(command_parser)
-    args = full.parse_args(argv)
+    args = command_parser(known.command, module).parse_args(rename_flags(argv, getattr(module, "RENAMED_FLAGS", {})))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except user_errors() as error:
+        print(f"ranker {known.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

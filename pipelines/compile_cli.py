@@ -2,10 +2,13 @@
 
 Runtime choices (data, configurations, registry) are pipeline parameters whose
 defaults come from the flags and environment; resources, accelerators and the
-training backend are fixed at compile time. Examples::
+training backend are fixed at compile time, and so is the image every step runs
+in (``--image``): for Vertex AI (``--registry vertex``, a gs:// ``--pipeline-root``)
+or a KFP host it must name its registry, or compilation is refused. Examples::
 
     ranker compile --out pipeline.yaml
     ranker compile --out pipeline.yaml --registry vertex --project my-project \\
+        --image europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1 \\
         --training-backend custom-job --train-machine-type n1-standard-16 \\
         --train-accelerator NVIDIA_TESLA_T4
 """
@@ -22,7 +25,7 @@ HELP = "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="pipeline.yaml", help="where to write the YAML [default: pipeline.yaml]")
-    add_options(parser, ("data", "step configurations", "resources (compile time)"))
+    add_options(parser, ("data", "step configurations", "image", "resources (compile time)"))
 
 
 def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:
@@ -44,5 +47,7 @@ def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     settings = PipelineSettings.from_args_or_exit(args, "compile")
+    if settings.remote:
+        settings.check_image()
     print(f"wrote {compile_pipeline(settings, args.out)}")
     return 0

@@ -21,7 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from components.base import DEFAULT_IMAGE
+from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
 from components.registry.core import RegistryConfig
+from trainer.cli_support import InvalidValueError, UserError, env_value
 from trainer.overrides import read_json_object
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 PIPELINE_NAME = "mmoe-ranker"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
 SIMULATED_HELD_OUT_MODULE = "shop_page"
+VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"
 
 
 @dataclasses.dataclass
@@ -51,9 +55,8 @@ class PipelineSettings:
     oracle_uri: str = ""
     dataset_spec: str = "simulator"
     held_out_module: str | None = None
-    # Enough test requests that the default favorite lift is judged within about +-3 points (95% CI).
-    n_impressions: int = 1_000_000
-    seed: int = 7
+    n_impressions: int = DEFAULT_N_IMPRESSIONS  # shared with `ranker simulate`
+    seed: int = DEFAULT_SEED
     dead_letter_threshold: float = 0.01
     # step configurations (JSON objects, or @path to a JSON file)
     model_config: str = "{}"
@@ -64,7 +67,8 @@ class PipelineSettings:
     docker: bool = False
     enable_caching: bool = True
     fail_if_not_blessed: bool = False
-    # compile-time resources
+    # compile-time image and resources
+    image: str = DEFAULT_IMAGE
     step_cpu: str = "2"
     step_memory: str = "8G"
     train_cpu: str = "4"
@@ -105,8 +109,9 @@ class PipelineSettings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field, option in OPTIONS.items():
-            if env.get(option.env):
-                values[field] = option.convert(env[option.env])
+            text = env_value(env, option.env, option.old_env)
+            if text is not None:
+                values[field] = option.convert(text)
         values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
         registry = overrides.get("registry") or RegistryConfig.from_env(env, work_dir=values.get("work_dir"))
         return cls(**values, registry=registry)
@@ -161,6 +166,23 @@ class PipelineSettings:
             raise ValueError(f"eval_config: {error} (tasks of dataset spec {spec.origin})") from None
 
     @property
+    def remote(self) -> bool:
+        """Whether the settings aim at Vertex AI or a Kubeflow cluster (a Vertex registry, gs:// root, KFP host)."""
+        return self.registry.backend == "vertex" or self.pipeline_root.startswith("gs://") or bool(self.kfp_host)
+
+    def check_image(self) -> None:
+        """Refuse, for a remote run, an image reference without a registry host (Vertex AI cannot pull it).
+
+        ``mmoe-ranker:latest`` works with a local Docker engine only; Vertex AI and a KFP
+        cluster need e.g. ``europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG``.
+        """
+        if "/" not in self.image:
+            raise UserError(
+                f"--image {self.image!r} names no registry, so Vertex AI / Kubeflow cannot pull it: "
+                f"push the image and pass its full reference, e.g. --image {VALID_IMAGE_EXAMPLE} [env RANKER_IMAGE]"
+            )
+
+    @property
     def effective_held_out_module(self) -> str:
         """The module held out of training: ``shop_page`` on simulated data unless set, none on a user's data."""
         if self.held_out_module is not None:
@@ -180,7 +202,7 @@ class PipelineSettings:
         """
         registry = self.registry
         if not local and registry.backend == "mlflow" and not registry.tracking_uri:
-            raise ValueError(
+            raise InvalidValueError(
                 "a remote run cannot reach the local MLflow SQLite store: use --registry vertex, "
                 "or --tracking-uri with an MLflow server the pipeline can reach"
             )
@@ -241,6 +263,7 @@ class Option:
     env: str
     kind: type
     help: str
+    old_env: str = ""  # a deprecated name of the variable, still read with a warning
 
     def convert(self, text: str) -> Any:
         return _bool(text) if self.kind is bool else self.kind(text)
@@ -256,11 +279,12 @@ OPTIONS: dict[str, Option] = {
     ),
     "oracle_uri": Option(
         "--oracle",
-        "RANKER_ORACLE_URI",
+        "RANKER_ORACLE",
         str,
         "true engagement probabilities of your data (parquet files/folder/glob, local or gs://: the spec's request "
         "and item columns, p_<task>, optionally p_<task>_position_free); the report shows each model's share of "
         "the oracle's gain. Simulated runs use the simulator's",
+        old_env="RANKER_ORACLE_URI",
     ),
     "dataset_spec": Option(
         "--dataset-spec",
@@ -275,7 +299,9 @@ OPTIONS: dict[str, Option] = {
         "module kept out of training to test unseen modules (default: shop_page when "
         "simulating, none on your data; '' for none)",
     ),
-    "n_impressions": Option("--n-impressions", "RANKER_SIM_IMPRESSIONS", int, "impressions to simulate"),
+    "n_impressions": Option(
+        "--n-impressions", "RANKER_N_IMPRESSIONS", int, "impressions to simulate", old_env="RANKER_SIM_IMPRESSIONS"
+    ),
     "seed": Option("--seed", "RANKER_SEED", int, "simulator seed"),
     "dead_letter_threshold": Option(
         "--dead-letter-threshold",
@@ -300,23 +326,46 @@ OPTIONS: dict[str, Option] = {
     ),
     "docker": Option("--docker", "RANKER_DOCKER", bool, "run every step in the project image (kfp DockerRunner)"),
     "enable_caching": Option(
-        "--enable-caching", "RANKER_CACHE", bool, "reuse a step's outputs when its inputs are unchanged"
+        "--enable-caching",
+        "RANKER_ENABLE_CACHING",
+        bool,
+        "reuse a step's outputs when its inputs are unchanged",
+        old_env="RANKER_CACHE",
     ),
     "fail_if_not_blessed": Option(
         "--fail-if-not-blessed", "RANKER_FAIL_IF_NOT_BLESSED", bool, "exit with status 3 when the model is not blessed"
     ),
+    "image": Option(
+        "--image",
+        "RANKER_IMAGE",
+        str,
+        f"project image every step runs in; remote runs need a registry reference, e.g. {VALID_IMAGE_EXAMPLE}",
+    ),
     "step_cpu": Option("--step-cpu", "RANKER_STEP_CPU", str, "CPU limit of every step but training"),
     "step_memory": Option("--step-memory", "RANKER_STEP_MEMORY", str, "memory limit of every step but training"),
-    "train_cpu": Option("--train-cpu", "RANKER_TRAINING_CPU", str, "CPU limit of the training step"),
-    "train_memory": Option("--train-memory", "RANKER_TRAINING_MEMORY", str, "memory limit of the training step"),
+    "train_cpu": Option(
+        "--train-cpu", "RANKER_TRAIN_CPU", str, "CPU limit of the training step", old_env="RANKER_TRAINING_CPU"
+    ),
+    "train_memory": Option(
+        "--train-memory",
+        "RANKER_TRAIN_MEMORY",
+        str,
+        "memory limit of the training step",
+        old_env="RANKER_TRAINING_MEMORY",
+    ),
     "train_accelerator": Option(
         "--train-accelerator",
-        "RANKER_TRAINING_ACCELERATOR",
+        "RANKER_TRAIN_ACCELERATOR",
         str,
         "accelerator of the training step, e.g. NVIDIA_TESLA_T4 (empty: none)",
+        old_env="RANKER_TRAINING_ACCELERATOR",
     ),
     "train_accelerator_count": Option(
-        "--train-accelerator-count", "RANKER_TRAINING_ACCELERATOR_COUNT", int, "accelerators per training replica"
+        "--train-accelerator-count",
+        "RANKER_TRAIN_ACCELERATOR_COUNT",
+        int,
+        "accelerators per training replica",
+        old_env="RANKER_TRAINING_ACCELERATOR_COUNT",
     ),
     "training_backend": Option(
         "--training-backend",
@@ -325,7 +374,11 @@ OPTIONS: dict[str, Option] = {
         "pipeline (a pipeline step) or custom-job (a Vertex AI custom training job)",
     ),
     "train_machine_type": Option(
-        "--train-machine-type", "RANKER_TRAINING_MACHINE", str, "machine type of the Vertex AI custom training job"
+        "--train-machine-type",
+        "RANKER_TRAIN_MACHINE_TYPE",
+        str,
+        "machine type of the Vertex AI custom training job",
+        old_env="RANKER_TRAINING_MACHINE",
     ),
     "deploy": Option(
         "--deploy",
@@ -336,7 +389,13 @@ OPTIONS: dict[str, Option] = {
     "pipeline_root": Option("--pipeline-root", "RANKER_PIPELINE_ROOT", str, "gs:// root of a Vertex AI run"),
     "service_account": Option("--service-account", "RANKER_SERVICE_ACCOUNT", str, "service account of the run"),
     "network": Option("--network", "RANKER_NETWORK", str, "VPC network of the run (projects/N/global/networks/X)"),
-    "encryption_key": Option("--encryption-key", "RANKER_KMS_KEY", str, "Cloud KMS key that encrypts the run"),
+    "encryption_key": Option(
+        "--encryption-key",
+        "RANKER_ENCRYPTION_KEY",
+        str,
+        "Cloud KMS key that encrypts the run",
+        old_env="RANKER_KMS_KEY",
+    ),
     "labels": Option("--labels", "RANKER_LABELS", str, "labels of the run: key=value,key=value"),
     "kfp_host": Option(
         "--kfp-host", "RANKER_KFP_HOST", str, "Kubeflow Pipelines API host; empty submits to Vertex AI Pipelines"
@@ -356,6 +415,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "step configurations": ("model_config", "baseline_config", "eval_config", "deploy"),
     "local execution": ("work_dir", "docker", "enable_caching", "fail_if_not_blessed"),
+    "image": ("image",),
     "resources (compile time)": (
         "step_cpu",
         "step_memory",

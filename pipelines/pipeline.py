@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Model
 
+from components.base import with_image
 from components.baseline.component import train_baseline
 from components.data.simulator_component import simulate_marketplace
 from components.evaluation.component import evaluate
@@ -170,8 +171,10 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
 
 
 def _sized(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
-    """Declare the default CPU and memory of a step."""
-    return task.set_cpu_limit(settings.step_cpu).set_memory_limit(settings.step_memory)
+    """Declare the image and the default CPU and memory of a step."""
+    return (
+        task.set_container_image(settings.image).set_cpu_limit(settings.step_cpu).set_memory_limit(settings.step_memory)
+    )
 
 
 def _training_op(settings: PipelineSettings):
@@ -180,7 +183,7 @@ def _training_op(settings: PipelineSettings):
         from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
 
         return create_custom_training_job_from_component(
-            train_mmoe,
+            with_image(train_mmoe, settings.image),
             display_name="train-mmoe",
             machine_type=settings.train_machine_type,
             accelerator_type=settings.train_accelerator,
@@ -191,7 +194,12 @@ def _training_op(settings: PipelineSettings):
         )
 
     def train_step(**kwargs: Any) -> dsl.PipelineTask:
-        task = train_mmoe(**kwargs).set_cpu_limit(settings.train_cpu).set_memory_limit(settings.train_memory)
+        task = (
+            train_mmoe(**kwargs)
+            .set_container_image(settings.image)
+            .set_cpu_limit(settings.train_cpu)
+            .set_memory_limit(settings.train_memory)
+        )
         if settings.train_accelerator:
             task.set_accelerator_type(settings.train_accelerator).set_accelerator_limit(
                 settings.train_accelerator_count

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels
+from trainer.cli_support import InvalidValueError
 
 # Vertex AI and KFP both accept [a-z0-9-] job ids; this prefix plus a timestamp keeps them unique and sortable.
 _JOB_ID_FORMAT = f"{PIPELINE_NAME}-%Y%m%d-%H%M%S"
@@ -146,9 +147,13 @@ def _vertex_job(settings: PipelineSettings, template: str | Path, parameters: di
 
     registry = settings.registry
     if not registry.project:
-        raise ValueError("Vertex AI needs a project: set --project or GOOGLE_CLOUD_PROJECT (or --kfp-host for KFP)")
+        raise InvalidValueError(
+            "Vertex AI needs a project: set --project or GOOGLE_CLOUD_PROJECT (or --kfp-host for KFP)"
+        )
     if not settings.pipeline_root.startswith("gs://"):
-        raise ValueError(f"Vertex AI needs a gs:// pipeline root (--pipeline-root), not {settings.pipeline_root!r}")
+        raise InvalidValueError(
+            f"Vertex AI needs a gs:// pipeline root (--pipeline-root), not {settings.pipeline_root!r}"
+        )
     return aiplatform.PipelineJob(
         display_name=PIPELINE_NAME,
         template_path=str(template),

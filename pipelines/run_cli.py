@@ -1,7 +1,7 @@
 """Run the whole DAG on this machine with kfp.local and print what it found.
 
 The embedded default runs every step as a subprocess of this virtual
-environment; ``--docker`` runs each step in the project image (RANKER_IMAGE).
+environment; ``--docker`` runs each step in the project image (``--image``, env RANKER_IMAGE).
 Steps whose inputs did not change since an earlier run are reused from the
 cache under ``<work-dir>/pipeline_root/.kfp_cache`` (``--no-enable-caching``
 to recompute). Examples::
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, ("data", "step configurations", "local execution"))
+    add_options(parser, ("data", "step configurations", "local execution", "image"))
     parser.add_argument("--echo-kfp-logs", action="store_true", help="also print kfp.local's own log lines")
 
 

@@ -8,7 +8,8 @@ MLflow ``--tracking-uri`` the run can reach. Examples::
     ranker submit --project my-project --location europe-west4 \\
         --pipeline-root gs://my-bucket/runs --registry vertex \\
         --service-account pipelines@my-project.iam.gserviceaccount.com \\
-        --data-uri 'gs://my-bucket/logs/*.parquet' --dataset-spec gs://my-bucket/spec.yaml
+        --data-uri 'gs://my-bucket/logs/*.parquet' --dataset-spec gs://my-bucket/spec.yaml \\
+        --image europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1
     ranker submit --kfp-host https://kfp.example.com --tracking-uri http://mlflow:5000
 """
 
@@ -26,20 +27,23 @@ HELP = "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"
 def add_template_arguments(parser: argparse.ArgumentParser) -> None:
     """``--template``, then the data, configuration, resource and submission flags."""
     parser.add_argument("--template", default="", help="a compiled pipeline YAML (default: compile from the flags)")
-    add_options(parser, ("data", "step configurations", "resources (compile time)", "submission"))
+    add_options(parser, ("data", "step configurations", "image", "resources (compile time)", "submission"))
     parser.add_argument(
         "--enable-caching",
         dest="enable_caching",
         default=None,
         action=argparse.BooleanOptionalAction,
-        help="--no-enable-caching recomputes every step [env RANKER_CACHE; default: each step's compiled choice]",
+        help="--no-enable-caching recomputes every step "
+        "[env RANKER_ENABLE_CACHING; default: each step's compiled choice]",
     )
 
 
 def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: str) -> Path:
-    """The YAML to submit: ``--template``, or the pipeline compiled into ``folder``."""
+    """The YAML to submit: ``--template``, or the pipeline compiled into ``folder`` (its image must name a registry)."""
     from pipelines.compile_cli import compile_pipeline
 
+    if not args.template:
+        settings.check_image()
     return Path(args.template) if args.template else compile_pipeline(settings, Path(folder) / "pipeline.yaml")
 
 

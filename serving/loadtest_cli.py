@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model-dir", type=Path, help="generate the request from this model's feature_spec.json")
     parser.add_argument("--candidates", type=int, default=1000, help="candidates per generated request (default 1000)")
     parser.add_argument("--rows", action="store_true", help="generate candidates as row objects, not columns")
-    parser.add_argument("--arrival", choices=("constant", "poisson", "bursty"), default="poisson")
+    parser.add_argument(
+        "--arrival",
+        choices=("constant", "poisson", "bursty"),
+        default="poisson",
+        help="arrival process of the requests (default: poisson)",
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s (during on-windows when bursty)")
     parser.add_argument("--burst-on", type=float, default=1.0, help="bursty: seconds of traffic per cycle")
     parser.add_argument("--burst-off", type=float, default=1.0, help="bursty: seconds of silence per cycle")
@@ -41,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-requests", type=int, help="stop the measured phase after this many requests")
     parser.add_argument("--concurrency", type=int, default=64, help="most requests in flight; more are dropped")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arrivals and the requests (default: 0)")
     parser.add_argument("--bearer-token", help="send 'Authorization: Bearer TOKEN'")
     parser.add_argument(
         "--token-command", help='command printing a bearer token, e.g. "gcloud auth print-access-token"'

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 
+from trainer.cli_support import require_path
 from trainer.config import ARCHITECTURES, EXPERT_TYPES, NUMERIC_ENCODINGS, TrainerConfig
 
 HELP = "train and export the MMoE ranker (or another architecture)"
@@ -39,7 +40,7 @@ _FLAG_FIELDS = (
 def add_arguments(parser: argparse.ArgumentParser, require_paths: bool = True) -> None:
     parser.add_argument("--examples", required=require_paths, help="extracted-examples folder (local or gs://)")
     parser.add_argument("--model-dir", required=require_paths, help="where the SavedModel is exported")
-    parser.add_argument("--config", help="TrainerConfig overrides: a JSON object or the path of a JSON file")
+    parser.add_argument("--config", help="TrainerConfig overrides: a JSON object or @file.json")
     parser.add_argument("--checkpoint-dir", help="write per-epoch weight checkpoints here")
     parser.add_argument("--tensorboard-dir", help="write TensorBoard logs here")
     parser.add_argument("--architecture", choices=ARCHITECTURES, help="model architecture (default mmoe)")
@@ -64,12 +65,13 @@ def config_from_args(args: argparse.Namespace) -> TrainerConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    examples = require_path(args.examples, "--examples")  # before TensorFlow takes seconds to import
     from trainer.distribute import choose_strategy
     from trainer.train import train_and_export
 
     config = config_from_args(args)
     result = train_and_export(
-        args.examples,
+        examples,
         args.model_dir,
         config,
         checkpoint_dir=args.checkpoint_dir,

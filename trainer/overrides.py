@@ -3,7 +3,7 @@
 Every area's config (``TrainerConfig``, ``BaselineConfig``, ``EvaluationConfig``)
 reads its ``RANKER_<AREA>_<FIELD>`` variables through :func:`env_values`.
 Precedence: field defaults <- ``<PREFIX><FIELD>`` environment variables <- the
-JSON object (a pipeline's ``config_json`` or ``--config-json``). An unknown key
+JSON object (a pipeline's ``config_json`` or a step command's ``--config``). An unknown key
 is an error that lists the known ones::
 
     config = config_from_sources(BaselineConfig, '{"num_leaves": 15}', "RANKER_BASELINE_")
@@ -19,6 +19,8 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from trainer.cli_support import InvalidValueError
 
 Config = TypeVar("Config")
 
@@ -48,14 +50,14 @@ def read_json_object(value: str | None, name: str) -> dict[str, Any]:
         path = Path(text.removeprefix("@"))
         if not path.is_file():
             problem = "no JSON file at" if text.startswith("@") else "is neither a JSON object nor an existing file:"
-            raise ValueError(f"{name}: {problem} {path}")
+            raise InvalidValueError(f"{name}: {problem} {path}")
         text = path.read_text()
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
+        raise InvalidValueError(f"{name} is not valid JSON ({error}): {value!r}") from None
     if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
+        raise InvalidValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
     return parsed
 
 

@@ -70,7 +70,7 @@ PER_MODULE_DIR = "per_module"
 
 @dataclasses.dataclass
 class BaselineConfig:
-    """How the LightGBM baselines are trained (``ranker train-baseline --config-json`` sets any field).
+    """How the LightGBM baselines are trained (``ranker train-baseline --config`` sets any field).
 
     >>> BaselineConfig.from_json('{"num_leaves": 15}').num_leaves
     15

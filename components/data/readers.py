@@ -30,13 +30,14 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import SourceSpec
+from trainer.cli_support import UserError
 
 BIGQUERY_SCHEME = "bq://"
 DEFAULT_BATCH_ROWS = 65_536
 SCHEMA_SAMPLE_LINES = 1_000
 
 
-class DataSourceError(ValueError):
+class DataSourceError(UserError, ValueError):
     """The data URI matches no readable file, or a file cannot be read at all."""
 
 

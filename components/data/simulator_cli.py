@@ -5,7 +5,7 @@ Writes ``<out>/impressions/part-NNNNN.parquet`` (the data contract),
 feature) and ``<out>/summary.json``, then prints the per-module base rates.
 
 examples:
-  ranker simulate --out work_dir/data --impressions 1000000 --seed 7
+  ranker simulate --out work_dir/data --n-impressions 1000000 --seed 7
   ranker simulate --out /tmp/sim --module-mix home_feed=0.5,search=0.5 --candidates search=40
 """
 
@@ -17,17 +17,18 @@ from components.data.simulator_config import SimulatorConfig
 
 HELP = "generate marketplace impression logs with known ground truth"
 DEFAULTS = SimulatorConfig()
+RENAMED_FLAGS = {"--impressions": "--n-impressions"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (impressions/, oracle/, summary.json)")
     parser.add_argument(
-        "--impressions", type=int, default=DEFAULTS.n_impressions, help="rows to generate (default: %(default)s)"
+        "--n-impressions", type=int, default=DEFAULTS.n_impressions, help="rows to generate (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default: %(default)s)")
     parser.add_argument("--days", type=int, default=DEFAULTS.days, help="days the requests span (default: %(default)s)")
-    parser.add_argument("--users", type=int, default=None, help="users (default: impressions / 100, at least 200)")
-    parser.add_argument("--listings", type=int, default=None, help="listings (default: impressions / 25, >= 1000)")
+    parser.add_argument("--users", type=int, default=None, help="users (default: n-impressions / 100, at least 200)")
+    parser.add_argument("--listings", type=int, default=None, help="listings (default: n-impressions / 25, >= 1000)")
     parser.add_argument("--shops", type=int, default=None, help="shops (default: listings / 15, at least 50)")
     parser.add_argument(
         "--module-mix",
@@ -50,7 +51,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig.from_options(
         module_mix=args.module_mix,
         candidates=args.candidates,
-        n_impressions=args.impressions,
+        n_impressions=args.n_impressions,
         seed=args.seed,
         days=args.days,
         n_users=args.users,

@@ -17,6 +17,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+# The defaults of `ranker simulate` and `ranker run`: enough test requests that the default
+# favorite lift is judged within about +-3 points (95% CI).
+DEFAULT_N_IMPRESSIONS = 1_000_000
+DEFAULT_SEED = 7
+
 # The per-impression signals an engagement logit is a weighted sum of (see docs/simulator.md):
 # taste          scaled cosine of the user's taste vector and the listing's embedding (latent)
 # history        log1p of the user's decayed engagement with the listing's category (from earlier rows)
@@ -173,8 +178,8 @@ class SimulatorConfig:
         summary = simulate(SimulatorConfig(n_impressions=100_000, seed=1), "work/sim")
     """
 
-    n_impressions: int = 200_000
-    seed: int = 0
+    n_impressions: int = DEFAULT_N_IMPRESSIONS
+    seed: int = DEFAULT_SEED
     days: int = 30
     # 2024-01-01T00:00:00Z: timestamps are start_timestamp + [0, days) days.
     start_timestamp: int = 1_704_067_200

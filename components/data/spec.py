@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
+from trainer.cli_support import UserError
 from trainer.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
@@ -42,7 +43,7 @@ SHAREABLE_ROLES = ("request_id", "user_id", "item_id")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class DatasetSpecError(ValueError):
+class DatasetSpecError(UserError, ValueError):
     """A dataset spec is invalid; the message names the spec file and every problem."""
 
 

@@ -10,7 +10,7 @@ Example::
 Writes ``<out>/metrics.json``, ``<out>/report.html`` and ``<out>/blessing.json``
 and prints the primary metric per model and the verdict. Every field of
 ``components.evaluation.evaluate.EvaluationConfig`` can be set in
-``--config-json``; the flags override it. ``--fail-unless-blessed`` exits 3
+``--config``; the flags override it. ``--fail-if-not-blessed`` exits 3
 when the candidate is refused (for scripts and CI).
 """
 
@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from trainer.cli_support import require_path
+
 HELP = "NDCG report of every model against the GBDT baseline, and the blessing"
 DEFAULT_MODEL_NAME = "mmoe"
 NOT_BLESSED_EXIT = 3
+RENAMED_FLAGS = {"--config-json": "--config", "--fail-unless-blessed": "--fail-if-not-blessed"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,14 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="oracle parquet folder, file or glob: the simulator's, or your own p_<task> per request and item",
     )
     parser.add_argument("--champion", default=None, help="the current champion's model folder")
-    parser.add_argument("--config-json", default="{}", help="JSON object of EvaluationConfig fields (default: {})")
+    parser.add_argument(
+        "--config", default="{}", help="EvaluationConfig overrides: a JSON object or @file.json (default: {})"
+    )
     parser.add_argument("--primary-task", help="task (or 'engagement') the blessing judges (default: favorite)")
     parser.add_argument("--primary-metric", help="ndcg@<k>, ndcg or auc (default: ndcg@10)")
     parser.add_argument("--tolerance", type=float, help="largest relative per-module regression (default: 0.02)")
     parser.add_argument("--bootstrap-samples", type=int, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--split", help="split to evaluate (default: test)")
     parser.add_argument("--seed", type=int, help="seed of the random ranker and the resampling (default: 0)")
-    parser.add_argument("--fail-unless-blessed", action="store_true", help=f"exit {NOT_BLESSED_EXIT} when refused")
+    parser.add_argument("--fail-if-not-blessed", action="store_true", help=f"exit {NOT_BLESSED_EXIT} when refused")
 
 
 def parse_models(values: list[str]) -> dict[str, str]:
@@ -71,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from components.evaluation.evaluate import EvaluationConfig, evaluate
     from components.evaluation.report import summary_table
 
-    config = EvaluationConfig.from_json(args.config_json)
+    config = EvaluationConfig.from_json(args.config)
     flags = {
         "primary_task": args.primary_task,
         "primary_metric": args.primary_metric,
@@ -83,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **{key: value for key, value in flags.items() if value is not None})
     result = evaluate(
         config,
-        args.examples,
+        require_path(args.examples, "--examples"),
         parse_models(args.model),
         args.baseline,
         args.out,
@@ -92,4 +97,4 @@ def main(args: argparse.Namespace) -> int:
     )
     print(summary_table(result))
     print(f"\nreport: {args.out}/report.html")
-    return NOT_BLESSED_EXIT if args.fail_unless_blessed and not result.blessing.blessed else 0
+    return NOT_BLESSED_EXIT if args.fail_if_not_blessed and not result.blessing.blessed else 0

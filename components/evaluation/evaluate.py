@@ -63,7 +63,7 @@ ENV_PREFIX = "RANKER_EVAL_"
 
 @dataclasses.dataclass
 class EvaluationConfig:
-    """What is measured and what the blessing requires (``--config-json`` sets any field).
+    """What is measured and what the blessing requires (``ranker evaluate --config`` sets any field).
 
     ``ks`` are the NDCG cutoffs (0 = the full list). The primary metric is
     ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``

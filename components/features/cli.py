@@ -2,9 +2,10 @@
 
 Examples::
 
-    ranker extract-features --data work/sim/impressions --spec simulator --out work/examples
-    ranker extract-features --data 'data/*.csv' --spec my_spec.yaml --out work/examples --held-out-module email
-    ranker extract-features --data bq://my-project.logs.impressions --spec my_spec.yaml \\
+    ranker extract-features --data-uri work/sim/impressions --dataset-spec simulator --out work/examples
+    ranker extract-features --data-uri 'data/*.csv' --dataset-spec my_spec.yaml --out work/examples \\
+        --held-out-module email
+    ranker extract-features --data-uri bq://my-project.logs.impressions --dataset-spec my_spec.yaml \\
         --out gs://my-bucket/examples --runner DataflowRunner --project my-project --region europe-west4 \\
         --temp-location gs://my-bucket/tmp --sdk-container-image europe-docker.pkg.dev/my-project/ranker/ranker:1
 
@@ -23,11 +24,14 @@ import json
 from components.features.options import add_beam_arguments, beam_options_from_args
 
 HELP = "turn impression logs into point-in-time-correct TFRecord examples"
+RENAMED_FLAGS = {"--data": "--data-uri", "--spec": "--dataset-spec"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="file, glob, folder or bq://project.dataset.table")
-    parser.add_argument("--spec", required=True, help="dataset spec: simulator, ali_ccp, kuairand, a path or gs:// URI")
+    parser.add_argument("--data-uri", required=True, help="file, glob, folder or bq://project.dataset.table")
+    parser.add_argument(
+        "--dataset-spec", required=True, help="dataset spec: simulator, ali_ccp, kuairand, a path or gs:// URI"
+    )
     parser.add_argument(
         "--out", required=True, help="output folder (local or gs://) for examples and feature_spec.json"
     )
@@ -50,8 +54,8 @@ def main(args: argparse.Namespace) -> int:
 
     extra = tuple(arg for arg in args.beam_args if arg != "--")
     config = ExtractionConfig(
-        data_uri=args.data,
-        dataset_spec=args.spec,
+        data_uri=args.data_uri,
+        dataset_spec=args.dataset_spec,
         output_dir=args.out,
         held_out_module=args.held_out_module,
         dead_letter_threshold=args.dead_letter_threshold,

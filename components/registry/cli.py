@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 from components.registry.core import (
     RegistrationRefusedError,
@@ -26,6 +27,7 @@ from components.registry.core import (
     champion_model_uri,
     register_from_artifacts,
 )
+from trainer.cli_support import UserError
 
 HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
 logger = logging.getLogger(__name__)
@@ -74,6 +76,18 @@ def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> Re
     )
 
 
+def require_registry(config: RegistryConfig) -> None:
+    """Raise :class:`UserError` when the local MLflow registry does not exist (reading must not create one)."""
+    if config.backend != "mlflow" or config.tracking_uri:
+        return
+    database = Path(config.work_dir).resolve() / "mlflow.db"
+    if not database.is_file():
+        raise UserError(
+            f"there is no model registry in {config.work_dir} (no {database.name}): "
+            "pass the --work-dir of a run that registered a model, or --tracking-uri"
+        )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="the exported model folder (local or gs://)")
     parser.add_argument("--report", help="the evaluation's metrics.json, or the folder holding it")
@@ -95,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     config = registry_config(args, work_dir=args.work_dir)
     if args.champion:
+        require_registry(config)
         print(champion_model_uri(config) or "no champion registered yet")
         return 0
     missing = [flag for flag in ("model", "report", "blessing") if not getattr(args, flag)]

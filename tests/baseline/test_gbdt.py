@@ -92,7 +92,7 @@ def test_cli_trains_with_flag_overrides(synthetic_examples, tmp_path, capsys):
     cli.add_arguments(parser)
     config = json.dumps({"num_threads": 1, "early_stopping_rounds": 5})
     args = parser.parse_args(
-        ["--examples", str(synthetic_examples), "--out", str(tmp_path), "--config-json", config, "--n-estimators", "3"]
+        ["--examples", str(synthetic_examples), "--out", str(tmp_path), "--config", config, "--n-estimators", "3"]
     )
     assert cli.main(args) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())

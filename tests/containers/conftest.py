@@ -97,11 +97,11 @@ def images(docker_client, tmp_path_factory) -> Images:
     """The project and serving images, built (or found up to date) by ``infra/build_images.sh``.
 
     The project tag is the one the components were declared with
-    (``components.base.RANKER_IMAGE``), so DockerRunner runs them in it.
+    (``components.base.DEFAULT_IMAGE``), so DockerRunner runs them in it.
     """
-    from components.base import RANKER_IMAGE
+    from components.base import DEFAULT_IMAGE
 
-    built = Images(ranker=RANKER_IMAGE, serving=SERVING_IMAGE)
+    built = Images(ranker=DEFAULT_IMAGE, serving=SERVING_IMAGE)
     log = tmp_path_factory.mktemp("image_build") / "build.log"
     env = {**os.environ, "RANKER_IMAGE": built.ranker, "SERVING_IMAGE": built.serving}
     with log.open("w") as output:

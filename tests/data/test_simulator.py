@@ -316,7 +316,7 @@ def test_first_unique_keeps_draw_order_and_flags_shortfalls():
 def test_cli_writes_files_and_prints_rates(tmp_path, capsys):
     from pipelines.cli import main
 
-    assert main(["simulate", "--out", str(tmp_path), "--impressions", "2000", "--seed", "4"]) == 0
+    assert main(["simulate", "--out", str(tmp_path), "--n-impressions", "2000", "--seed", "4"]) == 0
     printed = capsys.readouterr().out
     assert str(tmp_path / "impressions") in printed and str(tmp_path / "oracle") in printed
     assert "| search |" in printed and "purchase %" in printed

@@ -59,14 +59,14 @@ def test_no_files_and_unmatched_split_files_are_reported(tmp_path, simulator, sh
 
 def test_cli_prints_ok_or_every_problem(tmp_path, capsys):
     folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "good")
-    assert validate_cli.main(argparse.Namespace(spec="simulator", data=str(folder))) == 0
+    assert validate_cli.main(argparse.Namespace(dataset_spec="simulator", data_uri=str(folder))) == 0
     assert capsys.readouterr().out.startswith("OK: ")
     bad = write_parquet(impressions_frame(n_requests=4).drop(columns=["device"]), tmp_path / "bad")
-    assert validate_cli.main(argparse.Namespace(spec="simulator", data=str(bad))) == 1
+    assert validate_cli.main(argparse.Namespace(dataset_spec="simulator", data_uri=str(bad))) == 1
     out = capsys.readouterr().out
     assert out.startswith("2 problem(s):") and "missing column 'device'" in out
     (tmp_path / "spec.yaml").write_text("name: x\ncolumns: {user_id: u}\n")
-    assert validate_cli.main(argparse.Namespace(spec=str(tmp_path / "spec.yaml"), data="")) == 1
+    assert validate_cli.main(argparse.Namespace(dataset_spec=str(tmp_path / "spec.yaml"), data_uri="")) == 1
     assert "tasks: missing" in capsys.readouterr().out
 
 
@@ -86,7 +86,7 @@ def test_text_that_is_not_utf8_is_a_note_on_its_rows_not_a_traceback(tmp_path, c
     assert note.startswith(f"{path}: 2 of 20 sampled rows will go to the dead letters (category: 1, timestamp: 1)")
     assert "e.g. row 7: category: b'caf\\xe9' is not UTF-8 text" in note and "iconv" in note
 
-    assert validate_cli.main(argparse.Namespace(spec=str(spec_path), data=str(folder))) == 0
+    assert validate_cli.main(argparse.Namespace(dataset_spec=str(spec_path), data_uri=str(folder))) == 0
     out = capsys.readouterr().out
     assert out.startswith("OK: ") and "1 note(s)" in out and "is not UTF-8 text" in out
 

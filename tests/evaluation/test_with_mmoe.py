@@ -38,7 +38,7 @@ def test_cli_prints_the_table_and_the_verdict(synthetic_examples, baseline_dir, 
 
     argv = ["evaluate", "--examples", str(synthetic_examples), "--model", str(mmoe_dir)]
     argv += ["--baseline", str(baseline_dir), "--out", str(tmp_path)]
-    argv += ["--champion", str(mmoe_dir), "--bootstrap-samples", "100", "--fail-unless-blessed"]
+    argv += ["--champion", str(mmoe_dir), "--bootstrap-samples", "100", "--fail-if-not-blessed"]
     assert main(argv) == 3  # a copy of the champion does not beat the champion
     out = capsys.readouterr().out
     assert "NOT BLESSED" in out and "does not beat champion" in out

@@ -21,7 +21,8 @@ def test_artifact_uris_on_gcs_or_bigquery_are_read_directly():
 @pytest.mark.slow
 def test_cli_prints_the_counts_and_where_outputs_are(tmp_path, capsys):
     raw = write_parquet(impressions_frame(n_requests=30), tmp_path / "raw")
-    argv = ["extract-features", "--data", str(raw), "--spec", "simulator", "--out", str(tmp_path / "ex"), *LOCAL_FLAGS]
+    argv = ["extract-features", "--data-uri", str(raw), "--dataset-spec", "simulator", "--out", str(tmp_path / "ex")]
+    argv += LOCAL_FLAGS
     assert ranker([*argv, "--held-out-module", "search", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows_read"] == summary["rows_written"] == 150 and summary["split_rows"]["heldout"] > 0
@@ -33,7 +34,8 @@ def test_cli_prints_the_counts_and_where_outputs_are(tmp_path, capsys):
 
 def test_cli_reports_a_bad_spec_without_a_traceback(tmp_path, capsys):
     raw = write_parquet(impressions_frame(n_requests=4).drop(columns=["price"]), tmp_path / "raw")
-    assert ranker(["extract-features", "--data", str(raw), "--spec", "simulator", "--out", str(tmp_path)]) == 1
+    argv = ["extract-features", "--data-uri", str(raw), "--dataset-spec", "simulator", "--out", str(tmp_path)]
+    assert ranker(argv) == 1
     assert "missing column 'price'" in capsys.readouterr().out
 
 

@@ -71,8 +71,8 @@ def test_cli_flags_override_the_defaults(monkeypatch):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(
-        ["--data", "d", "--spec", "simulator", "--out", "o", "--runner", "DataflowRunner", "--region", "us-east1",
-         "--max-num-workers", "5", "--", "--experiments=shuffle_mode=service"]
+        ["--data-uri", "d", "--dataset-spec", "simulator", "--out", "o", "--runner", "DataflowRunner",
+         "--region", "us-east1", "--max-num-workers", "5", "--", "--experiments=shuffle_mode=service"]
     )  # fmt: skip
     options = beam_options_from_args(args, tuple(arg for arg in args.beam_args if arg != "--"))
     assert (options.runner, options.project, options.region, options.max_num_workers) == (

@@ -42,8 +42,8 @@ def test_a_users_data_holds_out_nothing_unless_asked():
 
 
 def test_flags_override_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("RANKER_SIM_IMPRESSIONS", "5000")
-    monkeypatch.setenv("RANKER_CACHE", "false")
+    monkeypatch.setenv("RANKER_N_IMPRESSIONS", "5000")
+    monkeypatch.setenv("RANKER_ENABLE_CACHING", "false")
     monkeypatch.setenv("RANKER_MODEL_NAME", "from-env")
     args = parse_run_flags(
         ["--n-impressions", "7000", "--work-dir", str(tmp_path), "--model-config", '{"epochs": 1}', "--deploy"]
@@ -123,7 +123,7 @@ def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch)
 
     settings = PipelineSettings.from_args(parse_run_flags(["--data-uri", "logs/*.parquet", "--oracle", "truth/"]))
     assert settings.pipeline_arguments()["oracle_uri"] == "truth/"
-    monkeypatch.setenv("RANKER_ORACLE_URI", "gs://bucket/truth")
+    monkeypatch.setenv("RANKER_ORACLE", "gs://bucket/truth")
     assert PipelineSettings.from_env(data_uri="logs/*.parquet").oracle_uri == "gs://bucket/truth"
 
     spec = build_pipeline(settings).pipeline_spec

@@ -168,6 +168,7 @@ def test_cron_conversion_rejects_malformed_expressions():
 def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, vertex_api, capsys):
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
     monkeypatch.setenv("RANKER_PIPELINE_ROOT", "gs://bucket/runs")
+    monkeypatch.setenv("RANKER_IMAGE", "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1")
     parser = argparse.ArgumentParser()
     submit_cli.add_arguments(parser)
     args = parser.parse_args(["--template", str(template), "--registry", "vertex", "--location", "europe-west4"])

@@ -1,0 +1,127 @@
+"""The ``ranker`` front door: help on every flag, renamed flags and variables, "did you mean", no traceback."""
+
+import argparse
+import importlib
+
+import pytest
+import yaml
+
+from components.data.simulator_cli import config_from_args
+from pipelines.cli import COMMANDS, _available_commands, command_parser, main, rename_flags
+from pipelines.config import PipelineSettings
+
+REGISTRY_IMAGE = "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every parser below it (subcommands, ``schedule``'s actions)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def _parse(command: str, argv: list[str]) -> argparse.Namespace:
+    module = importlib.import_module(COMMANDS[command][0])
+    return command_parser(command, module).parse_args([command, *rename_flags(argv, module.RENAMED_FLAGS)])
+
+
+@pytest.mark.parametrize("command", sorted(_available_commands()))
+def test_every_option_of_every_subcommand_has_help(command):
+    parser = command_parser(command, importlib.import_module(COMMANDS[command][0]))
+    missing = [
+        (sub.prog, action.option_strings or action.dest)
+        for sub in _parsers(parser)
+        for action in sub._actions
+        if not isinstance(action, argparse._SubParsersAction) and not (action.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_old_flag_spellings_still_work_with_a_deprecation_warning(capsys):
+    required = ["--examples", "e", "--model", "m", "--baseline", "b", "--out", "o"]
+    args = _parse("evaluate", [*required, "--config-json", '{"seed": 1}', "--fail-unless-blessed"])
+    assert (args.config, args.fail_if_not_blessed) == ('{"seed": 1}', True)
+    assert _parse("extract-features", ["--data=d", "--spec", "s", "--out", "o"]).dataset_spec == "s"
+    assert _parse("simulate", ["--out", "o", "--impressions", "10"]).n_impressions == 10
+    warnings = capsys.readouterr().err.splitlines()
+    assert "ranker: warning: --config-json is deprecated, use --config" in warnings
+    assert "ranker: warning: --data is deprecated, use --data-uri" in warnings
+    assert len(warnings) == 5
+
+
+def test_old_environment_names_are_read_with_a_warning(capsys):
+    old = {"RANKER_TRAINING_CPU": "8", "RANKER_SIM_IMPRESSIONS": "5000", "RANKER_CACHE": "false"}
+    settings = PipelineSettings.from_env(old)
+    assert (settings.train_cpu, settings.n_impressions, settings.enable_caching) == ("8", 5000, False)
+    assert "RANKER_TRAINING_CPU is deprecated, use RANKER_TRAIN_CPU" in capsys.readouterr().err
+    assert PipelineSettings.from_env({**old, "RANKER_TRAIN_CPU": "16"}).train_cpu == "16"
+
+
+def test_simulate_and_run_share_their_defaults():
+    simulated = config_from_args(_parse("simulate", ["--out", "o"]))
+    assert (simulated.n_impressions, simulated.seed) == (PipelineSettings().n_impressions, PipelineSettings().seed)
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["trian"], "did you mean train?"),
+        (["validate-spec", "--dataset-spec", "simulator", "--dta-uri", "d"], "did you mean --data-uri?"),
+    ],
+)
+def test_typos_get_a_suggestion_and_status_2(argv, suggestion, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert suggestion in err and "Traceback" not in err
+
+
+def test_train_on_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["train", "--examples", "/no/such/dir", "--model-dir", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err == "ranker train: --examples /no/such/dir: no such file or folder\n"
+
+
+def test_register_champion_does_not_create_a_registry(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RANKER_REGISTRY", raising=False)
+    work_dir = tmp_path / "new"
+    assert main(["register", "--champion", "--work-dir", str(work_dir)]) == 2
+    assert "there is no model registry in" in capsys.readouterr().err
+    assert not (work_dir / "mlflow.db").exists()
+
+
+def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch, capsys):
+    from google.cloud.aiplatform import initializer
+
+    monkeypatch.setattr(initializer.global_config, "_credentials", None)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    template = tmp_path / "pipeline.yaml"
+    template.write_text("{}")
+    argv = ["submit", "--template", str(template), "--registry", "vertex", "--project", "p"]
+    assert main([*argv, "--pipeline-root", "gs://bucket/runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ranker submit: ") and err.count("\n") == 1 and "no-such-key.json" in err
+
+
+def test_compile_sets_the_image_of_every_step(tmp_path):
+    out = tmp_path / "pipeline.yaml"
+    assert (
+        main(["compile", "--out", str(out), "--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE]) == 0
+    )
+    executors = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"]
+    images = {executor["container"]["image"] for executor in executors.values() if "container" in executor}
+    assert images == {REGISTRY_IMAGE}
+
+
+@pytest.mark.parametrize("command", ["compile", "submit"])
+def test_an_image_without_a_registry_is_refused_for_vertex(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RANKER_IMAGE", raising=False)
+    argv = [command, "--registry", "vertex", "--project", "p"]
+    where = ["--out", str(tmp_path / "p.yaml")] if command == "compile" else ["--pipeline-root", "gs://bucket/runs"]
+    assert main([*argv, *where]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ranker {command}: --image 'mmoe-ranker:latest' names no registry")
+    assert "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG" in err

@@ -1,0 +1,52 @@
+"""What every ``ranker`` subcommand shares, at the bottom of the import graph.
+
+* :class:`UserError`: a mistake the user can fix (a missing path, a bad spec,
+  no registry where one is expected). The ``ranker`` entry point prints it as
+  one line, ``ranker <command>: <message>``, and exits with status 2; any other
+  exception is a bug and keeps its traceback.
+* :func:`require_path`: fail early, as a :class:`UserError`, on a local path that does not exist.
+* :func:`deprecated`: the one-line warning of a renamed flag or environment variable.
+* :func:`env_value`: read an environment variable, or its deprecated old name with that warning.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+# Schemes of remote stores: their paths are checked by the step that reads them.
+REMOTE_SCHEMES = ("gs://", "bq://", "s3://", "http://", "https://")
+
+
+class UserError(Exception):
+    """An error in what the user asked for; shown without a traceback. Example::
+
+    raise UserError("--examples /no/such/dir: no such folder")
+    """
+
+
+class InvalidValueError(UserError, ValueError):
+    """A bad value given by the user (a ``ValueError`` too, for callers that catch those)."""
+
+
+def require_path(path: str, flag: str) -> str:
+    """``path`` if it exists or is remote; else a :class:`UserError` naming ``flag``."""
+    if path.startswith(REMOTE_SCHEMES) or Path(path).exists():
+        return path
+    raise UserError(f"{flag} {path}: no such file or folder")
+
+
+def deprecated(old: str, new: str) -> None:
+    """Print the one-line deprecation warning of a renamed flag or variable on stderr."""
+    print(f"ranker: warning: {old} is deprecated, use {new}", file=sys.stderr)
+
+
+def env_value(environ: Mapping[str, str], name: str, old_name: str = "") -> str | None:
+    """``environ[name]``, else ``environ[old_name]`` with a deprecation warning, else ``None`` (empty is unset)."""
+    if environ.get(name):
+        return environ[name]
+    if old_name and environ.get(old_name):
+        deprecated(f"environment variable {old_name}", name)
+        return environ[old_name]
+    return None
