@@ -151,7 +151,7 @@ class PipelineSettings:
             # ValueError: eval_config: primary_task 'favorite' is not a target of this data: click, purchase, ...
         """
         from components.data.spec import DatasetSpecError, load_dataset_spec
-        from components.evaluation.evaluate import EvaluationConfig
+        from components.evaluation.config import EvaluationConfig
 
         try:
             spec = load_dataset_spec(self.dataset_spec)

@@ -145,7 +145,7 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
     if blessing.get("mde_relative") is not None:
         lines.append(
             f"  judged on {blessing.get('requests')} requests with a positive; smallest detectable lift "
-            f"(80% power): {blessing['mde_relative']:.1%}"
+            f"({blessing.get('power', 0.8):.0%} power): {blessing['mde_relative']:.1%}"
         )
     heldout = blessing.get("heldout") or {}
     if heldout:

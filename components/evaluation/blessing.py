@@ -110,6 +110,7 @@ class Blessing:
     heldout: dict[str, Any] | None
     tolerance: float
     require_significance: bool
+    power: float
     judged_model: dict[str, str] | None = None
     champion_note: str = ""
 
@@ -177,6 +178,7 @@ def decide(
         heldout=heldout_check,
         tolerance=config.tolerance,
         require_significance=config.require_significance,
+        power=config.power,
     )
 
 

@@ -128,7 +128,7 @@ def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
         "lift vs per-module GBDT [95% CI]",
         "p-value",
         "lift vs global LightGBM [95% CI]",
-        "MDE (80% power)",
+        f"MDE ({result.config.power:.0%} power)",
         "share of oracle gain",
     ]
     rows = []

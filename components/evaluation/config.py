@@ -1,0 +1,120 @@
+"""What the evaluation measures and what the blessing requires: :class:`EvaluationConfig`.
+
+Kept apart from the evaluation itself so that ``ranker run|compile|submit`` can
+check the settings against the dataset spec before any step runs without
+loading TensorFlow or LightGBM::
+
+    EvaluationConfig.from_json('{"primary_task": "click"}').primary(spec)   # PrimaryMetric("click", "ndcg@10")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from components.baseline.labels import ENGAGEMENT, targets
+from components.evaluation import metrics as m
+from components.evaluation.blessing import PrimaryMetric
+from trainer.overrides import config_from_sources
+from trainer.schema import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "RANKER_EVAL_"
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """What is measured and what the blessing requires (``ranker evaluate --config`` sets any field).
+
+    ``ks`` are the NDCG cutoffs (0 = the full list). The primary metric is
+    ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
+    (a task or ``engagement``; default: ``favorite`` when the data has it, else
+    ``engagement``, or the first task when the metric is AUC). The candidate
+    must beat the per-module GBDT and the champion on it (and the global
+    LightGBM with ``must_beat_global``). No module judged on at least
+    ``module_min_requests`` requests may fall more than ``tolerance``
+    (relative) below the per-module GBDT (with
+    ``module_veto="significant"``, also significantly: its paired p-value,
+    Bonferroni-corrected for the gated modules, below ``alpha``; ``"point"``
+    vetoes on the point estimate alone). On the held-out module,
+    ``heldout_rule="not_worse"`` refuses a candidate significantly worse than
+    the GBDT fallback, ``"beat"`` requires it to be ahead, ``"off"`` only reports.
+    Every comparison states its minimum detectable effect at ``power``.
+
+    >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
+    (5, 20)
+    """
+
+    ks: tuple[int, ...] = (5, 10, m.FULL_LIST)
+    primary_task: str | None = None
+    primary_metric: str = "ndcg@10"
+    tolerance: float = 0.02
+    module_veto: Literal["significant", "point"] = "significant"
+    # Modules judged on fewer requests (with a positive) are reported but cannot veto.
+    module_min_requests: int = 50
+    require_significance: bool = False
+    must_beat_global: bool = False
+    heldout_rule: Literal["not_worse", "beat", "off"] = "not_worse"
+    alpha: float = 0.05
+    power: float = 0.8
+    bootstrap_samples: int = 1000
+    permutation_samples: int = 1000
+    confidence_level: float = 0.95
+    calibration_bins: int = 10
+    seed: int = 0
+    split: str = "test"
+    # The model the blessing judges; default: the first model given.
+    candidate: str | None = None
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(int(k) for k in self.ks)  # a JSON list arrives as a list
+        hints = typing.get_type_hints(type(self))
+        for name in ("module_veto", "heldout_rule"):
+            allowed = typing.get_args(hints[name])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if not 0 < self.power < 1 or not 0 < self.alpha < 1:
+            raise ValueError(f"alpha and power must lie in (0, 1), got alpha={self.alpha}, power={self.power}")
+
+    @classmethod
+    def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> EvaluationConfig:
+        """Defaults <- ``RANKER_EVAL_<FIELD>`` environment variables <- a JSON object of overrides."""
+        return config_from_sources(cls, text, ENV_PREFIX, environ)
+
+    def primary(self, spec: FeatureSpec) -> PrimaryMetric:
+        """The primary metric resolved against the data (its task list and whether it has groups).
+
+        Without ``primary_task``: ``favorite`` when the data has it; else ``engagement`` for NDCG, and the
+        first task for AUC (data without request groups is judged on AUC, which needs a binary task).
+        """
+        names = targets(spec)
+        metric = self.primary_metric
+        if metric != "auc":
+            try:
+                m.parse_metric(metric)
+            except ValueError:
+                raise ValueError(f"primary_metric {metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>' with k >= 1") from None
+        if not spec.has_groups and metric != "auc":
+            log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)
+            metric = "auc"
+        task = self.primary_task or _default_primary_task(spec.task_names, metric)
+        if task not in names:
+            raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
+        if metric == "auc" and task == ENGAGEMENT:
+            raise ValueError("AUC needs a binary task: set primary_task to one of " + ", ".join(spec.task_names))
+        return PrimaryMetric(task, metric)
+
+    def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:
+        extra = () if primary.metric == "auc" else (m.parse_metric(primary.metric),)
+        return tuple(dict.fromkeys([*self.ks, *extra]))
+
+
+def _default_primary_task(task_names: Sequence[str], metric: str) -> str:
+    """``favorite`` when the data has it, else graded ``engagement`` (NDCG) or the first task (AUC)."""
+    if "favorite" in task_names:
+        return "favorite"
+    return task_names[0] if metric == "auc" else ENGAGEMENT
