@@ -6,11 +6,13 @@ first (so tuning can never pick worse on eval than not tuning), then seeded
 random draws from :data:`SEARCH_SPACE`. :func:`search` fits them in order until
 the list or the time budget runs out and keeps the model with the best
 early-stopping eval score (NDCG@``eval_at`` on the eval split, or log-loss
-without request groups)::
+without request groups). Trials may train on a sample of the rows; the winner
+is then refit on all of them (:meth:`SearchResult.refit`)::
 
     candidates = draw_candidates(trials=10, seed=0)   # [{}, {"num_leaves": 63, ...}, ...]
-    result = search(fit, candidates, "ndcg@10", budget_seconds=60)   # fit(overrides) -> booster, summary, values
-    result.booster, result.record()["best_params"]
+    result = search(fit_sample, candidates, "ndcg@10", budget_seconds=60)   # fit(overrides) -> booster, summary, values
+    result = result.refit(fit_all)
+    result.booster, result.summary, result.record()["best_params"]
 
 The candidate list depends on the seed only (not on the target or the data), so
 every target's search tries the same parameter sets.
@@ -88,9 +90,16 @@ class Trial:
         }
 
 
+FitFunction = Callable[[Mapping[str, Any]], tuple[lgb.Booster, dict[str, Any], dict[str, Any]]]
+"""``fit(overrides) -> (booster, summary, tuned values)``: one model trained with the overrides applied."""
+
+
 @dataclasses.dataclass
 class SearchResult:
-    """Every trial that ran, the best one and its model."""
+    """Every trial that ran, the best one, and the model kept with its summary.
+
+    The kept model is the best trial's, or after :meth:`refit` the best values trained on every row.
+    """
 
     trials: list[Trial]
     best: Trial
@@ -98,22 +107,30 @@ class SearchResult:
     metric: str
     budget_seconds: float
     seconds: float
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    refit_on_all_rows: bool = False
+
+    def __post_init__(self) -> None:
+        self.summary = self.summary or self.best.summary
+
+    def refit(self, fit: FitFunction) -> SearchResult:
+        """The best trial's values trained again by ``fit`` (on every row, when trials used a sample)."""
+        booster, summary, _ = fit(self.best.values)
+        return dataclasses.replace(self, booster=booster, summary=summary, refit_on_all_rows=True)
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``tuning.targets.<target>`` object."""
         return {
             "metric": self.metric,
             "trials_run": len(self.trials),
+            "trial_train_rows": self.best.summary["train_rows"],
+            "refit_on_all_rows": self.refit_on_all_rows,
             "budget_seconds": round(self.budget_seconds, 3),
             "seconds": round(self.seconds, 3),
             "best_params": self.best.values,
             "best_eval_score": self.best.row(self.metric)["eval_score"],
             "trials": [trial.row(self.metric) for trial in self.trials],
         }
-
-
-FitFunction = Callable[[Mapping[str, Any]], tuple[lgb.Booster, dict[str, Any], dict[str, Any]]]
-"""``fit(overrides) -> (booster, summary, tuned values)``: one model trained with the overrides applied."""
 
 
 def search(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.baseline.gbdt import BaselineConfig, load_manifest, train_baseline
+from components.baseline.gbdt import BaselineConfig, _sample_requests, load_manifest, train_baseline
 from components.baseline.labels import graded_relevance
 from components.baseline.scoring import GbdtBaseline
 from components.baseline.tuning import SEARCH_SPACE, draw_candidates
@@ -114,3 +114,32 @@ def test_tuning_off_trains_the_config_as_given(baselines):
     params = manifest["global"]["engagement"]["params"]
     assert params["num_leaves"] == TINY_BASELINE["num_leaves"] and params["objective"] == "lambdarank"
     assert params["label_gain"] == [0.0, 1.0, 3.0, 7.0, 15.0]
+
+
+def test_trials_train_on_a_sample_of_whole_requests_and_the_winner_is_refit_on_every_row(synthetic_examples, tmp_path):
+    config = BaselineConfig(**{**TINY_BASELINE, "tuning_trials": 3, "tuning_sample_rows": 600})
+    manifest = train_baseline(config, synthetic_examples, tmp_path)
+    click, chosen = manifest["tuning"]["targets"]["click"], manifest["global"]["click"]
+    assert click["trial_train_rows"] <= 600 < chosen["train_rows"] and click["refit_on_all_rows"]
+    assert all(trial["eval_score"] is not None for trial in click["trials"])
+    assert {field: chosen["params"][field] for field in SEARCH_SPACE} == click["best_params"]
+
+
+def test_sample_requests_keeps_whole_requests_in_order_and_is_seeded():
+    request = np.repeat(np.arange(50), 4)
+    rows = np.arange(200) + 1000
+    sample = _sample_requests(rows, request, max_rows=30, seed=3)
+    assert len(sample) == 28 and np.all(np.diff(sample) > 0)
+    assert np.all(np.bincount(request[sample - 1000], minlength=50) % 4 == 0)
+    assert np.array_equal(sample, _sample_requests(rows, request, max_rows=30, seed=3))
+    assert not np.array_equal(sample, _sample_requests(rows, request, max_rows=30, seed=4))
+
+
+def test_models_trained_side_by_side_equal_models_trained_one_by_one(synthetic_examples, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for threads, out in ((1, one), (2, two)):
+        train_baseline(BaselineConfig(**{**TINY_BASELINE, "num_threads": threads}), synthetic_examples, out)
+    models = sorted(path.relative_to(one) for path in one.rglob("*.txt"))
+    assert models and models == sorted(path.relative_to(two) for path in two.rglob("*.txt"))
+    for model in models:
+        assert (one / model).read_text() == (two / model).read_text(), model
