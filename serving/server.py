@@ -33,12 +33,12 @@ from fastapi import Request
 from kserve import Model
 from kserve.errors import InvalidInput
 
+from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
 from serving.request import ParsedBatch, RequestError, RequestParser, build_response
-from trainer.schema import MODULE, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
