@@ -51,12 +51,12 @@ class Ranker(Protocol):
     def predict(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-class RankerModel(Model):
+class RankerServingModel(Model):
     """The ranker behind KServe's data plane: parses ranking requests, scores, answers.
 
     Example::
 
-        model = RankerModel("mmoe-ranker", load_ranker("work_dir/model"), ServerConfig())
+        model = RankerServingModel("mmoe-ranker", load_ranker("work_dir/model"), ServerConfig())
         model.load()
         ModelServer(http_port=8080, enable_grpc=False).start([model])
     """
@@ -175,13 +175,13 @@ def set_op_threads(threads: int) -> None:
         logger.warning("TensorFlow is already initialized: op_threads=%d not applied", threads)
 
 
-def load_model(config: ServerConfig) -> RankerModel:
+def load_model(config: ServerConfig) -> RankerServingModel:
     """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
     from trainer.predict import load_ranker
 
     model_dir = resolve_model_dir(config.model_uri, config.cache_dir or None)
     logger.info("loading the ranker from %s", model_dir)
-    model = RankerModel(config.model_name, load_ranker(model_dir), config)
+    model = RankerServingModel(config.model_name, load_ranker(model_dir), config)
     model.load()
     return model
 

@@ -436,7 +436,7 @@ class MergeCombine(beam.CombineFn):
         return accumulator
 
 
-def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: ExtractionConfig) -> None:
+def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: ExtractionConfig) -> None:
     """Add the extraction graph to a Beam pipeline."""
     output_dir = config.output_dir
     tasks = plan.spec.task_names
@@ -601,7 +601,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     _clear_outputs(config)
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
-        build_pipeline(pipeline, plan, config)
+        build_extraction_pipeline(pipeline, plan, config)
     return _check_run(config, plan, time.monotonic() - started)
 
 

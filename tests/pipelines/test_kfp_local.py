@@ -16,7 +16,8 @@ def test_kfp_is_the_version_the_adapter_was_written_for():
 
 
 def test_kfp_local_log_lines_become_step_events():
-    assert parse_log_line("Executing task \x1b[96m'extract-features'\x1b[0m") == StepEvent("started", "extract-features")
+    started = parse_log_line("Executing task \x1b[96m'extract-features'\x1b[0m")
+    assert started == StepEvent("started", "extract-features")
     assert parse_log_line("Task 'train-mmoe' finished with status \x1b[92mSUCCESS\x1b[0m") == StepEvent(
         "finished", "train-mmoe", "SUCCESS"
     )
