@@ -7,8 +7,8 @@ model whose :meth:`Settings.load` merges, from lowest to highest precedence:
 1. the field defaults;
 2. a JSON file (``file``: a path, or ``@path``);
 3. environment variables: ``<env_prefix><FIELD>`` unless the field names its own
-   (``Field(json_schema_extra={"env": ("AIP_HTTP_PORT", "PORT")})``, first set wins;
-   ``"old_env"`` is a deprecated name, read with a warning). An empty variable is unset;
+   (:func:`env_field`, first set wins; a deprecated name is read with a warning).
+   An empty variable is unset;
 4. flags: explicit values (a command's flags, an inline JSON object); ``None`` is unset.
 
 The result is validated by type; an unknown or mistyped key is an error naming it::
@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any, Self
 
 import pydantic
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranker_core.cli_support import InvalidValueError, deprecated
 
-__all__ = ["Settings", "SettingsConfigDict", "env_value", "parse_bool", "parse_env", "read_json_object"]
+__all__ = ["Settings", "SettingsConfigDict", "env_field", "env_value", "parse_bool", "parse_env", "read_json_object"]
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -105,6 +106,19 @@ def read_json_object(value: str | None, name: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise InvalidValueError(f"{name} must be a JSON object, not {type(parsed).__name__}: {value!r}")
     return parsed
+
+
+def env_field(default: Any, *names: str, old_env: str = "") -> Any:
+    """A field's default and its environment variables (first set wins; none: not read from the environment).
+
+    ``old_env`` is a deprecated name, read with a warning when none of ``names`` is set::
+
+        http_port: int = env_field(8080, "AIP_HTTP_PORT", "PORT")
+    """
+    extra: dict[str, Any] = {"env": names}
+    if old_env:
+        extra["old_env"] = old_env
+    return Field(default, json_schema_extra=extra)
 
 
 def is_file_reference(value: str) -> bool:

@@ -4,8 +4,8 @@ Every field has an environment variable (the defaults below apply when it is
 unset), so the same image is configured by flags locally, by ``env`` in a
 KServe InferenceService and by the ``AIP_*`` variables Vertex AI sets::
 
-    config = ServerConfig.from_env()                       # environment only
-    config = ServerConfig.from_env(max_candidates=500)     # environment, then overrides
+    config = ServerConfig.fromenv_field()                       # environment only
+    config = ServerConfig.fromenv_field(max_candidates=500)     # environment, then overrides
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
-
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
-from ranker_core.settings import Settings, SettingsConfigDict
-
-
-def _env(default: Any, *names: str) -> Any:
-    """A field's default and its environment variables, first set one wins (Vertex AI's AIP_* names first)."""
-    return Field(default, json_schema_extra={"env": names})
+from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 
 class ServerConfig(Settings):
@@ -35,24 +28,24 @@ class ServerConfig(Settings):
 
     model_config = SettingsConfigDict(frozen=True)
 
-    model_uri: str = _env("", "MODEL_URI", "AIP_STORAGE_URI")
-    model_name: str = _env(MODEL_NAME, "MODEL_NAME")
-    http_port: int = _env(HTTP_PORT, "AIP_HTTP_PORT", "PORT")
-    predict_route: str = _env(PREDICT_ROUTE, "AIP_PREDICT_ROUTE")
-    health_route: str = _env(HEALTH_ROUTE, "AIP_HEALTH_ROUTE")
-    max_candidates: int = _env(5000, "RANKER_MAX_CANDIDATES")
-    max_instances: int = _env(64, "RANKER_MAX_INSTANCES")
-    max_body_bytes: int = _env(16 * 1024 * 1024, "RANKER_MAX_BODY_BYTES")
-    batching: bool = _env(True, "RANKER_BATCHING")
-    batch_wait_ms: float = _env(0.0, "RANKER_BATCH_WAIT_MS")
-    model_threads: int = _env(2, "RANKER_MODEL_THREADS")
-    op_threads: int = _env(1, "RANKER_OP_THREADS")
-    max_batch_candidates: int = _env(16384, "RANKER_MAX_BATCH_CANDIDATES")
-    grace_period_s: int = _env(30, "RANKER_GRACE_PERIOD_S")
-    cache_dir: str = _env("", "RANKER_CACHE_DIR")
-    access_log: bool = _env(True, "RANKER_ACCESS_LOG")
+    model_uri: str = env_field("", "MODEL_URI", "AIP_STORAGE_URI")
+    model_name: str = env_field(MODEL_NAME, "MODEL_NAME")
+    http_port: int = env_field(HTTP_PORT, "AIP_HTTP_PORT", "PORT")
+    predict_route: str = env_field(PREDICT_ROUTE, "AIP_PREDICT_ROUTE")
+    health_route: str = env_field(HEALTH_ROUTE, "AIP_HEALTH_ROUTE")
+    max_candidates: int = env_field(5000, "RANKER_MAX_CANDIDATES")
+    max_instances: int = env_field(64, "RANKER_MAX_INSTANCES")
+    max_body_bytes: int = env_field(16 * 1024 * 1024, "RANKER_MAX_BODY_BYTES")
+    batching: bool = env_field(True, "RANKER_BATCHING")
+    batch_wait_ms: float = env_field(0.0, "RANKER_BATCH_WAIT_MS")
+    model_threads: int = env_field(2, "RANKER_MODEL_THREADS")
+    op_threads: int = env_field(1, "RANKER_OP_THREADS")
+    max_batch_candidates: int = env_field(16384, "RANKER_MAX_BATCH_CANDIDATES")
+    grace_period_s: int = env_field(30, "RANKER_GRACE_PERIOD_S")
+    cache_dir: str = env_field("", "RANKER_CACHE_DIR")
+    access_log: bool = env_field(True, "RANKER_ACCESS_LOG")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+    def fromenv_field(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
         """Defaults, then the environment variables of each field, then non-``None`` ``overrides``."""
         return cls.load(overrides, environ=environ)

@@ -17,9 +17,7 @@ import argparse
 import os
 from typing import Any
 
-from pydantic import Field
-
-from ranker_core.settings import Settings
+from ranker_core.settings import Settings, env_field
 
 DATAFLOW = "DataflowRunner"
 LOCAL = "DirectRunner"  # what the flags and the environment call the local runner
@@ -27,28 +25,23 @@ _LOCAL_NAMES = ("directrunner", "direct")
 LOCAL_RUNNER = "components.features.runner.LocalRunner"  # the --runner Beam gets for it (imported by name)
 
 
-def _env(default: Any, *names: str) -> Any:
-    """A field's default and its environment variables (none: not read from the environment)."""
-    return Field(default, json_schema_extra={"env": names})
-
-
 class BeamOptions(Settings):
     """Where and how the extraction pipeline runs (:meth:`load` reads the environment; a bare constructor does not)."""
 
-    runner: str = _env(LOCAL, "RANKER_BEAM_RUNNER")
-    project: str = _env("", "GOOGLE_CLOUD_PROJECT")
-    region: str = _env("", "GOOGLE_CLOUD_REGION")
-    temp_location: str = _env("", "RANKER_BEAM_TEMP_LOCATION")
-    staging_location: str = _env("", "RANKER_BEAM_STAGING_LOCATION")
-    machine_type: str = _env("", "RANKER_DATAFLOW_MACHINE_TYPE")
-    max_num_workers: int = _env(0, "RANKER_DATAFLOW_MAX_WORKERS")
-    sdk_container_image: str = _env("", "RANKER_DATAFLOW_IMAGE")
-    setup_file: str = _env("", "RANKER_DATAFLOW_SETUP_FILE")
-    job_name: str = _env("")
+    runner: str = env_field(LOCAL, "RANKER_BEAM_RUNNER")
+    project: str = env_field("", "GOOGLE_CLOUD_PROJECT")
+    region: str = env_field("", "GOOGLE_CLOUD_REGION")
+    temp_location: str = env_field("", "RANKER_BEAM_TEMP_LOCATION")
+    staging_location: str = env_field("", "RANKER_BEAM_STAGING_LOCATION")
+    machine_type: str = env_field("", "RANKER_DATAFLOW_MACHINE_TYPE")
+    max_num_workers: int = env_field(0, "RANKER_DATAFLOW_MAX_WORKERS")
+    sdk_container_image: str = env_field("", "RANKER_DATAFLOW_IMAGE")
+    setup_file: str = env_field("", "RANKER_DATAFLOW_SETUP_FILE")
+    job_name: str = env_field("")
     # The local runner: worker processes (0 = one per core) and how they run.
-    direct_num_workers: int = _env(0, "RANKER_BEAM_WORKERS")
-    direct_running_mode: str = _env("multi_processing", "RANKER_BEAM_MODE")
-    extra_args: tuple[str, ...] = _env(())  # any other Beam flag, passed through as is
+    direct_num_workers: int = env_field(0, "RANKER_BEAM_WORKERS")
+    direct_running_mode: str = env_field("multi_processing", "RANKER_BEAM_MODE")
+    extra_args: tuple[str, ...] = env_field(())  # any other Beam flag, passed through as is
 
     @property
     def is_dataflow(self) -> bool:

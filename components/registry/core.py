@@ -19,7 +19,7 @@ know how to store a version and move an alias; the rules live here, once:
 
 Usage::
 
-    config = RegistryConfig.from_env(work_dir="work_dir")
+    config = RegistryConfig.fromenv_field(work_dir="work_dir")
     candidate = Candidate.from_artifacts("work/model", "work/report/metrics.json",
                                          "work/report/blessing.json", run_id="run-42")
     version = register_model(candidate, config)
@@ -39,12 +39,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
-from ranker_core.settings import Settings
+from ranker_core.settings import Settings, env_field
 from trainer.digest import is_folder, json_sha256, model_digest, path_exists, read_json
 
 logger = logging.getLogger(__name__)
@@ -66,11 +66,6 @@ class ModelNotBlessedError(RegistrationRefusedError):
 
 class BrokenChampionError(RuntimeError):
     """Raised when the champion does not load and ``on_broken_champion`` is ``stop``."""
-
-
-def _env(default: Any, *names: str) -> Any:
-    """A field's default and environment variables (first set wins; none: not read from the environment)."""
-    return Field(default, json_schema_extra={"env": names})
 
 
 class RegistryConfig(Settings):
@@ -95,26 +90,26 @@ class RegistryConfig(Settings):
 
     Example::
 
-        config = RegistryConfig.from_env(backend="vertex", project="my-project")
+        config = RegistryConfig.fromenv_field(backend="vertex", project="my-project")
     """
 
-    backend: Backend = _env("mlflow", "RANKER_REGISTRY")
-    model_name: str = _env(MODEL_NAME, "RANKER_MODEL_NAME")
-    work_dir: str = _env("work_dir", "RANKER_WORK_DIR")
-    tracking_uri: str = _env("", "MLFLOW_TRACKING_URI")
-    artifact_root: str = _env("", "RANKER_MLFLOW_ARTIFACTS")
-    project: str = _env("", "GOOGLE_CLOUD_PROJECT")
-    location: str = _env("us-central1", "GOOGLE_CLOUD_REGION")
-    serving_image: str = _env("mmoe-ranker:latest", "RANKER_SERVING_IMAGE", "RANKER_IMAGE")
-    predict_route: str = _env(PREDICT_ROUTE)
-    health_route: str = _env(HEALTH_ROUTE)
-    serving_port: int = _env(HTTP_PORT)
-    keep_challengers: bool = _env(False, "RANKER_KEEP_CHALLENGERS")
-    on_broken_champion: BrokenChampionPolicy = _env("continue", "RANKER_ON_BROKEN_CHAMPION")
-    endpoint_name: str = _env(MODEL_NAME, "RANKER_ENDPOINT")
-    machine_type: str = _env("n1-standard-4", "RANKER_SERVING_MACHINE")
-    min_replicas: int = _env(1)
-    max_replicas: int = _env(3)
+    backend: Backend = env_field("mlflow", "RANKER_REGISTRY")
+    model_name: str = env_field(MODEL_NAME, "RANKER_MODEL_NAME")
+    work_dir: str = env_field("work_dir", "RANKER_WORK_DIR")
+    tracking_uri: str = env_field("", "MLFLOW_TRACKING_URI")
+    artifact_root: str = env_field("", "RANKER_MLFLOW_ARTIFACTS")
+    project: str = env_field("", "GOOGLE_CLOUD_PROJECT")
+    location: str = env_field("us-central1", "GOOGLE_CLOUD_REGION")
+    serving_image: str = env_field("mmoe-ranker:latest", "RANKER_SERVING_IMAGE", "RANKER_IMAGE")
+    predict_route: str = env_field(PREDICT_ROUTE)
+    health_route: str = env_field(HEALTH_ROUTE)
+    serving_port: int = env_field(HTTP_PORT)
+    keep_challengers: bool = env_field(False, "RANKER_KEEP_CHALLENGERS")
+    on_broken_champion: BrokenChampionPolicy = env_field("continue", "RANKER_ON_BROKEN_CHAMPION")
+    endpoint_name: str = env_field(MODEL_NAME, "RANKER_ENDPOINT")
+    machine_type: str = env_field("n1-standard-4", "RANKER_SERVING_MACHINE")
+    min_replicas: int = env_field(1)
+    max_replicas: int = env_field(3)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -123,7 +118,7 @@ class RegistryConfig(Settings):
         return self
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
+    def fromenv_field(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
         """The configuration from environment variables; non-empty ``overrides`` (flags) win."""
         return cls.load({key: value for key, value in overrides.items() if value != ""}, environ=environ)
 
