@@ -4,8 +4,8 @@ Every field has an environment variable (the defaults below apply when it is
 unset), so the same image is configured by flags locally, by ``env`` in a
 KServe InferenceService and by the ``AIP_*`` variables Vertex AI sets::
 
-    config = ServerConfig.fromenv_field()                       # environment only
-    config = ServerConfig.fromenv_field(max_candidates=500)     # environment, then overrides
+    config = ServerConfig.from_env()                       # environment only
+    config = ServerConfig.from_env(max_candidates=500)     # environment, then overrides
 """
 
 from __future__ import annotations
@@ -46,6 +46,6 @@ class ServerConfig(Settings):
     access_log: bool = env_field(True, "RANKER_ACCESS_LOG")
 
     @classmethod
-    def fromenv_field(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
         """Defaults, then the environment variables of each field, then non-``None`` ``overrides``."""
         return cls.load(overrides, environ=environ)

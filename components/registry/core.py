@@ -19,7 +19,7 @@ know how to store a version and move an alias; the rules live here, once:
 
 Usage::
 
-    config = RegistryConfig.fromenv_field(work_dir="work_dir")
+    config = RegistryConfig.from_env(work_dir="work_dir")
     candidate = Candidate.from_artifacts("work/model", "work/report/metrics.json",
                                          "work/report/blessing.json", run_id="run-42")
     version = register_model(candidate, config)
@@ -90,7 +90,7 @@ class RegistryConfig(Settings):
 
     Example::
 
-        config = RegistryConfig.fromenv_field(backend="vertex", project="my-project")
+        config = RegistryConfig.from_env(backend="vertex", project="my-project")
     """
 
     backend: Backend = env_field("mlflow", "RANKER_REGISTRY")
@@ -118,7 +118,7 @@ class RegistryConfig(Settings):
         return self
 
     @classmethod
-    def fromenv_field(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
         """The configuration from environment variables; non-empty ``overrides`` (flags) win."""
         return cls.load({key: value for key, value in overrides.items() if value != ""}, environ=environ)
 
