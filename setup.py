@@ -16,6 +16,8 @@ CORE = [
     "pyyaml>=6",
     "matplotlib>=3.8",
     "mlflow>=3,<4",
+    "pydantic>=2.10,<3",
+    "pydantic-settings>=2.16,<2.17",
 ]
 
 EXTRAS = {
@@ -47,7 +49,7 @@ setup(
         "that builds, judges, registers and serves it."
     ),
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipelines*", "components*", "trainer*", "serving*"]),
+    packages=find_packages(include=["ranker_core*", "pipelines*", "components*", "trainer*", "serving*"]),
     package_data={"components": ["data/specs/*.yaml"]},
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -44,7 +44,9 @@ def extracted(impressions: int, work_dir: Path) -> Path:
     if not (examples / "feature_spec.json").exists():
         data = simulated(impressions, work_dir)
         extract_features(
-            ExtractionConfig(str(data), "simulator", str(examples), held_out_module=HELD_OUT_MODULE, beam=BeamOptions())
+            ExtractionConfig(
+                str(data), "simulator", str(examples), held_out_module=HELD_OUT_MODULE, beam=BeamOptions.load()
+            )
         )
     return examples
 
@@ -82,7 +84,7 @@ def timed_baseline(examples: Path, config: BaselineConfig, out: Path) -> tuple[f
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work_dir = Path(args.work_dir)
     examples = Path(args.examples) if args.examples else extracted(args.impressions, work_dir)
-    config = BaselineConfig.from_json(args.config)
+    config = BaselineConfig.from_sources(args.config)
     load_before = os.getloadavg()
     baseline_seconds, manifest = timed_baseline(examples, config, work_dir / "baseline")
     mmoe_seconds = None

@@ -21,11 +21,11 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
 
-from components.baseline.labels import targets
 from components.evaluation.blessing import decide
 from components.evaluation.evaluate import EvaluationConfig, EvaluationResult, evaluate_split
 from components.evaluation.report import render_html
-from trainer.schema import DEFAULT_TASKS, MODULE, REQUEST_ID, FeatureSpec, label_key
+from ranker_core.schema import DEFAULT_TASKS, MODULE, REQUEST_ID, FeatureSpec, label_key
+from ranker_core.targets import targets
 
 
 @dataclasses.dataclass

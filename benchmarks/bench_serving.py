@@ -40,7 +40,7 @@ BENCH_MODULES = ("home_feed", "item_page", "search", "cart", "email")
 
 def demo_spec() -> Any:
     """A marketplace-shaped feature spec: ids, a category, tags, prices and rates, five modules."""
-    from trainer.schema import DEFAULT_TASKS, Feature, FeatureSpec
+    from ranker_core.schema import DEFAULT_TASKS, Feature, FeatureSpec
 
     return FeatureSpec(
         tasks=list(DEFAULT_TASKS),
@@ -66,9 +66,9 @@ def build_default_model(folder: Path) -> Path:
     """Train the default TrainerConfig for one epoch on random examples of :func:`demo_spec`; the export dir."""
     import numpy as np
 
+    from ranker_core.schema import SplitStats, label_key
     from trainer.config import TrainerConfig
     from trainer.examples import write_shards
-    from trainer.schema import SplitStats, label_key
     from trainer.train import train_and_export
 
     spec = demo_spec()
@@ -111,9 +111,9 @@ def plain_server(model_dir: Path, port: int) -> None:
     import numpy as np
     import tensorflow as tf
 
+    from ranker_core.schema import MODULE, FeatureSpec
     from trainer.config import TrainerConfig
     from trainer.model import build_model
-    from trainer.schema import MODULE, FeatureSpec
 
     spec = FeatureSpec.load(model_dir)
     model = build_model(spec, TrainerConfig.load(model_dir))
@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         plain_server(args.model_dir, args.plain_server)
         return 0
 
+    from ranker_core.schema import FeatureSpec
     from serving.loadtest import synthetic_payload
-    from trainer.schema import FeatureSpec
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         work = Path(scratch)

@@ -37,10 +37,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
+from ranker_core.schema import FeatureSpec
 from trainer.config import ARCHITECTURES, NUMERIC_ENCODINGS, TrainerConfig
 from trainer.inputs import make_dataset
 from trainer.model import RankerModel, build_model
-from trainer.schema import FeatureSpec
 
 
 def simulated_examples(work_dir: Path, impressions: int, seed: int) -> Path:
@@ -55,7 +55,7 @@ def simulated_examples(work_dir: Path, impressions: int, seed: int) -> Path:
         return examples
     simulate(SimulatorConfig(n_impressions=impressions, seed=seed), work_dir / "sim")
     extract_features(
-        ExtractionConfig(str(work_dir / "sim" / "impressions"), "simulator", str(examples), beam=BeamOptions())
+        ExtractionConfig(str(work_dir / "sim" / "impressions"), "simulator", str(examples), beam=BeamOptions.load())
     )
     return examples
 
@@ -145,9 +145,9 @@ def measure_predict(examples: Path, config: TrainerConfig, model_dir: Path, batc
 def eval_ndcg(examples: Path, config: TrainerConfig, model_dir: Path) -> dict[str, float]:
     """Train (early stopping on eval loss) and return eval NDCG@10 per task."""
     from components.evaluation.metrics import RequestGroups, ndcg_per_request
+    from ranker_core.schema import REQUEST_ID, label_key
     from trainer.examples import read_split
     from trainer.predict import load_ranker
-    from trainer.schema import REQUEST_ID, label_key
     from trainer.train import train_and_export
 
     train_and_export(examples, model_dir, config)

@@ -1,3 +1,5 @@
 """Pipeline steps: library functions and the thin kfp components that call them."""
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any step touches TensorFlow)
+from ranker_core.runtime import configure_tensorflow
+
+configure_tensorflow()  # before any module of this package loads TensorFlow

@@ -22,7 +22,7 @@ import re
 import sys
 from typing import NoReturn
 
-from trainer.cli_support import UserError, deprecated
+from ranker_core.cli_support import UserError, deprecated
 
 # subcommand -> (module, one-line help shown by `ranker --help`)
 COMMANDS: dict[str, tuple[str, str]] = {

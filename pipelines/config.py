@@ -1,6 +1,11 @@
-"""The pipeline's settings: one dataclass, filled from environment variables, then command-line flags.
+"""The pipeline's settings: one dataclass, read like every setting (flags > environment > defaults).
 
-Every field has a flag and an environment variable (table :data:`OPTIONS`);
+Every field has a flag and an environment variable (table :data:`OPTIONS`),
+parsed by :func:`ranker_core.settings.parse_env` (one boolean parser for all);
+the step configurations are typed (:class:`~ranker_core.step_configs.TrainerConfig`,
+:class:`~ranker_core.step_configs.BaselineConfig`,
+:class:`~components.evaluation.config.EvaluationConfig`) and checked when the
+settings are built, so an unknown or mistyped key fails before any step runs;
 ``ranker run|compile|submit|schedule --help`` prints them with their defaults
 and ``docs/pipeline.md`` documents them::
 
@@ -24,8 +29,9 @@ from typing import Any
 from components.base import DEFAULT_IMAGE
 from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
 from components.registry.core import RegistryConfig
-from trainer.cli_support import InvalidValueError, UserError, env_value
-from trainer.overrides import read_json_object
+from ranker_core.cli_support import InvalidValueError, UserError
+from ranker_core.settings import Settings, env_value, parse_env
+from ranker_core.step_configs import BaselineConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -88,20 +94,28 @@ class PipelineSettings:
     kfp_host: str = ""
     experiment: str = ""
     registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
+    # the step configurations, typed and checked (from model_config, baseline_config, eval_config)
+    trainer: TrainerConfig = dataclasses.field(init=False, repr=False)
+    baseline: BaselineConfig = dataclasses.field(init=False, repr=False)
+    evaluation: Any = dataclasses.field(init=False, repr=False)  # EvaluationConfig (imported when needed)
 
     def __post_init__(self) -> None:
         if self.training_backend not in ("pipeline", "custom-job"):
             raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
         if self.n_impressions <= 0:
             raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
-        for name in ("model_config", "baseline_config", "eval_config"):
-            config_json(getattr(self, name), name)  # fail now, not an hour into the run
+        from components.evaluation.config import EvaluationConfig
+
+        # fail now, naming the flag and the key, not an hour into the run
+        self.trainer = step_config(TrainerConfig, self.model_config, "model_config")
+        self.baseline = step_config(BaselineConfig, self.baseline_config, "baseline_config")
+        self.evaluation = step_config(EvaluationConfig, self.eval_config, "eval_config")
         parse_labels(self.labels)
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
-            self.registry = dataclasses.replace(self.registry, work_dir=str(self.pipeline_root_local))
+            self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineSettings:
@@ -111,7 +125,7 @@ class PipelineSettings:
         for field, option in OPTIONS.items():
             text = env_value(env, option.env, option.old_env)
             if text is not None:
-                values[field] = option.convert(text)
+                values[field] = option.convert(text, option.env)
         values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
         registry = overrides.get("registry") or RegistryConfig.from_env(env, work_dir=values.get("work_dir"))
         return cls(**values, registry=registry)
@@ -148,10 +162,9 @@ class PipelineSettings:
         machine cannot read is left to the pipeline's steps)::
 
             PipelineSettings(dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}').check_evaluation()
-            # ValueError: eval_config: primary_task 'favorite' is not a target of this data: click, purchase, ...
+            # ValueError: --eval-config: primary_task 'favorite' is not a target of this data: click, purchase, ...
         """
         from components.data.spec import DatasetSpecError, load_dataset_spec
-        from components.evaluation.config import EvaluationConfig
 
         try:
             spec = load_dataset_spec(self.dataset_spec)
@@ -161,9 +174,9 @@ class PipelineSettings:
             logger.warning("dataset spec %s not checked here: %s", self.dataset_spec, error)
             return
         try:
-            EvaluationConfig.from_json(config_json(self.eval_config, "eval_config")).primary(spec.outline())
+            self.evaluation.primary(spec.outline())
         except ValueError as error:
-            raise ValueError(f"eval_config: {error} (tasks of dataset spec {spec.origin})") from None
+            raise ValueError(f"--eval-config: {error} (tasks of dataset spec {spec.origin})") from None
 
     @property
     def remote(self) -> bool:
@@ -214,9 +227,9 @@ class PipelineSettings:
             "n_impressions": self.n_impressions,
             "seed": self.seed,
             "dead_letter_threshold": self.dead_letter_threshold,
-            "model_config_json": config_json(self.model_config, "model_config"),
-            "baseline_config_json": config_json(self.baseline_config, "baseline_config"),
-            "eval_config_json": config_json(self.eval_config, "eval_config"),
+            "model_config_json": config_json(self.trainer),
+            "baseline_config_json": config_json(self.baseline),
+            "eval_config_json": config_json(self.evaluation),
             "registry": registry.backend,
             "model_name": registry.model_name,
             "tracking_uri": registry.resolved_tracking_uri if local else registry.tracking_uri,
@@ -229,10 +242,23 @@ class PipelineSettings:
         }
 
 
-def config_json(value: str, name: str = "config") -> str:
-    """A JSON object as compact text; ``@path`` reads it from a file. Errors name the setting."""
-    parsed = read_json_object(value, name)
-    return json.dumps(parsed, sort_keys=True)
+def step_config(cls: type[Settings], value: str, name: str) -> Any:
+    """A step's typed configuration from its flag (inline JSON or a file) and the environment.
+
+    Errors name the flag and the key, e.g. ``--model-config: TrainerConfig: unknown key 'gate_temprature'``.
+    """
+    try:
+        return cls.from_sources(value)
+    except ValueError as error:
+        raise InvalidValueError(f"{OPTIONS[name].flag}: {error}") from None
+
+
+def config_json(config: Settings) -> str:
+    """What a step gets: the values set by a flag, a file or the environment, as compact JSON.
+
+    The step reads them as flags, so it runs with what was checked here (on Vertex AI too).
+    """
+    return json.dumps(config.model_dump(mode="json", exclude_unset=True), sort_keys=True)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -246,15 +272,6 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class Option:
     """A setting's flag, environment variable, type and help."""
@@ -265,8 +282,13 @@ class Option:
     help: str
     old_env: str = ""  # a deprecated name of the variable, still read with a warning
 
-    def convert(self, text: str) -> Any:
-        return _bool(text) if self.kind is bool else self.kind(text)
+    def convert(self, text: str, name: str) -> Any:
+        """The value of the variable ``name`` (booleans by :func:`~ranker_core.settings.parse_bool`)."""
+        value = parse_env(name, text, self.kind)
+        try:
+            return self.kind(value)
+        except ValueError:
+            raise InvalidValueError(f"{name}={text!r} is not a valid {self.kind.__name__}") from None
 
 
 # field -> option. Groups decide which command shows which flags.

@@ -4,8 +4,9 @@
 virtual environment (no cluster, no containers); ``docker=True`` runs each step
 in the project image with ``DockerRunner``. ``kfp.local`` caches a step's
 outputs under ``<work_dir>/pipeline_root/.kfp_cache`` keyed by its component,
-image, command and inputs, so a rerun with the same inputs reuses them (see
-:func:`materialize_metrics` for what that takes with ``Metrics`` outputs)::
+image, command and inputs, so a rerun with the same inputs reuses them. What this
+relies on inside kfp.local (its log lines, its cache files) is in
+:mod:`pipelines.kfp_local`, written for one kfp version::
 
     result = run_locally(PipelineSettings.from_env(n_impressions=20_000))
     result.blessed, result.registered, result.outputs["report"]
@@ -17,27 +18,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
-import os
-import re
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from components.registry.core import RegisteredVersion, model_digest, open_backend
+from pipelines import kfp_local
 from pipelines.config import PipelineSettings
 from pipelines.step_output import StepOutput
 from trainer.progress import EpochReport
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STARTED = re.compile(r"Executing task '(?P<name>[^']+)'")
-_FINISHED = re.compile(r"Task '(?P<name>[^']+)' finished with status (?P<status>[A-Z]+)")
-_CACHED = re.compile(r"Task '?(?P<name>[^' ]+)'? cache hit")
 
 
 @dataclasses.dataclass
@@ -126,16 +119,18 @@ class StepProgress(logging.Filter):
         self.console = LiveConsole(self.stream) if live else PlainConsole(self.stream)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = _ANSI.sub("", record.getMessage())
-        if started := _STARTED.search(message):
-            self._start(started["name"])
-        elif finished := _FINISHED.search(message):
-            step = self.steps.setdefault(finished["name"], StepRecord(finished["name"]))
-            step.status, step.seconds = finished["status"], time.monotonic() - step.started
+        event = kfp_local.parse_log_line(record.getMessage())
+        if event is None:
+            return self.echo
+        if event.kind == "started":
+            self._start(event.step)
+        elif event.kind == "finished":
+            step = self.steps.setdefault(event.step, StepRecord(event.step))
+            step.status, step.seconds = event.status, time.monotonic() - step.started
             self._end(step.name, f"{step.status} in {format_duration(step.seconds)}")
-        elif cached := _CACHED.search(message):
-            self.steps[cached["name"]] = StepRecord(cached["name"], status="CACHED")
-            self._end(cached["name"], "CACHED (inputs unchanged: outputs reused)")
+        else:
+            self.steps[event.step] = StepRecord(event.step, status="CACHED")
+            self._end(event.step, "CACHED (inputs unchanged: outputs reused)")
         return self.echo
 
     def show_epoch(self, report: EpochReport) -> None:
@@ -186,29 +181,19 @@ class LocalRunResult:
 
 def run_locally(settings: PipelineSettings, progress: StepProgress | None = None) -> LocalRunResult:
     """Run the DAG with ``kfp.local``; a failed step raises ``RuntimeError`` naming it."""
-    from kfp import local
-
     from pipelines.pipeline import build_pipeline
 
     if settings.training_backend != "pipeline":
         raise ValueError("a Vertex AI custom training job cannot run locally: use --training-backend pipeline")
     settings.check_evaluation()  # a wrong primary task fails now, not after the training
-    # The image runs as a non-root user; run the steps as the caller so they can write to the pipeline root.
-    docker_user = f"{os.getuid()}:{os.getgid()}"
-    runner = local.DockerRunner(user=docker_user) if settings.docker else local.SubprocessRunner(use_venv=False)
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     progress = progress or StepProgress()
-    cache_root = settings.pipeline_root_local / ".kfp_cache"
+    cache = kfp_local.cache_root(settings.pipeline_root_local)
     if settings.enable_caching:
-        if forget_cache_of_other_code(cache_root):
+        if kfp_local.forget_cache_of_other_code(cache, steps_code_digest()):
             progress.console.line("The steps' code changed since the cached runs: every step runs again.")
-        materialize_metrics(cache_root)  # a run killed before its end left entries without their Metrics files
-    local.init(
-        runner=runner,
-        pipeline_root=str(settings.pipeline_root_local),
-        enable_caching=settings.enable_caching,
-        raise_on_error=True,
-    )
+        kfp_local.materialize_metrics(cache)  # a run killed before its end left entries without their Metrics files
+    kfp_local.init(settings.pipeline_root_local, settings.docker, settings.enable_caching)
     pipeline = build_pipeline(settings)
     root = logging.getLogger()
     level = root.level
@@ -217,11 +202,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     started = time.monotonic()
     log_path = None if progress.echo else step_log_path(settings)
     try:
-        with warnings.catch_warnings(), _steps_output_to(log_path, progress):
-            # Resources are declared for Vertex AI and KFP; a local runner ignores them, as expected.
-            warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-            # The steps' image is the project's; its packages are this virtual environment's.
-            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+        with kfp_local.quiet_warnings(), _steps_output_to(log_path, progress):
             task = pipeline(**settings.pipeline_arguments(local=True))
     except RuntimeError as error:
         if log_path is None:
@@ -233,7 +214,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         root.removeFilter(progress)
         root.setLevel(level)
         if settings.enable_caching:  # after a failed step too: the steps before it stay reusable
-            materialize_metrics(cache_root)
+            kfp_local.materialize_metrics(cache)
     outputs = dict(task.outputs)
     publish_latest_report(outputs, Path(settings.work_dir).resolve() / "latest")
     return LocalRunResult(
@@ -288,63 +269,18 @@ def _tail(log_path: Path, lines: int = 40) -> str:
 
 
 def steps_code_digest() -> str:
-    """SHA-256 of the code the steps run (the ``components`` and ``trainer`` packages' Python files)."""
+    """SHA-256 of the code the steps run (the Python files of ``ranker_core``, ``components`` and ``trainer``)."""
     import components
+    import ranker_core
     import trainer
 
     digest = hashlib.sha256()
-    for package in (components, trainer):
+    for package in (ranker_core, components, trainer):
         root = Path(package.__file__).parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root.parent)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def forget_cache_of_other_code(cache_root: Path) -> bool:
-    """Empty ``kfp.local``'s cache when it was filled by other code; whether it was emptied.
-
-    ``kfp.local`` keys a step by its component, image name, command and inputs,
-    but the project image keeps its name while the library code the steps call
-    changes, so a cached step could hide a code change. The cache folder records
-    the digest of the code that filled it.
-    """
-    stamp = cache_root / "CODE_DIGEST"
-    current = steps_code_digest()
-    stale = cache_root.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != current)
-    if stale:
-        shutil.rmtree(cache_root)
-    cache_root.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(current + "\n")
-    return stale
-
-
-def materialize_metrics(cache_root: Path) -> int:
-    """Write every cached ``Metrics`` artifact's values to its file; returns how many were written.
-
-    A ``Metrics`` artifact lives in its metadata and ``kfp.local`` never writes
-    its file, but its cache treats an entry whose local artifact file is
-    missing as a miss: without the file no step that logs metrics would ever
-    be reused. The file gets the metrics as JSON, which is what the artifact holds.
-    :func:`run_locally` calls it before and after every run, failed or not: a
-    run that stopped at ``evaluate`` without it would recompute every step
-    (extraction first, so everything downstream) when rerun.
-    """
-    written = 0
-    for entry in sorted(cache_root.glob("*.json")):
-        try:
-            outputs = json.loads(entry.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # kfp.local itself treats an unreadable entry as a miss
-        for artifact in outputs.values():
-            if not isinstance(artifact, dict) or artifact.get("schema_title") != "system.Metrics":
-                continue
-            path = Path(str(artifact.get("uri", "")))
-            if path.is_absolute() and not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(artifact.get("metadata") or {}, indent=2, sort_keys=True))
-                written += 1
-    return written
 
 
 def _registered_version(settings: PipelineSettings, outputs: dict[str, Any]) -> RegisteredVersion | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels
-from trainer.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError
 
 # Vertex AI and KFP both accept [a-z0-9-] job ids; this prefix plus a timestamp keeps them unique and sortable.
 _JOB_ID_FORMAT = f"{PIPELINE_NAME}-%Y%m%d-%H%M%S"

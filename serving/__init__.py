@@ -1,3 +1,5 @@
 """The prediction server and the load tester."""
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from ranker_core.runtime import configure_tensorflow
+
+configure_tensorflow()  # before any module of this package loads TensorFlow

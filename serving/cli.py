@@ -38,12 +38,12 @@ _FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from serving.config import ENVIRONMENT, ServerConfig
+    from serving.config import ServerConfig
 
     defaults = ServerConfig.from_env()
     for flag, (field, kind, text) in _FLAGS.items():
         default = getattr(defaults, field)
-        env = " or ".join(ENVIRONMENT[field])
+        env = " or ".join(ServerConfig.env_names(field)[0])
         parser.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} [{env}; now: {default!r}]")
     parser.add_argument(
         "--batching",

@@ -1,4 +1,4 @@
-"""The server's configuration: one dataclass, filled from flags whose defaults come from the environment.
+"""The server's configuration, read like every setting: flags > environment > defaults.
 
 Every field has an environment variable (the defaults below apply when it is
 unset), so the same image is configured by flags locally, by ``env`` in a
@@ -10,85 +10,42 @@ KServe InferenceService and by the ``AIP_*`` variables Vertex AI sets::
 
 from __future__ import annotations
 
-import dataclasses
-import os
+from collections.abc import Mapping
 from typing import Any
 
-from serving.model_source import DEFAULT_REGISTERED_MODEL
+from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
+from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(Settings):
     """How the prediction server loads its model, listens and guards itself.
 
     ``predict_route`` and ``health_route`` are served in addition to KServe's
     ``/v1/models/<model_name>:predict`` and ``/v1/models/<model_name>``; Vertex
     AI sets them through ``AIP_PREDICT_ROUTE`` and ``AIP_HEALTH_ROUTE``.
+    Booleans accept 1/0, true/false, yes/no and on/off.
     """
 
-    model_uri: str = ""
-    model_name: str = DEFAULT_REGISTERED_MODEL
-    http_port: int = 8080
-    predict_route: str = "/predict"
-    health_route: str = "/health"
-    max_candidates: int = 5000
-    max_instances: int = 64
-    max_body_bytes: int = 16 * 1024 * 1024
-    batching: bool = True
-    batch_wait_ms: float = 0.0
-    model_threads: int = 2
-    op_threads: int = 1
-    max_batch_candidates: int = 16384
-    grace_period_s: int = 30
-    cache_dir: str = ""
-    access_log: bool = True
+    model_config = SettingsConfigDict(frozen=True)
+
+    model_uri: str = env_field("", "MODEL_URI", "AIP_STORAGE_URI")
+    model_name: str = env_field(MODEL_NAME, "MODEL_NAME")
+    http_port: int = env_field(HTTP_PORT, "AIP_HTTP_PORT", "PORT")
+    predict_route: str = env_field(PREDICT_ROUTE, "AIP_PREDICT_ROUTE")
+    health_route: str = env_field(HEALTH_ROUTE, "AIP_HEALTH_ROUTE")
+    max_candidates: int = env_field(5000, "RANKER_MAX_CANDIDATES")
+    max_instances: int = env_field(64, "RANKER_MAX_INSTANCES")
+    max_body_bytes: int = env_field(16 * 1024 * 1024, "RANKER_MAX_BODY_BYTES")
+    batching: bool = env_field(True, "RANKER_BATCHING")
+    batch_wait_ms: float = env_field(0.0, "RANKER_BATCH_WAIT_MS")
+    model_threads: int = env_field(2, "RANKER_MODEL_THREADS")
+    op_threads: int = env_field(1, "RANKER_OP_THREADS")
+    max_batch_candidates: int = env_field(16384, "RANKER_MAX_BATCH_CANDIDATES")
+    grace_period_s: int = env_field(30, "RANKER_GRACE_PERIOD_S")
+    cache_dir: str = env_field("", "RANKER_CACHE_DIR")
+    access_log: bool = env_field(True, "RANKER_ACCESS_LOG")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:
-        """Defaults, then the environment variables of :data:`ENVIRONMENT`, then ``overrides``."""
-        environ = dict(os.environ if environ is None else environ)
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            for name in ENVIRONMENT[field.name]:
-                if environ.get(name):
-                    values[field.name] = _convert(field.type, environ[name], name)
-                    break
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
-
-
-# field -> environment variables, first set one wins (Vertex AI's AIP_* names where they exist).
-ENVIRONMENT: dict[str, tuple[str, ...]] = {
-    "model_uri": ("MODEL_URI", "AIP_STORAGE_URI"),
-    "model_name": ("MODEL_NAME",),
-    "http_port": ("AIP_HTTP_PORT", "PORT"),
-    "predict_route": ("AIP_PREDICT_ROUTE",),
-    "health_route": ("AIP_HEALTH_ROUTE",),
-    "max_candidates": ("RANKER_MAX_CANDIDATES",),
-    "max_instances": ("RANKER_MAX_INSTANCES",),
-    "max_body_bytes": ("RANKER_MAX_BODY_BYTES",),
-    "batching": ("RANKER_BATCHING",),
-    "batch_wait_ms": ("RANKER_BATCH_WAIT_MS",),
-    "model_threads": ("RANKER_MODEL_THREADS",),
-    "op_threads": ("RANKER_OP_THREADS",),
-    "max_batch_candidates": ("RANKER_MAX_BATCH_CANDIDATES",),
-    "grace_period_s": ("RANKER_GRACE_PERIOD_S",),
-    "cache_dir": ("RANKER_CACHE_DIR",),
-    "access_log": ("RANKER_ACCESS_LOG",),
-}
-
-
-def _convert(kind: Any, text: str, name: str) -> Any:
-    kind = kind if isinstance(kind, str) else kind.__name__
-    try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
-                raise ValueError(text)
-            return text.lower() in ("1", "true", "yes")
-    except ValueError:
-        raise ValueError(f"environment variable {name}={text!r} is not a valid {kind}") from None
-    return text
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+        """Defaults, then the environment variables of each field, then non-``None`` ``overrides``."""
+        return cls.load(overrides, environ=environ)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
-from trainer.schema import MODULE, FeatureSpec
+from ranker_core.schema import MODULE, FeatureSpec
 from trainer.synthetic import synthetic_values
 
 Arrival = Literal["constant", "poisson", "bursty"]

@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ranker_core.schema import FeatureSpec
     from serving.loadtest import LoadTestConfig, auth_headers, check_budget, run_load_test, synthetic_payload
     from serving.loadtest_report import format_summary, write_report
-    from trainer.schema import FeatureSpec
 
     if args.payload:
         payload = args.payload.read_bytes()

@@ -20,12 +20,13 @@ import re
 import tempfile
 from pathlib import Path
 
-from trainer.schema import FEATURE_SPEC_FILE
+from ranker_core.schema import FEATURE_SPEC_FILE
+from ranker_core.serving import MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
-DEFAULT_REGISTERED_MODEL = "mmoe-ranker"
+DEFAULT_REGISTERED_MODEL = MODEL_NAME
 _MLFLOW_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 KNOWN_PARAMETERS = ("top_k",)

@@ -33,12 +33,12 @@ from fastapi import Request
 from kserve import Model
 from kserve.errors import InvalidInput
 
+from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
 from serving.request import ParsedBatch, RequestError, RequestParser, build_response
-from trainer.schema import MODULE, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +51,12 @@ class Ranker(Protocol):
     def predict(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-class RankerModel(Model):
+class RankerServingModel(Model):
     """The ranker behind KServe's data plane: parses ranking requests, scores, answers.
 
     Example::
 
-        model = RankerModel("mmoe-ranker", load_ranker("work_dir/model"), ServerConfig())
+        model = RankerServingModel("mmoe-ranker", load_ranker("work_dir/model"), ServerConfig())
         model.load()
         ModelServer(http_port=8080, enable_grpc=False).start([model])
     """
@@ -175,13 +175,13 @@ def set_op_threads(threads: int) -> None:
         logger.warning("TensorFlow is already initialized: op_threads=%d not applied", threads)
 
 
-def load_model(config: ServerConfig) -> RankerModel:
+def load_model(config: ServerConfig) -> RankerServingModel:
     """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
     from trainer.predict import load_ranker
 
     model_dir = resolve_model_dir(config.model_uri, config.cache_dir or None)
     logger.info("loading the ranker from %s", model_dir)
-    model = RankerModel(config.model_name, load_ranker(model_dir), config)
+    model = RankerServingModel(config.model_name, load_ranker(model_dir), config)
     model.load()
     return model
 

@@ -37,7 +37,7 @@ SYNTHETIC_CATEGORIES = ("art", "toys", "jewelry", "home", "clothing")
 
 def synthetic_feature_spec():
     """A feature spec with one feature of every kind, as extraction would write it."""
-    from trainer.schema import DEFAULT_TASKS, Feature, FeatureSpec
+    from ranker_core.schema import DEFAULT_TASKS, Feature, FeatureSpec
 
     return FeatureSpec(
         tasks=list(DEFAULT_TASKS),
@@ -82,7 +82,7 @@ def synthetic_rows(n_requests: int, candidates: int, seed: int, modules=SYNTHETI
     module (price helps on search, hurts on the home feed), and the funnel holds:
     favorite, add-to-cart and purchase only follow a click.
     """
-    from trainer.schema import label_key
+    from ranker_core.schema import label_key
 
     rng = np.random.default_rng(seed)
     price_weight = {"home_feed": -1.0, "item_page": 0.0, "search": 1.0}
@@ -128,8 +128,8 @@ def synthetic_examples(tmp_path_factory) -> Path:
     For tests of the trainer, the baseline, the evaluation and the server that
     should not depend on the simulator or the Beam extraction.
     """
+    from ranker_core.schema import SplitStats
     from trainer.examples import write_shards
-    from trainer.schema import SplitStats
 
     folder = tmp_path_factory.mktemp("synthetic_examples")
     spec = synthetic_feature_spec()

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from ranker_core.schema import DEFAULT_TASKS, Feature, FeatureSpec, SplitStats, label_key
 from trainer.examples import read_split, shard_paths, write_shards
-from trainer.schema import DEFAULT_TASKS, Feature, FeatureSpec, SplitStats, label_key
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
-"""The MMoE canonical ranker: schema, model, input pipeline, training and export.
+"""The MMoE canonical ranker: model, input pipeline, training and export.
 
-TensorFlow Recommenders needs Keras 2, so the legacy-Keras switch is set here,
-before anything in this process can import ``tf.keras``.
+TensorFlow Recommenders needs Keras 2: :func:`~ranker_core.runtime.configure_tensorflow`
+sets the legacy-Keras switch here, before anything in this process can import ``tf.keras``.
 """
 
-import os
+from ranker_core.runtime import configure_tensorflow
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+configure_tensorflow()

@@ -16,7 +16,7 @@ import argparse
 import json
 import logging
 
-from trainer.cli_support import require_path
+from ranker_core.cli_support import require_path
 from trainer.config import ARCHITECTURES, EXPERT_TYPES, NUMERIC_ENCODINGS, TrainerConfig
 
 HELP = "train and export the MMoE ranker (or another architecture)"
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser, require_paths: bool = True) -
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:
-    """Defaults <- environment <- ``--config`` <- flags."""
+    """Flags > environment > ``--config`` (a file, or an inline object: flags) > defaults."""
     return TrainerConfig.from_sources(args.config, {field: getattr(args, field) for field in _FLAG_FIELDS})
 
 

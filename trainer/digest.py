@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainer.schema import FEATURE_SPEC_FILE
+from ranker_core.schema import FEATURE_SPEC_FILE
 
 GCS_FUSE_ROOT = "/gcs"
 FINGERPRINT_FILE = "fingerprint.pb"

@@ -1,4 +1,4 @@
-"""Reading and writing extracted examples (the layout is in :mod:`trainer.schema`).
+"""Reading and writing extracted examples (the layout is in :mod:`ranker_core.schema`).
 
 Extraction writes shards with :func:`encode_example`; the baseline, the
 evaluation and the tests read a whole split into columns with
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trainer.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
+from ranker_core.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
 
 SHARD_PATTERN = "part-*.tfrecord.gz"
 COMPRESSION = "GZIP"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer.config import CONFIG_FILE
+from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, FeatureSpec
+from trainer.config import CONFIG_FILE, save_config
 from trainer.model import RankerModel
-from trainer.schema import FEATURE_SPEC_FILE, MODULE, FeatureSpec
 from trainer.storage import write_json
 
 SIGNATURE = "serving_default"
@@ -62,5 +62,5 @@ def export_model(model: RankerModel, model_dir: str) -> str:
         save_traces=False,
     )
     write_json(f"{model_dir.rstrip('/')}/{FEATURE_SPEC_FILE}", model.spec.to_dict())
-    model.config.save(f"{model_dir.rstrip('/')}/{CONFIG_FILE}")
+    save_config(model.config, f"{model_dir.rstrip('/')}/{CONFIG_FILE}")
     return model_dir

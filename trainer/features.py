@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
-from trainer.schema import LIST_SEPARATOR, Feature, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
 
 logger = logging.getLogger(__name__)
 

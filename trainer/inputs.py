@@ -16,9 +16,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from ranker_core.schema import FeatureSpec
 from trainer.distribute import shard_policy
 from trainer.examples import COMPRESSION, parse_features, shard_paths
-from trainer.schema import FeatureSpec
 
 
 def make_dataset(

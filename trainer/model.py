@@ -35,11 +35,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ranker_core.schema import MODULE, POSITION, FeatureSpec, label_key
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
 from trainer.layers import Gate, ModuleAwareMLP, make_expert, mix_experts
 from trainer.position import PositionBias, PositionBiasSettings, has_positions
-from trainer.schema import MODULE, POSITION, FeatureSpec, label_key
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from trainer.schema import POSITION, FeatureSpec
+from ranker_core.schema import POSITION, FeatureSpec
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from trainer.config import TrainerConfig
+from ranker_core.schema import MODULE
+from trainer.config import load_config
 from trainer.export import SIGNATURE, serving_input_name
 from trainer.model import SCORE
-from trainer.schema import MODULE
 from trainer.storage import load_feature_spec
 
 ColumnValues = np.ndarray | Sequence[Any]
@@ -47,7 +47,7 @@ class Ranker:
         if not tf.io.gfile.exists(f"{self.model_dir}/saved_model.pb"):
             raise FileNotFoundError(f"no SavedModel at {self.model_dir}: train one with `ranker train`")
         self.feature_spec = load_feature_spec(self.model_dir)
-        self.config = TrainerConfig.load(self.model_dir)
+        self.config = load_config(self.model_dir)
         self._saved = tf.saved_model.load(self.model_dir)
         self._serve = self._saved.signatures[SIGNATURE]
         arguments = self._serve.structured_input_signature[1]

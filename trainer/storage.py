@@ -11,7 +11,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from trainer.schema import FEATURE_SPEC_FILE, FeatureSpec
+from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
 
 
 def read_json(path: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.schema import LIST_SEPARATOR, Feature, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
 
 
 def synthetic_columns(spec: FeatureSpec, rows: int, seed: int = 0) -> dict[str, list]:

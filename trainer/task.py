@@ -22,7 +22,6 @@ import os
 import sys
 from collections.abc import Mapping
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from trainer import cli
 from trainer.distribute import is_chief
 from trainer.train import tensorboard_installed

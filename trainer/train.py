@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ranker_core.schema import MODULE, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import export_model
 from trainer.inputs import make_dataset
 from trainer.model import RankerModel, build_model
 from trainer.position import has_positions, positions_all_zero
 from trainer.progress import EpochReport
-from trainer.schema import MODULE, FeatureSpec
 from trainer.storage import load_feature_spec, write_json
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,9 @@ Every field of ``components.baseline.gbdt.BaselineConfig`` can be set in
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
-from trainer.cli_support import require_path
+from ranker_core.cli_support import require_path
 
 HELP = "train the per-module and global LightGBM rankers"
 RENAMED_FLAGS = {"--config-json": "--config"}
@@ -39,10 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from components.baseline.gbdt import BaselineConfig, train_baseline
 
-    config = BaselineConfig.from_json(args.config)
     flags = {"n_estimators": args.n_estimators, "num_leaves": args.num_leaves, "learning_rate": args.learning_rate}
-    flags["seed"] = args.seed
-    config = dataclasses.replace(config, **{key: value for key, value in flags.items() if value is not None})
+    config = BaselineConfig.from_sources(args.config, {**flags, "seed": args.seed})
     manifest = train_baseline(config, require_path(args.examples, "--examples"), args.out)
     print(json.dumps({"global": manifest["global"], "fallbacks": manifest["fallbacks"]}, indent=2))
     print(f"baseline written to {args.out}")

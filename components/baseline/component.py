@@ -16,6 +16,6 @@ def train_baseline(
     """Train the GBDT baseline on ``examples`` into ``baseline`` (see ``components.baseline.gbdt``)."""
     from components.baseline.gbdt import BaselineConfig, train_baseline, validation_metrics
 
-    manifest = train_baseline(BaselineConfig.from_json(config_json), examples.path, baseline.path)
+    manifest = train_baseline(BaselineConfig.from_sources(config_json), examples.path, baseline.path)
     for name, value in validation_metrics(manifest).items():
         metrics.log_metric(name, value)

@@ -35,9 +35,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from trainer.schema import LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, Feature, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, Feature, FeatureSpec
+from ranker_core.step_configs import HashedPolicy
 
-HashedPolicy = Literal["drop", "hash"]
 NEVER_FEATURES = (POSITION, REQUEST_ID, TIMESTAMP)
 """Reserved example keys no LightGBM column is made from."""
 ColumnKind = Literal["numeric", "categorical", "token"]

@@ -3,7 +3,7 @@
 The per-module rankers are the legacy "one ranker per surface" world the
 canonical MMoE replaces; the global ranker (the module as a categorical
 feature) is the strongest honest tree baseline. Every target of
-:func:`components.baseline.labels.targets` gets a model: each task (binary
+:func:`ranker_core.targets.targets` gets a model: each task (binary
 relevance) and graded engagement. With request groups the objective is
 LambdaRank (query groups from ``request_id``), without them it is binary
 log-loss. Early stopping watches the eval split.
@@ -43,7 +43,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,118 +55,18 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from components.baseline.encoding import FeatureEncoder, HashedPolicy
-from components.baseline.labels import engagement_gains, target_labels, targets
+from components.baseline.encoding import FeatureEncoder
 from components.baseline.tuning import SEARCH_SPACE, SearchResult, draw_candidates, search
+from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
+from ranker_core.step_configs import BaselineConfig
+from ranker_core.targets import target_labels, targets
 from trainer.examples import read_split
-from trainer.overrides import config_from_sources
-from trainer.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "RANKER_BASELINE_"
 MANIFEST_FILE = "manifest.json"
 GLOBAL_DIR = "global"
 PER_MODULE_DIR = "per_module"
-
-
-@dataclasses.dataclass
-class BaselineConfig:
-    """How the LightGBM baselines are trained (``ranker train-baseline --config`` sets any field).
-
-    >>> BaselineConfig.from_json('{"num_leaves": 15}').num_leaves
-    15
-    """
-
-    num_leaves: int = 31
-    learning_rate: float = 0.1
-    n_estimators: int = 500
-    min_data_in_leaf: int = 20
-    feature_fraction: float = 0.9
-    lambda_l2: float = 1.0
-    # LambdaRank: pairs whose higher-ranked row is below this rank get no gradient (LightGBM's default).
-    lambdarank_truncation_level: int = 30
-    # Categorical splits (LightGBM's defaults): smoothing of a category's statistics, the rows a
-    # category needs to be split on, and the most categories one split may send one way.
-    cat_smooth: float = 10.0
-    min_data_per_group: int = 100
-    max_cat_threshold: int = 32
-    early_stopping_rounds: int = 20
-    # LambdaRank optimises and early-stops on NDCG at this cutoff.
-    eval_at: int = 10
-    # A module trains its own model for a target only with at least this many training
-    # requests, and this many requests with a positive (rows, when there are no groups).
-    min_module_requests: int = 50
-    min_module_positives: int = 20
-    hashed: HashedPolicy = "drop"
-    max_list_tokens: int = 64
-    # Seeds LightGBM, the shuffle of rows within each request, the tuning draws and samples.
-    seed: int = 0
-    # Models trained side by side, each on one thread; 0: every core this process may run on.
-    num_threads: int = 0
-    # Parameter sets tried per target for the global models (the first is this config as given,
-    # the rest seeded draws from components.baseline.tuning.SEARCH_SPACE); 0 turns tuning off.
-    # A per-module model keeps this config or its target's global choice, by its own eval rows.
-    tuning_trials: int = 10
-    # Wall-clock seconds for all global searches together (each target's search gets an equal share
-    # of the cores' time); a trial starts only while its search has some left.
-    tuning_budget_seconds: float = 30.0
-    # Trials train on a seeded sample of whole requests of at most this many rows (early-stopping on
-    # every eval row) and the winner is refit on every row; 0: trials train on every row.
-    tuning_sample_rows: int = 50_000
-
-    @classmethod
-    def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> BaselineConfig:
-        """Defaults <- ``RANKER_BASELINE_<FIELD>`` environment variables <- a JSON object of overrides."""
-        return config_from_sources(cls, text, ENV_PREFIX, environ)
-
-    def dataset_params(self) -> dict[str, Any]:
-        """The parameters a binned LightGBM Dataset is built with (binning uses every core).
-
-        No feature pre-filter: it bakes ``min_data_in_leaf`` into the bins, which tuning varies.
-        """
-        return {"seed": self.seed, "num_threads": self.threads(), "feature_pre_filter": False, "verbosity": -1}
-
-    def threads(self) -> int:
-        """``num_threads``, or with 0 every core this process may run on."""
-        if self.num_threads:
-            return self.num_threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-    def lightgbm_params(self, ranking: bool, task_count: int) -> dict[str, Any]:
-        """Every LightGBM parameter one model is trained with (the manifest records them as ``params``)."""
-        params: dict[str, Any] = {
-            **self.dataset_params(),
-            "num_leaves": self.num_leaves,
-            "learning_rate": self.learning_rate,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "lambda_l2": self.lambda_l2,
-            "cat_smooth": self.cat_smooth,
-            "min_data_per_group": self.min_data_per_group,
-            "max_cat_threshold": self.max_cat_threshold,
-            "deterministic": True,
-            # One thread per model, models side by side (see _in_parallel).
-            "num_threads": 1,
-        }
-        if not ranking:
-            return {**params, "objective": "binary", "metric": "binary_logloss"}
-        # Every ranking model gets the same gains, the engagement grades' (a binary target's labels
-        # 0 and 1 have gains 0 and 1 in it, as in [0, 1]): LightGBM keeps the NDCG gain table in one
-        # process-wide static that each model overwrites when it starts, so models training side
-        # by side with different tables score each other's eval NDCG with the wrong gains.
-        return {
-            **params,
-            "objective": "lambdarank",
-            "metric": "ndcg",
-            "eval_at": [self.eval_at],
-            "label_gain": engagement_gains([""] * task_count),
-            "lambdarank_truncation_level": self.lambdarank_truncation_level,
-        }
-
-    def eval_metric(self, ranking: bool) -> str:
-        """The name of the early-stopping (and tuning) eval score."""
-        return f"ndcg@{self.eval_at}" if ranking else "binary_logloss"
 
 
 @dataclasses.dataclass
@@ -350,7 +249,7 @@ class _Trainer:
 
         def fit_on(train_set: lgb.Dataset, eval_set: lgb.Dataset | None):
             def fit(overrides: Mapping[str, Any]):
-                config = dataclasses.replace(self.config, **overrides)
+                config = self.config.replace(**overrides)
                 return (*self.fit(config, target, train_set, eval_set), self.tuned_values(config))
 
             return fit
@@ -405,7 +304,7 @@ def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: st
         "outputs_probabilities": not spec.has_groups,
         "tasks": list(spec.task_names),
         "targets": list(targets(spec)),
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
         "encoder": encoder.to_dict(),
         "global": global_models,
         "tuning": tuning,

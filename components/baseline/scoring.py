@@ -21,7 +21,7 @@ import numpy as np
 
 from components.baseline.encoding import FeatureEncoder
 from components.baseline.gbdt import load_manifest
-from trainer.schema import MODULE, FeatureSpec
+from ranker_core.schema import MODULE, FeatureSpec
 
 PER_MODULE_NAME = "gbdt_per_module"
 GLOBAL_NAME = "gbdt_global"

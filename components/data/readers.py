@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import SourceSpec
-from trainer.cli_support import UserError
+from ranker_core.cli_support import UserError
 
 BIGQUERY_SCHEME = "bq://"
 DEFAULT_BATCH_ROWS = 65_536

@@ -26,7 +26,7 @@ import pandas as pd
 from components.data.expressions import LabelExpression
 from components.data.readers import RawBatch, file_name
 from components.data.spec import DatasetSpec
-from trainer.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
+from ranker_core.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
 
 UID = "_uid"  # int64: file index << ROW_BITS | row number; unique per raw row
 FILE_INDEX = "_file"

@@ -47,7 +47,7 @@ from components.data.simulator_world import (
     World,
     build_world,
 )
-from trainer.schema import DEFAULT_TASKS
+from ranker_core.schema import DEFAULT_TASKS
 
 __all__ = ["IMPRESSION_SCHEMA", "ORACLE_SCHEMA", "SimulationSummary", "SimulatorConfig", "oracle_column", "simulate"]
 

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
-from trainer.cli_support import UserError
-from trainer.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
+from ranker_core.cli_support import UserError
+from ranker_core.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
@@ -77,7 +77,7 @@ class ColumnRoles:
     item_id: str | None = None  # no item: no oracle join, no candidate ids in serving responses
     request_id: str | None = None  # no groups: every row is its own request, AUC only
     timestamp: str | None = None  # no time: no history features, split by hash or files
-    module: str | None = None  # no module: every row is in trainer.schema.DEFAULT_MODULE
+    module: str | None = None  # no module: every row is in ranker_core.schema.DEFAULT_MODULE
     position: str | None = None  # no position: 0
 
 

@@ -17,9 +17,8 @@ when the candidate is refused (for scripts and CI).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from trainer.cli_support import require_path
+from ranker_core.cli_support import require_path
 
 HELP = "NDCG report of every model against the GBDT baseline, and the blessing"
 DEFAULT_MODEL_NAME = "mmoe"
@@ -76,7 +75,6 @@ def main(args: argparse.Namespace) -> int:
     from components.evaluation.evaluate import EvaluationConfig, evaluate
     from components.evaluation.report import summary_table
 
-    config = EvaluationConfig.from_json(args.config)
     flags = {
         "primary_task": args.primary_task,
         "primary_metric": args.primary_metric,
@@ -85,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
         "split": args.split,
         "seed": args.seed,
     }
-    config = dataclasses.replace(config, **{key: value for key, value in flags.items() if value is not None})
+    config = EvaluationConfig.from_sources(args.config, flags)
     result = evaluate(
         config,
         require_path(args.examples, "--examples"),

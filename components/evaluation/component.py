@@ -37,7 +37,7 @@ def evaluate(
     from components.evaluation.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(
-        EvaluationConfig.from_json(config_json),
+        EvaluationConfig.from_sources(config_json),
         examples.path,
         {model_name: model.path},
         baseline.path,

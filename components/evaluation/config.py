@@ -4,31 +4,28 @@ Kept apart from the evaluation itself so that ``ranker run|compile|submit`` can
 check the settings against the dataset spec before any step runs without
 loading TensorFlow or LightGBM::
 
-    EvaluationConfig.from_json('{"primary_task": "click"}').primary(spec)   # PrimaryMetric("click", "ndcg@10")
+    EvaluationConfig.from_sources('{"primary_task": "click"}').primary(spec)   # PrimaryMetric("click", "ndcg@10")
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import typing
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Self
 
-from components.baseline.labels import ENGAGEMENT, targets
+from pydantic import model_validator
+
 from components.evaluation import metrics as m
 from components.evaluation.blessing import PrimaryMetric
-from trainer.overrides import config_from_sources
-from trainer.schema import FeatureSpec
+from ranker_core.schema import FeatureSpec
+from ranker_core.settings import Settings, SettingsConfigDict
+from ranker_core.targets import ENGAGEMENT, targets
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "RANKER_EVAL_"
 
-
-@dataclasses.dataclass
-class EvaluationConfig:
-    """What is measured and what the blessing requires (``ranker evaluate --config`` sets any field).
+class EvaluationConfig(Settings):
+    """What is measured and what the blessing requires (``ranker evaluate --config``, env ``RANKER_EVAL_<FIELD>``).
 
     ``ks`` are the NDCG cutoffs (0 = the full list). The primary metric is
     ``primary_metric`` (``ndcg@<k>``, ``ndcg`` or ``auc``) of ``primary_task``
@@ -45,7 +42,7 @@ class EvaluationConfig:
     the GBDT fallback, ``"beat"`` requires it to be ahead, ``"off"`` only reports.
     Every comparison states its minimum detectable effect at ``power``.
 
-    >>> EvaluationConfig.from_json('{"ks": [5, 20], "tolerance": 0.05}').ks
+    >>> EvaluationConfig.from_sources('{"ks": [5, 20], "tolerance": 0.05}').ks
     (5, 20)
     """
 
@@ -70,20 +67,13 @@ class EvaluationConfig:
     # The model the blessing judges; default: the first model given.
     candidate: str | None = None
 
-    def __post_init__(self) -> None:
-        self.ks = tuple(int(k) for k in self.ks)  # a JSON list arrives as a list
-        hints = typing.get_type_hints(type(self))
-        for name in ("module_veto", "heldout_rule"):
-            allowed = typing.get_args(hints[name])
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+    model_config = SettingsConfigDict(env_prefix="RANKER_EVAL_")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
         if not 0 < self.power < 1 or not 0 < self.alpha < 1:
             raise ValueError(f"alpha and power must lie in (0, 1), got alpha={self.alpha}, power={self.power}")
-
-    @classmethod
-    def from_json(cls, text: str | None, environ: Mapping[str, str] | None = None) -> EvaluationConfig:
-        """Defaults <- ``RANKER_EVAL_<FIELD>`` environment variables <- a JSON object of overrides."""
-        return config_from_sources(cls, text, ENV_PREFIX, environ)
+        return self
 
     def primary(self, spec: FeatureSpec) -> PrimaryMetric:
         """The primary metric resolved against the data (its task list and whether it has groups).

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from components.baseline.gbdt import load_manifest
-from components.baseline.labels import ENGAGEMENT, engagement_gains, target_labels, targets
 from components.baseline.scoring import GLOBAL_NAME, PER_MODULE_NAME, GbdtBaseline
 from components.evaluation import metrics as m
 from components.evaluation.blessing import ALL_MODULES, Blessing, Comparison, PrimaryMetric, decide
@@ -51,8 +50,9 @@ from components.evaluation.stats import (
     percentile_interval,
     sign_flip_p_values,
 )
+from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
+from ranker_core.targets import ENGAGEMENT, engagement_gains, target_labels, targets
 from trainer.examples import read_split
-from trainer.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["blessing"] = self.blessing.to_dict()
+        data["config"] = self.config.to_dict()
         return _json_safe(data)
 
 

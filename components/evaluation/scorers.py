@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from components.baseline.labels import ENGAGEMENT
 from components.data.simulator import oracle_column
-from trainer.schema import MODULE, REQUEST_ID, FeatureSpec
+from ranker_core.schema import MODULE, REQUEST_ID, FeatureSpec
+from ranker_core.targets import ENGAGEMENT
 
 GATE_USAGE_FILE = "gate_usage.json"
 ORACLE_NAME = "oracle"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trainer.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
+from ranker_core.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
 
 _LENGTH_DELIMITED = 0x0A  # field 1, wire type 2: every message field and list value used here
 
@@ -92,7 +92,7 @@ def _int_entries(key: str, values: pd.Series) -> list[bytes]:
 
 
 def example_key_kinds(spec: FeatureSpec) -> dict[str, str]:
-    """Every example key and how it is stored: "bytes", "int" or "float" (the table in ``trainer.schema``)."""
+    """Every example key and how it is stored: "bytes", "int" or "float" (the table in ``ranker_core.schema``)."""
     kinds = {REQUEST_ID: "bytes", MODULE: "bytes", POSITION: "int", TIMESTAMP: "int"}
     kinds |= {label_key(task): "int" for task in spec.task_names}
     return kinds | {feature.name: "bytes" if feature.is_string else "float" for feature in spec.features}

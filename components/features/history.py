@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import HISTORY_PREFIX, DatasetSpec
-from trainer.schema import MODULE, TIMESTAMP, label_key
+from ranker_core.schema import MODULE, TIMESTAMP, label_key
 
 MATCH_PREFIX = "match_"
 

@@ -1,9 +1,9 @@
 """Beam pipeline options for extraction: the local runner by default, Dataflow when asked.
 
-Every option defaults from an environment variable (documented in ``docs/data.md``)::
+Read like every setting: flags > environment variables (documented in ``docs/data.md``) > defaults::
 
-    options = BeamOptions(runner="DataflowRunner", project="my-project", region="europe-west4",
-                          temp_location="gs://my-bucket/tmp")
+    options = BeamOptions.load({"runner": "DataflowRunner", "project": "my-project",
+                                "region": "europe-west4", "temp_location": "gs://my-bucket/tmp"})
     options.pipeline_options()   # apache_beam PipelineOptions
 
 ``DirectRunner`` (the default) means Beam's FnApiRunner, named explicitly
@@ -14,9 +14,10 @@ to download the Prism runner. Any other runner name is passed to Beam as is.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import Any
+
+from ranker_core.settings import Settings, env_field
 
 DATAFLOW = "DataflowRunner"
 LOCAL = "DirectRunner"  # what the flags and the environment call the local runner
@@ -24,28 +25,23 @@ _LOCAL_NAMES = ("directrunner", "direct")
 LOCAL_RUNNER = "components.features.runner.LocalRunner"  # the --runner Beam gets for it (imported by name)
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+class BeamOptions(Settings):
+    """Where and how the extraction pipeline runs (:meth:`load` reads the environment; a bare constructor does not)."""
 
-
-@dataclasses.dataclass
-class BeamOptions:
-    """Where and how the extraction pipeline runs."""
-
-    runner: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_RUNNER", LOCAL))
-    project: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_PROJECT"))
-    region: str = dataclasses.field(default_factory=lambda: _env("GOOGLE_CLOUD_REGION"))
-    temp_location: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_TEMP_LOCATION"))
-    staging_location: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_STAGING_LOCATION"))
-    machine_type: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_MACHINE_TYPE"))
-    max_num_workers: int = dataclasses.field(default_factory=lambda: int(_env("RANKER_DATAFLOW_MAX_WORKERS", "0")))
-    sdk_container_image: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_IMAGE"))
-    setup_file: str = dataclasses.field(default_factory=lambda: _env("RANKER_DATAFLOW_SETUP_FILE"))
-    job_name: str = ""
+    runner: str = env_field(LOCAL, "RANKER_BEAM_RUNNER")
+    project: str = env_field("", "GOOGLE_CLOUD_PROJECT")
+    region: str = env_field("", "GOOGLE_CLOUD_REGION")
+    temp_location: str = env_field("", "RANKER_BEAM_TEMP_LOCATION")
+    staging_location: str = env_field("", "RANKER_BEAM_STAGING_LOCATION")
+    machine_type: str = env_field("", "RANKER_DATAFLOW_MACHINE_TYPE")
+    max_num_workers: int = env_field(0, "RANKER_DATAFLOW_MAX_WORKERS")
+    sdk_container_image: str = env_field("", "RANKER_DATAFLOW_IMAGE")
+    setup_file: str = env_field("", "RANKER_DATAFLOW_SETUP_FILE")
+    job_name: str = env_field("")
     # The local runner: worker processes (0 = one per core) and how they run.
-    direct_num_workers: int = dataclasses.field(default_factory=lambda: int(_env("RANKER_BEAM_WORKERS", "0")))
-    direct_running_mode: str = dataclasses.field(default_factory=lambda: _env("RANKER_BEAM_MODE", "multi_processing"))
-    extra_args: tuple[str, ...] = ()  # any other Beam flag, passed through as is
+    direct_num_workers: int = env_field(0, "RANKER_BEAM_WORKERS")
+    direct_running_mode: str = env_field("multi_processing", "RANKER_BEAM_MODE")
+    extra_args: tuple[str, ...] = env_field(())  # any other Beam flag, passed through as is
 
     @property
     def is_dataflow(self) -> bool:
@@ -122,7 +118,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
 def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
     """The runner flags of every command that runs a Beam pipeline."""
     group = parser.add_argument_group("Beam / Dataflow")
-    defaults = BeamOptions()
+    defaults = BeamOptions.load()
     for flag, (field, kind, help_text) in _FLAGS.items():
         group.add_argument(
             flag, dest=f"beam_{field}", type=kind, help=f"{help_text} (now: {getattr(defaults, field)!r})"
@@ -132,5 +128,4 @@ def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
 def beam_options_from_args(args: argparse.Namespace, extra_args: tuple[str, ...] = ()) -> BeamOptions:
     """BeamOptions from parsed flags; flags not given keep their environment defaults."""
     given = {field: getattr(args, f"beam_{field}") for field, _, _ in _FLAGS.values()}
-    options = BeamOptions(extra_args=extra_args)
-    return dataclasses.replace(options, **{field: value for field, value in given.items() if value is not None})
+    return BeamOptions.load({**given, "extra_args": extra_args})

@@ -57,7 +57,7 @@ from components.features.history import Entity, Timeline, add_match_features, en
 from components.features.history import match_features as match_feature_columns
 from components.features.options import BeamOptions
 from components.features.statistics import FeatureColumn, FeatureStatistics, SplitCounts
-from trainer.schema import (
+from ranker_core.schema import (
     FEATURE_SPEC_FILE,
     HELDOUT_SPLIT,
     MODULE,
@@ -95,7 +95,7 @@ class ExtractionConfig:
     batch_rows: int = 65_536
     timeline_seconds: int = 60  # time buckets of the global prior and the split boundaries
     dead_letter_dir: str = ""  # default: <output_dir>/dead_letter
-    beam: BeamOptions = dataclasses.field(default_factory=BeamOptions)
+    beam: BeamOptions = dataclasses.field(default_factory=BeamOptions.load)
 
     @property
     def dead_letter_path(self) -> str:
@@ -436,7 +436,7 @@ class MergeCombine(beam.CombineFn):
         return accumulator
 
 
-def build_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: ExtractionConfig) -> None:
+def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, config: ExtractionConfig) -> None:
     """Add the extraction graph to a Beam pipeline."""
     output_dir = config.output_dir
     tasks = plan.spec.task_names
@@ -601,7 +601,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     _clear_outputs(config)
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
-        build_pipeline(pipeline, plan, config)
+        build_extraction_pipeline(pipeline, plan, config)
     return _check_run(config, plan, time.monotonic() - started)
 
 
@@ -692,7 +692,7 @@ def extract_features_step(
         dead_letter_threshold=dead_letter_threshold,
         num_shards=num_shards,
         dead_letter_dir=dead_letters_path,
-        beam=BeamOptions(**beam_fields),
+        beam=BeamOptions.load(beam_fields),
     )
     summary = extract_features(config)
     logger.info("extraction summary:\n%s", summary.format())

@@ -5,7 +5,7 @@ can compute them in parallel (``CombineGlobally``)::
 
     stats = FeatureStatistics.of(train_frame, columns)
     stats.merge(other)
-    features = stats.features(columns)   # list[trainer.schema.Feature]
+    features = stats.features(columns)   # list[ranker_core.schema.Feature]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from trainer.schema import LIST_SEPARATOR, MODULE, REQUEST_ID, Feature, SplitStats, label_key
+from ranker_core.schema import LIST_SEPARATOR, MODULE, REQUEST_ID, Feature, SplitStats, label_key
 
 QUANTILES = 20
 SAMPLE_SIZE = 50_000  # values kept per numeric feature for its quantile boundaries
@@ -151,7 +151,7 @@ class FeatureStatistics:
         return self
 
     def features(self, columns: list[FeatureColumn]) -> list[Feature]:
-        """One :class:`~trainer.schema.Feature` per column, in the given order."""
+        """One :class:`~ranker_core.schema.Feature` per column, in the given order."""
         described = []
         for column in columns:
             if column.kind == "numeric":

@@ -27,7 +27,7 @@ from components.registry.core import (
     champion_model_uri,
     register_from_artifacts,
 )
-from trainer.cli_support import UserError
+from ranker_core.cli_support import UserError
 
 HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
 logger = logging.getLogger(__name__)

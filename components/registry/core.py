@@ -37,11 +37,15 @@ import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
+
+from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
+from ranker_core.schema import FEATURE_SPEC_FILE
+from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
+from ranker_core.settings import Settings, env_field
 from trainer.digest import is_folder, json_sha256, model_digest, path_exists, read_json
-from trainer.schema import FEATURE_SPEC_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +54,6 @@ PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 Backend = Literal["mlflow", "vertex"]
 BrokenChampionPolicy = Literal["continue", "stop"]
-
-# Serving contract of the project's prediction server (serving/): Vertex AI
-# sends AIP_PREDICT_ROUTE / AIP_HEALTH_ROUTE / AIP_HTTP_PORT to the container.
-DEFAULT_PREDICT_ROUTE = "/predict"
-DEFAULT_HEALTH_ROUTE = "/health"
-DEFAULT_SERVING_PORT = 8080
 
 
 class RegistrationRefusedError(RuntimeError):
@@ -70,9 +68,8 @@ class BrokenChampionError(RuntimeError):
     """Raised when the champion does not load and ``on_broken_champion`` is ``stop``."""
 
 
-@dataclasses.dataclass
-class RegistryConfig:
-    """Where and how models are registered; every field has an environment variable.
+class RegistryConfig(Settings):
+    """Where and how models are registered; read like every setting (flags > environment > defaults).
 
     ==========================  ==============================  ======================================
     field                       environment variable            default
@@ -85,7 +82,7 @@ class RegistryConfig:
     project                     ``GOOGLE_CLOUD_PROJECT``        (required for ``vertex``)
     location                    ``GOOGLE_CLOUD_REGION``         ``us-central1``
     serving_image               ``RANKER_SERVING_IMAGE``        ``RANKER_IMAGE`` or ``mmoe-ranker:latest``
-    keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false``
+    keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false`` (a boolean: 1/0, true/false, yes/no, on/off)
     on_broken_champion          ``RANKER_ON_BROKEN_CHAMPION``   ``continue`` (or ``stop``)
     endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (deploy step, vertex)
     machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
@@ -96,52 +93,34 @@ class RegistryConfig:
         config = RegistryConfig.from_env(backend="vertex", project="my-project")
     """
 
-    backend: Backend = "mlflow"
-    model_name: str = "mmoe-ranker"
-    work_dir: str = "work_dir"
-    tracking_uri: str = ""
-    artifact_root: str = ""
-    project: str = ""
-    location: str = "us-central1"
-    serving_image: str = "mmoe-ranker:latest"
-    predict_route: str = DEFAULT_PREDICT_ROUTE
-    health_route: str = DEFAULT_HEALTH_ROUTE
-    serving_port: int = DEFAULT_SERVING_PORT
-    keep_challengers: bool = False
-    on_broken_champion: BrokenChampionPolicy = "continue"
-    endpoint_name: str = "mmoe-ranker"
-    machine_type: str = "n1-standard-4"
-    min_replicas: int = 1
-    max_replicas: int = 3
+    backend: Backend = env_field("mlflow", "RANKER_REGISTRY")
+    model_name: str = env_field(MODEL_NAME, "RANKER_MODEL_NAME")
+    work_dir: str = env_field("work_dir", "RANKER_WORK_DIR")
+    tracking_uri: str = env_field("", "MLFLOW_TRACKING_URI")
+    artifact_root: str = env_field("", "RANKER_MLFLOW_ARTIFACTS")
+    project: str = env_field("", "GOOGLE_CLOUD_PROJECT")
+    location: str = env_field("us-central1", "GOOGLE_CLOUD_REGION")
+    serving_image: str = env_field("mmoe-ranker:latest", "RANKER_SERVING_IMAGE", "RANKER_IMAGE")
+    predict_route: str = env_field(PREDICT_ROUTE)
+    health_route: str = env_field(HEALTH_ROUTE)
+    serving_port: int = env_field(HTTP_PORT)
+    keep_challengers: bool = env_field(False, "RANKER_KEEP_CHALLENGERS")
+    on_broken_champion: BrokenChampionPolicy = env_field("continue", "RANKER_ON_BROKEN_CHAMPION")
+    endpoint_name: str = env_field(MODEL_NAME, "RANKER_ENDPOINT")
+    machine_type: str = env_field("n1-standard-4", "RANKER_SERVING_MACHINE")
+    min_replicas: int = env_field(1)
+    max_replicas: int = env_field(3)
 
-    def __post_init__(self) -> None:
-        if self.backend not in ("mlflow", "vertex"):
-            raise ValueError(f"unknown registry backend {self.backend!r}: use 'mlflow' or 'vertex'")
+    @model_validator(mode="after")
+    def _check(self) -> Self:
         if self.backend == "vertex" and not self.project:
             raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
-        if self.on_broken_champion not in ("continue", "stop"):
-            raise ValueError(f"on_broken_champion is {self.on_broken_champion!r}: use 'continue' or 'stop'")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
-        """The configuration from environment variables; non-empty ``overrides`` win."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {
-            "backend": env.get("RANKER_REGISTRY", "mlflow"),
-            "model_name": env.get("RANKER_MODEL_NAME", "mmoe-ranker"),
-            "work_dir": env.get("RANKER_WORK_DIR", "work_dir"),
-            "tracking_uri": env.get("MLFLOW_TRACKING_URI", ""),
-            "artifact_root": env.get("RANKER_MLFLOW_ARTIFACTS", ""),
-            "project": env.get("GOOGLE_CLOUD_PROJECT", ""),
-            "location": env.get("GOOGLE_CLOUD_REGION", "us-central1"),
-            "serving_image": env.get("RANKER_SERVING_IMAGE", env.get("RANKER_IMAGE", "mmoe-ranker:latest")),
-            "keep_challengers": env.get("RANKER_KEEP_CHALLENGERS", "false").lower() in ("1", "true", "yes"),
-            "on_broken_champion": env.get("RANKER_ON_BROKEN_CHAMPION", "continue"),
-            "endpoint_name": env.get("RANKER_ENDPOINT", "mmoe-ranker"),
-            "machine_type": env.get("RANKER_SERVING_MACHINE", "n1-standard-4"),
-        }
-        values.update({key: value for key, value in overrides.items() if value not in (None, "")})
-        return cls(**values)
+        """The configuration from environment variables; non-empty ``overrides`` (flags) win."""
+        return cls.load({key: value for key, value in overrides.items() if value != ""}, environ=environ)
 
     @property
     def resolved_tracking_uri(self) -> str:

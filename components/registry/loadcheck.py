@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.schema import DEFAULT_MODULE, MODULE
+from ranker_core.schema import DEFAULT_MODULE, MODULE
 
 SMOKE_ROWS = 8
 

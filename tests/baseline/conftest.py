@@ -19,7 +19,7 @@ def baseline_dir(synthetic_examples, tmp_path_factory) -> Path:
 
 def examples_with(source: Path, target: Path, **spec_changes) -> Path:
     """A copy of an examples folder whose feature spec has ``spec_changes`` applied."""
-    from trainer.schema import FeatureSpec
+    from ranker_core.schema import FeatureSpec
 
     shutil.copytree(source, target)
     spec = FeatureSpec.load(target)
@@ -37,8 +37,8 @@ def reordered_examples(source: Path, target: Path, sort_key) -> Path:
     """
     import numpy as np
 
+    from ranker_core.schema import POSITION, REQUEST_ID, FeatureSpec
     from trainer.examples import read_split, write_shards
-    from trainer.schema import POSITION, REQUEST_ID, FeatureSpec
 
     shutil.copytree(source, target)
     spec = FeatureSpec.load(target)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from components.baseline.encoding import FeatureEncoder
-from components.baseline.labels import ENGAGEMENT, graded_relevance, target_labels, targets
+from ranker_core.targets import ENGAGEMENT, graded_relevance, target_labels, targets
 from tests.conftest import synthetic_feature_spec
 
 
@@ -51,7 +51,7 @@ def test_round_trips_through_a_dict_and_names_missing_columns(columns):
 
 
 def test_the_logged_position_is_never_a_column_even_when_the_spec_lists_it():
-    from trainer.schema import Feature
+    from ranker_core.schema import Feature
 
     spec = synthetic_feature_spec()
     spec.features.append(Feature("position", "numeric", mean=5.0, std=3.0, min=0.0, max=9.0))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from components.baseline.gbdt import BaselineConfig, _sample_requests, load_manifest, train_baseline
-from components.baseline.labels import graded_relevance
 from components.baseline.scoring import GbdtBaseline
 from components.baseline.tuning import SEARCH_SPACE, draw_candidates
+from ranker_core.schema import REQUEST_ID, Feature, FeatureSpec
+from ranker_core.targets import graded_relevance
 from tests.baseline.conftest import TINY_BASELINE, examples_with, reordered_examples
 from trainer.examples import read_split
-from trainer.schema import REQUEST_ID, Feature, FeatureSpec
 
 UNTUNED = {**TINY_BASELINE, "tuning_trials": 0}
 

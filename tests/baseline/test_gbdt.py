@@ -8,9 +8,9 @@ import pytest
 from components.baseline.gbdt import BaselineConfig, train_baseline, validation_metrics
 from components.baseline.scoring import GbdtBaseline
 from components.evaluation.metrics import auc
+from ranker_core.schema import FeatureSpec
 from tests.baseline.conftest import TINY_BASELINE, examples_with
 from trainer.examples import read_split
-from trainer.schema import FeatureSpec
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,9 @@ def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp
 
 
 def test_config_rejects_unknown_keys_and_a_missing_baseline_is_named(tmp_path):
-    with pytest.raises(ValueError, match="unknown BaselineConfig keys \\['leaves'\\]"):
-        BaselineConfig.from_json('{"leaves": 3}')
-    config = BaselineConfig.from_json(
+    with pytest.raises(ValueError, match="BaselineConfig: unknown key 'leaves'"):
+        BaselineConfig.from_sources('{"leaves": 3}')
+    config = BaselineConfig.from_sources(
         '{"seed": 3}', environ={"RANKER_BASELINE_SEED": "7", "RANKER_BASELINE_HASHED": "hash"}
     )
     assert config.seed == 3 and config.hashed == "hash"

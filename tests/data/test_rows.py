@@ -7,8 +7,8 @@ import pytest
 from components.data.readers import RawBatch
 from components.data.rows import UID, parse_batch
 from components.data.spec import load_dataset_spec, parse_dataset_spec
+from ranker_core.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
 from tests.data.impressions import impressions_frame
-from trainer.schema import DEFAULT_MODULE, LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, label_key
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from components.baseline.labels import graded_relevance, target_labels
+from ranker_core.targets import graded_relevance, target_labels
 from tests.baseline.conftest import baseline_dir  # noqa: F401  (the session fixture, shared)
 from tests.conftest import synthetic_feature_spec
 

@@ -9,11 +9,11 @@ from components.evaluation.blessing import Comparison, PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
 from components.evaluation.report import summary_table
 from components.evaluation.scorers import RandomScorer
+from ranker_core.schema import FeatureSpec, Task
 from tests.baseline.conftest import examples_with
 from tests.conftest import synthetic_rows
 from tests.evaluation.conftest import FAST, LabelScorer
 from trainer.examples import read_split, write_shards
-from trainer.schema import FeatureSpec, Task
 
 # The synthetic test split has about 27 requests per module: gate modules from 10.
 CONFIG = EvaluationConfig(**FAST, module_min_requests=10)
@@ -61,7 +61,7 @@ def test_a_random_model_is_refused_with_every_reason(synthetic_examples, baselin
 
 
 def test_a_candidate_must_also_beat_the_champion(synthetic_examples, baseline_dir, tmp_path):
-    config = dataclasses.replace(CONFIG, require_significance=True)
+    config = CONFIG.replace(require_significance=True)
     champion = LabelScorer(0.0, name="champion")
     result = evaluate(config, synthetic_examples, {"mmoe": LabelScorer(0.4)}, baseline_dir, tmp_path, champion=champion)
     assert result.blessing.reasons == [
@@ -81,7 +81,7 @@ def test_a_champion_that_could_not_be_loaded_is_recorded(synthetic_examples, bas
 
 
 def test_significance_can_be_required(synthetic_examples, baseline_dir, tmp_path):
-    config = dataclasses.replace(CONFIG, require_significance=True, primary_task="click", primary_metric="ndcg@5")
+    config = CONFIG.replace(require_significance=True, primary_task="click", primary_metric="ndcg@5")
     result = evaluate(config, synthetic_examples, {"candidate": RandomScorer(1, TARGETS)}, baseline_dir, tmp_path)
     assert any("does not lie above 0" in reason for reason in result.blessing.reasons)
     assert result.blessing.primary == PrimaryMetric("click", "ndcg@5")
@@ -146,7 +146,7 @@ def test_the_default_primary_task_of_auc_is_a_binary_task():
 def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path):
     with pytest.raises(ValueError, match="primary_task 'share' is not a target"):
         evaluate(
-            dataclasses.replace(CONFIG, primary_task="share"),
+            CONFIG.replace(primary_task="share"),
             synthetic_examples,
             {"c": LabelScorer(0)},
             baseline_dir,
@@ -154,8 +154,8 @@ def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path)
         )
     with pytest.raises(ValueError, match="model 'c' gave scores for none of the targets"):
         evaluate(CONFIG, synthetic_examples, {"c": RandomScorer(0, ("share",))}, baseline_dir, tmp_path)
-    with pytest.raises(ValueError, match="unknown EvaluationConfig keys \\['k'\\]"):
-        EvaluationConfig.from_json('{"k": 5}')
+    with pytest.raises(ValueError, match="EvaluationConfig: unknown key 'k' \\(did you mean 'ks'\\?\\)"):
+        EvaluationConfig.from_sources('{"k": 5}')
 
     @dataclasses.dataclass
     class Broken(LabelScorer):
@@ -187,7 +187,7 @@ def _row(model: str, subset: str, value: float, requests: int = 100) -> dict:
 def test_module_regression_tolerance(module_b, tolerance, blessed):
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
     rows += [_row("m", "b", module_b), _row("g", "b", 0.5)]
-    config = dataclasses.replace(CONFIG, tolerance=tolerance)
+    config = CONFIG.replace(tolerance=tolerance)
     blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed is blessed
     assert blessing.modules["b"]["relative_change"] == pytest.approx(-0.02)
@@ -208,7 +208,7 @@ def test_a_module_vetoes_only_a_significant_regression_after_correction(p_value,
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5), _row("m", "a", 0.7), _row("g", "a", 0.5)]
     rows += [{**_row("m", "b", 0.45), "p_value": p_value, "lift_ci_low": -0.2, "lift_ci_high": -0.01}]
     rows += [_row("g", "b", 0.5)]
-    config = dataclasses.replace(CONFIG, module_veto=veto)
+    config = CONFIG.replace(module_veto=veto)
     blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed is blessed
     assert blessing.modules["b"]["p_value_corrected"] == (None if p_value is None else pytest.approx(2 * p_value))
@@ -217,13 +217,13 @@ def test_a_module_vetoes_only_a_significant_regression_after_correction(p_value,
 
 
 def test_module_veto_must_be_a_known_rule():
-    with pytest.raises(ValueError, match="module_veto must be one of 'significant', 'point'"):
+    with pytest.raises(ValueError, match="module_veto: Input should be 'significant' or 'point'"):
         EvaluationConfig(module_veto="sometimes")
 
 
 def test_significance_rule_needs_a_small_p_value_and_a_positive_interval():
     candidate = {**_row("m", "all", 0.52), "p_value": 0.3, "lift_ci_low": -0.01, "lift_ci_high": 0.09}
-    config = dataclasses.replace(CONFIG, require_significance=True)
+    config = CONFIG.replace(require_significance=True)
     blessing = decide(
         config, PrimaryMetric("favorite", "ndcg@10"), _split([candidate, _row("g", "all", 0.5)]), None, COMPARED
     )
@@ -275,7 +275,7 @@ def _heldout(value: float, p_value: float) -> SplitEvaluation:
 )
 def test_the_held_out_module_has_a_configurable_rule(rule, value, p_value, refusal):
     rows = [_row("m", "all", 0.6), _row("g", "all", 0.5)]
-    config = dataclasses.replace(CONFIG, heldout_rule=rule)
+    config = CONFIG.replace(heldout_rule=rule)
     blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), _heldout(value, p_value), COMPARED)
     assert blessing.heldout["candidate"] == value and blessing.heldout["rule"] == rule
     if refusal is None:
@@ -289,14 +289,14 @@ def test_the_global_lightgbm_is_reported_and_can_be_required():
     rows += [_row("g", "all", 0.5), _row("global", "all", 0.612)]
     blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert blessing.blessed and blessing.global_value == 0.612 and blessing.global_lift_ci == (-0.05, 0.01)
-    config = dataclasses.replace(CONFIG, must_beat_global=True)
+    config = CONFIG.replace(must_beat_global=True)
     refused = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
     assert refused.reasons == ["m favorite ndcg@10 0.6000 does not beat global 0.6120"]
 
 
 def test_config_reads_the_environment_then_the_json():
     environ = {"RANKER_EVAL_KS": "[3, 0]", "RANKER_EVAL_TOLERANCE": "0.1", "RANKER_EVAL_PRIMARY_TASK": "click"}
-    config = EvaluationConfig.from_json('{"tolerance": 0.05}', environ=environ)
+    config = EvaluationConfig.from_sources('{"tolerance": 0.05}', environ=environ)
     assert config.ks == (3, 0) and config.tolerance == 0.05 and config.primary_task == "click"
-    with pytest.raises(ValueError, match="RANKER_EVAL_SEED='x' is not a valid"):
-        EvaluationConfig.from_json("{}", environ={"RANKER_EVAL_SEED": "x"})
+    with pytest.raises(ValueError, match="seed \\(env RANKER_EVAL_SEED\\): Input should be a valid integer"):
+        EvaluationConfig.from_sources("{}", environ={"RANKER_EVAL_SEED": "x"})

@@ -9,10 +9,10 @@ import pytest
 
 from components.evaluation.evaluate import EvaluationConfig, _gain_captured, evaluate
 from components.evaluation.scorers import ORACLE_NAME, ORACLE_POSITION_FREE_NAME, RANDOM_NAME, OracleScorer
+from ranker_core.schema import FeatureSpec
 from tests.conftest import synthetic_feature_spec
 from tests.evaluation.conftest import FAST, LabelScorer
 from trainer.examples import read_split
-from trainer.schema import FeatureSpec
 
 TASKS = ("click", "favorite", "add_to_cart", "purchase")
 # A user's dataset whose request and item columns are called "session" and "item".

@@ -6,8 +6,8 @@ import pytest
 from components.features import pipeline
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, extract_features
+from ranker_core.schema import FeatureSpec
 from tests.data.impressions import impressions_frame
-from trainer.schema import FeatureSpec
 
 
 @pytest.mark.slow

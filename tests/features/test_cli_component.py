@@ -6,8 +6,8 @@ import pytest
 
 from components.features.pipeline import artifact_data_uri
 from pipelines.cli import main as ranker
+from ranker_core.schema import FeatureSpec
 from tests.data.impressions import impressions_frame, write_parquet
-from trainer.schema import FeatureSpec
 
 LOCAL_FLAGS = ["--direct-num-workers", "1", "--direct-running-mode", "in_memory", "--num-shards", "2"]
 

@@ -14,7 +14,7 @@ from components.features.history import (
     prior_events,
     smoothed_rates,
 )
-from trainer.schema import MODULE, TIMESTAMP, label_key
+from ranker_core.schema import MODULE, TIMESTAMP, label_key
 
 
 def test_prior_events_by_hand():

@@ -62,7 +62,7 @@ def test_environment_variables_are_the_defaults(monkeypatch):
     monkeypatch.setenv("RANKER_BEAM_RUNNER", "DataflowRunner")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-project")
     monkeypatch.setenv("RANKER_DATAFLOW_MAX_WORKERS", "7")
-    options = BeamOptions()
+    options = BeamOptions.load()
     assert (options.runner, options.project, options.max_num_workers) == ("DataflowRunner", "env-project", 7)
 
 

@@ -11,9 +11,9 @@ import yaml
 from components.data.spec import SPECS_DIR
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, ExtractionError, extract_features
+from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, SPLITS, FeatureSpec, label_key
 from tests.data.impressions import impressions_frame, write_csv, write_jsonl, write_parquet
 from trainer.examples import read_split
-from trainer.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, SPLITS, FeatureSpec, label_key
 
 pytestmark = pytest.mark.slow
 

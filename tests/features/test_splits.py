@@ -10,7 +10,7 @@ from components.data.rows import FILE_INDEX
 from components.data.spec import SplitSpec, load_dataset_spec
 from components.features.history import Timeline
 from components.features.pipeline import ExtractionPlan, assign_splits
-from trainer.schema import MODULE, REQUEST_ID, TIMESTAMP, label_key
+from ranker_core.schema import MODULE, REQUEST_ID, TIMESTAMP, label_key
 
 
 def plan_for(split: SplitSpec, held_out_module: str | None = None, file_splits=None) -> ExtractionPlan:

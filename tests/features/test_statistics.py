@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from components.features.statistics import FeatureColumn, FeatureStatistics, SplitCounts
-from trainer.schema import MODULE, REQUEST_ID, label_key
+from ranker_core.schema import MODULE, REQUEST_ID, label_key
 
 COLUMNS = [
     FeatureColumn("color", "categorical", max_vocabulary=2, min_count=2),

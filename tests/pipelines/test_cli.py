@@ -125,3 +125,35 @@ def test_an_image_without_a_registry_is_refused_for_vertex(command, tmp_path, mo
     err = capsys.readouterr().err
     assert err.startswith(f"ranker {command}: --image 'mmoe-ranker:latest' names no registry")
     assert "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG" in err
+
+
+def _no_step_may_run(*_args, **_kwargs):
+    raise AssertionError("a step ran although a setting was wrong")
+
+
+@pytest.mark.parametrize("command", ["run", "compile", "submit"])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--model-config", '{"gate_temprature": 2}', "TrainerConfig: unknown key 'gate_temprature'"),
+        ("--model-config", '{"epochs": "two"}', "TrainerConfig: epochs: Input should be a valid integer"),
+        ("--baseline-config", '{"num_leafs": 7}', "BaselineConfig: unknown key 'num_leafs'"),
+        ("--eval-config", '{"tolerance": "high"}', "EvaluationConfig: tolerance: Input should be a valid number"),
+    ],
+)
+def test_a_wrong_step_setting_is_refused_before_any_step_runs(
+    command, flag, value, message, tmp_path, monkeypatch, capsys
+):
+    import pipelines.compile_cli
+    import pipelines.local_run
+    import pipelines.remote
+
+    monkeypatch.setattr(pipelines.local_run, "run_locally", _no_step_may_run)
+    monkeypatch.setattr(pipelines.compile_cli, "compile_pipeline", _no_step_may_run)
+    monkeypatch.setattr(pipelines.remote, "submit_run", _no_step_may_run)
+    where = {"run": ["--work-dir", str(tmp_path)], "compile": ["--out", str(tmp_path / "p.yaml")], "submit": []}
+    with pytest.raises(SystemExit) as exited:
+        main([command, *where[command], flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ranker {command}: {flag}: {message}") and err.count("\n") == 1

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -58,16 +59,38 @@ def test_flags_override_the_environment(monkeypatch, tmp_path):
     assert json.loads(settings.pipeline_arguments()["model_config_json"]) == {"epochs": 1}
 
 
-def test_config_json_reads_files_and_names_the_bad_setting(tmp_path):
+def test_step_configurations_are_typed_and_name_the_bad_setting(tmp_path):
     path = tmp_path / "model.json"
     path.write_text('{"epochs": 3}')
-    assert config_json(f"@{path}", "model_config") == '{"epochs": 3}'
-    with pytest.raises(ValueError, match="model_config is not valid JSON"):
+    settings = PipelineSettings(model_config=f"@{path}", eval_config='{"ks": [5]}')
+    assert (settings.trainer.epochs, settings.evaluation.ks, settings.baseline.num_leaves) == (3, (5,), 31)
+    assert config_json(settings.trainer) == '{"epochs": 3}'
+    with pytest.raises(ValueError, match="--model-config: TrainerConfig is not valid JSON"):
         PipelineSettings(model_config="{epochs: 3}")
-    with pytest.raises(ValueError, match="eval_config must be a JSON object"):
+    with pytest.raises(ValueError, match="--eval-config: EvaluationConfig must be a JSON object"):
         PipelineSettings(eval_config="[1, 2]")
-    with pytest.raises(ValueError, match="no JSON file at"):
-        config_json("@/nowhere.json", "baseline_config")
+    with pytest.raises(ValueError, match="--baseline-config: BaselineConfig: no JSON file at"):
+        PipelineSettings(baseline_config="@/nowhere.json")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("model_config", '{"gate_temprature": 2}', "--model-config: TrainerConfig: unknown key 'gate_temprature'"),
+        ("model_config", '{"epochs": "many"}', "TrainerConfig: epochs: Input should be a valid integer"),
+        ("baseline_config", '{"leaves": 3}', "--baseline-config: BaselineConfig: unknown key 'leaves'"),
+        ("eval_config", '{"tolerence": 0.1}', "--eval-config: EvaluationConfig: unknown key 'tolerence'"),
+    ],
+)
+def test_an_unknown_or_mistyped_step_setting_is_refused_when_built(flag, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PipelineSettings(**{flag: value})
+
+
+def test_the_steps_get_what_was_checked_at_the_front_door(monkeypatch):
+    monkeypatch.setenv("RANKER_TRAIN_EPOCHS", "4")
+    arguments = PipelineSettings(model_config='{"seed": 1}').pipeline_arguments()
+    assert json.loads(arguments["model_config_json"]) == {"epochs": 4, "seed": 1}
 
 
 def test_labels_and_other_values_are_checked():
@@ -94,7 +117,7 @@ def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         PipelineSettings.from_args_or_exit(args, "run")
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("ranker run: model_config is not valid JSON")
+    assert capsys.readouterr().err.startswith("ranker run: --model-config: TrainerConfig is not valid JSON")
 
 
 def test_ranker_run_refuses_a_custom_training_job_before_running_anything(monkeypatch, tmp_path, capsys):
@@ -104,14 +127,15 @@ def test_ranker_run_refuses_a_custom_training_job_before_running_anything(monkey
 
 
 def test_the_step_cache_is_forgotten_when_the_steps_code_changes(tmp_path):
-    from pipelines.local_run import forget_cache_of_other_code, steps_code_digest
+    from pipelines.kfp_local import forget_cache_of_other_code
+    from pipelines.local_run import steps_code_digest
 
     cache = tmp_path / ".kfp_cache"
-    assert forget_cache_of_other_code(cache) is False  # a new cache, stamped with this code
+    assert forget_cache_of_other_code(cache, steps_code_digest()) is False  # a new cache, stamped with this code
     (cache / "entry.json").write_text("{}")
-    assert forget_cache_of_other_code(cache) is False and (cache / "entry.json").exists()
+    assert forget_cache_of_other_code(cache, steps_code_digest()) is False and (cache / "entry.json").exists()
     (cache / "CODE_DIGEST").write_text("code of another day\n")
-    assert forget_cache_of_other_code(cache) is True and not (cache / "entry.json").exists()
+    assert forget_cache_of_other_code(cache, steps_code_digest()) is True and not (cache / "entry.json").exists()
     assert (cache / "CODE_DIGEST").read_text().strip() == steps_code_digest()
 
 
@@ -147,12 +171,12 @@ def test_the_primary_task_is_checked_against_the_dataset_spec_before_any_step_ru
     from pipelines.local_run import run_locally
 
     wrong = PipelineSettings(work_dir=str(tmp_path), dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}')
-    message = r"eval_config: primary_task 'favorite' is not a target of this data: click, purchase, engagement"
+    message = r"--eval-config: primary_task 'favorite' is not a target of this data: click, purchase, engagement"
     with pytest.raises(ValueError, match=message + r" \(tasks of dataset spec .*ali_ccp\.yaml\)"):
         run_locally(wrong)
     assert not (tmp_path / "pipeline_root").exists()  # nothing ran
     PipelineSettings(dataset_spec="ali_ccp").check_evaluation()  # the default: click AUC (no request groups)
-    with pytest.raises(ValueError, match=r"eval_config: primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
+    with pytest.raises(ValueError, match=r"--eval-config: primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
         PipelineSettings(eval_config='{"primary_metric": "map"}').check_evaluation()
 
     auc_of_engagement = '{"primary_task": "engagement", "primary_metric": "auc"}'

@@ -202,10 +202,17 @@ def test_config_reads_the_environment_and_flags_win(tmp_path):
     assert RegistryConfig.from_env({**env, "RANKER_ON_BROKEN_CHAMPION": "stop"}).on_broken_champion == "stop"
     with pytest.raises(ValueError, match="needs a project"):
         RegistryConfig.from_env(env, backend="vertex")
-    with pytest.raises(ValueError, match="unknown registry backend"):
+    with pytest.raises(ValueError, match="backend: Input should be 'mlflow' or 'vertex'"):
         RegistryConfig.from_env(env, backend="sagemaker")
-    with pytest.raises(ValueError, match="on_broken_champion is 'ignore'"):
+    with pytest.raises(ValueError, match="on_broken_champion: Input should be 'continue' or 'stop'"):
         RegistryConfig.from_env(env, on_broken_champion="ignore")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("on", True), ("YES", True), ("1", True), ("off", False)])
+def test_keep_challengers_reads_every_boolean_spelling(text, expected):
+    assert RegistryConfig.from_env({"RANKER_KEEP_CHALLENGERS": text}).keep_challengers is expected
+    with pytest.raises(ValueError, match="RANKER_KEEP_CHALLENGERS='maybe' is not a boolean"):
+        RegistryConfig.from_env({"RANKER_KEEP_CHALLENGERS": "maybe"})
 
 
 def test_flatten_metrics_keeps_every_number_and_skips_flags():

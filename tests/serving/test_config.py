@@ -50,5 +50,12 @@ def test_op_threads_set_tensorflow_thread_pools_before_the_model_loads():
 
 
 def test_bad_environment_value_names_the_variable():
-    with pytest.raises(ValueError, match="RANKER_MAX_CANDIDATES='many' is not a valid int"):
+    with pytest.raises(ValueError, match=r"max_candidates \(env RANKER_MAX_CANDIDATES\): Input should be a valid int"):
         ServerConfig.from_env({"RANKER_MAX_CANDIDATES": "many"})
+
+
+def test_batching_reads_every_boolean_spelling():
+    assert ServerConfig.from_env({"RANKER_BATCHING": "on"}).batching is True
+    assert ServerConfig.from_env({"RANKER_BATCHING": "OFF"}).batching is False
+    with pytest.raises(ValueError, match="RANKER_BATCHING='sometimes' is not a boolean"):
+        ServerConfig.from_env({"RANKER_BATCHING": "sometimes"})

@@ -37,11 +37,11 @@ SCRIPT = textwrap.dedent(
 
 def eval_loss_from_predictions(model_dir: Path, examples: Path, config: dict) -> float:
     """Sum over tasks of the positive-weighted BCE, recomputed from the exported probabilities."""
+    from ranker_core.schema import label_key
     from trainer.config import TrainerConfig
     from trainer.examples import read_split
     from trainer.model import positive_weights
     from trainer.predict import load_ranker
-    from trainer.schema import label_key
 
     ranker = load_ranker(model_dir)
     columns = read_split(examples, "eval", ranker.feature_spec)

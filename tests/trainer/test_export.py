@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ranker_core.schema import Feature, FeatureSpec
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
 from trainer.export import SIGNATURE, export_model, input_specs
 from trainer.model import build_model
 from trainer.predict import load_ranker
-from trainer.schema import Feature, FeatureSpec
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ranker_core.schema import Feature, SplitStats
 from trainer.features import FeatureEncoder, ModuleEmbedding, NumericEncoder, StringEncoder, trained_modules
-from trainer.schema import Feature, SplitStats
 
 NAN = float("nan")
 

@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ranker_core.schema import label_key
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import ARCHITECTURES, TrainerConfig
 from trainer.model import SCORE, RankingScore, build_model, positive_weights
-from trainer.schema import label_key
 
 
 def tensors(batch):
@@ -117,7 +117,7 @@ def test_score_weights_are_a_per_module_lookup_with_a_default():
 
 
 def test_positive_weights_come_from_train_counts_or_the_config(spec, synthetic_examples):
-    from trainer.schema import FeatureSpec
+    from ranker_core.schema import FeatureSpec
 
     trained = FeatureSpec.load(synthetic_examples)
     weights = positive_weights(trained, TrainerConfig(positive_weight_power=0.5, positive_weights={"click": 1.5}))

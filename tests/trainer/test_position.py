@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ranker_core.schema import FEATURE_SPEC_FILE, POSITION, SPLITS, FeatureSpec
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
 from trainer.export import export_model
@@ -15,7 +16,6 @@ from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.position import position_buckets, positions_all_zero
 from trainer.predict import load_ranker
-from trainer.schema import FEATURE_SPEC_FILE, POSITION, SPLITS, FeatureSpec
 from trainer.train import train_and_export
 
 

@@ -7,13 +7,13 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import ndcg_score
 
+from ranker_core.schema import REQUEST_ID, FeatureSpec, label_key
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
 from trainer.examples import read_split
 from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.predict import load_ranker
-from trainer.schema import REQUEST_ID, FeatureSpec, label_key
 from trainer.train import configure_determinism, tensorboard_installed, train_and_export
 
 pytestmark = pytest.mark.slow

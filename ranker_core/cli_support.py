@@ -6,13 +6,11 @@
   exception is a bug and keeps its traceback.
 * :func:`require_path`: fail early, as a :class:`UserError`, on a local path that does not exist.
 * :func:`deprecated`: the one-line warning of a renamed flag or environment variable.
-* :func:`env_value`: read an environment variable, or its deprecated old name with that warning.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 # Schemes of remote stores: their paths are checked by the step that reads them.
@@ -40,13 +38,3 @@ def require_path(path: str, flag: str) -> str:
 def deprecated(old: str, new: str) -> None:
     """Print the one-line deprecation warning of a renamed flag or variable on stderr."""
     print(f"ranker: warning: {old} is deprecated, use {new}", file=sys.stderr)
-
-
-def env_value(environ: Mapping[str, str], name: str, old_name: str = "") -> str | None:
-    """``environ[name]``, else ``environ[old_name]`` with a deprecation warning, else ``None`` (empty is unset)."""
-    if environ.get(name):
-        return environ[name]
-    if old_name and environ.get(old_name):
-        deprecated(f"environment variable {old_name}", name)
-        return environ[old_name]
-    return None

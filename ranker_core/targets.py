@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from trainer.schema import FeatureSpec, label_key
+from ranker_core.schema import FeatureSpec, label_key
 
 ENGAGEMENT = "engagement"
 """The graded-relevance target, beside the tasks."""

@@ -1,0 +1,15 @@
+"""The process environment TensorFlow must see before it loads.
+
+TensorFlow Recommenders needs Keras 2, so ``TF_USE_LEGACY_KERAS`` is set before
+anything in the process touches ``tf.keras``; TensorFlow's C++ start-up lines are
+silenced. Every package that may load TensorFlow calls :func:`configure_tensorflow`
+in its ``__init__``; values already set win.
+"""
+
+import os
+
+
+def configure_tensorflow() -> None:
+    """Set ``TF_USE_LEGACY_KERAS=1`` and ``TF_CPP_MIN_LOG_LEVEL=2`` unless already set."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,12 @@
+"""The serving contract: what the prediction server listens on and what Vertex AI / KServe call.
+
+Vertex AI sends ``AIP_PREDICT_ROUTE``, ``AIP_HEALTH_ROUTE`` and ``AIP_HTTP_PORT``
+to the container; these are the defaults of the server (``serving/config.py``)
+and of a model registered in Vertex AI Model Registry (``components/registry``).
+"""
+
+PREDICT_ROUTE = "/predict"
+HEALTH_ROUTE = "/health"
+HTTP_PORT = 8080
+# The registered model the server loads by default (models:/<name>@champion).
+MODEL_NAME = "mmoe-ranker"

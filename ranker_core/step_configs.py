@@ -1,0 +1,267 @@
+"""The settings of the pipeline's training steps, without TensorFlow or LightGBM.
+
+:class:`TrainerConfig` (the MMoE ranker's model and training loop) and
+:class:`BaselineConfig` (the GBDT baselines) are checked by ``ranker run``,
+``compile`` and ``submit`` before any step runs, so an unknown or mistyped key
+fails in a fraction of a second instead of after extraction. Both are
+:class:`~ranker_core.settings.Settings`: flags > environment
+(``RANKER_TRAIN_<FIELD>``, ``RANKER_BASELINE_<FIELD>``) > file > defaults::
+
+    config = TrainerConfig.from_sources('{"architecture": "ple", "epochs": 3}')
+    TrainerConfig.from_sources('{"gate_temprature": 2}')
+    # InvalidValueError: TrainerConfig: unknown key 'gate_temprature' (did you mean 'gate_temperature'?)
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from typing import Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from ranker_core.settings import Settings, SettingsConfigDict
+from ranker_core.targets import engagement_gains
+
+Architecture = Literal["single_task", "shared_bottom", "mmoe_no_module", "mmoe", "ple"]
+ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
+EXPERT_TYPES = ("mlp", "cross")
+NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
+# How the baseline treats hashed (high-cardinality id) features: left out, or hashed into a categorical.
+HashedPolicy = Literal["drop", "hash"]
+
+
+class TrainerConfig(Settings):
+    """Model and training settings of the canonical ranker (``ranker train --config``, env ``RANKER_TRAIN_<FIELD>``).
+
+    Example::
+
+        config = TrainerConfig(architecture="mmoe", expert_types=["mlp", "mlp", "cross", "cross"])
+        config.num_experts   # 4
+    """
+
+    # -- model ---------------------------------------------------------------
+    # single_task | shared_bottom | mmoe_no_module | mmoe | ple (see docs/model.md).
+    architecture: Architecture = "mmoe"
+    # One entry per shared expert: "mlp" (ReLU MLP) or "cross" (DCN-v2 cross network).
+    expert_types: list[str] = Field(default_factory=lambda: ["mlp", "mlp", "mlp", "cross"])
+    # Hidden widths of an MLP expert (and of the shared bottom / single-task bottoms);
+    # the last width is every expert's output width.
+    expert_units: list[int] = Field(default_factory=lambda: [64, 32])
+    # Cross layers in a "cross" expert and their low-rank projection (None: full rank).
+    cross_layers: int = 2
+    cross_projection_dim: int | None = None
+    # Hidden widths of each task tower (a final 1-unit logit layer is added).
+    tower_units: list[int] = Field(default_factory=lambda: [16])
+    # Width of every embedding: categorical, hashed, list tokens, quantile buckets, PWL projections.
+    embedding_dim: int = 8
+    # Width of the module_name embedding concatenated into every expert, gate and tower layer.
+    module_embedding_dim: int = 8
+    # Share of training examples whose module is replaced by the OOV bucket, so an
+    # unseen module gets a trained "average module" embedding instead of a random one.
+    module_dropout: float = 0.1
+    # OOV buckets of every vocabulary lookup (categorical, list and module).
+    oov_buckets: int = 1
+    # Softmax temperature of every gate: >1 flattens the expert mixture, <1 sharpens it.
+    gate_temperature: float = 1.0
+    # PLE only: progressive levels and task-specific experts per task per level;
+    # the shared experts of every level follow expert_types.
+    ple_levels: int = 2
+    ple_task_experts: int = 1
+    # Force one numeric encoding for every numeric feature (None: the spec's per-feature choice).
+    numeric_encoding: str | None = None
+    dropout: float = 0.0
+    # L2 penalty on the embedding rows a batch looks up (categorical, hashed and list features):
+    # l2 * (summed squares of those rows) / batch size, so a row is pulled toward 0 in proportion to
+    # how often it is used. Curbs the hashed-id memorization that made the first epoch the best one;
+    # 10 had the lowest eval loss of 0 / 0.03 / 0.3 / 1 / 3 / 10 / 30 (docs/model.md). 0 disables it.
+    embedding_l2: float = 10.0
+    # Cap on the buckets of every hashed feature (None: the spec's hash_buckets). Fewer buckets
+    # share rows between rare ids: less capacity to memorize, at the price of collisions.
+    max_hash_buckets: int | None = None
+    # -- position bias (training only; docs/model.md, "Position bias") -------
+    # A shallow tower on the logged position (crossed with the module embedding) whose per-task
+    # logit is added during training, so the main model learns relevance rather than exposure.
+    # A no-op (logged) when the data has no position role or every training position is 0.
+    position_bias: bool = False
+    # Position buckets: exact below position_buckets // 2, log2-wide beyond, the last one open.
+    position_buckets: int = 16
+    position_embedding_dim: int = 4
+    # Share of training rows whose position term is dropped, so the main model cannot lean on it.
+    position_dropout: float = 0.1
+    # Position the served probabilities assume (0: "as if shown in the top slot"); null drops the
+    # term. Constant within a request, so it never changes the ranking of a request's candidates.
+    position_reference: int | None = 0
+    # -- objective -----------------------------------------------------------
+    # task -> loss weight (tasks not listed weigh 1.0).
+    task_loss_weights: dict[str, float] = Field(default_factory=dict)
+    # Positive-class weight of a task = clip((negatives / positives) ** power, 1, max), from
+    # the spec's train counts; 0 disables it. Probabilities are corrected back (logit - log w).
+    positive_weight_power: float = 0.5
+    max_positive_weight: float = 50.0
+    # task -> explicit positive weight, overriding the derived one.
+    positive_weights: dict[str, float] = Field(default_factory=dict)
+    # Ranking score = sum_task weight[module][task] * p(task). module -> {task: weight};
+    # modules not listed use default_score_weights; tasks not listed weigh 1.0, which
+    # makes the score the expected number of funnel steps (the graded relevance).
+    score_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+    default_score_weights: dict[str, float] = Field(default_factory=dict)
+    # -- training ------------------------------------------------------------
+    learning_rate: float = 3e-3
+    batch_size: int = 1024
+    epochs: int = 10
+    # Stop after this many epochs without a lower eval loss and restore the best weights.
+    early_stopping_patience: int = 2
+    # Train steps run inside one tf.function call (fewer Python round trips per step).
+    steps_per_execution: int = 8
+    shuffle_buffer: int = 100_000
+    # Cache the parsed training split in memory when it has at most this many rows.
+    cache_max_rows: int = 2_000_000
+    seed: int = 42
+    # tf.config.experimental.enable_op_determinism(): same seed, same weights.
+    deterministic: bool = True
+
+    model_config = SettingsConfigDict(env_prefix="RANKER_TRAIN_")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        self.validate()
+        return self
+
+    @property
+    def num_experts(self) -> int:
+        return len(self.expert_types)
+
+    @property
+    def uses_module(self) -> bool:
+        return self.architecture != "mmoe_no_module"
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field with an impossible value."""
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {self.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+        unknown = sorted(set(self.expert_types) - set(EXPERT_TYPES))
+        if unknown or not self.expert_types:
+            raise ValueError(f"expert_types must be a non-empty list of {EXPERT_TYPES}, got {self.expert_types}")
+        if self.numeric_encoding is not None and self.numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ValueError(f"numeric_encoding {self.numeric_encoding!r} is not one of {NUMERIC_ENCODINGS} or null")
+        positive = {
+            "expert_units": min(self.expert_units, default=0),
+            "embedding_dim": self.embedding_dim,
+            "module_embedding_dim": self.module_embedding_dim,
+            "oov_buckets": self.oov_buckets,
+            "gate_temperature": self.gate_temperature,
+            "ple_levels": self.ple_levels,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "steps_per_execution": self.steps_per_execution,
+            "position_buckets": self.position_buckets,
+            "position_embedding_dim": self.position_embedding_dim,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not all(0.0 <= rate < 1.0 for rate in (self.module_dropout, self.dropout, self.position_dropout)):
+            raise ValueError("module_dropout, dropout and position_dropout must be in [0, 1)")
+        if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
+            raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
+        if self.embedding_l2 < 0:
+            raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        if self.position_reference is not None and self.position_reference < 0:
+            raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")
+
+
+class BaselineConfig(Settings):
+    """How the LightGBM baselines are trained (``ranker train-baseline --config``, env ``RANKER_BASELINE_<FIELD>``).
+
+    >>> BaselineConfig.from_sources('{"num_leaves": 15}').num_leaves
+    15
+    """
+
+    num_leaves: int = 31
+    learning_rate: float = 0.1
+    n_estimators: int = 500
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.9
+    lambda_l2: float = 1.0
+    # LambdaRank: pairs whose higher-ranked row is below this rank get no gradient (LightGBM's default).
+    lambdarank_truncation_level: int = 30
+    # Categorical splits (LightGBM's defaults): smoothing of a category's statistics, the rows a
+    # category needs to be split on, and the most categories one split may send one way.
+    cat_smooth: float = 10.0
+    min_data_per_group: int = 100
+    max_cat_threshold: int = 32
+    early_stopping_rounds: int = 20
+    # LambdaRank optimises and early-stops on NDCG at this cutoff.
+    eval_at: int = 10
+    # A module trains its own model for a target only with at least this many training
+    # requests, and this many requests with a positive (rows, when there are no groups).
+    min_module_requests: int = 50
+    min_module_positives: int = 20
+    hashed: HashedPolicy = "drop"
+    max_list_tokens: int = 64
+    # Seeds LightGBM, the shuffle of rows within each request, the tuning draws and samples.
+    seed: int = 0
+    # Models trained side by side, each on one thread; 0: every core this process may run on.
+    num_threads: int = 0
+    # Parameter sets tried per target for the global models (the first is this config as given,
+    # the rest seeded draws from components.baseline.tuning.SEARCH_SPACE); 0 turns tuning off.
+    # A per-module model keeps this config or its target's global choice, by its own eval rows.
+    tuning_trials: int = 10
+    # Wall-clock seconds for all global searches together (each target's search gets an equal share
+    # of the cores' time); a trial starts only while its search has some left.
+    tuning_budget_seconds: float = 30.0
+    # Trials train on a seeded sample of whole requests of at most this many rows (early-stopping on
+    # every eval row) and the winner is refit on every row; 0: trials train on every row.
+    tuning_sample_rows: int = 50_000
+
+    model_config = SettingsConfigDict(env_prefix="RANKER_BASELINE_")
+
+    def dataset_params(self) -> dict[str, Any]:
+        """The parameters a binned LightGBM Dataset is built with (binning uses every core).
+
+        No feature pre-filter: it bakes ``min_data_in_leaf`` into the bins, which tuning varies.
+        """
+        return {"seed": self.seed, "num_threads": self.threads(), "feature_pre_filter": False, "verbosity": -1}
+
+    def threads(self) -> int:
+        """``num_threads``, or with 0 every core this process may run on."""
+        if self.num_threads:
+            return self.num_threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    def lightgbm_params(self, ranking: bool, task_count: int) -> dict[str, Any]:
+        """Every LightGBM parameter one model is trained with (the manifest records them as ``params``)."""
+        params: dict[str, Any] = {
+            **self.dataset_params(),
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "cat_smooth": self.cat_smooth,
+            "min_data_per_group": self.min_data_per_group,
+            "max_cat_threshold": self.max_cat_threshold,
+            "deterministic": True,
+            # One thread per model, models side by side (components.baseline.gbdt._in_parallel).
+            "num_threads": 1,
+        }
+        if not ranking:
+            return {**params, "objective": "binary", "metric": "binary_logloss"}
+        # Every ranking model gets the same gains, the engagement grades' (a binary target's labels
+        # 0 and 1 have gains 0 and 1 in it, as in [0, 1]): LightGBM keeps the NDCG gain table in one
+        # process-wide static that each model overwrites when it starts, so models training side
+        # by side with different tables score each other's eval NDCG with the wrong gains.
+        return {
+            **params,
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [self.eval_at],
+            "label_gain": engagement_gains([""] * task_count),
+            "lambdarank_truncation_level": self.lambdarank_truncation_level,
+        }
+
+    def eval_metric(self, ranking: bool) -> str:
+        """The name of the early-stopping (and tuning) eval score."""
+        return f"ndcg@{self.eval_at}" if ranking else "binary_logloss"
