@@ -4,8 +4,9 @@ Simulates ``--impressions`` rows (cached in ``--work-dir``), extracts them with
 ``shop_page`` held out, then times ``train_baseline`` (``BaselineConfig``
 defaults unless ``--config``) and the MMoE's ``ranker train`` step
 (``train_and_export``, ``TrainerConfig`` defaults) one after the other in this
-process, and prints both times, their ratio and how many trees early stopping
-kept per model. The result also goes to ``<work-dir>/bench_baseline.json``::
+process, and prints both times (wall clock and the process's CPU seconds: on a
+shared machine the CPU ratio is the steadier one), their ratios and how many
+trees early stopping kept per model. The result also goes to ``<work-dir>/bench_baseline.json``::
 
     python -m benchmarks.bench_baseline                          # 1M impressions
     python -m benchmarks.bench_baseline --impressions 200000
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +77,11 @@ def distribution(values: list[int]) -> dict[str, float]:
     return {"models": len(values), "min": low, "median": median, "max": high, "one_tree": values.count(1)}
 
 
-def timed_baseline(examples: Path, config: BaselineConfig, out: Path) -> tuple[float, dict[str, Any]]:
-    started = time.perf_counter()
-    manifest = train_baseline(config, examples, out)
-    return time.perf_counter() - started, manifest
+def timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall-clock seconds, CPU seconds of this process (every thread) and the result of ``work()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,10 +89,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     examples = Path(args.examples) if args.examples else extracted(args.impressions, work_dir)
     config = BaselineConfig.from_sources(args.config)
     load_before = os.getloadavg()
-    baseline_seconds, manifest = timed_baseline(examples, config, work_dir / "baseline")
-    mmoe_seconds = None
+    baseline_seconds, baseline_cpu, manifest = timed(lambda: train_baseline(config, examples, work_dir / "baseline"))
+    mmoe_seconds = mmoe_cpu = None
     if not args.skip_mmoe:
-        mmoe_seconds = train_variant(examples, TrainerConfig.from_sources(None), work_dir / "mmoe", reuse=False)
+        mmoe_config = TrainerConfig.from_sources(None)
+        mmoe_seconds, mmoe_cpu, _ = timed(lambda: train_variant(examples, mmoe_config, work_dir / "mmoe", reuse=False))
     iterations = best_iterations(manifest)
     tuning = manifest["tuning"]
     return {
@@ -104,6 +108,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tuning_trials_run": {target: search["trials_run"] for target, search in tuning["targets"].items()},
         "mmoe_seconds": None if mmoe_seconds is None else round(mmoe_seconds, 1),
         "ratio": None if mmoe_seconds is None else round(baseline_seconds / mmoe_seconds, 3),
+        "baseline_cpu_seconds": round(baseline_cpu, 1),
+        "mmoe_cpu_seconds": None if mmoe_cpu is None else round(mmoe_cpu, 1),
+        "cpu_ratio": None if mmoe_cpu is None else round(baseline_cpu / mmoe_cpu, 3),
         "best_iteration": {family: distribution(values) for family, values in iterations.items()},
         "best_iterations": iterations,
         "global_eval_scores": {target: entry["eval_scores"] for target, entry in manifest["global"].items()},
@@ -128,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline {result['baseline_seconds']} s: {result['baseline_phases']}")
     if result["mmoe_seconds"] is not None:
         print(f"MMoE {result['mmoe_seconds']} s; baseline / MMoE = {result['ratio']:.0%}")
+        print(
+            f"CPU seconds: baseline {result['baseline_cpu_seconds']}, MMoE {result['mmoe_cpu_seconds']}; "
+            f"baseline / MMoE = {result['cpu_ratio']:.0%}"
+        )
     print(f"tuning trials run per target: {result['tuning_trials_run']}")
     for family, stats in result["best_iteration"].items():
         print(f"best iteration, {family}: {stats}")
