@@ -213,7 +213,7 @@ class BaselineConfig(Settings):
     # of the cores' time); a trial starts only while its search has some left.
     tuning_budget_seconds: float = 30.0
     # Trials train on a seeded sample of whole requests of at most this many rows (early-stopping on
-    # every eval row) and the winner is refit on every row; 0: trials train on every row.
+    # every eval row); the winner and the config are refit on every row and the better kept; 0: every row.
     tuning_sample_rows: int = 50_000
 
     model_config = SettingsConfigDict(env_prefix="RANKER_BASELINE_")

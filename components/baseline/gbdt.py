@@ -377,7 +377,7 @@ def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dic
         "whichever scores better on the module's eval rows",
         "targets": {target: results[target].record() for target in all_targets} if config.tuning_trials > 0 else {},
     }
-    return models, tuning, {target: results[target].best.values for target in all_targets}
+    return models, tuning, {target: results[target].values for target in all_targets}
 
 
 def _brief(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,14 @@ random draws from :data:`SEARCH_SPACE`. :func:`search` fits them in order until
 the list or the time budget runs out and keeps the model with the best
 early-stopping eval score (NDCG@``eval_at`` on the eval split, or log-loss
 without request groups). Trials may train on a sample of the rows; the winner
-is then refit on all of them (:meth:`SearchResult.refit`)::
+and the config as given are then refit on all of them and the better kept
+(:meth:`SearchResult.refit`), so tuning never keeps a worse eval score than the
+config::
 
     candidates = draw_candidates(trials=10, seed=0)   # [{}, {"num_leaves": 63, ...}, ...]
     result = search(fit_sample, candidates, "ndcg@10", budget_seconds=60)   # fit(overrides) -> booster, summary, values
     result = result.refit(fit_all)
-    result.booster, result.summary, result.record()["best_params"]
+    result.booster, result.summary, result.values, result.record()
 
 The candidate list depends on the seed only (not on the target or the data), so
 every target's search tries the same parameter sets.
@@ -96,9 +98,10 @@ FitFunction = Callable[[Mapping[str, Any]], tuple[lgb.Booster, dict[str, Any], d
 
 @dataclasses.dataclass
 class SearchResult:
-    """Every trial that ran, the best one, and the model kept with its summary.
+    """Every trial that ran, the best one, and the model kept with its summary and tuned values.
 
-    The kept model is the best trial's, or after :meth:`refit` the best values trained on every row.
+    The kept model is the best trial's, or after :meth:`refit` the better of the finalists trained
+    on every row (``refits``).
     """
 
     trials: list[Trial]
@@ -108,15 +111,25 @@ class SearchResult:
     budget_seconds: float
     seconds: float
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
-    refit_on_all_rows: bool = False
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    refits: list[Trial] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.summary = self.summary or self.best.summary
+        self.values = self.values or self.best.values
 
     def refit(self, fit: FitFunction) -> SearchResult:
-        """The best trial's values trained again by ``fit`` (on every row, when trials used a sample)."""
-        booster, summary, _ = fit(self.best.values)
-        return dataclasses.replace(self, booster=booster, summary=summary, refit_on_all_rows=True)
+        """The finalists trained again by ``fit`` (on every row, when trials used a sample); the better is kept.
+
+        The finalists are the best trial and, when it is not the config as given (the first trial),
+        the config too: a sample's winner can lose on every row, and tuning must never keep a worse
+        eval score than not tuning.
+        """
+        finalists = self.trials[:1] if self.best is self.trials[0] else [self.trials[0], self.best]
+        final = search(fit, [trial.values for trial in finalists], self.metric, math.inf)
+        return dataclasses.replace(
+            self, booster=final.booster, summary=final.best.summary, values=final.best.values, refits=final.trials
+        )
 
     def record(self) -> dict[str, Any]:
         """The manifest's ``tuning.targets.<target>`` object."""
@@ -124,12 +137,12 @@ class SearchResult:
             "metric": self.metric,
             "trials_run": len(self.trials),
             "trial_train_rows": self.best.summary["train_rows"],
-            "refit_on_all_rows": self.refit_on_all_rows,
             "budget_seconds": round(self.budget_seconds, 3),
             "seconds": round(self.seconds, 3),
-            "best_params": self.best.values,
-            "best_eval_score": self.best.row(self.metric)["eval_score"],
+            "best_params": self.values,
+            "best_eval_score": Trial(self.values, self.summary, 0.0).row(self.metric)["eval_score"],
             "trials": [trial.row(self.metric) for trial in self.trials],
+            "refits": [trial.row(self.metric) for trial in self.refits],
         }
 
 

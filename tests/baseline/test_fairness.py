@@ -120,9 +120,17 @@ def test_trials_train_on_a_sample_of_whole_requests_and_the_winner_is_refit_on_e
     config = BaselineConfig(**{**TINY_BASELINE, "tuning_trials": 3, "tuning_sample_rows": 600})
     manifest = train_baseline(config, synthetic_examples, tmp_path)
     click, chosen = manifest["tuning"]["targets"]["click"], manifest["global"]["click"]
-    assert click["trial_train_rows"] <= 600 < chosen["train_rows"] and click["refit_on_all_rows"]
+    assert click["trial_train_rows"] <= 600 < chosen["train_rows"]
     assert all(trial["eval_score"] is not None for trial in click["trials"])
-    assert {field: chosen["params"][field] for field in SEARCH_SPACE} == click["best_params"]
+    # The sample's winner and the config as given are refit on every row and the better is kept.
+    config_values = click["trials"][0]["params"]
+    sample_winner = max(click["trials"], key=lambda trial: trial["eval_score"])["params"]
+    refits = click["refits"]
+    assert [refit["params"] for refit in refits] == [config_values] + [sample_winner] * (sample_winner != config_values)
+    kept = max(refits, key=lambda refit: refit["eval_score"])
+    assert click["best_params"] == kept["params"] == {field: chosen["params"][field] for field in SEARCH_SPACE}
+    assert click["best_eval_score"] == kept["eval_score"] == chosen["eval_scores"]["ndcg@10"]
+    assert chosen["best_iteration"] == kept["best_iteration"]
 
 
 def test_sample_requests_keeps_whole_requests_in_order_and_is_seeded():
