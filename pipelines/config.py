@@ -1,4 +1,4 @@
-"""The pipeline's settings: one dataclass, read like every setting (flags > environment > defaults).
+"""The pipeline's settings: one dataclass, read like every setting (flags > environment > file > defaults).
 
 Every field has a flag and an environment variable (table :data:`OPTIONS`),
 parsed by :func:`ranker_core.settings.parse_env` (one boolean parser for all);
@@ -11,6 +11,11 @@ and ``docs/pipeline.md`` documents them::
 
     settings = PipelineSettings.from_env()                       # environment and defaults
     settings = PipelineSettings.from_env(n_impressions=20_000)   # ... then overrides
+    settings = PipelineSettings.from_env(settings_file="run.yaml")   # a file under the environment
+
+The settings file (``--settings FILE``, env ``RANKER_SETTINGS``) is YAML or JSON,
+one key per field (``n_impressions: 1000000``, ``model_config: {epochs: 2}``);
+an unknown key is an error naming it.
     settings.pipeline_arguments()    # the runtime parameters of one run
 """
 
@@ -26,11 +31,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from components.base import DEFAULT_IMAGE
 from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
 from components.registry.core import RegistryConfig
 from ranker_core.cli_support import InvalidValueError, UserError
-from ranker_core.settings import Settings, env_value, parse_env
+from ranker_core.settings import Settings, env_value, known_keys_hint, parse_env
 from ranker_core.step_configs import BaselineConfig, TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -118,10 +125,13 @@ class PipelineSettings:
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> PipelineSettings:
-        """Defaults, then the environment variables of :data:`OPTIONS`, then non-``None`` overrides."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, settings_file: str | None = None, **overrides: Any
+    ) -> PipelineSettings:
+        """Defaults, then the settings file (``settings_file``, else ``RANKER_SETTINGS``), then the
+        environment variables of :data:`OPTIONS`, then non-``None`` overrides."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values = read_settings_file(settings_file or env.get(SETTINGS_FILE_ENV, ""))
         for field, option in OPTIONS.items():
             text = env_value(env, option.env, option.old_env)
             if text is not None:
@@ -136,8 +146,11 @@ class PipelineSettings:
         from components.registry.cli import registry_config
 
         flags = {field: getattr(args, field, None) for field in OPTIONS}
-        work_dir = flags.get("work_dir") or os.environ.get(OPTIONS["work_dir"].env) or "work_dir"
-        return cls.from_env(**flags, registry=registry_config(args, work_dir=work_dir))
+        settings_file = getattr(args, "settings", None) or os.environ.get(SETTINGS_FILE_ENV, "")
+        from_file = read_settings_file(settings_file).get("work_dir")
+        work_dir = flags.get("work_dir") or os.environ.get(OPTIONS["work_dir"].env) or from_file or "work_dir"
+        registry = registry_config(args, work_dir=work_dir)
+        return cls.from_env(settings_file=settings_file, **flags, registry=registry)
 
     @classmethod
     def from_args_or_exit(cls, args: argparse.Namespace, command: str) -> PipelineSettings:
@@ -240,6 +253,52 @@ class PipelineSettings:
             "deploy": self.deploy,
             "endpoint_name": registry.endpoint_name,
         }
+
+
+SETTINGS_FILE_FLAG = "--settings"
+SETTINGS_FILE_ENV = "RANKER_SETTINGS"
+
+
+def read_settings_file(path: str) -> dict[str, Any]:
+    """The fields a YAML or JSON settings file sets, each converted like its environment variable.
+
+    An empty ``path`` sets nothing; a missing file, a file that is not a mapping and an unknown key
+    are errors naming the file (and the key)::
+
+        read_settings_file("run.yaml")   # {"n_impressions": 1000000, "model_config": '{"epochs": 2}'}
+    """
+    if not path:
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidValueError(f"{SETTINGS_FILE_FLAG} {path}: no such file")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise InvalidValueError(f"{SETTINGS_FILE_FLAG} {path}: not valid YAML or JSON ({problem}{where})") from None
+    where = f"{SETTINGS_FILE_FLAG} {path}"
+    if not isinstance(data, dict):
+        raise InvalidValueError(f"{where}: must map settings to values, not a {type(data).__name__}")
+    for key in data:
+        if key not in OPTIONS:
+            raise InvalidValueError(f"{where}: unknown key {key!r} ({known_keys_hint(key, list(OPTIONS))})")
+    return {
+        field: OPTIONS[field].convert(_as_text(value), f"{path}: {field}")
+        for field, value in data.items()
+        if value is not None
+    }
+
+
+def _as_text(value: Any) -> str:
+    """A file's value as its environment variable would spell it (mappings as JSON, booleans as true/false)."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def step_config(cls: type[Settings], value: str, name: str) -> Any:
@@ -457,6 +516,13 @@ def add_options(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> Non
     from components.registry.cli import add_registry_arguments
 
     defaults = PipelineSettings()
+    parser.add_argument(
+        SETTINGS_FILE_FLAG,
+        dest="settings",
+        metavar="FILE",
+        help="a YAML or JSON file of settings (field: value); flags and environment variables win over it "
+        f"[env {SETTINGS_FILE_ENV}]",
+    )
     for group_name in groups:
         group = parser.add_argument_group(group_name)
         for field in GROUPS[group_name]:

@@ -37,7 +37,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranker_core.cli_support import InvalidValueError, deprecated
 
-__all__ = ["Settings", "SettingsConfigDict", "env_field", "env_value", "parse_bool", "parse_env", "read_json_object"]
+__all__ = [
+    "Settings",
+    "SettingsConfigDict",
+    "env_field",
+    "env_value",
+    "known_keys_hint",
+    "parse_bool",
+    "parse_env",
+    "read_json_object",
+]
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -238,12 +247,13 @@ def describe_errors(cls: type, error: pydantic.ValidationError, origins: Mapping
         if not key:  # a check of the whole model
             problems.append(str(item["msg"]).removeprefix("Value error, "))
         elif item["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key!r} ({_known(key, list(cls.model_fields))})")
+            problems.append(f"unknown key {key!r} ({known_keys_hint(key, list(cls.model_fields))})")
         else:
             problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return f"{cls.__name__}: " + "; ".join(problems)
 
 
-def _known(key: str, names: list[str]) -> str:
+def known_keys_hint(key: str, names: list[str]) -> str:
+    """``did you mean 'x'?`` for a close name, else the list of known names."""
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(names))

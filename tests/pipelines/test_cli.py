@@ -24,7 +24,8 @@ def _parsers(parser: argparse.ArgumentParser):
 
 def _parse(command: str, argv: list[str]) -> argparse.Namespace:
     module = importlib.import_module(COMMANDS[command][0])
-    return command_parser(command, module).parse_args([command, *rename_flags(argv, module.RENAMED_FLAGS)])
+    renamed = getattr(module, "RENAMED_FLAGS", {})
+    return command_parser(command, module).parse_args([command, *rename_flags(argv, renamed)])
 
 
 @pytest.mark.parametrize("command", sorted(_available_commands()))
@@ -157,3 +158,47 @@ def test_a_wrong_step_setting_is_refused_before_any_step_runs(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ranker {command}: {flag}: {message}") and err.count("\n") == 1
+
+
+def test_a_settings_file_sits_under_the_environment_and_the_flags(tmp_path, monkeypatch):
+    file = tmp_path / "run.yaml"
+    file.write_text("n_impressions: 20000\nseed: 3\ndocker: true\nmodel_config: {epochs: 1}\n")
+    from_file = PipelineSettings.from_env({}, settings_file=str(file))
+    assert (from_file.n_impressions, from_file.seed, from_file.docker, from_file.trainer.epochs) == (20000, 3, True, 1)
+    environ = {"RANKER_SEED": "5", "RANKER_SETTINGS": str(file)}
+    assert PipelineSettings.from_env(environ).seed == 5  # the environment wins over the file
+    assert PipelineSettings.from_env(environ, seed=9).seed == 9  # a flag wins over both
+    monkeypatch.setenv("RANKER_SEED", "5")
+    args = _parse("run", ["--settings", str(file), "--n-impressions", "1000"])
+    settings = PipelineSettings.from_args(args)
+    assert (settings.n_impressions, settings.seed, settings.docker) == (1000, 5, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("n_impresions: 5\n", "unknown key 'n_impresions' (did you mean 'n_impressions'?)"),
+        ("- 1\n- 2\n", "must map settings to values, not a list"),
+        ("seed: [1\n", "not valid YAML or JSON"),
+        ("docker: maybe\n", "docker='maybe' is not a boolean"),
+        ('model_config: {"gate_temprature": 2}\n', "--model-config: TrainerConfig: unknown key 'gate_temprature'"),
+    ],
+)
+def test_a_bad_settings_file_is_refused_before_any_step_runs(text, message, tmp_path, monkeypatch, capsys):
+    import pipelines.local_run
+
+    monkeypatch.setattr(pipelines.local_run, "run_locally", _no_step_may_run)
+    file = tmp_path / "run.yaml"
+    file.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--work-dir", str(tmp_path), "--settings", str(file)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ranker run: ") and message in err and err.count("\n") == 1
+
+
+def test_a_missing_settings_file_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["compile", "--out", str(tmp_path / "p.yaml"), "--settings", str(tmp_path / "nope.yaml")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"ranker compile: --settings {tmp_path / 'nope.yaml'}: no such file\n"
