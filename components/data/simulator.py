@@ -249,10 +249,13 @@ class Engine:
     """Runs time steps: candidates, logging-policy order, engagement, then the history update."""
 
     def __init__(self, config: SimulatorConfig, world: World):
-        unknown = set(config.active_modules()) - set(CANDIDATE_GENERATORS)
+        generators = {name: behavior.generator_of(name) for name, behavior in config.active_modules().items()}
+        unknown = sorted(name for name, generator in generators.items() if generator not in CANDIDATE_GENERATORS)
         if unknown:
             known = ", ".join(CANDIDATE_GENERATORS)
-            raise ValueError(f"no candidate generator for modules {sorted(unknown)}; the simulator has {known}")
+            raise ValueError(
+                f"no candidate generator for modules {unknown}: set ModuleBehavior.generator to one of {known}"
+            )
         self.config, self.world = config, world
         self.market = Market.open(world, config.history_strength)
         self.modules: list[tuple[str, ModuleBehavior]] = list(config.active_modules().items())
@@ -269,7 +272,8 @@ class Engine:
         for module_index, (name, behavior) in enumerate(self.modules):
             rows = start + np.flatnonzero(requests.module[start:end] == module_index)
             if len(rows):
-                slate = CANDIDATE_GENERATORS[name](self.market, requests.user[rows], behavior.candidates, rng)
+                draw = CANDIDATE_GENERATORS[behavior.generator_of(name)]
+                slate = draw(self.market, requests.user[rows], behavior.candidates, rng)
                 parts.append(self._engage(module_index, rows, slate, requests, rng))
         impressions = _concatenate(parts)
         self._remember(impressions, requests)

@@ -69,6 +69,10 @@ class ModuleBehavior:
 
     ``share`` is the fraction of requests from this module, ``candidates`` its
     slate size, ``position_decay`` the examination curve ``(1 + position) ** -decay``.
+    ``generator`` names how its slates are drawn (one of
+    ``simulator_candidates.CANDIDATE_GENERATORS``; empty: the module's own name),
+    so a new surface can draw like an existing one: a push notification is
+    filled like an email digest, a category page like search.
     """
 
     share: float
@@ -78,9 +82,14 @@ class ModuleBehavior:
     favorite: StageModel
     add_to_cart: StageModel
     purchase: StageModel
+    generator: str = ""
 
     def stage(self, name: str) -> StageModel:
         return getattr(self, name)
+
+    def generator_of(self, module: str) -> str:
+        """The candidate generator this module's slates come from."""
+        return self.generator or module
 
 
 def _stages(**stages: tuple[float, dict[str, float]]) -> dict[str, StageModel]:

@@ -334,3 +334,26 @@ def test_component_runs_under_kfp_local(kfp_local_root):
     assert len(impressions) == len(oracle) == 2_000
     assert set(impressions["module_name"]) == {"search", "home_feed"}
     assert task.outputs["impressions"].metadata["rows"] == 2_000
+
+
+def test_a_new_surface_draws_its_slates_like_a_named_generator(tmp_path):
+    from components.data.simulator_config import DEFAULT_MODULES
+
+    push = dataclasses.replace(DEFAULT_MODULES["email_digest"], generator="email_digest", share=0.5, candidates=3)
+    browse = dataclasses.replace(DEFAULT_MODULES["search"], generator="search", share=0.5)
+    config = SimulatorConfig(n_impressions=3_000, seed=1, modules={"push": push, "category_browse": browse})
+    simulate(config, tmp_path)
+    logs = pd.read_parquet(tmp_path / "impressions")
+    assert set(logs["module_name"]) == {"push", "category_browse"}
+    assert logs.groupby("request_id")["listing_id"].nunique().max() == browse.candidates
+    assert (logs.loc[logs["module_name"] == "push"].groupby("request_id").size() == 3).all()
+    assert logs.loc[logs["module_name"] == "category_browse", "query_category"].ne("").all()
+
+
+def test_a_surface_without_a_generator_is_refused_naming_it(tmp_path):
+    from components.data.simulator_config import DEFAULT_MODULES
+
+    modules = {"push": DEFAULT_MODULES["email_digest"]}
+    refused = r"no candidate generator for modules \['push'\]: set ModuleBehavior.generator"
+    with pytest.raises(ValueError, match=refused):
+        simulate(SimulatorConfig(n_impressions=500, modules=modules), tmp_path)
