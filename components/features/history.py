@@ -23,7 +23,7 @@ import pandas as pd
 from components.data.spec import HISTORY_PREFIX, DatasetSpec
 from ranker_core.schema import MODULE, TIMESTAMP, label_key
 
-MATCH_PREFIX = "match_"
+from ranker_core.feature_store import MATCH_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)
