@@ -5,6 +5,8 @@ DEFAULT_TAG = "default"  # a field tag: the value training gives an entity with 
 MATCH_TAG = "match"  # a service tag: JSON list of [request column, stored column] equality flags
 MODEL_VERSION_TAG = "model_version"  # a view and service tag: the registered model version
 MATCH_PREFIX = "match_"
+SNAPSHOT_DIR = "entities"  # <examples>/entities/: each entity's features as of the cutoff
+SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
 
 
 def match_feature(left: str, right: str) -> str:

@@ -28,10 +28,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.data.spec import DatasetSpec
 from components.features.history import Entity, Timeline, history_entities, smoothed_rates
+from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import TIMESTAMP, label_key
 
-SNAPSHOT_DIR = "entities"
-SNAPSHOT_FILE = "snapshot.json"
+__all__ = ["SNAPSHOT_DIR", "SNAPSHOT_FILE", "entity_snapshot", "snapshot_metadata"]
+
 EVENT_TIMESTAMP = "event_timestamp"
 
 
@@ -89,7 +90,9 @@ def snapshot_metadata(spec: DatasetSpec, timeline: Timeline) -> dict[str, Any]:
             "stored": list(stored_columns(entity, spec)),
         }
     match = [list(pair) for pair in spec.history.match]
-    return {"cutoff": cutoff, "entities": entities, "match": match, "dataset": spec.name}
+    # rows before this time see the same smoothing prior as the cutoff (same time bucket)
+    prior_until = cutoff + timeline.resolution
+    return {"cutoff": cutoff, "prior_until": prior_until, "entities": entities, "match": match, "dataset": spec.name}
 
 
 def write_table(name: str, frames: list[pd.DataFrame], output_dir: str) -> str:
