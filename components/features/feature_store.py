@@ -22,7 +22,6 @@ online) before the first run; this module never overwrites it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,8 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
-from ranker_core.feature_store import FEATURE_SERVICE, DEFAULT_TAG, MATCH_TAG, MODEL_VERSION_TAG
+from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG
+from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,18 @@ entity_key_serialization_version: 3
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class MaterializeConfig:
-    """Where the snapshot is (an examples folder), the Feast repo, and the model version it belongs to."""
+class MaterializeConfig(Settings):
+    """Where the snapshot is (an examples folder), the Feast repo, and the model version it belongs to.
 
-    examples: str
-    repo: str
-    model_version: str = ""
+    ``MaterializeConfig.load({"examples": ...})``: flags > environment (``RANKER_FEATURE_STORE``,
+    ``RANKER_MODEL_VERSION``) > defaults.
+    """
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    examples: str = ""
+    repo: str = env_field("feature_repo", "RANKER_FEATURE_STORE")
+    model_version: str = env_field("", "RANKER_MODEL_VERSION")
 
 
 def ensure_repo(repo: Path) -> Path:
@@ -127,11 +132,12 @@ def materialize(config: MaterializeConfig) -> dict[str, Any]:
         feature_view(name, info, copy_table(config.examples, info["table"], repo), entities, tags)
         for name, info in snapshot["entities"].items()
     ]
-    service = FeatureService(name=FEATURE_SERVICE, features=views, tags=tags | {MATCH_TAG: json.dumps(snapshot["match"])})
+    service = FeatureService(
+        name=FEATURE_SERVICE, features=views, tags=tags | {MATCH_TAG: json.dumps(snapshot["match"])}
+    )
     store = FeatureStore(repo_path=str(repo))
     store.apply([*entities.values(), *views, service])
     store.materialize(start_date=cutoff - timedelta(seconds=1), end_date=cutoff + timedelta(seconds=1))
     summary = {"repo": str(repo), "views": [view.name for view in views], "cutoff": cutoff.isoformat(), **tags}
     logger.info("materialized %s", summary)
     return summary
-
