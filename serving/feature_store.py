@@ -45,7 +45,7 @@ SERVED = Histogram(
 SAMPLED_CANDIDATES = 8  # values per feature and request that go into the histograms
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailableError(RuntimeError):
     """The online store failed or timed out (the server answers 503)."""
 
 
@@ -82,7 +82,7 @@ class ViewReader:
         try:
             result = self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
         except Exception as error:  # any store failure: the request gets a 503 with the reason
-            raise StoreUnavailable(f"feature store lookup of {self.name!r} failed: {error}") from error
+            raise StoreUnavailableError(f"feature store lookup of {self.name!r} failed: {error}") from error
         rows = {}
         for index, key in enumerate(keys):
             values = {feature: result[feature][index] for feature in self.features}

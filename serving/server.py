@@ -109,13 +109,13 @@ class RankerServingModel(Model):
 
     async def _with_stored_features(self, payload: Any) -> Any:
         """The ids-only body with the online store's features added (400 if one was sent, 503 if the store fails)."""
-        from serving.feature_store import StoreUnavailable
+        from serving.feature_store import StoreUnavailableError
 
         try:
             return await asyncio.to_thread(self.features.fill, payload)
         except RequestError as error:
             raise InvalidInput(str(error)) from None
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             raise ServerNotReady(str(error)) from None
 
     async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:

@@ -536,7 +536,9 @@ def _write_snapshot(pipeline, by_entity, plan: ExtractionPlan, timeline_view, ou
         pipeline
         | "SnapshotSeed" >> beam.Create([None])
         | "WriteSnapshotMeta"
-        >> beam.Map(lambda _, timeline: write_metadata(snapshot_metadata(plan.spec, timeline), output_dir), timeline_view)
+        >> beam.Map(
+            lambda _, timeline: write_metadata(snapshot_metadata(plan.spec, timeline), output_dir), timeline_view
+        )
     )
 
 

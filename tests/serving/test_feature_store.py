@@ -74,7 +74,9 @@ def test_unknown_ids_get_training_defaults_and_are_counted(store):
     assert columns["hist_user_impressions"] == [0.0]
     assert columns["price"] == [None] and columns["category"] == [None]
     snapshot = json.loads((store["examples"] / "entities" / "snapshot.json").read_text())
-    assert columns["hist_listing_id_click_rate"] == [snapshot["entities"]["listing_id"]["defaults"]["hist_listing_id_click_rate"]]
+    assert columns["hist_listing_id_click_rate"] == [
+        snapshot["entities"]["listing_id"]["defaults"]["hist_listing_id_click_rate"]
+    ]
 
 
 def test_a_feature_both_sent_and_stored_is_refused(store):
