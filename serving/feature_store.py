@@ -24,9 +24,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter, Histogram
 
 from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, match_feature
@@ -145,10 +146,15 @@ class OnlineFeatures:
                 )
 
     def _join(self, view: ViewReader, context: Mapping[str, Any], columns: dict[str, list], size: int) -> None:
-        keys = [_key(view.keys, context, columns, row) for row in range(size)]
-        rows = view.rows(keys)
+        """Add the view's features: one lookup per distinct key, then spread to the rows with NumPy."""
+        keys = _keys(view.keys, context, columns, size)
+        unique = list(dict.fromkeys(keys))
+        rows = view.rows(unique)
+        position = {key: index for index, key in enumerate(unique)}
+        codes = np.fromiter((position[key] for key in keys), dtype=np.int64, count=size)
         for feature in view.features:
-            columns[feature] = [rows[key][feature] if key in rows else view.missing[feature] for key in keys]
+            values = np.array([rows.get(key, view.missing)[feature] for key in unique], dtype=object)
+            columns[feature] = values[codes].tolist()
 
 
 def _as_columns(candidates: Any, where: str) -> dict[str, list]:
@@ -161,9 +167,10 @@ def _as_columns(candidates: Any, where: str) -> dict[str, list]:
     raise RequestError(f"{where}: expected a list of objects or an object of equal-length lists")
 
 
-def _key(names: Iterable[str], context: Mapping[str, Any], columns: Mapping[str, list], row: int) -> tuple:
-    values = tuple(context[name] if name in context else columns.get(name, [None] * (row + 1))[row] for name in names)
-    return tuple("" if value is None else str(value) for value in values)
+def _keys(names: list[str], context: Mapping[str, Any], columns: Mapping[str, list], size: int) -> list[tuple]:
+    """The view's key of every row: context values broadcast, candidate columns per row (missing: "")."""
+    parts = [[context[name]] * size if name in context else columns.get(name, [None] * size) for name in names]
+    return [tuple("" if value is None else str(value) for value in key) for key in zip(*parts, strict=True)]
 
 
 def _match(context: Mapping[str, Any], columns: Mapping[str, list], left: str, right: str, size: int) -> list[float]:

@@ -48,7 +48,7 @@ def store(tmp_path_factory) -> dict:
     extract_features(ExtractionConfig(str(write_parquet(raw, root / "raw")), "simulator", str(examples), beam=LOCAL))
     config = TrainerConfig(epochs=1, batch_size=256, expert_units=[16, 8], tower_units=[8], embedding_dim=4)
     train_and_export(examples, root / "model", config)
-    summary = materialize(MaterializeConfig(str(examples), str(root / "repo"), model_version="7"))
+    summary = materialize(MaterializeConfig(examples=str(examples), repo=str(root / "repo"), model_version="7"))
     return {"examples": examples, "model": root / "model", "repo": root / "repo", "summary": summary}
 
 
