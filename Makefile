@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= gcp,serve,dev
+EXTRAS ?= gcp,serve,feast,dev
 STAMP := $(VENV)/.installed
 # Where `make run` writes its data, artifacts, report and registry.
 WORK_DIR ?= work_dir

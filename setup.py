@@ -1,4 +1,4 @@
-"""Install the canonical multi-task ranker: ``pip install -c constraints.txt -e '.[gcp,serve,dev]'``."""
+"""Install the canonical multi-task ranker: ``pip install -c constraints.txt -e '.[gcp,serve,feast,dev]'``."""
 
 from setuptools import find_packages, setup
 
@@ -29,6 +29,10 @@ EXTRAS = {
     ],
     # The prediction server (KServe's Python model server) and the load tester.
     "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27", "aiohttp>=3.9"],
+    # The feature store shared by training and serving (file offline store, SQLite online store
+    # locally; BigQuery / Bigtable / Datastore on GCP). Every Feast release needs tenacity<9;
+    # 0.64+ need prometheus_client<0.25 (constraints.txt pins 8.5.0 and 0.24.1).
+    "feast": ["feast==0.67.0"],
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",

@@ -15,7 +15,7 @@ is built from :class:`~pipelines.config.PipelineSettings`::
                   └─── user_source ─────────────────────────────┴─> importer(raw data)
     -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
                          └─> train_baseline ──────────────────┴─> evaluate
-    -> blessing_verdict -> if blessed: register_model -> if deploy: deploy_model
+    -> blessing_verdict -> if blessed: register_model -> materialize_features; if deploy: deploy_model
 
 ``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
 data branches end in URIs and the raw data is imported once from the merged
@@ -33,6 +33,7 @@ from components.baseline.component import train_baseline
 from components.data.simulator_component import simulate_marketplace
 from components.evaluation.component import evaluate
 from components.features.component import extract_features
+from components.features.materialize_component import materialize_features
 from components.pipeline_steps import (
     blessing_verdict,
     deploy_model,
@@ -86,6 +87,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         on_broken_champion: str = arguments["on_broken_champion"],
         deploy: bool = arguments["deploy"],
         endpoint_name: str = arguments["endpoint_name"],
+        feature_store: str = "",
     ) -> PipelineOutputs:
         with dsl.If(data_uri == "", name="simulate"):
             simulated = _sized(simulate_marketplace(n_impressions=n_impressions, seed=seed), settings)
@@ -151,6 +153,11 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                 settings,
             )
             registered.set_caching_options(False)  # idempotent, and the registry may have been reset
+            materialized = _sized(
+                materialize_features(examples=examples, model_version=registered.output, feature_store=feature_store),
+                settings,
+            )
+            materialized.set_caching_options(False)  # the online store holds the champion's snapshot
             with dsl.If(deploy == True, name="deploy"):  # noqa: E712
                 deployed = _sized(
                     deploy_model(version=registered.output, endpoint_name=endpoint_name, **registry_args), settings

@@ -34,6 +34,8 @@ _FLAGS = {
     "--op-threads": ("op_threads", int, "TensorFlow threads inside one model call (0: one per core)"),
     "--grace-period": ("grace_period_s", int, "seconds to finish in-flight requests on SIGTERM"),
     "--cache-dir": ("cache_dir", str, "where remote models are downloaded (default: a temporary folder)"),
+    "--feature-store": ("feature_store", str, "a Feast repo (ranker materialize): requests send ids only"),
+    "--feature-cache-seconds": ("feature_cache_seconds", float, "keep looked-up features this long (0: no cache)"),
 }
 
 

@@ -44,6 +44,8 @@ class ServerConfig(Settings):
     grace_period_s: int = env_field(30, "RANKER_GRACE_PERIOD_S")
     cache_dir: str = env_field("", "RANKER_CACHE_DIR")
     access_log: bool = env_field(True, "RANKER_ACCESS_LOG")
+    feature_store: str = env_field("", "RANKER_FEATURE_STORE")  # a Feast repo: requests send ids only
+    feature_cache_seconds: float = env_field(60.0, "RANKER_FEATURE_CACHE_SECONDS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:

@@ -23,6 +23,7 @@ flight (up to ``grace_period_s``) and exits.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ import numpy as np
 import orjson
 from fastapi import Request
 from kserve import Model
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ServerNotReady
 
 from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher
@@ -61,10 +62,11 @@ class RankerServingModel(Model):
         ModelServer(http_port=8080, enable_grpc=False).start([model])
     """
 
-    def __init__(self, name: str, ranker: Ranker, config: ServerConfig) -> None:
+    def __init__(self, name: str, ranker: Ranker, config: ServerConfig, features: Any = None) -> None:
         super().__init__(name)
         self.ranker = ranker
         self.config = config
+        self.features = features  # serving.feature_store.OnlineFeatures with --feature-store
         self.parser = RequestParser(
             ranker.feature_spec, max_candidates=config.max_candidates, max_instances=config.max_instances
         )
@@ -95,6 +97,8 @@ class RankerServingModel(Model):
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as error:
                 raise InvalidInput(f"the request body is not valid JSON: {error}") from None
+        if self.features is not None:
+            payload = await self._with_stored_features(payload)
         try:
             batch = self.parser.parse(payload)
         except RequestError as error:
@@ -102,6 +106,17 @@ class RankerServingModel(Model):
         for count in batch.candidates_per_instance:
             CANDIDATES.observe(count)
         return batch
+
+    async def _with_stored_features(self, payload: Any) -> Any:
+        """The ids-only body with the online store's features added (400 if one was sent, 503 if the store fails)."""
+        from serving.feature_store import StoreUnavailableError
+
+        try:
+            return await asyncio.to_thread(self.features.fill, payload)
+        except RequestError as error:
+            raise InvalidInput(str(error)) from None
+        except StoreUnavailableError as error:
+            raise ServerNotReady(str(error)) from None
 
     async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
         assert self.runner is not None, "load() first"
@@ -181,9 +196,21 @@ def load_model(config: ServerConfig) -> RankerServingModel:
 
     model_dir = resolve_model_dir(config.model_uri, config.cache_dir or None)
     logger.info("loading the ranker from %s", model_dir)
-    model = RankerServingModel(config.model_name, load_ranker(model_dir), config)
+    ranker = load_ranker(model_dir)
+    model = RankerServingModel(config.model_name, ranker, config, load_features(config, ranker.feature_spec))
     model.load()
     return model
+
+
+def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
+    """The online store's features for ids-only requests, when ``config.feature_store`` names a Feast repo."""
+    if not config.feature_store:
+        return None
+    from serving.feature_store import OnlineFeatures
+
+    features = OnlineFeatures(config.feature_store, spec.roles.get("item_id", ""), config.feature_cache_seconds)
+    logger.info("features from %s (model version %s)", config.feature_store, features.model_version or "?")
+    return features
 
 
 def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:

@@ -131,6 +131,9 @@ class HistorySpec:
     ``entities`` are item-side columns (item, shop, category, ...); ``user_by``
     are columns the user's history is broken down by (the user's history in the
     candidate's category); ``match`` pairs of columns become 0/1 "equal" flags.
+    ``item_features`` and ``user_features`` are raw feature columns that belong to
+    the item (its category, price, ...) or the user: the feature store keeps their
+    latest value with the entity's history, so a request sends the ids only.
     """
 
     entities: tuple[str, ...] = ()
@@ -138,6 +141,8 @@ class HistorySpec:
     user: bool = True  # the user's overall history
     match: tuple[tuple[str, str], ...] = ()
     prior_strength: float = 10.0  # pseudo-impressions of the smoothing prior
+    item_features: tuple[str, ...] = ()
+    user_features: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -396,6 +401,8 @@ def _history(data: Any, problems: list[str]) -> HistorySpec:
         user=bool(fields.get("user", True)),
         match=tuple(match),
         prior_strength=float(fields.get("prior_strength", 10.0)),
+        item_features=tuple(str(column) for column in fields.get("item_features") or ()),
+        user_features=tuple(str(column) for column in fields.get("user_features") or ()),
     )
 
 
@@ -416,6 +423,22 @@ def _split(data: Any, problems: list[str], has_time: bool) -> SplitSpec:
         if "train" not in split.files:
             problems.append("split.files: needs a `train` file pattern")
     return split
+
+
+def _stored_feature_problems(spec: DatasetSpec, kinds: dict[str, str]) -> list[str]:
+    """``item_features`` / ``user_features`` must be model features of an entity that has history."""
+    history = spec.history
+    problems = [
+        f"history.{where}: {column!r} is not a column of `features`"
+        for where, columns in (("item_features", history.item_features), ("user_features", history.user_features))
+        for column in columns
+        if column not in kinds
+    ]
+    if history.item_features and spec.columns.item_id not in history.entities:
+        problems.append("history.item_features: needs the item id column in history.entities")
+    if history.user_features and not (history.user and spec.columns.user_id):
+        problems.append("history.user_features: needs the user's history (columns.user_id and `user: true`)")
+    return problems
 
 
 def _cross_checks(spec: DatasetSpec) -> list[str]:
@@ -444,6 +467,7 @@ def _cross_checks(spec: DatasetSpec) -> list[str]:
     names = [name for name, _ in spec.history.entity_keys(spec.columns.user_id)]
     for name in sorted({name for name in names if names.count(name) > 1}):
         problems.append(f"history: two entities are named {name!r} (their hist_{name}_* features would collide)")
+    problems.extend(_stored_feature_problems(spec, kinds))
     if spec.history.enabled and not spec.columns.timestamp:
         problems.append("history: needs columns.timestamp (point-in-time aggregates need event times)")
     if spec.split.by == "time" and not spec.columns.timestamp:

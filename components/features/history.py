@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import HISTORY_PREFIX, DatasetSpec
+from ranker_core.feature_store import MATCH_PREFIX
 from ranker_core.schema import MODULE, TIMESTAMP, label_key
-
-MATCH_PREFIX = "match_"
 
 
 @dataclasses.dataclass(frozen=True)

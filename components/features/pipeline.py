@@ -56,6 +56,14 @@ from components.features.encoding import encode_frame
 from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
 from components.features.history import match_features as match_feature_columns
 from components.features.options import BeamOptions
+from components.features.snapshot import (
+    SNAPSHOT_DIR,
+    entity_snapshot,
+    snapshot_metadata,
+    stored_columns,
+    write_metadata,
+    write_table,
+)
 from components.features.statistics import FeatureColumn, FeatureStatistics, SplitCounts
 from ranker_core.schema import (
     FEATURE_SPEC_FILE,
@@ -294,7 +302,8 @@ def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[t
     for entity in plan.entities:
         hashes = pd.util.hash_pandas_object(frame[list(entity.columns)], index=False).to_numpy()
         shards = (hashes % np.uint64(plan.num_shards)).astype(np.int64)
-        subset = frame[[UID, SHARD, TIMESTAMP, *labels, *entity.columns]]
+        columns = dict.fromkeys([UID, SHARD, TIMESTAMP, *labels, *entity.columns, *stored_columns(entity, plan.spec)])
+        subset = frame[list(columns)]
         for shard in np.unique(shards):
             yield (entity.name, int(shard)), subset[shards == shard]
 
@@ -461,12 +470,9 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
     )
     timeline_view = AsSingleton(timeline)
     by_shard = requests.rows | "TagRows" >> beam.Map(lambda kv: (kv[0], ("rows", kv[1])))
-    features = (
-        rows
-        | "ByEntityShard" >> beam.FlatMap(entity_shards, plan)
-        | "GroupEntities" >> beam.GroupByKey()
-        | "History" >> beam.FlatMap(entity_features, plan, timeline_view)
-    )
+    by_entity = rows | "ByEntityShard" >> beam.FlatMap(entity_shards, plan) | "GroupEntities" >> beam.GroupByKey()
+    features = by_entity | "History" >> beam.FlatMap(entity_features, plan, timeline_view)
+    _write_snapshot(pipeline, by_entity, plan, timeline_view, output_dir)
     joined = (
         (by_shard, features)
         | "AllParts" >> beam.Flatten()
@@ -516,6 +522,33 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
         | "WriteDeadLetters"
         >> beam.io.WriteToText(_join(config.dead_letter_path, "part"), file_name_suffix=".jsonl", num_shards=1)
     )
+
+
+def _write_snapshot(pipeline, by_entity, plan: ExtractionPlan, timeline_view, output_dir: str) -> None:
+    """Each entity's features as of the cutoff (``components/features/snapshot.py``) for the feature store."""
+    _ = (
+        by_entity
+        | "Snapshot" >> beam.Map(entity_snapshot_part, plan, timeline_view)
+        | "GroupSnapshot" >> beam.GroupByKey()
+        | "WriteSnapshot" >> beam.MapTuple(lambda name, frames: write_table(name, list(frames), output_dir))
+    )
+    _ = (
+        pipeline
+        | "SnapshotSeed" >> beam.Create([None])
+        | "WriteSnapshotMeta"
+        >> beam.Map(
+            lambda _, timeline: write_metadata(snapshot_metadata(plan.spec, timeline), output_dir), timeline_view
+        )
+    )
+
+
+def entity_snapshot_part(
+    group: tuple[tuple[str, int], Iterable[pd.DataFrame]], plan: ExtractionPlan, timeline: Timeline
+) -> tuple[str, pd.DataFrame]:
+    """All rows of some keys of one entity -> (entity, their features as of the cutoff)."""
+    (name, _), frames = group
+    entity = next(entity for entity in plan.entities if entity.name == name)
+    return name, entity_snapshot(pd.concat(list(frames), ignore_index=True), entity, plan.spec, timeline)
 
 
 def _read(pipeline, plan: ExtractionPlan, beam_options: BeamOptions):
@@ -580,7 +613,8 @@ def _save_spec(spec: FeatureSpec, output_dir: str) -> None:
 def _clear_outputs(config: ExtractionConfig) -> None:
     """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
     folders = [_join(config.output_dir, split) for split in split_names(HELDOUT_SPLIT)]
-    stale = [_join(config.output_dir, FEATURE_SPEC_FILE), *folders, config.dead_letter_path]
+    snapshot = _join(config.output_dir, SNAPSHOT_DIR)
+    stale = [_join(config.output_dir, FEATURE_SPEC_FILE), *folders, snapshot, config.dead_letter_path]
     existing = [path for path in stale if FileSystems.exists(path)]
     if existing:
         FileSystems.delete(existing)

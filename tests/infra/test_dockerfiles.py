@@ -32,7 +32,9 @@ def test_the_project_image_ships_only_the_final_stage_as_a_non_root_user():
     assert "pip-build" not in final, "the host's pip settings and CA bundle stay in the build stages"
     assert "PIP_NO_CACHE_DIR=1" in text
     assert not re.search(r"apt-get install[^\n]*(gcc|build-essential|g\+\+)", final)
-    assert re.search(r'pip install[^\n]*-c constraints\.txt "\.\[gcp,serve\]"', text), "installs the pinned extras"
+    assert re.search(r'pip install[^\n]*-c constraints\.txt "\.\[gcp,serve,feast\]"', text), (
+        "installs the pinned extras"
+    )
 
 
 def test_the_serving_image_is_built_from_the_project_image_and_serves():

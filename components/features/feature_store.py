@@ -1,0 +1,143 @@
+"""The Feast feature repository of the entity snapshot, and ``ranker materialize``.
+
+Extraction writes each entity's features as of the cutoff (``snapshot.py``);
+:func:`materialize` turns them into Feast objects and pushes them to the online
+store, tagged with the model version, so the served model and its features are
+one snapshot::
+
+    materialize(MaterializeConfig(examples="work_dir/examples", repo="work_dir/feature_repo", model_version="3"))
+
+Objects: one Feast ``Entity`` per key column (``user_id``, ``listing_id``,
+``shop_id``, ``category``), one ``FeatureView`` per history entity (its
+``hist_*`` features, whose ``default`` tag is what training gives an entity
+with no history, and the item's or user's stored raw features) over a
+``FileSource`` copied into the repo, and the ``ranker`` ``FeatureService``
+(tags: model version, cutoff, the ``match`` pairs the server computes).
+
+A repo without ``feature_store.yaml`` gets the embedded default: file offline
+store and SQLite online store under ``<repo>/data``. For GCP, write your own
+``feature_store.yaml`` (BigQuery offline; Bigtable, Datastore or Vertex AI
+online) before the first run; this module never overwrites it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
+from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG
+from ranker_core.settings import Settings, SettingsConfigDict, env_field
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_CONFIG = """\
+# The embedded default written by `ranker materialize`: no server, files and SQLite under data/.
+# On GCP use offline_store {type: bigquery} and online_store {type: bigtable | datastore | ...}.
+project: ranker
+provider: local
+registry: data/registry.db
+online_store: {type: sqlite, path: data/online_store.db}
+offline_store: {type: file}
+entity_key_serialization_version: 3
+"""
+
+
+class MaterializeConfig(Settings):
+    """Where the snapshot is (an examples folder), the Feast repo, and the model version it belongs to.
+
+    ``MaterializeConfig.load({"examples": ...})``: flags > environment (``RANKER_FEATURE_STORE``,
+    ``RANKER_MODEL_VERSION``) > defaults.
+    """
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    examples: str = ""
+    repo: str = env_field("feature_repo", "RANKER_FEATURE_STORE")
+    model_version: str = env_field("", "RANKER_MODEL_VERSION")
+
+
+def ensure_repo(repo: Path) -> Path:
+    """The repo folder, with the embedded ``feature_store.yaml`` unless one is already there."""
+    (repo / "data" / "offline").mkdir(parents=True, exist_ok=True)
+    config = repo / "feature_store.yaml"
+    if not config.exists():
+        config.write_text(EMBEDDED_CONFIG)
+    return repo
+
+
+def read_snapshot(examples: str) -> dict[str, Any]:
+    path = f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}"
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"no entity snapshot at {path}: extract features with a spec that has `history`")
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read())
+
+
+def copy_table(examples: str, table: str, repo: Path) -> Path:
+    """The entity's Parquet snapshot copied into the repo (the FileSource must outlive the run's artifacts)."""
+    target = repo / "data" / "offline" / table
+    with FileSystems.open(f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{table}") as source:
+        target.write_bytes(source.read())
+    return target
+
+
+def _field(name: str, dtype: Any, default: float | None) -> Any:
+    from feast import Field
+    from feast.types import Float64, String
+
+    tags = {DEFAULT_TAG: repr(default)} if default is not None else {}
+    return Field(name=name, dtype=Float64 if pd.api.types.is_numeric_dtype(dtype) else String, tags=tags)
+
+
+def feature_view(name: str, info: dict[str, Any], table: Path, entities: dict[str, Any], tags: dict[str, str]) -> Any:
+    """One entity's ``FeatureView`` over its snapshot table (no TTL: the snapshot stays valid until replaced)."""
+    from feast import FeatureView, FileSource
+
+    frame = pd.read_parquet(table)
+    keys = list(info["keys"])
+    schema = [
+        _field(column, frame[column].dtype, info["defaults"].get(column))
+        for column in frame.columns
+        if column not in keys and column != EVENT_TIMESTAMP
+    ]
+    return FeatureView(
+        name=name,
+        entities=[entities[key] for key in keys],
+        schema=schema,
+        source=FileSource(name=f"{name}_snapshot", path=str(table.resolve()), timestamp_field=EVENT_TIMESTAMP),
+        ttl=timedelta(0),
+        online=True,
+        tags=tags,
+    )
+
+
+def materialize(config: MaterializeConfig) -> dict[str, Any]:
+    """Register the snapshot's feature views in the Feast repo and push them to its online store."""
+    from feast import Entity, FeatureService, FeatureStore, ValueType
+
+    snapshot = read_snapshot(config.examples)
+    repo = ensure_repo(Path(config.repo))
+    cutoff = datetime.fromtimestamp(snapshot["cutoff"], tz=UTC)
+    tags = {MODEL_VERSION_TAG: config.model_version, "cutoff": cutoff.isoformat()}
+    keys = {key for info in snapshot["entities"].values() for key in info["keys"]}
+    entities = {key: Entity(name=key, join_keys=[key], value_type=ValueType.STRING) for key in sorted(keys)}
+    views = [
+        feature_view(name, info, copy_table(config.examples, info["table"], repo), entities, tags)
+        for name, info in snapshot["entities"].items()
+    ]
+    service = FeatureService(
+        name=FEATURE_SERVICE, features=views, tags=tags | {MATCH_TAG: json.dumps(snapshot["match"])}
+    )
+    store = FeatureStore(repo_path=str(repo))
+    store.apply([*entities.values(), *views, service])
+    store.materialize(start_date=cutoff - timedelta(seconds=1), end_date=cutoff + timedelta(seconds=1))
+    summary = {"repo": str(repo), "views": [view.name for view in views], "cutoff": cutoff.isoformat(), **tags}
+    logger.info("materialized %s", summary)
+    return summary
