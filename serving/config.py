@@ -33,6 +33,7 @@ class ServerConfig:
     health_route: str = "/health"
     max_candidates: int = 5000
     max_instances: int = 64
+    max_request_candidates: int = 20_000
     max_body_bytes: int = 16 * 1024 * 1024
     batching: bool = True
     batch_wait_ms: float = 0.0
@@ -66,6 +67,7 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "health_route": ("AIP_HEALTH_ROUTE",),
     "max_candidates": ("RANKER_MAX_CANDIDATES",),
     "max_instances": ("RANKER_MAX_INSTANCES",),
+    "max_request_candidates": ("RANKER_MAX_REQUEST_CANDIDATES",),
     "max_body_bytes": ("RANKER_MAX_BODY_BYTES",),
     "batching": ("RANKER_BATCHING",),
     "batch_wait_ms": ("RANKER_BATCH_WAIT_MS",),
