@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 CLOUDEVENT_JSON = "application/cloudevents+json"
 
 
-class RequestTooLarge(InvalidInput):
+class RequestTooLargeError(InvalidInput):
     """A request over a size limit of the server: answered 413 (see :func:`request_too_large_handler`)."""
 
 
@@ -110,7 +110,7 @@ class RankerModel(Model):
         try:
             batch = self.parser.parse(payload)
         except TooManyCandidatesError as error:
-            raise RequestTooLarge(str(error)) from None
+            raise RequestTooLargeError(str(error)) from None
         except RequestError as error:
             raise InvalidInput(str(error)) from None
         for count in batch.candidates_per_instance:
@@ -212,7 +212,7 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
-    app.add_exception_handler(RequestTooLarge, request_too_large_handler)
+    app.add_exception_handler(RequestTooLargeError, request_too_large_handler)
     app.add_middleware(
         ObservabilityMiddleware,
         classify=route_classifier(config),
