@@ -117,7 +117,8 @@ def plain_server(model_dir: Path, port: int) -> None:
 
     spec = FeatureSpec.load(model_dir)
     model = build_model(spec, TrainerConfig.load(model_dir))
-    tf.train.Checkpoint(model=model).restore(str(model_dir / "variables" / "variables")).expect_partial()
+    # The Keras model is the checkpoint's root in a SavedModel (``Checkpoint(model=...)`` would match nothing).
+    tf.train.Checkpoint(model).restore(str(model_dir / "variables" / "variables")).expect_partial()
     numeric = {feature.name for feature in spec.features if not feature.is_string}
 
     class Handler(BaseHTTPRequestHandler):

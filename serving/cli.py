@@ -27,6 +27,11 @@ _FLAGS = {
     "--health-route": ("health_route", str, "extra health route (Vertex AI)"),
     "--max-candidates": ("max_candidates", int, "most candidates in one ranking request"),
     "--max-instances": ("max_instances", int, "most ranking requests (instances) in one HTTP request"),
+    "--max-request-candidates": (
+        "max_request_candidates",
+        int,
+        "most candidates in one HTTP request, all instances together; more gets 413",
+    ),
     "--max-body-bytes": ("max_body_bytes", int, "largest request body; larger gets 413"),
     "--batch-wait-ms": ("batch_wait_ms", float, "with --batching: wait this long for more requests per batch"),
     "--max-batch-candidates": ("max_batch_candidates", int, "most candidates in one batched model call"),

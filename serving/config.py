@@ -35,6 +35,7 @@ class ServerConfig(Settings):
     health_route: str = env_field(HEALTH_ROUTE, "AIP_HEALTH_ROUTE")
     max_candidates: int = env_field(5000, "RANKER_MAX_CANDIDATES")
     max_instances: int = env_field(64, "RANKER_MAX_INSTANCES")
+    max_request_candidates: int = env_field(20_000, "RANKER_MAX_REQUEST_CANDIDATES")
     max_body_bytes: int = env_field(16 * 1024 * 1024, "RANKER_MAX_BODY_BYTES")
     batching: bool = env_field(True, "RANKER_BATCHING")
     batch_wait_ms: float = env_field(0.0, "RANKER_BATCH_WAIT_MS")

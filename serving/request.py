@@ -52,6 +52,10 @@ class RequestError(ValueError):
     """A request the server refuses with a 4xx; the message names the offending field."""
 
 
+class TooManyCandidatesError(RequestError):
+    """More candidates in one HTTP request (all instances together) than the server takes: a 413."""
+
+
 @dataclasses.dataclass
 class ParsedBatch:
     """Every candidate of every instance of one request, as model-ready columns.
@@ -85,10 +89,17 @@ class RequestParser:
         batch.columns["price"]   # array([3. , 9.5], dtype=float32)
     """
 
-    def __init__(self, spec: FeatureSpec, max_candidates: int = 1000, max_instances: int = 64):
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        max_candidates: int = 1000,
+        max_instances: int = 64,
+        max_request_candidates: int | None = None,
+    ) -> None:
         self.spec = spec
         self.max_candidates = max_candidates
         self.max_instances = max_instances
+        self.max_request_candidates = max_request_candidates or max_candidates * max_instances
         self.numeric = {f.name for f in spec.features if not f.is_string}
         self.lists = {f.name for f in spec.features if f.kind == "list"}
         self.inputs = (MODULE, *spec.feature_names)
@@ -115,6 +126,7 @@ class RequestParser:
                 f"'instances' holds {len(instances)} requests, more than the maximum {self.max_instances}"
             )
         top_k = self._top_k(body.get("parameters"))
+        self._check_request_total(instances)
         parts = [self.parse_instance(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
         columns = {key: np.concatenate([part[key] for part, _ in parts]) for key in self.inputs}
         sizes = [len(part[MODULE]) for part, _ in parts]
@@ -150,6 +162,16 @@ class RequestParser:
                 columns[key] = np.repeat(self._column(key, [context.get(key)], f"{where}.context.{key}", False), count)
         ids = columns[self.id_key] if self.id_key in candidates else None
         return columns, ids
+
+    def _check_request_total(self, instances: list) -> None:
+        """Refuse, before building any column, a request whose instances hold too many candidates together."""
+        total = sum(map(_claimed_count, instances))
+        if total > self.max_request_candidates:
+            raise TooManyCandidatesError(
+                f"the request holds {total} candidates in total, more than the maximum "
+                f"{self.max_request_candidates} per request "
+                "(--max-request-candidates, RANKER_MAX_REQUEST_CANDIDATES); split it"
+            )
 
     def _top_k(self, parameters: Any) -> int | None:
         if parameters is None:
@@ -298,6 +320,20 @@ def _transpose(rows: list[dict], keys: set[str]) -> dict[str, Sequence[Any]]:
         except KeyError:
             pass
     return {key: [row.get(key) for row in rows] for key in order}
+
+
+def _claimed_count(instance: Any) -> int:
+    """How many candidates an instance says it has (0 when malformed: :meth:`RequestParser.parse_instance` refuses it).
+
+    >>> _claimed_count({"candidates": {"price": [1, 2, 3]}})
+    3
+    """
+    candidates = instance.get("candidates") if isinstance(instance, Mapping) else None
+    if isinstance(candidates, list):
+        return len(candidates)
+    if isinstance(candidates, Mapping):
+        return max((len(values) for values in candidates.values() if isinstance(values, list)), default=0)
+    return 0
 
 
 def _at(where: str, index: int, indexed: bool) -> str:

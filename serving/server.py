@@ -30,7 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from cloudevents.http import CloudEvent
+from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ServerNotReady
 
@@ -39,9 +42,15 @@ from serving.batcher import DirectRunner, MicroBatcher
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
-from serving.request import ParsedBatch, RequestError, RequestParser, build_response
+from serving.request import ParsedBatch, RequestError, RequestParser, TooManyCandidatesError, build_response
 
 logger = logging.getLogger(__name__)
+
+CLOUDEVENT_JSON = "application/cloudevents+json"
+
+
+class RequestTooLargeError(InvalidInput):
+    """A request over a size limit of the server: answered 413 (see :func:`request_too_large_handler`)."""
 
 
 class Ranker(Protocol):
@@ -68,7 +77,10 @@ class RankerServingModel(Model):
         self.config = config
         self.features = features  # serving.feature_store.OnlineFeatures with --feature-store
         self.parser = RequestParser(
-            ranker.feature_spec, max_candidates=config.max_candidates, max_instances=config.max_instances
+            ranker.feature_spec,
+            max_candidates=config.max_candidates,
+            max_instances=config.max_instances,
+            max_request_candidates=config.max_request_candidates,
         )
         self.runner: DirectRunner | MicroBatcher | None = None
 
@@ -101,6 +113,8 @@ class RankerServingModel(Model):
             payload = await self._with_stored_features(payload)
         try:
             batch = self.parser.parse(payload)
+        except TooManyCandidatesError as error:
+            raise RequestTooLargeError(str(error)) from None
         except RequestError as error:
             raise InvalidInput(str(error)) from None
         for count in batch.candidates_per_instance:
@@ -121,7 +135,38 @@ class RankerServingModel(Model):
     async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
         assert self.runner is not None, "load() first"
         outputs = await self.runner.predict(batch.columns)
-        return build_response(batch, outputs, self.parser.task_names)
+        response = build_response(batch, outputs, self.parser.task_names)
+        return plain_json(response) if is_cloudevent(headers) else response
+
+
+def is_cloudevent(headers: Mapping[str, str] | None) -> bool:
+    """Whether KServe answers this request as a CloudEvent (structured or binary), as its ``DataPlane.encode`` does.
+
+    The CloudEvents SDK encodes the event's data with the standard ``json``
+    module, which cannot write NumPy arrays.
+    """
+    return bool(headers) and (headers.get("content-type") == CLOUDEVENT_JSON or has_binary_headers(headers))
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with every NumPy array and scalar turned into Python lists and numbers.
+
+    >>> plain_json({"score": np.array([0.5], dtype=np.float32)})
+    {'score': [0.5]}
+    """
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_json(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+async def request_too_large_handler(_: Request, error: Exception) -> JSONResponse:
+    """413 with the limit in the message; one WARNING line, no traceback."""
+    logger.warning("invalid input: %s", error)
+    return JSONResponse(status_code=413, content={"error": str(error)})
 
 
 class InvalidInputLogFilter(logging.Filter):
@@ -149,10 +194,28 @@ def route_classifier(config: ServerConfig) -> Callable[[str], str]:
     return classify
 
 
+def accept_decoded_cloudevent_data(dataplane: Any) -> None:
+    """Let KServe's dataplane take a binary CloudEvent whose data the SDK already decoded.
+
+    With a ``ce-contenttype`` header the CloudEvents SDK unmarshals the body
+    (to a dict or a str) and KServe 0.x then calls ``.decode()`` on it: a 500.
+    Data that is not bytes is passed on as it is, so the parser refuses what it must with a 400.
+    """
+    decode_cloudevent = dataplane.decode_cloudevent
+
+    def decode(body: Any) -> tuple[Any, dict]:
+        if isinstance(body, CloudEvent) and not isinstance(body.get_data(), bytes):
+            return body.get_data(), dict(body.get_attributes())
+        return decode_cloudevent(body)
+
+    dataplane.decode_cloudevent = decode
+
+
 def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
     """Add the Vertex AI routes and the observability middleware to KServe's FastAPI app."""
     from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
+    accept_decoded_cloudevent_data(dataplane)
     endpoints = V1Endpoints(dataplane)
     name = config.model_name
 
@@ -164,6 +227,7 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
+    app.add_exception_handler(RequestTooLargeError, request_too_large_handler)
     app.add_middleware(
         ObservabilityMiddleware,
         classify=route_classifier(config),

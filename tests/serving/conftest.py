@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 VERTEX_PREDICT_ROUTE = "/v1/endpoints/123/deployedModels/456:predict"
 VERTEX_HEALTH_ROUTE = "/v1/endpoints/123/deployedModels/456"
 MAX_CANDIDATES = 60
+MAX_REQUEST_CANDIDATES = 100
 MAX_BODY_BYTES = 200_000
 
 
@@ -91,6 +92,7 @@ def server(model_dir, tmp_path_factory) -> Iterator[ServerProcess]:
         AIP_PREDICT_ROUTE=VERTEX_PREDICT_ROUTE,
         AIP_HEALTH_ROUTE=VERTEX_HEALTH_ROUTE,
         RANKER_MAX_CANDIDATES=str(MAX_CANDIDATES),
+        RANKER_MAX_REQUEST_CANDIDATES=str(MAX_REQUEST_CANDIDATES),
         RANKER_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
         RANKER_BATCHING="false",  # one model call per request here; tests/serving/test_shutdown_and_batching.py batches
     )

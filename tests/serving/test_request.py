@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from serving.request import RequestError, RequestParser, build_response, numeric_column, string_column
+from serving.request import (
+    RequestError,
+    RequestParser,
+    TooManyCandidatesError,
+    build_response,
+    numeric_column,
+    string_column,
+)
 from tests.conftest import synthetic_feature_spec
 
 
@@ -105,6 +112,14 @@ def test_bad_requests_name_the_problem(parser, request_body, message):
     with pytest.raises(RequestError) as error:
         parser.parse(request_body)
     assert message in str(error.value)
+
+
+def test_the_total_over_instances_is_capped_before_any_column_is_built():
+    parser = RequestParser(synthetic_feature_spec(), max_candidates=5, max_instances=3, max_request_candidates=8)
+    instance = body({"price": [1.0] * 4, "listing_id": ["x"] * 4})["instances"][0]
+    assert parser.parse({"instances": [instance, instance]}).num_candidates == 8
+    with pytest.raises(TooManyCandidatesError, match="holds 9 candidates in total, more than the maximum 8"):
+        parser.parse({"instances": [instance, instance, body([{"price": "not even checked"}])["instances"][0]]})
 
 
 def test_single_module_spec_defaults_the_module():

@@ -11,7 +11,13 @@ import orjson
 import pytest
 
 from serving.request import RequestParser
-from tests.serving.conftest import MAX_BODY_BYTES, MAX_CANDIDATES, VERTEX_HEALTH_ROUTE, VERTEX_PREDICT_ROUTE
+from tests.serving.conftest import (
+    MAX_BODY_BYTES,
+    MAX_CANDIDATES,
+    MAX_REQUEST_CANDIDATES,
+    VERTEX_HEALTH_ROUTE,
+    VERTEX_PREDICT_ROUTE,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +123,60 @@ def test_a_body_without_json_content_type_is_still_parsed_or_refused(server):
     bad = post(server, KSERVE_PREDICT, b"not json", headers={"content-type": "text/plain"})
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
     assert post(server, "/v1/models/another-model:predict", ranking_request()).status_code == 404
+
+
+CLOUDEVENT_ATTRIBUTES = {"specversion": "1.0", "id": "e1", "source": "tests", "type": "ranking.request"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        (ranking_request(), {"content-type": "application/cloudevents+json"}),
+        (
+            {**CLOUDEVENT_ATTRIBUTES, "time": "2026-01-01T00:00:00Z", "data": ranking_request()},
+            {"content-type": "application/cloudevents+json"},
+        ),
+        (
+            ranking_request(),
+            {"content-type": "application/json", **{f"ce-{k}": v for k, v in CLOUDEVENT_ATTRIBUTES.items()}},
+        ),
+        (
+            ranking_request(),
+            {"ce-contenttype": "application/json", **{f"ce-{k}": v for k, v in CLOUDEVENT_ATTRIBUTES.items()}},
+        ),
+    ],
+    ids=["structured-content-type", "structured-event", "binary-event", "binary-event-with-ce-contenttype"],
+)
+def test_cloudevents_are_scored_and_answered_as_cloudevents(server, content, headers):
+    expected = post(server, KSERVE_PREDICT, ranking_request()).json()["predictions"][0]["score"]
+    for route in (KSERVE_PREDICT, VERTEX_PREDICT_ROUTE):
+        response = post(server, route, content, headers=headers)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        predictions = answer["data"]["predictions"] if "specversion" in answer else answer["predictions"]
+        np.testing.assert_allclose(predictions[0]["score"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["", "text/plain", "application/octet-stream", "multipart/form-data; boundary=x", "image/png"]
+)
+def test_every_content_type_gets_a_2xx_or_a_4xx(server, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    for content in (orjson.dumps(ranking_request()), b"\x00\xff not json", b'{"instances": 5}', b""):
+        for route in (KSERVE_PREDICT, VERTEX_PREDICT_ROUTE):
+            response = post(server, route, content, headers=headers)
+            assert response.status_code < 500, (content_type, content, response.text)
+
+
+def test_too_many_candidates_in_one_request_is_a_413_naming_the_limit(server):
+    per_instance = MAX_REQUEST_CANDIDATES // 2 + 1  # each instance is within --max-candidates, the sum is not
+    instance = ranking_request({"price": [1.0] * per_instance})["instances"][0]
+    assert per_instance <= MAX_CANDIDATES
+    assert post(server, KSERVE_PREDICT, {"instances": [instance]}).status_code == 200
+    for route in (KSERVE_PREDICT, VERTEX_PREDICT_ROUTE):
+        response = post(server, route, {"instances": [instance, instance]})
+        assert response.status_code == 413, response.text
+        assert f"more than the maximum {MAX_REQUEST_CANDIDATES} per request" in response.json()["error"]
 
 
 def test_health_metrics_and_json_logs(server):
