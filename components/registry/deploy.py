@@ -17,6 +17,7 @@ honest equivalent::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -52,6 +53,21 @@ def _deploy_to_vertex(config: RegistryConfig, version: str, credentials) -> str:
     endpoint = VertexEndpoint(config, credentials)
     endpoint.serve_only(version, create=True)
     return endpoint.existing().resource_name
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployPlan:
+    """A deployment for ``ModelDeployOp``: resource names (``model`` is ``<model>@<version>``) and the split."""
+
+    model: str
+    endpoint: str
+    display_name: str
+    traffic_split: dict[str, int]
+
+    def resource_uri(self, resource: str) -> str:
+        """The REST URI of one of the plan's resources, as Vertex AI artifacts record it."""
+        location = resource.split("/")[3]
+        return f"https://{location}-aiplatform.googleapis.com/v1/{resource}"
 
 
 class LocalServer:
@@ -93,17 +109,32 @@ class VertexEndpoint:
 
     def canary(self, release: Release, percent: int, stable: Release | None) -> str:
         endpoint = self.existing()
+        self.deploy(endpoint, release.version, self.canary_split(endpoint, release.version, percent))
+        return self.describe(endpoint)
+
+    def canary_split(self, endpoint: Any, version: str, percent: int) -> dict[str, int]:
+        """The traffic split that gives ``version`` (``"0"``, to be deployed) ``percent``% next to the one served."""
         deployed = self.deployed_versions(endpoint)
-        if release.version in deployed.values():
-            raise RolloutError(f"version {release.version} is already deployed on {endpoint.resource_name}")
+        if version in deployed.values():
+            raise RolloutError(f"version {version} is already deployed on {endpoint.resource_name}")
         if len(deployed) != 1:
             raise RolloutError(
                 f"endpoint {self.config.endpoint_name} serves {len(deployed)} versions, not one: "
                 + ("promote or roll back first" if deployed else "deploy a version without --canary first")
             )
         (stable_id,) = deployed
-        self.deploy(endpoint, release.version, {"0": percent, stable_id: 100 - percent})
-        return self.describe(endpoint)
+        return {"0": percent, stable_id: 100 - percent}
+
+    def plan(self, version: str, percent: int = 100) -> DeployPlan:
+        """What the pipeline's ``ModelDeployOp`` needs to deploy ``version`` with ``percent``% of the traffic.
+
+        The endpoint is created when missing; on an endpoint that serves nothing the version takes all traffic.
+        """
+        endpoint = self.find_or_create()
+        alone = percent == 100 or not self.deployed_versions(endpoint)
+        split = {"0": 100} if alone else self.canary_split(endpoint, version, percent)
+        model = f"{self.registry.parent}@{version}"
+        return DeployPlan(model, endpoint.resource_name, deployed_name(self.registry.model_id, version), split)
 
     def serve(self, release: Release) -> str:
         return self.serve_only(release.version, create=True)
@@ -119,11 +150,7 @@ class VertexEndpoint:
 
         The endpoint must exist, unless ``create``.
         """
-        endpoint = self.find() if create else self.existing()
-        if endpoint is None:
-            from google.cloud import aiplatform
-
-            endpoint = aiplatform.Endpoint.create(display_name=self.config.endpoint_name, credentials=self.credentials)
+        endpoint = self.find_or_create() if create else self.existing()
         kept = self.deployed_id(endpoint, version)
         if kept is None:
             self.deploy(endpoint, version, {"0": 100})
@@ -154,6 +181,15 @@ class VertexEndpoint:
         name = self.config.endpoint_name
         found = aiplatform.Endpoint.list(filter=f'display_name="{name}"', credentials=self.credentials)
         return found[0] if found else None
+
+    def find_or_create(self) -> Any:
+        """The endpoint named in the configuration, created when there is none."""
+        from google.cloud import aiplatform
+
+        endpoint = self.find()
+        if endpoint is None:
+            endpoint = aiplatform.Endpoint.create(display_name=self.config.endpoint_name, credentials=self.credentials)
+        return endpoint
 
     def existing(self) -> Any:
         """The endpoint named in the configuration; :class:`RolloutError` when there is none."""

@@ -153,6 +153,12 @@ def roll_back(
     return shown
 
 
+def mark_canary(config: RegistryConfig, version: str, percent: int, backend: RegistryBackend | None = None) -> None:
+    """After the pipeline deployed ``version`` with ``percent``% of the traffic: below 100 it is the canary."""
+    if percent < 100:
+        (backend or open_backend(config)).set_alias(CANARY, version)
+
+
 def target_or_default(config: RegistryConfig, target: ServingTarget | None) -> ServingTarget:
     """``target``, or the one the configuration names."""
     return target if target is not None else open_target(config)

@@ -124,3 +124,65 @@ def test_a_full_deploy_leaves_only_the_new_version_on_the_endpoint(api, config, 
 
     assert api.traffic(ENDPOINT) == {"2": 100}
     assert len(api.endpoints[ENDPOINT]["deployedModels"]) == 1
+
+
+def test_the_pipeline_plan_gives_model_deploy_op_the_canary_split_and_artifacts(api, config, two_champions):
+    from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint as EndpointArtifact
+    from google_cloud_pipeline_components.types.artifact_types import VertexModel
+
+    from components.registry.deploy_component import mark_vertex_canary, plan_vertex_deploy
+
+    aiplatform.init(credentials=AnonymousCredentials())
+    model, endpoint = VertexModel(name="model"), EndpointArtifact(name="endpoint")
+    where = {"project": "my-project", "location": "europe-west4"}
+
+    split, name = plan_vertex_deploy.python_func("2", model, endpoint, canary_percent=10, **where)
+
+    (stable_id,) = api.endpoints[ENDPOINT]["trafficSplit"]
+    assert (split, name) == ({"0": 10, stable_id: 90}, "mmoe-ranker-v2")
+    assert model.metadata["resourceName"] == "projects/my-project/locations/europe-west4/models/mmoe-ranker@2"
+    assert endpoint.metadata["resourceName"] == ENDPOINT
+    assert endpoint.uri == f"https://europe-west4-aiplatform.googleapis.com/v1/{ENDPOINT}"
+    assert plan_vertex_deploy.python_func("2", model, endpoint, canary_percent=100, **where)[0] == {"0": 100}
+    mark_vertex_canary.python_func("2", canary_percent=100, **where)
+    assert two_champions.alias_version(CANARY) is None
+    mark_vertex_canary.python_func("2", canary_percent=10, **where)
+    assert two_champions.alias_version(CANARY) == "2"
+
+
+def test_a_first_deployment_takes_all_traffic_whatever_the_canary_share(api, config, registry, endpoint):
+    register_model(candidate("a"), config, registry)
+
+    plan = endpoint.plan("1", percent=10)
+
+    assert plan.traffic_split == {"0": 100}
+    assert len(api.calls("POST", r"/endpoints$")) == 1  # created for it
+
+
+def test_the_vertex_pipeline_deploys_with_model_deploy_op_and_the_canary_parameter(tmp_path, config):
+    import yaml
+
+    from pipelines import compile_cli
+    from pipelines.config import PipelineSettings
+
+    settings = PipelineSettings(registry=config.replace(canary_percent=10), deploy=True)
+    spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
+
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["canary_percent"]["defaultValue"] == 10
+    (deploy_dag,) = [
+        c["dag"]["tasks"] for c in spec["components"].values() if "model-deploy" in c.get("dag", {}).get("tasks", {})
+    ]
+    model_deploy = deploy_dag["model-deploy"]
+    assert model_deploy["componentRef"]["name"] == "comp-model-deploy"
+    inputs = model_deploy["inputs"]
+    assert inputs["parameters"]["traffic_split"]["taskOutputParameter"] == {
+        "outputParameterKey": "traffic_split",
+        "producerTask": "plan-vertex-deploy",
+    }
+    assert inputs["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "plan-vertex-deploy"
+    assert inputs["artifacts"]["endpoint"]["taskOutputArtifact"]["outputArtifactKey"] == "endpoint"
+    assert deploy_dag["mark-vertex-canary"]["dependentTasks"] == ["model-deploy"]
+    executor = spec["deploymentSpec"]["executors"]["exec-model-deploy"]["container"]
+    assert executor["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components")
+    assert executor["args"][:2] == ["--type", "DeployModel"]
