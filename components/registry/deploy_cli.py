@@ -19,6 +19,7 @@ from the environment variable named in its help.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from components.registry.cli import add_registry_arguments, registry_config
@@ -80,11 +81,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_rollout_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, action: Callable[[RegistryConfig], str]) -> int:
+    """What deploy, promote and rollback do: ``action`` on the configuration (an existing registry), shown."""
     from components.registry.cli import require_registry
-    from components.registry.rollout import deploy
 
     config = rollout_config(args)
     require_registry(config)
-    show(deploy(config, args.version), args.out)
+    show(action(config), args.out)
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from components.registry.rollout import deploy
+
+    return run(args, lambda config: deploy(config, args.version))

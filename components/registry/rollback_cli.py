@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from components.registry.deploy_cli import add_rollout_arguments, rollout_config, show
+from components.registry.deploy_cli import add_rollout_arguments, run
 
 HELP = "send all traffic back to the previous champion and undeploy the canary"
 
@@ -24,10 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from components.registry.cli import require_registry
     from components.registry.rollout import roll_back
 
-    config = rollout_config(args)
-    require_registry(config)
-    show(roll_back(config), args.out)
-    return 0
+    return run(args, roll_back)
