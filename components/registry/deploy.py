@@ -76,7 +76,7 @@ class LocalServer:
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
 
-    def canary(self, release: Release, percent: int, stable: Release | None) -> str:
+    def canary(self, release: Release, percent: int) -> str:
         raise RolloutError(
             "a local server has no traffic split: use --deploy-target kserve (manifests) or vertex (an endpoint)"
         )
@@ -84,11 +84,7 @@ class LocalServer:
     def serve(self, release: Release) -> str:
         return serve_command(self.config, release.version)
 
-    def promote(self, release: Release) -> str:
-        return serve_command(self.config, release.version)
-
-    def rollback(self, release: Release, canary: Release | None) -> str:
-        return serve_command(self.config, release.version)
+    switch = serve
 
 
 class VertexEndpoint:
@@ -96,7 +92,7 @@ class VertexEndpoint:
 
     Example::
 
-        VertexEndpoint(config).canary(Release("4", "gs://b/model"), 10, stable=None)
+        VertexEndpoint(config).canary(Release("4", "gs://b/model"), 10)
         # {"endpoint": "projects/.../endpoints/1", "traffic": {"mmoe-ranker-v3": 90, "mmoe-ranker-v4": 10}}
     """
 
@@ -107,7 +103,7 @@ class VertexEndpoint:
         self.credentials = credentials
         self.registry = VertexRegistry(config, credentials=credentials)
 
-    def canary(self, release: Release, percent: int, stable: Release | None) -> str:
+    def canary(self, release: Release, percent: int) -> str:
         endpoint = self.existing()
         self.deploy(endpoint, release.version, self.canary_split(endpoint, release.version, percent))
         return self.describe(endpoint)
@@ -139,10 +135,7 @@ class VertexEndpoint:
     def serve(self, release: Release) -> str:
         return self.serve_only(release.version, create=True)
 
-    def promote(self, release: Release) -> str:
-        return self.serve_only(release.version)
-
-    def rollback(self, release: Release, canary: Release | None) -> str:
+    def switch(self, release: Release) -> str:
         return self.serve_only(release.version)
 
     def serve_only(self, version: str, create: bool = False) -> str:

@@ -13,7 +13,7 @@ version's model files in ``MODEL_URI``, the routes of ``ranker_core.serving``,
 and the version in the ``ranker.io/model-version`` annotation. Apply the YAML
 with ``kubectl apply -f``::
 
-    print(KServeManifests(config).canary(Release("4", "gs://bucket/runs/42/model"), 10, stable=None))
+    print(KServeManifests(config).canary(Release("4", "gs://bucket/runs/42/model"), 10))
 """
 
 from __future__ import annotations
@@ -39,17 +39,13 @@ class KServeManifests:
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
 
-    def canary(self, release: Release, percent: int, stable: Release | None) -> str:
+    def canary(self, release: Release, percent: int) -> str:
         return to_yaml(inference_service(self.config, release, canary_percent=percent))
 
     def serve(self, release: Release) -> str:
         return to_yaml(inference_service(self.config, release))
 
-    def promote(self, release: Release) -> str:
-        return to_yaml(inference_service(self.config, release))
-
-    def rollback(self, release: Release, canary: Release | None) -> str:
-        return to_yaml(inference_service(self.config, release))
+    switch = serve  # without canaryTrafficPercent the spec's revision takes all traffic
 
 
 def inference_service(config: RegistryConfig, release: Release, canary_percent: int | None = None) -> dict[str, Any]:

@@ -63,14 +63,11 @@ class ServingTarget(Protocol):
     def serve(self, release: Release) -> str:
         """Serve ``release`` alone with all the traffic (a plain deployment)."""
 
-    def canary(self, release: Release, percent: int, stable: Release | None) -> str:
-        """Serve ``release`` with ``percent``% of the traffic next to what is served now (``stable``)."""
+    def canary(self, release: Release, percent: int) -> str:
+        """Serve ``release`` with ``percent``% of the traffic next to what is served now."""
 
-    def promote(self, release: Release) -> str:
-        """Send all traffic to ``release`` and stop serving the others."""
-
-    def rollback(self, release: Release, canary: Release | None) -> str:
-        """Send all traffic back to ``release`` and stop serving the others (``canary`` among them)."""
+    def switch(self, release: Release) -> str:
+        """Send all traffic to ``release`` and stop serving the others (promote, and roll back)."""
 
 
 def open_target(config: RegistryConfig) -> ServingTarget:
@@ -95,8 +92,7 @@ def deploy(
     if config.canary_percent is not None:
         return start_canary(config, version, backend=backend, target=target)
     backend = backend or open_backend(config)
-    version = version or _holder(backend, CHAMPION, config, "no champion to deploy: pass --version")
-    return target_or_default(config, target).serve(_release(backend, version, config))
+    return target_or_default(config, target).serve(_version_or_champion(backend, version, config))
 
 
 def start_canary(
@@ -111,12 +107,10 @@ def start_canary(
     if percent is None or not 0 <= percent <= 100:
         raise RolloutError(f"--canary {percent}: the canary's share of traffic is a percent, 0 to 100")
     backend = backend or open_backend(config)
-    version = version or _holder(backend, CHAMPION, config, "no champion to deploy: pass --version")
-    canary = _release(backend, version, config)
-    stable = _stable(backend, version)
-    shown = target_or_default(config, target).canary(canary, percent, stable)
-    backend.set_alias(CANARY, version)
-    logger.info("version %s takes %d%% of the traffic as the canary", version, percent)
+    canary = _version_or_champion(backend, version, config)
+    shown = target_or_default(config, target).canary(canary, percent)
+    backend.set_alias(CANARY, canary.version)
+    logger.info("version %s takes %d%% of the traffic as the canary", canary.version, percent)
     return shown
 
 
@@ -126,7 +120,7 @@ def promote_canary(
     """Send all traffic to the canary; it becomes (or stays) the champion and loses the ``canary`` alias."""
     backend = backend or open_backend(config)
     version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
-    shown = target_or_default(config, target).promote(_release(backend, version, config))
+    shown = target_or_default(config, target).switch(_release(backend, version, config))
     promote(backend, version)
     backend.remove_alias(CANARY)
     return shown
@@ -146,8 +140,7 @@ def roll_back(
     version = champion if canary is not None and canary != champion else backend.alias_version(PREVIOUS_CHAMPION)
     if version is None:
         raise RolloutError(f"no previous champion of {config.model_name} to roll back to")
-    release = _release(backend, version, config)
-    shown = target_or_default(config, target).rollback(release, _release(backend, canary, config) if canary else None)
+    shown = target_or_default(config, target).switch(_release(backend, version, config))
     _restore_champion(backend, version)
     logger.info("rolled back to version %s (canary was %s, champion was %s)", version, canary, champion)
     return shown
@@ -172,13 +165,10 @@ def _restore_champion(backend: RegistryBackend, version: str) -> None:
     backend.remove_alias(CANARY)
 
 
-def _stable(backend: RegistryBackend, canary: str) -> Release | None:
-    """What serves now, next to the canary: the champion, or the previous one when the canary is the champion."""
-    for alias in (CHAMPION, PREVIOUS_CHAMPION):
-        version = backend.alias_version(alias)
-        if version is not None and version != canary:
-            return Release(version, backend.version_model_uri(version))
-    return None
+def _version_or_champion(backend: RegistryBackend, version: str, config: RegistryConfig) -> Release:
+    """``version``, or the champion when it is empty."""
+    version = version or _holder(backend, CHAMPION, config, "no champion to deploy: pass --version")
+    return _release(backend, version, config)
 
 
 def _holder(backend: RegistryBackend, alias: str, config: RegistryConfig, problem: str) -> str:
