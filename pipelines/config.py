@@ -252,6 +252,7 @@ class PipelineSettings:
             "on_broken_champion": registry.on_broken_champion,
             "deploy": self.deploy,
             "endpoint_name": registry.endpoint_name,
+            "canary_percent": 100 if registry.canary_percent is None else registry.canary_percent,
         }
 
 

@@ -16,6 +16,7 @@ is built from :class:`~pipelines.config.PipelineSettings`::
     -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
                          └─> train_baseline ──────────────────┴─> evaluate
     -> blessing_verdict -> if blessed: register_model -> materialize_features; if deploy: deploy_model
+       (Vertex AI: plan_vertex_deploy -> ModelDeployOp (traffic split) -> mark_vertex_canary)
 
 ``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
 data branches end in URIs and the raw data is imported once from the merged
@@ -42,6 +43,7 @@ from components.pipeline_steps import (
     user_source,
 )
 from components.registry.component import register_model
+from components.registry.deploy_component import mark_vertex_canary, plan_vertex_deploy
 from components.training.component import train_mmoe
 from pipelines.config import PIPELINE_NAME, PipelineSettings
 
@@ -62,6 +64,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
     settings = settings or PipelineSettings()
     arguments = settings.pipeline_arguments(local=True)
     train = _training_op(settings)
+    deploy_step = _deploy_op(settings)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -88,6 +91,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         deploy: bool = arguments["deploy"],
         endpoint_name: str = arguments["endpoint_name"],
         feature_store: str = "",
+        canary_percent: int = arguments["canary_percent"],
     ) -> PipelineOutputs:
         with dsl.If(data_uri == "", name="simulate"):
             simulated = _sized(simulate_marketplace(n_impressions=n_impressions, seed=seed), settings)
@@ -159,10 +163,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             )
             materialized.set_caching_options(False)  # the online store holds the champion's snapshot
             with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-                deployed = _sized(
-                    deploy_model(version=registered.output, endpoint_name=endpoint_name, **registry_args), settings
-                )
-                deployed.set_caching_options(False)
+                deploy_step(registered.output, endpoint_name, canary_percent, registry_args)
         return PipelineOutputs(
             examples=examples,
             model=trained.outputs["model"],
@@ -182,6 +183,39 @@ def _sized(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTa
     return (
         task.set_container_image(settings.image).set_cpu_limit(settings.step_cpu).set_memory_limit(settings.step_memory)
     )
+
+
+def _deploy_op(settings: PipelineSettings):
+    """The deployment: on Vertex AI google-cloud-pipeline-components' ``ModelDeployOp`` (lineage, traffic split)
+    between its plan and the ``canary`` alias; otherwise the ``deploy_model`` step (locally: the serve command)."""
+
+    def deploy_step(version: Any, endpoint_name: Any, canary_percent: Any, registry_args: dict[str, Any]) -> None:
+        deployed = _sized(deploy_model(version=version, endpoint_name=endpoint_name, **registry_args), settings)
+        deployed.set_caching_options(False)
+
+    def vertex_deploy_step(
+        version: Any, endpoint_name: Any, canary_percent: Any, registry_args: dict[str, Any]
+    ) -> None:
+        from google_cloud_pipeline_components.v1.endpoint import ModelDeployOp
+
+        where = {key: registry_args[key] for key in ("model_name", "project", "location")}
+        plan = _sized(
+            plan_vertex_deploy(version=version, endpoint_name=endpoint_name, canary_percent=canary_percent, **where),
+            settings,
+        ).set_caching_options(False)
+        deployed = ModelDeployOp(
+            model=plan.outputs["model"],
+            endpoint=plan.outputs["endpoint"],
+            deployed_model_display_name=plan.outputs["display_name"],
+            traffic_split=plan.outputs["traffic_split"],
+            dedicated_resources_machine_type=settings.registry.machine_type,
+            dedicated_resources_min_replica_count=settings.registry.min_replicas,
+            dedicated_resources_max_replica_count=settings.registry.max_replicas,
+        ).set_caching_options(False)
+        marked = mark_vertex_canary(version=version, canary_percent=canary_percent, **where).after(deployed)
+        _sized(marked, settings).set_caching_options(False)
+
+    return vertex_deploy_step if settings.registry.backend == "vertex" else deploy_step
 
 
 def _training_op(settings: PipelineSettings):

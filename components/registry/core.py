@@ -8,6 +8,8 @@ know how to store a version and move an alias; the rules live here, once:
   the existing version instead of creating a second one;
 * a blessed version takes the ``champion`` alias and the version it replaces
   keeps its place in the registry under ``previous-champion``;
+* a version sent a share of an endpoint's traffic holds ``canary`` until it is
+  promoted or rolled back (see :mod:`components.registry.rollout`);
 * an unblessed version is refused, unless the configuration asks to keep
   challengers, in which case it gets the ``challenger`` alias and no promotion;
 * a blessing counts only for the model it judged: ``blessed`` must be a JSON
@@ -52,8 +54,10 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
+CANARY = "canary"
 Backend = Literal["mlflow", "vertex"]
 BrokenChampionPolicy = Literal["continue", "stop"]
+DeployTarget = Literal["", "vertex", "kserve", "local"]
 
 
 class RegistrationRefusedError(RuntimeError):
@@ -84,8 +88,11 @@ class RegistryConfig(Settings):
     serving_image               ``RANKER_SERVING_IMAGE``        ``RANKER_IMAGE`` or ``mmoe-ranker:latest``
     keep_challengers            ``RANKER_KEEP_CHALLENGERS``     ``false`` (a boolean: 1/0, true/false, yes/no, on/off)
     on_broken_champion          ``RANKER_ON_BROKEN_CHAMPION``   ``continue`` (or ``stop``)
-    endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (deploy step, vertex)
+    endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (Vertex AI endpoint, KServe name)
     machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
+    deploy_target               ``RANKER_DEPLOY_TARGET``        ``vertex`` with that registry, else ``local``
+    canary_percent              ``RANKER_CANARY``               none (all traffic); 0 to 100
+    kserve_namespace            ``RANKER_KSERVE_NAMESPACE``     none (the current namespace)
     ==========================  ==============================  ======================================
 
     Example::
@@ -110,12 +117,22 @@ class RegistryConfig(Settings):
     machine_type: str = env_field("n1-standard-4", "RANKER_SERVING_MACHINE")
     min_replicas: int = env_field(1)
     max_replicas: int = env_field(3)
+    deploy_target: DeployTarget = env_field("", "RANKER_DEPLOY_TARGET")
+    canary_percent: int | None = env_field(None, "RANKER_CANARY")
+    kserve_namespace: str = env_field("", "RANKER_KSERVE_NAMESPACE")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.backend == "vertex" and not self.project:
             raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
+        if self.canary_percent is not None and not 0 <= self.canary_percent <= 100:
+            raise ValueError(f"--canary {self.canary_percent}: the canary's share of traffic is a percent, 0 to 100")
         return self
+
+    @property
+    def resolved_deploy_target(self) -> str:
+        """Where versions are served: the configured target, else Vertex AI with that registry, else locally."""
+        return self.deploy_target or ("vertex" if self.backend == "vertex" else "local")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> RegistryConfig:
@@ -238,6 +255,9 @@ class RegistryBackend(Protocol):
 
     def set_alias(self, alias: str, version: str) -> None:
         """Move an alias to a version (taking it from any other version)."""
+
+    def remove_alias(self, alias: str) -> None:
+        """Take an alias from the version holding it, if any."""
 
     def version_model_uri(self, version: str) -> str:
         """Where the version's model files are (a local path or a gs:// URI)."""

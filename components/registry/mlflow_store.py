@@ -78,6 +78,10 @@ class MlflowRegistry:
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.name, alias, version)
 
+    def remove_alias(self, alias: str) -> None:
+        if self.alias_version(alias) is not None:
+            self.client.delete_registered_model_alias(self.name, alias)
+
     def version_model_uri(self, version: str) -> str:
         source = self.client.get_model_version(self.name, version).source
         return _local_path(source)

@@ -94,6 +94,11 @@ class VertexRegistry:
             registry.remove_version_aliases([alias], holder)
         registry.add_version_aliases([alias], version)
 
+    def remove_alias(self, alias: str) -> None:
+        holder = self.alias_version(alias)
+        if holder is not None:
+            self._registry().remove_version_aliases([alias], holder)
+
     def version_model_uri(self, version: str) -> str:
         return str(self._registry().get_model(version).uri)
 

@@ -114,7 +114,9 @@ def test_compile_sets_the_image_of_every_step(tmp_path):
     )
     executors = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"]
     images = {executor["container"]["image"] for executor in executors.values() if "container" in executor}
-    assert images == {REGISTRY_IMAGE}
+    # google-cloud-pipeline-components' ModelDeployOp (the Vertex AI deployment) runs in its own image
+    assert images - {REGISTRY_IMAGE} == {executors["exec-model-deploy"]["container"]["image"]}
+    assert "google-cloud-pipeline-components" in executors["exec-model-deploy"]["container"]["image"]
 
 
 @pytest.mark.parametrize("command", ["compile", "submit"])

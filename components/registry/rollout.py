@@ -1,0 +1,187 @@
+"""Safe rollout: a canary share of traffic, then promote or roll back, on Vertex AI, KServe or locally.
+
+The registry's aliases say which version is where, the same way on MLflow and
+Vertex AI Model Registry:
+
+* ``champion``: the version that serves (or is to serve) all traffic;
+* ``previous-champion``: the champion before it, what a rollback returns to;
+* ``canary``: the version that receives a share of traffic until it is
+  promoted or rolled back.
+
+Registration already makes a blessed version the champion (its predecessor
+keeps ``previous-champion``), so the usual rollout is::
+
+    start_canary(config, percent=10)   # the champion gets 10% next to what the endpoint serves
+    promote_canary(config)             # the canary gets 100%, the version it replaces is undeployed
+    roll_back(config)                  # or: the previous champion gets 100% back, the canary is undeployed
+
+The serving change happens first and the aliases move only once it is done, so
+a failed endpoint call leaves the registry as it was. Each serving target
+(:class:`ServingTarget`) does the traffic part: a Vertex AI endpoint
+(:class:`components.registry.deploy.VertexEndpoint`), KServe manifests
+(:class:`components.registry.kserve.KServeManifests`), or the local server
+(:class:`components.registry.deploy.LocalServer`, which has no traffic split). Mistakes (no champion to
+roll back to, no canary to promote, an unknown version or endpoint) raise
+:class:`RolloutError`: one line, exit status 2 from the ``ranker`` command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Protocol
+
+from components.registry.core import (
+    CANARY,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    RegistryBackend,
+    RegistryConfig,
+    open_backend,
+    promote,
+)
+from ranker_core.cli_support import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class RolloutError(UserError):
+    """A rollout that cannot be done as asked (nothing to promote, nothing to roll back to, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """A registered version and where its model files are."""
+
+    version: str
+    model_uri: str
+
+
+class ServingTarget(Protocol):
+    """The traffic part of a rollout; each method returns what to show the user."""
+
+    def serve(self, release: Release) -> str:
+        """Serve ``release`` alone with all the traffic (a plain deployment)."""
+
+    def canary(self, release: Release, percent: int) -> str:
+        """Serve ``release`` with ``percent``% of the traffic next to what is served now."""
+
+    def switch(self, release: Release) -> str:
+        """Send all traffic to ``release`` and stop serving the others (promote, and roll back)."""
+
+
+def open_target(config: RegistryConfig) -> ServingTarget:
+    """The serving target the configuration names (``deploy_target``; by default follows the registry)."""
+    target = config.resolved_deploy_target
+    if target == "kserve":
+        from components.registry.kserve import KServeManifests
+
+        return KServeManifests(config)
+    from components.registry.deploy import LocalServer, VertexEndpoint
+
+    return VertexEndpoint(config) if target == "vertex" else LocalServer(config)
+
+
+def deploy(
+    config: RegistryConfig,
+    version: str = "",
+    backend: RegistryBackend | None = None,
+    target: ServingTarget | None = None,
+) -> str:
+    """Serve ``version`` (default: the champion) alone, with ``canary_percent`` of the traffic when it is set."""
+    if config.canary_percent is not None:
+        return start_canary(config, version, backend=backend, target=target)
+    backend = backend or open_backend(config)
+    return target_or_default(config, target).serve(_version_or_champion(backend, version, config))
+
+
+def start_canary(
+    config: RegistryConfig,
+    version: str = "",
+    percent: int | None = None,
+    backend: RegistryBackend | None = None,
+    target: ServingTarget | None = None,
+) -> str:
+    """Serve ``version`` (default: the champion) with ``percent``% of the traffic; it takes the ``canary`` alias."""
+    percent = config.canary_percent if percent is None else percent
+    if percent is None or not 0 <= percent <= 100:
+        raise RolloutError(f"--canary {percent}: the canary's share of traffic is a percent, 0 to 100")
+    backend = backend or open_backend(config)
+    canary = _version_or_champion(backend, version, config)
+    shown = target_or_default(config, target).canary(canary, percent)
+    backend.set_alias(CANARY, canary.version)
+    logger.info("version %s takes %d%% of the traffic as the canary", canary.version, percent)
+    return shown
+
+
+def promote_canary(
+    config: RegistryConfig, backend: RegistryBackend | None = None, target: ServingTarget | None = None
+) -> str:
+    """Send all traffic to the canary; it becomes (or stays) the champion and loses the ``canary`` alias."""
+    backend = backend or open_backend(config)
+    version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
+    shown = target_or_default(config, target).switch(_release(backend, version, config))
+    promote(backend, version)
+    backend.remove_alias(CANARY)
+    return shown
+
+
+def roll_back(
+    config: RegistryConfig, backend: RegistryBackend | None = None, target: ServingTarget | None = None
+) -> str:
+    """Send all traffic back to the champion the canary (or the last promotion) replaced.
+
+    With a canary that is not the champion, that is the champion; otherwise the
+    ``previous-champion``, which becomes the champion again.
+    """
+    backend = backend or open_backend(config)
+    canary = backend.alias_version(CANARY)
+    champion = backend.alias_version(CHAMPION)
+    version = champion if canary is not None and canary != champion else backend.alias_version(PREVIOUS_CHAMPION)
+    if version is None:
+        raise RolloutError(f"no previous champion of {config.model_name} to roll back to")
+    shown = target_or_default(config, target).switch(_release(backend, version, config))
+    _restore_champion(backend, version)
+    logger.info("rolled back to version %s (canary was %s, champion was %s)", version, canary, champion)
+    return shown
+
+
+def mark_canary(config: RegistryConfig, version: str, percent: int, backend: RegistryBackend | None = None) -> None:
+    """After the pipeline deployed ``version`` with ``percent``% of the traffic: below 100 it is the canary."""
+    if percent < 100:
+        (backend or open_backend(config)).set_alias(CANARY, version)
+
+
+def target_or_default(config: RegistryConfig, target: ServingTarget | None) -> ServingTarget:
+    """``target``, or the one the configuration names."""
+    return target if target is not None else open_target(config)
+
+
+def _restore_champion(backend: RegistryBackend, version: str) -> None:
+    """Make ``version`` the champion again; it no longer is the previous one, and no canary is left."""
+    backend.set_alias(CHAMPION, version)
+    if backend.alias_version(PREVIOUS_CHAMPION) == version:
+        backend.remove_alias(PREVIOUS_CHAMPION)
+    backend.remove_alias(CANARY)
+
+
+def _version_or_champion(backend: RegistryBackend, version: str, config: RegistryConfig) -> Release:
+    """``version``, or the champion when it is empty."""
+    version = version or _holder(backend, CHAMPION, config, "no champion to deploy: pass --version")
+    return _release(backend, version, config)
+
+
+def _holder(backend: RegistryBackend, alias: str, config: RegistryConfig, problem: str) -> str:
+    """The version holding ``alias``, else :class:`RolloutError` with ``problem``."""
+    version = backend.alias_version(alias)
+    if version is None:
+        raise RolloutError(f"{config.model_name}: {problem}")
+    return version
+
+
+def _release(backend: RegistryBackend, version: str, config: RegistryConfig) -> Release:
+    """The version and its model files; :class:`RolloutError` when the registry has no such version."""
+    try:
+        return Release(version, backend.version_model_uri(version))
+    except Exception as error:  # each registry has its own "not found" (MlflowException, NotFound)
+        raise RolloutError(f"{config.model_name} has no version {version!r} ({type(error).__name__})") from None

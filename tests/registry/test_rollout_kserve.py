@@ -1,0 +1,187 @@
+"""Canary, promote and rollback as KServe manifests (and locally), on a real MLflow store; the CLI's errors."""
+
+import shutil
+from pathlib import Path
+
+import kubernetes.client
+import pytest
+import yaml
+from kserve.models import V1beta1InferenceServiceSpec, V1beta1PredictorSpec
+
+from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, Candidate, RegistryConfig, register_model
+from components.registry.kserve import VERSION_ANNOTATION
+from components.registry.mlflow_store import MlflowRegistry
+from pipelines.cli import main
+from tests.registry.conftest import write_fake_model
+
+
+def registered(tmp_path: Path, config: RegistryConfig, name: str) -> str:
+    """Register a fake model folder as a blessed version (no load check: the rules of register_model only)."""
+    model = write_fake_model(tmp_path / name, name.encode())
+    candidate = Candidate(str(model), True, [], {}, {"primary_metric": 0.6}, f"run-{name}", name * 64)
+    return register_model(candidate, config).version
+
+
+def two_versions(folder: Path) -> Path:
+    """A local registry where version 2 is the champion and version 1 the previous one; its work dir."""
+    config = RegistryConfig(work_dir=str(folder / "work"))
+    registered(folder, config, "a")
+    registered(folder, config, "b")
+    return folder / "work"
+
+
+@pytest.fixture(scope="module")
+def unchanged_work(tmp_path_factory) -> Path:
+    """:func:`two_versions` shared by the tests that must not change it."""
+    return two_versions(tmp_path_factory.mktemp("registry"))
+
+
+@pytest.fixture
+def work(tmp_path, unchanged_work) -> Path:
+    """A copy of :func:`unchanged_work` (the same database; the model files stay where they were registered)."""
+    return Path(shutil.copytree(unchanged_work, tmp_path / "work"))
+
+
+def ranker(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``ranker ARGV``: exit status, stdout, stderr."""
+    capsys.readouterr()  # not what came before
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def kserve(capsys, work: Path, command: str, *flags: str) -> dict:
+    """The manifest ``ranker COMMAND --deploy-target kserve`` prints, checked against KServe's own field names."""
+    status, out, _ = ranker(capsys, command, "--deploy-target", "kserve", "--work-dir", str(work), *flags)
+    assert status == 0
+    manifest = yaml.safe_load(out)
+    assert_inference_service(manifest)
+    return manifest
+
+
+def assert_inference_service(manifest: dict) -> None:
+    """Every key is a field of KServe's ``InferenceService`` (kserve and kubernetes client models)."""
+    assert (manifest["apiVersion"], manifest["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert set(manifest) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(manifest["metadata"]) <= fields(kubernetes.client.V1ObjectMeta)
+    assert set(manifest["spec"]) <= fields(V1beta1InferenceServiceSpec)
+    predictor = manifest["spec"]["predictor"]
+    assert set(predictor) <= fields(V1beta1PredictorSpec)
+    (container,) = predictor["containers"]
+    assert set(container) <= fields(kubernetes.client.V1Container)
+    assert container["name"] == "kserve-container"
+    for env in container["env"]:
+        assert set(env) <= fields(kubernetes.client.V1EnvVar)
+    assert set(container["readinessProbe"]["httpGet"]) <= fields(kubernetes.client.V1HTTPGetAction)
+    if "canaryTrafficPercent" in predictor:
+        assert isinstance(predictor["canaryTrafficPercent"], int)
+
+
+def fields(model: type) -> set[str]:
+    """The JSON field names of an OpenAPI-generated client model."""
+    return set(model.attribute_map.values())
+
+
+def served(manifest: dict) -> tuple[str, str, int | None]:
+    """The version annotation, MODEL_URI and canary share of a manifest."""
+    predictor = manifest["spec"]["predictor"]
+    env = {item["name"]: item["value"] for item in predictor["containers"][0]["env"]}
+    return (
+        manifest["metadata"]["annotations"][VERSION_ANNOTATION],
+        env["MODEL_URI"],
+        predictor.get("canaryTrafficPercent"),
+    )
+
+
+def test_canary_promote_on_kserve_and_the_aliases(capsys, work, tmp_path):
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    out = tmp_path / "isvc.yaml"
+
+    canary = kserve(capsys, work, "deploy", "--canary", "10", "--kserve-namespace", "ranking", "--out", str(out))
+
+    assert served(canary) == ("2", registry.version_model_uri("2"), 10)
+    assert canary["metadata"] == {
+        "name": "mmoe-ranker",
+        "namespace": "ranking",
+        "annotations": {VERSION_ANNOTATION: "2"},
+    }
+    assert yaml.safe_load(out.read_text()) == canary
+    assert registry.alias_version(CANARY) == "2"
+
+    promoted = kserve(capsys, work, "promote")
+
+    assert served(promoted) == ("2", registry.version_model_uri("2"), None)
+    assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == ("2", "1")
+    assert registry.alias_version(CANARY) is None
+
+
+def test_rollback_on_kserve_serves_the_previous_champion_again(capsys, work):
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    kserve(capsys, work, "deploy", "--canary", "50")
+
+    rolled_back = kserve(capsys, work, "rollback")
+
+    assert served(rolled_back) == ("1", registry.version_model_uri("1"), None)
+    assert registry.alias_version(CHAMPION) == "1"
+    assert registry.alias_version(PREVIOUS_CHAMPION) is None
+    assert registry.alias_version(CANARY) is None
+
+
+def test_a_canary_of_an_older_version_rolls_back_to_the_champion(capsys, work):
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    kserve(capsys, work, "deploy", "--version", "1", "--canary", "5")
+
+    assert served(kserve(capsys, work, "rollback"))[0] == "2"
+    assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == ("2", "1")
+
+
+def test_a_plain_deploy_serves_the_champion_with_all_traffic(capsys, work):
+    assert served(kserve(capsys, work, "deploy"))[0::2] == ("2", None)
+    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work))
+    assert status == 0 and "ranker serve --model-uri models:/mmoe-ranker/2" in out
+
+
+def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, work, monkeypatch):
+    monkeypatch.setenv("RANKER_CANARY", "20")
+    monkeypatch.setenv("RANKER_DEPLOY_TARGET", "kserve")
+    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work))
+    assert status == 0 and served(yaml.safe_load(out))[2] == 20
+    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work), "--canary", "30")
+    assert served(yaml.safe_load(out))[2] == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["deploy", "--canary", "150", "--deploy-target", "kserve"],
+            "--canary 150: the canary's share of traffic is a percent, 0 to 100",
+        ),
+        (["deploy", "--canary", "-1", "--deploy-target", "kserve"], "--canary -1: the canary's share"),
+        (["deploy", "--canary", "10"], "a local server has no traffic split"),
+        (["deploy", "--version", "9", "--deploy-target", "kserve"], "mmoe-ranker has no version '9'"),
+        (["promote", "--deploy-target", "kserve"], "no canary to promote: run `ranker deploy --canary PERCENT` first"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(capsys, unchanged_work, argv, message):
+    status, out, err = ranker(capsys, *argv, "--work-dir", str(unchanged_work))
+
+    assert status == 2
+    assert err.startswith(f"ranker {argv[0]}: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""
+
+
+def test_no_champion_to_roll_back_to(capsys, tmp_path):
+    config = RegistryConfig(work_dir=str(tmp_path / "work"))
+    registered(tmp_path, config, "a")
+
+    status, _, err = ranker(capsys, "rollback", "--deploy-target", "kserve", "--work-dir", config.work_dir)
+
+    assert (status, err) == (2, "ranker rollback: no previous champion of mmoe-ranker to roll back to\n")
+
+
+def test_rollout_commands_need_an_existing_registry(capsys, tmp_path):
+    status, _, err = ranker(capsys, "promote", "--work-dir", str(tmp_path / "none"))
+    assert status == 2 and "there is no model registry" in err
+    assert not (tmp_path / "none").exists()
