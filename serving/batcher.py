@@ -38,13 +38,21 @@ class DirectRunner:
     def __init__(self, predict: PredictFn, threads: int = 2) -> None:
         self._predict = predict
         self._executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ranker-model")
+        self._closed = False
 
     async def predict(self, columns: Columns) -> Mapping[str, np.ndarray]:
+        if self._closed:
+            raise RunnerClosedError("the model runner is closed: the server is shutting down")
         MODEL_BATCH.observe(_rows(columns))
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, columns)
 
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=True)
+
+
+class RunnerClosedError(RuntimeError):
+    """A request reached the model runner after it closed (the server is shutting down): a 503."""
 
 
 class MicroBatcher:
@@ -68,8 +76,11 @@ class MicroBatcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ranker-batch")
         self._queue: asyncio.Queue[tuple[Columns, asyncio.Future]] | None = None
         self._workers: list[asyncio.Task] = []
+        self._closed = False
 
     async def predict(self, columns: Columns) -> Mapping[str, np.ndarray]:
+        if self._closed:
+            raise RunnerClosedError("the model runner is closed: the server is shutting down")
         if not self._workers:
             self._queue = asyncio.Queue()
             loop = asyncio.get_running_loop()
@@ -86,10 +97,11 @@ class MicroBatcher:
             MODEL_BATCH.observe(_rows(merged))
             try:
                 outputs = await loop.run_in_executor(self._executor, self._predict, merged)
+            except asyncio.CancelledError:  # close(): the requests of this call learn why they get no answer
+                _fail(batch, RunnerClosedError("the server shut down while this request was scored"))
+                raise
             except Exception as error:  # every waiting request learns about the failure
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                _fail(batch, error)
                 continue
             start = 0
             for columns, future in batch:
@@ -118,9 +130,20 @@ class MicroBatcher:
         return batch
 
     def close(self) -> None:
+        """Stop the workers; every request still queued gets :class:`RunnerClosedError`."""
+        self._closed = True
         for worker in self._workers:
             worker.cancel()
+        while self._queue is not None and not self._queue.empty():
+            _fail([self._queue.get_nowait()], RunnerClosedError("the server shut down before this request was scored"))
         self._executor.shutdown(wait=True)
+
+
+def _fail(batch: list[tuple[Columns, asyncio.Future]], error: BaseException) -> None:
+    """Hand ``error`` to every request of ``batch`` still waiting for its answer."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _concatenate(parts: list[Columns]) -> dict[str, np.ndarray]:

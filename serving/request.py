@@ -23,10 +23,13 @@ The rules (also in docs/serving.md):
   ``""`` for string features, exactly as extraction encodes a missing value.
 * Numeric features take JSON numbers (not strings, not booleans) that are
   finite in float32. String features take strings or integers (ids); list
-  features take a string joined by ``|`` or a list of strings.
+  features take a string joined by ``|`` or a list of strings (not numbers).
 * An unknown ``module_name`` is scored (the model maps it to its
-  out-of-vocabulary embedding). When the context has no ``module_name`` and the
-  spec knows a single module, that module is used; otherwise it is required.
+  out-of-vocabulary embedding). A ``module_name`` that is absent or ``null``
+  (in the context or for a candidate) is missing: when the spec knows a single
+  module, that module is used; otherwise it is an error.
+* Duplicate keys in one JSON object: the last value wins (the decoder's rule;
+  refusing them needs a decoder 7x slower on columnar bodies).
 
 Every violation raises :class:`RequestError` whose message names the instance,
 the field and, for candidate values, the candidate index.
@@ -150,10 +153,10 @@ class RequestParser:
             raise RequestError(
                 f"{where}: {sorted(both)} given both in the context and in the candidates; send each key in one place"
             )
-        if MODULE not in context and MODULE not in candidates:
-            if self.default_module is None:
-                raise RequestError(f"{where}.context.{MODULE} is required (the model knows several modules)")
-            context = {**context, MODULE: self.default_module}
+        if MODULE in candidates:
+            candidates = {**candidates, MODULE: self._modules(candidates[MODULE], f"{where}.candidates.{MODULE}")}
+        else:
+            context = {**context, MODULE: self._modules([context.get(MODULE)], f"{where}.context.{MODULE}", False)[0]}
         columns: dict[str, np.ndarray] = {}
         for key in self.inputs:
             if key in candidates:
@@ -162,6 +165,17 @@ class RequestParser:
                 columns[key] = np.repeat(self._column(key, [context.get(key)], f"{where}.context.{key}", False), count)
         ids = columns[self.id_key] if self.id_key in candidates else None
         return columns, ids
+
+    def _modules(self, values: Sequence[Any], where: str, indexed: bool = True) -> list[Any]:
+        """Module names with a missing one (``null``) replaced by the spec's only module; else an error."""
+        if None not in values:
+            return list(values)
+        if self.default_module is None:
+            index = list(values).index(None)
+            raise RequestError(
+                f"{_at(where, index, indexed)} is required (absent or null; the model knows several modules)"
+            )
+        return [self.default_module if value is None else value for value in values]
 
     def _check_request_total(self, instances: list) -> None:
         """Refuse, before building any column, a request whose instances hold too many candidates together."""
@@ -271,7 +285,7 @@ def string_column(values: Sequence[Any], where: str, joined: bool = False, index
             column[index] = value
         elif value is None:
             column[index] = ""
-        elif type(value) is int:
+        elif type(value) is int and not joined:
             column[index] = str(value)
         elif joined and type(value) is list and all(type(token) is str for token in value):
             column[index] = LIST_SEPARATOR.join(value)

@@ -35,10 +35,10 @@ from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve import Model
-from kserve.errors import InvalidInput, ServerNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ServerNotReady
 
 from ranker_core.schema import MODULE, FeatureSpec
-from serving.batcher import DirectRunner, MicroBatcher
+from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
@@ -134,7 +134,11 @@ class RankerServingModel(Model):
 
     async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
         assert self.runner is not None, "load() first"
-        outputs = await self.runner.predict(batch.columns)
+        try:
+            outputs = await self.runner.predict(batch.columns)
+        except (RunnerClosedError, asyncio.CancelledError):
+            # Shutdown: the runner closed, or the grace period ended and the server cancelled the request.
+            raise ServerNotReady("the server is shutting down: retry on another replica") from None
         response = build_response(batch, outputs, self.parser.task_names)
         return plain_json(response) if is_cloudevent(headers) else response
 
@@ -169,14 +173,21 @@ async def request_too_large_handler(_: Request, error: Exception) -> JSONRespons
     return JSONResponse(status_code=413, content={"error": str(error)})
 
 
-class InvalidInputLogFilter(logging.Filter):
-    """KServe logs every refused request with a traceback at ERROR; make it one WARNING line with the reason."""
+class RefusedRequestLogFilter(logging.Filter):
+    """KServe logs every refused request with a traceback at ERROR; make it one WARNING line with the reason.
+
+    Refused: invalid input (400), an unknown model route (404), not ready or shutting down (503).
+    """
+
+    REASONS = ((InvalidInput, "invalid input"), (ModelNotFound, "unknown model"), (ServerNotReady, "not ready"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, InvalidInput):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args, record.exc_info, record.exc_text = "invalid input: %s", (error,), None, None
+        for kind, reason in self.REASONS:
+            if isinstance(error, kind):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.msg, record.args, record.exc_info, record.exc_text = f"{reason}: %s", (error,), None, None
+                break
         return True
 
 
@@ -281,7 +292,7 @@ def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
     """Load the model and serve it until SIGTERM/SIGINT (see the module docstring for the routes)."""
     configure_json_logging(log_level)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(InvalidInputLogFilter())
+        handler.addFilter(RefusedRequestLogFilter())
     set_op_threads(config.op_threads)
     model = load_model(config)
     from kserve import ModelServer

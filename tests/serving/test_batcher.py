@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from serving.batcher import DirectRunner, MicroBatcher
+from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
 
 
 class RecordingModel:
@@ -92,3 +92,23 @@ def test_direct_runner_calls_the_model_once_per_request():
     runner.close()
     assert sorted(model.calls) == [2, 3]
     assert outputs[1]["score"].tolist() == pytest.approx([10.0, 12.0])
+
+
+def test_requests_queued_or_sent_after_close_learn_the_runner_closed():
+    model = RecordingModel(seconds=0.3)
+    batcher = MicroBatcher(model, max_wait_ms=0, max_candidates=10_000, workers=1)
+
+    async def close_while_queued():
+        first = asyncio.ensure_future(batcher.predict(request(0, 2)))
+        await asyncio.sleep(0.05)  # the first is in the model; the second waits in the queue
+        queued = asyncio.ensure_future(batcher.predict(request(5, 2)))
+        await asyncio.sleep(0.05)
+        batcher.close()  # in the loop, as the server stops it
+        return await asyncio.gather(first, queued, return_exceptions=True)
+
+    in_the_model, queued = asyncio.run(close_while_queued())
+    assert isinstance(in_the_model, RunnerClosedError) and isinstance(queued, RunnerClosedError)
+    for runner in (batcher, DirectRunner(RecordingModel())):
+        runner.close()
+        with pytest.raises(RunnerClosedError):
+            asyncio.run(runner.predict(request(0, 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -102,6 +103,12 @@ def test_several_instances_are_one_batch_with_offsets(parser):
         (body([{"price": math.inf}]), "is not a finite float32"),
         (body([{"category": 1.5}]), "instances[0].candidates.category[0]: expected a string, an integer id or null"),
         (body([{"tags": [1]}]), "instances[0].candidates.tags[0]: expected a string, a list of strings"),
+        (body([{"tags": 5}]), "instances[0].candidates.tags[0]: expected a string, a list of strings or null"),
+        (body([{"price": 1}], context={"module_name": None}), "instances[0].context.module_name is required"),
+        (
+            body({"price": [1, 2], "module_name": ["search", None]}, context={}),
+            "instances[0].candidates.module_name[1] is required (absent or null",
+        ),
         (body([{"price": 1}], context={"module_name": "search", "price": 2}), "['price'] given both"),
         (body([{"price": 1}], context={"module_name": ["search"]}), "instances[0].context.module_name: expected"),
         (body([{"price": 1}], top_k=0), "parameters.top_k must be a positive integer"),
@@ -147,3 +154,13 @@ def test_column_converters():
     assert string_column(["a", 7, None], "x").tolist() == ["a", "7", ""]
     with pytest.raises(RequestError, match=r"x\[1\]"):
         numeric_column([1, {}], "x")
+
+
+def test_an_absent_or_null_module_is_the_only_module_of_a_single_module_model():
+    spec = synthetic_feature_spec()
+    parser = RequestParser(dataclasses.replace(spec, modules=["search"]), max_candidates=5)
+    absent, null = body([{"price": 1}], context={}), body([{"price": 1}], context={"module_name": None})
+    per_candidate = body({"price": [1, 2], "module_name": [None, "cart"]}, context={})
+    assert parser.parse(absent).columns["module_name"].tolist() == ["search"]
+    assert parser.parse(null).columns["module_name"].tolist() == ["search"]
+    assert parser.parse(per_candidate).columns["module_name"].tolist() == ["search", "cart"]

@@ -196,6 +196,15 @@ def test_health_metrics_and_json_logs(server):
     assert refused and all(line["severity"] == "WARNING" and "exception" not in line for line in refused)
 
 
+def test_an_unknown_model_route_is_a_404_and_one_warning_line(server):
+    response = post(server, "/v1/models/no-such-model:predict", ranking_request())
+    assert response.status_code == 404 and "no-such-model" in response.text
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    unknown = [line for line in lines if "no-such-model" in line["message"] and line["logger"] != "serving.access"]
+    assert unknown and all(line["severity"] == "WARNING" and "exception" not in line for line in unknown)
+    assert all(line["message"].startswith("unknown model:") for line in unknown)
+
+
 def test_a_short_load_test_reports_and_enforces_budgets(server, model_dir, tmp_path):
     from pipelines.cli import main
 
