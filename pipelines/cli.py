@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("components.evaluation.cli", "NDCG report of every model against the GBDT baseline, and the blessing"),
     "register": ("components.registry.cli", "register a blessed model in MLflow or Vertex AI Model Registry"),
     "run": ("pipelines.run_cli", "run the whole DAG locally with kfp.local"),
+    "runs": ("components.tracking.cli", "list past pipeline runs (id, date, data, verdict, lift, registered version)"),
     "compile": ("pipelines.compile_cli", "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"),
     "submit": ("pipelines.submit_cli", "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"),
     "schedule": ("pipelines.schedule_cli", "create, list, pause, resume and delete scheduled runs"),
