@@ -22,7 +22,6 @@ from components.tracking.mlflow_runs import (
 from components.tracking.runs import list_runs, runs_table
 from pipelines.cli import main as ranker
 from tests.registry.conftest import copy_model, write_evaluation
-from tests.serving.conftest import model_dir  # noqa: F401  (the session fixture: a tiny exported MMoE)
 
 PARAMS = {"data_uri": "gs://logs/*.parquet", "model.epochs": "3", "code_version": "abc"}
 HISTORY = {"loss": [0.9, 0.7], "val_ranking_loss": [1.0, 0.8]}
