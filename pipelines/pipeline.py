@@ -56,6 +56,7 @@ class PipelineOutputs(NamedTuple):
     blessing: Artifact
     blessed: bool
     primary_metric: float
+    tracking_run_id: str
 
 
 def build_pipeline(settings: PipelineSettings | None = None) -> Any:
@@ -198,6 +199,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             blessing=judged.outputs["blessing"],
             blessed=verdict.output,
             primary_metric=judged.outputs["primary_metric"],
+            tracking_run_id=tracking.output,
         )
 
     return mmoe_ranker_pipeline
