@@ -115,12 +115,14 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         tracking.set_caching_options(False)  # one MLflow run per pipeline run
         with dsl.If(data_uri == "", name="simulate"):
             simulated = _sized(simulate_marketplace(n_impressions=n_impressions, seed=seed), settings)
+            simulated.after(tracking)  # the MLflow run starts with the pipeline run
             simulated_uris = _sized(
                 simulated_source(impressions=simulated.outputs["impressions"], oracle=simulated.outputs["oracle"]),
                 settings,
             )
         with dsl.Else(name="user-data"):
             user_uris = _sized(user_source(data_uri=data_uri, oracle_uri=oracle_uri), settings)
+            user_uris.after(tracking)
         raw_data_uri = dsl.OneOf(simulated_uris.outputs["data_uri"], user_uris.outputs["data_uri"])
         source_oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
         raw_data = dsl.importer(artifact_uri=raw_data_uri, artifact_class=Dataset, reimport=False)
