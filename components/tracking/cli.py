@@ -18,6 +18,7 @@ import json
 
 from components.registry.cli import add_registry_arguments, registry_config, require_registry
 from components.tracking.runs import list_runs, runs_table
+from ranker_core.cli_support import UserError
 
 HELP = "list past pipeline runs (id, date, data, verdict, lift, registered version)"
 
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UserError(f"--limit must be at least 1 (got {args.limit})")
     config = registry_config(args, work_dir=args.work_dir)
     require_registry(config)
     runs = list_runs(config, limit=args.limit)

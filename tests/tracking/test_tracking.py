@@ -147,7 +147,9 @@ def test_ranker_runs_lists_blessed_and_refused_runs_as_a_table_and_json(tmp_path
     assert refused in capsys.readouterr().out
 
 
-def test_ranker_runs_without_a_store_is_one_line(tmp_path, capsys):
+def test_ranker_runs_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert ranker(["runs", "--work-dir", str(tmp_path / "none")]) == 2
     assert "no model registry" in capsys.readouterr().err
+    assert ranker(["runs", "--limit", "0"]) == 2
+    assert "--limit must be at least 1 (got 0)" in capsys.readouterr().err
     assert cli.HELP
