@@ -5,6 +5,8 @@ from setuptools import find_packages, setup
 CORE = [
     "tensorflow>=2.21,<2.22",
     "tf-keras>=2.21,<2.22",
+    # training writes TensorBoard logs (a pipeline artifact) by default; TensorFlow does not install it
+    "tensorboard>=2.21,<2.22",
     "tensorflow-recommenders>=0.7.7,<0.8",
     "apache-beam>=2.77,<2.78",
     "kfp>=2.17,<2.18",

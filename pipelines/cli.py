@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("components.registry.promote_cli", "send all traffic to the canary, undeploy the version it replaces"),
     "rollback": ("components.registry.rollback_cli", "send all traffic back to the previous champion"),
     "run": ("pipelines.run_cli", "run the whole DAG locally with kfp.local"),
+    "runs": ("components.tracking.cli", "list past pipeline runs (id, date, data, verdict, lift, registered version)"),
     "compile": ("pipelines.compile_cli", "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"),
     "submit": ("pipelines.submit_cli", "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"),
     "schedule": ("pipelines.schedule_cli", "create, list, pause, resume and delete scheduled runs"),

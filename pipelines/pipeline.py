@@ -15,8 +15,9 @@ is built from :class:`~pipelines.config.PipelineSettings`::
                   └─── user_source ─────────────────────────────┴─> importer(raw data)
     -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
                          └─> train_baseline ──────────────────┴─> evaluate
-    -> blessing_verdict -> if blessed: register_model -> materialize_features; if deploy: deploy_model
-       (Vertex AI: plan_vertex_deploy -> ModelDeployOp (traffic split) -> mark_vertex_canary)
+    -> record_run (the MLflow run start_tracking opened first) -> blessing_verdict
+    -> if blessed: register_model (logs the MLflow model into that run) -> materialize_features;
+       if deploy: deploy_model (Vertex AI: plan_vertex_deploy -> ModelDeployOp (traffic split) -> mark_vertex_canary)
 
 ``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
 data branches end in URIs and the raw data is imported once from the merged
@@ -44,6 +45,7 @@ from components.pipeline_steps import (
 )
 from components.registry.component import register_model
 from components.registry.deploy_component import mark_vertex_canary, plan_vertex_deploy
+from components.tracking.component import record_run, start_tracking
 from components.training.component import train_mmoe
 from pipelines.config import PIPELINE_NAME, PipelineSettings
 
@@ -57,6 +59,7 @@ class PipelineOutputs(NamedTuple):
     blessing: Artifact
     blessed: bool
     primary_metric: float
+    tracking_run_id: str
 
 
 def build_pipeline(settings: PipelineSettings | None = None) -> Any:
@@ -93,14 +96,39 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         feature_store: str = "",
         canary_percent: int = arguments["canary_percent"],
     ) -> PipelineOutputs:
+        registry_args = {
+            "registry": registry,
+            "model_name": model_name,
+            "tracking_uri": tracking_uri,
+            "project": project,
+            "location": location,
+        }
+        tracking = _sized(
+            start_tracking(
+                pipeline_run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                data_uri=data_uri,
+                dataset_spec=dataset_spec,
+                held_out_module=held_out_module,
+                n_impressions=n_impressions,
+                seed=seed,
+                model_config_json=model_config_json,
+                baseline_config_json=baseline_config_json,
+                eval_config_json=eval_config_json,
+                **registry_args,
+            ),
+            settings,
+        )
+        tracking.set_caching_options(False)  # one MLflow run per pipeline run
         with dsl.If(data_uri == "", name="simulate"):
             simulated = _sized(simulate_marketplace(n_impressions=n_impressions, seed=seed), settings)
+            simulated.after(tracking)  # the MLflow run starts with the pipeline run
             simulated_uris = _sized(
                 simulated_source(impressions=simulated.outputs["impressions"], oracle=simulated.outputs["oracle"]),
                 settings,
             )
         with dsl.Else(name="user-data"):
             user_uris = _sized(user_source(data_uri=data_uri, oracle_uri=oracle_uri), settings)
+            user_uris.after(tracking)
         raw_data_uri = dsl.OneOf(simulated_uris.outputs["data_uri"], user_uris.outputs["data_uri"])
         source_oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
         raw_data = dsl.importer(artifact_uri=raw_data_uri, artifact_class=Dataset, reimport=False)
@@ -118,13 +146,6 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         examples = features.outputs["examples"]
         trained = train(examples=examples, config_json=model_config_json)
         baseline = _sized(train_baseline(examples=examples, config_json=baseline_config_json), settings)
-        registry_args = {
-            "registry": registry,
-            "model_name": model_name,
-            "tracking_uri": tracking_uri,
-            "project": project,
-            "location": location,
-        }
         champion = _sized(
             resolve_champion(model=trained.outputs["model"], on_broken_champion=on_broken_champion, **registry_args),
             settings,
@@ -142,7 +163,21 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             ),
             settings,
         )
+        recorded = _sized(
+            record_run(
+                tracking_run_id=tracking.output,
+                model=trained.outputs["model"],
+                tensorboard=trained.outputs["tensorboard"],
+                report=judged.outputs["report"],
+                report_json=judged.outputs["report_json"],
+                blessing=judged.outputs["blessing"],
+                **registry_args,
+            ),
+            settings,
+        )
+        recorded.set_caching_options(False)  # every run is recorded, blessed or refused
         verdict = _sized(blessing_verdict(blessing=judged.outputs["blessing"]), settings)
+        verdict.after(recorded)
         with dsl.If(verdict.output == True, name="blessed"):  # noqa: E712 (a kfp condition)
             registered = _sized(
                 register_model(
@@ -152,6 +187,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                     serving_image=serving_image,
                     run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                     data_uri=raw_data_uri,
+                    tracking_run_id=tracking.output,
                     **registry_args,
                 ),
                 settings,
@@ -173,6 +209,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             blessing=judged.outputs["blessing"],
             blessed=verdict.output,
             primary_metric=judged.outputs["primary_metric"],
+            tracking_run_id=tracking.output,
         )
 
     return mmoe_ranker_pipeline

@@ -53,7 +53,8 @@ def submit_run(settings: PipelineSettings, template: str | Path, credentials: An
     job.submit(
         service_account=settings.service_account or None,
         network=settings.network or None,
-        experiment=settings.experiment or None,
+        # Every Vertex AI run is recorded in Vertex AI Experiments (parameters and Metrics artifacts).
+        experiment=settings.experiment or settings.registry.model_name,
     )
     return str(job.resource_name)
 

@@ -87,6 +87,7 @@ def format_summary(result: LocalRunResult) -> str:
         heldout_table(report, metric),
         verdict_text(blessing),
         _registration(result),
+        _tracking(result),
         "Steps:",
         format_table(
             [["step", "status", "duration"]]
@@ -179,6 +180,18 @@ def _registration(result: LocalRunResult) -> str:
             f"ranker serve --model-uri models:/{version.model_name}@champion"
         )
     return "\n".join(lines)
+
+
+def _tracking(result: LocalRunResult) -> str:
+    """Where the run's MLflow record is (params, curves, report, verdict), blessed or refused."""
+    run_id = result.outputs.get("tracking_run_id")
+    if not run_id:
+        return ""
+    registry = result.settings.registry
+    return (
+        f"Tracked:  MLflow run {run_id} in experiment {registry.model_name} (params, curves, report, verdict)\n"
+        f"  list runs: ranker runs --work-dir {result.settings.work_dir}"
+    )
 
 
 def _number(value: Any) -> str:

@@ -99,4 +99,6 @@ def _download_mlflow(uri: str, cache: Path) -> Path:
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=found.source, dst_path=str(destination), tracking_uri=tracking_uri
     )
-    return Path(local)
+    from trainer.mlflow_model import saved_model_dir
+
+    return saved_model_dir(local)  # a version is an MLflow pyfunc model holding the SavedModel

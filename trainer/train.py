@@ -286,8 +286,11 @@ def train_from_component(
     metrics_artifact: Any,
     gate_usage_artifact: Any,
     config_json: str = "{}",
+    tensorboard_dir: str | None = None,
 ) -> TrainingResult:
     """The ``train_mmoe`` component's body: train into ``model_artifact.path`` and log to the kfp artifacts.
+
+    ``tensorboard_dir`` (the step's ``tensorboard`` artifact) receives the TensorBoard logs.
 
     The artifacts are kfp ``Model`` / ``Metrics`` objects (anything with ``path``,
     ``metadata`` and, for metrics, ``log_metric``), so this runs and is tested without kfp.
@@ -295,7 +298,9 @@ def train_from_component(
     from trainer.distribute import choose_strategy
 
     config = TrainerConfig.from_sources(config_json)
-    result = train_and_export(examples_dir, model_artifact.path, config, strategy=choose_strategy())
+    result = train_and_export(
+        examples_dir, model_artifact.path, config, tensorboard_dir=tensorboard_dir, strategy=choose_strategy()
+    )
     model_artifact.metadata.update(
         {
             "framework": "tensorflow",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
@@ -291,9 +291,18 @@ def _bar_plot(test: SplitEvaluation, target: str, metric: str) -> str:
 
 
 def _gate_usage(usage: dict[str, Any] | None) -> str:
-    """One heatmap per task: the mean gate weight of each expert (columns) per module (rows)."""
-    if not usage or not usage.get("weights"):
+    """The gate-usage section: :func:`gate_usage_figure` and its caption, or nothing without gates."""
+    figure = gate_usage_figure(usage)
+    if figure is None:
         return ""
+    caption = "Mean gate weight per expert, module and task, measured at training (gate_usage.json)."
+    return f"<h2>Gate usage</h2><p class='small'>{caption}</p>" + _image(figure)
+
+
+def gate_usage_figure(usage: Mapping[str, Any] | None) -> Any:
+    """One heatmap per task: the mean gate weight of each expert (columns) per module (rows); None without gates."""
+    if not usage or not usage.get("weights"):
+        return None
     experts, tasks = usage.get("experts", []), usage.get("tasks", [])
     modules = list(usage["weights"])
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 0.5 * len(modules) + 1.8), squeeze=False)
@@ -304,8 +313,7 @@ def _gate_usage(usage: dict[str, Any] | None) -> str:
         axis.set_yticks(range(len(modules)), modules, fontsize=7)
         axis.set_title(task)
         figure.colorbar(image, ax=axis, fraction=0.046)
-    caption = "Mean gate weight per expert, module and task, measured at training (gate_usage.json)."
-    return f"<h2>Gate usage</h2><p class='small'>{caption}</p>" + _image(figure)
+    return figure
 
 
 def _heldout(result: EvaluationResult) -> str:

@@ -18,6 +18,7 @@ def register_model(
     serving_image: str = "",
     run_id: str = "",
     data_uri: str = "",
+    tracking_run_id: str = "",
 ) -> str:
     """Register the model once (idempotent per model digest), promote it to champion when blessed.
 
@@ -25,7 +26,8 @@ def register_model(
     ``blessed`` is not a JSON boolean, its ``judged_model`` is not this model,
     or the model does not load and score. ``tracking_uri`` is the MLflow store
     (``sqlite:///.../mlflow.db`` locally); ``project``/``location``/``serving_image``
-    are for ``registry="vertex"``.
+    are for ``registry="vertex"``. ``tracking_run_id`` is the pipeline run's MLflow
+    run (``start_tracking``): the MLflow registry logs the model there.
     """
     from components.registry.core import RegistryConfig, register_from_artifacts
 
@@ -38,5 +40,7 @@ def register_model(
         serving_image=serving_image,
     )
     # model.uri (gs:// on Vertex AI) is what the registry records; the JSON files are read via their paths.
-    registered = register_from_artifacts(model.uri, report_json.path, blessing.path, config, run_id, data_uri)
+    registered = register_from_artifacts(
+        model.uri, report_json.path, blessing.path, config, run_id, data_uri, tracking_run_id
+    )
     return registered.version

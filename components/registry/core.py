@@ -56,6 +56,8 @@ PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 CANARY = "canary"
 Backend = Literal["mlflow", "vertex"]
+# The blessing's parts that are tables or identities, not headline numbers.
+_NOT_HEADLINE = ("modules", "judged_model", "reasons", "primary")
 BrokenChampionPolicy = Literal["continue", "stop"]
 DeployTarget = Literal["", "vertex", "kserve", "local"]
 
@@ -178,6 +180,8 @@ class Candidate:
     feature_spec_hash: str = ""
     code_version: str = ""
     evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the pipeline run's MLflow run (start-tracking step): the model is logged there; "" opens a run of its own
+    tracking_run_id: str = ""
 
     @classmethod
     def from_artifacts(
@@ -187,6 +191,7 @@ class Candidate:
         blessing_json: str,
         run_id: str = "",
         data_uri: str = "",
+        tracking_run_id: str = "",
     ) -> Candidate:
         """Read the evaluation's metrics and blessing and fingerprint the model folder.
 
@@ -205,13 +210,14 @@ class Candidate:
             blessed=blessed,
             reasons=[str(reason) for reason in blessing.get("reasons", [])],
             metrics=flatten_metrics(report),
-            headline=flatten_metrics({key: value for key, value in blessing.items() if key != "reasons"}),
+            headline=headline_metrics(blessing),
             run_id=run_id or digest[:16],
             digest=digest,
             data_uri=data_uri or str(spec.get("source", {}).get("uri", "")),
             feature_spec_hash=json_sha256(spec) if spec else "",
             code_version=code_version(),
             evaluation={"report": report, "blessing": blessing},
+            tracking_run_id=tracking_run_id,
         )
 
     @property
@@ -304,6 +310,7 @@ def register_from_artifacts(
     config: RegistryConfig,
     run_id: str = "",
     data_uri: str = "",
+    tracking_run_id: str = "",
 ) -> RegisteredVersion:
     """What the ``register`` step does: read the evaluation's outputs and register the model.
 
@@ -320,6 +327,7 @@ def register_from_artifacts(
         json_file(blessing_json, "blessing.json"),
         run_id=run_id,
         data_uri=data_uri,
+        tracking_run_id=tracking_run_id,
     )
     refuse_unblessed(candidate, config)
     try:
@@ -496,6 +504,18 @@ def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
     for key, value in items:
         flat.update(flatten_metrics(value, f"{prefix}/{key}" if prefix else key))
     return flat
+
+
+def headline_metrics(blessing: Mapping[str, Any]) -> dict[str, float]:
+    """The blessing's numbers without its per-module table: lift, intervals, p-values, held-out module.
+
+    Example::
+
+        headline_metrics({"blessed": True, "lift": 0.12, "lift_ci": [0.01, 0.2], "modules": {...}})
+        # {"blessed": 1.0, "lift": 0.12, "lift_ci/0": 0.01, "lift_ci/1": 0.2}
+    """
+    compact = {key: value for key, value in blessing.items() if key not in _NOT_HEADLINE}
+    return {"blessed": float(blessing.get("blessed") is True), **flatten_metrics(compact)}
 
 
 def _row_name(row: Any, index: int) -> str:

@@ -1,10 +1,12 @@
 """The MLflow model registry backend (the local default: SQLite in the working folder).
 
-Each version is backed by an MLflow run in the experiment named after the
-model: the run holds every evaluation metric, the provenance as parameters,
-the evaluation report as artifacts and the model files under ``model/``; the
-version carries the provenance and the headline metrics as tags. Browse it
-with ``mlflow ui --backend-store-uri sqlite:///work_dir/mlflow.db``.
+Each version is an MLflow ``pyfunc`` model (:mod:`trainer.mlflow_model`: the
+SavedModel with a signature) logged in an MLflow run of the experiment named
+after the model: the pipeline run's own run (``start-tracking``, see
+:mod:`components.tracking.mlflow_runs`) or, for ``ranker register`` alone, a
+run of its own holding the provenance, the headline metrics and the
+evaluation. The version carries the provenance and the headline metrics as
+tags. Browse it with ``mlflow ui --backend-store-uri sqlite:///work_dir/mlflow.db``.
 
 Usage::
 
@@ -14,33 +16,34 @@ Usage::
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import tempfile
-from pathlib import Path
+import os
+from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from components.registry.core import Candidate, RegistryConfig
+from components.tracking.mlflow_runs import (
+    EvaluationDocuments,
+    experiment_id,
+    log_evaluation,
+    record_registration,
+    tracking_client,
+)
 
 logger = logging.getLogger(__name__)
 
-# MLflow accepts at most 1000 metrics in one log_batch call.
-_METRIC_BATCH = 1000
 _MAX_TAG_VALUE = 5000
+_TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 class MlflowRegistry:
     """:class:`~components.registry.core.RegistryBackend` on an MLflow tracking and registry store."""
 
     def __init__(self, config: RegistryConfig) -> None:
-        from mlflow import MlflowClient
-
         self.config = config
         self.name = config.model_name
-        uri = config.resolved_tracking_uri
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.client = tracking_client(config)
 
     def find_version(self, digest: str) -> str | None:
         if not self._model_exists():
@@ -49,7 +52,20 @@ class MlflowRegistry:
         return str(min(int(version.version) for version in found)) if found else None
 
     def create_version(self, candidate: Candidate) -> str:
-        run_id = self._log_run(candidate)
+        run_id = candidate.tracking_run_id or self._log_run(candidate)
+        with global_tracking_uri(self.config.resolved_tracking_uri):  # MLflow's fluent API and models:/ sources
+            version = self._create_version(candidate, run_id)
+        record_registration(self.config, run_id, version)
+        return version
+
+    def _create_version(self, candidate: Candidate, run_id: str) -> str:
+        """Log the model into ``run_id`` and make it a version of the registered model; the version."""
+        import mlflow
+
+        from trainer.mlflow_model import log_ranker_model
+
+        with mlflow.start_run(run_id=run_id):
+            logged = log_ranker_model(candidate.model_uri, name="model")
         if not self._model_exists():
             self.client.create_registered_model(self.name, description="MMoE multi-task ranker (mmoe-ranker)")
         tags = {
@@ -58,8 +74,9 @@ class MlflowRegistry:
         }
         version = self.client.create_model_version(
             self.name,
-            source=f"{self.client.get_run(run_id).info.artifact_uri}/model",
+            source=logged.model_uri,
             run_id=run_id,
+            model_id=logged.model_id,
             tags={key: value[:_MAX_TAG_VALUE] for key, value in tags.items()},
             description="blessed" if candidate.blessed else "; ".join(candidate.reasons)[:_MAX_TAG_VALUE],
         )
@@ -83,8 +100,14 @@ class MlflowRegistry:
             self.client.delete_registered_model_alias(self.name, alias)
 
     def version_model_uri(self, version: str) -> str:
+        """The SavedModel folder of a version (inside its MLflow model; older versions hold it directly)."""
+        from trainer.mlflow_model import saved_model_dir
+
         source = self.client.get_model_version(self.name, version).source
-        return _local_path(source)
+        if source.startswith("models:/"):  # an MLflow 3 logged model: models:/<model id>
+            source = self.client.get_logged_model(source.removeprefix("models:/")).artifact_location
+        location = _local_path(source)
+        return str(saved_model_dir(location)) if "://" not in location else location
 
     def version_aliases(self, version: str) -> tuple[str, ...]:
         return tuple(sorted(self.client.get_model_version(self.name, version).aliases))
@@ -97,35 +120,34 @@ class MlflowRegistry:
     def _model_exists(self) -> bool:
         return bool(self.client.search_registered_models(f"name='{self.name}'"))
 
-    def _experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return self.client.create_experiment(self.name, artifact_location=self.config.resolved_artifact_root)
-
     def _log_run(self, candidate: Candidate) -> str:
-        from mlflow.entities import Metric, Param
-
-        run = self.client.create_run(self._experiment_id(), run_name=candidate.run_id, tags=candidate.provenance)
-        run_id = run.info.run_id
-        params = [Param(key, value[:6000]) for key, value in candidate.provenance.items()]
-        self.client.log_batch(run_id, params=params)
-        metrics = [Metric(_metric_key(key), value, 0, 0) for key, value in candidate.metrics.items()]
-        metrics += [Metric(_metric_key(f"headline/{key}"), value, 0, 0) for key, value in candidate.headline.items()]
-        for start in range(0, len(metrics), _METRIC_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + _METRIC_BATCH])
-        self.client.log_artifacts(run_id, candidate.model_uri, "model")
-        with tempfile.TemporaryDirectory() as folder:
-            for name, document in candidate.evaluation.items():
-                (Path(folder) / f"{name}.json").write_text(json.dumps(document, indent=2, sort_keys=True))
-            self.client.log_artifacts(run_id, folder, "evaluation")
-        self.client.set_terminated(run_id)
-        return run_id
+        """A run of its own for a registration outside a pipeline: provenance, headline metrics, evaluation."""
+        run = self.client.create_run(
+            experiment_id(self.client, self.config), run_name=candidate.run_id, tags=candidate.provenance
+        )
+        documents = EvaluationDocuments(candidate.evaluation["report"], candidate.evaluation["blessing"])
+        log_evaluation(self.client, run.info.run_id, documents, params=candidate.provenance)
+        return run.info.run_id
 
 
-def _metric_key(key: str) -> str:
-    """MLflow metric names allow letters, digits and ``_-./ ``; anything else becomes ``_``."""
-    return "".join(char if char.isalnum() or char in "_-./ " else "_" for char in key)
+@contextlib.contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI (the registry follows it) at ``uri`` for a block, then restore it.
+
+    ``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the environment: that is restored too.
+    """
+    import mlflow
+
+    previous, variable = mlflow.get_tracking_uri(), os.environ.get(_TRACKING_VARIABLE)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if variable is None:
+            os.environ.pop(_TRACKING_VARIABLE, None)
+        else:
+            os.environ[_TRACKING_VARIABLE] = variable
 
 
 def _local_path(uri: str) -> str:

@@ -3,11 +3,12 @@
 ``config_json`` overrides TrainerConfig defaults (e.g. ``'{"architecture": "ple"}'``),
 the same as ``ranker train --config``. The model artifact holds the SavedModel
 with ``feature_spec.json``, ``trainer_config.json``, ``gate_usage.json`` and
-``metrics.json``; ``metrics`` logs the eval metrics and ``gate_usage`` the mean
-gate weights per module, task and expert.
+``metrics.json``; ``metrics`` logs the eval metrics, ``gate_usage`` the mean
+gate weights per module, task and expert, and ``tensorboard`` holds the
+TensorBoard logs (``tensorboard --logdir <artifact>``).
 """
 
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.base import ranker_component
 
@@ -18,9 +19,10 @@ def train_mmoe(
     model: Output[Model],
     metrics: Output[Metrics],
     gate_usage: Output[Metrics],
+    tensorboard: Output[Artifact],
     config_json: str = "{}",
 ) -> None:
     """Train and export the canonical ranker (see trainer.train.train_and_export)."""
     from trainer.train import train_from_component
 
-    train_from_component(examples.path, model, metrics, gate_usage, config_json)
+    train_from_component(examples.path, model, metrics, gate_usage, config_json, tensorboard_dir=tensorboard.path)

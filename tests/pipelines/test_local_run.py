@@ -9,6 +9,7 @@ import pytest
 
 from components.registry.core import CHAMPION, RegistryConfig
 from components.registry.mlflow_store import MlflowRegistry
+from components.tracking.mlflow_runs import REASONS_TAG, VERDICT_TAG, VERSION_TAG
 from pipelines.config import PipelineSettings
 from pipelines.local_run import StepProgress, run_locally
 from pipelines.summary import format_summary
@@ -63,6 +64,18 @@ def first_run(work_dir):
     return run_locally(settings(work_dir, GOOD_MODEL), progress), progress
 
 
+def assert_tracked(registry: MlflowRegistry, run_id: str, verdict: str) -> None:
+    """The pipeline run's MLflow run holds its params, curves, report and verdict."""
+    run = registry.client.get_run(run_id)
+    assert run.data.tags[VERDICT_TAG] == verdict
+    assert run.data.params["model.epochs"] in ("1", "2") and "code_version" in run.data.params
+    curve = registry.client.get_metric_history(run_id, "train/val_ranking_loss")
+    assert sorted(metric.step for metric in curve) == list(range(1, len(curve) + 1)) and curve, "one point per epoch"
+    names = {item.path for item in registry.client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/report.html", "evaluation/blessing.json", "evaluation/metrics.csv"} <= names
+    assert registry.client.list_artifacts(run_id, "tensorboard"), "the training step's TensorBoard logs"
+
+
 def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     result, progress = first_run
 
@@ -74,8 +87,10 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert version.tags["pipeline_run_id"].startswith("mmoe-ranker-")
     assert version.tags["data_uri"].endswith("impressions")
     metrics = registry.version_metrics("1")
-    assert any(key.startswith("test/ndcg/mmoe/all/") for key in metrics)
     assert "headline/candidate" in metrics
+    assert not any(key.startswith("test/") for key in metrics), "the per-module table is an artifact"
+    assert_tracked(registry, result.outputs["tracking_run_id"], "blessed")
+    assert registry.client.get_run(result.outputs["tracking_run_id"]).data.tags[VERSION_TAG] == "1"
     assert (Path(registry.version_model_uri("1")) / "saved_model.pb").is_file()
     assert statuses(progress)["register-model"] == "SUCCESS"
     assert "deploy-model" not in statuses(progress)  # deploy is off by default
@@ -124,6 +139,10 @@ def test_a_damaged_model_is_refused_and_not_registered(first_run, work_dir):
     assert len(registry.client.search_model_versions("name='mmoe-ranker'")) == 1
     assert registry.alias_version(CHAMPION) == "1"
     assert "Blessed: no" in format_summary(result)
+    run_id = result.outputs["tracking_run_id"]
+    assert_tracked(registry, run_id, "refused")
+    assert "champion" in registry.client.get_run(run_id).data.tags[REASONS_TAG]
+    assert f"Tracked:  MLflow run {run_id}" in format_summary(result)
 
 
 def test_a_rerun_with_another_evaluation_config_after_a_failed_evaluation_reuses_the_upstream_steps(

@@ -11,7 +11,7 @@ from components.registry.core import RegistryConfig
 from pipelines import compile_cli, remote, schedule_cli, submit_cli
 from pipelines.config import PipelineSettings
 from tests.pipelines.fake_kfp_api import FakeKfpApi
-from tests.registry.fake_google_api import FakeVertexApi
+from tests.tracking.fake_metadata_api import FakeExperimentsApi
 
 VERTEX = RegistryConfig(backend="vertex", project="my-project", location="europe-west4", serving_image="img:1")
 
@@ -24,7 +24,7 @@ def template(tmp_path_factory):
 
 @pytest.fixture
 def vertex_api():
-    with FakeVertexApi() as fake:
+    with FakeExperimentsApi() as fake:
         aiplatform.init(
             project="my-project", location="europe-west4", api_transport="rest", credentials=AnonymousCredentials()
         )
@@ -132,6 +132,15 @@ def test_vertex_schedules_are_created_listed_paused_resumed_and_deleted(vertex_a
     assert vertex_api.schedules[created.name]["state"] == "ACTIVE"
     remote.change_schedule(settings, created.name, "delete")
     assert vertex_api.schedules == {}
+
+
+def test_a_vertex_run_is_recorded_in_the_experiment_named_after_the_model(vertex_api, template):
+    name = remote.submit_run(vertex_settings(), template, credentials=AnonymousCredentials())
+
+    store = "projects/my-project/locations/europe-west4/metadataStores/default"
+    experiment = vertex_api.contexts[f"{store}/contexts/mmoe-ranker"]
+    assert experiment["schemaTitle"] == "system.Experiment"
+    assert vertex_api.children[experiment["name"]] == [f"{store}/contexts/{name.rsplit('/', 1)[-1]}"]
 
 
 def test_submit_to_a_kfp_host_creates_a_run_with_the_parameters(template):

@@ -53,6 +53,8 @@ def test_component_runs_under_kfp_local(synthetic_examples, kfp_local_root):
     assert json.loads((models[0] / "trainer_config.json").read_text())["epochs"] == 2
     usage = json.loads((models[0] / "gate_usage.json").read_text())
     assert set(usage["weights"]) == {"home_feed", "item_page", "search"}
+    events = list(kfp_local_root.rglob("tensorboard/train/events.out.tfevents.*"))
+    assert len(events) == 1, "the step writes its TensorBoard logs into its tensorboard artifact by default"
 
 
 def test_component_signature_matches_the_pipeline_contract():
@@ -61,5 +63,5 @@ def test_component_signature_matches_the_pipeline_contract():
     inputs = train_mmoe.component_spec.inputs
     outputs = train_mmoe.component_spec.outputs
     assert set(inputs) == {"examples", "config_json"} and inputs["config_json"].default == "{}"
-    assert set(outputs) == {"model", "metrics", "gate_usage"}
+    assert set(outputs) == {"model", "metrics", "gate_usage", "tensorboard"}
     assert "Model" in outputs["model"].type and "Metrics" in outputs["gate_usage"].type

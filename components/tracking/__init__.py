@@ -1,0 +1,1 @@
+"""Experiment tracking: one MLflow run per pipeline run, the run listing, Vertex AI Experiments."""

@@ -1,0 +1,155 @@
+"""Every pipeline run is one MLflow run: params, curves, report, verdict; the registered MLflow model; `ranker runs`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.registry.core import CHAMPION, RegistryConfig, register_from_artifacts
+from components.registry.mlflow_store import global_tracking_uri
+from components.tracking import cli
+from components.tracking.mlflow_runs import (
+    REASONS_TAG,
+    VERDICT_TAG,
+    VERSION_TAG,
+    EvaluationDocuments,
+    record_evaluation,
+    record_training,
+    start_pipeline_run,
+    tracking_client,
+)
+from components.tracking.runs import list_runs, runs_table
+from pipelines.cli import main as ranker
+from tests.registry.conftest import copy_model, write_evaluation
+
+PARAMS = {"data_uri": "gs://logs/*.parquet", "model.epochs": "3", "code_version": "abc"}
+HISTORY = {"loss": [0.9, 0.7], "val_ranking_loss": [1.0, 0.8]}
+USAGE = {"experts": ["e0", "e1"], "tasks": ["click"], "weights": {"search": {"click": [0.3, 0.7]}}}
+
+
+def fake_training(folder: Path) -> Path:
+    """A model folder with only the ``metrics.json`` training writes (history, eval metrics, gate usage)."""
+    folder.mkdir(parents=True)
+    metrics = {"history": HISTORY, "eval_metrics": {"ranking_loss": 0.8}, "best_epoch": 2, "gate_usage": USAGE}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def tracked_run(tmp_path: Path, config: RegistryConfig, blessed: bool, name: str = "run-1", model=None) -> str:
+    """A pipeline run recorded as the steps record it: start, training, evaluation; its MLflow run id."""
+    run_id = start_pipeline_run(config, name, PARAMS)
+    model = model or fake_training(tmp_path / name / "model")
+    tensorboard = tmp_path / name / "tensorboard" / "train"
+    tensorboard.mkdir(parents=True)
+    (tensorboard / "events.out.tfevents.1").write_bytes(b"event")
+    record_training(config, run_id, str(model), str(tensorboard.parent))
+    report = write_evaluation(tmp_path / name / "report", blessed, 0.6, judged=Path(model))
+    (report / "report.html").write_text("<html>report</html>")
+    record_evaluation(
+        config,
+        run_id,
+        EvaluationDocuments.read(report / "metrics.json", report / "blessing.json", report / "report.html"),
+    )
+    return run_id
+
+
+def artifacts(client, run_id: str, path: str = "") -> set[str]:
+    """Every artifact file of a run, recursively."""
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+@pytest.fixture
+def config(tmp_path) -> RegistryConfig:
+    return RegistryConfig(work_dir=str(tmp_path / "work"))
+
+
+def test_a_refused_run_is_recorded_with_params_curves_report_and_reasons(tmp_path, config):
+    run_id = tracked_run(tmp_path, config, blessed=False)
+
+    client = tracking_client(config)
+    run = client.get_run(run_id)
+    assert run.data.params["data_uri"] == "gs://logs/*.parquet" and run.data.params["model.epochs"] == "3"
+    assert run.data.tags[VERDICT_TAG] == "refused"
+    assert "below the per-module GBDT" in run.data.tags[REASONS_TAG]
+    assert run.info.status == "FINISHED"
+    curve = client.get_metric_history(run_id, "train/val_ranking_loss")
+    assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [(1, 1.0), (2, 0.8)]
+    assert run.data.metrics["headline/blessed"] == 0.0
+    assert run.data.metrics["headline/primary_metric"] == pytest.approx(0.6)
+    assert not any(key.startswith("ndcg") for key in run.data.metrics), "the long table is an artifact, not metrics"
+    assert {
+        "evaluation/report.html",
+        "evaluation/blessing.json",
+        "evaluation/metrics.json",
+        "evaluation/metrics.csv",
+        "training/gate_usage.png",
+        "tensorboard/train/events.out.tfevents.1",
+    } <= artifacts(client, run_id)
+    table = client.download_artifacts(run_id, "evaluation/metrics.csv", str(tmp_path))
+    assert "ndcg/search/click/mmoe,0.6" in Path(table).read_text()
+
+
+def test_a_retried_start_finds_the_same_run(config):
+    assert start_pipeline_run(config, "run-7", PARAMS) == start_pipeline_run(config, "run-7", PARAMS)
+
+
+@pytest.mark.slow
+def test_a_blessed_run_holds_the_registered_mlflow_model_that_scores_as_the_saved_model(tmp_path, config, model_dir):
+    import mlflow.pyfunc
+
+    from trainer.mlflow_model import example_frame
+    from trainer.predict import load_ranker
+
+    model = copy_model(model_dir, tmp_path / "model", "tracked")
+    run_id = tracked_run(tmp_path, config, blessed=True, model=model)
+    report = str(tmp_path / "run-1" / "report")
+    registered = register_from_artifacts(str(model), report, report, config, "run-1", tracking_run_id=run_id)
+
+    assert registered.aliases == (CHAMPION,)
+    client = tracking_client(config)
+    run = client.get_run(run_id)
+    assert (run.data.tags[VERDICT_TAG], run.data.tags[VERSION_TAG]) == ("blessed", registered.version)
+    assert len(run.data.metrics) < 60, "a compact set of metrics, not thousands"
+    version = client.get_model_version(config.model_name, registered.version)
+    assert version.run_id == run_id
+    with global_tracking_uri(config.resolved_tracking_uri):
+        loaded = mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION}")
+    assert set(loaded.metadata.get_input_schema().input_names()) >= {"module_name"}
+    frame = example_frame(model, rows=16)
+    expected = load_ranker(model).predict({column: frame[column].to_numpy() for column in frame.columns})
+    scored = loaded.predict(frame)
+    for name, values in expected.items():
+        np.testing.assert_allclose(scored[name].to_numpy(), values.reshape(-1), rtol=1e-6)
+    assert Path(registered.model_uri, "saved_model.pb").is_file(), "the champion's SavedModel folder, for serving"
+
+
+def test_ranker_runs_lists_blessed_and_refused_runs_as_a_table_and_json(tmp_path, config, capsys):
+    refused = tracked_run(tmp_path, config, blessed=False, name="run-1")
+    blessed = tracked_run(tmp_path, config, blessed=True, name="run-2")
+    tracking_client(config).set_tag(blessed, VERSION_TAG, "1")
+
+    runs = list_runs(config)
+    assert [(run.run_id, run.verdict, run.version) for run in runs] == [
+        (blessed, "blessed", "1"),
+        (refused, "refused", ""),
+    ]
+    assert runs_table(runs).splitlines()[0].split() == ["run_id", "date", "data", "verdict", "lift", "version"]
+
+    assert ranker(["runs", "--work-dir", config.work_dir, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [run["verdict"] for run in listed] == ["blessed", "refused"]
+    assert listed[0]["data"] == "gs://logs/*.parquet"
+    assert ranker(["runs", "--work-dir", config.work_dir]) == 0
+    assert refused in capsys.readouterr().out
+
+
+def test_ranker_runs_refuses_bad_input_in_one_line(tmp_path, capsys):
+    assert ranker(["runs", "--work-dir", str(tmp_path / "none")]) == 2
+    assert "no model registry" in capsys.readouterr().err
+    assert ranker(["runs", "--limit", "0"]) == 2
+    assert "--limit must be at least 1 (got 0)" in capsys.readouterr().err
+    assert cli.HELP
