@@ -1,0 +1,258 @@
+"""The batch ranking Beam pipeline: candidates -> features -> RunInference -> top-k per user -> Parquet or BigQuery.
+
+::
+
+    candidates (files / BigQuery) ─ ReadCandidates ─ Assemble (FeatureAssembler) ─ RunInference (RankerModelHandler)
+      ─ best per (campaign, user, listing) ─ Top.PerKey(k) per (campaign, user) ─ WriteToParquet | WriteToBigQuery
+    unreadable and malformed rows ─────────────────────────────────────────────── dead letters (JSON lines)
+
+Example::
+
+    summary = batch_rank(BatchRankConfig(candidates="work/examples", split="test", campaign="email_digest",
+                                         out="work/batch"), BeamOptions(direct_num_workers=2))
+    summary.format()
+
+A listing that appears more than once for a user keeps its best score, so a
+user's top-k holds k distinct listings. Each output row: the campaign (when
+``campaign_column`` is set), the user, ``rank`` (1 = best), the listing,
+``score`` and ``p_<task>`` per task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pandas as pd
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
+from batch.config import BIGQUERY_SCHEME, BatchRankConfig
+from batch.features import FeatureAssembler
+from batch.inference import RankerModelHandler
+from components.features.options import BeamOptions
+from ranker_core.cli_support import UserError
+from ranker_core.schema import FeatureSpec
+
+NAMESPACE = "batch_rank"
+RANK = "rank"
+SCORE = "score"
+Key = tuple[str, str]  # (campaign, user)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingLayout:
+    """The columns of the ranking: keys of the input, and the output's column names and types."""
+
+    user: str
+    item: str
+    campaign: str
+    tasks: tuple[str, ...]
+
+    def record(self, key: Key, rank: int, item: str, score: float, probabilities: tuple[float, ...]) -> dict:
+        """One output row."""
+        row: dict[str, Any] = {self.campaign: key[0]} if self.campaign else {}
+        row |= {self.user: key[1], RANK: rank, self.item: item, SCORE: score}
+        return row | {f"p_{task}": value for task, value in zip(self.tasks, probabilities, strict=True)}
+
+    def fields(self) -> list[tuple[str, str]]:
+        """(column, type) of the output: ``string``, ``int64`` or ``float64``."""
+        keys = [self.campaign] if self.campaign else []
+        fields = [(name, "string") for name in (*keys, self.user)] + [(RANK, "int64"), (self.item, "string")]
+        return fields + [(SCORE, "float64")] + [(f"p_{task}", "float64") for task in self.tasks]
+
+
+@dataclasses.dataclass
+class BatchSummary:
+    """What a batch ranking run did."""
+
+    model_uri: str
+    candidates_read: int
+    dead_letters: int
+    scored: int
+    rankings: int
+    out: str
+    dead_letter_out: str
+
+    def format(self) -> str:
+        return (
+            f"ranked {self.scored} candidates ({self.candidates_read} rows read) with {self.model_uri}: "
+            f"{self.rankings} top-k lists in {self.out}; {self.dead_letters} dead letters in {self.dead_letter_out}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Assemble(beam.DoFn):
+    """Chunks of candidate rows -> model inputs; malformed rows to ``dead_letters``; other campaigns dropped."""
+
+    def __init__(self, assembler: FeatureAssembler, campaign: str = "") -> None:
+        self.assembler, self.campaign = assembler, campaign
+        self.read = Metrics.counter(NAMESPACE, "candidates_read")
+
+    def process(self, chunk: pd.DataFrame) -> Iterator[Any]:
+        if self.campaign and self.assembler.campaign_column in chunk:
+            chunk = chunk[chunk[self.assembler.campaign_column].astype(str) == self.campaign]
+        self.read.inc(len(chunk))
+        good, dead = self.assembler.assemble(chunk)
+        for letter in dead:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        if len(good):
+            yield good
+
+
+def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iterator[tuple[tuple, tuple]]:
+    """A scored chunk's best ``k`` distinct listings per (campaign, user): ``((campaign, user, item), (score, probs))``.
+
+    The global top-k is within the union of every chunk's, so only these rows are shuffled.
+    """
+    chunk, outputs = result.example, result.inference
+    frame = pd.DataFrame(
+        {
+            "campaign": chunk[layout.campaign] if layout.campaign else "",
+            "user": chunk[layout.user],
+            "item": chunk[layout.item],
+            SCORE: outputs[SCORE].astype(float),
+            **{task: outputs[task].astype(float) for task in layout.tasks},
+        }
+    )
+    best = frame.sort_values(SCORE, ascending=False, kind="stable")
+    best = best.drop_duplicates(["campaign", "user", "item"]).groupby(["campaign", "user"], sort=False).head(k)
+    Metrics.counter(NAMESPACE, "scored").inc(len(frame))
+    for row in best.itertuples(index=False):
+        yield (row[0], row[1], row[2]), (row[3], tuple(row[4:]))
+
+
+def by_user(item_key: tuple, best: tuple) -> tuple[Key, tuple]:
+    """``((campaign, user, item), (score, probs))`` -> ``((campaign, user), (score, item, probs))``."""
+    campaign, user, item = item_key
+    return (campaign, user), (best[0], item, best[1])
+
+
+def ranked_rows(keyed: tuple[Key, list[tuple]], layout: RankingLayout) -> Iterator[dict[str, Any]]:
+    """One user's top-k (best first) as output rows with their rank."""
+    key, best = keyed
+    Metrics.counter(NAMESPACE, "rankings").inc()
+    for rank, (score, item, probabilities) in enumerate(best, start=1):
+        yield layout.record(key, rank, item, score, probabilities)
+
+
+def parquet_sink(out: str, layout: RankingLayout) -> beam.PTransform:
+    """``<out>/part-*.parquet`` with the layout's schema."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
+    schema = pa.schema([(name, types[kind]) for name, kind in layout.fields()])
+    return beam.io.WriteToParquet(f"{out.rstrip('/')}/part", schema, file_name_suffix=".parquet")
+
+
+def bigquery_sink(out: str, layout: RankingLayout, options: BeamOptions) -> beam.PTransform:
+    """``bq://project.dataset.table``, replaced on every run (batch file loads through the temp location)."""
+    table = out.removeprefix(BIGQUERY_SCHEME)
+    if table.count(".") != 2:
+        raise UserError(f"--out {out}: a BigQuery table must be bq://project.dataset.table")
+    kinds = {"string": "STRING", "int64": "INTEGER", "float64": "FLOAT"}
+    schema = {"fields": [{"name": name, "type": kinds[kind], "mode": "NULLABLE"} for name, kind in layout.fields()]}
+    return beam.io.WriteToBigQuery(
+        table,
+        schema=schema,
+        method=beam.io.WriteToBigQuery.Method.FILE_LOADS,
+        create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+        write_disposition=beam.io.BigQueryDisposition.WRITE_TRUNCATE,
+        custom_gcs_temp_location=options.temp_location or None,
+        project=options.project or None,
+    )
+
+
+def rank_candidates(
+    pipeline: beam.Pipeline, config: BatchRankConfig, options: BeamOptions, spec: FeatureSpec, model_uri: str
+) -> None:
+    """Add the whole batch ranking to ``pipeline``, scoring with the exported ranker behind ``model_uri``."""
+    assembler = assembler_for(config, spec)
+    layout = RankingLayout(assembler.user_column, assembler.item_column, config.campaign_column, spec.task_names)
+    source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
+    read = pipeline | "ReadCandidates" >> ReadCandidates(source, assembler.input_columns, spec, config.batch_size)
+    features = read.chunks | "AssembleFeatures" >> beam.ParDo(Assemble(assembler, config.campaign)).with_outputs(
+        DEAD_LETTERS, main="chunks"
+    )
+    ranked = (
+        features.chunks
+        | "RunInference" >> RunInference(RankerModelHandler(model_uri))
+        | "ChunkTopK" >> beam.FlatMap(chunk_top_k, layout, config.top_k)
+        | "BestPerListing" >> beam.CombinePerKey(max)
+        | "ByUser" >> beam.MapTuple(by_user)
+        | "TopKPerUser" >> beam.combiners.Top.PerKey(config.top_k, key=lambda value: value[0])
+        | "Rows" >> beam.FlatMap(ranked_rows, layout)
+    )
+    ranked | "Write" >> (
+        bigquery_sink(config.out, layout, options) if config.out_is_bigquery else parquet_sink(config.out, layout)
+    )
+    (
+        (read.dead_letters, features.dead_letters)
+        | "DeadLetters" >> beam.Flatten()
+        | "CountDeadLetters" >> beam.Map(_counted)
+        | "WriteDeadLetters" >> beam.io.WriteToText(f"{config.dead_letter_path}/part", file_name_suffix=".jsonl")
+    )
+
+
+def _counted(letter: dict[str, Any]) -> str:
+    Metrics.counter(NAMESPACE, "dead_letters").inc()
+    return json.dumps(letter, sort_keys=True)
+
+
+def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssembler:
+    """The feature assembly of this run: key columns from the config, else the model's id roles."""
+    user = config.user_column or spec.roles.get("user_id", "")
+    item = config.item_column or spec.roles.get("item_id", "")
+    if not user or not item:
+        raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
+    return FeatureAssembler(spec, user, item, config.campaign_column)
+
+
+def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | None = None) -> BatchSummary:
+    """Resolve the model, rank the candidates with Beam and return the counts."""
+    from serving.model_source import ModelSourceError, resolve_model_dir
+    from trainer.storage import load_feature_spec
+
+    try:
+        model_dir = resolve_model_dir(config.model_uri, cache_dir)
+    except ModelSourceError as error:
+        raise UserError(str(error)) from None
+    spec = load_feature_spec(str(model_dir))
+    # Local workers read the resolved folder; remote workers resolve the URI themselves.
+    worker_model_uri = config.model_uri if options.is_dataflow else str(model_dir)
+    pipeline = beam.Pipeline(options=options.pipeline_options())
+    rank_candidates(pipeline, config, options, spec, worker_model_uri)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = _counters(result)
+    return BatchSummary(
+        model_uri=config.model_uri,
+        candidates_read=counts.get("candidates_read", 0),
+        dead_letters=counts.get("dead_letters", 0),
+        scored=counts.get("scored", 0),
+        rankings=counts.get("rankings", 0),
+        out=config.out,
+        dead_letter_out=config.dead_letter_path,
+    )
+
+
+def _counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except (NotImplementedError, KeyError):
+        return {}
+    return {counter.key.metric.name: int(counter.committed or 0) for counter in found}
+
+
+def read_ranking(out: str | Path) -> pd.DataFrame:
+    """The Parquet ranking a run wrote to the folder ``out`` (tests and tools)."""
+    files = sorted(Path(out).glob("part-*.parquet"))
+    return pd.concat([pd.read_parquet(path) for path in files], ignore_index=True) if files else pd.DataFrame()
