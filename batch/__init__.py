@@ -1,4 +1,4 @@
-"""Batch ranking: the champion scores a candidates table with Beam's RunInference, top-k per user to Parquet/BigQuery."""
+"""Batch ranking: the champion scores candidates with Beam RunInference, top-k per user to Parquet or BigQuery."""
 
 from ranker_core.runtime import configure_tensorflow
 

@@ -12,7 +12,7 @@ Examples::
 The candidates table holds one row per (user, campaign or module, listing)
 with the model's raw features (the columns ``ranker serve`` accepts). Rows
 missing the user, listing or campaign, or with a value that cannot be read,
-go to <out>/dead_letter/*.jsonl with their file, row and reason. Every flag
+go to <out>/dead_letter/*.jsonl (the ranking: <out>/ranking/*.parquet) with their file, row and reason. Every flag
 defaults to an environment variable (in brackets); any Beam flag not listed
 can follow a lone `--`.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from components.features.options import add_beam_arguments, beam_options_from_args
 
@@ -63,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     config = BatchRankConfig.load({field: getattr(args, field) for field, _, _ in _FLAGS.values()})
     if config.model_uri.startswith("models:/"):
         _use_registry(args.tracking_uri)
+    if not args.verbose:  # the local runner's workers log every start and stop at INFO
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
     extra = tuple(arg for arg in args.beam_args if arg != "--")
     summary = batch_rank(config, beam_options_from_args(args, extra))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())

@@ -8,7 +8,7 @@ candidates          ``RANKER_BATCH_CANDIDATES``     (required) file, glob, folde
 candidates_format   ``RANKER_BATCH_FORMAT``         from the file names (parquet, csv, tfrecord)
 split               ``RANKER_BATCH_SPLIT``          ``""`` (an extracted-examples folder: e.g. ``test``)
 campaign            ``RANKER_BATCH_CAMPAIGN``       ``""`` (rank only the rows of this campaign/module)
-out                 ``RANKER_BATCH_OUT``            (required) folder, or ``bq://p.d.table``
+out                 ``RANKER_BATCH_OUT``            (required) folder (``ranking/``), or ``bq://p.d.table``
 dead_letter_out     ``RANKER_BATCH_DEAD_LETTER_OUT``  ``<out>/dead_letter`` (required for a BigQuery ``out``)
 top_k               ``RANKER_BATCH_TOP_K``          ``10``
 campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  ``module_name`` (``""``: one ranking per user)
@@ -85,6 +85,11 @@ class BatchRankConfig(Settings):
     def candidates_uri(self) -> str:
         """The candidates to read: ``candidates``, or its ``split`` folder for extracted examples."""
         return f"{self.candidates.rstrip('/')}/{self.split}" if self.split else self.candidates
+
+    @property
+    def ranking_path(self) -> str:
+        """Where the top-k lists go: the BigQuery table, or ``<out>/ranking`` (``part-*.parquet``)."""
+        return self.out if self.out_is_bigquery else f"{self.out.rstrip('/')}/ranking"
 
     @property
     def dead_letter_path(self) -> str:

@@ -145,7 +145,7 @@ def ranked_rows(keyed: tuple[Key, list[tuple]], layout: RankingLayout) -> Iterat
 
 
 def parquet_sink(out: str, layout: RankingLayout) -> beam.PTransform:
-    """``<out>/part-*.parquet`` with the layout's schema."""
+    """``<out>/part-*.parquet`` (``out``: ``<--out>/ranking``) with the layout's schema."""
     import pyarrow as pa
 
     types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
@@ -192,7 +192,9 @@ def rank_candidates(
         | "Rows" >> beam.FlatMap(ranked_rows, layout)
     )
     ranked | "Write" >> (
-        bigquery_sink(config.out, layout, options) if config.out_is_bigquery else parquet_sink(config.out, layout)
+        bigquery_sink(config.out, layout, options)
+        if config.out_is_bigquery
+        else parquet_sink(config.ranking_path, layout)
     )
     (
         (read.dead_letters, features.dead_letters)
@@ -239,7 +241,7 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
         dead_letters=counts.get("dead_letters", 0),
         scored=counts.get("scored", 0),
         rankings=counts.get("rankings", 0),
-        out=config.out,
+        out=config.ranking_path,
         dead_letter_out=config.dead_letter_path,
     )
 
@@ -253,6 +255,49 @@ def _counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
 
 
 def read_ranking(out: str | Path) -> pd.DataFrame:
-    """The Parquet ranking a run wrote to the folder ``out`` (tests and tools)."""
-    files = sorted(Path(out).glob("part-*.parquet"))
+    """The Parquet ranking a run wrote under the folder ``out`` (tests and tools)."""
+    files = sorted((Path(out) / "ranking").glob("part-*.parquet"))
     return pd.concat([pd.read_parquet(path) for path in files], ignore_index=True) if files else pd.DataFrame()
+
+
+def model_location(
+    model_uri: str, registry: str, model_name: str, tracking_uri: str, project: str, location: str
+) -> str:
+    """``model_uri`` when given, else where the registry's champion lives (an error when there is none)."""
+    from components.registry.core import RegistryConfig, champion_model_uri
+
+    if model_uri:
+        return model_uri
+    config = RegistryConfig.from_env(
+        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
+    )
+    champion = champion_model_uri(config)
+    if not champion:
+        raise UserError(f"{model_name} has no champion in the {registry} registry: run the training pipeline first")
+    return champion
+
+
+def batch_rank_step(
+    model_uri: str,
+    candidates_uri: str,
+    ranked_path: str,
+    dead_letters_path: str,
+    split: str = "",
+    campaign: str = "",
+    top_k: int = 10,
+    campaign_column: str = "module_name",
+    output_table: str = "",
+    beam_options_json: str = "{}",
+) -> BatchSummary:
+    """The kfp component's body: settings from its parameters, :func:`batch_rank` run, summary out."""
+    config = BatchRankConfig(
+        model_uri=model_uri,
+        candidates=candidates_uri,
+        split=split,
+        campaign=campaign,
+        top_k=top_k,
+        campaign_column=campaign_column,
+        out=output_table or ranked_path,
+        dead_letter_out=dead_letters_path,
+    )
+    return batch_rank(config, BeamOptions.from_sources(beam_options_json))

@@ -40,7 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("pipelines.compile_cli", "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"),
     "submit": ("pipelines.submit_cli", "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"),
     "schedule": ("pipelines.schedule_cli", "create, list, pause, resume and delete scheduled runs"),
-    "batch-rank": ("batch.cli", "rank a candidates table in bulk with the champion (Beam RunInference), top-k per user"),
+    "batch-rank": (
+        "batch.cli",
+        "rank a candidates table in bulk with the champion (Beam RunInference), top-k per user",
+    ),
     "serve": ("serving.cli", "serve a trained ranker over HTTP (Vertex AI and KServe v1 protocol)"),
     "loadtest": ("serving.loadtest_cli", "open-loop load test of a prediction endpoint with latency percentiles"),
 }

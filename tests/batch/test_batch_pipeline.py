@@ -114,7 +114,7 @@ def test_the_bigquery_sink_is_a_truncating_file_load_with_the_ranking_schema():
         "module_name", "user_id", "rank", "listing_id", "score", "p_click", "p_purchase",
     ]  # fmt: skip
     assert sink.write_disposition == "WRITE_TRUNCATE" and sink.method == "FILE_LOADS"
-    with pytest.raises(UserError, match="project.dataset.table"):
+    with pytest.raises(UserError, match=r"project\.dataset\.table"):
         bigquery_sink("bq://crm.table", layout, options)
 
 
