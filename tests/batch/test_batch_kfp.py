@@ -45,3 +45,30 @@ def test_the_batch_pipeline_runs_under_kfp_local(kfp_local_root, model_dir, synt
     ranked = read_ranking(Path(task.output.path))
     assert set(ranked["module_name"]) == {"search"}
     assert ranked.groupby("user_id")["rank"].max().max() == 2
+
+
+def test_the_batch_pipeline_is_scheduled_with_its_own_parameters(tmp_path, capsys):
+    import argparse
+
+    from pipelines import schedule_cli
+    from tests.pipelines.fake_kfp_api import FakeKfpApi
+
+    parser = argparse.ArgumentParser()
+    schedule_cli.add_arguments(parser)
+    parameters = '{"candidates_uri": "bq://my-project.crm.email_candidates", "campaign": "email_digest"}'
+    args = parser.parse_args(
+        ["create", "--cron", "0 6 * * *", "--name", "daily-email", "--pipeline", "batch", "--parameters", parameters,
+         "--kfp-host", "http://kfp.test", "--tracking-uri", "http://mlflow:5000",
+         "--image", "europe-docker.pkg.dev/p/r/mmoe-ranker:1"]
+    )  # fmt: skip
+    with FakeKfpApi() as api:
+        assert schedule_cli.main(args) == 0
+        body = api.calls("POST", r"/recurringruns$")[0].json
+
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
+    assert body["runtime_config"]["parameters"] == {
+        "candidates_uri": "bq://my-project.crm.email_candidates",
+        "campaign": "email_digest",
+    }
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
+    assert "created" in capsys.readouterr().out
