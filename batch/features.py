@@ -62,17 +62,18 @@ class FeatureAssembler:
         out = {FILE: chunk[FILE].to_numpy(), ROW: chunk[ROW].to_numpy()}
         for column in self.required_columns:
             out[column] = self._required(chunk, column, reasons)
-        for feature in self.feature_spec.features:
-            if feature.name not in out:
-                out[feature.name] = (
-                    _text(chunk, feature.name) if feature.is_string else _number(chunk, feature.name, reasons)
-                )
-        if MODULE not in out:
-            out[MODULE] = _text(chunk, MODULE)
-        bad = pd.notna(reasons)
-        frame = pd.DataFrame(out)
-        dead = [dead_letter(frame[FILE].iat[i], frame[ROW].iat[i], reasons[i]) for i in np.flatnonzero(bad)]
-        return frame[~bad].reset_index(drop=True), dead
+        for name in (MODULE, *self.feature_spec.feature_names):
+            if name in out or name not in chunk:
+                continue  # an absent feature is scored as missing
+            is_string = name == MODULE or self.feature_spec.feature(name).is_string
+            # strings pass as read: the ranker casts them and scores null as missing, as the server does
+            out[name] = chunk[name].to_numpy() if is_string else _number(chunk, name, reasons)
+        frame = pd.DataFrame(out, copy=False)
+        bad = np.flatnonzero(pd.notna(reasons))
+        if not len(bad):
+            return frame, []
+        dead = [dead_letter(frame[FILE].iat[i], frame[ROW].iat[i], reasons[i]) for i in bad]
+        return frame.drop(index=frame.index[bad]).reset_index(drop=True), dead
 
     def _required(self, chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
         if column not in chunk:
@@ -93,8 +94,8 @@ def _text(chunk: pd.DataFrame, column: str) -> np.ndarray:
     if column not in chunk:
         return np.full(len(chunk), "", dtype=object)
     values = chunk[column]
-    text = values.astype(object).where(values.notna(), "").to_numpy()
-    if pd.api.types.infer_dtype(text, skipna=True) not in ("string", "empty"):
+    text = (values.fillna("") if values.hasnans else values).to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(text, skipna=False) not in ("string", "empty"):
         text = np.array([_as_text(value) for value in text], dtype=object)
     return text
 

@@ -21,12 +21,14 @@ user's top-k holds k distinct listings. Each output row: the campaign (when
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -108,33 +110,47 @@ class Assemble(beam.DoFn):
             yield good
 
 
-def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iterator[tuple[Key, tuple]]:
-    """A scored chunk's best ``k`` distinct listings per (campaign, user): ``((campaign, user), (score, item, probs))``.
+def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iterator[tuple[Key, list[tuple]]]:
+    """A scored chunk's best ``k`` distinct listings per (campaign, user), one element per user:
+    ``((campaign, user), [(score, item, probabilities), ...])``.
 
-    The global top-k is within the union of every chunk's, so only these rows are shuffled.
+    The global top-k is within the union of every chunk's, so only these are shuffled. Sorting and
+    de-duplicating work on integer codes (NumPy), not strings; Python touches only the rows kept.
     """
     chunk, outputs = result.example, result.inference
-    frame = pd.DataFrame(
-        {
-            "campaign": chunk[layout.campaign] if layout.campaign else "",
-            "user": chunk[layout.user],
-            "item": chunk[layout.item],
-            SCORE: outputs[SCORE].astype(float),
-            **{task: outputs[task].astype(float) for task in layout.tasks},
-        }
-    )
-    best = frame.sort_values(SCORE, ascending=False, kind="stable")
-    best = best.drop_duplicates(["campaign", "user", "item"]).groupby(["campaign", "user"], sort=False).head(k)
-    Metrics.counter(NAMESPACE, "scored").inc(len(frame))
-    for row in best.itertuples(index=False):
-        yield (row[0], row[1]), (row[3], row[2], tuple(row[4:]))
+    campaigns = chunk[layout.campaign].to_numpy() if layout.campaign else np.full(len(chunk), "", dtype=object)
+    users, items = chunk[layout.user].to_numpy(), chunk[layout.item].to_numpy()
+    group = pd.factorize(pd.MultiIndex.from_arrays([campaigns, users]))[0]
+    item_codes = pd.factorize(items)[0]
+    score = outputs[SCORE].astype(float)
+    order = np.lexsort((-score, item_codes, group))  # best first within each (user, listing)
+    distinct = order[_starts(group[order], item_codes[order])]
+    distinct = distinct[np.lexsort((-score[distinct], group[distinct]))]  # each user's listings, best first
+    first = np.flatnonzero(_starts(group[distinct]))
+    rank = np.arange(len(distinct)) - np.repeat(first, np.diff(np.r_[first, len(distinct)]))
+    kept = distinct[rank < k]
+    Metrics.counter(NAMESPACE, "scored").inc(len(chunk))
+    probabilities = np.column_stack([outputs[task].astype(float) for task in layout.tasks])[kept]
+    records = list(zip(score[kept].tolist(), items[kept].tolist(), map(tuple, probabilities.tolist()), strict=True))
+    bounds = np.r_[np.flatnonzero(_starts(group[kept])), len(kept)]
+    for start, stop in itertools.pairwise(bounds):
+        row = kept[start]
+        yield (campaigns[row], users[row]), records[start:stop]
 
 
-def ranked_rows(keyed: tuple[Key, Iterable[tuple]], layout: RankingLayout, k: int) -> Iterator[dict[str, Any]]:
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Whether each position of sorted ``keys`` starts a new run of equal keys."""
+    changed = np.zeros(max(len(keys[0]) - 1, 0), dtype=bool)
+    for key in keys:
+        changed |= key[1:] != key[:-1]
+    return np.r_[len(keys[0]) > 0, changed][: len(keys[0])]
+
+
+def ranked_rows(keyed: tuple[Key, Iterable[list[tuple]]], layout: RankingLayout, k: int) -> Iterator[dict[str, Any]]:
     """One user's top-k distinct listings (best first) from the chunks' candidates, as output rows with their rank."""
-    key, candidates = keyed
+    key, chunks = keyed
     best: dict[str, tuple] = {}
-    for score, item, probabilities in candidates:
+    for score, item, probabilities in itertools.chain.from_iterable(chunks):
         if item not in best or score > best[item][0]:
             best[item] = (score, probabilities)
     top = sorted(best.items(), key=lambda entry: entry[1][0], reverse=True)[:k]
