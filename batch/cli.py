@@ -78,8 +78,9 @@ def main(args: argparse.Namespace) -> int:
 def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptions:
     """The Beam flags; locally, batch ranking runs in one process unless a flag or RANKER_BEAM_MODE says otherwise.
 
-    TensorFlow already uses every core inside one model call, and each worker process would load its own
-    model: on 2 cores ``in_memory`` ranked 2.7x faster than ``multi_processing`` (docs/benchmarks.md).
+    TensorFlow already uses every core inside one model call, and each worker process starts and loads its
+    own model: on 2 cores, 500k candidates took 8.3 s in one process and 13.1 s with 2 workers; at 1M the
+    two were even (docs/benchmarks.md). Tables much larger than that belong on Dataflow.
     """
     options = beam_options_from_args(args, extra)
     if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):

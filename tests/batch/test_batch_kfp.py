@@ -72,3 +72,12 @@ def test_the_batch_pipeline_is_scheduled_with_its_own_parameters(tmp_path, capsy
     }
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
     assert "created" in capsys.readouterr().out
+
+
+def test_the_model_is_the_given_uri_else_the_registry_champion(tmp_path):
+    from batch.pipeline import model_location
+
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    assert model_location("gs://b/models/42", "mlflow", "mmoe-ranker", tracking, "", "") == "gs://b/models/42"
+    with pytest.raises(UserError, match="no champion in the mlflow registry"):
+        model_location("", "mlflow", "mmoe-ranker", tracking, "", "us-central1")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +123,31 @@ def test_a_bigquery_output_needs_a_dead_letter_folder():
     with pytest.raises(UserError, match="--dead-letter-out"):
         BatchRankConfig(candidates="bq://p.d.t", out="bq://p.d.ranked")
     assert BatchRankConfig(candidates="bq://p.d.t", out="x").source_format == "bigquery"
+
+
+def test_bigquery_candidates_are_ranked_like_files(model_dir, tmp_path, monkeypatch):  # noqa: F811
+    from batch import candidates
+
+    records = [
+        {"user_id": "u1", "listing_id": f"l{index}", "module_name": "push", "price": float(index)} for index in range(5)
+    ] + [{"user_id": None, "listing_id": "l9", "module_name": "push", "price": 1.0}]
+    reads = []
+
+    def fake_read(**kwargs):
+        reads.append(kwargs)
+        return beam.Create(records)
+
+    monkeypatch.setattr(candidates.beam.io, "ReadFromBigQuery", fake_read)
+    options = LOCAL.replace(project="my-project", temp_location="gs://b/tmp")
+    config = BatchRankConfig(
+        candidates="bq://my-project.crm.push", model_uri=str(model_dir), out=str(tmp_path / "out"), top_k=2
+    )
+
+    summary = batch_rank(config, options)
+
+    [kwargs] = reads
+    assert kwargs["table"] == "my-project.crm.push" and kwargs["method"] == "DIRECT_READ"
+    assert kwargs["project"] == "my-project" and {"user_id", "listing_id", "price"} <= set(kwargs["selected_fields"])
+    assert (summary.scored, summary.dead_letters, summary.rankings) == (5, 1, 1)
+    [letter] = dead_letters(tmp_path / "out" / "dead_letter")
+    assert letter == {"file": "bq://my-project.crm.push", "row": 6, "reason": "user_id: missing value"}
