@@ -33,6 +33,7 @@ def dead_letters(folder: Path) -> list[dict]:
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examples, tmp_path):  # noqa: F811
     from trainer.examples import read_split
     from trainer.predict import load_ranker
@@ -58,6 +59,7 @@ def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examp
     assert {f"p_{task}" for task in ranker.task_names} <= set(ranked.columns)
 
 
+@pytest.mark.slow
 def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_path):  # noqa: F811
     rows = pd.DataFrame(
         {
@@ -90,6 +92,7 @@ def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_pat
     assert summary.dead_letters == 3
 
 
+@pytest.mark.slow
 def test_a_file_without_a_required_column_is_dead_lettered_not_fatal(model_dir, tmp_path):  # noqa: F811
     pd.DataFrame({"user_id": ["u1", "u2"], "module_name": ["push", "push"]}).to_parquet(tmp_path / "a.parquet")
     config = BatchRankConfig(candidates=str(tmp_path), model_uri=str(model_dir), out=str(tmp_path / "out"))
@@ -125,6 +128,7 @@ def test_a_bigquery_output_needs_a_dead_letter_folder():
     assert BatchRankConfig(candidates="bq://p.d.t", out="x").source_format == "bigquery"
 
 
+@pytest.mark.slow
 def test_bigquery_candidates_are_ranked_like_files(model_dir, tmp_path, monkeypatch):  # noqa: F811
     from batch import candidates
 

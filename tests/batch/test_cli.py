@@ -32,6 +32,7 @@ def test_bad_settings_are_one_line(capsys, argv, message):
     assert message in one_line_error(capsys, argv)
 
 
+@pytest.mark.slow
 def test_a_missing_model_or_table_is_one_line(capsys, tmp_path, model_dir):  # noqa: F811
     error = one_line_error(capsys, ["--candidates", "c", "--out", "o", "--model-uri", str(tmp_path / "nope")])
     assert "does not exist" in error
@@ -45,6 +46,7 @@ def test_a_missing_model_or_table_is_one_line(capsys, tmp_path, model_dir):  # n
     assert "no parquet files match" in error
 
 
+@pytest.mark.slow
 def test_batch_rank_writes_top_k_per_user_of_one_campaign(capsys, tmp_path, model_dir):  # noqa: F811
     pd.DataFrame(
         {
