@@ -1,5 +1,7 @@
 """`ranker batch-rank`: the simulator-style run end to end, and mistakes as one line (exit 2)."""
 
+import importlib
+
 import pandas as pd
 import pytest
 
@@ -64,3 +66,37 @@ def test_batch_rank_writes_top_k_per_user_of_one_campaign(capsys, tmp_path, mode
     ranked = read_ranking(tmp_path / "o")
     assert ranked.groupby("user_id")["rank"].max().to_dict() == {"u1": 2, "u2": 1}
     assert set(ranked["module_name"]) == {"email_digest"}
+
+
+def parsed(argv: list[str]):
+    from pipelines.cli import command_parser
+
+    module = importlib.import_module("batch.cli")
+    return module, command_parser("batch-rank", module).parse_args(["batch-rank", *argv])
+
+
+def test_dataflow_options_are_built_from_the_flags(monkeypatch):
+    monkeypatch.delenv("RANKER_BEAM_MODE", raising=False)
+    module, args = parsed(
+        ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west4",
+         "--temp-location", "gs://b/tmp", "--sdk-container-image", "img:1", "--", "--experiments=use_runner_v2"]
+    )  # fmt: skip
+
+    options = module._beam_options(args, ("--experiments=use_runner_v2",))
+
+    assert options.is_dataflow
+    flags = options.flags()
+    assert "--project=my-project" in flags and "--sdk_container_image=img:1" in flags
+    assert "--experiments=use_runner_v2" in flags
+    options.pipeline_options()  # validated: a project, a region and a gs:// temp location
+
+
+def test_the_local_runner_runs_in_one_process_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("RANKER_BEAM_MODE", raising=False)
+    module, args = parsed(["--candidates", "c", "--out", "o"])
+    assert module._beam_options(args, ()).direct_running_mode == "in_memory"
+    module, args = parsed(["--direct-running-mode", "multi_processing"])
+    assert module._beam_options(args, ()).direct_running_mode == "multi_processing"
+    monkeypatch.setenv("RANKER_BEAM_MODE", "multi_threading")
+    module, args = parsed([])
+    assert module._beam_options(args, ()).direct_running_mode == "multi_threading"
