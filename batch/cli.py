@@ -79,8 +79,8 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
     """The Beam flags; locally, batch ranking runs in one process unless a flag or RANKER_BEAM_MODE says otherwise.
 
     TensorFlow already uses every core inside one model call, and each worker process starts and loads its
-    own model: on 2 cores, 500k candidates took 8.3 s in one process and 13.1 s with 2 workers; at 1M the
-    two were even (docs/benchmarks.md). Tables much larger than that belong on Dataflow.
+    own model: on 2 cores, 500k candidates took 4.2 s in one process and 13.2 s with 2 workers, 1M took
+    7.9 s and 10.7 s (docs/benchmarks.md). Tables much larger than that belong on Dataflow.
     """
     options = beam_options_from_args(args, extra)
     if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):
