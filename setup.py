@@ -56,7 +56,7 @@ setup(
         "that builds, judges, registers and serves it."
     ),
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["ranker_core*", "pipelines*", "components*", "trainer*", "serving*"]),
+    packages=find_packages(include=["ranker_core*", "pipelines*", "components*", "trainer*", "serving*", "batch*"]),
     package_data={"components": ["data/specs/*.yaml"]},
     install_requires=CORE,
     extras_require=EXTRAS,

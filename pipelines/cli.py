@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("pipelines.schedule_cli", "create, list, pause, resume and delete scheduled runs"),
     "materialize": ("components.features.materialize_cli", "push the entity snapshot to the Feast online store"),
     "skew-check": ("serving.skew_check_cli", "check the online feature path against the extraction and offline scores"),
+    "batch-rank": (
+        "batch.cli",
+        "rank a candidates table in bulk with the champion (Beam RunInference), top-k per user",
+    ),
     "serve": ("serving.cli", "serve a trained ranker over HTTP (Vertex AI and KServe v1 protocol)"),
     "loadtest": ("serving.loadtest_cli", "open-loop load test of a prediction endpoint with latency percentiles"),
 }

@@ -7,6 +7,7 @@ in (``--image``): for Vertex AI (``--registry vertex``, a gs:// ``--pipeline-roo
 or a KFP host it must name its registry, or compilation is refused. Examples::
 
     ranker compile --out pipeline.yaml
+    ranker compile --pipeline batch --out batch.yaml       # the batch ranking DAG
     ranker compile --out pipeline.yaml --registry vertex --project my-project \\
         --image europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1 \\
         --training-backend custom-job --train-machine-type n1-standard-16 \\
@@ -23,8 +24,19 @@ from pipelines.config import PipelineSettings, add_options
 HELP = "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"
 
 
+PIPELINES = ("training", "batch")
+
+
+def add_pipeline_argument(parser: argparse.ArgumentParser) -> None:
+    """``--pipeline``: the training DAG (default) or the batch ranking DAG (:mod:`pipelines.batch_pipeline`)."""
+    parser.add_argument(
+        "--pipeline", choices=PIPELINES, default="training", help="training (default) or batch (batch ranking)"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="pipeline.yaml", help="where to write the YAML [default: pipeline.yaml]")
+    add_pipeline_argument(parser)
     add_options(parser, ("data", "step configurations", "image", "resources (compile time)"))
 
 
@@ -45,9 +57,18 @@ def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:
     return out
 
 
+def compile_named(pipeline: str, settings: PipelineSettings, out: str | Path) -> Path:
+    """Compile the ``training`` or the ``batch`` pipeline into ``out``."""
+    if pipeline == "batch":
+        from pipelines.batch_pipeline import compile_batch_pipeline
+
+        return compile_batch_pipeline(settings, out)
+    return compile_pipeline(settings, out)
+
+
 def main(args: argparse.Namespace) -> int:
     settings = PipelineSettings.from_args_or_exit(args, "compile")
     if settings.remote:
         settings.check_image()
-    print(f"wrote {compile_pipeline(settings, args.out)}")
+    print(f"wrote {compile_named(args.pipeline, settings, args.out)}")
     return 0

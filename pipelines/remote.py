@@ -66,9 +66,14 @@ def create_schedule(
     display_name: str,
     max_concurrent_runs: int = 1,
     credentials: Any = None,
+    parameters: dict[str, Any] | None = None,
 ) -> ScheduleInfo:
-    """Run the pipeline on a cron schedule (5 fields, e.g. ``0 3 * * 1``; ``TZ=Europe/Paris 0 3 * * 1`` on Vertex)."""
-    parameters = settings.pipeline_arguments(local=False)
+    """Run the pipeline on a cron schedule (5 fields, e.g. ``0 3 * * 1``; ``TZ=Europe/Paris 0 3 * * 1`` on Vertex).
+
+    ``parameters`` are the runs' parameters: by default the training pipeline's, from ``settings``
+    (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`).
+    """
+    parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
     if settings.kfp_host:
         client = _kfp_client(settings)
         experiment = client.create_experiment(settings.experiment or "Default")

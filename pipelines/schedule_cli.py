@@ -4,6 +4,10 @@ Examples::
 
     ranker schedule create --cron '0 3 * * 1' --name weekly-retrain \\
         --project my-project --pipeline-root gs://my-bucket/runs --registry vertex
+    ranker schedule create --cron '0 6 * * *' --name daily-email --pipeline batch \\
+        --parameters '{"candidates_uri": "bq://my-project.crm.email_candidates", "campaign": "email_digest",
+                       "output_table": "bq://my-project.crm.email_top10"}' --project my-project \\
+        --pipeline-root gs://my-bucket/runs --registry vertex
     ranker schedule list --project my-project
     ranker schedule pause  projects/123/locations/us-central1/schedules/456 --project my-project
     ranker schedule resume projects/123/locations/us-central1/schedules/456 --project my-project
@@ -23,6 +27,7 @@ HELP = "create, list, pause, resume and delete scheduled runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipelines.compile_cli import add_pipeline_argument
     from pipelines.submit_cli import add_template_arguments
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -30,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--cron", required=True, help="when to run, e.g. '0 3 * * 1' (Mondays 03:00)")
     create.add_argument("--name", default="mmoe-ranker-retrain", help="the schedule's display name")
     create.add_argument("--max-concurrent-runs", type=int, default=1, help="runs of this schedule at once [1]")
+    add_pipeline_argument(create)
+    create.add_argument(
+        "--parameters", default="", help="with --pipeline batch: its parameters as a JSON object (or @file)"
+    )
     add_template_arguments(create)
     listing = actions.add_parser("list", help="list the schedules")
     _add_target_arguments(listing)
@@ -56,7 +65,10 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "create":
         with tempfile.TemporaryDirectory() as folder:
             template = template_path(args, settings, folder)
-            info = remote.create_schedule(settings, template, args.cron, args.name, args.max_concurrent_runs)
+            parameters = _batch_parameters(args)
+            info = remote.create_schedule(
+                settings, template, args.cron, args.name, args.max_concurrent_runs, parameters=parameters
+            )
         print(f"created {info.name} ({info.display_name}, cron {info.cron!r}, {info.state})")
     elif args.action == "list":
         for info in remote.list_schedules(settings):
@@ -65,3 +77,12 @@ def main(args: argparse.Namespace) -> int:
         remote.change_schedule(settings, args.schedule, args.action)
         print(f"{ {'pause': 'paused', 'resume': 'resumed', 'delete': 'deleted'}[args.action] } {args.schedule}")
     return 0
+
+
+def _batch_parameters(args: argparse.Namespace) -> dict | None:
+    """The batch pipeline's run parameters from ``--parameters`` (``None``: the training pipeline's, from flags)."""
+    if args.pipeline != "batch":
+        return None
+    from pipelines.batch_pipeline import batch_parameters
+
+    return batch_parameters(args.parameters)

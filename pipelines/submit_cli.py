@@ -40,11 +40,12 @@ def add_template_arguments(parser: argparse.ArgumentParser) -> None:
 
 def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: str) -> Path:
     """The YAML to submit: ``--template``, or the pipeline compiled into ``folder`` (its image must name a registry)."""
-    from pipelines.compile_cli import compile_pipeline
+    from pipelines.compile_cli import compile_named
 
     if not args.template:
         settings.check_image()
-    return Path(args.template) if args.template else compile_pipeline(settings, Path(folder) / "pipeline.yaml")
+    pipeline = getattr(args, "pipeline", "training")
+    return Path(args.template) if args.template else compile_named(pipeline, settings, Path(folder) / "pipeline.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,97 @@
+"""Rank a candidates table in bulk with the champion (email, push): top-k per user to Parquet or BigQuery.
+
+Examples::
+
+    # the simulator's email candidates (the test split of extracted examples), the MLflow champion
+    ranker batch-rank --candidates work_dir/examples --split test --campaign email_digest --out work_dir/email_top10
+    ranker batch-rank --candidates 'campaigns/*.parquet' --model-uri work_dir/model --top-k 20 --out ranked/
+    ranker batch-rank --candidates bq://my-project.crm.push_candidates --out bq://my-project.crm.push_top10 \\
+        --dead-letter-out gs://my-bucket/batch/dead_letter --model-uri gs://my-bucket/models/42 \\
+        --runner DataflowRunner --project my-project --region europe-west4 --temp-location gs://my-bucket/tmp
+
+The candidates table holds one row per (user, campaign or module, listing)
+with the model's raw features (the columns ``ranker serve`` accepts). Rows
+missing the user, listing or campaign, or with a value that cannot be read,
+go to <out>/dead_letter/*.jsonl (the ranking: <out>/ranking/*.parquet) with their file, row and reason. Every flag
+defaults to an environment variable (in brackets); any Beam flag not listed
+can follow a lone `--`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+from components.features.options import BeamOptions, add_beam_arguments, beam_options_from_args
+
+IN_MEMORY = "in_memory"
+
+HELP = "rank a candidates table in bulk with the champion (Beam RunInference), top-k per user"
+
+# flag -> (BatchRankConfig field, type, help)
+_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--candidates": ("candidates", str, "candidates: file, glob, folder or bq://project.dataset.table"),
+    "--format": ("candidates_format", str, "parquet, csv, tfrecord or bigquery (default: from the URI)"),
+    "--split": ("split", str, "with an extracted-examples folder: the split to rank (e.g. test)"),
+    "--campaign": ("campaign", str, "rank only the rows of this campaign / module (e.g. email_digest)"),
+    "--model-uri": ("model_uri", str, "local folder, gs:// folder or models:/<name>@<alias>"),
+    "--out": ("out", str, "output folder (Parquet) or bq://project.dataset.table"),
+    "--dead-letter-out": ("dead_letter_out", str, "folder for the rows that cannot be ranked"),
+    "--top-k": ("top_k", int, "listings per user (and campaign)"),
+    "--campaign-column": ("campaign_column", str, "column of the campaign or module ('' ranks per user only)"),
+    "--user-column": ("user_column", str, "user id column (default: the model's user-id role)"),
+    "--item-column": ("item_column", str, "listing id column (default: the model's item-id role)"),
+    "--batch-size": ("batch_size", int, "candidates per model call"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.config import BatchRankConfig
+
+    for flag, (field, kind, text) in _FLAGS.items():
+        env = BatchRankConfig.env_names(field)[0][0]
+        default = BatchRankConfig.model_fields[field].default
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=f"{text} [{env}; default {default!r}]")
+    parser.add_argument("--tracking-uri", default="", help="MLflow store of models:/ URIs [MLFLOW_TRACKING_URI]")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="more Beam flags after `--`")
+    add_beam_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    from batch.config import BatchRankConfig
+    from batch.pipeline import batch_rank
+
+    config = BatchRankConfig.load({field: getattr(args, field) for field, _, _ in _FLAGS.values()})
+    if config.model_uri.startswith("models:/"):
+        _use_registry(args.tracking_uri)
+    if not args.verbose:  # the local runner's workers log every start and stop at INFO
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
+    extra = tuple(arg for arg in args.beam_args if arg != "--")
+    summary = batch_rank(config, _beam_options(args, extra))
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0
+
+
+def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptions:
+    """The Beam flags; locally, batch ranking runs in one process unless a flag or RANKER_BEAM_MODE says otherwise.
+
+    TensorFlow already uses every core inside one model call, and each worker process starts and loads its
+    own model: on 2 cores, 500k candidates took 4.2 s in one process and 13.2 s with 2 workers, 1M took
+    7.9 s and 10.7 s (docs/benchmarks.md). Tables much larger than that belong on Dataflow.
+    """
+    options = beam_options_from_args(args, extra)
+    if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):
+        options = options.replace(direct_running_mode=IN_MEMORY)
+    return options
+
+
+def _use_registry(tracking_uri: str) -> None:
+    """Point MLflow at the registry (flag, else MLFLOW_TRACKING_URI, else the local ``work_dir`` store)."""
+    import mlflow
+
+    from components.registry.core import RegistryConfig
+
+    mlflow.set_tracking_uri(RegistryConfig.from_env(tracking_uri=tracking_uri).resolved_tracking_uri)

@@ -1,0 +1,123 @@
+"""Feature assembly for batch ranking: candidate rows in, the model's inputs out, bad rows to dead letters.
+
+Until the feature store lands, the candidates table carries the model's raw
+features itself (the columns ``ranker serve`` accepts and the extracted
+examples hold). :class:`FeatureAssembler` is the one place that turns a chunk of
+candidate rows into model inputs, so a Feast join (entity features by user and
+listing from the offline store) replaces :meth:`FeatureAssembler.assemble` and
+nothing else::
+
+    assembler = FeatureAssembler(feature_spec, user_column="user_id", item_column="listing_id",
+                                 campaign_column="module_name")
+    good, dead = assembler.assemble(chunk)    # chunk: a DataFrame with _file and _row columns
+
+A row is dead-lettered (file, row, reason) when a required column (user, item,
+campaign) is absent or empty, or a numeric feature holds something that is not
+a number. A missing feature value is not an error: it is scored as missing,
+as the server does (NaN for numbers, ``""`` for strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ranker_core.schema import MODULE, FeatureSpec
+
+FILE = "_file"
+ROW = "_row"
+
+
+def dead_letter(path: str, row: int, reason: str) -> dict[str, Any]:
+    """One dead-letter record: the source file, its 1-based row number and why the row was not ranked."""
+    return {"file": path, "row": int(row), "reason": reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureAssembler:
+    """Candidate rows -> the model's inputs (strings and float32), plus the user, item and campaign keys."""
+
+    feature_spec: FeatureSpec
+    user_column: str
+    item_column: str
+    campaign_column: str = MODULE
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns every row must have a value in."""
+        keys = (self.user_column, self.item_column, self.campaign_column)
+        return tuple(dict.fromkeys(column for column in keys if column))
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Every column the ranking reads: the keys and the model's inputs."""
+        return tuple(dict.fromkeys((*self.required_columns, MODULE, *self.feature_spec.feature_names)))
+
+    def assemble(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """The rows that can be scored (inputs cast, keys as text) and the dead letters of the others."""
+        reasons = np.full(len(chunk), None, dtype=object)
+        out = {FILE: chunk[FILE].to_numpy(), ROW: chunk[ROW].to_numpy()}
+        for column in self.required_columns:
+            out[column] = self._required(chunk, column, reasons)
+        for name in (MODULE, *self.feature_spec.feature_names):
+            if name in out or name not in chunk:
+                continue  # an absent feature is scored as missing
+            is_string = name == MODULE or self.feature_spec.feature(name).is_string
+            # strings pass as read: the ranker casts them and scores null as missing, as the server does
+            out[name] = chunk[name].to_numpy() if is_string else _number(chunk, name, reasons)
+        frame = pd.DataFrame(out, copy=False)
+        bad = np.flatnonzero(pd.notna(reasons))
+        if not len(bad):
+            return frame, []
+        dead = [dead_letter(frame[FILE].iat[i], frame[ROW].iat[i], reasons[i]) for i in bad]
+        return frame.drop(index=frame.index[bad]).reset_index(drop=True), dead
+
+    def _required(self, chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
+        if column not in chunk:
+            _note(reasons, np.ones(len(chunk), dtype=bool), f"missing column {column!r}")
+            return np.full(len(chunk), "", dtype=object)
+        values = _text(chunk, column)
+        _note(reasons, values == "", f"{column}: missing value")
+        return values
+
+
+def _note(reasons: np.ndarray, bad: np.ndarray, reason: str) -> None:
+    """Record ``reason`` for the bad rows that have no reason yet (a row's first problem is the one shown)."""
+    reasons[bad & pd.isna(reasons)] = reason
+
+
+def _text(chunk: pd.DataFrame, column: str) -> np.ndarray:
+    """A string column; absent or null values are ``""``, numbers (ids read as numbers) become their text."""
+    if column not in chunk:
+        return np.full(len(chunk), "", dtype=object)
+    values = chunk[column]
+    text = (values.fillna("") if values.hasnans else values).to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(text, skipna=False) not in ("string", "empty"):
+        text = np.array([_as_text(value) for value in text], dtype=object)
+    return text
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
+    """A float32 column; absent, null and ``""`` are NaN, anything else that is not a number is a dead letter."""
+    if column not in chunk:
+        return np.full(len(chunk), np.nan, dtype=np.float32)
+    values = chunk[column]
+    if values.dtype.kind in "fiub":
+        return values.to_numpy(dtype=np.float32)
+    present = values.replace("", None)
+    numbers = pd.to_numeric(present, errors="coerce")
+    bad = (numbers.isna() & present.notna()).to_numpy()
+    for index in np.flatnonzero(bad & pd.isna(reasons)):
+        reasons[index] = f"{column}: {values.iat[index]!r} is not a number"
+    return numbers.to_numpy(dtype=np.float32)

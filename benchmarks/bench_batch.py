@@ -1,0 +1,138 @@
+"""Batch ranking throughput: candidates scored per second by ``ranker batch-rank`` vs in-process ``Ranker.predict``.
+
+Against the same exported model (the serving benchmark's default MMoE unless
+``--model-dir`` names another export) and the same candidates (``--candidates``
+random rows of its features, ``--per-user`` per user, written once as ``--files`` Parquet files):
+
+* ``predict``: ``Ranker.predict`` over the candidates (read into memory first) in
+  ``--batch-size`` chunks, in this process (the rate to match; best of 3);
+* ``beam <mode>``: the whole batch ranking pipeline (read Parquet, assemble
+  features, RunInference, top-k per user, write Parquet) on the local runner,
+  once with the candidates and once with twice as many, so the marginal rate
+  (extra candidates / extra seconds) leaves out the pipeline's fixed start-up.
+
+Each pipeline runs ``--repeats`` times and the fastest run counts. CPU seconds
+(this process and its worker processes) are printed beside wall time: on a
+shared machine they are the steadier measure::
+
+    python -m benchmarks.bench_batch                                  # 200k candidates, 2 workers
+    python -m benchmarks.bench_batch --candidates 400000 --modes in_memory multi_processing
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.bench_serving import build_default_model
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def write_candidates(model_dir: Path, rows: int, per_user: int, files: int, folder: Path) -> Path:
+    """``rows`` random candidates of the model's features, ``per_user`` per user, in ``files`` Parquet files."""
+    from trainer.storage import load_feature_spec
+    from trainer.synthetic import synthetic_columns
+
+    path = folder / f"candidates-{rows}-{files}"
+    if not path.is_dir():
+        spec = load_feature_spec(str(model_dir))
+        frame = pd.DataFrame(synthetic_columns(spec, rows, seed=rows))
+        frame[spec.roles["user_id"]] = [f"u{index // per_user}" for index in range(rows)]
+        frame["module_name"] = "email_digest"
+        path.mkdir(parents=True)
+        for index, part in enumerate(np.array_split(np.arange(rows), files)):
+            frame.iloc[part].to_parquet(path / f"part-{index}.parquet")
+    return path
+
+
+def predict_rate(model_dir: Path, candidates: Path, batch_size: int) -> tuple[float, float]:
+    """(candidates per second, CPU seconds per 1,000 candidates) of ``Ranker.predict`` in this process."""
+    from trainer.predict import load_ranker
+
+    ranker = load_ranker(model_dir)
+    frame = pd.read_parquet(candidates)
+    chunks = [frame.iloc[start : start + batch_size] for start in range(0, len(frame), batch_size)]
+    ranker.predict(chunks[0])  # the first call traces the signature
+    best = (0.0, np.inf)
+    for _ in range(3):
+        started, cpu = time.perf_counter(), cpu_seconds()
+        for chunk in chunks:
+            ranker.predict(chunk)
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        best = max(best, (len(frame) / seconds, 1000 * cpu / len(frame)))
+    return best
+
+
+def beam_run(model_dir: Path, candidates: Path, out: Path, mode: str, workers: int, batch_size: int) -> tuple:
+    """(wall seconds, CPU seconds, candidates scored) of one whole batch ranking run."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    from batch.config import BatchRankConfig
+    from batch.pipeline import batch_rank
+    from components.features.options import BeamOptions
+
+    config = BatchRankConfig(candidates=str(candidates), model_uri=str(model_dir), out=str(out), batch_size=batch_size)
+    options = BeamOptions(runner="DirectRunner", direct_num_workers=workers, direct_running_mode=mode)
+    started, cpu = time.perf_counter(), cpu_seconds()
+    summary = batch_rank(config, options)
+    return time.perf_counter() - started, cpu_seconds() - cpu, summary.scored
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default="", help="an exported ranker (default: train the demo MMoE)")
+    parser.add_argument("--candidates", type=int, default=200_000, help="candidates of the smaller run (200000)")
+    parser.add_argument("--per-user", type=int, default=50, help="candidates per user (50)")
+    parser.add_argument("--files", type=int, default=8, help="Parquet files of the candidates table (8)")
+    parser.add_argument("--batch-size", type=int, default=4096, help="candidates per model call (4096)")
+    parser.add_argument("--modes", nargs="+", default=["multi_processing", "in_memory"], help="local runner modes")
+    parser.add_argument("--workers", type=int, default=2, help="local runner workers (2)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; the fastest counts (3)")
+    parser.add_argument("--work-dir", default="/tmp/bench_batch", help="model, candidates and outputs")
+    args = parser.parse_args(argv)
+
+    work = Path(args.work_dir)
+    model_dir = Path(args.model_dir) if args.model_dir else work / "model"
+    if not (model_dir / "saved_model.pb").is_file():
+        model_dir = build_default_model(work)
+    sizes = (args.candidates, 2 * args.candidates)
+    inputs = {size: write_candidates(model_dir, size, args.per_user, args.files, work) for size in sizes}
+    rate, cpu_per_k = predict_rate(model_dir, inputs[sizes[1]], args.batch_size)
+    print(f"{os.cpu_count()} cores; model {model_dir}; batch size {args.batch_size}")
+    print(f"{'variant':<34} {'candidates':>10} {'wall s':>7} {'cand/s':>9} {'CPU s/1k':>8} {'vs predict':>10}")
+    print(
+        f"{'predict (in process)':<34} {sizes[1]:>10} {sizes[1] / rate:>7.2f} {rate:>9.0f} {cpu_per_k:>8.3f} {1:>10.0%}"
+    )
+    for mode in args.modes:
+        runs = {size: min(beam_run(model_dir, path, work / f"out-{mode}-{size}", mode, args.workers, args.batch_size)
+                          for _ in range(args.repeats))
+                for size, path in inputs.items()}  # fmt: skip
+        for size, (wall, cpu, scored) in runs.items():
+            assert scored == size, f"scored {scored} of {size}"
+            print(f"{f'beam {mode} (end to end)':<34} {size:>10} {wall:>7.2f} {size / wall:>9.0f} "
+                  f"{1000 * cpu / size:>8.3f} {size / wall / rate:>10.0%}")  # fmt: skip
+        extra = sizes[1] - sizes[0]
+        wall, cpu = (runs[sizes[1]][index] - runs[sizes[0]][index] for index in (0, 1))
+        print(f"{f'beam {mode} (marginal)':<34} {extra:>10} {wall:>7.2f} {extra / wall:>9.0f} "
+              f"{1000 * cpu / extra:>8.3f} {extra / wall / rate:>10.0%}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

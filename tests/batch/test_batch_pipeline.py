@@ -1,0 +1,157 @@
+"""Batch ranking on Beam's local runner with a really trained tiny ranker: top-k, dead letters, sinks."""
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pytest
+
+from batch.config import BatchRankConfig
+from batch.pipeline import RankingLayout, batch_rank, bigquery_sink, read_ranking
+from components.features.options import BeamOptions
+from ranker_core.cli_support import UserError
+from tests.serving.conftest import model_dir  # noqa: F401  (the session fixture, shared)
+
+LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
+TOP_K = 3
+
+
+def in_process_top_k(columns: dict, scores: np.ndarray, k: int) -> pd.DataFrame:
+    """The expected ranking: best score per (module, user, listing), then the k best listings per (module, user)."""
+    frame = pd.DataFrame(
+        {"module_name": columns["module_name"], "user_id": columns["user_id"], "listing_id": columns["listing_id"]}
+    ).assign(score=scores)
+    frame = frame.sort_values("score", ascending=False, kind="stable")
+    frame = frame.drop_duplicates(["module_name", "user_id", "listing_id"])
+    frame = frame.groupby(["module_name", "user_id"]).head(k)
+    return frame.sort_values(["module_name", "user_id", "score"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def dead_letters(folder: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examples, tmp_path):  # noqa: F811
+    from trainer.examples import read_split
+    from trainer.predict import load_ranker
+
+    ranker = load_ranker(model_dir)
+    columns = read_split(synthetic_examples, "test", ranker.feature_spec)
+    expected = in_process_top_k(columns, ranker.predict(columns)["score"], TOP_K)
+    config = BatchRankConfig(
+        candidates=str(synthetic_examples), split="test", model_uri=str(model_dir), out=str(tmp_path / "out"),
+        top_k=TOP_K, batch_size=500,
+    )  # fmt: skip
+
+    summary = batch_rank(config, LOCAL)
+
+    ranked = read_ranking(tmp_path / "out").sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
+    assert summary.scored == summary.candidates_read == len(columns["user_id"])
+    assert summary.dead_letters == 0 and summary.rankings == len(expected.groupby(["module_name", "user_id"]))
+    assert ranked[["module_name", "user_id", "listing_id"]].equals(expected[["module_name", "user_id", "listing_id"]])
+    np.testing.assert_allclose(ranked["score"], expected["score"], rtol=1e-5)
+    assert (
+        ranked.groupby(["module_name", "user_id"])["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
+    )
+    assert {f"p_{task}" for task in ranker.task_names} <= set(ranked.columns)
+
+
+@pytest.mark.slow
+def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_path):  # noqa: F811
+    rows = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "", "u2", "u2"],
+            "listing_id": ["l1", "l2", "l3", "l4", "l5"],
+            "module_name": ["email", "email", "email", "email", "email"],
+            "price": ["10.5", "abc", "3", "", "7"],
+            "category": ["art", "toys", "art", "home", "art"],
+        }
+    )
+    rows.to_csv(tmp_path / "candidates.csv", index=False)
+    (tmp_path / "broken.csv").write_bytes(b"user_id,listing_id,module_name\nu3,caf\xe9,email\nu3,l9,email\n")
+    config = BatchRankConfig(
+        candidates=str(tmp_path / "*.csv"), model_uri=str(model_dir), out=str(tmp_path / "out"), top_k=TOP_K
+    )
+
+    summary = batch_rank(config, LOCAL)
+
+    letters = sorted(dead_letters(tmp_path / "out" / "dead_letter"), key=lambda letter: (letter["file"], letter["row"]))
+    assert [(Path(letter["file"]).name, letter["row"]) for letter in letters] == [
+        ("broken.csv", 2),
+        ("candidates.csv", 3),
+        ("candidates.csv", 4),
+    ]
+    assert "not UTF-8" in letters[0]["reason"]
+    assert letters[1]["reason"] == "price: 'abc' is not a number"
+    assert letters[2]["reason"] == "user_id: missing value"
+    ranked = read_ranking(tmp_path / "out")
+    assert sorted(ranked["listing_id"]) == ["l1", "l4", "l5", "l9"]  # a missing price is scored as missing
+    assert summary.dead_letters == 3
+
+
+@pytest.mark.slow
+def test_a_file_without_a_required_column_is_dead_lettered_not_fatal(model_dir, tmp_path):  # noqa: F811
+    pd.DataFrame({"user_id": ["u1", "u2"], "module_name": ["push", "push"]}).to_parquet(tmp_path / "a.parquet")
+    config = BatchRankConfig(candidates=str(tmp_path), model_uri=str(model_dir), out=str(tmp_path / "out"))
+
+    summary = batch_rank(config, LOCAL)
+
+    letters = dead_letters(tmp_path / "out" / "dead_letter")
+    assert {(letter["row"], letter["reason"]) for letter in letters} == {
+        (1, "missing column 'listing_id'"),
+        (2, "missing column 'listing_id'"),
+    }
+    assert summary.scored == 0
+
+
+def test_the_bigquery_sink_is_a_truncating_file_load_with_the_ranking_schema():
+    layout = RankingLayout(user="user_id", item="listing_id", campaign="module_name", tasks=("click", "purchase"))
+    options = BeamOptions(runner="DataflowRunner", project="my-project", region="r", temp_location="gs://b/tmp")
+
+    sink = bigquery_sink("bq://my-project.crm.email_top10", layout, options)
+
+    assert sink.table_reference.projectId == "my-project" and sink.table_reference.tableId == "email_top10"
+    assert [field["name"] for field in sink.schema["fields"]] == [
+        "module_name", "user_id", "rank", "listing_id", "score", "p_click", "p_purchase",
+    ]  # fmt: skip
+    assert sink.write_disposition == "WRITE_TRUNCATE" and sink.method == "FILE_LOADS"
+    with pytest.raises(UserError, match=r"project\.dataset\.table"):
+        bigquery_sink("bq://crm.table", layout, options)
+
+
+def test_a_bigquery_output_needs_a_dead_letter_folder():
+    with pytest.raises(UserError, match="--dead-letter-out"):
+        BatchRankConfig(candidates="bq://p.d.t", out="bq://p.d.ranked")
+    assert BatchRankConfig(candidates="bq://p.d.t", out="x").source_format == "bigquery"
+
+
+@pytest.mark.slow
+def test_bigquery_candidates_are_ranked_like_files(model_dir, tmp_path, monkeypatch):  # noqa: F811
+    from batch import candidates
+
+    records = [
+        {"user_id": "u1", "listing_id": f"l{index}", "module_name": "push", "price": float(index)} for index in range(5)
+    ] + [{"user_id": None, "listing_id": "l9", "module_name": "push", "price": 1.0}]
+    reads = []
+
+    def fake_read(**kwargs):
+        reads.append(kwargs)
+        return beam.Create(records)
+
+    monkeypatch.setattr(candidates.beam.io, "ReadFromBigQuery", fake_read)
+    options = LOCAL.replace(project="my-project", temp_location="gs://b/tmp")
+    config = BatchRankConfig(
+        candidates="bq://my-project.crm.push", model_uri=str(model_dir), out=str(tmp_path / "out"), top_k=2
+    )
+
+    summary = batch_rank(config, options)
+
+    [kwargs] = reads
+    assert kwargs["table"] == "my-project.crm.push" and kwargs["method"] == "DIRECT_READ"
+    assert kwargs["project"] == "my-project" and {"user_id", "listing_id", "price"} <= set(kwargs["selected_fields"])
+    assert (summary.scored, summary.dead_letters, summary.rankings) == (5, 1, 1)
+    [letter] = dead_letters(tmp_path / "out" / "dead_letter")
+    assert letter == {"file": "bq://my-project.crm.push", "row": 6, "reason": "user_id: missing value"}

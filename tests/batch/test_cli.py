@@ -1,0 +1,102 @@
+"""`ranker batch-rank`: the simulator-style run end to end, and mistakes as one line (exit 2)."""
+
+import importlib
+
+import pandas as pd
+import pytest
+
+from batch.pipeline import read_ranking
+from pipelines.cli import main
+from tests.serving.conftest import model_dir  # noqa: F401  (the session fixture, shared)
+
+LOCAL_FLAGS = ["--direct-num-workers", "1", "--direct-running-mode", "in_memory"]
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    assert main(["batch-rank", *argv]) == 2
+    err = capsys.readouterr().err
+    error = [line for line in err.splitlines() if line.startswith("ranker batch-rank: ")]
+    assert len(error) == 1 and "Traceback" not in err, err  # other lines are logs (MLflow creating its store)
+    return error[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--out", "x"], "no candidates: pass --candidates"),
+        (["--candidates", "c.parquet"], "no output: pass --out"),
+        (["--candidates", "c", "--out", "bq://p.d.t"], "needs --dead-letter-out"),
+        (["--candidates", "c", "--out", "o", "--top-k", "0"], "must be positive"),
+        (["--candidates", "c", "--out", "o", "--format", "xml"], "candidates_format"),
+    ],
+)
+def test_bad_settings_are_one_line(capsys, argv, message):
+    assert message in one_line_error(capsys, argv)
+
+
+@pytest.mark.slow
+def test_a_missing_model_or_table_is_one_line(capsys, tmp_path, model_dir):  # noqa: F811
+    error = one_line_error(capsys, ["--candidates", "c", "--out", "o", "--model-uri", str(tmp_path / "nope")])
+    assert "does not exist" in error
+    error = one_line_error(
+        capsys, ["--candidates", "c", "--out", "o", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    assert "models:/mmoe-ranker@champion not found" in error
+    error = one_line_error(
+        capsys, ["--candidates", str(tmp_path / "none"), "--out", "o", "--model-uri", str(model_dir)]
+    )
+    assert "no parquet files match" in error
+
+
+@pytest.mark.slow
+def test_batch_rank_writes_top_k_per_user_of_one_campaign(capsys, tmp_path, model_dir):  # noqa: F811
+    pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u2"],
+            "listing_id": ["a", "b", "c", "a", "d"],
+            "module_name": ["email_digest", "email_digest", "email_digest", "email_digest", "push"],
+            "price": [3.0, 30.0, 300.0, 3.0, 1.0],
+        }
+    ).to_parquet(tmp_path / "candidates.parquet")
+    argv = ["--candidates", str(tmp_path), "--campaign", "email_digest", "--top-k", "2", "--out", str(tmp_path / "o")]
+
+    assert main(["batch-rank", *argv, "--model-uri", str(model_dir), *LOCAL_FLAGS]) == 0
+
+    assert "ranked 4 candidates" in capsys.readouterr().out
+    ranked = read_ranking(tmp_path / "o")
+    assert ranked.groupby("user_id")["rank"].max().to_dict() == {"u1": 2, "u2": 1}
+    assert set(ranked["module_name"]) == {"email_digest"}
+
+
+def parsed(argv: list[str]):
+    from pipelines.cli import command_parser
+
+    module = importlib.import_module("batch.cli")
+    return module, command_parser("batch-rank", module).parse_args(["batch-rank", *argv])
+
+
+def test_dataflow_options_are_built_from_the_flags(monkeypatch):
+    monkeypatch.delenv("RANKER_BEAM_MODE", raising=False)
+    module, args = parsed(
+        ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west4",
+         "--temp-location", "gs://b/tmp", "--sdk-container-image", "img:1", "--", "--experiments=use_runner_v2"]
+    )  # fmt: skip
+
+    options = module._beam_options(args, ("--experiments=use_runner_v2",))
+
+    assert options.is_dataflow
+    flags = options.flags()
+    assert "--project=my-project" in flags and "--sdk_container_image=img:1" in flags
+    assert "--experiments=use_runner_v2" in flags
+    options.pipeline_options()  # validated: a project, a region and a gs:// temp location
+
+
+def test_the_local_runner_runs_in_one_process_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("RANKER_BEAM_MODE", raising=False)
+    module, args = parsed(["--candidates", "c", "--out", "o"])
+    assert module._beam_options(args, ()).direct_running_mode == "in_memory"
+    module, args = parsed(["--direct-running-mode", "multi_processing"])
+    assert module._beam_options(args, ()).direct_running_mode == "multi_processing"
+    monkeypatch.setenv("RANKER_BEAM_MODE", "multi_threading")
+    module, args = parsed([])
+    assert module._beam_options(args, ()).direct_running_mode == "multi_threading"
