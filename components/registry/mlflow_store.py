@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
@@ -125,8 +126,16 @@ class MlflowRegistry:
         run = self.client.create_run(
             experiment_id(self.client, self.config), run_name=candidate.run_id, tags=candidate.provenance
         )
-        documents = EvaluationDocuments(candidate.evaluation["report"], candidate.evaluation["blessing"])
-        log_evaluation(self.client, run.info.run_id, documents, params=candidate.provenance)
+        if candidate.evaluation:
+            documents = EvaluationDocuments(candidate.evaluation["report"], candidate.evaluation["blessing"])
+            log_evaluation(self.client, run.info.run_id, documents, params=candidate.provenance)
+        else:  # registered from code, without the evaluation's files: provenance and headline metrics only
+            from mlflow.entities import Metric, Param
+
+            now = int(time.time() * 1000)
+            metrics = [Metric(key, float(value), now, 0) for key, value in candidate.headline.items()]
+            params = [Param(key, str(value)) for key, value in candidate.provenance.items()]
+            self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
         return run.info.run_id
 
 

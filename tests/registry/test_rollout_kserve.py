@@ -12,28 +12,32 @@ from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, Candid
 from components.registry.kserve import VERSION_ANNOTATION
 from components.registry.mlflow_store import MlflowRegistry
 from pipelines.cli import main
-from tests.registry.conftest import write_fake_model
+from tests.registry.conftest import copy_model
+
+# Registration logs each version as an MLflow model (its signature scores a few rows), so versions are
+# copies of a really exported model.
+pytestmark = pytest.mark.slow
 
 
-def registered(tmp_path: Path, config: RegistryConfig, name: str) -> str:
-    """Register a fake model folder as a blessed version (no load check: the rules of register_model only)."""
-    model = write_fake_model(tmp_path / name, name.encode())
+def registered(tmp_path: Path, config: RegistryConfig, name: str, exported: Path) -> str:
+    """Register a copy of ``exported`` as a blessed version (the rules of register_model only, no load check)."""
+    model = copy_model(exported, tmp_path / name, name)
     candidate = Candidate(str(model), True, [], {}, {"primary_metric": 0.6}, f"run-{name}", name * 64)
     return register_model(candidate, config).version
 
 
-def two_versions(folder: Path) -> Path:
+def two_versions(folder: Path, exported: Path) -> Path:
     """A local registry where version 2 is the champion and version 1 the previous one; its work dir."""
     config = RegistryConfig(work_dir=str(folder / "work"))
-    registered(folder, config, "a")
-    registered(folder, config, "b")
+    registered(folder, config, "a", exported)
+    registered(folder, config, "b", exported)
     return folder / "work"
 
 
 @pytest.fixture(scope="module")
-def unchanged_work(tmp_path_factory) -> Path:
+def unchanged_work(tmp_path_factory, model_dir) -> Path:
     """:func:`two_versions` shared by the tests that must not change it."""
-    return two_versions(tmp_path_factory.mktemp("registry"))
+    return two_versions(tmp_path_factory.mktemp("registry"), model_dir)
 
 
 @pytest.fixture
@@ -172,9 +176,9 @@ def test_bad_input_is_one_line_and_exit_status_2(capsys, unchanged_work, argv, m
     assert out == ""
 
 
-def test_no_champion_to_roll_back_to(capsys, tmp_path):
+def test_no_champion_to_roll_back_to(capsys, tmp_path, model_dir):
     config = RegistryConfig(work_dir=str(tmp_path / "work"))
-    registered(tmp_path, config, "a")
+    registered(tmp_path, config, "a", model_dir)
 
     status, _, err = ranker(capsys, "rollback", "--deploy-target", "kserve", "--work-dir", config.work_dir)
 
