@@ -20,6 +20,7 @@ can follow a lone `--`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -65,12 +66,11 @@ def main(args: argparse.Namespace) -> int:
     from batch.pipeline import batch_rank
 
     config = BatchRankConfig.load({field: getattr(args, field) for field, _, _ in _FLAGS.values()})
-    if config.model_uri.startswith("models:/"):
-        _use_registry(args.tracking_uri)
     if not args.verbose:  # the local runner's workers log every start and stop at INFO
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
     extra = tuple(arg for arg in args.beam_args if arg != "--")
-    summary = batch_rank(config, _beam_options(args, extra))
+    with _registry(args.tracking_uri) if config.model_uri.startswith("models:/") else contextlib.nullcontext():
+        summary = batch_rank(config, _beam_options(args, extra))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return 0
 
@@ -88,10 +88,9 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
     return options
 
 
-def _use_registry(tracking_uri: str) -> None:
-    """Point MLflow at the registry (flag, else MLFLOW_TRACKING_URI, else the local ``work_dir`` store)."""
-    import mlflow
-
+def _registry(tracking_uri: str) -> contextlib.AbstractContextManager:
+    """MLflow pointed at the registry for a block (flag, else MLFLOW_TRACKING_URI, else ``work_dir``'s store)."""
     from components.registry.core import RegistryConfig
+    from components.registry.mlflow_store import global_tracking_uri
 
-    mlflow.set_tracking_uri(RegistryConfig.from_env(tracking_uri=tracking_uri).resolved_tracking_uri)
+    return global_tracking_uri(RegistryConfig.from_env(tracking_uri=tracking_uri).resolved_tracking_uri)
