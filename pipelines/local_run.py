@@ -199,12 +199,13 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     level = root.level
     root.setLevel(min(level, logging.INFO))  # kfp.local reports cache hits at INFO
     root.addFilter(progress)
-    started = time.monotonic()
+    started, started_ms = time.monotonic(), int(time.time() * 1000)
     log_path = None if progress.echo else step_log_path(settings)
     try:
         with kfp_local.quiet_warnings(), _steps_output_to(log_path, progress):
             task = pipeline(**settings.pipeline_arguments(local=True))
     except RuntimeError as error:
+        _close_tracked_run(settings, started_ms, str(error))
         if log_path is None:
             raise
         progress.console.line(_tail(log_path))
@@ -225,6 +226,18 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
         log_path=log_path,
     )
+
+
+def _close_tracked_run(settings: PipelineSettings, started_ms: int, reason: str) -> None:
+    """Mark this run's MLflow run FAILED with the failing step's error (record_run never ran to end it)."""
+    if settings.registry.backend != "mlflow":
+        return
+    from components.tracking.mlflow_runs import fail_unfinished_runs
+
+    try:
+        fail_unfinished_runs(settings.registry, started_ms, reason)
+    except Exception as error:  # the step's failure is what the user must see, not the tracking store's
+        logging.getLogger(__name__).warning("could not mark the MLflow run failed: %s", error)
 
 
 # The evaluation's artifacts under the names a person opens them by (kfp names files after the output).

@@ -35,6 +35,7 @@ DATA_TAG = "data_uri"
 VERDICT_TAG = "verdict"
 REASONS_TAG = "refusal_reasons"
 VERSION_TAG = "registered_version"
+FAILURE_TAG = "failure"
 LIFT_METRIC = "headline/lift"
 _MAX_PARAM = 6000
 _MAX_TAG = 5000
@@ -93,6 +94,26 @@ def start_pipeline_run(config: RegistryConfig, pipeline_run_id: str, params: Map
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=params[start : start + 100])
     return run.info.run_id
+
+
+def fail_unfinished_runs(config: RegistryConfig, since_ms: int, reason: str) -> list[str]:
+    """Mark FAILED, with ``reason`` as a tag, the pipeline runs still RUNNING that started at ``since_ms`` or later.
+
+    A pipeline that fails before ``record_run`` leaves its MLflow run open; the local runner calls this
+    when a step fails, so ``ranker runs`` says ``failed`` and why. Returns the ids it closed.
+    """
+    client = tracking_client(config)
+    experiment = client.get_experiment_by_name(config.model_name)
+    if experiment is None:
+        return []
+    query = f"attributes.status = 'RUNNING' and attributes.start_time >= {int(since_ms)}"
+    closed = []
+    for run in client.search_runs([experiment.experiment_id], query):
+        if PIPELINE_RUN_TAG in run.data.tags:
+            client.set_tag(run.info.run_id, FAILURE_TAG, reason[:_MAX_TAG])
+            client.set_terminated(run.info.run_id, status="FAILED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def find_pipeline_run(client: Any, config: RegistryConfig, pipeline_run_id: str) -> str:

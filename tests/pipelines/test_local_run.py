@@ -10,6 +10,7 @@ import pytest
 from components.registry.core import CHAMPION, RegistryConfig
 from components.registry.mlflow_store import MlflowRegistry
 from components.tracking.mlflow_runs import REASONS_TAG, VERDICT_TAG, VERSION_TAG
+from components.tracking.runs import list_runs
 from pipelines.config import PipelineSettings
 from pipelines.local_run import StepProgress, run_locally
 from pipelines.summary import format_summary
@@ -172,3 +173,5 @@ def test_a_failed_step_is_named_with_the_tail_of_its_output(tmp_path):
         run_locally(missing, progress)
     shown = progress.stream.getvalue()
     assert "last lines of the step output" in shown and "no_such_logs" in shown
+    [tracked] = list_runs(missing.registry)  # the run's MLflow run is closed as failed, with the reason
+    assert (tracked.status, tracked.verdict) == ("FAILED", "failed")

@@ -1,6 +1,7 @@
 """Every pipeline run is one MLflow run: params, curves, report, verdict; the registered MLflow model; `ranker runs`."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ from components.registry.core import CHAMPION, RegistryConfig, register_from_art
 from components.registry.mlflow_store import global_tracking_uri
 from components.tracking import cli
 from components.tracking.mlflow_runs import (
+    FAILURE_TAG,
     REASONS_TAG,
     VERDICT_TAG,
     VERSION_TAG,
     EvaluationDocuments,
+    fail_unfinished_runs,
     record_evaluation,
     record_training,
     start_pipeline_run,
@@ -153,3 +156,18 @@ def test_ranker_runs_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert ranker(["runs", "--limit", "0"]) == 2
     assert "--limit must be at least 1 (got 0)" in capsys.readouterr().err
     assert cli.HELP
+
+
+def test_a_run_that_fails_before_its_end_is_marked_failed_with_the_reason(config):
+    earlier = start_pipeline_run(config, "run-earlier", PARAMS)  # still open, but started before this run
+    time.sleep(0.01)  # start times are in milliseconds
+    failed = start_pipeline_run(config, "run-failing", PARAMS)
+    client = tracking_client(config)
+    since = client.get_run(failed).info.start_time
+    assert client.get_run(earlier).info.start_time < since
+
+    assert fail_unfinished_runs(config, since, "extract-features failed: no rows") == [failed]
+    run = client.get_run(failed)
+    assert run.info.status == "FAILED" and run.data.tags[FAILURE_TAG] == "extract-features failed: no rows"
+    assert client.get_run(earlier).info.status == "RUNNING"
+    assert {run.run_id: run.verdict for run in list_runs(config)}[failed] == "failed"
