@@ -131,12 +131,7 @@ class PipelineSettings:
         """Defaults, then the settings file (``settings_file``, else ``RANKER_SETTINGS``), then the
         environment variables of :data:`OPTIONS`, then non-``None`` overrides."""
         env = os.environ if environ is None else environ
-        values = read_settings_file(settings_file or env.get(SETTINGS_FILE_ENV, ""))
-        for field, option in OPTIONS.items():
-            text = env_value(env, option.env, option.old_env)
-            if text is not None:
-                values[field] = option.convert(text, option.env)
-        values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
+        values = cls._merged(env, settings_file, overrides)
         registry = overrides.get("registry") or RegistryConfig.from_env(env, work_dir=values.get("work_dir"))
         return cls(**values, registry=registry)
 
@@ -146,11 +141,19 @@ class PipelineSettings:
         from components.registry.cli import registry_config
 
         flags = {field: getattr(args, field, None) for field in OPTIONS}
-        settings_file = getattr(args, "settings", None) or os.environ.get(SETTINGS_FILE_ENV, "")
-        from_file = read_settings_file(settings_file).get("work_dir")
-        work_dir = flags.get("work_dir") or os.environ.get(OPTIONS["work_dir"].env) or from_file or "work_dir"
-        registry = registry_config(args, work_dir=work_dir)
-        return cls.from_env(settings_file=settings_file, **flags, registry=registry)
+        values = cls._merged(os.environ, getattr(args, "settings", None), flags)
+        return cls(**values, registry=registry_config(args, work_dir=values.get("work_dir") or "work_dir"))
+
+    @staticmethod
+    def _merged(env: Mapping[str, str], settings_file: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields set by the settings file, then the environment, then non-``None`` overrides (the flags)."""
+        values = read_settings_file(settings_file or env.get(SETTINGS_FILE_ENV, ""))
+        for field, option in OPTIONS.items():
+            text = env_value(env, option.env, option.old_env)
+            if text is not None:
+                values[field] = option.convert(text, option.env)
+        values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
+        return values
 
     @classmethod
     def from_args_or_exit(cls, args: argparse.Namespace, command: str) -> PipelineSettings:
