@@ -39,6 +39,16 @@ from components.data.simulator_config import DEFAULT_MODULES, ModuleBehavior, Si
 
 TARGETS = ("click", "favorite", "add_to_cart", "purchase")
 PEERS = ("gbdt_per_module", "gbdt_global", "random", "oracle_position_free")
+# The candidate's row of the evaluation: both paired lifts with their 95% CIs, and the share of the oracle gap.
+LIFT_KEYS = (
+    "lift",
+    "lift_ci_low",
+    "lift_ci_high",
+    "global_lift",
+    "global_lift_ci_low",
+    "global_lift_ci_high",
+    "gain_captured",
+)
 
 
 def _module(generator: str, share: float, candidates: int, decay: float, **stages: tuple) -> ModuleBehavior:
@@ -190,10 +200,7 @@ def summarise(result) -> dict[str, Any]:
                 if row is not None and row["value"] is not None:
                     cells[model] = row["value"]
             candidate = split.find("mmoe", subset, target, "ndcg@10") or {}
-            for key in ("lift", "lift_ci_low", "lift_ci_high", "global_lift", "global_lift_ci_low"):
-                cells[key] = candidate.get(key)
-            cells["global_lift_ci_high"] = candidate.get("global_lift_ci_high")
-            cells["gain_captured"] = candidate.get("gain_captured")
+            cells |= {key: candidate.get(key) for key in LIFT_KEYS}
             summary[split_name][target] = cells
     summary["blessed"] = result.blessing.blessed
     return summary
