@@ -434,9 +434,8 @@ def _in_parallel(jobs: Sequence[Callable[[], Result]], workers: int) -> list[Res
 
     Each model trains on one thread and LightGBM releases the GIL while it trains, so models run side
     by side on the cores. That beats one model on every core by OpenMP: on shared cores a thread that
-    waits at a barrier for a preempted one wastes its core (a 30-round global fit at 1M impressions,
-    load average 3 on 2 cores: 3.1 s of CPU on one thread, 18 s on two). Trees do not depend on which
-    thread or in what order a model trained.
+    waits at a barrier for a preempted one wastes its core (docs/evaluation.md, "Speed"). Trees do not
+    depend on which thread or in what order a model trained.
     """
     if workers <= 1 or len(jobs) <= 1:
         return [job() for job in jobs]
