@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from ranker_core.settings import Settings, SettingsConfigDict
 from ranker_core.targets import engagement_gains
 
-Architecture = Literal["single_task", "shared_bottom", "mmoe_no_module", "mmoe", "ple"]
+Architecture = Literal["single_task", "shared_bottom", "dcn", "mmoe_no_module", "mmoe", "ple"]
 ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
 EXPERT_TYPES = ("mlp", "cross")
 NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
@@ -41,7 +41,7 @@ class TrainerConfig(Settings):
     """
 
     # -- model ---------------------------------------------------------------
-    # single_task | shared_bottom | mmoe_no_module | mmoe | ple (see docs/model.md).
+    # single_task | shared_bottom | dcn | mmoe_no_module | mmoe | ple (see docs/model.md).
     architecture: Architecture = "mmoe"
     # One entry per shared expert: "mlp" (ReLU MLP) or "cross" (DCN-v2 cross network).
     expert_types: list[str] = Field(default_factory=lambda: ["mlp", "mlp", "mlp", "cross"])

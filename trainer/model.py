@@ -3,7 +3,7 @@
     raw features ──> FeatureEncoder ──> x ─┐
     module_name ──> ModuleEmbedding ──> m ─┤   (m joins EVERY expert, gate and tower layer)
                                            v
-           body (one of five architectures, chosen by ``TrainerConfig.architecture``)
+           body (one of six architectures, chosen by ``TrainerConfig.architecture``)
                                            v
            one logit per task (+ position tower's offset, training only; see trainer/position.py)
                               ──> tfrs.tasks.Ranking (weighted BCE, AUC) for training
@@ -15,6 +15,8 @@ Architectures (``docs/model.md`` compares them):
   per task mixing them, one tower per task (Ma et al., KDD 2018).
 * ``mmoe_no_module``: the same without the module embedding anywhere (ablation).
 * ``shared_bottom``: one shared MLP under the task towers.
+* ``dcn``: a DCN-v2 cross network and an MLP side by side under the task towers
+  (Wang et al., WWW 2021): explicit crosses, no experts or gates.
 * ``single_task``: an independent bottom and tower per task (no sharing).
 * ``ple``: Progressive Layered Extraction (Tang et al., RecSys 2020): stacked
   CGC levels of task-specific plus shared experts.
@@ -103,16 +105,41 @@ class SharedBottom(tf.keras.layers.Layer):
     def __init__(self, config: TrainerConfig, tasks: Sequence[str], **kwargs) -> None:
         super().__init__(name=kwargs.pop("name", "shared_bottom"), **kwargs)
         self.tasks = list(tasks)
-        self.experts = [ModuleAwareMLP(config.expert_units, dropout=config.dropout, name="bottom")]
+        self.experts = self._bottoms(config)
         self.expert_names: list[str] = []
         self.gates: list[Gate] = []
         self.towers = [_tower(config, task) for task in self.tasks]
 
+    def _bottoms(self, config: TrainerConfig) -> list[tf.keras.layers.Layer]:
+        return [ModuleAwareMLP(config.expert_units, dropout=config.dropout, name="bottom")]
+
     def call(self, x: tf.Tensor, module: tf.Tensor | None, training: bool | None = None) -> tuple[Logits, GateWeights]:
-        shared = self.experts[0](x, module, training=training)
+        outputs = [bottom(x, module, training=training) for bottom in self.experts]
+        shared = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=-1)
         return {
             task: tower(shared, module, training=training) for task, tower in zip(self.tasks, self.towers, strict=True)
         }, {}
+
+
+class DCN(SharedBottom):
+    """DCN-v2 in its parallel form (Wang et al., WWW 2021) under one tower per task: no experts, no gates.
+
+    A cross network (``cross_layers`` explicit feature crosses) and an MLP
+    (``expert_units``) read the same input; their outputs, concatenated, feed
+    every task tower. The network peer the MMoE is compared with
+    (``benchmarks/bench_quality.py --peers dcn``).
+
+    Example::
+
+        body = DCN(TrainerConfig(architecture="dcn"), ["click", "purchase"])
+        logits, gates = body(x, m)   # gates == {}
+    """
+
+    def __init__(self, config: TrainerConfig, tasks: Sequence[str], **kwargs) -> None:
+        super().__init__(config, tasks, name=kwargs.pop("name", "dcn"), **kwargs)
+
+    def _bottoms(self, config: TrainerConfig) -> list[tf.keras.layers.Layer]:
+        return _experts(config, "bottom", ["cross", "mlp"])
 
 
 class SingleTask(tf.keras.layers.Layer):
@@ -204,7 +231,14 @@ class PLE(tf.keras.layers.Layer):
         return full
 
 
-BODIES = {"mmoe": MMoE, "mmoe_no_module": MMoE, "shared_bottom": SharedBottom, "single_task": SingleTask, "ple": PLE}
+BODIES = {
+    "mmoe": MMoE,
+    "mmoe_no_module": MMoE,
+    "shared_bottom": SharedBottom,
+    "dcn": DCN,
+    "single_task": SingleTask,
+    "ple": PLE,
+}
 
 
 # -- class imbalance and the ranking score -------------------------------------

@@ -44,7 +44,7 @@ def _crosses(block):
     return [layer for layer in block._flatten_layers(include_self=False) if isinstance(layer, tfrs.layers.dcn.Cross)]
 
 
-@pytest.mark.parametrize("architecture", ["mmoe", "ple", "shared_bottom", "single_task"])
+@pytest.mark.parametrize("architecture", ["mmoe", "ple", "shared_bottom", "dcn", "single_task"])
 def test_every_expert_gate_and_tower_layer_receives_the_module_embedding(spec, raw_batch, architecture):
     config = tiny(architecture=architecture, ple_levels=2)
     model = build_model(spec, config)
@@ -61,6 +61,18 @@ def test_every_expert_gate_and_tower_layer_receives_the_module_embedding(spec, r
     width = config.module_embedding_dim
     for name, inputs in log:
         np.testing.assert_array_equal(inputs.numpy()[:, -width:], module, err_msg=f"{name} lacks the module input")
+
+
+def test_dcn_feeds_a_cross_network_and_an_mlp_side_by_side_to_every_tower(spec, raw_batch):
+    from trainer.layers import CrossExpert, ModuleAwareMLP
+
+    config = tiny(architecture="dcn")
+    model = build_model(spec, config)
+    model(tensors(raw_batch), training=False)
+    assert [type(bottom) for bottom in model.body.experts] == [CrossExpert, ModuleAwareMLP]
+    assert model.body.gates == [] and model.expert_names == []
+    first_dense = model.body.towers[0].dense_layers[0]
+    assert first_dense.kernel.shape[0] == 2 * config.expert_units[-1] + config.module_embedding_dim
 
 
 def test_the_ablation_has_no_module_input_anywhere(spec, raw_batch):
