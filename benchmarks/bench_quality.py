@@ -4,14 +4,17 @@ For each world x seed it simulates ``--impressions`` rows, extracts them with th
 world's module held out, trains the MMoE (``TrainerConfig`` defaults, or
 ``--model-config``) and the GBDT baseline (``BaselineConfig`` defaults), and
 evaluates them with the simulator's oracles: the per-module GBDT, the tuned
-global LightGBM, a random ranker and the position-free oracle, each with
-NDCG@10 of every target, the paired lifts with their 95% CIs, the share of the
-position-free random->oracle gap and the held-out module's row. It prints one
-table per world and writes every number to ``<work-dir>/bench_quality.json``::
+global LightGBM, the network peers (``--peers``: architectures trained with the
+same settings, by default a shared bottom and a DCN-v2), a random ranker and the
+position-free oracle, each with NDCG@10 of every target, the MMoE's paired lifts
+over the GBDTs and every peer with their 95% CIs, the share of the position-free
+random->oracle gap and the held-out module's row. It prints one table per world
+and writes every number to ``<work-dir>/bench_quality.json``::
 
     python -m benchmarks.bench_quality                                    # both worlds, seeds 0 1 2, 1M each
     python -m benchmarks.bench_quality --impressions 200000 --seeds 0 --worlds marketplace
     python -m benchmarks.bench_quality --model-config '{"embedding_l2": 1.0}' --work-dir /tmp/q_l2
+    python -m benchmarks.bench_quality --peers                            # no network peers
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
@@ -28,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.bench_baseline import cpu_model
 from components.data.simulator_config import DEFAULT_MODULES, ModuleBehavior, SimulatorConfig, StageModel
+from ranker_core.step_configs import ARCHITECTURES
 
 TARGETS = ("click", "favorite", "add_to_cart", "purchase")
-PEERS = ("gbdt_per_module", "gbdt_global", "random", "oracle_position_free")
+REFERENCES = ("gbdt_per_module", "gbdt_global", "random", "oracle_position_free")
+NETWORK_PEERS = ("shared_bottom", "dcn")
+PEER_ARCHITECTURES = tuple(name for name in ARCHITECTURES if name != "mmoe")
 # The candidate's row of the evaluation: both paired lifts with their 95% CIs, and the share of the oracle gap.
 LIFT_KEYS = (
     "lift",
@@ -160,21 +167,24 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
         simulate(world.config(args.impressions, seed), str(data))
     if not (examples / "feature_spec.json").exists():
         extract_features(ExtractionConfig(str(data / "impressions"), "simulator", str(examples), world.held_out_module))
-    model_dir = root / f"mmoe-{_slug(args.model_config)}"
-    if not (model_dir / "saved_model.pb").exists():
-        train_and_export(examples, model_dir, TrainerConfig.from_sources(args.model_config, {"seed": seed}))
+    models = {}
+    for name in ("mmoe", *args.peers):  # a peer: the same settings with its own architecture
+        overrides = {"seed": seed} if name == "mmoe" else {"seed": seed, "architecture": name}
+        models[name] = root / f"{name}-{_slug(args.model_config)}"
+        if not (models[name] / "saved_model.pb").exists():
+            train_and_export(examples, models[name], TrainerConfig.from_sources(args.model_config, overrides))
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
         train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)
     result = evaluate(
-        EvaluationConfig(),
+        EvaluationConfig(compare_with=tuple(args.peers)),
         examples,
-        {"mmoe": model_dir},
+        models,
         baseline_dir,
         root / f"report-{_slug(args.model_config)}",
         oracle_uri=str(data / "oracle"),
     )
-    return summarise(result)
+    return summarise(result, args.peers)
 
 
 def _slug(model_config: str) -> str:
@@ -184,7 +194,7 @@ def _slug(model_config: str) -> str:
     return "default" if model_config in ("", "{}") else hashlib.sha256(model_config.encode()).hexdigest()[:10]
 
 
-def summarise(result) -> dict[str, Any]:
+def summarise(result, peers: Sequence[str] = ()) -> dict[str, Any]:
     """NDCG@10 of every model and target (all test modules and the held-out one), the lifts and gap shares."""
     from components.evaluation.evaluate import ALL_MODULES
 
@@ -195,15 +205,19 @@ def summarise(result) -> dict[str, Any]:
         subset = ALL_MODULES if split_name == "test" else _only_subset(split)
         for target in TARGETS:
             cells = {}
-            for model in ("mmoe", *PEERS):
+            for model in ("mmoe", *peers, *REFERENCES):
                 row = split.find(model, subset, target, "ndcg@10")
                 if row is not None and row["value"] is not None:
                     cells[model] = row["value"]
             candidate = split.find("mmoe", subset, target, "ndcg@10") or {}
-            cells |= {key: candidate.get(key) for key in LIFT_KEYS}
+            cells |= {key: candidate.get(key) for key in (*LIFT_KEYS, *_peer_lift_keys(peers))}
             summary[split_name][target] = cells
     summary["blessed"] = result.blessing.blessed
     return summary
+
+
+def _peer_lift_keys(peers: Sequence[str]) -> list[str]:
+    return [f"{peer}_{key}" for peer in peers for key in ("lift", "lift_ci_low", "lift_ci_high")]
 
 
 def _only_subset(split) -> str:
@@ -212,23 +226,24 @@ def _only_subset(split) -> str:
     return sorted(subsets)[0]
 
 
-def table(world: str, runs: dict[int, dict[str, Any]]) -> list[str]:
-    """Markdown rows: per seed and target, NDCG@10 of every model, both lifts and the gap share."""
+def table(world: str, runs: dict[int, dict[str, Any]], peers: Sequence[str] = ()) -> list[str]:
+    """Markdown rows: per seed and target, NDCG@10 of every model, the MMoE's lifts and its gap share."""
+    models = ["MMoE", *peers, "per-module GBDT", "global LightGBM", "random", "position-free oracle"]
+    lifts = [f"lift vs {name} [95% CI]" for name in ("per-module", "global", *peers)]
     lines = [
         f"### {world}",
         "",
-        "| seed | split | target | MMoE | per-module GBDT | global LightGBM | random | position-free oracle "
-        "| lift vs per-module [95% CI] | lift vs global [95% CI] | gap captured |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|",
+        f"| seed | split | target | {' | '.join(models)} | {' | '.join(lifts)} | gap captured |",
+        "|---|---|---|" + "---:|" * len(models) + "---|" * len(lifts) + "---:|",
     ]
     for seed, summary in sorted(runs.items()):
         for split in ("test", "heldout"):
             for target, cells in summary.get(split, {}).items():
-                scores = " | ".join(_number(cells.get(model)) for model in ("mmoe", *PEERS))
-                lift = _interval(cells, "lift")
-                global_lift = _interval(cells, "global_lift")
+                scores = " | ".join(_number(cells.get(model)) for model in ("mmoe", *peers, *REFERENCES))
+                keys = ["lift", "global_lift", *(f"{peer}_lift" for peer in peers)]
+                intervals = " | ".join(_interval(cells, key) for key in keys)
                 gap = _number(cells.get("gain_captured"), percent=True)
-                lines.append(f"| {seed} | {split} | {target} | {scores} | {lift} | {global_lift} | {gap} |")
+                lines.append(f"| {seed} | {split} | {target} | {scores} | {intervals} | {gap} |")
     return lines
 
 
@@ -252,15 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impressions", type=int, default=1_000_000, help="simulated impressions per run (1000000)")
     parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
     parser.add_argument("--work-dir", default="/tmp/bench_quality", help="where data, models and the JSON go")
+    parser.add_argument(
+        "--peers", nargs="*", default=list(NETWORK_PEERS), choices=PEER_ARCHITECTURES, help="network peers"
+    )
     args = parser.parse_args(argv)
     results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
     out = Path(args.work_dir) / "bench_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
+    record["peers"] = list(args.peers)
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     print(f"{args.impressions:,} impressions per run; model config {args.model_config}; {record['cpu']}")
     for world, runs in results.items():
-        print("\n".join(table(world, runs)) + "\n")
+        print("\n".join(table(world, runs, args.peers)) + "\n")
     print(f"written to {out}")
     return 0
 

@@ -66,6 +66,9 @@ class EvaluationConfig(Settings):
     split: str = "test"
     # The model the blessing judges; default: the first model given.
     candidate: str | None = None
+    # Models every row is also compared with, as with the two GBDTs (paired delta, lift, their
+    # intervals, p-value, MDE), under keys prefixed "<name>_": e.g. network peers of the candidate.
+    compare_with: tuple[str, ...] = ()
 
     model_config = SettingsConfigDict(env_prefix="RANKER_EVAL_")
 

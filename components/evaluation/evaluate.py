@@ -170,6 +170,9 @@ def evaluate(
     names = [scorer.name for scorer in scorers]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
+    unknown = sorted(set(config.compare_with) - set(names))
+    if unknown:
+        raise ValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
     cutoffs = config.cutoffs(primary)
     test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, cutoffs, config.split)
     heldout = None
@@ -386,7 +389,7 @@ def _summarise(
         }
         for i, (model, target, k) in enumerate(columns)
     ]
-    for reference, prefix in REFERENCES.items():
+    for reference, prefix in {**REFERENCES, **{name: f"{name}_" for name in config.compare_with}}.items():
         _compare(config, matrix, columns, index, means, draws, rng, rows, reference, prefix)
     for i, (_, target, k) in enumerate(columns):
         rows[i].update(_gain_captured(means, i, index, target, k))
@@ -395,7 +398,8 @@ def _summarise(
 
 REFERENCES = {PER_MODULE_NAME: "", GLOBAL_NAME: "global_"}
 """The models every row is compared with, and the prefix of the comparison's keys in the row:
-``lift``, ``p_value``, ... against the per-module GBDT; ``global_lift``, ... against the global LightGBM."""
+``lift``, ``p_value``, ... against the per-module GBDT; ``global_lift``, ... against the global LightGBM.
+``EvaluationConfig.compare_with`` adds more (``<name>_lift``, ...)."""
 
 
 def _compare(

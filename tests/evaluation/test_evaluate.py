@@ -49,6 +49,18 @@ def test_a_better_model_is_blessed_and_every_output_is_written(synthetic_example
     assert headline["blessed"] == 1.0 and headline["candidate_favorite_ndcg@10"] == pytest.approx(row["value"])
 
 
+def test_a_peer_is_compared_with_the_candidate_like_the_gbdts(synthetic_examples, baseline_dir, tmp_path):
+    models = {"candidate": LabelScorer(0.3), "peer": LabelScorer(3.0, name="peer", seed=1)}
+    result = evaluate(CONFIG.replace(compare_with=("peer",)), synthetic_examples, models, baseline_dir, tmp_path)
+    row = result.test.find("candidate", "all", "favorite", "ndcg@10")
+    peer = result.test.find("peer", "all", "favorite", "ndcg@10")
+    assert row["peer_lift"] == pytest.approx(row["value"] / peer["value"] - 1)
+    assert 0 < row["peer_lift_ci_low"] < row["peer_lift"] < row["peer_lift_ci_high"] and row["peer_p_value"] < 0.05
+    assert "peer_lift" not in peer  # a model is not compared with itself
+    with pytest.raises(ValueError, match="compare_with names \\['dcn'\\], which are not among the models"):
+        evaluate(CONFIG.replace(compare_with=("dcn",)), synthetic_examples, models, baseline_dir, tmp_path)
+
+
 def test_a_random_model_is_refused_with_every_reason(synthetic_examples, baseline_dir, tmp_path):
     result = evaluate(CONFIG, synthetic_examples, {"candidate": RandomScorer(9, TARGETS)}, baseline_dir, tmp_path)
     reasons = result.blessing.reasons
