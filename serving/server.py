@@ -1,4 +1,4 @@
-"""The prediction server: the ranker as a KServe model, with Vertex AI's custom-container routes.
+"""The prediction server: the ranker as a KServe model (v1 and v2 protocols), with Vertex AI's routes.
 
 One process serves, on one port:
 
@@ -9,6 +9,9 @@ route                                       what it does
 ``GET /v1/models/<name>``                   KServe v1 readiness (503 until the model loads)
 ``POST $AIP_PREDICT_ROUTE`` (``/predict``)  Vertex AI predict (same body and answer)
 ``GET $AIP_HEALTH_ROUTE`` (``/health``)     Vertex AI health (= readiness)
+``POST /v2/models/<name>/infer``            KServe v2 (Open Inference Protocol) infer: named tensors, JSON or binary
+``GET /v2/models/<name>``                   KServe v2 metadata: input tensors (features) and outputs (tasks, score)
+``GET /v2/models/<name>/ready``             KServe v2 readiness
 ``GET /``, ``GET /v2/health/live``          liveness
 ``GET /metrics``                            Prometheus metrics
 ==========================================  ==============================================
