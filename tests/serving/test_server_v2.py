@@ -95,6 +95,14 @@ def test_binary_tensors_through_kserves_client_score_as_the_v1_route_does(server
         np.testing.assert_allclose(response.get_output_by_name(task).as_numpy(), expected["tasks"][task], rtol=1e-6)
 
 
+def test_a_client_may_ask_for_some_outputs_only(server):
+    response = post(server, INFER, v2_body(outputs=[{"name": "score"}]))
+    assert response.status_code == 200, response.text
+    assert [tensor["name"] for tensor in response.json()["outputs"]] == ["score"]
+    unknown = post(server, INFER, v2_body(outputs=[{"name": "revenue"}]))
+    assert unknown.status_code == 400 and "revenue" in unknown.text
+
+
 def with_tensor(name: str, datatype: str, data: list, shape: list | None = None) -> dict:
     body = v2_body()
     body["inputs"] = [tensor for tensor in body["inputs"] if tensor["name"] != name]
