@@ -67,7 +67,7 @@ def tensors_to_instance(request: InferRequest, datatypes: Mapping[str, str]) -> 
     Checks what v1 has no counterpart for (datatypes, shapes, duplicate
     names, unknown parameters); names and values are the parser's to check.
     """
-    check_parameters(request.parameters)
+    check_parameters(request.parameters, request.request_outputs)
     if not request.inputs:
         raise RequestError("the request has no input tensors: send one per feature (see GET /v2/models/<name>)")
     tensors: dict[str, list] = {}
@@ -87,7 +87,15 @@ def tensors_to_instance(request: InferRequest, datatypes: Mapping[str, str]) -> 
     return {"context": context, "candidates": candidates}
 
 
-def check_parameters(parameters: Mapping[str, Any] | None) -> None:
+def check_parameters(parameters: Any, outputs: Sequence[Any] | None) -> None:
+    """Request parameters known, and every parameters field an object (a binary body skips KServe's schema check)."""
+    fields = [
+        ("parameters", parameters),
+        *((f"outputs[{i}].parameters", o.parameters) for i, o in enumerate(outputs or [])),
+    ]
+    for where, value in fields:
+        if value is not None and not isinstance(value, Mapping):
+            raise RequestError(f"{where} must be an object, got {type(value).__name__}")
     unknown = set(parameters or {}) - set(KNOWN_PARAMETERS)
     if unknown:
         raise RequestError(f"unknown parameter(s) {sorted(unknown)}: known are {list(KNOWN_PARAMETERS)}")
@@ -152,7 +160,7 @@ def refuse_malformed_binary_requests(dataplane: Any) -> None:
             return original(body, headers, model_name)
         except InvalidInput:
             raise
-        except (KeyError, TypeError, ValueError, IndexError, struct.error, InferenceError) as error:
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, struct.error, InferenceError) as error:
             raise InvalidInput(f"malformed v2 request ({type(error).__name__}): {error}") from None
 
     dataplane.decode_inference_request = decode

@@ -105,6 +105,15 @@ def test_unknown_parameters_are_refused_and_binary_output_is_known():
     assert instance == {"context": {}, "candidates": {"price": [1.0]}}
 
 
+@pytest.mark.parametrize(
+    "body", [b'{"inputs": [], "parameters": 5}', b'{"inputs": [], "outputs": [{"name": "score", "parameters": [1]}]}']
+)
+def test_parameters_that_are_not_objects_are_refused(body):
+    decoded = extension_dataplane().decode_inference_request(body, {}, "mmoe-ranker")
+    with pytest.raises(RequestError, match="parameters must be an object"):
+        tensors_to_instance(decoded, DATATYPES)
+
+
 def test_too_many_candidates_in_the_request_is_the_413_error():
     with pytest.raises(TooManyCandidatesError, match="more than the maximum 4 per request"):
         parse(request(tensor("price", [1.0] * 5)), max_candidates=10, max_request_candidates=4)
@@ -146,6 +155,7 @@ def extension_dataplane() -> SimpleNamespace:
         (b'{"no_inputs": []}', {}),
         (b'[{"name": "price"}]', {}),
         (b'{"inputs": [{"name": "price"}]}', {}),
+        (b'{"inputs": [[1]]}', {}),
         (b"\xff\xfe", {}),
         (b'{"inputs": []}', {"inference-header-content-length": "twelve"}),
         framed({"inputs": [binary_input("price", "FP32", [3], 8)]}, struct.pack("<2f", 1, 2)),
@@ -153,8 +163,8 @@ def extension_dataplane() -> SimpleNamespace:
         framed({"inputs": [binary_input("tags", "BYTES", [1], 6)]}, struct.pack("<I", 2) + b"\xff\xfe"),
         framed({"inputs": [binary_input("tags", "BYTES", [1], 4)]}, struct.pack("<I", 9)),
     ],
-    ids=["no-inputs", "not-an-object", "no-shape", "not-json", "bad-header", "fp32-count", "fp32-size",
-         "bytes-not-utf8", "bytes-truncated"],
+    ids=["no-inputs", "not-an-object", "no-shape", "input-not-an-object", "not-json", "bad-header", "fp32-count",
+         "fp32-size", "bytes-not-utf8", "bytes-truncated"],
 )  # fmt: skip
 def test_malformed_binary_requests_are_invalid_input_not_a_500(body, headers):
     with pytest.raises(InvalidInput):
