@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,49 @@ def plain_server(model_dir: Path, port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
+# -- payloads ----------------------------------------------------------------------------------------------------
+
+PAYLOADS = ("v1", "v2", "v2-binary")
+V2_ROUTE = "/v2/models/mmoe-ranker/infer"
+
+
+def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
+    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N]."""
+    import numpy as np
+    import orjson
+    from kserve import InferInput, InferRequest
+
+    from serving.loadtest import synthetic_payload
+    from serving.open_inference import BYTES, input_datatypes
+
+    instance = orjson.loads(synthetic_payload(spec, candidates, columnar=True))["instances"][0]
+    values = {**{key: [value] for key, value in instance["context"].items()}, **instance["candidates"]}
+    inputs = []
+    for name, datatype in input_datatypes(spec).items():
+        if name in values:
+            array = np.array(values[name], dtype=object if datatype == BYTES else np.float32)
+            tensor = InferInput(name, [len(array)], datatype)
+            tensor.set_data_from_numpy(array, binary_data=binary)
+            inputs.append(tensor)
+    parameters = {"binary_data_output": True} if binary else None
+    return InferRequest("mmoe-ranker", inputs, request_id="bench", parameters=parameters)
+
+
+def encoded_payload(spec: Any, candidates: int, kind: str, columnar: bool) -> tuple[bytes, dict[str, str]]:
+    """The body of one request of ``kind`` (see :data:`PAYLOADS`) and the headers it needs."""
+    import orjson
+    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+
+    from serving.loadtest import synthetic_payload
+
+    if kind == "v1":
+        return synthetic_payload(spec, candidates, columnar=columnar), {}
+    body, json_length = v2_request(spec, candidates, binary=kind == "v2-binary").to_rest()
+    if json_length is None:
+        return orjson.dumps(body), {}
+    return body, {"content-type": "application/octet-stream", INFERENCE_CONTENT_LENGTH_HEADER: str(json_length)}
+
+
 # -- running servers and load ------------------------------------------------------------------------------------
 
 
@@ -187,21 +231,27 @@ def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -
     raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
 
 
-def measure(url: str, payload: bytes, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def measure(url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """p99 at ``args.rate`` (Poisson) and the ceiling (achieved throughput when saturated)."""
     from serving.loadtest import LoadTestConfig, run_load_test
 
     # One untimed request so no server pays for lazy initialisation inside the warm-up.
-    run_load_test(LoadTestConfig(url=url, rate=1, duration_s=1, warmup_s=0, max_requests=1, timeout_s=120), payload)
-    fixed = LoadTestConfig(url=url, rate=args.rate, duration_s=args.duration, warmup_s=args.warmup, timeout_s=30)
+    first = LoadTestConfig(url=url, rate=1, duration_s=1, warmup_s=0, max_requests=1, timeout_s=120, headers=headers)
+    run_load_test(first, payload)
+    fixed = LoadTestConfig(
+        url=url, rate=args.rate, duration_s=args.duration, warmup_s=args.warmup, timeout_s=30, headers=headers
+    )
     saturated = LoadTestConfig(
         url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
-        concurrency=args.saturation_concurrency, timeout_s=30,
+        concurrency=args.saturation_concurrency, timeout_s=30, headers=headers,
     )  # fmt: skip
     return {"fixed": run_load_test(fixed, payload).summary(), "ceiling": run_load_test(saturated, payload).summary()}
 
 
-def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_variant(
+    name: str, model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], args: argparse.Namespace, work: Path
+) -> dict[str, dict[str, Any]]:
+    """Each payload kind measured against one server of variant ``name`` (the plain server takes v1 only)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "plain":
@@ -222,7 +272,11 @@ def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Names
         url = f"{base}/predict"
     process = start(command, env, f"{base}/health", work / f"{name}.log")
     try:
-        return measure(url, payload, args)
+        return {
+            kind: measure(url if kind == "v1" else base + V2_ROUTE, body, headers, args)
+            for kind, (body, headers) in payloads.items()
+            if kind == "v1" or name != "plain"
+        }
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -231,24 +285,35 @@ def run_variant(name: str, model_dir: Path, payload: bytes, args: argparse.Names
             process.kill()
 
 
-def request_stages(model_dir: Path, payload: bytes, repeats: int = 200) -> dict[str, float]:
-    """Median milliseconds of each step one request takes in the server, timed in this process (no HTTP)."""
-    import numpy as np
-    import orjson
-
+def request_stages(model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], repeats: int = 200) -> dict:
+    """Per payload kind, median milliseconds of each step one request takes in the server (in process, no HTTP)."""
     from serving.config import ServerConfig
-    from serving.request import RequestParser, build_response
+    from serving.request import RequestParser
     from serving.server import set_op_threads
     from trainer.predict import load_ranker
 
     set_op_threads(ServerConfig().op_threads)  # as the server runs the model
     ranker = load_ranker(model_dir)
     parser = RequestParser(ranker.feature_spec, max_candidates=1 << 20, max_instances=1 << 10)
+    return {
+        kind: median_ms(
+            v1_steps(ranker, parser, body) if kind == "v1" else v2_steps(ranker, parser, body, headers), repeats
+        )
+        for kind, (body, headers) in payloads.items()
+    }
+
+
+def v1_steps(ranker: Any, parser: Any, payload: bytes) -> dict[str, Callable[[], Any]]:
+    """The v1 route's steps: orjson, the request parser, the model, the columnar response."""
+    import orjson
+
+    from serving.request import build_response
+
     body = orjson.loads(payload)
     batch = parser.parse(body)
     outputs = ranker.predict(batch.columns)
-    steps = {
-        "decode JSON": lambda: orjson.loads(payload),
+    return {
+        "decode request": lambda: orjson.loads(payload),
         "parse into columns": lambda: parser.parse(body),
         "columns to tensors": lambda: ranker.to_tensors(batch.columns),
         "predict (tensors + model)": lambda: ranker.predict(batch.columns),
@@ -256,6 +321,48 @@ def request_stages(model_dir: Path, payload: bytes, repeats: int = 200) -> dict[
             build_response(batch, outputs, parser.task_names), option=orjson.OPT_SERIALIZE_NUMPY
         ),
     }
+
+
+def v2_steps(ranker: Any, parser: Any, payload: bytes, headers: dict[str, str]) -> dict[str, Callable[[], Any]]:
+    """The v2 route's steps as KServe 0.21 takes them: FastAPI's JSON and pydantic (or the binary decoder),
+    KServe's ``InferRequest``, the tensors through the request parser, the model, ``InferResponse`` encoded."""
+    import orjson
+    from fastapi.encoders import jsonable_encoder
+    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+    from kserve.protocol.infer_type import InferRequest
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
+
+    from serving.open_inference import INPUTS, SCORE, infer_response, input_datatypes, tensors_to_instance
+
+    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+
+    def decode() -> InferRequest:
+        if json_length is not None:
+            return InferRequest.from_bytes(payload, int(json_length), "mmoe-ranker")
+        parsed = InferenceRequest.model_validate(orjson.loads(payload))  # what FastAPI does with the JSON body
+        return InferRequest.from_inference_request(parsed, "mmoe-ranker")
+
+    def respond() -> Any:
+        body, size = infer_response(request, outputs, names, "mmoe-ranker", None).to_rest()
+        return body if size is not None else orjson.dumps(jsonable_encoder(InferenceResponse.model_validate(body)))
+
+    datatypes, names = input_datatypes(ranker.feature_spec), (*parser.task_names, SCORE)
+    request = decode()
+    batch = parser.parse_single(tensors_to_instance(request, datatypes), INPUTS)
+    outputs = ranker.predict(batch.columns)
+    return {
+        "decode request": decode,
+        "parse into columns": lambda: parser.parse_single(tensors_to_instance(request, datatypes), INPUTS),
+        "columns to tensors": lambda: ranker.to_tensors(batch.columns),
+        "predict (tensors + model)": lambda: ranker.predict(batch.columns),
+        "build + encode response": respond,
+    }
+
+
+def median_ms(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Each step's median wall time in milliseconds over ``repeats`` runs (after 5 untimed ones)."""
+    import numpy as np
+
     medians = {}
     for name, step in steps.items():
         for _ in range(5):
@@ -287,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stages", action="store_true", help="only time each step of one request in process (no server, no HTTP)"
     )
+    parser.add_argument(
+        "--payloads",
+        default="v1",
+        help=f"comma-separated payload kinds, each measured on the same servers: {', '.join(PAYLOADS)} (default v1; "
+        "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data)",
+    )
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_server:
@@ -294,21 +407,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from ranker_core.schema import FeatureSpec
-    from serving.loadtest import synthetic_payload
 
+    kinds = args.payloads.split(",")
+    if set(kinds) - set(PAYLOADS):
+        parser.error(f"--payloads: unknown kind(s) {sorted(set(kinds) - set(PAYLOADS))}; known: {', '.join(PAYLOADS)}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         work = Path(scratch)
         model_dir = args.model_dir or build_default_model(work)
-        payload = synthetic_payload(FeatureSpec.load(model_dir), args.candidates, columnar=args.columnar)
+        spec = FeatureSpec.load(model_dir)
+        payloads = {kind: encoded_payload(spec, args.candidates, kind, args.columnar) for kind in kinds}
         if args.stages:
-            stages = request_stages(model_dir, payload)
-            print("\n".join(f"{name:<26} {ms:>7.2f} ms" for name, ms in stages.items()))
+            print(format_stages(request_stages(model_dir, payloads), payloads))
             return 0
-        results = {name: run_variant(name, model_dir, payload, args, work) for name in args.variants.split(",")}
+        results = {
+            name if kind == "v1" else f"{name}/{kind}": result
+            for name in args.variants.split(",")
+            for kind, result in run_variant(name, model_dir, payloads, args, work).items()
+        }
     print(format_table(results, args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def format_stages(stages: dict[str, dict[str, float]], payloads: dict[str, tuple[bytes, dict]]) -> str:
+    """One column of step medians per payload kind, with each body's size and the total."""
+    kinds = list(stages)
+    lines = [f"{'step':<26}" + "".join(f"{kind:>12}" for kind in kinds)]
+    lines.append(f"{'body KB':<26}" + "".join(f"{len(payloads[kind][0]) / 1000:>12.0f}" for kind in kinds))
+    for step in stages[kinds[0]]:
+        lines.append(f"{step:<26}" + "".join(f"{stages[kind][step]:>9.2f} ms" for kind in kinds))
+    lines.append(f"{'total':<26}" + "".join(f"{sum(stages[kind].values()):>9.2f} ms" for kind in kinds))
+    return "\n".join(lines)
 
 
 def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:

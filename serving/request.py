@@ -136,6 +136,12 @@ class RequestParser:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return ParsedBatch(columns=columns, offsets=offsets, ids=[ids for _, ids in parts], top_k=top_k)
 
+    def parse_single(self, instance: Mapping[str, Any], where: str) -> ParsedBatch:
+        """One instance alone (a KServe v2 request's tensors), under the same limits; messages start with ``where``."""
+        self._check_request_total([instance])
+        columns, ids = self.parse_instance(instance, where)
+        return ParsedBatch(columns=columns, offsets=np.array([0, len(columns[MODULE])], dtype=np.int64), ids=[ids])
+
     def parse_instance(self, instance: Any, where: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The model columns of one instance, and its candidate ids when the candidates carry them."""
         if not isinstance(instance, Mapping):

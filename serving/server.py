@@ -1,4 +1,4 @@
-"""The prediction server: the ranker as a KServe model, with Vertex AI's custom-container routes.
+"""The prediction server: the ranker as a KServe model (v1 and v2 protocols), with Vertex AI's routes.
 
 One process serves, on one port:
 
@@ -9,6 +9,9 @@ route                                       what it does
 ``GET /v1/models/<name>``                   KServe v1 readiness (503 until the model loads)
 ``POST $AIP_PREDICT_ROUTE`` (``/predict``)  Vertex AI predict (same body and answer)
 ``GET $AIP_HEALTH_ROUTE`` (``/health``)     Vertex AI health (= readiness)
+``POST /v2/models/<name>/infer``            KServe v2 (Open Inference Protocol) infer: named tensors, JSON or binary
+``GET /v2/models/<name>``                   KServe v2 metadata: input tensors (features) and outputs (tasks, score)
+``GET /v2/models/<name>/ready``             KServe v2 readiness
 ``GET /``, ``GET /v2/health/live``          liveness
 ``GET /metrics``                            Prometheus metrics
 ==========================================  ==============================================
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -36,15 +39,28 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotFound, ServerNotReady
+from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
+from serving.open_inference import (
+    FP32,
+    INPUTS,
+    SCORE,
+    InferenceBatch,
+    infer_response,
+    input_datatypes,
+    refuse_malformed_binary_requests,
+    tensor_metadata,
+    tensors_to_instance,
+)
 from serving.request import ParsedBatch, RequestError, RequestParser, TooManyCandidatesError, build_response
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CLOUDEVENT_JSON = "application/cloudevents+json"
 
@@ -71,11 +87,14 @@ class RankerServingModel(Model):
         ModelServer(http_port=8080, enable_grpc=False).start([model])
     """
 
-    def __init__(self, name: str, ranker: Ranker, config: ServerConfig, features: Any = None) -> None:
+    def __init__(
+        self, name: str, ranker: Ranker, config: ServerConfig, features: Any = None, version: str | None = None
+    ) -> None:
         super().__init__(name)
         self.ranker = ranker
         self.config = config
         self.features = features  # serving.feature_store.OnlineFeatures with --feature-store
+        self.version = version  # the SavedModel's fingerprint: the v2 responses' model_version
         self.parser = RequestParser(
             ranker.feature_spec,
             max_candidates=config.max_candidates,
@@ -83,6 +102,8 @@ class RankerServingModel(Model):
             max_request_candidates=config.max_request_candidates,
         )
         self.runner: DirectRunner | MicroBatcher | None = None
+        self.input_datatypes = input_datatypes(ranker.feature_spec)
+        self.output_names = (*self.parser.task_names, SCORE)
 
     def load(self) -> bool:
         """Start the model runner and score one batch, so the first request does not pay for tracing."""
@@ -103,7 +124,17 @@ class RankerServingModel(Model):
         if self.runner is not None:
             self.runner.close()
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch:
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """The v2 metadata's inputs: ``module_name`` and every feature, one-dimensional."""
+        return tensor_metadata(self.input_datatypes)
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """The v2 metadata's outputs: each task's probability and the ranking score, FP32, one per candidate."""
+        return tensor_metadata(dict.fromkeys(self.output_names, FP32))
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch | InferenceBatch:
+        if isinstance(payload, InferRequest):  # KServe v2 (Open Inference Protocol): one ranking request
+            return InferenceBatch(observed(await self._parse_tensors(payload)), payload)
         if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
             try:
                 payload = orjson.loads(payload)
@@ -111,15 +142,14 @@ class RankerServingModel(Model):
                 raise InvalidInput(f"the request body is not valid JSON: {error}") from None
         if self.features is not None:
             payload = await self._with_stored_features(payload)
-        try:
-            batch = self.parser.parse(payload)
-        except TooManyCandidatesError as error:
-            raise RequestTooLargeError(str(error)) from None
-        except RequestError as error:
-            raise InvalidInput(str(error)) from None
-        for count in batch.candidates_per_instance:
-            CANDIDATES.observe(count)
-        return batch
+        return observed(refusing(self.parser.parse, payload))
+
+    async def _parse_tensors(self, request: InferRequest) -> ParsedBatch:
+        """The v2 tensors as one instance, parsed by the v1 rules (the online store's features added)."""
+        instance = refusing(tensors_to_instance, request, self.input_datatypes)
+        if self.features is not None:
+            instance = (await self._with_stored_features({"instances": [instance]}))["instances"][0]
+        return refusing(self.parser.parse_single, instance, INPUTS)
 
     async def _with_stored_features(self, payload: Any) -> Any:
         """The ids-only body with the online store's features added (400 if one was sent, 503 if the store fails)."""
@@ -132,15 +162,40 @@ class RankerServingModel(Model):
         except StoreUnavailableError as error:
             raise ServerNotReady(str(error)) from None
 
-    async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
+    async def predict(
+        self, batch: ParsedBatch | InferenceBatch, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        parsed = batch.batch if isinstance(batch, InferenceBatch) else batch
+        outputs = await self._score(parsed)
+        if isinstance(batch, InferenceBatch):
+            return infer_response(batch.request, outputs, self.output_names, self.name, self.version)
+        response = build_response(parsed, outputs, self.parser.task_names)
+        return plain_json(response) if is_cloudevent(headers) else response
+
+    async def _score(self, batch: ParsedBatch) -> dict[str, np.ndarray]:
         assert self.runner is not None, "load() first"
         try:
-            outputs = await self.runner.predict(batch.columns)
+            return await self.runner.predict(batch.columns)
         except (RunnerClosedError, asyncio.CancelledError):
             # Shutdown: the runner closed, or the grace period ended and the server cancelled the request.
             raise ServerNotReady("the server is shutting down: retry on another replica") from None
-        response = build_response(batch, outputs, self.parser.task_names)
-        return plain_json(response) if is_cloudevent(headers) else response
+
+
+def refusing(parse: Callable[..., T], *args: Any) -> T:
+    """``parse(*args)``, its :class:`RequestError` answered 400 (413 for too many candidates)."""
+    try:
+        return parse(*args)
+    except TooManyCandidatesError as error:
+        raise RequestTooLargeError(str(error)) from None
+    except RequestError as error:
+        raise InvalidInput(str(error)) from None
+
+
+def observed(batch: ParsedBatch) -> ParsedBatch:
+    """``batch``, its candidates per instance recorded in the metrics."""
+    for count in batch.candidates_per_instance:
+        CANDIDATES.observe(count)
+    return batch
 
 
 def is_cloudevent(headers: Mapping[str, str] | None) -> bool:
@@ -192,11 +247,11 @@ class RefusedRequestLogFilter(logging.Filter):
 
 
 def route_classifier(config: ServerConfig) -> Callable[[str], str]:
-    """Path -> a bounded metric label: ``predict``, ``health``, ``metrics`` or ``other``."""
+    """Path -> a bounded metric label: ``predict`` (v1, v2 and Vertex AI), ``health``, ``metrics`` or ``other``."""
     health = {config.health_route, f"/v1/models/{config.model_name}", "/", "/v2/health/live", "/v2/health/ready"}
 
     def classify(path: str) -> str:
-        if path == config.predict_route or path.endswith(":predict"):
+        if path == config.predict_route or path.endswith((":predict", "/infer")):
             return "predict"
         if path in health:
             return "health"
@@ -227,6 +282,7 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
     from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
     accept_decoded_cloudevent_data(dataplane)
+    refuse_malformed_binary_requests(dataplane)
     endpoints = V1Endpoints(dataplane)
     name = config.model_name
 
@@ -267,12 +323,15 @@ def set_op_threads(threads: int) -> None:
 
 def load_model(config: ServerConfig) -> RankerServingModel:
     """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
+    from trainer.digest import saved_model_fingerprint
     from trainer.predict import load_ranker
 
     model_dir = resolve_model_dir(config.model_uri, config.cache_dir or None)
     logger.info("loading the ranker from %s", model_dir)
     ranker = load_ranker(model_dir)
-    model = RankerServingModel(config.model_name, ranker, config, load_features(config, ranker.feature_spec))
+    features = load_features(config, ranker.feature_spec)
+    version = saved_model_fingerprint(str(model_dir)) or None
+    model = RankerServingModel(config.model_name, ranker, config, features, version)
     model.load()
     return model
 
