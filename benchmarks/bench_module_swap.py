@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from components.evaluation.metrics import RequestGroups, ndcg_per_request
+from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
 from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 from ranker_core.targets import ENGAGEMENT, target_labels
 from trainer.examples import read_split

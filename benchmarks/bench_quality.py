@@ -9,7 +9,8 @@ same settings, by default a shared bottom and a DCN-v2), a random ranker and the
 position-free oracle, each with NDCG@10 of every target, the MMoE's paired lifts
 over the GBDTs and every peer with their 95% CIs, the share of the position-free
 random->oracle gap and the held-out module's row. It prints one table per world
-and writes every number to ``<work-dir>/bench_quality.json``::
+and writes every number to ``<work-dir>/bench_quality.json``
+(``bench_quality-<config hash>.json`` with ``--model-config``)::
 
     python -m benchmarks.bench_quality                                    # both worlds, seeds 0 1 2, 1M each
     python -m benchmarks.bench_quality --impressions 200000 --seeds 0 --worlds marketplace
@@ -22,7 +23,8 @@ curves and drivers (``deals_page`` held out): steeper position decay on list
 surfaces, taste and history (visible only through ids and histories) driving
 favorites and purchases, quality and price mattering less, and surfaces that
 draw slates like the shipped ones but are judged differently.
-Simulated data, extractions and models are kept in ``--work-dir`` and reused.
+Simulated data, extractions, the baseline and each configuration's model are kept in
+``--work-dir`` and reused, so variants run in one work dir share the data and the baseline.
 """
 
 from __future__ import annotations
@@ -272,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
-    out = Path(args.work_dir) / "bench_quality.json"
+    slug = _slug(args.model_config)
+    out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
     record["peers"] = list(args.peers)

@@ -144,7 +144,7 @@ def measure_predict(examples: Path, config: TrainerConfig, model_dir: Path, batc
 
 def eval_ndcg(examples: Path, config: TrainerConfig, model_dir: Path) -> dict[str, float]:
     """Train (early stopping on eval loss) and return eval NDCG@10 per task."""
-    from components.evaluation.metrics import RequestGroups, ndcg_per_request
+    from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
     from ranker_core.schema import REQUEST_ID, label_key
     from trainer.examples import read_split
     from trainer.predict import load_ranker

@@ -20,6 +20,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
+from ranker_core.ranking_metrics import parse_metric
 from ranker_core.settings import Settings, SettingsConfigDict
 from ranker_core.targets import engagement_gains
 
@@ -27,6 +28,8 @@ Architecture = Literal["single_task", "shared_bottom", "dcn", "mmoe_no_module", 
 ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
 EXPERT_TYPES = ("mlp", "cross")
 NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
+# early_stopping_metric's value for the mean eval loss (anything else is an NDCG name).
+LOSS_METRIC = "loss"
 # How the baseline treats hashed (high-cardinality id) features: left out, or hashed into a categorical.
 HashedPolicy = Literal["drop", "hash"]
 
@@ -110,7 +113,12 @@ class TrainerConfig(Settings):
     learning_rate: float = 3e-3
     batch_size: int = 1024
     epochs: int = 10
-    # Stop after this many epochs without a lower eval loss and restore the best weights.
+    # What picks the best epoch (its weights are restored) and stops training: "loss" (the mean eval
+    # loss) or "ndcg@<k>" / "ndcg" (full list) of the primary target, the evaluation's default one
+    # (favorite when the data has it, else graded engagement), over the eval split's requests after
+    # every epoch; logged as the epoch metric val_<target>_ndcg_at_<k>. Without request groups: loss.
+    early_stopping_metric: str = "loss"
+    # Stop after this many epochs without a better early_stopping_metric and restore the best weights.
     early_stopping_patience: int = 2
     # Train steps run inside one tf.function call (fewer Python round trips per step).
     steps_per_execution: int = 8
@@ -168,6 +176,13 @@ class TrainerConfig(Settings):
             raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        if self.early_stopping_metric != LOSS_METRIC:
+            try:
+                parse_metric(self.early_stopping_metric)
+            except ValueError:
+                raise ValueError(
+                    f"early_stopping_metric {self.early_stopping_metric!r} is not 'loss', 'ndcg' or 'ndcg@<k>'"
+                ) from None
         if self.position_reference is not None and self.position_reference < 0:
             raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")
 

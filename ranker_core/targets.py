@@ -7,6 +7,8 @@ beats an add-to-cart (3), a favorite (2) and a click (1)::
 
     targets(spec)                                   # ("click", ..., "purchase", "engagement")
     target_labels(columns, "engagement", spec.task_names)   # array([0, 1, 4, ...])
+    target_gains(labels, "engagement", spec.task_names)     # array([0., 1., 15., ...]): NDCG's gains
+    default_primary_task(spec.task_names, "ndcg@10")        # "favorite" when the data has it
 """
 
 from __future__ import annotations
@@ -50,3 +52,27 @@ def target_labels(columns: Mapping[str, np.ndarray], target: str, task_names: Se
 def engagement_gains(task_names: Sequence[str]) -> list[float]:
     """The exponential gain 2**grade - 1 of every engagement grade (LightGBM's and NDCG's default)."""
     return [float(2**grade - 1) for grade in range(len(task_names) + 1)]
+
+
+def target_gains(labels: np.ndarray, target: str, task_names: Sequence[str]) -> np.ndarray:
+    """NDCG gains of one target's labels: 0/1 for a task, ``2**grade - 1`` for engagement.
+
+    >>> target_gains(np.array([0, 1, 2]), ENGAGEMENT, ["click", "purchase"])
+    array([0., 1., 3.])
+    """
+    if target == ENGAGEMENT:
+        return np.asarray(engagement_gains(task_names))[labels]
+    return np.asarray(labels).astype(np.float64)
+
+
+def default_primary_task(task_names: Sequence[str], metric: str) -> str:
+    """``favorite`` when the data has it, else graded ``engagement`` (NDCG) or the first task (AUC).
+
+    The evaluation judges by it and the trainer can select its best epoch by it.
+
+    >>> default_primary_task(["click", "purchase"], "ndcg@10"), default_primary_task(["click"], "auc")
+    ('engagement', 'click')
+    """
+    if "favorite" in task_names:
+        return "favorite"
+    return task_names[0] if metric == "auc" else ENGAGEMENT

@@ -7,9 +7,10 @@ custom job) and the ``train_mmoe`` pipeline component all call
     result = train_and_export("work/examples", "work/model", TrainerConfig(epochs=3))
     result.eval_metrics["click_auc"], result.gate_usage["weights"]["search"]["click"]
 
-Training reads the ``train`` split, early-stops on the mean ``eval`` loss
-(restoring the best weights), writes checkpoints and TensorBoard logs when
-asked, then exports the SavedModel, the gate diagnostics
+Training reads the ``train`` split, early-stops on the mean ``eval`` loss or,
+with ``early_stopping_metric="ndcg@10"``, on the primary target's eval NDCG@10
+(:mod:`trainer.selection`), restores the best epoch's weights, writes
+checkpoints and TensorBoard logs when asked, then exports the SavedModel, the gate diagnostics
 (``gate_usage.json``) and the metrics (``metrics.json``) into ``model_dir``.
 """
 
@@ -33,13 +34,13 @@ from trainer.inputs import make_dataset
 from trainer.model import RankerModel, build_model
 from trainer.position import has_positions, positions_all_zero
 from trainer.progress import EpochReport
+from trainer.selection import RankingMetric, Selection
 from trainer.storage import load_feature_spec, write_json
 
 logger = logging.getLogger(__name__)
 
 GATE_USAGE_FILE = "gate_usage.json"
 METRICS_FILE = "metrics.json"
-MONITOR = "val_ranking_loss"
 LAST_BATCH_METRICS = ("loss", "regularization_loss", "total_loss")
 
 
@@ -117,6 +118,7 @@ def train_and_export(
     evaluation = make_dataset(examples_dir, "eval", spec, config.batch_size, cache=True)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
     train_steps, eval_steps = math.ceil(train_rows / config.batch_size), math.ceil(eval_rows / config.batch_size)
+    selection = Selection.resolve(config, spec)
     started = time.perf_counter()
     history = model.fit(
         train.repeat(),
@@ -124,16 +126,17 @@ def train_and_export(
         validation_data=evaluation.repeat(),
         validation_steps=eval_steps,
         epochs=config.epochs,
-        callbacks=_callbacks(config, checkpoint_dir, tensorboard_dir),
+        callbacks=_callbacks(config, selection, evaluation, spec, checkpoint_dir, tensorboard_dir),
         verbose=0,  # EpochLogger logs each epoch
     )
     seconds = time.perf_counter() - started
     epochs_trained = len(history.history.get("loss", []))
-    losses = history.history.get(MONITOR, [])
-    best_epoch = int(np.argmin(losses)) + 1 if losses else epochs_trained
+    best_epoch = selection.best_epoch(history.history, epochs_trained)
     evaluated = model.evaluate(evaluation.repeat(), steps=eval_steps, return_dict=True, verbose=0)
     # tfrs's "loss"/"total_loss" are the last batch's; ranking_loss is the mean over the split.
     eval_metrics = {name: float(value) for name, value in evaluated.items() if name not in LAST_BATCH_METRICS}
+    if selection.by_ranking:  # the restored weights are the best epoch's
+        eval_metrics[selection.monitor.removeprefix("val_")] = float(history.history[selection.monitor][best_epoch - 1])
     usage = gate_usage(model, evaluation)
     export_model(model, model_dir)
     result = TrainingResult(
@@ -177,10 +180,24 @@ def split_rows(examples_dir: str, split: str, spec: FeatureSpec) -> int:
     return rows
 
 
-def _callbacks(config: TrainerConfig, checkpoint_dir: str | None, tensorboard_dir: str | None) -> list:
-    callbacks: list[tf.keras.callbacks.Callback] = [
+def _callbacks(
+    config: TrainerConfig,
+    selection: Selection,
+    evaluation: tf.data.Dataset,
+    spec: FeatureSpec,
+    checkpoint_dir: str | None,
+    tensorboard_dir: str | None,
+) -> list:
+    """The fit callbacks; the eval NDCG (when selecting by it) first, so early stopping and the logs see it."""
+    callbacks: list[tf.keras.callbacks.Callback] = (
+        [RankingMetric(evaluation, spec, selection)] if selection.by_ranking else []
+    )
+    callbacks += [
         tf.keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True
+            monitor=selection.monitor,
+            mode=selection.mode,
+            patience=config.early_stopping_patience,
+            restore_best_weights=True,
         ),
         tf.keras.callbacks.TerminateOnNaN(),
         EpochLogger(config.epochs),
@@ -189,7 +206,7 @@ def _callbacks(config: TrainerConfig, checkpoint_dir: str | None, tensorboard_di
         callbacks.append(
             tf.keras.callbacks.ModelCheckpoint(
                 f"{checkpoint_dir.rstrip('/')}/epoch-{{epoch:03d}}",
-                monitor=MONITOR,
+                monitor=selection.monitor,
                 save_weights_only=True,
                 save_best_only=False,
             )

@@ -10,16 +10,15 @@ loading TensorFlow or LightGBM::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Literal, Self
 
 from pydantic import model_validator
 
-from components.evaluation import metrics as m
 from components.evaluation.blessing import PrimaryMetric
+from ranker_core import ranking_metrics as m
 from ranker_core.schema import FeatureSpec
 from ranker_core.settings import Settings, SettingsConfigDict
-from ranker_core.targets import ENGAGEMENT, targets
+from ranker_core.targets import ENGAGEMENT, default_primary_task, targets
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class EvaluationConfig(Settings):
         if not spec.has_groups and metric != "auc":
             log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)
             metric = "auc"
-        task = self.primary_task or _default_primary_task(spec.task_names, metric)
+        task = self.primary_task or default_primary_task(spec.task_names, metric)
         if task not in names:
             raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
         if metric == "auc" and task == ENGAGEMENT:
@@ -104,10 +103,3 @@ class EvaluationConfig(Settings):
     def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:
         extra = () if primary.metric == "auc" else (m.parse_metric(primary.metric),)
         return tuple(dict.fromkeys([*self.ks, *extra]))
-
-
-def _default_primary_task(task_names: Sequence[str], metric: str) -> str:
-    """``favorite`` when the data has it, else graded ``engagement`` (NDCG) or the first task (AUC)."""
-    if "favorite" in task_names:
-        return "favorite"
-    return task_names[0] if metric == "auc" else ENGAGEMENT

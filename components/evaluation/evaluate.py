@@ -32,7 +32,6 @@ import numpy as np
 
 from components.baseline.gbdt import load_manifest
 from components.baseline.scoring import GLOBAL_NAME, PER_MODULE_NAME, GbdtBaseline
-from components.evaluation import metrics as m
 from components.evaluation.blessing import ALL_MODULES, Blessing, Comparison, PrimaryMetric, decide
 from components.evaluation.config import EvaluationConfig
 from components.evaluation.scorers import (
@@ -50,8 +49,9 @@ from components.evaluation.stats import (
     percentile_interval,
     sign_flip_p_values,
 )
+from ranker_core import ranking_metrics as m
 from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
-from ranker_core.targets import ENGAGEMENT, engagement_gains, target_labels, targets
+from ranker_core.targets import target_gains, target_labels, targets
 from trainer.examples import read_split
 
 log = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def _ndcg_rows(
     columns: list[tuple[str, str, int]] = []
     values: list[np.ndarray] = []
     for target in targets(spec):
-        gains = _gains(labels[target], target, spec)
+        gains = target_gains(labels[target], target, spec.task_names)
         ideal = m.ideal_dcg(groups, gains, cutoffs)
         for model, model_scores in scores.items():
             if target not in model_scores:
@@ -351,12 +351,6 @@ def _ndcg_rows(
         counts = {target: int(per_request[requests].sum()) for target, per_request in positives.items()}
         rows += _summarise(config, matrix[requests], columns, subset, rng, counts)
     return _json_safe(rows)
-
-
-def _gains(labels: np.ndarray, target: str, spec: FeatureSpec) -> np.ndarray:
-    if target == ENGAGEMENT:
-        return np.asarray(engagement_gains(spec.task_names))[labels]
-    return labels.astype(np.float64)
 
 
 def _summarise(

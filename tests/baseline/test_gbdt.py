@@ -7,7 +7,7 @@ import pytest
 
 from components.baseline.gbdt import BaselineConfig, train_baseline, validation_metrics
 from components.baseline.scoring import GbdtBaseline
-from components.evaluation.metrics import auc
+from ranker_core.ranking_metrics import auc
 from ranker_core.schema import FeatureSpec
 from tests.baseline.conftest import TINY_BASELINE, examples_with
 from trainer.examples import read_split

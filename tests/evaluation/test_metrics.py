@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score, roc_auc_score
 
-from components.evaluation.metrics import (
+from ranker_core.ranking_metrics import (
     FULL_LIST,
     RequestGroups,
     auc,

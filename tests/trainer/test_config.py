@@ -68,11 +68,19 @@ def test_environment_parses_every_field_type():
         ({"position_reference": -1}, "position_reference"),
         ({"embedding_l2": -0.1}, "embedding_l2"),
         ({"max_hash_buckets": 0}, "max_hash_buckets"),
+        ({"early_stopping_metric": "auc"}, "early_stopping_metric 'auc' is not 'loss', 'ndcg' or 'ndcg@<k>'"),
+        ({"early_stopping_metric": "ndcg@0"}, "early_stopping_metric"),
+        ({"early_stopping_metric": "val_ranking_loss"}, "early_stopping_metric"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainerConfig().replace(**overrides)
+
+
+@pytest.mark.parametrize("metric", ["loss", "ndcg@10", "ndcg@5", "ndcg"])
+def test_early_stopping_metric_is_the_loss_or_an_ndcg_name(metric):
+    assert TrainerConfig.from_sources(json.dumps({"early_stopping_metric": metric})).early_stopping_metric == metric
 
 
 def test_bad_environment_value_names_the_variable():

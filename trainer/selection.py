@@ -1,0 +1,138 @@
+"""Which epoch wins: early stopping and best-epoch selection by mean eval loss or by ranking quality.
+
+With ``early_stopping_metric="ndcg@10"`` the trainer adds a
+:class:`RankingMetric` callback: after every epoch it scores the eval split
+once (in its batches), computes NDCG@10 of the primary target per request with
+the evaluation's own functions (:mod:`ranker_core.ranking_metrics`), and writes
+it into the epoch's logs, so early stopping, the History (MLflow curves),
+TensorBoard and the epoch log line all see it::
+
+    selection = Selection.resolve(TrainerConfig(early_stopping_metric="ndcg@10"), spec)
+    selection.monitor, selection.mode        # ("val_favorite_ndcg_at_10", "max")
+    callbacks = [RankingMetric(eval_batches, spec, selection), tf.keras.callbacks.EarlyStopping(
+        monitor=selection.monitor, mode=selection.mode, restore_best_weights=True)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from ranker_core import ranking_metrics as m
+from ranker_core.schema import REQUEST_ID, FeatureSpec, label_key
+from ranker_core.step_configs import LOSS_METRIC, TrainerConfig
+from ranker_core.targets import ENGAGEMENT, default_primary_task, target_gains, target_labels
+from trainer.model import SCORE
+
+logger = logging.getLogger(__name__)
+
+LOSS_MONITOR = "val_ranking_loss"
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The epoch metric that early stopping watches and the best epoch maximises or minimises.
+
+    ``target`` and ``cutoff`` are set for an NDCG selection (``None`` for the loss).
+
+    >>> Selection(LOSS_MONITOR, "min").monitor
+    'val_ranking_loss'
+    """
+
+    monitor: str
+    mode: str
+    target: str | None = None
+    cutoff: int | None = None
+
+    @classmethod
+    def resolve(cls, config: TrainerConfig, spec: FeatureSpec) -> Selection:
+        """The selection ``config.early_stopping_metric`` asks for on this data (loss without request groups)."""
+        if config.early_stopping_metric == LOSS_METRIC:
+            return cls(LOSS_MONITOR, "min")
+        if not spec.has_groups:
+            logger.warning(
+                "early_stopping_metric is %s but the data has no request groups: selecting by the eval loss",
+                config.early_stopping_metric,
+            )
+            return cls(LOSS_MONITOR, "min")
+        cutoff = m.parse_metric(config.early_stopping_metric)
+        target = default_primary_task(spec.task_names, config.early_stopping_metric)
+        suffix = "" if cutoff == m.FULL_LIST else f"_at_{cutoff}"
+        return cls(f"val_{target}_ndcg{suffix}", "max", target, cutoff)
+
+    @property
+    def by_ranking(self) -> bool:
+        return self.target is not None
+
+    def best_epoch(self, history: Mapping[str, list[float]], epochs_trained: int) -> int:
+        """The 1-based epoch whose weights were kept (the last one when the monitor was never logged)."""
+        values = history.get(self.monitor, [])
+        if not values:
+            return epochs_trained
+        return int(np.argmax(values) if self.mode == "max" else np.argmin(values)) + 1
+
+
+class RankingMetric(tf.keras.callbacks.Callback):
+    """Adds NDCG of the selection's target over the eval requests to every epoch's logs.
+
+    The eval batches are scored once per epoch by the model's served outputs (a
+    task's probability, or ``score`` for graded engagement); requests without a
+    positive are left out, as in the evaluation. Place it before the callbacks
+    that read the metric (early stopping, TensorBoard).
+
+    Example::
+
+        callback = RankingMetric(eval_batches, spec, Selection.resolve(config, spec))
+        model.fit(train, validation_data=eval_batches, callbacks=[callback, early_stopping])
+        history.history["val_favorite_ndcg_at_10"]   # one value per epoch
+    """
+
+    def __init__(self, batches: tf.data.Dataset, spec: FeatureSpec, selection: Selection) -> None:
+        super().__init__()
+        if not selection.by_ranking:
+            raise ValueError(f"RankingMetric needs an NDCG selection, got {selection.monitor}")
+        self.batches, self.spec, self.selection = batches, spec, selection
+        self._output = SCORE if selection.target == ENGAGEMENT else selection.target
+        self._groups: m.RequestGroups | None = None
+        self._gains = np.zeros(0)
+        self._ideal: dict[int, np.ndarray] = {}
+        self._predict = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._predict = tf.function(lambda batch: self.model(batch, training=False)[self._output])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs[self.selection.monitor] = self.evaluate()
+
+    def evaluate(self) -> float:
+        """Mean NDCG over the eval requests that have a positive (NaN when none has)."""
+        scores = self._scores()
+        ks = (self.selection.cutoff,)
+        per_request = m.ndcg_per_request(self._groups, self._gains, scores, ks, self._ideal)[self.selection.cutoff]
+        return float(np.nanmean(per_request)) if np.isfinite(per_request).any() else float("nan")
+
+    def _scores(self) -> np.ndarray:
+        """One pass over the eval batches: the model's scores (and, the first time, requests and gains)."""
+        if self._predict is None:
+            self.on_train_begin()
+        scores, requests, labels = [], [], []
+        for batch in self.batches:
+            scores.append(self._predict(batch).numpy().astype(np.float64))
+            if self._groups is None:
+                requests.append(batch[REQUEST_ID].numpy())
+                labels.append({name: batch[label_key(name)].numpy() for name in self.spec.task_names})
+        if self._groups is None:
+            self._remember_requests(np.concatenate(requests), labels)
+        return np.concatenate(scores)
+
+    def _remember_requests(self, requests: np.ndarray, labels: list[dict[str, np.ndarray]]) -> None:
+        tasks, target = self.spec.task_names, self.selection.target
+        columns = {label_key(task): np.concatenate([part[task] for part in labels]) for task in tasks}
+        self._groups = m.RequestGroups.from_ids(requests)
+        self._gains = target_gains(target_labels(columns, target, tasks), target, tasks)
+        self._ideal = m.ideal_dcg(self._groups, self._gains, (self.selection.cutoff,))
