@@ -20,6 +20,8 @@ CORE = [
     "mlflow>=3,<4",
     "pydantic>=2.10,<3",
     "pydantic-settings>=2.16,<2.17",
+    # the optional tune step (ranker tune, tune_mmoe): a seeded TPE search
+    "optuna>=5,<6",
 ]
 
 EXTRAS = {

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "turn impression logs into point-in-time-correct TFRecord examples",
     ),
     "train": ("trainer.cli", "train and export the MMoE ranker (or another architecture)"),
+    "tune": ("trainer.tune_cli", "search the ranker's configuration on the eval split (Optuna), write the chosen one"),
     "train-baseline": ("components.baseline.cli", "train the per-module and global LightGBM rankers"),
     "evaluate": ("components.evaluation.cli", "NDCG report of every model against the GBDT baseline, and the blessing"),
     "register": ("components.registry.cli", "register a blessed model in MLflow or Vertex AI Model Registry"),

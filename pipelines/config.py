@@ -38,7 +38,7 @@ from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
 from components.registry.core import RegistryConfig
 from ranker_core.cli_support import InvalidValueError, UserError
 from ranker_core.settings import Settings, env_value, known_keys_hint, parse_env
-from ranker_core.step_configs import BaselineConfig, TrainerConfig
+from ranker_core.step_configs import BaselineConfig, TrainerConfig, TuningConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class PipelineSettings:
     model_config: str = "{}"
     baseline_config: str = "{}"
     eval_config: str = "{}"
+    # the optional tune step (TuningConfig; trials > 0 puts tune_mmoe before train_mmoe)
+    tune_config: str = "{}"
     # local execution
     work_dir: str = "work_dir"
     docker: bool = False
@@ -105,6 +107,7 @@ class PipelineSettings:
     trainer: TrainerConfig = dataclasses.field(init=False, repr=False)
     baseline: BaselineConfig = dataclasses.field(init=False, repr=False)
     evaluation: Any = dataclasses.field(init=False, repr=False)  # EvaluationConfig (imported when needed)
+    tuning: TuningConfig = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.training_backend not in ("pipeline", "custom-job"):
@@ -117,6 +120,7 @@ class PipelineSettings:
         self.trainer = step_config(TrainerConfig, self.model_config, "model_config")
         self.baseline = step_config(BaselineConfig, self.baseline_config, "baseline_config")
         self.evaluation = step_config(EvaluationConfig, self.eval_config, "eval_config")
+        self.tuning = step_config(TuningConfig, self.tune_config, "tune_config")
         parse_labels(self.labels)
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
@@ -246,6 +250,7 @@ class PipelineSettings:
             "model_config_json": config_json(self.trainer),
             "baseline_config_json": config_json(self.baseline),
             "eval_config_json": config_json(self.evaluation),
+            "tune_config_json": config_json(self.tuning),
             "registry": registry.backend,
             "model_name": registry.model_name,
             "tracking_uri": registry.resolved_tracking_uri if local else registry.tracking_uri,
@@ -405,6 +410,12 @@ OPTIONS: dict[str, Option] = {
         "RANKER_EVAL_CONFIG",
         str,
         "evaluation config overrides (ks, primary_metric, tolerance, ...): JSON or @file.json",
+    ),
+    "tune_config": Option(
+        "--tune-config",
+        "RANKER_TUNE_CONFIG",
+        str,
+        "tune step (trials, budget_seconds, metric, space): JSON or @file.json; trials > 0 adds tune_mmoe",
     ),
     "work_dir": Option(
         "--work-dir", "RANKER_WORK_DIR", str, "local working folder: pipeline_root/, mlflow.db, mlartifacts/"

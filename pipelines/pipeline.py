@@ -13,8 +13,8 @@ is built from :class:`~pipelines.config.PipelineSettings`::
 
     data_uri == ""? ── simulate_marketplace ─ simulated_source ─┐ (OneOf)
                   └─── user_source ─────────────────────────────┴─> importer(raw data)
-    -> extract_features ─┬─> train_mmoe ──> resolve_champion ─┐
-                         └─> train_baseline ──────────────────┴─> evaluate
+    -> extract_features ─┬─> [tune_mmoe ->] train_mmoe ──> resolve_champion ─┐
+                         └─> train_baseline ──────────────────────────────────┴─> evaluate
     -> record_run (the MLflow run start_tracking opened first) -> blessing_verdict
     -> if blessed: register_model (logs the MLflow model into that run) -> materialize_features;
        if deploy: deploy_model (Vertex AI: plan_vertex_deploy -> ModelDeployOp (traffic split) -> mark_vertex_canary)
@@ -47,6 +47,7 @@ from components.registry.component import register_model
 from components.registry.deploy_component import mark_vertex_canary, plan_vertex_deploy
 from components.tracking.component import record_run, start_tracking
 from components.training.component import train_mmoe
+from components.training.tune_component import tune_mmoe
 from pipelines.config import PIPELINE_NAME, PipelineSettings
 
 
@@ -84,6 +85,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         model_config_json: str = arguments["model_config_json"],
         baseline_config_json: str = arguments["baseline_config_json"],
         eval_config_json: str = arguments["eval_config_json"],
+        tune_config_json: str = arguments["tune_config_json"],
         registry: str = arguments["registry"],
         model_name: str = arguments["model_name"],
         tracking_uri: str = settings.registry.tracking_uri,
@@ -144,7 +146,13 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             settings,
         )
         examples = features.outputs["examples"]
-        trained = train(examples=examples, config_json=model_config_json)
+        model_config = model_config_json
+        if settings.tuning.trials > 0:  # compile-time: the step is in the DAG only when trials are asked for
+            tuned = _training_resources(
+                tune_mmoe(examples=examples, config_json=model_config_json, tuning_json=tune_config_json), settings
+            )
+            model_config = tuned.outputs["Output"]
+        trained = train(examples=examples, config_json=model_config)
         baseline = _sized(train_baseline(examples=examples, config_json=baseline_config_json), settings)
         champion = _sized(
             resolve_champion(model=trained.outputs["model"], on_broken_champion=on_broken_champion, **registry_args),
@@ -272,16 +280,14 @@ def _training_op(settings: PipelineSettings):
         )
 
     def train_step(**kwargs: Any) -> dsl.PipelineTask:
-        task = (
-            train_mmoe(**kwargs)
-            .set_container_image(settings.image)
-            .set_cpu_limit(settings.train_cpu)
-            .set_memory_limit(settings.train_memory)
-        )
-        if settings.train_accelerator:
-            task.set_accelerator_type(settings.train_accelerator).set_accelerator_limit(
-                settings.train_accelerator_count
-            )
-        return task
+        return _training_resources(train_mmoe(**kwargs), settings)
 
     return train_step
+
+
+def _training_resources(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:
+    """The image, CPU, memory and accelerator of a step that trains the ranker (train_mmoe, tune_mmoe)."""
+    task.set_container_image(settings.image).set_cpu_limit(settings.train_cpu).set_memory_limit(settings.train_memory)
+    if settings.train_accelerator:
+        task.set_accelerator_type(settings.train_accelerator).set_accelerator_limit(settings.train_accelerator_count)
+    return task

@@ -14,6 +14,7 @@ fails in a fraction of a second instead of after extraction. Both are
 
 from __future__ import annotations
 
+import math
 import os
 import typing
 from typing import Any, Literal, Self
@@ -280,3 +281,65 @@ class BaselineConfig(Settings):
     def eval_metric(self, ranking: bool) -> str:
         """The name of the early-stopping (and tuning) eval score."""
         return f"ndcg@{self.eval_at}" if ranking else "binary_logloss"
+
+
+# How a tuned field is drawn: from a list, log-uniformly or uniformly in a [low, high] range.
+DrawKind = Literal["choice", "log", "uniform"]
+DEFAULT_TUNING_SPACE: dict[str, dict[str, list]] = {
+    "learning_rate": {"log": [1e-3, 1e-2]},
+    "embedding_l2": {"log": [0.1, 30.0]},
+    "embedding_dim": {"choice": [8, 16, 32]},
+    "dropout": {"uniform": [0.0, 0.3]},
+    "module_dropout": {"uniform": [0.0, 0.3]},
+}
+
+
+class TuningConfig(Settings):
+    """The optional ``tune_mmoe`` step: a seeded search of TrainerConfig fields on the eval split's ranking metric.
+
+    ``space`` maps a TrainerConfig field to ``{"choice": [values]}``, ``{"log": [low, high]}`` or
+    ``{"uniform": [low, high]}``. The first trial is the model configuration as given, so tuning
+    never keeps a worse eval score than not tuning (env ``RANKER_TUNE_<FIELD>``).
+
+    >>> TuningConfig.from_sources('{"trials": 8}').trials
+    8
+    """
+
+    # Trials, the configuration as given included; 0 leaves the tune step out of the pipeline.
+    trials: int = 0
+    # Wall-clock seconds for all trials (0: no limit); a trial starts only while time is left (the
+    # first, the configuration as given, always runs).
+    budget_seconds: float = 0.0
+    # The eval metric trials are judged by: NDCG ("ndcg@<k>" or "ndcg") of the evaluation's primary target.
+    metric: str = "ndcg@10"
+    # Seeds the sampler (Optuna's TPE); the trials' models keep the model configuration's seed.
+    seed: int = 0
+    space: dict[str, dict[DrawKind, list]] = Field(default_factory=lambda: dict(DEFAULT_TUNING_SPACE))
+
+    model_config = SettingsConfigDict(env_prefix="RANKER_TUNE_")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.trials < 0 or self.budget_seconds < 0:
+            raise ValueError(f"trials and budget_seconds must be >= 0, got {self.trials} and {self.budget_seconds}")
+        unknown = sorted(set(self.space) - set(TrainerConfig.model_fields))
+        if unknown:
+            raise ValueError(f"space names {unknown}, which are not TrainerConfig fields")
+        for field, draw in self.space.items():
+            _check_draw(field, draw)
+        return self
+
+
+def _check_draw(field: str, draw: dict[str, list]) -> None:
+    """One way to draw ``field``: a non-empty choice, or a [low, high] range (log: 0 < low)."""
+    if len(draw) != 1:
+        raise ValueError(f"space[{field!r}] must have one of choice, log, uniform; got {sorted(draw)}")
+    kind, values = next(iter(draw.items()))
+    if kind == "choice":
+        if not values:
+            raise ValueError(f"space[{field!r}].choice is empty")
+        return
+    low_bound = 0 if kind == "log" else -math.inf
+    if len(values) != 2 or not low_bound < values[0] < values[1]:
+        positive = " > 0" if kind == "log" else ""
+        raise ValueError(f"space[{field!r}].{kind} must be [low, high] with high > low{positive}, got {values}")

@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,12 @@ def train_and_export(
     checkpoint_dir: str | None = None,
     tensorboard_dir: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    ranking_metrics: Sequence[str] = ("ndcg@10",),
 ) -> TrainingResult:
     """Train on ``<examples_dir>/train``, early-stop on ``eval``, export to ``model_dir`` (local or gs://).
+
+    ``eval_metrics`` also holds each of ``ranking_metrics`` (NDCG of the evaluation's primary target on
+    the eval split, for the kept weights: ``favorite_ndcg_at_10``) when the data has request groups.
 
     Example::
 
@@ -137,6 +142,8 @@ def train_and_export(
     eval_metrics = {name: float(value) for name, value in evaluated.items() if name not in LAST_BATCH_METRICS}
     if selection.by_ranking:  # the restored weights are the best epoch's
         eval_metrics[selection.monitor.removeprefix("val_")] = float(history.history[selection.monitor][best_epoch - 1])
+    for name, value in _ranking_metrics(model, evaluation, spec, config, ranking_metrics).items():
+        eval_metrics.setdefault(name, value)
     usage = gate_usage(model, evaluation)
     export_model(model, model_dir)
     result = TrainingResult(
@@ -167,6 +174,21 @@ def _without_constant_positions(examples_dir: str, spec: FeatureSpec, config: Tr
 def tensorboard_installed() -> bool:
     """Whether TensorBoard summaries can be written (TensorFlow does not install the package itself)."""
     return importlib.util.find_spec("tensorboard") is not None
+
+
+def _ranking_metrics(
+    model: RankerModel, evaluation: tf.data.Dataset, spec: FeatureSpec, config: TrainerConfig, metrics: Sequence[str]
+) -> dict[str, float]:
+    """Each metric's eval value for the model's current weights, keyed like its epoch log without ``val_``."""
+    if not spec.has_groups:
+        return {}
+    values = {}
+    for metric in metrics:
+        selection = Selection.resolve(config.replace(early_stopping_metric=metric), spec)
+        callback = RankingMetric(evaluation, spec, selection)
+        callback.set_model(model)
+        values[selection.monitor.removeprefix("val_")] = callback.evaluate()
+    return values
 
 
 def split_rows(examples_dir: str, split: str, spec: FeatureSpec) -> int:

@@ -1,6 +1,7 @@
 """Compile, submit and schedule: the real kfp / aiplatform clients against faked HTTP transports."""
 
 import argparse
+import json
 
 import pytest
 import yaml
@@ -64,6 +65,25 @@ def test_the_compiled_pipeline_declares_parameters_resources_and_the_gate(templa
     assert "blessing-verdict-Output" in gate["triggerPolicy"]["condition"]
     assert tasks["resolve-champion"]["cachingOptions"] == {}  # caching off for the registry lookup
     assert tasks["evaluate"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_the_tune_step_is_in_the_dag_only_with_trials_and_feeds_training_its_choice(template, tmp_path):
+    tasks = yaml.safe_load(template.read_text())["root"]["dag"]["tasks"]
+    assert "tune-mmoe" not in tasks
+    given = tasks["train-mmoe"]["inputs"]["parameters"]["config_json"]
+    assert given == {"componentInputParameter": "model_config_json"}
+    settings = PipelineSettings(tune_config='{"trials": 4, "budget_seconds": 600}', train_cpu="8", registry=VERTEX)
+    spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["tune-mmoe"]["inputs"]["parameters"]["tuning_json"] == {"componentInputParameter": "tune_config_json"}
+    chosen = tasks["train-mmoe"]["inputs"]["parameters"]["config_json"]["taskOutputParameter"]
+    assert chosen == {"outputParameterKey": "Output", "producerTask": "tune-mmoe"}
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert json.loads(parameters["tune_config_json"]["defaultValue"]) == {"trials": 4, "budget_seconds": 600.0}
+    tuning = spec["deploymentSpec"]["executors"]["exec-tune-mmoe"]["container"]["resources"]
+    assert tuning["resourceCpuLimit"] == "8"  # the training resources
+    with pytest.raises(ValueError, match=r"--tune-config: .*space names \['lr'\]"):
+        PipelineSettings(tune_config='{"trials": 2, "space": {"lr": {"log": [0.001, 0.01]}}}')
 
 
 def test_training_compiles_as_a_vertex_custom_job(tmp_path):

@@ -41,6 +41,15 @@ def test_trained_model_beats_a_random_ranker_on_every_task(trained_model_dir, sy
         assert model > random + 0.05, f"{task}: model NDCG@10 {model:.3f} vs random {random:.3f}"
 
 
+def test_the_reported_eval_ndcg_is_the_exported_models(trained_model_dir, synthetic_examples):
+    ranker = load_ranker(trained_model_dir)
+    columns = read_split(synthetic_examples, "eval", ranker.feature_spec)
+    favorite = ranker.predict(columns)["favorite"]
+    expected = mean_ndcg_at_10(columns[REQUEST_ID], columns[label_key("favorite")], favorite)
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    assert metrics["eval_metrics"]["favorite_ndcg_at_10"] == pytest.approx(expected, abs=1e-5)
+
+
 def test_gate_usage_and_metrics_are_written(trained_model_dir, spec):
     usage = json.loads((trained_model_dir / "gate_usage.json").read_text())
     assert usage["experts"] == ["expert_0_mlp", "expert_1_cross"]

@@ -1,0 +1,87 @@
+"""The tune step: the configuration as given first, the best eval ranking score kept, the budget obeyed."""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
+from ranker_core.step_configs import TrainerConfig, TuningConfig
+from tests.trainer.conftest import TINY_CONFIG
+from trainer.tuning import TRIALS_FILE, tune, tune_from_component
+
+BASE = TrainerConfig(**{**TINY_CONFIG, "epochs": 2, "learning_rate": 0.01})
+
+
+@dataclasses.dataclass
+class FakeArtifact:
+    """A kfp artifact's surface: a path, metadata and logged metrics."""
+
+    path: str
+    metadata: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics[name] = value
+
+
+@pytest.mark.slow
+def test_a_learning_rate_that_cannot_learn_loses_to_the_configuration_as_given(synthetic_examples, tmp_path):
+    tuning = TuningConfig(trials=3, seed=1, space={"learning_rate": {"choice": [0.01, 1e-9]}})
+    result = tune(synthetic_examples, BASE, tuning, tmp_path / "trials")
+    assert result.metric == "favorite_ndcg_at_10"
+    assert result.trials[0]["values"] == {"learning_rate": 0.01}  # the configuration as given first
+    scores = {trial["values"]["learning_rate"]: trial["eval_score"] for trial in result.trials}
+    assert set(scores) == {0.01, 1e-9}, "TPE's seeded draws must have tried the frozen learning rate"
+    assert scores[0.01] > scores[1e-9]
+    assert result.best["values"] == {"learning_rate": 0.01} and result.config == BASE
+    assert not any((tmp_path / "trials").glob("trial-*")), "trial models are removed"
+
+
+@pytest.mark.slow
+def test_the_best_trial_sets_the_configuration_and_a_spent_budget_starts_no_trial(synthetic_examples, tmp_path):
+    tuning = TuningConfig(
+        trials=3, seed=0, space={"learning_rate": {"log": [1e-3, 5e-2]}, "dropout": {"choice": [0.0]}}
+    )
+    result = tune(synthetic_examples, BASE, tuning, tmp_path / "a")
+    assert len(result.trials) == 3
+    assert result.best["eval_score"] == max(trial["eval_score"] for trial in result.trials)
+    assert result.config.learning_rate == result.best["values"]["learning_rate"]
+    assert result.config.epochs == BASE.epochs  # fields outside the space keep the given values
+    spent = tune(synthetic_examples, BASE, tuning.replace(budget_seconds=1e-6), tmp_path / "b")
+    assert len(spent.trials) == 1 and spent.config == BASE
+
+
+def test_the_component_writes_the_trials_and_returns_the_chosen_configuration(synthetic_examples, tmp_path):
+    trials, best = FakeArtifact(str(tmp_path / "trials")), FakeArtifact(str(tmp_path / "best"))
+    tuning_json = json.dumps({"trials": 1, "space": {"dropout": {"uniform": [0.0, 0.2]}}})
+    chosen = tune_from_component(str(synthetic_examples), BASE.model_dump_json(), tuning_json, trials, best)
+    assert TrainerConfig.from_sources(chosen) == BASE
+    record = json.loads((Path(trials.path) / TRIALS_FILE).read_text())
+    assert record["metric"] == "favorite_ndcg_at_10" and len(record["trials"]) == 1
+    assert best.metrics["favorite_ndcg_at_10"] == record["best"]["eval_score"] > 0 and best.metrics["trials"] == 1
+
+
+def test_data_without_request_groups_cannot_be_tuned_by_ndcg(synthetic_examples, tmp_path):
+    ungrouped = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, ungrouped)
+    spec = FeatureSpec.load(ungrouped)
+    dataclasses.replace(spec, has_groups=False).save(ungrouped / FEATURE_SPEC_FILE)
+    with pytest.raises(ValueError, match="needs request groups: this data has none"):
+        tune(ungrouped, BASE, TuningConfig(trials=1), tmp_path / "trials")
+
+
+@pytest.mark.parametrize(
+    ("tuning", "message"),
+    [
+        ('{"space": {"lr": {"log": [0.001, 0.01]}}}', "space names \\['lr'\\], which are not TrainerConfig fields"),
+        ('{"space": {"learning_rate": {"log": [0, 0.01]}}}', "log must be \\[low, high\\] with high > low > 0"),
+        ('{"space": {"dropout": {"choice": []}}}', "choice is empty"),
+        ('{"trials": -1}', "trials and budget_seconds must be >= 0"),
+    ],
+)
+def test_a_bad_tuning_config_names_the_field(tuning, message):
+    with pytest.raises(ValueError, match=message):
+        TuningConfig.from_sources(tuning)

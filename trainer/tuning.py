@@ -1,0 +1,147 @@
+"""Tuning the ranker: a seeded Optuna search of TrainerConfig fields, judged by the eval split's ranking metric.
+
+The ``tune_mmoe`` pipeline step (and ``ranker tune``) tries ``TuningConfig.trials``
+configurations: the model configuration as given first, so tuning never keeps a
+worse eval score than not tuning, then Optuna's TPE sampler (seeded) over
+``TuningConfig.space``. Each trial trains a full model with
+:func:`trainer.train.train_and_export` (its own early stopping and best-epoch
+selection) and is scored by NDCG of the evaluation's primary target on the eval
+split (``TuningConfig.metric``). The winner's configuration is what the train
+step then trains with; with ``deterministic`` (the default) that reproduces the
+winning trial's model::
+
+    result = tune("work/examples", TrainerConfig(), TuningConfig(trials=8), "work/tuning")
+    result.config          # the TrainerConfig to train with
+    result.record()        # every trial: values, eval score, best epoch, seconds
+
+Optuna is the library here because it runs anywhere the step runs (kfp.local,
+a container, a Vertex AI custom job) with nothing to provision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ranker_core.schema import FeatureSpec
+from ranker_core.step_configs import TrainerConfig, TuningConfig
+from trainer.selection import Selection
+
+log = logging.getLogger(__name__)
+
+TRIALS_FILE = "tuning.json"
+
+
+@dataclasses.dataclass
+class TuningResult:
+    """Every trial that ran, in order, and the configuration of the best one."""
+
+    metric: str
+    trials: list[dict[str, Any]]
+    best: dict[str, Any]
+    config: TrainerConfig
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """What ``tuning.json`` holds."""
+        return {
+            "metric": self.metric,
+            "best": self.best,
+            "trials": self.trials,
+            "seconds": round(self.seconds, 3),
+            "config": self.config.to_dict(),
+        }
+
+
+def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, work_dir: str | Path) -> TuningResult:
+    """Run the search (see the module docstring); trial models are written under ``work_dir`` and removed."""
+    import optuna
+
+    from trainer.train import train_and_export
+
+    if tuning.trials < 1:
+        raise ValueError("TuningConfig.trials is 0: nothing to tune (the pipeline leaves the tune step out)")
+    spec = FeatureSpec.load(examples_dir)
+    metric = _metric_key(base, tuning, spec)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
+    study.enqueue_trial({field: getattr(base, field) for field in tuning.space}, skip_if_exists=True)
+    trials: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {field: _suggest(trial, field, draw) for field, draw in tuning.space.items()}
+        trial_dir = Path(work_dir) / f"trial-{trial.number}"
+        started = time.perf_counter()
+        result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=(tuning.metric,))
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        score = float(result.eval_metrics.get(metric, math.nan))
+        trials.append(_row(trial.number, values, score, result.best_epoch, time.perf_counter() - started))
+        log.info("tuning trial %d: %s = %.4f with %s", trial.number, metric, score, values)
+        return score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=1)  # the configuration as given always runs
+    left = tuning.budget_seconds - (time.perf_counter() - started) if tuning.budget_seconds else None
+    if tuning.trials > 1 and (left is None or left > 0):
+        study.optimize(objective, n_trials=tuning.trials - 1, timeout=left)
+    best = _best(trials)
+    return TuningResult(metric, trials, best, base.replace(**best["values"]), time.perf_counter() - started)
+
+
+def _metric_key(base: TrainerConfig, tuning: TuningConfig, spec: FeatureSpec) -> str:
+    """The ``eval_metrics`` key of the tuning metric (``favorite_ndcg_at_10``); data without groups cannot be tuned."""
+    selection = Selection.resolve(base.replace(early_stopping_metric=tuning.metric), spec)
+    if not selection.by_ranking:
+        raise ValueError(f"tuning judges trials by {tuning.metric}, which needs request groups: this data has none")
+    return selection.monitor.removeprefix("val_")
+
+
+def _suggest(trial: Any, field: str, draw: dict[str, list]) -> Any:
+    kind, values = next(iter(draw.items()))
+    if kind == "choice":
+        return trial.suggest_categorical(field, values)
+    return trial.suggest_float(field, float(values[0]), float(values[1]), log=kind == "log")
+
+
+def _row(number: int, values: dict[str, Any], score: float, best_epoch: int, seconds: float) -> dict[str, Any]:
+    return {
+        "trial": number,
+        "values": values,
+        "eval_score": None if math.isnan(score) else score,
+        "best_epoch": best_epoch,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _best(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trial with the highest eval score (the first on ties: the configuration as given wins them)."""
+    scored = [trial for trial in trials if trial["eval_score"] is not None]
+    if not scored:
+        raise ValueError(f"no tuning trial produced an eval score ({len(trials)} ran)")
+    return max(scored, key=lambda trial: trial["eval_score"])
+
+
+def tune_from_component(
+    examples_dir: str, config_json: str, tuning_json: str, trials_artifact: Any, best_metrics: Any
+) -> str:
+    """The ``tune_mmoe`` step's body: the search, ``tuning.json`` in ``trials_artifact``; the chosen config as JSON.
+
+    The artifacts are kfp ``Artifact`` / ``Metrics`` objects (anything with ``path``, ``metadata`` and,
+    for metrics, ``log_metric``), so this runs and is tested without kfp.
+    """
+    base = TrainerConfig.from_sources(config_json)
+    tuning = TuningConfig.from_sources(tuning_json)
+    result = tune(examples_dir, base, tuning, Path(trials_artifact.path) / "trials")
+    Path(trials_artifact.path).mkdir(parents=True, exist_ok=True)
+    (Path(trials_artifact.path) / TRIALS_FILE).write_text(json.dumps(result.record(), indent=2) + "\n")
+    trials_artifact.metadata.update({"metric": result.metric, "best": result.best})
+    best_metrics.log_metric(result.metric, result.best["eval_score"])
+    best_metrics.log_metric("trials", len(result.trials))
+    best_metrics.log_metric("best_trial", result.best["trial"])
+    return json.dumps(result.config.to_dict())
