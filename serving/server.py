@@ -283,7 +283,12 @@ def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
         return None
     from serving.feature_store import OnlineFeatures
 
-    features = OnlineFeatures(config.feature_store, spec.roles.get("item_id", ""), config.feature_cache_seconds)
+    features = OnlineFeatures(
+        config.feature_store,
+        spec.roles.get("item_id", ""),
+        config.feature_cache_seconds,
+        config.feature_cache_entries,
+    )
     logger.info("features from %s (model version %s)", config.feature_store, features.model_version or "?")
     return features
 

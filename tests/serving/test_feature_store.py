@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from components.features.feature_store import MaterializeConfig, materialize
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, extract_features
-from serving.feature_store import UNKNOWN_IDS, OnlineFeatures
+from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures
 from serving.request import RequestError
 from serving.skew_check import skew_check
 from tests.data.impressions import impressions_frame, write_parquet
@@ -70,13 +71,30 @@ def test_unknown_ids_get_training_defaults_and_are_counted(store):
     before = UNKNOWN_IDS.labels("listing_id")._value.get()
     columns = features.assemble({"module_name": "search", "user_id": "nobody"}, {"listing_id": ["l-new"]})
     assert UNKNOWN_IDS.labels("listing_id")._value.get() == before + 1
-    assert columns["hist_listing_id_impressions"] == [0.0]
-    assert columns["hist_user_impressions"] == [0.0]
-    assert columns["price"] == [None] and columns["category"] == [None]
+    assert columns["hist_listing_id_impressions"].tolist() == [0.0]
+    assert columns["hist_user_impressions"].tolist() == [0.0]
+    assert np.isnan(columns["price"]).all() and columns["category"].tolist() == [""]
     snapshot = json.loads((store["examples"] / "entities" / "snapshot.json").read_text())
-    assert columns["hist_listing_id_click_rate"] == [
+    assert columns["hist_listing_id_click_rate"].tolist() == [
         snapshot["entities"]["listing_id"]["defaults"]["hist_listing_id_click_rate"]
     ]
+
+
+def test_a_warm_cache_answers_without_the_store_and_as_the_store_does(store):
+    cached = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=3600, cache_entries=100)
+    direct = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    ids = ["l1", "l2", "l-new", "l1", 7, None]
+    context = {"module_name": "search", "user_id": "u1", "query_category": "toys"}
+    first = cached.assemble(context, {"listing_id": list(ids)})
+    before = {view.name: LOOKUPS.labels(view.name)._value.get() for view in cached.views}
+    again = cached.assemble(context, {"listing_id": list(ids)})
+    assert {view.name: LOOKUPS.labels(view.name)._value.get() for view in cached.views} == before
+    expected = direct.assemble(context, {"listing_id": list(ids)})
+    assert set(first) == set(again) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(values), err_msg=name)
+        np.testing.assert_array_equal(np.asarray(again[name]), np.asarray(values), err_msg=name)
+    assert first["listing_id"] == ids, "the ids sent are passed on as sent"
 
 
 def test_a_feature_both_sent_and_stored_is_refused(store):
