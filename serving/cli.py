@@ -46,6 +46,7 @@ _FLAGS = {
         int,
         "most ids cached per feature view; the one fetched longest ago makes room",
     ),
+    "--feature-timeout": ("feature_timeout_s", float, "seconds a feature lookup may take; slower is a 503"),
 }
 
 

@@ -122,15 +122,23 @@ class RankerServingModel(Model):
         return batch
 
     async def _with_stored_features(self, payload: Any) -> Any:
-        """The ids-only body with the online store's features added (400 if one was sent, 503 if the store fails)."""
+        """The ids-only body with the online store's features added.
+
+        A feature that was also sent is a 400; a store that fails, or takes
+        longer than ``feature_timeout_s``, is a 503 with the reason (the lookup
+        thread is left to finish on its own: a hung store never holds the request).
+        """
         from serving.feature_store import StoreUnavailableError
 
+        timeout = self.config.feature_timeout_s
         try:
-            return await asyncio.to_thread(self.features.fill, payload)
+            return await asyncio.wait_for(asyncio.to_thread(self.features.fill, payload), timeout or None)
         except RequestError as error:
             raise InvalidInput(str(error)) from None
         except StoreUnavailableError as error:
             raise ServerNotReady(str(error)) from None
+        except TimeoutError:
+            raise ServerNotReady(f"the feature store did not answer within {timeout:g} s (--feature-timeout)") from None
 
     async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
         assert self.runner is not None, "load() first"
