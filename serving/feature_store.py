@@ -219,6 +219,7 @@ class OnlineFeatures:
         self.stored = {feature for view in self.views for feature in view.features}
         self.stored |= {match_feature(left, right) for left, right in self.match}
         self.model_version = service.tags.get("model_version", "")
+        self.served = {feature: SERVED.labels(feature) for view in self.views for feature in view.numeric}
 
     def fill(self, body: Any) -> Any:
         """The request body with every stored feature added to each instance's candidates (columns)."""
@@ -244,7 +245,7 @@ class OnlineFeatures:
             pending = [view for view in pending if view not in (ready or pending)]
         for left, right in self.match:
             columns[match_feature(left, right)] = _match(context, columns, left, right, size)
-        _observe(columns, [feature for view in self.views for feature in view.numeric], size)
+        _observe(columns, self.served, size)
         return columns
 
     def _refuse_sent(self, context: Mapping[str, Any], columns: Mapping[str, Any], index: int) -> None:
@@ -321,11 +322,10 @@ def _side(context: Mapping[str, Any], columns: Mapping[str, Any], name: str, siz
     return np.fromiter(values, dtype=object, count=size) if not isinstance(values, np.ndarray) else values
 
 
-def _observe(columns: Mapping[str, Any], features: list[str], size: int) -> None:
+def _observe(columns: Mapping[str, Any], served: Mapping[str, Any], size: int) -> None:
     """Observe a few evenly spaced candidates' values of each feature (every value would cost more than the join)."""
     sample = slice(None, None, max(size // SAMPLED_CANDIDATES, 1))
-    for feature in features:
-        child = SERVED.labels(feature)
+    for feature, child in served.items():
         for value in columns[feature][sample][:SAMPLED_CANDIDATES].tolist():
             if value == value:  # not NaN
                 child.observe(value)

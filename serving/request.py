@@ -28,6 +28,9 @@ The rules (also in docs/serving.md):
   out-of-vocabulary embedding). A ``module_name`` that is absent or ``null``
   (in the context or for a candidate) is missing: when the spec knows a single
   module, that module is used; otherwise it is an error.
+* In process a candidate column may also be a one-dimensional NumPy array (what
+  ``ranker serve --feature-store`` adds): numbers (NaN: missing) or objects, held
+  to the same rules as the JSON list it stands for.
 * Duplicate keys in one JSON object: the last value wins (the decoder's rule;
   refusing them needs a decoder that sees every key pair, far slower than orjson).
 
