@@ -15,6 +15,13 @@ concurrency cap whose achieved throughput is the ceiling::
     python -m benchmarks.bench_serving                      # 1000 candidates, 50 req/s, 20 s phases
     python -m benchmarks.bench_serving --model-dir work_dir/model --duration 60
     taskset -c 0 python -m benchmarks.bench_serving --model-dir work_dir/model --stages   # in process, no HTTP
+    python -m benchmarks.bench_serving --feature-store      # ids only through the Feast store vs features sent
+
+``--feature-store`` trains the default MMoE on the test impressions' extraction,
+materializes it (embedded SQLite store), starts ``ranker serve --feature-store``
+and ``ranker serve`` side by side and alternates fixed-rate phases between an
+ids-only request and the same request with every stored feature sent (what the
+store adds, as JSON). ``--stages`` then also times the two in process.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -278,11 +286,140 @@ def run_variant(
             if kind == "v1" or name != "plain"
         }
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 60 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# -- with and without the feature store -------------------------------------------------------------------------
+
+STORE_CONTEXT = {"module_name": "search", "user_id": "u1", "query_category": "toys"}
+
+
+def build_store_model(work: Path) -> tuple[Path, Path]:
+    """The test impressions extracted and materialized (``bench_feature_store``), the default MMoE trained on them."""
+    from benchmarks.bench_feature_store import build_repo
+    from trainer.config import TrainerConfig
+    from trainer.train import train_and_export
+
+    repo = build_repo(work)
+    train_and_export(work / "examples", work / "model", TrainerConfig(epochs=1))
+    return work / "model", repo
+
+
+def store_payloads(repo: Path, candidates: int) -> dict[str, bytes]:
+    """One request twice: ``store`` with listing ids only, ``sent`` with every stored feature sent as JSON."""
+    import numpy as np
+    import orjson
+    import pandas as pd
+
+    from serving.feature_store import OnlineFeatures
+
+    listings = pd.read_parquet(repo.parent / "examples" / "entities" / "listing_id.parquet")["listing_id"].tolist()
+    ids = [listings[index % len(listings)] for index in range(candidates)]
+    columns = OnlineFeatures(str(repo), "listing_id", cache_seconds=0).assemble(STORE_CONTEXT, {"listing_id": ids})
+    sent = {
+        name: [None if value != value else value for value in np.asarray(values).tolist()]  # NaN -> null
+        for name, values in columns.items()
+    }
+    return {
+        "store": orjson.dumps({"instances": [{"context": STORE_CONTEXT, "candidates": {"listing_id": ids}}]}),
+        "sent": orjson.dumps({"instances": [{"context": STORE_CONTEXT, "candidates": sent}]}),
+    }
+
+
+def compare_store(
+    args: argparse.Namespace, model_dir: Path, repo: Path, payloads: dict[str, bytes], work: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """Both servers up at once; ``args.rounds`` fixed-rate phases each, alternating (the machine's drift hits both)."""
+    from serving.loadtest import LoadTestConfig, run_load_test
+
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for name in payloads:
+            port = free_port()
+            command = [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", str(model_dir)]
+            env = {"AIP_HTTP_PORT": str(port), "RANKER_MAX_CANDIDATES": str(max(args.candidates, 1000))}
+            if name == "store":
+                env["RANKER_FEATURE_STORE"] = str(repo)
+            base = f"http://127.0.0.1:{port}"
+            servers[name] = (start(command, env, f"{base}/health", work / f"{name}.log"), f"{base}/predict")
+        for name, (_, url) in servers.items():  # untimed: lazy initialisation, the cache's first fill
+            run_load_test(LoadTestConfig(url=url, rate=1, duration_s=1, warmup_s=0, max_requests=1), payloads[name])
+        fixed = {"rate": args.rate, "duration_s": args.duration, "warmup_s": args.warmup, "timeout_s": 30}
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in payloads}
+        for _ in range(args.rounds):
+            for name, (_, url) in servers.items():
+                results[name].append(run_load_test(LoadTestConfig(url=url, **fixed), payloads[name]).summary())
+        return results
+    finally:
+        for process, _ in servers.values():
+            stop(process)
+
+
+def store_stages(repo: Path, payloads: dict[str, bytes], repeats: int = 500) -> dict[str, list[float]]:
+    """p50 and p99 ms in process: decode + features from the warm cache + parse (ids), decode + parse (sent)."""
+    import orjson
+
+    from ranker_core.schema import FeatureSpec
+    from serving.feature_store import OnlineFeatures
+    from serving.request import RequestParser
+
+    parser = RequestParser(FeatureSpec.load(repo.parent / "examples"), max_candidates=1 << 20)
+    features = OnlineFeatures(str(repo), "listing_id", cache_seconds=3600)
+    steps = {
+        "store": lambda: parser.parse(features.fill(orjson.loads(payloads["store"]))),
+        "sent": lambda: parser.parse(orjson.loads(payloads["sent"])),
+    }
+    return {name: percentiles(step, repeats) for name, step in steps.items()}
+
+
+def percentiles(step: Any, repeats: int) -> list[float]:
+    """p50 and p99 milliseconds of ``step()`` over ``repeats`` calls, after 10 untimed ones."""
+    import numpy as np
+
+    for _ in range(10):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - started) * 1000)
+    return np.percentile(times, [50, 99]).tolist()
+
+
+def format_store_table(
+    results: dict[str, list[dict[str, Any]]], stages: dict[str, list[float]], args: argparse.Namespace
+) -> str:
+    """Each phase's p50/p99 per variant, their medians, and what the store adds."""
+    lines = [
+        f"{args.candidates} candidates/request, Poisson {args.rate:g} req/s for {args.duration:g} s, "
+        f"{args.rounds} alternating phases per variant",
+        f"{'variant':<7} {'phase p50 ms':<28} {'phase p99 ms':<28} {'median p50':>10} {'median p99':>10} {'errors':>7}",
+    ]
+    medians = {}
+    for name, phases in results.items():
+        p50s, p99s = [phase["p50_ms"] for phase in phases], [phase["p99_ms"] for phase in phases]
+        medians[name] = (statistics.median(p50s), statistics.median(p99s))
+        errors = max(phase["error_rate"] for phase in phases)
+        lines.append(
+            f"{name:<7} {' '.join(f'{v:.1f}' for v in p50s):<28} {' '.join(f'{v:.1f}' for v in p99s):<28} "
+            f"{medians[name][0]:>10.1f} {medians[name][1]:>10.1f} {errors:>7.3f}"
+        )
+    added = [medians["store"][i] - medians["sent"][i] for i in (0, 1)]
+    lines.append(f"the store adds (medians over phases): p50 {added[0]:+.1f} ms, p99 {added[1]:+.1f} ms")
+    lines.append(
+        "in process (decode + [store] + parse), p50 / p99 ms: "
+        + ", ".join(f"{name} {p50:.2f} / {p99:.2f}" for name, (p50, p99) in stages.items())
+    )
+    return "\n".join(lines)
 
 
 def request_stages(model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], repeats: int = 200) -> dict:
@@ -400,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated payload kinds, each measured on the same servers: {', '.join(PAYLOADS)} (default v1; "
         "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data)",
     )
+    parser.add_argument(
+        "--feature-store", action="store_true", help="ids only through the Feast store vs the same features sent"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --feature-store: phases per variant (default 3)")
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_server:
@@ -413,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--payloads: unknown kind(s) {sorted(set(kinds) - set(PAYLOADS))}; known: {', '.join(PAYLOADS)}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         work = Path(scratch)
+        if args.feature_store:
+            model_dir, repo = build_store_model(work)
+            payloads = store_payloads(repo, args.candidates)
+            stages = store_stages(repo, payloads)
+            print(format_store_table(compare_store(args, model_dir, repo, payloads, work), stages, args))
+            return 0
         model_dir = args.model_dir or build_default_model(work)
         spec = FeatureSpec.load(model_dir)
         payloads = {kind: encoded_payload(spec, args.candidates, kind, args.columnar) for kind in kinds}

@@ -41,6 +41,12 @@ _FLAGS = {
     "--cache-dir": ("cache_dir", str, "where remote models are downloaded (default: a temporary folder)"),
     "--feature-store": ("feature_store", str, "a Feast repo (ranker materialize): requests send ids only"),
     "--feature-cache-seconds": ("feature_cache_seconds", float, "keep looked-up features this long (0: no cache)"),
+    "--feature-cache-entries": (
+        "feature_cache_entries",
+        int,
+        "most ids cached per feature view; the one fetched longest ago makes room",
+    ),
+    "--feature-timeout": ("feature_timeout_s", float, "seconds a feature lookup may take; slower is a 503"),
 }
 
 

@@ -47,6 +47,8 @@ class ServerConfig(Settings):
     access_log: bool = env_field(True, "RANKER_ACCESS_LOG")
     feature_store: str = env_field("", "RANKER_FEATURE_STORE")  # a Feast repo: requests send ids only
     feature_cache_seconds: float = env_field(60.0, "RANKER_FEATURE_CACHE_SECONDS")
+    feature_cache_entries: int = env_field(100_000, "RANKER_FEATURE_CACHE_ENTRIES")  # per feature view
+    feature_timeout_s: float = env_field(2.0, "RANKER_FEATURE_TIMEOUT_S")  # a slower lookup is a 503
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:

@@ -28,6 +28,9 @@ The rules (also in docs/serving.md):
   out-of-vocabulary embedding). A ``module_name`` that is absent or ``null``
   (in the context or for a candidate) is missing: when the spec knows a single
   module, that module is used; otherwise it is an error.
+* In process a candidate column may also be a one-dimensional NumPy array (what
+  ``ranker serve --feature-store`` adds): numbers (NaN: missing) or objects, held
+  to the same rules as the JSON list it stands for.
 * Duplicate keys in one JSON object: the last value wins (the decoder's rule;
   refusing them needs a decoder that sees every key pair, far slower than orjson).
 
@@ -212,7 +215,7 @@ class RequestParser:
         """Candidates as ``{key: list of values}`` and their count, from rows or columns."""
         if isinstance(candidates, Mapping):
             columns = candidates
-            lengths = {key: len(values) if isinstance(values, list) else None for key, values in columns.items()}
+            lengths = {key: len(values) if _is_column(values) else None for key, values in columns.items()}
             for key, length in lengths.items():
                 if length is None:
                     raise RequestError(f"{where}.{key} must be a list (columnar candidates), got {_kind(columns[key])}")
@@ -255,11 +258,13 @@ class RequestParser:
 
 
 def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> np.ndarray:
-    """JSON numbers as float32, ``null`` as NaN; anything else names the first bad index.
+    """JSON numbers (or a NumPy number column) as float32, ``null`` as NaN; anything else names the first bad index.
 
     >>> numeric_column([1, 2.5, None], "price")
     array([1. , 2.5, nan], dtype=float32)
     """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":  # a NumPy column (the feature store's)
+        return _finite_float32(values.astype(np.float64, copy=False), values, where, indexed)
     types = set(map(type, values))
     if not types <= NUMBER_TYPES:
         index = next(i for i, value in enumerate(values) if type(value) not in NUMBER_TYPES)
@@ -268,11 +273,16 @@ def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> n
         )
     if type(None) in types:
         values = [np.nan if value is None else value for value in values]
-    array = np.array(values, dtype=np.float64)
+    return _finite_float32(np.array(values, dtype=np.float64), values, where, indexed)
+
+
+def _finite_float32(array: np.ndarray, values: Sequence[Any], where: str, indexed: bool) -> np.ndarray:
+    """``array`` as float32 (NaN stays: missing), refusing a value float32 cannot hold."""
     too_big = np.abs(array) > FLOAT32_MAX
     if too_big.any():
         index = int(np.argmax(too_big))
-        raise RequestError(f"{_at(where, index, indexed)}: {values[index]!r} is not a finite float32 number")
+        value = values[index].item() if isinstance(values, np.ndarray) else values[index]
+        raise RequestError(f"{_at(where, index, indexed)}: {value!r} is not a finite float32 number")
     return array.astype(np.float32)
 
 
@@ -352,8 +362,13 @@ def _claimed_count(instance: Any) -> int:
     if isinstance(candidates, list):
         return len(candidates)
     if isinstance(candidates, Mapping):
-        return max((len(values) for values in candidates.values() if isinstance(values, list)), default=0)
+        return max((len(values) for values in candidates.values() if _is_column(values)), default=0)
     return 0
+
+
+def _is_column(values: Any) -> bool:
+    """A list (JSON), or a one-dimensional NumPy array (the feature store's columns)."""
+    return isinstance(values, list) or (isinstance(values, np.ndarray) and values.ndim == 1)
 
 
 def _at(where: str, index: int, indexed: bool) -> str:

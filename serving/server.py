@@ -152,15 +152,23 @@ class RankerServingModel(Model):
         return refusing(self.parser.parse_single, instance, INPUTS)
 
     async def _with_stored_features(self, payload: Any) -> Any:
-        """The ids-only body with the online store's features added (400 if one was sent, 503 if the store fails)."""
+        """The ids-only body with the online store's features added.
+
+        A feature that was also sent is a 400; a store that fails, or takes
+        longer than ``feature_timeout_s``, is a 503 with the reason (the lookup
+        thread is left to finish on its own: a hung store never holds the request).
+        """
         from serving.feature_store import StoreUnavailableError
 
+        timeout = self.config.feature_timeout_s
         try:
-            return await asyncio.to_thread(self.features.fill, payload)
+            return await asyncio.wait_for(asyncio.to_thread(self.features.fill, payload), timeout or None)
         except RequestError as error:
             raise InvalidInput(str(error)) from None
         except StoreUnavailableError as error:
             raise ServerNotReady(str(error)) from None
+        except TimeoutError:
+            raise ServerNotReady(f"the feature store did not answer within {timeout:g} s (--feature-timeout)") from None
 
     async def predict(
         self, batch: ParsedBatch | InferenceBatch, headers: dict[str, str] | None = None
@@ -342,7 +350,12 @@ def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
         return None
     from serving.feature_store import OnlineFeatures
 
-    features = OnlineFeatures(config.feature_store, spec.roles.get("item_id", ""), config.feature_cache_seconds)
+    features = OnlineFeatures(
+        config.feature_store,
+        spec.roles.get("item_id", ""),
+        config.feature_cache_seconds,
+        config.feature_cache_entries,
+    )
     logger.info("features from %s (model version %s)", config.feature_store, features.model_version or "?")
     return features
 

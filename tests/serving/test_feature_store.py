@@ -2,22 +2,36 @@
 
 The skew check: test rows served with ids only get the extraction's features
 and the offline predictions (|delta| < 1e-5) for entities unchanged since the cutoff.
+Over HTTP: ``ranker serve --feature-store`` scores ids-only requests as a server
+without the store scores the same requests with their features sent, and a
+store that fails or hangs mid-load is a 503 with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
+import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
 from components.features.feature_store import MaterializeConfig, materialize
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, extract_features
-from serving.feature_store import UNKNOWN_IDS, OnlineFeatures
+from ranker_core.schema import REQUEST_ID, FeatureSpec
+from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures
 from serving.request import RequestError
-from serving.skew_check import skew_check
+from serving.skew_check import _json, ids_only_requests, skew_check, unchanged_rows
 from tests.data.impressions import impressions_frame, write_parquet
+from tests.serving.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -70,13 +84,30 @@ def test_unknown_ids_get_training_defaults_and_are_counted(store):
     before = UNKNOWN_IDS.labels("listing_id")._value.get()
     columns = features.assemble({"module_name": "search", "user_id": "nobody"}, {"listing_id": ["l-new"]})
     assert UNKNOWN_IDS.labels("listing_id")._value.get() == before + 1
-    assert columns["hist_listing_id_impressions"] == [0.0]
-    assert columns["hist_user_impressions"] == [0.0]
-    assert columns["price"] == [None] and columns["category"] == [None]
+    assert columns["hist_listing_id_impressions"].tolist() == [0.0]
+    assert columns["hist_user_impressions"].tolist() == [0.0]
+    assert np.isnan(columns["price"]).all() and columns["category"].tolist() == [""]
     snapshot = json.loads((store["examples"] / "entities" / "snapshot.json").read_text())
-    assert columns["hist_listing_id_click_rate"] == [
+    assert columns["hist_listing_id_click_rate"].tolist() == [
         snapshot["entities"]["listing_id"]["defaults"]["hist_listing_id_click_rate"]
     ]
+
+
+def test_a_warm_cache_answers_without_the_store_and_as_the_store_does(store):
+    cached = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=3600, cache_entries=100)
+    direct = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    ids = ["l1", "l2", "l-new", "l1", 7, None]
+    context = {"module_name": "search", "user_id": "u1", "query_category": "toys"}
+    first = cached.assemble(context, {"listing_id": list(ids)})
+    before = {view.name: LOOKUPS.labels(view.name)._value.get() for view in cached.views}
+    again = cached.assemble(context, {"listing_id": list(ids)})
+    assert {view.name: LOOKUPS.labels(view.name)._value.get() for view in cached.views} == before
+    expected = direct.assemble(context, {"listing_id": list(ids)})
+    assert set(first) == set(again) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(np.asarray(first[name]), np.asarray(values), err_msg=name)
+        np.testing.assert_array_equal(np.asarray(again[name]), np.asarray(values), err_msg=name)
+    assert first["listing_id"] == ids, "the ids sent are passed on as sent"
 
 
 def test_a_feature_both_sent_and_stored_is_refused(store):
@@ -85,3 +116,137 @@ def test_a_feature_both_sent_and_stored_is_refused(store):
         features.assemble({"module_name": "search"}, {"listing_id": ["l1"], "price": [3.0]})
     with pytest.raises(RequestError, match="send 'listing_id' ids"):
         features.assemble({"module_name": "search"}, {"device": ["ios"]})
+
+
+# -- over HTTP: `ranker serve --feature-store` -------------------------------------------------------------------
+
+FEATURE_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def servers(store, tmp_path_factory) -> Iterator[dict]:
+    """The trained model served twice: with a copy of the feature store (ids only) and without (features sent)."""
+    folder = tmp_path_factory.mktemp("served_store")
+    repo = shutil.copytree(store["repo"], folder / "repo")
+    common = {"RANKER_BATCHING": "false", "RANKER_MAX_CANDIDATES": "1000"}
+    with_store = ServerProcess(
+        store["model"],
+        folder / "store.log",
+        RANKER_FEATURE_STORE=str(repo),
+        RANKER_FEATURE_TIMEOUT_S=str(FEATURE_TIMEOUT_S),
+        **common,
+    )
+    without_store = ServerProcess(store["model"], folder / "plain.log", **common)
+    try:
+        with_store.wait_ready("/health")
+        without_store.wait_ready("/health")
+        yield {"store": with_store, "plain": without_store, "repo": repo}
+    finally:
+        with_store.stop()
+        without_store.stop()
+
+
+def post(server: ServerProcess, body: dict) -> httpx.Response:
+    return httpx.post(server.url + "/predict", content=orjson.dumps(body), timeout=30)
+
+
+def extraction_requests(examples: Path, features: OnlineFeatures, count: int) -> tuple[list[dict], list[dict]]:
+    """Test requests with entities unchanged since the cutoff: with ids only, and with the extraction's features."""
+    from trainer.examples import read_split
+
+    spec = FeatureSpec.load(examples)
+    snapshot = json.loads((examples / "entities" / "snapshot.json").read_text())
+    test = read_split(examples, "test", spec)
+    keep = unchanged_rows(test, snapshot)
+    requests = list(dict.fromkeys(test[REQUEST_ID][keep].tolist()))[:count]
+    keep &= np.isin(test[REQUEST_ID], requests)
+    rows = {name: values[keep] for name, values in test.items()}
+    ids_only = ids_only_requests(rows, features, spec)
+    explicit = []
+    for request, instance in zip(requests, ids_only, strict=True):
+        index = np.flatnonzero(rows[REQUEST_ID] == request)
+        names = [name for name in spec.feature_names if name not in instance["context"]]
+        candidates = {name: [_json(value) for value in rows[name][index]] for name in names}
+        assert candidates[features.item_key] == instance["candidates"][features.item_key]
+        explicit.append({"context": instance["context"], "candidates": candidates})
+    return ids_only, explicit
+
+
+def test_an_ids_only_request_over_http_scores_as_the_same_request_with_its_features_sent(store, servers):
+    features = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    ids_only, explicit = extraction_requests(store["examples"], features, count=5)
+    assert ids_only, "some test requests have entities unchanged since the cutoff"
+    served = post(servers["store"], {"instances": ids_only, "parameters": {"top_k": 3}})
+    sent = post(servers["plain"], {"instances": explicit, "parameters": {"top_k": 3}})
+    assert served.status_code == sent.status_code == 200, (served.text, sent.text)
+    refused = post(servers["store"], {"instances": explicit})
+    assert refused.status_code == 400 and "come from the feature store; send ids only" in refused.text
+    for by_ids, by_features in zip(served.json()["predictions"], sent.json()["predictions"], strict=True):
+        np.testing.assert_allclose(by_ids["score"], by_features["score"], rtol=0, atol=1e-5)
+        for task, values in by_features["tasks"].items():
+            np.testing.assert_allclose(by_ids["tasks"][task], values, rtol=0, atol=1e-5)
+        assert by_ids["top_k"]["ids"] == by_features["top_k"]["ids"]
+
+
+class Load:
+    """Ids-only requests one after another, each with new ids (so each reaches the store), until stopped."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server, self.results, self.stop = server, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        sent = 0
+        while not self.stop.is_set():
+            sent += 1
+            context = {"module_name": "search", "user_id": f"u-load-{sent}"}
+            listings = [f"l-load-{sent}-{index}" for index in range(20)]
+            started = time.monotonic()
+            body = {"instances": [{"context": context, "candidates": {"listing_id": listings}}]}
+            try:
+                response = post(self.server, body)
+                status, text = response.status_code, response.text
+            except httpx.TimeoutException:
+                status, text = -1, "timed out on the client"
+            self.results.append((status, time.monotonic() - started, text))
+
+    def wait_for(self, count: int, status: int | None = None, timeout_s: float = 60.0) -> None:
+        """Until ``count`` more answers arrive (with ``status``, when given)."""
+        deadline = time.monotonic() + timeout_s
+        start = len(self.results)
+        while time.monotonic() < deadline:
+            if sum(status in (None, got) for got, _, _ in self.results[start:]) >= count:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"not {count} answers ({status}) in {timeout_s} s: {self.results[start:][-5:]}")
+
+
+def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_500_or_a_hang(servers):
+    database = servers["repo"] / "data" / "online_store.db"
+    original = database.read_bytes()
+    load = Load(servers["store"])
+    load.thread.start()
+    try:
+        load.wait_for(3, 200)
+        with database.open("r+b") as file:  # broken: the store raises on every read
+            file.write(b"not a database" * 8)
+        load.wait_for(3, 503)
+        database.write_bytes(original)
+        load.wait_for(2, 200)
+        locker = sqlite3.connect(database)
+        locker.execute("BEGIN EXCLUSIVE")  # hung: reads wait for the lock (SQLite gives up after 5 s)
+        load.wait_for(2, 503)
+        locker.rollback()
+        locker.close()
+        load.wait_for(2, 200, timeout_s=30)
+    finally:
+        load.stop.set()
+        load.thread.join(timeout=60)
+        database.write_bytes(original)
+    statuses = [status for status, _, _ in load.results]
+    assert set(statuses) == {200, 503}, statuses
+    reasons = [text for status, _, text in load.results if status == 503]
+    assert any("feature store lookup of" in text and "file is not a database" in text for text in reasons), reasons
+    assert any(f"did not answer within {FEATURE_TIMEOUT_S:g} s" in text for text in reasons), reasons
+    slowest = max(seconds for _, seconds, _ in load.results)
+    assert slowest < FEATURE_TIMEOUT_S + 2.0, f"a request took {slowest:.1f} s: the timeout did not hold"

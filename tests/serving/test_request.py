@@ -149,6 +149,26 @@ def test_response_holds_every_candidate_and_the_top_k(parser):
     assert prediction["top_k"]["ids"] == ["l2", "7"]
 
 
+def test_numpy_columns_parse_like_the_json_lists_they_stand_for(parser):
+    """The feature store adds NumPy columns in process: same model columns, same refusals."""
+    as_json = {"listing_id": ["l1", "l2"], "price": [10.0, None], "category": ["toys", None], "tags": ["a|b", None]}
+    as_numpy = {
+        "listing_id": ["l1", "l2"],
+        "price": np.array([10.0, np.nan]),
+        "category": np.array(["toys", ""], dtype=object),
+        "tags": np.array(["a|b", ""], dtype=object),
+    }
+    expected = parser.parse(body(as_json)).columns
+    for key, values in parser.parse(body(as_numpy)).columns.items():
+        np.testing.assert_array_equal(values, expected[key], err_msg=key)
+    with pytest.raises(RequestError, match=r"candidates.price\[1\]: inf is not a finite float32"):
+        parser.parse(body({**as_numpy, "price": np.array([1.0, np.inf])}))
+    with pytest.raises(RequestError, match=r"candidates.price\[0\]: expected a number"):
+        parser.parse(body({**as_numpy, "price": np.array(["cheap", "x"], dtype=object)}))
+    with pytest.raises(RequestError, match="columns have different lengths"):
+        parser.parse(body({**as_numpy, "price": np.array([1.0])}))
+
+
 def test_column_converters():
     assert numeric_column([1, 2.5, None], "x").tolist()[:2] == [1.0, 2.5]
     assert string_column(["a", 7, None], "x").tolist() == ["a", "7", ""]
