@@ -99,3 +99,55 @@ def test_the_container_stops_cleanly_on_sigterm(served):
     _, container = served
     container.stop(timeout=60)  # SIGTERM, then SIGKILL after 60 s
     assert container.wait(timeout=60)["StatusCode"] == 0
+
+
+FEATURE_REPO_MOUNT = "/feature_repo"
+
+
+@pytest.fixture(scope="module")
+def served_with_store(docker_client, images: Images, tmp_path_factory) -> Iterator[tuple[httpx.Client, dict]]:
+    """The serving image with a model and its Feast repo (``ranker materialize``) mounted: requests send ids only."""
+    from tests.serving.online_store import materialized_store
+
+    store = materialized_store(tmp_path_factory.mktemp("container_store"))
+    container = docker_client.containers.run(
+        images.serving,
+        detach=True,
+        environment={**VERTEX_ENV, "RANKER_FEATURE_STORE": FEATURE_REPO_MOUNT},
+        volumes={
+            str(store["model"]): {"bind": MODEL_MOUNT, "mode": "ro"},
+            str(store["repo"]): {"bind": FEATURE_REPO_MOUNT, "mode": "ro"},
+        },
+        ports={f"{VERTEX_ENV['AIP_HTTP_PORT']}/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        container.reload()
+        host_port = container.ports[f"{VERTEX_ENV['AIP_HTTP_PORT']}/tcp"][0]["HostPort"]
+        with httpx.Client(base_url=f"http://127.0.0.1:{host_port}", timeout=30) as client:
+            wait_until_ready(client, container, VERTEX_ENV["AIP_HEALTH_ROUTE"])
+            yield client, store
+    finally:
+        container.remove(force=True)
+
+
+def test_the_serving_image_joins_the_feature_store_into_ids_only_requests(served_with_store):
+    """The online path in the image: ids in, the extraction's features joined, the offline predictions out."""
+    import numpy as np
+
+    from serving.feature_store import OnlineFeatures
+    from tests.serving.online_store import extraction_requests
+    from trainer.predict import Ranker
+
+    client, store = served_with_store
+    features = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    ids_only, explicit = extraction_requests(store["examples"], features, count=3)
+    assert ids_only, "some test requests have entities unchanged since the cutoff"
+    response = client.post(VERTEX_ENV["AIP_PREDICT_ROUTE"], json={"instances": ids_only})
+    assert response.status_code == 200, response.text
+    ranker = Ranker(store["model"])
+    for prediction, request in zip(response.json()["predictions"], explicit, strict=True):
+        rows = len(next(iter(request["candidates"].values())))
+        columns = {**{name: [value] * rows for name, value in request["context"].items()}, **request["candidates"]}
+        np.testing.assert_allclose(prediction["score"], ranker.predict(columns)["score"], rtol=0, atol=1e-5)
+    refused = client.post(VERTEX_ENV["AIP_PREDICT_ROUTE"], json={"instances": explicit[:1]})
+    assert refused.status_code == 400 and "send ids only" in refused.text

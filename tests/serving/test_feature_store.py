@@ -15,55 +15,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import orjson
-import pandas as pd
 import pytest
 
-from components.features.feature_store import MaterializeConfig, materialize
-from components.features.options import BeamOptions
-from components.features.pipeline import ExtractionConfig, extract_features
-from ranker_core.schema import REQUEST_ID, FeatureSpec
 from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures
 from serving.request import RequestError
-from serving.skew_check import _json, ids_only_requests, skew_check, unchanged_rows
-from tests.data.impressions import impressions_frame, write_parquet
+from serving.skew_check import skew_check
 from tests.serving.conftest import ServerProcess
+from tests.serving.online_store import extraction_requests, materialized_store
 
 pytestmark = pytest.mark.slow
-
-LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
-ITEM_FEATURES = ["category", "subcategory", "shop_id", "price", "listing_age_days", "rating", "num_reviews", "tags"]
-
-
-def static_entities(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same raw features for a listing (and a user's country) in every row, as a catalog would have,
-    and one device per request (a request's context)."""
-    frame = frame.copy()
-    frame["tags"] = frame["tags"].map("|".join)
-    for column in ITEM_FEATURES:
-        frame[column] = frame.groupby("listing_id")[column].transform("first")
-    frame["user_country"] = frame.groupby("user_id")["user_country"].transform("first")
-    frame["device"] = frame.groupby("request_id")["device"].transform("first")
-    return frame
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> dict:
-    from trainer.config import TrainerConfig
-    from trainer.train import train_and_export
-
-    root = tmp_path_factory.mktemp("feature_store")
-    raw = static_entities(impressions_frame(n_requests=120, candidates=6, seed=3))
-    examples = root / "examples"
-    extract_features(ExtractionConfig(str(write_parquet(raw, root / "raw")), "simulator", str(examples), beam=LOCAL))
-    config = TrainerConfig(epochs=1, batch_size=256, expert_units=[16, 8], tower_units=[8], embedding_dim=4)
-    train_and_export(examples, root / "model", config)
-    summary = materialize(MaterializeConfig(examples=str(examples), repo=str(root / "repo"), model_version="7"))
-    return {"examples": examples, "model": root / "model", "repo": root / "repo", "summary": summary}
+    return materialized_store(tmp_path_factory.mktemp("feature_store"))
 
 
 def test_materialize_tags_the_views_with_the_model_version(store):
@@ -148,28 +117,6 @@ def servers(store, tmp_path_factory) -> Iterator[dict]:
 
 def post(server: ServerProcess, body: dict) -> httpx.Response:
     return httpx.post(server.url + "/predict", content=orjson.dumps(body), timeout=30)
-
-
-def extraction_requests(examples: Path, features: OnlineFeatures, count: int) -> tuple[list[dict], list[dict]]:
-    """Test requests with entities unchanged since the cutoff: with ids only, and with the extraction's features."""
-    from trainer.examples import read_split
-
-    spec = FeatureSpec.load(examples)
-    snapshot = json.loads((examples / "entities" / "snapshot.json").read_text())
-    test = read_split(examples, "test", spec)
-    keep = unchanged_rows(test, snapshot)
-    requests = list(dict.fromkeys(test[REQUEST_ID][keep].tolist()))[:count]
-    keep &= np.isin(test[REQUEST_ID], requests)
-    rows = {name: values[keep] for name, values in test.items()}
-    ids_only = ids_only_requests(rows, features, spec)
-    explicit = []
-    for request, instance in zip(requests, ids_only, strict=True):
-        index = np.flatnonzero(rows[REQUEST_ID] == request)
-        names = [name for name in spec.feature_names if name not in instance["context"]]
-        candidates = {name: [_json(value) for value in rows[name][index]] for name in names}
-        assert candidates[features.item_key] == instance["candidates"][features.item_key]
-        explicit.append({"context": instance["context"], "candidates": candidates})
-    return ids_only, explicit
 
 
 def test_an_ids_only_request_over_http_scores_as_the_same_request_with_its_features_sent(store, servers):
