@@ -120,7 +120,7 @@ def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iter
     chunk, outputs = result.example, result.inference
     campaigns = chunk[layout.campaign].to_numpy() if layout.campaign else np.full(len(chunk), "", dtype=object)
     users, items = chunk[layout.user].to_numpy(), chunk[layout.item].to_numpy()
-    group = pd.factorize(pd.MultiIndex.from_arrays([campaigns, users]))[0]
+    group = _group_codes(campaigns, users)
     item_codes = pd.factorize(items)[0]
     score = outputs[SCORE].astype(float)
     order = np.lexsort((-score, item_codes, group))  # best first within each (user, listing)
@@ -136,6 +136,13 @@ def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iter
     for start, stop in itertools.pairwise(bounds):
         row = kept[start]
         yield (campaigns[row], users[row]), records[start:stop]
+
+
+def _group_codes(campaigns: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """One integer per distinct (campaign, user): each column factorized alone (a MultiIndex of objects costs 10x)."""
+    user_codes = pd.factorize(users)[0].astype(np.int64)
+    campaign_codes = pd.factorize(campaigns)[0].astype(np.int64)
+    return campaign_codes * (int(user_codes.max(initial=0)) + 1) + user_codes
 
 
 def _starts(*keys: np.ndarray) -> np.ndarray:
