@@ -29,7 +29,6 @@ from ranker_core.schema import MODULE, FeatureSpec
 
 FILE = "_file"
 ROW = "_row"
-Values = np.ndarray | pd.api.extensions.ExtensionArray  # NumPy, or Arrow-backed strings as read from Parquet
 
 
 def dead_letter(path: str, row: int, reason: str) -> dict[str, Any]:
@@ -68,7 +67,7 @@ class FeatureAssembler:
                 continue  # an absent feature is scored as missing
             is_string = name == MODULE or self.feature_spec.feature(name).is_string
             # strings pass as read: the ranker casts them and scores null as missing, as the server does
-            out[name] = _strings(chunk[name]) if is_string else _number(chunk, name, reasons)
+            out[name] = chunk[name].to_numpy() if is_string else _number(chunk, name, reasons)
         frame = pd.DataFrame(out, copy=False)
         bad = np.flatnonzero(pd.notna(reasons))
         if not len(bad):
@@ -76,12 +75,12 @@ class FeatureAssembler:
         dead = [dead_letter(frame[FILE].iat[i], frame[ROW].iat[i], reasons[i]) for i in bad]
         return frame.drop(index=frame.index[bad]).reset_index(drop=True), dead
 
-    def _required(self, chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> Values:
+    def _required(self, chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
         if column not in chunk:
             _note(reasons, np.ones(len(chunk), dtype=bool), f"missing column {column!r}")
             return np.full(len(chunk), "", dtype=object)
         values = _text(chunk, column)
-        _note(reasons, np.asarray(values == "", dtype=bool), f"{column}: missing value")
+        _note(reasons, values == "", f"{column}: missing value")
         return values
 
 
@@ -90,25 +89,11 @@ def _note(reasons: np.ndarray, bad: np.ndarray, reason: str) -> None:
     reasons[bad & pd.isna(reasons)] = reason
 
 
-def _strings(values: pd.Series) -> Values:
-    """A string column as read: Arrow-backed strings stay Arrow (the ranker casts them without Python objects)."""
-    return values.array if _is_arrow_string(values) else values.to_numpy()
-
-
-def _is_arrow_string(values: pd.Series) -> bool:
-    import pyarrow as pa
-
-    kind = values.dtype.pyarrow_dtype if isinstance(values.dtype, pd.ArrowDtype) else None
-    return kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind))
-
-
-def _text(chunk: pd.DataFrame, column: str) -> Values:
+def _text(chunk: pd.DataFrame, column: str) -> np.ndarray:
     """A string column; absent or null values are ``""``, numbers (ids read as numbers) become their text."""
     if column not in chunk:
         return np.full(len(chunk), "", dtype=object)
     values = chunk[column]
-    if _is_arrow_string(values):
-        return (values.fillna("") if values.hasnans else values).array
     text = (values.fillna("") if values.hasnans else values).to_numpy(dtype=object)
     if pd.api.types.infer_dtype(text, skipna=False) not in ("string", "empty"):
         text = np.array([_as_text(value) for value in text], dtype=object)
@@ -130,8 +115,6 @@ def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray
     values = chunk[column]
     if values.dtype.kind in "fiub":
         return values.to_numpy(dtype=np.float32)
-    if isinstance(values.dtype, pd.ArrowDtype):  # numbers written as text: checked one by one, as Python objects
-        values = pd.Series(values.to_numpy(dtype=object), index=values.index)
     present = values.replace("", None)
     numbers = pd.to_numeric(present, errors="coerce")
     bad = (numbers.isna() & present.notna()).to_numpy()

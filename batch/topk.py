@@ -79,23 +79,18 @@ class ChunkTopK:
 class _Scored:
     """A scored chunk's keys and outputs as NumPy arrays."""
 
-    campaigns: Any  # np.ndarray, or pandas' ArrowExtensionArray for strings read from Parquet
-    users: Any
-    items: Any
+    campaigns: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
     score: np.ndarray
     probabilities: np.ndarray  # (rows, tasks)
 
     @classmethod
     def of(cls, chunk: pd.DataFrame, outputs: dict[str, np.ndarray], layout: RankingLayout) -> _Scored:
-        campaigns = _keys(chunk[layout.campaign]) if layout.campaign else np.full(len(chunk), "", dtype=object)
+        campaigns = chunk[layout.campaign].to_numpy() if layout.campaign else np.full(len(chunk), "", dtype=object)
         probabilities = np.column_stack([outputs[task].astype(float) for task in layout.tasks])
-        return cls(campaigns, _keys(chunk[layout.user]), _keys(chunk[layout.item]),
+        return cls(campaigns, chunk[layout.user].to_numpy(), chunk[layout.item].to_numpy(),
                    outputs[SCORE].astype(float), probabilities)  # fmt: skip
-
-
-def _keys(column: pd.Series) -> Any:
-    """A key column: Arrow-backed strings stay Arrow (indexed, factorized and written without Python objects)."""
-    return column.array if isinstance(column.dtype, pd.ArrowDtype) else column.to_numpy()
 
 
 def chunk_top_k(result: Any, layout: RankingLayout, k: int, grouped: bool = False) -> ChunkTopK:

@@ -74,7 +74,7 @@ class Ranker:
         for name, spec in self.input_signature.items():
             values = features.get(name)
             if spec.dtype == tf.string:
-                tensors[name] = _string_tensor(name, values, rows)
+                tensors[name] = tf.constant(_strings(name, values, rows), tf.string)
             else:
                 tensors[name] = tf.constant(_floats(name, values, rows), tf.float32)
         return tensors
@@ -100,30 +100,6 @@ def _column(name: str, values: ColumnValues, rows: int) -> np.ndarray:
     if array.ndim != 1 or len(array) != rows:
         raise ValueError(f"feature {name!r} must be one value per candidate, got shape {array.shape}")
     return array
-
-
-def _string_tensor(name: str, values: ColumnValues | None, rows: int) -> tf.Tensor:
-    """A tf.string input: Arrow-backed strings (pandas ``ArrowDtype``, as batch ranking reads Parquet) are cut out
-    of their data buffer by ``tf.strings.substr``, without a Python object per value; others go through NumPy."""
-    if isinstance(values, pd.Series):
-        values = values.array
-    if not isinstance(values, pd.arrays.ArrowExtensionArray) or values.dtype.kind != "U":
-        return tf.constant(_strings(name, values, rows), tf.string)
-    if len(values) != rows:
-        raise ValueError(f"feature {name!r} must be one value per candidate, got shape ({len(values)},)")
-    return _arrow_string_tensor(values)
-
-
-def _arrow_string_tensor(values: pd.arrays.ArrowExtensionArray) -> tf.Tensor:
-    """The strings of an Arrow-backed array as one tf.string tensor; null values are ``""``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    array = pc.fill_null(pa.array(values), "").cast(pa.large_string())  # int64 offsets whatever was read
-    _, offsets, data = array.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-    buffer = tf.constant(data.to_pybytes() if data is not None else b"")
-    return tf.strings.substr(buffer, bounds[:-1], np.diff(bounds))
 
 
 def _strings(name: str, values: ColumnValues | None, rows: int) -> np.ndarray:

@@ -19,7 +19,6 @@ that cannot be read at all raises :class:`DataSourceError` naming the file.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -85,23 +84,16 @@ def _match(pattern: str) -> list[str]:
 
 
 def read_batches(
-    path: str,
-    source: SourceSpec,
-    columns: Sequence[str],
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    arrow_strings: bool = False,
+    path: str, source: SourceSpec, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[RawBatch]:
     """Read the given columns of one file in batches.
 
     A Parquet or CSV file without one of the columns raises :class:`DataSourceError`;
-    an absent JSONL key is a null value in that row. With ``arrow_strings``, Parquet
-    string columns stay Arrow-backed (``pd.ArrowDtype``): no Python object per value.
+    an absent JSONL key is a null value in that row.
     """
     readers = {"parquet": _parquet_batches, "csv": _csv_batches, "jsonl": _jsonl_batches}
     if source.format not in readers:
         raise DataSourceError(f"{path}: {source.format!r} is not a file format ({', '.join(readers)})")
-    if arrow_strings and source.format == "parquet":
-        readers["parquet"] = functools.partial(_parquet_batches, types_mapper=_arrow_string_dtype)
     try:
         yield from readers[source.format](path, source, list(columns), batch_rows)
     except DataSourceError:
@@ -133,16 +125,7 @@ def _arrow_stream(path: str):
     return pa.CompressedInputStream(raw, codec) if codec else raw
 
 
-def _arrow_string_dtype(arrow_type: Any) -> pd.ArrowDtype | None:
-    """``to_pandas`` types mapper: strings as ``pd.ArrowDtype``, every other type as pandas makes it."""
-    import pyarrow as pa
-
-    return pd.ArrowDtype(arrow_type) if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else None
-
-
-def _parquet_batches(
-    path: str, source: SourceSpec, columns: list[str], batch_rows: int, types_mapper: Any = None
-) -> Iterator[RawBatch]:
+def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: int) -> Iterator[RawBatch]:
     import pyarrow.parquet as pq
 
     with _open(path) as handle:
@@ -150,7 +133,7 @@ def _parquet_batches(
         present = _present_columns(path, columns, parquet.schema_arrow.names)
         first = 1
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
-            frame = batch.to_pandas(types_mapper=types_mapper)
+            frame = batch.to_pandas()
             yield RawBatch(frame, np.arange(first, first + len(frame), dtype=np.int64))
             first += len(frame)
 
