@@ -1,6 +1,7 @@
 """Compile, submit and schedule: the real kfp / aiplatform clients against faked HTTP transports."""
 
 import argparse
+import json
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from google.cloud import aiplatform
 from components.registry.core import RegistryConfig
 from pipelines import compile_cli, remote, schedule_cli, submit_cli
 from pipelines.config import PipelineSettings
+from ranker_core.cli_support import UserError
 from tests.pipelines.fake_kfp_api import FakeKfpApi
 from tests.tracking.fake_metadata_api import FakeExperimentsApi
 
@@ -195,3 +197,52 @@ def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, ver
     assert compile_cli.main(parser.parse_args(["--out", str(out), "--n-impressions", "1234"])) == 0
     parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["n_impressions"]["defaultValue"] == 1234
+
+
+BATCH_PARAMETERS = {"candidates_uri": "bq://my-project.crm.email_candidates", "campaign": "email_digest"}
+
+
+def batch_submit_args(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    return parser.parse_args(
+        ["--pipeline", "batch", "--parameters", json.dumps(BATCH_PARAMETERS), *flags,
+         "--image", "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"]
+    )  # fmt: skip
+
+
+def test_the_batch_pipeline_is_submitted_to_vertex_with_its_own_parameters(vertex_api, capsys):
+    args = batch_submit_args(
+        "--registry", "vertex", "--project", "my-project", "--location", "europe-west4",
+        "--pipeline-root", "gs://bucket/runs",
+    )  # fmt: skip
+
+    assert submit_cli.main(args) == 0
+
+    (create,) = vertex_api.calls("POST", r"/pipelineJobs$")
+    body = create.json
+    assert body["runtimeConfig"]["parameterValues"] == BATCH_PARAMETERS
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
+    assert body["displayName"] == "mmoe-ranker-batch"
+    assert set(body["pipelineSpec"]["root"]["dag"]["tasks"]) == {"resolve-batch-model", "batch-rank"}
+    assert "pipelineJobs/mmoe-ranker-batch-" in capsys.readouterr().out
+
+
+def test_the_batch_pipeline_is_submitted_to_a_kfp_host(capsys):
+    args = batch_submit_args("--kfp-host", "http://kfp.test", "--tracking-uri", "http://mlflow:5000")
+    with FakeKfpApi() as api:
+        assert submit_cli.main(args) == 0
+        body = api.calls("POST", r"/runs$")[0].json
+
+    assert body["runtime_config"]["parameters"] == BATCH_PARAMETERS
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
+    assert body["display_name"].startswith("mmoe-ranker-batch-")
+    assert "submitted run-1" in capsys.readouterr().out
+
+
+def test_parameters_are_refused_for_the_training_pipeline(template):
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    args = parser.parse_args(["--template", str(template), "--parameters", "{}", "--kfp-host", "http://kfp.test"])
+    with pytest.raises(UserError, match="--parameters is for --pipeline batch"):
+        submit_cli.main(args)
