@@ -61,11 +61,32 @@ def test_the_compiled_pipeline_declares_parameters_resources_and_the_gate(templa
     assert training["accelerator"]["resourceCount"] == "2"
     assert training["resourceCpuLimit"] == "4"
     assert executors["exec-evaluate"]["container"]["resources"]["resourceMemoryLimit"] == "8G"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = spec["components"]["comp-mmoe-ranker"]["dag"]["tasks"]  # the DAG, inside the exit handler
     (gate,) = [task for task in tasks.values() if "blessing-verdict" in task.get("dependentTasks", [])]
     assert "blessing-verdict-Output" in gate["triggerPolicy"]["condition"]
     assert tasks["resolve-champion"]["cachingOptions"] == {}  # caching off for the registry lookup
     assert tasks["evaluate"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_the_compiled_dag_runs_inside_an_exit_handler_that_closes_its_mlflow_run(template):
+    spec = yaml.safe_load(template.read_text())
+
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"close-tracking", "exit-handler-1"}
+    close = root["close-tracking"]
+    assert close["dependentTasks"] == ["exit-handler-1"]
+    assert close["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # runs when a step failed too
+    assert close["inputs"]["parameters"]["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    run_name = {"runtimeValue": {"constant": "{{$.pipeline_job_name}}"}}
+    assert close["inputs"]["parameters"]["pipeline_run_id"] == run_name
+    assert close["cachingOptions"] == {}
+    handler = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert [task["componentRef"]["name"] for task in handler.values()] == ["comp-mmoe-ranker"]
+    start = spec["components"]["comp-mmoe-ranker"]["dag"]["tasks"]["start-tracking"]
+    assert start["inputs"]["parameters"]["pipeline_run_id"] == run_name  # the name the exit handler finds it by
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(
+        spec["components"]["comp-mmoe-ranker"]["inputDefinitions"]["parameters"]
+    )
 
 
 def test_training_compiles_as_a_vertex_custom_job(tmp_path):
