@@ -24,8 +24,12 @@ import contextlib
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from components.features.options import BeamOptions, add_beam_arguments, beam_options_from_args
+
+if TYPE_CHECKING:
+    from batch.config import BatchRankConfig
 
 IN_MEMORY = "in_memory"
 
@@ -71,11 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from batch.config import BatchRankConfig
     from batch.pipeline import batch_rank
 
-    fields = (*(field for field, _, _ in _FLAGS.values()), _GROUPED)
-    config = BatchRankConfig.load({field: getattr(args, field) for field in fields})
+    config = batch_config(args)
     if not args.verbose:  # the local runner's workers log every start and stop at INFO
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
     extra = tuple(arg for arg in args.beam_args if arg != "--")
@@ -83,6 +85,14 @@ def main(args: argparse.Namespace) -> int:
         summary = batch_rank(config, _beam_options(args, extra))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return 0
+
+
+def batch_config(args: argparse.Namespace) -> BatchRankConfig:
+    """The run's settings: the flags, else the environment, else the defaults."""
+    from batch.config import BatchRankConfig
+
+    fields = (*(field for field, _, _ in _FLAGS.values()), _GROUPED)
+    return BatchRankConfig.load({field: getattr(args, field) for field in fields})
 
 
 def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptions:
