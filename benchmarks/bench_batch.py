@@ -6,6 +6,8 @@ random rows of its features, ``--per-user`` per user, written once as ``--files`
 
 * ``predict``: ``Ranker.predict`` over the candidates (read into memory first) in
   ``--batch-size`` chunks, in this process (the rate to match; best of 3);
+* ``predict cold``: the same, with what a batch run pays too: loading the model (and its
+  first, tracing call) and reading the Parquet files, timed (the like-for-like reference);
 * ``beam <mode>``: the whole batch ranking pipeline (read Parquet, assemble
   features, RunInference, top-k per user, write Parquet) on the local runner,
   once with the candidates and once with twice as many, so the marginal rate
@@ -83,6 +85,18 @@ def predict_rate(model_dir: Path, candidates: Path, batch_size: int) -> tuple[fl
     return best
 
 
+def cold_predict_run(model_dir: Path, candidates: Path, batch_size: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of loading the ranker, reading the candidates and scoring them, in this process."""
+    from trainer.predict import load_ranker
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    ranker = load_ranker(model_dir)
+    frame = pd.read_parquet(candidates)
+    for start in range(0, len(frame), batch_size):
+        ranker.predict(frame.iloc[start : start + batch_size])
+    return time.perf_counter() - started, cpu_seconds() - cpu
+
+
 def beam_run(
     model_dir: Path, candidates: Path, out: Path, variant: tuple[str, str], workers: int, batch_size: int
 ) -> tuple:
@@ -127,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (args.candidates, 2 * args.candidates)
     inputs = {size: write_candidates(model_dir, size, args.per_user, args.files, work) for size in sizes}
     rate, cpu_per_k = predict_rate(model_dir, inputs[sizes[1]], args.batch_size)
+    cold_wall, cold_cpu = min(cold_predict_run(model_dir, inputs[sizes[1]], args.batch_size) for _ in range(3))
     print(f"{os.cpu_count()} cores; model {model_dir}; batch size {args.batch_size}")
     print(f"{'variant':<34} {'candidates':>10} {'wall s':>7} {'cand/s':>9} {'CPU s/1k':>8} {'vs predict':>10}")
     print(
         f"{'predict (in process)':<34} {sizes[1]:>10} {sizes[1] / rate:>7.2f} {rate:>9.0f} {cpu_per_k:>8.3f} {1:>10.0%}"
     )
+    print(f"{'predict cold (load, read, score)':<34} {sizes[1]:>10} {cold_wall:>7.2f} {sizes[1] / cold_wall:>9.0f} "
+          f"{1000 * cold_cpu / sizes[1]:>8.3f} {sizes[1] / cold_wall / rate:>10.0%}")  # fmt: skip
     for variant in itertools.product(args.modes, args.layouts):
         name = f"beam {' '.join(variant)}"
         runs = {size: min(beam_run(model_dir, path, work / f"out-{'-'.join(variant)}-{size}", variant, args.workers,
