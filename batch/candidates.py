@@ -179,5 +179,7 @@ def _decoded(values: np.ndarray) -> np.ndarray:
 
 
 def _with_origin(frame: pd.DataFrame, path: str, rows: np.ndarray) -> pd.DataFrame:
-    """``frame`` with the file and 1-based row number of every row."""
-    return frame.assign(**{FILE: path, ROW: np.asarray(rows, dtype=np.int64)})
+    """``frame`` with the file and 1-based row number of every row (added in place: ``assign`` copies the frame)."""
+    frame[FILE] = path
+    frame[ROW] = np.asarray(rows, dtype=np.int64)
+    return frame

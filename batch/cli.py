@@ -24,8 +24,12 @@ import contextlib
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from components.features.options import BeamOptions, add_beam_arguments, beam_options_from_args
+
+if TYPE_CHECKING:
+    from batch.config import BatchRankConfig
 
 IN_MEMORY = "in_memory"
 
@@ -46,6 +50,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--item-column": ("item_column", str, "listing id column (default: the model's item-id role)"),
     "--batch-size": ("batch_size", int, "candidates per model call"),
 }
+_GROUPED = "grouped_by_user"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env = BatchRankConfig.env_names(field)[0][0]
         default = BatchRankConfig.model_fields[field].default
         parser.add_argument(flag, dest=field, type=kind, default=None, help=f"{text} [{env}; default {default!r}]")
+    parser.add_argument(
+        "--grouped-by-user",
+        dest=_GROUPED,
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help="each user's candidates are consecutive rows (the table is sorted or grouped by user): "
+        "only users at chunk edges are shuffled [RANKER_BATCH_GROUPED_BY_USER; default False]",
+    )
     parser.add_argument("--tracking-uri", default="", help="MLflow store of models:/ URIs [MLFLOW_TRACKING_URI]")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="more Beam flags after `--`")
@@ -62,10 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from batch.config import BatchRankConfig
     from batch.pipeline import batch_rank
 
-    config = BatchRankConfig.load({field: getattr(args, field) for field, _, _ in _FLAGS.values()})
+    config = batch_config(args)
     if not args.verbose:  # the local runner's workers log every start and stop at INFO
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.WARNING)
     extra = tuple(arg for arg in args.beam_args if arg != "--")
@@ -73,6 +85,14 @@ def main(args: argparse.Namespace) -> int:
         summary = batch_rank(config, _beam_options(args, extra))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
     return 0
+
+
+def batch_config(args: argparse.Namespace) -> BatchRankConfig:
+    """The run's settings: the flags, else the environment, else the defaults."""
+    from batch.config import BatchRankConfig
+
+    fields = (*(field for field, _, _ in _FLAGS.values()), _GROUPED)
+    return BatchRankConfig.load({field: getattr(args, field) for field in fields})
 
 
 def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptions:

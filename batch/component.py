@@ -34,6 +34,7 @@ def batch_rank(
     campaign_column: str = "module_name",
     output_table: str = "",
     beam_options_json: str = "{}",
+    grouped_by_user: bool = False,
 ) -> None:
     """Rank the candidates with the model: top-k per user in ``ranked`` (``ranking/*.parquet``, or
     ``output_table`` when it is a ``bq://`` table) and the rows that could not be ranked in ``dead_letters``."""
@@ -50,6 +51,7 @@ def batch_rank(
         campaign_column=campaign_column,
         output_table=output_table,
         beam_options_json=beam_options_json,
+        grouped_by_user=grouped_by_user,
     )
     for name in ("candidates_read", "scored", "rankings", "dead_letters"):
         metrics.log_metric(name, getattr(summary, name))

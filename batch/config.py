@@ -15,6 +15,7 @@ campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  ``module_name`` (``""``: o
 user_column         ``RANKER_BATCH_USER_COLUMN``    the model's user-id role (``user_id`` on the simulator)
 item_column         ``RANKER_BATCH_ITEM_COLUMN``    the model's item-id role (``listing_id``)
 batch_size          ``RANKER_BATCH_BATCH_SIZE``     ``4096`` candidates per model call
+grouped_by_user     ``RANKER_BATCH_GROUPED_BY_USER``  ``false`` (``true``: each user's rows are consecutive)
 ==================  ==============================  =====================================================
 
 Example::
@@ -53,6 +54,7 @@ class BatchRankConfig(Settings):
     user_column: str = ""
     item_column: str = ""
     batch_size: int = 4096
+    grouped_by_user: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -3,7 +3,8 @@
 ::
 
     candidates (files / BigQuery) ─ ReadCandidates ─ Assemble (FeatureAssembler) ─ RunInference (RankerModelHandler)
-      ─ top-k per chunk ─ GroupByKey (campaign, user) ─ top-k distinct listings ─ WriteToParquet | WriteToBigQuery
+      ─ top-k per chunk ─┬─ users wholly in the chunk (grouped tables) ──────────────────┬─ WriteToParquet | BigQuery
+                         └─ other users ─ GroupByKey (campaign, user) ─ top-k distinct ─┘
     unreadable and malformed rows ─────────────────────────────────────────────── dead letters (JSON lines)
 
 Example::
@@ -15,20 +16,21 @@ Example::
 A listing that appears more than once for a user keeps its best score, so a
 user's top-k holds k distinct listings. Each output row: the campaign (when
 ``campaign_column`` is set), the user, ``rank`` (1 = best), the listing,
-``score`` and ``p_<task>`` per task.
+``score`` and ``p_<task>`` per task. With ``grouped_by_user`` (each user's
+candidates are consecutive rows) only the users at the edges of a chunk are
+shuffled (:mod:`batch.topk`).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
@@ -38,36 +40,13 @@ from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
 from batch.config import BIGQUERY_SCHEME, BatchRankConfig
 from batch.features import FeatureAssembler
 from batch.inference import RankerModelHandler
+from batch.topk import NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
 from components.features.options import BeamOptions
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FeatureSpec
 
-NAMESPACE = "batch_rank"
-RANK = "rank"
-SCORE = "score"
-Key = tuple[str, str]  # (campaign, user)
-
-
-@dataclasses.dataclass(frozen=True)
-class RankingLayout:
-    """The columns of the ranking: keys of the input, and the output's column names and types."""
-
-    user: str
-    item: str
-    campaign: str
-    tasks: tuple[str, ...]
-
-    def record(self, key: Key, rank: int, item: str, score: float, probabilities: tuple[float, ...]) -> dict:
-        """One output row."""
-        row: dict[str, Any] = {self.campaign: key[0]} if self.campaign else {}
-        row |= {self.user: key[1], RANK: rank, self.item: item, SCORE: score}
-        return row | {f"p_{task}": value for task, value in zip(self.tasks, probabilities, strict=True)}
-
-    def fields(self) -> list[tuple[str, str]]:
-        """(column, type) of the output: ``string``, ``int64`` or ``float64``."""
-        keys = [self.campaign] if self.campaign else []
-        fields = [(name, "string") for name in (*keys, self.user)] + [(RANK, "int64"), (self.item, "string")]
-        return fields + [(SCORE, "float64")] + [(f"p_{task}", "float64") for task in self.tasks]
+__all__ = ["BatchSummary", "RankingLayout", "batch_rank", "bigquery_sink", "read_ranking"]
+SPANNING = "spanning"
 
 
 @dataclasses.dataclass
@@ -110,84 +89,67 @@ class Assemble(beam.DoFn):
             yield good
 
 
-def chunk_top_k(result: PredictionResult, layout: RankingLayout, k: int) -> Iterator[tuple[Key, list[tuple]]]:
-    """A scored chunk's best ``k`` distinct listings per (campaign, user), one element per user:
-    ``((campaign, user), [(score, item, probabilities), ...])``.
+class TopKPerChunk(beam.DoFn):
+    """A scored chunk -> the Arrow table of its complete users' rankings (main) and its other users' candidates
+    (``spanning``, keyed by (campaign, user)); see :func:`batch.topk.chunk_top_k`."""
 
-    The global top-k is within the union of every chunk's, so only these are shuffled. Sorting and
-    de-duplicating work on integer codes (NumPy), not strings; Python touches only the rows kept.
-    """
-    chunk, outputs = result.example, result.inference
-    campaigns = chunk[layout.campaign].to_numpy() if layout.campaign else np.full(len(chunk), "", dtype=object)
-    users, items = chunk[layout.user].to_numpy(), chunk[layout.item].to_numpy()
-    group = pd.factorize(pd.MultiIndex.from_arrays([campaigns, users]))[0]
-    item_codes = pd.factorize(items)[0]
-    score = outputs[SCORE].astype(float)
-    order = np.lexsort((-score, item_codes, group))  # best first within each (user, listing)
-    distinct = order[_starts(group[order], item_codes[order])]
-    distinct = distinct[np.lexsort((-score[distinct], group[distinct]))]  # each user's listings, best first
-    first = np.flatnonzero(_starts(group[distinct]))
-    rank = np.arange(len(distinct)) - np.repeat(first, np.diff(np.r_[first, len(distinct)]))
-    kept = distinct[rank < k]
-    Metrics.counter(NAMESPACE, "scored").inc(len(chunk))
-    probabilities = np.column_stack([outputs[task].astype(float) for task in layout.tasks])[kept]
-    records = list(zip(score[kept].tolist(), items[kept].tolist(), map(tuple, probabilities.tolist()), strict=True))
-    bounds = np.r_[np.flatnonzero(_starts(group[kept])), len(kept)]
-    for start, stop in itertools.pairwise(bounds):
-        row = kept[start]
-        yield (campaigns[row], users[row]), records[start:stop]
+    def __init__(self, layout: RankingLayout, k: int, grouped: bool) -> None:
+        self.layout, self.k, self.grouped = layout, k, grouped
+        self.rankings = Metrics.counter(NAMESPACE, "rankings")
 
-
-def _starts(*keys: np.ndarray) -> np.ndarray:
-    """Whether each position of sorted ``keys`` starts a new run of equal keys."""
-    changed = np.zeros(max(len(keys[0]) - 1, 0), dtype=bool)
-    for key in keys:
-        changed |= key[1:] != key[:-1]
-    return np.r_[len(keys[0]) > 0, changed][: len(keys[0])]
-
-
-def ranked_rows(keyed: tuple[Key, Iterable[list[tuple]]], layout: RankingLayout, k: int) -> Iterator[dict[str, Any]]:
-    """One user's top-k distinct listings (best first) from the chunks' candidates, as output rows with their rank."""
-    key, chunks = keyed
-    best: dict[str, tuple] = {}
-    for score, item, probabilities in itertools.chain.from_iterable(chunks):
-        if item not in best or score > best[item][0]:
-            best[item] = (score, probabilities)
-    top = sorted(best.items(), key=lambda entry: entry[1][0], reverse=True)[:k]
-    Metrics.counter(NAMESPACE, "rankings").inc()
-    for rank, (item, (score, probabilities)) in enumerate(top, start=1):
-        yield layout.record(key, rank, item, score, probabilities)
+    def process(self, result: PredictionResult) -> Iterator[Any]:
+        top = chunk_top_k(result, self.layout, self.k, self.grouped)
+        if top.complete is not None:
+            self.rankings.inc(top.complete_users)
+            yield top.complete
+        for keyed in top.spanning:
+            yield beam.pvalue.TaggedOutput(SPANNING, keyed)
 
 
 class ParquetSink(beam.PTransform):
-    """``<out>/part-*.parquet`` (``out``: ``<--out>/ranking``) with the layout's schema.
+    """``<out>/part-*.parquet`` (``out``: ``<--out>/ranking``) with the layout's schema, from ``(tables, rows)``.
 
-    Rows are batched into Arrow tables (``WriteToParquetBatched``): ``WriteToParquet``'s per-row
-    column appends cost more than the rest of the top-k (measured: 8 us a row).
+    The chunks' tables are written where they are made (``part-inner-*``): a Flatten with the
+    merged rows would pickle every table across the stage boundary (measured: 0.5 s per 400k
+    candidates). The merged rows are batched into Arrow tables (``part-merged-*``,
+    ``WriteToParquetBatched``): ``WriteToParquet``'s per-row column appends cost 8 us a row.
     """
 
     def __init__(self, out: str, layout: RankingLayout) -> None:
-        import pyarrow as pa
-
         super().__init__()
-        types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
-        self.out = out
-        self.schema = pa.schema([(name, types[kind]) for name, kind in layout.fields()])
+        self.out, self.schema = out.rstrip("/"), layout.arrow_schema()
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def expand(self, ranked: tuple[beam.PCollection, beam.PCollection]) -> beam.pvalue.PDone:
+        tables, rows = ranked
+        tables | "WriteInner" >> self._write("part-inner")
         return (
             rows
             | "Batch" >> beam.BatchElements(min_batch_size=1024, max_batch_size=65_536)
             | "ToArrow" >> beam.Map(_arrow_table, self.schema)
-            | "WriteParquet"
-            >> beam.io.WriteToParquetBatched(f"{self.out.rstrip('/')}/part", self.schema, file_name_suffix=".parquet")
+            | "WriteMerged" >> self._write("part-merged")
         )
+
+    def _write(self, prefix: str) -> beam.PTransform:
+        return beam.io.WriteToParquetBatched(f"{self.out}/{prefix}", self.schema, file_name_suffix=".parquet")
 
 
 def _arrow_table(rows: list[dict[str, Any]], schema: Any) -> Any:
     import pyarrow as pa
 
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+class BigQuerySink(beam.PTransform):
+    """:func:`bigquery_sink` fed from ``(tables, rows)``: the tables' rows join the others as dicts."""
+
+    def __init__(self, out: str, layout: RankingLayout, options: BeamOptions) -> None:
+        super().__init__()
+        self.write = bigquery_sink(out, layout, options)
+
+    def expand(self, ranked: tuple[beam.PCollection, beam.PCollection]) -> Any:
+        tables, rows = ranked
+        table_rows = tables | "TableRows" >> beam.FlatMap(lambda table: table.to_pylist())
+        return (table_rows, rows) | "Rows" >> beam.Flatten() | "WriteBigQuery" >> self.write
 
 
 def bigquery_sink(out: str, layout: RankingLayout, options: BeamOptions) -> beam.PTransform:
@@ -219,16 +181,22 @@ def rank_candidates(
     features = read.chunks | "AssembleFeatures" >> beam.ParDo(Assemble(assembler, config.campaign)).with_outputs(
         DEAD_LETTERS, main="chunks"
     )
-    ranked = (
+    top = (
         features.chunks
         | "RunInference" >> RunInference(RankerModelHandler(model_uri))
-        | "ChunkTopK" >> beam.FlatMap(chunk_top_k, layout, config.top_k)
+        | "ChunkTopK"
+        >> beam.ParDo(TopKPerChunk(layout, config.top_k, config.grouped_by_user)).with_outputs(
+            SPANNING, main="complete"
+        )
+    )
+    merged = (
+        top.spanning
         # GroupByKey and a sort, not Top.PerKey: its heap costs 45 us per candidate (measured), 10x this
         | "PerUser" >> beam.GroupByKey()
         | "TopKPerUser" >> beam.FlatMap(ranked_rows, layout, config.top_k)
     )
-    ranked | "Write" >> (
-        bigquery_sink(config.out, layout, options)
+    (top.complete, merged) | "Write" >> (
+        BigQuerySink(config.out, layout, options)
         if config.out_is_bigquery
         else ParquetSink(config.ranking_path, layout)
     )
@@ -283,11 +251,15 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
 
 
 def _counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """The run's counters by name, summed over the steps that count (rankings: per chunk and after the shuffle)."""
     try:
         found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
     except (NotImplementedError, KeyError):
         return {}
-    return {counter.key.metric.name: int(counter.committed or 0) for counter in found}
+    totals: collections.Counter[str] = collections.Counter()
+    for counter in found:
+        totals[counter.key.metric.name] += int(counter.committed or 0)
+    return dict(totals)
 
 
 def read_ranking(out: str | Path) -> pd.DataFrame:
@@ -324,6 +296,7 @@ def batch_rank_step(
     campaign_column: str = "module_name",
     output_table: str = "",
     beam_options_json: str = "{}",
+    grouped_by_user: bool = False,
 ) -> BatchSummary:
     """The kfp component's body: settings from its parameters, :func:`batch_rank` run, summary out."""
     config = BatchRankConfig(
@@ -335,5 +308,6 @@ def batch_rank_step(
         campaign_column=campaign_column,
         out=output_table or ranked_path,
         dead_letter_out=dead_letters_path,
+        grouped_by_user=grouped_by_user,
     )
     return batch_rank(config, BeamOptions.from_sources(beam_options_json))

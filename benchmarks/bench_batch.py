@@ -6,10 +6,15 @@ random rows of its features, ``--per-user`` per user, written once as ``--files`
 
 * ``predict``: ``Ranker.predict`` over the candidates (read into memory first) in
   ``--batch-size`` chunks, in this process (the rate to match; best of 3);
+* ``predict cold``: the same, with what a batch run pays too: loading the model (and its
+  first, tracing call) and reading the Parquet files, timed (the like-for-like reference);
 * ``beam <mode>``: the whole batch ranking pipeline (read Parquet, assemble
   features, RunInference, top-k per user, write Parquet) on the local runner,
   once with the candidates and once with twice as many, so the marginal rate
-  (extra candidates / extra seconds) leaves out the pipeline's fixed start-up.
+  (extra candidates / extra seconds) leaves out the pipeline's fixed start-up;
+  ``shuffled`` ranks as for any table (every user through the GroupByKey), ``grouped``
+  declares the table grouped by user (``--grouped-by-user``: only users at chunk edges
+  are shuffled); the generated candidates are grouped by user either way.
 
 Each pipeline runs ``--repeats`` times and the fastest run counts. CPU seconds
 (this process and its worker processes) are printed beside wall time: on a
@@ -17,11 +22,13 @@ shared machine they are the steadier measure::
 
     python -m benchmarks.bench_batch                                  # 200k candidates, 2 workers
     python -m benchmarks.bench_batch --candidates 400000 --modes in_memory multi_processing
+    python -m benchmarks.bench_batch --modes in_memory --layouts grouped
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import time
@@ -78,8 +85,22 @@ def predict_rate(model_dir: Path, candidates: Path, batch_size: int) -> tuple[fl
     return best
 
 
-def beam_run(model_dir: Path, candidates: Path, out: Path, mode: str, workers: int, batch_size: int) -> tuple:
-    """(wall seconds, CPU seconds, candidates scored) of one whole batch ranking run."""
+def cold_predict_run(model_dir: Path, candidates: Path, batch_size: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of loading the ranker, reading the candidates and scoring them, in this process."""
+    from trainer.predict import load_ranker
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    ranker = load_ranker(model_dir)
+    frame = pd.read_parquet(candidates)
+    for start in range(0, len(frame), batch_size):
+        ranker.predict(frame.iloc[start : start + batch_size])
+    return time.perf_counter() - started, cpu_seconds() - cpu
+
+
+def beam_run(
+    model_dir: Path, candidates: Path, out: Path, variant: tuple[str, str], workers: int, batch_size: int
+) -> tuple:
+    """(wall seconds, CPU seconds, candidates scored) of one whole batch ranking run; ``variant``: (mode, layout)."""
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
@@ -87,7 +108,11 @@ def beam_run(model_dir: Path, candidates: Path, out: Path, mode: str, workers: i
     from batch.pipeline import batch_rank
     from components.features.options import BeamOptions
 
-    config = BatchRankConfig(candidates=str(candidates), model_uri=str(model_dir), out=str(out), batch_size=batch_size)
+    mode, layout = variant
+    config = BatchRankConfig(
+        candidates=str(candidates), model_uri=str(model_dir), out=str(out), batch_size=batch_size,
+        grouped_by_user=layout == "grouped",
+    )  # fmt: skip
     options = BeamOptions(runner="DirectRunner", direct_num_workers=workers, direct_running_mode=mode)
     started, cpu = time.perf_counter(), cpu_seconds()
     summary = batch_rank(config, options)
@@ -102,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=8, help="Parquet files of the candidates table (8)")
     parser.add_argument("--batch-size", type=int, default=4096, help="candidates per model call (4096)")
     parser.add_argument("--modes", nargs="+", default=["multi_processing", "in_memory"], help="local runner modes")
+    parser.add_argument("--layouts", nargs="+", default=["shuffled", "grouped"], choices=["shuffled", "grouped"],
+                        help="rank as any table, or declared grouped by user (both)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="local runner workers (2)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; the fastest counts (3)")
     parser.add_argument("--work-dir", default="/tmp/bench_batch", help="model, candidates and outputs")
@@ -114,22 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (args.candidates, 2 * args.candidates)
     inputs = {size: write_candidates(model_dir, size, args.per_user, args.files, work) for size in sizes}
     rate, cpu_per_k = predict_rate(model_dir, inputs[sizes[1]], args.batch_size)
+    cold_wall, cold_cpu = min(cold_predict_run(model_dir, inputs[sizes[1]], args.batch_size) for _ in range(3))
     print(f"{os.cpu_count()} cores; model {model_dir}; batch size {args.batch_size}")
     print(f"{'variant':<34} {'candidates':>10} {'wall s':>7} {'cand/s':>9} {'CPU s/1k':>8} {'vs predict':>10}")
     print(
         f"{'predict (in process)':<34} {sizes[1]:>10} {sizes[1] / rate:>7.2f} {rate:>9.0f} {cpu_per_k:>8.3f} {1:>10.0%}"
     )
-    for mode in args.modes:
-        runs = {size: min(beam_run(model_dir, path, work / f"out-{mode}-{size}", mode, args.workers, args.batch_size)
-                          for _ in range(args.repeats))
+    print(f"{'predict cold (load, read, score)':<34} {sizes[1]:>10} {cold_wall:>7.2f} {sizes[1] / cold_wall:>9.0f} "
+          f"{1000 * cold_cpu / sizes[1]:>8.3f} {sizes[1] / cold_wall / rate:>10.0%}")  # fmt: skip
+    for variant in itertools.product(args.modes, args.layouts):
+        name = f"beam {' '.join(variant)}"
+        runs = {size: min(beam_run(model_dir, path, work / f"out-{'-'.join(variant)}-{size}", variant, args.workers,
+                                   args.batch_size) for _ in range(args.repeats))
                 for size, path in inputs.items()}  # fmt: skip
         for size, (wall, cpu, scored) in runs.items():
             assert scored == size, f"scored {scored} of {size}"
-            print(f"{f'beam {mode} (end to end)':<34} {size:>10} {wall:>7.2f} {size / wall:>9.0f} "
+            print(f"{f'{name} (end to end)':<34} {size:>10} {wall:>7.2f} {size / wall:>9.0f} "
                   f"{1000 * cpu / size:>8.3f} {size / wall / rate:>10.0%}")  # fmt: skip
         extra = sizes[1] - sizes[0]
         wall, cpu = (runs[sizes[1]][index] - runs[sizes[0]][index] for index in (0, 1))
-        print(f"{f'beam {mode} (marginal)':<34} {extra:>10} {wall:>7.2f} {extra / wall:>9.0f} "
+        print(f"{f'{name} (marginal)':<34} {extra:>10} {wall:>7.2f} {extra / wall:>9.0f} "
               f"{1000 * cpu / extra:>8.3f} {extra / wall / rate:>10.0%}")  # fmt: skip
     return 0
 

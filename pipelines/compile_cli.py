@@ -49,11 +49,11 @@ def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:
     """
     from kfp import compiler
 
-    from pipelines.pipeline import build_pipeline
+    from pipelines.pipeline import build_tracked_pipeline
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(settings), str(out))
+    compiler.Compiler().compile(build_tracked_pipeline(settings), str(out))
     return out
 
 

@@ -19,12 +19,18 @@ is built from :class:`~pipelines.config.PipelineSettings`::
     -> if blessed: register_model (logs the MLflow model into that run) -> materialize_features;
        if deploy: deploy_model (Vertex AI: plan_vertex_deploy -> ModelDeployOp (traffic split) -> mark_vertex_canary)
 
+Compiled for Vertex AI or KFP (:func:`build_tracked_pipeline`), that DAG runs inside an exit
+handler: ``close_tracking`` ends the MLflow run FAILED, with the error, when a step fails.
+``ranker run`` runs the DAG itself (kfp returns no outputs from inside an exit handler, and
+the local runner closes the run itself).
+
 ``kfp.local`` merges ``dsl.OneOf`` parameters but not artifacts, so the two
 data branches end in URIs and the raw data is imported once from the merged
 URI: the same graph runs locally and compiles for Vertex AI.
 """
 
 # No `from __future__ import annotations`: kfp reads the pipeline function's real annotations.
+import inspect
 from typing import Any, NamedTuple
 
 from kfp import dsl
@@ -45,7 +51,7 @@ from components.pipeline_steps import (
 )
 from components.registry.component import register_model
 from components.registry.deploy_component import mark_vertex_canary, plan_vertex_deploy
-from components.tracking.component import record_run, start_tracking
+from components.tracking.component import close_tracking, record_run, start_tracking
 from components.training.component import train_mmoe
 from components.training.tune_component import tune_mmoe
 from pipelines.config import PIPELINE_NAME, PipelineSettings
@@ -221,6 +227,31 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         )
 
     return mmoe_ranker_pipeline
+
+
+def build_tracked_pipeline(settings: PipelineSettings | None = None) -> Any:
+    """The DAG of :func:`build_pipeline` inside an exit handler that ends its MLflow run FAILED when a step fails.
+
+    The same parameters as the DAG, and no outputs (kfp returns none from inside an exit handler).
+    The exit task may depend on no task, so ``close_tracking`` finds the MLflow run by the pipeline
+    run's name, as ``start_tracking`` tagged it.
+    """
+    settings = settings or PipelineSettings()
+    dag = build_pipeline(settings)
+    signature = inspect.signature(dag.pipeline_func)
+
+    def tracked(*values: Any) -> None:  # kfp passes the parameters in the signature's order
+        arguments = dict(zip(signature.parameters, values, strict=True))
+        registry_args = {name: arguments[name] for name in ("registry", "model_name", "tracking_uri", "project")}
+        closed = close_tracking(
+            pipeline_run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, location=arguments["location"], **registry_args
+        )
+        _sized(closed, settings).set_caching_options(False)
+        with dsl.ExitHandler(closed, name="tracked-run"):
+            dag(**arguments)
+
+    tracked.__signature__ = signature.replace(return_annotation=None)
+    return dsl.pipeline(name=PIPELINE_NAME, description=dag.description)(tracked)
 
 
 def _sized(task: dsl.PipelineTask, settings: PipelineSettings) -> dsl.PipelineTask:

@@ -20,8 +20,8 @@ from typing import Any
 from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels
 from ranker_core.cli_support import InvalidValueError
 
-# Vertex AI and KFP both accept [a-z0-9-] job ids; this prefix plus a timestamp keeps them unique and sortable.
-_JOB_ID_FORMAT = f"{PIPELINE_NAME}-%Y%m%d-%H%M%S"
+# Vertex AI and KFP both accept [a-z0-9-] job ids; the pipeline's name plus a timestamp keeps them unique and sortable.
+_JOB_ID_FORMAT = "%Y%m%d-%H%M%S"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,22 +34,33 @@ class ScheduleInfo:
     state: str
 
 
-def submit_run(settings: PipelineSettings, template: str | Path, credentials: Any = None) -> str:
-    """Submit one run of the compiled pipeline; returns the Vertex AI job name or the KFP run id."""
-    parameters = settings.pipeline_arguments(local=False)
+def submit_run(
+    settings: PipelineSettings,
+    template: str | Path,
+    credentials: Any = None,
+    parameters: dict[str, Any] | None = None,
+    pipeline_name: str = PIPELINE_NAME,
+) -> str:
+    """Submit one run of the compiled pipeline; returns the Vertex AI job name or the KFP run id.
+
+    ``parameters`` are the run's parameters: by default the training pipeline's, from ``settings``
+    (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`);
+    ``pipeline_name`` prefixes the job id.
+    """
+    parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
     if settings.kfp_host:
         client = _kfp_client(settings)
         result = client.create_run_from_pipeline_package(
             str(template),
             arguments=parameters,
-            run_name=time.strftime(_JOB_ID_FORMAT),
+            run_name=_job_id(pipeline_name),
             experiment_name=settings.experiment or None,
             pipeline_root=settings.pipeline_root or None,
             enable_caching=_caching(settings),
             service_account=settings.service_account or None,
         )
         return str(result.run_id)
-    job = _vertex_job(settings, template, parameters, credentials)
+    job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
     job.submit(
         service_account=settings.service_account or None,
         network=settings.network or None,
@@ -67,6 +78,7 @@ def create_schedule(
     max_concurrent_runs: int = 1,
     credentials: Any = None,
     parameters: dict[str, Any] | None = None,
+    pipeline_name: str = PIPELINE_NAME,
 ) -> ScheduleInfo:
     """Run the pipeline on a cron schedule (5 fields, e.g. ``0 3 * * 1``; ``TZ=Europe/Paris 0 3 * * 1`` on Vertex).
 
@@ -89,7 +101,7 @@ def create_schedule(
             pipeline_root=settings.pipeline_root or None,
         )
         return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, kfp_cron(cron), "ENABLED")
-    job = _vertex_job(settings, template, parameters, credentials)
+    job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
     schedule = job.create_schedule(
         cron=cron,
         display_name=display_name,
@@ -148,7 +160,13 @@ def kfp_cron(cron: str) -> str:
     raise ValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday) or 6 (seconds first)")
 
 
-def _vertex_job(settings: PipelineSettings, template: str | Path, parameters: dict[str, Any], credentials: Any):
+def _job_id(pipeline_name: str) -> str:
+    return f"{pipeline_name}-{time.strftime(_JOB_ID_FORMAT)}"
+
+
+def _vertex_job(
+    settings: PipelineSettings, template: str | Path, parameters: dict[str, Any], credentials: Any, pipeline_name: str
+):
     from google.cloud import aiplatform
 
     registry = settings.registry
@@ -161,9 +179,9 @@ def _vertex_job(settings: PipelineSettings, template: str | Path, parameters: di
             f"Vertex AI needs a gs:// pipeline root (--pipeline-root), not {settings.pipeline_root!r}"
         )
     return aiplatform.PipelineJob(
-        display_name=PIPELINE_NAME,
+        display_name=pipeline_name,
         template_path=str(template),
-        job_id=time.strftime(_JOB_ID_FORMAT),
+        job_id=_job_id(pipeline_name),
         pipeline_root=settings.pipeline_root,
         parameter_values=parameters,
         enable_caching=_caching(settings),

@@ -27,18 +27,14 @@ HELP = "create, list, pause, resume and delete scheduled runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.compile_cli import add_pipeline_argument
-    from pipelines.submit_cli import add_template_arguments
+    from pipelines.submit_cli import add_pipeline_arguments, add_template_arguments
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="schedule the pipeline with a cron expression")
     create.add_argument("--cron", required=True, help="when to run, e.g. '0 3 * * 1' (Mondays 03:00)")
     create.add_argument("--name", default="mmoe-ranker-retrain", help="the schedule's display name")
     create.add_argument("--max-concurrent-runs", type=int, default=1, help="runs of this schedule at once [1]")
-    add_pipeline_argument(create)
-    create.add_argument(
-        "--parameters", default="", help="with --pipeline batch: its parameters as a JSON object (or @file)"
-    )
+    add_pipeline_arguments(create)
     add_template_arguments(create)
     listing = actions.add_parser("list", help="list the schedules")
     _add_target_arguments(listing)
@@ -59,16 +55,16 @@ def main(args: argparse.Namespace) -> int:
     import tempfile
 
     from pipelines import remote
-    from pipelines.submit_cli import template_path
+    from pipelines.submit_cli import pipeline_name, run_parameters, template_path
 
     settings = PipelineSettings.from_args_or_exit(args, "schedule")
     if args.action == "create":
         with tempfile.TemporaryDirectory() as folder:
             template = template_path(args, settings, folder)
-            parameters = _batch_parameters(args)
             info = remote.create_schedule(
-                settings, template, args.cron, args.name, args.max_concurrent_runs, parameters=parameters
-            )
+                settings, template, args.cron, args.name, args.max_concurrent_runs,
+                parameters=run_parameters(args), pipeline_name=pipeline_name(args),
+            )  # fmt: skip
         print(f"created {info.name} ({info.display_name}, cron {info.cron!r}, {info.state})")
     elif args.action == "list":
         for info in remote.list_schedules(settings):
@@ -77,12 +73,3 @@ def main(args: argparse.Namespace) -> int:
         remote.change_schedule(settings, args.schedule, args.action)
         print(f"{ {'pause': 'paused', 'resume': 'resumed', 'delete': 'deleted'}[args.action] } {args.schedule}")
     return 0
-
-
-def _batch_parameters(args: argparse.Namespace) -> dict | None:
-    """The batch pipeline's run parameters from ``--parameters`` (``None``: the training pipeline's, from flags)."""
-    if args.pipeline != "batch":
-        return None
-    from pipelines.batch_pipeline import batch_parameters
-
-    return batch_parameters(args.parameters)

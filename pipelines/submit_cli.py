@@ -11,6 +11,13 @@ MLflow ``--tracking-uri`` the run can reach. Examples::
         --data-uri 'gs://my-bucket/logs/*.parquet' --dataset-spec gs://my-bucket/spec.yaml \\
         --image europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1
     ranker submit --kfp-host https://kfp.example.com --tracking-uri http://mlflow:5000
+    ranker submit --pipeline batch --parameters '{"candidates_uri": "bq://my-project.crm.email_candidates",
+        "campaign": "email_digest", "output_table": "bq://my-project.crm.email_top10"}' \
+        --project my-project --pipeline-root gs://my-bucket/runs --registry vertex --image ...
+
+With ``--pipeline batch`` the run's parameters are ``--parameters`` (a JSON
+object, inline or ``@file``: :func:`pipelines.batch_pipeline.batch_parameters`),
+not the training flags.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import PipelineSettings, add_options
+from ranker_core.cli_support import InvalidValueError
 
 HELP = "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"
 
@@ -48,7 +57,40 @@ def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: 
     return Path(args.template) if args.template else compile_named(pipeline, settings, Path(folder) / "pipeline.yaml")
 
 
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--pipeline`` (training or batch) and ``--parameters`` (the batch pipeline's run parameters)."""
+    from pipelines.compile_cli import add_pipeline_argument
+
+    add_pipeline_argument(parser)
+    parser.add_argument(
+        "--parameters", default="", help="with --pipeline batch: its parameters as a JSON object (or @file)"
+    )
+
+
+def run_parameters(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The batch pipeline's run parameters from ``--parameters`` (``None``: the training pipeline's, from flags)."""
+    if args.pipeline != "batch":
+        if args.parameters:
+            raise InvalidValueError("--parameters is for --pipeline batch: the training pipeline's are its flags")
+        return None
+    from pipelines.batch_pipeline import batch_parameters
+
+    return batch_parameters(args.parameters)
+
+
+def pipeline_name(args: argparse.Namespace) -> str:
+    """The submitted pipeline's name, the prefix of its job ids."""
+    from pipelines.config import PIPELINE_NAME
+
+    if args.pipeline != "batch":
+        return PIPELINE_NAME
+    from pipelines.batch_pipeline import BATCH_PIPELINE_NAME
+
+    return BATCH_PIPELINE_NAME
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_pipeline_arguments(parser)
     add_template_arguments(parser)
 
 
@@ -56,7 +98,9 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.remote import submit_run
 
     settings = PipelineSettings.from_args_or_exit(args, "submit")
+    parameters = run_parameters(args)
     with tempfile.TemporaryDirectory() as folder:
-        name = submit_run(settings, template_path(args, settings, folder))
+        template = template_path(args, settings, folder)
+        name = submit_run(settings, template, parameters=parameters, pipeline_name=pipeline_name(args))
     print(f"submitted {name}")
     return 0

@@ -5,9 +5,12 @@ run has no MLflow store it can reach: Vertex AI without ``tracking_uri``, where
 Vertex AI Experiments records the run); every later step that adds to the run
 takes that id as an input. ``record_run`` runs after ``evaluate`` whatever the
 verdict, so refused runs are recorded too; ``register_model`` then logs the
-MLflow model into the same run.
+MLflow model into the same run. ``close_tracking`` is the pipeline's exit
+handler: when a step fails (or the run is cancelled) it ends the MLflow run
+FAILED (KILLED) with the error, if nothing ended it.
 """
 
+from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Model
 
 from components.base import ranker_component
@@ -32,9 +35,9 @@ def start_tracking(
 ) -> str:
     """Open (or, on a retry, find) the MLflow run of this pipeline run with its settings as params; its id."""
     from components.registry.core import RegistryConfig
-    from components.tracking.mlflow_runs import pipeline_params, start_pipeline_run
+    from components.tracking.mlflow_runs import is_tracked, pipeline_params, start_pipeline_run
 
-    if registry == "vertex" and not tracking_uri:
+    if not is_tracked(registry, tracking_uri):
         return ""
     config = RegistryConfig.from_env(
         backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
@@ -76,3 +79,26 @@ def record_run(
     record_training(config, tracking_run_id, model.path, tensorboard.path)
     documents = EvaluationDocuments.read(report_json.path, blessing.path, report.path)
     return "blessed" if record_evaluation(config, tracking_run_id, documents) else "refused"
+
+
+@ranker_component
+def close_tracking(
+    status: dsl.PipelineTaskFinalStatus,
+    pipeline_run_id: str,
+    registry: str = "mlflow",
+    model_name: str = "mmoe-ranker",
+    tracking_uri: str = "",
+    project: str = "",
+    location: str = "us-central1",
+) -> str:
+    """The exit handler: a pipeline run that did not succeed ends its MLflow run FAILED (or KILLED when cancelled)
+    with the failed task's error; the run id it ended, else ``""``."""
+    from components.registry.core import RegistryConfig
+    from components.tracking.mlflow_runs import end_unsuccessful_run, is_tracked
+
+    if not is_tracked(registry, tracking_uri):
+        return ""
+    config = RegistryConfig.from_env(
+        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
+    )
+    return end_unsuccessful_run(config, pipeline_run_id, status.state, status.error_message or "")

@@ -110,10 +110,44 @@ def fail_unfinished_runs(config: RegistryConfig, since_ms: int, reason: str) -> 
     closed = []
     for run in client.search_runs([experiment.experiment_id], query):
         if PIPELINE_RUN_TAG in run.data.tags:
-            client.set_tag(run.info.run_id, FAILURE_TAG, reason[:_MAX_TAG])
-            client.set_terminated(run.info.run_id, status="FAILED")
+            _end_failed(client, run.info.run_id, reason)
             closed.append(run.info.run_id)
     return closed
+
+
+def is_tracked(registry: str, tracking_uri: str) -> bool:
+    """Whether a pipeline run has an MLflow run: not on Vertex AI without ``tracking_uri`` (Experiments records it)."""
+    return not (registry == "vertex" and not tracking_uri)
+
+
+def end_unsuccessful_run(config: RegistryConfig, pipeline_run_id: str, state: str, error: str) -> str:
+    """After a pipeline run ended in ``state`` (``SUCCEEDED``, ``FAILED`` or ``CANCELLED``, as kfp's
+    ``PipelineTaskFinalStatus`` says): unless it succeeded, its MLflow run ends FAILED (KILLED when
+    cancelled) with the error; the id of the run ended, else ``""``."""
+    if state == "SUCCEEDED":
+        return ""
+    reason = f"pipeline {state.lower()}: {error or 'no error message'}"
+    return fail_pipeline_run(config, pipeline_run_id, reason, "KILLED" if state == "CANCELLED" else "FAILED")
+
+
+def fail_pipeline_run(config: RegistryConfig, pipeline_run_id: str, reason: str, status: str = "FAILED") -> str:
+    """End the MLflow run of this pipeline run with ``status`` (``FAILED`` or ``KILLED``) and ``reason`` as a tag,
+    if it is still RUNNING; its id, else ``""``.
+
+    The exit handler of a remote pipeline calls this when the pipeline did not succeed
+    (:func:`components.tracking.component.close_tracking`): ``record_run`` never ran to end it.
+    """
+    client = tracking_client(config)
+    run_id = find_pipeline_run(client, config, pipeline_run_id)
+    if not run_id or client.get_run(run_id).info.status != "RUNNING":
+        return ""
+    _end_failed(client, run_id, reason, status)
+    return run_id
+
+
+def _end_failed(client: Any, run_id: str, reason: str, status: str = "FAILED") -> None:
+    client.set_tag(run_id, FAILURE_TAG, reason[:_MAX_TAG])
+    client.set_terminated(run_id, status=status)
 
 
 def find_pipeline_run(client: Any, config: RegistryConfig, pipeline_run_id: str) -> str:

@@ -33,17 +33,30 @@ def dead_letters(folder: Path) -> list[dict]:
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
 
 
+def grouped_parquet(columns: dict, folder: Path, files: int) -> Path:
+    """The candidates sorted by (module, user) in ``files`` Parquet files: users span chunks and files."""
+    frame = pd.DataFrame(columns).sort_values(["module_name", "user_id"], kind="stable")
+    folder.mkdir()
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        frame.iloc[part].to_parquet(folder / f"part-{index}.parquet")
+    return folder
+
+
 @pytest.mark.slow
-def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examples, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("grouped", [False, True], ids=["shuffled", "grouped-by-user"])
+def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examples, tmp_path, grouped):  # noqa: F811
     from trainer.examples import read_split
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)
     columns = read_split(synthetic_examples, "test", ranker.feature_spec)
     expected = in_process_top_k(columns, ranker.predict(columns)["score"], TOP_K)
+    source = {"candidates": str(grouped_parquet(columns, tmp_path / "sorted", 3))} if grouped else {
+        "candidates": str(synthetic_examples), "split": "test"
+    }  # fmt: skip
     config = BatchRankConfig(
-        candidates=str(synthetic_examples), split="test", model_uri=str(model_dir), out=str(tmp_path / "out"),
-        top_k=TOP_K, batch_size=500,
+        **source, model_uri=str(model_dir), out=str(tmp_path / "out"), top_k=TOP_K, batch_size=37,
+        grouped_by_user=grouped,
     )  # fmt: skip
 
     summary = batch_rank(config, LOCAL)

@@ -100,3 +100,12 @@ def test_the_local_runner_runs_in_one_process_unless_told_otherwise(monkeypatch)
     monkeypatch.setenv("RANKER_BEAM_MODE", "multi_threading")
     module, args = parsed([])
     assert module._beam_options(args, ()).direct_running_mode == "multi_threading"
+
+
+def test_grouped_by_user_comes_from_the_flag_else_the_environment(monkeypatch):
+    module, args = parsed(["--candidates", "c", "--out", "o"])
+    assert module.batch_config(args).grouped_by_user is False
+    monkeypatch.setenv("RANKER_BATCH_GROUPED_BY_USER", "true")
+    assert module.batch_config(args).grouped_by_user is True
+    module, args = parsed(["--candidates", "c", "--out", "o", "--no-grouped-by-user"])
+    assert module.batch_config(args).grouped_by_user is False

@@ -11,6 +11,7 @@ from google.cloud import aiplatform
 from components.registry.core import RegistryConfig
 from pipelines import compile_cli, remote, schedule_cli, submit_cli
 from pipelines.config import PipelineSettings
+from ranker_core.cli_support import UserError
 from tests.pipelines.fake_kfp_api import FakeKfpApi
 from tests.tracking.fake_metadata_api import FakeExperimentsApi
 
@@ -46,6 +47,11 @@ def vertex_settings(**overrides) -> PipelineSettings:
     return PipelineSettings(**values)
 
 
+def dag_tasks(spec: dict) -> dict:
+    """The training DAG's tasks in a compiled pipeline (inside the exit handler that closes its MLflow run)."""
+    return spec["components"]["comp-mmoe-ranker"]["dag"]["tasks"]
+
+
 def test_the_compiled_pipeline_declares_parameters_resources_and_the_gate(template):
     spec = yaml.safe_load(template.read_text())
     parameters = spec["root"]["inputDefinitions"]["parameters"]
@@ -60,21 +66,42 @@ def test_the_compiled_pipeline_declares_parameters_resources_and_the_gate(templa
     assert training["accelerator"]["resourceCount"] == "2"
     assert training["resourceCpuLimit"] == "4"
     assert executors["exec-evaluate"]["container"]["resources"]["resourceMemoryLimit"] == "8G"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = dag_tasks(spec)
     (gate,) = [task for task in tasks.values() if "blessing-verdict" in task.get("dependentTasks", [])]
     assert "blessing-verdict-Output" in gate["triggerPolicy"]["condition"]
     assert tasks["resolve-champion"]["cachingOptions"] == {}  # caching off for the registry lookup
     assert tasks["evaluate"]["cachingOptions"] == {"enableCache": True}
 
 
+def test_the_compiled_dag_runs_inside_an_exit_handler_that_closes_its_mlflow_run(template):
+    spec = yaml.safe_load(template.read_text())
+
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"close-tracking", "exit-handler-1"}
+    close = root["close-tracking"]
+    assert close["dependentTasks"] == ["exit-handler-1"]
+    assert close["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # runs when a step failed too
+    assert close["inputs"]["parameters"]["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    run_name = {"runtimeValue": {"constant": "{{$.pipeline_job_name}}"}}
+    assert close["inputs"]["parameters"]["pipeline_run_id"] == run_name
+    assert close["cachingOptions"] == {}
+    handler = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert [task["componentRef"]["name"] for task in handler.values()] == ["comp-mmoe-ranker"]
+    start = spec["components"]["comp-mmoe-ranker"]["dag"]["tasks"]["start-tracking"]
+    assert start["inputs"]["parameters"]["pipeline_run_id"] == run_name  # the name the exit handler finds it by
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(
+        spec["components"]["comp-mmoe-ranker"]["inputDefinitions"]["parameters"]
+    )
+
+
 def test_the_tune_step_is_in_the_dag_only_with_trials_and_feeds_training_its_choice(template, tmp_path):
-    tasks = yaml.safe_load(template.read_text())["root"]["dag"]["tasks"]
+    tasks = dag_tasks(yaml.safe_load(template.read_text()))
     assert "tune-mmoe" not in tasks
     given = tasks["train-mmoe"]["inputs"]["parameters"]["config_json"]
     assert given == {"componentInputParameter": "model_config_json"}
     settings = PipelineSettings(tune_config='{"trials": 4, "budget_seconds": 600}', train_cpu="8", registry=VERTEX)
     spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = dag_tasks(spec)
     assert tasks["tune-mmoe"]["inputs"]["parameters"]["tuning_json"] == {"componentInputParameter": "tune_config_json"}
     chosen = tasks["train-mmoe"]["inputs"]["parameters"]["config_json"]["taskOutputParameter"]
     assert chosen == {"outputParameterKey": "Output", "producerTask": "tune-mmoe"}
@@ -215,3 +242,52 @@ def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, ver
     assert compile_cli.main(parser.parse_args(["--out", str(out), "--n-impressions", "1234"])) == 0
     parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["n_impressions"]["defaultValue"] == 1234
+
+
+BATCH_PARAMETERS = {"candidates_uri": "bq://my-project.crm.email_candidates", "campaign": "email_digest"}
+
+
+def batch_submit_args(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    return parser.parse_args(
+        ["--pipeline", "batch", "--parameters", json.dumps(BATCH_PARAMETERS), *flags,
+         "--image", "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"]
+    )  # fmt: skip
+
+
+def test_the_batch_pipeline_is_submitted_to_vertex_with_its_own_parameters(vertex_api, capsys):
+    args = batch_submit_args(
+        "--registry", "vertex", "--project", "my-project", "--location", "europe-west4",
+        "--pipeline-root", "gs://bucket/runs",
+    )  # fmt: skip
+
+    assert submit_cli.main(args) == 0
+
+    (create,) = vertex_api.calls("POST", r"/pipelineJobs$")
+    body = create.json
+    assert body["runtimeConfig"]["parameterValues"] == BATCH_PARAMETERS
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
+    assert body["displayName"] == "mmoe-ranker-batch"
+    assert set(body["pipelineSpec"]["root"]["dag"]["tasks"]) == {"resolve-batch-model", "batch-rank"}
+    assert "pipelineJobs/mmoe-ranker-batch-" in capsys.readouterr().out
+
+
+def test_the_batch_pipeline_is_submitted_to_a_kfp_host(capsys):
+    args = batch_submit_args("--kfp-host", "http://kfp.test", "--tracking-uri", "http://mlflow:5000")
+    with FakeKfpApi() as api:
+        assert submit_cli.main(args) == 0
+        body = api.calls("POST", r"/runs$")[0].json
+
+    assert body["runtime_config"]["parameters"] == BATCH_PARAMETERS
+    assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
+    assert body["display_name"].startswith("mmoe-ranker-batch-")
+    assert "submitted run-1" in capsys.readouterr().out
+
+
+def test_parameters_are_refused_for_the_training_pipeline(template):
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    args = parser.parse_args(["--template", str(template), "--parameters", "{}", "--kfp-host", "http://kfp.test"])
+    with pytest.raises(UserError, match="--parameters is for --pipeline batch"):
+        submit_cli.main(args)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kfp.dsl import PipelineTaskFinalStatus
 
 from components.registry.core import CHAMPION, RegistryConfig, register_from_artifacts
 from components.registry.mlflow_store import global_tracking_uri
@@ -171,3 +172,60 @@ def test_a_run_that_fails_before_its_end_is_marked_failed_with_the_reason(config
     assert run.info.status == "FAILED" and run.data.tags[FAILURE_TAG] == "extract-features failed: no rows"
     assert client.get_run(earlier).info.status == "RUNNING"
     assert {run.run_id: run.verdict for run in list_runs(config)}[failed] == "failed"
+
+
+def exit_status(state: str, error: str | None) -> PipelineTaskFinalStatus:
+    return PipelineTaskFinalStatus(
+        state=state,
+        pipeline_job_resource_name="projects/p/locations/l/pipelineJobs/mmoe-ranker-20261201-030000",
+        pipeline_task_name="exit-handler-1",
+        error_code=None if error is None else 9,
+        error_message=error,
+    )
+
+
+def close_as_the_exit_handler(config: RegistryConfig, run_name: str, state: str, error: str | None = None) -> str:
+    """The exit handler's component body, run here as the kfp executor would with the final status."""
+    from components.tracking.component import close_tracking
+
+    return close_tracking.python_func(
+        status=exit_status(state, error), pipeline_run_id=run_name, tracking_uri=config.resolved_tracking_uri
+    )
+
+
+def test_the_exit_handler_ends_a_failed_remote_run_failed_with_the_error(config):
+    failed = start_pipeline_run(config, "mmoe-ranker-failed", PARAMS)
+    other = start_pipeline_run(config, "mmoe-ranker-other", PARAMS)
+    client = tracking_client(config)
+
+    assert close_as_the_exit_handler(config, "mmoe-ranker-failed", "FAILED", "train-mmoe: OOMKilled") == failed
+
+    run = client.get_run(failed)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[FAILURE_TAG] == "pipeline failed: train-mmoe: OOMKilled"
+    assert client.get_run(other).info.status == "RUNNING"  # another pipeline run's is left alone
+    assert {run.run_id: run.verdict for run in list_runs(config)}[failed] == "failed"
+
+
+def test_the_exit_handler_leaves_succeeded_and_ended_runs_and_marks_cancelled_ones_killed(tmp_path, config):
+    running = start_pipeline_run(config, "mmoe-ranker-ok", PARAMS)
+    recorded = tracked_run(tmp_path, config, blessed=False, name="mmoe-ranker-recorded")
+    cancelled = start_pipeline_run(config, "mmoe-ranker-cancelled", PARAMS)
+    client = tracking_client(config)
+    status_before = client.get_run(recorded).info.status
+
+    assert close_as_the_exit_handler(config, "mmoe-ranker-ok", "SUCCEEDED") == ""
+    assert close_as_the_exit_handler(config, "mmoe-ranker-recorded", "FAILED", "deploy failed") == ""
+    assert close_as_the_exit_handler(config, "mmoe-ranker-cancelled", "CANCELLED") == cancelled
+    assert close_as_the_exit_handler(config, "mmoe-ranker-never-started", "FAILED", "start failed") == ""
+
+    assert client.get_run(running).info.status == "RUNNING"
+    assert client.get_run(recorded).info.status == status_before != "RUNNING"
+    run = client.get_run(cancelled)
+    assert run.info.status == "KILLED" and run.data.tags[FAILURE_TAG] == "pipeline cancelled: no error message"
+
+
+def test_the_exit_handler_does_nothing_on_vertex_without_an_mlflow_store():
+    from components.tracking.component import close_tracking
+
+    assert close_tracking.python_func(status=exit_status("FAILED", "x"), pipeline_run_id="r", registry="vertex") == ""
