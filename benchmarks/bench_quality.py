@@ -256,10 +256,14 @@ def _number(value: float | None, percent: bool = False) -> str:
 
 
 def _interval(cells: dict[str, Any], key: str) -> str:
+    """``+5.0% [+1.0%, +9.0%]``; a bound the report could not give (a non-finite one, e.g. a peer at 0) is ``n/a``."""
     if cells.get(key) is None:
         return "-"
     low, high = cells.get(f"{key}_ci_low"), cells.get(f"{key}_ci_high")
-    return f"{cells[key]:+.1%} [{low:+.1%}, {high:+.1%}]" if low is not None else f"{cells[key]:+.1%}"
+    if low is None and high is None:
+        return f"{cells[key]:+.1%}"
+    bounds = ", ".join("n/a" if bound is None else f"{bound:+.1%}" for bound in (low, high))
+    return f"{cells[key]:+.1%} [{bounds}]"
 
 
 def main(argv: list[str] | None = None) -> int:
