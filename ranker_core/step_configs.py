@@ -225,9 +225,10 @@ class BaselineConfig(Settings):
     # the rest seeded draws from components.baseline.tuning.SEARCH_SPACE); 0 turns tuning off.
     # A per-module model keeps this config or its target's global choice, by its own eval rows.
     tuning_trials: int = 10
-    # Wall-clock seconds for all global searches together (each target's search gets an equal share
-    # of the cores' time); a trial starts only while its search has some left.
-    tuning_budget_seconds: float = 30.0
+    # CPU seconds for all global searches together, shared equally by the targets; each search
+    # counts the CPU time of the thread it trains on, so the trials run (and the models chosen) do
+    # not depend on the machine's load or cores. A trial starts only while its search has some left.
+    tuning_budget_seconds: float = 60.0
     # Trials train on a seeded sample of whole requests of at most this many rows (early-stopping on
     # every eval row); the winner and the config are refit on every row and the better kept; 0: every row.
     tuning_sample_rows: int = 50_000

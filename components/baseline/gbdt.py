@@ -14,7 +14,7 @@ The baseline must be a fair competitor:
   hash order of their content, never the logged order (see :func:`_row_order`),
   and the logged ``position`` is never a feature;
 * every global model is tuned: a seeded random search
-  (:mod:`components.baseline.tuning`) on the eval split under a time budget,
+  (:mod:`components.baseline.tuning`) on the eval split under a CPU-time budget,
   recorded in ``manifest["tuning"]``; a per-module model keeps the config or its
   target's global choice, whichever scores better on the module's eval rows;
 * every model entry records ``best_iteration``, ``eval_scores`` and the
@@ -347,8 +347,8 @@ def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dic
     """Tune and train the global model of every target.
 
     Returns the manifest's ``global`` and ``tuning`` objects and the tuned values chosen per target.
-    Each target's search gets an equal share of the cores' time: ``tuning_budget_seconds`` x cores /
-    targets, so that all of them, side by side, take about ``tuning_budget_seconds``.
+    Each target's search gets an equal share of ``tuning_budget_seconds`` (CPU seconds of the thread
+    it trains on), so the trials run do not depend on how busy the machine is or how many cores it has.
     """
     config, all_targets = trainer.config, targets(trainer.spec)
     binned = trainer.bin(
@@ -357,7 +357,7 @@ def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dic
         list(range(len(trainer.encoder.columns))),
     )
     candidates = draw_candidates(max(config.tuning_trials, 1), config.seed)
-    budget = config.tuning_budget_seconds * min(config.threads(), len(all_targets)) / len(all_targets)
+    budget = config.tuning_budget_seconds / len(all_targets)
     started = time.perf_counter()
     sets = {target: trainer.datasets(binned, target) for target in all_targets}
     largest_first = sorted(all_targets, key=lambda target: -sets[target][0].num_data())

@@ -9,7 +9,7 @@ import pytest
 
 from components.baseline.gbdt import BaselineConfig, _sample_requests, load_manifest, train_baseline
 from components.baseline.scoring import GbdtBaseline
-from components.baseline.tuning import SEARCH_SPACE, draw_candidates
+from components.baseline.tuning import SEARCH_SPACE, draw_candidates, search
 from ranker_core.schema import REQUEST_ID, Feature, FeatureSpec
 from ranker_core.targets import graded_relevance
 from tests.baseline.conftest import TINY_BASELINE, examples_with, reordered_examples
@@ -106,6 +106,27 @@ def test_the_time_budget_stops_tuning_after_the_first_trial(synthetic_examples, 
     assert {target: search["trials_run"] for target, search in manifest["tuning"]["targets"].items()} == dict.fromkeys(
         manifest["targets"], 1
     )
+
+
+def test_the_budget_counts_the_search_threads_cpu_time_not_the_clock():
+    """A busy machine (trials waiting for a core) runs the same trials: only the search's own CPU counts."""
+    import time
+
+    def fit(work: float):
+        def trial(overrides):
+            started = time.thread_time()
+            if work:
+                while time.thread_time() - started < work:  # compute
+                    pass
+            else:
+                time.sleep(0.05)  # waiting, as for a core another process holds
+            return None, {"eval_scores": {"ndcg@10": 0.5}, "best_iteration": 1, "train_rows": 1}, dict(overrides)
+
+        return trial
+
+    candidates = [{"num_leaves": leaves} for leaves in (7, 15, 31, 63)]
+    assert len(search(fit(0.0), candidates, "ndcg@10", budget_seconds=0.01).trials) == 4
+    assert len(search(fit(0.02), candidates, "ndcg@10", budget_seconds=0.01).trials) == 1
 
 
 def test_tuning_off_trains_the_config_as_given(baselines):
