@@ -276,9 +276,7 @@ def model_location(
 
     if model_uri:
         return model_uri
-    config = RegistryConfig.from_env(
-        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
-    )
+    config = RegistryConfig.for_step(registry, model_name, tracking_uri, project, location)
     champion = champion_model_uri(config)
     if not champion:
         raise UserError(f"{model_name} has no champion in the {registry} registry: run the training pipeline first")

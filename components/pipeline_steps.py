@@ -73,13 +73,8 @@ def resolve_champion(
     """
     from components.registry.core import RegistryConfig, champion_to_beat
 
-    config = RegistryConfig.from_env(
-        backend=registry,
-        model_name=model_name,
-        tracking_uri=tracking_uri,
-        project=project,
-        location=location,
-        on_broken_champion=on_broken_champion,
+    config = RegistryConfig.for_step(
+        registry, model_name, tracking_uri, project, location, on_broken_champion=on_broken_champion
     )
     champion = champion_to_beat(config, model.uri)
     return (champion.model_uri, champion.note)
@@ -100,13 +95,7 @@ def deploy_model(
     from components.registry.core import RegistryConfig
     from components.registry.deploy import deploy_version
 
-    config = RegistryConfig.from_env(
-        backend=registry,
-        model_name=model_name,
-        tracking_uri=tracking_uri,
-        project=project,
-        location=location,
-        endpoint_name=endpoint_name,
-        machine_type=machine_type,
+    config = RegistryConfig.for_step(
+        registry, model_name, tracking_uri, project, location, endpoint_name=endpoint_name, machine_type=machine_type
     )
     return deploy_version(config, version)

@@ -31,14 +31,7 @@ def register_model(
     """
     from components.registry.core import RegistryConfig, register_from_artifacts
 
-    config = RegistryConfig.from_env(
-        backend=registry,
-        model_name=model_name,
-        tracking_uri=tracking_uri,
-        project=project,
-        location=location,
-        serving_image=serving_image,
-    )
+    config = RegistryConfig.for_step(registry, model_name, tracking_uri, project, location, serving_image=serving_image)
     # model.uri (gs:// on Vertex AI) is what the registry records; the JSON files are read via their paths.
     registered = register_from_artifacts(
         model.uri, report_json.path, blessing.path, config, run_id, data_uri, tracking_run_id

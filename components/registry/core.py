@@ -141,6 +141,15 @@ class RegistryConfig(Settings):
         """The configuration from environment variables; non-empty ``overrides`` (flags) win."""
         return cls.load({key: value for key, value in overrides.items() if value != ""}, environ=environ)
 
+    @classmethod
+    def for_step(
+        cls, registry: str, model_name: str, tracking_uri: str, project: str, location: str, **more: Any
+    ) -> RegistryConfig:
+        """The configuration of a pipeline step, from the flat parameters every registry step takes (kfp
+        components cannot take an object), then ``more`` fields; the environment fills what is empty."""
+        where = {"tracking_uri": tracking_uri, "project": project, "location": location}
+        return cls.from_env(backend=registry, model_name=model_name, **where, **more)
+
     @property
     def resolved_tracking_uri(self) -> str:
         """The MLflow store: the configured URI, or SQLite in the working folder."""

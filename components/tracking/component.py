@@ -39,9 +39,7 @@ def start_tracking(
 
     if not is_tracked(registry, tracking_uri):
         return ""
-    config = RegistryConfig.from_env(
-        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
-    )
+    config = RegistryConfig.for_step(registry, model_name, tracking_uri, project, location)
     settings = {
         "pipeline_run_id": pipeline_run_id,
         "data_uri": data_uri or f"simulated ({n_impressions} impressions, seed {seed})",
@@ -73,9 +71,7 @@ def record_run(
 
     if not tracking_run_id:
         return "not tracked"
-    config = RegistryConfig.from_env(
-        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
-    )
+    config = RegistryConfig.for_step(registry, model_name, tracking_uri, project, location)
     record_training(config, tracking_run_id, model.path, tensorboard.path)
     documents = EvaluationDocuments.read(report_json.path, blessing.path, report.path)
     return "blessed" if record_evaluation(config, tracking_run_id, documents) else "refused"
@@ -98,7 +94,5 @@ def close_tracking(
 
     if not is_tracked(registry, tracking_uri):
         return ""
-    config = RegistryConfig.from_env(
-        backend=registry, model_name=model_name, tracking_uri=tracking_uri, project=project, location=location
-    )
+    config = RegistryConfig.for_step(registry, model_name, tracking_uri, project, location)
     return end_unsuccessful_run(config, pipeline_run_id, status.state, status.error_message or "")

@@ -1,8 +1,10 @@
 """The serving image, run the way Vertex AI runs a custom container, answers predictions over HTTP."""
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,14 +39,16 @@ def wait_until_ready(client: httpx.Client, container, route: str) -> None:
     pytest.fail(f"the server was not ready in {READY_TIMEOUT_S}s:\n{container.logs().decode()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def served(docker_client, images: Images, model_trained_in_image) -> Iterator[tuple[httpx.Client, object]]:
-    """The serving image on a random loopback port with the trained model mounted read-only."""
+@contextlib.contextmanager
+def serving_container(
+    docker_client, image: str, mounts: dict[Path, str], **env: str
+) -> Iterator[tuple[httpx.Client, object]]:
+    """The serving image on a random loopback port, folders mounted read-only: a client once ready, the container."""
     container = docker_client.containers.run(
-        images.serving,
+        image,
         detach=True,
-        environment=VERTEX_ENV,
-        volumes={str(model_trained_in_image): {"bind": MODEL_MOUNT, "mode": "ro"}},
+        environment={**VERTEX_ENV, **env},
+        volumes={str(host): {"bind": mount, "mode": "ro"} for host, mount in mounts.items()},
         ports={f"{VERTEX_ENV['AIP_HTTP_PORT']}/tcp": ("127.0.0.1", None)},
     )
     try:
@@ -55,6 +59,13 @@ def served(docker_client, images: Images, model_trained_in_image) -> Iterator[tu
             yield client, container
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def served(docker_client, images: Images, model_trained_in_image) -> Iterator[tuple[httpx.Client, object]]:
+    """The serving image with the model trained in the project image mounted."""
+    with serving_container(docker_client, images.serving, {model_trained_in_image: MODEL_MOUNT}) as served:
+        yield served
 
 
 def ranking_request(module: str) -> dict:
@@ -110,24 +121,9 @@ def served_with_store(docker_client, images: Images, tmp_path_factory) -> Iterat
     from tests.serving.online_store import materialized_store
 
     store = materialized_store(tmp_path_factory.mktemp("container_store"))
-    container = docker_client.containers.run(
-        images.serving,
-        detach=True,
-        environment={**VERTEX_ENV, "RANKER_FEATURE_STORE": FEATURE_REPO_MOUNT},
-        volumes={
-            str(store["model"]): {"bind": MODEL_MOUNT, "mode": "ro"},
-            str(store["repo"]): {"bind": FEATURE_REPO_MOUNT, "mode": "ro"},
-        },
-        ports={f"{VERTEX_ENV['AIP_HTTP_PORT']}/tcp": ("127.0.0.1", None)},
-    )
-    try:
-        container.reload()
-        host_port = container.ports[f"{VERTEX_ENV['AIP_HTTP_PORT']}/tcp"][0]["HostPort"]
-        with httpx.Client(base_url=f"http://127.0.0.1:{host_port}", timeout=30) as client:
-            wait_until_ready(client, container, VERTEX_ENV["AIP_HEALTH_ROUTE"])
-            yield client, store
-    finally:
-        container.remove(force=True)
+    mounts = {store["model"]: MODEL_MOUNT, store["repo"]: FEATURE_REPO_MOUNT}
+    with serving_container(docker_client, images.serving, mounts, RANKER_FEATURE_STORE=FEATURE_REPO_MOUNT) as served:
+        yield served[0], store
 
 
 def test_the_serving_image_joins_the_feature_store_into_ids_only_requests(served_with_store):
