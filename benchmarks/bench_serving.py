@@ -169,12 +169,15 @@ def plain_server(model_dir: Path, port: int) -> None:
 
 # -- payloads ----------------------------------------------------------------------------------------------------
 
-PAYLOADS = ("v1", "v2", "v2-binary")
+PAYLOADS = ("v1", "v2", "v2-binary", "v2-mixed")
 V2_ROUTE = "/v2/models/mmoe-ranker/infer"
 
 
-def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
-    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N]."""
+def v2_request(spec: Any, candidates: int, binary: bool, binary_strings: bool = True) -> Any:
+    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N].
+
+    ``binary``: FP32 tensors (and, with ``binary_strings``, BYTES ones) as binary tensor data, outputs asked as binary.
+    """
     import numpy as np
     import orjson
     from kserve import InferInput, InferRequest
@@ -189,7 +192,7 @@ def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
         if name in values:
             array = np.array(values[name], dtype=object if datatype == BYTES else np.float32)
             tensor = InferInput(name, [len(array)], datatype)
-            tensor.set_data_from_numpy(array, binary_data=binary)
+            tensor.set_data_from_numpy(array, binary_data=binary and (binary_strings or datatype != BYTES))
             inputs.append(tensor)
     parameters = {"binary_data_output": True} if binary else None
     return InferRequest("mmoe-ranker", inputs, request_id="bench", parameters=parameters)
@@ -198,16 +201,16 @@ def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
 def encoded_payload(spec: Any, candidates: int, kind: str, columnar: bool) -> tuple[bytes, dict[str, str]]:
     """The body of one request of ``kind`` (see :data:`PAYLOADS`) and the headers it needs."""
     import orjson
-    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 
     from serving.loadtest import synthetic_payload
+    from serving.open_inference import HEADER_LENGTH
 
     if kind == "v1":
         return synthetic_payload(spec, candidates, columnar=columnar), {}
-    body, json_length = v2_request(spec, candidates, binary=kind == "v2-binary").to_rest()
+    body, json_length = v2_request(spec, candidates, kind != "v2", binary_strings=kind == "v2-binary").to_rest()
     if json_length is None:
         return orjson.dumps(body), {}
-    return body, {"content-type": "application/octet-stream", INFERENCE_CONTENT_LENGTH_HEADER: str(json_length)}
+    return body, {"content-type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
 
 
 # -- running servers and load ------------------------------------------------------------------------------------
@@ -461,38 +464,34 @@ def v1_steps(ranker: Any, parser: Any, payload: bytes) -> dict[str, Callable[[],
 
 
 def v2_steps(ranker: Any, parser: Any, payload: bytes, headers: dict[str, str]) -> dict[str, Callable[[], Any]]:
-    """The v2 route's steps as KServe 0.21 takes them: FastAPI's JSON and pydantic (or the binary decoder),
-    KServe's ``InferRequest``, the tensors through the request parser, the model, ``InferResponse`` encoded."""
-    import orjson
-    from fastapi.encoders import jsonable_encoder
-    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-    from kserve.protocol.infer_type import InferRequest
-    from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
+    """The v2 route's steps (``serving.open_inference``): the decoder (JSON, or the JSON header and raw tensors),
+    the tensors through the request parser, the model, the response encoded (JSON, or raw FP32 when asked)."""
+    from serving.open_inference import (
+        HEADER_LENGTH,
+        INPUTS,
+        SCORE,
+        decode_request,
+        encode_response,
+        input_datatypes,
+        output_plan,
+        tensors_to_instance,
+    )
 
-    from serving.open_inference import INPUTS, SCORE, infer_response, input_datatypes, tensors_to_instance
-
-    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
-
-    def decode() -> InferRequest:
-        if json_length is not None:
-            return InferRequest.from_bytes(payload, int(json_length), "mmoe-ranker")
-        parsed = InferenceRequest.model_validate(orjson.loads(payload))  # what FastAPI does with the JSON body
-        return InferRequest.from_inference_request(parsed, "mmoe-ranker")
-
-    def respond() -> Any:
-        body, size = infer_response(request, outputs, names, "mmoe-ranker", None).to_rest()
-        return body if size is not None else orjson.dumps(jsonable_encoder(InferenceResponse.model_validate(body)))
-
-    datatypes, names = input_datatypes(ranker.feature_spec), (*parser.task_names, SCORE)
-    request = decode()
+    datatypes, names, length = (
+        input_datatypes(ranker.feature_spec),
+        (*parser.task_names, SCORE),
+        headers.get(HEADER_LENGTH),
+    )
+    request = decode_request(payload, length)
     batch = parser.parse_single(tensors_to_instance(request, datatypes), INPUTS)
     outputs = ranker.predict(batch.columns)
+    plan = output_plan(request, names)
     return {
-        "decode request": decode,
+        "decode request": lambda: decode_request(payload, length),
         "parse into columns": lambda: parser.parse_single(tensors_to_instance(request, datatypes), INPUTS),
         "columns to tensors": lambda: ranker.to_tensors(batch.columns),
         "predict (tensors + model)": lambda: ranker.predict(batch.columns),
-        "build + encode response": respond,
+        "build + encode response": lambda: encode_response(request.id, outputs, plan, "mmoe-ranker", None),
     }
 
 
@@ -535,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         "--payloads",
         default="v1",
         help=f"comma-separated payload kinds, each measured on the same servers: {', '.join(PAYLOADS)} (default v1; "
-        "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data)",
+        "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data, "
+        "v2-mixed strings as JSON and numbers as binary data)",
     )
     parser.add_argument(
         "--feature-store", action="store_true", help="ids only through the Feast store vs the same features sent"

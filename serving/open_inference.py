@@ -314,7 +314,8 @@ def tensor_values(tensor: Tensor, datatype: str | None) -> list | np.ndarray:
     if not isinstance(data, list | np.ndarray) or len(data) != shape[0]:
         count = len(data) if isinstance(data, list | np.ndarray) else type(data).__name__
         raise RequestError(f"input tensor '{name}' has shape {shape} but {count} values")
-    if isinstance(data, list) and list in set(map(type, data)):
+    # Nested strings could pass as a list feature's tokens; nested numbers the parser refuses, naming the index.
+    if tensor.datatype == BYTES and isinstance(data, list) and list in set(map(type, data)):
         raise RequestError(f"input tensor '{name}': nested data; send a flat list of {shape[0]} values")
     return data
 

@@ -85,6 +85,7 @@ def test_per_candidate_modules_are_taken_as_sent():
         ((tensor("price", [1.0, 2.0], shape=[1, 2]),), "'price' has shape [1, 2]; inputs are one-dimensional"),
         ((tensor("price", [1.0, 2.0], shape=[3]),), "input tensor 'price' has shape [3] but 2 values"),
         ((tensor("tags", [["gift"], ["sale"]]),), "input tensor 'tags': nested data"),
+        ((SEARCH, tensor("price", [[1.0], [2.0]])), "candidates.price[0]: expected a number or null, got a list"),
         ((tensor("price", [1.0]), tensor("price", [2.0])), "input tensor 'price' is given twice"),
         ((tensor("price", [1.0, 2.0, 3.0]), tensor("listing_ctr", [0.1, 0.2])), "'listing_ctr' has shape [2]; the"),
         ((tensor("colour", ["red"], datatype="BYTES"),), "inputs.candidates has unknown feature(s) ['colour']"),
