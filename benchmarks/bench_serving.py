@@ -242,8 +242,20 @@ def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -
     raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
 
 
-def measure(url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """p99 at ``args.rate`` (Poisson) and the ceiling (achieved throughput when saturated)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace, pid: int
+) -> dict[str, dict[str, Any]]:
+    """p99 at ``args.rate`` (Poisson), with the server's CPU per request, and the ceiling (throughput when saturated).
+
+    The server's CPU milliseconds per answered request (warm-up included) do not
+    depend on what else runs on a shared machine, unlike the latencies.
+    """
     from serving.loadtest import LoadTestConfig, run_load_test
 
     # One untimed request so no server pays for lazy initialisation inside the warm-up.
@@ -256,13 +268,21 @@ def measure(url: str, payload: bytes, headers: dict[str, str], args: argparse.Na
         url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
         concurrency=args.saturation_concurrency, timeout_s=30, headers=headers,
     )  # fmt: skip
-    return {"fixed": run_load_test(fixed, payload).summary(), "ceiling": run_load_test(saturated, payload).summary()}
+    started = cpu_seconds(pid)
+    summary = run_load_test(fixed, payload).summary()
+    answered = summary["warmup_requests"] + summary["scheduled"] - summary["dropped"]
+    summary["server_cpu_ms"] = (cpu_seconds(pid) - started) * 1000 / max(answered, 1)
+    return {"fixed": summary, "ceiling": run_load_test(saturated, payload).summary()}
 
 
 def run_variant(
     name: str, model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], args: argparse.Namespace, work: Path
 ) -> dict[str, dict[str, Any]]:
-    """Each payload kind measured against one server of variant ``name`` (the plain server takes v1 only)."""
+    """Each payload kind measured against one server of variant ``name`` (the plain server takes v1 only).
+
+    With ``args.rounds`` > 1 the kinds take turns, round after round (keys ``<kind> #<round>``), so that
+    a shared machine's changing load falls on every kind alike.
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "plain":
@@ -284,7 +304,10 @@ def run_variant(
     process = start(command, env, f"{base}/health", work / f"{name}.log")
     try:
         return {
-            kind: measure(url if kind == "v1" else base + V2_ROUTE, body, headers, args)
+            kind + (f" #{round_}" if args.rounds > 1 else ""): measure(
+                url if kind == "v1" else base + V2_ROUTE, body, headers, args, process.pid
+            )
+            for round_ in range(1, args.rounds + 1)
             for kind, (body, headers) in payloads.items()
             if kind == "v1" or name != "plain"
         }
@@ -540,9 +563,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--feature-store", action="store_true", help="ids only through the Feast store vs the same features sent"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="with --feature-store: phases per variant (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="phases per variant taking turns: the payload kinds (default 1), or with --feature-store the two "
+        "servers (default 3)",
+    )
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.feature_store else 1)
     if args.plain_server:
         plain_server(args.model_dir, args.plain_server)
         return 0
@@ -593,13 +622,15 @@ def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
         f"{args.candidates} candidates/request ({'columns' if args.columnar else 'rows'}), "
         f"Poisson {args.rate:g} req/s for {args.duration:g} s; "
         f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
-        f"{'variant':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'ceiling rps':>12}",
+        f"{'variant':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} "
+        f"{'CPU ms/req':>10} {'ceiling rps':>12}",
     ]
     for name, result in results.items():
         fixed, ceiling = result["fixed"], result["ceiling"]
         lines.append(
-            f"{name:<10} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
-            f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {ceiling['achieved_rps']:>12.1f}"
+            f"{name:<22} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
+            f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {fixed['server_cpu_ms']:>10.2f} "
+            f"{ceiling['achieved_rps']:>12.1f}"
         )
     for name in ("batched", "direct"):
         if "plain" in results and name in results:
