@@ -18,7 +18,7 @@ context)::
 The server decodes and encodes itself (orjson; binary FP32 tensors with
 ``np.frombuffer``) rather than through KServe's ``InferRequest`` and
 ``InferResponse``, which convert every value to and from Python one by one;
-the wire format is the same, so KServe's and Triton's clients work unchanged.
+the wire format is the same, so KServe's client works unchanged.
 
 Values follow the v1 rules (docs/serving.md): ``null`` (JSON) or NaN (binary
 FP32) is missing, list features take strings joined by ``|``. The tensor's
