@@ -283,9 +283,24 @@ def tensors_to_instance(request: TensorRequest, datatypes: Mapping[str, str]) ->
     return {"context": context, "candidates": candidates}
 
 
+def json_columns(instance: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``instance`` with every candidate column a list, as the feature store takes them (binary FP32 as floats).
+
+    >>> json_columns({"context": {}, "candidates": {"price": np.array([1.5], dtype=np.float32)}})
+    {'context': {}, 'candidates': {'price': [1.5]}}
+    """
+    candidates = instance["candidates"]
+    return {**instance, "candidates": {key: as_python(values) for key, values in candidates.items()}}
+
+
 def first(values: list | np.ndarray) -> Any:
     """The first value, as Python (a binary FP32 tensor's ``np.float32`` as a float, as JSON would give it)."""
-    return values[:1].tolist()[0] if isinstance(values, np.ndarray) else values[0]
+    return as_python(values[:1])[0]
+
+
+def as_python(values: list | np.ndarray) -> list:
+    """A tensor's values as a list of Python values (an array's via ``tolist``, in C)."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def check_parameters(parameters: Any, outputs: Sequence[Any] | None) -> None:

@@ -55,6 +55,7 @@ from serving.open_inference import (
     decode_request,
     encode_response,
     input_datatypes,
+    json_columns,
     output_plan,
     tensor_metadata,
     tensors_to_instance,
@@ -159,8 +160,7 @@ class RankerServingModel(Model):
         """The v2 tensors as one instance, parsed by the v1 rules (the online store's features added)."""
         instance = refusing(tensors_to_instance, request, self.input_datatypes)
         if self.features is not None:
-            instance = {**instance, "candidates": {key: list(values) for key, values in instance["candidates"].items()}}
-            instance = (await self._with_stored_features({"instances": [instance]}))["instances"][0]
+            instance = (await self._with_stored_features({"instances": [json_columns(instance)]}))["instances"][0]
         return refusing(self.parser.parse_single, instance, INPUTS)
 
     async def _with_stored_features(self, payload: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -19,6 +20,7 @@ from serving.open_inference import (
     decode_request,
     encode_response,
     input_datatypes,
+    json_columns,
     output_plan,
     tensor_metadata,
     tensors_to_instance,
@@ -290,6 +292,18 @@ def test_kserves_client_requests_parse_as_kserves_own_decoding_does(binary):
     for key, column in ours.columns.items():
         np.testing.assert_array_equal(column, theirs.columns[key])
     assert ours.columns["listing_ctr"].tolist() == [0.25] * 3
+
+
+def test_binary_columns_go_to_the_feature_store_as_json_lists_and_parse_the_same():
+    body, json_length = kserve_request(binary=True).to_rest()
+    instance = tensors_to_instance(decode_request(body, str(json_length)), DATATYPES)
+    columns = json_columns(instance)["candidates"]
+    assert all(type(values) is list for values in columns.values())
+    assert columns["price"][0] == 1.5 and math.isnan(columns["price"][1]) and type(columns["price"][0]) is float
+    parser = RequestParser(SPEC)
+    expected, got = parser.parse_single(instance, INPUTS).columns, parser.parse_single(json_columns(instance), INPUTS)
+    for key, column in expected.items():
+        np.testing.assert_array_equal(got.columns[key], column)
 
 
 def test_infinite_binary_values_are_refused_and_nan_is_missing():
