@@ -169,12 +169,15 @@ def plain_server(model_dir: Path, port: int) -> None:
 
 # -- payloads ----------------------------------------------------------------------------------------------------
 
-PAYLOADS = ("v1", "v2", "v2-binary")
+PAYLOADS = ("v1", "v2", "v2-binary", "v2-mixed")
 V2_ROUTE = "/v2/models/mmoe-ranker/infer"
 
 
-def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
-    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N]."""
+def v2_request(spec: Any, candidates: int, binary: bool, binary_strings: bool = True) -> Any:
+    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N].
+
+    ``binary``: FP32 tensors (and, with ``binary_strings``, BYTES ones) as binary tensor data, outputs asked as binary.
+    """
     import numpy as np
     import orjson
     from kserve import InferInput, InferRequest
@@ -189,7 +192,7 @@ def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
         if name in values:
             array = np.array(values[name], dtype=object if datatype == BYTES else np.float32)
             tensor = InferInput(name, [len(array)], datatype)
-            tensor.set_data_from_numpy(array, binary_data=binary)
+            tensor.set_data_from_numpy(array, binary_data=binary and (binary_strings or datatype != BYTES))
             inputs.append(tensor)
     parameters = {"binary_data_output": True} if binary else None
     return InferRequest("mmoe-ranker", inputs, request_id="bench", parameters=parameters)
@@ -198,16 +201,16 @@ def v2_request(spec: Any, candidates: int, binary: bool) -> Any:
 def encoded_payload(spec: Any, candidates: int, kind: str, columnar: bool) -> tuple[bytes, dict[str, str]]:
     """The body of one request of ``kind`` (see :data:`PAYLOADS`) and the headers it needs."""
     import orjson
-    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 
     from serving.loadtest import synthetic_payload
+    from serving.open_inference import HEADER_LENGTH
 
     if kind == "v1":
         return synthetic_payload(spec, candidates, columnar=columnar), {}
-    body, json_length = v2_request(spec, candidates, binary=kind == "v2-binary").to_rest()
+    body, json_length = v2_request(spec, candidates, kind != "v2", binary_strings=kind == "v2-binary").to_rest()
     if json_length is None:
         return orjson.dumps(body), {}
-    return body, {"content-type": "application/octet-stream", INFERENCE_CONTENT_LENGTH_HEADER: str(json_length)}
+    return body, {"content-type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
 
 
 # -- running servers and load ------------------------------------------------------------------------------------
@@ -239,8 +242,20 @@ def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -
     raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
 
 
-def measure(url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """p99 at ``args.rate`` (Poisson) and the ceiling (achieved throughput when saturated)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace, pid: int
+) -> dict[str, dict[str, Any]]:
+    """p99 at ``args.rate`` (Poisson), with the server's CPU per request, and the ceiling (throughput when saturated).
+
+    The server's CPU milliseconds per answered request (warm-up included) do not
+    depend on what else runs on a shared machine, unlike the latencies.
+    """
     from serving.loadtest import LoadTestConfig, run_load_test
 
     # One untimed request so no server pays for lazy initialisation inside the warm-up.
@@ -253,13 +268,21 @@ def measure(url: str, payload: bytes, headers: dict[str, str], args: argparse.Na
         url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
         concurrency=args.saturation_concurrency, timeout_s=30, headers=headers,
     )  # fmt: skip
-    return {"fixed": run_load_test(fixed, payload).summary(), "ceiling": run_load_test(saturated, payload).summary()}
+    started = cpu_seconds(pid)
+    summary = run_load_test(fixed, payload).summary()
+    answered = summary["warmup_requests"] + summary["scheduled"] - summary["dropped"]
+    summary["server_cpu_ms"] = (cpu_seconds(pid) - started) * 1000 / max(answered, 1)
+    return {"fixed": summary, "ceiling": run_load_test(saturated, payload).summary()}
 
 
 def run_variant(
     name: str, model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], args: argparse.Namespace, work: Path
 ) -> dict[str, dict[str, Any]]:
-    """Each payload kind measured against one server of variant ``name`` (the plain server takes v1 only)."""
+    """Each payload kind measured against one server of variant ``name`` (the plain server takes v1 only).
+
+    With ``args.rounds`` > 1 the kinds take turns, round after round (keys ``<kind> #<round>``), so that
+    a shared machine's changing load falls on every kind alike.
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "plain":
@@ -281,7 +304,10 @@ def run_variant(
     process = start(command, env, f"{base}/health", work / f"{name}.log")
     try:
         return {
-            kind: measure(url if kind == "v1" else base + V2_ROUTE, body, headers, args)
+            kind + (f" #{round_}" if args.rounds > 1 else ""): measure(
+                url if kind == "v1" else base + V2_ROUTE, body, headers, args, process.pid
+            )
+            for round_ in range(1, args.rounds + 1)
             for kind, (body, headers) in payloads.items()
             if kind == "v1" or name != "plain"
         }
@@ -461,38 +487,34 @@ def v1_steps(ranker: Any, parser: Any, payload: bytes) -> dict[str, Callable[[],
 
 
 def v2_steps(ranker: Any, parser: Any, payload: bytes, headers: dict[str, str]) -> dict[str, Callable[[], Any]]:
-    """The v2 route's steps as KServe 0.21 takes them: FastAPI's JSON and pydantic (or the binary decoder),
-    KServe's ``InferRequest``, the tensors through the request parser, the model, ``InferResponse`` encoded."""
-    import orjson
-    from fastapi.encoders import jsonable_encoder
-    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-    from kserve.protocol.infer_type import InferRequest
-    from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
+    """The v2 route's steps (``serving.open_inference``): the decoder (JSON, or the JSON header and raw tensors),
+    the tensors through the request parser, the model, the response encoded (JSON, or raw FP32 when asked)."""
+    from serving.open_inference import (
+        HEADER_LENGTH,
+        INPUTS,
+        SCORE,
+        decode_request,
+        encode_response,
+        input_datatypes,
+        output_plan,
+        tensors_to_instance,
+    )
 
-    from serving.open_inference import INPUTS, SCORE, infer_response, input_datatypes, tensors_to_instance
-
-    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
-
-    def decode() -> InferRequest:
-        if json_length is not None:
-            return InferRequest.from_bytes(payload, int(json_length), "mmoe-ranker")
-        parsed = InferenceRequest.model_validate(orjson.loads(payload))  # what FastAPI does with the JSON body
-        return InferRequest.from_inference_request(parsed, "mmoe-ranker")
-
-    def respond() -> Any:
-        body, size = infer_response(request, outputs, names, "mmoe-ranker", None).to_rest()
-        return body if size is not None else orjson.dumps(jsonable_encoder(InferenceResponse.model_validate(body)))
-
-    datatypes, names = input_datatypes(ranker.feature_spec), (*parser.task_names, SCORE)
-    request = decode()
+    datatypes, names, length = (
+        input_datatypes(ranker.feature_spec),
+        (*parser.task_names, SCORE),
+        headers.get(HEADER_LENGTH),
+    )
+    request = decode_request(payload, length)
     batch = parser.parse_single(tensors_to_instance(request, datatypes), INPUTS)
     outputs = ranker.predict(batch.columns)
+    plan = output_plan(request, names)
     return {
-        "decode request": decode,
+        "decode request": lambda: decode_request(payload, length),
         "parse into columns": lambda: parser.parse_single(tensors_to_instance(request, datatypes), INPUTS),
         "columns to tensors": lambda: ranker.to_tensors(batch.columns),
         "predict (tensors + model)": lambda: ranker.predict(batch.columns),
-        "build + encode response": respond,
+        "build + encode response": lambda: encode_response(request.id, outputs, plan, "mmoe-ranker", None),
     }
 
 
@@ -535,14 +557,21 @@ def main(argv: list[str] | None = None) -> int:
         "--payloads",
         default="v1",
         help=f"comma-separated payload kinds, each measured on the same servers: {', '.join(PAYLOADS)} (default v1; "
-        "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data)",
+        "v2 sends the columnar payload's values as KServe v2 JSON tensors, v2-binary as binary tensor data, "
+        "v2-mixed strings as JSON and numbers as binary data)",
     )
     parser.add_argument(
         "--feature-store", action="store_true", help="ids only through the Feast store vs the same features sent"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="with --feature-store: phases per variant (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="phases per variant taking turns: the payload kinds (default 1), or with --feature-store the two "
+        "servers (default 3)",
+    )
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.feature_store else 1)
     if args.plain_server:
         plain_server(args.model_dir, args.plain_server)
         return 0
@@ -593,13 +622,15 @@ def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
         f"{args.candidates} candidates/request ({'columns' if args.columnar else 'rows'}), "
         f"Poisson {args.rate:g} req/s for {args.duration:g} s; "
         f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
-        f"{'variant':<10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'ceiling rps':>12}",
+        f"{'variant':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} "
+        f"{'CPU ms/req':>10} {'ceiling rps':>12}",
     ]
     for name, result in results.items():
         fixed, ceiling = result["fixed"], result["ceiling"]
         lines.append(
-            f"{name:<10} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
-            f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {ceiling['achieved_rps']:>12.1f}"
+            f"{name:<22} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
+            f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {fixed['server_cpu_ms']:>10.2f} "
+            f"{ceiling['achieved_rps']:>12.1f}"
         )
     for name in ("batched", "direct"):
         if "plain" in results and name in results:

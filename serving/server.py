@@ -36,10 +36,9 @@ import orjson
 from cloudevents.http import CloudEvent
 from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kserve import Model
-from kserve.errors import InvalidInput, ModelNotFound, ServerNotReady
-from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 
 from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
@@ -48,12 +47,16 @@ from serving.model_source import resolve_model_dir
 from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
 from serving.open_inference import (
     FP32,
+    HEADER_LENGTH,
     INPUTS,
     SCORE,
-    InferenceBatch,
-    infer_response,
+    DecodedRequest,
+    SchemaError,
+    decode_request,
+    encode_response,
     input_datatypes,
-    refuse_malformed_binary_requests,
+    json_columns,
+    output_plan,
     tensor_metadata,
     tensors_to_instance,
 )
@@ -66,7 +69,11 @@ CLOUDEVENT_JSON = "application/cloudevents+json"
 
 
 class RequestTooLargeError(InvalidInput):
-    """A request over a size limit of the server: answered 413 (see :func:`request_too_large_handler`)."""
+    """A request over a size limit of the server: answered 413 (see :func:`refused_handler`)."""
+
+
+class UnprocessableRequestError(InvalidInput):
+    """A body that is not a KServe v2 inference request (a field missing or mistyped): answered 422."""
 
 
 class Ranker(Protocol):
@@ -132,9 +139,7 @@ class RankerServingModel(Model):
         """The v2 metadata's outputs: each task's probability and the ranking score, FP32, one per candidate."""
         return tensor_metadata(dict.fromkeys(self.output_names, FP32))
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch | InferenceBatch:
-        if isinstance(payload, InferRequest):  # KServe v2 (Open Inference Protocol): one ranking request
-            return InferenceBatch(observed(await self._parse_tensors(payload)), payload)
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch:
         if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
             try:
                 payload = orjson.loads(payload)
@@ -144,11 +149,18 @@ class RankerServingModel(Model):
             payload = await self._with_stored_features(payload)
         return observed(refusing(self.parser.parse, payload))
 
-    async def _parse_tensors(self, request: InferRequest) -> ParsedBatch:
+    async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
+        """A decoded KServe v2 request scored (batched with concurrent requests): the response and its headers."""
+        batch = observed(await self._parse_tensors(request))
+        plan = refusing(output_plan, request, self.output_names)
+        outputs = await self._score(batch)
+        return encode_response(request.id, outputs, plan, self.name, self.version)
+
+    async def _parse_tensors(self, request: DecodedRequest) -> ParsedBatch:
         """The v2 tensors as one instance, parsed by the v1 rules (the online store's features added)."""
         instance = refusing(tensors_to_instance, request, self.input_datatypes)
         if self.features is not None:
-            instance = (await self._with_stored_features({"instances": [instance]}))["instances"][0]
+            instance = (await self._with_stored_features({"instances": [json_columns(instance)]}))["instances"][0]
         return refusing(self.parser.parse_single, instance, INPUTS)
 
     async def _with_stored_features(self, payload: Any) -> Any:
@@ -170,14 +182,9 @@ class RankerServingModel(Model):
         except TimeoutError:
             raise ServerNotReady(f"the feature store did not answer within {timeout:g} s (--feature-timeout)") from None
 
-    async def predict(
-        self, batch: ParsedBatch | InferenceBatch, headers: dict[str, str] | None = None
-    ) -> dict | InferResponse:
-        parsed = batch.batch if isinstance(batch, InferenceBatch) else batch
-        outputs = await self._score(parsed)
-        if isinstance(batch, InferenceBatch):
-            return infer_response(batch.request, outputs, self.output_names, self.name, self.version)
-        response = build_response(parsed, outputs, self.parser.task_names)
+    async def predict(self, batch: ParsedBatch, headers: dict[str, str] | None = None) -> dict:
+        outputs = await self._score(batch)
+        response = build_response(batch, outputs, self.parser.task_names)
         return plain_json(response) if is_cloudevent(headers) else response
 
     async def _score(self, batch: ParsedBatch) -> dict[str, np.ndarray]:
@@ -190,11 +197,13 @@ class RankerServingModel(Model):
 
 
 def refusing(parse: Callable[..., T], *args: Any) -> T:
-    """``parse(*args)``, its :class:`RequestError` answered 400 (413 for too many candidates)."""
+    """``parse(*args)``, its :class:`RequestError` answered 400 (413 for too many candidates, 422 not a v2 request)."""
     try:
         return parse(*args)
     except TooManyCandidatesError as error:
         raise RequestTooLargeError(str(error)) from None
+    except SchemaError as error:
+        raise UnprocessableRequestError(str(error)) from None
     except RequestError as error:
         raise InvalidInput(str(error)) from None
 
@@ -230,10 +239,32 @@ def plain_json(value: Any) -> Any:
     return value
 
 
-async def request_too_large_handler(_: Request, error: Exception) -> JSONResponse:
-    """413 with the limit in the message; one WARNING line, no traceback."""
+REFUSAL_STATUS = {RequestTooLargeError: 413, UnprocessableRequestError: 422}
+
+
+async def refused_handler(_: Request, error: Exception) -> JSONResponse:
+    """413 (over a size limit, the limit in the message) or 422 (not a v2 request); one WARNING line, no traceback."""
     logger.warning("invalid input: %s", error)
-    return JSONResponse(status_code=413, content={"error": str(error)})
+    return JSONResponse(status_code=REFUSAL_STATUS[type(error)], content={"error": str(error)})
+
+
+def v2_infer_route(dataplane: Any) -> Callable[[str, Request], Any]:
+    """``POST /v2/models/<name>/infer`` decoded and encoded by :mod:`serving.open_inference`, not by KServe's route.
+
+    KServe 0.21's own route converts every tensor value to and from Python
+    (``InferRequest.from_bytes``, ``InferResponse.to_rest``, FastAPI's
+    ``jsonable_encoder``); docs/benchmarks.md measures both.
+    """
+
+    async def infer(model_name: str, request: Request) -> Response:
+        if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) for another name
+            raise ModelNotReady(model_name)
+        model: RankerServingModel = dataplane.get_model_from_registry(model_name)
+        decoded = refusing(decode_request, await request.body(), request.headers.get(HEADER_LENGTH))
+        body, headers = await model.infer(decoded)
+        return Response(body, headers=headers)
+
+    return infer
 
 
 class RefusedRequestLogFilter(logging.Filter):
@@ -286,11 +317,13 @@ def accept_decoded_cloudevent_data(dataplane: Any) -> None:
 
 
 def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
-    """Add the Vertex AI routes and the observability middleware to KServe's FastAPI app."""
+    """Add the Vertex AI routes, the v2 infer route and the observability middleware to KServe's FastAPI app.
+
+    Called before KServe registers its own routes, so ours answer first where the paths are the same.
+    """
     from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
     accept_decoded_cloudevent_data(dataplane)
-    refuse_malformed_binary_requests(dataplane)
     endpoints = V1Endpoints(dataplane)
     name = config.model_name
 
@@ -302,7 +335,9 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
-    app.add_exception_handler(RequestTooLargeError, request_too_large_handler)
+    app.add_api_route("/v2/models/{model_name}/infer", v2_infer_route(dataplane), methods=["POST"], response_model=None)
+    for error in REFUSAL_STATUS:
+        app.add_exception_handler(error, refused_handler)
     app.add_middleware(
         ObservabilityMiddleware,
         classify=route_classifier(config),

@@ -135,6 +135,44 @@ def test_an_ids_only_request_over_http_scores_as_the_same_request_with_its_featu
         assert by_ids["top_k"]["ids"] == by_features["top_k"]["ids"]
 
 
+def v2_tensors(instance: dict, datatypes: dict[str, str]) -> list:
+    """An ids-only instance as KServe v2 tensors from KServe's client: the context [1], the ids as binary BYTES."""
+    from kserve import InferInput
+
+    values = {**{key: [value] for key, value in instance["context"].items()}, **instance["candidates"]}
+    tensors = []
+    for name, data in values.items():
+        tensor = InferInput(name, [len(data)], datatypes[name])
+        array = np.array(data, dtype=object if datatypes[name] == "BYTES" else np.float32)
+        tensor.set_data_from_numpy(array, binary_data=True)
+        tensors.append(tensor)
+    return tensors
+
+
+def test_ids_only_v2_binary_tensors_score_as_the_v1_route_does(store, servers):
+    from kserve import InferRequest
+
+    features = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    instance = extraction_requests(store["examples"], features, count=1)[0][0]
+    metadata = httpx.get(servers["store"].url + "/v2/models/mmoe-ranker", timeout=30).json()
+    datatypes = {tensor["name"]: tensor["datatype"] for tensor in metadata["inputs"]}
+    expected = post(servers["store"], {"instances": [instance]}).json()["predictions"][0]["score"]
+
+    def infer(tensors: list) -> httpx.Response:
+        body, json_length = InferRequest("mmoe-ranker", tensors, request_id="s1").to_rest()
+        headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(json_length)}
+        return httpx.post(servers["store"].url + "/v2/models/mmoe-ranker/infer", content=body, headers=headers)
+
+    served = infer(v2_tensors(instance, datatypes))
+    assert served.status_code == 200, served.text
+    score = next(tensor for tensor in served.json()["outputs"] if tensor["name"] == "score")
+    np.testing.assert_allclose(score["data"], expected, rtol=0, atol=1e-6)
+    ids = instance["candidates"]["listing_id"]
+    sent = {**instance, "candidates": {**instance["candidates"], "price": [1.0] * len(ids)}}
+    refused = infer(v2_tensors(sent, datatypes))  # a stored feature sent as binary FP32
+    assert refused.status_code == 400 and "come from the feature store; send ids only" in refused.text
+
+
 class Load:
     """Ids-only requests one after another, each with new ids (so each reaches the store), until stopped."""
 

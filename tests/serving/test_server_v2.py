@@ -103,6 +103,45 @@ def test_a_client_may_ask_for_some_outputs_only(server):
     assert unknown.status_code == 400 and "revenue" in unknown.text
 
 
+def test_binary_outputs_can_be_asked_for_one_output_at_a_time(server):
+    from kserve import InferResponse
+
+    outputs = [{"name": "score", "parameters": {"binary_data": True}}, {"name": "click"}]
+    response = post(server, INFER, v2_body(outputs=outputs))
+    assert response.status_code == 200, response.text
+    json_length = int(response.headers["inference-header-content-length"])
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert len(response.content) == json_length + 4 * len(ROWS)  # the score's raw FP32 values after the header
+    answer = InferResponse.from_bytes(response.content, json_length)
+    expected = v1_predictions(server)
+    np.testing.assert_allclose(answer.get_output_by_name("score").as_numpy(), expected["score"], rtol=1e-6)
+    np.testing.assert_allclose(answer.get_output_by_name("click").as_numpy(), expected["tasks"]["click"], rtol=1e-6)
+
+
+def test_an_unknown_model_is_a_404_on_infer(server):
+    response = post(server, "/v2/models/another-model/infer", v2_body())
+    assert response.status_code == 404, response.text
+    assert "another-model" in response.text
+
+
+@pytest.mark.parametrize(
+    ("header", "raw", "status", "message"),
+    [
+        ({"inputs": [{"name": "price", "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}, b"\0" * 4, 422,
+         "inputs[0].shape is required"),
+        ({"inputs": [{"name": "price", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]},
+         b"\0" * 4, 400, "input tensor 'price': 4 bytes of FP32 data for 2 values"),
+    ],
+    ids=["schema", "size"],
+)  # fmt: skip
+def test_bad_binary_bodies_get_a_4xx_naming_the_problem(server, header, raw, status, message):
+    json_header = orjson.dumps(header)
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(json_header))}
+    response = httpx.post(server.url + INFER, content=json_header + raw, headers=headers, timeout=30)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
 def with_tensor(name: str, datatype: str, data: list, shape: list | None = None) -> dict:
     body = v2_body()
     body["inputs"] = [tensor for tensor in body["inputs"] if tensor["name"] != name]
