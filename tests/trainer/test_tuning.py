@@ -85,3 +85,28 @@ def test_data_without_request_groups_cannot_be_tuned_by_ndcg(synthetic_examples,
 def test_a_bad_tuning_config_names_the_field(tuning, message):
     with pytest.raises(ValueError, match=message):
         TuningConfig.from_sources(tuning)
+
+
+@pytest.mark.slow
+def test_under_kfp_local_the_tune_step_hands_training_its_choice(synthetic_examples, kfp_local_root):
+    from kfp import dsl
+    from kfp.dsl import Dataset
+
+    from components.training.component import train_mmoe
+    from components.training.tune_component import tune_mmoe
+    from trainer.config import load_config
+
+    @dsl.pipeline(name="tune-then-train")
+    def tune_then_train(examples_uri: str, config_json: str, tuning_json: str) -> dsl.Model:
+        examples = dsl.importer(artifact_uri=examples_uri, artifact_class=Dataset, reimport=False)
+        tuned = tune_mmoe(examples=examples.output, config_json=config_json, tuning_json=tuning_json)
+        return train_mmoe(examples=examples.output, config_json=tuned.outputs["Output"]).outputs["model"]
+
+    tuning = {"trials": 2, "seed": 3, "space": {"learning_rate": {"choice": [0.01, 1e-9]}}}
+    task = tune_then_train(
+        examples_uri=str(synthetic_examples), config_json=BASE.model_dump_json(), tuning_json=json.dumps(tuning)
+    )
+    (record,) = kfp_local_root.glob("*/tune-mmoe/trials/tuning.json")
+    chosen = json.loads(record.read_text())["best"]["values"]
+    trained = load_config(task.output.path)
+    assert trained.learning_rate == chosen["learning_rate"] and trained.epochs == BASE.epochs
