@@ -59,14 +59,24 @@ class Selection:
                 config.early_stopping_metric,
             )
             return cls(LOSS_MONITOR, "min")
-        cutoff = m.parse_metric(config.early_stopping_metric)
-        target = default_primary_task(spec.task_names, config.early_stopping_metric)
+        return cls.ranking(config.early_stopping_metric, spec)
+
+    @classmethod
+    def ranking(cls, metric: str, spec: FeatureSpec) -> Selection:
+        """The selection by ``metric`` (``ndcg@<k>`` or ``ndcg``) of the primary target (data with request groups)."""
+        cutoff = m.parse_metric(metric)
+        target = default_primary_task(spec.task_names, metric)
         suffix = "" if cutoff == m.FULL_LIST else f"_at_{cutoff}"
         return cls(f"val_{target}_ndcg{suffix}", "max", target, cutoff)
 
     @property
     def by_ranking(self) -> bool:
         return self.target is not None
+
+    @property
+    def name(self) -> str:
+        """The metric's key in ``eval_metrics`` (the epoch log's without ``val_``): ``favorite_ndcg_at_10``."""
+        return self.monitor.removeprefix("val_")
 
     def best_epoch(self, history: Mapping[str, list[float]], epochs_trained: int) -> int:
         """The 1-based epoch whose weights were kept (the last one when the monitor was never logged)."""

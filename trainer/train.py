@@ -21,7 +21,7 @@ import importlib.util
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,8 @@ def train_and_export(
     # tfrs's "loss"/"total_loss" are the last batch's; ranking_loss is the mean over the split.
     eval_metrics = {name: float(value) for name, value in evaluated.items() if name not in LAST_BATCH_METRICS}
     if selection.by_ranking:  # the restored weights are the best epoch's
-        eval_metrics[selection.monitor.removeprefix("val_")] = float(history.history[selection.monitor][best_epoch - 1])
-    for name, value in _ranking_metrics(model, evaluation, spec, config, ranking_metrics).items():
-        eval_metrics.setdefault(name, value)
+        eval_metrics[selection.name] = float(history.history[selection.monitor][best_epoch - 1])
+    eval_metrics.update(_ranking_metrics(model, evaluation, spec, ranking_metrics, known=eval_metrics))
     usage = gate_usage(model, evaluation)
     export_model(model, model_dir)
     result = TrainingResult(
@@ -177,17 +176,22 @@ def tensorboard_installed() -> bool:
 
 
 def _ranking_metrics(
-    model: RankerModel, evaluation: tf.data.Dataset, spec: FeatureSpec, config: TrainerConfig, metrics: Sequence[str]
+    model: RankerModel,
+    evaluation: tf.data.Dataset,
+    spec: FeatureSpec,
+    metrics: Sequence[str],
+    known: Mapping[str, float],
 ) -> dict[str, float]:
-    """Each metric's eval value for the model's current weights, keyed like its epoch log without ``val_``."""
+    """Each metric's eval value for the model's current weights, keyed by :attr:`Selection.name`; one already
+    ``known`` (logged by the selection for the kept epoch) is not computed again."""
     if not spec.has_groups:
         return {}
     values = {}
-    for metric in metrics:
-        selection = Selection.resolve(config.replace(early_stopping_metric=metric), spec)
-        callback = RankingMetric(evaluation, spec, selection)
-        callback.set_model(model)
-        values[selection.monitor.removeprefix("val_")] = callback.evaluate()
+    for selection in (Selection.ranking(metric, spec) for metric in metrics):
+        if selection.name not in known:
+            callback = RankingMetric(evaluation, spec, selection)
+            callback.set_model(model)
+            values[selection.name] = callback.evaluate()
     return values
 
 

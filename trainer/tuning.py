@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
     if tuning.trials < 1:
         raise ValueError("TuningConfig.trials is 0: nothing to tune (the pipeline leaves the tune step out)")
     spec = FeatureSpec.load(examples_dir)
-    metric = _metric_key(base, tuning, spec)
+    metric = _metric_key(tuning, spec)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
     study.enqueue_trial({field: getattr(base, field) for field in tuning.space}, skip_if_exists=True)
     trials: list[dict[str, Any]] = []
@@ -94,12 +95,11 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
     return TuningResult(metric, trials, best, base.replace(**best["values"]), time.perf_counter() - started)
 
 
-def _metric_key(base: TrainerConfig, tuning: TuningConfig, spec: FeatureSpec) -> str:
+def _metric_key(tuning: TuningConfig, spec: FeatureSpec) -> str:
     """The ``eval_metrics`` key of the tuning metric (``favorite_ndcg_at_10``); data without groups cannot be tuned."""
-    selection = Selection.resolve(base.replace(early_stopping_metric=tuning.metric), spec)
-    if not selection.by_ranking:
+    if not spec.has_groups:
         raise ValueError(f"tuning judges trials by {tuning.metric}, which needs request groups: this data has none")
-    return selection.monitor.removeprefix("val_")
+    return Selection.ranking(tuning.metric, spec).name
 
 
 def _suggest(trial: Any, field: str, draw: dict[str, list]) -> Any:
@@ -137,7 +137,8 @@ def tune_from_component(
     """
     base = TrainerConfig.from_sources(config_json)
     tuning = TuningConfig.from_sources(tuning_json)
-    result = tune(examples_dir, base, tuning, Path(trials_artifact.path) / "trials")
+    with tempfile.TemporaryDirectory() as scratch:  # trial models stay local (an artifact path may be gcsfuse)
+        result = tune(examples_dir, base, tuning, scratch)
     Path(trials_artifact.path).mkdir(parents=True, exist_ok=True)
     (Path(trials_artifact.path) / TRIALS_FILE).write_text(json.dumps(result.record(), indent=2) + "\n")
     trials_artifact.metadata.update({"metric": result.metric, "best": result.best})
