@@ -145,7 +145,7 @@ class ViewReader:
     otherwise (``("u3", "toys")``).
     """
 
-    def __init__(self, store: Any, view: Any, cache_seconds: float, cache_entries: int = 100_000) -> None:
+    def __init__(self, store: Any, view: Any, cache_seconds: float, cache_entries: int) -> None:
         self.store, self.name = store, view.name
         self.keys: list[str] = list(view.join_keys)
         self.features = [field.name for field in view.features]
