@@ -10,7 +10,10 @@ Examples::
         --runner DataflowRunner --project my-project --region europe-west4 --temp-location gs://my-bucket/tmp
 
 The candidates table holds one row per (user, campaign or module, listing)
-with the model's raw features (the columns ``ranker serve`` accepts). Rows
+with the model's raw features (the columns ``ranker serve`` accepts), or, with
+``--feature-store`` (the Feast repo ``ranker materialize`` wrote), only the ids
+and request context: the stored features are joined as ``ranker serve
+--feature-store`` joins them. Rows
 missing the user, listing or campaign, or with a value that cannot be read,
 go to <out>/dead_letter/*.jsonl (the ranking: <out>/ranking/*.parquet) with their file, row and reason. Every flag
 defaults to an environment variable (in brackets); any Beam flag not listed
@@ -49,6 +52,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--user-column": ("user_column", str, "user id column (default: the model's user-id role)"),
     "--item-column": ("item_column", str, "listing id column (default: the model's item-id role)"),
     "--batch-size": ("batch_size", int, "candidates per model call"),
+    "--feature-store": ("feature_store", str, "a Feast repo (ranker materialize): stored features come from it"),
 }
 _GROUPED = "grouped_by_user"
 

@@ -35,9 +35,11 @@ def batch_rank(
     output_table: str = "",
     beam_options_json: str = "{}",
     grouped_by_user: bool = False,
+    feature_store: str = "",
 ) -> None:
     """Rank the candidates with the model: top-k per user in ``ranked`` (``ranking/*.parquet``, or
-    ``output_table`` when it is a ``bq://`` table) and the rows that could not be ranked in ``dead_letters``."""
+    ``output_table`` when it is a ``bq://`` table) and the rows that could not be ranked in ``dead_letters``;
+    ``feature_store``: a Feast repo the stored features are joined from (the table then carries ids)."""
     from batch.pipeline import batch_rank_step
 
     summary = batch_rank_step(
@@ -52,6 +54,7 @@ def batch_rank(
         output_table=output_table,
         beam_options_json=beam_options_json,
         grouped_by_user=grouped_by_user,
+        feature_store=feature_store,
     )
     for name in ("candidates_read", "scored", "rankings", "dead_letters"):
         metrics.log_metric(name, getattr(summary, name))

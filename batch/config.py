@@ -16,6 +16,7 @@ user_column         ``RANKER_BATCH_USER_COLUMN``    the model's user-id role (``
 item_column         ``RANKER_BATCH_ITEM_COLUMN``    the model's item-id role (``listing_id``)
 batch_size          ``RANKER_BATCH_BATCH_SIZE``     ``4096`` candidates per model call
 grouped_by_user     ``RANKER_BATCH_GROUPED_BY_USER``  ``false`` (``true``: each user's rows are consecutive)
+feature_store       ``RANKER_BATCH_FEATURE_STORE``  ``""`` (a Feast repo: the table carries ids, the store the rest)
 ==================  ==============================  =====================================================
 
 Example::
@@ -55,6 +56,7 @@ class BatchRankConfig(Settings):
     item_column: str = ""
     batch_size: int = 4096
     grouped_by_user: bool = False
+    feature_store: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -1,15 +1,25 @@
 """Feature assembly for batch ranking: candidate rows in, the model's inputs out, bad rows to dead letters.
 
-Until the feature store lands, the candidates table carries the model's raw
-features itself (the columns ``ranker serve`` accepts and the extracted
-examples hold). :class:`FeatureAssembler` is the one place that turns a chunk of
-candidate rows into model inputs, so a Feast join (entity features by user and
-listing from the offline store) replaces :meth:`FeatureAssembler.assemble` and
-nothing else::
+:class:`FeatureAssembler` is the one place that turns a chunk of candidate rows
+into model inputs. Without a feature store the candidates table carries the
+model's raw features itself (the columns ``ranker serve`` accepts and the
+extracted examples hold). With one (``--feature-store``, the Feast repo that
+``ranker materialize`` wrote), the table carries ids and request context only
+(user, listing, campaign, query, ...) and every stored feature is joined from
+the online store by the very code that serves ``ranker serve --feature-store``
+(:class:`serving.feature_store.OnlineFeatures`), so a batch ranking scores what
+the online ranking would::
 
     assembler = FeatureAssembler(feature_spec, user_column="user_id", item_column="listing_id",
                                  campaign_column="module_name")
     good, dead = assembler.assemble(chunk)    # chunk: a DataFrame with _file and _row columns
+
+    stored = StoredFeatures.of("work_dir/feature_repo", item_key="listing_id")
+    assembler = FeatureAssembler(feature_spec, "user_id", "listing_id", stored=stored)
+    good, dead = assembler.assemble(chunk, stored.open())   # open() once per worker: it holds the store
+
+Stored features are read from the store only: a column of the same name in the
+table is not read (so extracted examples can be ranked as they are).
 
 A row is dead-lettered (file, row, reason) when a required column (user, item,
 campaign) is absent or empty, or a numeric feature holds something that is not
@@ -20,20 +30,63 @@ as the server does (NaN for numbers, ``""`` for strings).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ranker_core.schema import MODULE, FeatureSpec
 
+if TYPE_CHECKING:
+    from serving.feature_store import OnlineFeatures
+
 FILE = "_file"
 ROW = "_row"
+# A batch run reads a snapshot that does not change while it runs: cache each looked-up id for an hour.
+STORE_CACHE_SECONDS = 3600.0
 
 
 def dead_letter(path: str, row: int, reason: str) -> dict[str, Any]:
     """One dead-letter record: the source file, its 1-based row number and why the row was not ranked."""
     return {"file": path, "row": int(row), "reason": reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFeatures:
+    """The features a Feast repo stores, and the id and context columns its joins read from the table.
+
+    Picklable (Beam ships it to workers); :meth:`open` connects to the store, once per worker.
+    """
+
+    repo: str
+    item_key: str
+    names: frozenset[str]
+    id_columns: tuple[str, ...]
+    model_version: str = ""
+
+    @classmethod
+    def of(cls, repo: str, item_key: str) -> StoredFeatures:
+        """Read the repo's ``ranker`` feature service (a missing or broken repo raises Feast's error)."""
+        store = _online_features(repo, item_key)
+        sides = [name for pair in store.match for name in pair]
+        keys = [key for view in store.views for key in view.keys]
+        id_columns = tuple(name for name in dict.fromkeys([item_key, *keys, *sides]) if name not in store.stored)
+        return cls(repo, item_key, frozenset(store.stored), id_columns, store.model_version)
+
+    def open(self) -> OnlineFeatures:
+        return _online_features(self.repo, self.item_key)
+
+    def join(self, chunk: pd.DataFrame, store: OnlineFeatures) -> pd.DataFrame:
+        """The chunk with every stored feature (as the server joins them); the table's own copies are replaced."""
+        ids = {name: _text(chunk, name) for name in self.id_columns}
+        stored = store.assemble({}, ids)
+        return chunk.assign(**{name: stored[name] for name in sorted(self.names)})
+
+
+def _online_features(repo: str, item_key: str) -> OnlineFeatures:
+    from serving.feature_store import OnlineFeatures
+
+    return OnlineFeatures(repo, item_key=item_key, cache_seconds=STORE_CACHE_SECONDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +97,7 @@ class FeatureAssembler:
     user_column: str
     item_column: str
     campaign_column: str = MODULE
+    stored: StoredFeatures | None = None  # with a feature store: these come from it, not from the table
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -53,11 +107,23 @@ class FeatureAssembler:
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        """Every column the ranking reads: the keys and the model's inputs."""
-        return tuple(dict.fromkeys((*self.required_columns, MODULE, *self.feature_spec.feature_names)))
+        """Every column the ranking reads from the table: the keys and the model's inputs not in the store."""
+        stored = self.stored.names if self.stored else frozenset()
+        ids = self.stored.id_columns if self.stored else ()
+        features = [name for name in self.feature_spec.feature_names if name not in stored]
+        return tuple(dict.fromkeys((*self.required_columns, MODULE, *ids, *features)))
 
-    def assemble(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-        """The rows that can be scored (inputs cast, keys as text) and the dead letters of the others."""
+    def assemble(
+        self, chunk: pd.DataFrame, store: OnlineFeatures | None = None
+    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        """The rows that can be scored (inputs cast, keys as text) and the dead letters of the others.
+
+        ``store``: the opened :attr:`stored` features, required when the assembler has them.
+        """
+        if self.stored is not None:
+            if store is None:
+                raise ValueError("this assembler joins stored features: pass store=assembler.stored.open()")
+            chunk = self.stored.join(chunk, store)
         reasons = np.full(len(chunk), None, dtype=object)
         out = {FILE: chunk[FILE].to_numpy(), ROW: chunk[ROW].to_numpy()}
         for column in self.required_columns:

@@ -38,7 +38,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
 from batch.config import BIGQUERY_SCHEME, BatchRankConfig
-from batch.features import FeatureAssembler
+from batch.features import FeatureAssembler, StoredFeatures
 from batch.inference import RankerModelHandler
 from batch.topk import NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
 from components.features.options import BeamOptions
@@ -60,11 +60,20 @@ class BatchSummary:
     rankings: int
     out: str
     dead_letter_out: str
+    feature_store: str = ""  # the Feast repo the stored features came from
+    feature_store_model_version: str = ""  # the model version its snapshot was materialized for
 
     def format(self) -> str:
+        store = (
+            f"; features from {self.feature_store} (materialized for model version "
+            f"{self.feature_store_model_version or '?'})"
+            if self.feature_store
+            else ""
+        )
         return (
             f"ranked {self.scored} candidates ({self.candidates_read} rows read) with {self.model_uri}: "
             f"{self.rankings} top-k lists in {self.out}; {self.dead_letters} dead letters in {self.dead_letter_out}"
+            f"{store}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,12 +86,17 @@ class Assemble(beam.DoFn):
     def __init__(self, assembler: FeatureAssembler, campaign: str = "") -> None:
         self.assembler, self.campaign = assembler, campaign
         self.read = Metrics.counter(NAMESPACE, "candidates_read")
+        self.store = None
+
+    def setup(self) -> None:
+        if self.assembler.stored is not None:
+            self.store = self.assembler.stored.open()  # one connection and cache per worker
 
     def process(self, chunk: pd.DataFrame) -> Iterator[Any]:
         if self.campaign and self.assembler.campaign_column in chunk:
             chunk = chunk[chunk[self.assembler.campaign_column].astype(str) == self.campaign]
         self.read.inc(len(chunk))
-        good, dead = self.assembler.assemble(chunk)
+        good, dead = self.assembler.assemble(chunk, self.store)
         for letter in dead:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         if len(good):
@@ -171,10 +185,14 @@ def bigquery_sink(out: str, layout: RankingLayout, options: BeamOptions) -> beam
 
 
 def rank_candidates(
-    pipeline: beam.Pipeline, config: BatchRankConfig, options: BeamOptions, spec: FeatureSpec, model_uri: str
+    pipeline: beam.Pipeline,
+    config: BatchRankConfig,
+    options: BeamOptions,
+    assembler: FeatureAssembler,
+    model_uri: str,
 ) -> None:
     """Add the whole batch ranking to ``pipeline``, scoring with the exported ranker behind ``model_uri``."""
-    assembler = assembler_for(config, spec)
+    spec = assembler.feature_spec
     layout = RankingLayout(assembler.user_column, assembler.item_column, config.campaign_column, spec.task_names)
     source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
     read = pipeline | "ReadCandidates" >> ReadCandidates(source, assembler.input_columns, spec, config.batch_size)
@@ -219,7 +237,16 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
     item = config.item_column or spec.roles.get("item_id", "")
     if not user or not item:
         raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
-    return FeatureAssembler(spec, user, item, config.campaign_column)
+    stored = stored_features(config.feature_store, spec.roles.get("item_id", item)) if config.feature_store else None
+    return FeatureAssembler(spec, user, item, config.campaign_column, stored)
+
+
+def stored_features(repo: str, item_key: str) -> StoredFeatures:
+    """The feature store's features (a repo that is not one is a one-line error naming it)."""
+    try:
+        return StoredFeatures.of(repo, item_key)
+    except Exception as error:  # Feast raises its own types for a missing repo, registry or service
+        raise UserError(f"--feature-store {repo}: not a Feast repo written by `ranker materialize` ({error})") from None
 
 
 def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | None = None) -> BatchSummary:
@@ -235,7 +262,8 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
     # Local workers read the resolved folder; remote workers resolve the URI themselves.
     worker_model_uri = config.model_uri if options.is_dataflow else str(model_dir)
     pipeline = beam.Pipeline(options=options.pipeline_options())
-    rank_candidates(pipeline, config, options, spec, worker_model_uri)
+    assembler = assembler_for(config, spec)
+    rank_candidates(pipeline, config, options, assembler, worker_model_uri)
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
@@ -247,6 +275,8 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
         rankings=counts.get("rankings", 0),
         out=config.ranking_path,
         dead_letter_out=config.dead_letter_path,
+        feature_store=config.feature_store,
+        feature_store_model_version=assembler.stored.model_version if assembler.stored else "",
     )
 
 
@@ -295,6 +325,7 @@ def batch_rank_step(
     output_table: str = "",
     beam_options_json: str = "{}",
     grouped_by_user: bool = False,
+    feature_store: str = "",
 ) -> BatchSummary:
     """The kfp component's body: settings from its parameters, :func:`batch_rank` run, summary out."""
     config = BatchRankConfig(
@@ -307,5 +338,6 @@ def batch_rank_step(
         out=output_table or ranked_path,
         dead_letter_out=dead_letters_path,
         grouped_by_user=grouped_by_user,
+        feature_store=feature_store,
     )
     return batch_rank(config, BeamOptions.from_sources(beam_options_json))

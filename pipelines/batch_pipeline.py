@@ -48,6 +48,7 @@ def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:
         output_table: str = "",
         beam_options_json: str = "{}",
         grouped_by_user: bool = False,
+        feature_store: str = "",
         registry: str = registry.backend,
         model_name: str = registry.model_name,
         tracking_uri: str = registry.tracking_uri,
@@ -66,7 +67,7 @@ def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:
             batch_rank(
                 model_uri=model.output, candidates_uri=candidates_uri, split=split, campaign=campaign, top_k=top_k,
                 campaign_column=campaign_column, output_table=output_table, beam_options_json=beam_options_json,
-                grouped_by_user=grouped_by_user,
+                grouped_by_user=grouped_by_user, feature_store=feature_store,
             ),
             settings,
         )  # fmt: skip

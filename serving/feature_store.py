@@ -264,9 +264,9 @@ class OnlineFeatures:
             columns[feature] = values[feature][codes]
 
 
-def _as_columns(candidates: Any, where: str) -> dict[str, list]:
-    """Candidates as columns (a list of objects is turned into one list per key)."""
-    if isinstance(candidates, dict) and all(isinstance(values, list) for values in candidates.values()):
+def _as_columns(candidates: Any, where: str) -> dict[str, Any]:
+    """Candidates as columns (a list of objects is turned into one list per key; NumPy columns pass as they are)."""
+    if isinstance(candidates, dict) and all(isinstance(values, list | np.ndarray) for values in candidates.values()):
         return dict(candidates)
     if isinstance(candidates, list) and all(isinstance(row, dict) for row in candidates):
         keys = dict.fromkeys(key for row in candidates for key in row)

@@ -19,7 +19,7 @@ def test_the_batch_pipeline_compiles_with_its_parameters(tmp_path):
 
     spec = yaml.safe_load(path.read_text())
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"candidates_uri", "model_uri", "top_k", "campaign", "output_table"} <= set(parameters)
+    assert {"candidates_uri", "model_uri", "top_k", "campaign", "output_table", "feature_store"} <= set(parameters)
     assert set(spec["root"]["dag"]["tasks"]) == {"resolve-batch-model", "batch-rank"}
     images = {executor["container"]["image"] for executor in spec["deploymentSpec"]["executors"].values()}
     assert images == {"europe-docker.pkg.dev/p/r/mmoe-ranker:1"}

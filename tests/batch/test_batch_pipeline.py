@@ -168,3 +168,56 @@ def test_bigquery_candidates_are_ranked_like_files(model_dir, tmp_path, monkeypa
     assert (summary.scored, summary.dead_letters, summary.rankings) == (5, 1, 1)
     [letter] = dead_letters(tmp_path / "out" / "dead_letter")
     assert letter == {"file": "bq://my-project.crm.push", "row": 6, "reason": "user_id: missing value"}
+
+
+@pytest.fixture(scope="module")
+def online_store(tmp_path_factory) -> dict:
+    from tests.serving.online_store import materialized_store
+
+    return materialized_store(tmp_path_factory.mktemp("batch_feature_store"))
+
+
+def rank(candidates: Path, model: Path, out: Path, feature_store: str = "") -> pd.DataFrame:
+    config = BatchRankConfig(
+        candidates=str(candidates), model_uri=str(model), out=str(out), top_k=TOP_K, feature_store=feature_store
+    )
+    summary = batch_rank(config, LOCAL)
+    assert summary.dead_letters == 0 and summary.scored == summary.candidates_read > 0
+    return read_ranking(out).sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_ids_only_candidates_joined_from_the_feature_store_rank_as_the_table_with_its_features(online_store, tmp_path):
+    from batch.pipeline import stored_features
+    from tests.serving.online_store import unchanged_test_rows
+
+    rows = pd.DataFrame({name: list(values) for name, values in unchanged_test_rows(online_store["examples"]).items()})
+    stored = stored_features(str(online_store["repo"]), "listing_id")
+    assert {"price", "category", "shop_id"} <= stored.names and "user_id" in stored.id_columns
+    (tmp_path / "full").mkdir(), (tmp_path / "ids").mkdir()
+    rows.to_parquet(tmp_path / "full" / "part-0.parquet")
+    ids_only = rows.drop(columns=sorted(stored.names & set(rows)))
+    ids_only.to_parquet(tmp_path / "ids" / "part-0.parquet")
+    repo = str(online_store["repo"])
+
+    from_table = rank(tmp_path / "full", online_store["model"], tmp_path / "out_table")
+    from_store = rank(tmp_path / "ids", online_store["model"], tmp_path / "out_store", repo)
+    # the table's own copies of stored features are not read: the store's values are ranked
+    store_over_table = rank(tmp_path / "full", online_store["model"], tmp_path / "out_both", repo)
+
+    # the control: the same ids-only table without the store is scored with those features missing
+    without_store = rank(tmp_path / "ids", online_store["model"], tmp_path / "out_missing")
+
+    keys = ["module_name", "user_id", "rank", "listing_id"]
+    assert from_table["user_id"].nunique() >= 2
+    assert from_store[keys].equals(from_table[keys]) and store_over_table[keys].equals(from_table[keys])
+    np.testing.assert_allclose(from_store["score"], from_table["score"], atol=1e-5)
+    np.testing.assert_allclose(store_over_table["score"], from_table["score"], atol=1e-5)
+    assert not np.allclose(np.sort(without_store["score"]), np.sort(from_table["score"]), atol=1e-4)
+
+
+def test_a_feature_store_that_is_not_a_feast_repo_is_a_one_line_error(tmp_path):
+    from batch.pipeline import stored_features
+
+    with pytest.raises(UserError, match=r"--feature-store .*nowhere: not a Feast repo"):
+        stored_features(str(tmp_path / "nowhere"), "listing_id")

@@ -53,17 +53,24 @@ def materialized_store(root: Path) -> dict:
     return {"examples": examples, "model": root / "model", "repo": root / "repo", "summary": summary}
 
 
-def extraction_requests(examples: Path, features: OnlineFeatures, count: int) -> tuple[list[dict], list[dict]]:
-    """Test requests with entities unchanged since the cutoff: with ids only, and with the extraction's features."""
+def unchanged_test_rows(examples: Path, requests: int | None = None) -> dict[str, np.ndarray]:
+    """The test split's rows whose entities are unchanged since the cutoff (the store holds their features),
+    of the first ``requests`` requests (all when None)."""
     from trainer.examples import read_split
 
-    spec = FeatureSpec.load(examples)
     snapshot = json.loads((examples / "entities" / "snapshot.json").read_text())
-    test = read_split(examples, "test", spec)
+    test = read_split(examples, "test", FeatureSpec.load(examples))
     keep = unchanged_rows(test, snapshot)
-    requests = list(dict.fromkeys(test[REQUEST_ID][keep].tolist()))[:count]
-    keep &= np.isin(test[REQUEST_ID], requests)
-    rows = {name: values[keep] for name, values in test.items()}
+    kept = list(dict.fromkeys(test[REQUEST_ID][keep].tolist()))[:requests]
+    keep &= np.isin(test[REQUEST_ID], kept)
+    return {name: values[keep] for name, values in test.items()}
+
+
+def extraction_requests(examples: Path, features: OnlineFeatures, count: int) -> tuple[list[dict], list[dict]]:
+    """Test requests with entities unchanged since the cutoff: with ids only, and with the extraction's features."""
+    spec = FeatureSpec.load(examples)
+    rows = unchanged_test_rows(examples, count)
+    requests = list(dict.fromkeys(rows[REQUEST_ID].tolist()))
     ids_only = ids_only_requests(rows, features, spec)
     explicit = []
     for request, instance in zip(requests, ids_only, strict=True):
