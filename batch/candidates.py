@@ -66,9 +66,9 @@ class ReadCandidates(beam.PTransform):
             | "Files" >> beam.Create(self.source.files())
             | "Spread" >> beam.Reshuffle()
             | "Read"
-            >> beam.ParDo(ReadFile(self.source.format, self.columns, self.spec, self.batch_rows)).with_outputs(
-                DEAD_LETTERS, main="chunks"
-            )
+            >> beam.ParDo(ReadFile(self.source.format, self.columns, self.spec, self.batch_rows))
+            .with_output_types(pd.DataFrame)
+            .with_outputs(DEAD_LETTERS, main="chunks")
         )
 
     def _bigquery(self, pipeline: beam.Pipeline) -> beam.pvalue.DoOutputsTuple:

@@ -32,10 +32,12 @@ from typing import Any
 
 import apache_beam as beam
 import pandas as pd
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from batch import coders  # noqa: F401  (registers the chunk coder)
 from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
 from batch.config import BIGQUERY_SCHEME, BatchRankConfig
 from batch.features import FeatureAssembler, StoredFeatures
@@ -196,16 +198,13 @@ def rank_candidates(
     layout = RankingLayout(assembler.user_column, assembler.item_column, config.campaign_column, spec.task_names)
     source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
     read = pipeline | "ReadCandidates" >> ReadCandidates(source, assembler.input_columns, spec, config.batch_size)
-    features = read.chunks | "AssembleFeatures" >> beam.ParDo(Assemble(assembler, config.campaign)).with_outputs(
-        DEAD_LETTERS, main="chunks"
-    )
+    assemble = beam.ParDo(Assemble(assembler, config.campaign)).with_output_types(pd.DataFrame)
+    features = read.chunks | "AssembleFeatures" >> assemble.with_outputs(DEAD_LETTERS, main="chunks")
+    top_k = beam.ParDo(TopKPerChunk(layout, config.top_k, config.grouped_by_user)).with_output_types(pa.Table)
     top = (
         features.chunks
-        | "RunInference" >> RunInference(RankerModelHandler(model_uri))
-        | "ChunkTopK"
-        >> beam.ParDo(TopKPerChunk(layout, config.top_k, config.grouped_by_user)).with_outputs(
-            SPANNING, main="complete"
-        )
+        | "RunInference" >> RunInference(RankerModelHandler(model_uri)).with_output_types(PredictionResult)
+        | "ChunkTopK" >> top_k.with_outputs(SPANNING, main="complete")
     )
     merged = (
         top.spanning

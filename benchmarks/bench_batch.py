@@ -23,6 +23,7 @@ shared machine they are the steadier measure::
     python -m benchmarks.bench_batch                                  # 200k candidates, 2 workers
     python -m benchmarks.bench_batch --candidates 400000 --modes in_memory multi_processing
     python -m benchmarks.bench_batch --modes in_memory --layouts grouped
+    python -m benchmarks.bench_batch --candidates 500000 --compare-coders 4     # pickle vs ChunkCoder, 1M grouped
 """
 
 from __future__ import annotations
@@ -119,6 +120,28 @@ def beam_run(
     return time.perf_counter() - started, cpu_seconds() - cpu, summary.scored
 
 
+def compare_coders(model_dir: Path, candidates: Path, out: Path, batch_size: int, rounds: int) -> None:
+    """Grouped runs alternating Beam's pickle coder and :class:`batch.coders.ChunkCoder` for the chunks
+    (process CPU and wall seconds per run): what the chunk coder's size estimate saves."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.ml.inference.base import PredictionResult
+
+    from batch.coders import ChunkCoder
+
+    runs: dict[str, list[tuple[float, float]]] = {"pickle": [], "chunk": []}
+    variant = ("in_memory", "grouped")
+    beam_run(model_dir, candidates, out, variant, 1, batch_size)  # warm: imports, first model load
+    coders = (("pickle", beam.coders.PickleCoder), ("chunk", ChunkCoder))
+    for _, (name, coder) in itertools.product(range(rounds), coders):
+        for element_type in (pd.DataFrame, pa.Table, PredictionResult):
+            beam.coders.registry.register_coder(element_type, coder)
+        runs[name].append(beam_run(model_dir, candidates, out, variant, 1, batch_size)[:2])
+    for name, timings in runs.items():
+        walls, cpus = (sorted(round(timing[index], 2) for timing in timings) for index in (0, 1))
+        print(f"chunk coder {name:<6}: CPU s {cpus} (median {np.median(cpus):.2f}); wall s {walls}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default="", help="an exported ranker (default: train the demo MMoE)")
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="local runner workers (2)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; the fastest counts (3)")
     parser.add_argument("--work-dir", default="/tmp/bench_batch", help="model, candidates and outputs")
+    parser.add_argument("--compare-coders", type=int, default=0, metavar="ROUNDS",
+                        help="only alternate pickle and the chunk coder, ROUNDS runs each (larger table)")  # fmt: skip
     args = parser.parse_args(argv)
 
     work = Path(args.work_dir)
@@ -140,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = build_default_model(work)
     sizes = (args.candidates, 2 * args.candidates)
     inputs = {size: write_candidates(model_dir, size, args.per_user, args.files, work) for size in sizes}
+    if args.compare_coders:
+        compare_coders(model_dir, inputs[sizes[1]], work / "out-coders", args.batch_size, args.compare_coders)
+        return 0
     rate, cpu_per_k = predict_rate(model_dir, inputs[sizes[1]], args.batch_size)
     cold_wall, cold_cpu = min(cold_predict_run(model_dir, inputs[sizes[1]], args.batch_size) for _ in range(3))
     print(f"{os.cpu_count()} cores; model {model_dir}; batch size {args.batch_size}")
