@@ -179,7 +179,16 @@ def _registration(result: LocalRunResult) -> str:
             f"  serve it:  MLFLOW_TRACKING_URI={registry.resolved_tracking_uri} "
             f"ranker serve --model-uri models:/{version.model_name}@champion"
         )
+    repo = feature_repo(result)
+    if repo:
+        lines.append(f"  features:  {repo} (Feast; ranker serve / ranker batch-rank --feature-store {repo})")
     return "\n".join(lines)
+
+
+def feature_repo(result: LocalRunResult) -> Path | None:
+    """The Feast repo the run's ``materialize-features`` step wrote (kfp.local: ``<run>/<step>/<output>``)."""
+    repo = Path(result.artifact_path("model")).parents[1] / "materialize-features" / "feature_repo"
+    return repo if (repo / "feature_store.yaml").is_file() else None
 
 
 def _tracking(result: LocalRunResult) -> str:

@@ -13,7 +13,7 @@ from components.tracking.mlflow_runs import REASONS_TAG, VERDICT_TAG, VERSION_TA
 from components.tracking.runs import list_runs
 from pipelines.config import PipelineSettings
 from pipelines.local_run import StepProgress, run_locally
-from pipelines.summary import format_summary
+from pipelines.summary import feature_repo, format_summary
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +106,7 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert f"Report:    {work_dir.resolve() / 'latest' / 'report.html'}" in summary
     assert "Blessed: yes" in summary
     assert "Registered: mmoe-ranker version 1 (champion)" in summary
+    assert "batch-rank --feature-store" in summary and (feature_repo(result) / "feature_store.yaml").is_file()
     assert "gbdt_per_module" in summary
 
 
