@@ -310,12 +310,15 @@ class StringEncoder(tf.keras.layers.Layer):
             vectors = self.embedding(self.lookup(values))
             self._penalize(vectors, tf.shape(values)[0])
             return vectors
+        # flat tokens and their rows, summed by segment: the ragged ops did the same in ~2x the ops
         tokens = tf.strings.split(values, LIST_SEPARATOR)
-        tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
-        vectors = tf.ragged.map_flat_values(self.embedding, tf.ragged.map_flat_values(self.lookup, tokens))
-        self._penalize(vectors.flat_values, tf.shape(values)[0])
-        counts = tf.cast(tokens.row_lengths(), tf.float32)[:, None]
-        return tf.reduce_sum(vectors, axis=1) / tf.maximum(counts, 1.0)
+        kept = tf.strings.length(tokens.flat_values) > 0
+        flat, rows = tf.boolean_mask(tokens.flat_values, kept), tf.boolean_mask(tokens.value_rowids(), kept)
+        vectors = self.embedding(self.lookup(flat))
+        self._penalize(vectors, tf.shape(values)[0])
+        batch = tf.shape(values, out_type=rows.dtype)[0]
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(rows, tf.float32), rows, batch)[:, None]
+        return tf.math.unsorted_segment_sum(vectors, rows, batch) / tf.maximum(counts, 1.0)
 
     def _penalize(self, rows: tf.Tensor, batch: tf.Tensor) -> None:
         if self.l2 > 0:
