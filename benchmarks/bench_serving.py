@@ -121,12 +121,13 @@ def plain_server(model_dir: Path, port: int) -> None:
     import tensorflow as tf
 
     from ranker_core.schema import MODULE, FeatureSpec
-    from trainer.config import TrainerConfig
+    from trainer.config import load_config
     from trainer.model import build_model
 
     spec = FeatureSpec.load(model_dir)
-    model = build_model(spec, TrainerConfig.load(model_dir))
+    model = build_model(spec, load_config(model_dir))
     # The Keras model is the checkpoint's root in a SavedModel (``Checkpoint(model=...)`` would match nothing).
+    # An export from older code whose layers differ (e.g. per-feature numeric encoders) restores only in part.
     tf.train.Checkpoint(model).restore(str(model_dir / "variables" / "variables")).expect_partial()
     numeric = {feature.name for feature in spec.features if not feature.is_string}
 
