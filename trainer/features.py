@@ -11,7 +11,7 @@ same code on the same raw values (no training/serving skew)::
 Missing values never fail: a NaN numeric becomes 0 plus a missing indicator,
 an empty or unseen string maps to an out-of-vocabulary bucket. All numeric
 features are encoded together as one matrix (:class:`FusedNumericEncoder`):
-a model call runs a few dozen wide ops for them, not ~15-20 per feature.
+a model call runs about a hundred ops for them in all, not ~26 per feature.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def transform_numeric(values: tf.Tensor, transform: str) -> tf.Tensor:
 class FusedNumericEncoder(tf.keras.layers.Layer):
     """Every numeric feature at once: transform, then normalize, quantile-bucket embedding or piecewise-linear.
 
-    The features are one ``[features, batch]`` matrix, so the encoder runs a
-    few dozen wide ops however many features the spec has (an encoder per
-    feature ran ~15-25 ops each). Per feature the math is the same:
+    The features are one ``[features, batch]`` matrix, so the encoder runs
+    about a hundred wide ops however many features the spec has (an encoder
+    per feature ran ~26 ops each). Per feature the math is the same:
 
     * ``log1p`` (sign-symmetric, so negative values stay finite) on the features whose transform asks for it;
     * ``normalize``: ``clip((x - mean) / std, -8, 8)``;
