@@ -127,6 +127,7 @@ def plain_server(model_dir: Path, port: int) -> None:
     spec = FeatureSpec.load(model_dir)
     model = build_model(spec, load_config(model_dir))
     # The Keras model is the checkpoint's root in a SavedModel (``Checkpoint(model=...)`` would match nothing).
+    # An export from older code whose layers differ (e.g. per-feature numeric encoders) restores only in part.
     tf.train.Checkpoint(model).restore(str(model_dir / "variables" / "variables")).expect_partial()
     numeric = {feature.name for feature in spec.features if not feature.is_string}
 

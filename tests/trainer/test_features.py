@@ -5,41 +5,53 @@ import pytest
 import tensorflow as tf
 
 from ranker_core.schema import Feature, SplitStats
-from trainer.features import FeatureEncoder, ModuleEmbedding, NumericEncoder, StringEncoder, trained_modules
+from trainer.features import (
+    NORMALIZED_CLIP,
+    FeatureEncoder,
+    FusedNumericEncoder,
+    ModuleEmbedding,
+    StringEncoder,
+    trained_modules,
+)
 
-NAN = float("nan")
+NAN, INF = float("nan"), float("inf")
 
 
-def numeric(encoding: str, **fields) -> Feature:
+def numeric(encoding: str, name: str = "x", **fields) -> Feature:
     defaults = {"mean": 2.0, "std": 4.0, "min": 0.0, "max": 10.0, "quantiles": [2.0, 5.0]}
-    return Feature("x", "numeric", encoding=encoding, **{**defaults, **fields})
+    return Feature(name, "numeric", encoding=encoding, **{**defaults, **fields})
+
+
+def encode_one(feature: Feature, values: list[float], encoder: FusedNumericEncoder | None = None) -> np.ndarray:
+    """One feature through the fused encoder: its own columns (value, projection or embedding, then missing)."""
+    encoder = encoder or FusedNumericEncoder([feature], embedding_dim=4)
+    out = encoder({feature.name: tf.constant(values, tf.float32)}).numpy()
+    return out[:, encoder.output_columns()[feature.name]]
 
 
 def test_normalize_standardizes_and_flags_missing():
-    out = NumericEncoder(numeric("normalize"), embedding_dim=4)(tf.constant([2.0, 6.0, NAN, float("inf")])).numpy()
+    out = encode_one(numeric("normalize"), [2.0, 6.0, NAN, INF])
     np.testing.assert_allclose(out[:, 0], [0.0, 1.0, 0.0, 0.0])
     np.testing.assert_allclose(out[:, 1], [0.0, 0.0, 1.0, 1.0])
 
 
 def test_log1p_transform_is_applied_before_normalizing():
     feature = numeric("normalize", transform="log1p", mean=0.0, std=1.0)
-    out = NumericEncoder(feature, embedding_dim=4)(tf.constant([np.e - 1.0, 0.0])).numpy()
+    out = encode_one(feature, [np.e - 1.0, 0.0])
     np.testing.assert_allclose(out[:, 0], [1.0, 0.0], rtol=1e-6)
 
 
 def test_piecewise_linear_components_follow_the_quantile_bins():
-    encoder = NumericEncoder(numeric("pwl"), embedding_dim=4)
-    assert encoder.edges == [0.0, 2.0, 5.0, 10.0]
-    encoder(tf.constant([1.0]))
-    encoder.projection.set_weights([np.eye(3, 4, dtype=np.float32), np.zeros(4, np.float32)])
-    out = encoder(tf.constant([1.0, 3.5, 20.0, NAN])).numpy()
+    encoder = FusedNumericEncoder([numeric("pwl")], embedding_dim=4)
+    encoder({"x": tf.constant([1.0])})
+    encoder.pwl_kernel.assign(np.eye(3, 4, dtype=np.float32)[None])
+    out = encode_one(numeric("pwl"), [1.0, 3.5, 20.0, NAN], encoder)
     np.testing.assert_allclose(out[:, :3], [[0.5, 0, 0], [1, 0.5, 0], [1, 1, 1], [0, 0, 0]])
     np.testing.assert_allclose(out[:, 4], [0, 0, 0, 1])
 
 
 def test_quantile_encoding_gives_each_bucket_and_missing_its_own_embedding():
-    encoder = NumericEncoder(numeric("quantile"), embedding_dim=4)
-    out = encoder(tf.constant([1.0, 1.5, 3.0, 9.0, NAN])).numpy()
+    out = encode_one(numeric("quantile"), [1.0, 1.5, 3.0, 9.0, NAN])
     assert np.allclose(out[0], out[1])  # same bucket
     vectors = {tuple(row[:4]) for row in out[[0, 2, 3, 4]]}
     assert len(vectors) == 4  # three buckets and missing
@@ -47,8 +59,83 @@ def test_quantile_encoding_gives_each_bucket_and_missing_its_own_embedding():
 
 
 def test_override_and_fallback_when_the_spec_has_no_quantiles():
-    assert NumericEncoder(numeric("normalize"), 4, encoding="pwl").encoding == "pwl"
-    assert NumericEncoder(numeric("pwl", quantiles=None), 4).encoding == "normalize"
+    assert FusedNumericEncoder([numeric("normalize")], 4, encoding="pwl").encodings == {"x": "pwl"}
+    assert FusedNumericEncoder([numeric("pwl", quantiles=None)], 4).encodings == {"x": "normalize"}
+
+
+# -- the fused encoder against a per-feature reference in NumPy ----------------
+
+
+def reference_encoding(feature: Feature, encoding: str, values: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+    """One feature encoded on its own, as the per-feature encoders did: value/projection/embedding, then missing."""
+    missing = ~np.isfinite(values)
+    x = np.sign(values) * np.log1p(np.abs(values)) if feature.transform == "log1p" else values
+    clean = np.where(missing, np.float32(0), x).astype(np.float32)
+    indicator = missing.astype(np.float32)[:, None]
+    if encoding == "normalize":
+        std = np.float32(feature.std if feature.std and feature.std > 0 else 1.0)
+        normalized = np.clip((clean - np.float32(feature.mean)) / std, -NORMALIZED_CLIP, NORMALIZED_CLIP)
+        return np.concatenate([np.where(missing, 0.0, normalized)[:, None], indicator], axis=1)
+    if encoding == "pwl":
+        edges = np.array(sorted({feature.min, feature.max, *feature.quantiles}))
+        left, width = edges[:-1].astype(np.float32), np.diff(edges).astype(np.float32)
+        parts = np.clip((clean[:, None] - left) / width, 0.0, 1.0) * (1.0 - indicator)
+        kernel, bias = weights
+        return np.concatenate([np.maximum(parts @ kernel + bias, 0.0), indicator], axis=1)
+    boundaries = np.array(sorted(set(feature.quantiles)), np.float32)
+    buckets = np.where(missing, len(boundaries) + 1, np.searchsorted(boundaries, clean, side="right"))
+    return np.concatenate([weights[0][buckets], indicator], axis=1)
+
+
+MIXED_FEATURES = [
+    numeric("normalize", "plain"),
+    numeric("normalize", "logged", transform="log1p", mean=1.0, std=0.5),
+    numeric("normalize", "no_std", std=0.0),
+    numeric("pwl", "pwl_two_bins", quantiles=[4.0]),
+    numeric("pwl", "pwl_logged", transform="log1p", min=-1.0, max=3.0, quantiles=[0.0, 0.5, 1.0, 2.0]),
+    numeric("quantile", "quantile_one", quantiles=[3.0]),
+    numeric("quantile", "quantile_many", quantiles=[-1.0, 0.0, 2.0, 2.0, 6.0]),
+    numeric("quantile", "quantile_logged", transform="log1p", quantiles=[0.5, 1.5]),
+]
+
+
+def random_columns(features: list[Feature], rows: int, seed: int) -> dict[str, np.ndarray]:
+    """Wide values of both signs, with NaN, +-inf and exact boundary values mixed in."""
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for feature in features:
+        values = rng.normal(0.0, 8.0, rows).astype(np.float32)
+        values[rng.random(rows) < 0.1] = NAN
+        values[rng.random(rows) < 0.05] = rng.choice([INF, -INF])
+        on_boundary = rng.random(rows) < 0.1
+        values[on_boundary] = rng.choice([feature.min, feature.max, *feature.quantiles], on_boundary.sum())
+        columns[feature.name] = values
+    return columns
+
+
+@pytest.mark.parametrize("forced", [None, "normalize", "pwl", "quantile"])
+def test_fused_encoder_matches_the_per_feature_reference(forced):
+    encoder = FusedNumericEncoder(MIXED_FEATURES, embedding_dim=3, encoding=forced)
+    columns = random_columns(MIXED_FEATURES, rows=400, seed=7)
+    out = encoder({name: tf.constant(values) for name, values in columns.items()}).numpy()
+    assert out.shape == (400, encoder.output_width)
+    placed = encoder.output_columns()
+    assert sorted(column for columns in placed.values() for column in columns) == list(range(encoder.output_width))
+    for feature in MIXED_FEATURES:
+        encoding = encoder.encodings[feature.name]
+        assert encoding == (forced or feature.encoding)
+        expected = reference_encoding(feature, encoding, columns[feature.name], encoder.feature_weights(feature.name))
+        np.testing.assert_allclose(out[:, placed[feature.name]], expected, rtol=1e-5, atol=1e-6, err_msg=feature.name)
+
+
+def test_fused_pwl_kernels_start_like_one_dense_layer_per_feature():
+    encoder = FusedNumericEncoder(MIXED_FEATURES, embedding_dim=3, encoding="pwl")
+    encoder(random_columns(MIXED_FEATURES, rows=2, seed=1))
+    for feature in MIXED_FEATURES:
+        kernel, bias = encoder.feature_weights(feature.name)
+        assert np.abs(kernel).max() <= np.sqrt(6.0 / (kernel.shape[0] + 3)) and not bias.any()  # Glorot-uniform
+    used = sum(encoder.feature_weights(feature.name)[0].shape[0] for feature in MIXED_FEATURES)
+    assert np.count_nonzero(np.abs(encoder.pwl_kernel.numpy()).sum(axis=2)) == used  # padded bins are zeros
 
 
 def test_unseen_and_empty_categories_map_to_the_oov_bucket():

@@ -144,7 +144,7 @@ def test_positive_weights_come_from_train_counts_or_the_config(spec, synthetic_e
 
 def test_forced_numeric_encoding_applies_to_every_numeric_feature_with_quantiles(spec):
     model = build_model(spec, tiny(numeric_encoding="quantile"))
-    encodings = {e.feature.name: e.encoding for e in model.feature_encoder.encoders if e.feature.kind == "numeric"}
+    encodings = model.feature_encoder.numeric.encodings
     # user_category_affinity has no quantiles in the spec, so it stays normalized
     assert encodings == {"price": "quantile", "listing_ctr": "quantile", "user_category_affinity": "normalize"}
 
@@ -165,5 +165,5 @@ def test_max_hash_buckets_caps_every_hashed_embedding(spec):
     hashed = [feature for feature in spec.features if feature.kind == "hashed"]
     assert hashed and all(feature.hash_buckets > 3 for feature in hashed)
     model = build_model(spec, tiny(max_hash_buckets=3))
-    tables = {e.feature.name: e.embedding.input_dim for e in model.feature_encoder.encoders if e.feature in hashed}
+    tables = {e.feature.name: e.embedding.input_dim for e in model.feature_encoder.strings if e.feature in hashed}
     assert tables == {feature.name: 3 for feature in hashed}
