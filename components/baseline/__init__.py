@@ -1,4 +1,4 @@
-"""Per-module and global LightGBM LambdaRank baselines."""
+"""Per-module and global LightGBM baselines (binary log-loss per task, LambdaRank for graded engagement)."""
 
 import os
 

@@ -119,3 +119,14 @@ def test_component_runs_under_kfp_local(synthetic_examples, kfp_local_root):
     manifests = list(kfp_local_root.rglob("manifest.json"))
     assert run is not None and len(manifests) == 1
     assert json.loads(manifests[0].read_text())["objective"]["engagement"] == "lambdarank"
+
+
+def test_task_objective_sets_the_task_models_objective_and_engagement_stays_lambdarank():
+    for objective in ("binary", "lambdarank"):
+        config = BaselineConfig(task_objective=objective)
+        task, graded = config.lightgbm_params(True, 4, graded=False), config.lightgbm_params(True, 4, graded=True)
+        assert (task["objective"], graded["objective"]) == (objective, "lambdarank")
+        assert task["metric"] == graded["metric"] == "ndcg" and task["eval_at"] == [10]
+    assert BaselineConfig().lightgbm_params(False, 4, graded=True)["objective"] == "binary"
+    with pytest.raises(ValueError, match="task_objective"):
+        BaselineConfig.from_sources('{"task_objective": "xendcg"}')
