@@ -209,7 +209,7 @@ class BaselineConfig(Settings):
     cat_smooth: float = 10.0
     min_data_per_group: int = 100
     max_cat_threshold: int = 32
-    early_stopping_rounds: int = 10
+    early_stopping_rounds: int = 20
     # With request groups, the objective of each task's (0/1) models: binary log-loss on the rows of
     # the requests with a positive, or LambdaRank; both early-stop on NDCG@eval_at. Graded
     # engagement always uses LambdaRank.
