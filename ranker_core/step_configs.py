@@ -210,10 +210,11 @@ class BaselineConfig(Settings):
     min_data_per_group: int = 100
     max_cat_threshold: int = 32
     early_stopping_rounds: int = 20
-    # With request groups, the objective of each task's (0/1) models: binary log-loss on the rows of
-    # the requests with a positive, or LambdaRank; both early-stop on NDCG@eval_at. Graded
-    # engagement always uses LambdaRank.
-    task_objective: TaskObjective = "binary"
+    # With request groups, the objective of each task's (0/1) models: LambdaRank, or binary log-loss
+    # on the rows of the requests with a positive; both early-stop on NDCG@eval_at. Graded
+    # engagement always uses LambdaRank. (Binary scored higher untuned but lost the per-module
+    # models their tuned choice at 1M impressions: docs/evaluation.md, "Baseline speed".)
+    task_objective: TaskObjective = "lambdarank"
     # LambdaRank optimises and early-stops on NDCG at this cutoff.
     eval_at: int = 10
     # A module trains its own model for a target only with at least this many training

@@ -1,4 +1,4 @@
-"""Per-module and global LightGBM baselines (binary log-loss per task, LambdaRank for graded engagement)."""
+"""Per-module and global LightGBM LambdaRank baselines."""
 
 import os
 

@@ -6,9 +6,9 @@ feature) is the strongest honest tree baseline. Every target of
 :func:`ranker_core.targets.targets` gets a model: each task (binary
 relevance) and graded engagement. With request groups engagement uses
 LambdaRank (query groups from ``request_id``) and each task ``task_objective``
-(binary log-loss by default, on the rows of requests with a positive: cheaper per
-round and better on test at 1M impressions, docs/evaluation.md), all early-stopped
-on NDCG of the eval split's requests; without groups every model is binary log-loss.
+(LambdaRank by default, or binary log-loss on the rows of requests with a
+positive), all early-stopped on NDCG of the eval split's requests; without
+groups every model is binary log-loss.
 
 The baseline must be a fair competitor:
 

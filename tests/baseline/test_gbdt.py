@@ -21,11 +21,9 @@ def test_columns(synthetic_examples):
 def test_writes_a_model_per_module_and_target_and_a_global_one(baseline_dir):
     manifest = json.loads((baseline_dir / "manifest.json").read_text())
     assert manifest["targets"] == ["click", "favorite", "add_to_cart", "purchase", "engagement"]
-    # Tasks: binary log-loss by default; graded engagement: LambdaRank; all early-stop on NDCG.
-    assert manifest["objective"] == {**dict.fromkeys(manifest["targets"][:4], "binary"), "engagement": "lambdarank"}
+    assert manifest["objective"] == dict.fromkeys(manifest["targets"], "lambdarank")
     assert not manifest["outputs_probabilities"]
-    assert manifest["global"]["click"]["params"]["objective"] == "binary"
-    assert manifest["per_module"]["search"]["engagement"]["params"]["objective"] == "lambdarank"
+    assert manifest["per_module"]["search"]["click"]["params"]["objective"] == "lambdarank"
     assert manifest["fallbacks"] == []
     for target in manifest["targets"]:
         assert (baseline_dir / "global" / f"{target}.txt").is_file()
