@@ -32,7 +32,12 @@ import numpy as np
 from benchmarks.bench_features import simulated
 from benchmarks.bench_trainer import train_variant
 from components.baseline.gbdt import BaselineConfig, train_baseline
+from components.baseline.scoring import GbdtBaseline
+from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
+from ranker_core.schema import REQUEST_ID, FeatureSpec
+from ranker_core.targets import target_gains, target_labels
 from trainer.config import TrainerConfig
+from trainer.examples import read_split
 
 HELD_OUT_MODULE = "shop_page"
 
@@ -77,6 +82,27 @@ def distribution(values: list[int]) -> dict[str, float]:
     return {"models": len(values), "min": low, "median": median, "max": high, "one_tree": values.count(1)}
 
 
+def mean_ndcg(columns: dict[str, np.ndarray], spec: FeatureSpec, target: str, scores: np.ndarray, k: int) -> float:
+    """NDCG@k of ``scores`` for ``target`` over the requests with a positive, ties averaged (the evaluation's)."""
+    labels = target_labels(columns, target, spec.task_names)
+    gains = target_gains(labels, target, spec.task_names)
+    groups = RequestGroups.from_ids(columns[REQUEST_ID])
+    return float(np.nanmean(ndcg_per_request(groups, gains, scores, [k])[k]))
+
+
+def ndcg_on_test(examples: Path, baseline_dir: Path, k: int = 10) -> dict[str, dict[str, float]]:
+    """Test-split NDCG@k of every target, for the per-module and the global GBDT (all modules together)."""
+    baseline = GbdtBaseline.load(baseline_dir)
+    columns = read_split(examples, "test", baseline.spec)
+    result = {}
+    for scorer in (baseline.per_module_scorer(), baseline.global_scorer()):
+        scores = scorer(columns)
+        result[scorer.name] = {
+            target: round(mean_ndcg(columns, baseline.spec, target, scores[target], k), 4) for target in scores
+        }
+    return result
+
+
 def timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
     """Wall-clock seconds, CPU seconds of this process (every thread) and the result of ``work()``."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -114,6 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "best_iteration": {family: distribution(values) for family, values in iterations.items()},
         "best_iterations": iterations,
         "global_eval_scores": {target: entry["eval_scores"] for target, entry in manifest["global"].items()},
+        "test_ndcg@10": ndcg_on_test(examples, work_dir / "baseline"),
         "config": manifest["config"],
     }
 
@@ -140,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             f"baseline / MMoE = {result['cpu_ratio']:.0%}"
         )
     print(f"tuning trials run per target: {result['tuning_trials_run']}")
+    print(f"global eval scores: {result['global_eval_scores']}")
+    for model, scores in result["test_ndcg@10"].items():
+        print(f"test NDCG@10, {model}: {scores}")
     for family, stats in result["best_iteration"].items():
         print(f"best iteration, {family}: {stats}")
     print(f"written to {out}")

@@ -33,6 +33,7 @@ NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
 LOSS_METRIC = "loss"
 # How the baseline treats hashed (high-cardinality id) features: left out, or hashed into a categorical.
 HashedPolicy = Literal["drop", "hash"]
+TaskObjective = Literal["binary", "lambdarank"]
 
 
 class TrainerConfig(Settings):
@@ -209,6 +210,11 @@ class BaselineConfig(Settings):
     min_data_per_group: int = 100
     max_cat_threshold: int = 32
     early_stopping_rounds: int = 20
+    # With request groups, the objective of each task's (0/1) models: LambdaRank, or binary log-loss
+    # on the rows of the requests with a positive; both early-stop on NDCG@eval_at. Graded
+    # engagement always uses LambdaRank. (Binary scored higher untuned but lost the per-module
+    # models their tuned choice at 1M impressions: docs/evaluation.md, "Baseline speed".)
+    task_objective: TaskObjective = "lambdarank"
     # LambdaRank optimises and early-stops on NDCG at this cutoff.
     eval_at: int = 10
     # A module trains its own model for a target only with at least this many training
@@ -248,7 +254,18 @@ class BaselineConfig(Settings):
             return self.num_threads
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    def lightgbm_params(self, ranking: bool, task_count: int) -> dict[str, Any]:
+    def objective(self, ranking: bool, graded: bool) -> str:
+        """A model's LightGBM objective: with request groups LambdaRank for graded targets, else ``task_objective``.
+
+        >>> config = BaselineConfig()
+        >>> config.objective(ranking=True, graded=True), config.objective(True, False), config.objective(False, True)
+        ('lambdarank', 'binary', 'binary')
+        """
+        if not ranking:
+            return "binary"
+        return "lambdarank" if graded else self.task_objective
+
+    def lightgbm_params(self, ranking: bool, task_count: int, graded: bool = True) -> dict[str, Any]:
         """Every LightGBM parameter one model is trained with (the manifest records them as ``params``)."""
         params: dict[str, Any] = {
             **self.dataset_params(),
@@ -272,7 +289,7 @@ class BaselineConfig(Settings):
         # by side with different tables score each other's eval NDCG with the wrong gains.
         return {
             **params,
-            "objective": "lambdarank",
+            "objective": self.objective(ranking, graded),
             "metric": "ndcg",
             "eval_at": [self.eval_at],
             "label_gain": engagement_gains([""] * task_count),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from ranker_core.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
@@ -108,5 +109,15 @@ def read_split(
     columns = {key: np.concatenate(parts) for key, parts in chunks.items()}
     for key, values in columns.items():
         if values.dtype == object:
-            columns[key] = np.array([value.decode() for value in values], dtype=object)
+            columns[key] = _decoded(values)
     return columns
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    """Bytes to ``str`` objects, each distinct value decoded once (string columns repeat a lot).
+
+    >>> _decoded(np.array([b"a", b"b", b"a"], dtype=object)).tolist()
+    ['a', 'b', 'a']
+    """
+    codes, uniques = pd.factorize(values)
+    return np.array([value.decode() for value in uniques], dtype=object)[codes]

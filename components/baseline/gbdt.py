@@ -4,9 +4,11 @@ The per-module rankers are the legacy "one ranker per surface" world the
 canonical MMoE replaces; the global ranker (the module as a categorical
 feature) is the strongest honest tree baseline. Every target of
 :func:`ranker_core.targets.targets` gets a model: each task (binary
-relevance) and graded engagement. With request groups the objective is
-LambdaRank (query groups from ``request_id``), without them it is binary
-log-loss. Early stopping watches the eval split.
+relevance) and graded engagement. With request groups engagement uses
+LambdaRank (query groups from ``request_id``) and each task ``task_objective``
+(LambdaRank by default, or binary log-loss on the rows of requests with a
+positive), all early-stopped on NDCG of the eval split's requests; without
+groups every model is binary log-loss.
 
 The baseline must be a fair competitor:
 
@@ -59,7 +61,7 @@ from components.baseline.encoding import FeatureEncoder
 from components.baseline.tuning import SEARCH_SPACE, SearchResult, draw_candidates, search
 from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
 from ranker_core.step_configs import BaselineConfig
-from ranker_core.targets import target_labels, targets
+from ranker_core.targets import ENGAGEMENT, target_labels, targets
 from trainer.examples import read_split
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class _Split:
         """Read and encode ``split``, rows grouped by request in a seeded random order (:func:`_row_order`)."""
         columns = read_split(examples_dir, split, _only_sources(spec, encoder))
         matrix = encoder.encode(columns)
-        _, request = np.unique(columns[REQUEST_ID], return_inverse=True)
+        request = pd.factorize(columns[REQUEST_ID], sort=True)[0]  # np.unique's codes, by hashing
         labels = np.column_stack([columns[label_key(task)] for task in spec.task_names])
         order = _row_order(request, matrix, labels, seed)
         kept = (MODULE, *(label_key(task) for task in spec.task_names))  # the columns later steps read
@@ -268,7 +270,7 @@ class _Trainer:
 
     def fit(self, config: BaselineConfig, target: str, train_set: lgb.Dataset, eval_set: lgb.Dataset | None):
         """One model for ``target`` trained with ``config``: the booster and its manifest summary."""
-        params = config.lightgbm_params(self.spec.has_groups, len(self.spec.tasks))
+        params = config.lightgbm_params(self.spec.has_groups, len(self.spec.tasks), graded=target == ENGAGEMENT)
         valid_sets, callbacks = [], []
         if eval_set is not None:
             valid_sets = [eval_set]
@@ -300,7 +302,9 @@ def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: st
     stamps.append(time.perf_counter())
     manifest: dict[str, Any] = {
         "format_version": 1,
-        "objective": "lambdarank" if spec.has_groups else "binary",
+        "objective": {
+            target: config.objective(spec.has_groups, graded=target == ENGAGEMENT) for target in targets(spec)
+        },
         "outputs_probabilities": not spec.has_groups,
         "tasks": list(spec.task_names),
         "targets": list(targets(spec)),

@@ -20,8 +20,10 @@ def test_columns(synthetic_examples):
 
 def test_writes_a_model_per_module_and_target_and_a_global_one(baseline_dir):
     manifest = json.loads((baseline_dir / "manifest.json").read_text())
-    assert manifest["objective"] == "lambdarank" and not manifest["outputs_probabilities"]
     assert manifest["targets"] == ["click", "favorite", "add_to_cart", "purchase", "engagement"]
+    assert manifest["objective"] == dict.fromkeys(manifest["targets"], "lambdarank")
+    assert not manifest["outputs_probabilities"]
+    assert manifest["per_module"]["search"]["click"]["params"]["objective"] == "lambdarank"
     assert manifest["fallbacks"] == []
     for target in manifest["targets"]:
         assert (baseline_dir / "global" / f"{target}.txt").is_file()
@@ -67,7 +69,7 @@ def test_the_held_out_module_and_rare_targets_fall_back(synthetic_examples, tmp_
 def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp_path, test_columns):
     examples = examples_with(synthetic_examples, tmp_path / "examples", has_groups=False)
     manifest = train_baseline(BaselineConfig(**TINY_BASELINE), examples, tmp_path / "out")
-    assert manifest["objective"] == "binary"
+    assert set(manifest["objective"].values()) == {"binary"}
     scorer = GbdtBaseline.load(tmp_path / "out").per_module_scorer()
     assert scorer.outputs_probabilities
     scores = scorer(test_columns)["favorite"]
@@ -114,4 +116,15 @@ def test_component_runs_under_kfp_local(synthetic_examples, kfp_local_root):
     run = baseline_only(examples_uri=str(synthetic_examples))
     manifests = list(kfp_local_root.rglob("manifest.json"))
     assert run is not None and len(manifests) == 1
-    assert json.loads(manifests[0].read_text())["objective"] == "lambdarank"
+    assert json.loads(manifests[0].read_text())["objective"]["engagement"] == "lambdarank"
+
+
+def test_task_objective_sets_the_task_models_objective_and_engagement_stays_lambdarank():
+    for objective in ("binary", "lambdarank"):
+        config = BaselineConfig(task_objective=objective)
+        task, graded = config.lightgbm_params(True, 4, graded=False), config.lightgbm_params(True, 4, graded=True)
+        assert (task["objective"], graded["objective"]) == (objective, "lambdarank")
+        assert task["metric"] == graded["metric"] == "ndcg" and task["eval_at"] == [10]
+    assert BaselineConfig().lightgbm_params(False, 4, graded=True)["objective"] == "binary"
+    with pytest.raises(ValueError, match="task_objective"):
+        BaselineConfig.from_sources('{"task_objective": "xendcg"}')
