@@ -1,4 +1,8 @@
-"""Batches of whole requests (the listwise loss's input): requests never split, shuffled by request, seeded."""
+"""The listwise loss per request: the loss itself, batches of whole requests and a training run with it."""
+
+import dataclasses
+import json
+import math
 
 import numpy as np
 import pytest
@@ -6,8 +10,57 @@ import tensorflow as tf
 
 from ranker_core.schema import REQUEST_ID
 from tests.conftest import synthetic_rows
+from tests.trainer.conftest import TINY_CONFIG
+from trainer.config import TrainerConfig
 from trainer.examples import write_shards
 from trainer.inputs import RequestBatches, pack_requests
+from trainer.listwise import ListwiseSoftmaxLoss, listwise_tasks
+from trainer.train import train_and_export
+
+# Three requests in one flat batch, their rows interleaved; "b" has no positive.
+REQUESTS = ["a", "b", "a", "c", "a", "b", "c"]
+LABELS = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+LOGITS = [2.0, 3.0, 0.0, 0.5, 1.0, -1.0, -0.5]
+
+
+def hand_cross_entropies() -> tuple[float, float]:
+    """Requests "a" and "c" by hand ("b" has no positive)."""
+    # a: logits (2, 0, 1), labels (1, 0, 1) -> targets (1/2, 0, 1/2)
+    log_norm_a = math.log(math.exp(2.0) + math.exp(0.0) + math.exp(1.0))
+    cross_entropy_a = -0.5 * (2.0 - log_norm_a) - 0.5 * (1.0 - log_norm_a)
+    # c: logits (0.5, -0.5), labels (1, 0) -> targets (1, 0)
+    cross_entropy_c = -(0.5 - math.log(math.exp(0.5) + math.exp(-0.5)))
+    return cross_entropy_a, cross_entropy_c
+
+
+def test_loss_equals_the_hand_computation_and_ignores_requests_without_a_positive():
+    logits = tf.Variable(LOGITS)
+    with tf.GradientTape() as tape:
+        loss = ListwiseSoftmaxLoss()(tf.constant(LABELS), logits, tf.constant(REQUESTS))
+    cross_entropy_a, cross_entropy_c = hand_cross_entropies()
+    assert float(loss) == pytest.approx((cross_entropy_a + cross_entropy_c) / 2, rel=1e-6)
+    gradient = tape.gradient(loss, logits).numpy()
+    assert gradient[[1, 5]].tolist() == [0.0, 0.0]  # request "b" contributes nothing
+    assert np.all(gradient[[0, 2, 3, 4, 6]] != 0.0)
+    losses, has_positive = ListwiseSoftmaxLoss.per_request(tf.constant(LABELS), logits, tf.constant(REQUESTS))
+    assert has_positive.numpy().tolist() == [True, False, True]  # a, b, c: order of first appearance
+    assert losses.numpy()[[0, 2]] == pytest.approx([cross_entropy_a, cross_entropy_c], rel=1e-6)
+
+
+def test_loss_is_zero_without_positives_and_stable_for_large_logits():
+    loss = ListwiseSoftmaxLoss()
+    assert float(loss(tf.zeros(3), tf.constant([1.0, 2.0, 3.0]), tf.constant(["a", "a", "b"]))) == 0.0
+    large = loss(tf.constant([0.0, 1.0]), tf.constant([1000.0, 0.0]), tf.constant(["a", "a"]))
+    assert float(large) == pytest.approx(1000.0)
+
+
+def test_listwise_tasks_follow_the_config_and_the_data(spec):
+    assert listwise_tasks(spec, TrainerConfig()) == []
+    assert listwise_tasks(spec, TrainerConfig(listwise_weight=0.1)) == list(spec.task_names)
+    assert listwise_tasks(spec, TrainerConfig(listwise_weight=0.1, listwise_tasks=["favorite"])) == ["favorite"]
+    assert listwise_tasks(dataclasses.replace(spec, has_groups=False), TrainerConfig(listwise_weight=0.1)) == []
+    with pytest.raises(ValueError, match=r"listwise_tasks names unknown task\(s\) \['favourite'\]"):
+        listwise_tasks(spec, TrainerConfig(listwise_weight=0.1, listwise_tasks=["favourite"]))
 
 
 def test_requests_fill_batches_in_order_and_a_large_one_is_a_batch_of_its_own():
@@ -57,3 +110,18 @@ def test_unshuffled_batches_take_the_planned_steps(scattered_requests, spec):
     batches = one_pass(requests.dataset(spec, batch_size=12))
     assert len(batches) == requests.steps(12)
     assert sorted(r for batch in batches for r in batch) == sorted(r for r, n in sizes.items() for _ in range(n))
+
+
+@pytest.mark.slow
+def test_training_with_the_listwise_loss_learns_to_rank(synthetic_examples, spec, tmp_path):
+    config = TrainerConfig.from_sources(json.dumps(TINY_CONFIG), {"epochs": 3, "listwise_weight": 0.5})
+    result = train_and_export(synthetic_examples, tmp_path / "model", config)
+    history = result.history
+    assert {"listwise_loss", "val_listwise_loss"} <= set(history)
+    best = result.best_epoch - 1
+    # every synthetic request has 10 candidates: uniform scores cost log(10) per task and request
+    uniform = len(spec.task_names) * math.log(10)
+    assert history["val_listwise_loss"][best] < uniform - 0.1
+    # the eval loss early stopping watches includes the weighted listwise term
+    assert history["val_ranking_loss"][best] > 0.5 * history["val_listwise_loss"][best]
+    assert result.eval_metrics["favorite_ndcg_at_10"] > 0.0
