@@ -125,3 +125,10 @@ def test_training_with_the_listwise_loss_learns_to_rank(synthetic_examples, spec
     # the eval loss early stopping watches includes the weighted listwise term
     assert history["val_ranking_loss"][best] > 0.5 * history["val_listwise_loss"][best]
     assert result.eval_metrics["favorite_ndcg_at_10"] > 0.0
+
+
+def test_a_train_split_too_large_for_memory_is_refused_before_training(synthetic_examples, tmp_path):
+    config = TrainerConfig.from_sources(json.dumps(TINY_CONFIG), {"listwise_weight": 0.1, "cache_max_rows": 100})
+    with pytest.raises(ValueError, match="more than cache_max_rows 100"):
+        train_and_export(synthetic_examples, tmp_path / "model", config)
+    assert not (tmp_path / "model").exists()
