@@ -111,6 +111,15 @@ class TrainerConfig(Settings):
     # makes the score the expected number of funnel steps (the graded relevance).
     score_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
     default_score_weights: dict[str, float] = Field(default_factory=dict)
+    # Listwise loss (docs/model.md, "Training: a listwise loss per request"): softmax cross-entropy
+    # of each task's logits within a request, labels normalized within the request (a request
+    # without a positive for the task adds nothing), averaged over the requests with a positive,
+    # weighted by task_loss_weights and added to the pointwise losses times listwise_weight. On
+    # (> 0), training batches are whole requests, shuffled by request. 0: off. A no-op (logged)
+    # on data without request groups.
+    listwise_weight: float = 0.0
+    # The tasks the listwise loss ranks (empty: every task).
+    listwise_tasks: list[str] = Field(default_factory=list)
     # -- training ------------------------------------------------------------
     learning_rate: float = 3e-3
     batch_size: int = 1024
@@ -178,6 +187,10 @@ class TrainerConfig(Settings):
             raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:
+            raise ValueError(f"listwise_weight must be a finite number >= 0, got {self.listwise_weight}")
+        if len(set(self.listwise_tasks)) != len(self.listwise_tasks):
+            raise ValueError(f"listwise_tasks names a task twice: {self.listwise_tasks}")
         if self.early_stopping_metric != LOSS_METRIC:
             try:
                 parse_metric(self.early_stopping_metric)

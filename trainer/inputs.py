@@ -8,15 +8,22 @@ the CPU cores training the model never wait on input::
     batches = make_dataset("work/examples", "train", spec, batch_size=1024, shuffle=True, seed=7)
     for batch in batches.take(1):
         batch["module_name"], batch["label_click"]
+
+With the listwise loss (``TrainerConfig.listwise_weight``) a batch must hold whole
+requests: :class:`RequestBatches` keeps a split's records in memory grouped by
+``request_id`` (extraction writes every row of a request into one shard, but not
+necessarily next to each other) and packs shuffled requests into batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
-from ranker_core.schema import FeatureSpec
+from ranker_core.schema import REQUEST_ID, FeatureSpec
 from trainer.distribute import shard_policy
 from trainer.examples import COMPRESSION, parse_features, shard_paths
 
@@ -56,3 +63,82 @@ def make_dataset(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = shard_policy(len(files))  # for multi-worker training
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def pack_requests(sizes: Sequence[int], batch_size: int) -> list[int]:
+    """The index of each batch's first request when requests, in order, fill batches of at most
+    ``batch_size`` rows; a request of more rows than that is a batch of its own (never split).
+
+    Example::
+
+        pack_requests([3, 4, 2, 9, 1], batch_size=6)   # [0, 1, 3, 4]: batches [3], [4, 2], [9], [1]
+    """
+    starts: list[int] = []
+    rows = 0
+    for index, size in enumerate(sizes):
+        if not starts or rows + size > batch_size:
+            starts.append(index)
+            rows = 0
+        rows += size
+    return starts
+
+
+class RequestBatches:
+    """The serialized records of one split, grouped by request, as batches of whole requests.
+
+    Every pass shuffles the order of the requests (seeded; a new order each pass)
+    and packs them, in that order, into batches of at most ``batch_size`` rows
+    (:func:`pack_requests`); a request larger than a batch is a batch of its own.
+    Without ``shuffle`` the requests come in ``request_id`` order, so a pass always
+    has :meth:`steps` batches; a shuffled pass packs to within a few batches of it.
+    The records stay in memory (like ``make_dataset``'s cache)::
+
+        requests = RequestBatches.read("work/examples", "train")
+        batches = requests.dataset(spec, batch_size=1024, shuffle=True, seed=7)
+        requests.steps(1024)   # batches in one unshuffled pass
+    """
+
+    def __init__(self, records: np.ndarray, request_ids: np.ndarray) -> None:
+        if not len(records):
+            raise ValueError("a split without examples has no requests to batch")
+        _, inverse, self.sizes = np.unique(request_ids, return_inverse=True, return_counts=True)
+        self.records = records[np.argsort(inverse, kind="stable")]  # the rows of a request are consecutive
+        self.starts = np.cumsum(self.sizes) - self.sizes
+
+    @classmethod
+    def read(cls, examples_dir: str | Path, split: str) -> RequestBatches:
+        """Every record of a split and its request id."""
+        description = {REQUEST_ID: tf.io.FixedLenFeature([], tf.string, default_value="")}
+        dataset = tf.data.TFRecordDataset(shard_paths(examples_dir, split), compression_type=COMPRESSION)
+        dataset = dataset.batch(8192).map(lambda batch: (batch, tf.io.parse_example(batch, description)[REQUEST_ID]))
+        records, request_ids = zip(*dataset.as_numpy_iterator(), strict=True)
+        return cls(np.concatenate(records), np.concatenate(request_ids))
+
+    def plan(self, batch_size: int, order: np.ndarray | None = None) -> list[np.ndarray]:
+        """The row indices of every batch, the requests taken in ``order`` (default: by request id)."""
+        order = np.arange(len(self.sizes)) if order is None else order
+        sizes = self.sizes[order]
+        offsets = np.cumsum(sizes) - sizes  # where each request starts in the pass
+        rows = np.repeat(self.starts[order] - offsets, sizes) + np.arange(len(self.records))
+        first_requests = pack_requests(sizes.tolist(), batch_size)
+        return np.split(rows, offsets[first_requests[1:]])
+
+    def steps(self, batch_size: int) -> int:
+        """Batches in one pass with the requests in ``request_id`` order."""
+        return len(pack_requests(self.sizes.tolist(), batch_size))
+
+    def dataset(self, spec: FeatureSpec, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+        """One pass of parsed batches of whole requests (every key of ``make_dataset``'s batches)."""
+        rng = np.random.default_rng(seed)
+
+        def batches() -> Iterator[np.ndarray]:
+            order = rng.permutation(len(self.sizes)) if shuffle else None
+            for rows in self.plan(batch_size, order):
+                yield self.records[rows]
+
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None], tf.string))
+        dataset = dataset.map(lambda batch: parse_features(batch, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        # No files to shard: workers share out the batches. Several replicas may split a batch (a request) by rows.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

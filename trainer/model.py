@@ -7,6 +7,7 @@
                                            v
            one logit per task (+ position tower's offset, training only; see trainer/position.py)
                               ──> tfrs.tasks.Ranking (weighted BCE, AUC) for training
+                                  (+ optional softmax loss per request, trainer/listwise.py)
                               ──> calibrated probability per task ──> per-module score
 
 Architectures (``docs/model.md`` compares them):
@@ -37,10 +38,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranker_core.schema import MODULE, POSITION, FeatureSpec, label_key
+from ranker_core.schema import MODULE, POSITION, REQUEST_ID, FeatureSpec, label_key
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
 from trainer.layers import Gate, ModuleAwareMLP, make_expert, mix_experts
+from trainer.listwise import ListwiseSoftmaxLoss, listwise_tasks
 from trainer.position import PositionBias, PositionBiasSettings, has_positions
 
 logger = logging.getLogger(__name__)
@@ -321,7 +323,8 @@ class RankerModel(tfrs.Model):
 
     ``call`` returns calibrated probabilities per task and ``score`` (what the
     exported signature serves); ``compute_loss`` trains on logits with the
-    per-task loss weights and positive-class weights.
+    per-task loss weights and positive-class weights, plus ``listwise_weight`` times
+    the softmax loss per request of the ``listwise_tasks`` when that is on.
 
     Example::
 
@@ -371,6 +374,11 @@ class RankerModel(tfrs.Model):
         self.scorer = RankingScore(self.task_names, config.score_weights, config.default_score_weights)
         # Keras reports the last batch's tfrs "loss" on eval; this mean over the epoch is what early stopping watches.
         self.loss_tracker = tf.keras.metrics.Mean(name="ranking_loss")
+        # Softmax cross-entropy per request for these tasks, weighted by listwise_weight (none: off).
+        self.listwise_tasks = listwise_tasks(spec, config)
+        if self.listwise_tasks:
+            self.listwise = ListwiseSoftmaxLoss()
+            self.listwise_tracker = tf.keras.metrics.Mean(name="listwise_loss")
 
     # -- forward passes --------------------------------------------------------
     def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
@@ -416,8 +424,20 @@ class RankerModel(tfrs.Model):
             sample_weight = 1.0 + (self.positive_weights[task] - 1.0) * labels
             per_example = ranking(labels=labels, predictions=logits[task][:, None], sample_weight=sample_weight)
             total += loss_weight * tf.nn.compute_average_loss(per_example)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self.listwise_tasks:
+            total += self.config.listwise_weight * self._listwise_loss(inputs, logits) / replicas
         # Under a multi-replica strategy each replica's loss is 1/replicas of the batch mean; report the mean.
-        self.loss_tracker.update_state(total * tf.distribute.get_strategy().num_replicas_in_sync)
+        self.loss_tracker.update_state(total * replicas)
+        return total
+
+    def _listwise_loss(self, inputs: Mapping[str, tf.Tensor], logits: Logits) -> tf.Tensor:
+        """Sum over the listwise tasks of task loss weight x mean softmax cross-entropy per request."""
+        total = tf.constant(0.0)
+        for task in self.listwise_tasks:
+            loss_weight = self.loss_weights[self.task_names.index(task)]
+            total += loss_weight * self.listwise(inputs[label_key(task)], logits[task], inputs[REQUEST_ID])
+        self.listwise_tracker.update_state(total)
         return total
 
     # -- introspection -----------------------------------------------------------

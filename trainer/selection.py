@@ -113,7 +113,10 @@ class RankingMetric(tf.keras.callbacks.Callback):
         self._predict = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._predict = tf.function(lambda batch: self.model(batch, training=False)[self._output])
+        # reduce_retracing: batches of whole requests (the listwise loss) vary in size; one trace serves them all
+        self._predict = tf.function(
+            lambda batch: self.model(batch, training=False)[self._output], reduce_retracing=True
+        )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:

@@ -7,8 +7,10 @@ custom job) and the ``train_mmoe`` pipeline component all call
     result = train_and_export("work/examples", "work/model", TrainerConfig(epochs=3))
     result.eval_metrics["click_auc"], result.gate_usage["weights"]["search"]["click"]
 
-Training reads the ``train`` split, early-stops on the mean ``eval`` loss or,
-with ``early_stopping_metric="ndcg@10"``, on the primary target's eval NDCG@10
+Training reads the ``train`` split (in batches of whole requests, shuffled by request,
+when ``listwise_weight`` adds the listwise loss: :class:`trainer.inputs.RequestBatches`),
+early-stops on the mean ``eval`` loss or, with ``early_stopping_metric="ndcg@10"``, on the
+primary target's eval NDCG@10
 (:mod:`trainer.selection`), restores the best epoch's weights, writes
 checkpoints and TensorBoard logs when asked, then exports the SavedModel, the gate diagnostics
 (``gate_usage.json``) and the metrics (``metrics.json``) into ``model_dir``.
@@ -31,7 +33,7 @@ import tensorflow as tf
 from ranker_core.schema import MODULE, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import export_model
-from trainer.inputs import make_dataset
+from trainer.inputs import RequestBatches, make_dataset
 from trainer.model import RankerModel, build_model
 from trainer.position import has_positions, positions_all_zero
 from trainer.progress import EpochReport
@@ -109,20 +111,12 @@ def train_and_export(
     if multi_worker:
         # Metric results are already all-reduced over the workers; Keras's default would add them up once more.
         model.distribute_reduction_method = "first"
-    train_rows, eval_rows = split_rows(examples_dir, "train", spec), split_rows(examples_dir, "eval", spec)
-    train = make_dataset(
-        examples_dir,
-        "train",
-        spec,
-        config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        cache=train_rows <= config.cache_max_rows,
-        shuffle_buffer=config.shuffle_buffer,
-    )
-    evaluation = make_dataset(examples_dir, "eval", spec, config.batch_size, cache=True)
+    train_rows = split_rows(examples_dir, "train", spec)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
-    train_steps, eval_steps = math.ceil(train_rows / config.batch_size), math.ceil(eval_rows / config.batch_size)
+    whole_requests = bool(model.listwise_tasks)  # the listwise loss needs batches of whole requests
+    (train, train_steps), (evaluation, eval_steps) = _input_batches(
+        examples_dir, spec, config, train_rows, whole_requests
+    )
     selection = Selection.resolve(config, spec)
     started = time.perf_counter()
     history = model.fit(
@@ -158,6 +152,45 @@ def train_and_export(
     write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
     logger.info("exported %s (best epoch %d of %d): %s", model_dir, best_epoch, epochs_trained, eval_metrics)
     return result
+
+
+Batches = tuple[tf.data.Dataset, int]  # one pass over a split, and its number of batches
+
+
+def _input_batches(
+    examples_dir: str, spec: FeatureSpec, config: TrainerConfig, train_rows: int, whole_requests: bool
+) -> tuple[Batches, Batches]:
+    """The train batches (shuffled each pass) and the eval batches, each with its steps per pass."""
+    if whole_requests:
+        return _request_batches(examples_dir, spec, config, train_rows)
+    train = make_dataset(
+        examples_dir,
+        "train",
+        spec,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        cache=train_rows <= config.cache_max_rows,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    evaluation = make_dataset(examples_dir, "eval", spec, config.batch_size, cache=True)
+    eval_rows = split_rows(examples_dir, "eval", spec)
+    return (train, math.ceil(train_rows / config.batch_size)), (evaluation, math.ceil(eval_rows / config.batch_size))
+
+
+def _request_batches(
+    examples_dir: str, spec: FeatureSpec, config: TrainerConfig, train_rows: int
+) -> tuple[Batches, Batches]:
+    """Batches of whole requests for the listwise loss; the train requests are shuffled each pass (seeded)."""
+    if train_rows > config.cache_max_rows:
+        raise ValueError(
+            f"listwise_weight {config.listwise_weight} batches whole requests from memory, but the train split has "
+            f"{train_rows} rows, more than cache_max_rows {config.cache_max_rows}"
+        )
+    size = config.batch_size
+    train, evaluation = RequestBatches.read(examples_dir, "train"), RequestBatches.read(examples_dir, "eval")
+    train_batches = train.dataset(spec, size, shuffle=True, seed=config.seed)
+    return (train_batches, train.steps(size)), (evaluation.dataset(spec, size), evaluation.steps(size))
 
 
 def _without_constant_positions(examples_dir: str, spec: FeatureSpec, config: TrainerConfig) -> TrainerConfig:
@@ -285,7 +318,9 @@ def gate_usage(model: RankerModel, batches: tf.data.Dataset) -> dict[str, Any]:
     entropy_sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     if experts:
-        gate_fn = tf.function(lambda features: model.logits_and_gates(features, training=False)[1])
+        gate_fn = tf.function(
+            lambda features: model.logits_and_gates(features, training=False)[1], reduce_retracing=True
+        )  # one trace for batches of any size
         for batch in batches:
             gates = gate_fn(batch)
             weights = np.stack([gates[task].numpy() for task in tasks], axis=1)  # (batch, tasks, experts)

@@ -1,0 +1,134 @@
+"""The listwise loss per request: the loss itself, batches of whole requests and a training run with it."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ranker_core.schema import REQUEST_ID
+from tests.conftest import synthetic_rows
+from tests.trainer.conftest import TINY_CONFIG
+from trainer.config import TrainerConfig
+from trainer.examples import write_shards
+from trainer.inputs import RequestBatches, pack_requests
+from trainer.listwise import ListwiseSoftmaxLoss, listwise_tasks
+from trainer.train import train_and_export
+
+# Three requests in one flat batch, their rows interleaved; "b" has no positive.
+REQUESTS = ["a", "b", "a", "c", "a", "b", "c"]
+LABELS = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+LOGITS = [2.0, 3.0, 0.0, 0.5, 1.0, -1.0, -0.5]
+
+
+def hand_cross_entropies() -> tuple[float, float]:
+    """Requests "a" and "c" by hand ("b" has no positive)."""
+    # a: logits (2, 0, 1), labels (1, 0, 1) -> targets (1/2, 0, 1/2)
+    log_norm_a = math.log(math.exp(2.0) + math.exp(0.0) + math.exp(1.0))
+    cross_entropy_a = -0.5 * (2.0 - log_norm_a) - 0.5 * (1.0 - log_norm_a)
+    # c: logits (0.5, -0.5), labels (1, 0) -> targets (1, 0)
+    cross_entropy_c = -(0.5 - math.log(math.exp(0.5) + math.exp(-0.5)))
+    return cross_entropy_a, cross_entropy_c
+
+
+def test_loss_equals_the_hand_computation_and_ignores_requests_without_a_positive():
+    logits = tf.Variable(LOGITS)
+    with tf.GradientTape() as tape:
+        loss = ListwiseSoftmaxLoss()(tf.constant(LABELS), logits, tf.constant(REQUESTS))
+    cross_entropy_a, cross_entropy_c = hand_cross_entropies()
+    assert float(loss) == pytest.approx((cross_entropy_a + cross_entropy_c) / 2, rel=1e-6)
+    gradient = tape.gradient(loss, logits).numpy()
+    assert gradient[[1, 5]].tolist() == [0.0, 0.0]  # request "b" contributes nothing
+    assert np.all(gradient[[0, 2, 3, 4, 6]] != 0.0)
+    losses, has_positive = ListwiseSoftmaxLoss.per_request(tf.constant(LABELS), logits, tf.constant(REQUESTS))
+    assert has_positive.numpy().tolist() == [True, False, True]  # a, b, c: order of first appearance
+    assert losses.numpy()[[0, 2]] == pytest.approx([cross_entropy_a, cross_entropy_c], rel=1e-6)
+
+
+def test_loss_is_zero_without_positives_and_stable_for_large_logits():
+    loss = ListwiseSoftmaxLoss()
+    assert float(loss(tf.zeros(3), tf.constant([1.0, 2.0, 3.0]), tf.constant(["a", "a", "b"]))) == 0.0
+    large = loss(tf.constant([0.0, 1.0]), tf.constant([1000.0, 0.0]), tf.constant(["a", "a"]))
+    assert float(large) == pytest.approx(1000.0)
+
+
+def test_listwise_tasks_follow_the_config_and_the_data(spec):
+    assert listwise_tasks(spec, TrainerConfig()) == []
+    assert listwise_tasks(spec, TrainerConfig(listwise_weight=0.1)) == list(spec.task_names)
+    assert listwise_tasks(spec, TrainerConfig(listwise_weight=0.1, listwise_tasks=["favorite"])) == ["favorite"]
+    assert listwise_tasks(dataclasses.replace(spec, has_groups=False), TrainerConfig(listwise_weight=0.1)) == []
+    with pytest.raises(ValueError, match=r"listwise_tasks names unknown task\(s\) \['favourite'\]"):
+        listwise_tasks(spec, TrainerConfig(listwise_weight=0.1, listwise_tasks=["favourite"]))
+
+
+def test_requests_fill_batches_in_order_and_a_large_one_is_a_batch_of_its_own():
+    assert pack_requests([3, 4, 2, 9, 1], batch_size=6) == [0, 1, 3, 4]
+    assert pack_requests([2, 2, 2], batch_size=6) == [0]
+    assert pack_requests([7], batch_size=6) == [0]
+
+
+@pytest.fixture(scope="module")
+def scattered_requests(tmp_path_factory, spec):
+    """A train split whose rows of a request are scattered over the shard; one request is larger than a batch."""
+    rows = synthetic_rows(12, candidates=5, seed=3) + synthetic_rows(1, candidates=30, seed=4)
+    order = np.random.default_rng(0).permutation(len(rows))
+    folder = tmp_path_factory.mktemp("scattered")
+    write_shards([rows[i] for i in order], folder, "train", spec)
+    sizes: dict[str, int] = {}
+    for row in rows:
+        sizes[row[REQUEST_ID]] = sizes.get(row[REQUEST_ID], 0) + 1
+    return folder, sizes
+
+
+def one_pass(dataset: tf.data.Dataset) -> list[list[str]]:
+    return [[value.decode() for value in batch[REQUEST_ID].numpy()] for batch in dataset]
+
+
+def test_batches_hold_whole_requests(scattered_requests, spec):
+    folder, sizes = scattered_requests
+    dataset = RequestBatches.read(folder, "train").dataset(spec, batch_size=12, shuffle=True, seed=7)
+    first, second = one_pass(dataset), one_pass(dataset)
+    for batches in (first, second):
+        seen: list[str] = []
+        for batch in batches:
+            counts = {request: batch.count(request) for request in set(batch)}
+            assert all(counts[request] == sizes[request] for request in counts), "a request was split"
+            assert len(batch) <= 12 or len(counts) == 1, "only a request larger than a batch may exceed it, alone"
+            seen += list(counts)
+        assert sorted(seen) == sorted(sizes), "every request once per pass"
+    assert any(len(batch) == 30 for batch in first)
+    assert [sorted(set(b)) for b in first] != [sorted(set(b)) for b in second], "each pass reshuffles"
+    again = RequestBatches.read(folder, "train").dataset(spec, batch_size=12, shuffle=True, seed=7)
+    assert one_pass(again) == first, "the same seed gives the same batches"
+
+
+def test_unshuffled_batches_take_the_planned_steps(scattered_requests, spec):
+    folder, sizes = scattered_requests
+    requests = RequestBatches.read(folder, "train")
+    batches = one_pass(requests.dataset(spec, batch_size=12))
+    assert len(batches) == requests.steps(12)
+    assert sorted(r for batch in batches for r in batch) == sorted(r for r, n in sizes.items() for _ in range(n))
+
+
+@pytest.mark.slow
+def test_training_with_the_listwise_loss_learns_to_rank(synthetic_examples, spec, tmp_path):
+    config = TrainerConfig.from_sources(json.dumps(TINY_CONFIG), {"epochs": 3, "listwise_weight": 0.5})
+    result = train_and_export(synthetic_examples, tmp_path / "model", config)
+    history = result.history
+    assert {"listwise_loss", "val_listwise_loss"} <= set(history)
+    best = result.best_epoch - 1
+    # every synthetic request has 10 candidates: uniform scores cost log(10) per task and request
+    uniform = len(spec.task_names) * math.log(10)
+    assert history["val_listwise_loss"][best] < uniform - 0.1
+    # the eval loss early stopping watches includes the weighted listwise term
+    assert history["val_ranking_loss"][best] > 0.5 * history["val_listwise_loss"][best]
+    assert result.eval_metrics["favorite_ndcg_at_10"] > 0.0
+
+
+def test_a_train_split_too_large_for_memory_is_refused_before_training(synthetic_examples, tmp_path):
+    config = TrainerConfig.from_sources(json.dumps(TINY_CONFIG), {"listwise_weight": 0.1, "cache_max_rows": 100})
+    with pytest.raises(ValueError, match="more than cache_max_rows 100"):
+        train_and_export(synthetic_examples, tmp_path / "model", config)
+    assert not (tmp_path / "model").exists()
