@@ -16,6 +16,8 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality --impressions 200000 --seeds 0 --worlds marketplace
     python -m benchmarks.bench_quality --model-config '{"embedding_l2": 1.0}' --work-dir /tmp/q_l2
     python -m benchmarks.bench_quality --peers                            # no network peers
+    python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
+        # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
@@ -47,6 +49,7 @@ from ranker_core.step_configs import ARCHITECTURES
 TARGETS = ("click", "favorite", "add_to_cart", "purchase")
 REFERENCES = ("gbdt_per_module", "gbdt_global", "random", "oracle_position_free")
 NETWORK_PEERS = ("shared_bottom", "dcn")
+DEFAULT_PEER = "mmoe_default"  # --against-default: the default configuration's MMoE, scored as a peer
 PEER_ARCHITECTURES = tuple(name for name in ARCHITECTURES if name != "mmoe")
 # The candidate's row of the evaluation: both paired lifts with their 95% CIs, and the share of the oracle gap.
 LIFT_KEYS = (
@@ -175,18 +178,30 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
         models[name] = root / f"{name}-{_slug(args.model_config)}"
         if not (models[name] / "saved_model.pb").exists():
             train_and_export(examples, models[name], TrainerConfig.from_sources(args.model_config, overrides))
+    peers = _peers(args)
+    if DEFAULT_PEER in peers:
+        models[DEFAULT_PEER] = root / "mmoe-default"  # the folder a run without --model-config trains
+        if not (models[DEFAULT_PEER] / "saved_model.pb").exists():
+            train_and_export(examples, models[DEFAULT_PEER], TrainerConfig.from_sources("{}", {"seed": seed}))
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
         train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)
     result = evaluate(
-        EvaluationConfig(compare_with=tuple(args.peers)),
+        EvaluationConfig(compare_with=tuple(peers)),
         examples,
         models,
         baseline_dir,
         root / f"report-{_slug(args.model_config)}",
         oracle_uri=str(data / "oracle"),
     )
-    return summarise(result, args.peers)
+    return summarise(result, peers)
+
+
+def _peers(args: argparse.Namespace) -> list[str]:
+    """The models the MMoE is compared with besides the GBDTs: the network peers, and the default MMoE for a
+    variant run with ``--against-default``."""
+    variant = _slug(args.model_config) != "default"
+    return [*args.peers, *([DEFAULT_PEER] if args.against_default and variant else [])]
 
 
 def _slug(model_config: str) -> str:
@@ -276,17 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", nargs="*", default=list(NETWORK_PEERS), choices=PEER_ARCHITECTURES, help="network peers"
     )
+    parser.add_argument(
+        "--against-default", action="store_true", help=f"with --model-config: the default MMoE as peer {DEFAULT_PEER}"
+    )
     args = parser.parse_args(argv)
+    peers = _peers(args)
     results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
     slug = _slug(args.model_config)
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
-    record["peers"] = list(args.peers)
+    record["peers"] = peers
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     print(f"{args.impressions:,} impressions per run; model config {args.model_config}; {record['cpu']}")
     for world, runs in results.items():
-        print("\n".join(table(world, runs, args.peers)) + "\n")
+        print("\n".join(table(world, runs, peers)) + "\n")
     print(f"written to {out}")
     return 0
 
