@@ -34,6 +34,8 @@ LOSS_METRIC = "loss"
 # How the baseline treats hashed (high-cardinality id) features: left out, or hashed into a categorical.
 HashedPolicy = Literal["drop", "hash"]
 TaskObjective = Literal["binary", "lambdarank"]
+# Explicit feature crosses next to the concatenated features: none, or DLRM's pairwise dot products.
+FeatureInteraction = Literal["none", "dot"]
 
 
 class TrainerConfig(Settings):
@@ -60,6 +62,11 @@ class TrainerConfig(Settings):
     tower_units: list[int] = Field(default_factory=lambda: [16])
     # Width of every embedding: categorical, hashed, list tokens, quantile buckets, PWL projections.
     embedding_dim: int = 8
+    # "dot": every pairwise dot product of the string features' embeddings (user and item ids,
+    # shop, categories, tags, ...) joins the features every expert, gate and tower reads, as in
+    # DLRM (tfrs DotInteraction): an MLP learns a user x item dot product poorly (Rendle et al.,
+    # 2020). "none": the concatenated features only (docs/model.md, "Feature interactions").
+    feature_interaction: FeatureInteraction = "none"
     # Width of the module_name embedding concatenated into every expert, gate and tower layer.
     module_embedding_dim: int = 8
     # Share of training examples whose module is replaced by the OOV bucket, so an

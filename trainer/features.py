@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
 
@@ -340,7 +341,10 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     Layout: the numeric block of :class:`FusedNumericEncoder` (its
     ``output_columns`` locate each feature), then each string feature's
-    embedding in spec order.
+    embedding in spec order, then with ``interaction="dot"`` the dot product of
+    every pair of string embeddings (DLRM's interaction, ``tfrs`` ``DotInteraction``:
+    ``n * (n - 1) / 2`` columns for ``n`` string features), so a user x item
+    affinity is one column instead of something an MLP must learn to multiply.
 
     Example::
 
@@ -356,11 +360,14 @@ class FeatureEncoder(tf.keras.layers.Layer):
         oov_buckets: int = 1,
         embedding_l2: float = 0.0,
         max_hash_buckets: int | None = None,
+        interaction: str = "none",
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
         if not spec.features:
             raise ValueError("the feature spec has no features")
+        if interaction not in ("none", "dot"):
+            raise ValueError(f"feature interaction must be 'none' or 'dot', got {interaction!r}")
         numeric = [feature for feature in spec.features if feature.kind == "numeric"]
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
         self.strings = [
@@ -368,12 +375,18 @@ class FeatureEncoder(tf.keras.layers.Layer):
             for feature in spec.features
             if feature.is_string
         ]
+        pairs = len(self.strings) * (len(self.strings) - 1) // 2
+        self.interaction = tfrs.layers.feature_interaction.DotInteraction() if interaction == "dot" and pairs else None
         self.output_width = sum(encoder.output_width for encoder in self.strings)
         self.output_width += self.numeric.output_width if self.numeric else 0
+        self.output_width += pairs if self.interaction else 0
 
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        embeddings = [encoder(features[encoder.feature.name]) for encoder in self.strings]
         blocks = [self.numeric(features)] if self.numeric else []
-        blocks += [encoder(features[encoder.feature.name]) for encoder in self.strings]
+        blocks += embeddings
+        if self.interaction is not None:
+            blocks.append(self.interaction(embeddings))
         return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=1)
 
 

@@ -349,6 +349,7 @@ class RankerModel(tfrs.Model):
             config.oov_buckets,
             config.embedding_l2,
             config.max_hash_buckets,
+            config.feature_interaction,
         )
         self.module_embedding = (
             ModuleEmbedding(

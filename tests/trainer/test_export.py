@@ -37,7 +37,8 @@ def test_signature_takes_one_rank1_tensor_per_raw_feature(ranker, spec):
     assert ranker.task_names == spec.task_names
 
 
-def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tmp_path):
+@pytest.mark.parametrize("interaction", ["none", "dot"])
+def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tmp_path, interaction):
     # names TensorFlow must sanitize as signature arguments still arrive under the spec's names
     spec = FeatureSpec.from_dict(spec.to_dict())
     spec.features += [
@@ -46,7 +47,9 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
     ]
     rows = len(raw_batch["module_name"])
     batch = {**raw_batch, "item-price.usd": np.linspace(-3, 3, rows), "shop/name": np.array(["a", "b"] * (rows // 2))}
-    config = TrainerConfig(**{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}})
+    config = TrainerConfig(
+        **{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}, "feature_interaction": interaction}
+    )
     model = build_model(spec, config)
     export_model(model, str(tmp_path))
     ranker = load_ranker(tmp_path)

@@ -186,3 +186,25 @@ def test_held_out_and_untrained_modules_are_left_to_the_oov_bucket(spec):
     spec.held_out_module = "search"
     spec.splits["train"] = SplitStats(rows=10, rows_per_module={"home_feed": 10, "item_page": 0})
     assert trained_modules(spec) == ["home_feed"]
+
+
+def test_dot_interaction_appends_every_pairwise_dot_product_of_the_string_embeddings(spec, raw_batch):
+    inputs = {name: tf.constant(values) for name, values in raw_batch.items()}
+    plain = FeatureEncoder(spec, embedding_dim=4)
+    crossed = FeatureEncoder(spec, embedding_dim=4, interaction="dot")
+    plain(inputs), crossed(inputs)
+    crossed.set_weights(plain.get_weights())  # DotInteraction has no weights: the same embeddings
+    base, out = plain(inputs).numpy(), crossed(inputs).numpy()
+    strings = len(plain.strings)
+    assert strings >= 2 and out.shape == (12, crossed.output_width)
+    assert crossed.output_width == plain.output_width + strings * (strings - 1) // 2
+    np.testing.assert_allclose(out[:, : plain.output_width], base)  # the features themselves are unchanged
+    embeddings = [encoder(inputs[encoder.feature.name]).numpy() for encoder in plain.strings]
+    expected = [np.sum(embeddings[i] * embeddings[j], axis=1) for i in range(strings) for j in range(i)]
+    crosses, expected = np.sort(out[:, plain.output_width :], axis=1), np.sort(np.stack(expected, 1), axis=1)
+    np.testing.assert_allclose(crosses, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_feature_interaction_is_a_clear_error(spec):
+    with pytest.raises(ValueError, match="feature interaction must be 'none' or 'dot', got 'fm'"):
+        FeatureEncoder(spec, embedding_dim=4, interaction="fm")
