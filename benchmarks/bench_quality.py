@@ -15,6 +15,7 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality                                    # both worlds, seeds 0 1 2, 1M each
     python -m benchmarks.bench_quality --impressions 200000 --seeds 0 --worlds marketplace
     python -m benchmarks.bench_quality --model-config '{"embedding_l2": 1.0}' --work-dir /tmp/q_l2
+    python -m benchmarks.bench_quality --worlds curated --impressions-per-user 400   # 4x the history per user
     python -m benchmarks.bench_quality --peers                            # no network peers
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
@@ -139,9 +140,11 @@ class World:
     history_strength: float = 1.0
     policy_noise: float = 2.0
 
-    def config(self, impressions: int, seed: int) -> SimulatorConfig:
+    def config(self, impressions: int, seed: int, impressions_per_user: int = 0) -> SimulatorConfig:
+        """The world at ``impressions``; ``impressions_per_user`` sets the users (0: the simulator's 1 per 100)."""
         return SimulatorConfig(
             n_impressions=impressions,
+            n_users=impressions // impressions_per_user if impressions_per_user else None,
             seed=seed,
             modules=dict(self.modules),
             history_strength=self.history_strength,
@@ -166,10 +169,11 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     from trainer.train import train_and_export
 
     world = WORLDS[world_name]
-    root = Path(args.work_dir) / f"{world_name}-{args.impressions}-seed{seed}"
+    per_user = f"-{args.impressions_per_user}peruser" if args.impressions_per_user else ""
+    root = Path(args.work_dir) / f"{world_name}-{args.impressions}{per_user}-seed{seed}"
     data, examples = root / "sim", root / "examples"
     if not (data / "impressions").is_dir():
-        simulate(world.config(args.impressions, seed), str(data))
+        simulate(world.config(args.impressions, seed, args.impressions_per_user), str(data))
     if not (examples / "feature_spec.json").exists():
         extract_features(ExtractionConfig(str(data / "impressions"), "simulator", str(examples), world.held_out_module))
     models = {}
@@ -286,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS), help="worlds (all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="simulator and model seeds (0 1 2)")
     parser.add_argument("--impressions", type=int, default=1_000_000, help="simulated impressions per run (1000000)")
+    parser.add_argument(
+        "--impressions-per-user",
+        type=int,
+        default=0,
+        help="users = impressions / this: how much history each user has (0: the simulator's 100)",
+    )
     parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
     parser.add_argument("--work-dir", default="/tmp/bench_quality", help="where data, models and the JSON go")
     parser.add_argument(
@@ -301,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
+    record["impressions_per_user"] = args.impressions_per_user or None
     record["peers"] = peers
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
-    print(f"{args.impressions:,} impressions per run; model config {args.model_config}; {record['cpu']}")
+    per_user = f" ({args.impressions_per_user} per user)" if args.impressions_per_user else ""
+    print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; {record['cpu']}")
     for world, runs in results.items():
         print("\n".join(table(world, runs, peers)) + "\n")
     print(f"written to {out}")
