@@ -36,6 +36,7 @@ HashedPolicy = Literal["drop", "hash"]
 TaskObjective = Literal["binary", "lambdarank"]
 # Explicit feature crosses next to the concatenated features: none, or DLRM's pairwise dot products.
 FeatureInteraction = Literal["none", "dot"]
+FEATURE_INTERACTIONS: tuple[str, ...] = typing.get_args(FeatureInteraction)
 
 
 class TrainerConfig(Settings):

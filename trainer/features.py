@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
+from ranker_core.step_configs import FEATURE_INTERACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -366,8 +367,9 @@ class FeatureEncoder(tf.keras.layers.Layer):
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
         if not spec.features:
             raise ValueError("the feature spec has no features")
-        if interaction not in ("none", "dot"):
-            raise ValueError(f"feature interaction must be 'none' or 'dot', got {interaction!r}")
+        if interaction not in FEATURE_INTERACTIONS:
+            choices = " or ".join(repr(choice) for choice in FEATURE_INTERACTIONS)
+            raise ValueError(f"feature interaction must be {choices}, got {interaction!r}")
         numeric = [feature for feature in spec.features if feature.kind == "numeric"]
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
         self.strings = [
