@@ -19,6 +19,9 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality --peers                            # no network peers
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
+    python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \
+        --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
+        # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
@@ -170,12 +173,14 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
 
     world = WORLDS[world_name]
     per_user = f"-{args.impressions_per_user}peruser" if args.impressions_per_user else ""
-    root = Path(args.work_dir) / f"{world_name}-{args.impressions}{per_user}-seed{seed}"
-    data, examples = root / "sim", root / "examples"
+    shipped = Path(args.work_dir) / f"{world_name}-{args.impressions}{per_user}-seed{seed}"  # the shipped spec's
+    root = shipped if args.history == "{}" else shipped.with_name(f"{shipped.name}-history-{_slug(args.history)}")
+    data, examples = shipped / "sim", root / "examples"
     if not (data / "impressions").is_dir():
         simulate(world.config(args.impressions, seed, args.impressions_per_user), str(data))
     if not (examples / "feature_spec.json").exists():
-        extract_features(ExtractionConfig(str(data / "impressions"), "simulator", str(examples), world.held_out_module))
+        spec = dataset_spec(args.history, root)
+        extract_features(ExtractionConfig(str(data / "impressions"), spec, str(examples), world.held_out_module))
     models = {}
     for name in ("mmoe", *args.peers):  # a peer: the same settings with its own architecture
         overrides = {"seed": seed} if name == "mmoe" else {"seed": seed, "architecture": name}
@@ -184,9 +189,16 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
             train_and_export(examples, models[name], TrainerConfig.from_sources(args.model_config, overrides))
     peers = _peers(args)
     if DEFAULT_PEER in peers:
-        models[DEFAULT_PEER] = root / "mmoe-default"  # the folder a run without --model-config trains
+        models[DEFAULT_PEER] = shipped / "mmoe-default"  # the folder a run without --model-config trains
         if not (models[DEFAULT_PEER] / "saved_model.pb").exists():
-            train_and_export(examples, models[DEFAULT_PEER], TrainerConfig.from_sources("{}", {"seed": seed}))
+            shipped_examples = shipped / "examples"
+            if not (shipped_examples / "feature_spec.json").exists():
+                extract_features(
+                    ExtractionConfig(
+                        str(data / "impressions"), "simulator", str(shipped_examples), world.held_out_module
+                    )
+                )
+            train_and_export(shipped_examples, models[DEFAULT_PEER], TrainerConfig.from_sources("{}", {"seed": seed}))
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
         train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)
@@ -201,10 +213,25 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     return summarise(result, peers)
 
 
+def dataset_spec(history: str, root: Path) -> str:
+    """The simulator's spec, or with ``history`` (JSON) merged into its `history` section, written under ``root``."""
+    if history == "{}":
+        return "simulator"
+    import yaml
+
+    from components.data.spec import SPECS_DIR
+
+    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+    spec["history"].update(json.loads(history))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_spec.yaml").write_text(yaml.safe_dump(spec))
+    return str(root / "dataset_spec.yaml")
+
+
 def _peers(args: argparse.Namespace) -> list[str]:
     """The models the MMoE is compared with besides the GBDTs: the network peers, and the default MMoE for a
     variant run with ``--against-default``."""
-    variant = _slug(args.model_config) != "default"
+    variant = _slug(args.model_config) != "default" or args.history != "{}"
     return [*args.peers, *([DEFAULT_PEER] if args.against_default and variant else [])]
 
 
@@ -297,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         help="users = impressions / this: how much history each user has (0: the simulator's 100)",
     )
     parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
+    parser.add_argument(
+        "--history", default="{}", help="the simulator spec's `history` section updated with this JSON (default: {})"
+    )
     parser.add_argument("--work-dir", default="/tmp/bench_quality", help="where data, models and the JSON go")
     parser.add_argument(
         "--peers", nargs="*", default=list(NETWORK_PEERS), choices=PEER_ARCHITECTURES, help="network peers"
@@ -307,15 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     peers = _peers(args)
     results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
-    slug = _slug(args.model_config)
+    slug = _slug(args.model_config) + ("" if args.history == "{}" else f"-history-{_slug(args.history)}")
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
+    record["history"] = args.history
     record["impressions_per_user"] = args.impressions_per_user or None
     record["peers"] = peers
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     per_user = f" ({args.impressions_per_user} per user)" if args.impressions_per_user else ""
-    print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; {record['cpu']}")
+    print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; "
+          f"history {args.history}; {record['cpu']}")  # fmt: skip
     for world, runs in results.items():
         print("\n".join(table(world, runs, peers)) + "\n")
     print(f"written to {out}")

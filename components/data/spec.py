@@ -125,6 +125,23 @@ class FeaturesSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class SequenceSpec:
+    """The user's recent positives of one task as a list feature: the values of ``column`` (the
+    listing, its shop, its category, ...) of the last ``length`` impressions of the user with a
+    positive ``task`` label strictly before each impression, most recent first."""
+
+    task: str
+    column: str
+    length: int = 20
+    max_size: int = VocabularySpec.max_size  # the list feature's vocabulary, chosen on the train split
+    min_count: int = VocabularySpec.min_count
+
+    @property
+    def feature(self) -> str:
+        return f"{HISTORY_PREFIX}user_recent_{self.task}_{self.column}"
+
+
+@dataclasses.dataclass(frozen=True)
 class HistorySpec:
     """Point-in-time aggregates: engagement before each impression, per entity.
 
@@ -134,6 +151,8 @@ class HistorySpec:
     ``item_features`` and ``user_features`` are raw feature columns that belong to
     the item (its category, price, ...) or the user: the feature store keeps their
     latest value with the entity's history, so a request sends the ids only.
+    ``sequences`` are the user's behaviour sequences (:class:`SequenceSpec`), list
+    features kept with the user's history.
     """
 
     entities: tuple[str, ...] = ()
@@ -143,6 +162,7 @@ class HistorySpec:
     prior_strength: float = 10.0  # pseudo-impressions of the smoothing prior
     item_features: tuple[str, ...] = ()
     user_features: tuple[str, ...] = ()
+    sequences: tuple[SequenceSpec, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -212,6 +232,7 @@ class DatasetSpec:
         roles = [value for value in dataclasses.asdict(self.columns).values() if value]
         label_columns = [column for task in self.tasks for column in task.columns]
         history = [*self.history.entities, *self.history.user_by, *(c for pair in self.history.match for c in pair)]
+        history += [sequence.column for sequence in self.history.sequences]
         return tuple(dict.fromkeys([*roles, *label_columns, *self.features.columns, *history]))
 
     def role_names(self) -> dict[str, str]:
@@ -403,7 +424,20 @@ def _history(data: Any, problems: list[str]) -> HistorySpec:
         prior_strength=float(fields.get("prior_strength", 10.0)),
         item_features=tuple(str(column) for column in fields.get("item_features") or ()),
         user_features=tuple(str(column) for column in fields.get("user_features") or ()),
+        sequences=tuple(_sequence(index, entry, problems) for index, entry in enumerate(fields.get("sequences") or ())),
     )
+
+
+def _sequence(index: int, data: Any, problems: list[str]) -> SequenceSpec:
+    where = f"history.sequences[{index}]"
+    fields = _fields(data, SequenceSpec, where, problems)
+    if "task" not in fields or "column" not in fields:
+        problems.append(f"{where}: needs `task` and `column`")
+    sequence = SequenceSpec(**{"task": "", "column": "", **fields})
+    if not all(isinstance(getattr(sequence, name), int) and getattr(sequence, name) >= 1
+               for name in ("length", "max_size", "min_count")):  # fmt: skip
+        problems.append(f"{where}: length, max_size and min_count must be integers of at least 1")
+    return sequence
 
 
 def _split(data: Any, problems: list[str], has_time: bool) -> SplitSpec:
@@ -438,6 +472,30 @@ def _stored_feature_problems(spec: DatasetSpec, kinds: dict[str, str]) -> list[s
         problems.append("history.item_features: needs the item id column in history.entities")
     if history.user_features and not (history.user and spec.columns.user_id):
         problems.append("history.user_features: needs the user's history (columns.user_id and `user: true`)")
+    return problems + _sequence_problems(spec, kinds)
+
+
+def _sequence_problems(spec: DatasetSpec, kinds: dict[str, str]) -> list[str]:
+    """A sequence needs the user's history, a task of the spec and a string column (an id or a category)."""
+    history, problems = spec.history, []
+    if history.sequences and not (history.user and spec.columns.user_id):
+        problems.append("history.sequences: needs the user's history (columns.user_id and `user: true`)")
+    for index, sequence in enumerate(history.sequences):
+        where = f"history.sequences[{index}]"
+        if sequence.task and sequence.task not in spec.task_names:
+            problems.append(f"{where}: task {sequence.task!r} is not one of {', '.join(spec.task_names)}")
+        if (
+            sequence.column
+            and kinds.get(sequence.column) not in ("categorical", "hashed")
+            and (sequence.column != spec.columns.item_id)
+        ):
+            problems.append(
+                f"{where}: column {sequence.column!r} is not the item id or a categorical or hashed feature"
+            )
+    features = [sequence.feature for sequence in history.sequences]
+    problems += [
+        f"history.sequences: two sequences are {name!r}" for name in sorted(set(features)) if features.count(name) > 1
+    ]
     return problems
 
 

@@ -11,29 +11,38 @@ not visible, so a request never sees its own labels or anything later::
 Rates are Bayesian-smoothed toward a prior that is itself point-in-time: the
 global rate of every event before the impression (:class:`Timeline`), with a
 Laplace start so the first impressions get 0.5 instead of a division by zero.
+
+The user's behaviour sequences (``history.sequences``) follow the same rule: the
+values of the user's last positives strictly before the impression, most recent
+first, joined as a list feature::
+
+    recent_positives(keys, timestamps, positive, values, length=20)   # ["l7|l3", "", ...]
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from components.data.spec import HISTORY_PREFIX, DatasetSpec
+from components.data.spec import HISTORY_PREFIX, DatasetSpec, SequenceSpec
 from ranker_core.feature_store import MATCH_PREFIX
-from ranker_core.schema import MODULE, TIMESTAMP, label_key
+from ranker_core.schema import LIST_SEPARATOR, MODULE, TIMESTAMP, label_key
 
 
 @dataclasses.dataclass(frozen=True)
 class Entity:
-    """A history key: one or more raw columns, and the name its features carry."""
+    """A history key: one or more raw columns, the name its features carry, and (the user) its sequences."""
 
     name: str
     columns: tuple[str, ...]
+    sequences: tuple[SequenceSpec, ...] = ()
 
     def feature_names(self, tasks: tuple[str, ...]) -> list[str]:
-        return [self.count_feature, *(self.rate_feature(task) for task in tasks)]
+        rates = [self.count_feature, *(self.rate_feature(task) for task in tasks)]
+        return rates + [sequence.feature for sequence in self.sequences]
 
     @property
     def count_feature(self) -> str:
@@ -47,7 +56,11 @@ def history_entities(spec: DatasetSpec) -> list[Entity]:
     """The entities a spec asks history for: item-side columns, the user overall and per column."""
     if not spec.history_enabled:
         return []
-    return [Entity(name, columns) for name, columns in spec.history.entity_keys(spec.columns.user_id)]
+    sequences = {"user": spec.history.sequences}
+    return [
+        Entity(name, columns, sequences.get(name, ()))
+        for name, columns in spec.history.entity_keys(spec.columns.user_id)
+    ]
 
 
 def match_features(spec: DatasetSpec) -> dict[str, tuple[str, str]]:
@@ -95,6 +108,61 @@ def prior_events(keys: np.ndarray, timestamps: np.ndarray, labels: np.ndarray) -
     counts[order] = block_start - key_start
     positives[order] = cumulative[block_start] - cumulative[key_start]
     return counts, positives
+
+
+def recent_positives(
+    keys: np.ndarray, timestamps: np.ndarray, positive: np.ndarray, values: np.ndarray, length: int
+) -> list[str]:
+    """Per row, the ``values`` of the last ``length`` positive rows of its key STRICTLY before its
+    timestamp, most recent first, joined by ``LIST_SEPARATOR`` ("" when there are none).
+
+    Positives at one timestamp are ordered by value, so the result does not depend on row order.
+
+    Example::
+
+        recent_positives(np.array([0, 0, 0, 0]), np.array([1, 2, 2, 3]), np.array([1, 1, 0, 0]),
+                         np.array(["a", "b", "c", "d"]), length=5)
+        # ["", "a", "a", "b|a"]
+    """
+    values = np.asarray(values).astype(str)
+    positive = positive.astype(bool) & (values != "")  # an empty value is no token
+    order = np.lexsort((values, timestamps, keys))
+    sorted_keys, sorted_times = keys[order], timestamps[order]
+    index = np.arange(len(keys))
+    new_key = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if len(keys) else np.zeros(0, bool)
+    new_block = new_key.copy()
+    new_block[1:] |= sorted_times[1:] != sorted_times[:-1]
+    key_start = np.maximum.accumulate(np.where(new_key, index, 0))
+    block_start = np.maximum.accumulate(np.where(new_block, index, 0))
+    positives_before = np.r_[0, np.cumsum(positive[order])]  # positives at sorted positions < i
+    positive_values = values[order][positive[order]]
+    first, stop = positives_before[key_start], positives_before[block_start]
+    joined: dict[tuple[int, int], str] = {}  # one string per (key, timestamp) block
+    result = [""] * len(keys)
+    for row, low, high in zip(order.tolist(), np.maximum(first, stop - length).tolist(), stop.tolist(), strict=True):
+        if high > low:
+            if (low, high) not in joined:
+                joined[(low, high)] = LIST_SEPARATOR.join(positive_values[low:high][::-1])
+            result[row] = joined[(low, high)]
+    return result
+
+
+def sequence_at(frame: pd.DataFrame, columns: tuple[str, ...], sequence: SequenceSpec, cutoff: int) -> pd.Series:
+    """Each key's sequence as of ``cutoff`` (later than every row of ``frame``), indexed by the key:
+    what :func:`recent_positives` gives an impression of that key at ``cutoff``."""
+    label = label_key(sequence.task)
+    keys = frame[list(columns)].drop_duplicates()
+    probes = keys.assign(**{TIMESTAMP: cutoff, label: 0, sequence.column: ""})
+    rows = pd.concat([frame[[*columns, TIMESTAMP, label, sequence.column]], probes], ignore_index=True)
+    values = recent_positives(
+        entity_codes(rows, columns),
+        rows[TIMESTAMP].to_numpy(dtype=np.int64),
+        rows[label].to_numpy(dtype=np.int64),
+        rows[sequence.column].to_numpy(),
+        sequence.length,
+    )
+    index = pd.MultiIndex.from_frame(keys) if len(columns) > 1 else pd.Index(keys[columns[0]])
+    return pd.Series(values[len(frame) :], index=index, dtype=object)
 
 
 def smoothed_rates(
@@ -194,8 +262,13 @@ def entity_history(
     """The entity's point-in-time features for every row of ``frame`` (all rows of any key in it)."""
     timestamps = frame[TIMESTAMP].to_numpy(dtype=np.int64)
     labels = frame[[label_key(task) for task in tasks]].to_numpy(dtype=np.int64)
-    counts, positives = prior_events(entity_codes(frame, entity.columns), timestamps, labels)
+    keys = entity_codes(frame, entity.columns)
+    counts, positives = prior_events(keys, timestamps, labels)
     rates = smoothed_rates(counts, positives, timeline.prior_rates(timestamps), prior_strength)
-    features = {entity.count_feature: counts.astype(np.float64)}
+    features: dict[str, Any] = {entity.count_feature: counts.astype(np.float64)}
     features.update({entity.rate_feature(task): rates[:, i] for i, task in enumerate(tasks)})
+    for sequence in entity.sequences:
+        positive = frame[label_key(sequence.task)].to_numpy(dtype=np.int64)
+        values = frame[sequence.column].to_numpy()
+        features[sequence.feature] = recent_positives(keys, timestamps, positive, values, sequence.length)
     return pd.DataFrame(features, index=frame.index)

@@ -215,6 +215,10 @@ class ExtractionPlan:
         for entity in self.entities:
             columns.append(FeatureColumn(entity.count_feature, "numeric", transform="log1p"))
             columns += [FeatureColumn(entity.rate_feature(task), "numeric") for task in self.spec.task_names]
+            columns += [
+                FeatureColumn(sequence.feature, "list", max_vocabulary=sequence.max_size, min_count=sequence.min_count)
+                for sequence in entity.sequences
+            ]
         columns += [FeatureColumn(name, "numeric") for name in match_feature_columns(self.spec)]
         return columns
 
@@ -302,7 +306,10 @@ def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[t
     for entity in plan.entities:
         hashes = pd.util.hash_pandas_object(frame[list(entity.columns)], index=False).to_numpy()
         shards = (hashes % np.uint64(plan.num_shards)).astype(np.int64)
-        columns = dict.fromkeys([UID, SHARD, TIMESTAMP, *labels, *entity.columns, *stored_columns(entity, plan.spec)])
+        sequence_columns = [sequence.column for sequence in entity.sequences]
+        columns = dict.fromkeys(
+            [UID, SHARD, TIMESTAMP, *labels, *entity.columns, *stored_columns(entity, plan.spec), *sequence_columns]
+        )
         subset = frame[list(columns)]
         for shard in np.unique(shards):
             yield (entity.name, int(shard)), subset[shards == shard]

@@ -4,7 +4,8 @@ Extraction writes, beside the examples, one Parquet table per history entity
 (``<examples>/entities/<entity>.parquet``: the key columns, the entity's
 ``hist_*`` features computed from every event strictly before the cutoff, its
 stored raw features (``history.item_features`` / ``user_features``, the latest
-value before the cutoff) and ``event_timestamp`` = the cutoff) and
+value before the cutoff), the user's behaviour sequences as of the cutoff and
+``event_timestamp`` = the cutoff) and
 ``entities/snapshot.json``: the cutoff, the tables, their keys and, per feature,
 the value training gives an entity with no history (count 0, the prior rate at
 the cutoff) that the server uses for an unknown id::
@@ -27,7 +28,7 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from components.data.spec import DatasetSpec
-from components.features.history import Entity, Timeline, history_entities, smoothed_rates
+from components.features.history import Entity, Timeline, history_entities, sequence_at, smoothed_rates
 from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import TIMESTAMP, label_key
 
@@ -70,6 +71,8 @@ def entity_snapshot(frame: pd.DataFrame, entity: Entity, spec: DatasetSpec, time
         table[entity.rate_feature(task)] = rates[:, index]
     for column in stored_columns(entity, spec):
         table[column] = grouped[column].last()
+    for sequence in entity.sequences:
+        table[sequence.feature] = sequence_at(before, entity.columns, sequence, cutoff).reindex(table.index)
     table[EVENT_TIMESTAMP] = pd.Timestamp(cutoff, unit="s", tz="UTC")
     return table.reset_index()
 

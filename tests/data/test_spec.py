@@ -68,6 +68,17 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["split"].update(eval_fraction=0.6, test_fraction=0.5), r"must leave rows for train"),
         (lambda s: s.update(source={"format": "bigquery"}), r"exactly one of `table` or `query`"),
         (lambda s: s["source"].update(duplicates="merge"), r"source.duplicates: 'merge' is not one of drop, keep"),
+        (lambda s: s["history"].update(sequences=[{"task": "like", "column": "listing_id"}]), r"task 'like' is not"),
+        (lambda s: s["history"].update(sequences=[{"task": "click", "column": "price"}]), r"'price' is not the item"),
+        (lambda s: s["history"].update(sequences=[{"task": "click"}]), r"sequences\[0\]: needs `task` and `column`"),
+        (lambda s: s["history"].update(sequences=[{"task": "click", "column": "shop_id", "length": 0}]), r"at least 1"),
+        (lambda s: s["history"].update(sequences=[{"task": "click", "column": "shop_id", "size": 3}]), r"unknown key"),
+        (
+            lambda s: s["history"].update(
+                user=False, user_features=[], sequences=[{"task": "click", "column": "shop_id"}]
+            ),
+            r"history.sequences: needs the user's history",
+        ),
     ],
 )
 def test_every_spec_mistake_is_named_with_the_spec_file(simulator_yaml, edit, message):
@@ -165,3 +176,19 @@ def test_a_huge_label_expression_names_the_task_and_the_limit_instead_of_overflo
     assert LabelExpression(" + ".join(["a"] * MAX_DEPTH)).columns == ("a",)
     flat = LabelExpression(" or ".join(f"x == {value}" for value in range(5_000)))  # long but shallow: fine
     assert flat.evaluate({"x": np.array([3.0, -1.0])}).tolist() == [True, False]
+
+
+def test_sequences_are_list_features_of_the_users_history(simulator_yaml):
+    simulator_yaml["history"]["sequences"] = [
+        {"task": "favorite", "column": "listing_id", "length": 5},
+        {"task": "click", "column": "category", "max_size": 50},
+    ]
+    spec = parse_dataset_spec(simulator_yaml)
+    assert [sequence.feature for sequence in spec.history.sequences] == [
+        "hist_user_recent_favorite_listing_id",
+        "hist_user_recent_click_category",
+    ]
+    assert spec.history.sequences[0].length == 5 and spec.history.sequences[1].max_size == 50
+    simulator_yaml["history"]["sequences"] = [{"task": "click", "column": "listing_id"}] * 2
+    with pytest.raises(DatasetSpecError, match=r"two sequences are 'hist_user_recent_click_listing_id'"):
+        parse_dataset_spec(simulator_yaml)

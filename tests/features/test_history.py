@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.data.spec import load_dataset_spec
+from components.data.spec import SequenceSpec, load_dataset_spec
 from components.features.history import (
     Entity,
     Timeline,
@@ -12,6 +12,8 @@ from components.features.history import (
     entity_history,
     history_entities,
     prior_events,
+    recent_positives,
+    sequence_at,
     smoothed_rates,
 )
 from ranker_core.schema import MODULE, TIMESTAMP, label_key
@@ -117,3 +119,76 @@ def test_bucketed_timelines_stay_point_in_time():
     assert timeline.split_boundaries(0.2, 0.2) == (60, 120)
     with pytest.raises(ValueError, match="different resolutions"):
         Timeline.merge([timeline, Timeline.of(frame, ("click",), None)], 1)
+
+
+def test_recent_positives_by_hand():
+    keys = np.array([0, 0, 0, 0, 1, 0, 0])
+    timestamps = np.array([1, 2, 2, 3, 1, 4, 4])
+    positive = np.array([1, 1, 1, 0, 1, 1, 0])
+    values = np.array(["a", "c", "b", "d", "x", "", "e"])
+    # t=2 sees only t=1; at t=3 the two t=2 positives come in value order (c after b), most recent first;
+    # the empty value at t=4 is no token; key 1 never sees key 0.
+    assert recent_positives(keys, timestamps, positive, values, length=5) == [
+        "",
+        "a",
+        "a",
+        "c|b|a",
+        "",
+        "c|b|a",
+        "c|b|a",
+    ]
+    assert recent_positives(keys, timestamps, positive, values, length=2)[3] == "c|b"
+
+
+def test_recent_positives_do_not_depend_on_row_order():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"key": rng.integers(0, 5, 300), "t": rng.integers(0, 30, 300),
+                          "positive": rng.integers(0, 2, 300), "value": rng.choice(list("abcdef"), 300)})  # fmt: skip
+
+    def sequences(rows: pd.DataFrame) -> pd.Series:
+        found = recent_positives(*(rows[c].to_numpy() for c in ("key", "t", "positive", "value")), length=4)
+        return pd.Series(found, index=rows.index).sort_index()
+
+    shuffled = frame.sample(frac=1.0, random_state=2)
+    pd.testing.assert_series_equal(sequences(frame), sequences(shuffled))
+    assert (sequences(frame) != "").mean() > 0.5
+
+
+def sequence_spec(length: int = 3) -> SequenceSpec:
+    return SequenceSpec(task="click", column="category", length=length)
+
+
+def test_sequences_never_see_the_future():
+    rng = np.random.default_rng(0)
+    size = 400
+    frame = frame_of(
+        list(rng.integers(0, 50, size)),
+        list(rng.choice(["a", "b", "c"], size)),
+        list(rng.integers(0, 2, size)),
+        list(rng.choice(["art", "toys", "books", "games"], size)),
+    )
+    user = Entity("user", ("user_id",), (sequence_spec(),))
+    cutoff = 25
+    later = frame[TIMESTAMP] >= cutoff
+    perturbed = frame.copy()
+    perturbed.loc[later, label_key("click")] = 1 - perturbed.loc[later, label_key("click")]
+    perturbed.loc[later, "category"] = "future"
+    column = sequence_spec().feature
+    timeline = Timeline.of(frame, ("click",), None)
+    before = entity_history(frame, user, ("click",), timeline, 10.0)[column]
+    after = entity_history(perturbed, user, ("click",), timeline, 10.0)[column]
+    visible = frame[TIMESTAMP] <= cutoff
+    pd.testing.assert_series_equal(before[visible], after[visible])
+    assert after[~visible].str.contains("future").any()
+    assert before.str.split("|").map(len).max() == 3
+
+
+def test_sequence_at_a_cutoff_is_what_an_impression_then_sees():
+    frame = frame_of(
+        [10, 20, 20, 30, 15], ["a", "a", "a", "a", "b"], [1, 1, 1, 0, 0], ["art", "toys", "books", "x", "y"]
+    )
+    at = sequence_at(frame, ("user_id",), sequence_spec(length=2), cutoff=40)
+    assert at.to_dict() == {"a": "toys|books", "b": ""}
+    per_row = entity_history(frame, Entity("user", ("user_id",), (sequence_spec(length=2),)), ("click",),
+                             Timeline.of(frame, ("click",), None), 10.0)  # fmt: skip
+    assert per_row[sequence_spec().feature].tolist() == ["", "art", "art", "toys|books", ""]

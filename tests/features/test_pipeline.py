@@ -90,9 +90,12 @@ def test_features_never_see_the_future(raw, tmp_path):
     for column in ("clicked", "favorited", "added_to_cart", "purchased"):
         perturbed.loc[later, column] = 1 - perturbed.loc[later, column]
     perturbed.loc[later, ["favorited", "added_to_cart", "purchased"]] = 0  # keep the funnel plausible
-    _, spec = run(write_parquet(raw, tmp_path / "a"), tmp_path / "ea")
-    _, spec_b = run(write_parquet(perturbed, tmp_path / "b"), tmp_path / "eb")
+    with_sequences = simulator_spec_with(tmp_path, sequences=SEQUENCES)
+    _, spec = run(write_parquet(raw, tmp_path / "a"), tmp_path / "ea", spec=with_sequences)
+    _, spec_b = run(write_parquet(perturbed, tmp_path / "b"), tmp_path / "eb", spec=with_sequences)
     history = [name for name in spec.feature_names if name.startswith("hist_")]
+    assert spec.feature("hist_user_recent_click_listing_id").kind == "list"
+    assert {"hist_user_recent_click_listing_id", "hist_user_recent_favorite_category"} <= set(history)
     key = ["request_id", "position"]
     a = read_all(tmp_path / "ea", spec).set_index(key).sort_index()
     b = read_all(tmp_path / "eb", spec_b).set_index(key).sort_index()
@@ -129,6 +132,33 @@ def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, 
     with pytest.raises(ExtractionError, match=r"held-out module 'email' matches no row; modules in the data: .*search"):
         run(data, tmp_path / "examples", held_out_module="email")
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
+
+
+SEQUENCES = [{"task": "click", "column": "listing_id", "length": 3}, {"task": "favorite", "column": "category"}]
+
+
+def simulator_spec_with(folder, **history) -> str:
+    """The simulator's spec with other ``history`` settings."""
+    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+    spec["history"].update(history)
+    path = folder / "history.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_the_snapshot_keeps_each_users_sequences_as_of_the_cutoff(raw, tmp_path):
+    _, spec = run(
+        write_parquet(raw, tmp_path / "raw"),
+        tmp_path / "examples",
+        spec=simulator_spec_with(tmp_path, sequences=SEQUENCES),
+    )
+    users = pd.read_parquet(tmp_path / "examples" / "entities" / "user.parquet").set_index("user_id")
+    cutoff = spec.source["split_boundaries"]["test_start"]
+    clicked = raw[(raw["timestamp"] < cutoff) & (raw["clicked"] == 1)].sort_values(["timestamp", "listing_id"])
+    expected = clicked.groupby("user_id")["listing_id"].agg(lambda ids: "|".join(ids.iloc[::-1][:3]))
+    found = users["hist_user_recent_click_listing_id"]
+    assert found[expected.index].tolist() == expected.tolist() and len(expected) > 5
+    assert (found.drop(expected.index) == "").all()  # users with no click before the cutoff: an empty list
 
 
 def simulator_spec_as(folder, file_format: str, **source: str) -> str:
