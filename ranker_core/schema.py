@@ -95,6 +95,9 @@ class Feature:
     max: float = 0.0
     quantiles: list[float] | None = None
     missing_fraction: float = 0.0
+    # A behaviour sequence (a list feature): the candidate feature whose values its tokens are. The model
+    # can look them up in that feature's table and pool them with attention to the candidate's value.
+    target: str | None = None
 
     @property
     def is_string(self) -> bool:

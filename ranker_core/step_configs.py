@@ -37,6 +37,9 @@ TaskObjective = Literal["binary", "lambdarank"]
 # Explicit feature crosses next to the concatenated features: none, or DLRM's pairwise dot products.
 FeatureInteraction = Literal["none", "dot"]
 FEATURE_INTERACTIONS: tuple[str, ...] = typing.get_args(FeatureInteraction)
+# How a behaviour sequence (a list feature with a target) is pooled: attention to the candidate, or a mean.
+SequencePooling = Literal["attention", "mean"]
+SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
 
 
 class TrainerConfig(Settings):
@@ -68,6 +71,11 @@ class TrainerConfig(Settings):
     # DLRM (tfrs DotInteraction): an MLP learns a user x item dot product poorly (Rendle et al.,
     # 2020). "none": the concatenated features only (docs/model.md, "Feature interactions").
     feature_interaction: FeatureInteraction = "none"
+    # Behaviour sequences (the dataset spec's history.sequences): "attention" looks their tokens up in
+    # the candidate feature's own table (the listing's, the category's) and pools them with weights
+    # from their match with the candidate (DIN's target attention), plus the pooled vector's dot
+    # product with the candidate; "mean": an ordinary list feature (docs/model.md, "Behaviour sequences").
+    sequence_pooling: SequencePooling = "attention"
     # Width of the module_name embedding concatenated into every expert, gate and tower layer.
     module_embedding_dim: int = 8
     # Share of training examples whose module is replaced by the OOV bucket, so an

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
-from ranker_core.step_configs import FEATURE_INTERACTIONS
+from ranker_core.step_configs import FEATURE_INTERACTIONS, SEQUENCE_POOLINGS
 
 logger = logging.getLogger(__name__)
 
@@ -309,22 +309,61 @@ class StringEncoder(tf.keras.layers.Layer):
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
         if self.feature.kind != "list":
-            vectors = self.embedding(self.lookup(values))
-            self._penalize(vectors, tf.shape(values)[0])
-            return vectors
-        # flat tokens and their rows, summed by segment: the ragged ops did the same in ~2x the ops
-        tokens = tf.strings.split(values, LIST_SEPARATOR)
-        kept = tf.strings.length(tokens.flat_values) > 0
-        flat, rows = tf.boolean_mask(tokens.flat_values, kept), tf.boolean_mask(tokens.value_rowids(), kept)
-        vectors = self.embedding(self.lookup(flat))
-        self._penalize(vectors, tf.shape(values)[0])
+            return self.embed(values, tf.shape(values)[0])
+        vectors, rows = self.embed_tokens(values)
         batch = tf.shape(values, out_type=rows.dtype)[0]
         counts = tf.math.unsorted_segment_sum(tf.ones_like(rows, tf.float32), rows, batch)[:, None]
         return tf.math.unsorted_segment_sum(vectors, rows, batch) / tf.maximum(counts, 1.0)
 
-    def _penalize(self, rows: tf.Tensor, batch: tf.Tensor) -> None:
+    def embed(self, values: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+        """Each value's embedding row (penalized per ``batch`` rows)."""
+        vectors = self.embedding(self.lookup(values))
         if self.l2 > 0:
-            self.add_loss(self.l2 * tf.reduce_sum(tf.square(rows)) / tf.cast(tf.maximum(batch, 1), tf.float32))
+            self.add_loss(self.l2 * tf.reduce_sum(tf.square(vectors)) / tf.cast(tf.maximum(batch, 1), tf.float32))
+        return vectors
+
+    def embed_tokens(self, lists: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The embeddings of every non-empty token of ``lists`` (one string per row) and each token's row."""
+        # flat tokens and their rows, summed by segment: the ragged ops did the same in ~2x the ops
+        tokens = tf.strings.split(lists, LIST_SEPARATOR)
+        kept = tf.strings.length(tokens.flat_values) > 0
+        flat, rows = tf.boolean_mask(tokens.flat_values, kept), tf.boolean_mask(tokens.value_rowids(), kept)
+        return self.embed(flat, tf.shape(lists)[0]), rows
+
+
+class SequenceAttention(tf.keras.layers.Layer):
+    """A behaviour sequence pooled with attention to the candidate (DIN's target attention, Zhou et al., 2018).
+
+    The sequence's tokens are values of the candidate feature ``target`` (the listings a user
+    clicked, their categories, ...) and are looked up in that feature's own embedding table, so a
+    past listing and a candidate listing live in one space. Each token is weighted by the softmax
+    of its scaled dot product with the candidate's embedding; the output is the weighted mean and
+    its dot product with the candidate (an explicit user x item affinity, which an MLP learns
+    poorly), ``dim + 1`` columns; an empty sequence gives zeros.
+
+    Example::
+
+        listing = StringEncoder(spec.feature("listing_id"), embedding_dim=8)
+        attention = SequenceAttention(spec.feature("hist_user_recent_click_listing_id"), listing)
+        candidates = listing(values["listing_id"])
+        attention(values["hist_user_recent_click_listing_id"], candidates).shape   # (batch, 9)
+    """
+
+    def __init__(self, feature: Feature, target: StringEncoder, **kwargs) -> None:
+        super().__init__(name=kwargs.pop("name", f"sequence_{_safe(feature.name)}"), **kwargs)
+        self.feature, self.target = feature, target
+        self.output_width = target.output_width + 1
+
+    def call(self, lists: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        vectors, rows = self.target.embed_tokens(lists)
+        batch = tf.shape(lists, out_type=rows.dtype)[0]
+        scale = tf.math.rsqrt(tf.cast(tf.shape(candidates)[1], tf.float32))
+        scores = tf.reduce_sum(vectors * tf.gather(candidates, rows), axis=1) * scale
+        scores -= tf.gather(tf.stop_gradient(tf.math.unsorted_segment_max(scores, rows, batch)), rows)  # stable softmax
+        weights = tf.exp(scores)
+        weights /= tf.gather(tf.math.unsorted_segment_sum(weights, rows, batch), rows)
+        pooled = tf.math.unsorted_segment_sum(vectors * weights[:, None], rows, batch)
+        return tf.concat([pooled, tf.reduce_sum(pooled * candidates, axis=1, keepdims=True)], axis=1)
 
 
 def _checked_vocabulary(feature: Feature) -> list[str]:
@@ -342,7 +381,9 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
     Layout: the numeric block of :class:`FusedNumericEncoder` (its
     ``output_columns`` locate each feature), then each string feature's
-    embedding in spec order, then with ``interaction="dot"`` the dot product of
+    embedding in spec order, then each behaviour sequence pooled with attention to its target
+    (:class:`SequenceAttention`; with ``sequence_pooling="mean"`` a sequence is an ordinary list
+    feature among the string features), then with ``interaction="dot"`` the dot product of
     every pair of string embeddings (DLRM's interaction, ``tfrs`` ``DotInteraction``:
     ``n * (n - 1) / 2`` columns for ``n`` string features), so a user x item
     affinity is one column instead of something an MLP must learn to multiply.
@@ -362,6 +403,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         embedding_l2: float = 0.0,
         max_hash_buckets: int | None = None,
         interaction: str = "none",
+        sequence_pooling: str = "attention",
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -370,16 +412,23 @@ class FeatureEncoder(tf.keras.layers.Layer):
         if interaction not in FEATURE_INTERACTIONS:
             choices = " or ".join(repr(choice) for choice in FEATURE_INTERACTIONS)
             raise ValueError(f"feature interaction must be {choices}, got {interaction!r}")
+        if sequence_pooling not in SEQUENCE_POOLINGS:
+            raise ValueError(
+                f"sequence pooling must be one of {', '.join(SEQUENCE_POOLINGS)}, got {sequence_pooling!r}"
+            )
         numeric = [feature for feature in spec.features if feature.kind == "numeric"]
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
+        attended = _attended_sequences(spec) if sequence_pooling == "attention" else {}
         self.strings = [
             StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets)
             for feature in spec.features
-            if feature.is_string
+            if feature.is_string and feature.name not in attended
         ]
+        by_name = {encoder.feature.name: encoder for encoder in self.strings}
+        self.sequences = [SequenceAttention(feature, by_name[target]) for feature, target in attended.values()]
         pairs = len(self.strings) * (len(self.strings) - 1) // 2
         self.interaction = tfrs.layers.feature_interaction.DotInteraction() if interaction == "dot" and pairs else None
-        self.output_width = sum(encoder.output_width for encoder in self.strings)
+        self.output_width = sum(encoder.output_width for encoder in (*self.strings, *self.sequences))
         self.output_width += self.numeric.output_width if self.numeric else 0
         self.output_width += pairs if self.interaction else 0
 
@@ -387,9 +436,24 @@ class FeatureEncoder(tf.keras.layers.Layer):
         embeddings = [encoder(features[encoder.feature.name]) for encoder in self.strings]
         blocks = [self.numeric(features)] if self.numeric else []
         blocks += embeddings
+        candidates = dict(zip((encoder.feature.name for encoder in self.strings), embeddings, strict=True))
+        blocks += [
+            sequence(features[sequence.feature.name], candidates[sequence.target.feature.name])
+            for sequence in self.sequences
+        ]
         if self.interaction is not None:
             blocks.append(self.interaction(embeddings))
         return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=1)
+
+
+def _attended_sequences(spec: FeatureSpec) -> dict[str, tuple[Feature, str]]:
+    """Behaviour sequences whose target is a string feature of the spec: name -> (feature, target)."""
+    strings = {feature.name for feature in spec.features if feature.is_string and not feature.target}
+    return {
+        feature.name: (feature, feature.target)
+        for feature in spec.features
+        if feature.kind == "list" and feature.target in strings
+    }
 
 
 class ModuleEmbedding(tf.keras.layers.Layer):

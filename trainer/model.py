@@ -350,6 +350,7 @@ class RankerModel(tfrs.Model):
             config.embedding_l2,
             config.max_hash_buckets,
             config.feature_interaction,
+            config.sequence_pooling,
         )
         self.module_embedding = (
             ModuleEmbedding(

@@ -49,7 +49,7 @@ from components.data.readers import (
     resolve_files,
 )
 from components.data.rows import FILE_INDEX, UID, parse_batch
-from components.data.spec import DatasetSpec, file_splits, load_dataset_spec, split_names
+from components.data.spec import DatasetSpec, SequenceSpec, file_splits, load_dataset_spec, split_names
 from components.data.validation import check_data
 from components.features.duplicates import DUPLICATE_REASON, find_duplicates
 from components.features.encoding import encode_frame
@@ -215,12 +215,16 @@ class ExtractionPlan:
         for entity in self.entities:
             columns.append(FeatureColumn(entity.count_feature, "numeric", transform="log1p"))
             columns += [FeatureColumn(entity.rate_feature(task), "numeric") for task in self.spec.task_names]
-            columns += [
-                FeatureColumn(sequence.feature, "list", max_vocabulary=sequence.max_size, min_count=sequence.min_count)
-                for sequence in entity.sequences
-            ]
+            columns += [self._sequence_column(sequence) for sequence in entity.sequences]
         columns += [FeatureColumn(name, "numeric") for name in match_feature_columns(self.spec)]
         return columns
+
+    def _sequence_column(self, sequence: SequenceSpec) -> FeatureColumn:
+        """A list feature; its target is the sequence's column when that is a string feature of the model."""
+        features = self.spec.features
+        target = sequence.column if sequence.column in (*features.categorical, *features.hashed) else None
+        size, count = sequence.max_size, sequence.min_count
+        return FeatureColumn(sequence.feature, "list", max_vocabulary=size, min_count=count, target=target)
 
 
 def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:

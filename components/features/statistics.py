@@ -33,6 +33,7 @@ class FeatureColumn:
     hash_buckets: int | None = None
     max_vocabulary: int = 10_000
     min_count: int = 1
+    target: str | None = None  # a behaviour sequence: the candidate feature its tokens are values of
 
 
 @dataclasses.dataclass
@@ -159,6 +160,7 @@ class FeatureStatistics:
                 continue
             missing = self.missing.get(column.name, 0) / self.rows if self.rows else 0.0
             feature = Feature(name=column.name, kind=column.kind, missing_fraction=missing)  # type: ignore[arg-type]
+            feature.target = column.target
             if column.kind == "hashed":
                 feature.hash_buckets = column.hash_buckets
             else:

@@ -44,9 +44,11 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
     spec.features += [
         Feature("item-price.usd", "numeric", std=2.0),
         Feature("shop/name", "categorical", vocabulary=["a"]),
+        Feature("recent/listings", "list", vocabulary=["l1"], target="listing_id"),  # a behaviour sequence
     ]
     rows = len(raw_batch["module_name"])
     batch = {**raw_batch, "item-price.usd": np.linspace(-3, 3, rows), "shop/name": np.array(["a", "b"] * (rows // 2))}
+    batch["recent/listings"] = np.array(["l1|l9", "", "l9"] * (rows // 3))
     config = TrainerConfig(
         **{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}, "feature_interaction": interaction}
     )

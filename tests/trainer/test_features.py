@@ -10,6 +10,7 @@ from trainer.features import (
     FeatureEncoder,
     FusedNumericEncoder,
     ModuleEmbedding,
+    SequenceAttention,
     StringEncoder,
     trained_modules,
 )
@@ -208,3 +209,46 @@ def test_dot_interaction_appends_every_pairwise_dot_product_of_the_string_embedd
 def test_an_unknown_feature_interaction_is_a_clear_error(spec):
     with pytest.raises(ValueError, match="feature interaction must be 'none' or 'dot', got 'fm'"):
         FeatureEncoder(spec, embedding_dim=4, interaction="fm")
+
+
+def sequence_spec(spec):
+    """The synthetic spec with a behaviour sequence of listings, as extraction writes `history.sequences`."""
+    spec = type(spec).from_dict(spec.to_dict())
+    spec.features.append(Feature("recent_listings", "list", vocabulary=["l1", "l2"], target="listing_id"))
+    return spec
+
+
+def test_sequence_attention_pools_past_listings_by_their_match_with_the_candidate(spec):
+    spec = sequence_spec(spec)
+    listing = StringEncoder(spec.feature("listing_id"), embedding_dim=4)
+    attention = SequenceAttention(spec.feature("recent_listings"), listing)
+    candidates = tf.constant(["l1", "l1", "l2", "l3"])
+    lists = tf.constant(["l2|l3", "", "l2|l3", "l3"])
+    query = listing(candidates)
+    out = attention(lists, query).numpy()
+    past = listing(tf.constant(["l2", "l3"])).numpy()
+    for row in (0, 2):
+        scores = past @ query.numpy()[row] / 2.0  # scaled by sqrt(dim)
+        weights = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+        pooled = weights @ past
+        np.testing.assert_allclose(out[row, :4], pooled, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[row, 4], pooled @ query.numpy()[row], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out[1], np.zeros(5))  # no history: zeros
+    np.testing.assert_allclose(out[3, :4], past[1], rtol=1e-6)  # one past listing: itself
+    assert not np.allclose(out[0], out[2])  # the same history weighs differently for another candidate
+
+
+def test_sequences_share_their_targets_table_or_are_plain_lists(spec, raw_batch):
+    spec = sequence_spec(spec)
+    rows = len(raw_batch["module_name"])
+    inputs = {name: tf.constant(values) for name, values in raw_batch.items()}
+    inputs["recent_listings"] = tf.constant(["l1|l2", ""] * (rows // 2))
+    attended = FeatureEncoder(spec, embedding_dim=4)
+    plain = FeatureEncoder(spec, embedding_dim=4, sequence_pooling="mean")
+    assert attended(inputs).shape == (rows, attended.output_width) and plain(inputs).shape == (rows, plain.output_width)
+    assert [encoder.feature.name for encoder in attended.sequences] == ["recent_listings"]
+    assert "recent_listings" not in [encoder.feature.name for encoder in attended.strings]
+    assert attended.sequences[0].target.embedding is attended.strings[1].embedding  # listing_id's own table
+    assert attended.output_width == plain.output_width + 1 and not plain.sequences
+    with pytest.raises(ValueError, match="sequence pooling must be one of attention, mean, got 'max'"):
+        FeatureEncoder(spec, embedding_dim=4, sequence_pooling="max")
