@@ -77,3 +77,20 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def write_jsonl(frame: pd.DataFrame, path: Path) -> Path:
     frame.to_json(path, orient="records", lines=True)
     return path
+
+
+SEQUENCES = [{"task": "click", "column": "listing_id", "length": 3}, {"task": "favorite", "column": "category"}]
+"""Behaviour sequences for the simulator's spec (``history.sequences``): clicked listings and favorited categories."""
+
+
+def simulator_spec_with(folder: Path, **history) -> str:
+    """The simulator's spec with other ``history`` settings, written to ``folder/history.yaml``."""
+    import yaml
+
+    from components.data.spec import SPECS_DIR
+
+    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+    spec["history"].update(history)
+    path = Path(folder) / "history.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)

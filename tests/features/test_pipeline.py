@@ -12,7 +12,14 @@ from components.data.spec import SPECS_DIR
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, ExtractionError, extract_features
 from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, SPLITS, FeatureSpec, label_key
-from tests.data.impressions import impressions_frame, write_csv, write_jsonl, write_parquet
+from tests.data.impressions import (
+    SEQUENCES,
+    impressions_frame,
+    simulator_spec_with,
+    write_csv,
+    write_jsonl,
+    write_parquet,
+)
 from trainer.examples import read_split
 
 pytestmark = pytest.mark.slow
@@ -132,18 +139,6 @@ def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, 
     with pytest.raises(ExtractionError, match=r"held-out module 'email' matches no row; modules in the data: .*search"):
         run(data, tmp_path / "examples", held_out_module="email")
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
-
-
-SEQUENCES = [{"task": "click", "column": "listing_id", "length": 3}, {"task": "favorite", "column": "category"}]
-
-
-def simulator_spec_with(folder, **history) -> str:
-    """The simulator's spec with other ``history`` settings."""
-    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
-    spec["history"].update(history)
-    path = folder / "history.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return str(path)
 
 
 def test_the_snapshot_keeps_each_users_sequences_as_of_the_cutoff(raw, tmp_path):

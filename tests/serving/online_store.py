@@ -21,7 +21,7 @@ from components.features.pipeline import ExtractionConfig, extract_features
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from serving.feature_store import OnlineFeatures
 from serving.skew_check import _json, ids_only_requests, unchanged_rows
-from tests.data.impressions import impressions_frame, write_parquet
+from tests.data.impressions import SEQUENCES, impressions_frame, simulator_spec_with, write_parquet
 
 LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
 ITEM_FEATURES = ["category", "subcategory", "shop_id", "price", "listing_age_days", "rating", "num_reviews", "tags"]
@@ -46,7 +46,8 @@ def materialized_store(root: Path) -> dict:
 
     raw = static_entities(impressions_frame(n_requests=120, candidates=6, seed=3))
     examples = root / "examples"
-    extract_features(ExtractionConfig(str(write_parquet(raw, root / "raw")), "simulator", str(examples), beam=LOCAL))
+    spec = simulator_spec_with(root, sequences=SEQUENCES)  # the user's sequences are served from the store too
+    extract_features(ExtractionConfig(str(write_parquet(raw, root / "raw")), spec, str(examples), beam=LOCAL))
     config = TrainerConfig(epochs=1, batch_size=256, expert_units=[16, 8], tower_units=[8], embedding_dim=4)
     train_and_export(examples, root / "model", config)
     summary = materialize(MaterializeConfig(examples=str(examples), repo=str(root / "repo"), model_version="7"))

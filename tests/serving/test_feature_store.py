@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures
@@ -46,6 +47,8 @@ def test_skew_check_served_features_and_predictions_equal_the_offline_ones(store
     assert report.mismatches == {}
     assert report.max_prediction_delta < 1e-5
     assert report.ok
+    users = pd.read_parquet(store["examples"] / "entities" / "user.parquet")
+    assert (users["hist_user_recent_click_listing_id"] != "").any(), "the store serves the users' sequences"
 
 
 def test_unknown_ids_get_training_defaults_and_are_counted(store):
@@ -56,6 +59,7 @@ def test_unknown_ids_get_training_defaults_and_are_counted(store):
     assert columns["hist_listing_id_impressions"].tolist() == [0.0]
     assert columns["hist_user_impressions"].tolist() == [0.0]
     assert np.isnan(columns["price"]).all() and columns["category"].tolist() == [""]
+    assert columns["hist_user_recent_click_listing_id"].tolist() == [""]  # no history: an empty sequence
     snapshot = json.loads((store["examples"] / "entities" / "snapshot.json").read_text())
     assert columns["hist_listing_id_click_rate"].tolist() == [
         snapshot["entities"]["listing_id"]["defaults"]["hist_listing_id_click_rate"]
