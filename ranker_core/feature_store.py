@@ -1,8 +1,19 @@
-"""Names shared by the feature-store writer (``ranker materialize``) and its reader (``ranker serve``)."""
+"""Names and the derived features shared by extraction, the feature-store writer (``ranker materialize``)
+and its reader (``ranker serve``)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ranker_core.schema import LIST_SEPARATOR
 
 FEATURE_SERVICE = "ranker"  # the Feast FeatureService holding every feature view the model reads
 DEFAULT_TAG = "default"  # a field tag: the value training gives an entity with no history
 MATCH_TAG = "match"  # a service tag: JSON list of [request column, stored column] equality flags
+# a service tag: JSON list of [behaviour sequence, candidate column, feature]: the feature counts how often
+# the candidate's value is in the sequence
+SEQUENCE_MATCH_TAG = "sequence_match"
 MODEL_VERSION_TAG = "model_version"  # a view and service tag: the registered model version
 MATCH_PREFIX = "match_"
 SNAPSHOT_DIR = "entities"  # <examples>/entities/: each entity's features as of the cutoff
@@ -12,3 +23,16 @@ SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
 def match_feature(left: str, right: str) -> str:
     """The feature that flags ``left == right`` (both non-empty)."""
     return f"{MATCH_PREFIX}{left}_{right}"
+
+
+def sequence_hits(sequences: Iterable[Any], values: Iterable[Any]) -> np.ndarray:
+    """How many tokens of each row's behaviour sequence equal the row's value (0 when either is empty).
+
+    >>> sequence_hits(["l1|l2|l1", "", "l3", None], ["l1", "l1", "", "l3"]).tolist()
+    [2.0, 0.0, 0.0, 0.0]
+    """
+    counts = [
+        str(sequence).split(LIST_SEPARATOR).count(str(value)) if sequence and value not in (None, "") else 0
+        for sequence, value in zip(sequences, values, strict=True)
+    ]
+    return np.asarray(counts, dtype=np.float64)

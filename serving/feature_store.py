@@ -38,7 +38,14 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, match_feature
+from ranker_core.feature_store import (
+    DEFAULT_TAG,
+    FEATURE_SERVICE,
+    MATCH_TAG,
+    SEQUENCE_MATCH_TAG,
+    match_feature,
+    sequence_hits,
+)
 from serving.request import RequestError
 
 UNKNOWN_IDS = Counter(
@@ -216,8 +223,10 @@ class OnlineFeatures:
         views = [store.get_feature_view(projection.name) for projection in service.feature_view_projections]
         self.views = [ViewReader(store, view, cache_seconds, cache_entries) for view in views]
         self.match = [tuple(pair) for pair in json.loads(service.tags.get(MATCH_TAG, "[]"))]
+        self.sequence_match = [tuple(pair) for pair in json.loads(service.tags.get(SEQUENCE_MATCH_TAG, "[]"))]
         self.stored = {feature for view in self.views for feature in view.features}
         self.stored |= {match_feature(left, right) for left, right in self.match}
+        self.stored |= {name for _, _, name in self.sequence_match}
         self.model_version = service.tags.get("model_version", "")
         self.served = {feature: SERVED.labels(feature) for view in self.views for feature in view.numeric}
 
@@ -245,6 +254,10 @@ class OnlineFeatures:
             pending = [view for view in pending if view not in (ready or pending)]
         for left, right in self.match:
             columns[match_feature(left, right)] = _match(context, columns, left, right, size)
+        for sequence, column, name in self.sequence_match:
+            columns[name] = sequence_hits(
+                _side(context, columns, sequence, size), _side(context, columns, column, size)
+            )
         _observe(columns, self.served, size)
         return columns
 

@@ -24,6 +24,7 @@ import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
 from ranker_core.cli_support import UserError
+from ranker_core.feature_store import MATCH_PREFIX
 from ranker_core.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
@@ -139,6 +140,12 @@ class SequenceSpec:
     @property
     def feature(self) -> str:
         return f"{HISTORY_PREFIX}user_recent_{self.task}_{self.column}"
+
+    @property
+    def match_feature(self) -> str:
+        """How many of the sequence's values equal the candidate's ``column`` (the user clicked this listing,
+        this shop, ... n times lately): what a tree can use of a sequence."""
+        return f"{MATCH_PREFIX}recent_{self.task}_{self.column}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ Objects: one Feast ``Entity`` per key column (``user_id``, ``listing_id``,
 ``hist_*`` features, whose ``default`` tag is what training gives an entity
 with no history, and the item's or user's stored raw features) over a
 ``FileSource`` copied into the repo, and the ``ranker`` ``FeatureService``
-(tags: model version, cutoff, the ``match`` pairs the server computes).
+(tags: model version, cutoff, the ``match`` and ``sequence_match`` pairs the server computes).
 
 A repo without ``feature_store.yaml`` gets the embedded default: file offline
 store and SQLite online store under ``<repo>/data``. For GCP, write your own
@@ -32,7 +32,7 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
-from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG
+from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG, SEQUENCE_MATCH_TAG
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,13 @@ def materialize(config: MaterializeConfig) -> dict[str, Any]:
         for name, info in snapshot["entities"].items()
     ]
     service = FeatureService(
-        name=FEATURE_SERVICE, features=views, tags=tags | {MATCH_TAG: json.dumps(snapshot["match"])}
+        name=FEATURE_SERVICE,
+        features=views,
+        tags=tags
+        | {
+            MATCH_TAG: json.dumps(snapshot["match"]),
+            SEQUENCE_MATCH_TAG: json.dumps(snapshot.get("sequence_match", [])),
+        },
     )
     store = FeatureStore(repo_path=str(repo))
     store.apply([*entities.values(), *views, service])

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import HISTORY_PREFIX, DatasetSpec, SequenceSpec
-from ranker_core.feature_store import MATCH_PREFIX
+from ranker_core.feature_store import MATCH_PREFIX, sequence_hits
 from ranker_core.schema import LIST_SEPARATOR, MODULE, TIMESTAMP, label_key
 
 
@@ -69,9 +69,12 @@ def match_features(spec: DatasetSpec) -> dict[str, tuple[str, str]]:
 
 
 def add_match_features(frame: pd.DataFrame, spec: DatasetSpec) -> None:
+    """The ``match_*`` flags, and per behaviour sequence how often the candidate's value is in it."""
     for name, (left, right) in match_features(spec).items():
         left_values, right_values = frame[left].to_numpy(), frame[right].to_numpy()
         frame[name] = ((left_values == right_values) & (left_values != "")).astype(np.float64)
+    for sequence in spec.history.sequences:
+        frame[sequence.match_feature] = sequence_hits(frame[sequence.feature], frame[sequence.column])
 
 
 def entity_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:

@@ -217,6 +217,8 @@ class ExtractionPlan:
             columns += [FeatureColumn(entity.rate_feature(task), "numeric") for task in self.spec.task_names]
             columns += [self._sequence_column(sequence) for sequence in entity.sequences]
         columns += [FeatureColumn(name, "numeric") for name in match_feature_columns(self.spec)]
+        if self.entities:  # the sequences' matches (the user's entity carries the sequences)
+            columns += [FeatureColumn(sequence.match_feature, "numeric") for sequence in self.spec.history.sequences]
         return columns
 
     def _sequence_column(self, sequence: SequenceSpec) -> FeatureColumn:

@@ -93,9 +93,17 @@ def snapshot_metadata(spec: DatasetSpec, timeline: Timeline) -> dict[str, Any]:
             "stored": list(stored_columns(entity, spec)),
         }
     match = [list(pair) for pair in spec.history.match]
+    sequence_match = [[seq.feature, seq.column, seq.match_feature] for seq in spec.history.sequences]
     # rows before this time see the same smoothing prior as the cutoff (same time bucket)
     prior_until = cutoff + timeline.resolution
-    return {"cutoff": cutoff, "prior_until": prior_until, "entities": entities, "match": match, "dataset": spec.name}
+    return {
+        "cutoff": cutoff,
+        "prior_until": prior_until,
+        "entities": entities,
+        "match": match,
+        "sequence_match": sequence_match,
+        "dataset": spec.name,
+    }
 
 
 def write_table(name: str, frames: list[pd.DataFrame], output_dir: str) -> str:

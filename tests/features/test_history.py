@@ -16,7 +16,9 @@ from components.features.history import (
     sequence_at,
     smoothed_rates,
 )
+from ranker_core.feature_store import sequence_hits
 from ranker_core.schema import MODULE, TIMESTAMP, label_key
+from tests.data.impressions import simulator_spec_with
 
 
 def test_prior_events_by_hand():
@@ -192,3 +194,12 @@ def test_sequence_at_a_cutoff_is_what_an_impression_then_sees():
     per_row = entity_history(frame, Entity("user", ("user_id",), (sequence_spec(length=2),)), ("click",),
                              Timeline.of(frame, ("click",), None), 10.0)  # fmt: skip
     assert per_row[sequence_spec().feature].tolist() == ["", "art", "art", "toys|books", ""]
+
+
+def test_a_sequence_match_counts_the_candidates_value_in_the_users_sequence(tmp_path):
+    spec = load_dataset_spec(simulator_spec_with(tmp_path, sequences=[{"task": "click", "column": "category"}]))
+    frame = pd.DataFrame({"query_category": "", "anchor_category": "", "category": ["art", "toys", "", "art"]})
+    frame["hist_user_recent_click_category"] = ["art|toys|art", "art", "art", ""]
+    add_match_features(frame, spec)
+    assert frame["match_recent_click_category"].tolist() == [2.0, 0.0, 0.0, 0.0]
+    assert sequence_hits(np.array(["a|b", None], dtype=object), ["b", "a"]).tolist() == [1.0, 0.0]

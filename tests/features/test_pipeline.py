@@ -108,6 +108,10 @@ def test_features_never_see_the_future(raw, tmp_path):
     b = read_all(tmp_path / "eb", spec_b).set_index(key).sort_index()
     visible = a["timestamp"] <= cutoff  # rows AT the cutoff must not see the cutoff's own labels either
     pd.testing.assert_frame_equal(a.loc[visible, history], b.loc[visible, history])
+    pd.testing.assert_frame_equal(a.loc[visible, MATCHES], b.loc[visible, MATCHES])
+    pairs = zip(a["hist_user_recent_click_listing_id"].astype(str), a["listing_id"].astype(str), strict=True)
+    hits = [sequence.split("|").count(listing) if sequence else 0 for sequence, listing in pairs]
+    assert a["match_recent_click_listing_id"].tolist() == hits and sum(hits) > 0
     assert not a.loc[~visible, history].equals(b.loc[~visible, history])
 
 
@@ -139,6 +143,9 @@ def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, 
     with pytest.raises(ExtractionError, match=r"held-out module 'email' matches no row; modules in the data: .*search"):
         run(data, tmp_path / "examples", held_out_module="email")
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
+
+
+MATCHES = ["match_recent_click_listing_id", "match_recent_favorite_category"]
 
 
 def test_the_snapshot_keeps_each_users_sequences_as_of_the_cutoff(raw, tmp_path):

@@ -66,6 +66,17 @@ def test_unknown_ids_get_training_defaults_and_are_counted(store):
     ]
 
 
+def test_the_users_sequence_and_its_match_with_each_candidate_come_from_the_store(store):
+    users = pd.read_parquet(store["examples"] / "entities" / "user.parquet").set_index("user_id")
+    sequences = users["hist_user_recent_click_listing_id"]
+    user, sequence = next((user, sequence) for user, sequence in sequences.items() if sequence)
+    listing = sequence.split("|")[0]
+    features = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    columns = features.assemble({"module_name": "search", "user_id": user}, {"listing_id": [listing, "l-new"]})
+    assert columns["hist_user_recent_click_listing_id"].tolist() == [sequence, sequence]
+    assert columns["match_recent_click_listing_id"].tolist() == [sequence.split("|").count(listing), 0.0]
+
+
 def test_a_warm_cache_answers_without_the_store_and_as_the_store_does(store):
     cached = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=3600, cache_entries=100)
     direct = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
