@@ -252,3 +252,16 @@ def test_sequences_share_their_targets_table_or_are_plain_lists(spec, raw_batch)
     assert attended.output_width == plain.output_width + 1 and not plain.sequences
     with pytest.raises(ValueError, match="sequence pooling must be one of attention, mean, got 'max'"):
         FeatureEncoder(spec, embedding_dim=4, sequence_pooling="max")
+
+
+def test_a_sequences_tokens_add_no_embedding_penalty_to_the_targets_table(spec, raw_batch):
+    spec = sequence_spec(spec)
+    encoder = FeatureEncoder(spec, embedding_dim=4, embedding_l2=1.0)
+    rows = len(raw_batch["module_name"])
+    inputs = {name: tf.constant(values) for name, values in raw_batch.items()}
+
+    def penalty(sequence: str) -> float:
+        encoder({**inputs, "recent_listings": tf.constant([sequence] * rows)})
+        return float(tf.add_n(encoder.losses))
+
+    assert penalty("l3|l4|l5|l6") == pytest.approx(penalty("")) and penalty("") > 0
