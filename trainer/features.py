@@ -420,14 +420,14 @@ class FeatureEncoder(tf.keras.layers.Layer):
             )
         numeric = [feature for feature in spec.features if feature.kind == "numeric"]
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
-        attended = _attended_sequences(spec) if sequence_pooling == "attention" else {}
+        attended = _attended_sequences(spec) if sequence_pooling == "attention" else []
         self.strings = [
             StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets)
             for feature in spec.features
-            if feature.is_string and feature.name not in attended
+            if feature.is_string and feature not in attended
         ]
         by_name = {encoder.feature.name: encoder for encoder in self.strings}
-        self.sequences = [SequenceAttention(feature, by_name[target]) for feature, target in attended.values()]
+        self.sequences = [SequenceAttention(feature, by_name[feature.target]) for feature in attended]
         pairs = len(self.strings) * (len(self.strings) - 1) // 2
         self.interaction = tfrs.layers.feature_interaction.DotInteraction() if interaction == "dot" and pairs else None
         self.output_width = sum(encoder.output_width for encoder in (*self.strings, *self.sequences))
@@ -448,14 +448,10 @@ class FeatureEncoder(tf.keras.layers.Layer):
         return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=1)
 
 
-def _attended_sequences(spec: FeatureSpec) -> dict[str, tuple[Feature, str]]:
-    """Behaviour sequences whose target is a string feature of the spec: name -> (feature, target)."""
+def _attended_sequences(spec: FeatureSpec) -> list[Feature]:
+    """Behaviour sequences whose target is a string feature of the spec (not itself a sequence)."""
     strings = {feature.name for feature in spec.features if feature.is_string and not feature.target}
-    return {
-        feature.name: (feature, feature.target)
-        for feature in spec.features
-        if feature.kind == "list" and feature.target in strings
-    }
+    return [feature for feature in spec.features if feature.kind == "list" and feature.target in strings]
 
 
 class ModuleEmbedding(tf.keras.layers.Layer):

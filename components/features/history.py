@@ -97,20 +97,24 @@ def prior_events(keys: np.ndarray, timestamps: np.ndarray, labels: np.ndarray) -
     """
     size = len(keys)
     order = np.lexsort((timestamps, keys))
-    sorted_keys, sorted_times = keys[order], timestamps[order]
-    index = np.arange(size)
-    new_key = np.ones(size, dtype=bool)
-    new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    new_block = new_key.copy()
-    new_block[1:] |= sorted_times[1:] != sorted_times[:-1]
-    key_start = np.maximum.accumulate(np.where(new_key, index, 0))
-    block_start = np.maximum.accumulate(np.where(new_block, index, 0))
+    key_start, block_start = _run_starts(keys[order], timestamps[order])
     cumulative = np.zeros((size + 1, labels.shape[1]), dtype=np.int64)
     np.cumsum(labels[order], axis=0, out=cumulative[1:])
     counts, positives = np.empty(size, dtype=np.int64), np.empty_like(cumulative[1:])
     counts[order] = block_start - key_start
     positives[order] = cumulative[block_start] - cumulative[key_start]
     return counts, positives
+
+
+def _run_starts(sorted_keys: np.ndarray, sorted_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by (key, time): the position where each row's key starts, and where its
+    (key, time) block starts; the rows in between are the key's events strictly before the row."""
+    index = np.arange(len(sorted_keys))
+    new_key = np.ones(len(sorted_keys), dtype=bool)
+    new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    new_block = new_key.copy()
+    new_block[1:] |= sorted_times[1:] != sorted_times[:-1]
+    return np.maximum.accumulate(np.where(new_key, index, 0)), np.maximum.accumulate(np.where(new_block, index, 0))
 
 
 def recent_positives(
@@ -130,13 +134,7 @@ def recent_positives(
     values = np.asarray(values).astype(str)
     positive = positive.astype(bool) & (values != "")  # an empty value is no token
     order = np.lexsort((values, timestamps, keys))
-    sorted_keys, sorted_times = keys[order], timestamps[order]
-    index = np.arange(len(keys))
-    new_key = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if len(keys) else np.zeros(0, bool)
-    new_block = new_key.copy()
-    new_block[1:] |= sorted_times[1:] != sorted_times[:-1]
-    key_start = np.maximum.accumulate(np.where(new_key, index, 0))
-    block_start = np.maximum.accumulate(np.where(new_block, index, 0))
+    key_start, block_start = _run_starts(keys[order], timestamps[order])
     positives_before = np.r_[0, np.cumsum(positive[order])]  # positives at sorted positions < i
     positive_values = values[order][positive[order]]
     first, stop = positives_before[key_start], positives_before[block_start]
