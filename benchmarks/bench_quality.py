@@ -19,7 +19,7 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality --peers                            # no network peers
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
-    python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \
+    python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
         --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
         # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
 
@@ -167,7 +167,6 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     from components.data.simulator import simulate
     from components.evaluation.config import EvaluationConfig
     from components.evaluation.evaluate import evaluate
-    from components.features.pipeline import ExtractionConfig, extract_features
     from ranker_core.step_configs import BaselineConfig, TrainerConfig
     from trainer.train import train_and_export
 
@@ -175,12 +174,10 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     per_user = f"-{args.impressions_per_user}peruser" if args.impressions_per_user else ""
     shipped = Path(args.work_dir) / f"{world_name}-{args.impressions}{per_user}-seed{seed}"  # the shipped spec's
     root = shipped if args.history == "{}" else shipped.with_name(f"{shipped.name}-history-{_slug(args.history)}")
-    data, examples = shipped / "sim", root / "examples"
+    data = shipped / "sim"
     if not (data / "impressions").is_dir():
         simulate(world.config(args.impressions, seed, args.impressions_per_user), str(data))
-    if not (examples / "feature_spec.json").exists():
-        spec = dataset_spec(args.history, root)
-        extract_features(ExtractionConfig(str(data / "impressions"), spec, str(examples), world.held_out_module))
+    examples = extracted(data, root, world.held_out_module, args.history)
     models = {}
     for name in ("mmoe", *args.peers):  # a peer: the same settings with its own architecture
         overrides = {"seed": seed} if name == "mmoe" else {"seed": seed, "architecture": name}
@@ -191,13 +188,7 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     if DEFAULT_PEER in peers:
         models[DEFAULT_PEER] = shipped / "mmoe-default"  # the folder a run without --model-config trains
         if not (models[DEFAULT_PEER] / "saved_model.pb").exists():
-            shipped_examples = shipped / "examples"
-            if not (shipped_examples / "feature_spec.json").exists():
-                extract_features(
-                    ExtractionConfig(
-                        str(data / "impressions"), "simulator", str(shipped_examples), world.held_out_module
-                    )
-                )
+            shipped_examples = extracted(data, shipped, world.held_out_module)
             train_and_export(shipped_examples, models[DEFAULT_PEER], TrainerConfig.from_sources("{}", {"seed": seed}))
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
@@ -213,19 +204,19 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     return summarise(result, peers)
 
 
-def dataset_spec(history: str, root: Path) -> str:
-    """The simulator's spec, or with ``history`` (JSON) merged into its `history` section, written under ``root``."""
-    if history == "{}":
-        return "simulator"
-    import yaml
+def extracted(data: Path, root: Path, held_out_module: str, history: str = "{}") -> Path:
+    """``root/examples``, extracted from the simulation once: with the simulator's spec, or with ``history``
+    (JSON) merged into its `history` section (the spec written under ``root``)."""
+    from components.data.spec import write_spec_with_history
+    from components.features.pipeline import ExtractionConfig, extract_features
 
-    from components.data.spec import SPECS_DIR
-
-    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
-    spec["history"].update(json.loads(history))
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_spec.yaml").write_text(yaml.safe_dump(spec))
-    return str(root / "dataset_spec.yaml")
+    examples = root / "examples"
+    if not (examples / "feature_spec.json").exists():
+        spec = (
+            "simulator" if history == "{}" else write_spec_with_history(json.loads(history), root / "dataset_spec.yaml")
+        )
+        extract_features(ExtractionConfig(str(data / "impressions"), spec, str(examples), held_out_module))
+    return examples
 
 
 def _peers(args: argparse.Namespace) -> list[str]:

@@ -268,6 +268,16 @@ def load_dataset_spec(reference: str | Path) -> DatasetSpec:
     return parse_dataset_spec(data, origin=path)
 
 
+def write_spec_with_history(history: dict[str, Any], path: str | Path, reference: str = "simulator") -> str:
+    """A shipped spec with its `history` section updated by ``history``, written to ``path`` (a variant for
+    benchmarks and tests; it is validated when loaded). Returns the path as a string."""
+    spec = yaml.safe_load((SPECS_DIR / f"{reference}.yaml").read_text())
+    spec["history"] = {**(spec.get("history") or {}), **history}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
 def _read_text(path: str) -> str:
     if "://" not in path:
         return Path(path).read_text()
@@ -479,7 +489,7 @@ def _stored_feature_problems(spec: DatasetSpec, kinds: dict[str, str]) -> list[s
         problems.append("history.item_features: needs the item id column in history.entities")
     if history.user_features and not (history.user and spec.columns.user_id):
         problems.append("history.user_features: needs the user's history (columns.user_id and `user: true`)")
-    return problems + _sequence_problems(spec, kinds)
+    return problems
 
 
 def _sequence_problems(spec: DatasetSpec, kinds: dict[str, str]) -> list[str]:
@@ -533,6 +543,7 @@ def _cross_checks(spec: DatasetSpec) -> list[str]:
     for name in sorted({name for name in names if names.count(name) > 1}):
         problems.append(f"history: two entities are named {name!r} (their hist_{name}_* features would collide)")
     problems.extend(_stored_feature_problems(spec, kinds))
+    problems.extend(_sequence_problems(spec, kinds))
     if spec.history.enabled and not spec.columns.timestamp:
         problems.append("history: needs columns.timestamp (point-in-time aggregates need event times)")
     if spec.split.by == "time" and not spec.columns.timestamp:

@@ -85,12 +85,6 @@ SEQUENCES = [{"task": "click", "column": "listing_id", "length": 3}, {"task": "f
 
 def simulator_spec_with(folder: Path, **history) -> str:
     """The simulator's spec with other ``history`` settings, written to ``folder/history.yaml``."""
-    import yaml
+    from components.data.spec import write_spec_with_history
 
-    from components.data.spec import SPECS_DIR
-
-    spec = yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
-    spec["history"].update(history)
-    path = Path(folder) / "history.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return str(path)
+    return write_spec_with_history(history, Path(folder) / "history.yaml")
