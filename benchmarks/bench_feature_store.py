@@ -8,6 +8,10 @@ in-memory cache warm and with it off (every request reads SQLite)::
 
     python -m benchmarks.bench_feature_store --candidates 1000 --repeats 1000
     python -m benchmarks.bench_feature_store --candidates 1000 --repeats 1000 --distinct 1000
+    python -m benchmarks.bench_feature_store --history '{"sequences": [{"task": "click", "column": "listing_id"}]}'
+
+``--history`` (JSON) updates the simulator spec's ``history`` section before extracting, so the
+cost of other stored features (behaviour sequences and their match counts) can be compared.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 
-def build_repo(work: Path) -> Path:
+def build_repo(work: Path, history: str = "{}") -> Path:
+    from components.data.spec import spec_with_history
     from components.features.feature_store import MaterializeConfig, materialize
     from components.features.options import BeamOptions
     from components.features.pipeline import ExtractionConfig, extract_features
@@ -29,7 +34,8 @@ def build_repo(work: Path) -> Path:
 
     raw = write_parquet(impressions_frame(n_requests=400, candidates=10, seed=0), work / "raw")
     beam = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
-    extract_features(ExtractionConfig(str(raw), "simulator", str(work / "examples"), beam=beam))
+    spec = spec_with_history(json.loads(history), work / "spec.yaml")
+    extract_features(ExtractionConfig(str(raw), spec, str(work / "examples"), beam=beam))
     materialize(MaterializeConfig(examples=str(work / "examples"), repo=str(work / "repo"), model_version="bench"))
     return work / "repo"
 
@@ -68,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1000)
     parser.add_argument("--distinct", type=int, default=30, help="different listing ids among the candidates")
+    parser.add_argument("--history", default="{}", help="the simulator spec's `history` updated with this JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        repo = build_repo(Path(work))
+        repo = build_repo(Path(work), args.history)
         timing = {"candidates": args.candidates, "distinct": args.distinct}
         results = {
             "cache_warm": time_assemble(repo, repeats=args.repeats, cache_seconds=3600, **timing),
             "no_cache": time_assemble(repo, repeats=max(args.repeats // 4, 10), cache_seconds=0, **timing),
         }
-    print(json.dumps({**timing, **results}, indent=2))
+    print(json.dumps({**timing, "history": json.loads(args.history), **results}, indent=2))
     return 0
 
 

@@ -6,11 +6,16 @@ for each ``--modes`` of the DirectRunner and prints rows per second::
 
     python -m benchmarks.bench_features                              # 1M impressions, multi_processing
     python -m benchmarks.bench_features --impressions 200000 --modes in_memory multi_processing
+    python -m benchmarks.bench_features --histories '{}' '{"sequences": [{"task": "click", "column": "listing_id"}]}'
+
+Each ``--histories`` entry (JSON) updates the simulator spec's ``history`` section (``{}``: the spec as
+shipped), so the cost of other history features is measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -19,6 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from components.data.simulator import SimulatorConfig, simulate
+from components.data.spec import spec_with_history
 from components.features.options import BeamOptions
 from components.features.pipeline import ExtractionConfig, extract_features
 
@@ -39,29 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="DirectRunner workers (0: one per core)")
     parser.add_argument("--num-shards", type=int, default=4, help="shuffle partitions and files per split (4)")
     parser.add_argument("--held-out-module", default="email_digest", help="module written as `heldout`")
+    parser.add_argument("--histories", nargs="+", default=["{}"], help="`history` updates to compare (JSON)")
     args = parser.parse_args(argv)
 
     work_dir = Path(args.work_dir)
     data = simulated(args.impressions, work_dir)
     print(f"{args.impressions:,} simulated impressions in {data}, {os.cpu_count()} cores")
-    print(f"{'mode':<18} {'workers':>7} {'rows':>10} {'features':>8} {'seconds':>8} {'rows/s':>9}")
-    for mode in args.modes:
-        config = ExtractionConfig(
-            data_uri=str(data),
-            dataset_spec="simulator",
-            output_dir=str(work_dir / f"examples-{mode}"),
-            held_out_module=args.held_out_module,
-            num_shards=args.num_shards,
-            beam=BeamOptions(runner="DirectRunner", direct_num_workers=args.workers, direct_running_mode=mode),
-        )
-        started = time.perf_counter()
-        summary = extract_features(config)
-        seconds = time.perf_counter() - started
-        workers = args.workers or os.cpu_count()
-        print(
-            f"{mode:<18} {workers:>7} {summary.rows_written:>10,} {summary.features:>8} "
-            f"{seconds:>8.1f} {summary.rows_written / seconds:>9,.0f}"
-        )
+    print(f"{'mode':<18} {'workers':>7} {'rows':>10} {'features':>8} {'seconds':>8} {'rows/s':>9}  history")
+    for number, history in enumerate(args.histories):
+        spec = spec_with_history(json.loads(history), work_dir / f"spec-{number}.yaml")
+        for mode in args.modes:
+            config = ExtractionConfig(
+                data_uri=str(data),
+                dataset_spec=spec,
+                output_dir=str(work_dir / f"examples-{mode}-{number}"),
+                held_out_module=args.held_out_module,
+                num_shards=args.num_shards,
+                beam=BeamOptions(runner="DirectRunner", direct_num_workers=args.workers, direct_running_mode=mode),
+            )
+            started = time.perf_counter()
+            summary = extract_features(config)
+            seconds = time.perf_counter() - started
+            workers = args.workers or os.cpu_count()
+            print(
+                f"{mode:<18} {workers:>7} {summary.rows_written:>10,} {summary.features:>8} "
+                f"{seconds:>8.1f} {summary.rows_written / seconds:>9,.0f}  {history}"
+            )
     return 0
 
 

@@ -207,14 +207,12 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
 def extracted(data: Path, root: Path, held_out_module: str, history: str = "{}") -> Path:
     """``root/examples``, extracted from the simulation once: with the simulator's spec, or with ``history``
     (JSON) merged into its `history` section (the spec written under ``root``)."""
-    from components.data.spec import write_spec_with_history
+    from components.data.spec import spec_with_history
     from components.features.pipeline import ExtractionConfig, extract_features
 
     examples = root / "examples"
     if not (examples / "feature_spec.json").exists():
-        spec = (
-            "simulator" if history == "{}" else write_spec_with_history(json.loads(history), root / "dataset_spec.yaml")
-        )
+        spec = spec_with_history(json.loads(history), root / "dataset_spec.yaml")
         extract_features(ExtractionConfig(str(data / "impressions"), spec, str(examples), held_out_module))
     return examples
 

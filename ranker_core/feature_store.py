@@ -1,6 +1,7 @@
 """Names and the derived features shared by extraction, the feature-store writer (``ranker materialize``)
 and its reader (``ranker serve``)."""
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,8 +32,16 @@ def sequence_hits(sequences: Iterable[Any], values: Iterable[Any]) -> np.ndarray
     >>> sequence_hits(["l1|l2|l1", "", "l3", None], ["l1", "l1", "", "l3"]).tolist()
     [2.0, 0.0, 0.0, 0.0]
     """
+    # A request's candidates share one user's sequence: count its tokens once, not once per candidate.
+    counters: dict[Any, Counter[str]] = {}
+
+    def tokens(sequence: Any) -> Counter[str]:
+        if sequence not in counters:
+            counters[sequence] = Counter(str(sequence).split(LIST_SEPARATOR))
+        return counters[sequence]
+
     counts = [
-        str(sequence).split(LIST_SEPARATOR).count(str(value)) if sequence and value not in (None, "") else 0
+        tokens(sequence)[str(value)] if sequence and value is not None and value != "" else 0
         for sequence, value in zip(sequences, values, strict=True)
     ]
     return np.asarray(counts, dtype=np.float64)

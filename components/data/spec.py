@@ -278,6 +278,11 @@ def write_spec_with_history(history: dict[str, Any], path: str | Path, reference
     return str(path)
 
 
+def spec_with_history(history: dict[str, Any], path: str | Path, reference: str = "simulator") -> str:
+    """The shipped spec's name when ``history`` is empty (``{}``), else the variant written to ``path``."""
+    return write_spec_with_history(history, path, reference) if history else reference
+
+
 def _read_text(path: str) -> str:
     if "://" not in path:
         return Path(path).read_text()

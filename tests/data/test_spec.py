@@ -14,12 +14,25 @@ from components.data.spec import (
     file_splits,
     load_dataset_spec,
     parse_dataset_spec,
+    spec_with_history,
 )
 
 
 @pytest.fixture
 def simulator_yaml() -> dict:
     return yaml.safe_load((SPECS_DIR / "simulator.yaml").read_text())
+
+
+def test_a_spec_variant_is_written_only_when_history_changes(tmp_path):
+    assert spec_with_history({}, tmp_path / "same.yaml") == "simulator"
+    assert not (tmp_path / "same.yaml").exists()
+    variant = load_dataset_spec(
+        spec_with_history({"sequences": [{"task": "click", "column": "category"}]}, tmp_path / "v.yaml")
+    )
+    assert [sequence.feature for sequence in variant.history.sequences] == ["hist_user_recent_click_category"]
+    assert variant.history.entity_keys(variant.columns.user_id) == load_dataset_spec("simulator").history.entity_keys(
+        variant.columns.user_id
+    )
 
 
 def test_shipped_specs_load_with_their_tasks_in_order():

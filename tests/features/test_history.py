@@ -183,3 +183,17 @@ def test_a_sequence_match_counts_the_candidates_value_in_the_users_sequence(tmp_
     add_match_features(frame, spec)
     assert frame["match_recent_click_category"].tolist() == [2.0, 0.0, 0.0, 0.0]
     assert sequence_hits(np.array(["a|b", None], dtype=object), ["b", "a"]).tolist() == [1.0, 0.0]
+
+
+def test_sequence_hits_agrees_with_counting_each_row_alone():
+    """Rows that share a sequence (a request's candidates) are counted from one cached split: same result."""
+    rng = np.random.default_rng(0)
+    shared = ["l1|l2|l1|l3", "l2", "", None]
+    sequences = [shared[i] for i in rng.integers(0, len(shared), 500)]
+    values = [("l1", "l2", "l3", "", None)[i] for i in rng.integers(0, 5, 500)]
+    by_row = [
+        str(s).split("|").count(str(v)) if s and v not in (None, "") else 0
+        for s, v in zip(sequences, values, strict=True)
+    ]
+    assert sequence_hits(sequences, values).tolist() == by_row
+    assert sum(by_row) > 0
