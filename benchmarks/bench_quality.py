@@ -22,6 +22,8 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
         --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
         # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
+    python -m benchmarks.bench_quality --history '...' --model-config '{"sequence_dropout": 0.3}' --against-default
+        # both: also ``mmoe_default_config``, the default configuration trained on the same (history) examples
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
@@ -54,6 +56,8 @@ TARGETS = ("click", "favorite", "add_to_cart", "purchase")
 REFERENCES = ("gbdt_per_module", "gbdt_global", "random", "oracle_position_free")
 NETWORK_PEERS = ("shared_bottom", "dcn")
 DEFAULT_PEER = "mmoe_default"  # --against-default: the default configuration's MMoE, scored as a peer
+# --against-default with --history and --model-config: the default configuration on the same examples
+SAME_EXAMPLES_PEER = "mmoe_default_config"
 PEER_ARCHITECTURES = tuple(name for name in ARCHITECTURES if name != "mmoe")
 # The candidate's row of the evaluation: both paired lifts with their 95% CIs, and the share of the oracle gap.
 LIFT_KEYS = (
@@ -185,11 +189,13 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
         if not (models[name] / "saved_model.pb").exists():
             train_and_export(examples, models[name], TrainerConfig.from_sources(args.model_config, overrides))
     peers = _peers(args)
-    if DEFAULT_PEER in peers:
-        models[DEFAULT_PEER] = shipped / "mmoe-default"  # the folder a run without --model-config trains
-        if not (models[DEFAULT_PEER] / "saved_model.pb").exists():
-            shipped_examples = extracted(data, shipped, world.held_out_module)
-            train_and_export(shipped_examples, models[DEFAULT_PEER], TrainerConfig.from_sources("{}", {"seed": seed}))
+    # the folders a run without --model-config trains: on the shipped spec's examples, and on these
+    for peer, peer_root in ((DEFAULT_PEER, shipped), (SAME_EXAMPLES_PEER, root)):
+        if peer in peers:
+            models[peer] = peer_root / "mmoe-default"
+            if not (models[peer] / "saved_model.pb").exists():
+                peer_examples = examples if peer_root == root else extracted(data, shipped, world.held_out_module)
+                train_and_export(peer_examples, models[peer], TrainerConfig.from_sources("{}", {"seed": seed}))
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
         train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)
@@ -219,9 +225,11 @@ def extracted(data: Path, root: Path, held_out_module: str, history: str = "{}")
 
 def _peers(args: argparse.Namespace) -> list[str]:
     """The models the MMoE is compared with besides the GBDTs: the network peers, and the default MMoE for a
-    variant run with ``--against-default``."""
-    variant = _slug(args.model_config) != "default" or args.history != "{}"
-    return [*args.peers, *([DEFAULT_PEER] if args.against_default and variant else [])]
+    variant run with ``--against-default`` (also on the same examples when both the model and the history vary)."""
+    model_varies, history_varies = _slug(args.model_config) != "default", args.history != "{}"
+    defaults = [DEFAULT_PEER] if model_varies or history_varies else []
+    defaults += [SAME_EXAMPLES_PEER] if model_varies and history_varies else []
+    return [*args.peers, *(defaults if args.against_default else [])]
 
 
 def _slug(model_config: str) -> str:
@@ -321,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         "--peers", nargs="*", default=list(NETWORK_PEERS), choices=PEER_ARCHITECTURES, help="network peers"
     )
     parser.add_argument(
-        "--against-default", action="store_true", help=f"with --model-config: the default MMoE as peer {DEFAULT_PEER}"
+        "--against-default",
+        action="store_true",
+        help=f"with --model-config or --history: the default MMoE as peer {DEFAULT_PEER} (with both, "
+        f"also {SAME_EXAMPLES_PEER}: the default configuration on the same examples)",
     )
     args = parser.parse_args(argv)
     peers = _peers(args)

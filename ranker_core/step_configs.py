@@ -76,6 +76,9 @@ class TrainerConfig(Settings):
     # from their match with the candidate (DIN's target attention), plus the pooled vector's dot
     # product with the candidate; "mean": an ordinary list feature (docs/model.md, "Behaviour sequences").
     sequence_pooling: SequencePooling = "attention"
+    # Share of a behaviour sequence's tokens dropped in training before attention pooling (a
+    # regularizer: the tokens carry no embedding_l2 penalty); 0 keeps them all.
+    sequence_dropout: float = 0.0
     # Width of the module_name embedding concatenated into every expert, gate and tower layer.
     module_embedding_dim: int = 8
     # Share of training examples whose module is replaced by the OOV bucket, so an
@@ -197,8 +200,9 @@ class TrainerConfig(Settings):
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not all(0.0 <= rate < 1.0 for rate in (self.module_dropout, self.dropout, self.position_dropout)):
-            raise ValueError("module_dropout, dropout and position_dropout must be in [0, 1)")
+        rates = (self.module_dropout, self.dropout, self.position_dropout, self.sequence_dropout)
+        if not all(0.0 <= rate < 1.0 for rate in rates):
+            raise ValueError("module_dropout, dropout, position_dropout and sequence_dropout must be in [0, 1)")
         if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
             raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
         if self.embedding_l2 < 0:

@@ -342,6 +342,8 @@ class SequenceAttention(tf.keras.layers.Layer):
     poorly), ``dim + 1`` columns; an empty sequence gives zeros. The penalty on looked-up rows
     (``embedding_l2``) is the target's alone: a sequence's tokens add none, else 20 past listings
     per row would pull the candidate's table to zero 20 times as hard (measured: worse rankings).
+    In training, ``dropout`` drops that share of the tokens (each on its own) before pooling: a
+    regularizer for the unpenalized tokens, so a row cannot be fitted by one memorized past listing.
 
     Example::
 
@@ -351,13 +353,16 @@ class SequenceAttention(tf.keras.layers.Layer):
         attention(values["hist_user_recent_click_listing_id"], candidates).shape   # (batch, 9)
     """
 
-    def __init__(self, feature: Feature, target: StringEncoder, **kwargs) -> None:
+    def __init__(self, feature: Feature, target: StringEncoder, dropout: float = 0.0, **kwargs) -> None:
         super().__init__(name=kwargs.pop("name", f"sequence_{_safe(feature.name)}"), **kwargs)
-        self.feature, self.target = feature, target
+        self.feature, self.target, self.dropout = feature, target, dropout
         self.output_width = target.output_width + 1
 
-    def call(self, lists: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+    def call(self, lists: tf.Tensor, candidates: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         vectors, rows = self.target.embed_tokens(lists, penalize=False)
+        if training and self.dropout > 0:
+            kept = tf.random.uniform(tf.shape(rows)) >= self.dropout
+            vectors, rows = tf.boolean_mask(vectors, kept), tf.boolean_mask(rows, kept)
         batch = tf.shape(lists, out_type=rows.dtype)[0]
         scale = tf.math.rsqrt(tf.cast(tf.shape(candidates)[1], tf.float32))
         scores = tf.reduce_sum(vectors * tf.gather(candidates, rows), axis=1) * scale
@@ -406,6 +411,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         max_hash_buckets: int | None = None,
         interaction: str = "none",
         sequence_pooling: str = "attention",
+        sequence_dropout: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -427,20 +433,20 @@ class FeatureEncoder(tf.keras.layers.Layer):
             if feature.is_string and feature not in attended
         ]
         by_name = {encoder.feature.name: encoder for encoder in self.strings}
-        self.sequences = [SequenceAttention(feature, by_name[feature.target]) for feature in attended]
+        self.sequences = [SequenceAttention(feature, by_name[feature.target], sequence_dropout) for feature in attended]
         pairs = len(self.strings) * (len(self.strings) - 1) // 2
         self.interaction = tfrs.layers.feature_interaction.DotInteraction() if interaction == "dot" and pairs else None
         self.output_width = sum(encoder.output_width for encoder in (*self.strings, *self.sequences))
         self.output_width += self.numeric.output_width if self.numeric else 0
         self.output_width += pairs if self.interaction else 0
 
-    def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         embeddings = [encoder(features[encoder.feature.name]) for encoder in self.strings]
         blocks = [self.numeric(features)] if self.numeric else []
         blocks += embeddings
         candidates = dict(zip((encoder.feature.name for encoder in self.strings), embeddings, strict=True))
         blocks += [
-            sequence(features[sequence.feature.name], candidates[sequence.target.feature.name])
+            sequence(features[sequence.feature.name], candidates[sequence.target.feature.name], training=training)
             for sequence in self.sequences
         ]
         if self.interaction is not None:

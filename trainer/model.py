@@ -351,6 +351,7 @@ class RankerModel(tfrs.Model):
             config.max_hash_buckets,
             config.feature_interaction,
             config.sequence_pooling,
+            config.sequence_dropout,
         )
         self.module_embedding = (
             ModuleEmbedding(
@@ -384,7 +385,7 @@ class RankerModel(tfrs.Model):
 
     # -- forward passes --------------------------------------------------------
     def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        x = self.feature_encoder(features)
+        x = self.feature_encoder(features, training=training)
         module = None
         if self.module_embedding is not None:
             module = self.module_embedding(features[MODULE], training=training)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from ranker_core.schema import Feature, SplitStats
+from ranker_core.step_configs import TrainerConfig
 from trainer.features import (
     NORMALIZED_CLIP,
     FeatureEncoder,
@@ -265,3 +266,33 @@ def test_a_sequences_tokens_add_no_embedding_penalty_to_the_targets_table(spec, 
         return float(tf.add_n(encoder.losses))
 
     assert penalty("l3|l4|l5|l6") == pytest.approx(penalty("")) and penalty("") > 0
+
+
+def test_sequence_dropout_drops_tokens_in_training_only(spec):
+    spec = sequence_spec(spec)
+    listing = StringEncoder(spec.feature("listing_id"), embedding_dim=4)
+    kept_all = SequenceAttention(spec.feature("recent_listings"), listing)
+    dropping = SequenceAttention(spec.feature("recent_listings"), listing, dropout=0.5)
+    lists = tf.constant(["l1|l2|l3|l1"] * 64)
+    query = listing(tf.constant(["l1"] * 64))
+    served = kept_all(lists, query).numpy()
+    np.testing.assert_array_equal(dropping(lists, query).numpy(), served)  # inference: every token
+    np.testing.assert_array_equal(kept_all(lists, query, training=True).numpy(), served)  # no dropout set
+    tf.random.set_seed(0)
+    trained = dropping(lists, query, training=True).numpy()
+    changed = ~np.isclose(trained, served).all(axis=1)
+    assert 0 < changed.sum() < 64  # rows lose different tokens; some keep all four
+    past, candidate = listing(tf.constant(["l1", "l2", "l3", "l1"])).numpy(), query.numpy()[0]
+
+    def pooled(kept: list[bool]) -> np.ndarray:  # attention over the kept tokens, as the layer computes it
+        if not any(kept):
+            return np.zeros(5)
+        scores = past[kept] @ candidate / 2.0
+        vector = (np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()) @ past[kept]
+        return np.append(vector, vector @ candidate)
+
+    subsets = [pooled([bool(mask >> bit & 1) for bit in range(4)]) for mask in range(16)]
+    for row in trained:  # each row is the attention pool of some subset of its tokens
+        assert min(np.abs(row - subset).max() for subset in subsets) < 1e-5
+    with pytest.raises(ValueError, match="sequence_dropout must be in"):
+        TrainerConfig(sequence_dropout=1.0)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranker_core.schema import label_key
+from ranker_core.schema import Feature, label_key
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import ARCHITECTURES, TrainerConfig
 from trainer.model import SCORE, RankingScore, build_model, positive_weights
@@ -167,3 +167,18 @@ def test_max_hash_buckets_caps_every_hashed_embedding(spec):
     model = build_model(spec, tiny(max_hash_buckets=3))
     tables = {e.feature.name: e.embedding.input_dim for e in model.feature_encoder.strings if e.feature in hashed}
     assert tables == {feature.name: 3 for feature in hashed}
+
+
+def test_sequence_dropout_reaches_the_sequences_in_training_and_never_in_serving(spec, raw_batch):
+    spec = type(spec).from_dict(spec.to_dict())
+    spec.features.append(Feature("recent_listings", "list", vocabulary=["l1"], target="listing_id"))
+    rows = len(raw_batch["module_name"])
+    features = tensors({**raw_batch, "recent_listings": np.array(["l1|l2|l3|l4|l5"] * rows)})
+    model = build_model(spec, tiny(sequence_dropout=0.5, dropout=0.0, module_dropout=0.0))
+    served = model(features)[SCORE].numpy()
+    np.testing.assert_array_equal(model(features, training=False)[SCORE].numpy(), served)
+    tf.random.set_seed(0)
+    assert not np.allclose(model(features, training=True)[SCORE].numpy(), served)
+    without = build_model(spec, tiny(dropout=0.0, module_dropout=0.0))
+    without.set_weights(model.get_weights())
+    np.testing.assert_allclose(without(features, training=True)[SCORE].numpy(), served, rtol=1e-6)
