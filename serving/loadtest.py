@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
-from ranker_core.schema import MODULE, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
 from trainer.synthetic import synthetic_values
 
 Arrival = Literal["constant", "poisson", "bursty"]
@@ -239,11 +239,16 @@ def auth_headers(bearer_token: str | None = None, token_command: str | None = No
     return {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
 
 
+SYNTHETIC_SEQUENCE_TOKENS = 20  # a behaviour sequence's default length (the dataset spec's history.sequences)
+
+
 def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columnar: bool = True) -> bytes:
     """A ranking request with ``candidates`` random candidates drawn from the spec's vocabularies and statistics.
 
-    The user (the spec's ``user_id`` role) and the module go in the context,
-    every other feature in the candidates, as columns or as rows::
+    The user (the spec's ``user_id`` role), the module and the user's behaviour sequences go in
+    the context (a sequence as ``SYNTHETIC_SEQUENCE_TOKENS`` values of its target feature: a full
+    history, so a load test pays for the longest one), every other feature in the candidates,
+    as columns or as rows::
 
         body = synthetic_payload(FeatureSpec.load("model"), candidates=1000)
     """
@@ -254,6 +259,9 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
     for feature in spec.features:
         if feature.name == user_key:
             context[feature.name] = synthetic_values(feature, 1, rng)[0]
+        elif feature.target:
+            past = synthetic_values(spec.feature(feature.target), SYNTHETIC_SEQUENCE_TOKENS, rng)
+            context[feature.name] = LIST_SEPARATOR.join(past)
         else:
             columns[feature.name] = synthetic_values(feature, candidates, rng)
     if not columnar:

@@ -11,8 +11,10 @@ import numpy as np
 import orjson
 import pytest
 
+from ranker_core.schema import LIST_SEPARATOR, Feature
 from serving.loadtest import (
     DROPPED,
+    SYNTHETIC_SEQUENCE_TOKENS,
     LoadTestConfig,
     arrival_times,
     auth_headers,
@@ -125,3 +127,14 @@ def test_generated_payload_is_a_valid_request_for_the_spec(columnar):
     assert (batch.columns["user_id"] == batch.columns["user_id"][0]).all()
     assert np.isfinite(batch.columns["price"]).all() and (batch.columns["price"] >= 0).all()
     assert set(batch.columns["category"]) <= set(spec.feature("category").vocabulary)
+
+
+def test_a_behaviour_sequence_is_one_full_user_history_in_the_context():
+    spec = synthetic_feature_spec()
+    spec.features.append(Feature("recent_categories", "list", vocabulary=["art"], target="category"))
+    instance = orjson.loads(synthetic_payload(spec, candidates=5))["instances"][0]
+    history = instance["context"]["recent_categories"].split(LIST_SEPARATOR)
+    assert len(history) == SYNTHETIC_SEQUENCE_TOKENS and set(history) <= set(spec.feature("category").vocabulary)
+    assert "recent_categories" not in instance["candidates"]
+    batch = RequestParser(spec, max_candidates=5).parse({"instances": [instance]})
+    assert (batch.columns["recent_categories"] == instance["context"]["recent_categories"]).all()
