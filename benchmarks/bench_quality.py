@@ -281,7 +281,7 @@ def table(world: str, runs: dict[int, dict[str, Any]], peers: Sequence[str] = ()
         f"| seed | split | target | {' | '.join(models)} | {' | '.join(lifts)} | gap captured |",
         "|---|---|---|" + "---:|" * len(models) + "---|" * len(lifts) + "---:|",
     ]
-    for seed, summary in sorted(runs.items()):
+    for seed, summary in sorted(runs.items(), key=lambda run: int(run[0])):
         for split in ("test", "heldout"):
             for target, cells in summary.get(split, {}).items():
                 scores = " | ".join(_number(cells.get(model)) for model in ("mmoe", *peers, *REFERENCES))
@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     record["history"] = args.history
     record["impressions_per_user"] = args.impressions_per_user or None
     record["peers"] = peers
+    results = _merged(out, record, results)
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     per_user = f" ({args.impressions_per_user} per user)" if args.impressions_per_user else ""
     print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; "
@@ -352,6 +353,18 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(table(world, runs, peers)) + "\n")
     print(f"written to {out}")
     return 0
+
+
+def _merged(out: Path, record: dict[str, Any], results: dict[str, dict]) -> dict[str, dict]:
+    """``results`` added to the worlds and seeds already in ``out`` when that file holds runs of the same
+    settings (a run of another world or seed must not overwrite them); the printed tables show them too."""
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    if any(previous.get(key) != value for key, value in record.items()):
+        return results
+    merged = previous.get("results", {})
+    for world, runs in results.items():
+        merged.setdefault(world, {}).update({str(seed): summary for seed, summary in runs.items()})
+    return merged
 
 
 if __name__ == "__main__":
