@@ -363,12 +363,12 @@ class SequenceAttention(tf.keras.layers.Layer):
         # (flat tokens and segment ops, no padding); a served request's candidates share one user's
         # full sequence (each distinct sequence looked up once, dense ops on padded blocks: 1/4 of the
         # flat path's time for 1,000 candidates; a test checks that both give the same output).
-        pooled = self._pool_flat(lists, candidates, training) if training else self._pool_distinct(lists, candidates)
+        pooled = self._pool_flat(lists, candidates) if training else self._pool_distinct(lists, candidates)
         return tf.concat([pooled, tf.reduce_sum(pooled * candidates, axis=1, keepdims=True)], axis=1)
 
-    def _pool_flat(self, lists: tf.Tensor, candidates: tf.Tensor, training: bool) -> tf.Tensor:
+    def _pool_flat(self, lists: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
         vectors, rows = self.target.embed_tokens(lists, penalize=False)
-        if training and self.dropout > 0:
+        if self.dropout > 0:  # training only: this path is the training one
             kept = tf.random.uniform(tf.shape(rows)) >= self.dropout
             vectors, rows = tf.boolean_mask(vectors, kept), tf.boolean_mask(rows, kept)
         batch = tf.shape(lists, out_type=rows.dtype)[0]
