@@ -361,8 +361,8 @@ class SequenceAttention(tf.keras.layers.Layer):
     def call(self, lists: tf.Tensor, candidates: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # The same pooling, computed two ways: training batches hold mostly distinct, short sequences
         # (flat tokens and segment ops, no padding); a served request's candidates share one user's
-        # full sequence (each distinct sequence looked up once, dense ops on padded blocks: 1/4 of the
-        # flat path's time for 1,000 candidates; a test checks that both give the same output).
+        # full sequence (each distinct sequence looked up once, dense ops on padded blocks; the model call
+        # it saves is in docs/model.md, "What sequences cost"). A test checks that both give the same output.
         pooled = self._pool_flat(lists, candidates) if training else self._pool_distinct(lists, candidates)
         return tf.concat([pooled, tf.reduce_sum(pooled * candidates, axis=1, keepdims=True)], axis=1)
 
