@@ -279,7 +279,8 @@ def test_sequence_dropout_drops_tokens_in_training_only(spec):
     query = listing(tf.constant(["l1"] * 64))
     served = kept_all(lists, query).numpy()
     np.testing.assert_array_equal(dropping(lists, query).numpy(), served)  # inference: every token
-    np.testing.assert_allclose(kept_all(lists, query, training=True).numpy(), served, rtol=1e-6)  # no dropout set
+    # no dropout set: the training path, equal to float32 rounding
+    np.testing.assert_allclose(kept_all(lists, query, training=True).numpy(), served, rtol=1e-6, atol=1e-7)
     tf.random.set_seed(0)
     trained = dropping(lists, query, training=True).numpy()
     changed = ~np.isclose(trained, served).all(axis=1)
