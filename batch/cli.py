@@ -53,6 +53,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--item-column": ("item_column", str, "listing id column (default: the model's item-id role)"),
     "--batch-size": ("batch_size", int, "candidates per model call"),
     "--feature-store": ("feature_store", str, "a Feast repo (ranker materialize): stored features come from it"),
+    "--op-threads": ("op_threads", int, "TensorFlow threads per worker process (0: cores // local worker processes)"),
 }
 _GROUPED = "grouped_by_user"
 
@@ -103,8 +104,8 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
     """The Beam flags; locally, batch ranking runs in one process unless a flag or RANKER_BEAM_MODE says otherwise.
 
     TensorFlow already uses every core inside one model call, and each worker process starts and loads its
-    own model: on 2 cores, 500k candidates took 4.2 s in one process and 13.2 s with 2 workers, 1M took
-    7.9 s and 10.7 s (docs/benchmarks.md). Tables much larger than that belong on Dataflow.
+    own model (about 6 s on 2 cores): 1M candidates took 5.3 s in one process and 11.7 s with 2 workers;
+    the workers win from about 4M (8M: 32-36 s against 38-42 s, docs/benchmarks.md).
     """
     options = beam_options_from_args(args, extra)
     if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):

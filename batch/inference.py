@@ -30,21 +30,27 @@ import pandas as pd
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from batch.coders import chunk_bytes
-from trainer.predict import Ranker, load_ranker
+from trainer.predict import Ranker, load_ranker, set_op_threads
 
 
 class RankerModelHandler(ModelHandler[pd.DataFrame, PredictionResult, Ranker]):
-    """Loads the exported ranker behind ``model_uri`` once per worker and scores candidate chunks with it."""
+    """Loads the exported ranker behind ``model_uri`` once per worker and scores candidate chunks with it.
 
-    def __init__(self, model_uri: str, model_id: str = "") -> None:
+    ``op_threads`` sizes the worker process's TensorFlow thread pools before the model loads (0: TensorFlow's default).
+    """
+
+    def __init__(self, model_uri: str, model_id: str = "", op_threads: int = 0) -> None:
         super().__init__(min_batch_size=1, max_batch_size=1)  # an element is already a batch of candidates
         self.model_uri = model_uri
         self.model_id = model_id or model_uri
+        self.op_threads = op_threads
 
     def load_model(self) -> Ranker:
         """The ranker behind ``model_uri`` (a folder, gs:// or ``models:/`` URI, resolved as ``ranker serve`` does)."""
         from serving.model_source import resolve_model_dir
 
+        if self.op_threads:
+            set_op_threads(self.op_threads)
         return load_ranker(resolve_model_dir(self.model_uri))
 
     def run_inference(

@@ -201,9 +201,10 @@ def rank_candidates(
     assemble = beam.ParDo(Assemble(assembler, config.campaign)).with_output_types(pd.DataFrame)
     features = read.chunks | "AssembleFeatures" >> assemble.with_outputs(DEAD_LETTERS, main="chunks")
     top_k = beam.ParDo(TopKPerChunk(layout, config.top_k, config.grouped_by_user)).with_output_types(pa.Table)
+    handler = RankerModelHandler(model_uri, op_threads=config.op_threads or options.cores_per_worker_process)
     top = (
         features.chunks
-        | "RunInference" >> RunInference(RankerModelHandler(model_uri)).with_output_types(PredictionResult)
+        | "RunInference" >> RunInference(handler).with_output_types(PredictionResult)
         | "ChunkTopK" >> top_k.with_outputs(SPANNING, main="complete")
     )
     merged = (

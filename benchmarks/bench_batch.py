@@ -14,7 +14,8 @@ random rows of its features, ``--per-user`` per user, written once as ``--files`
   (extra candidates / extra seconds) leaves out the pipeline's fixed start-up;
   ``shuffled`` ranks as for any table (every user through the GroupByKey), ``grouped``
   declares the table grouped by user (``--grouped-by-user``: only users at chunk edges
-  are shuffled); the generated candidates are grouped by user either way.
+  are shuffled); the generated candidates are grouped by user either way; ``--op-threads``
+  compares TensorFlow thread counts per worker process (0: the pipeline's automatic choice).
 
 Each pipeline runs ``--repeats`` times and the fastest run counts. CPU seconds
 (this process and its worker processes) are printed beside wall time: on a
@@ -23,6 +24,7 @@ shared machine they are the steadier measure::
     python -m benchmarks.bench_batch                                  # 200k candidates, 2 workers
     python -m benchmarks.bench_batch --candidates 400000 --modes in_memory multi_processing
     python -m benchmarks.bench_batch --modes in_memory --layouts grouped
+    python -m benchmarks.bench_batch --candidates 4000000 --modes multi_processing --layouts grouped --op-threads 0 2
     python -m benchmarks.bench_batch --candidates 500000 --compare-coders 4     # pickle vs ChunkCoder, 1M grouped
 """
 
@@ -99,9 +101,10 @@ def cold_predict_run(model_dir: Path, candidates: Path, batch_size: int) -> tupl
 
 
 def beam_run(
-    model_dir: Path, candidates: Path, out: Path, variant: tuple[str, str], workers: int, batch_size: int
+    model_dir: Path, candidates: Path, out: Path, variant: tuple[str, str, int], workers: int, batch_size: int
 ) -> tuple:
-    """(wall seconds, CPU seconds, candidates scored) of one whole batch ranking run; ``variant``: (mode, layout)."""
+    """(wall seconds, CPU seconds, candidates scored) of one whole batch ranking run; ``variant``:
+    (mode, layout, op_threads)."""
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
@@ -109,10 +112,10 @@ def beam_run(
     from batch.pipeline import batch_rank
     from components.features.options import BeamOptions
 
-    mode, layout = variant
+    mode, layout, op_threads = variant
     config = BatchRankConfig(
         candidates=str(candidates), model_uri=str(model_dir), out=str(out), batch_size=batch_size,
-        grouped_by_user=layout == "grouped",
+        grouped_by_user=layout == "grouped", op_threads=op_threads,
     )  # fmt: skip
     options = BeamOptions(runner="DirectRunner", direct_num_workers=workers, direct_running_mode=mode)
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -130,7 +133,7 @@ def compare_coders(model_dir: Path, candidates: Path, out: Path, batch_size: int
     from batch.coders import ChunkCoder
 
     runs: dict[str, list[tuple[float, float]]] = {"pickle": [], "chunk": []}
-    variant = ("in_memory", "grouped")
+    variant = ("in_memory", "grouped", 0)
     beam_run(model_dir, candidates, out, variant, 1, batch_size)  # warm: imports, first model load
     coders = (("pickle", beam.coders.PickleCoder), ("chunk", ChunkCoder))
     for _, (name, coder) in itertools.product(range(rounds), coders):
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layouts", nargs="+", default=["shuffled", "grouped"], choices=["shuffled", "grouped"],
                         help="rank as any table, or declared grouped by user (both)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="local runner workers (2)")
+    parser.add_argument("--op-threads", type=int, nargs="+", default=[0],
+                        help="TensorFlow threads per worker process to compare (0: automatic)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline; the fastest counts (3)")
     parser.add_argument("--work-dir", default="/tmp/bench_batch", help="model, candidates and outputs")
     parser.add_argument("--compare-coders", type=int, default=0, metavar="ROUNDS",
@@ -177,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'predict cold (load, read, score)':<34} {sizes[1]:>10} {cold_wall:>7.2f} {sizes[1] / cold_wall:>9.0f} "
           f"{1000 * cold_cpu / sizes[1]:>8.3f} {sizes[1] / cold_wall / rate:>10.0%}")  # fmt: skip
-    for variant in itertools.product(args.modes, args.layouts):
-        name = f"beam {' '.join(variant)}"
-        runs = {size: min(beam_run(model_dir, path, work / f"out-{'-'.join(variant)}-{size}", variant, args.workers,
+    for variant in itertools.product(args.modes, args.layouts, args.op_threads):
+        name = f"beam {' '.join(variant[:2])}" + (f" {variant[2]} threads" if variant[2] else "")
+        runs = {size: min(beam_run(model_dir, path, work / f"out-{'-'.join(variant[:2])}-{size}", variant, args.workers,
                                    args.batch_size) for _ in range(args.repeats))
                 for size, path in inputs.items()}  # fmt: skip
         for size, (wall, cpu, scored) in runs.items():

@@ -73,7 +73,7 @@ def main() -> None:
     from serving.config import ServerConfig
     from serving.loadtest import synthetic_payload
     from serving.request import RequestParser
-    from serving.server import set_op_threads
+    from trainer.predict import set_op_threads
     from trainer.storage import load_feature_spec
 
     set_op_threads(ServerConfig().op_threads)  # as the server runs the model

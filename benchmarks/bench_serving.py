@@ -453,8 +453,7 @@ def request_stages(model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, s
     """Per payload kind, median milliseconds of each step one request takes in the server (in process, no HTTP)."""
     from serving.config import ServerConfig
     from serving.request import RequestParser
-    from serving.server import set_op_threads
-    from trainer.predict import load_ranker
+    from trainer.predict import load_ranker, set_op_threads
 
     set_op_threads(ServerConfig().op_threads)  # as the server runs the model
     ranker = load_ranker(model_dir)

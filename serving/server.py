@@ -346,24 +346,6 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
     )
 
 
-def set_op_threads(threads: int) -> None:
-    """TensorFlow's intra- and inter-op threads per model call (0: TensorFlow's default, one per core).
-
-    One thread per call is the latency default: a 1,000-candidate call gains
-    little from splitting its small matmuls, while idle pool threads spinning
-    for work take the cores the event loop needs to parse the next request;
-    concurrency comes from ``model_threads`` calls running side by side.
-    It must run before TensorFlow executes anything in this process.
-    """
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already ran something here (e.g. a test that served in-process)
-        logger.warning("TensorFlow is already initialized: op_threads=%d not applied", threads)
-
-
 def load_model(config: ServerConfig) -> RankerServingModel:
     """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
     from trainer.digest import saved_model_fingerprint
@@ -400,6 +382,11 @@ def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
     configure_json_logging(log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RefusedRequestLogFilter())
+    from trainer.predict import set_op_threads
+
+    # One thread per call is the latency default: a 1,000-candidate call gains little from splitting
+    # its small matmuls, while idle pool threads spinning for work take the cores the event loop needs
+    # to parse the next request; concurrency comes from ``model_threads`` calls running side by side.
     set_op_threads(config.op_threads)
     model = load_model(config)
     from kserve import ModelServer

@@ -15,6 +15,7 @@ model inputs are ignored. One signature call scores the whole batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,19 @@ class Ranker:
 def load_ranker(model_dir: str | Path) -> Ranker:
     """The exported ranker in ``model_dir`` (local or gs://), ready to ``predict``."""
     return Ranker(model_dir)
+
+
+def set_op_threads(threads: int) -> None:
+    """Size TensorFlow's intra- and inter-op thread pools in this process (0: TensorFlow's default, one per core).
+
+    It must run before TensorFlow executes anything in this process; after that it
+    logs a warning and changes nothing. ``ranker serve`` and each batch ranking worker call it.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran something here (e.g. a test that served in-process)
+        logging.getLogger(__name__).warning("TensorFlow is already initialized: op_threads=%d not applied", threads)
 
 
 def _batch_size(features: Mapping[str, ColumnValues], signature: Mapping[str, tf.TensorSpec]) -> int:

@@ -52,6 +52,22 @@ class BeamOptions(Settings):
         """The ``--runner`` Beam gets: the local runner's class path for ``DirectRunner``, any other name as is."""
         return LOCAL_RUNNER if self.runner.lower() in _LOCAL_NAMES else self.runner
 
+    @property
+    def local_workers(self) -> int:
+        """The local runner's worker count (``direct_num_workers``, 0 meaning one per core)."""
+        return self.direct_num_workers or os.cpu_count() or 1
+
+    @property
+    def cores_per_worker_process(self) -> int:
+        """The cores each of the local runner's worker processes has to itself (0: no such split).
+
+        Set only for ``multi_processing`` on the local runner: a library that sizes its thread
+        pools by the machine's cores (TensorFlow) would otherwise run ``workers x cores`` threads.
+        """
+        if self.runner.lower() not in _LOCAL_NAMES or self.direct_running_mode != "multi_processing":
+            return 0
+        return max(1, (os.cpu_count() or 1) // self.local_workers)
+
     def validate(self) -> None:
         """Dataflow needs a project, a region and a gs:// temp location; say which is missing."""
         if not self.is_dataflow:
@@ -83,8 +99,7 @@ class BeamOptions(Settings):
                 "setup_file": self.setup_file,
             }
         else:
-            workers = self.direct_num_workers or os.cpu_count() or 1
-            values |= {"direct_num_workers": workers, "direct_running_mode": self.direct_running_mode}
+            values |= {"direct_num_workers": self.local_workers, "direct_running_mode": self.direct_running_mode}
         flags += [f"--{name}={value}" for name, value in values.items() if value not in ("", None)]
         return flags + list(self.extra_args)
 

@@ -1,6 +1,8 @@
 """Batch ranking on Beam's local runner with a really trained tiny ranker: top-k, dead letters, sinks."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import apache_beam as beam
@@ -70,6 +72,21 @@ def test_top_k_per_user_equals_the_in_process_ranking(model_dir, synthetic_examp
         ranked.groupby(["module_name", "user_id"])["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
     )
     assert {f"p_{task}" for task in ranker.task_names} <= set(ranked.columns)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op_threads", [0, 1])
+def test_a_worker_sizes_tensorflow_threads_before_its_model_loads(model_dir, op_threads):  # noqa: F811
+    # a fresh interpreter, as a worker process is: thread pools can only be sized before TensorFlow runs anything
+    script = (
+        "import sys, tensorflow as tf; from batch.inference import RankerModelHandler; "
+        f"model = RankerModelHandler(sys.argv[1], op_threads={op_threads}).load_model(); "
+        "model.predict({'module_name': ['search']}); threading = tf.config.threading; "
+        "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())"
+    )
+    completed = subprocess.run([sys.executable, "-c", script, str(model_dir)], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split()[-2:] == [str(op_threads)] * 2
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ def one_line_error(capsys, argv: list[str]) -> str:
         (["--candidates", "c", "--out", "bq://p.d.t"], "needs --dead-letter-out"),
         (["--candidates", "c", "--out", "o", "--top-k", "0"], "must be positive"),
         (["--candidates", "c", "--out", "o", "--format", "xml"], "candidates_format"),
+        (["--candidates", "c", "--out", "o", "--op-threads", "-1"], "--op-threads must be 0 (automatic)"),
     ],
 )
 def test_bad_settings_are_one_line(capsys, argv, message):
@@ -100,6 +101,15 @@ def test_the_local_runner_runs_in_one_process_unless_told_otherwise(monkeypatch)
     monkeypatch.setenv("RANKER_BEAM_MODE", "multi_threading")
     module, args = parsed([])
     assert module._beam_options(args, ()).direct_running_mode == "multi_threading"
+
+
+def test_op_threads_come_from_the_flag_else_the_environment(monkeypatch):
+    module, args = parsed(["--candidates", "c", "--out", "o"])
+    assert module.batch_config(args).op_threads == 0
+    monkeypatch.setenv("RANKER_BATCH_OP_THREADS", "3")
+    assert module.batch_config(args).op_threads == 3
+    module, args = parsed(["--candidates", "c", "--out", "o", "--op-threads", "1"])
+    assert module.batch_config(args).op_threads == 1
 
 
 def test_grouped_by_user_comes_from_the_flag_else_the_environment(monkeypatch):

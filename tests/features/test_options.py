@@ -18,6 +18,23 @@ def test_the_local_runner_uses_every_core_by_default(monkeypatch):
     assert not any(flag.startswith("--machine_type") for flag in flags)
 
 
+@pytest.mark.parametrize(
+    ("options", "cores"),
+    [
+        (BeamOptions(direct_num_workers=2, direct_running_mode="multi_processing"), 2),
+        (BeamOptions(direct_num_workers=0, direct_running_mode="multi_processing"), 1),  # one worker per core
+        (BeamOptions(direct_num_workers=8, direct_running_mode="multi_processing"), 1),
+        (BeamOptions(direct_num_workers=2, direct_running_mode="in_memory"), 0),  # one process: no split
+        (BeamOptions(direct_num_workers=2, direct_running_mode="multi_threading"), 0),
+        (BeamOptions(runner="DataflowRunner", direct_num_workers=2, direct_running_mode="multi_processing"), 0),
+    ],
+    ids=["2-of-4", "one-per-core", "more-workers-than-cores", "in-memory", "threads", "dataflow"],
+)
+def test_local_worker_processes_share_the_cores_out(monkeypatch, options, cores):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert options.cores_per_worker_process == cores
+
+
 def test_dataflow_flags_carry_project_region_locations_workers_and_image():
     options = BeamOptions(
         runner="DataflowRunner",

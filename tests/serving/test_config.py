@@ -41,7 +41,7 @@ def test_defaults_apply_without_environment():
 def test_op_threads_set_tensorflow_thread_pools_before_the_model_loads():
     # a fresh interpreter: thread pools can only be sized before TensorFlow runs anything
     script = (
-        "import tensorflow as tf; from serving.server import set_op_threads; set_op_threads(1); "
+        "import tensorflow as tf; from trainer.predict import set_op_threads; set_op_threads(1); "
         "tf.constant(1.0) + 1; threading = tf.config.threading; "
         "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())"
     )
