@@ -152,16 +152,19 @@ class FeatureAssembler:
 
 def _note(reasons: np.ndarray, bad: np.ndarray, reason: str) -> None:
     """Record ``reason`` for the bad rows that have no reason yet (a row's first problem is the one shown)."""
-    reasons[bad & pd.isna(reasons)] = reason
+    if bad.any():  # most chunks have no bad row: skip the pass over ``reasons``
+        reasons[bad & pd.isna(reasons)] = reason
 
 
 def _text(chunk: pd.DataFrame, column: str) -> np.ndarray:
     """A string column; absent or null values are ``""``, numbers (ids read as numbers) become their text."""
     if column not in chunk:
         return np.full(len(chunk), "", dtype=object)
-    values = chunk[column]
-    text = (values.fillna("") if values.hasnans else values).to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(text, skipna=False) not in ("string", "empty"):
+    text = chunk[column].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(text, skipna=False) in ("string", "empty"):
+        return text  # the common case, in one pass: strings, none missing
+    text = np.where(pd.isna(text), "", text)
+    if pd.api.types.infer_dtype(text, skipna=False) != "string":
         text = np.array([_as_text(value) for value in text], dtype=object)
     return text
 

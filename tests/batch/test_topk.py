@@ -52,3 +52,30 @@ def test_a_shuffled_user_merges_its_chunks_best_distinct_listings():
     rows = list(ranked_rows((("email", "u1"), chunks), LAYOUT, k=2))
 
     assert [(row["rank"], row["listing_id"]) for row in rows] == [(1, "a"), (2, "b")]
+
+
+def test_each_users_best_distinct_listings_match_a_pandas_ranking_on_random_chunks():
+    rng = np.random.default_rng(7)
+    for rows in (1, 5, 300):
+        chunk = pd.DataFrame(
+            {
+                "user_id": rng.choice([f"u{i}" for i in range(8)], rows),
+                "listing_id": rng.choice([f"l{i}" for i in range(12)], rows),  # repeats within a user
+                "module_name": rng.choice(["email", "push"], rows),
+            }
+        )
+        score = rng.random(rows).astype(np.float32)
+        top = chunk_top_k(PredictionResult(chunk, {"score": score, "click": score}), LAYOUT, k=3)
+
+        expected = (
+            chunk.assign(score=score)
+            .sort_values("score", ascending=False, kind="stable")
+            .drop_duplicates(["module_name", "user_id", "listing_id"])
+            .groupby(["module_name", "user_id"])
+            .head(3)
+        )
+        got = {key: [item for _, item, _ in records] for key, records in top.spanning}
+        want = {
+            key: list(group["listing_id"]) for key, group in expected.groupby(["module_name", "user_id"], sort=False)
+        }
+        assert got == want
