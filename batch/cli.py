@@ -105,7 +105,7 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
 
     TensorFlow already uses every core inside one model call, and each worker process starts and loads its
     own model (about 6 s on 2 cores): 1M candidates took 5.3 s in one process and 11.7 s with 2 workers;
-    the workers win from about 4M (8M: 32-36 s against 38-42 s, docs/benchmarks.md).
+    the workers win from about 4M (8M: 28-32 s against 33-38 s, docs/benchmarks.md).
     """
     options = beam_options_from_args(args, extra)
     if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):
