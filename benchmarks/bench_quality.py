@@ -24,6 +24,8 @@ and writes every number to ``<work-dir>/bench_quality.json``
         # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
     python -m benchmarks.bench_quality --history '...' --model-config '{"sequence_dropout": 0.3}' --against-default
         # both: also ``mmoe_default_config``, the default configuration trained on the same (history) examples
+    python -m benchmarks.bench_quality --module-traits --against-default   # each world's surfaces declared by
+        # their traits (MODULE_TRAITS) in the spec: like --history, a spec variant extracted anew
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
@@ -138,6 +140,11 @@ CURATED_MODULES: dict[str, ModuleBehavior] = {
 }
 
 
+def _traits(channel: str, layout: str, context: str) -> dict[str, str]:
+    """A surface's traits: where it is shown, how its slate is laid out, what the request carries besides the user."""
+    return {"channel": channel, "layout": layout, "context": context}
+
+
 @dataclasses.dataclass(frozen=True)
 class World:
     """A simulator configuration and the module its extraction holds out of training."""
@@ -146,6 +153,9 @@ class World:
     held_out_module: str
     history_strength: float = 1.0
     policy_noise: float = 2.0
+    # What each surface is, as a team would declare it in its dataset spec (--module-traits): where it is
+    # shown, how its slate is laid out and what the request carries besides the user.
+    module_traits: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def config(self, impressions: int, seed: int, impressions_per_user: int = 0) -> SimulatorConfig:
         """The world at ``impressions``; ``impressions_per_user`` sets the users (0: the simulator's 1 per 100)."""
@@ -160,8 +170,31 @@ class World:
 
 
 WORLDS: dict[str, World] = {
-    "marketplace": World(dict(DEFAULT_MODULES), "shop_page"),
-    "curated": World(CURATED_MODULES, "deals_page", history_strength=1.5, policy_noise=1.0),
+    "marketplace": World(
+        dict(DEFAULT_MODULES),
+        "shop_page",
+        module_traits={
+            "home_feed": _traits("app", "grid", "none"),
+            "item_page": _traits("app", "carousel", "listing"),
+            "search": _traits("app", "grid", "query"),
+            "cart": _traits("app", "carousel", "cart"),
+            "email_digest": _traits("email", "list", "none"),
+            "shop_page": _traits("app", "grid", "shop"),
+        },
+    ),
+    "curated": World(
+        CURATED_MODULES,
+        "deals_page",
+        history_strength=1.5,
+        policy_noise=1.0,
+        module_traits={
+            "discover": _traits("app", "grid", "none"),
+            "similar_items": _traits("app", "carousel", "listing"),
+            "category_browse": _traits("app", "grid", "category"),
+            "push": _traits("push", "list", "none"),
+            "deals_page": _traits("app", "grid", "none"),
+        },
+    ),
 }
 
 
@@ -177,11 +210,12 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     world = WORLDS[world_name]
     per_user = f"-{args.impressions_per_user}peruser" if args.impressions_per_user else ""
     shipped = Path(args.work_dir) / f"{world_name}-{args.impressions}{per_user}-seed{seed}"  # the shipped spec's
-    root = shipped if args.history == "{}" else shipped.with_name(f"{shipped.name}-history-{_slug(args.history)}")
+    root = shipped.with_name(shipped.name + _spec_variant(args))
     data = shipped / "sim"
     if not (data / "impressions").is_dir():
         simulate(world.config(args.impressions, seed, args.impressions_per_user), str(data))
-    examples = extracted(data, root, world.held_out_module, args.history)
+    traits = world.module_traits if args.module_traits else None
+    examples = extracted(data, root, world.held_out_module, args.history, traits)
     models = {}
     for name in ("mmoe", *args.peers):  # a peer: the same settings with its own architecture
         overrides = {"seed": seed} if name == "mmoe" else {"seed": seed, "architecture": name}
@@ -210,15 +244,17 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     return summarise(result, peers)
 
 
-def extracted(data: Path, root: Path, held_out_module: str, history: str = "{}") -> Path:
+def extracted(
+    data: Path, root: Path, held_out_module: str, history: str = "{}", module_traits: dict | None = None
+) -> Path:
     """``root/examples``, extracted from the simulation once: with the simulator's spec, or with ``history``
-    (JSON) merged into its `history` section (the spec written under ``root``)."""
+    (JSON) merged into its `history` section and ``module_traits`` declared (the spec written under ``root``)."""
     from components.data.spec import spec_with_history
     from components.features.pipeline import ExtractionConfig, extract_features
 
     examples = root / "examples"
     if not (examples / "feature_spec.json").exists():
-        spec = spec_with_history(json.loads(history), root / "dataset_spec.yaml")
+        spec = spec_with_history(json.loads(history), root / "dataset_spec.yaml", module_traits=module_traits)
         extract_features(ExtractionConfig(str(data / "impressions"), spec, str(examples), held_out_module))
     return examples
 
@@ -226,10 +262,16 @@ def extracted(data: Path, root: Path, held_out_module: str, history: str = "{}")
 def _peers(args: argparse.Namespace) -> list[str]:
     """The models the MMoE is compared with besides the GBDTs: the network peers, and the default MMoE for a
     variant run with ``--against-default`` (also on the same examples when both the model and the history vary)."""
-    model_varies, history_varies = _slug(args.model_config) != "default", args.history != "{}"
-    defaults = [DEFAULT_PEER] if model_varies or history_varies else []
-    defaults += [SAME_EXAMPLES_PEER] if model_varies and history_varies else []
+    model_varies, spec_varies = _slug(args.model_config) != "default", bool(_spec_variant(args))
+    defaults = [DEFAULT_PEER] if model_varies or spec_varies else []
+    defaults += [SAME_EXAMPLES_PEER] if model_varies and spec_varies else []
     return [*args.peers, *(defaults if args.against_default else [])]
+
+
+def _spec_variant(args: argparse.Namespace) -> str:
+    """The folder suffix of a spec variant (``--history``, ``--module-traits``); empty for the shipped spec."""
+    history = "" if args.history == "{}" else f"-history-{_slug(args.history)}"
+    return history + ("-traits" if args.module_traits else "")
 
 
 def _slug(model_config: str) -> str:
@@ -324,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--history", default="{}", help="the simulator spec's `history` section updated with this JSON (default: {})"
     )
+    parser.add_argument(
+        "--module-traits", action="store_true", help="declare each world's module traits in its spec (off)"
+    )
     parser.add_argument("--work-dir", default="/tmp/bench_quality", help="where data, models and the JSON go")
     parser.add_argument(
         "--peers", nargs="*", default=list(NETWORK_PEERS), choices=PEER_ARCHITECTURES, help="network peers"
@@ -337,18 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     peers = _peers(args)
     results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
-    slug = _slug(args.model_config) + ("" if args.history == "{}" else f"-history-{_slug(args.history)}")
+    slug = _slug(args.model_config) + _spec_variant(args)
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
     record["history"] = args.history
+    record["module_traits"] = args.module_traits
     record["impressions_per_user"] = args.impressions_per_user or None
     record["peers"] = peers
     results = _merged(out, record, results)
     out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     per_user = f" ({args.impressions_per_user} per user)" if args.impressions_per_user else ""
     print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; "
-          f"history {args.history}; {record['cpu']}")  # fmt: skip
+          f"history {args.history}; module traits {args.module_traits}; {record['cpu']}")  # fmt: skip
     for world, runs in results.items():
         print("\n".join(table(world, runs, peers)) + "\n")
     print(f"written to {out}")

@@ -129,6 +129,9 @@ class FeatureSpec:
     roles: dict[str, str] = dataclasses.field(default_factory=dict)
     dataset: str = ""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # module -> {trait: value}, as the dataset spec declares them (layout, channel, ...): how the model
+    # composes the embedding of a module it did not train on (trainer.features.ModuleEmbedding)
+    module_traits: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def task_names(self) -> tuple[str, ...]:

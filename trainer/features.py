@@ -16,6 +16,7 @@ a model call runs about a hundred ops for them in all, not ~26 per feature.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -481,19 +482,41 @@ def _attended_sequences(spec: FeatureSpec) -> list[Feature]:
 
 
 class ModuleEmbedding(tf.keras.layers.Layer):
-    """The ``module_name`` embedding, with an OOV bucket that is trained by module dropout.
+    """The ``module_name`` embedding: the module's own vector, plus one vector per trait value when traits are given.
 
     An unknown module maps to the OOV bucket. Training replaces a ``dropout``
     share of the modules by that bucket too, so it learns an "average module"
     and a module never seen in training still gets sensible scores.
 
+    ``traits`` (``{module: {trait: value}}``, the dataset spec's
+    ``module_traits``) say what each surface is: its layout, channel, ... A
+    module's vector is then its own vector plus one vector per trait value, so a
+    module that did not train but whose traits are declared (the held-out
+    module, a surface added to the spec) is the OOV vector plus the vectors of
+    the traits it shares with trained modules. Dropout exercises that
+    composition: it drops the module's own vector and, independently, each
+    trait value to its trait's OOV row. A value that no trained module has is
+    that OOV row too.
+
     Example::
 
         module = ModuleEmbedding(["home_feed", "search"], dim=8, dropout=0.1)
         module(tf.constant(["search", "brand_new_surface"])).shape   # (2, 8)
+
+        traits = {"home_feed": {"layout": "grid"}, "search": {"layout": "list"}, "shop_page": {"layout": "grid"}}
+        module = ModuleEmbedding(["home_feed", "search"], dim=8, traits=traits)
+        module(tf.constant(["shop_page"]))   # the OOV vector + the "grid" vector
     """
 
-    def __init__(self, modules: Sequence[str], dim: int, dropout: float = 0.0, oov_buckets: int = 1, **kwargs):
+    def __init__(
+        self,
+        modules: Sequence[str],
+        dim: int,
+        dropout: float = 0.0,
+        oov_buckets: int = 1,
+        traits: Mapping[str, Mapping[str, str]] | None = None,
+        **kwargs,
+    ):
         super().__init__(name=kwargs.pop("name", "module_embedding"), **kwargs)
         if not modules:
             raise ValueError("the feature spec lists no modules to embed")
@@ -504,13 +527,60 @@ class ModuleEmbedding(tf.keras.layers.Layer):
         )
         self.embedding = tf.keras.layers.Embedding(len(self.modules) + oov_buckets, dim)
         self.output_width = dim
+        self.traits = ModuleTraits.of(self.modules, traits or {})
+        if self.traits.names:
+            self.declared_lookup = tf.keras.layers.StringLookup(
+                vocabulary=self.traits.modules, num_oov_indices=1, mask_token=None
+            )
+            self.trait_embedding = tf.keras.layers.Embedding(self.traits.rows, dim, name="trait_embedding")
 
     def call(self, module_names: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         ids = self.lookup(module_names)
         if training and self.dropout > 0:
             dropped = tf.random.uniform(tf.shape(ids)) < self.dropout
             ids = tf.where(dropped, tf.zeros_like(ids), ids)  # index 0 is the (first) OOV bucket
-        return self.embedding(ids)
+        vectors = self.embedding(ids)
+        if not self.traits.names:
+            return vectors
+        trait_ids = tf.gather(tf.constant(self.traits.ids), self.declared_lookup(module_names))  # (batch, traits)
+        if training and self.dropout > 0:
+            dropped = tf.random.uniform(tf.shape(trait_ids)) < self.dropout
+            trait_ids = tf.where(dropped, tf.constant(self.traits.ids[0]), trait_ids)  # row 0: each trait's OOV
+        return vectors + tf.reduce_sum(self.trait_embedding(trait_ids), axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleTraits:
+    """Trait value ids per declared module, rows of one embedding table shared by all traits.
+
+    ``ids[0]`` is a module that declares no traits: every trait's OOV row. Row
+    ``i + 1`` is ``modules[i]``. Each trait owns a block of rows: its OOV row,
+    then one row per value that a trained module declares.
+
+    >>> traits = ModuleTraits.of(["feed"], {"feed": {"layout": "grid"}, "shop": {"layout": "list"}})
+    >>> traits.modules, traits.names, traits.ids.tolist(), traits.rows
+    (['feed', 'shop'], ['layout'], [[0], [1], [0]], 2)
+    """
+
+    modules: list[str]
+    names: list[str]
+    ids: np.ndarray  # (len(modules) + 1, len(names)), int64
+    rows: int
+
+    @classmethod
+    def of(cls, trained: Sequence[str], traits: Mapping[str, Mapping[str, str]]) -> ModuleTraits:
+        modules = sorted(traits)
+        names = sorted({name for values in traits.values() for name in values})
+        ids = np.zeros((len(modules) + 1, len(names)), np.int64)
+        first_row = 0
+        for column, name in enumerate(names):
+            trained_values = sorted({traits[module][name] for module in trained if name in traits.get(module, {})})
+            row_of = {value: first_row + 1 + index for index, value in enumerate(trained_values)}
+            ids[0, column] = first_row
+            for index, module in enumerate(modules, start=1):
+                ids[index, column] = row_of.get(traits[module].get(name, ""), first_row)
+            first_row += len(trained_values) + 1
+        return cls(modules, names, ids, first_row)
 
 
 def trained_modules(spec: FeatureSpec) -> list[str]:

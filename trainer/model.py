@@ -355,7 +355,11 @@ class RankerModel(tfrs.Model):
         )
         self.module_embedding = (
             ModuleEmbedding(
-                trained_modules(spec), config.module_embedding_dim, config.module_dropout, config.oov_buckets
+                trained_modules(spec),
+                config.module_embedding_dim,
+                config.module_dropout,
+                config.oov_buckets,
+                traits=spec.module_traits if config.module_traits else None,
             )
             if config.uses_module
             else None

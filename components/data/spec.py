@@ -207,6 +207,9 @@ class DatasetSpec:
     features: FeaturesSpec
     history: HistorySpec = HistorySpec(user=False)
     split: SplitSpec = SplitSpec()
+    # module -> {trait: value}: what each surface is (layout, channel, ...), so that a module the model
+    # did not train on is embedded from the traits it shares with the others
+    module_traits: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     origin: str = "<inline>"
 
     @property
@@ -230,7 +233,13 @@ class DatasetSpec:
         """
         tasks = [Task(task.name, task.column or task.expression or "") for task in self.tasks]
         return FeatureSpec(
-            tasks=tasks, features=[], modules=[], has_groups=self.has_groups, roles=self.role_names(), dataset=self.name
+            tasks=tasks,
+            features=[],
+            modules=[],
+            has_groups=self.has_groups,
+            roles=self.role_names(),
+            dataset=self.name,
+            module_traits={module: dict(traits) for module, traits in self.module_traits.items()},
         )
 
     @property
@@ -268,19 +277,34 @@ def load_dataset_spec(reference: str | Path) -> DatasetSpec:
     return parse_dataset_spec(data, origin=path)
 
 
-def write_spec_with_history(history: dict[str, Any], path: str | Path, reference: str = "simulator") -> str:
-    """A shipped spec with its `history` section updated by ``history``, written to ``path`` (a variant for
-    benchmarks and tests; it is validated when loaded). Returns the path as a string."""
+def write_spec_with_history(
+    history: dict[str, Any],
+    path: str | Path,
+    reference: str = "simulator",
+    module_traits: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """A shipped spec with its `history` section updated by ``history`` (and ``module_traits`` declared, when given),
+    written to ``path`` (a variant for benchmarks and tests; it is validated when loaded). Returns the path."""
     spec = yaml.safe_load((SPECS_DIR / f"{reference}.yaml").read_text())
     spec["history"] = {**(spec.get("history") or {}), **history}
+    if module_traits:
+        spec["module_traits"] = module_traits
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(spec))
     return str(path)
 
 
-def spec_with_history(history: dict[str, Any], path: str | Path, reference: str = "simulator") -> str:
-    """The shipped spec's name when ``history`` is empty (``{}``), else the variant written to ``path``."""
-    return write_spec_with_history(history, path, reference) if history else reference
+def spec_with_history(
+    history: dict[str, Any],
+    path: str | Path,
+    reference: str = "simulator",
+    module_traits: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """The shipped spec's name when ``history`` is empty (``{}``) and no traits are given, else the variant written
+    to ``path``."""
+    if not history and not module_traits:
+        return reference
+    return write_spec_with_history(history, path, reference, module_traits)
 
 
 def _read_text(path: str) -> str:
@@ -309,6 +333,7 @@ def parse_dataset_spec(data: Any, origin: str = "<inline>") -> DatasetSpec:
         features=_features(top.get("features", {}), problems),
         history=_history(top.get("history"), problems),
         split=_split(top.get("split", {}), problems, has_time=bool(columns.timestamp)),
+        module_traits=_module_traits(top.get("module_traits"), problems),
         origin=origin,
     )
     if not spec.name:
@@ -331,6 +356,26 @@ def _fields(data: Any, cls: type, where: str, problems: list[str], ignore: tuple
         if key not in known:
             problems.append(f"{where}: unknown key {key!r} (expected one of: {', '.join(known)})")
     return {key: value for key, value in data.items() if key in known}
+
+
+def _module_traits(data: Any, problems: list[str]) -> dict[str, dict[str, str]]:
+    """``{module: {trait: value}}`` with every value a string (``true``, ``3``: YAML scalars as written)."""
+    traits: dict[str, dict[str, str]] = {}
+    if data is not None and not isinstance(data, dict):
+        problems.append(f"module_traits: expected a mapping of module to its traits, got {data!r}")
+        return traits
+    for module, values in (data or {}).items():
+        where = f"module_traits.{module}"
+        if not isinstance(values, dict) or not values:
+            problems.append(f"{where}: expected a mapping of trait to value (layout: grid), got {values!r}")
+            continue
+        declared = traits.setdefault(str(module), {})
+        for trait, value in values.items():
+            if isinstance(value, (list, dict)) or value is None or str(value) == "":
+                problems.append(f"{where}.{trait}: a trait value is one string, number or boolean, got {value!r}")
+            else:
+                declared[str(trait)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return traits
 
 
 def _source(data: Any, problems: list[str]) -> SourceSpec:

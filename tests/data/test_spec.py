@@ -33,6 +33,9 @@ def test_a_spec_variant_is_written_only_when_history_changes(tmp_path):
     assert variant.history.entity_keys(variant.columns.user_id) == load_dataset_spec("simulator").history.entity_keys(
         variant.columns.user_id
     )
+    declared = {"search": {"layout": "grid"}}
+    traits = load_dataset_spec(spec_with_history({}, tmp_path / "t.yaml", module_traits=declared))
+    assert traits.module_traits == declared and traits.history == load_dataset_spec("simulator").history
 
 
 def test_shipped_specs_load_with_their_tasks_in_order():
@@ -86,6 +89,10 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["history"].update(sequences=[{"task": "click"}]), r"sequences\[0\]: needs `task` and `column`"),
         (lambda s: s["history"].update(sequences=[{"task": "click", "column": "shop_id", "length": 0}]), r"at least 1"),
         (lambda s: s["history"].update(sequences=[{"task": "click", "column": "shop_id", "size": 3}]), r"unknown key"),
+        (lambda s: s.update(module_traits=["search"]), r"module_traits: expected a mapping of module to its"),
+        (lambda s: s.update(module_traits={"search": "list"}), r"module_traits.search: expected a mapping of trait"),
+        (lambda s: s.update(module_traits={"search": {"tags": ["a"]}}), r"module_traits.search.tags: a trait value"),
+        (lambda s: s.update(module_traits={"search": {"channel": None}}), r"module_traits.search.channel: a trait"),
         (
             lambda s: s["history"].update(
                 user=False, user_features=[], sequences=[{"task": "click", "column": "shop_id"}]
@@ -100,6 +107,14 @@ def test_every_spec_mistake_is_named_with_the_spec_file(simulator_yaml, edit, me
     with pytest.raises(DatasetSpecError, match=message) as error:
         parse_dataset_spec(spec, origin="specs/mine.yaml")
     assert str(error.value).startswith("specs/mine.yaml: invalid dataset spec")
+
+
+def test_module_traits_are_kept_as_strings_and_reach_the_feature_spec(simulator_yaml):
+    simulator_yaml["module_traits"] = {"search": {"layout": "list", "has_query": True, "columns": 4}, 7: {"x": 1.5}}
+    spec = parse_dataset_spec(simulator_yaml)
+    expected = {"search": {"layout": "list", "has_query": "true", "columns": "4"}, "7": {"x": "1.5"}}
+    assert spec.module_traits == expected and spec.outline().module_traits == expected
+    assert load_dataset_spec("simulator").outline().module_traits == {}
 
 
 def test_all_problems_are_reported_at_once(simulator_yaml):

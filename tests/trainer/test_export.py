@@ -70,6 +70,23 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
     assert not np.allclose(without["score"], reloaded["score"])
 
 
+def test_an_untrained_module_declared_with_traits_is_served_from_them(spec, raw_batch, tmp_path):
+    traits = {"home_feed": {"layout": "grid"}, "search": {"layout": "list"}, "shop_page": {"layout": "grid"}}
+    spec = FeatureSpec.from_dict({**spec.to_dict(), "module_traits": traits})
+    model = build_model(spec, TrainerConfig(**TINY_CONFIG))
+    export_model(model, str(tmp_path))
+    ranker = load_ranker(tmp_path)
+    assert ranker.feature_spec.module_traits["shop_page"] == {"layout": "grid"}
+    rows = len(raw_batch["module_name"])
+    scores = {
+        module: ranker.predict({**raw_batch, "module_name": np.array([module] * rows)})["score"]
+        for module in ("shop_page", "brand_new_surface")
+    }
+    assert not np.allclose(scores["shop_page"], scores["brand_new_surface"])  # grid's vector, not only the OOV one
+    untraited = build_model(spec, TrainerConfig(**TINY_CONFIG, module_traits=False))
+    assert untraited.module_embedding.traits.names == []
+
+
 def test_feature_names_that_collide_as_signature_arguments_are_rejected(spec):
     spec = FeatureSpec.from_dict(spec.to_dict())
     spec.features += [Feature("a-b", "numeric"), Feature("a.b", "numeric")]

@@ -11,6 +11,7 @@ from trainer.features import (
     FeatureEncoder,
     FusedNumericEncoder,
     ModuleEmbedding,
+    ModuleTraits,
     SequenceAttention,
     StringEncoder,
     trained_modules,
@@ -181,6 +182,48 @@ def test_module_dropout_only_in_training_and_unknown_module_is_oov():
     assert not np.allclose(inference[0], inference[-1])
     training = module(names, training=True).numpy()
     assert sum(np.allclose(row, inference[-1]) for row in training[:50]) > 40
+
+
+TRAITS = {
+    "home": {"layout": "grid", "channel": "app"},
+    "search": {"layout": "list", "channel": "app"},
+    "shop": {"layout": "grid", "channel": "web"},  # declared, never trained: "web" is no trained module's
+}
+
+
+def test_module_traits_give_each_declared_module_its_trained_values_and_the_oov_row_otherwise():
+    traits = ModuleTraits.of(["home", "search"], TRAITS)
+    assert traits.modules == ["home", "search", "shop"] and traits.names == ["channel", "layout"]
+    # channel: OOV 0, app 1; layout: OOV 2, grid 3, list 4
+    assert traits.ids.tolist() == [[0, 2], [1, 3], [1, 4], [0, 3]] and traits.rows == 5
+
+
+def test_a_module_vector_is_its_own_vector_plus_its_trait_vectors():
+    module = ModuleEmbedding(["home", "search"], dim=3, traits=TRAITS)
+    vectors = module(tf.constant(["home", "search", "shop", "unknown"])).numpy()
+    own, trait = module.embedding.get_weights()[0], module.trait_embedding.get_weights()[0]
+    # own rows: 0 OOV, 1 home, 2 search; trait rows as in the test above
+    expected = [own[1] + trait[1] + trait[3], own[2] + trait[1] + trait[4], own[0] + trait[0] + trait[3]]
+    expected.append(own[0] + trait[0] + trait[2])
+    np.testing.assert_allclose(vectors, np.stack(expected), rtol=1e-6)
+    assert not np.allclose(vectors[2], vectors[3])  # the unseen shop is composed from its grid layout
+
+
+def test_module_dropout_drops_the_own_vector_and_each_trait_independently():
+    module = ModuleEmbedding(["home", "search"], dim=3, dropout=0.5, traits=TRAITS)
+    trained = module(tf.constant(["home"] * 400), training=True).numpy()
+    own, trait = (layer.get_weights()[0] for layer in (module.embedding, module.trait_embedding))
+    seen = {tuple(np.round(row, 5)) for row in trained}
+    combinations = [a + b + c for a in own[[0, 1]] for b in trait[[0, 1]] for c in trait[[2, 3]]]
+    assert seen == {tuple(np.round(row, 5)) for row in combinations}  # all 8 of them, nothing else
+    served = module(tf.constant(["home"]), training=False).numpy()[0]
+    np.testing.assert_allclose(served, own[1] + trait[1] + trait[3], rtol=1e-6)
+
+
+def test_without_traits_the_module_embedding_has_no_trait_table():
+    module = ModuleEmbedding(["home", "search"], dim=3, traits={})
+    module(tf.constant(["home"]))
+    assert len(module.weights) == 1
 
 
 def test_held_out_and_untrained_modules_are_left_to_the_oov_bucket(spec):
