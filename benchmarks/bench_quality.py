@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--against-default",
         action="store_true",
-        help=f"with --model-config or --history: the default MMoE as peer {DEFAULT_PEER} (with both, "
+        help=f"with --model-config, --history or --module-traits: the default MMoE of the shipped spec's examples as "
+        f"peer {DEFAULT_PEER} (with a spec variant and --model-config, "
         f"also {SAME_EXAMPLES_PEER}: the default configuration on the same examples)",
     )
     args = parser.parse_args(argv)

@@ -14,6 +14,11 @@
   keeps them as categorical codes of FarmHash buckets (the spec's count);
 * ``module_name`` is a categorical code over ``spec.modules``, used by the
   global model only (a per-module model sees one module);
+* each module trait the spec declares (``module_traits``: layout, channel, ...)
+  is one more categorical column of the global model, the module's value of the
+  trait: the same information the MMoE composes an unseen module's embedding
+  from, so the global model can rank the held-out module by what it shares with
+  the others (a value no trained module has is missing, like an unknown module);
 * the reserved keys ``position``, ``request_id`` and ``timestamp`` are never
   features, even when a hand-written spec lists them: the logged position is
   the production ranker's verdict, and a ranker that reads it is judged on it.
@@ -53,6 +58,8 @@ class EncodedColumn:
     categories: tuple[str, ...] = ()
     hash_buckets: int = 0
     token: str = ""
+    # (source value, category) pairs the source values go through first: a module trait's value per module
+    lookup: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass
@@ -67,6 +74,7 @@ class FeatureEncoder:
         if hashed not in ("drop", "hash"):
             raise ValueError(f"hashed feature policy must be 'drop' or 'hash', got {hashed!r}")
         columns = [EncodedColumn(_safe_name(MODULE), MODULE, "categorical", categories=tuple(spec.modules))]
+        columns += _trait_columns(spec)
         dropped: dict[str, str] = {}
         for feature in spec.features:
             if feature.name in NEVER_FEATURES:
@@ -120,9 +128,28 @@ class FeatureEncoder:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
         columns = [
-            EncodedColumn(**{**column, "categories": tuple(column.get("categories", ()))}) for column in data["columns"]
+            EncodedColumn(
+                **{
+                    **column,
+                    "categories": tuple(column.get("categories", ())),
+                    "lookup": tuple(tuple(pair) for pair in column.get("lookup", ())),
+                }
+            )
+            for column in data["columns"]
         ]
         return cls(columns, dict(data.get("dropped", {})))
+
+
+def _trait_columns(spec: FeatureSpec) -> list[EncodedColumn]:
+    """One categorical column per declared module trait; its categories are the trained modules' values."""
+    traits = spec.module_traits
+    columns = []
+    for trait in sorted({name for values in traits.values() for name in values}):
+        trained = sorted({traits[module][trait] for module in spec.modules if trait in traits.get(module, {})})
+        lookup = tuple((module, values[trait]) for module, values in sorted(traits.items()) if trait in values)
+        name = _safe_name(f"{MODULE}_{trait}")
+        columns.append(EncodedColumn(name, MODULE, "categorical", categories=tuple(trained), lookup=lookup))
+    return columns
 
 
 def _columns_of(feature: Feature, max_list_tokens: int) -> list[EncodedColumn]:
@@ -153,7 +180,10 @@ def _encode_column(column: EncodedColumn, values: np.ndarray) -> np.ndarray:
     if column.hash_buckets:
         codes = _hash_codes(values, column.hash_buckets)
     else:
-        codes = pd.Categorical(np.asarray(values, dtype=object), categories=list(column.categories)).codes
+        values = np.asarray(values, dtype=object)
+        if column.lookup:
+            values = pd.Series(values).map(dict(column.lookup)).to_numpy(dtype=object)
+        codes = pd.Categorical(values, categories=list(column.categories)).codes
     codes = codes.astype(np.float64)
     codes[codes < 0] = np.nan  # out of vocabulary or empty: missing
     return codes

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,24 @@ def test_round_trips_through_a_dict_and_names_missing_columns(columns):
     del columns["price"]
     with pytest.raises(KeyError, match="price"):
         encoder.encode(columns)
+
+
+def test_declared_module_traits_are_categorical_columns_of_the_global_model_only(columns):
+    spec = synthetic_feature_spec()  # trained modules: home_feed, item_page, search
+    spec.module_traits = {
+        "home_feed": {"layout": "grid", "channel": "app"},
+        "search": {"layout": "list"},  # no channel: missing
+        "email": {"layout": "list", "channel": "email"},  # untrained: "email" is no trained module's channel
+    }
+    encoder = FeatureEncoder.from_spec(spec)
+    by_name = dict(zip(encoder.names, encoder.encode(columns).T, strict=True))  # rows: search, home_feed, email
+    np.testing.assert_array_equal(by_name["module_name_layout"], [1.0, 0.0, 1.0])  # categories: grid, list
+    np.testing.assert_array_equal(by_name["module_name_channel"], [np.nan, 0.0, np.nan])
+    assert {"module_name_layout", "module_name_channel"} <= set(encoder.categorical_names)
+    per_module = {encoder.names[i] for i in encoder.without_module()}
+    assert not per_module & {"module_name", "module_name_layout", "module_name_channel"}
+    restored = FeatureEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))  # as the manifest stores it
+    np.testing.assert_array_equal(restored.encode(columns), encoder.encode(columns))
 
 
 def test_the_logged_position_is_never_a_column_even_when_the_spec_lists_it():
