@@ -86,8 +86,9 @@ class TrainerConfig(Settings):
     module_dropout: float = 0.1
     # Compose the module embedding from the dataset spec's module_traits (layout, channel, ...) when it
     # declares them: a module's own vector plus one per trait value, so an unseen module shares what its
-    # traits share with trained ones (docs/model.md, "Module traits"). False: the module's own vector only.
-    module_traits: bool = True
+    # traits share with trained ones (docs/model.md, "Module traits"). Off by default: measured, it helped one
+    # world's held-out module and hurt the other's (docs/model.md, "Module traits: measured").
+    module_traits: bool = False
     # OOV buckets of every vocabulary lookup (categorical, list and module).
     oov_buckets: int = 1
     # Softmax temperature of every gate: >1 flattens the expert mixture, <1 sharpens it.

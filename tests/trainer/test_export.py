@@ -73,7 +73,7 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
 def test_an_untrained_module_declared_with_traits_is_served_from_them(spec, raw_batch, tmp_path):
     traits = {"home_feed": {"layout": "grid"}, "search": {"layout": "list"}, "shop_page": {"layout": "grid"}}
     spec = FeatureSpec.from_dict({**spec.to_dict(), "module_traits": traits})
-    model = build_model(spec, TrainerConfig(**TINY_CONFIG))
+    model = build_model(spec, TrainerConfig(**TINY_CONFIG, module_traits=True))
     export_model(model, str(tmp_path))
     ranker = load_ranker(tmp_path)
     assert ranker.feature_spec.module_traits["shop_page"] == {"layout": "grid"}
@@ -83,7 +83,7 @@ def test_an_untrained_module_declared_with_traits_is_served_from_them(spec, raw_
         for module in ("shop_page", "brand_new_surface")
     }
     assert not np.allclose(scores["shop_page"], scores["brand_new_surface"])  # grid's vector, not only the OOV one
-    untraited = build_model(spec, TrainerConfig(**TINY_CONFIG, module_traits=False))
+    untraited = build_model(spec, TrainerConfig(**TINY_CONFIG))  # off by default
     assert untraited.module_embedding.traits.names == []
 
 
