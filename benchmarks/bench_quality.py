@@ -25,7 +25,7 @@ and writes every number to ``<work-dir>/bench_quality.json``
     python -m benchmarks.bench_quality --history '...' --model-config '{"sequence_dropout": 0.3}' --against-default
         # both: also ``mmoe_default_config``, the default configuration trained on the same (history) examples
     python -m benchmarks.bench_quality --module-traits --against-default   # each world's surfaces declared by
-        # their traits (MODULE_TRAITS) in the spec: like --history, a spec variant extracted anew
+        # their traits (each World's module_traits) in the spec: like --history, a spec variant extracted anew
 
 Worlds (:data:`WORLDS`): ``marketplace`` is the simulator as shipped (``shop_page``
 held out); ``curated`` is a second marketplace with other surfaces, examination
