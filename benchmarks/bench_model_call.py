@@ -29,13 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def model_calls(model_dir: Path, columns: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """``predict``: the server's model step; ``signature``: the SavedModel's serving signature on ready tensors."""
-    from trainer.export import serving_input_name
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)
-    tensors = {serving_input_name(name): tensor for name, tensor in ranker.to_tensors(columns).items()}
-    serve = ranker._serve  # the signature Ranker.predict calls
-    return {"predict": lambda: ranker.predict(columns), "signature": lambda: serve(**tensors)}
+    tensors = ranker.to_tensors(columns)
+    return {"predict": lambda: ranker.predict(columns), "signature": lambda: ranker.predict_tensors(*tensors)}
 
 
 def cpu_ms(call: Callable[[], Any], calls: int) -> float:

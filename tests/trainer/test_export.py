@@ -133,3 +133,26 @@ def test_predict_errors_name_the_feature_and_row(ranker):
 def test_loading_a_folder_without_a_model_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no SavedModel"):
         load_ranker(tmp_path)
+
+
+def test_predict_through_two_matrices_matches_the_named_signature(trained_model_dir, ranker, raw_batch):
+    serve = tf.saved_model.load(str(trained_model_dir)).signatures[SIGNATURE]
+    dtypes = {name: tensor_spec.dtype for name, tensor_spec in serve.structured_input_signature[1].items()}
+    named = serve(**{name: tf.constant(values, dtype=dtypes[name]) for name, values in raw_batch.items()})
+    strings, numbers = ranker.to_tensors(raw_batch)
+    assert strings.shape == (len(ranker.string_inputs), 12) and numbers.shape == (len(ranker.number_inputs), 12)
+    assert set(ranker.string_inputs) | set(ranker.number_inputs) == set(ranker.input_signature)
+    outputs = ranker.predict(raw_batch)
+    for name in ranker.output_names:
+        np.testing.assert_array_equal(outputs[name], named[name].numpy(), err_msg=name)
+    empty = ranker.predict({name: values[:0] for name, values in raw_batch.items()})
+    assert all(values.shape == (0,) for values in empty.values())
+
+
+def test_a_spec_without_numeric_features_is_served(spec, raw_batch, tmp_path):
+    spec = FeatureSpec.from_dict(spec.to_dict())
+    spec.features = [feature for feature in spec.features if feature.is_string]
+    export_model(build_model(spec, TrainerConfig(**TINY_CONFIG)), str(tmp_path))
+    ranker = load_ranker(tmp_path)
+    assert ranker.number_inputs == ()
+    assert ranker.predict(raw_batch)["score"].shape == (12,)
