@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +61,19 @@ DEFAULT_TASKS: tuple[Task, ...] = (
     Task("add_to_cart", "added_to_cart"),
     Task("purchase", "purchased"),
 )
+
+
+ModuleTraitMap = Mapping[str, Mapping[str, str]]  # module -> {trait: value}, FeatureSpec.module_traits
+
+
+def trait_names(traits: ModuleTraitMap) -> list[str]:
+    """Every trait some module declares, sorted: ``{"feed": {"layout": "grid"}}`` -> ``["layout"]``."""
+    return sorted({name for values in traits.values() for name in values})
+
+
+def trait_values(traits: ModuleTraitMap, trait: str, modules: Iterable[str]) -> list[str]:
+    """The distinct values of ``trait`` that ``modules`` declare, sorted (what a model can learn one vector for)."""
+    return sorted({traits[module][trait] for module in modules if trait in traits.get(module, {})})
 
 
 def label_key(task: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, Feature, FeatureSpec, ModuleTraitMap, trait_names, trait_values
 from ranker_core.step_configs import FEATURE_INTERACTIONS, SEQUENCE_POOLINGS
 
 logger = logging.getLogger(__name__)
@@ -514,7 +514,7 @@ class ModuleEmbedding(tf.keras.layers.Layer):
         dim: int,
         dropout: float = 0.0,
         oov_buckets: int = 1,
-        traits: Mapping[str, Mapping[str, str]] | None = None,
+        traits: ModuleTraitMap | None = None,
         **kwargs,
     ):
         super().__init__(name=kwargs.pop("name", "module_embedding"), **kwargs)
@@ -568,13 +568,13 @@ class ModuleTraits:
     rows: int
 
     @classmethod
-    def of(cls, trained: Sequence[str], traits: Mapping[str, Mapping[str, str]]) -> ModuleTraits:
+    def of(cls, trained: Sequence[str], traits: ModuleTraitMap) -> ModuleTraits:
         modules = sorted(traits)
-        names = sorted({name for values in traits.values() for name in values})
+        names = trait_names(traits)
         ids = np.zeros((len(modules) + 1, len(names)), np.int64)
         first_row = 0
         for column, name in enumerate(names):
-            trained_values = sorted({traits[module][name] for module in trained if name in traits.get(module, {})})
+            trained_values = trait_values(traits, name, trained)
             row_of = {value: first_row + 1 + index for index, value in enumerate(trained_values)}
             ids[0, column] = first_row
             for index, module in enumerate(modules, start=1):

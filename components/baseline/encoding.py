@@ -40,7 +40,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ranker_core.schema import LIST_SEPARATOR, MODULE, POSITION, REQUEST_ID, TIMESTAMP, Feature, FeatureSpec
+from ranker_core.schema import (
+    LIST_SEPARATOR,
+    MODULE,
+    POSITION,
+    REQUEST_ID,
+    TIMESTAMP,
+    Feature,
+    FeatureSpec,
+    trait_names,
+    trait_values,
+)
 from ranker_core.step_configs import HashedPolicy
 
 NEVER_FEATURES = (POSITION, REQUEST_ID, TIMESTAMP)
@@ -144,8 +154,8 @@ def _trait_columns(spec: FeatureSpec) -> list[EncodedColumn]:
     """One categorical column per declared module trait; its categories are the trained modules' values."""
     traits = spec.module_traits
     columns = []
-    for trait in sorted({name for values in traits.values() for name in values}):
-        trained = sorted({traits[module][trait] for module in spec.modules if trait in traits.get(module, {})})
+    for trait in trait_names(traits):
+        trained = trait_values(traits, trait, spec.modules)
         lookup = tuple((module, values[trait]) for module, values in sorted(traits.items()) if trait in values)
         name = _safe_name(f"{MODULE}_{trait}")
         columns.append(EncodedColumn(name, MODULE, "categorical", categories=tuple(trained), lookup=lookup))
