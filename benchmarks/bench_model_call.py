@@ -3,7 +3,8 @@
     taskset -c 0 python -m benchmarks.bench_model_call --model-dirs work/before/model work/after/model
 
 For each model: ``Ranker.predict`` (columns to tensors + the serving signature,
-the server's "predict" step) and the signature alone on tensors made once,
+the server's "predict" step), the signature alone on tensors made once (as
+``predict`` calls it, and called with one keyword argument per input),
 both on the columns the server would parse from a ``--candidates`` request of
 synthetic values (``serving.loadtest.synthetic_payload``). The models take
 turns in blocks of ``--block`` calls for ``--rounds`` rounds, so a change in
@@ -28,12 +29,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def model_calls(model_dir: Path, columns: dict[str, Any]) -> dict[str, Callable[[], Any]]:
-    """``predict``: the server's model step; ``signature``: the SavedModel's serving signature on ready tensors."""
+    """``predict``: the server's model step; ``signature``: the serving signature on ready tensors as ``predict``
+    calls it (two matrices); ``signature by name``: the SavedModel's signature called with one keyword per input."""
+    import tensorflow as tf
+
+    from trainer.export import SIGNATURE, serving_input_name
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)
     tensors = ranker.to_tensors(columns)
-    return {"predict": lambda: ranker.predict(columns), "signature": lambda: ranker.predict_tensors(*tensors)}
+    by_name = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
+    named = dict(zip(map(serving_input_name, ranker.string_inputs), tf.unstack(tensors[0]), strict=True))
+    named.update(zip(map(serving_input_name, ranker.number_inputs), tf.unstack(tensors[1]), strict=True))
+    return {
+        "predict": lambda: ranker.predict(columns),
+        "signature": lambda: ranker.predict_tensors(*tensors),
+        "signature by name": lambda: by_name(**named),
+    }
 
 
 def cpu_ms(call: Callable[[], Any], calls: int) -> float:

@@ -10,8 +10,10 @@ route                                       what it does
 ``POST $AIP_PREDICT_ROUTE`` (``/predict``)  Vertex AI predict (same body and answer)
 ``GET $AIP_HEALTH_ROUTE`` (``/health``)     Vertex AI health (= readiness)
 ``POST /v2/models/<name>/infer``            KServe v2 (Open Inference Protocol) infer: named tensors, JSON or binary
-``GET /v2/models/<name>``                   KServe v2 metadata: input tensors (features) and outputs (tasks, score)
+``GET /v2/models/<name>``                   KServe v2 metadata: input tensors (features), outputs (tasks, score),
+                                            the served version (the SavedModel's fingerprint)
 ``GET /v2/models/<name>/ready``             KServe v2 readiness
+``.../v2/models/<name>/versions/<v>/...``   the three above for version ``<v>``: 404 for another version
 ``GET /``, ``GET /v2/health/live``          liveness
 ``GET /metrics``                            Prometheus metrics
 ==========================================  ==============================================
@@ -239,32 +241,74 @@ def plain_json(value: Any) -> Any:
     return value
 
 
-REFUSAL_STATUS = {RequestTooLargeError: 413, UnprocessableRequestError: 422}
+class UnknownVersionError(Exception):
+    """A v2 route named a version of the model that this server does not serve: answered 404."""
+
+
+REFUSAL_STATUS = {RequestTooLargeError: 413, UnprocessableRequestError: 422, UnknownVersionError: 404}
 
 
 async def refused_handler(_: Request, error: Exception) -> JSONResponse:
-    """413 (over a size limit, the limit in the message) or 422 (not a v2 request); one WARNING line, no traceback."""
-    logger.warning("invalid input: %s", error)
+    """413 (over a size limit, the limit in the message), 422 (not a v2 request) or 404 (another model version);
+    one WARNING line, no traceback."""
+    reason = "unknown model version" if isinstance(error, UnknownVersionError) else "invalid input"
+    logger.warning("%s: %s", reason, error)
     return JSONResponse(status_code=REFUSAL_STATUS[type(error)], content={"error": str(error)})
 
 
-def v2_infer_route(dataplane: Any) -> Callable[[str, Request], Any]:
-    """``POST /v2/models/<name>/infer`` decoded and encoded by :mod:`serving.open_inference`, not by KServe's route.
+def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
+    """The v2 routes this server answers itself, path -> (method, endpoint), in the order to register them.
 
-    KServe 0.21's own route converts every tensor value to and from Python
+    Infer is decoded and encoded by :mod:`serving.open_inference`, not by KServe's
+    route: KServe 0.21's converts every tensor value to and from Python
     (``InferRequest.from_bytes``, ``InferResponse.to_rest``, FastAPI's
-    ``jsonable_encoder``); docs/benchmarks.md measures both.
+    ``jsonable_encoder``); docs/benchmarks.md measures both. Metadata lists the
+    served version (the SavedModel's fingerprint), and the ``versions/<version>``
+    routes, which KServe answers 501, take that version (a version with slashes
+    may be sent as it is or percent-encoded) and answer 404 for any other.
     """
 
-    async def infer(model_name: str, request: Request) -> Response:
-        if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) for another name
+    def served(model_name: str, version: str | None) -> RankerServingModel:
+        model: RankerServingModel = dataplane.get_model_from_registry(model_name)  # ModelNotFound: 404
+        if version is not None and version != model.version:
+            raise UnknownVersionError(
+                f"model {model_name!r} has no version {version!r}; this server serves version {model.version!r}"
+            )
+        return model
+
+    async def infer(model_name: str, request: Request, model_version: str | None = None) -> Response:
+        model = served(model_name, model_version)
+        if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
-        model: RankerServingModel = dataplane.get_model_from_registry(model_name)
         decoded = refusing(decode_request, await request.body(), request.headers.get(HEADER_LENGTH))
         body, headers = await model.infer(decoded)
         return Response(body, headers=headers)
 
-    return infer
+    async def ready(model_name: str, model_version: str) -> dict[str, Any]:
+        served(model_name, model_version)
+        if not await dataplane.model_ready(model_name):
+            raise ModelNotReady(model_name)
+        return {"name": model_name, "ready": True}
+
+    async def metadata(model_name: str, model_version: str | None = None) -> dict[str, Any]:
+        model = served(model_name, model_version)
+        versions = {"versions": [model.version]} if model.version else {}
+        return {**await dataplane.model_metadata(model_name), **versions}
+
+    async def infer_latest(model_name: str, request: Request) -> Response:
+        return await infer(model_name, request)
+
+    async def metadata_latest(model_name: str) -> dict[str, Any]:
+        return await metadata(model_name)
+
+    versioned = "/v2/models/{model_name}/versions/{model_version:path}"
+    return {
+        "/v2/models/{model_name}/infer": ("POST", infer_latest),
+        "/v2/models/{model_name}": ("GET", metadata_latest),
+        f"{versioned}/infer": ("POST", infer),
+        f"{versioned}/ready": ("GET", ready),  # before metadata, whose version would swallow "/ready"
+        versioned: ("GET", metadata),
+    }
 
 
 class RefusedRequestLogFilter(logging.Filter):
@@ -335,7 +379,8 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}/infer", v2_infer_route(dataplane), methods=["POST"], response_model=None)
+    for path, (method, endpoint) in v2_routes(dataplane).items():
+        app.add_api_route(path, endpoint, methods=[method], response_model=None)
     for error in REFUSAL_STATUS:
         app.add_exception_handler(error, refused_handler)
     app.add_middleware(

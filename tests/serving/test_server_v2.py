@@ -52,6 +52,32 @@ def test_metadata_lists_the_input_and_output_tensors(server):
     ]
 
 
+def test_metadata_names_the_served_version_and_its_routes_take_it(server, model_dir):
+    from urllib.parse import quote
+
+    from trainer.digest import saved_model_fingerprint
+
+    version = saved_model_fingerprint(str(model_dir))
+    assert "/" in version  # TensorFlow's singleprint: so the routes must take a version with slashes
+    assert httpx.get(server.url + METADATA).json()["versions"] == [version]
+    expected = v1_predictions(server)["score"]
+    for spelled in (version, quote(version, safe="")):
+        versioned = f"{METADATA}/versions/{spelled}"
+        assert httpx.get(server.url + versioned).json()["versions"] == [version]
+        assert httpx.get(server.url + versioned + "/ready").json() == {"name": "mmoe-ranker", "ready": True}
+        answer = post(server, versioned + "/infer", v2_body())
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == version
+        np.testing.assert_allclose(answer.json()["outputs"][-1]["data"], expected, rtol=1e-6)
+    for route, send in (("", httpx.get), ("/ready", httpx.get), ("/infer", None)):
+        path = f"{METADATA}/versions/1/2/3{route}"
+        response = post(server, path, v2_body()) if send is None else send(server.url + path)
+        assert response.status_code == 404, (route, response.text)
+        assert "has no version '1/2/3'" in response.text and version in response.text
+    other_model = post(server, f"/v2/models/another-model/versions/{version}/infer", v2_body())
+    assert other_model.status_code == 404 and "another-model" in other_model.text
+
+
 def test_json_tensors_score_as_the_v1_route_does(server):
     response = post(server, INFER, v2_body(id="request-7"))
     assert response.status_code == 200, response.text
