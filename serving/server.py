@@ -41,6 +41,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
@@ -256,6 +257,16 @@ async def refused_handler(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=REFUSAL_STATUS[type(error)], content={"error": str(error)})
 
 
+class VersionConvertor(PathConvertor):
+    """A path parameter that takes any text, slashes and newlines too (Starlette's ``path`` stops at a newline,
+    which would leave such a version to KServe's route and its 501)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("version", VersionConvertor())
+
+
 def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
     """The v2 routes this server answers itself, path -> (method, endpoint), in the order to register them.
 
@@ -301,7 +312,7 @@ def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
     async def metadata_latest(model_name: str) -> dict[str, Any]:
         return await metadata(model_name)
 
-    versioned = "/v2/models/{model_name}/versions/{model_version:path}"
+    versioned = "/v2/models/{model_name}/versions/{model_version:version}"
     return {
         "/v2/models/{model_name}/infer": ("POST", infer_latest),
         "/v2/models/{model_name}": ("GET", metadata_latest),
