@@ -146,6 +146,9 @@ class TrainerConfig(Settings):
     listwise_tasks: list[str] = Field(default_factory=list)
     # -- training ------------------------------------------------------------
     learning_rate: float = 3e-3
+    # Epoch e (0-based) trains at learning_rate * learning_rate_decay ** e: below 1, each pass after
+    # the first moves the weights less (sparse id embeddings start to memorize after about one pass).
+    learning_rate_decay: float = 1.0
     batch_size: int = 1024
     epochs: int = 10
     # What picks the best epoch (its weights are restored) and stops training: "loss" (the mean eval
@@ -210,6 +213,8 @@ class TrainerConfig(Settings):
             raise ValueError("module_dropout, dropout, position_dropout and sequence_dropout must be in [0, 1)")
         if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
             raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
+        if not 0.0 < self.learning_rate_decay <= 1.0:
+            raise ValueError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:

@@ -261,6 +261,9 @@ def _callbacks(
         tf.keras.callbacks.TerminateOnNaN(),
         EpochLogger(config.epochs),
     ]
+    if config.learning_rate_decay < 1.0:
+        rate, decay = config.learning_rate, config.learning_rate_decay
+        callbacks.append(tf.keras.callbacks.LearningRateScheduler(lambda epoch: rate * decay**epoch))
     if checkpoint_dir:
         callbacks.append(
             tf.keras.callbacks.ModelCheckpoint(

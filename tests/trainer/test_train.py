@@ -103,3 +103,13 @@ def test_same_seed_gives_the_same_model(synthetic_examples):
         np.testing.assert_array_equal(a, b)
     other = fit_briefly(synthetic_examples, 4)
     assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_learning_rate_decay_lowers_the_rate_of_every_epoch_after_the_first(synthetic_examples, tmp_path):
+    config = TrainerConfig(
+        **TINY_CONFIG, epochs=3, early_stopping_patience=3, learning_rate=0.004, learning_rate_decay=0.5
+    )
+    result = train_and_export(synthetic_examples, tmp_path / "model", config)
+    np.testing.assert_allclose(result.history["lr"], [0.004, 0.002, 0.001], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"learning_rate_decay must be in \(0, 1\], got 1.5"):
+        TrainerConfig(learning_rate_decay=1.5)
