@@ -148,6 +148,7 @@ class TrainerConfig(Settings):
     learning_rate: float = 3e-3
     # Epoch e (0-based) trains at learning_rate * learning_rate_decay ** e: below 1, each pass after
     # the first moves the weights less (sparse id embeddings start to memorize after about one pass).
+    # 1 (constant) by default: 0.3 was measured and did not help (docs/model.md).
     learning_rate_decay: float = 1.0
     batch_size: int = 1024
     epochs: int = 10
