@@ -33,12 +33,12 @@ def model_calls(model_dir: Path, columns: dict[str, Any]) -> dict[str, Callable[
     calls it (two matrices); ``signature by name``: the SavedModel's signature called with one keyword per input."""
     import tensorflow as tf
 
-    from trainer.export import SIGNATURE, serving_input_name
+    from trainer.export import serving_input_name
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)
     tensors = ranker.to_tensors(columns)
-    by_name = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
+    by_name = ranker._serve  # the loaded signature that Ranker.predict wraps: no second load of the SavedModel
     named = dict(zip(map(serving_input_name, ranker.string_inputs), tf.unstack(tensors[0]), strict=True))
     named.update(zip(map(serving_input_name, ranker.number_inputs), tf.unstack(tensors[1]), strict=True))
     return {

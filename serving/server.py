@@ -306,6 +306,7 @@ def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
         versions = {"versions": [model.version]} if model.version else {}
         return {**await dataplane.model_metadata(model_name), **versions}
 
+    # Routes without a version get endpoints without the parameter: FastAPI would otherwise read it from the query.
     async def infer_latest(model_name: str, request: Request) -> Response:
         return await infer(model_name, request)
 
