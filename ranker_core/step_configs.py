@@ -41,6 +41,8 @@ FEATURE_INTERACTIONS: tuple[str, ...] = typing.get_args(FeatureInteraction)
 SequencePooling = Literal["attention", "mean"]
 SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
 
+TaskWeighting = Literal["fixed", "uncertainty"]
+
 
 class TrainerConfig(Settings):
     """Model and training settings of the canonical ranker (``ranker train --config``, env ``RANKER_TRAIN_<FIELD>``).
@@ -124,6 +126,11 @@ class TrainerConfig(Settings):
     # -- objective -----------------------------------------------------------
     # task -> loss weight (tasks not listed weigh 1.0).
     task_loss_weights: dict[str, float] = Field(default_factory=dict)
+    # "fixed": the summed task losses times task_loss_weights. "uncertainty": each task's weighted
+    # loss is also scaled by a learned exp(-s_task), plus s_task / 2 (Kendall et al., 2018), so the
+    # optimizer balances tasks whose losses differ in scale; early stopping still compares the fixed
+    # sum (docs/model.md, "Training: uncertainty task weighting").
+    task_weighting: TaskWeighting = "fixed"
     # Positive-class weight of a task = clip((negatives / positives) ** power, 1, max), from
     # the spec's train counts; 0 disables it. Probabilities are corrected back (logit - log w).
     positive_weight_power: float = 0.5

@@ -367,6 +367,12 @@ class RankerModel(tfrs.Model):
         self.body = BODIES[config.architecture](config, self.task_names)
         self.position_bias = _position_tower(spec, config, self.task_names)
         self.loss_weights = [float(config.task_loss_weights.get(task, 1.0)) for task in self.task_names]
+        # task_weighting "uncertainty": one learned log-variance s per task (Kendall et al., 2018).
+        self.task_log_variances = (
+            self.add_weight(name="task_log_variance", shape=(len(self.task_names),), initializer="zeros")
+            if config.task_weighting == "uncertainty"
+            else None
+        )
         self.positive_weights = positive_weights(spec, config)
         # Weighted BCE moves the optimal logit by log(w); subtracting it restores calibrated probabilities.
         self.logit_offsets = tf.constant([math.log(self.positive_weights[t]) for t in self.task_names], tf.float32)
@@ -425,18 +431,28 @@ class RankerModel(tfrs.Model):
 
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         logits, _ = self.logits_and_gates(inputs, training=training, positions=inputs.get(POSITION))
-        total = tf.constant(0.0)
+        task_losses = []
         for task, ranking, loss_weight in zip(self.task_names, self.ranking_tasks, self.loss_weights, strict=True):
             labels = tf.cast(inputs[label_key(task)], tf.float32)[:, None]
             sample_weight = 1.0 + (self.positive_weights[task] - 1.0) * labels
             per_example = ranking(labels=labels, predictions=logits[task][:, None], sample_weight=sample_weight)
-            total += loss_weight * tf.nn.compute_average_loss(per_example)
+            task_losses.append(loss_weight * tf.nn.compute_average_loss(per_example))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        listwise = tf.constant(0.0)
         if self.listwise_tasks:
-            total += self.config.listwise_weight * self._listwise_loss(inputs, logits) / replicas
+            listwise = self.config.listwise_weight * self._listwise_loss(inputs, logits) / replicas
+        fixed = tf.add_n(task_losses) + listwise
         # Under a multi-replica strategy each replica's loss is 1/replicas of the batch mean; report the mean.
-        self.loss_tracker.update_state(total * replicas)
-        return total
+        # Early stopping compares this fixed-weight sum: the learned weights would move its scale between epochs.
+        self.loss_tracker.update_state(fixed * replicas)
+        if self.task_log_variances is None:
+            return fixed
+        return self._uncertainty_weighted(tf.stack(task_losses), replicas) + listwise
+
+    def _uncertainty_weighted(self, task_losses: tf.Tensor, replicas: int) -> tf.Tensor:
+        """sum_t exp(-s_t) * loss_t + s_t / 2: a task's weight falls as its learned log-variance s_t rises."""
+        s = self.task_log_variances
+        return tf.reduce_sum(tf.exp(-s) * task_losses) + tf.reduce_sum(s) / (2.0 * replicas)
 
     def _listwise_loss(self, inputs: Mapping[str, tf.Tensor], logits: Logits) -> tf.Tensor:
         """Sum over the listwise tasks of task loss weight x mean softmax cross-entropy per request."""

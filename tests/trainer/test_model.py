@@ -182,3 +182,33 @@ def test_sequence_dropout_reaches_the_sequences_in_training_and_never_in_serving
     without = build_model(spec, tiny(dropout=0.0, module_dropout=0.0))
     without.set_weights(model.get_weights())
     np.testing.assert_allclose(without(features, training=True)[SCORE].numpy(), served, rtol=1e-6, atol=1e-7)
+
+
+def test_uncertainty_weighting_scales_each_task_loss_by_a_learned_variance(spec, raw_batch):
+    labels = {label_key(task): tf.cast(tf.range(12) % (i + 2) == 0, tf.int64) for i, task in enumerate(spec.task_names)}
+    batch = {**tensors(raw_batch), **labels}
+    tf.keras.utils.set_random_seed(3)
+    fixed_loss = float(build_model(spec, tiny()).compute_loss(batch))
+    tf.keras.utils.set_random_seed(3)
+    weighted = build_model(spec, tiny(task_weighting="uncertainty"))
+    assert float(weighted.compute_loss(batch)) == pytest.approx(fixed_loss, rel=1e-6)  # s = 0: weight 1, no penalty
+
+    tasks = len(spec.task_names)
+    weighted.task_log_variances.assign(tf.fill([tasks], 0.7))
+    weighted.loss_tracker.reset_state()
+    expected = np.exp(-0.7) * fixed_loss + tasks * 0.7 / 2
+    assert float(weighted.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+    assert float(weighted.loss_tracker.result()) == pytest.approx(fixed_loss, rel=1e-6)  # early stopping's sum
+    per_task = []
+    for index in range(tasks):  # all weight on one task: that task's loss alone, plus the other tasks' s / 2
+        weighted.task_log_variances.assign(np.where(np.arange(tasks) == index, 0.0, 40.0).astype(np.float32))
+        per_task.append(float(weighted.compute_loss(batch)) - (tasks - 1) * 20.0)
+    assert min(per_task) > 0
+    assert sum(per_task) == pytest.approx(fixed_loss, rel=1e-4)
+
+    weighted.task_log_variances.assign(tf.zeros([tasks]))
+    weighted.compile(tf.keras.optimizers.Adam(0.05))
+    weighted.fit(tf.data.Dataset.from_tensors(batch).repeat(5), epochs=1, verbose=0)
+    assert (weighted.task_log_variances.numpy() != 0).all()  # trained with the model
+    with pytest.raises(ValueError, match="task_weighting"):
+        tiny(task_weighting="learned")
