@@ -110,6 +110,10 @@ class TrainerConfig(Settings):
     # Cap on the buckets of every hashed feature (None: the spec's hash_buckets). Fewer buckets
     # share rows between rare ids: less capacity to memorize, at the price of collisions.
     max_hash_buckets: int | None = None
+    # Hashed-id buckets seen fewer than this many times in the train split share one embedding row,
+    # trained on all of them, which also stands for every id never seen in training (a learned
+    # "cold id" instead of a row fitted to one or two examples); 0: off (docs/model.md).
+    rare_id_min_count: int = 0
     # -- position bias (training only; docs/model.md, "Position bias") -------
     # A shallow tower on the logged position (crossed with the module embedding) whose per-task
     # logit is added during training, so the main model learns relevance rather than exposure.
@@ -221,6 +225,8 @@ class TrainerConfig(Settings):
             raise ValueError("module_dropout, dropout, position_dropout and sequence_dropout must be in [0, 1)")
         if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
             raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
+        if self.rare_id_min_count < 0:
+            raise ValueError(f"rare_id_min_count must be >= 0, got {self.rare_id_min_count}")
         if not 0.0 < self.learning_rate_decay <= 1.0:
             raise ValueError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
         if self.embedding_l2 < 0:

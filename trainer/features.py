@@ -290,15 +290,21 @@ class StringEncoder(tf.keras.layers.Layer):
         oov_buckets: int = 1,
         l2: float = 0.0,
         max_hash_buckets: int | None = None,
+        rare_row: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", f"{feature.kind}_{_safe(feature.name)}"), **kwargs)
         self.feature, self.l2 = feature, l2
+        self.bucket_rows: tf.Variable | None = None
         if feature.kind == "hashed":
             if not feature.hash_buckets or feature.hash_buckets < 1:
                 raise ValueError(f"hashed feature {feature.name!r} needs hash_buckets >= 1 in the feature spec")
             rows = min(feature.hash_buckets, max_hash_buckets or feature.hash_buckets)
             self.lookup = tf.keras.layers.Hashing(num_bins=rows)
+            if rare_row:  # bucket -> embedding row; see keep_frequent_buckets
+                self.buckets = rows
+                self.bucket_rows = tf.Variable(tf.range(rows, dtype=tf.int64), trainable=False, name="bucket_rows")
+                rows += 1
         else:
             vocabulary = _checked_vocabulary(feature)
             self.lookup = tf.keras.layers.StringLookup(
@@ -307,6 +313,19 @@ class StringEncoder(tf.keras.layers.Layer):
             rows = len(vocabulary) + oov_buckets
         self.embedding = tf.keras.layers.Embedding(rows, embedding_dim)
         self.output_width = embedding_dim
+
+    def keep_frequent_buckets(self, counts: np.ndarray, min_count: int) -> int:
+        """Give the hashed buckets seen fewer than ``min_count`` times (``counts``, from the train split) one shared
+        row, the last: trained on all of them, it also stands for ids never seen in training. Returns how many.
+        """
+        rare = counts < min_count
+        self.bucket_rows.assign(np.where(rare, self.buckets, np.arange(self.buckets)).astype(np.int64))
+        return int(rare.sum())
+
+    def rows_of(self, values: tf.Tensor) -> tf.Tensor:
+        """The embedding row of each value."""
+        ids = self.lookup(values)
+        return ids if self.bucket_rows is None else tf.gather(self.bucket_rows, ids)
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
         if self.feature.kind != "list":
@@ -318,7 +337,7 @@ class StringEncoder(tf.keras.layers.Layer):
 
     def embed(self, values: tf.Tensor, batch: tf.Tensor | None) -> tf.Tensor:
         """Each value's embedding row, penalized per ``batch`` rows (``None``: not penalized)."""
-        vectors = self.embedding(self.lookup(values))
+        vectors = self.embedding(self.rows_of(values))
         if self.l2 > 0 and batch is not None:
             self.add_loss(self.l2 * tf.reduce_sum(tf.square(vectors)) / tf.cast(tf.maximum(batch, 1), tf.float32))
         return vectors
@@ -433,6 +452,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         interaction: str = "none",
         sequence_pooling: str = "attention",
         sequence_dropout: float = 0.0,
+        rare_id_rows: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -449,7 +469,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
         attended = _attended_sequences(spec) if sequence_pooling == "attention" else []
         self.strings = [
-            StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets)
+            StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets, rare_id_rows)
             for feature in spec.features
             if feature.is_string and feature not in attended
         ]
@@ -473,6 +493,21 @@ class FeatureEncoder(tf.keras.layers.Layer):
         if self.interaction is not None:
             blocks.append(self.interaction(embeddings))
         return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=1)
+
+    def keep_frequent_ids(self, batches: tf.data.Dataset, min_count: int) -> dict[str, int]:
+        """Count every hashed feature's buckets over ``batches`` (the train split) and give those seen fewer than
+        ``min_count`` times one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per feature.
+        Needs ``rare_id_rows``."""
+        hashed = [encoder for encoder in self.strings if encoder.bucket_rows is not None]
+        counts = {encoder.feature.name: np.zeros(encoder.buckets, np.int64) for encoder in hashed}
+        for batch in batches:
+            for encoder in hashed:
+                ids = encoder.lookup(batch[encoder.feature.name]).numpy().ravel()
+                counts[encoder.feature.name] += np.bincount(ids, minlength=encoder.buckets)
+        return {
+            encoder.feature.name: encoder.keep_frequent_buckets(counts[encoder.feature.name], min_count)
+            for encoder in hashed
+        }
 
 
 def _attended_sequences(spec: FeatureSpec) -> list[Feature]:

@@ -352,6 +352,7 @@ class RankerModel(tfrs.Model):
             config.feature_interaction,
             config.sequence_pooling,
             config.sequence_dropout,
+            rare_id_rows=config.rare_id_min_count > 0,
         )
         self.module_embedding = (
             ModuleEmbedding(

@@ -111,6 +111,11 @@ def train_and_export(
     if multi_worker:
         # Metric results are already all-reduced over the workers; Keras's default would add them up once more.
         model.distribute_reduction_method = "first"
+    if config.rare_id_min_count:
+        rare = model.feature_encoder.keep_frequent_ids(
+            make_dataset(examples_dir, "train", spec, 8192), config.rare_id_min_count
+        )
+        logger.info("hashed buckets seen fewer than %d times share one row: %s", config.rare_id_min_count, rare)
     train_rows = split_rows(examples_dir, "train", spec)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
     whole_requests = bool(model.listwise_tasks)  # the listwise loss needs batches of whole requests

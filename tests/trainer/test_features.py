@@ -342,3 +342,25 @@ def test_sequence_dropout_drops_tokens_in_training_only(spec):
         assert min(np.abs(row - subset).max() for subset in subsets) < 1e-5
     with pytest.raises(ValueError, match="sequence_dropout must be in"):
         TrainerConfig(sequence_dropout=1.0)
+
+
+def test_hashed_buckets_seen_too_rarely_in_training_share_one_row(spec):
+    encoder = FeatureEncoder(spec, embedding_dim=4, rare_id_rows=True)
+    listing = next(e for e in encoder.strings if e.feature.name == "listing_id")
+    user = next(e for e in encoder.strings if e.feature.name == "user_id")
+    assert listing.embedding.input_dim == 257  # 256 buckets and the shared row
+    seen = ["l1", "l1", "l1", "l2", "l3", "l3"]
+    train = tf.data.Dataset.from_tensor_slices({"listing_id": seen, "user_id": ["u1"] * 6}).batch(4)
+    before = listing(tf.constant(["l2", "l4", "l1"])).numpy()
+    assert not np.allclose(before[0], before[1])  # every bucket its own row until counted
+
+    rare = encoder.keep_frequent_ids(train, min_count=2)
+    assert rare == {"listing_id": 256 - 2, "user_id": 64 - 1}  # l1, l3 and u1 keep their rows
+    after = listing(tf.constant(["l2", "l4", "never-seen", "l1", "l3"])).numpy()
+    np.testing.assert_array_equal(after[0], after[1])  # seen once, and never: the shared row
+    np.testing.assert_array_equal(after[0], after[2])
+    np.testing.assert_array_equal(after[3], before[2])  # a frequent id keeps its own row
+    assert not np.allclose(after[3], after[4]) and not np.allclose(after[0], after[3])
+    assert user(tf.constant(["u1"])).numpy().tolist() != user(tf.constant(["u2"])).numpy().tolist()
+    with pytest.raises(ValueError, match="rare_id_min_count must be >= 0"):
+        TrainerConfig(rare_id_min_count=-1)

@@ -113,3 +113,13 @@ def test_learning_rate_decay_lowers_the_rate_of_every_epoch_after_the_first(synt
     np.testing.assert_allclose(result.history["lr"], [0.004, 0.002, 0.001], rtol=1e-6)
     with pytest.raises(ValueError, match=r"learning_rate_decay must be in \(0, 1\], got 1.5"):
         TrainerConfig(learning_rate_decay=1.5)
+
+
+def test_rare_ids_share_one_row_in_the_exported_model(synthetic_examples, tmp_path):
+    config = TrainerConfig(**TINY_CONFIG, epochs=1, rare_id_min_count=1_000_000)  # every training id is rare
+    train_and_export(synthetic_examples, tmp_path / "model", config)
+    ranker = load_ranker(tmp_path / "model")
+    columns = {name: values[:3] for name, values in read_split(synthetic_examples, "eval", ranker.feature_spec).items()}
+    seen = ranker.predict(columns)["score"]
+    unseen = ranker.predict({**columns, "listing_id": np.array(["never-1", "never-2", "never-3"], dtype=object)})
+    np.testing.assert_allclose(unseen["score"], seen, rtol=1e-6)  # an unseen id and a rare one: the same row
