@@ -265,11 +265,28 @@ class UnknownVersionError(Exception):
 REFUSAL_STATUS = {RequestTooLargeError: 413, UnprocessableRequestError: 422, UnknownVersionError: 404}
 
 
+# Why a request was refused, as its one WARNING log line says; the first kind that matches names it.
+REFUSAL_REASONS = (
+    (UnknownVersionError, "unknown model version"),
+    (InvalidInput, "invalid input"),
+    (ModelNotFound, "unknown model"),
+    (ServerNotReady, "not ready"),
+)
+
+
+def refusal_reason(error: BaseException | None) -> str | None:
+    """The log reason of a refused request's error; ``None`` for an error that is not a refusal.
+
+    >>> refusal_reason(InvalidInput("price[3]: expected a number")), refusal_reason(ValueError())
+    ('invalid input', None)
+    """
+    return next((reason for kind, reason in REFUSAL_REASONS if isinstance(error, kind)), None)
+
+
 async def refused_handler(_: Request, error: Exception) -> JSONResponse:
     """413 (over a size limit, the limit in the message), 422 (not a v2 request) or 404 (another model version);
     one WARNING line, no traceback."""
-    reason = "unknown model version" if isinstance(error, UnknownVersionError) else "invalid input"
-    logger.warning("%s: %s", reason, error)
+    logger.warning("%s: %s", refusal_reason(error), error)
     return JSONResponse(status_code=REFUSAL_STATUS[type(error)], content={"error": str(error)})
 
 
@@ -345,15 +362,12 @@ class RefusedRequestLogFilter(logging.Filter):
     Refused: invalid input (400), an unknown model route (404), not ready or shutting down (503).
     """
 
-    REASONS = ((InvalidInput, "invalid input"), (ModelNotFound, "unknown model"), (ServerNotReady, "not ready"))
-
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        for kind, reason in self.REASONS:
-            if isinstance(error, kind):
-                record.levelno, record.levelname = logging.WARNING, "WARNING"
-                record.msg, record.args, record.exc_info, record.exc_text = f"{reason}: %s", (error,), None, None
-                break
+        reason = refusal_reason(error)
+        if reason is not None:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = f"{reason}: %s", (error,), None, None
         return True
 
 
