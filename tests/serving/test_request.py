@@ -253,28 +253,3 @@ def outcome(parser: RequestParser, payload) -> str | dict:
     except RequestError as error:
         return str(error)
     return {"offsets": batch.offsets.tolist(), **{key: repr(values.tolist()) for key, values in batch.columns.items()}}
-
-
-def test_the_server_decodes_v1_json_bodies_typed_and_leaves_the_rest_to_kserve():
-    from types import SimpleNamespace
-
-    from serving.server import decode_v1_json_typed
-
-    calls = []
-    dataplane = SimpleNamespace(decode=lambda body, headers=None, **options: calls.append(body) or ("kserve", {}))
-    decode_v1_json_typed(dataplane, SimpleNamespace(body_decoder=DECODER))
-    payload = orjson.dumps(body({"price": [1.5, None]}))
-    for headers in (None, {}, {"content-type": "application/json"}, {"content-type": "application/octet-stream"}):
-        decoded, _ = dataplane.decode(body=payload, headers=headers)
-        assert decoded["instances"][0]["candidates"]["price"].dtype == np.float64  # typed: numbers as an array
-    assert calls == []
-    kserve_cases = [
-        {"body": payload, "headers": {"content-type": "application/cloudevents+json"}},
-        {"body": payload, "headers": {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t"}},
-        {"body": payload, "headers": {"content-type": "text/plain"}},
-        {"body": payload, "headers": {}, "protocol_version": "v2"},
-        {"body": b'{"instances": [', "headers": {}},  # not JSON: KServe's own message
-    ]
-    for case in kserve_cases:
-        assert dataplane.decode(**case) == ("kserve", {})
-    assert len(calls) == len(kserve_cases)
