@@ -302,7 +302,6 @@ class StringEncoder(tf.keras.layers.Layer):
             rows = min(feature.hash_buckets, max_hash_buckets or feature.hash_buckets)
             self.lookup = tf.keras.layers.Hashing(num_bins=rows)
             if rare_row:  # bucket -> embedding row; see keep_frequent_buckets
-                self.buckets = rows
                 self.bucket_rows = tf.Variable(tf.range(rows, dtype=tf.int64), trainable=False, name="bucket_rows")
                 rows += 1
         else:
@@ -318,8 +317,9 @@ class StringEncoder(tf.keras.layers.Layer):
         """Give the hashed buckets seen fewer than ``min_count`` times (``counts``, from the train split) one shared
         row, the last: trained on all of them, it also stands for ids never seen in training. Returns how many.
         """
+        buckets = len(counts)  # the shared row is the one after the buckets
         rare = counts < min_count
-        self.bucket_rows.assign(np.where(rare, self.buckets, np.arange(self.buckets)).astype(np.int64))
+        self.bucket_rows.assign(np.where(rare, buckets, np.arange(buckets)).astype(np.int64))
         return int(rare.sum())
 
     def rows_of(self, values: tf.Tensor) -> tf.Tensor:
@@ -499,11 +499,11 @@ class FeatureEncoder(tf.keras.layers.Layer):
         ``min_count`` times one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per feature.
         Needs ``rare_id_rows``."""
         hashed = [encoder for encoder in self.strings if encoder.bucket_rows is not None]
-        counts = {encoder.feature.name: np.zeros(encoder.buckets, np.int64) for encoder in hashed}
+        counts = {encoder.feature.name: np.zeros(encoder.lookup.num_bins, np.int64) for encoder in hashed}
         for batch in batches:
             for encoder in hashed:
                 ids = encoder.lookup(batch[encoder.feature.name]).numpy().ravel()
-                counts[encoder.feature.name] += np.bincount(ids, minlength=encoder.buckets)
+                counts[encoder.feature.name] += np.bincount(ids, minlength=encoder.lookup.num_bins)
         return {
             encoder.feature.name: encoder.keep_frequent_buckets(counts[encoder.feature.name], min_count)
             for encoder in hashed
