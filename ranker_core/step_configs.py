@@ -15,13 +15,13 @@ fails in a fraction of a second instead of after extraction. Both are
 from __future__ import annotations
 
 import math
-import os
 import typing
 from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from ranker_core.ranking_metrics import parse_metric
+from ranker_core.runtime import usable_cores
 from ranker_core.settings import Settings, SettingsConfigDict
 from ranker_core.targets import engagement_gains
 
@@ -309,7 +309,7 @@ class BaselineConfig(Settings):
         """``num_threads``, or with 0 every core this process may run on."""
         if self.num_threads:
             return self.num_threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return usable_cores()
 
     def objective(self, ranking: bool, graded: bool) -> str:
         """A model's LightGBM objective: with request groups LambdaRank for graded targets, else ``task_objective``.

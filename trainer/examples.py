@@ -12,6 +12,7 @@ evaluation and the tests read a whole split into columns with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from ranker_core.runtime import usable_cores
 from ranker_core.schema import MODULE, POSITION, REQUEST_ID, TIMESTAMP, FeatureSpec, label_key
 
 SHARD_PATTERN = "part-*.tfrecord.gz"
@@ -97,20 +99,36 @@ def parse_features(serialized: tf.Tensor, spec: FeatureSpec) -> dict[str, tf.Ten
 
 
 def read_split(
-    examples_dir: str | Path, split: str, spec: FeatureSpec, batch_size: int = 8192
+    examples_dir: str | Path, split: str, spec: FeatureSpec, batch_size: int = 8192, threads: int = 0
 ) -> dict[str, np.ndarray]:
-    """Read a whole split into NumPy columns; strings are decoded to ``str`` objects."""
-    dataset = tf.data.TFRecordDataset(shard_paths(examples_dir, split), compression_type=COMPRESSION)
-    dataset = dataset.batch(batch_size).map(lambda batch: parse_features(batch, spec))
-    chunks: dict[str, list[np.ndarray]] = {}
-    for batch in dataset.as_numpy_iterator():
-        for key, values in batch.items():
-            chunks.setdefault(key, []).append(values)
-    columns = {key: np.concatenate(parts) for key, parts in chunks.items()}
+    """Read a whole split into NumPy columns, rows in shard order; strings are decoded to ``str`` objects.
+
+    Shards are read side by side on ``threads`` threads (0: one per core): GZIP inflation and
+    ``parse_example`` run in TensorFlow without the GIL, and one ``tf.data`` pipeline inflates its
+    records on one thread (``interleave`` was slower than this on 2 cores: docs/benchmarks.md).
+    """
+    paths = shard_paths(examples_dir, split)
+    workers = min(len(paths), threads or usable_cores())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        shards = list(pool.map(lambda path: _read_shard(path, spec, batch_size), paths))
+    if not any(shard[REQUEST_ID] for shard in shards):
+        return {}
+    columns = {key: np.concatenate([chunk for shard in shards for chunk in shard[key]]) for key in shards[0]}
     for key, values in columns.items():
         if values.dtype == object:
             columns[key] = _decoded(values)
     return columns
+
+
+def _read_shard(path: str, spec: FeatureSpec, batch_size: int) -> dict[str, list[np.ndarray]]:
+    """One shard's parsed batches, per key."""
+    dataset = tf.data.TFRecordDataset([path], compression_type=COMPRESSION)
+    dataset = dataset.batch(batch_size).map(lambda batch: parse_features(batch, spec))
+    chunks: dict[str, list[np.ndarray]] = {key: [] for key in feature_description(spec)}
+    for batch in dataset.as_numpy_iterator():
+        for key, values in batch.items():
+            chunks[key].append(values)
+    return chunks
 
 
 def _decoded(values: np.ndarray) -> np.ndarray:
