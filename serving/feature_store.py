@@ -145,6 +145,37 @@ class ColumnCache:
         self._stamps = np.resize(self._stamps, size)
 
 
+class StorePerThread:
+    """One Feast ``FeatureStore`` per thread that looks features up (each is cheap once the registry is cached).
+
+    Feast's SQLite online store keeps one connection per ``FeatureStore``. Shared by the lookup
+    threads, a read that waits on a locked database holds SQLite's connection mutex for the busy
+    timeout (5 s), and the next thread binds its query's parameters, which needs that mutex, with
+    the GIL held: the whole server, event loop included, stopped until the first read gave up, so
+    no feature timeout could answer. With a store (a connection) per thread a waiting read holds
+    only its own thread; SQLite serves concurrent readers, and other online stores' clients are
+    per thread too.
+
+    Example::
+
+        stores = StorePerThread("work_dir/feature_repo")
+        stores.get().get_online_features(features=[...], entity_rows=[...])   # this thread's store
+    """
+
+    def __init__(self, repo_path: str) -> None:
+        self.repo_path = repo_path
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        """This thread's store, opened on its first use."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            from feast import FeatureStore
+
+            store = self._local.store = FeatureStore(repo_path=self.repo_path)
+        return store
+
+
 class ViewReader:
     """One feature view: its keys, features and defaults, read through a :class:`ColumnCache`.
 
@@ -152,8 +183,8 @@ class ViewReader:
     otherwise (``("u3", "toys")``).
     """
 
-    def __init__(self, store: Any, view: Any, cache_seconds: float, cache_entries: int) -> None:
-        self.store, self.name = store, view.name
+    def __init__(self, stores: StorePerThread, view: Any, cache_seconds: float, cache_entries: int) -> None:
+        self.stores, self.name = stores, view.name
         self.keys: list[str] = list(view.join_keys)
         self.features = [field.name for field in view.features]
         self.strings = {field.name for field in view.features if _is_string(field.dtype)}
@@ -185,7 +216,7 @@ class ViewReader:
         parts = [(key,) for key in keys] if len(self.keys) == 1 else keys
         entity_rows = [dict(zip(self.keys, part, strict=True)) for part in parts]
         try:
-            result = self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
+            result = self.stores.get().get_online_features(features=refs, entity_rows=entity_rows).to_dict()
         except Exception as error:  # any store failure: the request gets a 503 with the reason
             raise StoreUnavailableError(f"feature store lookup of {self.name!r} failed: {error}") from error
         stored = zip(*(result[feature] for feature in self.features), strict=True)
@@ -215,13 +246,12 @@ class OnlineFeatures:
     def __init__(
         self, repo_path: str, item_key: str, cache_seconds: float = 60.0, cache_entries: int = 100_000
     ) -> None:
-        from feast import FeatureStore
-
-        store = FeatureStore(repo_path=repo_path)
+        stores = StorePerThread(repo_path)
+        store = stores.get()
         service = store.get_feature_service(FEATURE_SERVICE)
         self.item_key = item_key
         views = [store.get_feature_view(projection.name) for projection in service.feature_view_projections]
-        self.views = [ViewReader(store, view, cache_seconds, cache_entries) for view in views]
+        self.views = [ViewReader(stores, view, cache_seconds, cache_entries) for view in views]
         self.match = [tuple(pair) for pair in json.loads(service.tags.get(MATCH_TAG, "[]"))]
         self.sequence_match = [tuple(pair) for pair in json.loads(service.tags.get(SEQUENCE_MATCH_TAG, "[]"))]
         self.stored = {feature for view in self.views for feature in view.features}

@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures
+from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures, StoreUnavailableError
 from serving.request import RequestError
 from serving.skew_check import skew_check
 from tests.serving.conftest import ServerProcess
@@ -75,6 +75,61 @@ def test_the_users_sequence_and_its_match_with_each_candidate_come_from_the_stor
     columns = features.assemble({"module_name": "search", "user_id": user}, {"listing_id": [listing, "l-new"]})
     assert columns["hist_user_recent_click_listing_id"].tolist() == [sequence, sequence]
     assert columns["match_recent_click_listing_id"].tolist() == [sequence.split("|").count(listing), 0.0]
+
+
+def test_each_lookup_thread_reads_through_a_store_of_its_own(store):
+    """Feast's SQLite store has one connection per ``FeatureStore``: shared by threads, a lookup waiting on a
+    locked database could stop every thread (the GIL held while waiting for SQLite's connection mutex)."""
+    features = OnlineFeatures(str(store["repo"]), "listing_id", cache_seconds=0)
+    context, candidates = {"module_name": "search", "user_id": "nobody"}, {"listing_id": ["l-a", "l-b"]}
+    used: dict[str, list] = {}
+
+    def lookup(name: str) -> None:
+        features.assemble(context, candidates)
+        used[name] = [view.stores.get() for view in features.views]
+
+    for name in ("first", "second"):
+        thread = threading.Thread(target=lookup, args=(name,))
+        thread.start()
+        thread.join()
+    lookup("this")
+    for name, stores in used.items():
+        assert len({id(store) for store in stores}) == 1, f"the {name} thread's views share its store"
+    assert len({id(stores[0]) for stores in used.values()}) == 3, "each thread has a store of its own"
+    assert features.views[0].stores.get() is used["this"][0], "a thread keeps its store"
+
+
+def test_a_lookup_waiting_on_a_locked_store_holds_only_its_own_thread(store, tmp_path):
+    """SQLite waits up to 5 s for a lock; meanwhile the other threads (the server's event loop) run on."""
+    repo = shutil.copytree(store["repo"], tmp_path / "repo")
+    features = OnlineFeatures(str(repo), "listing_id", cache_seconds=0)
+    context, candidates = {"module_name": "search", "user_id": "nobody"}, {"listing_id": ["l-a", "l-b"]}
+    errors: list[str] = []
+
+    def lookup() -> None:
+        try:
+            features.assemble(context, candidates)
+        except StoreUnavailableError as error:
+            errors.append(str(error))
+
+    lookups = [threading.Thread(target=lookup) for _ in range(3)]
+    locker = sqlite3.connect(repo / "data" / "online_store.db")
+    locker.execute("BEGIN EXCLUSIVE")
+    longest_pause, last = 0.0, time.monotonic()
+    try:
+        for thread in lookups:
+            thread.start()
+        until = time.monotonic() + 3.0
+        while last < until:
+            time.sleep(0.01)
+            longest_pause, last = max(longest_pause, time.monotonic() - last), time.monotonic()
+    finally:
+        for thread in lookups:
+            thread.join(timeout=30)
+        locker.rollback()
+        locker.close()
+    assert longest_pause < 2.0, f"this thread stopped for {longest_pause:.1f} s while lookups waited for the lock"
+    assert len(errors) == 3 and all("database is locked" in error for error in errors), errors
 
 
 def test_a_warm_cache_answers_without_the_store_and_as_the_store_does(store):
