@@ -101,19 +101,21 @@ def parse_features(serialized: tf.Tensor, spec: FeatureSpec) -> dict[str, tf.Ten
 def read_split(
     examples_dir: str | Path, split: str, spec: FeatureSpec, batch_size: int = 8192, threads: int = 0
 ) -> dict[str, np.ndarray]:
-    """Read a whole split into NumPy columns, rows in shard order; strings are decoded to ``str`` objects.
+    """Read a whole split into NumPy columns (in key order, whatever the spec's order), rows in shard order.
 
-    Shards are read side by side on ``threads`` threads (0: one per core): GZIP inflation and
-    ``parse_example`` run in TensorFlow without the GIL, and one ``tf.data`` pipeline inflates its
-    records on one thread (``interleave`` was slower than this on 2 cores: docs/benchmarks.md).
+    Strings are decoded to ``str`` objects. Shards are read side by side on ``threads`` threads
+    (0: one per core): GZIP inflation and ``parse_example`` run in TensorFlow without the GIL, and
+    one ``tf.data`` pipeline inflates its records on one thread (``interleave`` was slower than this
+    on 2 cores: docs/benchmarks.md).
     """
     paths = shard_paths(examples_dir, split)
     workers = min(len(paths), threads or usable_cores())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shards = list(pool.map(lambda path: _read_shard(path, spec, batch_size), paths))
-    if not any(shard[REQUEST_ID] for shard in shards):
+    shards = [shard for shard in shards if shard]  # an empty shard has no batches
+    if not shards:
         return {}
-    columns = {key: np.concatenate([chunk for shard in shards for chunk in shard[key]]) for key in shards[0]}
+    columns = {key: np.concatenate([chunk for shard in shards for chunk in shard[key]]) for key in sorted(shards[0])}
     for key, values in columns.items():
         if values.dtype == object:
             columns[key] = _decoded(values)
@@ -124,10 +126,10 @@ def _read_shard(path: str, spec: FeatureSpec, batch_size: int) -> dict[str, list
     """One shard's parsed batches, per key."""
     dataset = tf.data.TFRecordDataset([path], compression_type=COMPRESSION)
     dataset = dataset.batch(batch_size).map(lambda batch: parse_features(batch, spec))
-    chunks: dict[str, list[np.ndarray]] = {key: [] for key in feature_description(spec)}
+    chunks: dict[str, list[np.ndarray]] = {}
     for batch in dataset.as_numpy_iterator():
         for key, values in batch.items():
-            chunks[key].append(values)
+            chunks.setdefault(key, []).append(values)
     return chunks
 
 

@@ -26,6 +26,7 @@ def test_a_split_of_several_shards_reads_back_every_row_in_shard_order(tmp_path,
 
     columns = read_split(tmp_path, "test", spec, batch_size=7, threads=threads)
 
+    assert list(columns) == sorted(columns), "columns in key order, whatever the spec's order"
     assert columns["request_id"].tolist() == [row["request_id"] for row in rows]
     assert columns["category"].tolist() == [row["category"] for row in rows]
     np.testing.assert_allclose(columns["price"], [row["price"] for row in rows], rtol=1e-6)
