@@ -32,7 +32,8 @@ EXTRAS = {
         "google-cloud-pipeline-components>=2.22,<2.23",
     ],
     # The prediction server (KServe's Python model server) and the load tester.
-    "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27", "aiohttp>=3.9"],
+    # msgspec: the server's typed JSON decoding of ranking requests (serving/request.py, TypedBodyDecoder).
+    "serve": ["kserve>=0.21,<0.22", "grpcio-tools==1.81.1", "httpx>=0.27", "aiohttp>=3.9", "msgspec>=0.23,<0.24"],
     # The feature store shared by training and serving (file offline store, SQLite online store
     # locally; BigQuery / Bigtable / Datastore on GCP). Every Feast release needs tenacity<9;
     # 0.64+ need prometheus_client<0.25 (constraints.txt pins 8.5.0 and 0.24.1).

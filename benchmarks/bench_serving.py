@@ -452,31 +452,33 @@ def format_store_table(
 def request_stages(model_dir: Path, payloads: dict[str, tuple[bytes, dict[str, str]]], repeats: int = 200) -> dict:
     """Per payload kind, median milliseconds of each step one request takes in the server (in process, no HTTP)."""
     from serving.config import ServerConfig
-    from serving.request import RequestParser
+    from serving.request import RequestParser, TypedBodyDecoder
     from trainer.predict import load_ranker, set_op_threads
 
     set_op_threads(ServerConfig().op_threads)  # as the server runs the model
     ranker = load_ranker(model_dir)
     parser = RequestParser(ranker.feature_spec, max_candidates=1 << 20, max_instances=1 << 10)
+    decoder = TypedBodyDecoder(ranker.feature_spec)
     return {
         kind: median_ms(
-            v1_steps(ranker, parser, body) if kind == "v1" else v2_steps(ranker, parser, body, headers), repeats
+            v1_steps(ranker, parser, decoder, body) if kind == "v1" else v2_steps(ranker, parser, body, headers),
+            repeats,
         )
         for kind, (body, headers) in payloads.items()
     }
 
 
-def v1_steps(ranker: Any, parser: Any, payload: bytes) -> dict[str, Callable[[], Any]]:
-    """The v1 route's steps: orjson, the request parser, the model, the columnar response."""
+def v1_steps(ranker: Any, parser: Any, decoder: Any, payload: bytes) -> dict[str, Callable[[], Any]]:
+    """The v1 route's steps: the typed decoder, the request parser, the model, the columnar response."""
     import orjson
 
     from serving.request import build_response
 
-    body = orjson.loads(payload)
+    body = decoder.decode(payload)
     batch = parser.parse(body)
     outputs = ranker.predict(batch.columns)
     return {
-        "decode request": lambda: orjson.loads(payload),
+        "decode request": lambda: decoder.decode(payload),
         "parse into columns": lambda: parser.parse(body),
         "columns to tensors": lambda: ranker.to_tensors(batch.columns),
         "predict (tensors + model)": lambda: ranker.predict(batch.columns),

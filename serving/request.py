@@ -34,6 +34,10 @@ The rules (also in docs/serving.md):
 * Duplicate keys in one JSON object: the last value wins (the decoder's rule;
   refusing them needs a decoder that sees every key pair, far slower than orjson).
 
+The server decodes bodies with :class:`TypedBodyDecoder`, which checks the value
+types of columnar candidates while it decodes; a body it refuses is decoded
+untyped and the parser names the problem, so the rules and messages are the same.
+
 Every violation raises :class:`RequestError` whose message names the instance,
 the field and, for candidate values, the candidate index.
 """
@@ -45,7 +49,9 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import numpy as np
+import orjson
 
 from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
 
@@ -255,6 +261,82 @@ class RequestParser:
         if key in self.numeric:
             return numeric_column(values, where, indexed)
         return string_column(values, where, joined=key in self.lists, indexed=indexed)
+
+
+class TypedBodyDecoder:
+    """Decodes a JSON ranking request with the spec's value types checked in C while decoding (msgspec).
+
+    Why: the per-value type checks of :func:`numeric_column` and the JSON decoding
+    were a third of the server's CPU time per 1,000-candidate request. Columnar
+    candidates are decoded against one typed field per feature (numbers or null;
+    strings, integer ids or null; for list features also lists of strings), and
+    the numeric columns come out as float64 arrays (null: NaN), which the parser
+    takes like the feature store's columns. Rows, the context and the parameters
+    are decoded untyped and checked by the parser as always.
+
+    A body whose types or shape the typed decoder refuses is decoded again untyped
+    (orjson), so :meth:`RequestParser.parse` names the problem as it always has;
+    invalid JSON raises ``orjson.JSONDecodeError``::
+
+        decoder = TypedBodyDecoder(spec)
+        batch = parser.parse(decoder.decode(body))
+    """
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        names = (MODULE, *spec.feature_names)
+        numeric = {f.name for f in spec.features if not f.is_string}
+        lists = {f.name for f in spec.features if f.kind == "list"}
+        value_types = {name: _column_type(name in numeric, name in lists) for name in names}
+        # Field names need not be identifiers: each is a generated attribute renamed to the feature's name.
+        attributes = {f"f{index}": name for index, name in enumerate(names)}
+        columns = msgspec.defstruct(
+            "Columns",
+            [(attr, value_types[name] | msgspec.UnsetType, msgspec.UNSET) for attr, name in attributes.items()],
+            rename=attributes,
+            forbid_unknown_fields=True,
+        )
+        instance = msgspec.defstruct(
+            "Instance",
+            [("candidates", list[dict[str, Any]] | columns), ("context", dict[str, Any], {})],
+            forbid_unknown_fields=True,
+        )
+        body = msgspec.defstruct(
+            "Body",
+            [("instances", list[instance]), ("parameters", dict[str, Any] | None, None)],
+            forbid_unknown_fields=True,
+        )
+        self._decoder = msgspec.json.Decoder(body)
+        self._columns = [(attr, name, name in numeric) for attr, name in attributes.items()]
+
+    def decode(self, body: bytes | bytearray | str) -> Any:
+        """The body as the parser takes it: typed, or untyped when the types refuse it."""
+        try:
+            decoded = self._decoder.decode(body)
+        except msgspec.MsgspecError:
+            return orjson.loads(body)
+        instances = [
+            {"context": instance.context, "candidates": self._candidates(instance.candidates)}
+            for instance in decoded.instances
+        ]
+        return {"instances": instances, "parameters": decoded.parameters}
+
+    def _candidates(self, candidates: Any) -> Any:
+        if isinstance(candidates, list):  # rows
+            return candidates
+        columns = {}
+        for attr, name, numeric in self._columns:
+            values = getattr(candidates, attr)
+            if values is not msgspec.UNSET:
+                columns[name] = np.array(values, dtype=np.float64) if numeric else values
+        return columns
+
+
+def _column_type(numeric: bool, joined: bool) -> Any:
+    """The typed decoder's type of one candidate column (the values :func:`numeric_column` and
+    :func:`string_column` take from JSON)."""
+    if numeric:
+        return list[float | None]
+    return list[str | list[str] | None] if joined else list[str | int | None]
 
 
 def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> np.ndarray:

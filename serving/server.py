@@ -41,6 +41,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.protocol.dataplane import JSON_HEADERS
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ranker_core.schema import MODULE, FeatureSpec
@@ -63,12 +64,21 @@ from serving.open_inference import (
     tensor_metadata,
     tensors_to_instance,
 )
-from serving.request import ParsedBatch, RequestError, RequestParser, TooManyCandidatesError, build_response
+from serving.request import (
+    ParsedBatch,
+    RequestError,
+    RequestParser,
+    TooManyCandidatesError,
+    TypedBodyDecoder,
+    build_response,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOUDEVENT_JSON = "application/cloudevents+json"
+# The content types whose v1 bodies KServe decodes as JSON, less CloudEvents (it unwraps their data).
+JSON_BODIES = frozenset(JSON_HEADERS) - {CLOUDEVENT_JSON}
 
 
 class RequestTooLargeError(InvalidInput):
@@ -111,6 +121,7 @@ class RankerServingModel(Model):
             max_instances=config.max_instances,
             max_request_candidates=config.max_request_candidates,
         )
+        self.body_decoder = TypedBodyDecoder(ranker.feature_spec)
         self.runner: DirectRunner | MicroBatcher | None = None
         self.input_datatypes = input_datatypes(ranker.feature_spec)
         self.output_names = (*self.parser.task_names, SCORE)
@@ -144,13 +155,18 @@ class RankerServingModel(Model):
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ParsedBatch:
         if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
-            try:
-                payload = orjson.loads(payload)
-            except orjson.JSONDecodeError as error:
-                raise InvalidInput(f"the request body is not valid JSON: {error}") from None
+            payload = self.decode_json(payload)
         if self.features is not None:
             payload = await self._with_stored_features(payload)
         return observed(refusing(self.parser.parse, payload))
+
+    def decode_json(self, body: bytes | bytearray | str) -> Any:
+        """A v1 body decoded with its value types checked (:class:`TypedBodyDecoder`), or, when the types refuse
+        it, untyped for the parser to name the problem; invalid JSON is a 400."""
+        try:
+            return self.body_decoder.decode(body)
+        except orjson.JSONDecodeError as error:
+            raise InvalidInput(f"the request body is not valid JSON: {error}") from None
 
     async def infer(self, request: DecodedRequest) -> tuple[bytes, dict[str, str]]:
         """A decoded KServe v2 request scored (batched with concurrent requests): the response and its headers."""
@@ -386,7 +402,28 @@ def accept_decoded_cloudevent_data(dataplane: Any) -> None:
     dataplane.decode_cloudevent = decode
 
 
-def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
+def decode_v1_json_typed(dataplane: Any, model: RankerServingModel) -> None:
+    """Let the model's typed decoder (:class:`TypedBodyDecoder`) decode the v1 JSON bodies that KServe's
+    dataplane would decode untyped with orjson, before the parser checks the values again one by one in Python.
+
+    CloudEvents, the v2 protocol and bodies that are not JSON keep KServe's decoding.
+    """
+    decode = dataplane.decode
+
+    def decode_typed(body: Any, headers: dict[str, str] | None = None, **options: Any) -> tuple[Any, dict]:
+        content_type = (headers or {}).get("content-type")
+        json_body = content_type is None or content_type in JSON_BODIES  # KServe decodes a body without one too
+        if type(body) is bytes and not options and json_body and not is_cloudevent(headers):
+            try:
+                return model.body_decoder.decode(body), {}
+            except orjson.JSONDecodeError:
+                pass  # not JSON: KServe refuses it with its own message, as before
+        return decode(body, headers, **options)
+
+    dataplane.decode = decode_typed
+
+
+def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: RankerServingModel) -> None:
     """Add the Vertex AI routes, the v2 infer route and the observability middleware to KServe's FastAPI app.
 
     Called before KServe registers its own routes, so ours answer first where the paths are the same.
@@ -394,6 +431,7 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig) -> None:
     from kserve.protocol.rest.v1_endpoints import V1Endpoints
 
     accept_decoded_cloudevent_data(dataplane)
+    decode_v1_json_typed(dataplane, model)
     endpoints = V1Endpoints(dataplane)
     name = config.model_name
 
@@ -470,7 +508,7 @@ def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
         grace_period=config.grace_period_s,
         workers=1,
     )
-    install_routes(app, server.dataplane, config)
+    install_routes(app, server.dataplane, config, model)
     logger.info(
         "serving %s on port %d (predict %s, health %s)",
         config.model_name,
