@@ -34,6 +34,7 @@ from benchmarks.bench_trainer import train_variant
 from components.baseline.gbdt import BaselineConfig, train_baseline
 from components.baseline.scoring import GbdtBaseline
 from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
+from ranker_core.runtime import usable_cores
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from ranker_core.targets import target_gains, target_labels
 from trainer.config import TrainerConfig
@@ -62,7 +63,7 @@ def cpu_model() -> str:
     """The CPU model name and the cores this process may use."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {len(os.sched_getaffinity(0))} cores"
+    return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {usable_cores()} cores"
 
 
 def best_iterations(manifest: dict[str, Any]) -> dict[str, list[int]]:

@@ -37,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
+from ranker_core.runtime import usable_cores
 from ranker_core.schema import FeatureSpec
 from trainer.config import ARCHITECTURES, NUMERIC_ENCODINGS, TrainerConfig
 from trainer.inputs import make_dataset
@@ -75,7 +76,7 @@ def peak_flops_per_second() -> tuple[float, str]:
     mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)] or [2000.0]
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     per_cycle = 2 * lanes * (2 if "fma" in flags else 1)
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     return cores * mhz[0] * 1e6 * per_cycle, f"{cores} cores x {mhz[0] / 1000:.1f} GHz x {per_cycle} FLOP/cycle"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -57,6 +58,11 @@ class ServerProcess:
             stdout=self.log,
             stderr=self.log,
         )
+
+    def log_records(self, skip_lines: int = 0) -> list[dict]:
+        """The server's JSON log records (access lines included) after its first ``skip_lines`` lines."""
+        lines = self.log_path.read_text().splitlines()[skip_lines:]
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def wait_ready(self, route: str, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

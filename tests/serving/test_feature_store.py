@@ -306,7 +306,7 @@ def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_
     assert any(f"did not answer within {FEATURE_TIMEOUT_S:g} s" in text for text in reasons), reasons
     # The timeout bounds the server's time per request, which its access log records. The client's clock here also
     # counts pauses of this test process, which in CI has run the whole suite before (it once read 9 s for a request).
-    access = access_lines(servers["store"], logged_before)
+    access = [line for line in servers["store"].log_records(logged_before) if line["logger"] == "serving.access"]
     served_ms = [line["latency_ms"] for line in access if line["path"] == "/predict"]
     assert len(served_ms) >= len(load.results) - 1, (len(served_ms), len(load.results))  # the last: maybe not yet
     client_s, client_status, _ = max((seconds, status, text) for status, seconds, text in load.results)
@@ -314,10 +314,3 @@ def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_
         f"the server took {max(served_ms):.0f} ms on a request: the timeout did not hold "
         f"(slowest on the client: {client_s:.1f} s, status {client_status})"
     )
-
-
-def access_lines(server: ServerProcess, skip: int) -> list[dict]:
-    """The server's access-log records after its first ``skip`` log lines."""
-    lines = server.log_path.read_text().splitlines()[skip:]
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    return [record for record in records if record["logger"] == "serving.access"]

@@ -189,7 +189,7 @@ def test_health_metrics_and_json_logs(server):
     assert 'ranker_requests_total{route="predict",status="400"}' in metrics
     assert 'ranker_request_latency_seconds_bucket{le="0.05",route="predict"}' in metrics
     assert "ranker_candidates_per_request_count" in metrics
-    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    lines = server.log_records()
     access = [line for line in lines if line["logger"] == "serving.access"]
     assert any(line["status"] == 400 and line["path"] == KSERVE_PREDICT for line in access)
     refused = [line for line in lines if line["message"].startswith("invalid input:")]
@@ -199,7 +199,7 @@ def test_health_metrics_and_json_logs(server):
 def test_an_unknown_model_route_is_a_404_and_one_warning_line(server):
     response = post(server, "/v1/models/no-such-model:predict", ranking_request())
     assert response.status_code == 404 and "no-such-model" in response.text
-    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    lines = server.log_records()
     unknown = [line for line in lines if "no-such-model" in line["message"] and line["logger"] != "serving.access"]
     assert unknown and all(line["severity"] == "WARNING" and "exception" not in line for line in unknown)
     assert all(line["message"].startswith("unknown model:") for line in unknown)
