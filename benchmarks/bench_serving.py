@@ -5,6 +5,7 @@ configuration unless ``--model-dir`` names another export):
 
 * ``ranker serve`` as deployed (``batched``: requests queued while the model is busy merged into one call),
 * ``ranker serve --no-batching`` (``direct``: one model call per request),
+* either with ``-<N>w``, ``ranker serve --workers N`` (``batched-2w``: two server processes on the port),
 * the plain approach: Keras ``model.predict`` per request behind a minimal
   ``http.server`` handler that turns the JSON rows into columns in Python,
 
@@ -14,6 +15,7 @@ concurrency cap whose achieved throughput is the ceiling::
 
     python -m benchmarks.bench_serving                      # 1000 candidates, 50 req/s, 20 s phases
     python -m benchmarks.bench_serving --model-dir work_dir/model --duration 60
+    python -m benchmarks.bench_serving --variants batched,batched-2w      # one server process against two
     taskset -c 0 python -m benchmarks.bench_serving --model-dir work_dir/model --stages   # in process, no HTTP
     python -m benchmarks.bench_serving --feature-store      # ids only through the Feast store vs features sent
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -243,10 +246,30 @@ def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -
     raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
 
 
+def server_variant(name: str) -> tuple[bool, int]:
+    """``batched`` or ``direct``, with ``-<N>w`` for N worker processes: (batching, workers).
+
+    >>> server_variant("batched-2w")
+    (True, 2)
+    """
+    base, _, workers = name.partition("-")
+    if base not in ("batched", "direct") or (workers and not re.fullmatch(r"[1-9]\d*w", workers)):
+        raise ValueError(f"unknown variant {name!r}: batched, direct or plain, the first two with -<N>w for N workers")
+    return base == "batched", int(workers[:-1] or 1)
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``; Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds process ``pid`` and its child processes (a server's workers) have used
+    (``/proc/<pid>/stat``; Linux)."""
+    seconds = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def measure(
@@ -299,7 +322,9 @@ def run_variant(
         env, url = {}, f"{base}/predict"
     else:
         command = [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", str(model_dir), "--port", str(port)]
-        env = {"RANKER_BATCHING": str(name == "batched"), "RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms)}
+        batching, workers = server_variant(name)
+        env = {"RANKER_BATCHING": str(batching), "RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms)}
+        env["RANKER_WORKERS"] = str(workers)
         env["RANKER_MAX_CANDIDATES"] = str(max(args.candidates, 1000))
         url = f"{base}/predict"
     process = start(command, env, f"{base}/health", work / f"{name}.log")

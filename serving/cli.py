@@ -47,6 +47,7 @@ _FLAGS = {
         "most ids cached per feature view; the one fetched longest ago makes room",
     ),
     "--feature-timeout": ("feature_timeout_s", float, "seconds a feature lookup may take; slower is a 503"),
+    "--workers": ("workers", int, "server processes on the port, each with its own copy of the model"),
 }
 
 
@@ -79,5 +80,4 @@ def main(args: argparse.Namespace) -> int:
 
     fields = {field for field, _, _ in _FLAGS.values()} | {"access_log", "batching"}
     config = ServerConfig(**{field: getattr(args, field) for field in fields})
-    serve(config, log_level=logging.DEBUG if args.verbose else logging.INFO)
-    return 0
+    return serve(config, log_level=logging.DEBUG if args.verbose else logging.INFO)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import field_validator
+
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
@@ -49,6 +51,14 @@ class ServerConfig(Settings):
     feature_cache_seconds: float = env_field(60.0, "RANKER_FEATURE_CACHE_SECONDS")
     feature_cache_entries: int = env_field(100_000, "RANKER_FEATURE_CACHE_ENTRIES")  # per feature view
     feature_timeout_s: float = env_field(2.0, "RANKER_FEATURE_TIMEOUT_S")  # a slower lookup is a 503
+    workers: int = env_field(1, "RANKER_WORKERS")  # server processes on the port (serving.workers)
+
+    @field_validator("workers")
+    @classmethod
+    def _at_least_one_worker(cls, workers: int) -> int:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        return workers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:

@@ -7,18 +7,26 @@ Prometheus registry) beside KServe's own ``request_*_seconds`` histograms::
     ranker_request_latency_seconds_bucket{route="predict",le="0.025"}
     ranker_candidates_per_request_bucket{le="1000.0"}
     ranker_model_batch_candidates_bucket{le="1000.0"}
+
+With several worker processes (``--workers``) every process counts into
+``PROMETHEUS_MULTIPROC_DIR`` and :func:`all_processes_metrics` serves ``/metrics``:
+the sum over the workers, whichever one answers the scrape.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, exposition
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,6 +51,20 @@ MODEL_BATCH = Histogram(
 )
 
 access_logger = logging.getLogger("serving.access")
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode reads it at import
+
+
+def counts_across_processes() -> bool:
+    """Whether this process counts into a directory shared with other processes (prometheus_client multiprocess)."""
+    return bool(os.environ.get(METRICS_DIR_ENV))
+
+
+async def all_processes_metrics(request: Request) -> Response:
+    """``/metrics`` summed over every process that counts into ``PROMETHEUS_MULTIPROC_DIR``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    encoder, content_type = exposition.choose_encoder(request.headers.get("accept"))
+    return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,6 +79,7 @@ class JsonFormatter(logging.Formatter):
             "severity": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:

@@ -39,7 +39,7 @@ from cloudevents.http import CloudEvent
 from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from kserve import Model
+from kserve import Model, ModelServer
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import JSON_HEADERS
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -48,7 +48,13 @@ from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
 from serving.config import ServerConfig
 from serving.model_source import resolve_model_dir
-from serving.observability import CANDIDATES, ObservabilityMiddleware, configure_json_logging
+from serving.observability import (
+    CANDIDATES,
+    ObservabilityMiddleware,
+    all_processes_metrics,
+    configure_json_logging,
+    counts_across_processes,
+)
 from serving.open_inference import (
     FP32,
     HEADER_LENGTH,
@@ -443,6 +449,8 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
+    if counts_across_processes():  # worker processes (--workers): KServe's /metrics would show one of them
+        app.add_api_route("/metrics", all_processes_metrics, methods=["GET"])
     for path, (method, endpoint) in v2_routes(dataplane).items():
         app.add_api_route(path, endpoint, methods=[method], response_model=None)
     for error in REFUSAL_STATUS:
@@ -453,6 +461,21 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
         max_body_bytes=config.max_body_bytes,
         access_log=config.access_log,
     )
+
+
+class ListeningModelServer(ModelServer):
+    """KServe's model server on a listening socket that another process bound (``listen_fd``, a worker's
+    under :mod:`serving.workers`); with ``None`` it binds ``http_port`` itself, as KServe does."""
+
+    def __init__(self, listen_fd: int | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.listen_fd = listen_fd
+
+    def setup_event_loop(self) -> None:
+        # KServe's start() builds uvicorn's config, then calls this before it serves: the place to hand it the socket.
+        if self.listen_fd is not None:
+            self._rest_server.config.fd = self.listen_fd
+        super().setup_event_loop()
 
 
 def load_model(config: ServerConfig) -> RankerServingModel:
@@ -486,11 +509,19 @@ def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
     return features
 
 
-def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
-    """Load the model and serve it until SIGTERM/SIGINT (see the module docstring for the routes)."""
+def serve(config: ServerConfig, log_level: int = logging.INFO, listen_fd: int | None = None) -> int:
+    """Load the model and serve it until SIGTERM/SIGINT (see the module docstring for the routes); the exit code.
+
+    With ``config.workers`` > 1, worker processes serve (:mod:`serving.workers`); each runs this
+    function on the listening socket ``listen_fd`` that the first process bound.
+    """
     configure_json_logging(log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RefusedRequestLogFilter())
+    if config.workers > 1:
+        from serving.workers import serve_workers
+
+        return serve_workers(config, log_level)
     from trainer.predict import set_op_threads
 
     # One thread per call is the latency default: a 1,000-candidate call gains little from splitting
@@ -498,10 +529,10 @@ def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
     # to parse the next request; concurrency comes from ``model_threads`` calls running side by side.
     set_op_threads(config.op_threads)
     model = load_model(config)
-    from kserve import ModelServer
     from kserve.model_server import app
 
-    server = ModelServer(
+    server = ListeningModelServer(
+        listen_fd,
         http_port=config.http_port,
         enable_grpc=False,
         enable_latency_logging=False,
@@ -517,3 +548,4 @@ def serve(config: ServerConfig, log_level: int = logging.INFO) -> None:
         config.health_route,
     )
     server.start([model])
+    return 0

@@ -59,3 +59,9 @@ def test_batching_reads_every_boolean_spelling():
     assert ServerConfig.from_env({"RANKER_BATCHING": "OFF"}).batching is False
     with pytest.raises(ValueError, match="RANKER_BATCHING='sometimes' is not a boolean"):
         ServerConfig.from_env({"RANKER_BATCHING": "sometimes"})
+
+
+def test_workers_must_be_at_least_one():
+    assert ServerConfig.from_env({"RANKER_WORKERS": "2"}).workers == 2
+    with pytest.raises(ValueError, match=r"workers \(env RANKER_WORKERS\): .*workers must be at least 1, got 0"):
+        ServerConfig.from_env({"RANKER_WORKERS": "0"})

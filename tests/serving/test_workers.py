@@ -1,0 +1,86 @@
+"""`ranker serve --workers 2`: two server processes on one port, metrics summed over them, stopped together."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.serving.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+BODY = {
+    "instances": [
+        {"context": {"module_name": "search"}, "candidates": [{"listing_id": "l1", "price": 12.5}, {"price": 3.0}]}
+    ]
+}
+
+
+def start_workers(model_dir, tmp_path) -> ServerProcess:
+    process = ServerProcess(model_dir, tmp_path / "workers.log", RANKER_WORKERS="2", RANKER_BATCHING="false")
+    process.wait_ready("/health")
+    return process
+
+
+def worker_pids(process: ServerProcess) -> set[int]:
+    """The pids that logged the model loading: the worker processes."""
+    return {record["pid"] for record in process.log_records() if record["message"].startswith("loading the ranker")}
+
+
+def served_count(metrics: str) -> float:
+    found = re.search(r'^ranker_requests_total\{route="predict",status="200"\} (\S+)$', metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def predict_on_new_connections(url: str, count: int) -> list[int]:
+    """``count`` predictions, 8 at a time, each on a connection of its own (a kept-alive one stays with one worker)."""
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: httpx.post(url + "/predict", json=BODY, timeout=30).status_code, range(count)))
+
+
+def wait_for_exit(pid: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_two_workers_share_the_port_count_into_one_metrics_and_stop_together(model_dir, tmp_path):
+    process = start_workers(model_dir, tmp_path)
+    try:
+        workers = worker_pids(process)
+        assert len(workers) == 2 and process.process.pid not in workers, workers
+        statuses = predict_on_new_connections(process.url, 60)
+        assert statuses == [200] * 60
+        answered = {record["pid"] for record in process.log_records() if record.get("path") == "/predict"}
+        assert answered == workers, "both workers answer requests on the shared port"
+        # Whichever worker answers the scrape, it reports every worker's requests.
+        for _ in range(4):
+            assert served_count(httpx.get(process.url + "/metrics").text) == 60
+    finally:
+        code = process.stop()
+    assert code == 0, process.log_path.read_text()[-3000:]
+    assert all(wait_for_exit(pid) for pid in workers), "SIGTERM stops every worker"
+
+
+def test_a_worker_that_dies_stops_the_server_with_an_error(model_dir, tmp_path):
+    process = start_workers(model_dir, tmp_path)
+    try:
+        killed, other = sorted(worker_pids(process))
+        os.kill(killed, signal.SIGKILL)
+        assert process.process.wait(timeout=60) == 1
+        assert wait_for_exit(other), "the other worker is stopped too"
+    finally:
+        process.stop()
+    errors = [record["message"] for record in process.log_records() if record["severity"] == "ERROR"]
+    assert any(f"(pid {killed}) exited with code -9: stopping the others" in message for message in errors), errors
