@@ -8,16 +8,16 @@ Prometheus registry) beside KServe's own ``request_*_seconds`` histograms::
     ranker_candidates_per_request_bucket{le="1000.0"}
     ranker_model_batch_candidates_bucket{le="1000.0"}
 
-With several worker processes (``--workers``) every process counts into
-``PROMETHEUS_MULTIPROC_DIR`` and :func:`all_processes_metrics` serves ``/metrics``:
-the sum over the workers, whichever one answers the scrape.
+With several worker processes (``--workers``) every worker counts into the
+directory ``PROMETHEUS_MULTIPROC_DIR`` that :mod:`serving.workers` made for them,
+and :func:`all_processes_metrics` serves ``/metrics``: the sum over the workers,
+whichever one answers the scrape.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -52,11 +52,6 @@ MODEL_BATCH = Histogram(
 
 access_logger = logging.getLogger("serving.access")
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode reads it at import
-
-
-def counts_across_processes() -> bool:
-    """Whether this process counts into a directory shared with other processes (prometheus_client multiprocess)."""
-    return bool(os.environ.get(METRICS_DIR_ENV))
 
 
 async def all_processes_metrics(request: Request) -> Response:

@@ -53,7 +53,6 @@ from serving.observability import (
     ObservabilityMiddleware,
     all_processes_metrics,
     configure_json_logging,
-    counts_across_processes,
 )
 from serving.open_inference import (
     FP32,
@@ -449,8 +448,6 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
-    if counts_across_processes():  # worker processes (--workers): KServe's /metrics would show one of them
-        app.add_api_route("/metrics", all_processes_metrics, methods=["GET"])
     for path, (method, endpoint) in v2_routes(dataplane).items():
         app.add_api_route(path, endpoint, methods=[method], response_model=None)
     for error in REFUSAL_STATUS:
@@ -540,6 +537,8 @@ def serve(config: ServerConfig, log_level: int = logging.INFO, listen_fd: int | 
         workers=1,
     )
     install_routes(app, server.dataplane, config, model)
+    if listen_fd is not None:  # one of several workers: KServe's /metrics would report this one only
+        app.add_api_route("/metrics", all_processes_metrics, methods=["GET"])
     logger.info(
         "serving %s on port %d (predict %s, health %s)",
         config.model_name,

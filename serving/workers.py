@@ -11,7 +11,7 @@ kernel hands each new connection to a worker that is accepting::
     serve_workers(ServerConfig.from_env(model_uri="work_dir/model", workers=2))   # blocks; the exit code
 
 - **Metrics**: the workers count into one ``prometheus_client`` multiprocess
-  directory (``PROMETHEUS_MULTIPROC_DIR``: a fresh temporary one unless it is set),
+  directory (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary one per start),
   and ``/metrics``, whichever worker answers, reports the sum over all of them.
 - **Stopping**: SIGTERM or SIGINT is passed to every worker; each finishes its
   requests in flight (``grace_period_s``) and this process exits 0.
@@ -49,39 +49,76 @@ BACKLOG = 2048
 
 def serve_workers(config: ServerConfig, log_level: int = logging.INFO) -> int:
     """Serve with ``config.workers`` processes on ``config.http_port`` until SIGTERM/SIGINT; the exit code."""
-    metrics_dir = os.environ.get(METRICS_DIR_ENV) or ""
-    own_metrics_dir = not metrics_dir
-    if own_metrics_dir:
-        metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ranker-metrics-")
-    listener = socket.create_server(("0.0.0.0", config.http_port), backlog=BACKLOG)
+    # A fresh directory, whatever this process inherited: importing Feast sets PROMETHEUS_MULTIPROC_DIR
+    # to a directory of its own, which other servers started from the same process would share.
+    metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ranker-metrics-")
     try:
-        workers = _start(config, log_level, listener)
-    finally:
-        listener.close()  # the workers hold their own copies
-    logger.info(
-        "serving on port %d with %d worker processes (pids %s)",
-        config.http_port,
-        len(workers),
-        ", ".join(str(worker.pid) for worker in workers),
-    )
+        listener = socket.create_server(("0.0.0.0", config.http_port), backlog=BACKLOG)
+    except OSError as error:
+        logger.error("cannot listen on port %d: %s", config.http_port, error)
+        return 1
     try:
-        return _supervise(workers)
+        return Supervisor(config, log_level).run(listener)
     finally:
-        if own_metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _start(config: ServerConfig, log_level: int, listener: socket.socket) -> list[BaseProcess]:
-    # spawn, not fork: a forked child would inherit this process's threads and TensorFlow state.
-    context = multiprocessing.get_context("spawn")
-    one_process = config.model_copy(update={"workers": 1})
-    workers = [
-        context.Process(target=_worker, args=(one_process, log_level, listener), name=f"ranker-worker-{index}")
-        for index in range(config.workers)
-    ]
-    for worker in workers:
-        worker.start()
-    return workers
+class Supervisor:
+    """Starts the worker processes on ``listener``, passes SIGTERM/SIGINT on, and stops them all when one dies."""
+
+    def __init__(self, config: ServerConfig, log_level: int) -> None:
+        self.config, self.log_level = config, log_level
+        self.workers: list[BaseProcess] = []
+        self.stopping = self.failed = False
+
+    def run(self, listener: socket.socket) -> int:
+        """Serve until stopped; the exit code (1 when a worker died unasked)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.stop)
+        try:
+            self._start(listener)
+        finally:
+            listener.close()  # the workers hold their own copies
+        pids = ", ".join(str(worker.pid) for worker in self.workers)
+        logger.info(
+            "serving on port %d with %d worker processes (pids %s)", self.config.http_port, len(self.workers), pids
+        )
+        running = {worker.sentinel: worker for worker in self.workers}
+        while running:
+            for sentinel in wait(list(running), timeout=1.0):
+                self._ended(running.pop(sentinel))
+        return 1 if self.failed else 0
+
+    def stop(self, _signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        """SIGTERM to every worker: each finishes its requests in flight, then exits."""
+        self.stopping = True
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.terminate()
+
+    def _start(self, listener: socket.socket) -> None:
+        # spawn, not fork: a forked child would inherit this process's threads and TensorFlow state.
+        context = multiprocessing.get_context("spawn")
+        one_process = self.config.model_copy(update={"workers": 1})
+        for index in range(self.config.workers):
+            if self.stopping:  # a signal came while the others started
+                return
+            worker = context.Process(
+                target=_worker, args=(one_process, self.log_level, listener), name=f"ranker-worker-{index}"
+            )
+            worker.start()
+            self.workers.append(worker)
+
+    def _ended(self, worker: BaseProcess) -> None:
+        from prometheus_client import multiprocess
+
+        worker.join()
+        multiprocess.mark_process_dead(worker.pid)
+        if not self.stopping:
+            name, pid, code = worker.name, worker.pid, worker.exitcode
+            logger.error("worker %s (pid %d) exited with code %s: stopping the others", name, pid, code)
+            self.failed = True
+            self.stop()
 
 
 def _worker(config: ServerConfig, log_level: int, listener: socket.socket) -> None:
@@ -89,42 +126,3 @@ def _worker(config: ServerConfig, log_level: int, listener: socket.socket) -> No
     from serving.server import serve
 
     raise SystemExit(serve(config, log_level, listen_fd=listener.fileno()))
-
-
-def _supervise(workers: list[BaseProcess]) -> int:
-    """Wait for the workers; pass SIGTERM/SIGINT on; if one dies unasked, stop the rest. The exit code."""
-    stopping = False
-
-    def stop(signum: int, _frame: object = None) -> None:
-        nonlocal stopping
-        stopping = True
-        _terminate(workers)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-    failed = False
-    running = {worker.sentinel: worker for worker in workers}
-    while running:
-        for sentinel in wait(list(running), timeout=1.0):
-            worker = running.pop(sentinel)
-            worker.join()
-            _forget_metrics_of(worker)
-            if not stopping:
-                name, pid, code = worker.name, worker.pid, worker.exitcode
-                logger.error("worker %s (pid %d) exited with code %s: stopping the others", name, pid, code)
-                failed = stopping = True
-                _terminate(list(running.values()))
-    return 1 if failed else 0
-
-
-def _terminate(workers: list[BaseProcess]) -> None:
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()  # SIGTERM: the worker's server finishes its requests in flight, then exits
-
-
-def _forget_metrics_of(worker: BaseProcess) -> None:
-    from prometheus_client import multiprocess
-
-    if worker.pid is not None:
-        multiprocess.mark_process_dead(worker.pid)

@@ -31,7 +31,7 @@ def batching_server(model_dir, tmp_path_factory):
         model_dir,
         tmp_path_factory.mktemp("batching") / "server.log",
         RANKER_BATCHING="1",
-        RANKER_BATCH_WAIT_MS="200",  # long enough that the 8 concurrent requests meet on a busy machine
+        RANKER_BATCH_WAIT_MS="50",
         RANKER_MODEL_THREADS="1",
     )
     try:

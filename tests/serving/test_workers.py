@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,16 @@ BODY = {
 
 
 def start_workers(model_dir, tmp_path) -> ServerProcess:
-    process = ServerProcess(model_dir, tmp_path / "workers.log", RANKER_WORKERS="2", RANKER_BATCHING="false")
+    # An inherited metrics directory (importing Feast sets one) is someone else's: the workers count elsewhere.
+    inherited = tmp_path / "inherited-metrics"
+    inherited.mkdir()
+    process = ServerProcess(
+        model_dir,
+        tmp_path / "workers.log",
+        RANKER_WORKERS="2",
+        RANKER_BATCHING="false",
+        PROMETHEUS_MULTIPROC_DIR=str(inherited),
+    )
     process.wait_ready("/health")
     return process
 
@@ -67,6 +77,8 @@ def test_two_workers_share_the_port_count_into_one_metrics_and_stop_together(mod
         # Whichever worker answers the scrape, it reports every worker's requests.
         for _ in range(4):
             assert served_count(httpx.get(process.url + "/metrics").text) == 60
+        inherited = [path.name for path in (tmp_path / "inherited-metrics").iterdir()]
+        assert not [name for name in inherited if any(f"_{pid}." in name for pid in workers)], inherited
     finally:
         code = process.stop()
     assert code == 0, process.log_path.read_text()[-3000:]
@@ -84,3 +96,13 @@ def test_a_worker_that_dies_stops_the_server_with_an_error(model_dir, tmp_path):
         process.stop()
     errors = [record["message"] for record in process.log_records() if record["severity"] == "ERROR"]
     assert any(f"(pid {killed}) exited with code -9: stopping the others" in message for message in errors), errors
+
+
+def test_a_port_in_use_is_an_error_that_names_it(model_dir, tmp_path):
+    with socket.create_server(("0.0.0.0", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = ServerProcess(model_dir, tmp_path / "workers.log", RANKER_WORKERS="2", AIP_HTTP_PORT=str(port))
+        assert process.process.wait(timeout=120) == 1
+        process.stop()
+    errors = [record["message"] for record in process.log_records() if record["severity"] == "ERROR"]
+    assert any(f"cannot listen on port {port}" in message for message in errors), errors
