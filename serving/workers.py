@@ -49,14 +49,14 @@ BACKLOG = 2048
 
 def serve_workers(config: ServerConfig, log_level: int = logging.INFO) -> int:
     """Serve with ``config.workers`` processes on ``config.http_port`` until SIGTERM/SIGINT; the exit code."""
-    # A fresh directory, whatever this process inherited: importing Feast sets PROMETHEUS_MULTIPROC_DIR
-    # to a directory of its own, which other servers started from the same process would share.
-    metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ranker-metrics-")
     try:
         listener = socket.create_server(("0.0.0.0", config.http_port), backlog=BACKLOG)
     except OSError as error:
         logger.error("cannot listen on port %d: %s", config.http_port, error)
         return 1
+    # A fresh directory, whatever this process inherited: importing Feast sets PROMETHEUS_MULTIPROC_DIR
+    # to a directory of its own, which other servers started from the same process would share.
+    metrics_dir = os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ranker-metrics-")
     try:
         return Supervisor(config, log_level).run(listener)
     finally:
@@ -79,6 +79,8 @@ class Supervisor:
             self._start(listener)
         finally:
             listener.close()  # the workers hold their own copies
+        if self.stopping:  # a signal came while the workers started: stop the last one too
+            self.stop()
         pids = ", ".join(str(worker.pid) for worker in self.workers)
         logger.info(
             "serving on port %d with %d worker processes (pids %s)", self.config.http_port, len(self.workers), pids
