@@ -206,13 +206,19 @@ def test_the_typed_decoder_checks_column_types_while_decoding_and_leaves_the_res
     for refused in ({**columns, "price": [1, True]}, {"user id": [1]}, {"price": 3}):
         untyped = decoder.decode(orjson.dumps(body(refused)))["instances"][0]["candidates"]
         assert untyped == refused  # decoded as it is, for the parser to name the problem
-    assert decoder.decode(orjson.dumps(body(ROWS)))["instances"] == body(ROWS)["instances"]
+    rows = decoder.decode(orjson.dumps(body(ROWS)))["instances"][0]["candidates"]  # rows: typed into columns
+    assert rows["price"].dtype == np.float64 and rows["price"][0] == 10.0 and np.isnan(rows["price"][1:]).all()
+    assert rows["listing_id"] == ["l1", "l2", 7] and rows["tags"] == ["gift|sale", ["vintage", "gift"], None]
+    assert "user_id" not in rows and set(rows) == set().union(*ROWS)  # a key no row has stays absent
+    assert decoder.decode(orjson.dumps(body([{}, {}])))["instances"][0]["candidates"] == [{}, {}]
+    for refused in ([*ROWS, {"price": "3"}], [*ROWS, {"user id": 1}], [*ROWS, 5]):
+        assert decoder.decode(orjson.dumps(body(refused)))["instances"][0]["candidates"] == refused
     with pytest.raises(orjson.JSONDecodeError):
         decoder.decode(b'{"instances": [')
 
 
-def columnar_bodies(spec) -> st.SearchStrategy[bytes]:
-    """Columnar requests whose columns hold values of their feature's type, or values of any type."""
+def candidate_bodies(spec) -> st.SearchStrategy[bytes]:
+    """Requests whose candidates, columns or rows, hold values of their feature's type, or values of any type."""
     typed = {
         "numeric": st.none() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False),
         "string": st.none() | st.text(max_size=4) | st.integers(0, 2**63 - 1),
@@ -227,9 +233,14 @@ def columnar_bodies(spec) -> st.SearchStrategy[bytes]:
         optional = {key: typed_values[kind] | values[kind] for key, kind in kinds.items()}
         return st.fixed_dictionaries({}, optional=optional)
 
+    def row() -> st.SearchStrategy[dict]:
+        optional = {key: typed[kind] | (typed[kind] | feature_values) for key, kind in kinds.items()}
+        return st.fixed_dictionaries({}, optional=optional)
+
+    candidates = st.integers(1, 4).flatmap(columns) | st.lists(row(), min_size=1, max_size=4)
     context = st.fixed_dictionaries({}, optional={"module_name": st.none() | st.text(max_size=4)})
     instance = st.builds(lambda candidates, context: {"context": context, "candidates": candidates},
-                         st.integers(1, 4).flatmap(columns), context)  # fmt: skip
+                         candidates, context)  # fmt: skip
     # json, not orjson: it also writes integers beyond 64 bits and NaN / Infinity (not JSON, but clients send them).
     return st.lists(instance, min_size=1, max_size=2).map(lambda items: json.dumps({"instances": items}).encode())
 
@@ -238,7 +249,7 @@ def columnar_bodies(spec) -> st.SearchStrategy[bytes]:
 @given(data=st.data())
 def test_a_typed_decode_parses_to_the_batch_or_the_message_of_an_untyped_one(parser, data):
     """Whatever the body, the typed decoder changes nothing the parser answers (it only answers it sooner)."""
-    payload = data.draw(columnar_bodies(parser.spec) | bodies)
+    payload = data.draw(candidate_bodies(parser.spec) | bodies)
     try:
         expected = outcome(parser, orjson.loads(payload))
     except orjson.JSONDecodeError:  # integers beyond 64 bits, NaN, not JSON: the typed decoder is held to no answer
