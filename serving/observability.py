@@ -126,6 +126,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         route = self.classify(scope["path"])
         status = {"code": 500}
+        body_read = 0.0
 
         async def send_recording_status(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -135,6 +136,7 @@ class ObservabilityMiddleware:
         try:
             if scope["method"] == "POST":
                 body = await self._read_body(scope, receive)
+                body_read = time.perf_counter() - started
                 if body is None:
                     await _too_large(send_recording_status, self.max_body_bytes)
                     return
@@ -150,7 +152,7 @@ class ObservabilityMiddleware:
                     scope["method"],
                     scope["path"],
                     status["code"],
-                    extra={"fields": _access_fields(scope, status["code"], elapsed)},
+                    extra={"fields": _access_fields(scope, status["code"], elapsed, body_read)},
                 )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
@@ -193,13 +195,16 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": payload.encode()})
 
 
-def _access_fields(scope: Scope, status: int, elapsed: float) -> dict[str, Any]:
+def _access_fields(scope: Scope, status: int, elapsed: float, body_read: float) -> dict[str, Any]:
+    """An access line's fields. ``body_read_ms``, part of ``latency_ms``, is the wait for the request body: a slow
+    or paused client or network, not the server (the server's own time is the difference)."""
     headers = dict(scope["headers"])
     return {
         "http_method": scope["method"],
         "path": scope["path"],
         "status": status,
         "latency_ms": round(elapsed * 1000, 3),
+        "body_read_ms": round(body_read * 1000, 3),
         "request_id": headers.get(b"x-request-id", b"").decode("latin-1"),
         "client": scope["client"][0] if scope.get("client") else "",
     }

@@ -278,8 +278,8 @@ class Load:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 13, open: in the full suite a request sometimes takes ~9 s while SQLite is locked (the shared-"
-    "connection signature), although one Feast store per lookup thread removed that mechanism when run alone",
+    reason="issue 13, open: in one full-suite CI a request took ~9 s while SQLite was locked, with one Feast store per "
+    "lookup thread; a full suite with stall watchdogs in this process and the servers did not repeat it (stop 32)",
 )
 def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_500_or_a_hang(servers):
     database = servers["repo"] / "data" / "online_store.db"
@@ -309,13 +309,15 @@ def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_
     reasons = [text for status, _, text in load.results if status == 503]
     assert any("feature store lookup of" in text and "file is not a database" in text for text in reasons), reasons
     assert any(f"did not answer within {FEATURE_TIMEOUT_S:g} s" in text for text in reasons), reasons
-    # The timeout bounds the server's time per request, which its access log records. The client's clock here also
-    # counts pauses of this test process, which in CI has run the whole suite before (it once read 9 s for a request).
+    # The timeout bounds the server's own time per request: its access line's latency less the wait for the body.
+    # The client's clock also counts pauses of this test process, which in CI has run the whole suite before: its
+    # garbage collections stopped every thread, the load's too, for up to 2.6 s (and would between headers and body).
     access = [line for line in servers["store"].log_records(logged_before) if line["logger"] == "serving.access"]
-    served_ms = [line["latency_ms"] for line in access if line["path"] == "/predict"]
-    assert len(served_ms) >= len(load.results) - 1, (len(served_ms), len(load.results))  # the last: maybe not yet
+    served = [line for line in access if line["path"] == "/predict"]
+    assert len(served) >= len(load.results) - 1, (len(served), len(load.results))  # the last: maybe not yet
+    slowest = max(served, key=lambda line: line["latency_ms"] - line["body_read_ms"])
     client_s, client_status, _ = max((seconds, status, text) for status, seconds, text in load.results)
-    assert max(served_ms) < (FEATURE_TIMEOUT_S + 2.0) * 1000, (
-        f"the server took {max(served_ms):.0f} ms on a request: the timeout did not hold "
-        f"(slowest on the client: {client_s:.1f} s, status {client_status})"
+    assert slowest["latency_ms"] - slowest["body_read_ms"] < (FEATURE_TIMEOUT_S + 2.0) * 1000, (
+        f"the server took {slowest['latency_ms'] - slowest['body_read_ms']:.0f} ms of its own on a request: the "
+        f"timeout did not hold ({slowest}; slowest on the client: {client_s:.1f} s, status {client_status})"
     )

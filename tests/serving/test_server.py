@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 
 import httpx
 import numpy as np
@@ -194,6 +196,22 @@ def test_health_metrics_and_json_logs(server):
     assert any(line["status"] == 400 and line["path"] == KSERVE_PREDICT for line in access)
     refused = [line for line in lines if line["message"].startswith("invalid input:")]
     assert refused and all(line["severity"] == "WARNING" and "exception" not in line for line in refused)
+
+
+def test_the_access_line_tells_the_wait_for_a_slow_clients_body_from_the_servers_own_time(server):
+    body = orjson.dumps(ranking_request())
+    head = f"POST {KSERVE_PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(f"{head}X-Request-Id: slow-body\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.6)  # the client pauses between its headers and its body
+        client.sendall(body)
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while not (lines := [line for line in server.log_records() if line.get("request_id") == "slow-body"]):
+        assert time.monotonic() < deadline, "no access line for the request"
+        time.sleep(0.05)
+    assert lines[0]["body_read_ms"] >= 600 and lines[0]["latency_ms"] >= lines[0]["body_read_ms"], lines[0]
+    assert lines[0]["latency_ms"] - lines[0]["body_read_ms"] < 500, lines[0]  # the server's own time: scoring ROWS
 
 
 def test_an_unknown_model_route_is_a_404_and_one_warning_line(server):
