@@ -54,6 +54,15 @@ def predict_on_new_connections(url: str, count: int) -> list[int]:
         return list(pool.map(lambda _: httpx.post(url + "/predict", json=BODY, timeout=30).status_code, range(count)))
 
 
+def wait_until_each_answers(process: ServerProcess, workers: set[int], timeout_s: float = 60.0) -> None:
+    """Requests on new connections until every worker has answered one: the port is ready when the first worker
+    is, and the others (still loading the model) join as they finish."""
+    deadline = time.monotonic() + timeout_s
+    while (answered := {record["pid"] for record in process.log_records() if "latency_ms" in record}) != workers:
+        assert time.monotonic() < deadline, f"only {answered} of the workers {workers} answered on the shared port"
+        assert predict_on_new_connections(process.url, 8) == [200] * 8
+
+
 def wait_for_exit(pid: int, timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -70,13 +79,13 @@ def test_two_workers_share_the_port_count_into_one_metrics_and_stop_together(mod
     try:
         workers = worker_pids(process)
         assert len(workers) == 2 and process.process.pid not in workers, workers
+        wait_until_each_answers(process, workers)
+        served_before = served_count(httpx.get(process.url + "/metrics").text)
         statuses = predict_on_new_connections(process.url, 60)
         assert statuses == [200] * 60
-        answered = {record["pid"] for record in process.log_records() if record.get("path") == "/predict"}
-        assert answered == workers, "both workers answer requests on the shared port"
         # Whichever worker answers the scrape, it reports every worker's requests.
         for _ in range(4):
-            assert served_count(httpx.get(process.url + "/metrics").text) == 60
+            assert served_count(httpx.get(process.url + "/metrics").text) == served_before + 60
         inherited = [path.name for path in (tmp_path / "inherited-metrics").iterdir()]
         assert not [name for name in inherited if any(f"_{pid}." in name for pid in workers)], inherited
     finally:
