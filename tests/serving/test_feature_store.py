@@ -276,11 +276,6 @@ class Load:
         raise TimeoutError(f"not {count} answers ({status}) in {timeout_s} s: {self.results[start:][-5:]}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 13, open: in one full-suite CI a request took ~9 s while SQLite was locked, with one Feast store per "
-    "lookup thread; a full suite with stall watchdogs in this process and the servers did not repeat it (stop 32)",
-)
 def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_500_or_a_hang(servers):
     database = servers["repo"] / "data" / "online_store.db"
     original = database.read_bytes()
@@ -310,8 +305,9 @@ def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_
     assert any("feature store lookup of" in text and "file is not a database" in text for text in reasons), reasons
     assert any(f"did not answer within {FEATURE_TIMEOUT_S:g} s" in text for text in reasons), reasons
     # The timeout bounds the server's own time per request: its access line's latency less the wait for the body.
-    # The client's clock also counts pauses of this test process, which in CI has run the whole suite before: its
-    # garbage collections stopped every thread, the load's too, for up to 2.6 s (and would between headers and body).
+    # Pauses of this test process count on the client's clock and, between a request's headers and its body, in the
+    # access line's latency. After the whole suite its full garbage collections stop every thread, the load's too,
+    # for 1 to 4.2 s (24 times in one local run, whose servers' stall watchdogs never fired; a CI run once read 9 s).
     access = [line for line in servers["store"].log_records(logged_before) if line["logger"] == "serving.access"]
     served = [line for line in access if line["path"] == "/predict"]
     assert len(served) >= len(load.results) - 1, (len(served), len(load.results))  # the last: maybe not yet
