@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -346,12 +346,17 @@ class TypedBodyDecoder:
         return columns or [{} for _ in rows]  # rows without a key: as sent, the parser fills them from the context
 
 
+# The integer ids the typed decoder takes: int64 (msgspec's bounds stop there). Any other is decoded untyped, by
+# orjson, which takes one up to 2**64 - 1 as an id, one below -2**63 as a float (a message), and refuses the rest.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 def _value_type(numeric: bool, joined: bool) -> Any:
     """The typed decoder's type of one candidate value (what :func:`numeric_column` and :func:`string_column`
     take from JSON)."""
     if numeric:
         return float | None
-    return str | list[str] | None if joined else str | int | None
+    return str | list[str] | None if joined else str | Int64 | None
 
 
 def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> np.ndarray:

@@ -221,7 +221,7 @@ def candidate_bodies(spec) -> st.SearchStrategy[bytes]:
     """Requests whose candidates, columns or rows, hold values of their feature's type, or values of any type."""
     typed = {
         "numeric": st.none() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False),
-        "string": st.none() | st.text(max_size=4) | st.integers(0, 2**63 - 1),
+        "string": st.none() | st.text(max_size=4) | st.integers(0, 2**63 - 1) | st.integers(-(2**63) - 2, 2**64 + 1),
         "list": st.none() | st.text(max_size=4) | st.lists(st.text(max_size=3), max_size=3),
     }
     kinds = {f.name: "list" if f.kind == "list" else "string" if f.is_string else "numeric" for f in spec.features}
@@ -255,6 +255,15 @@ def test_a_typed_decode_parses_to_the_batch_or_the_message_of_an_untyped_one(par
     except orjson.JSONDecodeError:  # integers beyond 64 bits, NaN, not JSON: the typed decoder is held to no answer
         return
     assert outcome(parser, DECODER.decode(payload)) == expected
+
+
+@pytest.mark.parametrize("user_id", [-(2**63) - 1, -(2**63), 2**63 - 1, 2**63, 2**64 - 1])
+@pytest.mark.parametrize("candidates", ["columns", "rows"])
+def test_a_typed_decode_answers_as_an_untyped_one_at_the_edges_of_64_bit_ids(parser, user_id, candidates):
+    # orjson reads an integer below -2**63 as a float: a typed decoder that took it as an id answered otherwise.
+    values = {"user_id": [user_id]} if candidates == "columns" else [{"user_id": user_id}]
+    payload = json.dumps({"instances": [{"context": {"module_name": "search"}, "candidates": values}]}).encode()
+    assert outcome(parser, DECODER.decode(payload)) == outcome(parser, orjson.loads(payload))
 
 
 def outcome(parser: RequestParser, payload) -> str | dict:
