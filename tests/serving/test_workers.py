@@ -38,9 +38,15 @@ def start_workers(model_dir, tmp_path) -> ServerProcess:
     return process
 
 
-def worker_pids(process: ServerProcess) -> set[int]:
-    """The pids that logged the model loading: the worker processes."""
-    return {record["pid"] for record in process.log_records() if record["message"].startswith("loading the ranker")}
+def worker_pids(process: ServerProcess, count: int = 2, timeout_s: float = 60.0) -> set[int]:
+    """The pids that logged the model loading: the worker processes, waiting until ``count`` have (the port is
+    ready with the first worker; the second may not have started loading yet)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pids = {record["pid"] for record in process.log_records() if record["message"].startswith("loading the ranker")}
+        if len(pids) >= count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
 
 
 def served_count(metrics: str) -> float:
@@ -97,7 +103,9 @@ def test_two_workers_share_the_port_count_into_one_metrics_and_stop_together(mod
 def test_a_worker_that_dies_stops_the_server_with_an_error(model_dir, tmp_path):
     process = start_workers(model_dir, tmp_path)
     try:
-        killed, other = sorted(worker_pids(process))
+        workers = worker_pids(process)
+        assert len(workers) == 2, workers
+        killed, other = sorted(workers)
         os.kill(killed, signal.SIGKILL)
         assert process.process.wait(timeout=60) == 1
         assert wait_for_exit(other), "the other worker is stopped too"
