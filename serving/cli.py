@@ -48,6 +48,7 @@ _FLAGS = {
     ),
     "--feature-timeout": ("feature_timeout_s", float, "seconds a feature lookup may take; slower is a 503"),
     "--workers": ("workers", int, "server processes on the port, each with its own copy of the model"),
+    "--stall-dump": ("stall_dump_s", float, "an event-loop stop this long dumps every thread's stack (0: off)"),
 }
 
 

@@ -18,6 +18,8 @@ from pydantic import field_validator
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
+STALL_TICK_S = 0.25  # how often the event-loop stall watchdog (serving.stall) re-arms its timer
+
 
 class ServerConfig(Settings):
     """How the prediction server loads its model, listens and guards itself.
@@ -52,6 +54,14 @@ class ServerConfig(Settings):
     feature_cache_entries: int = env_field(100_000, "RANKER_FEATURE_CACHE_ENTRIES")  # per feature view
     feature_timeout_s: float = env_field(2.0, "RANKER_FEATURE_TIMEOUT_S")  # a slower lookup is a 503
     workers: int = env_field(1, "RANKER_WORKERS")  # server processes on the port (serving.workers)
+    stall_dump_s: float = env_field(5.0, "RANKER_STALL_DUMP_S")  # a longer event-loop stop dumps the stacks; 0: off
+
+    @field_validator("stall_dump_s")
+    @classmethod
+    def _stall_threshold_above_the_tick(cls, seconds: float) -> float:
+        if seconds < 0 or 0 < seconds <= STALL_TICK_S:
+            raise ValueError(f"the stall dump threshold must be 0 (off) or more than {STALL_TICK_S} s, got {seconds}")
+        return seconds
 
     @field_validator("workers")
     @classmethod

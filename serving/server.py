@@ -458,6 +458,12 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
         max_body_bytes=config.max_body_bytes,
         access_log=config.access_log,
     )
+    if config.stall_dump_s > 0:
+        from serving.stall import LoopStallWatchdog
+
+        watchdog = LoopStallWatchdog(config.stall_dump_s)
+        app.router.add_event_handler("startup", watchdog.start)
+        app.router.add_event_handler("shutdown", watchdog.stop)
 
 
 class ListeningModelServer(ModelServer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -191,6 +192,8 @@ def test_health_metrics_and_json_logs(server):
     assert 'ranker_requests_total{route="predict",status="400"}' in metrics
     assert 'ranker_request_latency_seconds_bucket{le="0.05",route="predict"}' in metrics
     assert "ranker_candidates_per_request_count" in metrics
+    ticks = re.search(r"^ranker_event_loop_lag_seconds_count (\S+)$", metrics, re.MULTILINE)
+    assert ticks and float(ticks.group(1)) > 0, "the stall watchdog ticks on the serving loop"
     lines = server.log_records()
     access = [line for line in lines if line["logger"] == "serving.access"]
     assert any(line["status"] == 400 and line["path"] == KSERVE_PREDICT for line in access)
