@@ -357,7 +357,7 @@ def test_the_store_failing_or_hanging_mid_load_is_a_503_with_the_reason_never_a_
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 13: in 2 of 9 full-suite runs (never alone) the server's own time on one request read ~9 s; "
+    reason="issue 13: in 2 of 11 full-suite runs (never alone) the server's own time on one request read ~9 s; "
     "the cause is not found, and the server's stall watchdog's report is emitted as a warning",
 )
 def test_a_hanging_store_never_holds_a_request_past_the_feature_timeout(outage):
