@@ -9,14 +9,16 @@ same settings, by default a shared bottom and a DCN-v2), a random ranker and the
 position-free oracle, each with NDCG@10 of every target, the MMoE's paired lifts
 over the GBDTs and every peer with their 95% CIs, the share of the position-free
 random->oracle gap and the held-out module's row. It prints one table per world
-and writes every number to ``<work-dir>/bench_quality.json``
-(``bench_quality-<config hash>.json`` with ``--model-config``)::
+(with several seeds, also every lift pooled over them, :func:`pooled_lift`) and
+writes every number to ``<work-dir>/bench_quality.json`` (``bench_quality-<config
+hash>.json`` with ``--model-config``)::
 
     python -m benchmarks.bench_quality                                    # both worlds, seeds 0 1 2, 1M each
     python -m benchmarks.bench_quality --impressions 200000 --seeds 0 --worlds marketplace
     python -m benchmarks.bench_quality --model-config '{"embedding_l2": 1.0}' --work-dir /tmp/q_l2
     python -m benchmarks.bench_quality --worlds curated --impressions-per-user 400   # 4x the history per user
     python -m benchmarks.bench_quality --peers                            # no network peers
+    python -m benchmarks.bench_quality --tables-only --work-dir /tmp/q    # the tables of the runs made there
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
     python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +63,7 @@ NETWORK_PEERS = ("shared_bottom", "dcn")
 DEFAULT_PEER = "mmoe_default"  # --against-default: the default configuration's MMoE, scored as a peer
 # --against-default with --history and --model-config: the default configuration on the same examples
 SAME_EXAMPLES_PEER = "mmoe_default_config"
+Z_95 = 1.959964  # the standard normal's 97.5% quantile
 PEER_ARCHITECTURES = tuple(name for name in ARCHITECTURES if name != "mmoe")
 # The candidate's row of the evaluation: both paired lifts with their 95% CIs, and the share of the oracle gap.
 LIFT_KEYS = (
@@ -331,7 +335,71 @@ def table(world: str, runs: dict[int, dict[str, Any]], peers: Sequence[str] = ()
                 intervals = " | ".join(_interval(cells, key) for key in keys)
                 gap = _number(cells.get("gain_captured"), percent=True)
                 lines.append(f"| {seed} | {split} | {target} | {scores} | {intervals} | {gap} |")
+    if len(runs) > 1:
+        lines += ["", *pooled_table(runs, peers)]
     return lines
+
+
+def pooled_table(runs: dict[int, dict[str, Any]], peers: Sequence[str] = ()) -> list[str]:
+    """Markdown rows: per split and target, every lift pooled over the seeds (:func:`pooled_lift`), and how
+    many seeds' own intervals lie above 0 (the MMoE ahead) and below it (the competitor ahead)."""
+    references = ["per-module", "global", *peers]
+    keys = ["lift", "global_lift", *(f"{peer}_lift" for peer in peers)]
+    headers = [f"lift vs {name}: pooled [95% CI]; seeds above / below 0" for name in references]
+    lines = [
+        f"| split | target | {' | '.join(headers)} |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    summaries = [summary for _, summary in sorted(runs.items(), key=lambda run: int(run[0]))]
+    for split in ("test", "heldout"):
+        for target in TARGETS:
+            seeds = [summary[split][target] for summary in summaries if target in summary.get(split, {})]
+            if not seeds:
+                continue
+            cells = []
+            for key in keys:
+                pooled = pooled_lift([_seed_lift(seed, key) for seed in seeds])
+                above, below = _seeds_outside_zero(seeds, key)
+                cells.append(f"{_pooled_interval(pooled)}; {above} / {below} of {len(seeds)}")
+            lines.append(f"| {split} | {target} | {' | '.join(cells)} |")
+    return lines
+
+
+def pooled_lift(lifts: Sequence[tuple[float, float, float] | None]) -> tuple[float, float, float] | None:
+    """The mean of the seeds' lifts and its 95% interval; ``lifts`` holds (lift, ci_low, ci_high) per seed.
+
+    Each seed is its own simulated world and training run, so the seeds are independent: the mean's
+    standard error is ``sqrt(sum(se_s ** 2)) / n``, each seed's ``se_s`` read off its 95% bootstrap
+    interval over requests as ``(high - low) / 3.92``. The interval holds the request noise of each
+    seed's test split given its trained models, not the spread between training runs: the per-seed
+    rows show that. None when a seed lacks the lift or its interval.
+
+    >>> [round(value, 4) for value in pooled_lift([(0.04, 0.02, 0.06), (0.02, 0.0, 0.04)])]
+    [0.03, 0.0159, 0.0441]
+    """
+    if not lifts or any(lift is None for lift in lifts):
+        return None
+    mean = sum(lift for lift, _, _ in lifts) / len(lifts)
+    standard_error = math.sqrt(sum(((high - low) / (2 * Z_95)) ** 2 for _, low, high in lifts)) / len(lifts)
+    return mean, mean - Z_95 * standard_error, mean + Z_95 * standard_error
+
+
+def _seed_lift(cells: dict[str, Any], key: str) -> tuple[float, float, float] | None:
+    values = (cells.get(key), cells.get(f"{key}_ci_low"), cells.get(f"{key}_ci_high"))
+    return None if any(value is None for value in values) else values
+
+
+def _seeds_outside_zero(seeds: Sequence[dict[str, Any]], key: str) -> tuple[int, int]:
+    lows = [cells.get(f"{key}_ci_low") for cells in seeds]
+    highs = [cells.get(f"{key}_ci_high") for cells in seeds]
+    return sum(low is not None and low > 0 for low in lows), sum(high is not None and high < 0 for high in highs)
+
+
+def _pooled_interval(pooled: tuple[float, float, float] | None) -> str:
+    if pooled is None:
+        return "-"
+    mean, low, high = pooled
+    return f"{mean:+.1%} [{low:+.1%}, {high:+.1%}]"
 
 
 def _number(value: float | None, percent: bool = False) -> str:
@@ -380,9 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         f"peer {DEFAULT_PEER} (with a spec variant and --model-config, "
         f"also {SAME_EXAMPLES_PEER}: the default configuration on the same examples)",
     )
+    parser.add_argument(
+        "--tables-only", action="store_true", help="print the tables of the runs already in --work-dir; run nothing"
+    )
     args = parser.parse_args(argv)
     peers = _peers(args)
-    results = {world: {seed: run_world(world, seed, args) for seed in args.seeds} for world in args.worlds}
+    worlds, seeds = ([], []) if args.tables_only else (args.worlds, args.seeds)
+    results = {world: {seed: run_world(world, seed, args) for seed in seeds} for world in worlds}
     slug = _slug(args.model_config) + _spec_variant(args)
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
