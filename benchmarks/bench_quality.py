@@ -9,7 +9,8 @@ same settings, by default a shared bottom and a DCN-v2), a random ranker and the
 position-free oracle, each with NDCG@10 of every target, the MMoE's paired lifts
 over the GBDTs and every peer with their 95% CIs, the share of the position-free
 random->oracle gap and the held-out module's row. It prints one table per world
-(with several seeds, also every lift pooled over them, :func:`pooled_lift`) and
+(with several seeds, also every lift pooled over them, :func:`pooled_lift`), then the
+same table against the simulator's expected relevance (:func:`expected_relevance`), and
 writes every number to ``<work-dir>/bench_quality.json`` (``bench_quality-<config
 hash>.json`` with ``--model-config``)::
 
@@ -245,7 +246,71 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
         root / f"report-{_slug(args.model_config)}",
         oracle_uri=str(data / "oracle"),
     )
-    return summarise(result, peers)
+    summary = summarise(result, peers)
+    summary["expected"] = expected_relevance(examples, data / "oracle", models, baseline_dir, peers)
+    return summary
+
+
+def expected_relevance(
+    examples: Path, oracle: Path, models: dict[str, Path], baseline_dir: Path, peers: Sequence[str]
+) -> dict[str, Any]:
+    """NDCG@10 of every model and target with the position-free oracle's probabilities as the gains.
+
+    The logged labels are one draw each, mostly 0 (a favorite marks one row in 200), and were drawn
+    at the logged positions, so NDCG on them is noisy and rewards a ranker for what the logging
+    policy put on top. Against the simulator's expected relevance (``p_<task>_position_free``, what
+    a ranker that cannot see the position should order by) every request counts, with graded gains,
+    and no ranker gains from the logged order. Cells are shaped like :func:`summarise`'s; the
+    oracle's own NDCG is 1, so ``gain_captured`` is ``(model - random) / (1 - random)``.
+    """
+    from components.evaluation.config import EvaluationConfig
+    from components.evaluation.evaluate import all_scorers
+    from components.evaluation.scorers import ORACLE_POSITION_FREE_NAME, ModelScorer
+    from ranker_core.schema import HELDOUT_SPLIT, FeatureSpec
+    from trainer.examples import read_split
+
+    spec = FeatureSpec.load(examples)
+    candidates = {name: ModelScorer.load(name, path) for name, path in models.items()}
+    scorers = all_scorers(EvaluationConfig(), spec, candidates, baseline_dir, str(oracle), None)
+    summary: dict[str, Any] = {}
+    for name, split in (("test", "test"), ("heldout", HELDOUT_SPLIT)):
+        if (examples / split).is_dir():
+            columns = read_split(examples, split, spec)
+            scores = {scorer.name: scorer(columns) for scorer in scorers}
+            truth = scores[ORACLE_POSITION_FREE_NAME]
+            cells = [expected_cells(columns, truth[target], scores, target, peers) for target in TARGETS]
+            summary[name] = dict(zip(TARGETS, cells, strict=True))
+    return summary
+
+
+def expected_cells(
+    columns: dict, gains: Any, scores: dict[str, dict], target: str, peers: Sequence[str]
+) -> dict[str, Any]:
+    """One target's NDCG@10 of every model against ``gains``, the MMoE's paired lifts (95% CIs) and gap share."""
+    import numpy as np
+
+    from components.evaluation.stats import bootstrap_means, percentile_interval
+    from ranker_core import ranking_metrics as metrics
+    from ranker_core.schema import REQUEST_ID
+
+    groups = metrics.RequestGroups.from_ids(columns[REQUEST_ID])
+    ideal = metrics.ideal_dcg(groups, gains, [10])
+    names = [name for name in ("mmoe", *peers, *REFERENCES) if target in scores[name]]
+    per_request = [metrics.ndcg_per_request(groups, gains, scores[name][target], [10], ideal)[10] for name in names]
+    matrix = np.column_stack(per_request)
+    means = np.nanmean(matrix, axis=0)
+    draws = bootstrap_means(matrix, 1000, np.random.default_rng(0))
+    cells: dict[str, Any] = {name: float(mean) for name, mean in zip(names, means, strict=True)}
+    prefixes = {"gbdt_per_module": "", "gbdt_global": "global_", **{peer: f"{peer}_" for peer in peers}}
+    for other, prefix in prefixes.items():
+        if other in names:
+            j = names.index(other)
+            low, high = percentile_interval(draws[:, 0] / draws[:, j] - 1.0)
+            cells |= {f"{prefix}lift": means[0] / means[j] - 1.0}
+            cells |= {f"{prefix}lift_ci_low": low, f"{prefix}lift_ci_high": high}
+    random = cells.get("random")
+    cells["gain_captured"] = None if random is None else (cells["mmoe"] - random) / (1.0 - random)
+    return {key: float(value) if value is not None else None for key, value in cells.items()}
 
 
 def extracted(
@@ -470,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
           f"history {args.history}; module traits {args.module_traits}; {record['cpu']}")  # fmt: skip
     for world, runs in results.items():
         print("\n".join(table(world, runs, peers)) + "\n")
+        expected = {seed: summary["expected"] for seed, summary in runs.items() if summary.get("expected")}
+        if expected:
+            print("\n".join(table(f"{world}, against the expected relevance", expected, peers)) + "\n")
     print(f"written to {out}")
     return 0
 

@@ -166,7 +166,7 @@ def evaluate(
     candidate = config.candidate or next(iter(candidates))
     if candidate not in candidates:
         raise ValueError(f"candidate {candidate!r} is not among the models given: {', '.join(candidates)}")
-    scorers = _all_scorers(config, spec, candidates, baseline_dir, oracle_uri, champion)
+    scorers = all_scorers(config, spec, candidates, baseline_dir, oracle_uri, champion)
     names = [scorer.name for scorer in scorers]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
@@ -230,7 +230,7 @@ def _as_scorer(name: str, model: str | Path | Scorer) -> Scorer:
     return ModelScorer.load(name, model) if isinstance(model, str | Path) else model
 
 
-def _all_scorers(
+def all_scorers(
     config: EvaluationConfig,
     spec: FeatureSpec,
     candidates: Mapping[str, Scorer],
@@ -238,6 +238,7 @@ def _all_scorers(
     oracle_uri: str | None,
     champion: str | Path | Scorer | None,
 ) -> list[Scorer]:
+    """Every model an evaluation scores: the candidates, the champion, both GBDTs, random and the oracles."""
     baseline = GbdtBaseline.load(baseline_dir)
     scorers: list[Scorer] = [_renamed(name, scorer) for name, scorer in candidates.items()]
     if champion is not None:
