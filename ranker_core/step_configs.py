@@ -155,6 +155,12 @@ class TrainerConfig(Settings):
     listwise_weight: float = 0.0
     # The tasks the listwise loss ranks (empty: every task).
     listwise_tasks: list[str] = Field(default_factory=list)
+    # Logged-order loss (docs/model.md, "Training: learning the logged order"): one more head, with its own
+    # gate and tower on the shared experts, learns each request's logged order (ListMLE of the positions,
+    # per candidate), so the experts learn what the ranker that ordered the logs knew. It is not served and
+    # not in the score. Its weight against the summed task losses; 0: off. Needs request groups and a
+    # position role (else a logged no-op); training batches are whole requests, like the listwise loss.
+    logged_order_weight: float = 0.0
     # -- training ------------------------------------------------------------
     learning_rate: float = 3e-3
     # Epoch e (0-based) trains at learning_rate * learning_rate_decay ** e: below 1, each pass after
@@ -233,6 +239,8 @@ class TrainerConfig(Settings):
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:
             raise ValueError(f"listwise_weight must be a finite number >= 0, got {self.listwise_weight}")
+        if not math.isfinite(self.logged_order_weight) or self.logged_order_weight < 0:
+            raise ValueError(f"logged_order_weight must be a finite number >= 0, got {self.logged_order_weight}")
         if len(set(self.listwise_tasks)) != len(self.listwise_tasks):
             raise ValueError(f"listwise_tasks names a task twice: {self.listwise_tasks}")
         if self.early_stopping_metric != LOSS_METRIC:

@@ -128,14 +128,19 @@ def synthetic_examples(tmp_path_factory) -> Path:
     For tests of the trainer, the baseline, the evaluation and the server that
     should not depend on the simulator or the Beam extraction.
     """
+    return write_synthetic_examples(tmp_path_factory.mktemp("synthetic_examples"), synthetic_feature_spec())
+
+
+def write_synthetic_examples(folder: Path, spec, relogged=None) -> Path:
+    """The synthetic train/eval/test shards and ``spec`` (with each split's counts) written to ``folder``;
+    ``relogged`` (rows -> rows), when given, changes each split's rows first (e.g. their logged positions)."""
     from ranker_core.schema import SplitStats
     from trainer.examples import write_shards
 
-    folder = tmp_path_factory.mktemp("synthetic_examples")
-    spec = synthetic_feature_spec()
     sizes = {"train": (300, 0), "eval": (80, 1), "test": (80, 2)}
     for split, (n_requests, seed) in sizes.items():
         rows = synthetic_rows(n_requests, candidates=10, seed=seed)
+        rows = relogged(rows) if relogged else rows
         write_shards(rows, folder, split, spec)
         spec.splits[split] = SplitStats(
             rows=len(rows),

@@ -9,7 +9,7 @@ the CPU cores training the model never wait on input::
     for batch in batches.take(1):
         batch["module_name"], batch["label_click"]
 
-With the listwise loss (``TrainerConfig.listwise_weight``) a batch must hold whole
+With a loss over requests (``TrainerConfig.listwise_weight``, ``logged_order_weight``) a batch must hold whole
 requests: :class:`RequestBatches` keeps a split's records in memory grouped by
 ``request_id`` (extraction writes every row of a request into one shard, but not
 necessarily next to each other) and packs shuffled requests into batches.

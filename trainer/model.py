@@ -8,6 +8,7 @@
            one logit per task (+ position tower's offset, training only; see trainer/position.py)
                               ──> tfrs.tasks.Ranking (weighted BCE, AUC) for training
                                   (+ optional softmax loss per request, trainer/listwise.py)
+           (+ optional logged_order head: learns each request's logged order; trained, never served)
                               ──> calibrated probability per task ──> per-module score
 
 Architectures (``docs/model.md`` compares them):
@@ -42,12 +43,14 @@ from ranker_core.schema import MODULE, POSITION, REQUEST_ID, FeatureSpec, label_
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
 from trainer.layers import Gate, ModuleAwareMLP, make_expert, mix_experts
-from trainer.listwise import ListwiseSoftmaxLoss, listwise_tasks
+from trainer.listwise import ListwiseSoftmaxLoss, LoggedOrderLoss, listwise_tasks, logged_order_on
 from trainer.position import PositionBias, PositionBiasSettings, has_positions
 
 logger = logging.getLogger(__name__)
 
 SCORE = "score"
+LOGGED_ORDER = "logged_order"
+"""The head that learns each request's logged order (``logged_order_weight``): trained, never served."""
 Logits = dict[str, tf.Tensor]
 GateWeights = dict[str, tf.Tensor]
 
@@ -324,7 +327,8 @@ class RankerModel(tfrs.Model):
     ``call`` returns calibrated probabilities per task and ``score`` (what the
     exported signature serves); ``compute_loss`` trains on logits with the
     per-task loss weights and positive-class weights, plus ``listwise_weight`` times
-    the softmax loss per request of the ``listwise_tasks`` when that is on.
+    the softmax loss per request of the ``listwise_tasks`` and ``logged_order_weight``
+    times the logged-order loss of the :data:`LOGGED_ORDER` head when those are on.
 
     Example::
 
@@ -365,7 +369,10 @@ class RankerModel(tfrs.Model):
             if config.uses_module
             else None
         )
-        self.body = BODIES[config.architecture](config, self.task_names)
+        # With logged_order_weight, the body has one more head (gate and tower) that learns the logged order.
+        self.logged_order = LoggedOrderLoss() if logged_order_on(spec, config) else None
+        heads = [*self.task_names, *([LOGGED_ORDER] if self.logged_order else [])]
+        self.body = BODIES[config.architecture](config, heads)
         self.position_bias = _position_tower(spec, config, self.task_names)
         self.loss_weights = [float(config.task_loss_weights.get(task, 1.0)) for task in self.task_names]
         # task_weighting "uncertainty": one learned log-variance s per task (Kendall et al., 2018).
@@ -393,6 +400,8 @@ class RankerModel(tfrs.Model):
         if self.listwise_tasks:
             self.listwise = ListwiseSoftmaxLoss()
             self.listwise_tracker = tf.keras.metrics.Mean(name="listwise_loss")
+        if self.logged_order:
+            self.logged_order_tracker = tf.keras.metrics.Mean(name="logged_order_loss")
 
     # -- forward passes --------------------------------------------------------
     def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
@@ -418,7 +427,7 @@ class RankerModel(tfrs.Model):
                 positions = tf.fill(tf.shape(features[MODULE]), tf.constant(self.config.position_reference, tf.int64))
             if positions is not None:
                 offsets = self.position_bias(positions, module, training=training)
-                logits = {task: logits[task] + offsets[:, index] for index, task in enumerate(self.task_names)}
+                logits |= {task: logits[task] + offsets[:, index] for index, task in enumerate(self.task_names)}
         return logits, gates
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
@@ -439,16 +448,18 @@ class RankerModel(tfrs.Model):
             per_example = ranking(labels=labels, predictions=logits[task][:, None], sample_weight=sample_weight)
             task_losses.append(loss_weight * tf.nn.compute_average_loss(per_example))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        listwise = tf.constant(0.0)
+        per_request = tf.constant(0.0)  # the losses over whole requests
         if self.listwise_tasks:
-            listwise = self.config.listwise_weight * self._listwise_loss(inputs, logits) / replicas
-        fixed = tf.add_n(task_losses) + listwise
+            per_request += self.config.listwise_weight * self._listwise_loss(inputs, logits) / replicas
+        if self.logged_order:
+            per_request += self.config.logged_order_weight * self._logged_order_loss(inputs, logits) / replicas
+        fixed = tf.add_n(task_losses) + per_request
         # Under a multi-replica strategy each replica's loss is 1/replicas of the batch mean; report the mean.
         # Early stopping compares this fixed-weight sum: the learned weights would move its scale between epochs.
         self.loss_tracker.update_state(fixed * replicas)
         if self.task_log_variances is None:
             return fixed
-        return self._uncertainty_weighted(tf.stack(task_losses), replicas) + listwise
+        return self._uncertainty_weighted(tf.stack(task_losses), replicas) + per_request
 
     def _uncertainty_weighted(self, task_losses: tf.Tensor, replicas: int) -> tf.Tensor:
         """sum_t exp(-s_t) * loss_t + s_t / 2: a task's weight falls as its learned log-variance s_t rises."""
@@ -463,6 +474,11 @@ class RankerModel(tfrs.Model):
             total += loss_weight * self.listwise(inputs[label_key(task)], logits[task], inputs[REQUEST_ID])
         self.listwise_tracker.update_state(total)
         return total
+
+    def _logged_order_loss(self, inputs: Mapping[str, tf.Tensor], logits: Logits) -> tf.Tensor:
+        loss = self.logged_order(inputs[POSITION], logits[LOGGED_ORDER], inputs[REQUEST_ID])
+        self.logged_order_tracker.update_state(loss)
+        return loss
 
     # -- introspection -----------------------------------------------------------
     @property

@@ -8,7 +8,8 @@ custom job) and the ``train_mmoe`` pipeline component all call
     result.eval_metrics["click_auc"], result.gate_usage["weights"]["search"]["click"]
 
 Training reads the ``train`` split (in batches of whole requests, shuffled by request,
-when ``listwise_weight`` adds the listwise loss: :class:`trainer.inputs.RequestBatches`),
+when ``listwise_weight`` or ``logged_order_weight`` adds a loss over requests:
+:class:`trainer.inputs.RequestBatches`),
 early-stops on the mean ``eval`` loss or, with ``early_stopping_metric="ndcg@10"``, on the
 primary target's eval NDCG@10
 (:mod:`trainer.selection`), restores the best epoch's weights, writes
@@ -30,12 +31,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ranker_core.schema import MODULE, FeatureSpec
+from ranker_core.schema import MODULE, POSITION, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import export_model
 from trainer.inputs import RequestBatches, make_dataset
 from trainer.model import RankerModel, build_model
-from trainer.position import has_positions, positions_all_zero
+from trainer.position import positions_all_zero
 from trainer.progress import EpochReport
 from trainer.selection import RankingMetric, Selection
 from trainer.storage import load_feature_spec, write_json
@@ -118,7 +119,7 @@ def train_and_export(
         logger.info("hashed buckets seen fewer than %d times share one row: %s", config.rare_id_min_count, rare)
     train_rows = split_rows(examples_dir, "train", spec)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
-    whole_requests = bool(model.listwise_tasks)  # the listwise loss needs batches of whole requests
+    whole_requests = bool(model.listwise_tasks or model.logged_order)  # losses over whole requests
     (train, train_steps), (evaluation, eval_steps) = _input_batches(
         examples_dir, spec, config, train_rows, whole_requests
     )
@@ -186,10 +187,11 @@ def _input_batches(
 def _request_batches(
     examples_dir: str, spec: FeatureSpec, config: TrainerConfig, train_rows: int
 ) -> tuple[Batches, Batches]:
-    """Batches of whole requests for the listwise loss; the train requests are shuffled each pass (seeded)."""
+    """Batches of whole requests for the losses over requests; the train requests are shuffled each pass (seeded)."""
     if train_rows > config.cache_max_rows:
+        weights = f"listwise_weight {config.listwise_weight}, logged_order_weight {config.logged_order_weight}"
         raise ValueError(
-            f"listwise_weight {config.listwise_weight} batches whole requests from memory, but the train split has "
+            f"{weights}: batches of whole requests are read from memory, but the train split has "
             f"{train_rows} rows, more than cache_max_rows {config.cache_max_rows}"
         )
     size = config.batch_size
@@ -199,13 +201,15 @@ def _request_batches(
 
 
 def _without_constant_positions(examples_dir: str, spec: FeatureSpec, config: TrainerConfig) -> TrainerConfig:
-    """``config`` with ``position_bias`` off when every training position is 0 (nothing for the tower to learn)."""
-    if not config.position_bias or not has_positions(spec):
+    """``config`` with ``position_bias`` and ``logged_order_weight`` off when every training position is 0
+    (nothing for the position tower or the logged-order head to learn)."""
+    uses_positions = config.position_bias or config.logged_order_weight > 0
+    if not uses_positions or POSITION not in spec.roles:
         return config
     if not positions_all_zero(make_dataset(examples_dir, "train", spec, config.batch_size)):
         return config
-    logger.info("position_bias is on but every training position is 0: training without the position tower")
-    return config.replace(position_bias=False)
+    logger.info("every training position is 0: training without the position tower and the logged-order head")
+    return config.replace(position_bias=False, logged_order_weight=0.0)
 
 
 def tensorboard_installed() -> bool:

@@ -70,6 +70,8 @@ def test_environment_parses_every_field_type():
         ({"listwise_weight": -0.5}, "listwise_weight must be a finite number >= 0, got -0.5"),
         ({"listwise_weight": float("nan")}, "listwise_weight must be a finite number >= 0"),
         ({"listwise_tasks": ["favorite", "favorite"]}, "listwise_tasks names a task twice"),
+        ({"logged_order_weight": -1.0}, "logged_order_weight must be a finite number >= 0, got -1.0"),
+        ({"logged_order_weight": float("inf")}, "logged_order_weight must be a finite number >= 0"),
         ({"max_hash_buckets": 0}, "max_hash_buckets"),
         ({"early_stopping_metric": "auc"}, "early_stopping_metric 'auc' is not 'loss', 'ndcg' or 'ndcg@<k>'"),
         ({"early_stopping_metric": "ndcg@0"}, "early_stopping_metric"),
