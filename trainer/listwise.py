@@ -140,9 +140,8 @@ class LoggedOrderLoss(tf.keras.layers.Layer):
         """
         requests, segments = tf.unique(request_ids)
         count = tf.size(requests)
-        positions = tf.cast(positions, tf.int64)
-        key = tf.cast(segments, tf.int64) * (tf.reduce_max(positions) + 1) + positions
-        order = tf.argsort(key, stable=True)
+        by_position = tf.argsort(positions, stable=True)
+        order = tf.gather(by_position, tf.argsort(tf.gather(segments, by_position), stable=True))  # request, position
         segments = tf.gather(segments, order)
         sizes = tf.math.bincount(segments, minlength=count)
         ranks = tf.range(tf.size(segments)) - tf.gather(tf.cumsum(sizes, exclusive=True), segments)

@@ -53,6 +53,9 @@ def test_loss_does_not_depend_on_the_batch_row_order_and_prefers_the_logged_orde
     original = float(loss(tf.constant(POSITIONS), tf.constant(LOGITS), tf.constant(REQUESTS)))
     permuted = loss(*(tf.constant(np.array(values)[shuffled]) for values in (POSITIONS, LOGITS, REQUESTS)))
     assert float(permuted) == pytest.approx(original, rel=1e-6)
+    for shift in (-7, 10_000):  # only the order of the positions within a request matters
+        shifted = loss(tf.constant(POSITIONS) + shift, tf.constant(LOGITS), tf.constant(REQUESTS))
+        assert float(shifted) == pytest.approx(original, rel=1e-6)
     positions = tf.constant([0, 1, 2, 3])
     agreeing = loss(positions, tf.constant([3.0, 2.0, 1.0, 0.0]), tf.constant(["a"] * 4))
     reversed_ = loss(positions, tf.constant([0.0, 1.0, 2.0, 3.0]), tf.constant(["a"] * 4))
