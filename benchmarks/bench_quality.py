@@ -286,10 +286,13 @@ def expected_relevance(
 def expected_cells(
     columns: dict, gains: Any, scores: dict[str, dict], target: str, peers: Sequence[str]
 ) -> dict[str, Any]:
-    """One target's NDCG@10 of every model against ``gains``, the MMoE's paired lifts (95% CIs) and gap share."""
+    """One target's NDCG@10 of every model against ``gains``, the MMoE's paired lifts (95% CIs) and gap share,
+    summarised over the requests as the evaluation summarises its rows (``summarise_requests``)."""
     import numpy as np
 
-    from components.evaluation.stats import bootstrap_means, percentile_interval
+    from components.evaluation.blessing import ALL_MODULES
+    from components.evaluation.config import EvaluationConfig
+    from components.evaluation.evaluate import summarise_requests
     from ranker_core import ranking_metrics as metrics
     from ranker_core.schema import REQUEST_ID
 
@@ -297,19 +300,17 @@ def expected_cells(
     ideal = metrics.ideal_dcg(groups, gains, [10])
     names = [name for name in ("mmoe", *peers, *REFERENCES) if target in scores[name]]
     per_request = [metrics.ndcg_per_request(groups, gains, scores[name][target], [10], ideal)[10] for name in names]
-    matrix = np.column_stack(per_request)
-    means = np.nanmean(matrix, axis=0)
-    draws = bootstrap_means(matrix, 1000, np.random.default_rng(0))
-    cells: dict[str, Any] = {name: float(mean) for name, mean in zip(names, means, strict=True)}
-    prefixes = {"gbdt_per_module": "", "gbdt_global": "global_", **{peer: f"{peer}_" for peer in peers}}
-    for other, prefix in prefixes.items():
-        if other in names:
-            j = names.index(other)
-            low, high = percentile_interval(draws[:, 0] / draws[:, j] - 1.0)
-            cells |= {f"{prefix}lift": means[0] / means[j] - 1.0}
-            cells |= {f"{prefix}lift_ci_low": low, f"{prefix}lift_ci_high": high}
-    random = cells.get("random")
-    cells["gain_captured"] = None if random is None else (cells["mmoe"] - random) / (1.0 - random)
+    config = EvaluationConfig(compare_with=tuple(peers))
+    rows = summarise_requests(
+        config,
+        np.column_stack(per_request),
+        [(name, target, 10) for name in names],
+        ALL_MODULES,
+        np.random.default_rng(0),
+        {target: groups.n_requests},
+    )
+    cells = {row["model"]: row["value"] for row in rows}
+    cells |= {key: rows[0].get(key) for key in (*LIFT_KEYS, *_peer_lift_keys(peers))}
     return {key: float(value) if value is not None else None for key, value in cells.items()}
 
 

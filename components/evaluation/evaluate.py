@@ -350,11 +350,11 @@ def _ndcg_rows(
     for index, (subset, requests) in enumerate(subsets):
         rng = np.random.default_rng([config.seed, index])
         counts = {target: int(per_request[requests].sum()) for target, per_request in positives.items()}
-        rows += _summarise(config, matrix[requests], columns, subset, rng, counts)
+        rows += summarise_requests(config, matrix[requests], columns, subset, rng, counts)
     return _json_safe(rows)
 
 
-def _summarise(
+def summarise_requests(
     config: EvaluationConfig,
     matrix: np.ndarray,
     columns: Sequence[tuple[str, str, int]],
