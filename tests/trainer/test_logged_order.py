@@ -16,7 +16,7 @@ from trainer.config import TrainerConfig
 from trainer.listwise import LoggedOrderLoss, logged_order_on
 from trainer.model import LOGGED_ORDER, build_model
 from trainer.predict import load_ranker
-from trainer.train import train_and_export
+from trainer.train import _without_constant_positions, train_and_export
 
 # Two requests in one flat batch, their rows interleaved and out of logged order; "c" has one candidate.
 REQUESTS = ["a", "b", "a", "c", "b", "a"]
@@ -93,6 +93,24 @@ def logged_by_affinity(rows: list[dict]) -> list[dict]:
         for position, row in enumerate(sorted(request_rows, key=lambda r: -r["user_category_affinity"])):
             row["position"] = position
     return rows
+
+
+def logged_at_position_0(rows: list[dict]) -> list[dict]:
+    """The rows of a log that records no position (every one 0)."""
+    return [{**row, "position": 0} for row in rows]
+
+
+def test_all_zero_positions_turn_the_head_and_the_position_tower_off(tmp_path, caplog):
+    spec = synthetic_feature_spec()
+    spec.roles[POSITION] = "position"
+    config = TrainerConfig(**TINY_CONFIG, logged_order_weight=1.0, position_bias=True)
+    unlogged = write_synthetic_examples(tmp_path / "unlogged", spec, logged_at_position_0)
+    with caplog.at_level(logging.INFO, logger="trainer.train"):
+        off = _without_constant_positions(str(unlogged), spec, config)
+    assert (off.logged_order_weight, off.position_bias) == (0.0, False)
+    assert "every training position is 0" in caplog.text
+    logged = write_synthetic_examples(tmp_path / "logged", spec, logged_by_affinity)
+    assert _without_constant_positions(str(logged), spec, config) == config
 
 
 @pytest.mark.slow
