@@ -10,7 +10,7 @@ position-free oracle, each with NDCG@10 of every target, the MMoE's paired lifts
 over the GBDTs and every peer with their 95% CIs, the share of the position-free
 random->oracle gap and the held-out module's row. It prints one table per world
 (with several seeds, also every lift pooled over them, :func:`pooled_lift`), then the
-same table against the simulator's expected relevance (:func:`expected_relevance`), and
+same table against the simulator's expected relevance (the evaluation's ``expected_ndcg@10``), and
 writes every number to ``<work-dir>/bench_quality.json`` (``bench_quality-<config
 hash>.json`` with ``--model-config``)::
 
@@ -208,7 +208,7 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     from components.baseline.gbdt import train_baseline
     from components.data.simulator import simulate
     from components.evaluation.config import EvaluationConfig
-    from components.evaluation.evaluate import evaluate
+    from components.evaluation.evaluate import EXPECTED_PREFIX, evaluate
     from ranker_core.step_configs import BaselineConfig, TrainerConfig
     from trainer.train import train_and_export
 
@@ -247,71 +247,8 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
         oracle_uri=str(data / "oracle"),
     )
     summary = summarise(result, peers)
-    summary["expected"] = expected_relevance(examples, data / "oracle", models, baseline_dir, peers)
+    summary["expected"] = summarise(result, peers, EXPECTED_PREFIX + "ndcg@10")
     return summary
-
-
-def expected_relevance(
-    examples: Path, oracle: Path, models: dict[str, Path], baseline_dir: Path, peers: Sequence[str]
-) -> dict[str, Any]:
-    """NDCG@10 of every model and target with the position-free oracle's probabilities as the gains.
-
-    The logged labels are one draw each, mostly 0 (a favorite marks one row in 200), and were drawn
-    at the logged positions, so NDCG on them is noisy and rewards a ranker for what the logging
-    policy put on top. Against the simulator's expected relevance (``p_<task>_position_free``, what
-    a ranker that cannot see the position should order by) every request counts, with graded gains,
-    and no ranker gains from the logged order. Cells are shaped like :func:`summarise`'s; the
-    oracle's own NDCG is 1, so ``gain_captured`` is ``(model - random) / (1 - random)``.
-    """
-    from components.evaluation.config import EvaluationConfig
-    from components.evaluation.evaluate import all_scorers
-    from components.evaluation.scorers import ORACLE_POSITION_FREE_NAME, ModelScorer
-    from ranker_core.schema import HELDOUT_SPLIT, FeatureSpec
-    from trainer.examples import read_split
-
-    spec = FeatureSpec.load(examples)
-    candidates = {name: ModelScorer.load(name, path) for name, path in models.items()}
-    scorers = all_scorers(EvaluationConfig(), spec, candidates, baseline_dir, str(oracle), None)
-    summary: dict[str, Any] = {}
-    for name, split in (("test", "test"), ("heldout", HELDOUT_SPLIT)):
-        if (examples / split).is_dir():
-            columns = read_split(examples, split, spec)
-            scores = {scorer.name: scorer(columns) for scorer in scorers}
-            truth = scores[ORACLE_POSITION_FREE_NAME]
-            cells = [expected_cells(columns, truth[target], scores, target, peers) for target in TARGETS]
-            summary[name] = dict(zip(TARGETS, cells, strict=True))
-    return summary
-
-
-def expected_cells(
-    columns: dict, gains: Any, scores: dict[str, dict], target: str, peers: Sequence[str]
-) -> dict[str, Any]:
-    """One target's NDCG@10 of every model against ``gains``, the MMoE's paired lifts (95% CIs) and gap share,
-    summarised over the requests as the evaluation summarises its rows (``summarise_requests``)."""
-    import numpy as np
-
-    from components.evaluation.blessing import ALL_MODULES
-    from components.evaluation.config import EvaluationConfig
-    from components.evaluation.evaluate import summarise_requests
-    from ranker_core import ranking_metrics as metrics
-    from ranker_core.schema import REQUEST_ID
-
-    groups = metrics.RequestGroups.from_ids(columns[REQUEST_ID])
-    ideal = metrics.ideal_dcg(groups, gains, [10])
-    names = [name for name in ("mmoe", *peers, *REFERENCES) if target in scores[name]]
-    per_request = [metrics.ndcg_per_request(groups, gains, scores[name][target], [10], ideal)[10] for name in names]
-    config = EvaluationConfig(compare_with=tuple(peers))
-    rows = summarise_requests(
-        config,
-        np.column_stack(per_request),
-        [(name, target, 10) for name in names],
-        ALL_MODULES,
-        np.random.default_rng(0),
-        {target: groups.n_requests},
-    )
-    cells = {row["model"]: row["value"] for row in rows}
-    cells |= {key: rows[0].get(key) for key in (*LIFT_KEYS, *_peer_lift_keys(peers))}
-    return {key: float(value) if value is not None else None for key, value in cells.items()}
 
 
 def extracted(
@@ -351,8 +288,9 @@ def _slug(model_config: str) -> str:
     return "default" if model_config in ("", "{}") else hashlib.sha256(model_config.encode()).hexdigest()[:10]
 
 
-def summarise(result, peers: Sequence[str] = ()) -> dict[str, Any]:
-    """NDCG@10 of every model and target (all test modules and the held-out one), the lifts and gap shares."""
+def summarise(result, peers: Sequence[str] = (), metric: str = "ndcg@10") -> dict[str, Any]:
+    """NDCG@10 of every model and target (all test modules and the held-out one), the lifts and gap shares;
+    against the expected relevance with ``metric="expected_ndcg@10"`` (the evaluation's ``EXPECTED_PREFIX``)."""
     from components.evaluation.evaluate import ALL_MODULES
 
     summary: dict[str, Any] = {"test": {}, "heldout": {}}
@@ -363,10 +301,10 @@ def summarise(result, peers: Sequence[str] = ()) -> dict[str, Any]:
         for target in TARGETS:
             cells = {}
             for model in ("mmoe", *peers, *REFERENCES):
-                row = split.find(model, subset, target, "ndcg@10")
+                row = split.find(model, subset, target, metric)
                 if row is not None and row["value"] is not None:
                     cells[model] = row["value"]
-            candidate = split.find("mmoe", subset, target, "ndcg@10") or {}
+            candidate = split.find("mmoe", subset, target, metric) or {}
             cells |= {key: candidate.get(key) for key in (*LIFT_KEYS, *_peer_lift_keys(peers))}
             summary[split_name][target] = cells
     summary["blessed"] = result.blessing.blessed

@@ -86,6 +86,7 @@ def format_summary(result: LocalRunResult) -> str:
         format_table(metric_table(report, metric)),
         heldout_table(report, metric),
         verdict_text(blessing),
+        expected_text(report, primary.get("task", ""), metric),
         _registration(result),
         _tracking(result),
         "Steps:",
@@ -155,6 +156,40 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
     if blessing.get("champion_note"):
         lines.append(f"  {blessing['champion_note']}")
     return [line for line in lines if line]
+
+
+def expected_text(report: dict[str, Any], task: str, metric: str) -> str:
+    """The candidate's lifts against the expected relevance (the evaluation's ``expected_`` rows, present
+    when the oracle had position-free probabilities), overall and on the held-out module; reported, not gated."""
+    expected = f"expected_{metric}"
+    candidate = report.get("candidate")
+    overall = _candidate_row(report.get("test"), candidate, task, expected)
+    if not overall:
+        return ""
+    what = f"{task} {expected} lift over the"
+    lines = [
+        _lift_line(f"{what} per-module GBDT", overall.get("lift"), _ci(overall, "")),
+        _lift_line(f"{what} global LightGBM", overall.get("global_lift"), _ci(overall, "global_")),
+    ]
+    heldout = report.get("heldout") or {}
+    heldout_row = _candidate_row(heldout, candidate, task, expected)
+    if heldout_row:
+        where = f"{task} {expected} on held-out {', '.join(heldout.get('modules', []))} vs the GBDT fallback"
+        lines.append(_lift_line(where, heldout_row.get("lift"), _ci(heldout_row, "")))
+    if overall.get("gain_captured") is not None:
+        lines.append(f"  share of the random -> position-free oracle gap: {overall['gain_captured']:.1%}")
+    title = "Against the expected relevance (the position-free oracle's probabilities as gains; reported, not gated):"
+    return "\n".join([title, *(line for line in lines if line)])
+
+
+def _candidate_row(section: dict[str, Any] | None, candidate: str | None, task: str, metric: str) -> dict[str, Any]:
+    """The candidate's row of ``metric`` over all of the split's requests (``{}`` when there is none)."""
+    rows = _metric_rows(section or {}, metric)
+    return next((row for row in rows if (row["model"], row["subset"], row["target"]) == (candidate, "all", task)), {})
+
+
+def _ci(row: dict[str, Any], prefix: str) -> list[float | None]:
+    return [row.get(f"{prefix}lift_ci_low"), row.get(f"{prefix}lift_ci_high")]
 
 
 def _lift_line(what: str, lift: float | None, interval: list[float | None] | None) -> str:

@@ -120,6 +120,12 @@ class EvaluationResult:
         for key in (*keys, "global_lift", "global_lift_ci_low", "global_lift_ci_high", "global_p_value"):
             if row.get(key) is not None:
                 headline[f"{self.candidate}_{key}"] = row[key]
+        expected = self.test.find(self.candidate, ALL_MODULES, primary.task, EXPECTED_PREFIX + primary.metric) or {}
+        if expected.get("value") is not None:
+            headline[f"{self.candidate}_{primary.task}_{EXPECTED_PREFIX}{primary.metric}"] = expected["value"]
+        for key in ("lift", "lift_ci_low", "lift_ci_high", "global_lift", "gain_captured"):
+            if expected.get(key) is not None:
+                headline[f"{self.candidate}_{EXPECTED_PREFIX}{key}"] = expected[key]
         return headline
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,33 +331,64 @@ def _ndcg_rows(
     scores: Mapping[str, Mapping[str, np.ndarray]],
     cutoffs: Sequence[int],
 ) -> list[dict[str, Any]]:
-    """Per-request NDCG of every (model, target, cutoff), summarised overall and per module."""
+    """Per-request NDCG of every (model, target, cutoff), summarised overall and per module.
+
+    With a position-free oracle among the scores, every model is also judged against it
+    (``expected_ndcg@k``, see :data:`EXPECTED_PREFIX`).
+    """
+    gains = {target: target_gains(labels[target], target, spec.task_names) for target in targets(spec)}
+    request_module = groups.first_row_values(modules)
+    rows = _summarised_ndcg(config, groups, request_module, gains, scores, cutoffs, "")
+    expected = scores.get(ORACLE_POSITION_FREE_NAME)
+    if expected is not None:
+        judged = {model: model_scores for model, model_scores in scores.items() if model != ORACLE_NAME}
+        rows += _summarised_ndcg(config, groups, request_module, expected, judged, cutoffs, EXPECTED_PREFIX)
+    return _json_safe(rows)
+
+
+EXPECTED_PREFIX = "expected_"
+"""The metric prefix of NDCG judged against the expected relevance: the position-free oracle's
+probabilities (``p_<task>_position_free``; for engagement its expected gain) as graded gains instead
+of the logged labels. The logged labels are one draw each, mostly 0, and were drawn at the logged
+positions, so NDCG on them is noisy and rewards reproducing what the logging policy put on top.
+Against the expected relevance every request counts and no ranker gains from the logged order.
+The position-including oracle is left out of these rows: it ranks by the examination effect."""
+
+
+def _summarised_ndcg(
+    config: EvaluationConfig,
+    groups: m.RequestGroups,
+    request_module: np.ndarray,
+    gains: Mapping[str, np.ndarray],
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    cutoffs: Sequence[int],
+    prefix: str,
+) -> list[dict[str, Any]]:
+    """NDCG rows of every (model, target, cutoff) against ``gains`` (per target), overall and per module."""
     columns: list[tuple[str, str, int]] = []
     values: list[np.ndarray] = []
-    for target in targets(spec):
-        gains = target_gains(labels[target], target, spec.task_names)
-        ideal = m.ideal_dcg(groups, gains, cutoffs)
+    for target, target_gain in gains.items():
+        ideal = m.ideal_dcg(groups, target_gain, cutoffs)
         for model, model_scores in scores.items():
             if target not in model_scores:
                 continue
-            per_request = m.ndcg_per_request(groups, gains, model_scores[target], cutoffs, ideal)
+            per_request = m.ndcg_per_request(groups, target_gain, model_scores[target], cutoffs, ideal)
             for k in cutoffs:
                 columns.append((model, target, k))
                 values.append(per_request[k])
     matrix = np.column_stack(values)
-    request_module = groups.first_row_values(modules)
     positives = {
-        target: np.bincount(groups.row_request, weights=labels[target] > 0, minlength=groups.n_requests)
-        for target in targets(spec)
+        target: np.bincount(groups.row_request, weights=target_gain > 0, minlength=groups.n_requests)
+        for target, target_gain in gains.items()
     }
     subsets = [(ALL_MODULES, np.arange(groups.n_requests))]
     subsets += [(module, np.flatnonzero(request_module == module)) for module in sorted(set(request_module.tolist()))]
     rows = []
     for index, (subset, requests) in enumerate(subsets):
-        rng = np.random.default_rng([config.seed, index])
+        rng = np.random.default_rng([config.seed, index] + ([1] if prefix else []))
         counts = {target: int(per_request[requests].sum()) for target, per_request in positives.items()}
-        rows += summarise_requests(config, matrix[requests], columns, subset, rng, counts)
-    return _json_safe(rows)
+        rows += summarise_requests(config, matrix[requests], columns, subset, rng, counts, prefix)
+    return rows
 
 
 def summarise_requests(
@@ -361,8 +398,10 @@ def summarise_requests(
     subset: str,
     rng: np.random.Generator,
     positives: Mapping[str, int],
+    prefix: str = "",
 ) -> list[dict[str, Any]]:
-    """Means, bootstrap intervals, lifts over both GBDTs and p-values of one request subset."""
+    """Means, bootstrap intervals, lifts over both GBDTs and p-values of one request subset
+    (metric names ``<prefix>ndcg@k``)."""
     index = {column: i for i, column in enumerate(columns)}
     draws = bootstrap_means(matrix, config.bootstrap_samples, rng)
     low, high = percentile_interval(draws, config.confidence_level)
@@ -374,7 +413,7 @@ def summarise_requests(
             "model": model,
             "subset": subset,
             "target": target,
-            "metric": m.metric_name(k),
+            "metric": prefix + m.metric_name(k),
             "value": means[i],
             "ci_low": low[i],
             "ci_high": high[i],

@@ -45,6 +45,7 @@ def render_html(result: EvaluationResult) -> str:
         _verdict(result),
         "<h2>Primary metric</h2>",
         _primary_table(result),
+        _expected_table(result),
         _module_check_table(result),
         _bar_plot(result.test, primary.task, primary.metric),
         "<h2>Lift over the per-module GBDT and the global LightGBM</h2>",
@@ -118,12 +119,34 @@ def _primary_table(result: EvaluationResult) -> str:
     return f'<p class="small">{_e(caption)}</p>' + _table(*_primary_rows(result))
 
 
-def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
-    """The primary metric of every model overall: intervals, lifts over both GBDTs, p-value, MDE, oracle share."""
+def _expected_table(result: EvaluationResult) -> str:
+    """The primary target judged against the expected relevance, when the evaluation had a position-free oracle."""
+    header, rows = _primary_rows(result, expected_metric(result))
+    if not rows:
+        return ""
+    caption = (
+        "The same models and requests, judged with the position-free oracle's probabilities as graded gains "
+        "instead of the logged labels: every request counts, and no model gains from the logged order. "
+        "Reported, not gated: the blessing judges the logged labels."
+    )
+    return f"<h2>Against the expected relevance</h2><p class='small'>{_e(caption)}</p>" + _table(header, rows)
+
+
+def expected_metric(result: EvaluationResult) -> str:
+    """The primary metric's name against the expected relevance (``expected_ndcg@10``)."""
+    from components.evaluation.evaluate import EXPECTED_PREFIX
+
+    return EXPECTED_PREFIX + result.blessing.primary.metric
+
+
+def _primary_rows(result: EvaluationResult, metric: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """A metric of every model overall (the primary one by default): intervals, lifts over both GBDTs,
+    p-value, MDE, oracle share."""
     primary = result.blessing.primary
+    metric = metric or primary.metric
     header = [
         "model",
-        str(primary),
+        f"{primary.task} {metric}",
         "95% CI",
         "lift vs per-module GBDT [95% CI]",
         "p-value",
@@ -133,7 +156,7 @@ def _primary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]]]
     ]
     rows = []
     for model in result.models:
-        row = result.test.find(model, ALL_MODULES, primary.task, primary.metric)
+        row = result.test.find(model, ALL_MODULES, primary.task, metric)
         if row is None:
             continue
         interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
@@ -434,6 +457,20 @@ def summary_table(result: EvaluationResult) -> str:
         " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [header, *lines]
     ]
     text.insert(1, "-+-".join("-" * width for width in widths))
+    text += _expected_lines(result)
     verdict = "BLESSED" if result.blessing.blessed else "NOT BLESSED"
     text += ["", f"{verdict}: {headline_sentence(result)}", *(f"  - {reason}" for reason in result.blessing.reasons)]
     return "\n".join(text)
+
+
+def _expected_lines(result: EvaluationResult) -> list[str]:
+    """The candidate against the expected relevance, in one line (nothing without a position-free oracle)."""
+    row = result.test.find(result.candidate, ALL_MODULES, result.blessing.primary.task, expected_metric(result))
+    if row is None or row["value"] is None:
+        return []
+    lifts = f"{_lift_cell(row, '')} vs {result.baseline}, {_lift_cell(row, 'global_')} vs the global LightGBM"
+    return [
+        "",
+        f"Against the expected relevance (position-free oracle as gains, not gated): {result.candidate} "
+        f"{row['target']} {row['metric']} = {_num(row['value'])}, {lifts}; {_oracle_share(row)} of the oracle gain.",
+    ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import types
 
-import numpy as np
 import pytest
 
 from benchmarks.bench_baseline import cpu_model
-from benchmarks.bench_quality import expected_cells, main, pooled_lift, pooled_table, table
-from ranker_core.schema import REQUEST_ID
+from benchmarks.bench_quality import main, pooled_lift, pooled_table, summarise, table
+from components.evaluation.evaluate import SplitEvaluation
 
 
 def _cells(lift: float, low: float, high: float) -> dict[str, float]:
@@ -68,26 +68,17 @@ def test_tables_only_prints_the_runs_already_in_the_work_dir(tmp_path, capsys):
     assert not (tmp_path / "curated-1000000-seed0").exists()  # nothing was simulated or trained
 
 
-def test_expected_relevance_cells_rank_by_the_oracles_probabilities():
-    requests = np.repeat(["a", "b", "c"], 4)
-    gains = np.array([0.9, 0.1, 0.5, 0.2, 0.3, 0.8, 0.05, 0.6, 0.4, 0.7, 0.1, 0.2])
-    by_request = gains.reshape(3, 4)
-    scores = {
-        "mmoe": {"favorite": gains},  # orders every request as the oracle does
-        "gbdt_per_module": {"favorite": -gains},  # the reverse
-        "gbdt_global": {"favorite": gains + 1.0},  # the same order
-        "random": {"favorite": np.random.default_rng(0).random(12)},
-        "oracle_position_free": {"favorite": gains},
-    }
-    cells = expected_cells({REQUEST_ID: requests}, gains, scores, "favorite", [])
-    assert cells["mmoe"] == pytest.approx(1.0) and cells["oracle_position_free"] == pytest.approx(1.0)
-    assert cells["global_lift"] == pytest.approx(0.0) and cells["global_lift_ci_low"] == pytest.approx(0.0)
-    worst = np.mean([_ndcg_at_10(row, -row) for row in by_request])
-    assert cells["gbdt_per_module"] == pytest.approx(worst)
-    assert cells["lift"] == pytest.approx(1.0 / worst - 1.0) and cells["lift_ci_low"] > 0
-    assert cells["gain_captured"] == pytest.approx(1.0)
+def test_summarise_reads_the_metric_asked_for():
+    def row(model: str, metric: str, value: float) -> dict:
+        return {"model": model, "subset": "all", "target": "favorite", "metric": metric, "value": value, "lift": value}
 
+    rows = [row(model, "ndcg@10", 0.3) for model in ("mmoe", "gbdt_per_module")]
+    rows += [row(model, "expected_ndcg@10", 0.8) for model in ("mmoe", "gbdt_per_module")]
+    test = SplitEvaluation("test", 10, 2, ["home"], rows, [], [], {}, 0.0)
+    result = types.SimpleNamespace(test=test, heldout=None, blessing=types.SimpleNamespace(blessed=True))
 
-def _ndcg_at_10(gains: np.ndarray, scores: np.ndarray) -> float:
-    discounts = 1.0 / np.log2(np.arange(len(gains)) + 2.0)
-    return float(np.sum(gains[np.argsort(-scores)] * discounts) / np.sum(np.sort(gains)[::-1] * discounts))
+    logged = summarise(result)["test"]["favorite"]
+    assert (logged["mmoe"], logged["gbdt_per_module"], logged["lift"]) == (0.3, 0.3, 0.3)
+    expected = summarise(result, metric="expected_ndcg@10")["test"]
+    assert (expected["favorite"]["mmoe"], expected["favorite"]["lift"]) == (0.8, 0.8)
+    assert "mmoe" not in expected["click"]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from components.evaluation.evaluate import EvaluationConfig, _gain_captured, evaluate
+from components.evaluation.report import summary_table
 from components.evaluation.scorers import ORACLE_NAME, ORACLE_POSITION_FREE_NAME, RANDOM_NAME, OracleScorer
 from ranker_core.schema import FeatureSpec
 from tests.conftest import synthetic_feature_spec
@@ -86,19 +87,24 @@ def test_the_oracle_gain_share_is_measured_against_the_position_free_oracle():
     assert all(math.isnan(share) for share in _gain_captured(means, 3, {}, "click", 10).values())
 
 
-def test_evaluate_ranks_both_oracles_and_reports_both_shares(synthetic_examples, baseline_dir, tmp_path):
-    spec = FeatureSpec.load(synthetic_examples)
-    columns = read_split(synthetic_examples, "test", spec)
+def evaluate_with_oracle(examples, baseline_dir, tmp_path, position_free: bool = True):
+    """Evaluate a label scorer with an oracle whose logged probabilities know the labels and whose
+    position-free ones know them less (half label, half noise)."""
+    spec = FeatureSpec.load(examples)
+    columns = read_split(examples, "test", spec)
     frame = pd.DataFrame({"request_id": columns["request_id"], "listing_id": columns["listing_id"]})
     noise = np.random.default_rng(0).random(len(frame))
-    for task in spec.task_names:  # the logged oracle knows the labels, the position-free one less so
+    for task in spec.task_names:
         frame[f"p_{task}"] = 0.1 + 0.8 * columns[f"label_{task}"]
-        frame[f"p_{task}_position_free"] = 0.5 * frame[f"p_{task}"] + 0.5 * noise
+        if position_free:
+            frame[f"p_{task}_position_free"] = 0.5 * frame[f"p_{task}"] + 0.5 * noise
     oracle_uri = write_oracle(tmp_path / "oracle", frame.drop_duplicates(["request_id", "listing_id"]))
     config = EvaluationConfig(**FAST)
-    result = evaluate(
-        config, synthetic_examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path / "report", oracle_uri
-    )
+    return evaluate(config, examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path / "report", oracle_uri)
+
+
+def test_evaluate_ranks_both_oracles_and_reports_both_shares(synthetic_examples, baseline_dir, tmp_path):
+    result = evaluate_with_oracle(synthetic_examples, baseline_dir, tmp_path)
 
     assert result.models[-2:] == [ORACLE_NAME, ORACLE_POSITION_FREE_NAME]
     free = result.test.find(ORACLE_POSITION_FREE_NAME, "all", "purchase", "ndcg")
@@ -107,3 +113,42 @@ def test_evaluate_ranks_both_oracles_and_reports_both_shares(synthetic_examples,
     assert logged["gain_captured"] > 1.0 > free["gain_captured_with_position"]
     gbdt = result.test.find("gbdt_per_module", "all", "purchase", "ndcg")
     assert gbdt["gain_captured"] > gbdt["gain_captured_with_position"] > 0
+
+
+def hand_ndcg_at_10(requests: np.ndarray, gains: np.ndarray, scores: np.ndarray) -> float:
+    """Mean NDCG@10 over requests, one request at a time (no ties in these scores)."""
+    values = []
+    for request in np.unique(requests):
+        rows = requests == request
+        discounts = 1 / np.log2(np.arange(2, 12))
+        ranked = gains[rows][np.argsort(-scores[rows])][:10]
+        ideal = np.sort(gains[rows])[::-1][:10]
+        values.append((ranked * discounts[: len(ranked)]).sum() / (ideal * discounts[: len(ideal)]).sum())
+    return float(np.mean(values))
+
+
+def test_every_model_is_also_judged_against_the_expected_relevance(synthetic_examples, baseline_dir, tmp_path):
+    result = evaluate_with_oracle(synthetic_examples, baseline_dir, tmp_path)
+    spec = FeatureSpec.load(synthetic_examples)
+    columns = read_split(synthetic_examples, "test", spec)
+    gains = OracleScorer.load_all(str(tmp_path / "oracle"), spec)[1](columns)["favorite"]
+    scores = LabelScorer(0.5)(columns)["favorite"]
+
+    row = result.test.find("c", "all", "favorite", "expected_ndcg@10")
+    assert row["value"] == pytest.approx(hand_ndcg_at_10(columns["request_id"], gains, scores))
+    assert row["requests"] == result.test.requests and row["excluded_requests"] == 0  # every request counts
+    random = result.test.find(RANDOM_NAME, "all", "favorite", "expected_ndcg@10")["value"]
+    assert row["gain_captured"] == pytest.approx((row["value"] - random) / (1 - random))
+    assert row["lift"] is not None and row["global_lift_ci_low"] <= row["global_lift"] <= row["global_lift_ci_high"]
+    assert result.test.find(ORACLE_POSITION_FREE_NAME, "all", "favorite", "expected_ndcg@10")["value"] == 1.0
+    assert result.test.find(ORACLE_NAME, "all", "favorite", "expected_ndcg@10") is None  # it ranks by position
+    assert {r["subset"] for r in result.test.ndcg if r["metric"] == "expected_ndcg@10"} == {"all", *result.test.modules}
+    assert result.headline_metrics()["c_expected_lift"] == row["lift"]
+    assert "Against the expected relevance" in (tmp_path / "report" / "report.html").read_text()
+    assert f"c favorite expected_ndcg@10 = {row['value']:.4f}" in summary_table(result)
+
+
+def test_without_a_position_free_oracle_there_is_no_expected_relevance(synthetic_examples, baseline_dir, tmp_path):
+    result = evaluate_with_oracle(synthetic_examples, baseline_dir, tmp_path, position_free=False)
+    assert not [row for row in result.test.ndcg if row["metric"].startswith("expected_")]
+    assert "expected" not in summary_table(result) and "c_expected_lift" not in result.headline_metrics()

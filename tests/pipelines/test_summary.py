@@ -1,6 +1,6 @@
 """The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
-from pipelines.summary import format_table, heldout_table, metric_table, verdict_text
+from pipelines.summary import expected_text, format_table, heldout_table, metric_table, verdict_text
 
 
 def row(model, subset, target, value, lift=None, metric="ndcg@10"):
@@ -128,3 +128,27 @@ def test_the_verdict_on_auc_states_the_lifts_of_the_values():
         "  purchase auc lift over the per-module GBDT: -40.0% (no interval)",
         "  purchase auc lift over the global LightGBM: -15.0% (no interval)",
     ]
+
+
+def test_the_expected_relevance_lines_state_the_candidates_lifts_with_intervals():
+    def expected(subset, lift, gap=None):
+        cells = {"lift_ci_low": lift - 0.01, "lift_ci_high": lift + 0.01, "global_lift": lift / 2}
+        cells |= {"global_lift_ci_low": lift / 2 - 0.01, "global_lift_ci_high": lift / 2 + 0.01}
+        cells["gain_captured"] = gap
+        return {**row("mmoe", subset, "favorite", 0.8, lift=lift, metric="expected_ndcg@10"), **cells}
+
+    report = {
+        **REPORT,
+        "test": {"ndcg": [*REPORT["test"]["ndcg"], expected("search", 0.09), expected("all", 0.05, gap=0.63)]},
+        "heldout": {"modules": ["shop_page"], "ndcg": [expected("all", 0.02)]},
+    }
+
+    lines = expected_text(report, "favorite", "ndcg@10").splitlines()
+
+    assert lines[0].startswith("Against the expected relevance")
+    lift = "  favorite expected_ndcg@10 lift over the"
+    assert lines[1] == f"{lift} per-module GBDT: +5.0% (95% CI [+4.0%, +6.0%], half-width 1.0 points)"
+    assert lines[2].startswith(f"{lift} global LightGBM: +2.5% (95% CI [+1.5%, +3.5%]")
+    assert lines[3].startswith("  favorite expected_ndcg@10 on held-out shop_page vs the GBDT fallback: +2.0%")
+    assert lines[4] == "  share of the random -> position-free oracle gap: 63.0%"
+    assert expected_text(REPORT, "favorite", "ndcg@10") == ""  # no position-free oracle, no lines
