@@ -108,6 +108,7 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert "Registered: mmoe-ranker version 1 (champion)" in summary
     assert "batch-rank --feature-store" in summary and (feature_repo(result) / "feature_store.yaml").is_file()
     assert "gbdt_per_module" in summary
+    assert "click expected_ndcg lift over the per-module GBDT" in summary  # the simulator's oracle
 
 
 def test_an_identical_rerun_reuses_the_cached_steps_and_deploys(first_run, work_dir):
