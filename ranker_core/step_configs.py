@@ -39,6 +39,7 @@ FeatureInteraction = Literal["none", "dot"]
 FEATURE_INTERACTIONS: tuple[str, ...] = typing.get_args(FeatureInteraction)
 # How a behaviour sequence (a list feature with a target) is pooled: attention to the candidate, or a mean.
 SequencePooling = Literal["attention", "mean"]
+GateInputs = Literal["features", "module"]
 SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
 
 TaskWeighting = Literal["fixed", "uncertainty"]
@@ -95,6 +96,9 @@ class TrainerConfig(Settings):
     oov_buckets: int = 1
     # Softmax temperature of every gate: >1 flattens the expert mixture, <1 sharpens it.
     gate_temperature: float = 1.0
+    # What every gate reads: "features" (the example's features and the module embedding) or "module" (the
+    # module embedding only: one expert mixture per module and task, which id embeddings cannot sway).
+    gate_inputs: GateInputs = "features"
     # PLE only: progressive levels and task-specific experts per task per level;
     # the shared experts of every level follow expert_types.
     ple_levels: int = 2

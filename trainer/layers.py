@@ -87,7 +87,8 @@ class CrossExpert(tf.keras.layers.Layer):
 
 
 class Gate(tf.keras.layers.Layer):
-    """A softmax gate over experts: ``softmax(Dense([inputs, module]) / temperature)``.
+    """A softmax gate over experts: ``softmax(Dense([inputs, module]) / temperature)``; with
+    ``module_only``, ``softmax(Dense(module) / temperature)`` (the inputs when there is no module).
 
     Example::
 
@@ -95,13 +96,15 @@ class Gate(tf.keras.layers.Layer):
         weights = gate(inputs, module)   # (batch, 4), rows sum to 1
     """
 
-    def __init__(self, num_experts: int, temperature: float = 1.0, **kwargs) -> None:
+    def __init__(self, num_experts: int, temperature: float = 1.0, module_only: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.temperature = float(temperature)
+        self.module_only = module_only
         self.logits = tf.keras.layers.Dense(num_experts, name="logits")
 
     def call(self, inputs: tf.Tensor, module: tf.Tensor | None = None) -> tf.Tensor:
-        return tf.nn.softmax(self.logits(with_module(inputs, module)) / self.temperature, axis=-1)
+        source = module if self.module_only and module is not None else with_module(inputs, module)
+        return tf.nn.softmax(self.logits(source) / self.temperature, axis=-1)
 
 
 def mix_experts(expert_outputs: Sequence[tf.Tensor], weights: tf.Tensor) -> tf.Tensor:

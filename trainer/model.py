@@ -64,6 +64,10 @@ def _tower(config: TrainerConfig, task: str) -> ModuleAwareMLP:
     return ModuleAwareMLP([*config.tower_units, 1], output_activation=None, name=f"tower_{task}")
 
 
+def _gate(config: TrainerConfig, num_experts: int, name: str) -> Gate:
+    return Gate(num_experts, config.gate_temperature, config.gate_inputs == "module", name=name)
+
+
 def _experts(config: TrainerConfig, prefix: str, types: Sequence[str]) -> list[tf.keras.layers.Layer]:
     return [
         make_expert(
@@ -92,7 +96,7 @@ class MMoE(tf.keras.layers.Layer):
         self.tasks = list(tasks)
         self.experts = _experts(config, "expert", config.expert_types)
         self.expert_names = [expert.name for expert in self.experts]
-        self.gates = [Gate(len(self.experts), config.gate_temperature, name=f"gate_{task}") for task in self.tasks]
+        self.gates = [_gate(config, len(self.experts), f"gate_{task}") for task in self.tasks]
         self.towers = [_tower(config, task) for task in self.tasks]
 
     def call(self, x: tf.Tensor, module: tf.Tensor | None, training: bool | None = None) -> tuple[Logits, GateWeights]:
@@ -184,12 +188,10 @@ class PLE(tf.keras.layers.Layer):
         for level in range(self.levels):
             self.task_experts.append([_experts(config, f"l{level}_{task}", ["mlp"] * n_task) for task in self.tasks])
             self.shared_experts.append(_experts(config, f"l{level}_shared", config.expert_types))
-            self.task_gates.append(
-                [Gate(n_task + n_shared, config.gate_temperature, name=f"l{level}_gate_{t}") for t in self.tasks]
-            )
+            self.task_gates.append([_gate(config, n_task + n_shared, f"l{level}_gate_{t}") for t in self.tasks])
             if level < self.levels - 1:
                 n_all = n_task * len(self.tasks) + n_shared
-                self.shared_gates.append(Gate(n_all, config.gate_temperature, name=f"l{level}_gate_shared"))
+                self.shared_gates.append(_gate(config, n_all, f"l{level}_gate_shared"))
         last = self.levels - 1
         self.expert_names = [e.name for group in self.task_experts[last] for e in group] + [
             e.name for e in self.shared_experts[last]

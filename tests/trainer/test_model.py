@@ -63,6 +63,19 @@ def test_every_expert_gate_and_tower_layer_receives_the_module_embedding(spec, r
         np.testing.assert_array_equal(inputs.numpy()[:, -width:], module, err_msg=f"{name} lacks the module input")
 
 
+@pytest.mark.parametrize("architecture", ["mmoe", "ple"])
+def test_gates_on_the_module_alone_give_every_row_of_a_module_the_same_mixture(spec, raw_batch, architecture):
+    features = tensors(raw_batch)
+    modules = raw_batch["module_name"]
+    same_module = np.flatnonzero(modules == modules[0])
+    assert len(same_module) > 1
+    for gate_inputs, rows_agree in (("module", True), ("features", False)):
+        model = build_model(spec, tiny(architecture=architecture, ple_levels=2, gate_inputs=gate_inputs))
+        _, gates = model.logits_and_gates(features)
+        weights = gates[spec.task_names[0]].numpy()[same_module]
+        assert np.allclose(weights, weights[0]) is rows_agree, gate_inputs
+
+
 def test_dcn_feeds_a_cross_network_and_an_mlp_side_by_side_to_every_tower(spec, raw_batch):
     from trainer.layers import CrossExpert, ModuleAwareMLP
 
