@@ -340,16 +340,18 @@ def gate_usage_figure(usage: Mapping[str, Any] | None) -> Any:
 
 
 def _heldout(result: EvaluationResult) -> str:
+    """The held-out split's primary metric per model, and the same against the expected relevance when measured."""
     if result.heldout is None:
         return ""
     primary = result.blessing.primary
-    metric = primary.metric if primary.metric != "auc" else None
+    metrics = [primary.metric, expected_metric(result)] if primary.metric != "auc" else []
+    heldout = result.heldout
+    measured = [metric for metric in metrics if heldout.find(result.candidate, ALL_MODULES, primary.task, metric)]
     rows = []
     for model in result.models:
-        row = result.heldout.find(model, ALL_MODULES, primary.task, metric) if metric else None
-        if row is not None:
-            interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
-            rows.append([model, _num(row["value"]), interval, _lift_cell(row, ""), _num(row.get("p_value"))])
+        found = [heldout.find(model, ALL_MODULES, primary.task, metric) for metric in measured]
+        if found and found[0] is not None:
+            rows.append([model, *(cell for row in found for cell in _heldout_cells(row))])
     check = result.blessing.heldout or {}
     outcome = check.get("reason") or f"passes the {check.get('rule', 'off')!r} rule"
     caption = (
@@ -357,10 +359,19 @@ def _heldout(result: EvaluationResult) -> str:
         "requests. The per-module GBDT has no model for them and falls back to the global one. "
         f"Blessing rule {check.get('rule', 'off')!r}: {outcome}."
     )
-    header = ["model", primary.metric, "95% CI", "lift vs GBDT fallback [95% CI]", "p-value"]
+    header = ["model"]
+    for metric in measured:
+        header += [metric, "95% CI", "lift vs GBDT fallback [95% CI]", "p-value"]
     return f"<h2>Held-out module ({_e(primary.task)} {_e(primary.metric)})</h2><p>{_e(caption)}</p>" + _table(
         header, rows
     )
+
+
+def _heldout_cells(row: dict[str, Any] | None) -> list[str]:
+    if row is None:
+        return ["-"] * 4
+    interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+    return [_num(row["value"]), interval, _lift_cell(row, ""), _num(row.get("p_value"))]
 
 
 def _baseline_models(result: EvaluationResult) -> str:

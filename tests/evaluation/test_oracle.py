@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,10 @@ from components.evaluation.evaluate import EvaluationConfig, _gain_captured, eva
 from components.evaluation.report import summary_table
 from components.evaluation.scorers import ORACLE_NAME, ORACLE_POSITION_FREE_NAME, RANDOM_NAME, OracleScorer
 from ranker_core.schema import FeatureSpec
-from tests.conftest import synthetic_feature_spec
+from tests.baseline.conftest import examples_with
+from tests.conftest import synthetic_feature_spec, synthetic_rows
 from tests.evaluation.conftest import FAST, LabelScorer
-from trainer.examples import read_split
+from trainer.examples import read_split, write_shards
 
 TASKS = ("click", "favorite", "add_to_cart", "purchase")
 # A user's dataset whose request and item columns are called "session" and "item".
@@ -91,7 +93,9 @@ def evaluate_with_oracle(examples, baseline_dir, tmp_path, position_free: bool =
     """Evaluate a label scorer with an oracle whose logged probabilities know the labels and whose
     position-free ones know them less (half label, half noise)."""
     spec = FeatureSpec.load(examples)
-    columns = read_split(examples, "test", spec)
+    splits = [split for split in ("test", "heldout") if (Path(examples) / split).is_dir()]
+    every = [read_split(examples, split, spec) for split in splits]
+    columns = {name: np.concatenate([split[name] for split in every]) for name in every[0]}
     frame = pd.DataFrame({"request_id": columns["request_id"], "listing_id": columns["listing_id"]})
     noise = np.random.default_rng(0).random(len(frame))
     for task in spec.task_names:
@@ -152,3 +156,16 @@ def test_without_a_position_free_oracle_there_is_no_expected_relevance(synthetic
     result = evaluate_with_oracle(synthetic_examples, baseline_dir, tmp_path, position_free=False)
     assert not [row for row in result.test.ndcg if row["metric"].startswith("expected_")]
     assert "expected" not in summary_table(result) and "c_expected_lift" not in result.headline_metrics()
+
+
+def test_the_held_out_module_is_judged_against_the_expected_relevance_too(synthetic_examples, baseline_dir, tmp_path):
+    examples = examples_with(synthetic_examples, tmp_path / "examples", held_out_module="email")
+    rows = synthetic_rows(20, candidates=10, seed=3, modules=("email",))
+    write_shards(rows, examples, "heldout", FeatureSpec.load(examples))
+    result = evaluate_with_oracle(examples, baseline_dir, tmp_path)
+
+    row = result.heldout.find("c", "all", "favorite", "expected_ndcg@10")
+    assert row["requests"] == 20 and row["lift"] is not None
+    report = (tmp_path / "report" / "report.html").read_text()
+    heldout_section = report[report.index("<h2>Held-out module") :]
+    assert "expected_ndcg@10" in heldout_section.split("</table>")[0]
