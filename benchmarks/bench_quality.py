@@ -208,7 +208,8 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     from components.baseline.gbdt import train_baseline
     from components.data.simulator import simulate
     from components.evaluation.config import EvaluationConfig
-    from components.evaluation.evaluate import EXPECTED_PREFIX, evaluate
+    from components.evaluation.evaluate import evaluate
+    from ranker_core.ranking_metrics import EXPECTED_PREFIX
     from ranker_core.step_configs import BaselineConfig, TrainerConfig
     from trainer.train import train_and_export
 
@@ -290,7 +291,7 @@ def _slug(model_config: str) -> str:
 
 def summarise(result, peers: Sequence[str] = (), metric: str = "ndcg@10") -> dict[str, Any]:
     """NDCG@10 of every model and target (all test modules and the held-out one), the lifts and gap shares;
-    against the expected relevance with ``metric="expected_ndcg@10"`` (the evaluation's ``EXPECTED_PREFIX``)."""
+    against the expected relevance with ``metric="expected_ndcg@10"`` (``ranking_metrics.EXPECTED_PREFIX``)."""
     from components.evaluation.evaluate import ALL_MODULES
 
     summary: dict[str, Any] = {"test": {}, "heldout": {}}

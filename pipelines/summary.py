@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local_run import LocalRunResult, format_duration
+from ranker_core.ranking_metrics import EXPECTED_PREFIX
 
 
 def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> list[list[str]]:
@@ -159,9 +160,9 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
 
 
 def expected_text(report: dict[str, Any], task: str, metric: str) -> str:
-    """The candidate's lifts against the expected relevance (the evaluation's ``expected_`` rows, present
+    """The candidate's lifts against the expected relevance (the evaluation's ``EXPECTED_PREFIX`` rows, present
     when the oracle had position-free probabilities), overall and on the held-out module; reported, not gated."""
-    expected = f"expected_{metric}"
+    expected = EXPECTED_PREFIX + metric
     candidate = report.get("candidate")
     overall = _candidate_row(report.get("test"), candidate, task, expected)
     if not overall:

@@ -39,6 +39,15 @@ def metric_name(k: int) -> str:
     return "ndcg" if k == FULL_LIST else f"ndcg@{k}"
 
 
+EXPECTED_PREFIX = "expected_"
+"""The metric prefix of NDCG judged against the expected relevance: the position-free oracle's
+probabilities (``p_<task>_position_free``; for engagement its expected gain) as graded gains instead
+of the logged labels. The logged labels are one draw each, mostly 0, and were drawn at the logged
+positions, so NDCG on them is noisy and rewards reproducing what the logging policy put on top.
+Against the expected relevance every request counts and no ranker gains from the logged order.
+The position-including oracle is left out of these rows: it ranks by the examination effect."""
+
+
 def parse_metric(name: str) -> int:
     """The cutoff of an NDCG metric name (inverse of :func:`metric_name`)."""
     if name == "ndcg":

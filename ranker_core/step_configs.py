@@ -39,8 +39,9 @@ FeatureInteraction = Literal["none", "dot"]
 FEATURE_INTERACTIONS: tuple[str, ...] = typing.get_args(FeatureInteraction)
 # How a behaviour sequence (a list feature with a target) is pooled: attention to the candidate, or a mean.
 SequencePooling = Literal["attention", "mean"]
-GateInputs = Literal["features", "module"]
 SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
+# What a gate reads: the example's features and the module, or the module alone.
+GateInputs = Literal["features", "module"]
 
 TaskWeighting = Literal["fixed", "uncertainty"]
 

@@ -120,12 +120,12 @@ class EvaluationResult:
         for key in (*keys, "global_lift", "global_lift_ci_low", "global_lift_ci_high", "global_p_value"):
             if row.get(key) is not None:
                 headline[f"{self.candidate}_{key}"] = row[key]
-        expected = self.test.find(self.candidate, ALL_MODULES, primary.task, EXPECTED_PREFIX + primary.metric) or {}
+        expected = self.test.find(self.candidate, ALL_MODULES, primary.task, m.EXPECTED_PREFIX + primary.metric) or {}
         if expected.get("value") is not None:
-            headline[f"{self.candidate}_{primary.task}_{EXPECTED_PREFIX}{primary.metric}"] = expected["value"]
+            headline[f"{self.candidate}_{primary.task}_{m.EXPECTED_PREFIX}{primary.metric}"] = expected["value"]
         for key in ("lift", "lift_ci_low", "lift_ci_high", "global_lift", "gain_captured"):
             if expected.get(key) is not None:
-                headline[f"{self.candidate}_{EXPECTED_PREFIX}{key}"] = expected[key]
+                headline[f"{self.candidate}_{m.EXPECTED_PREFIX}{key}"] = expected[key]
         return headline
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,7 +334,7 @@ def _ndcg_rows(
     """Per-request NDCG of every (model, target, cutoff), summarised overall and per module.
 
     With a position-free oracle among the scores, every model is also judged against it
-    (``expected_ndcg@k``, see :data:`EXPECTED_PREFIX`).
+    (``expected_ndcg@k``, see :data:`ranker_core.ranking_metrics.EXPECTED_PREFIX`).
     """
     gains = {target: target_gains(labels[target], target, spec.task_names) for target in targets(spec)}
     request_module = groups.first_row_values(modules)
@@ -342,17 +342,8 @@ def _ndcg_rows(
     expected = scores.get(ORACLE_POSITION_FREE_NAME)
     if expected is not None:
         judged = {model: model_scores for model, model_scores in scores.items() if model != ORACLE_NAME}
-        rows += _summarised_ndcg(config, groups, request_module, expected, judged, cutoffs, EXPECTED_PREFIX)
+        rows += _summarised_ndcg(config, groups, request_module, expected, judged, cutoffs, m.EXPECTED_PREFIX)
     return _json_safe(rows)
-
-
-EXPECTED_PREFIX = "expected_"
-"""The metric prefix of NDCG judged against the expected relevance: the position-free oracle's
-probabilities (``p_<task>_position_free``; for engagement its expected gain) as graded gains instead
-of the logged labels. The logged labels are one draw each, mostly 0, and were drawn at the logged
-positions, so NDCG on them is noisy and rewards reproducing what the logging policy put on top.
-Against the expected relevance every request counts and no ranker gains from the logged order.
-The position-including oracle is left out of these rows: it ranks by the examination effect."""
 
 
 def _summarised_ndcg(

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from components.evaluation.blessing import ALL_MODULES
+from ranker_core.ranking_metrics import EXPECTED_PREFIX
 
 if TYPE_CHECKING:
     from components.evaluation.evaluate import EvaluationResult, SplitEvaluation
@@ -134,8 +135,6 @@ def _expected_table(result: EvaluationResult) -> str:
 
 def expected_metric(result: EvaluationResult) -> str:
     """The primary metric's name against the expected relevance (``expected_ndcg@10``)."""
-    from components.evaluation.evaluate import EXPECTED_PREFIX
-
     return EXPECTED_PREFIX + result.blessing.primary.metric
 
 
