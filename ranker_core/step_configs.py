@@ -42,6 +42,8 @@ SequencePooling = Literal["attention", "mean"]
 SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
 # What a gate reads: the example's features and the module, or the module alone.
 GateInputs = Literal["features", "module"]
+# What the id embeddings do after the first epoch: train on, stay frozen, or restart from fresh rows.
+EmbeddingSchedule = Literal["train", "freeze", "reset"]
 
 TaskWeighting = Literal["fixed", "uncertainty"]
 
@@ -119,6 +121,13 @@ class TrainerConfig(Settings):
     # trained on all of them, which also stands for every id never seen in training (a learned
     # "cold id" instead of a row fitted to one or two examples); 0: off (docs/model.md).
     rare_id_min_count: int = 0
+    # What the id embeddings (categorical, hashed and list features) do after the first epoch, where the
+    # "one-epoch" overfitting of CTR models starts: "train" on with everything else; "freeze": keep the
+    # first epoch's rows while the layers above train on; "reset": start every later epoch from freshly
+    # initialized rows and optimizer state (MEDA, Fan et al., 2023), so the layers above never see an
+    # example through the same embedding twice (docs/model.md, "Training: the id embeddings after the
+    # first epoch").
+    embedding_schedule: EmbeddingSchedule = "train"
     # -- position bias (training only; docs/model.md, "Position bias") -------
     # A shallow tower on the logged position (crossed with the module embedding) whose per-task
     # logit is added during training, so the main model learns relevance rather than exposure.

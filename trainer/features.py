@@ -494,6 +494,25 @@ class FeatureEncoder(tf.keras.layers.Layer):
             blocks.append(self.interaction(embeddings))
         return blocks[0] if len(blocks) == 1 else tf.concat(blocks, axis=1)
 
+    @property
+    def embedding_tables(self) -> list[tf.Variable]:
+        """Every string feature's embedding table (behaviour sequences share their target's)."""
+        return [encoder.embedding.embeddings for encoder in self.strings]
+
+    def freeze_embeddings(self) -> None:
+        """Stop training the :attr:`embedding_tables`; the numeric encoders and the sequence attention train on.
+
+        A model compiled before this call must rebuild its train function (``make_train_function(force=True)``).
+        """
+        for encoder in self.strings:
+            encoder.trainable = False
+
+    def reset_embeddings(self) -> None:
+        """Draw every :attr:`embedding_tables` row afresh from its initializer."""
+        for encoder in self.strings:
+            table = encoder.embedding.embeddings
+            table.assign(encoder.embedding.embeddings_initializer(table.shape, table.dtype))
+
     def keep_frequent_ids(self, batches: tf.data.Dataset, min_count: int) -> dict[str, int]:
         """Count every hashed feature's buckets over ``batches`` (the train split) and give those seen fewer than
         ``min_count`` times one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per feature.

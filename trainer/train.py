@@ -270,6 +270,8 @@ def _callbacks(
         tf.keras.callbacks.TerminateOnNaN(),
         EpochLogger(config.epochs),
     ]
+    if config.embedding_schedule != "train":
+        callbacks.append(EmbeddingSchedule(config.embedding_schedule))
     if config.learning_rate_decay < 1.0:
         rate, decay = config.learning_rate, config.learning_rate_decay
         callbacks.append(tf.keras.callbacks.LearningRateScheduler(lambda epoch: rate * decay**epoch))
@@ -285,6 +287,40 @@ def _callbacks(
     if tensorboard_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(tensorboard_dir, update_freq="epoch"))
     return callbacks
+
+
+class EmbeddingSchedule(tf.keras.callbacks.Callback):
+    """After the first epoch, freezes the model's id embeddings, or resets them before every later epoch.
+
+    ``"reset"`` also zeroes the optimizer's slots of the tables (an optimizer's slot of variable ``v`` is
+    named ``<slot>/<v.name>``), so a reset table starts like a new one.
+
+    Example::
+
+        model.fit(..., epochs=10, callbacks=[EmbeddingSchedule("freeze")])   # epochs 2-10 keep epoch 1's rows
+    """
+
+    def __init__(self, schedule: str) -> None:
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.schedule == "freeze" and epoch == 0:
+            self.model.feature_encoder.freeze_embeddings()
+            # fit() calls model.train_function every step: the retraced one leaves the tables out of the gradients.
+            self.model.train_function = self.model.make_train_function(force=True)
+            logger.info("id embeddings frozen after epoch 1; the other layers train on")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.schedule != "reset" or epoch == 0:
+            return
+        encoder = self.model.feature_encoder
+        encoder.reset_embeddings()
+        tables = {table.name for table in encoder.embedding_tables}
+        for slot in self.model.optimizer.variables:
+            if slot.name.partition("/")[2] in tables:
+                slot.assign(tf.zeros_like(slot))
+        logger.info("id embeddings reset for epoch %d", epoch + 1)
 
 
 class EpochLogger(tf.keras.callbacks.Callback):

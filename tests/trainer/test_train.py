@@ -14,7 +14,7 @@ from trainer.examples import read_split
 from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.predict import load_ranker
-from trainer.train import configure_determinism, tensorboard_installed, train_and_export
+from trainer.train import EmbeddingSchedule, configure_determinism, tensorboard_installed, train_and_export
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +123,56 @@ def test_rare_ids_share_one_row_in_the_exported_model(synthetic_examples, tmp_pa
     seen = ranker.predict(columns)["score"]
     unseen = ranker.predict({**columns, "listing_id": np.array(["never-1", "never-2", "never-3"], dtype=object)})
     np.testing.assert_allclose(unseen["score"], seen, rtol=1e-6)  # an unseen id and a rare one: the same row
+
+
+def trained_weights(checkpoint: str) -> dict[str, np.ndarray]:
+    """The model's float weights in a per-epoch weights checkpoint, by name (optimizer slots left out)."""
+    reader = tf.train.load_checkpoint(checkpoint)
+    names = [name for name in reader.get_variable_to_shape_map() if name.endswith("VARIABLE_VALUE")]
+    tensors = {name: reader.get_tensor(name) for name in names if not name.startswith("optimizer/")}
+    return {name: tensor for name, tensor in tensors.items() if tensor.dtype == np.float32}
+
+
+@pytest.mark.parametrize("schedule", ["train", "freeze", "reset"])
+def test_the_embedding_schedule_decides_what_the_id_embeddings_do_after_epoch_1(synthetic_examples, tmp_path, schedule):
+    config = TrainerConfig(**TINY_CONFIG, epochs=2, early_stopping_patience=2, embedding_schedule=schedule)
+    checkpoints = tmp_path / "checkpoints"
+    train_and_export(synthetic_examples, tmp_path / "model", config, checkpoint_dir=str(checkpoints))
+    first, second = (trained_weights(str(checkpoints / f"epoch-00{epoch}")) for epoch in (1, 2))
+    moved = {name for name in first if not np.array_equal(first[name], second[name])}
+    tables = {name for name in first if name.startswith("feature_encoder/strings/")}
+    above = {name for name in first if name.startswith(("body/", "module_embedding/", "feature_encoder/numeric"))}
+    assert len(tables) == 4 and above  # user_id, listing_id, category, tags
+    assert above <= moved, "the layers above the embeddings train in epoch 2"
+    if schedule == "freeze":
+        assert not moved & tables, f"frozen tables changed in epoch 2: {sorted(moved & tables)}"
+    else:
+        assert tables <= moved, "every table changes in epoch 2 unless frozen"
+    ranker = load_ranker(tmp_path / "model")
+    assert np.isfinite(ranker.predict(read_split(synthetic_examples, "eval", ranker.feature_spec))["score"]).all()
+    with pytest.raises(ValueError, match="embedding_schedule"):
+        TrainerConfig(embedding_schedule="drop")
+
+
+def test_a_reset_redraws_the_tables_and_zeroes_their_optimizer_slots_only(synthetic_examples):
+    config = TrainerConfig(**TINY_CONFIG, embedding_schedule="reset")
+    spec = FeatureSpec.load(synthetic_examples)
+    model = build_model(spec, config)
+    model.compile(tf.keras.optimizers.Adam(0.01))
+    model.fit(make_dataset(synthetic_examples, "train", spec, 256).take(3), epochs=1, verbose=0)
+    tables = {table.name: table.numpy() for table in model.feature_encoder.embedding_tables}
+    others = {weight.name: weight.numpy() for weight in model.weights if weight.name not in tables}
+    slots = {slot.name: slot for slot in model.optimizer.variables if "/" in slot.name}
+    assert all(np.any(slot.numpy()) for slot in slots.values()), "three steps leave every slot non-zero"
+    schedule = EmbeddingSchedule("reset")
+    schedule.set_model(model)
+    schedule.on_epoch_begin(0)  # the first epoch starts from the tables as built
+    assert all(np.array_equal(table.numpy(), tables[table.name]) for table in model.feature_encoder.embedding_tables)
+    schedule.on_epoch_begin(1)
+    for table in model.feature_encoder.embedding_tables:
+        assert not np.array_equal(table.numpy(), tables[table.name]), f"{table.name} was not redrawn"
+        assert np.abs(table.numpy()).max() <= 0.05  # Keras's embedding initializer: uniform in [-0.05, 0.05]
+    assert all(np.array_equal(weight.numpy(), others[weight.name]) for weight in model.weights if weight.name in others)
+    for name, slot in slots.items():
+        of_a_table = name.partition("/")[2] in tables
+        assert np.any(slot.numpy()) != of_a_table, f"{name}: zeroed {of_a_table}, expected {not of_a_table}"
