@@ -507,11 +507,13 @@ class FeatureEncoder(tf.keras.layers.Layer):
         for encoder in self.strings:
             encoder.trainable = False
 
-    def reset_embeddings(self) -> None:
-        """Draw every :attr:`embedding_tables` row afresh from its initializer."""
-        for encoder in self.strings:
-            table = encoder.embedding.embeddings
-            table.assign(encoder.embedding.embeddings_initializer(table.shape, table.dtype))
+    def reset_embeddings(self, seed: int) -> None:
+        """Draw every :attr:`embedding_tables` row afresh from its initializer, seeded by ``seed`` (one draw per seed:
+        Keras's unseeded initializers repeat their first draw)."""
+        for index, encoder in enumerate(self.strings):
+            table, initializer = encoder.embedding.embeddings, encoder.embedding.embeddings_initializer
+            reseeded = type(initializer).from_config({**initializer.get_config(), "seed": seed + index})
+            table.assign(reseeded(table.shape, table.dtype))
 
     def keep_frequent_ids(self, batches: tf.data.Dataset, min_count: int) -> dict[str, int]:
         """Count every hashed feature's buckets over ``batches`` (the train split) and give those seen fewer than

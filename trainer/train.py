@@ -271,7 +271,7 @@ def _callbacks(
         EpochLogger(config.epochs),
     ]
     if config.embedding_schedule != "train":
-        callbacks.append(EmbeddingSchedule(config.embedding_schedule))
+        callbacks.append(EmbeddingSchedule(config.embedding_schedule, config.seed))
     if config.learning_rate_decay < 1.0:
         rate, decay = config.learning_rate, config.learning_rate_decay
         callbacks.append(tf.keras.callbacks.LearningRateScheduler(lambda epoch: rate * decay**epoch))
@@ -290,19 +290,20 @@ def _callbacks(
 
 
 class EmbeddingSchedule(tf.keras.callbacks.Callback):
-    """After the first epoch, freezes the model's id embeddings, or resets them before every later epoch.
+    """After the first epoch, freezes the model's id embeddings, or redraws them before every later epoch.
 
-    ``"reset"`` also zeroes the optimizer's slots of the tables (an optimizer's slot of variable ``v`` is
-    named ``<slot>/<v.name>``), so a reset table starts like a new one.
+    ``"reset"`` draws new rows (seeded by ``seed`` and the epoch) and zeroes the optimizer's slots of the
+    tables (an optimizer's slot of variable ``v`` is named ``<slot>/<v.name>``), so a reset table starts like
+    a new one.
 
     Example::
 
         model.fit(..., epochs=10, callbacks=[EmbeddingSchedule("freeze")])   # epochs 2-10 keep epoch 1's rows
     """
 
-    def __init__(self, schedule: str) -> None:
+    def __init__(self, schedule: str, seed: int = 0) -> None:
         super().__init__()
-        self.schedule = schedule
+        self.schedule, self.seed = schedule, seed
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.schedule == "freeze" and epoch == 0:
@@ -315,7 +316,7 @@ class EmbeddingSchedule(tf.keras.callbacks.Callback):
         if self.schedule != "reset" or epoch == 0:
             return
         encoder = self.model.feature_encoder
-        encoder.reset_embeddings()
+        encoder.reset_embeddings(seed=self.seed + 1_000 * epoch)  # a new draw per epoch and table
         tables = {table.name for table in encoder.embedding_tables}
         for slot in self.model.optimizer.variables:
             if slot.name.partition("/")[2] in tables:

@@ -169,8 +169,11 @@ def test_a_reset_redraws_the_tables_and_zeroes_their_optimizer_slots_only(synthe
     schedule.on_epoch_begin(0)  # the first epoch starts from the tables as built
     assert all(np.array_equal(table.numpy(), tables[table.name]) for table in model.feature_encoder.embedding_tables)
     schedule.on_epoch_begin(1)
+    redrawn = {table.name: table.numpy() for table in model.feature_encoder.embedding_tables}
+    schedule.on_epoch_begin(2)
     for table in model.feature_encoder.embedding_tables:
-        assert not np.array_equal(table.numpy(), tables[table.name]), f"{table.name} was not redrawn"
+        assert not np.array_equal(redrawn[table.name], tables[table.name]), f"{table.name} was not redrawn"
+        assert not np.array_equal(table.numpy(), redrawn[table.name]), f"{table.name}: the same draw twice"
         assert np.abs(table.numpy()).max() <= 0.05  # Keras's embedding initializer: uniform in [-0.05, 0.05]
     assert all(np.array_equal(weight.numpy(), others[weight.name]) for weight in model.weights if weight.name in others)
     for name, slot in slots.items():
