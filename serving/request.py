@@ -221,7 +221,8 @@ class RequestParser:
         """Candidates as ``{key: list of values}`` and their count, from rows or columns."""
         if isinstance(candidates, Mapping):
             columns = candidates
-            lengths = {key: len(values) if _is_column(values) else None for key, values in columns.items()}
+            # by name: the typed decoder hands columns over in the model's feature order, not the body's
+            lengths = {key: len(values) if _is_column(values) else None for key, values in sorted(columns.items())}
             for key, length in lengths.items():
                 if length is None:
                     raise RequestError(f"{where}.{key} must be a list (columnar candidates), got {_kind(columns[key])}")
