@@ -258,18 +258,49 @@ def server_variant(name: str) -> tuple[bool, int]:
     return base == "batched", int(workers[:-1] or 1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` and its child processes (a server's workers) have used
-    (``/proc/<pid>/stat``; Linux)."""
-    seconds = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
+THREAD_KINDS = ("main", "python", "tensorflow")
+"""The server's threads by what they run: ``main`` the event loop (HTTP, decoding, parsing, answering),
+``python`` the other Python threads (the model runner's: tensors and the signature call), ``tensorflow``
+TensorFlow's own pools (``tf_*``: the kernels)."""
+
+
+def thread_kind(tid: int, pid: int, name: str) -> str:
+    """Which of :data:`THREAD_KINDS` thread ``tid`` of process ``pid``, named ``name`` by the OS, is."""
+    if tid == pid:
+        return "main"
+    return "tensorflow" if name.startswith("tf_") else "python"
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds process ``pid`` and its child processes (a server's workers) have used, in all
+    (``total``, from each process's own count, which keeps the threads that ended) and per live thread kind
+    (:data:`THREAD_KINDS`; ``/proc/<pid>/task/<tid>/stat``; Linux)."""
+    seconds = dict.fromkeys(("total", *THREAD_KINDS), 0.0)
+    for process in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(process / "stat")
+        if fields is None or (process.name != str(pid) and fields[1] != str(pid)):
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds["total"] += _cpu(fields)
+        for task in process.glob("task/[0-9]*"):
+            try:
+                name = (task / "comm").read_text().strip()
+            except OSError:  # the thread ended meanwhile
+                continue
+            if (task_fields := _stat_fields(task / "stat")) is not None:
+                seconds[thread_kind(int(task.name), int(process.name), name)] += _cpu(task_fields)
     return seconds
+
+
+def _stat_fields(stat: Path) -> list[str] | None:
+    """The fields after the command name of a ``/proc`` stat file; None when the process or thread has ended."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(
@@ -295,7 +326,10 @@ def measure(
     started = cpu_seconds(pid)
     summary = run_load_test(fixed, payload).summary()
     answered = summary["warmup_requests"] + summary["scheduled"] - summary["dropped"]
-    summary["server_cpu_ms"] = (cpu_seconds(pid) - started) * 1000 / max(answered, 1)
+    ended = cpu_seconds(pid)
+    summary["server_cpu_ms"] = (ended["total"] - started["total"]) * 1000 / max(answered, 1)
+    for kind in THREAD_KINDS:
+        summary[f"server_cpu_ms_{kind}"] = (ended[kind] - started[kind]) * 1000 / max(answered, 1)
     return {"fixed": summary, "ceiling": run_load_test(saturated, payload).summary()}
 
 
@@ -644,19 +678,25 @@ def format_stages(stages: dict[str, dict[str, float]], payloads: dict[str, tuple
     return "\n".join(lines)
 
 
+def thread_split(summary: dict[str, Any]) -> str:
+    """The server's CPU ms per request on its main, Python and TensorFlow threads: ``"4.3/1.3/3.0"``."""
+    return "/".join(f"{summary['server_cpu_ms_' + kind]:.1f}" for kind in THREAD_KINDS)
+
+
 def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"{args.candidates} candidates/request ({'columns' if args.columnar else 'rows'}), "
         f"Poisson {args.rate:g} req/s for {args.duration:g} s; "
         f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
         f"{'variant':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} "
-        f"{'CPU ms/req':>10} {'ceiling rps':>12}",
+        f"{'CPU ms/req':>10} {'main/py/TF':>15} {'ceiling rps':>12}",
     ]
     for name, result in results.items():
         fixed, ceiling = result["fixed"], result["ceiling"]
         lines.append(
             f"{name:<22} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
             f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {fixed['server_cpu_ms']:>10.2f} "
+            f"{thread_split(fixed):>15} "
             f"{ceiling['achieved_rps']:>12.1f}"
         )
     for name in ("batched", "direct"):

@@ -1,0 +1,51 @@
+"""The serving benchmark's split of the server's CPU time between its kinds of threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from benchmarks.bench_serving import THREAD_KINDS, cpu_seconds, thread_kind, thread_split
+
+
+def _burn(seconds: float) -> None:
+    """Keep this thread on the CPU for ``seconds`` of its own CPU time."""
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        sum(range(1000))
+
+
+def test_threads_are_told_apart_by_id_and_by_tensorflows_names():
+    assert thread_kind(100, 100, "ranker") == "main"
+    assert thread_kind(101, 100, "tf_Compute") == "tensorflow"
+    assert thread_kind(102, 100, "ranker") == "python"
+    assert thread_kind(100, 100, "tf_Compute") == "main"
+
+
+def test_cpu_time_lands_on_the_kind_of_thread_that_used_it():
+    burned, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        _burn(0.4)
+        burned.set()
+        release.wait()  # a thread that has ended is no longer listed: it stays until it is counted
+
+    before = cpu_seconds(os.getpid())
+    worker = threading.Thread(target=work)
+    worker.start()
+    _burn(0.4)
+    burned.wait()
+    after = cpu_seconds(os.getpid())
+    release.set()
+    worker.join()
+    spent = {kind: after[kind] - before[kind] for kind in ("total", *THREAD_KINDS)}
+    assert spent["main"] >= 0.3
+    assert spent["python"] >= 0.3
+    assert spent["tensorflow"] == 0
+    assert spent["total"] >= spent["main"] + spent["python"] - 0.05
+
+
+def test_the_split_is_printed_as_main_python_tensorflow():
+    summary = {"server_cpu_ms_main": 4.25, "server_cpu_ms_python": 1.3, "server_cpu_ms_tensorflow": 3.0}
+    assert thread_split(summary) == "4.2/1.3/3.0"
