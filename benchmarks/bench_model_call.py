@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import time
 from collections import Counter
@@ -82,9 +83,10 @@ class OpTimes:
 
 def layer_of(node_name: str) -> str:
     """A graph node's layer: the two scopes below the Keras model's (``ranker_model/mmoe/gate_click/...`` ->
-    ``mmoe/gate_click``), or ``(signature)`` for the nodes around the model."""
-    _, inside, path = node_name.partition("ranker_model/")
-    return "/".join(path.split("/")[:2]) if inside else "(signature)"
+    ``mmoe/gate_click``; Keras numbers the model ``ranker_model_1``, ... when a process built several), or
+    ``(signature)`` for the nodes around the model."""
+    inside = re.search(r"(?:^|/)ranker_model(?:_\d+)?/(.+)", node_name)
+    return "/".join(inside.group(1).split("/")[:2]) if inside else "(signature)"
 
 
 def op_times(model_dir: Path, columns: dict[str, Any], calls: int, op_threads: int) -> OpTimes:

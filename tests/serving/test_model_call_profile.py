@@ -12,6 +12,10 @@ def test_a_node_belongs_to_the_two_scopes_below_the_keras_model():
         "mmoe/gate_click"
     )
     assert layer_of("ranker_model/features/numeric/concat") == "features/numeric"
+    assert layer_of("StatefulPartitionedCall/ranker_model_1/mmoe/expert_3_cross/cross_0/MatMul") == (
+        "mmoe/expert_3_cross"
+    )  # the second model a process built
+    assert layer_of("StatefulPartitionedCall/not_ranker_model/dense/MatMul") == "(signature)"
     assert layer_of("_arg_serving_default_price_0_7") == "(signature)"
 
 
