@@ -90,7 +90,8 @@ def layer_of(node_name: str) -> str:
 
 
 def op_times(model_dir: Path, columns: dict[str, Any], calls: int, op_threads: int) -> OpTimes:
-    """Where a serving call's time goes, averaged over ``calls`` traced calls (after three untraced ones)."""
+    """Where a serving call's time goes: kernel times averaged over ``calls`` traced calls, and the CPU of a whole
+    untraced session call averaged over as many (after three for warm-up)."""
     import tensorflow as tf
 
     from trainer.export import SIGNATURE, serving_input_name
@@ -108,7 +109,7 @@ def op_times(model_dir: Path, columns: dict[str, Any], calls: int, op_threads: i
             for name, values in zip(names, matrix, strict=True)
         }
         fetches = [output.name for output in signature.outputs.values()]
-        session_cpu_ms = cpu_ms(lambda: session.run(fetches, feed), 3)
+        cpu_ms(lambda: session.run(fetches, feed), 3)  # warm-up
         session_cpu_ms = cpu_ms(lambda: session.run(fetches, feed), calls)
         options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
         by_op, by_layer, ops = Counter(), Counter(), 0
