@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="merge concurrent requests into one model call [RANKER_BATCHING]",
     )
     parser.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.gc_freeze,
+        help="keep the start-up heap (TensorFlow, the model) out of full garbage collections [RANKER_GC_FREEZE]",
+    )
+    parser.add_argument(
         "--no-access-log",
         dest="access_log",
         action="store_false",
@@ -79,6 +85,6 @@ def main(args: argparse.Namespace) -> int:
     from serving.config import ServerConfig
     from serving.server import serve
 
-    fields = {field for field, _, _ in _FLAGS.values()} | {"access_log", "batching"}
+    fields = {field for field, _, _ in _FLAGS.values()} | {"access_log", "batching", "gc_freeze"}
     config = ServerConfig(**{field: getattr(args, field) for field in fields})
     return serve(config, log_level=logging.DEBUG if args.verbose else logging.INFO)

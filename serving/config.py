@@ -55,6 +55,7 @@ class ServerConfig(Settings):
     feature_timeout_s: float = env_field(2.0, "RANKER_FEATURE_TIMEOUT_S")  # a slower lookup is a 503
     workers: int = env_field(1, "RANKER_WORKERS")  # server processes on the port (serving.workers)
     stall_dump_s: float = env_field(5.0, "RANKER_STALL_DUMP_S")  # a longer event-loop stop dumps the stacks; 0: off
+    gc_freeze: bool = env_field(True, "RANKER_GC_FREEZE")  # start-up heap out of full collections (serving.heap)
 
     @field_validator("stall_dump_s")
     @classmethod

@@ -458,12 +458,22 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
         max_body_bytes=config.max_body_bytes,
         access_log=config.access_log,
     )
+    app.router.add_event_handler("startup", lambda: prepare_heap(config))
     if config.stall_dump_s > 0:
         from serving.stall import LoopStallWatchdog
 
         watchdog = LoopStallWatchdog(config.stall_dump_s)
         app.router.add_event_handler("startup", watchdog.start)
         app.router.add_event_handler("shutdown", watchdog.stop)
+
+
+def prepare_heap(config: ServerConfig) -> None:
+    """At start-up, the model loaded and warmed up: time every collection; freeze the heap unless told not to."""
+    from serving.heap import freeze_startup_heap, record_gc_pauses
+
+    record_gc_pauses()
+    if config.gc_freeze:
+        logger.info("froze %d start-up objects out of the garbage collector's full passes", freeze_startup_heap())
 
 
 class ListeningModelServer(ModelServer):

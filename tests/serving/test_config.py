@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -73,3 +74,13 @@ def test_the_stall_dump_threshold_is_off_or_above_the_watchdogs_tick():
     for seconds in ("0.1", "-1"):
         with pytest.raises(ValueError, match=rf"RANKER_STALL_DUMP_S\): .*0 \(off\) or more than 0.25 s, got {seconds}"):
             ServerConfig.from_env({"RANKER_STALL_DUMP_S": seconds})
+
+
+def test_the_heap_freeze_is_on_by_default_and_off_by_flag_or_environment():
+    from serving import cli
+
+    assert ServerConfig.from_env({}).gc_freeze is True
+    assert ServerConfig.from_env({"RANKER_GC_FREEZE": "off"}).gc_freeze is False
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert (parser.parse_args([]).gc_freeze, parser.parse_args(["--no-gc-freeze"]).gc_freeze) == (True, False)

@@ -194,7 +194,11 @@ def test_health_metrics_and_json_logs(server):
     assert "ranker_candidates_per_request_count" in metrics
     ticks = re.search(r"^ranker_event_loop_lag_seconds_count (\S+)$", metrics, re.MULTILINE)
     assert ticks and float(ticks.group(1)) > 0, "the stall watchdog ticks on the serving loop"
+    full = re.search(r'^ranker_gc_pause_seconds_count\{generation="2"\} (\S+)$', metrics, re.MULTILINE)
+    assert full and float(full.group(1)) >= 1, "the collection before the start-up freeze is timed"
     lines = server.log_records()
+    [frozen] = [line["message"] for line in lines if line["message"].startswith("froze ")]
+    assert int(frozen.split()[1]) > 100_000, frozen  # TensorFlow, KServe and the model's objects
     access = [line for line in lines if line["logger"] == "serving.access"]
     assert any(line["status"] == 400 and line["path"] == KSERVE_PREDICT for line in access)
     refused = [line for line in lines if line["message"].startswith("invalid input:")]

@@ -33,6 +33,7 @@ def batching_server(model_dir, tmp_path_factory):
         RANKER_BATCHING="1",
         RANKER_BATCH_WAIT_MS="50",
         RANKER_MODEL_THREADS="1",
+        RANKER_GC_FREEZE="off",  # the shared server freezes its heap (tests/serving/test_server.py); this one does not
     )
     try:
         process.wait_ready("/health")
@@ -88,3 +89,10 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(model_dir, tmp_path):
     assert len(payload["predictions"][0]["score"]) == 20
     assert server.process.wait(timeout=30) == 0, server.log_path.read_text()[-2000:]
     server.stop()
+
+
+def test_with_the_freeze_off_nothing_is_frozen_and_pauses_are_still_timed(batching_server):
+    httpx.post(batching_server.url + "/predict", json=request_for(MODULES[0], 3), timeout=30).raise_for_status()
+    assert not [line for line in batching_server.log_records() if line["message"].startswith("froze ")]
+    metrics = httpx.get(batching_server.url + "/metrics").text
+    assert re.search(r'^ranker_gc_pause_seconds_count\{generation="0"\} ', metrics, re.M), "collections are not timed"

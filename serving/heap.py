@@ -1,0 +1,62 @@
+"""The garbage collector in a long-running server: the start-up heap frozen, every pause measured.
+
+A server that has loaded TensorFlow, Keras, KServe and the model holds about
+440,000 objects that live as long as the process. Python's full (generation 2)
+collections walk every one of them, and nothing else runs meanwhile: 260 to 300
+ms per collection on a 2-core AMD EPYC, once every 30 to 40 s under row-payload
+traffic, which every request in flight waits for. Freezing the start-up heap
+(``gc.freeze``, as large Python services do) moves those objects into a
+permanent generation the collector no longer walks, so a full collection only
+walks what requests allocated since: about 1 ms.
+
+Every collection is timed into ``ranker_gc_pause_seconds{generation}`` at
+``/metrics``, so an operator can see the pauses, frozen or not::
+
+    record_gc_pauses()                 # once per process
+    frozen = freeze_startup_heap()     # after the model is loaded and warmed up
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from prometheus_client import Histogram
+
+GC_PAUSE = Histogram(
+    "ranker_gc_pause_seconds",
+    "garbage-collector pauses (every thread stops) by generation",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+def freeze_startup_heap() -> int:
+    """Collect the start-up garbage, then freeze every object left; how many objects are frozen.
+
+    Collecting first matters: garbage frozen along with the heap would never be freed.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+class _PauseTimer:
+    """A ``gc.callbacks`` entry: the time between a collection's start and stop, into :data:`GC_PAUSE`."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses = {generation: GC_PAUSE.labels(generation=str(generation)) for generation in range(3)}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].observe(time.perf_counter() - self.started)
+
+
+def record_gc_pauses() -> None:
+    """Time every collection of this process into ``ranker_gc_pause_seconds`` (once; later calls do nothing)."""
+    if not any(isinstance(callback, _PauseTimer) for callback in gc.callbacks):
+        gc.callbacks.append(_PauseTimer())
