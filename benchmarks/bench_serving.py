@@ -246,16 +246,23 @@ def start(command: list[str], env: dict[str, str], health_url: str, log: Path) -
     raise TimeoutError(f"{command} not ready:\n{log.read_text()[-3000:]}")
 
 
-def server_variant(name: str) -> tuple[bool, int]:
-    """``batched`` or ``direct``, with ``-<N>w`` for N worker processes: (batching, workers).
+def server_variant(name: str) -> tuple[bool, int, bool]:
+    """``batched`` or ``direct``, then ``-<N>w`` for N worker processes and ``-nofreeze`` for a server that leaves
+    its start-up heap in the garbage collector's full passes: (batching, workers, gc_freeze).
 
     >>> server_variant("batched-2w")
-    (True, 2)
+    (True, 2, True)
+    >>> server_variant("direct-nofreeze")
+    (False, 1, False)
     """
-    base, _, workers = name.partition("-")
-    if base not in ("batched", "direct") or (workers and not re.fullmatch(r"[1-9]\d*w", workers)):
-        raise ValueError(f"unknown variant {name!r}: batched, direct or plain, the first two with -<N>w for N workers")
-    return base == "batched", int(workers[:-1] or 1)
+    match = re.fullmatch(r"(batched|direct)(?:-([1-9]\d*)w)?(-nofreeze)?", name)
+    if match is None:
+        raise ValueError(
+            f"unknown variant {name!r}: batched, direct or plain, the first two with -<N>w for N workers "
+            "and then -nofreeze for no start-up heap freeze"
+        )
+    base, workers, no_freeze = match.groups()
+    return base == "batched", int(workers or 1), no_freeze is None
 
 
 THREAD_KINDS = ("main", "python", "tensorflow")
@@ -303,13 +310,30 @@ def _cpu(fields: list[str]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def full_collections(metrics: str) -> tuple[int, float]:
+    """How many full (generation 2) garbage collections a server's ``/metrics`` text counts, and their milliseconds.
+
+    >>> full_collections('ranker_gc_pause_seconds_count{generation="2"} 3.0\\n'
+    ...                  'ranker_gc_pause_seconds_sum{generation="2"} 0.5')
+    (3, 500.0)
+    """
+
+    def value(kind: str) -> float:
+        found = re.search(rf'^ranker_gc_pause_seconds_{kind}{{generation="2"}} (\S+)$', metrics, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    return int(value("count")), value("sum") * 1000
+
+
 def measure(
-    url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace, pid: int
+    url: str, payload: bytes, headers: dict[str, str], args: argparse.Namespace, pid: int, metrics_url: str | None
 ) -> dict[str, dict[str, Any]]:
     """p99 at ``args.rate`` (Poisson), with the server's CPU per request, and the ceiling (throughput when saturated).
 
     The server's CPU milliseconds per answered request (warm-up included) do not
-    depend on what else runs on a shared machine, unlike the latencies.
+    depend on what else runs on a shared machine, unlike the latencies. With
+    ``metrics_url`` the full garbage collections of the fixed-rate phase are counted
+    too (``full_gcs``, ``full_gc_ms``: every thread of the server stopped meanwhile).
     """
     from serving.loadtest import LoadTestConfig, run_load_test
 
@@ -323,14 +347,22 @@ def measure(
         url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
         concurrency=args.saturation_concurrency, timeout_s=30, headers=headers,
     )  # fmt: skip
-    started = cpu_seconds(pid)
+    started, collections = cpu_seconds(pid), _full_collections_at(metrics_url)
     summary = run_load_test(fixed, payload).summary()
     answered = summary["warmup_requests"] + summary["scheduled"] - summary["dropped"]
     ended = cpu_seconds(pid)
+    if collections is not None and (now := _full_collections_at(metrics_url)) is not None:
+        summary["full_gcs"], summary["full_gc_ms"] = now[0] - collections[0], now[1] - collections[1]
     summary["server_cpu_ms"] = (ended["total"] - started["total"]) * 1000 / max(answered, 1)
     for kind in THREAD_KINDS:
         summary[f"server_cpu_ms_{kind}"] = (ended[kind] - started[kind]) * 1000 / max(answered, 1)
     return {"fixed": summary, "ceiling": run_load_test(saturated, payload).summary()}
+
+
+def _full_collections_at(metrics_url: str | None) -> tuple[int, float] | None:
+    import httpx
+
+    return full_collections(httpx.get(metrics_url, timeout=10).text) if metrics_url else None
 
 
 def run_variant(
@@ -356,16 +388,21 @@ def run_variant(
         env, url = {}, f"{base}/predict"
     else:
         command = [sys.executable, "-m", "pipelines.cli", "serve", "--model-uri", str(model_dir), "--port", str(port)]
-        batching, workers = server_variant(name)
+        batching, workers, gc_freeze = server_variant(name)
         env = {"RANKER_BATCHING": str(batching), "RANKER_BATCH_WAIT_MS": str(args.batch_wait_ms)}
-        env["RANKER_WORKERS"] = str(workers)
+        env["RANKER_WORKERS"], env["RANKER_GC_FREEZE"] = str(workers), str(gc_freeze)
         env["RANKER_MAX_CANDIDATES"] = str(max(args.candidates, 1000))
         url = f"{base}/predict"
     process = start(command, env, f"{base}/health", work / f"{name}.log")
     try:
         return {
             kind + (f" #{round_}" if args.rounds > 1 else ""): measure(
-                url if kind == "v1" else base + V2_ROUTE, body, headers, args, process.pid
+                url if kind == "v1" else base + V2_ROUTE,
+                body,
+                headers,
+                args,
+                process.pid,
+                None if name == "plain" else f"{base}/metrics",
             )
             for round_ in range(1, args.rounds + 1)
             for kind, (body, headers) in payloads.items()
@@ -683,20 +720,25 @@ def thread_split(summary: dict[str, Any]) -> str:
     return "/".join(f"{summary['server_cpu_ms_' + kind]:.1f}" for kind in THREAD_KINDS)
 
 
+def full_gc_column(summary: dict[str, Any]) -> str:
+    """The fixed-rate phase's full garbage collections and their total milliseconds: ``"1/276"``; ``-`` unknown."""
+    return f"{summary['full_gcs']}/{summary['full_gc_ms']:.0f}" if "full_gcs" in summary else "-"
+
+
 def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"{args.candidates} candidates/request ({'columns' if args.columnar else 'rows'}), "
         f"Poisson {args.rate:g} req/s for {args.duration:g} s; "
         f"ceiling: {args.saturation_rate:g} req/s offered, {args.saturation_concurrency} in flight",
         f"{'variant':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} "
-        f"{'CPU ms/req':>10} {'main/py/TF':>15} {'ceiling rps':>12}",
+        f"{'CPU ms/req':>10} {'main/py/TF':>15} {'full GC n/ms':>13} {'ceiling rps':>12}",
     ]
     for name, result in results.items():
         fixed, ceiling = result["fixed"], result["ceiling"]
         lines.append(
             f"{name:<22} {fixed['p50_ms']:>8.1f} {fixed['p90_ms']:>8.1f} {fixed['p99_ms']:>8.1f} "
             f"{fixed['p99.9_ms']:>9.1f} {fixed['error_rate']:>7.3f} {fixed['server_cpu_ms']:>10.2f} "
-            f"{thread_split(fixed):>15} "
+            f"{thread_split(fixed):>15} {full_gc_column(fixed):>13} "
             f"{ceiling['achieved_rps']:>12.1f}"
         )
     for name in ("batched", "direct"):

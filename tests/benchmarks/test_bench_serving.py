@@ -1,4 +1,4 @@
-"""The serving benchmark's split of the server's CPU time between its kinds of threads."""
+"""The serving benchmark: its variants, the split of the server's CPU time by thread, its full garbage collections."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import os
 import threading
 import time
 
-from benchmarks.bench_serving import THREAD_KINDS, cpu_seconds, thread_kind, thread_split
+import pytest
+
+from benchmarks.bench_serving import (
+    THREAD_KINDS,
+    cpu_seconds,
+    full_collections,
+    full_gc_column,
+    server_variant,
+    thread_kind,
+    thread_split,
+)
 
 
 def _burn(seconds: float) -> None:
@@ -49,3 +59,25 @@ def test_cpu_time_lands_on_the_kind_of_thread_that_used_it():
 def test_the_split_is_printed_as_main_python_tensorflow():
     summary = {"server_cpu_ms_main": 4.25, "server_cpu_ms_python": 1.3, "server_cpu_ms_tensorflow": 3.0}
     assert thread_split(summary) == "4.2/1.3/3.0"
+
+
+def test_a_variant_names_batching_workers_and_the_heap_freeze():
+    assert server_variant("batched") == (True, 1, True)
+    assert server_variant("direct-2w-nofreeze") == (False, 2, False)
+    with pytest.raises(ValueError, match="unknown variant 'batched-nofreeze-2w'"):
+        server_variant("batched-nofreeze-2w")
+
+
+def test_full_collections_are_read_from_the_servers_metrics():
+    metrics = "\n".join(
+        [
+            'ranker_gc_pause_seconds_count{generation="0"} 40.0',
+            'ranker_gc_pause_seconds_sum{generation="0"} 0.02',
+            'ranker_gc_pause_seconds_count{generation="2"} 3.0',
+            'ranker_gc_pause_seconds_sum{generation="2"} 0.5',
+        ]
+    )
+    assert full_collections(metrics) == (3, 500.0)
+    assert full_collections("") == (0, 0.0)  # a server that counts none
+    assert full_gc_column({"full_gcs": 1, "full_gc_ms": 276.4}) == "1/276"
+    assert full_gc_column({}) == "-"  # the plain server has no metrics
