@@ -347,22 +347,30 @@ def measure(
         url=url, rate=args.saturation_rate, duration_s=args.duration, warmup_s=args.warmup,
         concurrency=args.saturation_concurrency, timeout_s=30, headers=headers,
     )  # fmt: skip
-    started, collections = cpu_seconds(pid), _full_collections_at(metrics_url)
-    summary = run_load_test(fixed, payload).summary()
+    started = cpu_seconds(pid)
+    summary = phase_with_collections(fixed, payload, metrics_url)
     answered = summary["warmup_requests"] + summary["scheduled"] - summary["dropped"]
     ended = cpu_seconds(pid)
-    if collections is not None and (now := _full_collections_at(metrics_url)) is not None:
-        summary["full_gcs"], summary["full_gc_ms"] = now[0] - collections[0], now[1] - collections[1]
     summary["server_cpu_ms"] = (ended["total"] - started["total"]) * 1000 / max(answered, 1)
     for kind in THREAD_KINDS:
         summary[f"server_cpu_ms_{kind}"] = (ended[kind] - started[kind]) * 1000 / max(answered, 1)
     return {"fixed": summary, "ceiling": run_load_test(saturated, payload).summary()}
 
 
-def _full_collections_at(metrics_url: str | None) -> tuple[int, float] | None:
+def phase_with_collections(config: Any, payload: bytes, metrics_url: str | None) -> dict[str, Any]:
+    """One load-test phase's summary; with ``metrics_url``, also the server's full garbage collections meanwhile
+    (``full_gcs``, ``full_gc_ms``: every thread of the server stopped)."""
     import httpx
 
-    return full_collections(httpx.get(metrics_url, timeout=10).text) if metrics_url else None
+    from serving.loadtest import run_load_test
+
+    if metrics_url is None:
+        return run_load_test(config, payload).summary()
+    before = full_collections(httpx.get(metrics_url, timeout=10).text)
+    summary = run_load_test(config, payload).summary()
+    after = full_collections(httpx.get(metrics_url, timeout=10).text)
+    summary["full_gcs"], summary["full_gc_ms"] = after[0] - before[0], after[1] - before[1]
+    return summary
 
 
 def run_variant(
@@ -473,14 +481,16 @@ def compare_store(
             if name == "store":
                 env["RANKER_FEATURE_STORE"] = str(repo)
             base = f"http://127.0.0.1:{port}"
-            servers[name] = (start(command, env, f"{base}/health", work / f"{name}.log"), f"{base}/predict")
-        for name, (_, url) in servers.items():  # untimed: lazy initialisation, the cache's first fill
-            run_load_test(LoadTestConfig(url=url, rate=1, duration_s=1, warmup_s=0, max_requests=1), payloads[name])
+            servers[name] = (start(command, env, f"{base}/health", work / f"{name}.log"), base)
+        for name, (_, base) in servers.items():  # untimed: lazy initialisation, the cache's first fill
+            first = LoadTestConfig(url=f"{base}/predict", rate=1, duration_s=1, warmup_s=0, max_requests=1)
+            run_load_test(first, payloads[name])
         fixed = {"rate": args.rate, "duration_s": args.duration, "warmup_s": args.warmup, "timeout_s": 30}
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in payloads}
         for _ in range(args.rounds):
-            for name, (_, url) in servers.items():
-                results[name].append(run_load_test(LoadTestConfig(url=url, **fixed), payloads[name]).summary())
+            for name, (_, base) in servers.items():
+                phase = LoadTestConfig(url=f"{base}/predict", **fixed)
+                results[name].append(phase_with_collections(phase, payloads[name], f"{base}/metrics"))
         return results
     finally:
         for process, _ in servers.values():
@@ -525,7 +535,8 @@ def format_store_table(
     lines = [
         f"{args.candidates} candidates/request, Poisson {args.rate:g} req/s for {args.duration:g} s, "
         f"{args.rounds} alternating phases per variant",
-        f"{'variant':<7} {'phase p50 ms':<28} {'phase p99 ms':<28} {'median p50':>10} {'median p99':>10} {'errors':>7}",
+        f"{'variant':<7} {'phase p50 ms':<28} {'phase p99 ms':<28} {'median p50':>10} {'median p99':>10} {'errors':>7} "
+        "full GC n/ms per phase",
     ]
     medians = {}
     for name, phases in results.items():
@@ -534,7 +545,8 @@ def format_store_table(
         errors = max(phase["error_rate"] for phase in phases)
         lines.append(
             f"{name:<7} {' '.join(f'{v:.1f}' for v in p50s):<28} {' '.join(f'{v:.1f}' for v in p99s):<28} "
-            f"{medians[name][0]:>10.1f} {medians[name][1]:>10.1f} {errors:>7.3f}"
+            f"{medians[name][0]:>10.1f} {medians[name][1]:>10.1f} {errors:>7.3f} "
+            + " ".join(full_gc_column(phase) for phase in phases)
         )
     added = [medians["store"][i] - medians["sent"][i] for i in (0, 1)]
     lines.append(f"the store adds (medians over phases): p50 {added[0]:+.1f} ms, p99 {added[1]:+.1f} ms")
