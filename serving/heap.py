@@ -3,8 +3,8 @@
 A server that has loaded TensorFlow, Keras, KServe and the model holds about
 440,000 objects that live as long as the process. Python's full (generation 2)
 collections walk every one of them, and nothing else runs meanwhile: 260 to 300
-ms per collection on a 2-core AMD EPYC, once every 30 to 40 s under row-payload
-traffic, which every request in flight waits for. Freezing the start-up heap
+ms per collection on a 2-core AMD EPYC, about every 13 s under 50 row-payload
+requests a second, and every request in flight waits for it. Freezing the start-up heap
 (``gc.freeze``, as large Python services do) moves those objects into a
 permanent generation the collector no longer walks, so a full collection only
 walks what requests allocated since: about 1 ms.
