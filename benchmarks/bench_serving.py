@@ -6,6 +6,8 @@ configuration unless ``--model-dir`` names another export):
 * ``ranker serve`` as deployed (``batched``: requests queued while the model is busy merged into one call),
 * ``ranker serve --no-batching`` (``direct``: one model call per request),
 * either with ``-<N>w``, ``ranker serve --workers N`` (``batched-2w``: two server processes on the port),
+* either with ``-nofreeze`` last, ``ranker serve --no-gc-freeze`` (``batched-nofreeze``: the start-up heap
+  left in the garbage collector's full passes; the table counts each phase's full collections),
 * the plain approach: Keras ``model.predict`` per request behind a minimal
   ``http.server`` handler that turns the JSON rows into columns in Python,
 
