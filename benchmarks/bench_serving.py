@@ -334,8 +334,8 @@ def measure(
 
     The server's CPU milliseconds per answered request (warm-up included) do not
     depend on what else runs on a shared machine, unlike the latencies. With
-    ``metrics_url`` the full garbage collections of the fixed-rate phase are counted
-    too (``full_gcs``, ``full_gc_ms``: every thread of the server stopped meanwhile).
+    ``metrics_url`` the fixed-rate phase also counts the server's full garbage
+    collections (:func:`phase_with_collections`).
     """
     from serving.loadtest import LoadTestConfig, run_load_test
 
@@ -735,7 +735,7 @@ def thread_split(summary: dict[str, Any]) -> str:
 
 
 def full_gc_column(summary: dict[str, Any]) -> str:
-    """The fixed-rate phase's full garbage collections and their total milliseconds: ``"1/276"``; ``-`` unknown."""
+    """A phase's full garbage collections and their total milliseconds: ``"1/276"``; ``-`` unknown."""
     return f"{summary['full_gcs']}/{summary['full_gc_ms']:.0f}" if "full_gcs" in summary else "-"
 
 

@@ -2,7 +2,7 @@
 
 A server that has loaded TensorFlow, Keras, KServe and the model holds about
 440,000 objects that live as long as the process. Python's full (generation 2)
-collections walk every one of them, and nothing else runs meanwhile: 260 to 300
+collections walk every one of them, and nothing else runs meanwhile: 264 to 305
 ms per collection on a 2-core AMD EPYC, about every 13 s under 50 row-payload
 requests a second, and every request in flight waits for it. Freezing the start-up heap
 (``gc.freeze``, as large Python services do) moves those objects into a
