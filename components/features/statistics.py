@@ -80,7 +80,7 @@ class NumericSketch:
         variance = max(self.total_squares / self.count - mean**2, 0.0) if self.count else 0.0
         std = float(np.sqrt(variance))
         quantiles = None
-        if column.encoding in ("quantile", "pwl") and len(self.sample):
+        if len(self.sample):  # for every encoding: the trainer's numeric_encoding may override the spec's
             levels = np.linspace(0, 1, QUANTILES + 2)[1:-1]
             quantiles = [float(q) for q in np.unique(np.quantile(self.sample, levels))]
         rows = self.count + self.missing
