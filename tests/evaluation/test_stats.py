@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from components.evaluation.stats import bootstrap_means, percentile_interval, sign_flip_p_values
+from components.evaluation.stats import (
+    _resample_counts,
+    bootstrap_aucs,
+    bootstrap_means,
+    percentile_interval,
+    sign_flip_p_values,
+)
+from ranker_core.ranking_metrics import auc
 
 
 def test_bootstrap_interval_covers_the_mean_and_excludes_nan_requests():
@@ -36,3 +43,26 @@ def test_sign_flip_separates_a_real_difference_from_noise():
     assert p_values[0] < 0.01
     assert p_values[1] > 0.05
     assert p_values[2] == pytest.approx(1.0)
+
+
+def test_bootstrap_aucs_equal_the_auc_of_each_resample_and_are_paired():
+    rng = np.random.default_rng(8)
+    labels = rng.random(60) < 0.3
+    coarse = np.round(rng.random(60) + labels * 0.3, 1)  # tied scores across both classes
+    scores = np.column_stack([coarse, -coarse, rng.random(60)])
+    draws = bootstrap_aucs(labels, scores, 40, np.random.default_rng(9))
+    counts = _resample_counts(np.random.default_rng(9), 40, 60).astype(int)  # the same draws
+    for draw, count in zip(draws, counts, strict=True):
+        rows = np.repeat(np.arange(60), count)
+        expected = [auc(labels[rows], scores[rows, column]) for column in range(3)]
+        np.testing.assert_allclose(draw, expected)
+    np.testing.assert_allclose(draws[:, 0] + draws[:, 1], 1.0)  # reversed scores on the same rows
+
+
+def test_bootstrap_auc_interval_covers_the_auc():
+    rng = np.random.default_rng(10)
+    labels = rng.random(2000) < 0.25
+    scores = rng.normal(labels * 1.0, 1.0)[:, None]
+    low, high = percentile_interval(bootstrap_aucs(labels, scores, 300, np.random.default_rng(11)))
+    assert low[0] < auc(labels, scores[:, 0]) < high[0]
+    assert 0.02 < high[0] - low[0] < 0.08  # AUC about 0.76 on 500 positives: standard error about 0.012
