@@ -14,7 +14,7 @@ of its training file is the eval split (early stopping, the GBDT's search), the 
 Each seed trains both rankers anew (the split stays the same, so the seeds measure the training's
 spread). It prints test AUC per task and the MMoE's paired difference to the global LightGBM (the
 tuned tree model; without modules the per-module GBDT is the same kind of model) with a 95%
-bootstrap interval over the test rows (:func:`components.evaluation.stats.bootstrap_aucs`)::
+interval (:func:`components.evaluation.stats.auc_draws`, DeLong's covariance, as the evaluation)::
 
     python -m benchmarks.bench_tabular --adult-dir DIR                       # seeds 0 1 2
     python -m benchmarks.bench_tabular --adult-dir DIR --seeds 0 --model-config '{"embedding_l2": 1.0}'
@@ -189,13 +189,13 @@ def task_aucs(labels: np.ndarray, scores: list[np.ndarray], rng: np.random.Gener
     >>> cells["mmoe"], cells["gbdt_global"], cells["gbdt_global_difference"]
     (1.0, 0.25, 0.75)
     """
-    from components.evaluation.stats import bootstrap_aucs, percentile_interval
+    from components.evaluation.stats import auc_draws, percentile_interval
     from ranker_core.ranking_metrics import auc
 
     matrix = np.column_stack(scores)
     cells: dict[str, Any] = {"rows": len(labels), "positives": int(np.sum(labels > 0))}
     cells |= {name: auc(labels, column) for name, column in zip(MODELS, matrix.T, strict=True)}
-    draws = bootstrap_aucs(labels, matrix, BOOTSTRAP_SAMPLES, rng)
+    draws = auc_draws(labels, matrix, BOOTSTRAP_SAMPLES, rng)
     low, high = percentile_interval(draws[:, :1] - draws[:, 1:])
     for index, name in enumerate(MODELS[1:]):
         cells[f"{name}_difference"] = cells[MODELS[0]] - cells[name]

@@ -80,7 +80,7 @@ def test_task_aucs_pair_the_candidate_with_each_gbdt():
     assert cells["mmoe"] > cells["gbdt_global"] and cells["gbdt_per_module_difference"] == 0.0
     low, high = cells["gbdt_global_difference_ci"]
     assert 0 < low < cells["gbdt_global_difference"] < high
-    assert cells["gbdt_per_module_difference_ci"] == [0.0, 0.0]
+    assert cells["gbdt_per_module_difference_ci"] == pytest.approx([0.0, 0.0], abs=1e-9)
     assert (cells["rows"], cells["positives"]) == (3000, int(labels.sum()))
 
 

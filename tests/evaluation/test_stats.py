@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from components.evaluation.stats import (
-    _resample_counts,
-    bootstrap_aucs,
+    auc_draws,
     bootstrap_means,
+    delong_covariance,
     percentile_interval,
     sign_flip_p_values,
 )
@@ -45,24 +45,35 @@ def test_sign_flip_separates_a_real_difference_from_noise():
     assert p_values[2] == pytest.approx(1.0)
 
 
-def test_bootstrap_aucs_equal_the_auc_of_each_resample_and_are_paired():
+def test_delong_gives_each_auc_and_the_bootstrap_covariance_of_the_estimates():
     rng = np.random.default_rng(8)
-    labels = rng.random(60) < 0.3
-    coarse = np.round(rng.random(60) + labels * 0.3, 1)  # tied scores across both classes
-    scores = np.column_stack([coarse, -coarse, rng.random(60)])
-    draws = bootstrap_aucs(labels, scores, 40, np.random.default_rng(9))
-    counts = _resample_counts(np.random.default_rng(9), 40, 60).astype(int)  # the same draws
-    for draw, count in zip(draws, counts, strict=True):
-        rows = np.repeat(np.arange(60), count)
-        expected = [auc(labels[rows], scores[rows, column]) for column in range(3)]
-        np.testing.assert_allclose(draw, expected)
-    np.testing.assert_allclose(draws[:, 0] + draws[:, 1], 1.0)  # reversed scores on the same rows
+    labels = rng.random(3000) < 0.3
+    first = np.round(rng.normal(labels * 1.0, 1.0), 1)  # rounded: ties within and across the classes
+    second = first + rng.normal(0, 0.8, 3000)  # correlated with the first, weaker
+    scores = np.column_stack([first, second])
+    aucs, covariance = delong_covariance(labels, scores)
+    np.testing.assert_allclose(aucs, [auc(labels, first), auc(labels, second)])
+    resampled = []
+    for _ in range(400):
+        rows = rng.integers(0, 3000, 3000)
+        resampled.append([auc(labels[rows], scores[rows, column]) for column in range(2)])
+    np.testing.assert_allclose(covariance, np.cov(np.array(resampled).T), rtol=0.25)
+    assert 0 < covariance[0, 1] < np.sqrt(covariance[0, 0] * covariance[1, 1])
 
 
-def test_bootstrap_auc_interval_covers_the_auc():
+def test_auc_draws_are_paired_and_centred_on_the_aucs():
     rng = np.random.default_rng(10)
     labels = rng.random(2000) < 0.25
-    scores = rng.normal(labels * 1.0, 1.0)[:, None]
-    low, high = percentile_interval(bootstrap_aucs(labels, scores, 300, np.random.default_rng(11)))
-    assert low[0] < auc(labels, scores[:, 0]) < high[0]
-    assert 0.02 < high[0] - low[0] < 0.08  # AUC about 0.76 on 500 positives: standard error about 0.012
+    scores = rng.normal(labels * 1.0, 1.0)
+    draws = auc_draws(labels, np.column_stack([scores, scores, -scores]), 2000, np.random.default_rng(11))
+    np.testing.assert_allclose(draws[:, 0], draws[:, 1])  # the same model: no difference in any draw
+    np.testing.assert_allclose(draws[:, 0] + draws[:, 2], 1.0)  # reversed scores
+    assert draws[:, 0].mean() == pytest.approx(auc(labels, scores), abs=0.002)
+    low, high = percentile_interval(draws[:, :1])
+    assert 0.04 < high[0] - low[0] < 0.07  # AUC about 0.76 on 500 positives: standard error about 0.012
+
+
+def test_auc_without_both_classes_is_nan():
+    aucs, covariance = delong_covariance(np.zeros(5), np.arange(5.0))
+    assert np.isnan(aucs).all() and np.isnan(covariance).all()
+    assert np.isnan(auc_draws(np.ones(5), np.arange(5.0), 3, np.random.default_rng(0))).all()
