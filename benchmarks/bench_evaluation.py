@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     config = EvaluationConfig(bootstrap_samples=args.bootstrap_samples, permutation_samples=args.bootstrap_samples)
     primary = config.primary(spec)
     started = time.perf_counter()
-    test = evaluate_split(config, spec, columns, scorers, config.cutoffs(primary), "test")
+    test = evaluate_split(config, spec, columns, scorers, primary, "test")
     metrics_seconds = time.perf_counter() - started
     started = time.perf_counter()
     blessing = decide(config, primary, test, "candidate", "gbdt_per_module", None)

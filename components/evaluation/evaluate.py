@@ -44,7 +44,9 @@ from components.evaluation.scorers import (
     Scorer,
 )
 from components.evaluation.stats import (
+    auc_draws,
     bootstrap_means,
+    bootstrap_p_value,
     minimum_detectable_effect,
     percentile_interval,
     sign_flip_p_values,
@@ -179,12 +181,11 @@ def evaluate(
     unknown = sorted(set(config.compare_with) - set(names))
     if unknown:
         raise ValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
-    cutoffs = config.cutoffs(primary)
-    test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, cutoffs, config.split)
+    test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, primary, config.split)
     heldout = None
     if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
         heldout_columns = read_split(examples_dir, HELDOUT_SPLIT, spec)
-        heldout = evaluate_split(config, spec, heldout_columns, scorers, cutoffs, HELDOUT_SPLIT)
+        heldout = evaluate_split(config, spec, heldout_columns, scorers, primary, HELDOUT_SPLIT)
     compared = Comparison(candidate, PER_MODULE_NAME, GLOBAL_NAME, CHAMPION_NAME if champion is not None else None)
     blessing = decide(config, primary, test, heldout, compared)
     candidate_scorer = candidates[candidate]
@@ -268,7 +269,7 @@ def evaluate_split(
     spec: FeatureSpec,
     columns: Mapping[str, np.ndarray],
     scorers: Sequence[Scorer],
-    cutoffs: Sequence[int],
+    primary: PrimaryMetric,
     split: str,
 ) -> SplitEvaluation:
     """Score ``columns`` with every scorer and compute every metric (see the module docstring)."""
@@ -285,7 +286,7 @@ def evaluate_split(
     groups = m.RequestGroups.from_ids(columns[REQUEST_ID])
     labels = {target: target_labels(columns, target, spec.task_names) for target in targets(spec)}
     modules = np.asarray(columns[MODULE], dtype=object)
-    ndcg = _ndcg_rows(config, spec, groups, labels, modules, scores, cutoffs) if spec.has_groups else []
+    ndcg = _ndcg_rows(config, spec, groups, labels, modules, scores, config.cutoffs(primary)) if spec.has_groups else []
     probability_models = [scorer.name for scorer in scorers if scorer.outputs_probabilities]
     evaluation = SplitEvaluation(
         split=split,
@@ -293,7 +294,7 @@ def evaluate_split(
         requests=groups.n_requests,
         modules=sorted(set(modules.tolist())),
         ndcg=ndcg,
-        auc=_auc_rows(spec, labels, modules, scores),
+        auc=_auc_rows(config, spec, labels, modules, scores, primary),
         calibration=_calibration_rows(config, spec, labels, scores, probability_models),
         scoring_seconds=seconds,
         metric_seconds=0.0,
@@ -494,12 +495,18 @@ def _gain_captured(means: np.ndarray, i: int, index: Mapping, target: str, k: in
 
 
 def _auc_rows(
+    config: EvaluationConfig,
     spec: FeatureSpec,
     labels: Mapping[str, np.ndarray],
     modules: np.ndarray,
     scores: Mapping[str, Mapping[str, np.ndarray]],
+    primary: PrimaryMetric,
 ) -> list[dict[str, Any]]:
+    """AUC of every (model, task), overall and per module; when AUC is the primary metric, its task's rows
+    also get bootstrap intervals and the paired comparisons the blessing reads (:func:`_compare_aucs`)."""
     names, codes = np.unique(modules, return_inverse=True)
+    subsets = [(ALL_MODULES, np.arange(len(modules)))]
+    subsets += [(name, np.flatnonzero(codes == code)) for code, name in enumerate(names.tolist())]
     overall = np.zeros(len(modules), dtype=np.int64)
     rows = []
     for model, model_scores in scores.items():
@@ -509,9 +516,51 @@ def _auc_rows(
             order = np.argsort(model_scores[task], kind="stable")
             values = [m.auc_per_subset(labels[task], model_scores[task], overall, 1, order)[0]]
             values += list(m.auc_per_subset(labels[task], model_scores[task], codes, len(names), order))
-            for subset, value in zip([ALL_MODULES, *names.tolist()], values, strict=True):
+            for (subset, _), value in zip(subsets, values, strict=True):
                 rows.append({"model": model, "subset": subset, "task": task, "metric": "auc", "value": value})
+    if primary.metric == "auc":
+        for index, (subset, members) in enumerate(subsets):
+            subset_rows = [row for row in rows if row["subset"] == subset and row["task"] == primary.task]
+            rng = np.random.default_rng([config.seed, index, 2])
+            _compare_aucs(config, labels[primary.task][members], scores, primary.task, members, subset_rows, rng)
     return _json_safe(rows)
+
+
+def _compare_aucs(
+    config: EvaluationConfig,
+    labels: np.ndarray,
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    task: str,
+    members: np.ndarray,
+    rows: list[dict[str, Any]],
+    rng: np.random.Generator,
+) -> None:
+    """Add to one subset's AUC rows of a task what NDCG rows carry: the bootstrap interval, the rows and
+    positives (each row is its own request), and against each reference the paired delta and lift with
+    their intervals, a two-sided bootstrap p-value and the minimum detectable effect."""
+    if not rows or not len(members):
+        return
+    matrix = np.column_stack([scores[row["model"]][task][members] for row in rows])
+    draws = auc_draws(labels, matrix, config.bootstrap_samples, rng)
+    low, high = percentile_interval(draws, config.confidence_level)
+    means = np.array([math.nan if row["value"] is None else row["value"] for row in rows], dtype=np.float64)
+    positives = int(np.sum(labels > 0))
+    for i, row in enumerate(rows):
+        row.update(ci_low=low[i], ci_high=high[i], requests=len(members), excluded_requests=0, positives=positives)
+    index = {row["model"]: i for i, row in enumerate(rows)}
+    for reference, prefix in {**REFERENCES, **{name: f"{name}_" for name in config.compare_with}}.items():
+        b = index.get(reference)
+        for i, row in enumerate(rows):
+            if b is None or i == b:
+                continue
+            comparison = _lift(config, means, draws, i, b)
+            differences = draws[:, i] - draws[:, b]
+            comparison["p_value"] = bootstrap_p_value(differences)
+            # The MDE's formula divides a per-request spread by sqrt(requests): give it the bootstrap's.
+            comparison["delta_sd"] = float(np.nanstd(differences, ddof=1) * math.sqrt(len(members)))
+            mde = minimum_detectable_effect(comparison["delta_sd"], len(members), config.alpha, config.power)
+            comparison["mde_relative"] = mde / means[b] if means[b] else math.nan
+            row.update({prefix + key: value for key, value in comparison.items()})
 
 
 def _calibration_rows(

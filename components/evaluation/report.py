@@ -213,11 +213,11 @@ def _module_check_table(result: EvaluationResult) -> str:
 
 def _lift_table(result: EvaluationResult) -> str:
     metric = result.blessing.primary.metric
-    if metric == "auc":
-        return "<p>Lift intervals are measured for NDCG only.</p>"
+    # AUC rows name their task "task"; only the primary task's AUC rows are compared.
+    measured, target = (result.test.auc, "task") if metric == "auc" else (result.test.ndcg, "target")
     header = ["model", "target", "module", f"{metric} delta", "delta 95% CI", "lift", "lift 95% CI", "p-value"]
     rows = []
-    for row in result.test.ndcg:
+    for row in measured:
         if row["metric"] != metric or row.get("delta") is None:
             continue
         if row["subset"] != ALL_MODULES and row["model"] != result.candidate:
@@ -225,7 +225,7 @@ def _lift_table(result: EvaluationResult) -> str:
         rows.append(
             [
                 row["model"],
-                row["target"],
+                row[target],
                 row["subset"],
                 _num(row.get("delta")),
                 f"[{_num(row.get('delta_ci_low'))}, {_num(row.get('delta_ci_high'))}]",
@@ -258,9 +258,14 @@ def _ndcg_tables(test: SplitEvaluation, models: Sequence[str]) -> list[str]:
 def _auc_table(test: SplitEvaluation, models: Sequence[str]) -> str:
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for row in test.auc:
-        cells.setdefault((row["task"], row["subset"]), {})[row["model"]] = _num(row["value"])
+        interval = f" [{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if "ci_low" in row else ""
+        cells.setdefault((row["task"], row["subset"]), {})[row["model"]] = _num(row["value"]) + interval
     rows = [[*key, *(values.get(model, "") for model in models)] for key, values in cells.items()]
-    return _table(["task", "module", *models], rows)
+    caption = (
+        '<p class="small">With AUC as the primary metric, its task has bootstrap intervals over rows '
+        "(at the confidence level of the lifts).</p>"
+    )
+    return caption + _table(["task", "module", *models], rows)
 
 
 def _calibration(test: SplitEvaluation) -> str:

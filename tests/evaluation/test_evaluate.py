@@ -137,6 +137,23 @@ def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, 
     result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
     assert result.test.ndcg == [] and result.blessing.primary == PrimaryMetric("favorite", "auc")
     assert result.blessing.blessed and result.blessing.candidate > 0.9
+    # The primary AUC carries what an NDCG verdict does: intervals, paired lifts, p-values, the MDE.
+    row = result.test.find("candidate", "all", "favorite", "auc")
+    assert row["ci_low"] < row["value"] < row["ci_high"] and row["requests"] == result.test.impressions
+    assert 0 < row["lift_ci_low"] < row["lift"] < row["lift_ci_high"] and row["p_value"] < 0.05
+    assert row["global_delta_ci_low"] < row["global_delta"] < row["global_delta_ci_high"]
+    assert 0 < row["mde_relative"] < 1 and 0 < row["positives"] < row["requests"]
+    assert result.blessing.lift == pytest.approx(row["lift"]) and result.blessing.p_value == row["p_value"]
+    assert all(change["p_value"] is not None for change in result.blessing.modules.values())
+    assert "lift" not in result.test.find("candidate", "all", "click", "auc")  # other tasks: the value only
+    significant = evaluate(CONFIG.replace(require_significance=True), examples, {"candidate": LabelScorer(0.3)},
+                           baseline_dir, tmp_path / "significant")  # fmt: skip
+    assert significant.blessing.blessed, significant.blessing.reasons
+    noisy = evaluate(CONFIG.replace(require_significance=True), examples, {"candidate": LabelScorer(30.0)},
+                     baseline_dir, tmp_path / "noisy")  # fmt: skip
+    reasons = " ".join(noisy.blessing.reasons)
+    assert "interval over gbdt_per_module" in reasons and "does not lie above 0" in reasons
+    assert "corrected p = " in reasons  # a module's regression vetoes on its significance, as with NDCG
 
 
 def test_the_default_primary_task_of_auc_is_a_binary_task():
