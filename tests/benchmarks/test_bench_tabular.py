@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import urllib.request
 
 import numpy as np
 import pytest
 
-from benchmarks.bench_tabular import TASKS, adult_rows, main, task_aucs, write_tables
+from benchmarks import bench_tabular
+from benchmarks.bench_tabular import TASKS, adult_rows, ensure_adult, main, task_aucs, write_tables
 
 RECORD = (
     "39, State-gov, 77516, Bachelors, 13, {marital}, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, "
@@ -37,6 +41,29 @@ def test_records_become_rows_with_both_labels_and_without_the_marital_status():
 def test_a_malformed_record_is_named_by_file_and_line(line, message):
     with pytest.raises(ValueError, match=message):
         list(adult_rows([line], "adult.data"))
+
+
+def test_missing_files_are_downloaded_checked_and_kept_only_when_they_are_uci_adult(tmp_path, monkeypatch):
+    bodies = {"adult.data": b"the data\n", "adult.test": b"the test\n"}
+    digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+    monkeypatch.setattr(bench_tabular, "ADULT_SHA256", digests)
+    served = dict(bodies)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(served[url.rsplit("/", 1)[1]]))
+    ensure_adult(tmp_path / "adult")
+    assert (tmp_path / "adult" / "adult.test").read_bytes() == b"the test\n"
+    served["adult.data"] = b"something else\n"
+    with pytest.raises(SystemExit, match=r"adult\.data is not UCI Adult's adult\.data"):
+        ensure_adult(tmp_path / "other")
+    assert not (tmp_path / "other" / "adult.data").exists()
+
+
+def test_missing_files_that_cannot_be_downloaded_are_named(tmp_path, monkeypatch):
+    def unreachable(url, timeout):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    with pytest.raises(SystemExit, match=r"adult\.data is missing and .* could not be read \(no route to host\)"):
+        ensure_adult(tmp_path / "adult")
 
 
 def _adult_dir(tmp_path, rows: int):
