@@ -407,7 +407,8 @@ class TuningConfig(Settings):
     # Wall-clock seconds for all trials (0: no limit); a trial starts only while time is left (the
     # first, the configuration as given, always runs).
     budget_seconds: float = 0.0
-    # The eval metric trials are judged by: NDCG ("ndcg@<k>" or "ndcg") of the evaluation's primary target.
+    # The eval metric trials are judged by: NDCG ("ndcg@<k>" or "ndcg") of the evaluation's primary target, or
+    # "auc", the AUC of its primary binary task (what data without request groups is always judged by).
     metric: str = "ndcg@10"
     # Seeds the sampler (Optuna's TPE); the trials' models keep the model configuration's seed.
     seed: int = 0

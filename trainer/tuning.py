@@ -6,7 +6,8 @@ worse eval score than not tuning, then Optuna's TPE sampler (seeded) over
 ``TuningConfig.space``. Each trial trains a full model with
 :func:`trainer.train.train_and_export` (its own early stopping and best-epoch
 selection) and is scored by NDCG of the evaluation's primary target on the eval
-split (``TuningConfig.metric``). The winner's configuration is what the train
+split (``TuningConfig.metric``), or by its AUC (``metric="auc"``, and always on data
+without request groups). The winner's configuration is what the train
 step then trains with; with ``deterministic`` (the default) that reproduces the
 winning trial's model::
 
@@ -32,11 +33,13 @@ from typing import Any
 
 from ranker_core.schema import FeatureSpec
 from ranker_core.step_configs import TrainerConfig, TuningConfig
+from ranker_core.targets import default_primary_task
 from trainer.selection import Selection
 
 log = logging.getLogger(__name__)
 
 TRIALS_FILE = "tuning.json"
+AUC_METRIC = "auc"
 
 
 @dataclasses.dataclass
@@ -69,16 +72,18 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
     if tuning.trials < 1:
         raise ValueError("TuningConfig.trials is 0: nothing to tune (the pipeline leaves the tune step out)")
     spec = FeatureSpec.load(examples_dir)
-    metric = _metric_key(tuning, spec)
+    metric, ranking_metrics = _judged_by(tuning, spec)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
-    study.enqueue_trial({field: getattr(base, field) for field in tuning.space}, skip_if_exists=True)
+    given = {field: getattr(base, field) for field in tuning.space}
+    space = _with_given_choices(tuning.space, given)
+    study.enqueue_trial(given, skip_if_exists=True)
     trials: list[dict[str, Any]] = []
 
     def objective(trial: optuna.Trial) -> float:
-        values = {field: _suggest(trial, field, draw) for field, draw in tuning.space.items()}
+        values = {field: _suggest(trial, field, draw) for field, draw in space.items()}
         trial_dir = Path(work_dir) / f"trial-{trial.number}"
         started = time.perf_counter()
-        result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=(tuning.metric,))
+        result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=ranking_metrics)
         shutil.rmtree(trial_dir, ignore_errors=True)
         score = float(result.eval_metrics.get(metric, math.nan))
         trials.append(_row(trial.number, values, score, result.best_epoch, time.perf_counter() - started))
@@ -95,11 +100,33 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
     return TuningResult(metric, trials, best, base.replace(**best["values"]), time.perf_counter() - started)
 
 
-def _metric_key(tuning: TuningConfig, spec: FeatureSpec) -> str:
-    """The ``eval_metrics`` key of the tuning metric (``favorite_ndcg_at_10``); data without groups cannot be tuned."""
-    if not spec.has_groups:
-        raise ValueError(f"tuning judges trials by {tuning.metric}, which needs request groups: this data has none")
-    return Selection.ranking(tuning.metric, spec).name
+def _judged_by(tuning: TuningConfig, spec: FeatureSpec) -> tuple[str, tuple[str, ...]]:
+    """The ``eval_metrics`` key trials are judged by and the ranking metrics training must compute for it:
+    NDCG of the primary target (``favorite_ndcg_at_10``), or with ``metric="auc"`` the AUC of the primary
+    binary task (``click_auc``), which data without request groups is judged by whatever the metric."""
+    metric = tuning.metric
+    if metric != AUC_METRIC and not spec.has_groups:
+        log.warning("tuning metric %s needs request groups and this data has none: trials are judged by AUC", metric)
+        metric = AUC_METRIC
+    if metric == AUC_METRIC:
+        return f"{default_primary_task(spec.task_names, AUC_METRIC)}_auc", ()
+    return Selection.ranking(metric, spec).name, (metric,)
+
+
+def _with_given_choices(space: dict[str, dict[str, list]], given: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """``space`` with each given value that a choice lacks added to it: Optuna cannot run a first trial whose
+    categorical value is not a choice (a range takes any value).
+
+    >>> _with_given_choices({"embedding_dim": {"choice": [8, 16]}, "dropout": {"uniform": [0, 0.3]}},
+    ...                     {"embedding_dim": 4, "dropout": 0.5})["embedding_dim"]
+    {'choice': [8, 16, 4]}
+    """
+    widened = dict(space)
+    for field, draw in space.items():
+        choices = draw.get("choice")
+        if choices is not None and given[field] not in choices:
+            widened[field] = {"choice": [*choices, given[field]]}
+    return widened
 
 
 def _suggest(trial: Any, field: str, draw: dict[str, list]) -> Any:

@@ -51,13 +51,19 @@ def test_the_component_writes_the_trials_and_a_spent_budget_keeps_the_given_conf
     assert best.metrics["favorite_ndcg_at_10"] == record["best"]["eval_score"] > 0 and best.metrics["trials"] == 1
 
 
-def test_data_without_request_groups_cannot_be_tuned_by_ndcg(synthetic_examples, tmp_path):
+def test_data_without_request_groups_is_tuned_by_the_auc_of_its_primary_task(synthetic_examples, tmp_path, caplog):
     ungrouped = tmp_path / "examples"
     shutil.copytree(synthetic_examples, ungrouped)
     spec = FeatureSpec.load(ungrouped)
     dataclasses.replace(spec, has_groups=False).save(ungrouped / FEATURE_SPEC_FILE)
-    with pytest.raises(ValueError, match="needs request groups: this data has none"):
-        tune(ungrouped, BASE, TuningConfig(trials=1), tmp_path / "trials")
+    result = tune(ungrouped, BASE, TuningConfig(trials=1), tmp_path / "trials")
+    assert result.metric == "favorite_auc" and 0.5 < result.best["eval_score"] <= 1.0
+    # the default space's embedding_dim choices (8, 16, 32) lack the given 4: the first trial still runs it
+    assert result.trials[0]["values"]["embedding_dim"] == BASE.embedding_dim == 4
+    assert "needs request groups and this data has none: trials are judged by AUC" in caplog.text, caplog.text
+    # asked for, AUC judges grouped data too
+    grouped = tune(synthetic_examples, BASE, TuningConfig(trials=1, metric="auc"), tmp_path / "grouped")
+    assert grouped.metric == "favorite_auc" and grouped.best["eval_score"] > 0.5
 
 
 @pytest.mark.parametrize(
