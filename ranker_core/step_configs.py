@@ -31,6 +31,9 @@ EXPERT_TYPES = ("mlp", "cross")
 NUMERIC_ENCODINGS = ("normalize", "quantile", "pwl")
 # early_stopping_metric's value for the mean eval loss (anything else is an NDCG name).
 LOSS_METRIC = "loss"
+# The AUC of the primary binary task: an early_stopping_metric and a tuning metric that data without request
+# groups supports (NDCG needs them).
+AUC_METRIC = "auc"
 # How the baseline treats hashed (high-cardinality id) features: left out, or hashed into a categorical.
 HashedPolicy = Literal["drop", "hash"]
 TaskObjective = Literal["binary", "lambdarank"]
@@ -186,7 +189,9 @@ class TrainerConfig(Settings):
     # What picks the best epoch (its weights are restored) and stops training: "loss" (the mean eval
     # loss) or "ndcg@<k>" / "ndcg" (full list) of the primary target, the evaluation's default one
     # (favorite when the data has it, else graded engagement), over the eval split's requests after
-    # every epoch; logged as the epoch metric val_<target>_ndcg_at_<k>. Without request groups: loss.
+    # every epoch; logged as the epoch metric val_<target>_ndcg_at_<k>. Without request groups, NDCG
+    # falls back to the loss. "auc": the eval AUC of the primary binary task (favorite when the data has
+    # it, else the first task), the epoch metric val_<task>_auc, with or without groups.
     early_stopping_metric: str = "loss"
     # Stop after this many epochs without a better early_stopping_metric and restore the best weights.
     early_stopping_patience: int = 2
@@ -257,12 +262,12 @@ class TrainerConfig(Settings):
             raise ValueError(f"logged_order_weight must be a finite number >= 0, got {self.logged_order_weight}")
         if len(set(self.listwise_tasks)) != len(self.listwise_tasks):
             raise ValueError(f"listwise_tasks names a task twice: {self.listwise_tasks}")
-        if self.early_stopping_metric != LOSS_METRIC:
+        if self.early_stopping_metric not in (LOSS_METRIC, AUC_METRIC):
             try:
                 parse_metric(self.early_stopping_metric)
             except ValueError:
                 raise ValueError(
-                    f"early_stopping_metric {self.early_stopping_metric!r} is not 'loss', 'ndcg' or 'ndcg@<k>'"
+                    f"early_stopping_metric {self.early_stopping_metric!r} is not 'loss', 'auc', 'ndcg' or 'ndcg@<k>'"
                 ) from None
         if self.position_reference is not None and self.position_reference < 0:
             raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from ranker_core import ranking_metrics as m
 from ranker_core.schema import REQUEST_ID, FeatureSpec, label_key
-from ranker_core.step_configs import LOSS_METRIC, TrainerConfig
+from ranker_core.step_configs import AUC_METRIC, LOSS_METRIC, TrainerConfig
 from ranker_core.targets import ENGAGEMENT, default_primary_task, target_gains, target_labels
 from trainer.model import SCORE
 
@@ -53,6 +53,8 @@ class Selection:
         """The selection ``config.early_stopping_metric`` asks for on this data (loss without request groups)."""
         if config.early_stopping_metric == LOSS_METRIC:
             return cls(LOSS_MONITOR, "min")
+        if config.early_stopping_metric == AUC_METRIC:  # Keras's epoch metric of the task's output
+            return cls(f"val_{default_primary_task(spec.task_names, AUC_METRIC)}_auc", "max")
         if not spec.has_groups:
             logger.warning(
                 "early_stopping_metric is %s but the data has no request groups: selecting by the eval loss",

@@ -32,14 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ranker_core.schema import FeatureSpec
-from ranker_core.step_configs import TrainerConfig, TuningConfig
+from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
 from ranker_core.targets import default_primary_task
 from trainer.selection import Selection
 
 log = logging.getLogger(__name__)
 
 TRIALS_FILE = "tuning.json"
-AUC_METRIC = "auc"
 
 
 @dataclasses.dataclass

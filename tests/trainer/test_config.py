@@ -73,7 +73,7 @@ def test_environment_parses_every_field_type():
         ({"logged_order_weight": -1.0}, "logged_order_weight must be a finite number >= 0, got -1.0"),
         ({"logged_order_weight": float("inf")}, "logged_order_weight must be a finite number >= 0"),
         ({"max_hash_buckets": 0}, "max_hash_buckets"),
-        ({"early_stopping_metric": "auc"}, "early_stopping_metric 'auc' is not 'loss', 'ndcg' or 'ndcg@<k>'"),
+        ({"early_stopping_metric": "map"}, "early_stopping_metric 'map' is not 'loss', 'auc', 'ndcg' or 'ndcg@<k>'"),
         ({"early_stopping_metric": "ndcg@0"}, "early_stopping_metric"),
         ({"early_stopping_metric": "val_ranking_loss"}, "early_stopping_metric"),
     ],
@@ -83,8 +83,8 @@ def test_bad_values_name_the_field(overrides, message):
         TrainerConfig().replace(**overrides)
 
 
-@pytest.mark.parametrize("metric", ["loss", "ndcg@10", "ndcg@5", "ndcg"])
-def test_early_stopping_metric_is_the_loss_or_an_ndcg_name(metric):
+@pytest.mark.parametrize("metric", ["loss", "auc", "ndcg@10", "ndcg@5", "ndcg"])
+def test_early_stopping_metric_is_the_loss_the_auc_or_an_ndcg_name(metric):
     assert TrainerConfig.from_sources(json.dumps({"early_stopping_metric": metric})).early_stopping_metric == metric
 
 

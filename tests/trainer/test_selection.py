@@ -2,13 +2,14 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.metrics import ndcg_score
 
-from ranker_core.schema import REQUEST_ID, Task, label_key
+from ranker_core.schema import FEATURE_SPEC_FILE, REQUEST_ID, FeatureSpec, Task, label_key
 from ranker_core.targets import graded_relevance
 from tests.trainer.conftest import TINY_CONFIG
 from trainer import selection as selection_module
@@ -50,6 +51,24 @@ def test_selection_follows_the_config_and_the_data(spec):
     assert (full_list.monitor, full_list.target, full_list.cutoff) == ("val_engagement_ndcg", "engagement", 0)
     no_groups = dataclasses.replace(spec, has_groups=False)
     assert Selection.resolve(TrainerConfig(early_stopping_metric="ndcg@10"), no_groups).monitor == LOSS_MONITOR
+    # AUC needs no groups: favorite's when the data has it, else the first task's
+    by_auc = TrainerConfig(early_stopping_metric="auc")
+    assert Selection.resolve(by_auc, no_groups) == Selection("val_favorite_auc", "max")
+    first_task = Selection.resolve(by_auc, without_favorite)
+    assert (first_task.monitor, first_task.by_ranking) == ("val_click_auc", False)
+
+
+def test_training_without_groups_restores_the_epoch_with_the_best_eval_auc(synthetic_examples, tmp_path):
+    ungrouped = tmp_path / "examples"
+    shutil.copytree(synthetic_examples, ungrouped)
+    spec = FeatureSpec.load(ungrouped)
+    dataclasses.replace(spec, has_groups=False).save(ungrouped / FEATURE_SPEC_FILE)
+    config = TrainerConfig(**{**TINY_CONFIG, "early_stopping_metric": "auc", "epochs": 3, "learning_rate": 0.01})
+    result = train_and_export(ungrouped, tmp_path / "model", config)
+    curve = result.history["val_favorite_auc"]
+    assert len(curve) == result.epochs_trained == 3 and result.best_epoch == int(np.argmax(curve)) + 1
+    # the exported weights are the best epoch's: evaluated again, they give its AUC
+    assert result.eval_metrics["favorite_auc"] == pytest.approx(curve[result.best_epoch - 1], abs=1e-5)
 
 
 def test_best_epoch_maximises_or_minimises_the_monitor():
