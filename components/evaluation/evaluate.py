@@ -46,8 +46,8 @@ from components.evaluation.scorers import (
 from components.evaluation.stats import (
     auc_draws,
     bootstrap_means,
-    bootstrap_p_value,
     minimum_detectable_effect,
+    p_value_of_draws,
     percentile_interval,
     sign_flip_p_values,
 )
@@ -503,7 +503,7 @@ def _auc_rows(
     primary: PrimaryMetric,
 ) -> list[dict[str, Any]]:
     """AUC of every (model, task), overall and per module; when AUC is the primary metric, its task's rows
-    also get bootstrap intervals and the paired comparisons the blessing reads (:func:`_compare_aucs`)."""
+    also get intervals and the paired comparisons the blessing reads (:func:`_compare_aucs`)."""
     names, codes = np.unique(modules, return_inverse=True)
     subsets = [(ALL_MODULES, np.arange(len(modules)))]
     subsets += [(name, np.flatnonzero(codes == code)) for code, name in enumerate(names.tolist())]
@@ -535,9 +535,9 @@ def _compare_aucs(
     rows: list[dict[str, Any]],
     rng: np.random.Generator,
 ) -> None:
-    """Add to one subset's AUC rows of a task what NDCG rows carry: the bootstrap interval, the rows and
-    positives (each row is its own request), and against each reference the paired delta and lift with
-    their intervals, a two-sided bootstrap p-value and the minimum detectable effect."""
+    """Add to one subset's AUC rows of a task what NDCG rows carry: the interval, the rows and positives
+    (each row is its own request), and against each reference the paired delta and lift with their
+    intervals, a two-sided p-value and the minimum detectable effect, all from :func:`auc_draws`."""
     if not rows or not len(members):
         return
     matrix = np.column_stack([scores[row["model"]][task][members] for row in rows])
@@ -555,8 +555,8 @@ def _compare_aucs(
                 continue
             comparison = _lift(config, means, draws, i, b)
             differences = draws[:, i] - draws[:, b]
-            comparison["p_value"] = bootstrap_p_value(differences)
-            # The MDE's formula divides a per-request spread by sqrt(requests): give it the bootstrap's.
+            comparison["p_value"] = p_value_of_draws(differences)
+            # The MDE's formula divides a per-request spread by sqrt(requests): give it the draws' spread so.
             comparison["delta_sd"] = float(np.nanstd(differences, ddof=1) * math.sqrt(len(members)))
             mde = minimum_detectable_effect(comparison["delta_sd"], len(members), config.alpha, config.power)
             comparison["mde_relative"] = mde / means[b] if means[b] else math.nan

@@ -138,11 +138,11 @@ def sign_flip_p_values(differences: np.ndarray, samples: int, rng: np.random.Gen
     return (1.0 + exceed) / (1.0 + samples)
 
 
-def bootstrap_p_value(differences: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" from bootstrap draws of a paired difference (NaN draws ignored):
-    twice the smaller share of draws on either side of 0, each counted as (1 + draws there) / (1 + draws).
+def p_value_of_draws(differences: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from draws of a paired difference (bootstrap or :func:`auc_draws`;
+    NaN draws ignored): twice the smaller share of draws on either side of 0, counted as (1 + there) / (1 + all).
 
-    >>> bootstrap_p_value(np.full(99, 0.01))
+    >>> p_value_of_draws(np.full(99, 0.01))
     0.02
     """
     finite = np.asarray(differences, dtype=np.float64)
