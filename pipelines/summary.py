@@ -125,6 +125,13 @@ def _judged_on(section: dict[str, Any], metric: str) -> str:
     return f"{section.get('requests', '?')} requests"
 
 
+def _judged_rows(blessing: dict[str, Any]) -> str:
+    """What the primary metric's test saw: requests with a positive (NDCG), or impressions and positives (AUC)."""
+    if blessing.get("primary", {}).get("metric") == "auc":
+        return f"{blessing.get('requests')} impressions, {blessing.get('positives')} of them positive"
+    return f"{blessing.get('requests')} requests with a positive"
+
+
 def verdict_text(blessing: dict[str, Any]) -> str:
     evidence = "\n".join(_evidence(blessing))
     if blessing.get("blessed"):
@@ -138,7 +145,7 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
     """The lifts behind the verdict, each with its interval: over both GBDTs and on the held-out module."""
     primary = blessing.get("primary_metric", "")
     lift, global_lift = blessing.get("lift"), blessing.get("global_lift")
-    if lift is None:  # AUC: the values' ratio, without an interval
+    if lift is None:  # a blessing written before AUC rows had intervals: the values' ratio
         lift = _ratio(blessing.get("candidate"), blessing.get("baseline"))
         global_lift = _ratio(blessing.get("candidate"), blessing.get("global_value"))
     lines = [
@@ -147,7 +154,7 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
     ]
     if blessing.get("mde_relative") is not None:
         lines.append(
-            f"  judged on {blessing.get('requests')} requests with a positive; smallest detectable lift "
+            f"  judged on {_judged_rows(blessing)}; smallest detectable lift "
             f"({blessing.get('power', 0.8):.0%} power): {blessing['mde_relative']:.1%}"
         )
     heldout = blessing.get("heldout") or {}

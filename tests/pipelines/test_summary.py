@@ -117,7 +117,23 @@ def test_the_verdict_states_both_lifts_with_intervals_and_the_held_out_row():
     assert "held-out shop_page vs the GBDT fallback: -0.6%" in lines[4]
 
 
-def test_the_verdict_on_auc_states_the_lifts_of_the_values():
+def test_the_verdict_on_auc_states_its_intervals_impressions_and_positives():
+    blessing = {"blessed": False, "reasons": ["mmoe income auc 0.9031 does not beat gbdt_per_module 0.9281"]}
+    blessing |= {"primary_metric": "income auc", "primary": {"task": "income", "metric": "auc"}}
+    blessing |= {"lift": -0.027, "lift_ci": [-0.030, -0.024], "global_lift": -0.027, "global_lift_ci": [-0.029, -0.024]}
+    blessing |= {"requests": 16281, "positives": 3846, "mde_relative": 0.004}
+
+    lines = verdict_text(blessing).splitlines()
+
+    assert lines[2] == (
+        "  income auc lift over the per-module GBDT: -2.7% (95% CI [-3.0%, -2.4%], half-width 0.3 points)"
+    )
+    assert lines[4] == (
+        "  judged on 16281 impressions, 3846 of them positive; smallest detectable lift (80% power): 0.4%"
+    )
+
+
+def test_the_verdict_on_auc_without_intervals_states_the_lifts_of_the_values():
     blessing = {"blessed": False, "reasons": ["mmoe purchase auc 0.5100 does not beat gbdt_per_module 0.8500"]}
     blessing |= {"primary_metric": "purchase auc", "candidate": 0.51, "baseline": 0.85, "global_value": 0.6}
     blessing |= {"lift": None, "lift_ci": [None, None], "global_lift": None, "global_lift_ci": [None, None]}
