@@ -509,7 +509,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "seed",
         "dead_letter_threshold",
     ),
-    "step configurations": ("model_config", "baseline_config", "eval_config", "deploy"),
+    "step configurations": ("model_config", "baseline_config", "eval_config", "tune_config", "deploy"),
     "local execution": ("work_dir", "docker", "enable_caching", "fail_if_not_blessed"),
     "image": ("image",),
     "resources (compile time)": (

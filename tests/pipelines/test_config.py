@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipelines import run_cli
-from pipelines.config import OPTIONS, PipelineSettings, config_json, parse_labels
+from pipelines.config import GROUPS, OPTIONS, PipelineSettings, config_json, parse_labels
 
 
 def parse_run_flags(argv: list[str]) -> argparse.Namespace:
@@ -110,6 +110,14 @@ def test_every_option_documents_its_environment_variable_in_help():
     for field in ("data_uri", "oracle_uri", "n_impressions", "work_dir", "enable_caching", "fail_if_not_blessed"):
         assert OPTIONS[field].env in text
     assert "RANKER_REGISTRY" in text and "MLFLOW_TRACKING_URI" in text
+
+
+def test_every_option_is_a_flag_of_the_commands_that_take_its_group():
+    # --tune-config was an option of no group: documented, yet `ranker run --tune-config` was an unknown flag
+    grouped = {field for fields in GROUPS.values() for field in fields}
+    assert sorted(set(OPTIONS) - grouped) == []
+    args = parse_run_flags(["--tune-config", '{"trials": 2}'])
+    assert json.loads(PipelineSettings.from_args(args).pipeline_arguments()["tune_config_json"])["trials"] == 2
 
 
 def test_a_bad_flag_value_is_one_line_and_exit_status_2(capsys):
