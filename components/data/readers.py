@@ -152,9 +152,10 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
 
     with _arrow_stream(path) as handle:
         present = _present_columns(path, columns, _csv_header(path, source))
+        names = list(source.column_names) or None  # None: the first line names the columns
         reader = pacsv.open_csv(
             handle,
-            read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
+            read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False, column_names=names),
             parse_options=pacsv.ParseOptions(delimiter=source.delimiter, invalid_row_handler=skip_invalid),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
@@ -162,7 +163,7 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
                 strings_can_be_null=True,
             ),
         )
-        next_line, reported = 2, 0
+        next_line, reported = (1 if names else 2), 0
         for batch in reader:
             bad_lines = {line for line, _ in skipped}
             rows = _line_numbers(next_line, batch.num_rows, bad_lines)
@@ -241,8 +242,11 @@ def _line_numbers(first: int, count: int, bad_lines: set[int]) -> np.ndarray:
 
 
 def _csv_header(path: str, source: SourceSpec) -> list[str]:
+    """The columns of a CSV file: its first line, or the spec's ``column_names`` for a file without a header."""
     import csv
 
+    if source.column_names:
+        return list(source.column_names)
     with _open(path) as handle:
         header = handle.readline()
     try:

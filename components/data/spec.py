@@ -57,6 +57,8 @@ class SourceSpec:
     table: str = ""  # bigquery: project.dataset.table
     query: str = ""  # bigquery: a standard-SQL query
     delimiter: str = ","  # csv
+    # csv files without a header line: their columns, in order (empty: the first line names them)
+    column_names: tuple[str, ...] = ()
     list_separator: str = "|"  # list-valued columns given as one string (csv)
     # Rows of one request equal in every column read: `drop` dead-letters all copies but the first (by file and
     # row), `keep` keeps them; both count them. A copy inflates its request and repeats its (request, item) pair.
@@ -380,7 +382,10 @@ def _module_traits(data: Any, problems: list[str]) -> dict[str, dict[str, str]]:
 
 def _source(data: Any, problems: list[str]) -> SourceSpec:
     fields = _fields(data, SourceSpec, "source", problems)
-    source = SourceSpec(**{key: str(value) for key, value in fields.items()})
+    names = _column_names(fields.pop("column_names", None) or [], problems)
+    source = SourceSpec(**{key: str(value) for key, value in fields.items()}, column_names=names)
+    if source.column_names and source.format != "csv":
+        problems.append(f"source.column_names: only csv files may lack a header line, not {source.format}")
     if source.format not in FORMATS:
         problems.append(f"source.format: {source.format!r} is not one of {', '.join(FORMATS)}")
     if source.duplicates not in DUPLICATE_POLICIES:
@@ -388,6 +393,17 @@ def _source(data: Any, problems: list[str]) -> SourceSpec:
     if source.format == "bigquery" and bool(source.table) == bool(source.query):
         problems.append("source: a bigquery source needs exactly one of `table` or `query`")
     return source
+
+
+def _column_names(names: Any, problems: list[str]) -> tuple[str, ...]:
+    """``source.column_names``: a list of distinct, non-empty names."""
+    if not isinstance(names, list) or not all(isinstance(name, str | int) and str(name) for name in names):
+        problems.append(f"source.column_names: expected a list of column names, got {names!r}")
+        return ()
+    repeated = sorted({str(name) for name in names if [str(other) for other in names].count(str(name)) > 1})
+    if repeated:
+        problems.append(f"source.column_names: {', '.join(map(repr, repeated))} named more than once")
+    return tuple(str(name) for name in names)
 
 
 def _columns(data: Any, problems: list[str]) -> ColumnRoles:

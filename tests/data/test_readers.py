@@ -55,6 +55,27 @@ def test_row_numbers_follow_lines_past_malformed_csv_and_json(tmp_path, spec):
     assert all(reason.startswith("malformed JSON") for _, reason in errors)
 
 
+def test_a_csv_without_a_header_is_read_with_the_specs_column_names(tmp_path, spec):
+    frame = impressions_frame(n_requests=3, candidates=4)
+    headed = write_csv(frame, tmp_path / "headed.csv")
+    lines = headed.read_text().splitlines()
+    names = tuple(lines[0].split(","))
+    lines = lines[1:]
+    lines.insert(1, "only,three,fields")  # line 2 of the file
+    (tmp_path / "bare.csv").write_text("\n".join(lines) + "\n")
+    source = SourceSpec(format="csv", column_names=names)
+    bare = parsed_rows(tmp_path / "bare.csv", spec, source)
+    expected = parsed_rows(headed, spec, SourceSpec(format="csv"))
+    pd.testing.assert_frame_equal(bare.drop(columns="_uid"), expected.drop(columns="_uid"))
+    batches = list(read_batches(str(tmp_path / "bare.csv"), source, spec.required_columns))
+    assert np.concatenate([b.rows for b in batches]).tolist()[:3] == [1, 3, 4]  # file lines: no header to skip
+    [(line, reason)] = [error for b in batches for error in b.errors]
+    assert line == 2 and reason.startswith("malformed CSV line")
+    with pytest.raises(DataSourceError, match=r"bare.csv: missing column\(s\) 'device'"):
+        named = SourceSpec(format="csv", column_names=tuple(name for name in names if name != "device"))
+        next(read_batches(str(tmp_path / "bare.csv"), named, spec.required_columns))
+
+
 def test_resolve_files_takes_a_folder_a_glob_or_a_file(tmp_path):
     folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "logs", parts=2)
     (folder / "notes.txt").write_text("not data")

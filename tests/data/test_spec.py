@@ -84,6 +84,9 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["split"].update(eval_fraction=0.6, test_fraction=0.5), r"must leave rows for train"),
         (lambda s: s.update(source={"format": "bigquery"}), r"exactly one of `table` or `query`"),
         (lambda s: s["source"].update(duplicates="merge"), r"source.duplicates: 'merge' is not one of drop, keep"),
+        (lambda s: s["source"].update(column_names=["a", "b"]), r"source.column_names: only csv files may lack"),
+        (lambda s: s["source"].update(format="csv", column_names="a,b"), r"column_names: expected a list of column"),
+        (lambda s: s["source"].update(format="csv", column_names=["a", "b", "a"]), r"'a' named more than once"),
         (lambda s: s["history"].update(sequences=[{"task": "like", "column": "listing_id"}]), r"task 'like' is not"),
         (lambda s: s["history"].update(sequences=[{"task": "click", "column": "price"}]), r"'price' is not the item"),
         (lambda s: s["history"].update(sequences=[{"task": "click"}]), r"sequences\[0\]: needs `task` and `column`"),
@@ -139,6 +142,13 @@ def test_a_minimal_spec_without_groups_modules_or_time():
     assert not spec.has_groups and not spec.history_enabled
     assert spec.required_columns == ("u", "i", "y", "c")
     assert spec.role_names() == {"user_id": "u", "item_id": "i"}
+
+
+def test_csv_files_without_a_header_take_their_column_names_from_the_spec():
+    source = {"format": "csv", "delimiter": "\t", "column_names": ["label", "i1", 3]}
+    spec = parse_dataset_spec({"name": "criteo", "source": source, "tasks": [{"name": "click", "column": "label"}]})
+    assert spec.source.column_names == ("label", "i1", "3") and spec.source.delimiter == "\t"
+    assert parse_dataset_spec({"name": "t", "tasks": [{"name": "c", "column": "y"}]}).source.column_names == ()
 
 
 def test_tabular_data_needs_no_role_and_splits_by_hash_without_time():
