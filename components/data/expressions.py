@@ -2,11 +2,15 @@
 
 A dataset spec may define a task's positive rule as an expression over raw
 columns instead of a 0/1 column. Only arithmetic, comparisons, ``and``/``or``/
-``not``, column names and number literals are allowed; nothing is ``eval``-ed::
+``not``, column names and number literals are allowed, and a column compared
+with text: ``event == 'purchase'``, ``!=``, or ``in``/``not in`` a tuple of
+texts (such a column is a text column, :attr:`LabelExpression.text_columns`,
+compared with surrounding whitespace removed); nothing is ``eval``-ed::
 
     rule = LabelExpression("play_time_ms >= 0.5 * duration_ms")
     rule.columns                      # ("duration_ms", "play_time_ms")
     rule.evaluate({"play_time_ms": np.array([10.0]), "duration_ms": np.array([15.0])})  # array([ True])
+    LabelExpression("event in ('cart', 'purchase')").evaluate({"event": np.array(["view", " cart"], object)})
 
 An expression may nest at most ``MAX_DEPTH`` levels (``a`` is one, ``a + b + c`` three):
 label rules are short, and a deeper one (say 50,000 terms added up) is refused
@@ -60,8 +64,14 @@ class LabelExpression:
         if depth > MAX_DEPTH:
             raise self._too_deep(f"{depth} levels deep")
         names: set[str] = set()
+        self._text: set[str] = set()
         self._check(self._tree.body, names)
+        both = sorted(self._text & self._numeric_names(self._tree.body))
+        if both:
+            raise ExpressionError(f"expression {self._shown} uses {', '.join(both)} both as text and as a number")
         self.columns: tuple[str, ...] = tuple(sorted(names))
+        # Columns compared with text literals: read as text, every other column as a number.
+        self.text_columns: tuple[str, ...] = tuple(sorted(self._text))
 
     def evaluate(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The expression's boolean value for every row (NaN inputs compare as False)."""
@@ -78,6 +88,9 @@ class LabelExpression:
             self._check(node.right, names)
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
             self._check(node.operand, names)
+        elif isinstance(node, ast.Compare) and self._text_comparison(node):
+            names.add(node.left.id)  # type: ignore[attr-defined]  (checked by _text_comparison)
+            self._text.add(node.left.id)  # type: ignore[attr-defined]
         elif isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
             for child in (node.left, *node.comparators):
                 self._check(child, names)
@@ -87,8 +100,40 @@ class LabelExpression:
         else:
             raise ExpressionError(
                 f"expression {self._shown} uses {type(node).__name__}; only column names, numbers, "
-                "+ - * /, comparisons and and/or/not are allowed"
+                "+ - * /, comparisons, and/or/not, and a column compared with text (== 'a', != 'a', "
+                "in ('a', 'b')) are allowed"
             )
+
+    def _text_comparison(self, node: ast.Compare) -> bool:
+        """Whether ``node`` compares a column with text: ``column == 'a'``, ``!=``, ``column in ('a', 'b')`` or
+        ``not in``; a text literal used any other way is an error."""
+        if all(_texts(child) is None for child in (node.left, *node.comparators)):
+            return False
+        op, right = node.ops[0], node.comparators[0]
+        equality = isinstance(op, ast.Eq | ast.NotEq) and isinstance(right, ast.Constant)
+        membership = isinstance(op, ast.In | ast.NotIn) and isinstance(right, ast.Tuple)
+        if len(node.ops) > 1 or not isinstance(node.left, ast.Name) or _texts(right) is None:
+            equality = membership = False
+        if not (equality or membership):
+            raise ExpressionError(
+                f"expression {self._shown}: text is compared as column == 'a', column != 'a', "
+                "column in ('a', 'b') or column not in ('a', 'b')"
+            )
+        return True
+
+    @staticmethod
+    def _numeric_names(root: ast.AST) -> set[str]:
+        """Column names used outside a text comparison."""
+        found: set[str] = set()
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Compare) and any(_texts(child) is not None for child in node.comparators):
+                continue
+            if isinstance(node, ast.Name):
+                found.add(node.id)
+            stack.extend(ast.iter_child_nodes(node))
+        return found
 
     @property
     def _shown(self) -> str:
@@ -104,6 +149,10 @@ class LabelExpression:
         )
 
     def _eval(self, node: ast.AST, columns: Mapping[str, np.ndarray]) -> Any:
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id in self._text:
+            values = np.char.strip(np.asarray(columns[node.left.id], dtype=str))
+            matched = np.isin(values, list(_texts(node.comparators[0]) or ()))
+            return ~matched if isinstance(node.ops[0], ast.NotEq | ast.NotIn) else matched
         if isinstance(node, ast.Name):
             return np.asarray(columns[node.id], dtype=float)
         if isinstance(node, ast.Constant):
@@ -126,6 +175,17 @@ class LabelExpression:
         for value in values[1:]:
             result = combine(result, value)
         return result
+
+
+def _texts(node: ast.AST) -> tuple[str, ...] | None:
+    """The text literals of ``'a'`` or ``('a', 'b')``; None when ``node`` is not one of those."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (node.value,)
+    if isinstance(node, ast.Tuple | ast.List) and node.elts:
+        values = [element.value for element in node.elts if isinstance(element, ast.Constant)]
+        if len(values) == len(node.elts) and all(isinstance(value, str) for value in values):
+            return tuple(values)
+    return None
 
 
 def _depth(root: ast.AST) -> int:

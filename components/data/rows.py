@@ -198,6 +198,10 @@ def _labels(raw: pd.DataFrame, column: str | None, expression: str | None, reaso
     rule = LabelExpression(expression or "")
     inputs = {}
     for name in rule.columns:
+        if name in rule.text_columns:
+            reasons.add(_missing(raw[name]), name, raw[name], f"is missing (needed by {expression!r})")
+            inputs[name] = _as_text(raw[name])
+            continue
         numbers, bad = _as_number(raw[name])
         reasons.add(bad | _missing(raw[name]), name, raw[name], f"is not a number (needed by {expression!r})")
         inputs[name] = numbers

@@ -96,6 +96,11 @@ class TaskSpec:
     def columns(self) -> tuple[str, ...]:
         return (self.column,) if self.column else LabelExpression(self.expression or "").columns
 
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns the expression compares with text (``event == 'purchase'``): read as text, not numbers."""
+        return LabelExpression(self.expression).text_columns if self.expression else ()
+
 
 @dataclasses.dataclass(frozen=True)
 class VocabularySpec:

@@ -53,7 +53,7 @@ def column_roles(spec: DatasetSpec) -> dict[str, str]:
 
 
 def numeric_columns(spec: DatasetSpec) -> set[str]:
-    labels = {column for task in spec.tasks for column in task.columns}
+    labels = {column for task in spec.tasks for column in task.columns if column not in task.text_columns}
     return {*labels, *spec.features.numeric, *(c for c in (spec.columns.position,) if c)}
 
 

@@ -122,3 +122,24 @@ def test_optional_roles_default_and_expressions_label(spec):
     assert out["i"].tolist() == ["10"] and out["u"].tolist() == ["1"]
     assert out[label_key("long")].tolist() == [1] and out[label_key("click")].tolist() == [1]
     assert out["tags"].tolist() == ["a|b"]
+
+
+def test_labels_from_text_columns_are_compared_without_surrounding_spaces():
+    events = parse_dataset_spec(
+        {
+            "name": "events",
+            "tasks": [
+                {"name": "cart", "expression": "event in ('cart', 'purchase')"},
+                {"name": "purchase", "expression": "event == 'purchase' and amount > 0"},
+            ],
+            "features": {"numeric": {"price": {}}},
+        }
+    )
+    raw = pd.DataFrame({"event": [" purchase", "view ", "cart", None, "purchase"], "amount": [5, 0, 0, 3, 0]})
+    raw["price"] = [1.0, 2.0, 3.0, 4.0, 5.0]
+    parsed = parse_batch(batch_of(raw), events, 0, "dir/events.csv")
+    assert [letter["reason"] for letter in parsed.dead_letters] == [
+        "event: missing value is missing (needed by \"event in ('cart', 'purchase')\")"
+    ]
+    assert parsed.frame[label_key("cart")].tolist() == [1, 0, 1, 1]
+    assert parsed.frame[label_key("purchase")].tolist() == [1, 0, 0, 0]

@@ -1,6 +1,7 @@
 """Dataset specs: the shipped ones load, and every kind of mistake is named with the spec file."""
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -191,6 +192,24 @@ def test_label_expressions_are_vectorized_and_safe():
     assert LabelExpression("1 < x < 3").evaluate({"x": np.array([0, 2, 3])}).tolist() == [False, True, False]
     for text in ("x.__class__", "open('f')", "x if y else z", "'a' == x", "x +"):
         with pytest.raises(ExpressionError):
+            LabelExpression(text)
+
+
+def test_a_label_expression_compares_a_text_column_with_text_and_nothing_else():
+    rule = LabelExpression("event not in ('view', 'click') and dwell >= 2 or kind != 'bot'")
+    assert (rule.columns, rule.text_columns) == (("dwell", "event", "kind"), ("event", "kind"))
+    columns = {"event": np.array(["cart", " view", "cart"], object), "dwell": np.array([3.0, 9.0, 1.0])}
+    columns["kind"] = np.array(["bot", "bot", "human"], object)
+    assert rule.evaluate(columns).tolist() == [True, False, True]
+    for text, message in [
+        ("x < 'a'", "text is compared as column == 'a'"),
+        ("x == 'a' == y", "text is compared as column == 'a'"),
+        ("x == ('a', 'b')", "text is compared as column == 'a'"),
+        ("x in ('a', 1)", "uses Compare"),
+        ("x + 'a'", "uses Constant"),
+        ("x == 'a' and x > 1", "uses x both as text and as a number"),
+    ]:
+        with pytest.raises(ExpressionError, match=re.escape(message)):
             LabelExpression(text)
 
 

@@ -3,10 +3,11 @@
 import argparse
 import dataclasses
 
+import numpy as np
 import pytest
 
 from components.data import validate_cli
-from components.data.spec import SourceSpec, load_dataset_spec
+from components.data.spec import SourceSpec, TaskSpec, load_dataset_spec
 from components.data.validation import check_data, inspect_data
 from tests.data.impressions import impressions_frame, write_csv, write_parquet
 
@@ -38,6 +39,14 @@ def test_a_wrong_parquet_type_is_named(tmp_path, simulator):
         f"{tmp_path}/logs/part-00000.parquet: column 'price' has type string, but features.numeric in "
         f"{simulator.origin} needs numbers"
     ]
+
+
+def test_a_text_label_column_may_be_a_parquet_string(tmp_path, simulator):
+    frame = impressions_frame(n_requests=4)
+    frame["event"] = np.where(frame["purchased"] > 0, "purchase", "view")
+    tasks = [*simulator.tasks[:-1], TaskSpec("purchase", expression="event == 'purchase'")]
+    spec = dataclasses.replace(simulator, tasks=tuple(tasks))
+    assert check_data(spec, str(write_parquet(frame, tmp_path / "logs", parts=1))) == []  # not "needs numbers"
 
 
 def test_a_column_of_only_malformed_values_is_a_wrong_type_not_dead_letters(tmp_path, simulator):
