@@ -358,18 +358,29 @@ def assign_splits(rows: pd.DataFrame, plan: ExtractionPlan, timeline: Timeline) 
     split = plan.spec.split
     if split.by == "files":
         assigned = rows[FILE_INDEX].map(plan.file_splits).to_numpy(dtype=object)
+        # eval or test without a file pattern: carved from the train files' requests by their fractions
+        eval_end = split.eval_fraction if "eval" not in split.files else 0.0
+        test_end = eval_end + (split.test_fraction if "test" not in split.files else 0.0)
+        share, train = _request_share(rows), assigned == "train"
+        assigned[train & (share < eval_end)] = "eval"
+        assigned[train & (share >= eval_end) & (share < test_end)] = "test"
     else:
         if split.by == "time":  # a request's earliest timestamp places all of it
             order = rows.groupby(REQUEST_ID)[TIMESTAMP].transform("min").to_numpy()
             eval_start, test_start = timeline.split_boundaries(split.eval_fraction, split.test_fraction)
-        else:  # a stable uniform number in [0, 1) per request
-            order = pd.util.hash_array(rows[REQUEST_ID].to_numpy(dtype=object)) / float(2**64)
+        else:
+            order = _request_share(rows)
             eval_start, test_start = 1 - split.eval_fraction - split.test_fraction, 1 - split.test_fraction
         assigned = np.where(order < eval_start, "train", np.where(order < test_start, "eval", "test"))
         assigned = assigned.astype(object)
     if plan.held_out_module:
         assigned[(rows[MODULE] == plan.held_out_module).to_numpy()] = HELDOUT_SPLIT
     return assigned
+
+
+def _request_share(rows: pd.DataFrame) -> np.ndarray:
+    """A stable uniform number in [0, 1) per request (a hash of its id), the same for all of its rows."""
+    return pd.util.hash_array(rows[REQUEST_ID].to_numpy(dtype=object)) / float(2**64)
 
 
 def build_feature_spec(

@@ -197,6 +197,22 @@ def ali_ccp_spec_with(folder, columns: dict, **changes) -> str:
     return str(path)
 
 
+def test_a_split_without_a_file_pattern_is_carved_from_the_train_files(shared_datasets, tmp_path):
+    # UCI-style data: train and test files only; eval is a hashed share of the train files' requests
+    split = {"by": "files", "files": {"train": "*train*", "test": "*test*"}, "eval_fraction": 0.3}
+    spec_path = ali_ccp_spec_with(tmp_path, {"module": "301"}, split=split)  # every row its own request
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("ali_ccp_train_sample.csv", "ali_ccp_test_sample.csv"):  # no val file
+        (data / name).write_bytes((shared_datasets / "ali_ccp" / name).read_bytes())
+    summary, spec = run(data, tmp_path / "out", spec=spec_path)
+    rows = {name: spec.splits[name].rows for name in SPLITS}
+    assert rows["test"] == 50 and rows["train"] + rows["eval"] == summary.rows_written - 50
+    assert 0.15 < rows["eval"] / (rows["train"] + rows["eval"]) < 0.45  # about eval_fraction of the train file
+    again = run(data, tmp_path / "again", spec=spec_path)[1]
+    assert {name: again.splits[name].rows for name in SPLITS} == rows  # the share is a hash: the same each run
+
+
 def test_ali_ccp_sample_extracts_without_id_columns_and_splits_by_hash(shared_datasets, tmp_path):
     spec_path = ali_ccp_spec_with(tmp_path, {"module": "301"}, split=None)  # a plain table: no ids, no time
     summary, spec = run(shared_datasets / "ali_ccp", tmp_path / "out", spec=spec_path)
