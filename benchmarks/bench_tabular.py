@@ -5,11 +5,12 @@ items, requests or times) the MMoE should be no worse than a tuned LightGBM, and
 the numbers say so. The data is UCI Adult (census income, 48,842 people; Kohavi 1996), with the two
 tasks of the MMoE paper's census experiment (Ma et al., KDD 2018): ``income`` (over $50K a year,
 the primary task) and ``never_married`` (marital status "Never-married"; the marital status is
-therefore not a feature). It goes through the bring-your-own-data path as any user's CSV would: a
-dataset spec (:func:`adult_spec`), extraction, ``train_and_export`` with ``TrainerConfig`` defaults
-(or ``--model-config``) and ``train_baseline`` with ``BaselineConfig`` defaults (its seeded search
-included), then the evaluation. Splits: UCI's own test file is the test split; a fixed seeded 10%
-of its training file is the eval split (early stopping, the GBDT's search), the rest trains.
+therefore not a feature). UCI's files go through the bring-your-own-data path as they are, with no
+conversion: a dataset spec (:func:`adult_spec`: no header line, labels from text), extraction,
+``train_and_export`` with ``TrainerConfig`` defaults (or ``--model-config``) and ``train_baseline``
+with ``BaselineConfig`` defaults (its seeded search included), then the evaluation. Splits: UCI's
+own test file is the test split; 10% of its training file's rows (by a hash) is the eval split
+(early stopping, the GBDT's search), the rest trains.
 
 Each seed trains both rankers anew (the split stays the same, so the seeds measure the training's
 spread). It prints test AUC per task and the MMoE's paired difference to the global LightGBM (the
@@ -31,9 +32,8 @@ extraction and a configuration's models are reused when they exist.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-from collections.abc import Iterable, Iterator
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +43,11 @@ import yaml
 from benchmarks.bench_baseline import cpu_model
 from benchmarks.bench_quality import _slug
 
-COLUMNS = (
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "sex",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-    "native_country",
-    "income_bracket",
-)
+# UCI's files have no header line: their columns, in order
+COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
+    "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income_bracket",
+]  # fmt: skip
 TASKS = ("income", "never_married")
 SPLIT_FILES = {"train": "adult.data", "test": "adult.test"}
 ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
@@ -67,18 +55,25 @@ ADULT_SHA256 = {
     "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
     "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
 }
-EVAL_FRACTION = 0.1
-SPLIT_SEED = 0  # the eval rows are the same for every seed: seeds vary the training only
+EVAL_FRACTION = 0.1  # of adult.data's rows, by a hash of the row: the same rows for every seed
 MODELS = ("mmoe", "gbdt_global", "gbdt_per_module")  # the candidate first
 BOOTSTRAP_SAMPLES = 1000
 
 
 def adult_spec() -> dict[str, Any]:
-    """The dataset spec of the converted CSVs: what a user bringing this table would write."""
+    """The dataset spec of UCI's files as they are: what a user bringing them would write.
+
+    No header line (``column_names``), labels from text (``>50K`` in the training file, ``>50K.`` in the
+    test file; the marital status defines a label, so it is no feature), the test file's title line a
+    dead letter, and the eval split carved from the training file.
+    """
     return {
         "name": "uci-adult",
-        "source": {"format": "csv", "pattern": "*.csv"},
-        "tasks": [{"name": task, "column": task} for task in TASKS],
+        "source": {"format": "csv", "pattern": "adult.*", "column_names": COLUMNS},
+        "tasks": [
+            {"name": "income", "expression": "income_bracket in ('>50K', '>50K.')"},
+            {"name": "never_married", "expression": "marital_status == 'Never-married'"},
+        ],
         "features": {
             "categorical": ["workclass", "education", "occupation", "relationship", "race", "sex", "native_country"],
             "numeric": {
@@ -90,7 +85,7 @@ def adult_spec() -> dict[str, Any]:
                 "hours_per_week": {},
             },
         },
-        "split": {"by": "files", "files": {"train": "train*", "eval": "eval*", "test": "test*"}},
+        "split": {"by": "files", "files": SPLIT_FILES, "eval_fraction": EVAL_FRACTION},
     }
 
 
@@ -119,49 +114,6 @@ def ensure_adult(adult_dir: Path) -> None:
             print(f"warning: {path} differs from UCI's {name} (SHA-256 {digest}): the numbers are for that copy")
 
 
-def adult_rows(lines: Iterable[str], source: str) -> Iterator[dict[str, str]]:
-    """UCI Adult's comma-separated records as rows with both labels; ``?`` (unknown) becomes empty.
-
-    Blank lines and the test file's first line (``|1x3 Cross validator``) are skipped; the test
-    file's labels end with a period (``>50K.``).
-
-    >>> row = next(adult_rows(["39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, "
-    ...     "Not-in-family, White, Male, 2174, 0, 40, ?, >50K."], "adult.test"))
-    >>> row["income"], row["never_married"], row["native_country"], "marital_status" in row
-    ('1', '1', '', False)
-    """
-    for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith("|"):
-            continue
-        values = [value.strip() for value in line.split(",")]
-        if len(values) != len(COLUMNS):
-            raise ValueError(f"{source}, line {number}: {len(values)} fields, expected {len(COLUMNS)}")
-        row = {name: ("" if value == "?" else value) for name, value in zip(COLUMNS, values, strict=True)}
-        bracket, marital = row.pop("income_bracket").rstrip("."), row.pop("marital_status")
-        if bracket not in ("<=50K", ">50K"):
-            raise ValueError(f"{source}, line {number}: income bracket {bracket!r} is not <=50K or >50K")
-        yield row | {"income": str(int(bracket == ">50K")), "never_married": str(int(marital == "Never-married"))}
-
-
-def write_tables(adult_dir: Path, out: Path) -> None:
-    """``train.csv``, ``eval.csv`` (a seeded tenth of ``adult.data``) and ``test.csv`` (``adult.test``) in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    fields = [name for name in COLUMNS if name not in ("marital_status", "income_bracket")] + list(TASKS)
-    train = list(adult_rows((adult_dir / SPLIT_FILES["train"]).read_text().splitlines(), SPLIT_FILES["train"]))
-    test = list(adult_rows((adult_dir / SPLIT_FILES["test"]).read_text().splitlines(), SPLIT_FILES["test"]))
-    is_eval = np.random.default_rng(SPLIT_SEED).random(len(train)) < EVAL_FRACTION
-    tables = {
-        "train": [row for row, held in zip(train, is_eval, strict=True) if not held],
-        "eval": [row for row, held in zip(train, is_eval, strict=True) if held],
-        "test": test,
-    }
-    for name, rows in tables.items():
-        with (out / f"{name}.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train both rankers for one seed (reusing what exists), evaluate them, and summarise the test AUCs."""
     from components.baseline.gbdt import train_baseline
@@ -184,15 +136,18 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def extracted(adult_dir: Path, work: Path) -> Path:
-    """``work/examples``, extracted once from the converted tables with :func:`adult_spec`."""
+    """``work/examples``, extracted once from UCI's files with :func:`adult_spec`."""
     from components.features.pipeline import ExtractionConfig, extract_features
 
     examples = work / "examples"
     if not (examples / "feature_spec.json").exists():
-        write_tables(adult_dir, work / "tables")
+        raw = work / "raw"  # the two files alone (a download folder may hold adult.names too)
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in SPLIT_FILES.values():
+            shutil.copyfile(adult_dir / name, raw / name)
         spec = work / "dataset_spec.yaml"
         spec.write_text(yaml.safe_dump(adult_spec(), sort_keys=False))
-        extract_features(ExtractionConfig(str(work / "tables"), str(spec), str(examples)))
+        extract_features(ExtractionConfig(str(raw), str(spec), str(examples)))
     return examples
 
 

@@ -1,8 +1,7 @@
-"""The tabular benchmark: UCI Adult's records as a table with two labels, and the run through the flat data path."""
+"""The tabular benchmark: UCI Adult's files through the flat bring-your-own-data path, as they are."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -12,35 +11,8 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_tabular
-from benchmarks.bench_tabular import TASKS, adult_rows, ensure_adult, main, task_aucs, write_tables
-
-RECORD = (
-    "39, State-gov, 77516, Bachelors, 13, {marital}, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, "
-    "{country}, {bracket}"
-)
-
-
-def _record(marital: str = "Never-married", country: str = "United-States", bracket: str = "<=50K") -> str:
-    return RECORD.format(marital=marital, country=country, bracket=bracket)
-
-
-def test_records_become_rows_with_both_labels_and_without_the_marital_status():
-    lines = ["|1x3 Cross validator", "", _record(bracket=">50K."), _record("Married-civ-spouse", "?")]
-    first, second = adult_rows(lines, "adult.test")
-    assert (first["income"], first["never_married"]) == ("1", "1")
-    assert (second["income"], second["never_married"]) == ("0", "0")
-    assert second["native_country"] == "" and first["native_country"] == "United-States"
-    assert "marital_status" not in first and "income_bracket" not in first
-    assert first["age"] == "39" and first["workclass"] == "State-gov"
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [("39, State-gov, 77516", "adult.data, line 1: 3 fields, expected 15"), (_record(bracket="50K"), "'50K'")],
-)
-def test_a_malformed_record_is_named_by_file_and_line(line, message):
-    with pytest.raises(ValueError, match=message):
-        list(adult_rows([line], "adult.data"))
+from benchmarks.bench_tabular import TASKS, ensure_adult, extracted, main, task_aucs
+from ranker_core.schema import FeatureSpec
 
 
 def test_missing_files_are_downloaded_checked_and_kept_only_when_they_are_uci_adult(tmp_path, monkeypatch):
@@ -88,15 +60,20 @@ def _adult_dir(tmp_path, rows: int):
     return folder
 
 
-def test_tables_split_the_training_file_into_train_and_eval_and_keep_the_test_file(tmp_path):
-    write_tables(_adult_dir(tmp_path, 1000), tmp_path / "tables")
-    sizes = {}
-    for name in ("train", "eval", "test"):
-        with (tmp_path / "tables" / f"{name}.csv").open() as handle:
-            rows = list(csv.DictReader(handle))
-        sizes[name] = len(rows)
-        assert set(TASKS) <= set(rows[0]) and "marital_status" not in rows[0]
-    assert sizes["train"] + sizes["eval"] == 1000 and 60 < sizes["eval"] < 140 and sizes["test"] == 500
+def test_uci_files_are_extracted_as_they_are_with_text_labels_and_a_carved_eval_split(tmp_path):
+    adult = _adult_dir(tmp_path, 400)
+    spec = FeatureSpec.load(extracted(adult, tmp_path / "work"))
+    rows = {split: stats.rows for split, stats in spec.splits.items()}
+    assert rows["test"] == 200 and rows["train"] + rows["eval"] == 400 and 15 < rows["eval"] < 70
+    assert "marital_status" not in spec.feature_names and "income_bracket" not in spec.feature_names
+    lines = {name: (adult / name).read_text().splitlines() for name in ("adult.data", "adult.test")}
+    rich = {name: sum(line.rstrip(".").endswith(">50K") for line in text) for name, text in lines.items()}
+    single = {name: sum(", Never-married," in line for line in text) for name, text in lines.items()}
+    assert spec.splits["test"].positives == {"income": rich["adult.test"], "never_married": single["adult.test"]}
+    trained = {task: spec.splits["train"].positives[task] + spec.splits["eval"].positives[task] for task in TASKS}
+    assert trained == {"income": rich["adult.data"], "never_married": single["adult.data"]}
+    dead_letters = (tmp_path / "work" / "examples" / "dead_letter").rglob("*")
+    assert any("|1x3 Cross validator" in path.read_text() for path in dead_letters if path.is_file())
 
 
 def test_task_aucs_pair_the_candidate_with_each_gbdt():
