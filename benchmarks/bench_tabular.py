@@ -6,7 +6,7 @@ the numbers say so. The data is UCI Adult (census income, 48,842 people; Kohavi 
 tasks of the MMoE paper's census experiment (Ma et al., KDD 2018): ``income`` (over $50K a year,
 the primary task) and ``never_married`` (marital status "Never-married"; the marital status is
 therefore not a feature). UCI's files go through the bring-your-own-data path as they are, with no
-conversion: a dataset spec (:func:`adult_spec`: no header line, labels from text), extraction,
+conversion: the shipped dataset spec ``uci_adult`` (no header line, labels from text), extraction,
 ``train_and_export`` with ``TrainerConfig`` defaults (or ``--model-config``) and ``train_baseline``
 with ``BaselineConfig`` defaults (its seeded search included), then the evaluation. Splits: UCI's
 own test file is the test split; 10% of its training file's rows (by a hash) is the eval split
@@ -33,21 +33,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from benchmarks.bench_baseline import cpu_model
 from benchmarks.bench_quality import _slug
 
-# UCI's files have no header line: their columns, in order
-COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
-    "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income_bracket",
-]  # fmt: skip
+DATASET_SPEC = "uci_adult"  # components/data/specs/uci_adult.yaml: the files as UCI ships them
 TASKS = ("income", "never_married")
 SPLIT_FILES = {"train": "adult.data", "test": "adult.test"}
 ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
@@ -55,38 +49,8 @@ ADULT_SHA256 = {
     "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
     "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
 }
-EVAL_FRACTION = 0.1  # of adult.data's rows, by a hash of the row: the same rows for every seed
 MODELS = ("mmoe", "gbdt_global", "gbdt_per_module")  # the candidate first
 BOOTSTRAP_SAMPLES = 1000
-
-
-def adult_spec() -> dict[str, Any]:
-    """The dataset spec of UCI's files as they are: what a user bringing them would write.
-
-    No header line (``column_names``), labels from text (``>50K`` in the training file, ``>50K.`` in the
-    test file; the marital status defines a label, so it is no feature), the test file's title line a
-    dead letter, and the eval split carved from the training file.
-    """
-    return {
-        "name": "uci-adult",
-        "source": {"format": "csv", "pattern": "adult.*", "column_names": COLUMNS},
-        "tasks": [
-            {"name": "income", "expression": "income_bracket in ('>50K', '>50K.')"},
-            {"name": "never_married", "expression": "marital_status == 'Never-married'"},
-        ],
-        "features": {
-            "categorical": ["workclass", "education", "occupation", "relationship", "race", "sex", "native_country"],
-            "numeric": {
-                "age": {},
-                "fnlwgt": {"transform": "log1p"},
-                "education_num": {},
-                "capital_gain": {"transform": "log1p"},
-                "capital_loss": {"transform": "log1p"},
-                "hours_per_week": {},
-            },
-        },
-        "split": {"by": "files", "files": SPLIT_FILES, "eval_fraction": EVAL_FRACTION},
-    }
 
 
 def ensure_adult(adult_dir: Path) -> None:
@@ -136,18 +100,12 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def extracted(adult_dir: Path, work: Path) -> Path:
-    """``work/examples``, extracted once from UCI's files with :func:`adult_spec`."""
+    """``work/examples``, extracted once from UCI's files with the shipped ``uci_adult`` spec."""
     from components.features.pipeline import ExtractionConfig, extract_features
 
     examples = work / "examples"
     if not (examples / "feature_spec.json").exists():
-        raw = work / "raw"  # the two files alone (a download folder may hold adult.names too)
-        raw.mkdir(parents=True, exist_ok=True)
-        for name in SPLIT_FILES.values():
-            shutil.copyfile(adult_dir / name, raw / name)
-        spec = work / "dataset_spec.yaml"
-        spec.write_text(yaml.safe_dump(adult_spec(), sort_keys=False))
-        extract_features(ExtractionConfig(str(raw), str(spec), str(examples)))
+        extract_features(ExtractionConfig(str(adult_dir), DATASET_SPEC, str(examples)))
     return examples
 
 

@@ -57,6 +57,7 @@ def _adult_dir(tmp_path, rows: int):
                 f"United-States, {bracket}"
             )
         (folder / name).write_text("\n".join(lines) + "\n")
+    (folder / "adult.names").write_text("| UCI's description of the data: not rows\n")
     return folder
 
 

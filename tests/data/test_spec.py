@@ -40,7 +40,7 @@ def test_a_spec_variant_is_written_only_when_history_changes(tmp_path):
 
 
 def test_shipped_specs_load_with_their_tasks_in_order():
-    assert set(SHIPPED_SPECS) == {"simulator", "ali_ccp", "kuairand"}
+    assert set(SHIPPED_SPECS) == {"simulator", "ali_ccp", "kuairand", "uci_adult"}
     simulator = load_dataset_spec("simulator")
     assert simulator.task_names == ("click", "favorite", "add_to_cart", "purchase")
     assert simulator.has_groups and simulator.history_enabled
@@ -50,6 +50,13 @@ def test_shipped_specs_load_with_their_tasks_in_order():
     kuairand = load_dataset_spec(str(SPECS_DIR / "kuairand.yaml"))
     assert kuairand.task_names == ("click", "long_view") and kuairand.split.by == "hash"
     assert {"play_time_ms", "duration_ms"} <= set(kuairand.required_columns)
+    adult = load_dataset_spec("uci_adult")
+    assert adult.task_names == ("income", "never_married") and len(adult.source.column_names) == 15
+    assert {task.name: task.text_columns for task in adult.tasks} == {
+        "income": ("income_bracket",),
+        "never_married": ("marital_status",),
+    }
+    assert file_splits(adult, ["d/adult.data", "d/adult.test"]) == {0: "train", 1: "test"}
 
 
 def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
