@@ -35,6 +35,7 @@ import yaml
 
 from components.base import DEFAULT_IMAGE
 from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
+from components.data.spec import SHIPPED_SPECS
 from components.registry.core import RegistryConfig
 from ranker_core.cli_support import InvalidValueError, UserError
 from ranker_core.settings import Settings, env_value, known_keys_hint, parse_env
@@ -380,7 +381,7 @@ OPTIONS: dict[str, Option] = {
         "--dataset-spec",
         "RANKER_DATASET_SPEC",
         str,
-        "dataset spec: simulator, ali_ccp, kuairand or a YAML path/gs:// URI",
+        f"dataset spec: {', '.join(SHIPPED_SPECS)} or a YAML path/gs:// URI",
     ),
     "held_out_module": Option(
         "--held-out-module",

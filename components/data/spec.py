@@ -2,7 +2,7 @@
 
 A spec is a YAML file (reference: ``docs/data.md``). It is loaded from a local
 path, a ``gs://`` URI or the name of a spec shipped in ``components/data/specs``
-(``simulator``, ``ali_ccp``, ``kuairand``), and validated on its own before it
+(:data:`SHIPPED_SPECS`: ``simulator``, ``ali_ccp``, ``kuairand``, ``uci_adult``), and validated on its own before it
 is checked against any data::
 
     spec = load_dataset_spec("simulator")

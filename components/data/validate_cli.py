@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 
+from components.data.spec import SHIPPED_SPECS
+
 HELP = "check a dataset spec against its data before any work"
 RENAMED_FLAGS = {"--data": "--data-uri", "--spec": "--dataset-spec"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset-spec", required=True, help="simulator, ali_ccp, kuairand, a YAML path or a gs:// URI"
-    )
+    parser.add_argument("--dataset-spec", required=True, help=f"{', '.join(SHIPPED_SPECS)}, a YAML path or a gs:// URI")
     parser.add_argument("--data-uri", default="", help="file, glob, folder or bq://... to check the spec against")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from components.data.spec import SHIPPED_SPECS
 from components.features.options import add_beam_arguments, beam_options_from_args
 
 HELP = "turn impression logs into point-in-time-correct TFRecord examples"
@@ -30,7 +31,7 @@ RENAMED_FLAGS = {"--data": "--data-uri", "--spec": "--dataset-spec"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-uri", required=True, help="file, glob, folder or bq://project.dataset.table")
     parser.add_argument(
-        "--dataset-spec", required=True, help="dataset spec: simulator, ali_ccp, kuairand, a path or gs:// URI"
+        "--dataset-spec", required=True, help=f"dataset spec: {', '.join(SHIPPED_SPECS)}, a path or gs:// URI"
     )
     parser.add_argument(
         "--out", required=True, help="output folder (local or gs://) for examples and feature_spec.json"
