@@ -10,14 +10,21 @@ permanent generation the collector no longer walks, so a full collection only
 walks what requests allocated since: about 1 ms.
 
 Every collection is timed into ``ranker_gc_pause_seconds{generation}`` at
-``/metrics``, so an operator can see the pauses, frozen or not::
+``/metrics``, so an operator can see the pauses, frozen or not. The collector's
+callback only appends to a queue: a collection can start inside any allocation,
+including one made while prometheus_client holds its (non-reentrant) lock, and a
+callback that observed the histogram there waited for that lock forever (a server
+deadlock seen in a test run). The queue is moved into the histogram by
+:func:`flush_gc_pauses`, which the request middleware calls before every request::
 
     record_gc_pauses()                 # once per process
     frozen = freeze_startup_heap()     # after the model is loaded and warmed up
+    flush_gc_pauses()                  # outside any collection: before each request, before /metrics
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import time
 from typing import Any
@@ -42,18 +49,29 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
+# (generation, seconds) of collections not yet in GC_PAUSE; bounded so that a server with no requests for
+# a long while keeps the latest pauses only. deque.append takes no lock a collection could find held.
+_PENDING: collections.deque[tuple[int, float]] = collections.deque(maxlen=100_000)
+
+
 class _PauseTimer:
-    """A ``gc.callbacks`` entry: the time between a collection's start and stop, into :data:`GC_PAUSE`."""
+    """A ``gc.callbacks`` entry: the time between a collection's start and stop, queued for :data:`GC_PAUSE`."""
 
     def __init__(self) -> None:
         self.started = 0.0
-        self.pauses = {generation: GC_PAUSE.labels(generation=str(generation)) for generation in range(3)}
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self.started = time.perf_counter()
         else:
-            self.pauses[info["generation"]].observe(time.perf_counter() - self.started)
+            _PENDING.append((info["generation"], time.perf_counter() - self.started))
+
+
+def flush_gc_pauses() -> None:
+    """Observe the queued pauses into ``ranker_gc_pause_seconds`` (call it outside collection callbacks)."""
+    while _PENDING:
+        generation, seconds = _PENDING.popleft()
+        GC_PAUSE.labels(generation=str(generation)).observe(seconds)
 
 
 def record_gc_pauses() -> None:

@@ -28,6 +28,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.heap import flush_gc_pauses
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -123,6 +125,7 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        flush_gc_pauses()  # the collections since the last request, before this one (or this /metrics scrape)
         started = time.perf_counter()
         route = self.classify(scope["path"])
         status = {"code": 500}

@@ -57,6 +57,19 @@ def test_hash_split_is_stable_and_keeps_requests_whole(rows):
 
 
 def test_file_split_follows_the_source_file(rows):
-    plan = plan_for(SplitSpec("files", files={"train": "a", "test": "b"}), file_splits={0: "train", 1: "test"})
+    files = {"train": "a", "eval": "c", "test": "b"}
+    plan = plan_for(SplitSpec("files", files=files), file_splits={0: "train", 1: "test"})
     splits = assign_splits(rows, plan, Timeline.of(rows, ("click",), None))
     assert (splits == np.where(rows[FILE_INDEX] == 0, "train", "test")).all()
+
+
+def test_a_split_without_a_file_pattern_takes_its_fraction_of_the_train_files_requests(rows):
+    plan = plan_for(SplitSpec("files", 0.2, files={"train": "a", "test": "b"}), file_splits={0: "train", 1: "test"})
+    splits = assign_splits(rows, plan, Timeline.of(rows, ("click",), None))
+    frame = rows.assign(split=splits)
+    assert set(frame.loc[frame[FILE_INDEX] == 1, "split"]) == {"test"}  # the test file stays whole
+    from_train = frame.loc[frame[FILE_INDEX] == 0, "split"]
+    assert set(from_train) == {"train", "eval"} and (from_train == "eval").mean() == pytest.approx(0.2, abs=0.06)
+    assert frame.groupby(REQUEST_ID)["split"].nunique().max() == 1
+    shuffled = rows.sample(frac=1, random_state=0).sort_index()
+    assert (assign_splits(shuffled, plan, Timeline.of(rows, ("click",), None)) == splits).all()  # a stable hash

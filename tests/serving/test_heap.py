@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 import pytest
 from prometheus_client import REGISTRY
 
-from serving.heap import freeze_startup_heap, record_gc_pauses
+from serving.heap import GC_PAUSE, flush_gc_pauses, freeze_startup_heap, record_gc_pauses
 
 
 class Node:
@@ -59,5 +60,25 @@ def test_every_collection_is_timed_once_by_generation(no_automatic_collections):
     before = [pauses(generation) for generation in range(3)]
     gc.collect(0)
     gc.collect()
+    flush_gc_pauses()
     assert [pauses(generation) for generation in range(3)] == [before[0] + 1, before[1], before[2] + 1]
     assert REGISTRY.get_sample_value("ranker_gc_pause_seconds_sum", {"generation": "2"}) > 0
+
+
+def test_a_collection_never_waits_for_a_lock_the_metrics_hold(no_automatic_collections):
+    # A collection starts inside whatever allocates: in the server, once, inside prometheus_client while it held
+    # its lock, and a callback that observed the histogram there waited for that lock forever.
+    record_gc_pauses()
+    flush_gc_pauses()
+    before = pauses(2)
+    value = GC_PAUSE.labels(generation="2")._sum  # a MutexValue: what observe() locks in a single process
+    collected = threading.Event()
+    with value._lock:
+        thread = threading.Thread(target=lambda: (gc.collect(), collected.set()), daemon=True)
+        thread.start()
+        finished = collected.wait(5)
+    thread.join()
+    assert finished, "the collection's callback waited for the metric's lock"
+    assert pauses(2) == before  # queued, not yet observed
+    flush_gc_pauses()
+    assert pauses(2) == before + 1
