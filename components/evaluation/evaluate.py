@@ -415,7 +415,7 @@ def summarise_requests(
         }
         for i, (model, target, k) in enumerate(columns)
     ]
-    for reference, prefix in {**REFERENCES, **{name: f"{name}_" for name in config.compare_with}}.items():
+    for reference, prefix in _references(config).items():
         _compare(config, matrix, columns, index, means, draws, rng, rows, reference, prefix)
     for i, (_, target, k) in enumerate(columns):
         rows[i].update(_gain_captured(means, i, index, target, k))
@@ -426,6 +426,11 @@ REFERENCES = {PER_MODULE_NAME: "", GLOBAL_NAME: "global_"}
 """The models every row is compared with, and the prefix of the comparison's keys in the row:
 ``lift``, ``p_value``, ... against the per-module GBDT; ``global_lift``, ... against the global LightGBM.
 ``EvaluationConfig.compare_with`` adds more (``<name>_lift``, ...)."""
+
+
+def _references(config: EvaluationConfig) -> dict[str, str]:
+    """Every model a row is compared with and its keys' prefix: :data:`REFERENCES` and ``compare_with``."""
+    return {**REFERENCES, **{name: f"{name}_" for name in config.compare_with}}
 
 
 def _compare(
@@ -548,7 +553,7 @@ def _compare_aucs(
     for i, row in enumerate(rows):
         row.update(ci_low=low[i], ci_high=high[i], requests=len(members), excluded_requests=0, positives=positives)
     index = {row["model"]: i for i, row in enumerate(rows)}
-    for reference, prefix in {**REFERENCES, **{name: f"{name}_" for name in config.compare_with}}.items():
+    for reference, prefix in _references(config).items():
         b = index.get(reference)
         for i, row in enumerate(rows):
             if b is None or i == b:

@@ -262,7 +262,7 @@ def _auc_table(test: SplitEvaluation, models: Sequence[str]) -> str:
         cells.setdefault((row["task"], row["subset"]), {})[row["model"]] = _num(row["value"]) + interval
     rows = [[*key, *(values.get(model, "") for model in models)] for key, values in cells.items()]
     caption = (
-        '<p class="small">With AUC as the primary metric, its task has bootstrap intervals over rows '
+        '<p class="small">With AUC as the primary metric, its task has intervals from DeLong\'s covariance '
         "(at the confidence level of the lifts).</p>"
     )
     return caption + _table(["task", "module", *models], rows)

@@ -146,6 +146,8 @@ def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, 
     assert result.blessing.lift == pytest.approx(row["lift"]) and result.blessing.p_value == row["p_value"]
     assert all(change["p_value"] is not None for change in result.blessing.modules.values())
     assert "lift" not in result.test.find("candidate", "all", "click", "auc")  # other tasks: the value only
+    html = (tmp_path / "report.html").read_text()
+    assert "<th>auc delta</th>" in html and "intervals from DeLong" in html  # the lift table, the AUC caption
     significant = evaluate(CONFIG.replace(require_significance=True), examples, {"candidate": LabelScorer(0.3)},
                            baseline_dir, tmp_path / "significant")  # fmt: skip
     assert significant.blessing.blessed, significant.blessing.reasons
