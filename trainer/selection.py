@@ -53,8 +53,8 @@ class Selection:
         """The selection ``config.early_stopping_metric`` asks for on this data (loss without request groups)."""
         if config.early_stopping_metric == LOSS_METRIC:
             return cls(LOSS_MONITOR, "min")
-        if config.early_stopping_metric == AUC_METRIC:  # Keras's epoch metric of the task's output
-            return cls(f"val_{default_primary_task(spec.task_names, AUC_METRIC)}_auc", "max")
+        if config.early_stopping_metric == AUC_METRIC:
+            return cls.auc(spec)
         if not spec.has_groups:
             logger.warning(
                 "early_stopping_metric is %s but the data has no request groups: selecting by the eval loss",
@@ -70,6 +70,11 @@ class Selection:
         target = default_primary_task(spec.task_names, metric)
         suffix = "" if cutoff == m.FULL_LIST else f"_at_{cutoff}"
         return cls(f"val_{target}_ndcg{suffix}", "max", target, cutoff)
+
+    @classmethod
+    def auc(cls, spec: FeatureSpec) -> Selection:
+        """The selection by the eval AUC of the primary binary task: Keras's epoch metric of that task's output."""
+        return cls(f"val_{default_primary_task(spec.task_names, AUC_METRIC)}_auc", "max")
 
     @property
     def by_ranking(self) -> bool:

@@ -33,7 +33,6 @@ from typing import Any
 
 from ranker_core.schema import FeatureSpec
 from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
-from ranker_core.targets import default_primary_task
 from trainer.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def _judged_by(tuning: TuningConfig, spec: FeatureSpec) -> tuple[str, tuple[str,
         log.warning("tuning metric %s needs request groups and this data has none: trials are judged by AUC", metric)
         metric = AUC_METRIC
     if metric == AUC_METRIC:
-        return f"{default_primary_task(spec.task_names, AUC_METRIC)}_auc", ()
+        return Selection.auc(spec).name, ()
     return Selection.ranking(metric, spec).name, (metric,)
 
 
