@@ -63,13 +63,13 @@ class LabelExpression:
         depth = _depth(self._tree.body)
         if depth > MAX_DEPTH:
             raise self._too_deep(f"{depth} levels deep")
-        names: set[str] = set()
-        self._text: set[str] = set()
-        self._check(self._tree.body, names)
-        both = sorted(self._text & self._numeric_names(self._tree.body))
+        numeric: set[str] = set()  # columns used as numbers
+        self._text: set[str] = set()  # columns compared with text
+        self._check(self._tree.body, numeric)
+        both = sorted(self._text & numeric)
         if both:
             raise ExpressionError(f"expression {self._shown} uses {', '.join(both)} both as text and as a number")
-        self.columns: tuple[str, ...] = tuple(sorted(names))
+        self.columns: tuple[str, ...] = tuple(sorted(numeric | self._text))
         # Columns compared with text literals: read as text, every other column as a number.
         self.text_columns: tuple[str, ...] = tuple(sorted(self._text))
 
@@ -89,8 +89,7 @@ class LabelExpression:
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
             self._check(node.operand, names)
         elif isinstance(node, ast.Compare) and self._text_comparison(node):
-            names.add(node.left.id)  # type: ignore[attr-defined]  (checked by _text_comparison)
-            self._text.add(node.left.id)  # type: ignore[attr-defined]
+            self._text.add(node.left.id)  # type: ignore[attr-defined]  (a Name: checked by _text_comparison)
         elif isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
             for child in (node.left, *node.comparators):
                 self._check(child, names)
@@ -120,20 +119,6 @@ class LabelExpression:
                 "column in ('a', 'b') or column not in ('a', 'b')"
             )
         return True
-
-    @staticmethod
-    def _numeric_names(root: ast.AST) -> set[str]:
-        """Column names used outside a text comparison."""
-        found: set[str] = set()
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.Compare) and any(_texts(child) is not None for child in node.comparators):
-                continue
-            if isinstance(node, ast.Name):
-                found.add(node.id)
-            stack.extend(ast.iter_child_nodes(node))
-        return found
 
     @property
     def _shown(self) -> str:
