@@ -14,6 +14,7 @@ Every error names the spec file and the offending key or column.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fnmatch
 import re
@@ -405,7 +406,7 @@ def _column_names(names: Any, problems: list[str]) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(name, str | int) and str(name) for name in names):
         problems.append(f"source.column_names: expected a list of column names, got {names!r}")
         return ()
-    repeated = sorted({str(name) for name in names if [str(other) for other in names].count(str(name)) > 1})
+    repeated = sorted(name for name, count in collections.Counter(map(str, names)).items() if count > 1)
     if repeated:
         problems.append(f"source.column_names: {', '.join(map(repr, repeated))} named more than once")
     return tuple(str(name) for name in names)
