@@ -361,9 +361,10 @@ def assign_splits(rows: pd.DataFrame, plan: ExtractionPlan, timeline: Timeline) 
         # eval or test without a file pattern: carved from the train files' requests by their fractions
         eval_end = split.eval_fraction if "eval" not in split.files else 0.0
         test_end = eval_end + (split.test_fraction if "test" not in split.files else 0.0)
-        share, train = _request_share(rows), assigned == "train"
-        assigned[train & (share < eval_end)] = "eval"
-        assigned[train & (share >= eval_end) & (share < test_end)] = "test"
+        if test_end > 0:  # no hashing when every split has its files
+            share, train = _request_share(rows), assigned == "train"
+            assigned[train & (share < eval_end)] = "eval"
+            assigned[train & (share >= eval_end) & (share < test_end)] = "test"
     else:
         if split.by == "time":  # a request's earliest timestamp places all of it
             order = rows.groupby(REQUEST_ID)[TIMESTAMP].transform("min").to_numpy()
