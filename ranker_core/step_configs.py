@@ -47,6 +47,8 @@ SEQUENCE_POOLINGS: tuple[str, ...] = typing.get_args(SequencePooling)
 GateInputs = Literal["features", "module"]
 # What the id embeddings do after the first epoch: train on, stay frozen, or restart from fresh rows.
 EmbeddingSchedule = Literal["train", "freeze", "reset"]
+# What embedding_l2 penalizes: every lookup of a row, or every row once per epoch whatever its frequency.
+EmbeddingL2Scaling = Literal["lookup", "frequency"]
 
 TaskWeighting = Literal["fixed", "uncertainty"]
 
@@ -117,6 +119,12 @@ class TrainerConfig(Settings):
     # how often it is used. Curbs the hashed-id memorization that made the first epoch the best one;
     # 10 had the lowest eval loss of 0 / 0.03 / 0.3 / 1 / 3 / 10 / 30 (docs/model.md). 0 disables it.
     embedding_l2: float = 10.0
+    # "lookup": the penalty above, which grows with a row's frequency, so a frequent value (a category, a
+    # module-wide flag) is shrunk hardest. "frequency": each lookup's penalty is divided by how often the train
+    # split uses that row (counted once before training), so every row is penalized about once per epoch
+    # however frequent (DIN's mini-batch aware regularization, Zhou et al., 2018); a row seen once is penalized
+    # as with "lookup" (docs/model.md, "Regularization of the id embeddings").
+    embedding_l2_scaling: EmbeddingL2Scaling = "lookup"
     # Cap on the buckets of every hashed feature (None: the spec's hash_buckets). Fewer buckets
     # share rows between rare ids: less capacity to memorize, at the price of collisions.
     max_hash_buckets: int | None = None

@@ -276,6 +276,10 @@ class StringEncoder(tf.keras.layers.Layer):
     the mean of the token embeddings (zeros for an empty list). ``l2`` adds
     ``l2 * (summed squares of the looked-up rows) / batch`` to the model's
     losses: only the rows a batch uses are penalized, so the update stays sparse.
+    With ``frequency_weighted`` each looked-up row's square is divided by how often
+    the train split uses that row (:meth:`weigh_l2_by_counts`; DIN's mini-batch
+    aware regularization, Zhou et al., 2018): a row's penalty over an epoch is the
+    same however often it is used, so frequent values are no longer shrunk hardest.
 
     Example::
 
@@ -291,11 +295,13 @@ class StringEncoder(tf.keras.layers.Layer):
         l2: float = 0.0,
         max_hash_buckets: int | None = None,
         rare_row: bool = False,
+        frequency_weighted: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", f"{feature.kind}_{_safe(feature.name)}"), **kwargs)
         self.feature, self.l2 = feature, l2
         self.bucket_rows: tf.Variable | None = None
+        self.l2_row_weights: tf.Variable | None = None
         if feature.kind == "hashed":
             if not feature.hash_buckets or feature.hash_buckets < 1:
                 raise ValueError(f"hashed feature {feature.name!r} needs hash_buckets >= 1 in the feature spec")
@@ -312,6 +318,13 @@ class StringEncoder(tf.keras.layers.Layer):
             rows = len(vocabulary) + oov_buckets
         self.embedding = tf.keras.layers.Embedding(rows, embedding_dim)
         self.output_width = embedding_dim
+        if frequency_weighted:  # 1 / (train-split uses) per row; every row 1 until weigh_l2_by_counts
+            self.l2_row_weights = tf.Variable(tf.ones([rows]), trainable=False, name="l2_row_weights")
+
+    @property
+    def rows(self) -> int:
+        """Rows of the embedding table."""
+        return self.embedding.input_dim
 
     def keep_frequent_buckets(self, counts: np.ndarray, min_count: int) -> int:
         """Give the hashed buckets seen fewer than ``min_count`` times (``counts``, from the train split) one shared
@@ -321,6 +334,17 @@ class StringEncoder(tf.keras.layers.Layer):
         rare = counts < min_count
         self.bucket_rows.assign(np.where(rare, buckets, np.arange(buckets)).astype(np.int64))
         return int(rare.sum())
+
+    def weigh_l2_by_counts(self, counts: np.ndarray) -> None:
+        """Divide each row's penalty by its uses in the train split (``counts``, one per row; an unused row keeps 1)."""
+        self.l2_row_weights.assign(1.0 / np.maximum(counts, 1).astype(np.float32))
+
+    def row_counts(self, values: tf.Tensor) -> np.ndarray:
+        """How often ``values`` (a batch of this feature; a list feature's tokens each count) use each row."""
+        if self.feature.kind == "list":
+            values = tf.strings.split(values, LIST_SEPARATOR).flat_values
+            values = tf.boolean_mask(values, tf.strings.length(values) > 0)
+        return np.bincount(self.rows_of(values).numpy().ravel(), minlength=self.rows)
 
     def rows_of(self, values: tf.Tensor) -> tf.Tensor:
         """The embedding row of each value."""
@@ -337,9 +361,13 @@ class StringEncoder(tf.keras.layers.Layer):
 
     def embed(self, values: tf.Tensor, batch: tf.Tensor | None) -> tf.Tensor:
         """Each value's embedding row, penalized per ``batch`` rows (``None``: not penalized)."""
-        vectors = self.embedding(self.rows_of(values))
+        rows = self.rows_of(values)
+        vectors = self.embedding(rows)
         if self.l2 > 0 and batch is not None:
-            self.add_loss(self.l2 * tf.reduce_sum(tf.square(vectors)) / tf.cast(tf.maximum(batch, 1), tf.float32))
+            squares = tf.reduce_sum(tf.square(vectors), axis=-1)
+            if self.l2_row_weights is not None:
+                squares *= tf.gather(self.l2_row_weights, rows)
+            self.add_loss(self.l2 * tf.reduce_sum(squares) / tf.cast(tf.maximum(batch, 1), tf.float32))
         return vectors
 
     def embed_tokens(self, lists: tf.Tensor, penalize: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
@@ -453,6 +481,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
         sequence_pooling: str = "attention",
         sequence_dropout: float = 0.0,
         rare_id_rows: bool = False,
+        l2_by_frequency: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(name=kwargs.pop("name", "features"), **kwargs)
@@ -469,12 +498,15 @@ class FeatureEncoder(tf.keras.layers.Layer):
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
         attended = _attended_sequences(spec) if sequence_pooling == "attention" else []
         self.strings = [
-            StringEncoder(feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets, rare_id_rows)
+            StringEncoder(
+                feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets, rare_id_rows, l2_by_frequency
+            )
             for feature in spec.features
             if feature.is_string and feature not in attended
         ]
         by_name = {encoder.feature.name: encoder for encoder in self.strings}
         self.sequences = [SequenceAttention(feature, by_name[feature.target], sequence_dropout) for feature in attended]
+        self.l2_by_frequency = l2_by_frequency
         pairs = len(self.strings) * (len(self.strings) - 1) // 2
         self.interaction = tfrs.layers.feature_interaction.DotInteraction() if interaction == "dot" and pairs else None
         self.output_width = sum(encoder.output_width for encoder in (*self.strings, *self.sequences))
@@ -520,15 +552,29 @@ class FeatureEncoder(tf.keras.layers.Layer):
         ``min_count`` times one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per feature.
         Needs ``rare_id_rows``."""
         hashed = [encoder for encoder in self.strings if encoder.bucket_rows is not None]
-        counts = {encoder.feature.name: np.zeros(encoder.lookup.num_bins, np.int64) for encoder in hashed}
-        for batch in batches:
-            for encoder in hashed:
-                ids = encoder.lookup(batch[encoder.feature.name]).numpy().ravel()
-                counts[encoder.feature.name] += np.bincount(ids, minlength=encoder.lookup.num_bins)
+        counts = _row_counts(batches, hashed)  # before this, each bucket is its own row and the shared row unused
         return {
-            encoder.feature.name: encoder.keep_frequent_buckets(counts[encoder.feature.name], min_count)
+            encoder.feature.name: encoder.keep_frequent_buckets(counts[encoder.feature.name][:-1], min_count)
             for encoder in hashed
         }
+
+    def weigh_l2_by_frequency(self, batches: tf.data.Dataset) -> dict[str, int]:
+        """Count each string feature's row uses over ``batches`` (the train split) and divide every row's
+        ``embedding_l2`` penalty by its count (:meth:`StringEncoder.weigh_l2_by_counts`); the rows used per feature.
+        Needs ``l2_by_frequency``; after :meth:`keep_frequent_ids`, the shared rare row counts all its ids."""
+        counts = _row_counts(batches, self.strings)
+        for encoder in self.strings:
+            encoder.weigh_l2_by_counts(counts[encoder.feature.name])
+        return {name: int(np.count_nonzero(rows)) for name, rows in counts.items()}
+
+
+def _row_counts(batches: tf.data.Dataset, encoders: Sequence[StringEncoder]) -> dict[str, np.ndarray]:
+    """Each encoder's row uses over ``batches``, by feature name."""
+    counts = {encoder.feature.name: np.zeros(encoder.rows, np.int64) for encoder in encoders}
+    for batch in batches:
+        for encoder in encoders:
+            counts[encoder.feature.name] += encoder.row_counts(batch[encoder.feature.name])
+    return counts
 
 
 def _attended_sequences(spec: FeatureSpec) -> list[Feature]:

@@ -359,6 +359,7 @@ class RankerModel(tfrs.Model):
             config.sequence_pooling,
             config.sequence_dropout,
             rare_id_rows=config.rare_id_min_count > 0,
+            l2_by_frequency=config.embedding_l2 > 0 and config.embedding_l2_scaling == "frequency",
         )
         self.module_embedding = (
             ModuleEmbedding(

@@ -117,6 +117,9 @@ def train_and_export(
             make_dataset(examples_dir, "train", spec, 8192), config.rare_id_min_count
         )
         logger.info("hashed buckets seen fewer than %d times share one row: %s", config.rare_id_min_count, rare)
+    if model.feature_encoder.l2_by_frequency:
+        used = model.feature_encoder.weigh_l2_by_frequency(make_dataset(examples_dir, "train", spec, 8192))
+        logger.info("embedding_l2 divided by each row's uses in the train split; rows used per feature: %s", used)
     train_rows = split_rows(examples_dir, "train", spec)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
     whole_requests = bool(model.listwise_tasks or model.logged_order)  # losses over whole requests

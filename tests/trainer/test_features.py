@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from ranker_core.schema import Feature, SplitStats
 from ranker_core.step_configs import TrainerConfig
+from tests.conftest import SYNTHETIC_CATEGORIES
 from trainer.features import (
     NORMALIZED_CLIP,
     FeatureEncoder,
@@ -342,6 +343,54 @@ def test_sequence_dropout_drops_tokens_in_training_only(spec):
         assert min(np.abs(row - subset).max() for subset in subsets) < 1e-5
     with pytest.raises(ValueError, match="sequence_dropout must be in"):
         TrainerConfig(sequence_dropout=1.0)
+
+
+def test_frequency_scaling_penalizes_each_row_once_per_epoch_however_often_it_is_used(spec):
+    encoder = FeatureEncoder(spec, embedding_dim=4, embedding_l2=2.0, l2_by_frequency=True)
+    by_name = {encoder.feature.name: encoder for encoder in encoder.strings}
+    category, listing, tags = by_name["category"], by_name["listing_id"], by_name["tags"]
+    first, second = SYNTHETIC_CATEGORIES[:2]
+    train = tf.data.Dataset.from_tensor_slices(
+        {
+            "category": [first] * 5 + [second],
+            "listing_id": ["l1"] * 3 + ["l2"] * 3,
+            "user_id": ["u1"] * 6,
+            "tags": ["gift|sale", "gift", "", "gift", "vintage", "gift|gift"],
+        }
+    ).batch(4)
+
+    used = encoder.weigh_l2_by_frequency(train)
+    assert used == {"user_id": 1, "listing_id": 2, "category": 2, "tags": 3}
+
+    def penalty(layer: StringEncoder, values: list[str]) -> float:
+        layer(tf.constant(values))
+        return float(tf.add_n(layer.losses))
+
+    def squares(layer: StringEncoder, value: str) -> float:
+        return float(tf.reduce_sum(tf.square(layer.embedding(layer.rows_of(tf.constant([value]))))))
+
+    # a row seen 5 times costs a fifth of one seen once; each lookup is averaged over the batch of 2
+    expected = 2.0 * (squares(category, first) / 5 + squares(category, second) / 1) / 2
+    assert penalty(category, [first, second]) == pytest.approx(expected, rel=1e-5)
+    expected = 2.0 * (squares(listing, "l1") / 3) / 1
+    assert penalty(listing, ["l1"]) == pytest.approx(expected, rel=1e-5)
+    # a list feature counts each token: gift 5 times, sale and vintage once
+    expected = 2.0 * (squares(tags, "gift") / 5 + squares(tags, "sale")) / 1
+    assert penalty(tags, ["gift|sale"]) == pytest.approx(expected, rel=1e-5)
+    # an unseen value (the OOV row) keeps the full penalty
+    expected = 2.0 * squares(category, "never-seen") / 1
+    assert penalty(category, ["never-seen"]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="embedding_l2_scaling"):
+        TrainerConfig(embedding_l2_scaling="per_row")
+
+
+def test_lookup_scaling_penalizes_every_lookup_alike(spec):
+    category = StringEncoder(spec.feature("category"), embedding_dim=4, l2=2.0)
+    value = SYNTHETIC_CATEGORIES[0]
+    category(tf.constant([value] * 3))
+    once = float(tf.reduce_sum(tf.square(category.embedding(category.rows_of(tf.constant([value]))))))
+    assert float(tf.add_n(category.losses)) == pytest.approx(2.0 * 3 * once / 3, rel=1e-5)
+    assert category.l2_row_weights is None  # no weights, no extra variable in the export
 
 
 def test_hashed_buckets_seen_too_rarely_in_training_share_one_row(spec):

@@ -14,7 +14,14 @@ from trainer.examples import read_split
 from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.predict import load_ranker
-from trainer.train import EmbeddingSchedule, configure_determinism, tensorboard_installed, train_and_export
+from trainer.storage import load_feature_spec
+from trainer.train import (
+    EmbeddingSchedule,
+    configure_determinism,
+    split_rows,
+    tensorboard_installed,
+    train_and_export,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +130,20 @@ def test_rare_ids_share_one_row_in_the_exported_model(synthetic_examples, tmp_pa
     seen = ranker.predict(columns)["score"]
     unseen = ranker.predict({**columns, "listing_id": np.array(["never-1", "never-2", "never-3"], dtype=object)})
     np.testing.assert_allclose(unseen["score"], seen, rtol=1e-6)  # an unseen id and a rare one: the same row
+
+
+def test_frequency_scaled_l2_weighs_the_shared_rare_row_by_every_id_it_stands_for(synthetic_examples, tmp_path):
+    config = TrainerConfig(
+        **TINY_CONFIG, epochs=1, rare_id_min_count=1_000_000, embedding_l2=1.0, embedding_l2_scaling="frequency"
+    )
+    train_and_export(synthetic_examples, tmp_path / "model", config)
+    reader = tf.train.load_checkpoint(str(tmp_path / "model" / "variables" / "variables"))
+    weights = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "l2_row_weights" in name}
+    assert len(weights) == 4  # user_id, listing_id, category, tags
+    listing = next(value for value in weights.values() if len(value) == 257)  # 256 buckets and the shared row
+    train_rows = split_rows(synthetic_examples, "train", load_feature_spec(synthetic_examples))
+    assert listing[-1] == pytest.approx(1 / train_rows)  # every training id is rare: the shared row holds them all
+    np.testing.assert_array_equal(listing[:-1], 1.0)  # the buckets no id uses any more
 
 
 def trained_weights(checkpoint: str) -> dict[str, np.ndarray]:
