@@ -319,7 +319,7 @@ class StringEncoder(tf.keras.layers.Layer):
         self.embedding = tf.keras.layers.Embedding(rows, embedding_dim)
         self.output_width = embedding_dim
         if frequency_weighted:  # 1 / (train-split uses) per row; every row 1 until weigh_l2_by_counts
-            self.l2_row_weights = tf.Variable(tf.ones([rows]), trainable=False, name="l2_row_weights")
+            self.l2_row_weights = tf.Variable(tf.ones([rows]), trainable=False, name=f"{self.name}_l2_row_weights")
 
     @property
     def rows(self) -> int:
