@@ -339,12 +339,19 @@ class StringEncoder(tf.keras.layers.Layer):
         """Divide each row's penalty by its uses in the train split (``counts``, one per row; an unused row keeps 1)."""
         self.l2_row_weights.assign(1.0 / np.maximum(counts, 1).astype(np.float32))
 
-    def row_counts(self, values: tf.Tensor) -> np.ndarray:
-        """How often ``values`` (a batch of this feature; a list feature's tokens each count) use each row."""
+    def id_counts(self, values: tf.Tensor) -> np.ndarray:
+        """How often ``values`` (a batch of this feature; a list feature's tokens each count) use each id: the
+        vocabulary index or hash bucket, before :meth:`keep_frequent_buckets` maps buckets to rows."""
         if self.feature.kind == "list":
-            values = tf.strings.split(values, LIST_SEPARATOR).flat_values
-            values = tf.boolean_mask(values, tf.strings.length(values) > 0)
-        return np.bincount(self.rows_of(values).numpy().ravel(), minlength=self.rows)
+            values, _ = _tokens(values)
+        return np.bincount(self.lookup(values).numpy().ravel(), minlength=self.rows)
+
+    def row_counts(self, id_counts: np.ndarray) -> np.ndarray:
+        """Each embedding row's uses, from :meth:`id_counts`: the shared rare row sums the ids it stands for."""
+        if self.bucket_rows is None:
+            return id_counts
+        buckets = self.bucket_rows.shape[0]
+        return np.bincount(self.bucket_rows.numpy(), weights=id_counts[:buckets], minlength=self.rows)
 
     def rows_of(self, values: tf.Tensor) -> tf.Tensor:
         """The embedding row of each value."""
@@ -372,11 +379,16 @@ class StringEncoder(tf.keras.layers.Layer):
 
     def embed_tokens(self, lists: tf.Tensor, penalize: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
         """The embeddings of every non-empty token of ``lists`` (one string per row) and each token's row."""
-        # flat tokens and their rows, summed by segment: the ragged ops did the same in ~2x the ops
-        tokens = tf.strings.split(lists, LIST_SEPARATOR)
-        kept = tf.strings.length(tokens.flat_values) > 0
-        flat, rows = tf.boolean_mask(tokens.flat_values, kept), tf.boolean_mask(tokens.value_rowids(), kept)
+        flat, rows = _tokens(lists)
         return self.embed(flat, tf.shape(lists)[0] if penalize else None), rows
+
+
+def _tokens(lists: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The non-empty tokens of ``lists`` (one joined string per row), flat, and the row of each."""
+    # flat tokens and their rows, summed by segment: the ragged ops did the same in ~2x the ops
+    tokens = tf.strings.split(lists, LIST_SEPARATOR)
+    kept = tf.strings.length(tokens.flat_values) > 0
+    return tf.boolean_mask(tokens.flat_values, kept), tf.boolean_mask(tokens.value_rowids(), kept)
 
 
 class SequenceAttention(tf.keras.layers.Layer):
@@ -547,34 +559,37 @@ class FeatureEncoder(tf.keras.layers.Layer):
             reseeded = type(initializer).from_config({**initializer.get_config(), "seed": seed + index})
             table.assign(reseeded(table.shape, table.dtype))
 
-    def keep_frequent_ids(self, batches: tf.data.Dataset, min_count: int) -> dict[str, int]:
-        """Count every hashed feature's buckets over ``batches`` (the train split) and give those seen fewer than
-        ``min_count`` times one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per feature.
-        Needs ``rare_id_rows``."""
+    def count_ids(self, batches: tf.data.Dataset) -> dict[str, np.ndarray]:
+        """Id uses over ``batches`` (the train split, one pass), by feature name, of every string feature that needs
+        them: with ``l2_by_frequency`` all of them, else the hashed ones with a shared rare row (``rare_id_rows``).
+        Feed them to :meth:`keep_frequent_ids`, then :meth:`weigh_l2_by_frequency`."""
+        counted = [e for e in self.strings if self.l2_by_frequency or e.bucket_rows is not None]
+        counts = {encoder.feature.name: np.zeros(encoder.rows, np.int64) for encoder in counted}
+        for batch in batches:
+            for encoder in counted:
+                counts[encoder.feature.name] += encoder.id_counts(batch[encoder.feature.name])
+        return counts
+
+    def keep_frequent_ids(self, id_counts: dict[str, np.ndarray], min_count: int) -> dict[str, int]:
+        """Give every hashed feature's buckets seen fewer than ``min_count`` times in ``id_counts``
+        (:meth:`count_ids`) one shared row (:meth:`StringEncoder.keep_frequent_buckets`); the rare buckets per
+        feature. Needs ``rare_id_rows``."""
         hashed = [encoder for encoder in self.strings if encoder.bucket_rows is not None]
-        counts = _row_counts(batches, hashed)  # before this, each bucket is its own row and the shared row unused
-        return {
-            encoder.feature.name: encoder.keep_frequent_buckets(counts[encoder.feature.name][:-1], min_count)
+        return {  # the last count is the shared row's, which no id uses
+            encoder.feature.name: encoder.keep_frequent_buckets(id_counts[encoder.feature.name][:-1], min_count)
             for encoder in hashed
         }
 
-    def weigh_l2_by_frequency(self, batches: tf.data.Dataset) -> dict[str, int]:
-        """Count each string feature's row uses over ``batches`` (the train split) and divide every row's
-        ``embedding_l2`` penalty by its count (:meth:`StringEncoder.weigh_l2_by_counts`); the rows used per feature.
-        Needs ``l2_by_frequency``; after :meth:`keep_frequent_ids`, the shared rare row counts all its ids."""
-        counts = _row_counts(batches, self.strings)
+    def weigh_l2_by_frequency(self, id_counts: dict[str, np.ndarray]) -> dict[str, int]:
+        """Divide every row's ``embedding_l2`` penalty by its uses in ``id_counts`` (:meth:`count_ids`;
+        :meth:`StringEncoder.weigh_l2_by_counts`); the rows used per feature. Needs ``l2_by_frequency``; after
+        :meth:`keep_frequent_ids`, the shared rare row counts all its ids."""
+        used = {}
         for encoder in self.strings:
-            encoder.weigh_l2_by_counts(counts[encoder.feature.name])
-        return {name: int(np.count_nonzero(rows)) for name, rows in counts.items()}
-
-
-def _row_counts(batches: tf.data.Dataset, encoders: Sequence[StringEncoder]) -> dict[str, np.ndarray]:
-    """Each encoder's row uses over ``batches``, by feature name."""
-    counts = {encoder.feature.name: np.zeros(encoder.rows, np.int64) for encoder in encoders}
-    for batch in batches:
-        for encoder in encoders:
-            counts[encoder.feature.name] += encoder.row_counts(batch[encoder.feature.name])
-    return counts
+            rows = encoder.row_counts(id_counts[encoder.feature.name])
+            encoder.weigh_l2_by_counts(rows)
+            used[encoder.feature.name] = int(np.count_nonzero(rows))
+        return used
 
 
 def _attended_sequences(spec: FeatureSpec) -> list[Feature]:

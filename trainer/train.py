@@ -34,6 +34,7 @@ import tensorflow as tf
 from ranker_core.schema import MODULE, POSITION, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import export_model
+from trainer.features import FeatureEncoder
 from trainer.inputs import RequestBatches, make_dataset
 from trainer.model import RankerModel, build_model
 from trainer.position import positions_all_zero
@@ -112,14 +113,7 @@ def train_and_export(
     if multi_worker:
         # Metric results are already all-reduced over the workers; Keras's default would add them up once more.
         model.distribute_reduction_method = "first"
-    if config.rare_id_min_count:
-        rare = model.feature_encoder.keep_frequent_ids(
-            make_dataset(examples_dir, "train", spec, 8192), config.rare_id_min_count
-        )
-        logger.info("hashed buckets seen fewer than %d times share one row: %s", config.rare_id_min_count, rare)
-    if model.feature_encoder.l2_by_frequency:
-        used = model.feature_encoder.weigh_l2_by_frequency(make_dataset(examples_dir, "train", spec, 8192))
-        logger.info("embedding_l2 divided by each row's uses in the train split; rows used per feature: %s", used)
+    _fit_id_counts(model.feature_encoder, config, make_dataset(examples_dir, "train", spec, 8192))
     train_rows = split_rows(examples_dir, "train", spec)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
     whole_requests = bool(model.listwise_tasks or model.logged_order)  # losses over whole requests
@@ -164,6 +158,19 @@ def train_and_export(
 
 
 Batches = tuple[tf.data.Dataset, int]  # one pass over a split, and its number of batches
+
+
+def _fit_id_counts(encoder: FeatureEncoder, config: TrainerConfig, train: tf.data.Dataset) -> None:
+    """Count the string features' ids over the train split once: for the shared rare row and the penalty per row."""
+    if not (config.rare_id_min_count or encoder.l2_by_frequency):
+        return
+    id_counts = encoder.count_ids(train)
+    if config.rare_id_min_count:
+        rare = encoder.keep_frequent_ids(id_counts, config.rare_id_min_count)
+        logger.info("hashed buckets seen fewer than %d times share one row: %s", config.rare_id_min_count, rare)
+    if encoder.l2_by_frequency:
+        used = encoder.weigh_l2_by_frequency(id_counts)
+        logger.info("embedding_l2 divided by each row's uses in the train split; rows used per feature: %s", used)
 
 
 def _input_batches(

@@ -359,7 +359,7 @@ def test_frequency_scaling_penalizes_each_row_once_per_epoch_however_often_it_is
         }
     ).batch(4)
 
-    used = encoder.weigh_l2_by_frequency(train)
+    used = encoder.weigh_l2_by_frequency(encoder.count_ids(train))
     assert used == {"user_id": 1, "listing_id": 2, "category": 2, "tags": 3}
 
     def penalty(layer: StringEncoder, values: list[str]) -> float:
@@ -384,6 +384,23 @@ def test_frequency_scaling_penalizes_each_row_once_per_epoch_however_often_it_is
         TrainerConfig(embedding_l2_scaling="per_row")
 
 
+def test_the_shared_rare_row_is_penalized_by_the_uses_of_all_its_ids(spec):
+    encoder = FeatureEncoder(spec, embedding_dim=4, embedding_l2=1.0, rare_id_rows=True, l2_by_frequency=True)
+    listing = next(e for e in encoder.strings if e.feature.name == "listing_id")
+    values = {"listing_id": ["l1"] * 4 + ["l2", "l3", "l5"], "user_id": ["u1"] * 7}
+    values |= {"category": [SYNTHETIC_CATEGORIES[0]] * 7, "tags": [""] * 7}
+    train = tf.data.Dataset.from_tensor_slices(values).batch(3)
+    id_counts = encoder.count_ids(train)  # one pass serves both steps
+    encoder.keep_frequent_ids(id_counts, min_count=2)
+    used = encoder.weigh_l2_by_frequency(id_counts)
+
+    weights = listing.l2_row_weights.numpy()
+    assert used["listing_id"] == 2  # l1's row and the shared row of l2, l3 and l5
+    assert weights[listing.rows_of(tf.constant(["l1"])).numpy()[0]] == pytest.approx(1 / 4)
+    assert weights[-1] == pytest.approx(1 / 3)  # the shared row: three ids seen once each
+    assert weights[listing.rows_of(tf.constant(["l2"])).numpy()[0]] == pytest.approx(1 / 3)
+
+
 def test_lookup_scaling_penalizes_every_lookup_alike(spec):
     category = StringEncoder(spec.feature("category"), embedding_dim=4, l2=2.0)
     value = SYNTHETIC_CATEGORIES[0]
@@ -403,7 +420,9 @@ def test_hashed_buckets_seen_too_rarely_in_training_share_one_row(spec):
     before = listing(tf.constant(["l2", "l4", "l1"])).numpy()
     assert not np.allclose(before[0], before[1])  # every bucket its own row until counted
 
-    rare = encoder.keep_frequent_ids(train, min_count=2)
+    id_counts = encoder.count_ids(train)
+    assert set(id_counts) == {"listing_id", "user_id"}  # the hashed features only: no penalty per row to weigh
+    rare = encoder.keep_frequent_ids(id_counts, min_count=2)
     assert rare == {"listing_id": 256 - 2, "user_id": 64 - 1}  # l1, l3 and u1 keep their rows
     after = listing(tf.constant(["l2", "l4", "never-seen", "l1", "l3"])).numpy()
     np.testing.assert_array_equal(after[0], after[1])  # seen once, and never: the shared row
