@@ -413,7 +413,12 @@ def build_feature_spec(
 def write_split_shards(
     shard_rows: tuple[int, pd.DataFrame], spec: FeatureSpec, output_dir: str, num_shards: int
 ) -> Iterator[tuple[str, str, int]]:
-    """One GZIP TFRecord file per split present in the shard: (split, path, rows)."""
+    """One GZIP TFRecord file per split present in the shard: (split, path, rows).
+
+    Records are written in time order, ties by their bytes: the order in which Beam hands over a
+    shard's rows varies between runs, and the trainer's seeded shuffle starts from the file order,
+    so only a fixed order makes the same raw data give the same files and the same model.
+    """
     import tensorflow as tf
 
     from trainer.examples import COMPRESSION
@@ -424,7 +429,7 @@ def write_split_shards(
         tf.io.gfile.makedirs(folder)
         path = _join(folder, f"part-{shard:05d}-of-{num_shards:05d}.tfrecord.gz")
         with tf.io.TFRecordWriter(path, options=COMPRESSION) as writer:
-            for record in encode_frame(part, spec):
+            for _, record in sorted(zip(part[TIMESTAMP].tolist(), encode_frame(part, spec), strict=True)):
                 writer.write(record)
         yield str(split), path, len(part)
 
