@@ -72,6 +72,7 @@ class PipelineSettings:
     n_impressions: int = DEFAULT_N_IMPRESSIONS  # shared with `ranker simulate`
     seed: int = DEFAULT_SEED
     dead_letter_threshold: float = 0.01
+    num_shards: int = 4  # extraction's shuffle partitions and files per split: about one per 250,000 rows
     # step configurations (JSON objects, or @path to a JSON file)
     model_config: str = "{}"
     baseline_config: str = "{}"
@@ -115,6 +116,8 @@ class PipelineSettings:
             raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
         if self.n_impressions <= 0:
             raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
+        if self.num_shards <= 0:
+            raise ValueError(f"num_shards must be positive, not {self.num_shards}")
         from components.evaluation.config import EvaluationConfig
 
         # fail now, naming the flag and the key, not an hour into the run
@@ -248,6 +251,7 @@ class PipelineSettings:
             "n_impressions": self.n_impressions,
             "seed": self.seed,
             "dead_letter_threshold": self.dead_letter_threshold,
+            "num_shards": self.num_shards,
             "model_config_json": config_json(self.trainer),
             "baseline_config_json": config_json(self.baseline),
             "eval_config_json": config_json(self.evaluation),
@@ -400,6 +404,13 @@ OPTIONS: dict[str, Option] = {
         float,
         "fail extraction when more than this share of rows is malformed",
     ),
+    "num_shards": Option(
+        "--num-shards",
+        "RANKER_NUM_SHARDS",
+        int,
+        "extraction's shuffle partitions and TFRecord files per split; each holds its rows in memory, "
+        "so raise it with the data (about one per 250,000 rows)",
+    ),
     "model_config": Option(
         "--model-config", "RANKER_MODEL_CONFIG", str, "trainer config overrides: JSON object or @file.json"
     ),
@@ -509,6 +520,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "n_impressions",
         "seed",
         "dead_letter_threshold",
+        "num_shards",
     ),
     "step configurations": ("model_config", "baseline_config", "eval_config", "tune_config", "deploy"),
     "local execution": ("work_dir", "docker", "enable_caching", "fail_if_not_blessed"),

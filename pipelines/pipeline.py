@@ -88,6 +88,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         n_impressions: int = arguments["n_impressions"],
         seed: int = arguments["seed"],
         dead_letter_threshold: float = arguments["dead_letter_threshold"],
+        num_shards: int = arguments["num_shards"],
         model_config_json: str = arguments["model_config_json"],
         baseline_config_json: str = arguments["baseline_config_json"],
         eval_config_json: str = arguments["eval_config_json"],
@@ -148,6 +149,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                 dataset_spec=dataset_spec,
                 held_out_module=held_out_module,
                 dead_letter_threshold=dead_letter_threshold,
+                num_shards=num_shards,
             ),
             settings,
         )

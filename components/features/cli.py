@@ -40,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dead-letter-threshold", type=float, default=0.01, help="largest tolerated share of malformed rows (0.01)"
     )
-    parser.add_argument("--num-shards", type=int, default=4, help="TFRecord files per split and shuffle partitions (4)")
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=4,
+        help="TFRecord files per split and shuffle partitions (4); each holds its rows in memory: "
+        "about one per 250,000 rows",
+    )
     parser.add_argument("--batch-rows", type=int, default=65_536, help="rows per record batch (65536)")
     parser.add_argument(
         "--timeline-seconds", type=int, default=60, help="time bucket of the global prior and split boundaries (60)"

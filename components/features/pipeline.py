@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -78,6 +79,7 @@ from ranker_core.schema import (
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_DIR = "dead_letter"
+SPILL_DIR = "_spill"  # joined shards between the join and the writer, removed as they are written
 SHARD = "_shard"
 SPLIT = "_split"
 
@@ -434,6 +436,26 @@ def write_split_shards(
         yield str(split), path, len(part)
 
 
+def spill_shard(shard_rows: tuple[int, pd.DataFrame], folder: str) -> tuple[int, str]:
+    """A joined shard pickled to ``folder`` (the same path for the same shard, so a retry overwrites it)."""
+    shard, rows = shard_rows
+    path = _join(folder, f"shard-{shard:05d}.pkl")
+    with FileSystems.create(path) as handle:
+        pickle.dump(rows, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return shard, path
+
+
+def write_spilled_shard(
+    shard_path: tuple[int, str], spec: FeatureSpec, output_dir: str, num_shards: int
+) -> Iterator[tuple[str, str, int]]:
+    """:func:`write_split_shards` of a shard :func:`spill_shard` wrote; the spilled file is removed after."""
+    shard, path = shard_path
+    with FileSystems.open(path) as handle:
+        rows = pickle.load(handle)
+    yield from write_split_shards((shard, rows), spec, output_dir, num_shards)
+    FileSystems.delete([path])
+
+
 def _join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/"), *parts[1:]])
 
@@ -509,6 +531,9 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
         | "GroupShards" >> beam.GroupByKey()
         | "JoinAndSplit" >> beam.FlatMap(join_and_split, plan, timeline_view)
     )
+    # The writer waits for the train statistics (a side input), so whatever it consumes is held until they
+    # are done: by the local runner in memory. Each joined shard goes to a file and only its path is held.
+    spilled = joined | "SpillShards" >> beam.Map(spill_shard, _join(output_dir, SPILL_DIR))
     train_rows = joined | "TrainRows" >> beam.Map(lambda kv: kv[1][kv[1][SPLIT] == "train"])
     statistics = (
         train_rows
@@ -537,8 +562,8 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
             timeline_view,
         )
     )
-    written = joined | "WriteShards" >> beam.FlatMap(
-        write_split_shards, AsSingleton(feature_spec), output_dir, plan.num_shards
+    written = spilled | "WriteShards" >> beam.FlatMap(
+        write_spilled_shard, AsSingleton(feature_spec), output_dir, plan.num_shards
     )
     _ = (
         written
@@ -644,12 +669,16 @@ def _clear_outputs(config: ExtractionConfig) -> None:
     """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
     folders = [_join(config.output_dir, split) for split in split_names(HELDOUT_SPLIT)]
     snapshot = _join(config.output_dir, SNAPSHOT_DIR)
-    stale = [_join(config.output_dir, FEATURE_SPEC_FILE), *folders, snapshot, config.dead_letter_path]
-    existing = [path for path in stale if FileSystems.exists(path)]
-    if existing:
-        FileSystems.delete(existing)
+    spill = _join(config.output_dir, SPILL_DIR)
+    _delete_existing([_join(config.output_dir, FEATURE_SPEC_FILE), *folders, snapshot, config.dead_letter_path, spill])
     if not FileSystems.exists(config.output_dir):
         FileSystems.mkdirs(config.output_dir)
+
+
+def _delete_existing(paths: list[str]) -> None:
+    existing = [path for path in paths if FileSystems.exists(path)]
+    if existing:
+        FileSystems.delete(existing)
 
 
 def extract_features(config: ExtractionConfig) -> ExtractionSummary:
@@ -666,6 +695,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
         build_extraction_pipeline(pipeline, plan, config)
+    _delete_existing([_join(config.output_dir, SPILL_DIR)])  # the folder: its files went as they were written
     return _check_run(config, plan, time.monotonic() - started)
 
 

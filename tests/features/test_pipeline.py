@@ -3,6 +3,7 @@
 import gzip
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,12 @@ def test_every_row_is_accounted_for(extracted, raw):
         part = rows[rows["split"] == split]
         assert stats.requests == part["request_id"].nunique()
         assert stats.positives["purchase"] == part[label_key("purchase")].sum()
+
+
+def test_the_output_holds_what_extraction_promises_and_no_spilled_shard(extracted):
+    summary, _, _ = extracted
+    written = sorted(path.name for path in Path(summary.output_dir).iterdir())
+    assert written == ["dead_letter", "entities", "eval", "feature_spec.json", "heldout", "test", "train"]
 
 
 def test_the_feature_spec_describes_the_contract(extracted):

@@ -170,6 +170,22 @@ def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch)
     assert user_source.python_func(data_uri=" logs ", oracle_uri=" truth/ ") == ("logs", "truth/")
 
 
+def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
+    from google.protobuf import json_format
+
+    from pipelines.pipeline import build_pipeline
+
+    settings = PipelineSettings.from_args(parse_run_flags(["--num-shards", "12"]))
+    spec = json_format.MessageToDict(build_pipeline(settings).pipeline_spec)
+    assert spec["root"]["inputDefinitions"]["parameters"]["num_shards"]["defaultValue"] == 12
+    extract = spec["root"]["dag"]["tasks"]["extract-features"]["inputs"]["parameters"]
+    assert extract["num_shards"] == {"componentInputParameter": "num_shards"}
+    monkeypatch.setenv("RANKER_NUM_SHARDS", "40")
+    assert PipelineSettings.from_env().num_shards == 40
+    with pytest.raises(ValueError, match="num_shards must be positive, not 0"):
+        PipelineSettings(num_shards=0)
+
+
 def test_an_oracle_without_the_users_data_is_refused():
     with pytest.raises(ValueError, match="oracle_uri is the oracle of your data"):
         PipelineSettings(oracle_uri="truth/")
