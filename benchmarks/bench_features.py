@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="/tmp/bench_features", help="where data and examples go")
     parser.add_argument("--modes", nargs="+", default=["multi_processing"], help="DirectRunner running modes")
     parser.add_argument("--workers", type=int, default=0, help="DirectRunner workers (0: one per core)")
-    parser.add_argument("--num-shards", type=int, default=4, help="shuffle partitions and files per split (4)")
+    parser.add_argument(
+        "--num-shards", type=int, default=0, help="shuffle partitions and files per split (0: sized by the data)"
+    )
     parser.add_argument("--held-out-module", default="email_digest", help="module written as `heldout`")
     parser.add_argument("--histories", nargs="+", default=["{}"], help="`history` updates to compare (JSON)")
     args = parser.parse_args(argv)

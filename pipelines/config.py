@@ -72,7 +72,7 @@ class PipelineSettings:
     n_impressions: int = DEFAULT_N_IMPRESSIONS  # shared with `ranker simulate`
     seed: int = DEFAULT_SEED
     dead_letter_threshold: float = 0.01
-    num_shards: int = 4  # extraction's shuffle partitions and files per split: about one per 250,000 rows
+    num_shards: int = 0  # extraction's shuffle partitions and files per split; 0: sized by the data
     # step configurations (JSON objects, or @path to a JSON file)
     model_config: str = "{}"
     baseline_config: str = "{}"
@@ -116,8 +116,8 @@ class PipelineSettings:
             raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
         if self.n_impressions <= 0:
             raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
-        if self.num_shards <= 0:
-            raise ValueError(f"num_shards must be positive, not {self.num_shards}")
+        if self.num_shards < 0:
+            raise ValueError(f"num_shards must be 0 (sized by the data) or more, not {self.num_shards}")
         from components.evaluation.config import EvaluationConfig
 
         # fail now, naming the flag and the key, not an hour into the run
@@ -408,8 +408,8 @@ OPTIONS: dict[str, Option] = {
         "--num-shards",
         "RANKER_NUM_SHARDS",
         int,
-        "extraction's shuffle partitions and TFRecord files per split; each holds its rows in memory, "
-        "so raise it with the data (about one per 250,000 rows)",
+        "extraction's shuffle partitions and TFRecord files per split; each holds its rows in memory "
+        "(0: one per 250,000 rows of Parquet input, at least 4; 4 for CSV, JSON lines and BigQuery)",
     ),
     "model_config": Option(
         "--model-config", "RANKER_MODEL_CONFIG", str, "trainer config overrides: JSON object or @file.json"

@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-shards",
         type=int,
-        default=4,
-        help="TFRecord files per split and shuffle partitions (4); each holds its rows in memory: "
-        "about one per 250,000 rows",
+        default=0,
+        help="TFRecord files per split and shuffle partitions; each holds its rows in memory (0: one per "
+        "250,000 rows of Parquet input, at least 4; 4 for other sources)",
     )
     parser.add_argument("--batch-rows", type=int, default=65_536, help="rows per record batch (65536)")
     parser.add_argument(

@@ -15,7 +15,7 @@ def extract_features(
     metrics: Output[Metrics],
     held_out_module: str = "",
     dead_letter_threshold: float = 0.01,
-    num_shards: int = 4,
+    num_shards: int = 0,
     beam_options_json: str = "{}",
 ) -> None:
     """Extract examples from ``raw_data`` (a file, glob or folder of files, or ``bq://project.dataset.table``).

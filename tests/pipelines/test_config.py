@@ -182,8 +182,9 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
     assert extract["num_shards"] == {"componentInputParameter": "num_shards"}
     monkeypatch.setenv("RANKER_NUM_SHARDS", "40")
     assert PipelineSettings.from_env().num_shards == 40
-    with pytest.raises(ValueError, match="num_shards must be positive, not 0"):
-        PipelineSettings(num_shards=0)
+    assert PipelineSettings().num_shards == 0  # sized by the data
+    with pytest.raises(ValueError, match=r"num_shards must be 0 \(sized by the data\) or more, not -1"):
+        PipelineSettings(num_shards=-1)
 
 
 def test_an_oracle_without_the_users_data_is_refused():
