@@ -462,14 +462,17 @@ def main(argv: list[str] | None = None) -> int:
     results = {world: {seed: run_world(world, seed, args) for seed in seeds} for world in worlds}
     slug = _slug(args.model_config) + _spec_variant(args)
     out = Path(args.work_dir) / ("bench_quality.json" if slug == "default" else f"bench_quality-{slug}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_model(), "impressions": args.impressions, "model_config": args.model_config}
     record["history"] = args.history
     record["module_traits"] = args.module_traits
     record["impressions_per_user"] = args.impressions_per_user or None
     record["peers"] = peers
-    results = _merged(out, record, results)
-    out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
+    if args.tables_only:
+        results = _recorded(out, record)
+    else:
+        results = _merged(out, record, results)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**record, "results": results}, indent=2) + "\n")
     per_user = f" ({args.impressions_per_user} per user)" if args.impressions_per_user else ""
     print(f"{args.impressions:,} impressions per run{per_user}; model config {args.model_config}; "
           f"history {args.history}; module traits {args.module_traits}; {record['cpu']}")  # fmt: skip
@@ -478,8 +481,20 @@ def main(argv: list[str] | None = None) -> int:
         expected = {seed: summary["expected"] for seed, summary in runs.items() if summary.get("expected")}
         if expected:
             print("\n".join(table(f"{world}, against the expected relevance", expected, peers)) + "\n")
-    print(f"written to {out}")
+    print(f"read from {out}" if args.tables_only else f"written to {out}")
     return 0
+
+
+def _recorded(out: Path, record: dict[str, Any]) -> dict[str, dict]:
+    """The runs in ``out`` when they were made with the settings of ``record`` (``--tables-only`` writes nothing)."""
+    if not out.exists():
+        raise SystemExit(f"bench_quality: no results in {out}: nothing was run with these settings there")
+    previous = json.loads(out.read_text())
+    differing = [f"{key}: {previous.get(key)!r} there, {value!r} asked" for key, value in record.items()
+                 if key != "cpu" and previous.get(key) != value]  # fmt: skip
+    if differing:
+        raise SystemExit(f"bench_quality: the runs in {out} were made with other settings ({'; '.join(differing)})")
+    return previous["results"]
 
 
 def _merged(out: Path, record: dict[str, Any], results: dict[str, dict]) -> dict[str, dict]:

@@ -68,6 +68,20 @@ def test_tables_only_prints_the_runs_already_in_the_work_dir(tmp_path, capsys):
     assert not (tmp_path / "curated-1000000-seed0").exists()  # nothing was simulated or trained
 
 
+def test_tables_only_with_other_settings_names_them_and_leaves_the_runs_as_they_were(tmp_path):
+    record = {"cpu": cpu_model(), "impressions": 1_000_000, "model_config": "{}", "history": "{}"}
+    record |= {"module_traits": False, "impressions_per_user": None, "peers": ["dcn"]}
+    runs = {"0": {"test": {"favorite": _cells(0.03, 0.01, 0.05)}, "heldout": {}}}
+    saved = json.dumps({**record, "results": {"curated": runs}})
+    (tmp_path / "bench_quality.json").write_text(saved)
+
+    with pytest.raises(SystemExit, match=r"other settings \(peers: \['dcn'\] there, \[\] asked\)"):
+        main(["--tables-only", "--work-dir", str(tmp_path), "--peers"])
+    with pytest.raises(SystemExit, match="no results in"):
+        main(["--tables-only", "--work-dir", str(tmp_path / "empty"), "--peers", "dcn"])
+    assert (tmp_path / "bench_quality.json").read_text() == saved
+
+
 def test_summarise_reads_the_metric_asked_for():
     def row(model: str, metric: str, value: float) -> dict:
         return {"model": model, "subset": "all", "target": "favorite", "metric": metric, "value": value, "lift": value}
