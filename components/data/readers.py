@@ -65,15 +65,16 @@ def resolve_files(data_uri: str, source: SourceSpec) -> list[str]:
 
     has_glob = any(char in data_uri for char in "*?[")
     pattern = data_uri if has_glob else FileSystems.join(data_uri.rstrip("/"), source.file_pattern)
-    files = _match(pattern)
+    files = matching_paths(pattern)
     if not files and not has_glob:
-        files = [path for path in _match(data_uri) if not path.endswith("/") and not os.path.isdir(path)]
+        files = [path for path in matching_paths(data_uri) if not path.endswith("/") and not os.path.isdir(path)]
     if not files:
         raise DataSourceError(f"no {source.format} files match {data_uri!r} (looked for {pattern!r} and the path)")
     return sorted(files)
 
 
-def _match(pattern: str) -> list[str]:
+def matching_paths(pattern: str) -> list[str]:
+    """The paths a glob matches on any Beam file system (none when its local folder does not exist)."""
     from apache_beam.io.filesystems import FileSystems
 
     try:

@@ -47,6 +47,7 @@ from components.data.readers import (
     RawBatch,
     bigquery_read,
     is_bigquery_uri,
+    matching_paths,
     parquet_rows,
     read_batches,
     resolve_files,
@@ -83,7 +84,7 @@ logger = logging.getLogger(__name__)
 DEAD_LETTER_DIR = "dead_letter"
 ROWS_PER_SHARD = 250_000  # 3M rows in 12 shards: 4 GiB less memory than in 4, and faster (docs/data.md)
 MIN_SHARDS = 4
-SPILL_DIR = "_spill"  # joined shards between the join and the writer, removed as they are written
+SPILL_DIR = "_spill"  # joined shards between the join and the writer, removed when the run ends
 SHARD = "_shard"
 SPLIT = "_split"
 
@@ -466,12 +467,21 @@ def spill_shard(shard_rows: tuple[int, pd.DataFrame], folder: str) -> tuple[int,
 def write_spilled_shard(
     shard_path: tuple[int, str], spec: FeatureSpec, output_dir: str, num_shards: int
 ) -> Iterator[tuple[str, str, int]]:
-    """:func:`write_split_shards` of a shard :func:`spill_shard` wrote; the spilled file is removed after."""
+    """:func:`write_split_shards` of a shard :func:`spill_shard` wrote.
+
+    The spilled file stays until the run ends (:func:`remove_spilled_shards`): a runner that retries a
+    failed bundle hands the writer the same paths again.
+    """
     shard, path = shard_path
     with FileSystems.open(path) as handle:
         rows = pickle.load(handle)
     yield from write_split_shards((shard, rows), spec, output_dir, num_shards)
-    FileSystems.delete([path])
+
+
+def remove_spilled_shards(output_dir: str) -> None:
+    """Delete the spilled shards and their folder: files one by one, since on GCS a folder is only a prefix."""
+    folder = _join(output_dir, SPILL_DIR)
+    _delete_existing([*matching_paths(_join(folder, "*")), folder])
 
 
 def _join(*parts: str) -> str:
@@ -687,8 +697,8 @@ def _clear_outputs(config: ExtractionConfig) -> None:
     """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
     folders = [_join(config.output_dir, split) for split in split_names(HELDOUT_SPLIT)]
     snapshot = _join(config.output_dir, SNAPSHOT_DIR)
-    spill = _join(config.output_dir, SPILL_DIR)
-    _delete_existing([_join(config.output_dir, FEATURE_SPEC_FILE), *folders, snapshot, config.dead_letter_path, spill])
+    _delete_existing([_join(config.output_dir, FEATURE_SPEC_FILE), *folders, snapshot, config.dead_letter_path])
+    remove_spilled_shards(config.output_dir)
     if not FileSystems.exists(config.output_dir):
         FileSystems.mkdirs(config.output_dir)
 
@@ -713,7 +723,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
         build_extraction_pipeline(pipeline, plan, config)
-    _delete_existing([_join(config.output_dir, SPILL_DIR)])  # the folder: its files went as they were written
+    remove_spilled_shards(config.output_dir)
     return _check_run(config, plan, time.monotonic() - started)
 
 

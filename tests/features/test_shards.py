@@ -1,11 +1,24 @@
-"""How many shards an extraction uses: as asked, or one per ROWS_PER_SHARD rows of Parquet input."""
+"""How many shards an extraction uses (as asked, or one per ROWS_PER_SHARD rows of Parquet input), and the
+shards spilled between the join and the writer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from components.features import pipeline
-from components.features.pipeline import MIN_SHARDS, ExtractionConfig, ExtractionError, plan_extraction, shard_count
+from components.features.pipeline import (
+    MIN_SHARDS,
+    SPILL_DIR,
+    ExtractionConfig,
+    ExtractionError,
+    plan_extraction,
+    remove_spilled_shards,
+    shard_count,
+    spill_shard,
+)
 from tests.data.impressions import impressions_frame, write_parquet
 
 
@@ -37,3 +50,12 @@ def test_the_plan_sizes_its_shards_and_refuses_a_negative_count(parquet, tmp_pat
     assert plan_extraction(ExtractionConfig(str(parquet), "simulator", str(tmp_path / "out"))).num_shards == 8
     with pytest.raises(ExtractionError, match=r"num_shards must be 0 \(sized by the data\) or more"):
         plan_extraction(ExtractionConfig(str(parquet), "simulator", str(tmp_path / "out"), num_shards=-1))
+
+
+def test_spilled_shards_are_removed_with_their_folder_and_a_missing_folder_is_no_error(tmp_path):
+    spilled = [spill_shard((shard, pd.DataFrame({"x": [shard]})), str(tmp_path / SPILL_DIR))[1] for shard in (0, 1)]
+    assert [Path(path).name for path in spilled] == ["shard-00000.pkl", "shard-00001.pkl"]
+    assert pd.read_pickle(spilled[1])["x"].tolist() == [1]
+    remove_spilled_shards(str(tmp_path))
+    assert not (tmp_path / SPILL_DIR).exists()
+    remove_spilled_shards(str(tmp_path))  # nothing left: nothing to do
