@@ -479,9 +479,8 @@ def write_spilled_shard(
 
 
 def remove_spilled_shards(output_dir: str) -> None:
-    """Delete the spilled shards and their folder: files one by one, since on GCS a folder is only a prefix."""
-    folder = _join(output_dir, SPILL_DIR)
-    _delete_existing([*matching_paths(_join(folder, "*")), folder])
+    """Delete the spilled shards and their folder."""
+    _delete_existing([_join(output_dir, SPILL_DIR)])
 
 
 def _join(*parts: str) -> str:
@@ -693,7 +692,7 @@ def _save_spec(spec: FeatureSpec, output_dir: str) -> None:
         handle.write((json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n").encode())
 
 
-def _clear_outputs(config: ExtractionConfig) -> None:
+def clear_outputs(config: ExtractionConfig) -> None:
     """Remove what an earlier run left (only the paths extraction writes), so no stale shard survives."""
     folders = [_join(config.output_dir, split) for split in split_names(HELDOUT_SPLIT)]
     snapshot = _join(config.output_dir, SNAPSHOT_DIR)
@@ -704,7 +703,14 @@ def _clear_outputs(config: ExtractionConfig) -> None:
 
 
 def _delete_existing(paths: list[str]) -> None:
-    existing = [path for path in paths if FileSystems.exists(path)]
+    """Delete each path that exists: a file, or a folder and everything under it.
+
+    On GCS a folder is only a prefix: ``exists`` is false for it and nothing deletes it whole, so the
+    files under each path are matched (``**`` crosses folders on every Beam file system) and deleted
+    first, then whatever the paths themselves still name (a file, an emptied local folder).
+    """
+    files = [file for path in paths for file in matching_paths(_join(path, "**"))]
+    existing = files + [path for path in paths if FileSystems.exists(path)]
     if existing:
         FileSystems.delete(existing)
 
@@ -719,7 +725,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     """
     started = time.monotonic()
     plan = plan_extraction(config)
-    _clear_outputs(config)
+    clear_outputs(config)
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
     with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
         build_extraction_pipeline(pipeline, plan, config)
