@@ -13,8 +13,8 @@ shipped), so the cost of other history features is measured in the same run.
 
 Memory is measured too: the peak of the proportional set size (PSS) summed over this process and every
 process it started (the local runner's workers), sampled each second: what the run holds of the
-machine's memory, shared pages counted once. The local runner keeps every grouped collection in memory,
-so this grows with the data and bounds the size a machine can extract locally.
+machine's memory, shared pages counted once. Extraction spills the frames it shuffles to files on the
+local runner, so this follows the rows per shard (``--num-shards``), not the rows.
 """
 
 from __future__ import annotations

@@ -48,9 +48,13 @@ class BeamOptions(Settings):
         return self.runner in (DATAFLOW, "dataflow")
 
     @property
+    def is_local(self) -> bool:
+        return self.runner.lower() in _LOCAL_NAMES
+
+    @property
     def beam_runner(self) -> str:
         """The ``--runner`` Beam gets: the local runner's class path for ``DirectRunner``, any other name as is."""
-        return LOCAL_RUNNER if self.runner.lower() in _LOCAL_NAMES else self.runner
+        return LOCAL_RUNNER if self.is_local else self.runner
 
     @property
     def local_workers(self) -> int:
@@ -64,7 +68,7 @@ class BeamOptions(Settings):
         Set only for ``multi_processing`` on the local runner: a library that sizes its thread
         pools by the machine's cores (TensorFlow) would otherwise run ``workers x cores`` threads.
         """
-        if self.runner.lower() not in _LOCAL_NAMES or self.direct_running_mode != "multi_processing":
+        if not self.is_local or self.direct_running_mode != "multi_processing":
             return 0
         return max(1, (os.cpu_count() or 1) // self.local_workers)
 

@@ -32,6 +32,7 @@ import logging
 import math
 import pickle
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -187,6 +188,35 @@ class ExtractionSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class FrameSpill:
+    """Frames on their way through a shuffle: in files on the local runner, as they are elsewhere.
+
+    Beam's local runner keeps every shuffled element in its own process until the step that reads
+    them has run, so a run's memory would grow with its rows; a frame put in a file travels as its
+    path and the step after the shuffle reads it back. Dataflow shuffles outside the workers'
+    memory: there ``folder`` is "" and frames pass as they are. Files stay until the run ends
+    (:func:`remove_spilled_shards`), so a retried bundle finds its input::
+
+        spill = FrameSpill("work/examples/_spill/frames")
+        handle = spill.put(frame)         # the file's path
+        frames = spill.get([handle])      # [frame]
+    """
+
+    folder: str = ""
+
+    def put(self, frame: pd.DataFrame) -> pd.DataFrame | str:
+        if not self.folder:
+            return frame
+        path = _join(self.folder, f"{uuid.uuid4().hex}.pkl")
+        _write_pickle(path, frame)
+        return path
+
+    @staticmethod
+    def get(handles: Iterable[pd.DataFrame | str]) -> list[pd.DataFrame]:
+        return [_read_pickle(handle) if isinstance(handle, str) else handle for handle in handles]
+
+
+@dataclasses.dataclass(frozen=True)
 class ExtractionPlan:
     """The resolved inputs of a run: the spec, the files and the features to describe."""
 
@@ -198,6 +228,7 @@ class ExtractionPlan:
     num_shards: int
     batch_rows: int
     timeline_seconds: int = 1
+    spill: FrameSpill = FrameSpill()
 
     @property
     def entities(self) -> list[Entity]:
@@ -260,6 +291,7 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
         num_shards=shard_count(config.num_shards, spec.source.format, files),
         batch_rows=config.batch_rows,
         timeline_seconds=config.timeline_seconds,
+        spill=FrameSpill(_join(config.output_dir, SPILL_DIR, "frames") if config.beam.is_local else ""),
     )
 
 
@@ -306,10 +338,10 @@ def _parsed_outputs(plan: ExtractionPlan, raw: RawBatch, file_index: int, path: 
         yield "rows", frame
 
 
-def request_shards(frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
-    """The rows of a parsed batch by request shard (every row of a request is in one shard)."""
+def request_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[int, pd.DataFrame | str]]:
+    """The rows of a parsed batch by request shard (every row of a request is in one shard), spilled."""
     for shard, part in frame.groupby(SHARD, sort=False):
-        yield int(shard), part
+        yield int(shard), plan.spill.put(part)
 
 
 def drop_duplicates(group: tuple[int, Iterable[pd.DataFrame]], plan: ExtractionPlan) -> Iterator[tuple[str, Any]]:
@@ -317,7 +349,7 @@ def drop_duplicates(group: tuple[int, Iterable[pd.DataFrame]], plan: ExtractionP
     dead-lettered: ("rows", (shard, frame)), ("dead", letter) and ("counts", counts) outputs."""
     shard, frames = group
     drop = plan.spec.source.duplicates == "drop"
-    rows = pd.concat(list(frames), ignore_index=True)
+    rows = pd.concat(plan.spill.get(frames), ignore_index=True)
     found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,))
     dropped = len(found.dead_letters)
     counts = {"rows_read": 0, "rows_valid": -dropped, "dead_letters": dropped, "duplicates": found.count}
@@ -339,7 +371,7 @@ def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[t
         )
         subset = frame[list(columns)]
         for shard in np.unique(shards):
-            yield (entity.name, int(shard)), subset[shards == shard]
+            yield (entity.name, int(shard)), plan.spill.put(subset[shards == shard])
 
 
 def entity_features(
@@ -348,12 +380,12 @@ def entity_features(
     """All rows of some keys of one entity -> their history features, keyed by request shard."""
     key, frames = group
     entity = next(entity for entity in plan.entities if entity.name == key[0])
-    frame = pd.concat(list(frames), ignore_index=True)
+    frame = pd.concat(plan.spill.get(frames), ignore_index=True)
     features = entity_history(frame, entity, plan.spec.task_names, timeline, plan.spec.history.prior_strength)
     features[UID] = frame[UID].to_numpy()
     shards = frame[SHARD].to_numpy()
     for shard in np.unique(shards):
-        yield int(shard), (entity.name, features[shards == shard].set_index(UID))
+        yield int(shard), (entity.name, plan.spill.put(features[shards == shard].set_index(UID)))
 
 
 def join_and_split(
@@ -366,9 +398,9 @@ def join_and_split(
         by_kind.setdefault(kind, []).append(frame)
     if "rows" not in by_kind:
         return
-    rows = pd.concat(by_kind.pop("rows"), ignore_index=True).set_index(UID)
+    rows = pd.concat(plan.spill.get(by_kind.pop("rows")), ignore_index=True).set_index(UID)
     for entity in plan.entities:
-        rows = rows.join(pd.concat(by_kind[entity.name]), how="left")
+        rows = rows.join(pd.concat(plan.spill.get(by_kind[entity.name])), how="left")
     add_match_features(rows, plan.spec)
     rows[SPLIT] = assign_splits(rows, plan, timeline)
     yield shard, rows.reset_index()
@@ -459,8 +491,7 @@ def spill_shard(shard_rows: tuple[int, pd.DataFrame], folder: str) -> tuple[int,
     """A joined shard pickled to ``folder`` (the same path for the same shard, so a retry overwrites it)."""
     shard, rows = shard_rows
     path = _join(folder, f"shard-{shard:05d}.pkl")
-    with FileSystems.create(path) as handle:
-        pickle.dump(rows, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_pickle(path, rows)
     return shard, path
 
 
@@ -473,14 +504,22 @@ def write_spilled_shard(
     failed bundle hands the writer the same paths again.
     """
     shard, path = shard_path
-    with FileSystems.open(path) as handle:
-        rows = pickle.load(handle)
-    yield from write_split_shards((shard, rows), spec, output_dir, num_shards)
+    yield from write_split_shards((shard, _read_pickle(path)), spec, output_dir, num_shards)
 
 
 def remove_spilled_shards(output_dir: str) -> None:
     """Delete the spilled shards and their folder."""
     _delete_existing([_join(output_dir, SPILL_DIR)])
+
+
+def _write_pickle(path: str, value: Any) -> None:
+    with FileSystems.create(path) as handle:
+        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_pickle(path: str) -> Any:
+    with FileSystems.open(path) as handle:
+        return pickle.load(handle)
 
 
 def _join(*parts: str) -> str:
@@ -531,7 +570,7 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
     outputs = _read(pipeline, plan, config.beam)
     requests = (
         outputs.rows
-        | "ByRequestShard" >> beam.FlatMap(request_shards)
+        | "ByRequestShard" >> beam.FlatMap(request_shards, plan)
         | "GroupRequests" >> beam.GroupByKey()
         | "DropDuplicates" >> beam.ParDo(_DropDuplicates(plan)).with_outputs("rows", "dead", "counts")
     )
@@ -548,7 +587,7 @@ def build_extraction_pipeline(pipeline: beam.Pipeline, plan: ExtractionPlan, con
         )
     )
     timeline_view = AsSingleton(timeline)
-    by_shard = requests.rows | "TagRows" >> beam.Map(lambda kv: (kv[0], ("rows", kv[1])))
+    by_shard = requests.rows | "TagRows" >> beam.Map(lambda kv: (kv[0], ("rows", plan.spill.put(kv[1]))))
     by_entity = rows | "ByEntityShard" >> beam.FlatMap(entity_shards, plan) | "GroupEntities" >> beam.GroupByKey()
     features = by_entity | "History" >> beam.FlatMap(entity_features, plan, timeline_view)
     _write_snapshot(pipeline, by_entity, plan, timeline_view, output_dir)
@@ -630,7 +669,7 @@ def entity_snapshot_part(
     """All rows of some keys of one entity -> (entity, their features as of the cutoff)."""
     (name, _), frames = group
     entity = next(entity for entity in plan.entities if entity.name == name)
-    return name, entity_snapshot(pd.concat(list(frames), ignore_index=True), entity, plan.spec, timeline)
+    return name, entity_snapshot(pd.concat(plan.spill.get(frames), ignore_index=True), entity, plan.spec, timeline)
 
 
 def _read(pipeline, plan: ExtractionPlan, beam_options: BeamOptions):

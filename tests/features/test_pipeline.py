@@ -12,7 +12,7 @@ import yaml
 
 from components.data.spec import SPECS_DIR
 from components.features.options import BeamOptions
-from components.features.pipeline import ExtractionConfig, ExtractionError, extract_features
+from components.features.pipeline import ExtractionConfig, ExtractionError, FrameSpill, extract_features
 from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, SPLITS, FeatureSpec, label_key
 from tests.data.impressions import (
     SEQUENCES,
@@ -278,6 +278,26 @@ def test_the_same_rows_in_another_order_give_byte_identical_example_files(raw, t
         for name in files:
             a, b = (gzip.decompress((tmp_path / side / split / name).read_bytes()) for side in "ab")
             assert a == b, f"{split}/{name} differs"
+
+
+def test_frames_spilled_between_shuffles_give_the_examples_of_frames_shuffled_as_they_are(raw, tmp_path, monkeypatch):
+    data = write_parquet(raw, tmp_path / "raw", parts=3)
+    handles, put = [], FrameSpill.put
+
+    def recorded_put(spill: FrameSpill, frame: pd.DataFrame) -> pd.DataFrame | str:
+        handles.append(put(spill, frame))
+        return handles[-1]
+
+    monkeypatch.setattr(FrameSpill, "put", recorded_put)
+    run(data, tmp_path / "spilled", held_out_module="email_digest")
+    assert handles and all(isinstance(handle, str) for handle in handles)  # every shuffled frame went to a file
+    assert not (tmp_path / "spilled" / "_spill").exists()  # and the files are gone
+    monkeypatch.setattr(FrameSpill, "put", lambda self, frame: frame)
+    run(data, tmp_path / "kept", held_out_module="email_digest")
+    for split in ("train", "eval", "test", "heldout"):
+        for path in sorted((tmp_path / "kept" / split).iterdir()):
+            spilled = tmp_path / "spilled" / split / path.name
+            assert gzip.decompress(path.read_bytes()) == gzip.decompress(spilled.read_bytes()), f"{split}/{path.name}"
 
 
 def test_bad_bytes_impossible_times_and_duplicates_are_dead_letters_the_rest_is_read(raw, tmp_path, caplog):

@@ -1,5 +1,5 @@
-"""How many shards an extraction uses (as asked, or one per ROWS_PER_SHARD rows of Parquet input), and the
-shards spilled between the join and the writer."""
+"""How many shards an extraction uses (as asked, or one per ROWS_PER_SHARD rows of Parquet input), the
+shards spilled between the join and the writer, and the frames spilled between shuffles."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from components.features import pipeline
+from components.features.options import BeamOptions
 from components.features.pipeline import (
     MIN_SHARDS,
     SPILL_DIR,
     ExtractionConfig,
     ExtractionError,
+    FrameSpill,
     plan_extraction,
     remove_spilled_shards,
     shard_count,
@@ -59,3 +61,19 @@ def test_spilled_shards_are_removed_with_their_folder_and_a_missing_folder_is_no
     remove_spilled_shards(str(tmp_path))
     assert not (tmp_path / SPILL_DIR).exists()
     remove_spilled_shards(str(tmp_path))  # nothing left: nothing to do
+
+
+def test_a_spilled_frame_travels_as_a_path_and_comes_back_equal(tmp_path):
+    frame = pd.DataFrame({"uid": [3, 1], "tags": [["a"], []], "price": [1.5, None]})
+    handle = FrameSpill(str(tmp_path / "frames")).put(frame)
+    assert isinstance(handle, str) and Path(handle).parent == tmp_path / "frames"
+    pd.testing.assert_frame_equal(FrameSpill.get([handle, frame])[0], frame)
+    assert FrameSpill().put(frame) is frame  # no folder: the frame itself goes through the shuffle
+
+
+def test_frames_spill_on_the_local_runner_only(parquet, tmp_path):
+    local = plan_extraction(ExtractionConfig(str(parquet), "simulator", str(tmp_path / "out")))
+    assert local.spill.folder == f"{tmp_path / 'out'}/{SPILL_DIR}/frames"  # removed with the spilled shards
+    dataflow = BeamOptions(runner="DataflowRunner", project="p", region="r", temp_location="gs://b/tmp")
+    remote = plan_extraction(ExtractionConfig(str(parquet), "simulator", "gs://b/out", beam=dataflow))
+    assert remote.spill == FrameSpill()
