@@ -26,11 +26,13 @@ runner is fast and Dataflow scales it out unchanged:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import pickle
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -195,9 +197,9 @@ class FrameSpill:
     them has run, so a run's memory would grow with its rows; a frame put in a file travels as its
     path and the step after the shuffle reads it back. Dataflow shuffles outside the workers'
     memory: there ``folder`` is "" and frames pass as they are. Files stay until the run ends
-    (:func:`remove_spilled_shards`), so a retried bundle finds its input::
+    (:func:`frame_spill`), so a retried bundle finds its input::
 
-        spill = FrameSpill("work/examples/_spill/frames")
+        spill = FrameSpill("/tmp/ranker-spill-x1y2")
         handle = spill.put(frame)         # the file's path
         frames = spill.get([handle])      # [frame]
     """
@@ -291,7 +293,6 @@ def plan_extraction(config: ExtractionConfig) -> ExtractionPlan:
         num_shards=shard_count(config.num_shards, spec.source.format, files),
         batch_rows=config.batch_rows,
         timeline_seconds=config.timeline_seconds,
-        spill=FrameSpill(_join(config.output_dir, SPILL_DIR, "frames") if config.beam.is_local else ""),
     )
 
 
@@ -505,6 +506,20 @@ def write_spilled_shard(
     """
     shard, path = shard_path
     yield from write_split_shards((shard, _read_pickle(path)), spec, output_dir, num_shards)
+
+
+@contextlib.contextmanager
+def frame_spill(beam_options: BeamOptions) -> Iterator[FrameSpill]:
+    """The run's :class:`FrameSpill`: on the local runner a temporary folder, removed when the run ends.
+
+    The local runner's workers share this machine, so the folder is local (``TMPDIR``) whatever the
+    output: thousands of small files on a bucket would be slow. Other runners get no folder.
+    """
+    if not beam_options.is_local:
+        yield FrameSpill()
+        return
+    with tempfile.TemporaryDirectory(prefix="ranker-spill-") as folder:
+        yield FrameSpill(folder)
 
 
 def remove_spilled_shards(output_dir: str) -> None:
@@ -766,8 +781,8 @@ def extract_features(config: ExtractionConfig) -> ExtractionSummary:
     plan = plan_extraction(config)
     clear_outputs(config)
     logger.info("extracting %s (%d files) with %s", config.data_uri, len(plan.files), config.beam.runner)
-    with beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
-        build_extraction_pipeline(pipeline, plan, config)
+    with frame_spill(config.beam) as spill, beam.Pipeline(options=config.beam.pipeline_options()) as pipeline:
+        build_extraction_pipeline(pipeline, dataclasses.replace(plan, spill=spill), config)
     remove_spilled_shards(config.output_dir)
     return _check_run(config, plan, time.monotonic() - started)
 

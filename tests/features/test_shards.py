@@ -3,6 +3,7 @@ shards spilled between the join and the writer, and the frames spilled between s
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from components.features.pipeline import (
     ExtractionConfig,
     ExtractionError,
     FrameSpill,
+    frame_spill,
     plan_extraction,
     remove_spilled_shards,
     shard_count,
@@ -71,9 +73,12 @@ def test_a_spilled_frame_travels_as_a_path_and_comes_back_equal(tmp_path):
     assert FrameSpill().put(frame) is frame  # no folder: the frame itself goes through the shuffle
 
 
-def test_frames_spill_on_the_local_runner_only(parquet, tmp_path):
-    local = plan_extraction(ExtractionConfig(str(parquet), "simulator", str(tmp_path / "out")))
-    assert local.spill.folder == f"{tmp_path / 'out'}/{SPILL_DIR}/frames"  # removed with the spilled shards
+def test_frames_spill_to_a_temporary_folder_on_the_local_runner_only(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # TMPDIR, as Python read it at its first use
+    with frame_spill(BeamOptions(runner="DirectRunner")) as spill:
+        handle = spill.put(pd.DataFrame({"x": [1]}))
+        assert Path(spill.folder).parent == tmp_path and Path(handle).exists()
+    assert not Path(spill.folder).exists()  # removed when the run ends
     dataflow = BeamOptions(runner="DataflowRunner", project="p", region="r", temp_location="gs://b/tmp")
-    remote = plan_extraction(ExtractionConfig(str(parquet), "simulator", "gs://b/out", beam=dataflow))
-    assert remote.spill == FrameSpill()
+    with frame_spill(dataflow) as spill:
+        assert spill == FrameSpill()  # Dataflow's shuffle is not in memory: frames pass as they are
