@@ -8,62 +8,169 @@ no trained module ranks the new module better than the OOV embedding, a better
 embedding for new modules (from declared module traits, say) has little room::
 
     python -m benchmarks.bench_module_swap --model-dir work/model --examples work/examples
+
+With ``--baseline`` it also measures the lever the table points to, a module alias chosen on a new
+surface's first logs. The held-out requests are split by time: the earliest ``--probe-share`` of them
+(the new surface's first days) pick, for each ranker, the name under which it ranks the primary task
+best; the later ones judge the chosen names. The GBDTs get the same choice, so the comparison stays
+fair: the per-module GBDT may pick any trained module's own models or its global fallback (the unknown
+name), the global LightGBM any module's name or the unknown one::
+
+    python -m benchmarks.bench_module_swap --model-dir work/model --examples work/examples \\
+        --baseline work/baseline --probe-share 0.5
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Mapping, Sequence
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from components.evaluation.stats import bootstrap_means, percentile_interval
 from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
-from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
-from ranker_core.targets import ENGAGEMENT, target_labels
+from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
+from ranker_core.targets import ENGAGEMENT, default_primary_task, target_labels
 from trainer.examples import read_split
 from trainer.features import trained_modules
 from trainer.model import SCORE
 from trainer.predict import Ranker
 
 UNKNOWN = "__never_trained__"
+BOOTSTRAP_SAMPLES = 1000
+
+Columns = Mapping[str, np.ndarray]
+Scorer = Callable[[Columns], Mapping[str, np.ndarray]]
+"""Example columns -> one score per row for every target (each task and ``engagement``)."""
+
+SwapNdcg = dict[str, dict[str, np.ndarray]]
+"""Substituted module name -> target -> NDCG@10 of every request (NaN without a positive)."""
 
 
-def swap_scores(ranker: Ranker, columns: dict[str, np.ndarray], spec: FeatureSpec) -> dict[str, dict[str, float]]:
-    """Module substituted -> target -> mean NDCG@10 over the requests with a positive."""
+def ranker_scorer(ranker: Ranker) -> Scorer:
+    """The MMoE as a :data:`Scorer`: its task probabilities, and its ranking score for engagement."""
+
+    def score(columns: Columns) -> dict[str, np.ndarray]:
+        outputs = ranker.predict({name: columns[name] for name in ranker.input_signature})
+        return {**{task: outputs[task] for task in ranker.task_names}, ENGAGEMENT: outputs[SCORE]}
+
+    return score
+
+
+def swap_ndcg(scorer: Scorer, columns: Columns, task_names: Sequence[str], names: Sequence[str]) -> SwapNdcg:
+    """Every request's NDCG@10 per target with ``module_name`` replaced by each of ``names``."""
     groups = RequestGroups.from_ids(columns[REQUEST_ID])
-    results = {}
-    for module in (UNKNOWN, *trained_modules(spec)):
-        inputs = {name: columns[name] for name in ranker.input_signature if name != MODULE}
-        outputs = ranker.predict({**inputs, MODULE: np.full(len(groups.row_request), module, dtype=object)})
-        results[module] = {
-            target: _mean_ndcg(groups, target_labels(columns, target, spec.task_names), outputs[output])
-            for target, output in [*((task, task) for task in spec.task_names), (ENGAGEMENT, SCORE)]
+    results: SwapNdcg = {}
+    for name in names:
+        scores = scorer({**columns, MODULE: np.full(len(groups.row_request), name, dtype=object)})
+        results[name] = {
+            target: ndcg_per_request(groups, target_labels(columns, target, task_names).astype(float), values, [10])[10]
+            for target, values in scores.items()
         }
     return results
 
 
-def _mean_ndcg(groups: RequestGroups, gains: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.nanmean(ndcg_per_request(groups, gains.astype(float), scores, [10])[10]))
+def probe_requests(columns: Columns, share: float) -> np.ndarray:
+    """Per request (in :class:`RequestGroups` order): is it among the earliest ``share`` of the requests?"""
+    groups = RequestGroups.from_ids(columns[REQUEST_ID])
+    first_seen = np.full(groups.n_requests, np.inf)
+    np.minimum.at(first_seen, groups.row_request, np.asarray(columns[TIMESTAMP], dtype=np.float64))
+    order = np.argsort(first_seen, kind="stable")
+    probe = np.zeros(groups.n_requests, dtype=bool)
+    probe[order[: round(share * groups.n_requests)]] = True
+    return probe
+
+
+def choose_alias(ndcg: SwapNdcg, target: str, probe: np.ndarray) -> str:
+    """The name whose mean ``target`` NDCG on the probe requests is highest (the unknown name on a tie)."""
+    means = {name: np.nanmean(per_target[target][probe]) for name, per_target in ndcg.items()}
+    best = max(means.values())
+    return UNKNOWN if means.get(UNKNOWN) == best else max(means, key=means.get)
+
+
+def lift_interval(candidate: np.ndarray, other: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Relative lift of the candidate's mean over the other's, paired over requests, and its 95% interval."""
+    draws = bootstrap_means(np.column_stack([candidate, other]), BOOTSTRAP_SAMPLES, np.random.default_rng(seed))
+    low, high = percentile_interval(draws[:, 0] / draws[:, 1] - 1.0)
+    return float(np.nanmean(candidate) / np.nanmean(other) - 1.0), float(low), float(high)
+
+
+def _table(rows: dict[str, dict[str, float]]) -> list[str]:
+    targets = list(next(iter(rows.values())))
+    lines = [f"| | {' | '.join(targets)} |", f"|---|{'---:|' * len(targets)}"]
+    lines += [f"| {label} | {' | '.join(f'{row[target]:.4f}' for target in targets)} |" for label, row in rows.items()]
+    return lines
+
+
+def _label(name: str) -> str:
+    return "(unknown: OOV)" if name == UNKNOWN else name
+
+
+def swap_report(ndcg: SwapNdcg) -> list[str]:
+    """The MMoE's mean NDCG@10 per substituted name and target, over every held-out request."""
+    means = {
+        _label(name): {t: float(np.nanmean(v)) for t, v in per_target.items()} for name, per_target in ndcg.items()
+    }
+    return _table(means)
+
+
+def alias_report(rankers: dict[str, SwapNdcg], target: str, probe: np.ndarray, candidate: str = "mmoe") -> list[str]:
+    """Each ranker under the unknown name and under the name its probe requests chose, judged on the rest."""
+    judged = ~probe
+    chosen = {ranker: choose_alias(ndcg, target, probe) for ranker, ndcg in rankers.items()}
+    options = [(ranker, name) for ranker in rankers for name in dict.fromkeys([UNKNOWN, chosen[ranker]])]
+    rows = {f"{ranker}, {_as(name)}": _judged_means(rankers[ranker][name], judged) for ranker, name in options}
+    lines = [
+        f"Alias chosen on the earliest {probe.mean():.0%} of the held-out requests ({int(probe.sum())}) by "
+        f"{target} NDCG@10, judged on the other {int(judged.sum())}:",
+        *_table(rows),
+    ]
+    aliased = rankers[candidate][chosen[candidate]][target][judged]
+    for ranker, name in options:
+        if (ranker, name) != (candidate, chosen[candidate]):
+            lift, low, high = lift_interval(aliased, rankers[ranker][name][target][judged])
+            versus = f"{candidate}, {_as(chosen[candidate])} vs {ranker}, {_as(name)}"
+            lines.append(f"{versus}: {target} {lift:+.1%} [{low:+.1%}, {high:+.1%}]")
+    return lines
+
+
+def _as(name: str) -> str:
+    return "unknown name" if name == UNKNOWN else f"as {name}"
+
+
+def _judged_means(ndcg: dict[str, np.ndarray], judged: np.ndarray) -> dict[str, float]:
+    return {target: float(np.nanmean(values[judged])) for target, values in ndcg.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, help="an exported ranker (ranker train)")
     parser.add_argument("--examples", required=True, help="extracted examples with a held-out module")
+    parser.add_argument("--baseline", help="a trained GBDT baseline (ranker train-baseline): adds the alias check")
+    parser.add_argument("--probe-share", type=float, default=0.5, help="earliest share of requests that choose")
     args = parser.parse_args(argv)
     spec = FeatureSpec.load(args.examples)
     if not spec.held_out_module:
         parser.error(f"{args.examples} has no held-out module (extract with --held-out-module)")
-    results = swap_scores(Ranker(args.model_dir), read_split(args.examples, HELDOUT_SPLIT, spec), spec)
-    targets = list(next(iter(results.values())))
+    if not 0 < args.probe_share < 1:
+        parser.error(f"--probe-share must be between 0 and 1, got {args.probe_share}")
+    columns = read_split(args.examples, HELDOUT_SPLIT, spec)
+    names = [UNKNOWN, *trained_modules(spec)]
+    rankers = {"mmoe": swap_ndcg(ranker_scorer(Ranker(args.model_dir)), columns, spec.task_names, names)}
     print(f"held-out module {spec.held_out_module!r} scored as ... (NDCG@10)")
-    print(f"| module | {' | '.join(targets)} |\n|---|{'---:|' * len(targets)}")
-    for module, scores in results.items():
-        name = "(unknown: OOV)" if module == UNKNOWN else module
-        print(f"| {name} | {' | '.join(f'{scores[target]:.4f}' for target in targets)} |")
+    print("\n".join(swap_report(rankers["mmoe"])))
+    if args.baseline:
+        from components.baseline.scoring import GbdtBaseline
+
+        baseline = GbdtBaseline.load(args.baseline)
+        for scorer in (baseline.per_module_scorer(), baseline.global_scorer()):
+            rankers[scorer.name] = swap_ndcg(scorer, columns, spec.task_names, names)
+        target = default_primary_task(spec.task_names, "ndcg@10")
+        print("\n" + "\n".join(alias_report(rankers, target, probe_requests(columns, args.probe_share))))
     return 0
 
 
