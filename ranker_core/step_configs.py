@@ -328,9 +328,12 @@ class BaselineConfig(Settings):
     # counts the CPU time of the thread it trains on, so the trials run (and the models chosen) do
     # not depend on the machine's load or cores. A trial starts only while its search has some left.
     tuning_budget_seconds: float = 60.0
-    # Trials train on a seeded sample of whole requests of at most this many rows (early-stopping on
-    # every eval row); the winner and the config are refit on every row and the better kept; 0: every row.
+    # Trials train on a seeded sample of whole requests of at most this many rows; the winner and the
+    # config are refit on every row and the better kept; 0: every row.
     tuning_sample_rows: int = 50_000
+    # Trials early-stop on a seeded sample of whole eval requests of at most this many rows, so that a
+    # trial costs the same whatever the data's size (the refits watch every eval row); 0: every row.
+    tuning_eval_rows: int = 200_000
 
     model_config = SettingsConfigDict(env_prefix="RANKER_BASELINE_")
 

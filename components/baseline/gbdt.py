@@ -25,7 +25,8 @@ The baseline must be a fair competitor:
 Each model family (global, one module) is binned once; every target trains on a
 ``Dataset.subset`` of those bins. Models train side by side, one per core, each
 on one thread (:func:`_in_parallel`). Tuning trials train on a seeded sample of
-whole requests (``tuning_sample_rows``) and the winner is refit on every row.
+whole requests (``tuning_sample_rows``), early-stop on a sample of the eval requests
+(``tuning_eval_rows``), and the winner is refit on every row.
 
 A module with too little training data for a target (the held-out module, a
 module missing from train, too few requests with a positive) falls back to the
@@ -242,12 +243,15 @@ class _Trainer:
         """A job that keeps the best of ``candidates`` (config overrides) for ``target`` on the eval rows.
 
         ``sets`` are ``datasets(binned, target)``. Every Dataset is built here, in the calling thread;
-        the job only trains. With more than one candidate and more training rows than
-        ``tuning_sample_rows``, trials train on a sample of ``binned`` and the winner is refit on ``sets``.
+        the job only trains. With more than one candidate, trials train on a sample of ``binned`` when it
+        has more rows than ``tuning_sample_rows`` and early-stop on a sample of its eval rows when there
+        are more than ``tuning_eval_rows``; the winner is then refit on ``sets``.
         """
-        trial_sets, max_rows = sets, self.config.tuning_sample_rows
-        if len(candidates) > 1 and max_rows and sets[0].num_data() > max_rows:
-            trial_sets = (binned[0].for_target(target, self.spec, max_rows, self.config.seed), sets[1])
+        trial_sets = list(sets)
+        limits = (self.config.tuning_sample_rows, self.config.tuning_eval_rows)
+        for i, (rows, data, limit) in enumerate(zip(binned, sets, limits, strict=True)):
+            if len(candidates) > 1 and limit and data is not None and data.num_data() > limit:
+                trial_sets[i] = rows.for_target(target, self.spec, limit, self.config.seed + i)
 
         def fit_on(train_set: lgb.Dataset, eval_set: lgb.Dataset | None):
             def fit(overrides: Mapping[str, Any]):
@@ -259,7 +263,7 @@ class _Trainer:
         def job() -> SearchResult:
             metric = self.config.eval_metric(self.spec.has_groups)
             result = search(fit_on(*trial_sets), candidates, metric, budget_seconds)
-            return result if trial_sets is sets else result.refit(fit_on(*sets))
+            return result if tuple(trial_sets) == tuple(sets) else result.refit(fit_on(*sets))
 
         return job
 
@@ -376,6 +380,7 @@ def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dic
         "trials": config.tuning_trials,
         "budget_seconds": config.tuning_budget_seconds,
         "sample_rows": config.tuning_sample_rows,
+        "eval_rows": config.tuning_eval_rows,
         "seconds": round(time.perf_counter() - started, 3),
         "scope": "global models; a per-module model keeps the config or its target's global choice, "
         "whichever scores better on the module's eval rows",

@@ -137,6 +137,7 @@ class SearchResult:
             "metric": self.metric,
             "trials_run": len(self.trials),
             "trial_train_rows": self.best.summary["train_rows"],
+            "trial_eval_rows": self.best.summary["eval_rows"],
             "budget_seconds": round(self.budget_seconds, 3),
             "seconds": round(self.seconds, 3),
             "best_params": self.values,

@@ -154,6 +154,16 @@ def test_trials_train_on_a_sample_of_whole_requests_and_the_winner_is_refit_on_e
     assert chosen["best_iteration"] == kept["best_iteration"]
 
 
+def test_trials_early_stop_on_a_sample_of_eval_requests_and_the_refits_on_every_eval_row(synthetic_examples, tmp_path):
+    config = BaselineConfig(**{**TINY_BASELINE, "tuning_trials": 3, "tuning_sample_rows": 0, "tuning_eval_rows": 150})
+    manifest = train_baseline(config, synthetic_examples, tmp_path)
+    click, chosen = manifest["tuning"]["targets"]["click"], manifest["global"]["click"]
+    assert click["trial_eval_rows"] <= 150 < chosen["eval_rows"]
+    assert click["trial_train_rows"] == chosen["train_rows"]  # only the eval rows were sampled
+    assert click["refits"] and click["best_eval_score"] == chosen["eval_scores"]["ndcg@10"]
+    assert manifest["tuning"]["eval_rows"] == 150
+
+
 def test_sample_requests_keeps_whole_requests_in_order_and_is_seeded():
     request = np.repeat(np.arange(50), 4)
     rows = np.arange(200) + 1000
