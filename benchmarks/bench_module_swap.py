@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from components.evaluation.stats import bootstrap_means, percentile_interval
-from ranker_core.ranking_metrics import RequestGroups, ndcg_per_request
+from ranker_core.ranking_metrics import RequestGroups, ideal_dcg, ndcg_per_request
 from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
 from ranker_core.targets import ENGAGEMENT, default_primary_task, target_labels
 from trainer.examples import read_split
@@ -64,11 +64,16 @@ def ranker_scorer(ranker: Ranker) -> Scorer:
 def swap_ndcg(scorer: Scorer, columns: Columns, task_names: Sequence[str], names: Sequence[str]) -> SwapNdcg:
     """Every request's NDCG@10 per target with ``module_name`` replaced by each of ``names``."""
     groups = RequestGroups.from_ids(columns[REQUEST_ID])
+    gains: dict[str, np.ndarray] = {}
+    ideal: dict[str, dict[int, np.ndarray]] = {}
     results: SwapNdcg = {}
     for name in names:
         scores = scorer({**columns, MODULE: np.full(len(groups.row_request), name, dtype=object)})
+        for target in scores.keys() - gains.keys():  # the same labels under every name: computed once
+            gains[target] = target_labels(columns, target, task_names).astype(float)
+            ideal[target] = ideal_dcg(groups, gains[target], [10])
         results[name] = {
-            target: ndcg_per_request(groups, target_labels(columns, target, task_names).astype(float), values, [10])[10]
+            target: ndcg_per_request(groups, gains[target], values, [10], ideal[target])[10]
             for target, values in scores.items()
         }
     return results
