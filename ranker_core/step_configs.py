@@ -207,7 +207,9 @@ class TrainerConfig(Settings):
     # Train steps run inside one tf.function call (fewer Python round trips per step).
     steps_per_execution: int = 8
     shuffle_buffer: int = 100_000
-    # Cache the parsed training split in memory when it has at most this many rows.
+    # Cache the parsed training split in memory when it has at most this many rows. With a loss over requests
+    # (listwise_weight, logged_order_weight), a split this large or smaller is held in memory as whole requests;
+    # a larger one streams, a group of shards of at most this many rows at a time.
     cache_max_rows: int = 2_000_000
     seed: int = 42
     # tf.config.experimental.enable_op_determinism(): same seed, same weights.

@@ -11,6 +11,7 @@ evaluation and the tests read a whole split into columns with
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,15 +83,23 @@ def shard_paths(examples_dir: str | Path, split: str) -> list[str]:
     return paths
 
 
-def write_shards(rows: Iterable[Mapping[str, Any]], examples_dir: str | Path, split: str, spec: FeatureSpec) -> str:
-    """Write rows as one shard of a split (tests and small tools; extraction uses Beam)."""
+def write_shards(
+    rows: Iterable[Mapping[str, Any]], examples_dir: str | Path, split: str, spec: FeatureSpec, shards: int = 1
+) -> list[str]:
+    """Write rows as the shards of a split (tests and small tools; extraction uses Beam).
+
+    As in extraction, every row of a request goes to the same shard (chosen by a hash of its ``request_id``).
+    """
     folder = Path(examples_dir) / split
     folder.mkdir(parents=True, exist_ok=True)
-    path = str(folder / "part-00000-of-00001.tfrecord.gz")
-    with tf.io.TFRecordWriter(path, options=COMPRESSION) as writer:
-        for row in rows:
-            writer.write(encode_example(row, spec))
-    return path
+    paths = [str(folder / f"part-{index:05d}-of-{shards:05d}.tfrecord.gz") for index in range(shards)]
+    writers = [tf.io.TFRecordWriter(path, options=COMPRESSION) for path in paths]
+    for row in rows:
+        shard = zlib.crc32(str(row.get(REQUEST_ID, "")).encode()) % shards
+        writers[shard].write(encode_example(row, spec))
+    for writer in writers:
+        writer.close()
+    return paths
 
 
 def parse_features(serialized: tf.Tensor, spec: FeatureSpec) -> dict[str, tf.Tensor]:

@@ -35,7 +35,7 @@ from ranker_core.schema import MODULE, POSITION, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import export_model
 from trainer.features import FeatureEncoder
-from trainer.inputs import RequestBatches, make_dataset
+from trainer.inputs import RequestBatches, ShardedRequestBatches, make_dataset
 from trainer.model import RankerModel, build_model
 from trainer.position import positions_all_zero
 from trainer.progress import EpochReport
@@ -197,17 +197,28 @@ def _input_batches(
 def _request_batches(
     examples_dir: str, spec: FeatureSpec, config: TrainerConfig, train_rows: int
 ) -> tuple[Batches, Batches]:
-    """Batches of whole requests for the losses over requests; the train requests are shuffled each pass (seeded)."""
-    if train_rows > config.cache_max_rows:
-        weights = f"listwise_weight {config.listwise_weight}, logged_order_weight {config.logged_order_weight}"
-        raise ValueError(
-            f"{weights}: batches of whole requests are read from memory, but the train split has "
-            f"{train_rows} rows, more than cache_max_rows {config.cache_max_rows}"
-        )
+    """Batches of whole requests for the losses over requests; the train requests are shuffled each pass (seeded).
+
+    A split of at most ``cache_max_rows`` rows is held in memory; a larger one streams a group of shards at a time.
+    """
     size = config.batch_size
-    train, evaluation = RequestBatches.read(examples_dir, "train"), RequestBatches.read(examples_dir, "eval")
+    train = _requests(examples_dir, "train", train_rows, config.cache_max_rows)
+    evaluation = _requests(examples_dir, "eval", split_rows(examples_dir, "eval", spec), config.cache_max_rows)
     train_batches = train.dataset(spec, size, shuffle=True, seed=config.seed)
     return (train_batches, train.steps(size)), (evaluation.dataset(spec, size), evaluation.steps(size))
+
+
+def _requests(examples_dir: str, split: str, rows: int, max_rows: int) -> RequestBatches | ShardedRequestBatches:
+    """A split's requests: held in memory up to ``max_rows`` rows, else streamed a group of shards at a time."""
+    if rows <= max_rows:
+        return RequestBatches.read(examples_dir, split)
+    logger.info(
+        "%s split: %d rows, more than cache_max_rows %d: its batches of whole requests stream from its shards",
+        split,
+        rows,
+        max_rows,
+    )
+    return ShardedRequestBatches.read(examples_dir, split, max_rows)
 
 
 def _without_constant_positions(examples_dir: str, spec: FeatureSpec, config: TrainerConfig) -> TrainerConfig:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from tests.conftest import synthetic_rows
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
 from trainer.examples import write_shards
-from trainer.inputs import RequestBatches, pack_requests
+from trainer.inputs import RequestBatches, ShardedRequestBatches, pack_requests
 from trainer.listwise import ListwiseSoftmaxLoss, listwise_tasks
 from trainer.train import train_and_export
 
@@ -86,18 +87,23 @@ def one_pass(dataset: tf.data.Dataset) -> list[list[str]]:
     return [[value.decode() for value in batch[REQUEST_ID].numpy()] for batch in dataset]
 
 
+def assert_whole_requests_once(batches: list[list[str]], sizes: dict[str, int], batch_size: int) -> None:
+    """Every request in exactly one batch of the pass, whole; only a request larger than a batch exceeds it, alone."""
+    seen: list[str] = []
+    for batch in batches:
+        counts = {request: batch.count(request) for request in set(batch)}
+        assert all(counts[request] == sizes[request] for request in counts), "a request was split"
+        assert len(batch) <= batch_size or len(counts) == 1, "only a request larger than a batch may exceed it, alone"
+        seen += list(counts)
+    assert sorted(seen) == sorted(sizes), "every request once per pass"
+
+
 def test_batches_hold_whole_requests(scattered_requests, spec):
     folder, sizes = scattered_requests
     dataset = RequestBatches.read(folder, "train").dataset(spec, batch_size=12, shuffle=True, seed=7)
     first, second = one_pass(dataset), one_pass(dataset)
-    for batches in (first, second):
-        seen: list[str] = []
-        for batch in batches:
-            counts = {request: batch.count(request) for request in set(batch)}
-            assert all(counts[request] == sizes[request] for request in counts), "a request was split"
-            assert len(batch) <= 12 or len(counts) == 1, "only a request larger than a batch may exceed it, alone"
-            seen += list(counts)
-        assert sorted(seen) == sorted(sizes), "every request once per pass"
+    assert_whole_requests_once(first, sizes, batch_size=12)
+    assert_whole_requests_once(second, sizes, batch_size=12)
     assert any(len(batch) == 30 for batch in first)
     assert [sorted(set(b)) for b in first] != [sorted(set(b)) for b in second], "each pass reshuffles"
     again = RequestBatches.read(folder, "train").dataset(spec, batch_size=12, shuffle=True, seed=7)
@@ -127,8 +133,45 @@ def test_training_with_the_listwise_loss_learns_to_rank(synthetic_examples, spec
     assert result.eval_metrics["favorite_ndcg_at_10"] > 0.0
 
 
-def test_a_train_split_too_large_for_memory_is_refused_before_training(synthetic_examples, tmp_path):
+@pytest.fixture(scope="module")
+def sharded_requests(scattered_requests, tmp_path_factory, spec):
+    """The same rows written as four shards, every request in one of them (as extraction writes a split)."""
+    _, sizes = scattered_requests
+    rows = synthetic_rows(12, candidates=5, seed=3) + synthetic_rows(1, candidates=30, seed=4)
+    folder = tmp_path_factory.mktemp("sharded")
+    write_shards(rows, folder, "train", spec, shards=4)
+    return folder, sizes
+
+
+def test_a_split_streamed_by_groups_of_shards_batches_whole_requests(sharded_requests, spec):
+    folder, sizes = sharded_requests
+    streamed = ShardedRequestBatches.read(folder, "train", max_rows=30)
+    assert sum(streamed.rows) == sum(sizes.values()) and len(streamed.files) > 1
+    assert len(streamed.groups(range(len(streamed.files)))) > 1, "the shards do not fit in one group"
+    dataset = streamed.dataset(spec, batch_size=12, shuffle=True, seed=7)
+    first, second = one_pass(dataset), one_pass(dataset)
+    assert_whole_requests_once(first, sizes, batch_size=12)
+    assert_whole_requests_once(second, sizes, batch_size=12)
+    assert first != second, "each pass reshuffles"
+    again = one_pass(ShardedRequestBatches.read(folder, "train", max_rows=30).dataset(spec, 12, shuffle=True, seed=7))
+    assert again == first, "the same seed gives the same batches"
+    assert len(one_pass(streamed.dataset(spec, batch_size=12))) == streamed.steps(12)
+
+
+def test_shards_are_grouped_up_to_the_row_limit_and_a_larger_shard_alone():
+    streamed = ShardedRequestBatches(
+        ["a", "b", "c", "d"], [np.array([5]), np.array([2, 2]), np.array([3]), np.array([4, 5])], max_rows=8
+    )
+    assert streamed.groups([0, 1, 2, 3]) == [[0], [1, 2], [3]]
+    assert streamed.groups([3, 2, 1, 0]) == [[3], [2, 1], [0]]
+    assert streamed.steps(batch_size=4) == 1 + 2 + 2  # [5]; [2, 2], [3]; [4], [5]
+
+
+@pytest.mark.slow
+def test_a_train_split_larger_than_the_cache_streams_and_trains(synthetic_examples, tmp_path, caplog):
     config = TrainerConfig.from_sources(json.dumps(TINY_CONFIG), {"listwise_weight": 0.1, "cache_max_rows": 100})
-    with pytest.raises(ValueError, match="more than cache_max_rows 100"):
-        train_and_export(synthetic_examples, tmp_path / "model", config)
-    assert not (tmp_path / "model").exists()
+    with caplog.at_level(logging.INFO, logger="trainer.train"):
+        result = train_and_export(synthetic_examples, tmp_path / "model", config)
+    assert "more than cache_max_rows 100: its batches of whole requests stream from its shards" in caplog.text
+    assert (tmp_path / "model" / "saved_model.pb").exists()
+    assert "listwise_loss" in result.history
