@@ -22,6 +22,8 @@ hash>.json`` with ``--model-config``)::
     python -m benchmarks.bench_quality --tables-only --work-dir /tmp/q    # the tables of the runs made there
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
+    python -m benchmarks.bench_quality --seeds 0 --model-config '{"seed": 1}' --against-default
+        # the default configuration trained again on the same data with another model seed: the training noise
     python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
         --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
         # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
@@ -224,7 +226,9 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     examples = extracted(data, root, world.held_out_module, args.history, traits)
     models = {}
     for name in ("mmoe", *args.peers):  # a peer: the same settings with its own architecture
-        overrides = {"seed": seed} if name == "mmoe" else {"seed": seed, "architecture": name}
+        # the world's seed, unless the model config names its own (another training of the same data)
+        overrides = {} if "seed" in json.loads(args.model_config) else {"seed": seed}
+        overrides |= {} if name == "mmoe" else {"architecture": name}
         models[name] = root / f"{name}-{_slug(args.model_config)}"
         if not (models[name] / "saved_model.pb").exists():
             train_and_export(examples, models[name], TrainerConfig.from_sources(args.model_config, overrides))
