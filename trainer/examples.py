@@ -11,6 +11,7 @@ evaluation and the tests read a whole split into columns with
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -93,12 +94,11 @@ def write_shards(
     folder = Path(examples_dir) / split
     folder.mkdir(parents=True, exist_ok=True)
     paths = [str(folder / f"part-{index:05d}-of-{shards:05d}.tfrecord.gz") for index in range(shards)]
-    writers = [tf.io.TFRecordWriter(path, options=COMPRESSION) for path in paths]
-    for row in rows:
-        shard = zlib.crc32(str(row.get(REQUEST_ID, "")).encode()) % shards
-        writers[shard].write(encode_example(row, spec))
-    for writer in writers:
-        writer.close()
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(tf.io.TFRecordWriter(path, options=COMPRESSION)) for path in paths]
+        for row in rows:
+            shard = zlib.crc32(str(row.get(REQUEST_ID, "")).encode()) % shards
+            writers[shard].write(encode_example(row, spec))
     return paths
 
 
