@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -71,15 +72,19 @@ def test_requests_fill_batches_in_order_and_a_large_one_is_a_batch_of_its_own():
 
 
 @pytest.fixture(scope="module")
-def scattered_requests(tmp_path_factory, spec):
-    """A train split whose rows of a request are scattered over the shard; one request is larger than a batch."""
+def scattered_rows() -> tuple[list[dict], dict[str, int]]:
+    """Synthetic rows, a request's rows not next to each other, one request larger than a batch; rows per request."""
     rows = synthetic_rows(12, candidates=5, seed=3) + synthetic_rows(1, candidates=30, seed=4)
     order = np.random.default_rng(0).permutation(len(rows))
+    return [rows[i] for i in order], dict(Counter(row[REQUEST_ID] for row in rows))
+
+
+@pytest.fixture(scope="module")
+def scattered_requests(scattered_rows, tmp_path_factory, spec):
+    """A train split of one shard over which the rows of a request are scattered."""
+    rows, sizes = scattered_rows
     folder = tmp_path_factory.mktemp("scattered")
-    write_shards([rows[i] for i in order], folder, "train", spec)
-    sizes: dict[str, int] = {}
-    for row in rows:
-        sizes[row[REQUEST_ID]] = sizes.get(row[REQUEST_ID], 0) + 1
+    write_shards(rows, folder, "train", spec)
     return folder, sizes
 
 
@@ -134,10 +139,9 @@ def test_training_with_the_listwise_loss_learns_to_rank(synthetic_examples, spec
 
 
 @pytest.fixture(scope="module")
-def sharded_requests(scattered_requests, tmp_path_factory, spec):
+def sharded_requests(scattered_rows, tmp_path_factory, spec):
     """The same rows written as four shards, every request in one of them (as extraction writes a split)."""
-    _, sizes = scattered_requests
-    rows = synthetic_rows(12, candidates=5, seed=3) + synthetic_rows(1, candidates=30, seed=4)
+    rows, sizes = scattered_rows
     folder = tmp_path_factory.mktemp("sharded")
     write_shards(rows, folder, "train", spec, shards=4)
     return folder, sizes
