@@ -179,44 +179,11 @@ PAYLOADS = ("v1", "v2", "v2-binary", "v2-mixed")
 V2_ROUTE = "/v2/models/mmoe-ranker/infer"
 
 
-def v2_request(spec: Any, candidates: int, binary: bool, binary_strings: bool = True) -> Any:
-    """The columnar v1 payload's values as a KServe v2 request: context tensors of shape [1], candidates' of [N].
-
-    ``binary``: FP32 tensors (and, with ``binary_strings``, BYTES ones) as binary tensor data, outputs asked as binary.
-    """
-    import numpy as np
-    import orjson
-    from kserve import InferInput, InferRequest
-
-    from serving.loadtest import synthetic_payload
-    from serving.open_inference import BYTES, input_datatypes
-
-    instance = orjson.loads(synthetic_payload(spec, candidates, columnar=True))["instances"][0]
-    values = {**{key: [value] for key, value in instance["context"].items()}, **instance["candidates"]}
-    inputs = []
-    for name, datatype in input_datatypes(spec).items():
-        if name in values:
-            array = np.array(values[name], dtype=object if datatype == BYTES else np.float32)
-            tensor = InferInput(name, [len(array)], datatype)
-            tensor.set_data_from_numpy(array, binary_data=binary and (binary_strings or datatype != BYTES))
-            inputs.append(tensor)
-    parameters = {"binary_data_output": True} if binary else None
-    return InferRequest("mmoe-ranker", inputs, request_id="bench", parameters=parameters)
-
-
 def encoded_payload(spec: Any, candidates: int, kind: str, columnar: bool) -> tuple[bytes, dict[str, str]]:
     """The body of one request of ``kind`` (see :data:`PAYLOADS`) and the headers it needs."""
-    import orjson
+    from serving.loadtest import synthetic_request
 
-    from serving.loadtest import synthetic_payload
-    from serving.open_inference import HEADER_LENGTH
-
-    if kind == "v1":
-        return synthetic_payload(spec, candidates, columnar=columnar), {}
-    body, json_length = v2_request(spec, candidates, kind != "v2", binary_strings=kind == "v2-binary").to_rest()
-    if json_length is None:
-        return orjson.dumps(body), {}
-    return body, {"content-type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
+    return synthetic_request(spec, candidates, ("columns" if columnar else "rows") if kind == "v1" else kind)
 
 
 # -- running servers and load ------------------------------------------------------------------------------------
@@ -681,6 +648,13 @@ def main(argv: list[str] | None = None) -> int:
         help="phases per variant taking turns: the payload kinds (default 1), or with --feature-store the two "
         "servers (default 3)",
     )
+    parser.add_argument(
+        "--max-p99",
+        type=float,
+        metavar="MS",
+        help="exit 1 when a variant of the server (not the plain one) has a fixed-rate p99 over MS, as "
+        "`ranker loadtest --max-p99` does (issue 13's goal: 25)",
+    )
     parser.add_argument("--plain-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (3 if args.feature_store else 1)
@@ -715,7 +689,26 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results, args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    return 0
+    missed = budget_misses(results, args.max_p99)
+    for sentence in missed:
+        print(f"budget missed: {sentence}")
+    return 1 if missed else 0
+
+
+def budget_misses(results: dict[str, dict[str, Any]], max_p99_ms: float | None) -> list[str]:
+    """Each of our servers' fixed-rate phases over ``max_p99_ms``, in :func:`serving.loadtest.check_budget`'s words.
+
+    >>> budget_misses({"batched": {"fixed": {"p99_ms": 31.0}}, "plain": {"fixed": {"p99_ms": 900.0}}}, 25)
+    ['batched: p99 latency 31.0 ms exceeds the budget of 25 ms']
+    """
+    from serving.loadtest import check_budget
+
+    return [
+        f"{name}: {sentence}"
+        for name, result in results.items()
+        if not name.startswith("plain")
+        for sentence in check_budget(result["fixed"], max_p99_ms, None)
+    ]
 
 
 def format_stages(stages: dict[str, dict[str, float]], payloads: dict[str, tuple[bytes, dict]]) -> str:

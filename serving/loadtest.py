@@ -11,6 +11,13 @@ counted as dropped, and as errors in the error rate::
     result = run_load_test(config, payload)
     print(format_summary(result.summary()))
 
+The same values go as KServe v2 (Open Inference Protocol) tensors, JSON or
+binary, with :func:`synthetic_request`::
+
+    body, headers = synthetic_request(spec, candidates=1000, body_format="v2-mixed")
+    config = LoadTestConfig(url="http://localhost:8080/v2/models/mmoe-ranker/infer", headers=headers)
+    result = run_load_test(config, body)
+
 Bursty traffic is Poisson at ``rate`` during ``burst_on_s`` windows and silent
 during ``burst_off_s`` windows (mean rate ``rate * on / (on + off)``).
 """
@@ -33,6 +40,9 @@ from trainer.synthetic import synthetic_values
 
 Arrival = Literal["constant", "poisson", "bursty"]
 ARRIVALS: tuple[str, ...] = ("constant", "poisson", "bursty")
+# Request bodies that synthetic_request generates: v1 JSON with the candidates as columns or as rows, or KServe v2
+# tensors all in JSON, all binary, or the strings in JSON and the numbers binary.
+BODY_FORMATS: tuple[str, ...] = ("columns", "rows", "v2", "v2-binary", "v2-mixed")
 DROPPED = -1  # status of an arrival refused by the concurrency cap
 TRANSPORT_ERROR = 0  # status of a request that got no HTTP answer (timeout, refused connection)
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -268,3 +278,49 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return orjson.dumps({"instances": [{"context": context, "candidates": rows}]})
     return orjson.dumps({"instances": [{"context": context, "candidates": columns}]})
+
+
+def synthetic_request(
+    spec: FeatureSpec, candidates: int, body_format: str = "columns", seed: int = 0, model_name: str = "mmoe-ranker"
+) -> tuple[bytes, dict[str, str]]:
+    """A generated request in ``body_format`` (one of :data:`BODY_FORMATS`): its body and the headers it needs.
+
+    ``columns`` and ``rows`` are the v1 bodies of :func:`synthetic_payload`. The ``v2`` formats
+    carry the same values as KServe v2 tensors for ``POST /v2/models/<model_name>/infer`` (context
+    values as tensors of shape ``[1]``, candidates' as ``[candidates]``), written by KServe's own
+    client: ``v2`` all JSON; ``v2-binary`` every tensor as binary data; ``v2-mixed`` the strings as
+    JSON and the numbers as binary FP32, the body the server reads fastest (docs/benchmarks.md).
+    Binary bodies ask for binary outputs and send ``Inference-Header-Content-Length``::
+
+        body, headers = synthetic_request(FeatureSpec.load("model"), 1000, "v2-mixed")
+    """
+    if body_format not in BODY_FORMATS:
+        raise ValueError(f"body_format must be one of {', '.join(BODY_FORMATS)}, got {body_format!r}")
+    body = synthetic_payload(spec, candidates, seed, columnar=body_format != "rows")
+    if not body_format.startswith("v2"):
+        return body, {"content-type": "application/json"}
+    from serving.open_inference import HEADER_LENGTH
+
+    tensors, json_length = _v2_request(orjson.loads(body)["instances"][0], spec, body_format, model_name).to_rest()
+    if json_length is None:
+        return orjson.dumps(tensors), {"content-type": "application/json"}
+    return tensors, {"content-type": "application/octet-stream", HEADER_LENGTH: str(json_length)}
+
+
+def _v2_request(instance: Mapping[str, Any], spec: FeatureSpec, body_format: str, model_name: str) -> Any:
+    """A v1 instance's values as a KServe ``InferRequest`` (see :func:`synthetic_request`)."""
+    from kserve import InferInput, InferRequest
+
+    from serving.open_inference import BYTES, input_datatypes
+
+    values = {**{name: [value] for name, value in instance["context"].items()}, **instance["candidates"]}
+    binary = body_format != "v2"
+    inputs = []
+    for name, datatype in input_datatypes(spec).items():
+        if name in values:
+            array = np.array(values[name], dtype=object if datatype == BYTES else np.float32)
+            tensor = InferInput(name, [len(array)], datatype)
+            tensor.set_data_from_numpy(array, binary_data=binary and (datatype != BYTES or body_format == "v2-binary"))
+            inputs.append(tensor)
+    parameters = {"binary_data_output": True} if binary else None
+    return InferRequest(model_name, inputs, request_id="loadtest", parameters=parameters)

@@ -10,6 +10,8 @@ errors. Examples::
     ranker loadtest --url https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/REGION/endpoints/E:predict \\
         --payload request.json --arrival bursty --rate 100 \\
         --token-command "gcloud auth print-access-token"
+    ranker loadtest --url http://localhost:8080/v2/models/mmoe-ranker/infer --model-dir work_dir/model \\
+        --format v2-mixed --max-p99 25
 
 Exits 1 when ``--max-p99`` or ``--max-error-rate`` is missed.
 """
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
+
+from serving.loadtest import BODY_FORMATS
 
 HELP = "open-loop load test of a prediction endpoint with latency percentiles"
 
@@ -28,10 +33,26 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the predict URL (local server, KServe or Vertex AI endpoint)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--payload", type=Path, help="a JSON request body to send as is")
+    source.add_argument("--payload", type=Path, help="a request body to send as is (JSON unless --header says not)")
     source.add_argument("--model-dir", type=Path, help="generate the request from this model's feature_spec.json")
     parser.add_argument("--candidates", type=int, default=1000, help="candidates per generated request (default 1000)")
-    parser.add_argument("--rows", action="store_true", help="generate candidates as row objects, not columns")
+    parser.add_argument(
+        "--format",
+        choices=BODY_FORMATS,
+        default="columns",
+        help="generated body: v1 JSON with the candidates as columns (default) or rows; KServe v2 tensors in JSON "
+        "(v2), binary (v2-binary), or strings in JSON and numbers binary (v2-mixed), for a /v2/models/NAME/infer URL",
+    )
+    parser.add_argument("--rows", action="store_true", help="the same as --format rows")
+    parser.add_argument(
+        "--header",
+        action="append",
+        type=header,
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="send this header too (repeatable), e.g. with --payload a binary v2 body's content type and "
+        "Inference-Header-Content-Length",
+    )
     parser.add_argument(
         "--arrival",
         choices=("constant", "poisson", "bursty"),
@@ -56,16 +77,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-error-rate", type=float, metavar="R", help="fail when the error rate exceeds R")
 
 
+def header(text: str) -> tuple[str, str]:
+    """A ``--header`` value, ``NAME: VALUE``, as a lower-case name and its value.
+
+    >>> header("Inference-Header-Content-Length: 1204")
+    ('inference-header-content-length', '1204')
+    """
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'NAME: VALUE', got {text!r}")
+    return name.strip().lower(), value.strip()
+
+
+def v2_model_name(url: str) -> str:
+    """The model a KServe v2 URL names (``.../v2/models/<name>/infer``), or the server's default name.
+
+    >>> v2_model_name("http://localhost:8080/v2/models/ranker-b/infer")
+    'ranker-b'
+    """
+    match = re.search(r"/v2/models/([^/]+)/", url)
+    return match.group(1) if match else "mmoe-ranker"
+
+
 def main(args: argparse.Namespace) -> int:
     from ranker_core.schema import FeatureSpec
-    from serving.loadtest import LoadTestConfig, auth_headers, check_budget, run_load_test, synthetic_payload
+    from serving.loadtest import LoadTestConfig, auth_headers, check_budget, run_load_test, synthetic_request
     from serving.loadtest_report import format_summary, write_report
 
     if args.payload:
-        payload = args.payload.read_bytes()
+        payload, headers = args.payload.read_bytes(), {}
     else:
         spec = FeatureSpec.load(args.model_dir)
-        payload = synthetic_payload(spec, args.candidates, seed=args.seed, columnar=not args.rows)
+        body_format = "rows" if args.rows else args.format
+        payload, headers = synthetic_request(spec, args.candidates, body_format, args.seed, v2_model_name(args.url))
+    headers.update(args.header)
     config = LoadTestConfig(
         url=args.url,
         rate=args.rate,
@@ -78,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
         burst_on_s=args.burst_on,
         burst_off_s=args.burst_off,
         seed=args.seed,
-        headers=auth_headers(args.bearer_token, args.token_command),
+        headers={**headers, **auth_headers(args.bearer_token, args.token_command)},
     )
     result = run_load_test(config, payload)
     summary = result.summary()

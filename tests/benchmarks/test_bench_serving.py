@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.bench_serving import (
     THREAD_KINDS,
+    budget_misses,
     cpu_seconds,
     full_collections,
     full_gc_column,
@@ -81,3 +82,13 @@ def test_full_collections_are_read_from_the_servers_metrics():
     assert full_collections("") == (0, 0.0)  # a server that counts none
     assert full_gc_column({"full_gcs": 1, "full_gc_ms": 276.4}) == "1/276"
     assert full_gc_column({}) == "-"  # the plain server has no metrics
+
+
+def test_the_p99_budget_judges_our_servers_not_the_plain_comparison():
+    results = {
+        "batched": {"fixed": {"p99_ms": 24.0}},
+        "batched/v1": {"fixed": {"p99_ms": 31.5}},
+        "plain": {"fixed": {"p99_ms": 900.0}},
+    }
+    assert budget_misses(results, 25) == ["batched/v1: p99 latency 31.5 ms exceeds the budget of 25 ms"]
+    assert budget_misses(results, None) == [] and budget_misses(results, 40) == []

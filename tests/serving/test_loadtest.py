@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from ranker_core.schema import LIST_SEPARATOR, Feature
 from serving.loadtest import (
+    BODY_FORMATS,
     DROPPED,
     SYNTHETIC_SEQUENCE_TOKENS,
     LoadTestConfig,
@@ -21,8 +23,11 @@ from serving.loadtest import (
     check_budget,
     run_load_test,
     synthetic_payload,
+    synthetic_request,
 )
+from serving.loadtest_cli import header, v2_model_name
 from serving.loadtest_report import format_summary, write_report
+from serving.open_inference import HEADER_LENGTH, INPUTS, decode_request, input_datatypes, tensors_to_instance
 from serving.request import RequestParser
 from tests.conftest import synthetic_feature_spec
 
@@ -138,3 +143,38 @@ def test_a_behaviour_sequence_is_one_full_user_history_in_the_context():
     assert "recent_categories" not in instance["candidates"]
     batch = RequestParser(spec, max_candidates=5).parse({"instances": [instance]})
     assert (batch.columns["recent_categories"] == instance["context"]["recent_categories"]).all()
+
+
+@pytest.mark.parametrize("body_format", [f for f in BODY_FORMATS if f.startswith("v2")])
+def test_v2_bodies_carry_the_columnar_payloads_values(body_format):
+    spec = synthetic_feature_spec()
+    parser = RequestParser(spec, max_candidates=25)
+    v1 = parser.parse(orjson.loads(synthetic_payload(spec, candidates=25, seed=3)))
+    body, headers = synthetic_request(spec, 25, body_format, seed=3)
+    request = decode_request(body, headers.get(HEADER_LENGTH))
+    v2 = parser.parse_single(tensors_to_instance(request, input_datatypes(spec)), INPUTS)
+    assert v2.columns.keys() == v1.columns.keys()
+    for name, column in v1.columns.items():
+        assert list(v2.columns[name]) == list(column), name
+    if body_format == "v2":
+        assert headers == {"content-type": "application/json"}
+        assert all("data" in tensor for tensor in orjson.loads(body)["inputs"])
+        return
+    assert headers["content-type"] == "application/octet-stream"
+    tensors = orjson.loads(body[: int(headers[HEADER_LENGTH])])["inputs"]
+    binary = {tensor["name"] for tensor in tensors if "binary_data_size" in tensor.get("parameters", {})}
+    strings = {tensor["name"] for tensor in tensors if tensor["datatype"] == "BYTES"}
+    assert binary == {tensor["name"] for tensor in tensors} - (set() if body_format == "v2-binary" else strings)
+
+
+def test_an_unknown_body_format_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="body_format must be one of columns, rows, v2"):
+        synthetic_request(synthetic_feature_spec(), 5, "protobuf")
+
+
+def test_header_options_and_the_v2_models_name():
+    assert header(" Content-Type :application/octet-stream") == ("content-type", "application/octet-stream")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'NAME: VALUE', got 'no-colon'"):
+        header("no-colon")
+    assert v2_model_name("http://h:8080/v2/models/ranker-b/versions/3/infer") == "ranker-b"
+    assert v2_model_name("http://h:8080/v1/models/ranker-b:predict") == "mmoe-ranker"

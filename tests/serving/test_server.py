@@ -243,3 +243,13 @@ def test_a_short_load_test_reports_and_enforces_budgets(server, model_dir, tmp_p
     assert summary["statuses"] == {"200": summary["ok"]}
     assert (tmp_path / "report" / "report.html").stat().st_size > 0
     assert main([*arguments, "--max-p99", "0.001"]) == 1
+
+
+@pytest.mark.parametrize("body_format", ["rows", "v2", "v2-binary", "v2-mixed"])
+def test_a_load_test_sends_every_body_format_to_its_route(server, model_dir, body_format):
+    from pipelines.cli import main
+
+    route = "/v2/models/mmoe-ranker/infer" if body_format.startswith("v2") else KSERVE_PREDICT
+    arguments = ["loadtest", "--url", server.url + route, "--model-dir", str(model_dir), "--format", body_format]
+    arguments += ["--candidates", "20", "--rate", "20", "--duration", "0.5", "--warmup", "0", "--arrival", "constant"]
+    assert main([*arguments, "--max-error-rate", "0"]) == 0  # every request answered 200
