@@ -193,6 +193,10 @@ class TrainerConfig(Settings):
     # the first moves the weights less (sparse id embeddings start to memorize after about one pass).
     # 1 (constant) by default: 0.3 was measured and did not help (docs/model.md).
     learning_rate_decay: float = 1.0
+    # Momentum per step of an exponential moving average of the weights (Polyak averaging); 0: off. The
+    # average is what validation, early stopping and the export see; training steps move the raw weights.
+    # Early steps average over fewer: the momentum is at most (1 + step) / (10 + step).
+    weight_averaging: float = 0.0
     batch_size: int = 1024
     epochs: int = 10
     # What picks the best epoch (its weights are restored) and stops training: "loss" (the mean eval
@@ -265,6 +269,8 @@ class TrainerConfig(Settings):
             raise ValueError(f"rare_id_min_count must be >= 0, got {self.rare_id_min_count}")
         if not 0.0 < self.learning_rate_decay <= 1.0:
             raise ValueError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
+        if not 0.0 <= self.weight_averaging < 1.0:
+            raise ValueError(f"weight_averaging must be in [0, 1), got {self.weight_averaging}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:

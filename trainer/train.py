@@ -278,9 +278,12 @@ def _callbacks(
     tensorboard_dir: str | None,
 ) -> list:
     """The fit callbacks; the eval NDCG (when selecting by it) first, so early stopping and the logs see it."""
+    # Weight averaging first: it swaps the average in before every other callback reads the epoch's weights.
     callbacks: list[tf.keras.callbacks.Callback] = (
-        [RankingMetric(evaluation, spec, selection)] if selection.by_ranking else []
+        [WeightAveraging(config.weight_averaging)] if config.weight_averaging > 0 else []
     )
+    if selection.by_ranking:
+        callbacks.append(RankingMetric(evaluation, spec, selection))
     callbacks += [
         tf.keras.callbacks.EarlyStopping(
             monitor=selection.monitor,
@@ -308,6 +311,62 @@ def _callbacks(
     if tensorboard_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(tensorboard_dir, update_freq="epoch"))
     return callbacks
+
+
+class WeightAveraging(tf.keras.callbacks.Callback):
+    """An exponential moving average of the trainable weights (Polyak averaging), validated and kept.
+
+    After every call of the train function (``steps_per_execution`` steps) the average moves toward
+    the weights, ``average = m * average + (1 - m) * weights`` with ``m = min(momentum, (1 + t) / (10 + t))
+    ** steps`` at optimizer step ``t`` (so a short first epoch is not an average of the initial weights).
+    Validation swaps the average in: the eval metrics, early stopping and the weights it restores are
+    the average's, and the next epoch trains on from the raw weights. After ``fit`` the model holds the
+    chosen epoch's average.
+
+    Example::
+
+        model.fit(..., callbacks=[WeightAveraging(0.99), EarlyStopping(restore_best_weights=True)])
+    """
+
+    def __init__(self, momentum: float) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.averaged = False  # whether the model holds the average (from validation until the next epoch)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.trained = list(self.model.trainable_variables)
+        with self.model.distribute_strategy.scope():
+            self.average = [tf.Variable(weight, trainable=False) for weight in self.trained]
+            self.step = tf.Variable(self.model.optimizer.iterations, trainable=False)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._update()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if not self.averaged:
+            self._swap()
+            self.averaged = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.averaged:
+            self._swap()
+            self.averaged = False
+
+    @tf.function
+    def _update(self) -> None:
+        now = tf.cast(self.model.optimizer.iterations, tf.float32)
+        steps = now - tf.cast(self.step, tf.float32)
+        momentum = tf.minimum(self.momentum, (1.0 + now) / (10.0 + now)) ** steps
+        for average, weight in zip(self.average, self.trained, strict=True):
+            average.assign(momentum * average + (1.0 - momentum) * weight)
+        self.step.assign(self.model.optimizer.iterations)
+
+    @tf.function
+    def _swap(self) -> None:
+        for average, weight in zip(self.average, self.trained, strict=True):
+            raw = tf.identity(weight)
+            weight.assign(average)
+            average.assign(raw)
 
 
 class EmbeddingSchedule(tf.keras.callbacks.Callback):

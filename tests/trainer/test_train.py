@@ -17,6 +17,7 @@ from trainer.predict import load_ranker
 from trainer.storage import load_feature_spec
 from trainer.train import (
     EmbeddingSchedule,
+    WeightAveraging,
     configure_determinism,
     split_rows,
     tensorboard_installed,
@@ -200,3 +201,55 @@ def test_a_reset_redraws_the_tables_and_zeroes_their_optimizer_slots_only(synthe
     for name, slot in slots.items():
         of_a_table = name.partition("/")[2] in tables
         assert np.any(slot.numpy()) != of_a_table, f"{name}: zeroed {of_a_table}, expected {not of_a_table}"
+
+
+class RawWeights(tf.keras.callbacks.Callback):
+    """Records the raw kernel after every train step (the average is swapped in only for validation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: list[np.ndarray] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.kernels.append(self.model.layers[0].kernel.numpy().copy())
+
+
+def test_weight_averaging_validates_and_keeps_the_moving_average_of_the_raw_weights():
+    tf.keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+    def fit(*callbacks: tf.keras.callbacks.Callback) -> tuple[tf.keras.Model, RawWeights, dict]:
+        model = tf.keras.Sequential([tf.keras.layers.Dense(1, use_bias=False, input_shape=(3,))])
+        model.layers[0].kernel.assign(np.full((3, 1), 0.1, np.float32))
+        model.compile(tf.keras.optimizers.SGD(0.05), "mse")
+        raw = RawWeights()  # after the averaging callback: both see each step's raw weights
+        fitted = model.fit(
+            x, y, batch_size=8, epochs=2, shuffle=False, validation_data=(x, y), callbacks=[*callbacks, raw], verbose=0
+        )
+        return model, raw, fitted.history
+
+    momentum = 0.9
+    model, raw, history = fit(WeightAveraging(momentum))
+    expected = np.full((3, 1), 0.1, np.float32)
+    for step, kernel in enumerate(raw.kernels, start=1):
+        decay = min(momentum, (1 + step) / (10 + step))
+        expected = decay * expected + (1 - decay) * kernel
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, raw.kernels[-1], atol=1e-3)  # the average is not the last raw weights
+    assert history["val_loss"][-1] == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-5)  # it validated it
+    # Training moved the raw weights exactly as without averaging: every epoch went on from the raw weights.
+    _, plain, plain_history = fit()
+    np.testing.assert_array_equal(np.array(raw.kernels), np.array(plain.kernels))
+    assert history["val_loss"] != plain_history["val_loss"]
+
+
+def test_weight_averaging_in_training_exports_the_weights_it_validated(synthetic_examples, tmp_path):
+    averaged = TrainerConfig(**TINY_CONFIG, epochs=2, early_stopping_patience=2, weight_averaging=0.9)
+    result = train_and_export(synthetic_examples, tmp_path / "averaged", averaged)
+    best = result.best_epoch - 1
+    assert result.eval_metrics["ranking_loss"] == pytest.approx(result.history["val_ranking_loss"][best], rel=1e-4)
+    plain = train_and_export(synthetic_examples, tmp_path / "plain", TrainerConfig(**TINY_CONFIG, epochs=2))
+    assert result.history["val_ranking_loss"] != plain.history["val_ranking_loss"]
+    with pytest.raises(ValueError, match=r"weight_averaging must be in \[0, 1\), got 1.0"):
+        TrainerConfig(weight_averaging=1.0)
