@@ -58,9 +58,12 @@ def eval_loss_from_predictions(model_dir: Path, examples: Path, config: dict) ->
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_trains_and_reports_the_unscaled_loss(synthetic_examples, tmp_path):
-    # one eval batch (800 rows), so the reported mean loss is the loss over the whole split
+@pytest.mark.parametrize("weight_averaging", [0.0, 0.9])
+def test_mirrored_strategy_trains_and_reports_the_unscaled_loss(synthetic_examples, tmp_path, weight_averaging):
+    # one eval batch (800 rows), so the reported mean loss is the loss over the whole split; with weight
+    # averaging, the average's (mirrored like the weights), which is also what is exported
     config = {**TINY_CONFIG, "epochs": 1, "batch_size": 1024, "steps_per_execution": 1}
+    config["weight_averaging"] = weight_averaging
     completed = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(synthetic_examples), str(tmp_path / "model"), json.dumps(config)],
         cwd=ROOT,

@@ -249,7 +249,8 @@ def test_weight_averaging_in_training_exports_the_weights_it_validated(synthetic
     result = train_and_export(synthetic_examples, tmp_path / "averaged", averaged)
     best = result.best_epoch - 1
     assert result.eval_metrics["ranking_loss"] == pytest.approx(result.history["val_ranking_loss"][best], rel=1e-4)
-    plain = train_and_export(synthetic_examples, tmp_path / "plain", TrainerConfig(**TINY_CONFIG, epochs=2))
+    plain_config = TrainerConfig(**TINY_CONFIG, epochs=2, weight_averaging=0.0)
+    plain = train_and_export(synthetic_examples, tmp_path / "plain", plain_config)
     assert result.history["val_ranking_loss"] != plain.history["val_ranking_loss"]
     with pytest.raises(ValueError, match=r"weight_averaging must be in \[0, 1\), got 1.0"):
         TrainerConfig(weight_averaging=1.0)
