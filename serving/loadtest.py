@@ -36,6 +36,7 @@ import numpy as np
 import orjson
 
 from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+from ranker_core.serving import MODEL_NAME
 from trainer.synthetic import synthetic_values
 
 Arrival = Literal["constant", "poisson", "bursty"]
@@ -281,7 +282,7 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
 
 
 def synthetic_request(
-    spec: FeatureSpec, candidates: int, body_format: str = "columns", seed: int = 0, model_name: str = "mmoe-ranker"
+    spec: FeatureSpec, candidates: int, body_format: str = "columns", seed: int = 0, model_name: str = MODEL_NAME
 ) -> tuple[bytes, dict[str, str]]:
     """A generated request in ``body_format`` (one of :data:`BODY_FORMATS`): its body and the headers it needs.
 

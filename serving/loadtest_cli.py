@@ -23,6 +23,7 @@ import logging
 import re
 from pathlib import Path
 
+from ranker_core.serving import MODEL_NAME
 from serving.loadtest import BODY_FORMATS
 
 HELP = "open-loop load test of a prediction endpoint with latency percentiles"
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="generated body: v1 JSON with the candidates as columns (default) or rows; KServe v2 tensors in JSON "
         "(v2), binary (v2-binary), or strings in JSON and numbers binary (v2-mixed), for a /v2/models/NAME/infer URL",
     )
-    parser.add_argument("--rows", action="store_true", help="the same as --format rows")
+    parser.add_argument("--rows", dest="format", action="store_const", const="rows", help="the same as --format rows")
     parser.add_argument(
         "--header",
         action="append",
@@ -96,7 +97,7 @@ def v2_model_name(url: str) -> str:
     'ranker-b'
     """
     match = re.search(r"/v2/models/([^/]+)/", url)
-    return match.group(1) if match else "mmoe-ranker"
+    return match.group(1) if match else MODEL_NAME
 
 
 def main(args: argparse.Namespace) -> int:
@@ -108,8 +109,7 @@ def main(args: argparse.Namespace) -> int:
         payload, headers = args.payload.read_bytes(), {}
     else:
         spec = FeatureSpec.load(args.model_dir)
-        body_format = "rows" if args.rows else args.format
-        payload, headers = synthetic_request(spec, args.candidates, body_format, args.seed, v2_model_name(args.url))
+        payload, headers = synthetic_request(spec, args.candidates, args.format, args.seed, v2_model_name(args.url))
     headers.update(args.header)
     config = LoadTestConfig(
         url=args.url,

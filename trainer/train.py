@@ -277,8 +277,8 @@ def _callbacks(
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
 ) -> list:
-    """The fit callbacks; the eval NDCG (when selecting by it) first, so early stopping and the logs see it."""
-    # Weight averaging first: it swaps the average in before every other callback reads the epoch's weights.
+    """The fit callbacks. Weight averaging first, so every other callback reads the weights it swapped in (the
+    average, from validation on); then the eval NDCG (when selecting by it), so early stopping and the logs see it."""
     callbacks: list[tf.keras.callbacks.Callback] = (
         [WeightAveraging(config.weight_averaging)] if config.weight_averaging > 0 else []
     )
