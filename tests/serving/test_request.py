@@ -210,6 +210,8 @@ def test_the_typed_decoder_checks_column_types_while_decoding_and_leaves_the_res
     assert rows["price"].dtype == np.float64 and rows["price"][0] == 10.0 and np.isnan(rows["price"][1:]).all()
     assert rows["listing_id"] == ["l1", "l2", 7] and rows["tags"] == ["gift|sale", ["vintage", "gift"], None]
     assert "user_id" not in rows and set(rows) == set().union(*ROWS)  # a key no row has stays absent
+    complete = decoder.decode(orjson.dumps(body([{"price": 1}, {"price": None}])))["instances"][0]["candidates"]
+    assert complete["price"].dtype == np.float64 and complete["price"][0] == 1.0 and np.isnan(complete["price"][1])
     assert decoder.decode(orjson.dumps(body([{}, {}])))["instances"][0]["candidates"] == [{}, {}]
     for refused in ([*ROWS, {"price": "3"}], [*ROWS, {"user id": 1}], [*ROWS, 5]):
         assert decoder.decode(orjson.dumps(body(refused)))["instances"][0]["candidates"] == refused
