@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 def show_progress() -> None:
     """Log the steps' own progress (each epoch, each export, the baseline's models), not Beam's or TensorFlow's.
 
-    A 10M-impression run trains for half an hour per model; without this it prints nothing until the tables.
+    A 10M-impression run trains for a quarter of an hour per model; without this it prints nothing until the tables.
     """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for package in ("trainer", "components"):

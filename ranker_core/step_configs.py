@@ -196,7 +196,8 @@ class TrainerConfig(Settings):
     # Momentum per step of an exponential moving average of the weights (Polyak averaging); 0: off. The
     # average is what validation, early stopping and the export see; training steps move the raw weights.
     # Early steps average over fewer: the momentum is at most (1 + step) / (10 + step). 0.999 (about the
-    # last thousand steps) led the raw weights on both simulated worlds and on UCI Adult (docs/model.md).
+    # last thousand steps) beat the raw weights on both simulated worlds' test splits and on UCI Adult
+    # (docs/model.md, which also says where the raw weights win).
     weight_averaging: float = 0.999
     batch_size: int = 1024
     epochs: int = 10

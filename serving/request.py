@@ -353,8 +353,8 @@ class TypedBodyDecoder:
 def _float_array(values: tuple) -> np.ndarray | None:
     """Typed numbers (null: NaN) as float64, or None when a row lacks the key (UNSET cannot be a float).
 
-    Asking NumPy first, instead of searching every column for UNSET, saves a third of turning 1,000 rows
-    into columns: most rows have every numeric key.
+    Asking NumPy first, instead of searching every column for UNSET, saves about a quarter of turning
+    1,000 rows into columns: most rows have every numeric key.
     """
     try:
         return np.array(values, dtype=np.float64)
