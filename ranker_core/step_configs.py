@@ -218,6 +218,10 @@ class TrainerConfig(Settings):
     # a larger one streams, a group of shards of at most this many rows at a time.
     cache_max_rows: int = 2_000_000
     seed: int = 42
+    # Members of a seed ensemble: this many models trained alike at seeds seed, seed + 1, ...; the export
+    # serves the mean of their probabilities (and so of their scores). 1: one model. Each member costs its
+    # training time and its share of every prediction (docs/model.md, "Training: seed ensembles").
+    ensemble_size: int = 1
     # tf.config.experimental.enable_op_determinism(): same seed, same weights.
     deterministic: bool = True
 
@@ -255,6 +259,7 @@ class TrainerConfig(Settings):
             "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
             "epochs": self.epochs,
+            "ensemble_size": self.ensemble_size,
             "steps_per_execution": self.steps_per_execution,
             "position_buckets": self.position_buckets,
             "position_embedding_dim": self.position_embedding_dim,

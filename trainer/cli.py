@@ -34,6 +34,7 @@ _FLAG_FIELDS = (
     "embedding_l2",
     "position_bias",
     "seed",
+    "ensemble_size",
 )
 
 
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser, require_paths: bool = True) -
         help="training-only position tower added to every task's logit (default off)",
     )
     parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument(
+        "--ensemble-size", type=int, help="models trained at seeds seed, seed+1, ... served as their mean (default 1)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainerConfig:

@@ -493,6 +493,31 @@ class RankerModel(tfrs.Model):
         return [*self.body.experts, *self.body.gates, *self.body.towers]
 
 
+class RankerEnsemble(tf.keras.Model):
+    """Rankers trained alike from different seeds, served as one: the mean of their outputs.
+
+    Averaging probabilities averages the scores too (the score is linear in them), and
+    it cancels part of what one training's seed decides (the order of batches, the initial
+    weights) without changing what each member learns.
+
+    Example::
+
+        ensemble = RankerEnsemble([model_seed_42, model_seed_43])
+        ensemble(features)["score"]     # (batch,): the mean of the members' scores
+    """
+
+    def __init__(self, members: Sequence[RankerModel]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.spec, self.config = members[0].spec, members[0].config.replace(ensemble_size=len(members))
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> dict[str, tf.Tensor]:
+        outputs = [member(features, training=False) for member in self.members]
+        return {name: tf.add_n([output[name] for output in outputs]) / len(outputs) for name in outputs[0]}
+
+
 def _position_tower(spec: FeatureSpec, config: TrainerConfig, tasks: Sequence[str]) -> PositionBias | None:
     if not config.position_bias or not has_positions(spec):
         return None

@@ -36,7 +36,7 @@ from trainer.config import TrainerConfig
 from trainer.export import export_model
 from trainer.features import FeatureEncoder
 from trainer.inputs import RequestBatches, ShardedRequestBatches, make_dataset
-from trainer.model import RankerModel, build_model
+from trainer.model import RankerEnsemble, RankerModel, build_model
 from trainer.position import positions_all_zero
 from trainer.progress import EpochReport
 from trainer.selection import RankingMetric, Selection
@@ -61,6 +61,9 @@ class TrainingResult:
     best_epoch: int
     # train rows x epochs / wall seconds of fit (graph tracing and per-epoch validation included)
     train_examples_per_second: float
+    # An ensemble's members (ensemble_size > 1), each with its seed, eval_metrics, epochs_trained and
+    # best_epoch; history, epochs_trained and best_epoch above are then the first member's.
+    members: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,8 +103,80 @@ def train_and_export(
         )
     spec = load_feature_spec(examples_dir)
     config = _without_constant_positions(examples_dir, spec, config)
-    configure_determinism(config)
     strategy = strategy or tf.distribute.get_strategy()
+    size = config.ensemble_size
+    members = [
+        _fit(
+            examples_dir,
+            spec,
+            config.replace(seed=config.seed + index, ensemble_size=1),
+            strategy,
+            _member_dir(checkpoint_dir, index, size),
+            _member_dir(tensorboard_dir, index, size),
+        )
+        for index in range(size)
+    ]
+    first = members[0]
+    if size == 1:
+        model, eval_metrics = first.model, first.eval_metrics
+        eval_metrics.update(_ranking_metrics(model, first.evaluation, spec, ranking_metrics, known=eval_metrics))
+    else:
+        model = RankerEnsemble([member.model for member in members])
+        eval_metrics = _ensemble_metrics(model, members, spec, ranking_metrics)
+    usage = gate_usage(first.model, first.evaluation)  # an ensemble's: its first member's
+    export_model(model, model_dir)
+    result = TrainingResult(
+        model_dir=model_dir,
+        eval_metrics=eval_metrics,
+        gate_usage=usage,
+        history=first.history,
+        epochs_trained=first.epochs_trained,
+        best_epoch=first.best_epoch,
+        train_examples_per_second=sum(m.examples for m in members) / max(sum(m.seconds for m in members), 1e-9),
+        members=[member.summary() for member in members] if size > 1 else [],
+    )
+    write_json(f"{model_dir}/{GATE_USAGE_FILE}", usage)
+    write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
+    logger.info(
+        "exported %s (%d model(s), best epoch %d of %d): %s",
+        model_dir,
+        size,
+        first.best_epoch,
+        first.epochs_trained,
+        eval_metrics,
+    )
+    return result
+
+
+@dataclasses.dataclass
+class _Fitted:
+    """One trained model with the kept epoch's weights, and what its training logged."""
+
+    model: RankerModel
+    seed: int
+    evaluation: tf.data.Dataset  # one pass over the eval split
+    eval_metrics: dict[str, float]  # the kept weights' Keras metrics on the eval split (and the selection's)
+    history: dict[str, list[float]]
+    epochs_trained: int
+    best_epoch: int
+    examples: int  # train rows x epochs
+    seconds: float  # wall time of fit
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("seed", "eval_metrics", "epochs_trained", "best_epoch")
+        return {key: getattr(self, key) for key in keys}
+
+
+def _fit(
+    examples_dir: str,
+    spec: FeatureSpec,
+    config: TrainerConfig,
+    strategy: tf.distribute.Strategy,
+    checkpoint_dir: str | None,
+    tensorboard_dir: str | None,
+) -> _Fitted:
+    """Build one model for ``config`` (seeded by its ``seed``), fit it, early-stop and evaluate its kept weights."""
+    configure_determinism(config)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with strategy.scope():
         model = build_model(spec, config)
@@ -139,22 +214,35 @@ def train_and_export(
     eval_metrics = {name: float(value) for name, value in evaluated.items() if name not in LAST_BATCH_METRICS}
     if selection.by_ranking:  # the restored weights are the best epoch's
         eval_metrics[selection.name] = float(history.history[selection.monitor][best_epoch - 1])
-    eval_metrics.update(_ranking_metrics(model, evaluation, spec, ranking_metrics, known=eval_metrics))
-    usage = gate_usage(model, evaluation)
-    export_model(model, model_dir)
-    result = TrainingResult(
-        model_dir=model_dir,
+    return _Fitted(
+        model=model,
+        seed=config.seed,
+        evaluation=evaluation,
         eval_metrics=eval_metrics,
-        gate_usage=usage,
         history={key: [float(v) for v in values] for key, values in history.history.items()},
         epochs_trained=epochs_trained,
         best_epoch=best_epoch,
-        train_examples_per_second=(train_rows * epochs_trained / seconds) if seconds > 0 else 0.0,
+        examples=train_rows * epochs_trained,
+        seconds=seconds,
     )
-    write_json(f"{model_dir}/{GATE_USAGE_FILE}", usage)
-    write_json(f"{model_dir}/{METRICS_FILE}", result.to_dict())
-    logger.info("exported %s (best epoch %d of %d): %s", model_dir, best_epoch, epochs_trained, eval_metrics)
-    return result
+
+
+def _member_dir(directory: str | None, index: int, size: int) -> str | None:
+    """Where an ensemble member writes its checkpoints or logs: ``<directory>/member-<index>`` (one model: as is)."""
+    return f"{directory.rstrip('/')}/member-{index}" if directory and size > 1 else directory
+
+
+def _ensemble_metrics(
+    ensemble: RankerEnsemble, members: Sequence[_Fitted], spec: FeatureSpec, ranking_metrics: Sequence[str]
+) -> dict[str, float]:
+    """An ensemble's eval metrics: the members' mean of each Keras metric (the loss, the AUCs: the ensemble has
+    no loss of its own) and each ranking metric (the selection's included) of the ensemble's own scores."""
+    config = members[0].model.config
+    selection = Selection.resolve(config, spec)
+    metrics = [*ranking_metrics, *([config.early_stopping_metric] if selection.by_ranking else [])]
+    ranking = _ranking_metrics(ensemble, members[0].evaluation, spec, list(dict.fromkeys(metrics)), known={})
+    names = [name for name in members[0].eval_metrics if name not in ranking]
+    return {name: float(np.mean([member.eval_metrics[name] for member in members])) for name in names} | ranking
 
 
 Batches = tuple[tf.data.Dataset, int]  # one pass over a split, and its number of batches
@@ -515,6 +603,7 @@ def train_from_component(
             "architecture": config.architecture,
             "tasks": list(result.gate_usage["tasks"]),
             "best_epoch": result.best_epoch,
+            "ensemble_size": config.ensemble_size,
         }
     )
     for name, value in sorted(result.eval_metrics.items()):

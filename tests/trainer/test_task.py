@@ -73,5 +73,6 @@ def test_position_bias_and_embedding_l2_flags():
     assert cli.config_from_args(parse([])).position_bias is False
     config = cli.config_from_args(parse(["--position-bias", "--embedding-l2", "0"]))
     assert (config.position_bias, config.embedding_l2) == (True, 0.0)
+    assert cli.config_from_args(parse(["--ensemble-size", "3"])).ensemble_size == 3
     overridden = cli.config_from_args(parse(["--config", '{"position_bias": true}', "--no-position-bias"]))
     assert overridden.position_bias is False

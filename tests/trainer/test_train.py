@@ -257,3 +257,27 @@ def test_weight_averaging_in_training_exports_the_weights_it_validated(synthetic
     assert result.history["val_ranking_loss"] != plain.history["val_ranking_loss"]
     with pytest.raises(ValueError, match=r"weight_averaging must be in \[0, 1\), got 1.0"):
         TrainerConfig(weight_averaging=1.0)
+
+
+def test_a_seed_ensemble_serves_the_mean_of_members_trained_alone(synthetic_examples, tmp_path):
+    config = TrainerConfig(**TINY_CONFIG, epochs=1)
+    result = train_and_export(synthetic_examples, tmp_path / "ensemble", config.replace(ensemble_size=2))
+    alone = [
+        train_and_export(synthetic_examples, tmp_path / f"seed-{seed}", config.replace(seed=seed)) for seed in (42, 43)
+    ]
+    ensemble = load_ranker(tmp_path / "ensemble")
+    columns = read_split(synthetic_examples, "eval", ensemble.feature_spec)
+    members = [load_ranker(tmp_path / f"seed-{seed}").predict(columns) for seed in (42, 43)]
+    assert not np.allclose(members[0]["score"], members[1]["score"])  # each member has its own seed
+    served = ensemble.predict(columns)
+    for output in ensemble.output_names:
+        np.testing.assert_allclose(served[output], (members[0][output] + members[1][output]) / 2, atol=1e-6)
+    # The reported ranking metric is the ensemble's own; the members keep theirs.
+    favorite = mean_ndcg_at_10(columns[REQUEST_ID], columns[label_key("favorite")], served["favorite"])
+    assert result.eval_metrics["favorite_ndcg_at_10"] == pytest.approx(favorite, abs=1e-5)
+    assert [member["seed"] for member in result.members] == [42, 43]
+    for member, single in zip(result.members, alone, strict=True):
+        assert member["eval_metrics"]["ranking_loss"] == pytest.approx(single.eval_metrics["ranking_loss"], rel=1e-5)
+    assert ensemble.config.ensemble_size == 2 and ensemble.config.seed == 42
+    with pytest.raises(ValueError, match="ensemble_size must be positive, got 0"):
+        TrainerConfig(ensemble_size=0)
