@@ -89,6 +89,8 @@ def train_and_export(
 
     ``eval_metrics`` also holds each of ``ranking_metrics`` (NDCG of the evaluation's primary target on
     the eval split, for the kept weights: ``favorite_ndcg_at_10``) when the data has request groups.
+    With ``config.ensemble_size`` N > 1, N models are trained this way at seeds ``seed`` to ``seed + N - 1``
+    and exported as one :class:`~trainer.model.RankerEnsemble` (see :func:`_ensemble_metrics`).
 
     Example::
 
