@@ -155,7 +155,6 @@ class _Fitted:
     """One trained model with the kept epoch's weights, and what its training logged."""
 
     model: RankerModel
-    seed: int
     evaluation: tf.data.Dataset  # one pass over the eval split
     eval_metrics: dict[str, float]  # the kept weights' Keras metrics on the eval split (and the selection's)
     history: dict[str, list[float]]
@@ -165,8 +164,9 @@ class _Fitted:
     seconds: float  # wall time of fit
 
     def summary(self) -> dict[str, Any]:
-        keys = ("seed", "eval_metrics", "epochs_trained", "best_epoch")
-        return {key: getattr(self, key) for key in keys}
+        return {"seed": self.model.config.seed} | {
+            key: getattr(self, key) for key in ("eval_metrics", "epochs_trained", "best_epoch")
+        }
 
 
 def _fit(
@@ -218,7 +218,6 @@ def _fit(
         eval_metrics[selection.name] = float(history.history[selection.monitor][best_epoch - 1])
     return _Fitted(
         model=model,
-        seed=config.seed,
         evaluation=evaluation,
         eval_metrics=eval_metrics,
         history={key: [float(v) for v in values] for key, values in history.history.items()},
