@@ -160,6 +160,8 @@ def session(model: Any, threads: int, profile: bool = False) -> Any:
     options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.enable_profiling = profile
+    if profile:  # ONNX Runtime writes the profile to the working directory unless told otherwise
+        options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "bench_onnx_profile")
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -203,7 +205,9 @@ def kernel_ms_by_op(runtime: Any, call: Callable[[], Any], calls: int) -> Counte
     """Mean kernel milliseconds per call by ONNX op type, from ONNX Runtime's profiler (``runtime`` profiling)."""
     for _ in range(calls):
         call()
-    events = json.loads(Path(runtime.end_profiling()).read_text())
+    profile = Path(runtime.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
     by_op: Counter = Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
