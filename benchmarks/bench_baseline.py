@@ -41,6 +41,8 @@ from trainer.config import TrainerConfig
 from trainer.examples import read_split
 
 HELD_OUT_MODULE = "shop_page"
+WORK_DIR = "/tmp/bench_baseline"
+IMPRESSIONS = 1_000_000
 
 
 def extracted(impressions: int, work_dir: Path) -> Path:
@@ -57,6 +59,12 @@ def extracted(impressions: int, work_dir: Path) -> Path:
             )
         )
     return examples
+
+
+def default_examples() -> Path:
+    """The examples this benchmark uses by default (1M impressions in ``WORK_DIR``), extracted on first use:
+    the default input of the benchmarks that read examples."""
+    return extracted(IMPRESSIONS, Path(WORK_DIR))
 
 
 def cpu_model() -> str:
@@ -148,8 +156,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impressions", type=int, default=1_000_000, help="simulated impressions (1000000)")
-    parser.add_argument("--work-dir", default="/tmp/bench_baseline", help="where data, models and the JSON go")
+    parser.add_argument("--impressions", type=int, default=IMPRESSIONS, help=f"simulated impressions ({IMPRESSIONS})")
+    parser.add_argument("--work-dir", default=WORK_DIR, help="where data, models and the JSON go")
     parser.add_argument("--examples", help="extracted examples to use instead of simulating")
     parser.add_argument("--config", default="{}", help="BaselineConfig overrides (JSON) (default: {})")
     parser.add_argument("--skip-mmoe", action="store_true", help="time the baseline only")

@@ -7,6 +7,7 @@ boosting rounds run, the trees early stopping kept, eval NDCG@10 (what early sto
 watch) and test NDCG@10 (requests with a positive, ties averaged: the evaluation's yardstick); and,
 from the same fit's eval curve, what a shorter early-stopping patience would have kept and cost::
 
+    python -m benchmarks.bench_baseline_levers      # bench_baseline's 1M examples (simulated and extracted once)
     python -m benchmarks.bench_baseline_levers --examples /tmp/bench_baseline/examples-1000000
     python -m benchmarks.bench_baseline_levers --examples <ex> --targets click \\
         --variants '{"config": {}, "63 bins": {"max_bin": 63}}'
@@ -30,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import lightgbm as lgb
 import numpy as np
 
-from benchmarks.bench_baseline import cpu_model, mean_ndcg
+from benchmarks.bench_baseline import cpu_model, default_examples, mean_ndcg
 from components.baseline.encoding import FeatureEncoder
 from components.baseline.gbdt import BaselineConfig, _only_sources, _read_splits, _Trainer
 from ranker_core.schema import FeatureSpec
@@ -91,7 +92,7 @@ def fit_variant(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    examples = Path(args.examples)
+    examples = Path(args.examples) if args.examples else default_examples()
     config = BaselineConfig.from_sources(args.config)
     spec = FeatureSpec.load(examples)
     encoder = FeatureEncoder.from_spec(spec, hashed=config.hashed, max_list_tokens=config.max_list_tokens)
@@ -122,7 +123,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", required=True, help="extracted examples (with train, eval and test)")
+    parser.add_argument(
+        "--examples",
+        help="extracted examples with train, eval and test (default: bench_baseline's 1M examples, made on first use)",
+    )
     parser.add_argument("--targets", nargs="+", default=["click", "favorite", "engagement"])
     parser.add_argument("--variants", default=json.dumps(DEFAULT_VARIANTS), help="name -> LightGBM parameters (JSON)")
     parser.add_argument("--patience", type=int, nargs="*", default=[10, 5], help="shorter patiences to replay")

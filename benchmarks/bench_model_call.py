@@ -1,6 +1,7 @@
 """The model call alone: CPU milliseconds per call of several exported rankers, taking turns on the same candidates.
 
     taskset -c 0 python -m benchmarks.bench_model_call --model-dirs work/before/model work/after/model
+    taskset -c 0 python -m benchmarks.bench_model_call      # bench_serving's model, trained for the run
 
 For each model: ``Ranker.predict`` (columns to tensors + the serving signature,
 the server's "predict" step), the signature alone on tensors made once (as
@@ -27,6 +28,7 @@ import argparse
 import os
 import re
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -161,7 +163,9 @@ def synthetic_columns(model_dir: Path, candidates: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dirs", nargs="+", type=Path, required=True, help="exported rankers to compare")
+    parser.add_argument(
+        "--model-dirs", nargs="+", type=Path, help="exported rankers to compare (default: bench_serving's model)"
+    )
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--block", type=int, default=30, help="calls per model and step in each round")
@@ -170,19 +174,27 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from benchmarks.bench_serving import build_default_model
+
+    with tempfile.TemporaryDirectory(prefix="bench-model-call-") as scratch:
+        report(args.model_dirs or [build_default_model(Path(scratch))], args)
+
+
+def report(model_dirs: list[Path], args: argparse.Namespace) -> None:
+    """Print the CPU per call of each model (or with ``args.ops``, where each one's call goes)."""
     from benchmarks.bench_baseline import cpu_model
     from serving.config import ServerConfig
     from trainer.predict import set_op_threads
 
     op_threads = ServerConfig().op_threads
     set_op_threads(op_threads)  # as the server runs the model
-    columns = synthetic_columns(args.model_dirs[0], args.candidates)
+    columns = synthetic_columns(model_dirs[0], args.candidates)
     print(f"{cpu_model()}, load average {os.getloadavg()[0]:.2f}; {args.candidates} candidates, CPU ms per call")
     if args.ops:
-        for model_dir in args.model_dirs:
+        for model_dir in model_dirs:
             print(f"{model_dir}:\n{op_times(model_dir, columns, args.block, op_threads).format(args.ops)}")
         return
-    models = {str(model_dir): model_calls(model_dir, columns) for model_dir in args.model_dirs}
+    models = {str(model_dir): model_calls(model_dir, columns) for model_dir in model_dirs}
     figures = take_turns(models, args.rounds, args.block)
     for key, values in figures.items():
         print(f"{key}: median {statistics.median(values):.2f}, min {min(values):.2f}, max {max(values):.2f}")

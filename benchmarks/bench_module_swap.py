@@ -8,6 +8,7 @@ no trained module ranks the new module better than the OOV embedding, a better
 embedding for new modules (from declared module traits, say) has little room::
 
     python -m benchmarks.bench_module_swap --model-dir work/model --examples work/examples
+    python -m benchmarks.bench_module_swap      # bench_baseline's 1M examples and a default model trained on them
 
 With ``--baseline`` it also measures the lever the table points to, a module alias chosen on a new
 surface's first logs. The held-out requests are split by time: the earliest ``--probe-share`` of them
@@ -151,13 +152,34 @@ def _judged_means(ndcg: dict[str, np.ndarray], judged: np.ndarray) -> dict[str, 
     return {target: float(np.nanmean(values[judged])) for target, values in ndcg.items()}
 
 
+def default_inputs() -> tuple[str, str]:
+    """bench_baseline's default examples (``shop_page`` held out) and the default ``TrainerConfig``
+    trained on them, beside them (once: kept for the next run)."""
+    from benchmarks.bench_baseline import default_examples
+    from benchmarks.bench_trainer import train_variant
+    from trainer.config import TrainerConfig
+
+    examples = default_examples()
+    model_dir = examples.parent / f"{examples.name}-mmoe-default"
+    train_variant(examples, TrainerConfig(), model_dir, reuse=True)
+    return str(examples), str(model_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True, help="an exported ranker (ranker train)")
-    parser.add_argument("--examples", required=True, help="extracted examples with a held-out module")
+    parser.add_argument(
+        "--model-dir", help="an exported ranker (default: the default config trained on the default examples, once)"
+    )
+    parser.add_argument(
+        "--examples", help="extracted examples with a held-out module (default: bench_baseline's 1M examples)"
+    )
     parser.add_argument("--baseline", help="a trained GBDT baseline (ranker train-baseline): adds the alias check")
     parser.add_argument("--probe-share", type=float, default=0.5, help="earliest share of requests that choose")
     args = parser.parse_args(argv)
+    if not args.examples and not args.model_dir:
+        args.examples, args.model_dir = default_inputs()
+    elif not (args.examples and args.model_dir):
+        parser.error("give both --model-dir and --examples (the examples it was trained on), or neither")
     spec = FeatureSpec.load(args.examples)
     if not spec.held_out_module:
         parser.error(f"{args.examples} has no held-out module (extract with --held-out-module)")
