@@ -32,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from components.evaluation.stats import bootstrap_means, percentile_interval
 from ranker_core.ranking_metrics import RequestGroups, ideal_dcg, ndcg_per_request
 from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
+from ranker_core.stats import bootstrap_means, percentile_interval
 from ranker_core.targets import ENGAGEMENT, default_primary_task, target_labels
 from trainer.examples import read_split
 from trainer.features import trained_modules

@@ -15,7 +15,7 @@ own test file is the test split; 10% of its training file's rows (by a hash) is 
 Each seed trains both rankers anew (the split stays the same, so the seeds measure the training's
 spread). It prints test AUC per task and the MMoE's paired difference to the global LightGBM (the
 tuned tree model; without modules the per-module GBDT is the same kind of model) with a 95%
-interval (:func:`components.evaluation.stats.auc_draws`, DeLong's covariance, as the evaluation)::
+interval (:func:`ranker_core.stats.auc_draws`, DeLong's covariance, as the evaluation)::
 
     python -m benchmarks.bench_tabular --adult-dir DIR                       # seeds 0 1 2
     python -m benchmarks.bench_tabular --adult-dir DIR --seeds 0 --model-config '{"embedding_l2": 1.0}'
@@ -133,8 +133,8 @@ def task_aucs(labels: np.ndarray, scores: list[np.ndarray], rng: np.random.Gener
     >>> cells["mmoe"], cells["gbdt_global"], cells["gbdt_global_difference"]
     (1.0, 0.25, 0.75)
     """
-    from components.evaluation.stats import auc_draws, percentile_interval
     from ranker_core.ranking_metrics import auc
+    from ranker_core.stats import auc_draws, percentile_interval
 
     matrix = np.column_stack(scores)
     cells: dict[str, Any] = {"rows": len(labels), "positives": int(np.sum(labels > 0))}

@@ -444,6 +444,10 @@ class TuningConfig(Settings):
     metric: str = "ndcg@10"
     # Seeds the sampler (Optuna's TPE); the trials' models keep the model configuration's seed.
     seed: int = 0
+    # The best-scoring trial replaces the configuration as given only when the paired bootstrap interval (at this
+    # level, over the eval requests) of its NDCG lift over it lies above 0; 0 keeps the best score however small
+    # its lead. AUC-judged searches keep the best score.
+    confidence: float = 0.95
     space: dict[str, dict[DrawKind, list]] = Field(default_factory=lambda: dict(DEFAULT_TUNING_SPACE))
 
     model_config = SettingsConfigDict(env_prefix="RANKER_TUNE_")
@@ -452,6 +456,8 @@ class TuningConfig(Settings):
     def _check(self) -> Self:
         if self.trials < 0 or self.budget_seconds < 0:
             raise ValueError(f"trials and budget_seconds must be >= 0, got {self.trials} and {self.budget_seconds}")
+        if not 0 <= self.confidence < 1:
+            raise ValueError(f"confidence must be in [0, 1), got {self.confidence}")
         unknown = sorted(set(self.space) - set(TrainerConfig.model_fields))
         if unknown:
             raise ValueError(f"space names {unknown}, which are not TrainerConfig fields")

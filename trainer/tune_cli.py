@@ -1,4 +1,4 @@
-"""``ranker tune``: search the ranker's configuration on the eval split, print the trials and the choice.
+"""``ranker tune``: search the ranker's configuration on the eval split, print the trials and the choice (and why).
 
 The model configuration (``--config``, as for ``ranker train``) is the first
 trial; ``--tuning-config`` is a TuningConfig (trials, budget, metric, search

@@ -7,13 +7,17 @@ worse eval score than not tuning, then Optuna's TPE sampler (seeded) over
 :func:`trainer.train.train_and_export` (its own early stopping and best-epoch
 selection) and is scored by NDCG of the evaluation's primary target on the eval
 split (``TuningConfig.metric``), or by its AUC (``metric="auc"``, and always on data
-without request groups). The winner's configuration is what the train
+without request groups). The best-scoring trial wins only if it is better than the
+configuration as given beyond the eval split's noise: each trial's exported model
+scores the eval requests, and the paired bootstrap interval of its NDCG lift over
+the first trial must lie above 0 (``TuningConfig.confidence``); else the
+configuration as given is kept. The winner's configuration is what the train
 step then trains with; with ``deterministic`` (the default) that reproduces the
 winning trial's model::
 
     result = tune("work/examples", TrainerConfig(), TuningConfig(trials=8), "work/tuning")
     result.config          # the TrainerConfig to train with
-    result.record()        # every trial: values, eval score, best epoch, seconds
+    result.record()        # every trial: values, eval score and lift over the given one, best epoch, seconds
 
 Optuna is the library here because it runs anywhere the step runs (kfp.local,
 a container, a Vertex AI custom job) with nothing to provision.
@@ -31,13 +35,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ranker_core.schema import FeatureSpec
+import numpy as np
+
+from ranker_core.ranking_metrics import RequestGroups, ideal_dcg, ndcg_per_request
+from ranker_core.schema import REQUEST_ID, FeatureSpec
+from ranker_core.stats import bootstrap_means, percentile_interval
 from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
+from ranker_core.targets import ENGAGEMENT, target_gains, target_labels
 from trainer.selection import Selection
 
 log = logging.getLogger(__name__)
 
 TRIALS_FILE = "tuning.json"
+BOOTSTRAP_SAMPLES = 1000
+SCORED_ROWS = 100_000
+"""Eval rows per model call when a trial's model scores the eval split."""
 
 
 @dataclasses.dataclass
@@ -46,19 +58,68 @@ class TuningResult:
 
     metric: str
     trials: list[dict[str, Any]]
-    best: dict[str, Any]
+    best: dict[str, Any]  # the chosen trial: the best-scoring one, or the configuration as given (see ``choice``)
     config: TrainerConfig
     seconds: float
+    choice: str  # why ``best`` was chosen, in words
 
     def record(self) -> dict[str, Any]:
         """What ``tuning.json`` holds."""
         return {
             "metric": self.metric,
             "best": self.best,
+            "choice": self.choice,
             "trials": self.trials,
             "seconds": round(self.seconds, 3),
             "config": self.config.to_dict(),
         }
+
+
+@dataclasses.dataclass
+class EvalRequests:
+    """The eval split's requests and the selection's gains: NDCG per request of any exported model.
+
+    Example::
+
+        requests = EvalRequests.read("work/examples", spec, Selection.ranking("ndcg@10", spec))
+        requests.ndcg("work/model")      # (requests,), NaN where a request has no positive
+    """
+
+    columns: dict[str, np.ndarray]
+    groups: RequestGroups
+    gains: np.ndarray
+    ideal: dict[int, np.ndarray]
+    selection: Selection
+
+    @classmethod
+    def read(cls, examples_dir: str | Path, spec: FeatureSpec, selection: Selection) -> EvalRequests:
+        from trainer.examples import read_split
+
+        columns = read_split(examples_dir, "eval", spec)
+        groups = RequestGroups.from_ids(columns[REQUEST_ID])
+        target, tasks = selection.target, spec.task_names
+        gains = target_gains(target_labels(columns, target, tasks), target, tasks)
+        return cls(columns, groups, gains, ideal_dcg(groups, gains, (selection.cutoff,)), selection)
+
+    def ndcg(self, model_dir: str | Path) -> np.ndarray:
+        """NDCG at the selection's cutoff of every eval request, as the model in ``model_dir`` ranks it."""
+        from trainer.model import SCORE
+        from trainer.predict import Ranker
+
+        ranker, output = Ranker(model_dir), SCORE if self.selection.target == ENGAGEMENT else self.selection.target
+        rows = len(self.gains)
+        scores = np.concatenate(
+            [
+                ranker.predict({name: column[start : start + SCORED_ROWS] for name, column in self.columns.items()})[
+                    output
+                ]
+                for start in range(0, rows, SCORED_ROWS)
+            ]
+        )
+        if not np.all(np.isfinite(scores)):  # a diverged trial: no request counts for it
+            return np.full(self.groups.n_requests, np.nan)
+        cutoff = self.selection.cutoff
+        return ndcg_per_request(self.groups, self.gains, scores, (cutoff,), self.ideal)[cutoff]
 
 
 def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, work_dir: str | Path) -> TuningResult:
@@ -71,6 +132,11 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
         raise ValueError("TuningConfig.trials is 0: nothing to tune (the pipeline leaves the tune step out)")
     spec = FeatureSpec.load(examples_dir)
     metric, ranking_metrics = _judged_by(tuning, spec)
+    # per-request scores for the guard: only for an NDCG metric (an AUC has no requests to pair)
+    requests = (
+        EvalRequests.read(examples_dir, spec, Selection.ranking(tuning.metric, spec)) if ranking_metrics else None
+    )
+    per_request: dict[int, np.ndarray] = {}
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=tuning.seed))
     given = {field: getattr(base, field) for field in tuning.space}
     space = _with_given_choices(tuning.space, given)
@@ -82,6 +148,8 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
         trial_dir = Path(work_dir) / f"trial-{trial.number}"
         started = time.perf_counter()
         result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=ranking_metrics)
+        if requests is not None and tuning.confidence > 0:
+            per_request[trial.number] = requests.ndcg(trial_dir)
         shutil.rmtree(trial_dir, ignore_errors=True)
         score = float(result.eval_metrics.get(metric, math.nan))
         trials.append(_row(trial.number, values, score, result.best_epoch, time.perf_counter() - started))
@@ -94,8 +162,9 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
     left = tuning.budget_seconds - (time.perf_counter() - started) if tuning.budget_seconds else None
     if tuning.trials > 1 and (left is None or left > 0):
         study.optimize(objective, n_trials=tuning.trials - 1, timeout=left)
-    best = _best(trials)
-    return TuningResult(metric, trials, best, base.replace(**best["values"]), time.perf_counter() - started)
+    best, choice = _choose(trials, per_request, tuning)
+    log.info("tuning: %s", choice)
+    return TuningResult(metric, trials, best, base.replace(**best["values"]), time.perf_counter() - started, choice)
 
 
 def _judged_by(tuning: TuningConfig, spec: FeatureSpec) -> tuple[str, tuple[str, ...]]:
@@ -152,6 +221,46 @@ def _best(trials: list[dict[str, Any]]) -> dict[str, Any]:
     return max(scored, key=lambda trial: trial["eval_score"])
 
 
+def _choose(
+    trials: list[dict[str, Any]], per_request: dict[int, np.ndarray], tuning: TuningConfig
+) -> tuple[dict[str, Any], str]:
+    """The chosen trial and why: the best-scoring one if its paired interval of lift over the configuration as
+    given (the first trial) lies above 0, else the first.
+
+    The best of several trials is picked for its eval score, so its interval is optimistic (the winner's curse):
+    this keeps the noise out, not every lucky draw.
+    """
+    best, given = _best(trials), trials[0]
+    _add_lifts(trials, per_request, tuning.confidence)
+    if best is given:
+        return best, f"trial {given['trial']}, the configuration as given, scored highest"
+    if tuning.confidence == 0:
+        return best, f"trial {best['trial']} scored highest (confidence 0: chosen without a check against the noise)"
+    if "eval_lift_interval" not in best:
+        return best, f"trial {best['trial']} scored highest (an AUC has no requests to pair: chosen by its score)"
+    lift, (low, high) = best["eval_lift_over_given"], best["eval_lift_interval"]
+    words = f"trial {best['trial']} scored highest, {lift:+.2%} [{low:+.2%}, {high:+.2%}] over the given configuration"
+    if low > 0:
+        return best, f"{words}: above the noise at confidence {tuning.confidence}, chosen"
+    return given, f"{words}: within the noise at confidence {tuning.confidence}, the given configuration is kept"
+
+
+def _add_lifts(trials: list[dict[str, Any]], per_request: dict[int, np.ndarray], confidence: float) -> None:
+    """Each trial's eval NDCG lift over the first trial and its paired bootstrap interval, on its row."""
+    given = trials[0]["trial"]
+    if confidence == 0 or given not in per_request:
+        return
+    numbers = sorted(per_request)
+    draws = bootstrap_means(
+        np.column_stack([per_request[number] for number in numbers]), BOOTSTRAP_SAMPLES, np.random.default_rng(0)
+    )
+    base, given_mean = numbers.index(given), float(np.nanmean(per_request[given]))
+    for trial in (trial for trial in trials if trial["trial"] in per_request):
+        low, high = percentile_interval(draws[:, numbers.index(trial["trial"])] / draws[:, base] - 1.0, confidence)
+        trial["eval_lift_over_given"] = float(np.nanmean(per_request[trial["trial"]])) / given_mean - 1.0
+        trial["eval_lift_interval"] = [float(low), float(high)]
+
+
 def tune_from_component(
     examples_dir: str, config_json: str, tuning_json: str, trials_artifact: Any, best_metrics: Any
 ) -> str:
@@ -166,7 +275,7 @@ def tune_from_component(
         result = tune(examples_dir, base, tuning, scratch)
     Path(trials_artifact.path).mkdir(parents=True, exist_ok=True)
     (Path(trials_artifact.path) / TRIALS_FILE).write_text(json.dumps(result.record(), indent=2) + "\n")
-    trials_artifact.metadata.update({"metric": result.metric, "best": result.best})
+    trials_artifact.metadata.update({"metric": result.metric, "best": result.best, "choice": result.choice})
     best_metrics.log_metric(result.metric, result.best["eval_score"])
     best_metrics.log_metric("trials", len(result.trials))
     best_metrics.log_metric("best_trial", result.best["trial"])

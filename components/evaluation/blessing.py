@@ -37,7 +37,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Protocol
 
-from components.evaluation.stats import minimum_detectable_effect
+from ranker_core.stats import minimum_detectable_effect
 
 if TYPE_CHECKING:
     from components.evaluation.evaluate import SplitEvaluation

@@ -43,7 +43,9 @@ from components.evaluation.scorers import (
     RandomScorer,
     Scorer,
 )
-from components.evaluation.stats import (
+from ranker_core import ranking_metrics as m
+from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
+from ranker_core.stats import (
     auc_draws,
     bootstrap_means,
     minimum_detectable_effect,
@@ -51,8 +53,6 @@ from components.evaluation.stats import (
     percentile_interval,
     sign_flip_p_values,
 )
-from ranker_core import ranking_metrics as m
-from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 from ranker_core.targets import target_gains, target_labels, targets
 from trainer.examples import read_split
 

@@ -5,12 +5,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
 from ranker_core.step_configs import TrainerConfig, TuningConfig
 from tests.trainer.conftest import TINY_CONFIG
-from trainer.tuning import TRIALS_FILE, tune, tune_from_component
+from trainer.tuning import TRIALS_FILE, _choose, tune, tune_from_component
 
 BASE = TrainerConfig(**{**TINY_CONFIG, "epochs": 2, "learning_rate": 0.01})
 
@@ -66,6 +67,56 @@ def test_data_without_request_groups_is_tuned_by_the_auc_of_its_primary_task(syn
     assert grouped.metric == "favorite_auc" and grouped.best["eval_score"] > 0.5
 
 
+def _trials(per_request: dict[int, np.ndarray]) -> list[dict]:
+    return [
+        {"trial": number, "values": {"dropout": number / 10}, "eval_score": float(np.nanmean(ndcg))}
+        for number, ndcg in per_request.items()
+    ]
+
+
+def test_a_trial_replaces_the_given_configuration_only_when_its_lead_is_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    given = rng.uniform(0.2, 0.8, 2000)
+    given[::7] = np.nan  # requests without a positive
+    # trial 1 leads by 0.05 on every request; trial 2 by 0.003 on average, drowned in per-request noise
+    noise = rng.normal(0, 0.2, 2000)
+    noise -= noise[np.isfinite(given)].mean()
+    clear, noisy = given + 0.05, given + 0.003 + noise
+    tuning = TuningConfig(trials=3)
+
+    chosen, why = _choose(_trials({0: given, 1: clear}), {0: given, 1: clear}, tuning)
+    assert chosen["trial"] == 1 and "chosen" in why
+    assert chosen["eval_lift_interval"][0] > 0 and chosen["eval_lift_over_given"] == pytest.approx(0.1, abs=0.02)
+
+    trials = _trials({0: given, 2: noisy})
+    chosen, why = _choose(trials, {0: given, 2: noisy}, tuning)
+    assert trials[1]["eval_score"] > trials[0]["eval_score"], "the noisy trial must score highest for this test"
+    assert chosen["trial"] == 0 and "within the noise" in why
+    low, high = trials[1]["eval_lift_interval"]
+    assert low < trials[1]["eval_lift_over_given"] < high and low < 0 < high
+    assert trials[0]["eval_lift_over_given"] == 0.0
+
+    # confidence 0, or an AUC search (no per-request scores): the best score wins as before
+    assert _choose(_trials({0: given, 2: noisy}), {0: given, 2: noisy}, TuningConfig(confidence=0))[0]["trial"] == 2
+    assert _choose(_trials({0: given, 2: noisy}), {}, tuning)[0]["trial"] == 2
+
+
+@pytest.mark.slow
+def test_each_trial_is_checked_on_the_eval_requests_its_exported_model_ranks(synthetic_examples, tmp_path):
+    tuning = TuningConfig(trials=2, seed=2, space={"dropout": {"uniform": [0.1, 0.3]}})
+    result = tune(synthetic_examples, BASE, tuning, tmp_path / "trials")
+    first, second = result.trials
+    assert first["values"] == {"dropout": 0.0} and second["values"]["dropout"] >= 0.1
+    # the per-request NDCG of each exported model averages to the score its training reported
+    assert first["eval_lift_over_given"] == 0.0
+    assert second["eval_lift_over_given"] == pytest.approx(second["eval_score"] / first["eval_score"] - 1, abs=1e-6)
+    low, high = second["eval_lift_interval"]
+    assert low <= second["eval_lift_over_given"] <= high
+    second_leads = second["eval_score"] > first["eval_score"]
+    assert result.best["trial"] == (1 if second_leads and low > 0 else 0)
+    assert result.choice.startswith("trial 1 scored highest" if second_leads else "trial 0, the configuration as given")
+
+
 @pytest.mark.parametrize(
     ("tuning", "message"),
     [
@@ -73,6 +124,7 @@ def test_data_without_request_groups_is_tuned_by_the_auc_of_its_primary_task(syn
         ('{"space": {"learning_rate": {"log": [0, 0.01]}}}', "log must be \\[low, high\\] with high > low > 0"),
         ('{"space": {"dropout": {"choice": []}}}', "choice is empty"),
         ('{"trials": -1}', "trials and budget_seconds must be >= 0"),
+        ('{"confidence": 1}', "confidence must be in \\[0, 1\\), got 1"),
     ],
 )
 def test_a_bad_tuning_config_names_the_field(tuning, message):

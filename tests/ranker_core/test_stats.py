@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from components.evaluation.stats import (
+from ranker_core.ranking_metrics import auc
+from ranker_core.stats import (
     auc_draws,
     bootstrap_means,
     delong_covariance,
     percentile_interval,
     sign_flip_p_values,
 )
-from ranker_core.ranking_metrics import auc
 
 
 def test_bootstrap_interval_covers_the_mean_and_excludes_nan_requests():
