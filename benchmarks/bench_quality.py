@@ -23,6 +23,7 @@ hash>.json`` with ``--model-config``)::
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
     python -m benchmarks.bench_quality --seeds 0 --model-config '{"seed": 1}' --against-default
+    python -m benchmarks.bench_quality --seeds 0 --worlds curated --model-config @tuned.json --against-default
         # the default configuration trained again on the same data with another model seed: the training noise
     python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
         --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
@@ -287,6 +288,24 @@ def _spec_variant(args: argparse.Namespace) -> str:
     return history + ("-traits" if args.module_traits else "")
 
 
+def config_json(value: str) -> str:
+    """``--model-config``: inline JSON as given, or the object in ``@file.json`` as sorted JSON; an object either
+    way (it names the run's folders, so the same inline text keeps reusing them)."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = json.dumps(json.loads(Path(value[1:]).read_text()), sort_keys=True)
+        except (OSError, ValueError) as error:
+            raise argparse.ArgumentTypeError(f"cannot read a JSON object from {value[1:]}: {error}") from error
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from error
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text}")
+    return text
+
+
 def _slug(model_config: str) -> str:
     """A short stable folder name for a model configuration."""
     import hashlib
@@ -440,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="users = impressions / this: how much history each user has (0: the simulator's 100)",
     )
-    parser.add_argument("--model-config", default="{}", help="TrainerConfig overrides as JSON (default: {})")
+    parser.add_argument(
+        "--model-config",
+        type=config_json,
+        default="{}",
+        help="TrainerConfig overrides as JSON, or @file.json such as `ranker tune --out`'s (default: {})",
+    )
     parser.add_argument(
         "--history", default="{}", help="the simulator spec's `history` section updated with this JSON (default: {})"
     )

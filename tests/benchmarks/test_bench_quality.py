@@ -9,7 +9,7 @@ import types
 import pytest
 
 from benchmarks.bench_baseline import cpu_model
-from benchmarks.bench_quality import main, pooled_lift, pooled_table, summarise, table
+from benchmarks.bench_quality import config_json, main, pooled_lift, pooled_table, summarise, table
 from components.evaluation.evaluate import SplitEvaluation
 
 
@@ -96,3 +96,17 @@ def test_summarise_reads_the_metric_asked_for():
     expected = summarise(result, metric="expected_ndcg@10")["test"]
     assert (expected["favorite"]["mmoe"], expected["favorite"]["lift"]) == (0.8, 0.8)
     assert "mmoe" not in expected["click"]
+
+
+def test_a_model_config_is_inline_json_or_a_file_of_it(tmp_path):
+    import argparse
+
+    assert config_json('{"seed": 1, "dropout": 0.1}') == '{"seed": 1, "dropout": 0.1}'  # as given: its folders stay
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text('{\n  "seed": 0,\n  "dropout": 0.2\n}\n')  # as `ranker tune --out` writes it
+    assert json.loads(config_json(f"@{tuned}")) == {"seed": 0, "dropout": 0.2}
+    assert config_json(f"@{tuned}") == config_json(f"@{tuned}") == '{"dropout": 0.2, "seed": 0}'
+    missing = "@" + str(tmp_path / "missing.json")
+    for bad, message in [(missing, "cannot read"), ("{seed", "not JSON"), ("[1]", "object")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            config_json(bad)
