@@ -107,15 +107,11 @@ class EvalRequests:
         from trainer.predict import Ranker
 
         ranker, output = Ranker(model_dir), SCORE if self.selection.target == ENGAGEMENT else self.selection.target
-        rows = len(self.gains)
-        scores = np.concatenate(
-            [
-                ranker.predict({name: column[start : start + SCORED_ROWS] for name, column in self.columns.items()})[
-                    output
-                ]
-                for start in range(0, rows, SCORED_ROWS)
-            ]
-        )
+        parts = []
+        for start in range(0, len(self.gains), SCORED_ROWS):
+            rows = {name: column[start : start + SCORED_ROWS] for name, column in self.columns.items()}
+            parts.append(ranker.predict(rows)[output])
+        scores = np.concatenate(parts)
         if not np.all(np.isfinite(scores)):  # a diverged trial: no request counts for it
             return np.full(self.groups.n_requests, np.nan)
         cutoff = self.selection.cutoff
