@@ -186,11 +186,12 @@ def onnx_feeds(ranker: Any, columns: Mapping[str, Any]) -> dict[str, np.ndarray]
     return feeds
 
 
-def tensorflow_ids(parts: Parts, string_part: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The string part's outputs with every hashed id computed by TensorFlow's ``StringToHashBucketFast``."""
+def tensorflow_ids(parts: Parts, string_feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``string_feeds`` (the inputs and the string part's outputs) with every hashed id computed by TensorFlow's
+    ``StringToHashBucketFast`` instead."""
     import tensorflow as tf
 
-    ids = {**feeds, **run(string_part, feeds)}
+    ids = dict(string_feeds)
     for output, (source, buckets) in parts.hashes.items():
         ids[output] = tf.strings.to_hash_bucket_fast(ids[source].astype(str), buckets).numpy()
     return ids
@@ -228,8 +229,8 @@ def measure(model_dir: Path, candidates: int, threads: int, rounds: int, block: 
     parts = split_at_strings(model)
     feeds = onnx_feeds(ranker, columns)
     whole, string_part, dense_part = (session(m, threads) for m in (model, parts.string_part, parts.dense_part))
-    ids = tensorflow_ids(parts, string_part, feeds)
     string_feeds = {**feeds, **run(string_part, feeds)}
+    ids = tensorflow_ids(parts, string_feeds)
     turns = {
         "tensorflow": {"signature": lambda: ranker.predict_tensors(*tensors)},
         "onnxruntime": {

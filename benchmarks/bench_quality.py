@@ -23,8 +23,9 @@ hash>.json`` with ``--model-config``)::
     python -m benchmarks.bench_quality --model-config '{"listwise_weight": 0.1}' --against-default   # a variant
         # also scores the default MMoE of the same work dir (trained if missing) as the peer ``mmoe_default``
     python -m benchmarks.bench_quality --seeds 0 --model-config '{"seed": 1}' --against-default
-    python -m benchmarks.bench_quality --seeds 0 --worlds curated --model-config @tuned.json --against-default
         # the default configuration trained again on the same data with another model seed: the training noise
+    python -m benchmarks.bench_quality --seeds 0 --worlds curated --model-config @tuned.json --against-default
+        # a configuration from a file, such as the one `ranker tune --out` writes
     python -m benchmarks.bench_quality --history '{"sequences": [{"task": "click", "column": "listing_id"}]}' \\
         --against-default     # other history features: the simulator spec's `history` updated, extracted anew,
         # both rankers trained on them; ``mmoe_default`` is then the default MMoE of the shipped spec's examples
@@ -60,6 +61,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.bench_baseline import cpu_model
 from components.data.simulator_config import DEFAULT_MODULES, ModuleBehavior, SimulatorConfig, StageModel
+from ranker_core.cli_support import InvalidValueError
+from ranker_core.settings import is_file_reference, read_json_object
 from ranker_core.step_configs import ARCHITECTURES
 
 TARGETS = ("click", "favorite", "add_to_cart", "purchase")
@@ -289,21 +292,13 @@ def _spec_variant(args: argparse.Namespace) -> str:
 
 
 def config_json(value: str) -> str:
-    """``--model-config``: inline JSON as given, or the object in ``@file.json`` as sorted JSON; an object either
-    way (it names the run's folders, so the same inline text keeps reusing them)."""
-    text = value
-    if value.startswith("@"):
-        try:
-            text = json.dumps(json.loads(Path(value[1:]).read_text()), sort_keys=True)
-        except (OSError, ValueError) as error:
-            raise argparse.ArgumentTypeError(f"cannot read a JSON object from {value[1:]}: {error}") from error
+    """``--model-config``: inline JSON as given, or the object in ``@file.json`` as sorted JSON (the text names the
+    run's folders, so the same inline text keeps reusing them); read by the settings' own reader."""
     try:
-        parsed = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not JSON: {error}") from error
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text}")
-    return text
+        parsed = read_json_object(value, "the configuration")
+    except InvalidValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return json.dumps(parsed, sort_keys=True) if is_file_reference(value) else value
 
 
 def _slug(model_config: str) -> str:

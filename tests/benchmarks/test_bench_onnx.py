@@ -49,8 +49,8 @@ def test_onnxruntime_extensions_hash_ids_into_other_buckets_than_tensorflow(expo
     parts = split_at_strings(convert(exported))
     string_part = session(parts.string_part, threads=1)
     feeds = onnx_feeds(load_ranker(exported), synthetic_columns(exported, 64))
-    own = run(string_part, feeds)
-    tensorflows = tensorflow_ids(parts, string_part, feeds)
+    own = {**feeds, **run(string_part, feeds)}
+    tensorflows = tensorflow_ids(parts, own)
 
     assert parts.hashes
     for output in parts.hashes:

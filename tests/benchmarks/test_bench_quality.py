@@ -107,6 +107,6 @@ def test_a_model_config_is_inline_json_or_a_file_of_it(tmp_path):
     assert json.loads(config_json(f"@{tuned}")) == {"seed": 0, "dropout": 0.2}
     assert config_json(f"@{tuned}") == config_json(f"@{tuned}") == '{"dropout": 0.2, "seed": 0}'
     missing = "@" + str(tmp_path / "missing.json")
-    for bad, message in [(missing, "cannot read"), ("{seed", "not JSON"), ("[1]", "object")]:
+    for bad, message in [(missing, "no JSON file at"), ("{seed", "not valid JSON"), ("[1]", "must be a JSON object")]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             config_json(bad)
