@@ -85,12 +85,45 @@ class Selection:
         """The metric's key in ``eval_metrics`` (the epoch log's without ``val_``): ``favorite_ndcg_at_10``."""
         return self.monitor.removeprefix("val_")
 
+    @property
+    def output(self) -> str:
+        """The served output an NDCG selection ranks by: the target task's probability, or ``score`` for engagement."""
+        return SCORE if self.target == ENGAGEMENT else self.target
+
     def best_epoch(self, history: Mapping[str, list[float]], epochs_trained: int) -> int:
         """The 1-based epoch whose weights were kept (the last one when the monitor was never logged)."""
         values = history.get(self.monitor, [])
         if not values:
             return epochs_trained
         return int(np.argmax(values) if self.mode == "max" else np.argmin(values)) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgedRequests:
+    """Requests and their gains for an NDCG selection: any model's scores for their rows, judged per request.
+
+    Example::
+
+        judged = JudgedRequests.of(columns[REQUEST_ID], columns, spec.task_names, selection)
+        judged.ndcg(scores)      # (requests,): NDCG at the selection's cutoff, NaN where a request has no positive
+    """
+
+    groups: m.RequestGroups
+    gains: np.ndarray
+    ideal: dict[int, np.ndarray]
+    cutoff: int
+
+    @classmethod
+    def of(
+        cls, request_ids: np.ndarray, labels: Mapping[str, np.ndarray], tasks: tuple[str, ...], selection: Selection
+    ) -> JudgedRequests:
+        """``labels``: each task's label column (``label_<task>``), one row per row of ``request_ids``."""
+        groups = m.RequestGroups.from_ids(request_ids)
+        gains = target_gains(target_labels(labels, selection.target, tasks), selection.target, tasks)
+        return cls(groups, gains, m.ideal_dcg(groups, gains, (selection.cutoff,)), selection.cutoff)
+
+    def ndcg(self, scores: np.ndarray) -> np.ndarray:
+        return m.ndcg_per_request(self.groups, self.gains, scores, (self.cutoff,), self.ideal)[self.cutoff]
 
 
 class RankingMetric(tf.keras.callbacks.Callback):
@@ -113,16 +146,13 @@ class RankingMetric(tf.keras.callbacks.Callback):
         if not selection.by_ranking:
             raise ValueError(f"RankingMetric needs an NDCG selection, got {selection.monitor}")
         self.batches, self.spec, self.selection = batches, spec, selection
-        self._output = SCORE if selection.target == ENGAGEMENT else selection.target
-        self._groups: m.RequestGroups | None = None
-        self._gains = np.zeros(0)
-        self._ideal: dict[int, np.ndarray] = {}
+        self._judged: JudgedRequests | None = None  # known after the first pass over the batches
         self._predict = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # reduce_retracing: batches of whole requests (the listwise loss) vary in size; one trace serves them all
         self._predict = tf.function(
-            lambda batch: self.model(batch, training=False)[self._output], reduce_retracing=True
+            lambda batch: self.model(batch, training=False)[self.selection.output], reduce_retracing=True
         )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -132,8 +162,7 @@ class RankingMetric(tf.keras.callbacks.Callback):
     def evaluate(self) -> float:
         """Mean NDCG over the eval requests that have a positive (NaN when none has)."""
         scores = self._scores()
-        ks = (self.selection.cutoff,)
-        per_request = m.ndcg_per_request(self._groups, self._gains, scores, ks, self._ideal)[self.selection.cutoff]
+        per_request = self._judged.ndcg(scores)
         return float(np.nanmean(per_request)) if np.isfinite(per_request).any() else float("nan")
 
     def _scores(self) -> np.ndarray:
@@ -143,16 +172,11 @@ class RankingMetric(tf.keras.callbacks.Callback):
         scores, requests, labels = [], [], []
         for batch in self.batches:
             scores.append(self._predict(batch).numpy().astype(np.float64))
-            if self._groups is None:
+            if self._judged is None:
                 requests.append(batch[REQUEST_ID].numpy())
                 labels.append({name: batch[label_key(name)].numpy() for name in self.spec.task_names})
-        if self._groups is None:
-            self._remember_requests(np.concatenate(requests), labels)
+        if self._judged is None:
+            tasks = self.spec.task_names
+            columns = {label_key(task): np.concatenate([part[task] for part in labels]) for task in tasks}
+            self._judged = JudgedRequests.of(np.concatenate(requests), columns, tasks, self.selection)
         return np.concatenate(scores)
-
-    def _remember_requests(self, requests: np.ndarray, labels: list[dict[str, np.ndarray]]) -> None:
-        tasks, target = self.spec.task_names, self.selection.target
-        columns = {label_key(task): np.concatenate([part[task] for part in labels]) for task in tasks}
-        self._groups = m.RequestGroups.from_ids(requests)
-        self._gains = target_gains(target_labels(columns, target, tasks), target, tasks)
-        self._ideal = m.ideal_dcg(self._groups, self._gains, (self.selection.cutoff,))

@@ -37,12 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from ranker_core.ranking_metrics import RequestGroups, ideal_dcg, ndcg_per_request
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from ranker_core.stats import bootstrap_means, percentile_interval
 from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
-from ranker_core.targets import ENGAGEMENT, target_gains, target_labels
-from trainer.selection import Selection
+from trainer.selection import JudgedRequests, Selection
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,7 @@ class TuningResult:
 
 @dataclasses.dataclass
 class EvalRequests:
-    """The eval split's requests and the selection's gains: NDCG per request of any exported model.
+    """The eval split, judged as the selection judges it: NDCG per request of any exported model.
 
     Example::
 
@@ -86,9 +84,7 @@ class EvalRequests:
     """
 
     columns: dict[str, np.ndarray]
-    groups: RequestGroups
-    gains: np.ndarray
-    ideal: dict[int, np.ndarray]
+    judged: JudgedRequests
     selection: Selection
 
     @classmethod
@@ -96,26 +92,20 @@ class EvalRequests:
         from trainer.examples import read_split
 
         columns = read_split(examples_dir, "eval", spec)
-        groups = RequestGroups.from_ids(columns[REQUEST_ID])
-        target, tasks = selection.target, spec.task_names
-        gains = target_gains(target_labels(columns, target, tasks), target, tasks)
-        return cls(columns, groups, gains, ideal_dcg(groups, gains, (selection.cutoff,)), selection)
+        return cls(columns, JudgedRequests.of(columns[REQUEST_ID], columns, spec.task_names, selection), selection)
 
     def ndcg(self, model_dir: str | Path) -> np.ndarray:
         """NDCG at the selection's cutoff of every eval request, as the model in ``model_dir`` ranks it."""
-        from trainer.model import SCORE
         from trainer.predict import Ranker
 
-        ranker, output = Ranker(model_dir), SCORE if self.selection.target == ENGAGEMENT else self.selection.target
-        parts = []
-        for start in range(0, len(self.gains), SCORED_ROWS):
+        ranker, parts = Ranker(model_dir), []
+        for start in range(0, len(self.judged.gains), SCORED_ROWS):
             rows = {name: column[start : start + SCORED_ROWS] for name, column in self.columns.items()}
-            parts.append(ranker.predict(rows)[output])
+            parts.append(ranker.predict(rows)[self.selection.output])
         scores = np.concatenate(parts)
         if not np.all(np.isfinite(scores)):  # a diverged trial: no request counts for it
-            return np.full(self.groups.n_requests, np.nan)
-        cutoff = self.selection.cutoff
-        return ndcg_per_request(self.groups, self.gains, scores, (cutoff,), self.ideal)[cutoff]
+            return np.full(self.judged.groups.n_requests, np.nan)
+        return self.judged.ndcg(scores)
 
 
 def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, work_dir: str | Path) -> TuningResult:
