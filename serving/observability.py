@@ -16,6 +16,7 @@ whichever one answers the scrape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -138,10 +139,19 @@ class ObservabilityMiddleware:
 
         try:
             if scope["method"] == "POST":
-                body = await self._read_body(scope, receive)
+                try:
+                    body = await self._read_body(scope, receive)
+                except asyncio.CancelledError:  # the shutdown's grace period ended while the client was still sending
+                    await _answer(send_recording_status, 503, "the server is shutting down: retry on another replica")
+                    return
                 body_read = time.perf_counter() - started
                 if body is None:
-                    await _too_large(send_recording_status, self.max_body_bytes)
+                    limit = self.max_body_bytes
+                    await _answer(
+                        send_recording_status,
+                        413,
+                        f"request body exceeds the limit of {limit} bytes (RANKER_MAX_BODY_BYTES)",
+                    )
                     return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_recording_status)
@@ -192,9 +202,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    payload = json.dumps({"error": f"request body exceeds the limit of {limit} bytes (RANKER_MAX_BODY_BYTES)"})
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+async def _answer(send: Send, status: int, message: str) -> None:
+    """A JSON error response sent straight from the middleware: ``{"error": message}``."""
+    payload = json.dumps({"error": message})
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": payload.encode()})
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 from ranker_core.schema import MODULE, FeatureSpec
-from serving.request import RequestError
+from serving.request import RequestError, names_of
 
 INPUTS = "inputs"
 KNOWN_PARAMETERS = ("binary_data_output",)
@@ -314,7 +314,7 @@ def check_parameters(parameters: Any, outputs: Sequence[Any] | None) -> None:
             raise RequestError(f"{where} must be an object, got {type(value).__name__}")
     unknown = set(parameters or {}) - set(KNOWN_PARAMETERS)
     if unknown:
-        raise RequestError(f"unknown parameter(s) {sorted(unknown)}: known are {list(KNOWN_PARAMETERS)}")
+        raise RequestError(f"unknown parameter(s) {names_of(unknown)}: known are {list(KNOWN_PARAMETERS)}")
 
 
 def tensor_values(tensor: Tensor, datatype: str | None) -> list | np.ndarray:

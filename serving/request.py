@@ -129,7 +129,7 @@ class RequestParser:
             raise RequestError(f"the request body must be a JSON object with 'instances', got {_kind(body)}")
         unknown = set(body) - {"instances", "parameters"}
         if unknown:
-            raise RequestError(f"unknown top-level field(s) {sorted(unknown)}: expected 'instances' and 'parameters'")
+            raise RequestError(f"unknown top-level field(s) {names_of(unknown)}: expected 'instances' and 'parameters'")
         instances = body.get("instances")
         if not isinstance(instances, list) or not instances:
             raise RequestError("'instances' must be a non-empty list of ranking requests")
@@ -157,7 +157,7 @@ class RequestParser:
             raise RequestError(f"{where} must be an object with 'context' and 'candidates', got {_kind(instance)}")
         unknown = set(instance) - {"context", "candidates"}
         if unknown:
-            raise RequestError(f"{where} has unknown field(s) {sorted(unknown)}: expected 'context' and 'candidates'")
+            raise RequestError(f"{where} has unknown field(s) {names_of(unknown)}: expected 'context' and 'candidates'")
         context = instance.get("context", {})
         if not isinstance(context, Mapping):
             raise RequestError(f"{where}.context must be an object, got {_kind(context)}")
@@ -209,7 +209,7 @@ class RequestParser:
             raise RequestError(f"'parameters' must be an object, got {_kind(parameters)}")
         unknown = set(parameters) - set(KNOWN_PARAMETERS)
         if unknown:
-            raise RequestError(f"unknown parameter(s) {sorted(unknown)}: known are {list(KNOWN_PARAMETERS)}")
+            raise RequestError(f"unknown parameter(s) {names_of(unknown)}: known are {list(KNOWN_PARAMETERS)}")
         top_k = parameters.get("top_k")
         if top_k is None:
             return None
@@ -254,7 +254,7 @@ class RequestParser:
         unknown = set(keys) - self.known
         if unknown:
             raise RequestError(
-                f"{where} has unknown feature(s) {sorted(unknown)}; the model takes {MODULE} and "
+                f"{where} has unknown feature(s) {names_of(unknown)}; the model takes {MODULE} and "
                 f"{', '.join(self.spec.feature_names)}"
             )
 
@@ -316,8 +316,8 @@ class TypedBodyDecoder:
         """The body as the parser takes it: typed, or untyped when the types refuse it."""
         try:
             decoded = self._decoder.decode(body)
-        except msgspec.MsgspecError:
-            return orjson.loads(body)
+        except (msgspec.MsgspecError, RecursionError):  # msgspec recurses into ``dict[str, Any]`` without a limit
+            return orjson.loads(body)  # orjson stops at depth 1024 with a JSONDecodeError
         instances = [
             {"context": instance.context, "candidates": self._candidates(instance.candidates)}
             for instance in decoded.instances
@@ -391,7 +391,14 @@ def numeric_column(values: Sequence[Any], where: str, indexed: bool = True) -> n
         )
     if type(None) in types:
         values = [np.nan if value is None else value for value in values]
-    return _finite_float32(np.array(values, dtype=np.float64), values, where, indexed)
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (JSON integers have no bound)
+        index = next(i for i, value in enumerate(values) if type(value) is int and abs(value) > FLOAT32_MAX)
+        raise RequestError(
+            f"{_at(where, index, indexed)}: {_short(values[index])} is not a finite float32 number"
+        ) from None
+    return _finite_float32(array, values, where, indexed)
 
 
 def _finite_float32(array: np.ndarray, values: Sequence[Any], where: str, indexed: bool) -> np.ndarray:
@@ -400,7 +407,7 @@ def _finite_float32(array: np.ndarray, values: Sequence[Any], where: str, indexe
     if too_big.any():
         index = int(np.argmax(too_big))
         value = values[index].item() if isinstance(values, np.ndarray) else values[index]
-        raise RequestError(f"{_at(where, index, indexed)}: {value!r} is not a finite float32 number")
+        raise RequestError(f"{_at(where, index, indexed)}: {_short(value)} is not a finite float32 number")
     return array.astype(np.float32)
 
 
@@ -491,6 +498,23 @@ def _is_column(values: Any) -> bool:
 
 def _at(where: str, index: int, indexed: bool) -> str:
     return f"{where}[{index}]" if indexed else where
+
+
+def names_of(unknown: Any, most: int = 10) -> str:
+    """Sorted names for a message: at most ``most`` of them, each cut to 64 characters (a body may send millions).
+
+    >>> names_of({"b", "a"}), names_of(map(str, range(12)), most=2)
+    ("['a', 'b']", "['0', '1'] and 10 more")
+    """
+    names = sorted(map(str, unknown))
+    shown = str([name if len(name) <= 64 else f"{name[:61]}..." for name in names[:most]])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+def _short(value: Any, most: int = 64) -> str:
+    """``repr(value)``, cut to about ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 3]}..."
 
 
 def _kind(value: Any) -> str:

@@ -29,6 +29,7 @@ flight (up to ``grace_period_s``) and exits.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -82,6 +83,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOUDEVENT_JSON = "application/cloudevents+json"
+STRUCTURED_EVENT_KEYS = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "data",
+}  # CloudEvents 1.0's required attributes, and the request
 # The content types whose v1 bodies KServe decodes as JSON, less CloudEvents (it unwraps their data).
 JSON_BODIES = frozenset(JSON_HEADERS) - {CLOUDEVENT_JSON}
 
@@ -305,6 +313,16 @@ class VersionConvertor(PathConvertor):
 register_url_convertor("version", VersionConvertor())
 
 
+VERSIONED_V2_ROUTE = "/v2/models/{model_name}/versions/{model_version:version}"
+POST_ONLY_ROUTES = ("/v1/models/{model_name}:predict", f"{VERSIONED_V2_ROUTE}/infer")
+"""Predict routes that a GET would reach as another route (v1 model status, v2 versioned metadata): a 405 instead."""
+
+
+async def post_only() -> JSONResponse:
+    """A GET on a predict route: 405, as FastAPI answers where no other route takes the path."""
+    return JSONResponse({"error": "this route takes POST"}, status_code=405, headers={"allow": "POST"})
+
+
 def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
     """The v2 routes this server answers itself, path -> (method, endpoint), in the order to register them.
 
@@ -351,7 +369,7 @@ def v2_routes(dataplane: Any) -> dict[str, tuple[str, Callable[..., Any]]]:
     async def metadata_latest(model_name: str) -> dict[str, Any]:
         return await metadata(model_name)
 
-    versioned = "/v2/models/{model_name}/versions/{model_version:version}"
+    versioned = VERSIONED_V2_ROUTE
     return {
         "/v2/models/{model_name}/infer": ("POST", infer_latest),
         "/v2/models/{model_name}": ("GET", metadata_latest),
@@ -391,17 +409,23 @@ def route_classifier(config: ServerConfig) -> Callable[[str], str]:
 
 
 def accept_decoded_cloudevent_data(dataplane: Any) -> None:
-    """Let KServe's dataplane take a binary CloudEvent whose data the SDK already decoded.
+    """Let KServe's dataplane take a binary CloudEvent whose data the SDK already decoded, and a structured
+    event without the optional ``time`` attribute.
 
     With a ``ce-contenttype`` header the CloudEvents SDK unmarshals the body
     (to a dict or a str) and KServe 0.x then calls ``.decode()`` on it: a 500.
     Data that is not bytes is passed on as it is, so the parser refuses what it must with a 400.
+    KServe 0.x takes a JSON body for a structured event only when it has ``time``, which CloudEvents 1.0
+    makes optional; its response merge (``CE_MERGE``) also deletes ``time``, so a missing one is set.
     """
     decode_cloudevent = dataplane.decode_cloudevent
 
     def decode(body: Any) -> tuple[Any, dict]:
         if isinstance(body, CloudEvent) and not isinstance(body.get_data(), bytes):
             return body.get_data(), dict(body.get_attributes())
+        if isinstance(body, dict) and "time" not in body and body.keys() >= STRUCTURED_EVENT_KEYS:
+            attributes = {key: value for key, value in body.items() if key != "data"}
+            return body["data"], {**attributes, "time": datetime.datetime.now(datetime.UTC).isoformat()}
         return decode_cloudevent(body)
 
     dataplane.decode_cloudevent = decode
@@ -448,6 +472,8 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
 
     app.add_api_route(config.predict_route, vertex_predict, methods=["POST"], response_model=None)
     app.add_api_route(config.health_route, vertex_health, methods=["GET"])
+    for path in POST_ONLY_ROUTES:
+        app.add_api_route(path, post_only, methods=["GET"], include_in_schema=False)
     for path, (method, endpoint) in v2_routes(dataplane).items():
         app.add_api_route(path, endpoint, methods=[method], response_model=None)
     for error in REFUSAL_STATUS:

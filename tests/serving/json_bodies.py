@@ -13,7 +13,10 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
     max_leaves=12,
 )
-feature_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6) | json_values
+huge_integers = st.sampled_from([10**400, -(10**400), 2**64, -(2**63) - 1])  # beyond float64, and 64-bit ids' edges
+feature_values = (
+    st.none() | st.booleans() | st.integers() | huge_integers | st.floats() | st.text(max_size=6) | json_values
+)
 rows = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), feature_values, max_size=6)
 columns = st.dictionaries(st.sampled_from(KEYS), st.lists(feature_values, max_size=5) | feature_values, max_size=4)
 instances = st.fixed_dictionaries(

@@ -118,6 +118,13 @@ def test_several_instances_are_one_batch_with_offsets(parser):
         (body([{"price": 1}], context={"module_name": "search", "price": 2}), "['price'] given both"),
         (body([{"price": 1}], context={"module_name": ["search"]}), "instances[0].context.module_name: expected"),
         (body([{"price": 1}], top_k=0), "parameters.top_k must be a positive integer"),
+        (
+            body([{"listing_ctr": 1}], context={"module_name": "search", "price": 10**400}),
+            "instances[0].context.price: 10000000000000000000000000000000000000",
+        ),
+        (body([{"price": -(10**400)}, {"price": 1}]), "instances[0].candidates.price[0]: -1000000000000000"),
+        (body([{f"colour{i:03}": 1 for i in range(200)}]), "['colour000', 'colour001', 'colour002', 'colour003', "),
+        (body([{f"colour{i:03}": 1 for i in range(200)}]), "'colour009'] and 190 more; the model takes"),
         ({**body([{"price": 1}]), "parameters": {"k": 1}}, "unknown parameter(s) ['k']"),
     ],
 )

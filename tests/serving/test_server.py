@@ -139,6 +139,7 @@ CLOUDEVENT_ATTRIBUTES = {"specversion": "1.0", "id": "e1", "source": "tests", "t
             {**CLOUDEVENT_ATTRIBUTES, "time": "2026-01-01T00:00:00Z", "data": ranking_request()},
             {"content-type": "application/cloudevents+json"},
         ),
+        ({**CLOUDEVENT_ATTRIBUTES, "data": ranking_request()}, {"content-type": "application/cloudevents+json"}),
         (
             ranking_request(),
             {"content-type": "application/json", **{f"ce-{k}": v for k, v in CLOUDEVENT_ATTRIBUTES.items()}},
@@ -148,7 +149,13 @@ CLOUDEVENT_ATTRIBUTES = {"specversion": "1.0", "id": "e1", "source": "tests", "t
             {"ce-contenttype": "application/json", **{f"ce-{k}": v for k, v in CLOUDEVENT_ATTRIBUTES.items()}},
         ),
     ],
-    ids=["structured-content-type", "structured-event", "binary-event", "binary-event-with-ce-contenttype"],
+    ids=[
+        "structured-content-type",
+        "structured-event",
+        "structured-event-without-time",  # CloudEvents 1.0 makes `time` optional; KServe 0.x wants it
+        "binary-event",
+        "binary-event-with-ce-contenttype",
+    ],
 )
 def test_cloudevents_are_scored_and_answered_as_cloudevents(server, content, headers):
     expected = post(server, KSERVE_PREDICT, ranking_request()).json()["predictions"][0]["score"]
@@ -158,6 +165,20 @@ def test_cloudevents_are_scored_and_answered_as_cloudevents(server, content, hea
         answer = response.json()
         predictions = answer["data"]["predictions"] if "specversion" in answer else answer["predictions"]
         np.testing.assert_allclose(predictions[0]["score"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/cloudevents+json"])
+def test_json_nested_deeper_than_the_decoders_go_is_a_400(server, content_type):
+    """msgspec recurses without a limit into the free-form context and parameters; a RecursionError was a 500."""
+    nested = "[" * 1100 + "]" * 1100
+    in_context = ranking_request()
+    in_context["instances"][0]["context"]["listing_ctr"] = "NESTED"
+    in_parameters = ranking_request(top_k="NESTED")
+    for request in (in_context, in_parameters):
+        body = orjson.dumps(request).replace(b'"NESTED"', nested.encode())
+        for route in (KSERVE_PREDICT, VERTEX_PREDICT_ROUTE):
+            response = post(server, route, body, headers={"content-type": content_type})
+            assert response.status_code == 400, (route, response.text[:300])
 
 
 @pytest.mark.parametrize(

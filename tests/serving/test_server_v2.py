@@ -69,6 +69,10 @@ def test_metadata_names_the_served_version_and_its_routes_take_it(server, model_
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == version
         np.testing.assert_allclose(answer.json()["outputs"][-1]["data"], expected, rtol=1e-6)
+    for predict_route in (f"{METADATA}/versions/{version}/infer", INFER, "/v1/models/mmoe-ranker:predict"):
+        wrong_method = httpx.get(server.url + predict_route)  # not the versioned metadata nor the v1 model status
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST", predict_route
+    assert httpx.get(server.url + "/v1/models/mmoe-ranker").json()["ready"] is True
     for route, send in (("", httpx.get), ("/ready", httpx.get), ("/infer", None)):
         path = f"{METADATA}/versions/1/2/3{route}"
         response = post(server, path, v2_body()) if send is None else send(server.url + path)
