@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from batch.features import FILE, ROW, dead_letter
-from components.data.readers import bigquery_read, file_columns, read_batches, resolve_files
+from components.data.readers import DataSourceError, bigquery_read, file_columns, read_batches, resolve_files
 from components.data.spec import SourceSpec
 from ranker_core.schema import FeatureSpec
 
@@ -120,9 +120,14 @@ Chunks = Iterator[tuple[pd.DataFrame, list[tuple[int, str]]]]
 def _table_chunks(path: str, file_format: str, columns: Sequence[str], spec: FeatureSpec, batch_rows: int) -> Chunks:
     """Parquet or CSV through the project's readers: only the needed columns the file has."""
     source = SourceSpec(format=file_format)
-    present = [column for column in columns if column in file_columns(path, source)]
-    for batch in read_batches(path, source, present, batch_rows):
-        yield _with_origin(batch.frame, path, batch.rows), batch.errors
+    next_row = 1
+    try:
+        present = [column for column in columns if column in file_columns(path, source)]
+        for batch in read_batches(path, source, present, batch_rows):
+            yield _with_origin(batch.frame, path, batch.rows), batch.errors
+            next_row = max(next_row, int(batch.rows.max(initial=0)) + 1, *(row + 1 for row, _ in batch.errors))
+    except DataSourceError as error:  # not Parquet, or truncated: the file's other rows are ranked
+        yield pd.DataFrame(), [(next_row, f"unreadable from here on: {error}")]
 
 
 def _tfrecord_chunks(path: str, file_format: str, columns: Sequence[str], spec: FeatureSpec, batch_rows: int) -> Chunks:

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from components.features.options import BeamOptions, add_beam_arguments, beam_options_from_args
@@ -34,7 +33,7 @@ from components.features.options import BeamOptions, add_beam_arguments, beam_op
 if TYPE_CHECKING:
     from batch.config import BatchRankConfig
 
-IN_MEMORY = "in_memory"
+BEAM_DEFAULTS = {"direct_running_mode": "in_memory"}  # see _beam_options
 
 HELP = "rank a candidates table in bulk with the champion (Beam RunInference), top-k per user"
 
@@ -76,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default="", help="MLflow store of models:/ URIs [MLFLOW_TRACKING_URI]")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("beam_args", nargs=argparse.REMAINDER, help="more Beam flags after `--`")
-    add_beam_arguments(parser)
+    add_beam_arguments(parser, BEAM_DEFAULTS)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,10 +106,7 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
     own model (about 6 s on 2 cores): 1M candidates took 5.3 s in one process and 11.7 s with 2 workers;
     the workers win from about 4M (8M: 28-32 s against 33-38 s, docs/benchmarks.md).
     """
-    options = beam_options_from_args(args, extra)
-    if args.beam_direct_running_mode is None and "direct_running_mode" not in BeamOptions.read_env(os.environ):
-        options = options.replace(direct_running_mode=IN_MEMORY)
-    return options
+    return beam_options_from_args(args, extra, BEAM_DEFAULTS)
 
 
 def _registry(tracking_uri: str) -> contextlib.AbstractContextManager:

@@ -37,6 +37,8 @@ import pandas as pd
 
 from ranker_core.schema import MODULE, FeatureSpec
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 if TYPE_CHECKING:
     from serving.feature_store import OnlineFeatures
 
@@ -178,15 +180,27 @@ def _as_text(value: Any) -> str:
 
 
 def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
-    """A float32 column; absent, null and ``""`` are NaN, anything else that is not a number is a dead letter."""
+    """A float32 column; absent, null and ``""`` are NaN; anything else that is not a number, or is not a finite
+    float32 (``inf``, ``1e39``: the server refuses them too), is a dead letter."""
     if column not in chunk:
         return np.full(len(chunk), np.nan, dtype=np.float32)
     values = chunk[column]
     if values.dtype.kind in "fiub":
-        return values.to_numpy(dtype=np.float32)
-    present = values.replace("", None)
-    numbers = pd.to_numeric(present, errors="coerce")
-    bad = (numbers.isna() & present.notna()).to_numpy()
+        numbers = values.to_numpy(dtype=np.float64)
+    else:
+        present = values.replace("", None)
+        parsed = pd.to_numeric(present, errors="coerce")
+        _note_values(reasons, (parsed.isna() & present.notna()).to_numpy(), values, f"{column}: {{!r}} is not a number")
+        numbers = parsed.to_numpy(dtype=np.float64)
+    too_big = np.abs(numbers) > FLOAT32_MAX  # NaN (missing) is not
+    if too_big.any():
+        _note_values(reasons, too_big, values, f"{column}: {{!r}} is not a finite float32 number")
+        numbers = np.where(too_big, np.nan, numbers)  # a dead letter, never scored (and the chunk is not written to)
+    return numbers.astype(np.float32)
+
+
+def _note_values(reasons: np.ndarray, bad: np.ndarray, values: pd.Series, message: str) -> None:
+    """Like :func:`_note`, each row's reason ``message`` with the row's value in it."""
     for index in np.flatnonzero(bad & pd.isna(reasons)):
-        reasons[index] = f"{column}: {values.iat[index]!r} is not a number"
-    return numbers.to_numpy(dtype=np.float32)
+        value = values.iat[index]
+        reasons[index] = message.format(value.item() if isinstance(value, np.generic) else value)

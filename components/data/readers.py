@@ -173,6 +173,7 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
                 include_columns=present,
                 column_types={column: pa.binary() for column in present},
                 strings_can_be_null=True,
+                **({} if source.null_values is None else {"null_values": list(source.null_values)}),
             ),
         )
         next_line, reported = (1 if names else 2), 0
@@ -322,12 +323,18 @@ def _jsonl_batch(records: list[dict], rows: list[int], errors: list[tuple[int, s
 
 
 def file_columns(path: str, source: SourceSpec) -> dict[str, str]:
-    """Column name -> type name of one file, read from its schema, header or first lines."""
+    """Column name -> type name of one file, read from its schema, header or first lines.
+
+    A file whose schema cannot be read (not Parquet, truncated) raises :class:`DataSourceError`.
+    """
     if source.format == "parquet":
         import pyarrow.parquet as pq
 
-        with _open(path) as handle:
-            schema = pq.ParquetFile(handle).schema_arrow
+        try:
+            with _open(path) as handle:
+                schema = pq.ParquetFile(handle).schema_arrow
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataSourceError(f"{path}: cannot read it as parquet: {error}") from error
         return {field.name: str(field.type) for field in schema}
     if source.format == "csv":
         return dict.fromkeys(_csv_header(path, source), "string")

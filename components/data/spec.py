@@ -61,6 +61,8 @@ class SourceSpec:
     # csv files without a header line: their columns, in order (empty: the first line names them)
     column_names: tuple[str, ...] = ()
     list_separator: str = "|"  # list-valued columns given as one string (csv)
+    # csv cells read as missing; None: pyarrow's (and pandas') usual markers: "", NA, N/A, NULL, null, NaN, nan, ...
+    null_values: tuple[str, ...] | None = None
     # Rows of one request equal in every column read: `drop` dead-letters all copies but the first (by file and
     # row), `keep` keeps them; both count them. A copy inflates its request and repeats its (request, item) pair.
     duplicates: DuplicatePolicy = "drop"
@@ -389,7 +391,12 @@ def _module_traits(data: Any, problems: list[str]) -> dict[str, dict[str, str]]:
 def _source(data: Any, problems: list[str]) -> SourceSpec:
     fields = _fields(data, SourceSpec, "source", problems)
     names = _column_names(fields.pop("column_names", None) or [], problems)
-    source = SourceSpec(**{key: str(value) for key, value in fields.items()}, column_names=names)
+    null_values = _null_values(fields.pop("null_values", None), problems)
+    source = SourceSpec(
+        **{key: str(value) for key, value in fields.items()}, column_names=names, null_values=null_values
+    )
+    if source.null_values is not None and source.format != "csv":
+        problems.append(f"source.null_values: only csv cells are read as text, not {source.format}'s")
     if source.column_names and source.format != "csv":
         problems.append(f"source.column_names: only csv files may lack a header line, not {source.format}")
     if source.format not in FORMATS:
@@ -399,6 +406,16 @@ def _source(data: Any, problems: list[str]) -> SourceSpec:
     if source.format == "bigquery" and bool(source.table) == bool(source.query):
         problems.append("source: a bigquery source needs exactly one of `table` or `query`")
     return source
+
+
+def _null_values(values: Any, problems: list[str]) -> tuple[str, ...] | None:
+    """``source.null_values``: absent (the usual markers), or a list of strings (``[""]``: only empty cells)."""
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        problems.append(f'source.null_values: expected a list of strings (e.g. [""]), got {values!r}')
+        return None
+    return tuple(values)
 
 
 def _column_names(names: Any, problems: list[str]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ranker_core.settings import Settings, env_field
@@ -134,17 +135,27 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def add_beam_arguments(parser: argparse.ArgumentParser) -> None:
-    """The runner flags of every command that runs a Beam pipeline."""
+def add_beam_arguments(parser: argparse.ArgumentParser, command_defaults: Mapping[str, Any] | None = None) -> None:
+    """The runner flags of every command that runs a Beam pipeline; ``command_defaults`` are the command's own
+    defaults (below the environment, above BeamOptions'), which the help shows as they will apply."""
     group = parser.add_argument_group("Beam / Dataflow")
-    defaults = BeamOptions.load()
+    defaults = BeamOptions.load(_unset_in_env(command_defaults))
     for flag, (field, kind, help_text) in _FLAGS.items():
         group.add_argument(
             flag, dest=f"beam_{field}", type=kind, help=f"{help_text} (now: {getattr(defaults, field)!r})"
         )
 
 
-def beam_options_from_args(args: argparse.Namespace, extra_args: tuple[str, ...] = ()) -> BeamOptions:
-    """BeamOptions from parsed flags; flags not given keep their environment defaults."""
+def beam_options_from_args(
+    args: argparse.Namespace, extra_args: tuple[str, ...] = (), command_defaults: Mapping[str, Any] | None = None
+) -> BeamOptions:
+    """BeamOptions from parsed flags; flags not given keep the environment's value, else ``command_defaults``'."""
     given = {field: getattr(args, f"beam_{field}") for field, _, _ in _FLAGS.values()}
-    return BeamOptions.load({**given, "extra_args": extra_args})
+    flags = {key: value for key, value in given.items() if value is not None}
+    return BeamOptions.load({**_unset_in_env(command_defaults), **flags, "extra_args": extra_args})
+
+
+def _unset_in_env(command_defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The command's defaults for the fields no environment variable sets (the environment wins over them)."""
+    from_env = BeamOptions.read_env(os.environ)
+    return {field: value for field, value in (command_defaults or {}).items() if field not in from_env}

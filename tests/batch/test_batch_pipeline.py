@@ -123,18 +123,25 @@ def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_file_without_a_required_column_is_dead_lettered_not_fatal(model_dir, tmp_path):  # noqa: F811
+def test_a_file_without_a_required_column_or_not_parquet_at_all_is_dead_lettered_not_fatal(model_dir, tmp_path):  # noqa: F811
     pd.DataFrame({"user_id": ["u1", "u2"], "module_name": ["push", "push"]}).to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes(b"PAR1 but not Parquet")
+    good = pd.DataFrame({"user_id": ["u3", "u3"], "listing_id": ["l1", "l2"], "module_name": ["push", "push"]})
+    good.to_parquet(tmp_path / "c.parquet")
     config = BatchRankConfig(candidates=str(tmp_path), model_uri=str(model_dir), out=str(tmp_path / "out"))
 
     summary = batch_rank(config, LOCAL)
 
     letters = dead_letters(tmp_path / "out" / "dead_letter")
-    assert {(letter["row"], letter["reason"]) for letter in letters} == {
-        (1, "missing column 'listing_id'"),
-        (2, "missing column 'listing_id'"),
-    }
-    assert summary.scored == 0
+    by_file = sorted((Path(letter["file"]).name, letter["row"], letter["reason"]) for letter in letters)
+    assert by_file[:2] == [
+        ("a.parquet", 1, "missing column 'listing_id'"),
+        ("a.parquet", 2, "missing column 'listing_id'"),
+    ]
+    [(name, row, reason)] = by_file[2:]
+    assert (name, row) == ("b.parquet", 1)
+    assert reason.startswith(f"unreadable from here on: {tmp_path / 'b.parquet'}: cannot read it as parquet: ")
+    assert summary.scored == 2
 
 
 def test_the_bigquery_sink_is_a_truncating_file_load_with_the_ranking_schema():

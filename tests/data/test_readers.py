@@ -76,6 +76,17 @@ def test_a_csv_without_a_header_is_read_with_the_specs_column_names(tmp_path, sp
         next(read_batches(str(tmp_path / "bare.csv"), named, spec.required_columns))
 
 
+def test_csv_cells_read_as_missing_are_the_usual_markers_unless_the_spec_says_which(tmp_path):
+    (tmp_path / "a.csv").write_text("user_id,category\nNA,NULL\nu2,\nnull,nan\n")
+
+    def cells(source: SourceSpec) -> list[list]:
+        [batch] = read_batches(str(tmp_path / "a.csv"), source, ["user_id", "category"])
+        return batch.frame.astype(object).where(batch.frame.notna(), None).values.tolist()
+
+    assert cells(SourceSpec(format="csv")) == [[None, None], ["u2", None], [None, None]]
+    assert cells(SourceSpec(format="csv", null_values=("",))) == [["NA", "NULL"], ["u2", None], ["null", "nan"]]
+
+
 def test_resolve_files_takes_a_folder_a_glob_or_a_file(tmp_path):
     folder = write_parquet(impressions_frame(n_requests=4), tmp_path / "logs", parts=2)
     (folder / "notes.txt").write_text("not data")

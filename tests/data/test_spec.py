@@ -95,6 +95,8 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["source"].update(column_names=["a", "b"]), r"source.column_names: only csv files may lack"),
         (lambda s: s["source"].update(format="csv", column_names="a,b"), r"column_names: expected a list of column"),
         (lambda s: s["source"].update(format="csv", column_names=["a", "b", "a"]), r"'a' named more than once"),
+        (lambda s: s["source"].update(format="csv", null_values=""), r"source.null_values: expected a list of strings"),
+        (lambda s: s["source"].update(null_values=[""]), r"source.null_values: only csv cells are read as text"),
         (lambda s: s["history"].update(sequences=[{"task": "like", "column": "listing_id"}]), r"task 'like' is not"),
         (lambda s: s["history"].update(sequences=[{"task": "click", "column": "price"}]), r"'price' is not the item"),
         (lambda s: s["history"].update(sequences=[{"task": "click"}]), r"sequences\[0\]: needs `task` and `column`"),
