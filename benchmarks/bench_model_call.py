@@ -45,7 +45,7 @@ def model_calls(model_dir: Path, columns: dict[str, Any]) -> dict[str, Callable[
     calls it (two matrices); ``signature by name``: the SavedModel's signature called with one keyword per input."""
     import tensorflow as tf
 
-    from trainer.export import serving_input_name
+    from ranker_core.schema import serving_input_name
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)
@@ -96,7 +96,8 @@ def op_times(model_dir: Path, columns: dict[str, Any], calls: int, op_threads: i
     untraced session call averaged over as many (after three for warm-up)."""
     import tensorflow as tf
 
-    from trainer.export import SIGNATURE, serving_input_name
+    from ranker_core.schema import serving_input_name
+    from trainer.export import SIGNATURE
     from trainer.predict import load_ranker
 
     ranker = load_ranker(model_dir)

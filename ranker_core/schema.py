@@ -81,6 +81,34 @@ def label_key(task: str) -> str:
     return f"label_{task}"
 
 
+def serving_input_name(name: str) -> str:
+    """The serving signature's argument name for a raw input (TensorFlow takes ASCII names only).
+
+    Characters other than ASCII letters and digits become ``_`` and a name that does not start
+    with a letter gets an ``arg_`` prefix: ``"item-price.usd"`` -> ``"item_price_usd"``,
+    ``"měna"`` -> ``"m_na"``. :class:`trainer.predict.Ranker` maps feature names to these, so its
+    callers always use the feature spec's names.
+    """
+    swapped = "".join(char if char.isascii() and char.isalnum() else "_" for char in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
+
+
+def serving_name_clashes(names: Iterable[str]) -> list[str]:
+    """Each pair of input names that become one serving input name, as a message; empty when none clash.
+
+    >>> serving_name_clashes(["cat name", "cat_name", "price"])
+    ["'cat name' and 'cat_name' both become serving input 'cat_name': rename one"]
+    """
+    seen: dict[str, str] = {}
+    clashes = []
+    for name in names:
+        argument = serving_input_name(name)
+        if argument in seen:
+            clashes.append(f"{seen[argument]!r} and {name!r} both become serving input {argument!r}: rename one")
+        seen.setdefault(argument, name)
+    return clashes
+
+
 FeatureKind = Literal["categorical", "hashed", "numeric", "list"]
 NumericEncoding = Literal["normalize", "quantile", "pwl"]
 NumericTransform = Literal["none", "log1p"]

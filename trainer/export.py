@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, FeatureSpec
+from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, FeatureSpec, serving_input_name, serving_name_clashes
 from trainer.config import CONFIG_FILE, save_config
 from trainer.model import RankerModel
 from trainer.storage import write_json
@@ -22,28 +22,18 @@ from trainer.storage import write_json
 SIGNATURE = "serving_default"
 
 
-def serving_input_name(name: str) -> str:
-    """The signature's argument name for a raw input, as TensorFlow sanitizes it.
-
-    Non-alphanumeric characters become ``_`` and a name that does not start
-    with a letter gets an ``arg_`` prefix: ``"item-price.usd"`` -> ``"item_price_usd"``.
-    :class:`trainer.predict.Ranker` maps feature names to these, so its callers
-    always use the feature spec's names.
-    """
-    swapped = "".join(char if char.isalnum() else "_" for char in name)
-    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
+def check_serving_names(spec: FeatureSpec) -> None:
+    """Refuse a spec two of whose inputs would share a serving name (checked before training, not after)."""
+    clashes = serving_name_clashes([MODULE, *spec.feature_names])
+    if clashes:
+        raise ValueError(f"features: {'; '.join(clashes)}")
 
 
 def input_specs(spec: FeatureSpec) -> dict[str, tf.TensorSpec]:
     """The serving inputs keyed by raw name: ``module_name`` then the spec's features, in spec order."""
     names = [MODULE, *spec.feature_names]
     dtypes = [tf.string, *(tf.string if feature.is_string else tf.float32 for feature in spec.features)]
-    seen: dict[str, str] = {}
-    for name in names:
-        argument = serving_input_name(name)
-        if argument in seen:
-            raise ValueError(f"features {seen[argument]!r} and {name!r} both become serving input {argument!r}")
-        seen[argument] = name
+    check_serving_names(spec)
     return {
         name: tf.TensorSpec([None], dtype, name=serving_input_name(name))
         for name, dtype in zip(names, dtypes, strict=True)

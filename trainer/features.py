@@ -710,5 +710,5 @@ def trained_modules(spec: FeatureSpec) -> list[str]:
 
 
 def _safe(name: str) -> str:
-    """A Keras layer name for a feature name (they allow only ``[A-Za-z0-9_.-]``)."""
-    return "".join(char if char.isalnum() or char in "_.-" else "_" for char in name)
+    """A Keras layer name for a feature name (they allow only ASCII ``[A-Za-z0-9_.-]``)."""
+    return "".join(char if (char.isascii() and char.isalnum()) or char in "_.-" else "_" for char in name)

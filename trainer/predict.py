@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ranker_core.schema import MODULE
+from ranker_core.schema import MODULE, serving_input_name
 from trainer.config import load_config
-from trainer.export import SIGNATURE, serving_input_name
+from trainer.export import SIGNATURE
 from trainer.model import SCORE
 from trainer.storage import load_feature_spec
 

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from ranker_core.schema import MODULE, POSITION, FeatureSpec
 from trainer.config import TrainerConfig
-from trainer.export import export_model
+from trainer.export import check_serving_names, export_model
 from trainer.features import FeatureEncoder
 from trainer.inputs import RequestBatches, ShardedRequestBatches, make_dataset
 from trainer.model import RankerEnsemble, RankerModel, build_model
@@ -104,6 +104,7 @@ def train_and_export(
             f"--tensorboard-dir {tensorboard_dir} needs the tensorboard package (pip install tensorboard)"
         )
     spec = load_feature_spec(examples_dir)
+    check_serving_names(spec)
     config = _without_constant_positions(examples_dir, spec, config)
     strategy = strategy or tf.distribute.get_strategy()
     size = config.ensemble_size

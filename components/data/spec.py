@@ -26,7 +26,17 @@ import yaml
 from components.data.expressions import ExpressionError, LabelExpression
 from ranker_core.cli_support import UserError
 from ranker_core.feature_store import MATCH_PREFIX
-from ranker_core.schema import HELDOUT_SPLIT, MODULE, POSITION, REQUEST_ID, SPLITS, TIMESTAMP, FeatureSpec, Task
+from ranker_core.schema import (
+    HELDOUT_SPLIT,
+    MODULE,
+    POSITION,
+    REQUEST_ID,
+    SPLITS,
+    TIMESTAMP,
+    FeatureSpec,
+    Task,
+    serving_name_clashes,
+)
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
@@ -450,7 +460,7 @@ def _tasks(data: Any, problems: list[str]) -> tuple[TaskSpec, ...]:
         fields = _fields(entry, TaskSpec, f"tasks[{index}]", problems)
         task = TaskSpec(**{key: str(value) for key, value in fields.items() if value is not None})
         if not task.name or not _IDENTIFIER.match(task.name):
-            problems.append(f"tasks[{index}]: name {task.name!r} must be an identifier (letters, digits, _)")
+            problems.append(f"tasks[{index}]: name {task.name!r} must be an identifier (ASCII letters, digits, _)")
         if bool(task.column) == bool(task.expression):
             problems.append(f"tasks[{index}] ({task.name}): give exactly one of `column` or `expression`")
         elif task.expression:
@@ -614,6 +624,7 @@ def _cross_checks(spec: DatasetSpec) -> list[str]:
             if column in kinds:
                 problems.append(f"features: column {column!r} is both {kinds[column]} and {kind}")
             kinds[column] = kind
+    problems += [f"features: {clash}" for clash in serving_name_clashes([MODULE, *kinds])]
     reserved = {REQUEST_ID, MODULE, POSITION, TIMESTAMP}
     roles = spec.role_names()
     for column in kinds:

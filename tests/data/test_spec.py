@@ -96,6 +96,8 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
         (lambda s: s["source"].update(format="csv", column_names="a,b"), r"column_names: expected a list of column"),
         (lambda s: s["source"].update(format="csv", column_names=["a", "b", "a"]), r"'a' named more than once"),
         (lambda s: s["source"].update(format="csv", null_values=""), r"source.null_values: expected a list of strings"),
+        (lambda s: s["features"]["categorical"].append("category"), r"'category' is listed twice"),
+        (lambda s: s["features"].update(hashed={"shop id": 8, "shop_id": 8}), r"'shop id' and 'shop_id' both become"),
         (lambda s: s["source"].update(null_values=[""]), r"source.null_values: only csv cells are read as text"),
         (lambda s: s["history"].update(sequences=[{"task": "like", "column": "listing_id"}]), r"task 'like' is not"),
         (lambda s: s["history"].update(sequences=[{"task": "click", "column": "price"}]), r"'price' is not the item"),

@@ -45,9 +45,11 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
         Feature("item-price.usd", "numeric", std=2.0),
         Feature("shop/name", "categorical", vocabulary=["a"]),
         Feature("recent/listings", "list", vocabulary=["l1"], target="listing_id"),  # a behaviour sequence
+        Feature("měna", "categorical", vocabulary=["kč", "eur"]),  # TensorFlow takes ASCII names only
     ]
     rows = len(raw_batch["module_name"])
     batch = {**raw_batch, "item-price.usd": np.linspace(-3, 3, rows), "shop/name": np.array(["a", "b"] * (rows // 2))}
+    batch["měna"] = np.array(["kč", "eur", "usd"] * (rows // 3))
     batch["recent/listings"] = np.array(["l1|l9", "", "l9"] * (rows // 3))
     config = TrainerConfig(
         **{**TINY_CONFIG, "score_weights": {"search": {"click": 3.0}}, "feature_interaction": interaction}
@@ -56,6 +58,7 @@ def test_export_reload_and_predict_match_the_in_memory_model(spec, raw_batch, tm
     export_model(model, str(tmp_path))
     ranker = load_ranker(tmp_path)
     assert ranker.input_signature["item-price.usd"].name == "item_price_usd"
+    assert ranker.input_signature["měna"].name == "m_na"
     reloaded = ranker.predict(batch)
     in_memory = model(
         {
