@@ -659,7 +659,10 @@ def split_names(held_out_module: str | None) -> tuple[str, ...]:
 
 
 def file_splits(spec: DatasetSpec, files: list[str]) -> dict[int, str]:
-    """File index -> split, for ``split.by: files`` (first matching pattern); empty for other methods.
+    """File index -> split, for ``split.by: files``; empty for other methods.
+
+    Every file must match exactly one pattern, and every pattern at least one file: a file that
+    two patterns take, or a pattern that takes none, would silently leave a split empty or mixed.
 
     Example::
 
@@ -667,12 +670,20 @@ def file_splits(spec: DatasetSpec, files: list[str]) -> dict[int, str]:
     """
     if spec.split.by != "files":
         return {}
+    patterns = ", ".join(f"{split}: {pattern!r}" for split, pattern in spec.split.files.items())
     splits = {}
     for index, path in enumerate(files):
         name = path.rstrip("/").rsplit("/", 1)[-1]
         matched = [split for split, pattern in spec.split.files.items() if fnmatch.fnmatch(name, pattern)]
-        if not matched:
-            patterns = ", ".join(f"{split}: {pattern!r}" for split, pattern in spec.split.files.items())
-            raise ValueError(f"file {path} matches no split.files pattern ({patterns})")
+        if len(matched) != 1:
+            which = "no split.files pattern" if not matched else f"the patterns of {' and '.join(matched)}"
+            raise ValueError(f"file {path} matches {which} ({patterns}); each file must match exactly one")
         splits[index] = matched[0]
+    unmatched = [split for split in spec.split.files if split not in splits.values()]
+    if unmatched:
+        shown = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in files[:5])
+        more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+        raise ValueError(
+            f"split.files.{unmatched[0]}: {spec.split.files[unmatched[0]]!r} matches none of the files ({shown}{more})"
+        )
     return splits

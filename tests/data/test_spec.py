@@ -192,6 +192,10 @@ def test_file_splits_match_patterns_and_name_unmatched_files():
     assert file_splits(spec, ["d/a_train.csv", "d/a_val.csv", "d/a_test.csv"]) == {0: "train", 1: "eval", 2: "test"}
     with pytest.raises(ValueError, match=r"d/other\.csv matches no split.files pattern"):
         file_splits(spec, ["d/other.csv"])
+    with pytest.raises(ValueError, match=r"d/a_train_val\.csv matches the patterns of train and eval \(train: "):
+        file_splits(spec, ["d/a_train_val.csv", "d/a_test.csv"])  # it would go to train silently
+    with pytest.raises(ValueError, match=r"split.files.test: '\*test\*' matches none of the files \(a_train.csv, "):
+        file_splits(spec, ["d/a_train.csv", "d/a_val.csv"])  # an empty test split: evaluation would fail at the end
     assert file_splits(load_dataset_spec("simulator"), ["x.parquet"]) == {}
 
 
