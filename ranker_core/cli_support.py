@@ -24,6 +24,10 @@ class UserError(Exception):
     """
 
 
+class MissingInputError(UserError, FileNotFoundError):
+    """A file or folder the command reads is not there (a ``FileNotFoundError`` too)."""
+
+
 class InvalidValueError(UserError, ValueError):
     """A bad value given by the user (a ``ValueError`` too, for callers that catch those)."""
 

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from ranker_core.cli_support import MissingInputError
+
 # Reserved example keys (see the table above).
 REQUEST_ID = "request_id"
 MODULE = "module_name"
@@ -211,6 +213,6 @@ class FeatureSpec:
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
-            raise FileNotFoundError(f"no feature spec at {path}: run `ranker extract-features` first") from None
+            raise MissingInputError(f"no feature spec at {path}: run `ranker extract-features` first") from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a valid feature spec: {error}") from error

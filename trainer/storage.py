@@ -11,6 +11,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ranker_core.cli_support import MissingInputError
 from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
 
 
@@ -28,7 +29,7 @@ def load_feature_spec(folder: str) -> FeatureSpec:
     """The ``feature_spec.json`` in ``folder``; the error says which file is missing or invalid."""
     path = f"{str(folder).rstrip('/')}/{FEATURE_SPEC_FILE}"
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"no feature spec at {path}: run `ranker extract-features` first")
+        raise MissingInputError(f"no feature spec at {path}: run `ranker extract-features` first")
     try:
         return FeatureSpec.from_dict(read_json(path))
     except (KeyError, TypeError, json.JSONDecodeError) as error:

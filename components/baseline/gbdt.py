@@ -60,6 +60,7 @@ import pandas as pd
 
 from components.baseline.encoding import FeatureEncoder
 from components.baseline.tuning import SEARCH_SPACE, SearchResult, draw_candidates, search
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
 from ranker_core.step_configs import BaselineConfig
 from ranker_core.targets import ENGAGEMENT, target_labels, targets
@@ -229,7 +230,7 @@ class _Trainer:
         train_set = train.for_target(target, self.spec)
         if train_set is None:
             unit = "request" if self.spec.has_groups else "row"
-            raise ValueError(f"no training {unit} has a positive {target!r} to learn from")
+            raise InvalidValueError(f"no training {unit} has a positive {target!r} to learn from")
         return train_set, None if evaluation is None else evaluation.for_target(target, self.spec)
 
     def search_job(

@@ -807,7 +807,11 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         duplicates=source.get("duplicates", 0),
         duplicate_policy=plan.spec.source.duplicates,
     )
-    problem = _run_problem(summary, config.dead_letter_threshold) or _held_out_problem(plan, summary)
+    problem = (
+        _run_problem(summary, config.dead_letter_threshold)
+        or _held_out_problem(plan, summary)
+        or _unlearnable_task_problem(spec)
+    )
     if problem:
         FileSystems.delete([spec_path])  # no feature spec: nothing downstream can mistake this for a success
         raise ExtractionError(problem)
@@ -833,6 +837,20 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
     if not summary.split_rows.get("train"):
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
     return ""
+
+
+def _unlearnable_task_problem(spec: FeatureSpec) -> str:
+    """A task without a positive in the train split is a label mistake (wrong column, value or expression):
+    no ranker can learn it, and the baseline and the verdict would fail on it after the training."""
+    train = spec.splits["train"]
+    missing = [task for task in spec.task_names if not train.positives.get(task)]
+    if not missing:
+        return ""
+    return (
+        f"task(s) {', '.join(map(repr, missing))} have no positive among the {train.rows} rows of the train split: "
+        "no ranker can learn them; check their label in the dataset spec (column, values, expression) "
+        "or leave them out of it"
+    )
 
 
 def _held_out_problem(plan: ExtractionPlan, summary: ExtractionSummary) -> str:

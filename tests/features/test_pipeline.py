@@ -153,6 +153,13 @@ def test_a_held_out_module_that_matches_no_row_fails_and_lists_the_modules(raw, 
     assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
 
 
+def test_a_task_without_a_positive_in_the_train_split_fails_the_extraction_naming_it(raw, tmp_path):
+    data = write_parquet(raw.head(100).assign(purchased=0), tmp_path / "raw", parts=1)
+    with pytest.raises(ExtractionError, match=r"task\(s\) 'purchase' have no positive among the \d+ rows of the train"):
+        run(data, tmp_path / "examples")
+    assert not (tmp_path / "examples" / FEATURE_SPEC_FILE).exists()
+
+
 MATCHES = ["match_recent_click_listing_id", "match_recent_favorite_category"]
 
 

@@ -85,6 +85,15 @@ def test_train_on_a_missing_folder_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == "ranker train: --examples /no/such/dir: no such file or folder\n"
 
 
+@pytest.mark.parametrize(("command", "out_flag"), [("train", "--model-dir"), ("train-baseline", "--out")])
+def test_training_on_a_folder_without_examples_is_one_line(tmp_path, capsys, command, out_flag):
+    assert main([command, "--examples", str(tmp_path), out_flag, str(tmp_path / "out")]) == 2
+    spec = tmp_path / "feature_spec.json"
+    assert (
+        capsys.readouterr().err == f"ranker {command}: no feature spec at {spec}: run `ranker extract-features` first\n"
+    )
+
+
 def test_register_champion_does_not_create_a_registry(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RANKER_REGISTRY", raising=False)
