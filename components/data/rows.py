@@ -190,9 +190,24 @@ def _positions(raw: pd.DataFrame, column: str | None, reasons: _Reasons) -> np.n
     return valid.astype(np.int64)
 
 
+def _as_flag(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`_as_number`, with the text ``true`` / ``false`` (any case: CSV cells) read as 1 / 0."""
+    if values.dtype == object:
+        try:
+            words = values.str.strip().str.lower()  # NaN where a value is not text
+        except AttributeError:  # no value is text (JSON booleans, numbers)
+            words = None
+        if words is not None and words.isin(_FLAG_WORDS).any():
+            values = values.where(~words.isin(_FLAG_WORDS), words.map(_FLAG_WORDS))
+    return _as_number(values)
+
+
+_FLAG_WORDS = {"true": 1, "false": 0}
+
+
 def _labels(raw: pd.DataFrame, column: str | None, expression: str | None, reasons: _Reasons) -> np.ndarray:
     if column:
-        numbers, bad = _as_number(raw[column])
+        numbers, bad = _as_flag(raw[column])
         reasons.add(bad | _missing(raw[column]) | ~np.isin(numbers, (0.0, 1.0)), column, raw[column], "is not 0/1")
         return np.nan_to_num(numbers).astype(np.int8)
     rule = LabelExpression(expression or "")

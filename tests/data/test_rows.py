@@ -92,6 +92,16 @@ def test_iso_timestamps_and_datetimes_become_epoch_seconds(spec):
     ]
 
 
+def test_labels_are_0_1_numbers_booleans_or_the_text_true_and_false(spec):
+    frame = impressions_frame(n_requests=1, candidates=6).astype({"clicked": object})
+    frame["clicked"] = ["1", "0", "True", "false", " TRUE ", "yes"]  # as CSV cells arrive
+    parsed = parse_batch(batch_of(frame), spec, 0, "x")
+    assert parsed.frame[label_key("click")].tolist() == [1, 0, 1, 0, 1]
+    assert [letter["reason"] for letter in parsed.dead_letters] == ["clicked: 'yes' is not 0/1"]
+    frame["clicked"] = [True, False] * 3  # Parquet booleans, JSON true / false
+    assert parse_batch(batch_of(frame), spec, 0, "x").frame[label_key("click")].tolist() == [1, 0] * 3
+
+
 def test_optional_roles_default_and_expressions_label(spec):
     minimal = parse_dataset_spec(
         {
