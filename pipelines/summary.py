@@ -29,20 +29,41 @@ def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> li
         # ["module", "task", "mmoe", "gbdt_per_module", "gbdt_global", "random", "oracle",
         #  "mmoe lift", "vs global"]
     """
-    rows = _metric_rows(report.get(split) or {}, metric)
-    models = [name for name in report.get("models", []) if any(row["model"] == name for row in rows)]
+    models, cells = _cells(report, metric, split)
     candidate = report.get("candidate")
     references = (report.get("baseline"), (report.get("blessing") or {}).get("global_name", "gbdt_global"))
+    table = [["module", "task", *models, f"{candidate} lift" if candidate else "lift", "vs global"]]
+    for (subset, target), by_model in cells.items():
+        values = [_number(by_model.get(model, {}).get("value")) for model in models]
+        if all(value == "-" for value in values):
+            continue  # a task without positives in that module: unmeasured_note names it
+        table.append([subset, target, *values, *_lifts(by_model, candidate, references)])
+    return table
+
+
+def unmeasured_note(report: dict[str, Any], metric: str, split: str = "test") -> str:
+    """The module and task cells that :func:`metric_table` leaves out because no model could be measured there
+    (no request with a positive), in one line; empty when there are none."""
+    models, cells = _cells(report, metric, split)
+    missing = [
+        f"{subset} {target}"
+        for (subset, target), by_model in cells.items()
+        if all(by_model.get(model, {}).get("value") is None for model in models)
+    ]
+    if not missing:
+        return ""
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return f"Not shown, no request with a positive: {', '.join(missing[:10])}{more} (report.html lists them)"
+
+
+def _cells(report: dict[str, Any], metric: str, split: str) -> tuple[list[str], dict[tuple[str, str], dict]]:
+    """The models with rows of ``metric`` in ``split``, and (module, task) -> model -> row, "all" first."""
+    rows = _metric_rows(report.get(split) or {}, metric)
+    models = [name for name in report.get("models", []) if any(row["model"] == name for row in rows)]
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         cells.setdefault((row["subset"], row["target"]), {})[row["model"]] = row
-    table = [["module", "task", *models, f"{candidate} lift" if candidate else "lift", "vs global"]]
-    for (subset, target), by_model in sorted(cells.items(), key=lambda item: (item[0][0] != "all", item[0])):
-        values = [_number(by_model.get(model, {}).get("value")) for model in models]
-        if all(value == "-" for value in values):
-            continue  # a task without positives in that module
-        table.append([subset, target, *values, *_lifts(by_model, candidate, references)])
-    return table
+    return models, dict(sorted(cells.items(), key=lambda item: (item[0][0] != "all", item[0])))
 
 
 def _metric_rows(section: dict[str, Any], metric: str) -> list[dict[str, Any]]:
@@ -85,6 +106,7 @@ def format_summary(result: LocalRunResult) -> str:
         f"Test split, {metric} per module and task ({_judged_on(report.get('test') or {}, metric)}; "
         f"primary: {primary.get('task', '?')} {metric}):",
         format_table(metric_table(report, metric)),
+        unmeasured_note(report, metric),
         heldout_table(report, metric),
         verdict_text(blessing),
         expected_text(report, primary.get("task", ""), metric),
@@ -115,7 +137,11 @@ def heldout_table(report: dict[str, Any], metric: str) -> str:
         return ""
     rows = metric_table(report, metric, split="heldout")
     title = f"Held-out module {', '.join(heldout.get('modules', []))} ({_judged_on(heldout, metric)}, "
-    return title + f"never trained on; the GBDT falls back to its global model), {metric}:\n" + format_table(rows)
+    title += f"never trained on; the GBDT falls back to its global model), {metric}"
+    if len(rows) == 1:
+        return f"{title}: not measured, no request with a positive for any task"
+    note = unmeasured_note(report, metric, split="heldout")
+    return f"{title}:\n{format_table(rows)}" + (f"\n{note}" if note else "")
 
 
 def _judged_on(section: dict[str, Any], metric: str) -> str:
@@ -160,7 +186,10 @@ def _evidence(blessing: dict[str, Any]) -> list[str]:
     heldout = blessing.get("heldout") or {}
     if heldout:
         where = f"{primary} on held-out {', '.join(heldout.get('modules', []))} vs the GBDT fallback"
-        lines.append(_lift_line(where, heldout.get("lift"), heldout.get("lift_ci")))
+        if heldout.get("not_judged_reason"):
+            lines.append(f"  {where}: not judged, {heldout['not_judged_reason']}")
+        else:
+            lines.append(_lift_line(where, heldout.get("lift"), heldout.get("lift_ci")))
     if blessing.get("champion_note"):
         lines.append(f"  {blessing['champion_note']}")
     return [line for line in lines if line]

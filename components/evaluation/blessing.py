@@ -310,6 +310,8 @@ def _heldout_check(
         "reason": "",
     }
     check["reason"] = _heldout_reason(config, check, compared, primary)
+    if value is None or base is None:
+        check["not_judged_reason"] = f"no request with a positive for {primary}"
     return check
 
 
@@ -318,8 +320,10 @@ def _heldout_reason(config: _GateConfig, check: dict[str, Any], compared: Compar
         return ""
     value, base, p_value = check["candidate"], check["baseline"], check["p_value"]
     where = f"held-out module {', '.join(check['modules'])}"
-    if value is None or base is None:
-        return f"{where}: {primary} could not be measured (no request with a positive)"
+    if value is None or base is None:  # like a module below module_min_requests: nothing to decide on
+        if config.heldout_rule != "beat":
+            return ""  # not_worse has no evidence to refuse on; check["not_judged_reason"] says so
+        return f"{where}: {primary} could not be measured (no request with a positive), so it cannot beat the fallback"
     if config.heldout_rule == "beat" and value <= base:
         return f"{where}: {compared.candidate} {primary} {value:.4f} does not beat the GBDT fallback {base:.4f}"
     if value < base and p_value is not None and p_value < config.alpha:

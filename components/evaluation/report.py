@@ -358,6 +358,8 @@ def _heldout(result: EvaluationResult) -> str:
             rows.append([model, *(cell for row in found for cell in _heldout_cells(row))])
     check = result.blessing.heldout or {}
     outcome = check.get("reason") or f"passes the {check.get('rule', 'off')!r} rule"
+    if check.get("not_judged_reason") and not check.get("reason"):
+        outcome = f"not judged, {check['not_judged_reason']}"
     caption = (
         f"Modules {', '.join(result.heldout.modules)} were held out of training; {result.heldout.requests} "
         "requests. The per-module GBDT has no model for them and falls back to the global one. "

@@ -315,6 +315,23 @@ def test_the_held_out_module_has_a_configurable_rule(rule, value, p_value, refus
         assert blessing.reasons == [f"held-out module email: m favorite ndcg@10 {value:.4f} {refusal}"]
 
 
+@pytest.mark.parametrize(("rule", "blessed"), [("not_worse", True), ("beat", False)])
+def test_a_held_out_module_without_a_positive_is_not_judged_unless_it_must_win(rule, blessed):
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5)]
+    unmeasured = SplitEvaluation(
+        "heldout", 0, 0, ["email"], [_row("m", "all", None), _row("g", "all", None)], [], [], {}, 0.0
+    )
+    config = CONFIG.replace(heldout_rule=rule)
+    blessing = decide(config, PrimaryMetric("favorite", "ndcg@10"), _split(rows), unmeasured, COMPARED)
+    assert blessing.blessed is blessed
+    assert blessing.heldout["not_judged_reason"] == "no request with a positive for favorite ndcg@10"
+    if not blessed:
+        assert blessing.reasons == [
+            "held-out module email: favorite ndcg@10 could not be measured (no request with a positive), "
+            "so it cannot beat the fallback"
+        ]
+
+
 def test_the_global_lightgbm_is_reported_and_can_be_required():
     rows = [{**_row("m", "all", 0.6), "global_lift": -0.02, "global_lift_ci_low": -0.05, "global_lift_ci_high": 0.01}]
     rows += [_row("g", "all", 0.5), _row("global", "all", 0.612)]

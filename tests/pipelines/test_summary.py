@@ -1,6 +1,13 @@
 """The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
-from pipelines.summary import expected_text, format_table, heldout_table, metric_table, verdict_text
+from pipelines.summary import (
+    expected_text,
+    format_table,
+    heldout_table,
+    metric_table,
+    unmeasured_note,
+    verdict_text,
+)
 
 
 def row(model, subset, target, value, lift=None, metric="ndcg@10"):
@@ -32,7 +39,11 @@ def test_the_table_has_one_column_per_model_and_the_overall_rows_first():
     assert table[0] == ["module", "task", "mmoe", "gbdt_per_module", "oracle", "mmoe lift", "vs global"]
     assert table[1] == ["all", "click", "0.5000", "0.5100", "-", "-2.0%", "-"]
     assert table[2] == ["search", "click", "0.6100", "0.5800", "0.9000", "+5.0%", "-"]
-    assert len(table) == 3  # a task with no value in a module is left out
+    assert len(table) == 3  # a task with no value in a module is left out, and named under the table
+    assert unmeasured_note(REPORT, "ndcg@10") == (
+        "Not shown, no request with a positive: search purchase (report.html lists them)"
+    )
+    assert unmeasured_note(REPORT, "ndcg@5") == ""
 
 
 def auc(model, subset, task, value):
@@ -91,6 +102,10 @@ def test_the_held_out_module_has_its_own_table():
     assert text.startswith("Held-out module shop_page (40 requests")
     assert text.splitlines()[-1].split() == ["all", "click", "0.4000", "0.4100", "-1.0%", "-"]
     assert heldout_table(REPORT, "ndcg@10") == ""
+    nothing = {"requests": 10, "modules": ["tiny"], "ndcg": [row("mmoe", "all", "click", None)]}
+    assert heldout_table({**REPORT, "heldout": nothing}, "ndcg@10").endswith(
+        "ndcg@10: not measured, no request with a positive for any task"
+    )
 
 
 def test_the_verdict_states_both_lifts_with_intervals_and_the_held_out_row():
@@ -115,6 +130,11 @@ def test_the_verdict_states_both_lifts_with_intervals_and_the_held_out_row():
     assert "lift over the global LightGBM: +2.0% (95% CI [-1.0%, +5.0%]" in lines[2]
     assert "1967 requests" in lines[3] and "4.1%" in lines[3]
     assert "held-out shop_page vs the GBDT fallback: -0.6%" in lines[4]
+    blessing["heldout"] = {"modules": ["tiny"], "not_judged_reason": "no request with a positive for favorite ndcg@10"}
+    assert verdict_text(blessing).splitlines()[4] == (
+        "  favorite ndcg@10 on held-out tiny vs the GBDT fallback: not judged, no request with a positive for favorite "
+        "ndcg@10"
+    )
 
 
 def test_the_verdict_on_auc_states_its_intervals_impressions_and_positives():
