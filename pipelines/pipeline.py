@@ -59,6 +59,7 @@ from pipelines.config import PIPELINE_NAME, PipelineSettings
 
 class PipelineOutputs(NamedTuple):
     examples: Dataset
+    dead_letters: Dataset
     model: Model
     baseline: Model
     report: HTML
@@ -218,6 +219,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                 deploy_step(registered.output, endpoint_name, canary_percent, registry_args)
         return PipelineOutputs(
             examples=examples,
+            dead_letters=features.outputs["dead_letters"],
             model=trained.outputs["model"],
             baseline=baseline.outputs["baseline"],
             report=judged.outputs["report"],

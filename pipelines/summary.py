@@ -17,6 +17,7 @@ from typing import Any
 
 from pipelines.local_run import LocalRunResult, format_duration
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
+from ranker_core.schema import FEATURE_SPEC_FILE
 
 
 def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> list[list[str]]:
@@ -112,6 +113,7 @@ def format_summary(result: LocalRunResult) -> str:
         expected_text(report, primary.get("task", ""), metric),
         _registration(result),
         _tracking(result),
+        dead_letter_text(result),
         "Steps:",
         format_table(
             [["step", "status", "duration"]]
@@ -128,6 +130,19 @@ def format_summary(result: LocalRunResult) -> str:
         ),
     ]
     return "\n\n".join(section for section in sections if section)
+
+
+def dead_letter_text(result: LocalRunResult) -> str:
+    """How many rows extraction could not use, by reason, and where each one is (file, row, reason)."""
+    spec_path = Path(result.artifact_path("examples")) / FEATURE_SPEC_FILE
+    source = json.loads(spec_path.read_text()).get("source", {}) if spec_path.exists() else {}
+    if not source.get("dead_letters"):
+        return ""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(source.get("dead_letter_reasons", {}).items()))
+    return (
+        f"Dead letters: {source['dead_letters']} of {source.get('rows_read', '?')} rows were not used ({reasons}); "
+        f"each with its file, row and reason in {result.artifact_path('dead_letters')}"
+    )
 
 
 def heldout_table(report: dict[str, Any], metric: str) -> str:

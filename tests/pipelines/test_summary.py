@@ -1,5 +1,7 @@
 """The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
+import json
+
 from pipelines.summary import (
     expected_text,
     format_table,
@@ -188,3 +190,25 @@ def test_the_expected_relevance_lines_state_the_candidates_lifts_with_intervals(
     assert lines[3].startswith("  favorite expected_ndcg@10 on held-out shop_page vs the GBDT fallback: +2.0%")
     assert lines[4] == "  share of the random -> position-free oracle gap: 63.0%"
     assert expected_text(REPORT, "favorite", "ndcg@10") == ""  # no position-free oracle, no lines
+
+
+def test_the_summary_counts_the_dead_letters_and_says_where_they_are(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.config import PipelineSettings
+    from pipelines.local_run import LocalRunResult
+    from pipelines.summary import dead_letter_text
+
+    (tmp_path / "examples").mkdir()
+    source = {"rows_read": 1002, "dead_letters": 22, "dead_letter_reasons": {"clicked": 4, "duplicate": 5}}
+    (tmp_path / "examples" / "feature_spec.json").write_text(json.dumps({"source": source}))
+    outputs = {name: SimpleNamespace(path=str(tmp_path / name)) for name in ("examples", "dead_letters")}
+    result = LocalRunResult(PipelineSettings(), outputs, [], 1.0, None)
+
+    assert dead_letter_text(result) == (
+        f"Dead letters: 22 of 1002 rows were not used (clicked 4, duplicate 5); each with its file, row and reason "
+        f"in {tmp_path / 'dead_letters'}"
+    )
+    source["dead_letters"] = 0
+    (tmp_path / "examples" / "feature_spec.json").write_text(json.dumps({"source": source}))
+    assert dead_letter_text(result) == ""
