@@ -162,8 +162,11 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
                         f"{row.actual_columns}: {row.text[:200]!r}"))  # fmt: skip
         return "skip"
 
+    header = _csv_header(path, source)
+    if not header:
+        return  # an empty file: no rows, as an empty JSONL or Parquet file
     with _arrow_stream(path) as handle:
-        present = _present_columns(path, columns, _csv_header(path, source))
+        present = _present_columns(path, columns, header, source)
         names = list(source.column_names) or None  # None: the first line names the columns
         reader = pacsv.open_csv(
             handle,
@@ -238,12 +241,26 @@ def _utf8_problem(data: bytes, error: UnicodeDecodeError) -> str:
     )
 
 
-def _present_columns(path: str, columns: list[str], names: Sequence[str]) -> list[str]:
+def _present_columns(
+    path: str, columns: list[str], names: Sequence[str], source: SourceSpec | None = None
+) -> list[str]:
     """The needed columns; a file without one of them cannot be read (its rows would all be incomplete)."""
     missing = [column for column in columns if column not in names]
     if missing:
-        raise DataSourceError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+        hint = (
+            f"; {header_hint(list(names), source)}" if source and source.format == "csv" and missing == columns else ""
+        )
+        raise DataSourceError(f"{path}: missing column(s) {', '.join(map(repr, missing))}{hint}")
     return columns
+
+
+def header_hint(names: list[str], source: SourceSpec) -> str:
+    """Why a CSV header holds none of the columns a spec needs, with what it does hold."""
+    shown = ", ".join(map(repr, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (
+        f"its header line names none of the columns the spec needs (it has {len(names)}: {shown}): is "
+        f"source.delimiter {source.delimiter!r} right, or does the file lack a header line (source.column_names)?"
+    )
 
 
 def _line_numbers(first: int, count: int, bad_lines: set[int]) -> np.ndarray:

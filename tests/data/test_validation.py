@@ -58,6 +58,18 @@ def test_a_column_of_only_malformed_values_is_a_wrong_type_not_dead_letters(tmp_
     assert problem.startswith(f"{path}: every sampled value of column 'position' is malformed")
 
 
+def test_an_empty_csv_has_no_rows_and_a_header_of_none_of_the_columns_is_one_hint(tmp_path, simulator):
+    spec = dataclasses.replace(simulator, source=SourceSpec(format="csv"))
+    write_csv(impressions_frame(n_requests=4), tmp_path / "day1.csv")
+    (tmp_path / "day2.csv").write_text("")  # an export of a day without traffic
+    assert check_data(spec, str(tmp_path)) == []
+    tabs = impressions_frame(n_requests=2).to_csv(sep="\t", index=False)
+    (tmp_path / "day3.csv").write_text(tabs)
+    [problem] = check_data(spec, str(tmp_path))
+    assert problem.startswith(f"{tmp_path / 'day3.csv'}: its header line names none of the columns the spec needs")
+    assert "is source.delimiter ',' right" in problem
+
+
 def test_no_files_and_unmatched_split_files_are_reported(tmp_path, simulator, shared_datasets):
     assert "no parquet files match" in check_data(simulator, str(tmp_path))[0]
     ali_ccp = load_dataset_spec("ali_ccp")
