@@ -42,6 +42,9 @@ class ParsedBatch:
     frame: pd.DataFrame
     dead_letters: list[dict[str, Any]]
     rows_read: int
+    # column -> (rows with a problem in it, the first one's reason): a row counts under every column it has a
+    # problem in, where its dead letter names the first only
+    problems_by_column: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
 
 
 class _Reasons:
@@ -49,11 +52,23 @@ class _Reasons:
 
     def __init__(self, size: int) -> None:
         self.reasons = np.full(size, None, dtype=object)
+        self.by_column: dict[str, tuple[np.ndarray, str]] = {}  # column -> (its bad rows, the first reason)
 
     def add(self, bad: np.ndarray, column: str, values: Any, problem: str) -> None:
+        if bad.any():
+            rows, first = self.by_column.get(column, (np.zeros(len(bad), dtype=bool), ""))
+            first = first or self._reason(column, values, int(np.argmax(bad)), problem)
+            self.by_column[column] = (rows | bad, first)
         for index in np.flatnonzero(bad & pd.isna(self.reasons)):
-            value = values.iloc[index] if isinstance(values, pd.Series) else values[index]
-            self.reasons[index] = f"{column}: {_show(value)} {problem}"
+            self.reasons[index] = self._reason(column, values, index, problem)
+
+    @staticmethod
+    def _reason(column: str, values: Any, index: int, problem: str) -> str:
+        value = values.iloc[index] if isinstance(values, pd.Series) else values[index]
+        return f"{column}: {_show(value)} {problem}"
+
+    def by_column_counts(self) -> dict[str, tuple[int, str]]:
+        return {column: (int(rows.sum()), first) for column, (rows, first) in self.by_column.items()}
 
     @property
     def bad(self) -> np.ndarray:
@@ -150,7 +165,7 @@ def parse_batch(batch: RawBatch, spec: DatasetSpec, file_index: int, path: str) 
     bad = reasons.bad
     dead = [dead_letter(path, int(batch.rows[i]), reasons.reasons[i], raw.iloc[i]) for i in np.flatnonzero(bad)]
     dead += [{"file": path, "row": row, "reason": reason, "record": None} for row, reason in batch.errors]
-    return ParsedBatch(frame[~bad].reset_index(drop=True), dead, rows_read=size + len(batch.errors))
+    return ParsedBatch(frame[~bad].reset_index(drop=True), dead, size + len(batch.errors), reasons.by_column_counts())
 
 
 def _row_ids(path: str, rows: np.ndarray) -> np.ndarray:

@@ -148,12 +148,11 @@ def _check_sample(spec: DatasetSpec, path: str) -> DataCheck:
         return DataCheck([f"{path}: no readable row in the first {SAMPLE_ROWS}, e.g. row {row}: {reason}"])
     batch.frame = batch.frame.iloc[:SAMPLE_ROWS]
     batch.rows = batch.rows[:SAMPLE_ROWS]
-    letters = parse_batch(batch, spec, file_index=0, path=path).dead_letters
-    readable = Counter(_reason_key(letter) for letter in letters if letter["record"] is not None)
-    problems = [
-        f"{path}: every sampled value of column {column!r} is malformed (wrong type or wrong column?), "
-        f"e.g. {next(letter['reason'] for letter in letters if _reason_key(letter) == column)}"
-        for column, bad in sorted(readable.items())
+    parsed = parse_batch(batch, spec, file_index=0, path=path)
+    letters = parsed.dead_letters
+    problems = [  # every such column, though each row's dead letter names only its first problem
+        f"{path}: every sampled value of column {column!r} is malformed (wrong type or wrong column?), e.g. {example}"
+        for column, (bad, example) in sorted(parsed.problems_by_column.items())
         if bad == len(batch.frame)
     ]
     notes = [] if problems or not letters else [_dead_letter_note(path, letters, len(batch.frame) + len(batch.errors))]

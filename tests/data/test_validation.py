@@ -56,6 +56,14 @@ def test_a_column_of_only_malformed_values_is_a_wrong_type_not_dead_letters(tmp_
     spec = dataclasses.replace(load_dataset_spec("simulator"), source=SourceSpec(format="csv"))
     [problem] = check_data(spec, str(path))
     assert problem.startswith(f"{path}: every sampled value of column 'position' is malformed")
+    frame["clicked"] = "yes"  # a second such column: each row's dead letter names only its first problem
+    path = write_csv(frame, tmp_path / "logs.csv")
+    problems = check_data(spec, str(path))
+    assert [problem.split(" is malformed")[0] for problem in problems] == [
+        f"{path}: every sampled value of column 'clicked'",
+        f"{path}: every sampled value of column 'position'",
+    ]
+    assert problems[0].endswith("e.g. clicked: 'yes' is not 0/1")
 
 
 def test_an_empty_csv_has_no_rows_and_a_header_of_none_of_the_columns_is_one_hint(tmp_path, simulator):
