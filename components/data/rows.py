@@ -259,6 +259,15 @@ def dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str
     return {"file": path, "row": row, "reason": reason, "record": json.loads(record.to_json(default_handler=str))}
 
 
+def raw_column_names(spec: DatasetSpec) -> dict[str, str]:
+    """Parsed column -> the spec's raw column, where one raw column holds it: the roles and 0/1 label columns
+    (features keep their raw names; a label from an expression has no single column)."""
+    columns = spec.columns
+    roles = {REQUEST_ID: columns.request_id, TIMESTAMP: columns.timestamp, MODULE: columns.module}
+    labels = {label_key(task.name): task.column for task in spec.tasks}
+    return {parsed: raw for parsed, raw in {**roles, POSITION: columns.position, **labels}.items() if raw}
+
+
 def row_origin(uid: int) -> tuple[int, int]:
     """(file index, 1-based row number) of a row's ``UID``."""
     return uid >> ROW_BITS, uid & ((1 << ROW_BITS) - 1)

@@ -18,7 +18,7 @@ The copy kept is the first by file and row, whatever order the rows arrive in.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -39,10 +39,18 @@ class Duplicates:
 
 
 def find_duplicates(
-    rows: pd.DataFrame, drop: bool, source_name: Callable[[int], str], ignore: Sequence[str] = ()
+    rows: pd.DataFrame,
+    drop: bool,
+    source_name: Callable[[int], str],
+    ignore: Sequence[str] = (),
+    raw_names: Mapping[str, str] | None = None,
 ) -> Duplicates:
     """Count the copies among ``rows`` (compared on every column but ``UID``, ``FILE_INDEX`` and ``ignore``);
-    with ``drop``, remove them and return one dead letter per copy."""
+    with ``drop``, remove them and return one dead letter per copy.
+
+    A copy's record holds its parsed values (timestamps in epoch seconds) under the data's own column names
+    where ``raw_names`` (:func:`~components.data.rows.raw_column_names`) gives them, as other dead letters do.
+    """
     rows = rows.reset_index(drop=True)
     bookkeeping = [UID, FILE_INDEX, *ignore]
     compare = [column for column in rows.columns if column not in bookkeeping]
@@ -51,9 +59,9 @@ def find_duplicates(
     if copies.empty or not drop:
         return Duplicates(rows, len(copies), [])
     kept = involved.groupby(compare, dropna=False, sort=False)[UID].transform("first")
+    records = copies.drop(columns=bookkeeping).rename(columns=dict(raw_names or {}))
     letters = [
-        _letter(int(copies.at[index, UID]), int(kept[index]), copies.loc[index].drop(bookkeeping), source_name)
-        for index in copies.index
+        _letter(int(copies.at[index, UID]), int(kept[index]), records.loc[index], source_name) for index in copies.index
     ]
     return Duplicates(rows.drop(index=copies.index), len(copies), letters)
 

@@ -55,7 +55,7 @@ from components.data.readers import (
     read_batches,
     resolve_files,
 )
-from components.data.rows import FILE_INDEX, UID, parse_batch
+from components.data.rows import FILE_INDEX, UID, parse_batch, raw_column_names
 from components.data.spec import DatasetSpec, SequenceSpec, file_splits, load_dataset_spec, split_names
 from components.data.validation import check_data
 from components.features.duplicates import DUPLICATE_REASON, find_duplicates
@@ -351,7 +351,7 @@ def drop_duplicates(group: tuple[int, Iterable[pd.DataFrame]], plan: ExtractionP
     shard, frames = group
     drop = plan.spec.source.duplicates == "drop"
     rows = pd.concat(plan.spill.get(frames), ignore_index=True)
-    found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,))
+    found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,), raw_names=raw_column_names(plan.spec))
     dropped = len(found.dead_letters)
     counts = {"rows_read": 0, "rows_valid": -dropped, "dead_letters": dropped, "duplicates": found.count}
     yield "counts", counts | {"dead_letter_reasons": {DUPLICATE_REASON: dropped} if dropped else {}}

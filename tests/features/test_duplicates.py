@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.readers import RawBatch
-from components.data.rows import FILE_INDEX, parse_batch
+from components.data.rows import FILE_INDEX, parse_batch, raw_column_names
 from components.data.spec import load_dataset_spec
 from components.features.duplicates import find_duplicates
 from tests.data.impressions import impressions_frame
@@ -21,13 +21,16 @@ def test_copies_are_found_in_any_order_and_the_first_by_file_and_row_is_kept():
     frame = impressions_frame(n_requests=3, candidates=4)
     frame.loc[:, "rating"] = np.nan  # missing values are equal to each other
     rows = pd.concat([parsed(frame.iloc[[5, 1]], 1), parsed(frame, 0)]).sample(frac=1, random_state=0)
-    found = find_duplicates(rows, drop=True, source_name=FILES.__getitem__)
+    raw_names = raw_column_names(load_dataset_spec("simulator"))
+    found = find_duplicates(rows, drop=True, source_name=FILES.__getitem__, raw_names=raw_names)
     assert found.count == 2 and len(found.rows) == len(frame)
     assert set(found.rows[FILE_INDEX]) == {0}  # both copies from b.csv dropped
     letters = sorted(found.dead_letters, key=lambda letter: letter["row"])
     assert [(letter["file"], letter["row"]) for letter in letters] == [("logs/b.csv", 2), ("logs/b.csv", 3)]
     assert letters[0]["reason"] == "duplicate: every column equals row 7 of a.csv, which is kept"
     assert letters[0]["record"]["request_id"] == frame.at[5, "request_id"] and "_uid" not in letters[0]["record"]
+    assert letters[0]["record"]["clicked"] == frame.at[5, "clicked"]  # the data's own name, as other dead letters
+    assert "label_click" not in letters[0]["record"]
 
 
 def test_rows_that_differ_in_one_column_are_not_copies_and_keep_only_counts():
