@@ -139,6 +139,14 @@ class ObservabilityMiddleware:
 
         try:
             if scope["method"] == "POST":
+                coding = _content_coding(scope)
+                if coding:  # RFC 9110: a content coding the server does not apply is a 415, not a decode error
+                    await _answer(
+                        send_recording_status,
+                        415,
+                        f"Content-Encoding {coding!r} is not supported: send the body uncompressed",
+                    )
+                    return
                 try:
                     body = await self._read_body(scope, receive)
                 except asyncio.CancelledError:  # the shutdown's grace period ended while the client was still sending
@@ -186,6 +194,16 @@ class ObservabilityMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _content_coding(scope: Scope) -> str:
+    """The request's Content-Encoding other than ``identity`` (empty when the body is not encoded)."""
+    for name, value in scope["headers"]:
+        if name == b"content-encoding":
+            coding = value.decode("latin-1").strip()
+            if coding.lower() not in ("", "identity"):
+                return coding
+    return ""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

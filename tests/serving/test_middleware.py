@@ -1,0 +1,57 @@
+"""The ASGI middleware in front of every route: answers it gives before the app sees the request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serving.observability import ObservabilityMiddleware
+
+
+async def ok_app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def post(receive, headers: dict[str, str]) -> list[dict]:
+    """The messages the middleware sends for one POST whose body ``receive`` delivers."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    middleware = ObservabilityMiddleware(
+        ok_app, classify=lambda path: "predict", max_body_bytes=1 << 20, access_log=False
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }
+    asyncio.run(middleware(scope, receive, send))
+    return sent
+
+
+def test_a_body_still_arriving_when_the_grace_period_ends_is_a_503():
+    """uvicorn cancels the request's task at the end of the grace period, here while the body is read."""
+
+    async def cut_off():
+        raise asyncio.CancelledError()
+
+    sent = post(cut_off, {"content-length": "1000"})
+    assert sent[0]["status"] == 503 and b"shutting down" in sent[1]["body"]
+
+
+@pytest.mark.parametrize(("coding", "status"), [("gzip", 415), ("br, gzip", 415), ("identity", 200)])
+def test_a_compressed_body_is_a_415_naming_the_content_encoding(coding, status):
+    """The body is never read as JSON: a gzip body read as text was a 400 about UTF-8 surrogates."""
+
+    async def body():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    sent = post(body, {"content-encoding": coding, "content-length": "2"})
+    assert sent[0]["status"] == status
+    if status == 415:
+        assert f"Content-Encoding '{coding}' is not supported".encode() in sent[1]["body"]
