@@ -148,6 +148,8 @@ def _check_sample(spec: DatasetSpec, path: str) -> DataCheck:
         return DataCheck([f"{path}: no readable row in the first {SAMPLE_ROWS}, e.g. row {row}: {reason}"])
     batch.frame = batch.frame.iloc[:SAMPLE_ROWS]
     batch.rows = batch.rows[:SAMPLE_ROWS]
+    if len(batch.rows):  # the CSV reader reports the malformed lines of a whole block: keep the sampled ones
+        batch.errors = [(row, reason) for row, reason in batch.errors if row <= batch.rows[-1]]
     parsed = parse_batch(batch, spec, file_index=0, path=path)
     letters = parsed.dead_letters
     problems = [  # every such column, though each row's dead letter names only its first problem

@@ -99,6 +99,17 @@ def test_cli_prints_ok_or_every_problem(tmp_path, capsys):
     assert "tasks: missing" in capsys.readouterr().out
 
 
+def test_the_note_counts_only_the_sampled_rows(tmp_path):
+    path = write_csv(impressions_frame(n_requests=300, candidates=4), tmp_path / "a.csv")  # 1,200 rows
+    lines = path.read_text().splitlines()
+    lines.insert(1_150, "only,three,fields")  # past the 1,000 rows sampled, in the reader's first block
+    lines.insert(500, "only,three,fields")
+    path.write_text("\n".join(lines) + "\n")
+    spec = dataclasses.replace(load_dataset_spec("simulator"), source=SourceSpec(format="csv"))
+    [note] = inspect_data(spec, str(path)).notes
+    assert note.startswith(f"{path}: 1 of 1001 sampled rows will go to the dead letters (malformed CSV line: 1)")
+
+
 def test_text_that_is_not_utf8_is_a_note_on_its_rows_not_a_traceback(tmp_path, capsys):
     frame = impressions_frame(n_requests=4)
     frame.loc[5, "category"] = "caf\u00e9"
