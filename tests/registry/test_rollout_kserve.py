@@ -189,3 +189,20 @@ def test_rollout_commands_need_an_existing_registry(capsys, tmp_path):
     status, _, err = ranker(capsys, "promote", "--work-dir", str(tmp_path / "none"))
     assert status == 2 and "there is no model registry" in err
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("command", ["deploy", "promote", "rollback"])
+def test_an_out_file_that_cannot_be_written_changes_no_alias(capsys, work, tmp_path, command):
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    if command != "deploy":
+        kserve(capsys, work, "deploy", "--canary", "10")
+    aliases = {alias: registry.alias_version(alias) for alias in (CHAMPION, CANARY, PREVIOUS_CHAMPION)}
+    flags = ["--canary", "20"] if command == "deploy" else []
+    out = tmp_path / "no" / "such" / "isvc.yaml"
+
+    status, _, err = ranker(
+        capsys, command, "--deploy-target", "kserve", "--work-dir", str(work), *flags, "--out", str(out)
+    )
+
+    assert status == 2 and err == f"ranker {command}: --out {out}: no folder {out.parent}\n"
+    assert {alias: registry.alias_version(alias) for alias in aliases} == aliases
