@@ -147,12 +147,13 @@ def rename_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions shown as one line without a traceback: :class:`UserError` and missing Google credentials."""
+    """Exceptions shown as one line without a traceback: :class:`UserError`, and missing Google credentials or
+    project (``GoogleAuthError``: they are the user's environment, not a bug)."""
     try:
-        from google.auth.exceptions import DefaultCredentialsError
+        from google.auth.exceptions import GoogleAuthError
     except ImportError:
         return (UserError,)
-    return (UserError, DefaultCredentialsError)
+    return (UserError, GoogleAuthError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(commands[known.command][0])
-    args = command_parser(known.command, module).parse_args(rename_flags(argv, getattr(module, "RENAMED_FLAGS", {})))
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
+    try:  # building the parser reads the settings' environment variables (the help shows their values)
+        parser = command_parser(known.command, module)
+        args = parser.parse_args(rename_flags(argv, getattr(module, "RENAMED_FLAGS", {})))
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         return int(module.main(args) or 0)
     except user_errors() as error:
         print(f"ranker {known.command}: {error}", file=sys.stderr)

@@ -77,15 +77,37 @@ def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> Re
 
 
 def require_registry(config: RegistryConfig) -> None:
-    """Raise :class:`UserError` when the local MLflow registry does not exist (reading must not create one)."""
-    if config.backend != "mlflow" or config.tracking_uri:
+    """Raise :class:`UserError` when the MLflow registry is not there: a local store that does not exist (reading
+    must not create one), or a tracking server that does not answer (MLflow would retry for minutes)."""
+    if config.backend != "mlflow":
         return
-    database = Path(config.work_dir).resolve() / "mlflow.db"
+    uri = config.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        _require_server(uri)
+        return
+    if uri and not uri.startswith("sqlite:///"):
+        return
+    database = Path(uri.removeprefix("sqlite:///") if uri else Path(config.work_dir).resolve() / "mlflow.db")
     if not database.is_file():
+        where = f"--tracking-uri {uri}" if uri else f"{config.work_dir} (no {database.name})"
         raise UserError(
-            f"there is no model registry in {config.work_dir} (no {database.name}): "
-            "pass the --work-dir of a run that registered a model, or --tracking-uri"
+            f"there is no model registry in {where}: pass the --work-dir of a run that registered a model, "
+            "or the --tracking-uri of one"
         )
+
+
+def _require_server(uri: str, timeout_s: float = 10.0) -> None:
+    """An MLflow tracking server answers its health route within ``timeout_s``, or :class:`UserError`."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (behind a proxy, the route may differ): MLflow's own calls say the rest
+    except (OSError, ValueError) as error:
+        raise UserError(f"--tracking-uri {uri}: no MLflow server answers ({error})") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

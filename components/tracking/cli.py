@@ -36,7 +36,12 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UserError(f"--limit must be at least 1 (got {args.limit})")
     config = registry_config(args, work_dir=args.work_dir)
-    require_registry(config)
+    if config.backend != "mlflow" and not config.tracking_uri:  # it would read (and create) a local store
+        raise UserError(
+            f"--registry {config.backend}: ranker runs lists MLflow runs; pass the pipeline's --tracking-uri (its "
+            "runs are also in Vertex AI Experiments: the console, or aiplatform.get_experiment_df())"
+        )
+    require_registry(config.replace(backend="mlflow"))  # the runs are in MLflow whatever holds the models
     runs = list_runs(config, limit=args.limit)
     if args.json:
         print(json.dumps([run.to_dict() for run in runs], indent=2))

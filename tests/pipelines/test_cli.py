@@ -94,6 +94,14 @@ def test_training_on_a_folder_without_examples_is_one_line(tmp_path, capsys, com
     )
 
 
+@pytest.mark.parametrize("argv", [["compile", "--help"], ["compile", "--out", "x.yaml"]])
+def test_a_bad_setting_in_the_environment_is_one_line_even_for_help(monkeypatch, capsys, argv):
+    monkeypatch.setenv("RANKER_TRAIN_EPOCHS", "abc")  # the help shows the settings' values: building it reads them
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ranker compile: ") and "epochs (env RANKER_TRAIN_EPOCHS)" in err and "Traceback" not in err
+
+
 def test_register_champion_does_not_create_a_registry(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RANKER_REGISTRY", raising=False)

@@ -157,6 +157,16 @@ def test_ranker_runs_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert ranker(["runs", "--limit", "0"]) == 2
     assert "--limit must be at least 1 (got 0)" in capsys.readouterr().err
     assert cli.HELP
+    missing = tmp_path / "nosuch" / "mlflow.db"
+    assert ranker(["runs", "--tracking-uri", f"sqlite:///{missing}"]) == 2  # reading creates no store
+    assert "no model registry in --tracking-uri" in capsys.readouterr().err and not missing.parent.exists()
+    assert ranker(["runs", "--tracking-uri", "http://127.0.0.1:9"]) == 2  # refused at once, not after MLflow's retries
+    assert "--tracking-uri http://127.0.0.1:9: no MLflow server answers" in capsys.readouterr().err
+    assert ranker(["runs", "--registry", "vertex", "--project", "p"]) == 2
+    assert (
+        "--registry vertex: ranker runs lists MLflow runs; pass the pipeline's --tracking-uri"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_run_that_fails_before_its_end_is_marked_failed_with_the_reason(config):
