@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ranker_core.cli_support import InvalidValueError, MissingInputError
 from ranker_core.schema import FEATURE_SPEC_FILE
 
 GCS_FUSE_ROOT = "/gcs"
@@ -96,9 +97,9 @@ def read_json(path: str) -> Any:
         with tf.io.gfile.GFile(path) as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise InvalidValueError(f"{path} is not valid JSON: {error}") from error
     except (FileNotFoundError, IsADirectoryError):
-        raise FileNotFoundError(f"no file at {path}") from None
+        raise MissingInputError(f"no file at {path}") from None
 
 
 def path_exists(path: str) -> bool:
@@ -124,7 +125,7 @@ def is_folder(path: str) -> bool:
 def _model_files(model_uri: str) -> list[tuple[str, Any]]:
     """(relative path, opener) of every file under a local folder or a remote (gs://) one, sorted."""
     if not is_folder(model_uri):
-        raise FileNotFoundError(f"no model folder at {model_uri}")
+        raise MissingInputError(f"no model folder at {model_uri}")
     local = local_view(model_uri)
     if local is not None:
         root = Path(local)

@@ -102,6 +102,16 @@ def test_a_bad_setting_in_the_environment_is_one_line_even_for_help(monkeypatch,
     assert err.startswith("ranker compile: ") and "epochs (env RANKER_TRAIN_EPOCHS)" in err and "Traceback" not in err
 
 
+def test_register_with_a_missing_or_broken_json_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "blessing.json").write_text('{"blessed": tr')
+    argv = ["register", "--work-dir", str(tmp_path / "wd"), "--model", str(tmp_path), "--blessing"]
+    assert main([*argv, str(tmp_path / "blessing.json"), "--report", str(tmp_path / "nosuch.json")]) == 2
+    assert capsys.readouterr().err == f"ranker register: no file at {tmp_path / 'nosuch.json'}\n"
+    assert main([*argv, str(tmp_path / "blessing.json"), "--report", str(tmp_path / "blessing.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"ranker register: {tmp_path / 'blessing.json'} is not valid JSON: ")
+    assert not (tmp_path / "wd").exists()
+
+
 def test_register_champion_does_not_create_a_registry(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RANKER_REGISTRY", raising=False)
