@@ -30,8 +30,10 @@ from typing import Any
 
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
+from pydantic import field_validator
 
 from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
+from ranker_core.cli_support import MissingInputError
 from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG, SEQUENCE_MATCH_TAG
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
@@ -62,6 +64,16 @@ class MaterializeConfig(Settings):
     repo: str = env_field("feature_repo", "RANKER_FEATURE_STORE")
     model_version: str = env_field("", "RANKER_MODEL_VERSION")
 
+    @field_validator("repo")
+    @classmethod
+    def _local(cls, repo: str) -> str:
+        if "://" in repo:  # pathlib would make a local folder named "gs:" of it
+            raise ValueError(
+                f"{repo}: the Feast repo is a local folder (on Vertex AI, a /gcs/ path); its feature_store.yaml "
+                "may name a remote online store"
+            )
+        return repo
+
 
 def ensure_repo(repo: Path) -> Path:
     """The repo folder, with the embedded ``feature_store.yaml`` unless one is already there."""
@@ -75,7 +87,7 @@ def ensure_repo(repo: Path) -> Path:
 def read_snapshot(examples: str) -> dict[str, Any]:
     path = f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}"
     if not FileSystems.exists(path):
-        raise FileNotFoundError(f"no entity snapshot at {path}: extract features with a spec that has `history`")
+        raise MissingInputError(f"no entity snapshot at {path}: extract features with a spec that has `history`")
     with FileSystems.open(path) as handle:
         return json.loads(handle.read())
 

@@ -231,3 +231,12 @@ def test_a_missing_settings_file_is_one_line(tmp_path, capsys):
         main(["compile", "--out", str(tmp_path / "p.yaml"), "--settings", str(tmp_path / "nope.yaml")])
     assert exited.value.code == 2
     assert capsys.readouterr().err == f"ranker compile: --settings {tmp_path / 'nope.yaml'}: no such file\n"
+
+
+def test_materialize_refuses_a_remote_feast_repo_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["materialize", "--examples", str(tmp_path), "--feature-store", "gs://bucket/repo"]) == 2
+    assert "gs://bucket/repo: the Feast repo is a local folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no folder named "gs:"
+    assert main(["materialize", "--examples", str(tmp_path), "--feature-store", str(tmp_path / "repo")]) == 2
+    assert f"no entity snapshot at {tmp_path}/entities/snapshot.json" in capsys.readouterr().err
