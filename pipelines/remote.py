@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels
-from ranker_core.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError, UserError
 
 # Vertex AI and KFP both accept [a-z0-9-] job ids; the pipeline's name plus a timestamp keeps them unique and sortable.
 _JOB_ID_FORMAT = "%Y%m%d-%H%M%S"
@@ -86,13 +86,16 @@ def create_schedule(
     (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`).
     """
     parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
+    if max_concurrent_runs < 1:
+        raise InvalidValueError(f"--max-concurrent-runs must be at least 1, got {max_concurrent_runs}")
     if settings.kfp_host:
+        kfp_cron_expression = kfp_cron(cron)  # a malformed cron is refused before any call to the host
         client = _kfp_client(settings)
         experiment = client.create_experiment(settings.experiment or "Default")
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id,
             job_name=display_name,
-            cron_expression=kfp_cron(cron),
+            cron_expression=kfp_cron_expression,
             max_concurrency=max_concurrent_runs,
             params=parameters,
             pipeline_package_path=str(template),
@@ -100,7 +103,7 @@ def create_schedule(
             service_account=settings.service_account or None,
             pipeline_root=settings.pipeline_root or None,
         )
-        return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, kfp_cron(cron), "ENABLED")
+        return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, kfp_cron_expression, "ENABLED")
     job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
     schedule = job.create_schedule(
         cron=cron,
@@ -151,13 +154,18 @@ def change_schedule(settings: PipelineSettings, name: str, action: str, credenti
 
 
 def kfp_cron(cron: str) -> str:
-    """KFP's cron has a seconds field first: ``0 3 * * 1`` -> ``0 0 3 * * 1``; 6 fields pass unchanged."""
+    """KFP's cron has a seconds field first: ``0 3 * * 1`` -> ``0 0 3 * * 1``; 6 fields pass unchanged.
+
+    A leading time zone (``TZ=Europe/Paris 0 3 * * 1``) stays in front and is not counted as a field.
+    """
     fields = cron.split()
+    zone = fields[:1] if fields and fields[0].startswith(("TZ=", "CRON_TZ=")) else []
+    fields = fields[len(zone) :]
     if len(fields) == 5:
-        return " ".join(["0", *fields])
+        return " ".join([*zone, "0", *fields])
     if len(fields) == 6:
-        return cron
-    raise ValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday) or 6 (seconds first)")
+        return " ".join([*zone, *fields])
+    raise InvalidValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday) or 6 (seconds first)")
 
 
 def _job_id(pipeline_name: str) -> str:
@@ -211,6 +219,10 @@ def _vertex_info(schedule: Any) -> ScheduleInfo:
 
 
 def _kfp_client(settings: PipelineSettings):
+    """A client of the KFP host, or a one-line error when no Kubeflow Pipelines API answers there."""
     import kfp
 
-    return kfp.Client(host=settings.kfp_host)
+    try:
+        return kfp.Client(host=settings.kfp_host)
+    except Exception as error:  # urllib3's MaxRetryError, kfp's TimeoutError, a malformed host: ValueError
+        raise UserError(f"--kfp-host {settings.kfp_host}: no Kubeflow Pipelines API answers ({error})") from None

@@ -11,7 +11,7 @@ from google.cloud import aiplatform
 from components.registry.core import RegistryConfig
 from pipelines import compile_cli, remote, schedule_cli, submit_cli
 from pipelines.config import PipelineSettings
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import InvalidValueError, UserError
 from tests.pipelines.fake_kfp_api import FakeKfpApi
 from tests.tracking.fake_metadata_api import FakeExperimentsApi
 
@@ -217,8 +217,22 @@ def test_kfp_recurring_runs_use_a_six_field_cron_and_can_be_paused_and_deleted(t
 
 def test_cron_conversion_rejects_malformed_expressions():
     assert remote.kfp_cron("0 0 3 * * 1") == "0 0 3 * * 1"
-    with pytest.raises(ValueError, match="must have 5 fields"):
+    assert remote.kfp_cron("TZ=Europe/Paris 0 3 * * 1") == "TZ=Europe/Paris 0 0 3 * * 1"  # the zone is no field
+    with pytest.raises(InvalidValueError, match="must have 5 fields"):
         remote.kfp_cron("every monday")
+    with pytest.raises(InvalidValueError, match="must have 5 fields"):
+        remote.kfp_cron("TZ=UTC 3 * * 1")
+
+
+def test_a_kfp_host_that_does_not_answer_or_a_bad_cron_is_one_line_before_any_call(tmp_path, template, capsys):
+    from pipelines.cli import main
+
+    host = ["--kfp-host", "http://127.0.0.1:9", "--tracking-uri", "http://mlflow:5000"]
+    assert main(["schedule", "list", *host]) == 2
+    assert "--kfp-host http://127.0.0.1:9: no Kubeflow Pipelines API answers" in capsys.readouterr().err
+    create = ["schedule", "create", "--image", "europe-west4-docker.pkg.dev/p/r/mmoe-ranker:1", *host]
+    assert main([*create, "--cron", "every monday"]) == 2  # refused before the host is asked anything
+    assert "cron 'every monday' must have 5 fields" in capsys.readouterr().err
 
 
 def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, vertex_api, capsys):
