@@ -280,6 +280,9 @@ class RegistryBackend(Protocol):
     def version_aliases(self, version: str) -> tuple[str, ...]:
         """The aliases a version holds."""
 
+    def version_blessed(self, version: str) -> bool | None:
+        """Whether the evaluation blessed the version (its ``blessed`` tag or label); None when it has none."""
+
 
 def register_model(
     candidate: Candidate, config: RegistryConfig, backend: RegistryBackend | None = None

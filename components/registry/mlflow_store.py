@@ -113,6 +113,9 @@ class MlflowRegistry:
     def version_aliases(self, version: str) -> tuple[str, ...]:
         return tuple(sorted(self.client.get_model_version(self.name, version).aliases))
 
+    def version_blessed(self, version: str) -> bool | None:
+        return _flag(self.client.get_model_version(self.name, version).tags.get("blessed"))
+
     def version_metrics(self, version: str) -> dict[str, float]:
         """Every evaluation metric logged with a version (from its run)."""
         run_id = self.client.get_model_version(self.name, version).run_id
@@ -163,3 +166,8 @@ def _local_path(uri: str) -> str:
     """``file:///a/b`` -> ``/a/b``; other schemes (gs://, s3://) are returned as they are."""
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def _flag(value: str | None) -> bool | None:
+    """A ``"true"`` / ``"false"`` tag or label as a boolean; None when absent."""
+    return None if value is None else value == "true"

@@ -20,10 +20,13 @@ HELP = "send all traffic to the canary and undeploy the version it replaces"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force", action="store_true", help="promote a canary its evaluation did not bless (a challenger)"
+    )
     add_rollout_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     from components.registry.rollout import promote_canary
 
-    return run(args, promote_canary)
+    return run(args, lambda config: promote_canary(config, force=args.force))

@@ -115,11 +115,23 @@ def start_canary(
 
 
 def promote_canary(
-    config: RegistryConfig, backend: RegistryBackend | None = None, target: ServingTarget | None = None
+    config: RegistryConfig,
+    backend: RegistryBackend | None = None,
+    target: ServingTarget | None = None,
+    force: bool = False,
 ) -> str:
-    """Send all traffic to the canary; it becomes (or stays) the champion and loses the ``canary`` alias."""
+    """Send all traffic to the canary; it becomes (or stays) the champion and loses the ``canary`` alias.
+
+    A canary whose evaluation did not bless it (a challenger, canaried to watch it online) is promoted only
+    with ``force``: the registry's rule is that only a blessed model becomes champion.
+    """
     backend = backend or open_backend(config)
     version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
+    if backend.version_blessed(version) is False and not force:
+        raise RolloutError(
+            f"{config.model_name} version {version} was not blessed by its evaluation, so it is not promoted "
+            "to champion; promote it with --force if the canary's online results justify it"
+        )
     shown = target_or_default(config, target).switch(_release(backend, version, config))
     promote(backend, version)
     backend.remove_alias(CANARY)

@@ -105,6 +105,10 @@ class VertexRegistry:
     def version_aliases(self, version: str) -> tuple[str, ...]:
         return tuple(sorted(self._registry().get_version_info(version).version_aliases))
 
+    def version_blessed(self, version: str) -> bool | None:
+        label = (self._registry().get_model(version).labels or {}).get("blessed")
+        return None if label is None else label == "true"
+
     def _registry(self):
         from google.cloud import aiplatform
 

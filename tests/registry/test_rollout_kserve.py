@@ -206,3 +206,19 @@ def test_an_out_file_that_cannot_be_written_changes_no_alias(capsys, work, tmp_p
 
     assert status == 2 and err == f"ranker {command}: --out {out}: no folder {out.parent}\n"
     assert {alias: registry.alias_version(alias) for alias in aliases} == aliases
+
+
+def test_a_canary_its_evaluation_did_not_bless_is_promoted_only_with_force(capsys, work, tmp_path, model_dir):
+    config = RegistryConfig(work_dir=str(work), keep_challengers=True)
+    model = copy_model(model_dir, tmp_path / "c", "c")
+    candidate = Candidate(str(model), False, ["worse on search"], {}, {"primary_metric": 0.5}, "run-c", "c" * 64)
+    challenger = register_model(candidate, config).version  # kept as a challenger: no champion alias
+    registry = MlflowRegistry(config)
+    kserve(capsys, work, "deploy", "--version", challenger, "--canary", "5")  # watched online: allowed
+
+    status, _, err = ranker(capsys, "promote", "--deploy-target", "kserve", "--work-dir", str(work))
+
+    assert status == 2 and f"version {challenger} was not blessed by its evaluation" in err and "--force" in err
+    assert (registry.alias_version(CHAMPION), registry.alias_version(CANARY)) == ("2", challenger)
+    assert served(kserve(capsys, work, "promote", "--force"))[0] == challenger
+    assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == (challenger, "2")
