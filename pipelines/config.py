@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +48,10 @@ PIPELINE_NAME = "mmoe-ranker"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
 SIMULATED_HELD_OUT_MODULE = "shop_page"
 VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"
+
+
+_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # kfp's own rules for set_cpu_limit and set_memory_limit
+_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 
 
 @dataclasses.dataclass
@@ -118,6 +123,9 @@ class PipelineSettings:
             raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
         if self.num_shards < 0:
             raise ValueError(f"num_shards must be 0 (sized by the data) or more, not {self.num_shards}")
+        if not 0 <= self.dead_letter_threshold <= 1:
+            raise ValueError(f"dead_letter_threshold is a share of rows, 0 to 1, not {self.dead_letter_threshold}")
+        self._check_resources()
         from components.evaluation.config import EvaluationConfig
 
         # fail now, naming the flag and the key, not an hour into the run
@@ -131,6 +139,19 @@ class PipelineSettings:
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
+
+    def _check_resources(self) -> None:
+        """The steps' CPU and memory limits in Kubernetes' quantities, as kfp takes them (it fails at compile)."""
+        for name in ("step_cpu", "train_cpu"):
+            value = getattr(self, name)
+            if not _CPU.match(value) or float(value.removesuffix("m")) <= 0:
+                raise ValueError(f"{name} {value!r} is not a CPU quantity (e.g. 4, 0.5 or 500m)")
+        for name in ("step_memory", "train_memory"):
+            value = getattr(self, name)
+            if not _MEMORY.match(value):
+                raise ValueError(f"{name} {value!r} is not a memory quantity (e.g. 8G, 512Mi)")
+        if self.train_accelerator_count < 0:
+            raise ValueError(f"train_accelerator_count must be 0 or more, not {self.train_accelerator_count}")
 
     @classmethod
     def from_env(

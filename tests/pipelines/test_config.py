@@ -187,6 +187,23 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
         PipelineSettings(num_shards=-1)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"dead_letter_threshold": 5.0}, "dead_letter_threshold is a share of rows, 0 to 1, not 5.0"),
+        ({"step_cpu": "abc"}, "step_cpu 'abc' is not a CPU quantity"),
+        ({"train_cpu": "-4"}, "train_cpu '-4' is not a CPU quantity"),
+        ({"step_memory": "lots"}, "step_memory 'lots' is not a memory quantity"),
+        ({"train_accelerator_count": -1}, "train_accelerator_count must be 0 or more, not -1"),
+    ],
+)
+def test_settings_that_extraction_or_kfp_would_refuse_later_are_refused_now(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PipelineSettings(**values)
+    for valid in ({"step_cpu": "500m", "step_memory": "512Mi"}, {"train_cpu": "0.5", "dead_letter_threshold": 0.0}):
+        PipelineSettings(**valid)
+
+
 def test_an_oracle_without_the_users_data_is_refused():
     with pytest.raises(ValueError, match="oracle_uri is the oracle of your data"):
         PipelineSettings(oracle_uri="truth/")
