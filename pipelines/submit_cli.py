@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import PipelineSettings, add_options
-from ranker_core.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError, MissingInputError
 
 HELP = "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"
 
@@ -51,10 +51,12 @@ def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: 
     """The YAML to submit: ``--template``, or the pipeline compiled into ``folder`` (its image must name a registry)."""
     from pipelines.compile_cli import compile_named
 
-    if not args.template:
-        settings.check_image()
-    pipeline = getattr(args, "pipeline", "training")
-    return Path(args.template) if args.template else compile_named(pipeline, settings, Path(folder) / "pipeline.yaml")
+    if args.template:
+        if not Path(args.template).is_file():
+            raise MissingInputError(f"--template {args.template}: no such file (write one with `ranker compile`)")
+        return Path(args.template)
+    settings.check_image()
+    return compile_named(getattr(args, "pipeline", "training"), settings, Path(folder) / "pipeline.yaml")
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:

@@ -233,6 +233,8 @@ def test_a_kfp_host_that_does_not_answer_or_a_bad_cron_is_one_line_before_any_ca
     create = ["schedule", "create", "--image", "europe-west4-docker.pkg.dev/p/r/mmoe-ranker:1", *host]
     assert main([*create, "--cron", "every monday"]) == 2  # refused before the host is asked anything
     assert "cron 'every monday' must have 5 fields" in capsys.readouterr().err
+    assert main(["submit", "--template", str(tmp_path / "nosuch.yaml"), *host]) == 2
+    assert f"--template {tmp_path / 'nosuch.yaml'}: no such file" in capsys.readouterr().err
 
 
 def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, vertex_api, capsys):
