@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Protocol
 
 from components.registry.core import (
@@ -194,6 +195,9 @@ def _holder(backend: RegistryBackend, alias: str, config: RegistryConfig, proble
 def _release(backend: RegistryBackend, version: str, config: RegistryConfig) -> Release:
     """The version and its model files; :class:`RolloutError` when the registry has no such version."""
     try:
-        return Release(version, backend.version_model_uri(version))
+        uri = backend.version_model_uri(version)
     except Exception as error:  # each registry has its own "not found" (MlflowException, NotFound)
         raise RolloutError(f"{config.model_name} has no version {version!r} ({type(error).__name__})") from None
+    if "://" not in uri and not Path(uri).is_dir():  # a local registry whose files were moved or deleted
+        raise RolloutError(f"{config.model_name} version {version}: its model files are missing from {uri}")
+    return Release(version, uri)

@@ -222,3 +222,17 @@ def test_a_canary_its_evaluation_did_not_bless_is_promoted_only_with_force(capsy
     assert (registry.alias_version(CHAMPION), registry.alias_version(CANARY)) == ("2", challenger)
     assert served(kserve(capsys, work, "promote", "--force"))[0] == challenger
     assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == (challenger, "2")
+
+
+def test_a_version_whose_model_files_are_gone_is_not_deployed(capsys, work, tmp_path, model_dir):
+    config = RegistryConfig(work_dir=str(work))
+    version = registered(tmp_path, config, "d", model_dir)
+    files = Path(MlflowRegistry(config).version_model_uri(version))
+    shutil.rmtree(files)
+
+    status, out, err = ranker(
+        capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), "--version", version
+    )
+
+    assert status == 2 and out == ""
+    assert err == f"ranker deploy: mmoe-ranker version {version}: its model files are missing from {files}\n"
