@@ -59,11 +59,23 @@ def find_duplicates(
     if copies.empty or not drop:
         return Duplicates(rows, len(copies), [])
     kept = involved.groupby(compare, dropna=False, sort=False)[UID].transform("first")
-    records = copies.drop(columns=bookkeeping).rename(columns=dict(raw_names or {}))
+    records = copies.drop(columns=bookkeeping)
+    records = records.rename(columns=_unclashing(raw_names or {}, records.columns))
     letters = [
         _letter(int(copies.at[index, UID]), int(kept[index]), records.loc[index], source_name) for index in copies.index
     ]
     return Duplicates(rows.drop(index=copies.index), len(copies), letters)
+
+
+def _unclashing(raw_names: Mapping[str, str], columns: Sequence[str]) -> dict[str, str]:
+    """The renames whose raw name no other column has (one raw column may serve two roles, or be a feature too:
+    those keep their parsed names)."""
+    targets = [raw_names[column] for column in columns if column in raw_names]
+    return {
+        column: raw
+        for column, raw in raw_names.items()
+        if column in columns and raw not in columns and targets.count(raw) == 1
+    }
 
 
 def _letter(uid: int, kept_uid: int, record: pd.Series, source_name: Callable[[int], str]) -> dict[str, Any]:

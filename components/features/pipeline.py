@@ -840,17 +840,29 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
 
 
 def _unlearnable_task_problem(spec: FeatureSpec) -> str:
-    """A task without a positive in the train split is a label mistake (wrong column, value or expression):
-    no ranker can learn it, and the baseline and the verdict would fail on it after the training."""
-    train = spec.splits["train"]
-    missing = [task for task in spec.task_names if not train.positives.get(task)]
-    if not missing:
-        return ""
-    return (
-        f"task(s) {', '.join(map(repr, missing))} have no positive among the {train.rows} rows of the train split: "
-        "no ranker can learn them; check their label in the dataset spec (column, values, expression) "
-        "or leave them out of it"
-    )
+    """A task with no positive anywhere is a label mistake (wrong column, value or expression): no ranker can
+    learn it, and the baseline and the verdict would fail on it after the training. One with positives, but none
+    in the train split (a rare label in a small sample), is a warning: the GBDT baseline will refuse it."""
+
+    def positives(task: str, splits: list[str]) -> int:
+        return sum(spec.splits[split].positives.get(task, 0) for split in splits if split in spec.splits)
+
+    never = [task for task in spec.task_names if not positives(task, list(spec.splits))]
+    if never:
+        rows = sum(stats.rows for stats in spec.splits.values())
+        return (
+            f"task(s) {', '.join(map(repr, never))} have no positive in any of the {rows} rows written: no ranker "
+            "can learn them; check their label in the dataset spec (column, values, expression) or leave them out"
+        )
+    for task in spec.task_names:
+        if not positives(task, ["train"]):
+            logger.warning(
+                "task %r has no positive in the train split (%d rows): no ranker can learn it, and the GBDT baseline "
+                "refuses it; extract more data, or leave the task out",
+                task,
+                spec.splits["train"].rows,
+            )
+    return ""
 
 
 def _held_out_problem(plan: ExtractionPlan, summary: ExtractionSummary) -> str:
