@@ -590,4 +590,4 @@ def add_options(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> Non
                 group.add_argument(
                     option.flag, dest=field, default=None, type=option.kind, help=f"{option.help} {shown}"
                 )
-    add_registry_arguments(parser)
+    add_registry_arguments(parser, judging=True)

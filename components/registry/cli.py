@@ -33,8 +33,11 @@ HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
 logger = logging.getLogger(__name__)
 
 
-def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
-    """The registry options (shared with `ranker run`); empty values fall back to the environment."""
+def add_registry_arguments(parser: argparse.ArgumentParser, judging: bool = False) -> None:
+    """The registry options (shared with `ranker run`); empty values fall back to the environment.
+
+    ``judging``: the command judges against the champion (a pipeline run), so it takes ``--on-broken-champion``.
+    """
     group = parser.add_argument_group("model registry")
     group.add_argument(
         "--registry", choices=("mlflow", "vertex"), default=None, help="registry backend [env RANKER_REGISTRY, mlflow]"
@@ -52,6 +55,8 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serving container registered with a Vertex AI model [env RANKER_SERVING_IMAGE, RANKER_IMAGE]",
     )
+    if not judging:
+        return
     group.add_argument(
         "--on-broken-champion",
         choices=("continue", "stop"),
@@ -72,7 +77,7 @@ def registry_config(args: argparse.Namespace, work_dir: str | None = None) -> Re
         serving_image=args.serving_image,
         work_dir=work_dir,
         keep_challengers=getattr(args, "keep_challengers", None) or None,
-        on_broken_champion=args.on_broken_champion,
+        on_broken_champion=getattr(args, "on_broken_champion", None),
     )
 
 

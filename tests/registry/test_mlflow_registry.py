@@ -244,12 +244,16 @@ def test_cli_registers_and_prints_the_champion(tmp_path, capsys, model_dir):
     assert (Path(champion) / "saved_model.pb").is_file()
 
 
-def test_cli_and_run_flags_set_the_broken_champion_policy(tmp_path):
+def test_run_flags_set_the_broken_champion_policy_and_only_judging_commands_take_it(tmp_path):
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    cli.add_registry_arguments(parser, judging=True)
 
     assert cli.registry_config(parser.parse_args(["--on-broken-champion", "stop"])).on_broken_champion == "stop"
     assert cli.registry_config(parser.parse_args([])).on_broken_champion == "continue"
+    register = argparse.ArgumentParser()
+    cli.add_arguments(register)  # register judges nothing: the flag would do nothing there
+    assert "--on-broken-champion" not in register.format_help()
+    assert cli.registry_config(register.parse_args([])).on_broken_champion == "continue"
 
 
 def test_gs_uris_are_read_through_the_cloud_storage_fuse_mount(tmp_path, monkeypatch):
