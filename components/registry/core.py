@@ -128,7 +128,9 @@ class RegistryConfig(Settings):
         if self.backend == "vertex" and not self.project:
             raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
         if self.canary_percent is not None and not 0 <= self.canary_percent <= 100:
-            raise ValueError(f"--canary {self.canary_percent}: the canary's share of traffic is a percent, 0 to 100")
+            raise ValueError(
+                f"canary {self.canary_percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100"
+            )
         return self
 
     @property

@@ -106,7 +106,7 @@ def start_canary(
     """Serve ``version`` (default: the champion) with ``percent``% of the traffic; it takes the ``canary`` alias."""
     percent = config.canary_percent if percent is None else percent
     if percent is None or not 0 <= percent <= 100:
-        raise RolloutError(f"--canary {percent}: the canary's share of traffic is a percent, 0 to 100")
+        raise RolloutError(f"canary {percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100")
     backend = backend or open_backend(config)
     canary = _version_or_champion(backend, version, config)
     shown = target_or_default(config, target).canary(canary, percent)

@@ -159,9 +159,9 @@ def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, w
     [
         (
             ["deploy", "--canary", "150", "--deploy-target", "kserve"],
-            "--canary 150: the canary's share of traffic is a percent, 0 to 100",
+            "canary 150 (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100",
         ),
-        (["deploy", "--canary", "-1", "--deploy-target", "kserve"], "--canary -1: the canary's share"),
+        (["deploy", "--canary", "-1", "--deploy-target", "kserve"], "canary -1 (--canary, RANKER_CANARY): the share"),
         (["deploy", "--canary", "10"], "a local server has no traffic split"),
         (["deploy", "--version", "9", "--deploy-target", "kserve"], "mmoe-ranker has no version '9'"),
         (["promote", "--deploy-target", "kserve"], "no canary to promote: run `ranker deploy --canary PERCENT` first"),
