@@ -36,8 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ranker_core.schema import MODULE, FeatureSpec
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+from serving.request import FLOAT32_MAX
 
 if TYPE_CHECKING:
     from serving.feature_store import OnlineFeatures

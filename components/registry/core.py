@@ -127,10 +127,8 @@ class RegistryConfig(Settings):
     def _check(self) -> Self:
         if self.backend == "vertex" and not self.project:
             raise ValueError("the vertex registry needs a project: set --project or GOOGLE_CLOUD_PROJECT")
-        if self.canary_percent is not None and not 0 <= self.canary_percent <= 100:
-            raise ValueError(
-                f"canary {self.canary_percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100"
-            )
+        if self.canary_percent is not None and (problem := canary_share_problem(self.canary_percent)):
+            raise ValueError(problem)
         return self
 
     @property
@@ -256,6 +254,19 @@ class RegisteredVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def blessed_tag(value: str | None) -> bool | None:
+    """A version's ``blessed`` tag or label (:attr:`Candidate.provenance` writes ``"true"`` / ``"false"``) as a boolean;
+    None when the version has none."""
+    return None if value is None else value == "true"
+
+
+def canary_share_problem(percent: int | None) -> str:
+    """Why ``percent`` is not a canary's share of traffic (empty when it is one)."""
+    if percent is not None and 0 <= percent <= 100:
+        return ""
+    return f"canary {percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100"
 
 
 class RegistryBackend(Protocol):

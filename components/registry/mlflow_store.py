@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
-from components.registry.core import Candidate, RegistryConfig
+from components.registry.core import Candidate, RegistryConfig, blessed_tag
 from components.tracking.mlflow_runs import (
     EvaluationDocuments,
     experiment_id,
@@ -114,7 +114,7 @@ class MlflowRegistry:
         return tuple(sorted(self.client.get_model_version(self.name, version).aliases))
 
     def version_blessed(self, version: str) -> bool | None:
-        return _flag(self.client.get_model_version(self.name, version).tags.get("blessed"))
+        return blessed_tag(self.client.get_model_version(self.name, version).tags.get("blessed"))
 
     def version_metrics(self, version: str) -> dict[str, float]:
         """Every evaluation metric logged with a version (from its run)."""
@@ -166,8 +166,3 @@ def _local_path(uri: str) -> str:
     """``file:///a/b`` -> ``/a/b``; other schemes (gs://, s3://) are returned as they are."""
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
-
-
-def _flag(value: str | None) -> bool | None:
-    """A ``"true"`` / ``"false"`` tag or label as a boolean; None when absent."""
-    return None if value is None else value == "true"

@@ -38,6 +38,7 @@ from components.registry.core import (
     PREVIOUS_CHAMPION,
     RegistryBackend,
     RegistryConfig,
+    canary_share_problem,
     open_backend,
     promote,
 )
@@ -105,8 +106,8 @@ def start_canary(
 ) -> str:
     """Serve ``version`` (default: the champion) with ``percent``% of the traffic; it takes the ``canary`` alias."""
     percent = config.canary_percent if percent is None else percent
-    if percent is None or not 0 <= percent <= 100:
-        raise RolloutError(f"canary {percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100")
+    if problem := canary_share_problem(percent):
+        raise RolloutError(problem)
     backend = backend or open_backend(config)
     canary = _version_or_champion(backend, version, config)
     shown = target_or_default(config, target).canary(canary, percent)

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 
-from components.registry.core import Candidate, RegistryConfig
+from components.registry.core import Candidate, RegistryConfig, blessed_tag
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ class VertexRegistry:
         return tuple(sorted(self._registry().get_version_info(version).version_aliases))
 
     def version_blessed(self, version: str) -> bool | None:
-        label = (self._registry().get_model(version).labels or {}).get("blessed")
-        return None if label is None else label == "true"
+        return blessed_tag((self._registry().get_model(version).labels or {}).get("blessed"))
 
     def _registry(self):
         from google.cloud import aiplatform
