@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.local_run import LocalRunResult, format_duration
+from ranker_core.cli_support import first_few
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
 from ranker_core.schema import FEATURE_SPEC_FILE
 
@@ -53,8 +54,7 @@ def unmeasured_note(report: dict[str, Any], metric: str, split: str = "test") ->
     ]
     if not missing:
         return ""
-    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-    return f"Not shown, no request with a positive: {', '.join(missing[:10])}{more} (report.html lists them)"
+    return f"Not shown, no request with a positive: {first_few(missing, 10)} (report.html lists them)"
 
 
 def _cells(report: dict[str, Any], metric: str, split: str) -> tuple[list[str], dict[tuple[str, str], dict]]:

@@ -32,6 +32,16 @@ class InvalidValueError(UserError, ValueError):
     """A bad value given by the user (a ``ValueError`` too, for callers that catch those)."""
 
 
+def first_few(items: list[str], most: int) -> str:
+    """Up to ``most`` items for a message, and how many more there are.
+
+    >>> first_few(["a.csv", "b.csv", "c.csv"], 2)
+    'a.csv, b.csv and 1 more'
+    """
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
 def require_path(path: str, flag: str) -> str:
     """``path`` if it exists or is remote; else a :class:`UserError` naming ``flag``."""
     if path.startswith(REMOTE_SCHEMES) or Path(path).exists():

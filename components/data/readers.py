@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.spec import SourceSpec
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import UserError, first_few
 
 BIGQUERY_SCHEME = "bq://"
 DEFAULT_BATCH_ROWS = 65_536
@@ -256,9 +256,9 @@ def _present_columns(
 
 def header_hint(names: list[str], source: SourceSpec) -> str:
     """Why a CSV header holds none of the columns a spec needs, with what it does hold."""
-    shown = ", ".join(map(repr, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
     return (
-        f"its header line names none of the columns the spec needs (it has {len(names)}: {shown}): is "
+        f"its header line names none of the columns the spec needs (it has {len(names)}: "
+        f"{first_few([repr(name) for name in names], 8)}): is "
         f"source.delimiter {source.delimiter!r} right, or does the file lack a header line (source.column_names)?"
     )
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import UserError, first_few
 from ranker_core.feature_store import MATCH_PREFIX
 from ranker_core.schema import (
     HELDOUT_SPLIT,
@@ -681,9 +681,8 @@ def file_splits(spec: DatasetSpec, files: list[str]) -> dict[int, str]:
         splits[index] = matched[0]
     unmatched = [split for split in spec.split.files if split not in splits.values()]
     if unmatched:
-        shown = ", ".join(path.rstrip("/").rsplit("/", 1)[-1] for path in files[:5])
-        more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+        names = first_few([path.rstrip("/").rsplit("/", 1)[-1] for path in files], 5)
         raise ValueError(
-            f"split.files.{unmatched[0]}: {spec.split.files[unmatched[0]]!r} matches none of the files ({shown}{more})"
+            f"split.files.{unmatched[0]}: {spec.split.files[unmatched[0]]!r} matches none of the files ({names})"
         )
     return splits
