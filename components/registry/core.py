@@ -55,6 +55,7 @@ CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 CANARY = "canary"
+ROLLED_BACK = "rolled-back"  # the version the last rollback took traffic from: a retried run does not re-promote it
 Backend = Literal["mlflow", "vertex"]
 # The blessing's parts that are tables or identities, not headline numbers.
 _NOT_HEADLINE = ("modules", "judged_model", "reasons", "primary")
@@ -262,6 +263,11 @@ def blessed_tag(value: str | None) -> bool | None:
     return None if value is None else value == "true"
 
 
+def is_canary_share(percent: int | None) -> bool:
+    """Whether ``percent`` makes a canary: a share below 100. None and 100 both mean all traffic, no canary."""
+    return percent is not None and percent < 100
+
+
 def canary_share_problem(percent: int | None) -> str:
     """Why ``percent`` is not a canary's share of traffic (empty when it is one)."""
     if percent is not None and 0 <= percent <= 100:
@@ -300,7 +306,11 @@ class RegistryBackend(Protocol):
 def register_model(
     candidate: Candidate, config: RegistryConfig, backend: RegistryBackend | None = None
 ) -> RegisteredVersion:
-    """Register a candidate once and promote it to champion when it is blessed."""
+    """Register a candidate once and promote it to champion when it is blessed.
+
+    A model already registered as the version the last rollback took traffic from (a retried or
+    repeated run) is refused: :class:`RegistrationRefusedError`, and the aliases stay as the operator left them.
+    """
     refuse_unblessed(candidate, config)
     backend = backend or open_backend(config)
     version = backend.find_version(candidate.digest)
@@ -308,6 +318,12 @@ def register_model(
     if version is None:
         version = backend.create_version(candidate)
         logger.info("registered %s version %s (run %s)", config.model_name, version, candidate.run_id)
+    elif candidate.blessed and backend.alias_version(ROLLED_BACK) == version:
+        raise RegistrationRefusedError(
+            f"this model is {config.model_name} version {version}, which traffic was rolled back from "
+            f"(alias {ROLLED_BACK}), so registering it again does not make it the champion again; to serve it "
+            f"again: `ranker deploy --version {version} --canary PERCENT`, then `ranker promote`"
+        )
     else:
         logger.info(
             "%s version %s already holds model %s: not registering it again",
@@ -426,7 +442,12 @@ def json_file(path: str, default_name: str) -> str:
 
 
 def promote(backend: RegistryBackend, version: str) -> None:
-    """Make ``version`` the champion; the champion it replaces becomes ``previous-champion``."""
+    """Make ``version`` the champion; the champion it replaces becomes ``previous-champion``.
+
+    A version promoted again after a rollback from it loses ``rolled-back``: an operator chose it.
+    """
+    if backend.alias_version(ROLLED_BACK) == version:
+        backend.remove_alias(ROLLED_BACK)
     current = backend.alias_version(CHAMPION)
     if current == version:
         return

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PERCENT",
-        help="send only this share of traffic (0 to 100) to the version [env RANKER_CANARY]",
+        help="send only this share of traffic (0 to 99) to the version; 100 is a plain deployment [env RANKER_CANARY]",
     )
     add_rollout_arguments(parser)
 

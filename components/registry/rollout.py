@@ -36,9 +36,11 @@ from components.registry.core import (
     CANARY,
     CHAMPION,
     PREVIOUS_CHAMPION,
+    ROLLED_BACK,
     RegistryBackend,
     RegistryConfig,
     canary_share_problem,
+    is_canary_share,
     open_backend,
     promote,
 )
@@ -90,8 +92,11 @@ def deploy(
     backend: RegistryBackend | None = None,
     target: ServingTarget | None = None,
 ) -> str:
-    """Serve ``version`` (default: the champion) alone, with ``canary_percent`` of the traffic when it is set."""
-    if config.canary_percent is not None:
+    """Serve ``version`` (default: the champion): alone, or with ``canary_percent`` of the traffic below 100.
+
+    A share of 100 is a plain deployment, as in the pipeline's deploy step: all traffic, no ``canary`` alias.
+    """
+    if is_canary_share(config.canary_percent):
         return start_canary(config, version, backend=backend, target=target)
     backend = backend or open_backend(config)
     return target_or_default(config, target).serve(_version_or_champion(backend, version, config))
@@ -146,7 +151,9 @@ def roll_back(
     """Send all traffic back to the champion the canary (or the last promotion) replaced.
 
     With a canary that is not the champion, that is the champion; otherwise the
-    ``previous-champion``, which becomes the champion again.
+    ``previous-champion``, which becomes the champion again. The version traffic was taken
+    from holds ``rolled-back``, so that registering it again (a retried run) does not make it
+    the champion again.
     """
     backend = backend or open_backend(config)
     canary = backend.alias_version(CANARY)
@@ -156,13 +163,16 @@ def roll_back(
         raise RolloutError(f"no previous champion of {config.model_name} to roll back to")
     shown = target_or_default(config, target).switch(_release(backend, version, config))
     _restore_champion(backend, version)
+    rolled_back_from = canary if canary is not None and canary != version else champion
+    if rolled_back_from is not None:
+        backend.set_alias(ROLLED_BACK, rolled_back_from)
     logger.info("rolled back to version %s (canary was %s, champion was %s)", version, canary, champion)
     return shown
 
 
 def mark_canary(config: RegistryConfig, version: str, percent: int, backend: RegistryBackend | None = None) -> None:
     """After the pipeline deployed ``version`` with ``percent``% of the traffic: below 100 it is the canary."""
-    if percent < 100:
+    if is_canary_share(percent):
         (backend or open_backend(config)).set_alias(CANARY, version)
 
 

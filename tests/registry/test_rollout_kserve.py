@@ -8,7 +8,16 @@ import pytest
 import yaml
 from kserve.models import V1beta1InferenceServiceSpec, V1beta1PredictorSpec
 
-from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, Candidate, RegistryConfig, register_model
+from components.registry.core import (
+    CANARY,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ROLLED_BACK,
+    Candidate,
+    RegistrationRefusedError,
+    RegistryConfig,
+    register_model,
+)
 from components.registry.kserve import VERSION_ANNOTATION
 from components.registry.mlflow_store import MlflowRegistry
 from pipelines.cli import main
@@ -129,6 +138,26 @@ def test_rollback_on_kserve_serves_the_previous_champion_again(capsys, work):
     assert registry.alias_version(CHAMPION) == "1"
     assert registry.alias_version(PREVIOUS_CHAMPION) is None
     assert registry.alias_version(CANARY) is None
+    assert registry.alias_version(ROLLED_BACK) == "2"
+
+
+def test_a_rolled_back_model_registered_again_stays_rolled_back_until_an_operator_promotes_it(
+    capsys, work, tmp_path, model_dir
+):
+    """A retried run re-registers its model: after a rollback from that model, the champion stays as rolled back."""
+    config = RegistryConfig(work_dir=str(work))
+    registry = MlflowRegistry(config)
+    kserve(capsys, work, "rollback")  # from the champion, version 2 ("b"), to version 1
+    assert (registry.alias_version(CHAMPION), registry.alias_version(ROLLED_BACK)) == ("1", "2")
+
+    with pytest.raises(RegistrationRefusedError, match="version 2, which traffic was rolled back from"):
+        registered(tmp_path, config, "b", model_dir)
+    assert (registry.alias_version(CHAMPION), registry.alias_version(ROLLED_BACK)) == ("1", "2")
+
+    kserve(capsys, work, "deploy", "--version", "2", "--canary", "10")
+    kserve(capsys, work, "promote")  # the operator's choice
+    assert (registry.alias_version(CHAMPION), registry.alias_version(ROLLED_BACK)) == ("2", None)
+    assert registered(tmp_path / "again", config, "b", model_dir) == "2"
 
 
 def test_a_canary_of_an_older_version_rolls_back_to_the_champion(capsys, work):
@@ -137,12 +166,23 @@ def test_a_canary_of_an_older_version_rolls_back_to_the_champion(capsys, work):
 
     assert served(kserve(capsys, work, "rollback"))[0] == "2"
     assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == ("2", "1")
+    assert registry.alias_version(ROLLED_BACK) == "1"  # the canary
 
 
 def test_a_plain_deploy_serves_the_champion_with_all_traffic(capsys, work):
     assert served(kserve(capsys, work, "deploy"))[0::2] == ("2", None)
     status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work))
     assert status == 0 and "ranker serve --model-uri models:/mmoe-ranker/2" in out
+
+
+def test_a_canary_of_100_is_a_plain_deploy_as_in_the_pipeline(capsys, work):
+    """The pipeline's deploy step reads ``canary_percent`` 100 as all traffic; so does ``ranker deploy``."""
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+
+    assert served(kserve(capsys, work, "deploy", "--canary", "100"))[0::2] == ("2", None)
+    assert registry.alias_version(CANARY) is None
+    assert served(kserve(capsys, work, "deploy", "--canary", "99"))[0::2] == ("2", 99)
+    assert registry.alias_version(CANARY) == "2"
 
 
 def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, work, monkeypatch):
