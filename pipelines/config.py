@@ -134,11 +134,26 @@ class PipelineSettings:
         self.evaluation = step_config(EvaluationConfig, self.eval_config, "eval_config")
         self.tuning = step_config(TuningConfig, self.tune_config, "tune_config")
         parse_labels(self.labels)
+        self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
+
+    def _check_simulated_held_out_module(self) -> None:
+        """A simulated run's held-out module must be a simulated one: a typo fails now, not after extraction.
+
+        On a user's data the modules are known only once extraction has read every file; it checks there.
+        """
+        from components.data.simulator_config import SimulatorConfig
+
+        modules = list(SimulatorConfig().active_modules())
+        if not self.data_uri and self.effective_held_out_module not in ("", *modules):
+            raise ValueError(
+                f"held_out_module {self.effective_held_out_module!r} (--held-out-module, RANKER_HELD_OUT_MODULE) "
+                f"is not a simulated module: {', '.join(modules)}"
+            )
 
     def _check_resources(self) -> None:
         """The steps' CPU and memory limits in Kubernetes' quantities, as kfp takes them (it fails at compile)."""

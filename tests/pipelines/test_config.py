@@ -195,12 +195,18 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
         ({"train_cpu": "-4"}, "train_cpu '-4' is not a CPU quantity"),
         ({"step_memory": "lots"}, "step_memory 'lots' is not a memory quantity"),
         ({"train_accelerator_count": -1}, "train_accelerator_count must be 0 or more, not -1"),
+        ({"held_out_module": "shop-page"}, "held_out_module 'shop-page' (--held-out-module, RANKER_HELD_OUT_MODULE)"),
     ],
 )
 def test_settings_that_extraction_or_kfp_would_refuse_later_are_refused_now(values, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         PipelineSettings(**values)
-    for valid in ({"step_cpu": "500m", "step_memory": "512Mi"}, {"train_cpu": "0.5", "dead_letter_threshold": 0.0}):
+    for valid in (
+        {"step_cpu": "500m", "step_memory": "512Mi"},
+        {"train_cpu": "0.5", "dead_letter_threshold": 0.0},
+        {"held_out_module": "search"},
+        {"held_out_module": "shop-page", "data_uri": "logs/*.csv"},  # a user's modules: checked by extraction
+    ):
         PipelineSettings(**valid)
 
 
