@@ -426,13 +426,18 @@ def string_column(values: Sequence[Any], where: str, joined: bool = False, index
             column[index] = value
         elif value is None:
             column[index] = ""
-        elif type(value) is int and not joined:
+        elif type(value) is int and not joined and -(2**63) <= value < 2**64:
             column[index] = str(value)
         elif joined and type(value) is list and all(type(token) is str for token in value):
             column[index] = LIST_SEPARATOR.join(value)
         else:
             expected = "a string, a list of strings or null" if joined else "a string, an integer id or null"
-            raise RequestError(f"{_at(where, index, indexed)}: expected {expected}, got {_kind(value)} {value!r}")
+            # JSON decoders read an integer beyond 64 bits as a float (or not at all), so the context and
+            # the candidates refuse it alike
+            hint = "; send an id beyond 64 bits as a string" if not joined and type(value) in (int, float) else ""
+            raise RequestError(
+                f"{_at(where, index, indexed)}: expected {expected}, got {_kind(value)} {_short(value)}{hint}"
+            )
     return column
 
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.request import (
+    ParsedBatch,
     RequestError,
     RequestParser,
     TooManyCandidatesError,
@@ -200,6 +201,19 @@ def test_an_absent_or_null_module_is_the_only_module_of_a_single_module_model():
 
 
 DECODER = TypedBodyDecoder(synthetic_feature_spec())
+
+
+@pytest.mark.parametrize("where", ["context", "candidates"])
+def test_an_integer_id_is_taken_up_to_64_bits_in_the_context_and_the_candidates_alike(parser, where):
+    def parsed(user_id: int) -> ParsedBatch:
+        context = {"module_name": "search"} | ({"user_id": user_id} if where == "context" else {})
+        candidates = [{"price": 1.0} | ({"user_id": user_id} if where == "candidates" else {})]
+        return parser.parse(DECODER.decode(json.dumps(body(candidates, context=context))))  # orjson: 64 bits
+
+    assert parsed(2**64 - 1).columns["user_id"].tolist() == [str(2**64 - 1)]
+    assert parsed(-(2**63)).columns["user_id"].tolist() == [str(-(2**63))]
+    with pytest.raises(RequestError, match="send an id beyond 64 bits as a string"):
+        parsed(2**64)
 
 
 def test_the_typed_decoder_checks_column_types_while_decoding_and_leaves_the_rest_to_the_parser(parser):
