@@ -185,6 +185,16 @@ class FeatureSpec:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(feature.name for feature in self.features)
 
+    def one_class_tasks(self, split: str) -> tuple[str, ...]:
+        """The tasks whose labels in ``split`` are all negative or all positive: AUC and NDCG say nothing there.
+
+        None when the spec has no counts for the split.
+        """
+        stats = self.splits.get(split)
+        if stats is None or stats.rows <= 0:
+            return ()
+        return tuple(task for task in self.task_names if not 0 < stats.positives.get(task, 0) < stats.rows)
+
     def feature(self, name: str) -> Feature:
         for feature in self.features:
             if feature.name == name:

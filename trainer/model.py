@@ -387,11 +387,13 @@ class RankerModel(tfrs.Model):
         self.positive_weights = positive_weights(spec, config)
         # Weighted BCE moves the optimal logit by log(w); subtracting it restores calibrated probabilities.
         self.logit_offsets = tf.constant([math.log(self.positive_weights[t]) for t in self.task_names], tf.float32)
+        # Keras's AUC is 0.0, not undefined, on labels of one class: such a task logs no AUC at all.
+        unmeasured = spec.one_class_tasks("eval")
         self.ranking_tasks = [
             tfrs.tasks.Ranking(
                 # per-example losses, averaged over the GLOBAL batch in compute_loss (tf.distribute-safe)
                 loss=tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
-                metrics=[tf.keras.metrics.AUC(from_logits=True, name=f"{task}_auc")],
+                metrics=[] if task in unmeasured else [tf.keras.metrics.AUC(from_logits=True, name=f"{task}_auc")],
             )
             for task in self.task_names
         ]

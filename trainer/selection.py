@@ -50,18 +50,28 @@ class Selection:
 
     @classmethod
     def resolve(cls, config: TrainerConfig, spec: FeatureSpec) -> Selection:
-        """The selection ``config.early_stopping_metric`` asks for on this data (loss without request groups)."""
-        if config.early_stopping_metric == LOSS_METRIC:
+        """The selection ``config.early_stopping_metric`` asks for on this data.
+
+        The eval loss instead when the metric cannot be measured there: NDCG without request groups, or a
+        primary task whose eval labels are all of one class.
+        """
+        metric = config.early_stopping_metric
+        if metric == LOSS_METRIC:
             return cls(LOSS_MONITOR, "min")
-        if config.early_stopping_metric == AUC_METRIC:
-            return cls.auc(spec)
-        if not spec.has_groups:
-            logger.warning(
-                "early_stopping_metric is %s but the data has no request groups: selecting by the eval loss",
-                config.early_stopping_metric,
+        if metric != AUC_METRIC and not spec.has_groups:
+            return cls.by_loss(f"early_stopping_metric is {metric} but the data has no request groups")
+        target = default_primary_task(spec.task_names, metric)
+        if target in spec.one_class_tasks("eval"):
+            return cls.by_loss(
+                f"early_stopping_metric is {metric} of {target!r}, whose eval labels are all of one class"
             )
-            return cls(LOSS_MONITOR, "min")
-        return cls.ranking(config.early_stopping_metric, spec)
+        return cls.auc(spec) if metric == AUC_METRIC else cls.ranking(metric, spec)
+
+    @classmethod
+    def by_loss(cls, reason: str) -> Selection:
+        """The eval loss, with a warning that says why the configured metric is not used."""
+        logger.warning("%s: selecting by the eval loss", reason)
+        return cls(LOSS_MONITOR, "min")
 
     @classmethod
     def ranking(cls, metric: str, spec: FeatureSpec) -> Selection:

@@ -106,6 +106,8 @@ def train_and_export(
     spec = load_feature_spec(examples_dir)
     check_serving_names(spec)
     config = _without_constant_positions(examples_dir, spec, config)
+    if unmeasured := spec.one_class_tasks("eval"):
+        logger.warning("the eval split's labels of %s are all of one class: no validation AUC for them", unmeasured)
     strategy = strategy or tf.distribute.get_strategy()
     size = config.ensemble_size
     members = [

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import ndcg_score
 
-from ranker_core.schema import FEATURE_SPEC_FILE, REQUEST_ID, FeatureSpec, Task, label_key
+from ranker_core.schema import FEATURE_SPEC_FILE, REQUEST_ID, FeatureSpec, SplitStats, Task, label_key
 from ranker_core.targets import graded_relevance
+from tests.conftest import synthetic_feature_spec, write_synthetic_examples
 from tests.trainer.conftest import TINY_CONFIG
 from trainer import selection as selection_module
 from trainer.config import TrainerConfig
@@ -56,6 +57,32 @@ def test_selection_follows_the_config_and_the_data(spec):
     assert Selection.resolve(by_auc, no_groups) == Selection("val_favorite_auc", "max")
     first_task = Selection.resolve(by_auc, without_favorite)
     assert (first_task.monitor, first_task.by_ranking) == ("val_click_auc", False)
+
+
+def test_a_primary_task_of_one_class_in_eval_is_not_selected_by(spec):
+    """All-negative eval labels make Keras's AUC 0.0 and every NDCG equal: the selection falls back to the loss."""
+    positives = {task: 3 for task in spec.task_names} | {"favorite": 0, "purchase": 10}  # none, and only positives
+    no_eval_favorite = dataclasses.replace(spec, splits={"eval": SplitStats(rows=10, positives=positives)})
+    assert no_eval_favorite.one_class_tasks("eval") == ("favorite", "purchase")
+    for metric in ("ndcg@10", "auc"):
+        assert Selection.resolve(TrainerConfig(early_stopping_metric=metric), no_eval_favorite).monitor == LOSS_MONITOR
+    assert dataclasses.replace(spec, splits={}).one_class_tasks("eval") == ()
+
+
+def test_a_task_without_eval_positives_logs_no_auc(tmp_path, caplog):
+    splits = iter(["train", "eval", "test"])  # write_synthetic_examples relogs the splits in this order
+
+    def no_favorite_in_eval(rows: list[dict]) -> list[dict]:
+        return [{**row, "label_favorite": 0} for row in rows] if next(splits) == "eval" else rows
+
+    examples = write_synthetic_examples(tmp_path / "examples", synthetic_feature_spec(), no_favorite_in_eval)
+    config = TrainerConfig(**{**TINY_CONFIG, "early_stopping_metric": "ndcg@10", "epochs": 1})
+
+    result = train_and_export(examples, tmp_path / "model", config)
+
+    assert "favorite_auc" not in result.eval_metrics and "val_favorite_auc" not in result.history
+    assert 0.5 < result.eval_metrics["click_auc"] <= 1.0
+    assert "no validation AUC for them" in caplog.text and "selecting by the eval loss" in caplog.text
 
 
 def test_training_without_groups_restores_the_epoch_with_the_best_eval_auc(synthetic_examples, tmp_path):
