@@ -33,6 +33,7 @@ _FLAGS = {
         "most candidates in one HTTP request, all instances together; more gets 413",
     ),
     "--max-body-bytes": ("max_body_bytes", int, "largest request body; larger gets 413"),
+    "--body-timeout": ("body_timeout_s", float, "seconds a request body may take to arrive; slower gets 408 (0: none)"),
     "--batch-wait-ms": ("batch_wait_ms", float, "with --batching: wait this long for more requests per batch"),
     "--max-batch-candidates": ("max_batch_candidates", int, "most candidates in one batched model call"),
     "--model-threads": ("model_threads", int, "model calls that may run at the same time"),

@@ -41,6 +41,7 @@ class ServerConfig(Settings):
     max_instances: int = env_field(64, "RANKER_MAX_INSTANCES")
     max_request_candidates: int = env_field(20_000, "RANKER_MAX_REQUEST_CANDIDATES")
     max_body_bytes: int = env_field(16 * 1024 * 1024, "RANKER_MAX_BODY_BYTES")
+    body_timeout_s: float = env_field(30.0, "RANKER_BODY_TIMEOUT_S")  # a body slower to arrive is a 408; 0: no limit
     batching: bool = env_field(True, "RANKER_BATCHING")
     batch_wait_ms: float = env_field(0.0, "RANKER_BATCH_WAIT_MS")
     model_threads: int = env_field(2, "RANKER_MODEL_THREADS")
@@ -62,6 +63,13 @@ class ServerConfig(Settings):
     def _stall_threshold_above_the_tick(cls, seconds: float) -> float:
         if seconds < 0 or 0 < seconds <= STALL_TICK_S:
             raise ValueError(f"the stall dump threshold must be 0 (off) or more than {STALL_TICK_S} s, got {seconds}")
+        return seconds
+
+    @field_validator("body_timeout_s", "feature_timeout_s")
+    @classmethod
+    def _not_negative(cls, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a timeout is 0 or more seconds, got {seconds}")
         return seconds
 
     @field_validator("workers")

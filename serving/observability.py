@@ -107,7 +107,8 @@ def configure_json_logging(level: int = logging.INFO) -> None:
 
 
 class ObservabilityMiddleware:
-    """ASGI middleware: refuses oversized bodies with 413, counts and times every request, logs it as JSON.
+    """ASGI middleware: refuses oversized bodies with 413 and bodies slower than ``body_timeout_s`` with 408,
+    counts and times every request, logs it as JSON.
 
     Example::
 
@@ -115,12 +116,18 @@ class ObservabilityMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, classify: Callable[[str], str], max_body_bytes: int, access_log: bool = True
+        self,
+        app: ASGIApp,
+        classify: Callable[[str], str],
+        max_body_bytes: int,
+        access_log: bool = True,
+        body_timeout_s: float = 0.0,
     ) -> None:
         self.app = app
         self.classify = classify
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.body_timeout_s = body_timeout_s  # 0: no limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,9 +155,20 @@ class ObservabilityMiddleware:
                     )
                     return
                 try:
-                    body = await self._read_body(scope, receive)
+                    async with asyncio.timeout(self.body_timeout_s or None):
+                        body = await self._read_body(scope, receive)
                 except asyncio.CancelledError:  # the shutdown's grace period ended while the client was still sending
-                    await _answer(send_recording_status, 503, "the server is shutting down: retry on another replica")
+                    await _answer(
+                        send_recording_status, 503, "the server is shutting down: retry on another replica", close=True
+                    )
+                    return
+                except TimeoutError:  # a stalled or trickling client would hold its connection and memory
+                    await _answer(
+                        send_recording_status,
+                        408,
+                        f"the request body did not arrive within {self.body_timeout_s:g} s (RANKER_BODY_TIMEOUT_S)",
+                        close=True,
+                    )
                     return
                 body_read = time.perf_counter() - started
                 if body is None:
@@ -159,6 +177,7 @@ class ObservabilityMiddleware:
                         send_recording_status,
                         413,
                         f"request body exceeds the limit of {limit} bytes (RANKER_MAX_BODY_BYTES)",
+                        close=True,
                     )
                     return
                 receive = _replay(body, receive)
@@ -220,11 +239,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
-    """A JSON error response sent straight from the middleware: ``{"error": message}``."""
-    payload = json.dumps({"error": message})
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": payload.encode()})
+async def _answer(send: Send, status: int, message: str, close: bool = False) -> None:
+    """A JSON error response sent straight from the middleware: ``{"error": message}``.
+
+    ``close`` when the body was not read to its end: the connection cannot carry another request.
+    """
+    payload = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _access_fields(scope: Scope, status: int, elapsed: float, body_read: float) -> dict[str, Any]:

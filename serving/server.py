@@ -44,6 +44,7 @@ from kserve import Model, ModelServer
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.protocol.dataplane import JSON_HEADERS
 from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ranker_core.schema import MODULE, FeatureSpec
 from serving.batcher import DirectRunner, MicroBatcher, RunnerClosedError
@@ -303,6 +304,13 @@ async def refused_handler(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=REFUSAL_STATUS[type(error)], content={"error": str(error)})
 
 
+async def routing_error_handler(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own answers (no route for the path: 404; not for the method: 405, with ``Allow``) in the
+    server's error shape, ``{"error": ...}``, instead of FastAPI's ``{"detail": ...}``."""
+    message = f"{error.detail}: {request.method} {request.url.path[:200]}"
+    return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+
 class VersionConvertor(PathConvertor):
     """A path parameter that takes any text, slashes and newlines too (Starlette's ``path`` stops at a newline,
     which would leave such a version to KServe's route and its 501)."""
@@ -478,11 +486,13 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
         app.add_api_route(path, endpoint, methods=[method], response_model=None)
     for error in REFUSAL_STATUS:
         app.add_exception_handler(error, refused_handler)
+    app.add_exception_handler(StarletteHTTPException, routing_error_handler)
     app.add_middleware(
         ObservabilityMiddleware,
         classify=route_classifier(config),
         max_body_bytes=config.max_body_bytes,
         access_log=config.access_log,
+        body_timeout_s=config.body_timeout_s,
     )
     app.router.add_event_handler("startup", lambda: prepare_heap(config))
     if config.stall_dump_s > 0:

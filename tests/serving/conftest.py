@@ -21,6 +21,7 @@ VERTEX_PREDICT_ROUTE = "/v1/endpoints/123/deployedModels/456:predict"
 VERTEX_HEALTH_ROUTE = "/v1/endpoints/123/deployedModels/456"
 MAX_CANDIDATES = 60
 MAX_REQUEST_CANDIDATES = 100
+BODY_TIMEOUT_S = 2.0  # a slow-body test pauses well under it, the stalled-body test well over it
 MAX_BODY_BYTES = 200_000
 
 
@@ -100,6 +101,7 @@ def server(model_dir, tmp_path_factory) -> Iterator[ServerProcess]:
         RANKER_MAX_CANDIDATES=str(MAX_CANDIDATES),
         RANKER_MAX_REQUEST_CANDIDATES=str(MAX_REQUEST_CANDIDATES),
         RANKER_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+        RANKER_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
         RANKER_BATCHING="false",  # one model call per request here; tests/serving/test_shutdown_and_batching.py batches
     )
     try:

@@ -14,7 +14,7 @@ async def ok_app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"{}"})
 
 
-def post(receive, headers: dict[str, str]) -> list[dict]:
+def post(receive, headers: dict[str, str], body_timeout_s: float = 0.0) -> list[dict]:
     """The messages the middleware sends for one POST whose body ``receive`` delivers."""
     sent = []
 
@@ -22,7 +22,7 @@ def post(receive, headers: dict[str, str]) -> list[dict]:
         sent.append(message)
 
     middleware = ObservabilityMiddleware(
-        ok_app, classify=lambda path: "predict", max_body_bytes=1 << 20, access_log=False
+        ok_app, classify=lambda path: "predict", max_body_bytes=1 << 20, access_log=False, body_timeout_s=body_timeout_s
     )
     scope = {
         "type": "http",
@@ -55,3 +55,23 @@ def test_a_compressed_body_is_a_415_naming_the_content_encoding(coding, status):
     assert sent[0]["status"] == status
     if status == 415:
         assert f"Content-Encoding '{coding}' is not supported".encode() in sent[1]["body"]
+
+
+@pytest.mark.parametrize("trickle", [False, True])
+def test_a_body_that_stalls_or_trickles_past_the_body_timeout_is_a_408(trickle):
+    """The limit is on the whole body, so a client sending a byte now and then is cut off too."""
+
+    async def slow():
+        await asyncio.sleep(0.04 if trickle else 10)
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    sent = post(slow, {"content-length": "1000"}, body_timeout_s=0.2)
+    assert sent[0]["status"] == 408 and b"did not arrive within 0.2 s (RANKER_BODY_TIMEOUT_S)" in sent[1]["body"]
+
+
+def test_a_body_that_arrives_in_time_reaches_the_app():
+    async def prompt():
+        await asyncio.sleep(0.01)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    assert post(prompt, {"content-length": "2"}, body_timeout_s=0.2)[0]["status"] == 200

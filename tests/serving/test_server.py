@@ -15,6 +15,7 @@ import pytest
 
 from serving.request import RequestParser
 from tests.serving.conftest import (
+    BODY_TIMEOUT_S,
     MAX_BODY_BYTES,
     MAX_CANDIDATES,
     MAX_REQUEST_CANDIDATES,
@@ -241,6 +242,21 @@ def test_the_access_line_tells_the_wait_for_a_slow_clients_body_from_the_servers
     # The server's clock starts once it has read the headers, a little after the client sent them.
     assert lines[0]["body_read_ms"] >= 500 and lines[0]["latency_ms"] >= lines[0]["body_read_ms"], lines[0]
     assert lines[0]["latency_ms"] - lines[0]["body_read_ms"] < 500, lines[0]  # the server's own time: scoring ROWS
+
+
+def test_a_client_that_stalls_mid_body_gets_a_408_and_loses_its_connection(server):
+    body = orjson.dumps(ranking_request())
+    head = f"POST {KSERVE_PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+        started = time.monotonic()
+        answer = client.recv(4096)
+        waited = time.monotonic() - started
+        client.settimeout(5)  # the server closes the connection (a timeout here fails the test): the rest
+        while chunk := client.recv(4096):  # of the body is never read
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"RANKER_BODY_TIMEOUT_S" in answer, answer
+    assert BODY_TIMEOUT_S - 0.5 < waited < BODY_TIMEOUT_S + 5
 
 
 def test_an_unknown_model_route_is_a_404_and_one_warning_line(server):

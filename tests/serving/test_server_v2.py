@@ -72,6 +72,9 @@ def test_metadata_names_the_served_version_and_its_routes_take_it(server, model_
     for predict_route in (f"{METADATA}/versions/{version}/infer", INFER, "/v1/models/mmoe-ranker:predict"):
         wrong_method = httpx.get(server.url + predict_route)  # not the versioned metadata nor the v1 model status
         assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST", predict_route
+        assert set(wrong_method.json()) == {"error"}, wrong_method.text  # the server's error shape on every route
+    no_route = httpx.get(server.url + "/no/such/route")
+    assert no_route.status_code == 404 and no_route.json() == {"error": "Not Found: GET /no/such/route"}
     assert httpx.get(server.url + "/v1/models/mmoe-ranker").json()["ready"] is True
     for route, send in (("", httpx.get), ("/ready", httpx.get), ("/infer", None)):
         path = f"{METADATA}/versions/1/2/3{route}"
