@@ -4,7 +4,8 @@
 
     resolve_model_dir("work_dir/model")                        # a local export, used in place
     resolve_model_dir("gs://bucket/models/42", cache_dir)      # copied down with tf.io.gfile
-    resolve_model_dir("models:/mmoe-ranker@champion")          # MLflow alias (MLFLOW_TRACKING_URI)
+    resolve_model_dir("models:/mmoe-ranker@champion")          # MLflow alias (MLFLOW_TRACKING_URI, else
+                                                               # the registry `ranker run` writes in work_dir)
     resolve_model_dir("models:/mmoe-ranker/3")                 # MLflow version
 
 The result is a local folder holding the SavedModel (``saved_model.pb``) with
@@ -20,6 +21,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from ranker_core.cli_support import UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import MODEL_NAME
 
@@ -30,8 +32,8 @@ DEFAULT_REGISTERED_MODEL = MODEL_NAME
 _MLFLOW_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class ModelSourceError(RuntimeError):
-    """The model URI cannot be resolved to an exported ranker; the message says why."""
+class ModelSourceError(UserError, RuntimeError):
+    """The model URI cannot be resolved to an exported ranker; the message says why (one line from ``ranker``)."""
 
 
 def resolve_model_dir(uri: str, cache_dir: str | Path | None = None) -> Path:
@@ -77,6 +79,24 @@ def _copy_down(uri: str, destination: Path) -> Path:
     return destination
 
 
+def registry_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the local registry ``ranker run`` writes: ``<RANKER_WORK_DIR>/mlflow.db``
+    (``work_dir`` by default), as ``ranker register``, ``deploy`` and ``batch-rank`` read it.
+
+    A local store that does not exist is an error: MLflow would create an empty one and find nothing in it.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri is None:
+        uri = f"sqlite:///{Path(os.environ.get('RANKER_WORK_DIR') or 'work_dir').resolve() / 'mlflow.db'}"
+    database = Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("sqlite:///") and not database.is_file():
+        raise ModelSourceError(
+            f"no MLflow registry at {database}: run `ranker run` first, or point MLFLOW_TRACKING_URI "
+            "(or RANKER_WORK_DIR) at the registry that holds the model"
+        )
+    return uri
+
+
 def _download_mlflow(uri: str, cache: Path) -> Path:
     """Resolve ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` and download its files."""
     import mlflow
@@ -87,7 +107,7 @@ def _download_mlflow(uri: str, cache: Path) -> Path:
     if not match:
         raise ModelSourceError(f"{uri} is not models:/<name>@<alias> or models:/<name>/<version>")
     name, alias, version = match["name"], match["alias"], match["version"]
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    tracking_uri = registry_tracking_uri()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
