@@ -71,13 +71,27 @@ def _module_exists(module: str) -> bool:
 class RankerArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors suggest the closest subcommand or flag ("did you mean")."""
 
+    def parse_known_args(
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.seen = list(sys.argv[1:] if args is None else args)  # a subcommand's parser gets its own words
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}{self.suggestion(message)}\n")
 
     def suggestion(self, message: str) -> str:
-        """`` (did you mean --x?)`` for the first unknown word of ``message`` with a close known name, else ``""``."""
-        for word in _unknown_words(message):
+        """`` (did you mean --x?)`` for the first unknown word of ``message`` with a close known name, else ``""``.
+
+        A missing required flag is reported before an unknown one, so then the unknown flags given are tried.
+        """
+        words = _unknown_words(message)
+        if message.startswith("the following arguments are required"):
+            known = set(self.known_names())
+            words = [word.partition("=")[0] for word in getattr(self, "seen", []) if word.startswith("-")]
+            words = [word for word in words if word not in known]
+        for word in words:
             close = difflib.get_close_matches(word, self.known_names(), n=1, cutoff=0.6)
             if close:
                 return f" (did you mean {close[0]}?)"

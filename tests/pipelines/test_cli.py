@@ -70,6 +70,8 @@ def test_simulate_and_run_share_their_defaults():
     [
         (["trian"], "did you mean train?"),
         (["validate-spec", "--dataset-spec", "simulator", "--dta-uri", "d"], "did you mean --data-uri?"),
+        (["train", "--exmaples", "x", "--model-dir", "m"], "required: --examples (did you mean --examples?)"),
+        (["train", "--model-dir=m", "--examples_dir=x"], "(did you mean --examples?)"),
     ],
 )
 def test_typos_get_a_suggestion_and_status_2(argv, suggestion, capsys):
