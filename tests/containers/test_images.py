@@ -48,7 +48,8 @@ def test_the_serving_image_is_configured_for_vertex_ai_and_kserve(docker_client,
     assert config["Entrypoint"] == ["ranker", "serve"]
     assert config["User"] not in ("", "0", "root", "0:0")
     assert "8080/tcp" in config["ExposedPorts"]
-    assert environment["AIP_HTTP_PORT"] == "8080"
+    assert "AIP_HTTP_PORT" not in environment  # it would hide the PORT Knative and Cloud Run set (8080 without)
+    assert environment["AIP_PREDICT_ROUTE"] == "/predict"
     assert config["Healthcheck"]["Test"][0] == "CMD"
 
 
