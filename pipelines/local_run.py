@@ -184,7 +184,10 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     from pipelines.pipeline import build_pipeline
 
     if settings.training_backend != "pipeline":
-        raise ValueError("a Vertex AI custom training job cannot run locally: use --training-backend pipeline")
+        raise ValueError(
+            "a Vertex AI custom training job cannot run locally: unset RANKER_TRAINING_BACKEND "
+            "(or set it to pipeline, or remove training_backend from --settings) for a local run"
+        )
     settings.check_evaluation()  # a wrong primary task fails now, not after the training
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     progress = progress or StepProgress()
@@ -246,11 +249,31 @@ LATEST_REPORT_FILES = {"report": "report.html", "report_json": "metrics.json", "
 
 def publish_latest_report(outputs: dict[str, Any], folder: Path) -> None:
     """Copy the run's report, metrics and blessing to ``folder`` as ``report.html``, ``metrics.json``,
-    ``blessing.json``: one stable place to open after every local run."""
+    ``blessing.json``, and link the folders commands take next: ``model``, ``examples`` and (when the run
+    materialized features) ``feature_repo``. One stable place after every local run::
+
+        ranker serve --model-uri work_dir/latest/model --feature-store work_dir/latest/feature_repo
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for output, name in LATEST_REPORT_FILES.items():
         if output in outputs:
             shutil.copyfile(outputs[output].path, folder / name)
+    targets = {name: Path(outputs[name].path) for name in ("model", "examples") if name in outputs}
+    targets["feature_repo"] = materialized_repo(outputs)
+    for name, target in targets.items():
+        link = folder / name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        if target is not None and not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def materialized_repo(outputs: dict[str, Any]) -> Path | None:
+    """The Feast repo the run's ``materialize-features`` step wrote (kfp.local: ``<run>/<step>/<output>``)."""
+    if "model" not in outputs:
+        return None
+    repo = Path(outputs["model"].path).parents[1] / "materialize-features" / "feature_repo"
+    return repo if (repo / "feature_store.yaml").is_file() else None
 
 
 def step_log_path(settings: PipelineSettings) -> Path:

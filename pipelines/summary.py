@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.local_run import LocalRunResult, format_duration
+from pipelines.local_run import LocalRunResult, format_duration, materialized_repo
 from ranker_core.cli_support import first_few
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
 from ranker_core.schema import FEATURE_SPEC_FILE
@@ -123,7 +123,8 @@ def format_summary(result: LocalRunResult) -> str:
         "\n".join(
             [
                 f"Report:    {result.latest_dir / 'report.html'} (also blessing.json, metrics.json there)",
-                f"Model:     {result.artifact_path('model')}",
+                f"Model:     {result.artifact_path('model')} (linked in {result.latest_dir}: model, examples, "
+                "feature_repo)",
                 f"Artifacts: {result.settings.pipeline_root_local}",
                 *([f"Step logs: {result.log_path}"] if result.log_path else []),
             ]
@@ -273,9 +274,8 @@ def _registration(result: LocalRunResult) -> str:
 
 
 def feature_repo(result: LocalRunResult) -> Path | None:
-    """The Feast repo the run's ``materialize-features`` step wrote (kfp.local: ``<run>/<step>/<output>``)."""
-    repo = Path(result.artifact_path("model")).parents[1] / "materialize-features" / "feature_repo"
-    return repo if (repo / "feature_store.yaml").is_file() else None
+    """The Feast repo the run's ``materialize-features`` step wrote, if it did."""
+    return materialized_repo(result.outputs)
 
 
 def _tracking(result: LocalRunResult) -> str:

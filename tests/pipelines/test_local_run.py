@@ -104,6 +104,11 @@ def test_a_blessed_model_is_registered_with_its_metrics(first_run, work_dir):
     assert "<html" in (work_dir / "latest" / "report.html").read_text().lower()
     assert json.loads((work_dir / "latest" / "blessing.json").read_text())["blessed"] is True
     assert f"Report:    {work_dir.resolve() / 'latest' / 'report.html'}" in summary
+    latest = work_dir / "latest"  # the folders serve, batch-rank and skew-check take next
+    for link in ("model", "examples"):
+        assert (latest / link).resolve() == Path(result.artifact_path(link)).resolve()
+    assert (latest / "feature_repo").resolve() == feature_repo(result).resolve()
+    assert f"(linked in {latest.resolve()}: model, examples, feature_repo)" in summary
     assert "Blessed: yes" in summary
     assert "Registered: mmoe-ranker version 1 (champion)" in summary
     assert "batch-rank --feature-store" in summary and (feature_repo(result) / "feature_store.yaml").is_file()
