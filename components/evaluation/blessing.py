@@ -2,6 +2,8 @@
 
 The candidate is blessed only when, on the primary metric of the test split,
 
+0. the test split holds at least ``min_requests`` requests with a positive
+   (AUC: positive impressions): a verdict on fewer is noise;
 1. it beats the per-module GBDT overall (and, with ``require_significance``,
    the paired sign-flip p-value is below ``alpha`` and the lift's interval
    lies above 0);
@@ -49,6 +51,7 @@ class _GateConfig(Protocol):
     tolerance: float
     module_veto: str
     module_min_requests: int
+    min_requests: int
     require_significance: bool
     must_beat_global: bool
     heldout_rule: str
@@ -140,6 +143,8 @@ def decide(
     reasons: list[str] = []
     if candidate_value is None:
         reasons.append(f"{candidate} has no {primary} on the {test.split} split (no request with a positive)")
+    elif too_few := _too_few(config, row, primary, test.split):
+        reasons.append(too_few)
     else:
         reasons += _versus(candidate, candidate_value, compared.baseline, baseline_value, primary)
         if config.must_beat_global:
@@ -179,6 +184,20 @@ def decide(
         tolerance=config.tolerance,
         require_significance=config.require_significance,
         power=config.power,
+    )
+
+
+def _too_few(config: _GateConfig, row: dict[str, Any], primary: PrimaryMetric, split: str) -> str:
+    """Why the split is too small for a verdict (empty when it is not): fewer than ``min_requests`` requests
+    with a positive (NDCG is per request), or positive impressions (AUC)."""
+    auc = primary.metric == "auc"
+    judged_on = row.get("positives" if auc else "requests")
+    if judged_on is None or judged_on >= config.min_requests:
+        return ""
+    what = "positive impressions" if auc else "requests with a positive"
+    return (
+        f"the {split} split has {judged_on} {what} for {primary}, fewer than min_requests={config.min_requests}: "
+        "too few for a verdict (use more impressions or more test days)"
     )
 
 

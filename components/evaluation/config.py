@@ -31,7 +31,8 @@ class EvaluationConfig(Settings):
     (a task or ``engagement``; default: ``favorite`` when the data has it, else
     ``engagement``, or the first task when the metric is AUC). The candidate
     must beat the per-module GBDT and the champion on it (and the global
-    LightGBM with ``must_beat_global``). No module judged on at least
+    LightGBM with ``must_beat_global``), on at least ``min_requests``
+    requests with a positive (AUC: positive impressions). No module judged on at least
     ``module_min_requests`` requests may fall more than ``tolerance``
     (relative) below the per-module GBDT (with
     ``module_veto="significant"``, also significantly: its paired p-value,
@@ -52,6 +53,9 @@ class EvaluationConfig(Settings):
     module_veto: Literal["significant", "point"] = "significant"
     # Modules judged on fewer requests (with a positive) are reported but cannot veto.
     module_min_requests: int = 50
+    # A verdict on fewer requests with a positive (AUC: fewer positive impressions) is refused: its
+    # interval would be noise, or of zero width on a single request.
+    min_requests: int = 20
     require_significance: bool = False
     must_beat_global: bool = False
     heldout_rule: Literal["not_worse", "beat", "off"] = "not_worse"

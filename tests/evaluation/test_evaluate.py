@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.evaluation.blessing import Comparison, PrimaryMetric, decide
+from components.evaluation.blessing import Blessing, Comparison, PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
 from components.evaluation.report import summary_table
 from components.evaluation.scorers import RandomScorer
@@ -275,6 +275,26 @@ def test_a_module_with_too_few_requests_cannot_veto_and_says_why():
     assert blessing.modules["b"]["not_gated_reason"] == (
         "9 requests with a positive < module_min_requests=10: reported, not gated"
     )
+
+
+@pytest.mark.parametrize(("metric", "evidence"), [("ndcg@10", "requests"), ("auc", "positives")])
+def test_a_split_with_too_few_requests_gets_no_verdict(metric, evidence):
+    """One request with a positive gives a zero-width interval: no verdict, whatever the point estimates."""
+    primary = PrimaryMetric("favorite", metric)
+
+    def judged_on(count: int) -> Blessing:
+        rows = [{**_row("m", "all", 0.6), evidence: count}, _row("g", "all", 0.5)]
+        if metric == "auc":  # AUC rows name their task "task"
+            rows = [{**row, "metric": "auc", "task": row["target"]} for row in rows]
+            return decide(CONFIG, primary, SplitEvaluation("test", 0, 0, ["a"], [], rows, [], {}, 0.0), None, COMPARED)
+        return decide(CONFIG, primary, _split(rows), None, COMPARED)
+
+    what = "positive impressions" if metric == "auc" else "requests with a positive"
+    assert judged_on(1).reasons == [
+        f"the test split has 1 {what} for favorite {metric}, fewer than min_requests=20: too few for a verdict "
+        "(use more impressions or more test days)"
+    ]
+    assert judged_on(20).blessed
 
 
 def test_every_module_states_its_evidence_and_minimum_detectable_effect():
