@@ -20,21 +20,27 @@ binary, with :func:`synthetic_request`::
 
 Bursty traffic is Poisson at ``rate`` during ``burst_on_s`` windows and silent
 during ``burst_off_s`` windows (mean rate ``rate * on / (on + off)``).
+
+The schedule is generated a chunk at a time as the test goes, so its memory does
+not grow with ``rate * duration``; a schedule of more than :data:`MAX_RATE`
+arrivals a second is refused (:class:`InvalidSettingError`), since no client could send it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import math
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 
+from ranker_core.cli_support import UserError
 from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
 from ranker_core.serving import MODEL_NAME
 from trainer.synthetic import synthetic_values
@@ -47,6 +53,24 @@ BODY_FORMATS: tuple[str, ...] = ("columns", "rows", "v2", "v2-binary", "v2-mixed
 DROPPED = -1  # status of an arrival refused by the concurrency cap
 TRANSPORT_ERROR = 0  # status of a request that got no HTTP answer (timeout, refused connection)
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+# Most arrivals a second, on average over the run, one client's event loop is asked to handle (each one it sends
+# or drops costs it a few microseconds: past about 1e5 a second it falls behind its schedule).
+MAX_RATE = 1e6
+ARRIVAL_CHUNK = 4096  # arrivals generated at a time
+ERROR_CHARS = 300  # most characters of a failed request's error text kept
+
+
+class InvalidSettingError(ValueError):
+    """A :class:`LoadTestConfig` field out of range: its name, its value and what it must be.
+
+    >>> str(InvalidSettingError("rate", 0.0, "must be a positive number of requests per second"))
+    'rate 0: must be a positive number of requests per second'
+    """
+
+    def __init__(self, field: str, value: object, requirement: str) -> None:
+        self.field, self.value, self.requirement = field, value, requirement
+        self.shown = f"{value:g}" if isinstance(value, float) else str(value)
+        super().__init__(f"{field} {self.shown}: {requirement}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,17 +96,68 @@ class LoadTestConfig:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.arrival not in ARRIVALS:
-            raise ValueError(f"arrival must be one of {ARRIVALS}, got {self.arrival!r}")
-        if self.rate <= 0 or self.duration_s <= 0 or self.warmup_s < 0 or self.concurrency < 1:
-            raise ValueError("rate, duration_s and concurrency must be positive and warmup_s not negative")
-        if self.max_requests is not None and self.max_requests < 1:
-            raise ValueError(f"max_requests must be at least 1, got {self.max_requests}")
-        if self.arrival == "bursty" and (self.burst_on_s <= 0 or self.burst_off_s < 0):
-            raise ValueError("bursty arrivals need burst_on_s > 0 and burst_off_s >= 0")
+        problem = _out_of_range(self) or _over_capacity(self)
+        if problem:
+            raise problem
 
 
-@dataclasses.dataclass
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _not_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+def _out_of_range(config: LoadTestConfig) -> InvalidSettingError | None:
+    """The first field of ``config`` out of its range, or None."""
+    seconds = "must be a positive number of seconds"
+    checks = [
+        ("arrival", config.arrival in ARRIVALS, f"must be one of {', '.join(ARRIVALS)}"),
+        ("rate", _positive(config.rate), "must be a positive number of requests per second"),
+        ("duration_s", _positive(config.duration_s), seconds),
+        ("warmup_s", _not_negative(config.warmup_s), "must be 0 or a positive number of seconds"),
+        ("max_requests", config.max_requests is None or config.max_requests >= 1, "must be at least 1"),
+        ("concurrency", config.concurrency >= 1, "must be at least 1"),
+        ("timeout_s", _positive(config.timeout_s), seconds),
+        ("seed", config.seed >= 0, "must be 0 or positive"),
+    ]
+    if config.arrival == "bursty":
+        checks.append(("burst_on_s", _positive(config.burst_on_s), seconds))
+        checks.append(("burst_off_s", _not_negative(config.burst_off_s), "must be 0 or a positive number of seconds"))
+    for field, valid, requirement in checks:
+        if not valid:
+            return InvalidSettingError(field, getattr(config, field), requirement)
+    return None
+
+
+def expected_arrivals(config: LoadTestConfig) -> float:
+    """About how many arrivals ``config`` schedules, warm-up included (``max_requests`` bounds the measured ones).
+
+    >>> expected_arrivals(LoadTestConfig(url="x", rate=1e5, duration_s=30, warmup_s=0, max_requests=10))
+    10.0
+    """
+    on_share = config.burst_on_s / (config.burst_on_s + config.burst_off_s) if config.arrival == "bursty" else 1.0
+    measured = config.rate * on_share * config.duration_s
+    if config.max_requests is not None:
+        measured = min(measured, float(config.max_requests))
+    return config.rate * on_share * config.warmup_s + measured
+
+
+def _over_capacity(config: LoadTestConfig) -> InvalidSettingError | None:
+    """A rate whose schedule no client could send (over :data:`MAX_RATE` a second on average), or None."""
+    seconds = config.warmup_s + config.duration_s
+    arrivals = expected_arrivals(config)
+    if arrivals <= MAX_RATE * seconds:
+        return None
+    requirement = (
+        f"schedules about {arrivals:.3g} requests in {seconds:g} s, more than one client can send "
+        f"(at most {MAX_RATE:g} a second)"
+    )
+    return InvalidSettingError("rate", config.rate, requirement)
+
+
+@dataclasses.dataclass(slots=True)
 class Sample:
     """One scheduled request: when it was meant to go, how long it took from then, how it ended."""
 
@@ -132,6 +207,7 @@ class LoadTestResult:
             "statuses": statuses,
             "warmup_requests": len(self.samples) - len(measured),
             "measured_s": self.measured_s,
+            "first_error": first_error(measured),
         }
         for percentile in PERCENTILES:
             value = float(np.percentile(ok, percentile) * 1000) if len(ok) else math.nan
@@ -141,52 +217,105 @@ class LoadTestResult:
         return summary
 
 
+def first_error(samples: list[Sample]) -> str:
+    """The error text of the first failed request, else of the first dropped arrival; "" when nothing failed."""
+    failed = next((sample.error for sample in samples if not sample.ok and sample.status != DROPPED), None)
+    if failed is not None:
+        return failed
+    return next((sample.error for sample in samples if sample.status == DROPPED), "")
+
+
+def iter_arrivals(config: LoadTestConfig) -> Iterator[float]:
+    """Intended send times (seconds from the start), ascending, generated :data:`ARRIVAL_CHUNK` at a time.
+
+    The warm-up's, then the measured phase's until ``duration_s`` or ``max_requests``, whichever comes first.
+    """
+    end = config.warmup_s + config.duration_s
+    measured_left = math.inf if config.max_requests is None else config.max_requests
+    for chunk in _arrival_chunks(config):
+        for intended in chunk.tolist():
+            measured = intended >= config.warmup_s
+            if intended >= end or (measured and measured_left == 0):
+                return
+            measured_left -= measured
+            yield intended
+
+
 def arrival_times(config: LoadTestConfig) -> np.ndarray:
-    """Intended send times (seconds from the start) for warm-up plus measured phase, ascending.
+    """All of :func:`iter_arrivals` at once, as an array.
 
     >>> arrival_times(LoadTestConfig(url="x", rate=2, arrival="constant", duration_s=2, warmup_s=0))
     array([0. , 0.5, 1. , 1.5])
     """
-    total = config.warmup_s + config.duration_s
-    rng = np.random.default_rng(config.seed)
+    return np.fromiter(iter_arrivals(config), dtype=np.float64)
+
+
+def _arrival_chunks(config: LoadTestConfig) -> Iterator[np.ndarray]:
+    """The arrival process without end, in ascending chunks; bursty arrivals are Poisson placed in on-windows."""
     if config.arrival == "constant":
-        times = np.arange(0.0, total, 1.0 / config.rate)
-    else:
-        expected = int(total * config.rate * 1.5) + 16
-        times = np.cumsum(rng.exponential(1.0 / config.rate, size=expected))
-        while times[-1] < total:  # extremely unlikely, but never cut the run short
-            times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / config.rate, size=expected))])
-        times = times[times < total]
-        if config.arrival == "bursty":
-            period = config.burst_on_s + config.burst_off_s
-            times = times[np.mod(times, period) < config.burst_on_s]
-    if config.max_requests is not None:
-        warmup = times[times < config.warmup_s]
-        times = np.concatenate([warmup, times[times >= config.warmup_s][: config.max_requests]])
-    return times
+        return (np.arange(first, first + ARRIVAL_CHUNK) / config.rate for first in itertools.count(0, ARRIVAL_CHUNK))
+    if config.arrival == "bursty":
+        return (_in_on_windows(times, config) for times in _poisson_chunks(config))
+    return _poisson_chunks(config)
 
 
-async def _send(session: Any, config: LoadTestConfig, payload: bytes, intended: float, clock: Any) -> Sample:
+def _poisson_chunks(config: LoadTestConfig) -> Iterator[np.ndarray]:
+    """Poisson arrivals at ``config.rate`` without end, in ascending chunks (exponential gaps seeded by the config)."""
+    rng = np.random.default_rng(config.seed)
+    last = 0.0
+    while True:
+        times = last + np.cumsum(rng.exponential(1.0 / config.rate, size=ARRIVAL_CHUNK))
+        last = float(times[-1])
+        yield times
+
+
+def _in_on_windows(on_time: np.ndarray, config: LoadTestConfig) -> np.ndarray:
+    """Times counted in seconds of on-windows as wall-clock times: each ``burst_on_s`` window then ``burst_off_s``."""
+    windows, into_window = np.divmod(on_time, config.burst_on_s)
+    return windows * (config.burst_on_s + config.burst_off_s) + into_window
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, cut to :data:`ERROR_CHARS` characters."""
+    return " ".join(text[: 2 * ERROR_CHARS].split())[:ERROR_CHARS]
+
+
+def _http_error(response: Any, body: bytes) -> str:
+    """A non-2xx answer as text: its status, reason and the start of its body."""
+    return f"HTTP {response.status} {response.reason}: {body[: 2 * ERROR_CHARS].decode('utf-8', 'replace')}"
+
+
+async def _send(
+    session: Any, config: LoadTestConfig, payload: bytes, intended: float, clock: Callable[[], float]
+) -> Sample:
+    """Send one request; its sample, with the status and body (or the transport error) when it failed."""
     warmup = intended < config.warmup_s
     try:
         async with session.post(config.url, data=payload) as response:
             body = await response.read()
             status = response.status
-            error = "" if 200 <= status < 300 else body[:200].decode("utf-8", "replace")
+            error = "" if 200 <= status < 300 else _http_error(response, body)
+    except TimeoutError as failure:  # its text is empty
+        status, error = TRANSPORT_ERROR, f"{type(failure).__name__}: no answer within {config.timeout_s:g} s"
     except Exception as failure:  # any transport failure is a result of the test, not a crash of it
-        status, error = TRANSPORT_ERROR, f"{type(failure).__name__}: {failure}"[:200]
-    return Sample(intended, clock() - intended, status, warmup, error)
+        status, error = TRANSPORT_ERROR, f"{type(failure).__name__}: {failure}"
+    return Sample(intended, clock() - intended, status, warmup, _one_line(error))
 
 
-async def run_load_test_async(config: LoadTestConfig, payload: bytes) -> LoadTestResult:
-    """Run the schedule of :func:`arrival_times` against ``config.url``; see :func:`run_load_test`."""
+def _client_session(config: LoadTestConfig) -> Any:
+    """The HTTP client of a test: ``config``'s headers (JSON by default), timeout and concurrency."""
     import aiohttp  # C-accelerated HTTP parsing: the client steals little CPU from a server on the same host
 
-    loop = asyncio.get_running_loop()
-    schedule = arrival_times(config)
     headers = {"content-type": "application/json", **config.headers}
     connector = aiohttp.TCPConnector(limit=config.concurrency)
     timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+    return aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout)
+
+
+async def run_load_test_async(config: LoadTestConfig, payload: bytes) -> LoadTestResult:
+    """Run the schedule of :func:`iter_arrivals` against ``config.url``; see :func:`run_load_test`."""
+    loop = asyncio.get_running_loop()
+    dropped_error = f"dropped: {config.concurrency} requests were in flight"  # one string for every dropped arrival
     samples: list[Sample] = []
     in_flight: set[asyncio.Task] = set()
 
@@ -194,29 +323,52 @@ async def run_load_test_async(config: LoadTestConfig, payload: bytes) -> LoadTes
         in_flight.discard(task)
         samples.append(task.result())
 
-    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
+    async with _client_session(config) as session:
         started = loop.time()
 
         def clock() -> float:
             return loop.time() - started
 
-        for intended in schedule.tolist():
+        for intended in iter_arrivals(config):
             delay = intended - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             if len(in_flight) >= config.concurrency:
-                samples.append(Sample(intended, math.nan, DROPPED, intended < config.warmup_s, "dropped"))
+                samples.append(Sample(intended, math.nan, DROPPED, intended < config.warmup_s, dropped_error))
                 continue
             task = loop.create_task(_send(session, config, payload, intended, clock))
             in_flight.add(task)
             task.add_done_callback(finished)
         if in_flight:
             await asyncio.wait(set(in_flight))
-    measured_s = config.duration_s
-    if config.max_requests is not None and len(schedule):
-        measured_s = min(config.duration_s, float(schedule[-1]) - config.warmup_s + 1.0 / config.rate)
     samples.sort(key=lambda sample: sample.intended_s)
-    return LoadTestResult(config=config, samples=samples, measured_s=measured_s)
+    return LoadTestResult(config=config, samples=samples, measured_s=_measured_seconds(config, samples))
+
+
+def _measured_seconds(config: LoadTestConfig, samples: list[Sample]) -> float:
+    """The measured phase's length: ``duration_s``, or until the last arrival when ``max_requests`` ended it first."""
+    measured = sum(not sample.warmup for sample in samples)
+    if config.max_requests is None or measured < config.max_requests:
+        return config.duration_s
+    return min(config.duration_s, samples[-1].intended_s - config.warmup_s + 1.0 / config.rate)
+
+
+async def _send_one(config: LoadTestConfig, payload: bytes) -> Sample:
+    loop = asyncio.get_running_loop()
+    async with _client_session(config) as session:
+        started = loop.time()
+        return await _send(session, config, payload, 0.0, lambda: loop.time() - started)
+
+
+def send_one(config: LoadTestConfig, payload: bytes) -> Sample:
+    """One request outside any schedule, to ``config.url`` with its headers and timeout: does the endpoint answer?
+
+    ``ranker loadtest`` sends it before the test, so that a wrong URL or a body the server refuses fails at once::
+
+        first = send_one(config, payload)
+        first.ok, first.error   # e.g. (False, "HTTP 404 Not Found: ...")
+    """
+    return asyncio.run(_send_one(config, payload))
 
 
 def run_load_test(config: LoadTestConfig, payload: bytes) -> LoadTestResult:
@@ -233,21 +385,43 @@ def run_load_test(config: LoadTestConfig, payload: bytes) -> LoadTestResult:
 def check_budget(summary: Mapping[str, Any], max_p99_ms: float | None, max_error_rate: float | None) -> list[str]:
     """The budgets a run missed, as sentences (empty when it met them all)."""
     missed = []
-    if max_p99_ms is not None and not summary["p99_ms"] <= max_p99_ms:
+    if max_p99_ms is not None and math.isnan(summary["p99_ms"]):
+        missed.append(f"no p99 latency to hold to the budget of {max_p99_ms:g} ms: no request succeeded")
+    elif max_p99_ms is not None and summary["p99_ms"] > max_p99_ms:
         missed.append(f"p99 latency {summary['p99_ms']:.1f} ms exceeds the budget of {max_p99_ms:g} ms")
     if max_error_rate is not None and summary["error_rate"] > max_error_rate:
         missed.append(f"error rate {summary['error_rate']:.4f} exceeds the budget of {max_error_rate:g}")
     return missed
 
 
+class TokenCommandError(UserError, RuntimeError):
+    """``--token-command`` printed no token: it could not start, it failed, or its output was empty."""
+
+
 def auth_headers(bearer_token: str | None = None, token_command: str | None = None) -> dict[str, str]:
     """An ``Authorization`` header from a token or from a command's output (e.g. ``gcloud auth print-access-token``)."""
     if token_command:
-        completed = subprocess.run(shlex.split(token_command), capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            raise RuntimeError(f"token command {token_command!r} failed: {completed.stderr.strip()[:500]}")
-        bearer_token = completed.stdout.strip()
+        bearer_token = command_token(token_command)
     return {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+
+
+def command_token(command: str) -> str:
+    """What ``command`` prints on stdout, stripped; :class:`TokenCommandError` unless it exits 0 printing something."""
+    shown = f"--token-command {command!r}"
+    try:
+        completed = subprocess.run(shlex.split(command) or [""], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise TokenCommandError(f"{shown}: no such program") from None
+    except (OSError, ValueError) as error:  # not executable, unbalanced quotes
+        raise TokenCommandError(f"{shown}: {error}") from None
+    if completed.returncode != 0:
+        stderr = _one_line(completed.stderr)
+        printed = f": {stderr}" if stderr else " and printed nothing on stderr"
+        raise TokenCommandError(f"{shown}: exited with status {completed.returncode}{printed}")
+    token = completed.stdout.strip()
+    if not token:
+        raise TokenCommandError(f"{shown}: printed no token")
+    return token
 
 
 SYNTHETIC_SEQUENCE_TOKENS = 20  # a behaviour sequence's default length (the dataset spec's history.sequences)

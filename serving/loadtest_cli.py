@@ -13,22 +13,46 @@ errors. Examples::
     ranker loadtest --url http://localhost:8080/v2/models/mmoe-ranker/infer --model-dir work_dir/model \\
         --format v2-mixed --max-p99 25
 
-Exits 1 when ``--max-p99`` or ``--max-error-rate`` is missed.
+One request goes first, outside the test: when it fails (no server at the URL,
+a wrong route, a body the server refuses) no test runs. Exits 1 when no request
+succeeded (with the first one's error) or ``--max-p99`` or ``--max-error-rate``
+is missed; 2, before sending anything, on a flag's bad value.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import re
+import urllib.parse
 from pathlib import Path
 
+import orjson
+
+from ranker_core.cli_support import UserError
 from ranker_core.serving import MODEL_NAME
-from serving.loadtest import BODY_FORMATS
+from serving.loadtest import BODY_FORMATS, InvalidSettingError, LoadTestConfig, LoadTestResult
 
 HELP = "open-loop load test of a prediction endpoint with latency percentiles"
 
 logger = logging.getLogger(__name__)
+
+# The flag of each LoadTestConfig field.
+FLAGS = {
+    "url": "--url",
+    "arrival": "--arrival",
+    "rate": "--rate",
+    "duration_s": "--duration",
+    "warmup_s": "--warmup",
+    "max_requests": "--max-requests",
+    "concurrency": "--concurrency",
+    "timeout_s": "--timeout",
+    "burst_on_s": "--burst-on",
+    "burst_off_s": "--burst-off",
+    "seed": "--seed",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,37 +125,123 @@ def v2_model_name(url: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from serving.loadtest import auth_headers, run_load_test, send_one
+
+    config = load_test_config(args)
+    check_arguments(args)
+    payload, headers = request_body(args)
+    config = dataclasses.replace(config, headers={**headers, **auth_headers(args.bearer_token, args.token_command)})
+    first = send_one(config, payload)
+    if not first.ok:
+        return no_request_succeeded(f"{first.error} (the request sent before the test; the test did not run)")
+    return report(run_load_test(config, payload), args)
+
+
+def load_test_config(args: argparse.Namespace) -> LoadTestConfig:
+    """The test's settings from the flags, without headers; a :class:`UserError` naming a flag out of range."""
+    try:
+        return LoadTestConfig(
+            url=args.url,
+            rate=args.rate,
+            arrival=args.arrival,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            max_requests=args.max_requests,
+            concurrency=args.concurrency,
+            timeout_s=args.timeout,
+            burst_on_s=args.burst_on,
+            burst_off_s=args.burst_off,
+            seed=args.seed,
+        )
+    except InvalidSettingError as error:
+        raise UserError(f"{FLAGS[error.field]} {error.shown}: {error.requirement}") from None
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, as a :class:`UserError` naming the flag, what :class:`LoadTestConfig` does not check."""
+    check_url(args.url)
+    if args.candidates < 1:
+        raise UserError(f"--candidates {args.candidates}: must be at least 1")
+    if args.max_p99 is not None and not args.max_p99 > 0:
+        raise UserError(f"--max-p99 {args.max_p99:g}: must be a positive number of milliseconds")
+    if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
+        raise UserError(f"--max-error-rate {args.max_error_rate:g}: must be between 0 and 1")
+    check_out(args.out)
+
+
+def check_url(url: str) -> None:
+    """Refuse a ``--url`` that is not an absolute http(s) URL.
+
+    >>> check_url("localhost:8080/predict")
+    Traceback (most recent call last):
+    ranker_core.cli_support.UserError: --url localhost:8080/predict: not an http:// or https:// URL
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UserError(f"--url {url}: not an http:// or https:// URL")
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` folder that cannot be made: a file in its place or on its path, or no write permission."""
+    if out is None:
+        return
+    existing = next(path for path in (out, *out.parents) if path.exists())  # a relative path ends in ".", absolute "/"
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: {existing} is not writable")
+
+
+def request_body(args: argparse.Namespace) -> tuple[bytes, dict[str, str]]:
+    """The body to send and its headers: ``--payload`` or one generated from ``--model-dir``, then ``--header``."""
     from ranker_core.schema import FeatureSpec
-    from serving.loadtest import LoadTestConfig, auth_headers, check_budget, run_load_test, synthetic_request
+    from serving.loadtest import synthetic_request
+
+    headers = dict(args.header)
+    if args.payload:
+        return read_payload(args.payload, headers.get("content-type", "application/json")), headers
+    spec = FeatureSpec.load(args.model_dir)
+    payload, generated = synthetic_request(spec, args.candidates, args.format, args.seed, v2_model_name(args.url))
+    return payload, {**generated, **headers}
+
+
+def read_payload(path: Path, content_type: str) -> bytes:
+    """The ``--payload`` file's bytes; a :class:`UserError` when it cannot be read or, sent as JSON, is not JSON."""
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"--payload {path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"--payload {path}: is a folder, not a file") from None
+    except OSError as error:
+        raise UserError(f"--payload {path}: {error.strerror or error}") from None
+    if "json" in content_type:
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as error:
+            raise UserError(f"--payload {path}: not valid JSON ({error})") from None
+    return payload
+
+
+def report(result: LoadTestResult, args: argparse.Namespace) -> int:
+    """Print the summary, write ``--out``; the exit status: 1 when no request succeeded or a budget is missed."""
+    from serving.loadtest import check_budget
     from serving.loadtest_report import format_summary, write_report
 
-    if args.payload:
-        payload, headers = args.payload.read_bytes(), {}
-    else:
-        spec = FeatureSpec.load(args.model_dir)
-        payload, headers = synthetic_request(spec, args.candidates, args.format, args.seed, v2_model_name(args.url))
-    headers.update(args.header)
-    config = LoadTestConfig(
-        url=args.url,
-        rate=args.rate,
-        arrival=args.arrival,
-        duration_s=args.duration,
-        warmup_s=args.warmup,
-        max_requests=args.max_requests,
-        concurrency=args.concurrency,
-        timeout_s=args.timeout,
-        burst_on_s=args.burst_on,
-        burst_off_s=args.burst_off,
-        seed=args.seed,
-        headers={**headers, **auth_headers(args.bearer_token, args.token_command)},
-    )
-    result = run_load_test(config, payload)
     summary = result.summary()
     print(format_summary(summary))
     if args.out:
         paths = write_report(result, args.out)
         print(f"report: {paths['html']}")
+    if not summary["ok"]:
+        return no_request_succeeded(summary["first_error"])
     missed = check_budget(summary, args.max_p99, args.max_error_rate)
     for sentence in missed:
         logger.error("budget missed: %s", sentence)
     return 1 if missed else 0
+
+
+def no_request_succeeded(first_error: str) -> int:
+    """Log that no request succeeded, and why; the exit status, 1."""
+    logger.error("no request succeeded: %s", first_error)
+    return 1

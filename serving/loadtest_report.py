@@ -38,7 +38,7 @@ _ROWS = (
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as an aligned two-column text table."""
+    """The summary as an aligned two-column text table, ending with the first error's text when a request failed."""
     width = max(len(name) for name, _ in _ROWS)
     lines = []
     for name, template in _ROWS:
@@ -46,6 +46,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         text = "n/a" if isinstance(value, float) and math.isnan(value) else template.format(value)
         lines.append(f"{name:<{width}}  {text}")
     lines.append(f"{'statuses':<{width}}  {json.dumps(summary['statuses'], sort_keys=True)}")
+    if summary.get("first_error"):
+        lines.append(f"{'first_error':<{width}}  {summary['first_error']}")
     return "\n".join(lines)
 
 
