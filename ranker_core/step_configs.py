@@ -280,6 +280,7 @@ class TrainerConfig(Settings):
             raise ValueError(f"weight_averaging must be in [0, 1), got {self.weight_averaging}")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
+        self._check_task_weights()
         if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:
             raise ValueError(f"listwise_weight must be a finite number >= 0, got {self.listwise_weight}")
         if not math.isfinite(self.logged_order_weight) or self.logged_order_weight < 0:
@@ -295,6 +296,31 @@ class TrainerConfig(Settings):
                 ) from None
         if self.position_reference is not None and self.position_reference < 0:
             raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")
+
+    def _check_task_weights(self) -> None:
+        """Raise ValueError naming the first class or loss weight that would break training.
+
+        A positive weight enters the loss as a factor and the served probability as ``log(weight)``, so it must be
+        finite and > 0; a negative task loss weight rewards the loss for growing (it falls without bound).
+        """
+        _require_finite("positive_weight_power", self.positive_weight_power, allow_zero=True)
+        _require_finite("max_positive_weight", self.max_positive_weight, allow_zero=False)
+        for task, weight in self.positive_weights.items():
+            _require_finite(f"positive_weights[{task!r}]", weight, allow_zero=False)
+        for task, weight in self.task_loss_weights.items():
+            _require_finite(f"task_loss_weights[{task!r}]", weight, allow_zero=True)
+
+
+def _require_finite(name: str, value: float, allow_zero: bool) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a finite number > 0 (>= 0 with ``allow_zero``).
+
+    >>> _require_finite("positive_weights['click']", 0.0, allow_zero=False)
+    Traceback (most recent call last):
+    ValueError: positive_weights['click'] must be a finite number > 0, got 0.0
+    """
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
 
 
 class BaselineConfig(Settings):
@@ -366,11 +392,12 @@ class BaselineConfig(Settings):
         return usable_cores()
 
     def objective(self, ranking: bool, graded: bool) -> str:
-        """A model's LightGBM objective: with request groups LambdaRank for graded targets, else ``task_objective``.
+        """A model's LightGBM objective: with request groups LambdaRank for graded targets, else ``task_objective``
+        (default ``lambdarank``); binary without request groups.
 
         >>> config = BaselineConfig()
         >>> config.objective(ranking=True, graded=True), config.objective(True, False), config.objective(False, True)
-        ('lambdarank', 'binary', 'binary')
+        ('lambdarank', 'lambdarank', 'binary')
         """
         if not ranking:
             return "binary"

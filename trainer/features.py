@@ -474,6 +474,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
     every pair of string embeddings (DLRM's interaction, ``tfrs`` ``DotInteraction``:
     ``n * (n - 1) / 2`` columns for ``n`` string features), so a user x item
     affinity is one column instead of something an MLP must learn to multiply.
+    A categorical or list feature with an empty vocabulary (no value in the train split) is
+    left out, with a warning: the encoder accepts it among its inputs and ignores it.
 
     Example::
 
@@ -506,14 +508,17 @@ class FeatureEncoder(tf.keras.layers.Layer):
             raise ValueError(
                 f"sequence pooling must be one of {', '.join(SEQUENCE_POOLINGS)}, got {sequence_pooling!r}"
             )
-        numeric = [feature for feature in spec.features if feature.kind == "numeric"]
+        features = _with_values(spec.features)
+        if not features:
+            raise ValueError("every feature of the spec has an empty vocabulary: nothing to encode")
+        numeric = [feature for feature in features if feature.kind == "numeric"]
         self.numeric = FusedNumericEncoder(numeric, embedding_dim, numeric_encoding) if numeric else None
-        attended = _attended_sequences(spec) if sequence_pooling == "attention" else []
+        attended = _attended_sequences(features) if sequence_pooling == "attention" else []
         self.strings = [
             StringEncoder(
                 feature, embedding_dim, oov_buckets, embedding_l2, max_hash_buckets, rare_id_rows, l2_by_frequency
             )
-            for feature in spec.features
+            for feature in features
             if feature.is_string and feature not in attended
         ]
         by_name = {encoder.feature.name: encoder for encoder in self.strings}
@@ -592,10 +597,28 @@ class FeatureEncoder(tf.keras.layers.Layer):
         return used
 
 
-def _attended_sequences(spec: FeatureSpec) -> list[Feature]:
-    """Behaviour sequences whose target is a string feature of the spec (not itself a sequence)."""
-    strings = {feature.name for feature in spec.features if feature.is_string and not feature.target}
-    return [feature for feature in spec.features if feature.kind == "list" and feature.target in strings]
+def _attended_sequences(features: Sequence[Feature]) -> list[Feature]:
+    """Behaviour sequences whose target is a string feature of ``features`` (not itself a sequence)."""
+    strings = {feature.name for feature in features if feature.is_string and not feature.target}
+    return [feature for feature in features if feature.kind == "list" and feature.target in strings]
+
+
+def _with_values(features: Sequence[Feature]) -> list[Feature]:
+    """``features`` without the categorical and list ones whose vocabulary is empty, each left out with a warning.
+
+    An empty vocabulary means the train split had no value of the column (null in every row): every value would
+    map to one OOV row, a constant that cannot help the model. The model still takes such a feature as an input
+    (its serving signature and the request parser follow the feature spec, which lists it) and ignores it.
+    """
+    empty = [feature for feature in features if feature.kind in ("categorical", "list") and not feature.vocabulary]
+    for feature in empty:
+        logger.warning(
+            "%s feature %r has an empty vocabulary in the feature spec (no value in the train split): "
+            "left out of the model, which still accepts it as an input",
+            feature.kind,
+            feature.name,
+        )
+    return [feature for feature in features if feature not in empty]
 
 
 class ModuleEmbedding(tf.keras.layers.Layer):

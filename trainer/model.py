@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import MODULE, POSITION, REQUEST_ID, FeatureSpec, label_key
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
@@ -53,6 +54,8 @@ LOGGED_ORDER = "logged_order"
 """The head that learns each request's logged order (``logged_order_weight``): trained, never served."""
 Logits = dict[str, tf.Tensor]
 GateWeights = dict[str, tf.Tensor]
+TASK_SETTINGS = ("task_loss_weights", "positive_weights", "listwise_tasks")
+"""The TrainerConfig settings keyed by task name, which only the data can check (``score_weights``: RankingScore)."""
 
 
 # -- architectures ------------------------------------------------------------
@@ -272,10 +275,21 @@ def positive_weights(spec: FeatureSpec, config: TrainerConfig) -> dict[str, floa
             continue
         ratio = (train.rows - positives) / positives
         weights[task] = float(np.clip(ratio**config.positive_weight_power, 1.0, config.max_positive_weight))
-    unknown = sorted(set(config.positive_weights) - set(spec.task_names))
-    if unknown:
-        raise ValueError(f"positive_weights names unknown task(s) {unknown}; tasks: {list(spec.task_names)}")
+    require_known_tasks("positive_weights", config.positive_weights, spec.task_names)
     return weights
+
+
+def require_known_tasks(setting: str, named: Iterable[str], tasks: Iterable[str]) -> None:
+    """Raise :class:`InvalidValueError` (one line, exit status 2 from the CLI) if ``setting`` names a task that is
+    not one of ``tasks``, the data's. Example::
+
+        require_known_tasks("task_loss_weights", {"clik": 2.0}, ["click", "purchase"])
+        # InvalidValueError: task_loss_weights names unknown task(s) ['clik']; the data's tasks: ['click', 'purchase']
+    """
+    tasks = list(tasks)  # a plain list in the message, whatever holds the names (Keras wraps a layer's lists)
+    unknown = sorted(set(named) - set(tasks))
+    if unknown:
+        raise InvalidValueError(f"{setting} names unknown task(s) {unknown}; the data's tasks: {tasks}")
 
 
 class RankingScore(tf.keras.layers.Layer):
@@ -299,9 +313,7 @@ class RankingScore(tf.keras.layers.Layer):
         for where, weights in [("default_score_weights", default or {})] + [
             (f"score_weights[{module!r}]", weights) for module, weights in per_module.items()
         ]:
-            unknown = sorted(set(weights) - set(tasks))
-            if unknown:
-                raise ValueError(f"{where} names unknown task(s) {unknown}; tasks: {tasks}")
+            require_known_tasks(where, weights, tasks)
         self.modules = list(per_module)
         default_row = [float((default or {}).get(task, 1.0)) for task in tasks]
         rows = [default_row] + [
@@ -342,12 +354,11 @@ class RankerModel(tfrs.Model):
     def __init__(self, spec: FeatureSpec, config: TrainerConfig) -> None:
         super().__init__()
         self.spec, self.config = spec, config
-        self.task_names = list(spec.task_names)
-        if not self.task_names:
+        if not spec.task_names:
             raise ValueError("the feature spec has no tasks")
-        unknown = sorted(set(config.task_loss_weights) - set(self.task_names))
-        if unknown:
-            raise ValueError(f"task_loss_weights names unknown task(s) {unknown}; tasks: {self.task_names}")
+        for setting in TASK_SETTINGS:  # before any layer is built, and so before training starts
+            require_known_tasks(setting, getattr(config, setting), spec.task_names)
+        self.task_names = list(spec.task_names)
         self.feature_encoder = FeatureEncoder(
             spec,
             config.embedding_dim,

@@ -225,14 +225,20 @@ def _choose(
     if "eval_lift_interval" not in best:
         return best, f"trial {best['trial']} scored highest (an AUC has no requests to pair: chosen by its score)"
     lift, (low, high) = best["eval_lift_over_given"], best["eval_lift_interval"]
-    words = f"trial {best['trial']} scored highest, {lift:+.2%} [{low:+.2%}, {high:+.2%}] over the given configuration"
-    if low > 0:
+    interval = f"{_percent(lift)} [{_percent(low)}, {_percent(high)}]"
+    words = f"trial {best['trial']} scored highest, {interval} over the given configuration"
+    if low is not None and low > 0:
         return best, f"{words}: above the noise at confidence {tuning.confidence}, chosen"
     return given, f"{words}: within the noise at confidence {tuning.confidence}, the given configuration is kept"
 
 
 def _add_lifts(trials: list[dict[str, Any]], per_request: dict[int, np.ndarray], confidence: float) -> None:
-    """Each trial's eval NDCG lift over the first trial and its paired bootstrap interval, on its row."""
+    """Each trial's eval NDCG lift over the first trial and its paired bootstrap interval, on its row.
+
+    A lift, or a bound, that cannot be computed is ``None`` (``null`` in ``tuning.json``, which has no NaN): the
+    lift is a ratio, undefined where the given configuration's mean NDCG is 0, and an interval bound is undefined
+    where enough resamples of the requests give it a mean of 0 (or every request of a diverged trial is NaN).
+    """
     given = trials[0]["trial"]
     if confidence == 0 or given not in per_request:
         return
@@ -242,9 +248,26 @@ def _add_lifts(trials: list[dict[str, Any]], per_request: dict[int, np.ndarray],
     )
     base, given_mean = numbers.index(given), float(np.nanmean(per_request[given]))
     for trial in (trial for trial in trials if trial["trial"] in per_request):
-        low, high = percentile_interval(draws[:, numbers.index(trial["trial"])] / draws[:, base] - 1.0, confidence)
-        trial["eval_lift_over_given"] = float(np.nanmean(per_request[trial["trial"]])) / given_mean - 1.0
-        trial["eval_lift_interval"] = [float(low), float(high)]
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample whose given mean is 0: no ratio
+            lifts = draws[:, numbers.index(trial["trial"])] / draws[:, base] - 1.0
+            lift = np.float64(np.nanmean(per_request[trial["trial"]])) / given_mean - 1.0
+        low, high = percentile_interval(lifts, confidence)
+        trial["eval_lift_over_given"] = _finite_or_none(lift)
+        trial["eval_lift_interval"] = [_finite_or_none(low), _finite_or_none(high)]
+
+
+def _finite_or_none(value: float) -> float | None:
+    """``value`` as a float, or ``None`` where it is NaN or infinite: undefined, and not a number JSON can hold.
+
+    >>> _finite_or_none(np.float64(0.25)), _finite_or_none(np.nan), _finite_or_none(np.inf)
+    (0.25, None, None)
+    """
+    return float(value) if math.isfinite(value) else None
+
+
+def _percent(value: float | None) -> str:
+    """A lift or bound in the choice's words: ``+1.23%``, or ``undefined``."""
+    return "undefined" if value is None else f"{value:+.2%}"
 
 
 def tune_from_component(

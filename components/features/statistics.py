@@ -11,12 +11,15 @@ can compute them in parallel (``CombineGlobally``)::
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from ranker_core.schema import LIST_SEPARATOR, MODULE, REQUEST_ID, Feature, SplitStats, label_key
+
+logger = logging.getLogger(__name__)
 
 QUANTILES = 20
 SAMPLE_SIZE = 50_000  # values kept per numeric feature for its quantile boundaries
@@ -142,6 +145,17 @@ class FeatureStatistics:
                 stats.counters[column.name] = Counter(tokens.value_counts().to_dict())
         return stats
 
+    def valueless(self, columns: list[FeatureColumn]) -> list[FeatureColumn]:
+        """The ``columns`` that are null (or empty) in every row counted; none when no row was counted."""
+        if not self.rows:
+            return []
+        return [column for column in columns if not self._has_values(column)]
+
+    def _has_values(self, column: FeatureColumn) -> bool:
+        if column.kind == "numeric":
+            return self.numeric.get(column.name, NumericSketch()).count > 0
+        return self.missing.get(column.name, 0) < self.rows
+
     def merge(self, other: FeatureStatistics) -> FeatureStatistics:
         self.rows += other.rows
         self.missing.update(other.missing)
@@ -152,7 +166,15 @@ class FeatureStatistics:
         return self
 
     def features(self, columns: list[FeatureColumn]) -> list[Feature]:
-        """One :class:`~ranker_core.schema.Feature` per column, in the given order."""
+        """One :class:`~ranker_core.schema.Feature` per column, in the given order; a warning names each column
+        that is null in every row (a categorical or list one gets an empty vocabulary)."""
+        for column in self.valueless(columns):
+            logger.warning(
+                "feature %r (%s) is null in all %d rows of the train split: the model can learn nothing from it",
+                column.name,
+                column.kind,
+                self.rows,
+            )
         described = []
         for column in columns:
             if column.kind == "numeric":

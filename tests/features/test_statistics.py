@@ -86,3 +86,17 @@ def test_split_counts_merge():
     assert (train.rows, train.requests, train.positives) == (3, 2, {"click": 2})
     assert train.rows_per_module == {"home": 1, "search": 2}
     assert counts.splits["test"].rows == 1
+
+
+def test_a_column_null_in_every_row_is_named_in_a_warning(frame, caplog):
+    nulls = frame.assign(color="", tags="", item="", price=np.nan)
+    with caplog.at_level("WARNING", logger="components.features.statistics"):
+        color, tags, *_ = FeatureStatistics.of(nulls, COLUMNS, "_uid").features(COLUMNS)
+    assert color.vocabulary == [] and tags.vocabulary == []
+    warned = [record.getMessage() for record in caplog.records]
+    for name in ("color", "tags", "item", "price"):
+        assert any(f"feature {name!r}" in line and "null in all 1000 rows" in line for line in warned), warned
+    assert not any("'rating'" in line for line in warned), warned  # 80% of its rows have a value
+    caplog.clear()
+    FeatureStatistics().features(COLUMNS)  # no rows counted: nothing to say
+    assert not caplog.records

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.settings import read_json_object
 from trainer.config import TrainerConfig, load_config, save_config
 
@@ -100,3 +101,34 @@ def test_config_argument_must_be_json_object_or_file():
         read_json_object("no/such/file.json", "config")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_json_object("{epochs: 2}", "config")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"positive_weights": {"click": 0}}, r"positive_weights\['click'\] must be a finite number > 0, got 0"),
+        ({"positive_weights": {"click": -2.0}}, r"positive_weights\['click'\] must be a finite number > 0, got -2.0"),
+        ({"positive_weights": {"click": float("nan")}}, r"positive_weights\['click'\] must be a finite number > 0"),
+        ({"max_positive_weight": 0}, "max_positive_weight must be a finite number > 0, got 0"),
+        ({"max_positive_weight": -1.0}, "max_positive_weight must be a finite number > 0, got -1.0"),
+        ({"positive_weight_power": -0.5}, "positive_weight_power must be a finite number >= 0, got -0.5"),
+        ({"task_loss_weights": {"click": -1.0}}, r"task_loss_weights\['click'\] must be a finite number >= 0"),
+        ({"task_loss_weights": {"click": float("inf")}}, r"task_loss_weights\['click'\] must be a finite number"),
+    ],
+)
+def test_class_and_loss_weights_that_would_break_training_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TrainerConfig().replace(**overrides)
+
+
+def test_a_refused_weight_is_one_line_from_every_source():
+    for environ, config in [
+        ({}, '{"positive_weights": {"click": 0}}'),
+        ({"RANKER_TRAIN_MAX_POSITIVE_WEIGHT": "0"}, None),
+    ]:
+        with pytest.raises(InvalidValueError) as refused:
+            TrainerConfig.from_sources(config, environ=environ)
+        assert "\n" not in str(refused.value) and str(refused.value).startswith("TrainerConfig: ")
+    # a zero loss weight switches a task's loss off, and an explicit weight below 1 down-weights its positives
+    config = TrainerConfig.from_sources('{"task_loss_weights": {"click": 0}, "positive_weights": {"click": 0.5}}')
+    assert config.task_loss_weights == {"click": 0.0} and config.positive_weights == {"click": 0.5}

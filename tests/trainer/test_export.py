@@ -159,3 +159,16 @@ def test_a_spec_without_numeric_features_is_served(spec, raw_batch, tmp_path):
     ranker = load_ranker(tmp_path)
     assert ranker.number_inputs == ()
     assert ranker.predict(raw_batch)["score"].shape == (12,)
+
+
+def test_a_feature_left_out_for_its_empty_vocabulary_is_still_a_serving_input(spec, raw_batch, tmp_path):
+    spec = FeatureSpec.from_dict(spec.to_dict())
+    spec.features.append(Feature("anchor_category", "categorical", vocabulary=[], missing_fraction=1.0))
+    export_model(build_model(spec, TrainerConfig(**TINY_CONFIG)), str(tmp_path))
+    ranker = load_ranker(tmp_path)
+    assert ranker.input_signature["anchor_category"].dtype == tf.string
+    rows = len(raw_batch["module_name"])
+    empty = ranker.predict({**raw_batch, "anchor_category": np.array([""] * rows)})
+    valued = ranker.predict({**raw_batch, "anchor_category": np.array(["toys"] * rows)})
+    for name, values in empty.items():
+        np.testing.assert_array_equal(values, valued[name], err_msg=name)

@@ -432,3 +432,49 @@ def test_hashed_buckets_seen_too_rarely_in_training_share_one_row(spec):
     assert user(tf.constant(["u1"])).numpy().tolist() != user(tf.constant(["u2"])).numpy().tolist()
     with pytest.raises(ValueError, match="rare_id_min_count must be >= 0"):
         TrainerConfig(rare_id_min_count=-1)
+
+
+def _with_empty_vocabularies(spec):
+    """``spec`` plus a categorical, a list and a behaviour sequence whose train split had no value."""
+    import dataclasses
+
+    empty = [
+        Feature("anchor_category", "categorical", vocabulary=[], missing_fraction=1.0),
+        Feature("anchor_tags", "list", vocabulary=None, missing_fraction=1.0),
+        Feature("hist_anchor_category", "list", vocabulary=[], missing_fraction=1.0, target="anchor_category"),
+    ]
+    return dataclasses.replace(spec, features=[*spec.features, *empty]), [feature.name for feature in empty]
+
+
+def test_features_without_a_vocabulary_are_left_out_with_a_warning_and_still_accepted(spec, raw_batch, caplog):
+    emptied, names = _with_empty_vocabularies(spec)
+    encoder, reference = FeatureEncoder(emptied, embedding_dim=4), FeatureEncoder(spec, embedding_dim=4)
+    assert encoder.output_width == reference.output_width
+    assert not {e.feature.name for e in (*encoder.strings, *encoder.sequences)} & set(names)
+    for name in names:
+        assert f"{name!r} has an empty vocabulary in the feature spec" in caplog.text, caplog.text
+    rows = len(raw_batch["module_name"])
+    features = {name: tf.constant(values) for name, values in raw_batch.items()}
+    empty = encoder({**features, **{name: tf.constant([""] * rows) for name in names}}).numpy()
+    valued = encoder({**features, **{name: tf.constant(["toys|gift"] * rows) for name in names}}).numpy()
+    np.testing.assert_array_equal(empty, valued)
+
+
+def test_a_sequence_whose_target_has_no_vocabulary_is_an_ordinary_list_feature(spec, raw_batch):
+    import dataclasses
+
+    emptied, _ = _with_empty_vocabularies(spec)
+    sequence = Feature("hist_anchor_tags", "list", vocabulary=["gift", "sale"], target="anchor_category")
+    encoder = FeatureEncoder(dataclasses.replace(emptied, features=[*emptied.features, sequence]), embedding_dim=4)
+    assert [e.feature.name for e in encoder.strings][-1] == "hist_anchor_tags" and not encoder.sequences
+    rows = len(raw_batch["module_name"])
+    values = {name: tf.constant(column) for name, column in raw_batch.items()}
+    assert encoder({**values, "hist_anchor_tags": tf.constant(["gift"] * rows)}).shape == (rows, encoder.output_width)
+
+
+def test_a_spec_whose_every_feature_lacks_a_vocabulary_has_nothing_to_encode():
+    from ranker_core.schema import FeatureSpec
+
+    spec = FeatureSpec(tasks=["click"], features=[Feature("c", "categorical", vocabulary=[])], modules=["feed"])
+    with pytest.raises(ValueError, match="every feature of the spec has an empty vocabulary"):
+        FeatureEncoder(spec, embedding_dim=3)

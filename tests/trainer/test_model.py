@@ -225,3 +225,35 @@ def test_uncertainty_weighting_scales_each_task_loss_by_a_learned_variance(spec,
     assert (weighted.task_log_variances.numpy() != 0).all()  # trained with the model
     with pytest.raises(ValueError, match="task_weighting"):
         tiny(task_weighting="learned")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("task_loss_weights", {"clik": 2.0}),
+        ("positive_weights", {"clik": 2.0}),
+        ("listwise_tasks", ["clik"]),
+        ("score_weights", {"search": {"clik": 2.0}}),
+    ],
+)
+def test_a_setting_naming_an_unknown_task_is_one_clean_line_before_training(spec, setting, value):
+    from ranker_core.cli_support import InvalidValueError
+
+    with pytest.raises(InvalidValueError) as refused:
+        build_model(spec, tiny(**{setting: value}))
+    message = str(refused.value)
+    assert "names unknown task(s) ['clik']" in message and f"the data's tasks: {list(spec.task_names)}" in message
+    assert "ListWrapper" not in message and "\n" not in message
+
+
+def test_a_model_leaves_out_a_feature_without_values_and_still_serves_it(spec, raw_batch):
+    import dataclasses
+
+    emptied = dataclasses.replace(spec, features=[*spec.features, Feature("anchor_category", "categorical")])
+    model = build_model(emptied, tiny())
+    rows = len(raw_batch["module_name"])
+    empty = model(tensors({**raw_batch, "anchor_category": np.array([""] * rows)}))
+    valued = model(tensors({**raw_batch, "anchor_category": np.array(["toys"] * rows)}))
+    for name, values in empty.items():
+        assert np.isfinite(values.numpy()).all(), name
+        np.testing.assert_array_equal(values.numpy(), valued[name].numpy())

@@ -281,3 +281,23 @@ def test_a_seed_ensemble_serves_the_mean_of_members_trained_alone(synthetic_exam
     assert ensemble.config.ensemble_size == 2 and ensemble.config.seed == 42
     with pytest.raises(ValueError, match="ensemble_size must be positive, got 0"):
         TrainerConfig(ensemble_size=0)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"positive_weights": {"click": 0}}, "TrainerConfig: positive_weights['click'] must be a finite number > 0"),
+        ({"task_loss_weights": {"clik": 1.0}}, "task_loss_weights names unknown task(s) ['clik']; the data's tasks: ["),
+    ],
+)
+def test_ranker_train_refuses_a_bad_weight_in_one_line_before_training(
+    synthetic_examples, tmp_path, capsys, config, message
+):
+    from pipelines.cli import main
+
+    model_dir = tmp_path / "model"
+    paths = ["--examples", str(synthetic_examples), "--model-dir", str(model_dir)]
+    assert main(["train", *paths, "--config", json.dumps(config)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ranker train: ") and message in line and "ListWrapper" not in line
+    assert not model_dir.exists()

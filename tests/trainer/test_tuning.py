@@ -155,3 +155,24 @@ def test_under_kfp_local_the_tune_step_hands_training_its_choice(synthetic_examp
     chosen = json.loads(record.read_text())["best"]["values"]
     trained = load_config(task.output.path)
     assert trained.learning_rate == chosen["learning_rate"] and trained.epochs == BASE.epochs
+
+
+def test_a_lift_that_cannot_be_computed_is_null_and_the_record_is_valid_json():
+    # the given configuration ranks one request's positive in the top 10: most resamples of the requests give it a
+    # mean NDCG of 0, and the ratio of a trial's mean to 0 (its lift's upper bound) is undefined
+    given = np.zeros(40)
+    given[0] = 0.5
+    better = np.full(40, 0.3)
+    trials = _trials({0: given, 1: better})
+    chosen, why = _choose(trials, {0: given, 1: better}, TuningConfig(trials=2))
+    low, high = trials[1]["eval_lift_interval"]
+    assert low > 0 and high is None and chosen["trial"] == 1
+    assert "undefined]" in why and "nan" not in why
+    json.loads(json.dumps(trials, allow_nan=False))  # NaN would be refused: JSON has none
+    # a given configuration whose every request scores 0: no lift at all, and nothing to show it is beaten
+    nothing = np.zeros(40)
+    trials = _trials({0: nothing, 1: better})
+    chosen, why = _choose(trials, {0: nothing, 1: better}, TuningConfig(trials=2))
+    assert trials[1]["eval_lift_over_given"] is None and trials[1]["eval_lift_interval"] == [None, None]
+    assert chosen["trial"] == 0 and "undefined [undefined, undefined]" in why
+    json.loads(json.dumps(trials, allow_nan=False))
