@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,16 +237,24 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
     item = config.item_column or spec.roles.get("item_id", "")
     if not user or not item:
         raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
-    stored = stored_features(config.feature_store, spec.roles.get("item_id", item)) if config.feature_store else None
+    stored = (
+        stored_features(config.feature_store, spec.roles.get("item_id", item), spec.feature_names)
+        if config.feature_store
+        else None
+    )
     return FeatureAssembler(spec, user, item, config.campaign_column, stored)
 
 
-def stored_features(repo: str, item_key: str) -> StoredFeatures:
-    """The feature store's features (a repo that is not one is a one-line error naming it)."""
+def stored_features(repo: str, item_key: str, model_features: Iterable[str]) -> StoredFeatures:
+    """The feature store's features; a repo that is not one, or does not fit the model, is a one-line error."""
+    from serving.feature_store import NOT_A_REPO, require_fit
+
     try:
-        return StoredFeatures.of(repo, item_key)
-    except Exception as error:  # Feast raises its own types for a missing repo, registry or service
-        raise UserError(f"--feature-store {repo}: not a Feast repo written by `ranker materialize` ({error})") from None
+        stored = StoredFeatures.of(repo, item_key)
+    except Exception as error:  # ours (FeatureRepoError: the reason) or Feast's for a broken repo
+        raise UserError(f"--feature-store {repo}: {NOT_A_REPO} ({error})") from None
+    require_fit(repo, stored.names, model_features)
+    return stored
 
 
 def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | None = None) -> BatchSummary:

@@ -18,6 +18,12 @@ cutoff) and missing raw features, and is counted in
 columns (float64 with NaN for a missing number, object arrays of strings with
 ``""`` for a missing string), which the request parser takes as they are.
 
+Opening checks the repo before it serves (:func:`open_online_features`): a path that
+is not a repo ``ranker materialize`` wrote (no folder, no ``feature_store.yaml``, no
+local registry or SQLite online store, no ``ranker`` feature service), an online
+store that cannot be read (one probe lookup per view), or a repo whose features
+do not fit the model is one :class:`~ranker_core.cli_support.UserError` line.
+
 Looked-up rows are cached in memory, column by column (:class:`ColumnCache`):
 at most ``cache_entries`` keys per view, each for ``cache_seconds`` (0: no
 cache); when full, the key fetched longest ago makes room. A warm
@@ -28,19 +34,23 @@ one NumPy gather per feature, and never reaches the store.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from ranker_core.cli_support import UserError, first_few
 from ranker_core.feature_store import (
     DEFAULT_TAG,
     FEATURE_SERVICE,
+    MATCH_PREFIX,
     MATCH_TAG,
     SEQUENCE_MATCH_TAG,
     match_feature,
@@ -59,10 +69,42 @@ SERVED = Histogram(
     buckets=(0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0, 100.0, 1000.0, 10000.0),
 )
 SAMPLED_CANDIDATES = 4  # values per feature and request that go into the histograms, spread over the candidates
+# The prefix of extraction's history features (components.data.spec.HISTORY_PREFIX; serving does not import
+# components): with ``match_*`` they can only come from the store, so a model reading one the repo lacks is refused.
+HISTORY_PREFIX = "hist_"
+NOT_A_REPO = "not a Feast repo written by `ranker materialize`"
+PROBE_ID = "__ranker_probe__"  # the key of the start-up lookup: no entity has it
+MOST_NAMED = 10  # features a mismatch message names
+SQLITE_STORE_CLASS = "feast.infra.online_stores.sqlite.SqliteOnlineStore"  # the long name of ``type: sqlite``
 
 
 class StoreUnavailableError(RuntimeError):
     """The online store failed or timed out (the server answers 503)."""
+
+
+class FeatureRepoError(UserError):
+    """The folder is not a Feast repo ``ranker materialize`` wrote, or its online store cannot be read.
+
+    The message is the reason only (``no such folder``): :func:`open_online_features` names the flag and the repo.
+    """
+
+
+def feast_store_class() -> type:
+    """Feast's ``FeatureStore``, with Feast's stored ``import torch`` error cut from the frames that imported it.
+
+    Feast 0.67 (``feast/torch_wrapper.py``) keeps the ``ModuleNotFoundError`` of its optional ``import torch`` in
+    a module global. Its traceback holds the frames that first imported Feast and, through ``f_back``, every
+    caller's frame with its locals: in ``ranker skew-check`` the TensorFlow model, which then outlived the check
+    and was freed at interpreter exit, deep in that chain of frames, where CPython 3.11 crashed
+    (``_PyTrash_thread_destroy_chain``, exit 139). Dropping the traceback right after the import frees nothing
+    (the frames are still running) and keeps the error's message for Feast.
+    """
+    from feast import FeatureStore
+
+    error = getattr(sys.modules.get("feast.torch_wrapper"), "_torch_import_error", None)
+    if isinstance(error, BaseException):
+        error.__traceback__ = None
+    return FeatureStore
 
 
 class ColumnCache:
@@ -170,9 +212,7 @@ class StorePerThread:
         """This thread's store, opened on its first use."""
         store = getattr(self._local, "store", None)
         if store is None:
-            from feast import FeatureStore
-
-            store = self._local.store = FeatureStore(repo_path=self.repo_path)
+            store = self._local.store = feast_store_class()(repo_path=self.repo_path)
         return store
 
 
@@ -192,6 +232,15 @@ class ViewReader:
         self.defaults = {field.name: _default(field.tags.get(DEFAULT_TAG)) for field in view.features}
         dtypes = {feature: object if feature in self.strings else np.float64 for feature in self.features}
         self.cache = ColumnCache(dtypes, cache_entries, cache_seconds)
+
+    def probe(self) -> None:
+        """Look up a key no entity has, past the cache and the metrics: a :class:`FeatureRepoError` when the
+        online store cannot be read (a table missing, say)."""
+        refs = [f"{self.name}:{feature}" for feature in self.features[:1]]
+        try:
+            self.stores.get().get_online_features(features=refs, entity_rows=[dict.fromkeys(self.keys, PROBE_ID)])
+        except Exception as error:  # any store failure: the repo cannot serve
+            raise FeatureRepoError(f"its online store cannot be read: {_one_line(error)}") from error
 
     def values(self, keys: list[Hashable]) -> dict[str, np.ndarray]:
         """Each feature's values for the distinct ``keys``: cached ones, the rest from the online store."""
@@ -240,18 +289,20 @@ class OnlineFeatures:
     """The stored features of the ``ranker`` feature service, joined into ids-only requests.
 
     ``cache_seconds`` and ``cache_entries`` bound each view's in-memory cache
-    (``--feature-cache-seconds``, ``--feature-cache-entries``).
+    (``--feature-cache-seconds``, ``--feature-cache-entries``). A repo that is not
+    one ``ranker materialize`` wrote, or whose online store cannot be read, raises
+    :class:`FeatureRepoError`.
     """
 
     def __init__(
         self, repo_path: str, item_key: str, cache_seconds: float = 60.0, cache_entries: int = 100_000
     ) -> None:
         stores = StorePerThread(repo_path)
-        store = stores.get()
-        service = store.get_feature_service(FEATURE_SERVICE)
+        service, views = read_service(stores)
         self.item_key = item_key
-        views = [store.get_feature_view(projection.name) for projection in service.feature_view_projections]
         self.views = [ViewReader(stores, view, cache_seconds, cache_entries) for view in views]
+        for view in self.views:
+            view.probe()
         self.match = [tuple(pair) for pair in json.loads(service.tags.get(MATCH_TAG, "[]"))]
         self.sequence_match = [tuple(pair) for pair in json.loads(service.tags.get(SEQUENCE_MATCH_TAG, "[]"))]
         self.stored = {feature for view in self.views for feature in view.features}
@@ -305,6 +356,111 @@ class OnlineFeatures:
         values = view.values(keys)
         for feature in view.features:
             columns[feature] = values[feature][codes]
+
+
+def open_online_features(
+    repo: str,
+    item_key: str,
+    model_features: Iterable[str],
+    cache_seconds: float = 60.0,
+    cache_entries: int = 100_000,
+) -> OnlineFeatures:
+    """:class:`OnlineFeatures` of ``repo`` for a model that reads ``model_features``; a repo that is not one
+    ``ranker materialize`` wrote, or that does not fit the model, is one :class:`UserError` line naming it."""
+    try:
+        features = OnlineFeatures(repo, item_key, cache_seconds, cache_entries)
+    except FeatureRepoError as error:
+        raise UserError(f"--feature-store {repo}: {NOT_A_REPO} ({error})") from None
+    require_fit(repo, features.stored, model_features)
+    return features
+
+
+def require_fit(repo: str, stored: Iterable[str], model_features: Iterable[str]) -> None:
+    """A one-line :class:`UserError` naming the features when the repo's ``stored`` ones do not fit the model's
+    (:func:`model_mismatch`)."""
+    mismatch = model_mismatch(stored, model_features)
+    if mismatch:
+        raise UserError(
+            f"--feature-store {repo}: the repo does not fit the model: it {mismatch}; "
+            "materialize the extraction the model was trained on"
+        )
+
+
+def model_mismatch(stored: Iterable[str], model_features: Iterable[str]) -> str:
+    """What keeps a repo that provides ``stored`` from serving a model that reads ``model_features`` ("" if nothing).
+
+    Missing: the model's history features (``hist_*``, ``match_*``) the repo does not provide (they would be
+    NaN: only the store has them; raw features the repo does not store may come with the request). Extra: stored
+    features the model does not read. They are refused, not ignored: the server would add them to every request
+    (which the parser refuses), and a repo with other features comes from another extraction, whose shared
+    features may differ too (another prior strength, time bucket or cutoff).
+
+    >>> model_mismatch({"hist_user_impressions", "price"}, ["hist_user_impressions", "hist_shop_impressions"])
+    'lacks hist_shop_impressions (the model reads them from the store) and stores price (the model does not read them)'
+    """
+    stored, model = set(stored), set(model_features)
+    history = (HISTORY_PREFIX, MATCH_PREFIX)
+    missing = sorted(name for name in model - stored if name.startswith(history))
+    extra = sorted(stored - model)
+    problems = []
+    if missing:
+        problems.append(f"lacks {first_few(missing, MOST_NAMED)} (the model reads them from the store)")
+    if extra:
+        problems.append(f"stores {first_few(extra, MOST_NAMED)} (the model does not read them)")
+    return " and ".join(problems)
+
+
+def read_service(stores: StorePerThread) -> tuple[Any, list[Any]]:
+    """The repo's ``ranker`` feature service and its views; a :class:`FeatureRepoError` saying why when the repo
+    is not one ``ranker materialize`` wrote."""
+    check_repo_folder(stores.repo_path)
+    try:
+        store = stores.get()
+        check_local_stores(store.config)
+        service = store.get_feature_service(FEATURE_SERVICE)
+        return service, [store.get_feature_view(projection.name) for projection in service.feature_view_projections]
+    except FeatureRepoError:
+        raise
+    except Exception as error:  # Feast raises its own types for a broken config, registry or service
+        raise FeatureRepoError(_one_line(error)) from error
+
+
+def check_repo_folder(repo: str) -> None:
+    """A :class:`FeatureRepoError` unless ``repo`` is a folder with ``feature_store.yaml``."""
+    path = Path(repo)
+    if not path.exists():
+        raise FeatureRepoError("no such folder")
+    if not path.is_dir():
+        raise FeatureRepoError("a file, not a folder")
+    if not (path / "feature_store.yaml").is_file():
+        raise FeatureRepoError("no feature_store.yaml")
+
+
+def check_local_stores(config: Any) -> None:
+    """A :class:`FeatureRepoError` when the repo's local registry file or SQLite online store is missing.
+
+    Checked before Feast opens them: it would create an empty registry or database and then fail on every read.
+    """
+    for what, path in _local_store_files(config):
+        if not path.is_file():
+            raise FeatureRepoError(f"no {what} at {path}; copy the repo with its data/ or run ranker materialize")
+
+
+def _local_store_files(config: Any) -> list[tuple[str, Path]]:
+    """The repo config's local files: a file registry's and a SQLite online store's (paths relative to the repo)."""
+    files = []
+    registry = config.registry
+    if registry.registry_type == "file" and "://" not in str(registry.path):
+        files.append(("registry", Path(config.repo_path or ".", registry.path)))
+    online = config.online_store
+    if str(getattr(online, "type", "")) in ("sqlite", SQLITE_STORE_CLASS):
+        files.append(("online store", Path(config.repo_path or ".", online.path)))
+    return files
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (Feast's and pydantic's may span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _as_columns(candidates: Any, where: str) -> dict[str, Any]:

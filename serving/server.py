@@ -543,14 +543,16 @@ def load_model(config: ServerConfig) -> RankerServingModel:
 
 
 def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
-    """The online store's features for ids-only requests, when ``config.feature_store`` names a Feast repo."""
+    """The online store's features for ids-only requests, when ``config.feature_store`` names a Feast repo
+    (one that is not a repo ``ranker materialize`` wrote, cannot be read or does not fit the model: a UserError)."""
     if not config.feature_store:
         return None
-    from serving.feature_store import OnlineFeatures
+    from serving.feature_store import open_online_features
 
-    features = OnlineFeatures(
+    features = open_online_features(
         config.feature_store,
         spec.roles.get("item_id", ""),
+        spec.feature_names,
         config.feature_cache_seconds,
         config.feature_cache_entries,
     )

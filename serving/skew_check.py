@@ -23,7 +23,7 @@ import numpy as np
 
 from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
-from serving.feature_store import OnlineFeatures
+from serving.feature_store import OnlineFeatures, open_online_features
 from serving.request import RequestParser
 
 TOLERANCE = 1e-5
@@ -79,10 +79,10 @@ def skew_check(examples: str, model_dir: str, repo: str) -> SkewReport:
 
     spec = FeatureSpec.load(examples)
     snapshot = json.loads((Path(examples) / SNAPSHOT_DIR / SNAPSHOT_FILE).read_text())
+    features = open_online_features(repo, spec.roles.get("item_id", ""), spec.feature_names, cache_seconds=0)
     test = read_split(examples, "test", spec)
     keep = unchanged_rows(test, snapshot)
     rows = {name: values[keep] for name, values in test.items()}
-    features = OnlineFeatures(repo, spec.roles.get("item_id", ""), cache_seconds=0)
     instances = ids_only_requests(rows, features, spec)
     body = features.fill({"instances": instances})
     served = RequestParser(spec, max_candidates=10**6, max_instances=10**6).parse(body).columns

@@ -35,6 +35,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -45,6 +46,7 @@ from serving.observability import METRICS_DIR_ENV
 logger = logging.getLogger(__name__)
 
 BACKLOG = 2048
+USER_ERROR = 2  # the exit status of a user error, as from `ranker`
 
 
 def serve_workers(config: ServerConfig, log_level: int = logging.INFO) -> int:
@@ -69,7 +71,8 @@ class Supervisor:
     def __init__(self, config: ServerConfig, log_level: int) -> None:
         self.config, self.log_level = config, log_level
         self.workers: list[BaseProcess] = []
-        self.stopping = self.failed = False
+        self.stopping = False
+        self.failed_status = 0  # a worker that died unasked: 2 for a user error (all workers share it), else 1
 
     def run(self, listener: socket.socket) -> int:
         """Serve until stopped; the exit code (1 when a worker died unasked)."""
@@ -89,7 +92,7 @@ class Supervisor:
         while running:
             for sentinel in wait(list(running), timeout=1.0):
                 self._ended(running.pop(sentinel))
-        return 1 if self.failed else 0
+        return self.failed_status
 
     def stop(self, _signum: int = signal.SIGTERM, _frame: object = None) -> None:
         """SIGTERM to every worker: each finishes its requests in flight, then exits."""
@@ -119,12 +122,19 @@ class Supervisor:
         if not self.stopping:
             name, pid, code = worker.name, worker.pid, worker.exitcode
             logger.error("worker %s (pid %d) exited with code %s: stopping the others", name, pid, code)
-            self.failed = True
+            self.failed_status = self.failed_status or (USER_ERROR if code == USER_ERROR else 1)
             self.stop()
 
 
 def _worker(config: ServerConfig, log_level: int, listener: socket.socket) -> None:
-    """One worker process: the whole server on the inherited listening socket."""
+    """One worker process: the whole server on the inherited listening socket; a user error (a model or feature
+    store that cannot be opened) is one line and exit status 2, as from a single process."""
+    from ranker_core.cli_support import UserError
     from serving.server import serve
 
-    raise SystemExit(serve(config, log_level, listen_fd=listener.fileno()))
+    try:
+        status = serve(config, log_level, listen_fd=listener.fileno())
+    except UserError as error:
+        print(f"ranker serve: {error}", file=sys.stderr)
+        status = USER_ERROR
+    raise SystemExit(status)

@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from pydantic import field_validator
 
 from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
-from ranker_core.cli_support import MissingInputError
+from ranker_core.cli_support import InvalidValueError, MissingInputError
 from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG, SEQUENCE_MATCH_TAG
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
@@ -49,6 +49,10 @@ online_store: {type: sqlite, path: data/online_store.db}
 offline_store: {type: file}
 entity_key_serialization_version: 3
 """
+
+
+class NoSnapshotError(MissingInputError):
+    """The extraction has no entity snapshot (its dataset spec has no ``history``): nothing to materialize."""
 
 
 class MaterializeConfig(Settings):
@@ -76,8 +80,14 @@ class MaterializeConfig(Settings):
 
 
 def ensure_repo(repo: Path) -> Path:
-    """The repo folder, with the embedded ``feature_store.yaml`` unless one is already there."""
-    (repo / "data" / "offline").mkdir(parents=True, exist_ok=True)
+    """The repo folder, with the embedded ``feature_store.yaml`` unless one is already there (a path that is not a
+    folder, or cannot become one, is an :class:`InvalidValueError`)."""
+    if repo.exists() and not repo.is_dir():
+        raise InvalidValueError(f"--feature-store {repo}: a file, not a folder (the Feast repo is a folder)")
+    try:
+        (repo / "data" / "offline").mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a parent that is a file, no permission, ...
+        raise InvalidValueError(f"--feature-store {repo}: cannot create the repo folder ({error.strerror})") from None
     config = repo / "feature_store.yaml"
     if not config.exists():
         config.write_text(EMBEDDED_CONFIG)
@@ -85,11 +95,17 @@ def ensure_repo(repo: Path) -> Path:
 
 
 def read_snapshot(examples: str) -> dict[str, Any]:
+    """The extraction's ``entities/snapshot.json``; a :class:`NoSnapshotError` when there is none or it holds no
+    entity (an extraction whose dataset spec has no ``history``)."""
     path = f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}"
+    advice = "extract features with a spec that has `history`"
     if not FileSystems.exists(path):
-        raise MissingInputError(f"no entity snapshot at {path}: extract features with a spec that has `history`")
+        raise NoSnapshotError(f"no entity snapshot at {path}: {advice}")
     with FileSystems.open(path) as handle:
-        return json.loads(handle.read())
+        snapshot = json.loads(handle.read())
+    if not snapshot.get("entities"):
+        raise NoSnapshotError(f"no entity snapshot at {path} (it has no history entities): {advice}")
+    return snapshot
 
 
 def copy_table(examples: str, table: str, repo: Path) -> Path:
@@ -130,6 +146,19 @@ def feature_view(name: str, info: dict[str, Any], table: Path, entities: dict[st
     )
 
 
+def drop_views(store: Any) -> None:
+    """Delete the repo's feature views and services, and their online tables, before a snapshot is materialized.
+
+    Materializing writes the rows of the snapshot's entities only: an entity that only an earlier snapshot
+    had would keep that snapshot's row (with an older snapshot: features from after its cutoff). Applied
+    afresh, each view starts from an empty table, so the store holds exactly one snapshot. A server reading
+    the repo meanwhile sees no service (503s, or refused at start-up) until the new one is applied.
+    """
+    stale = [*store.list_feature_services(), *store.list_feature_views()]
+    if stale:
+        store.apply([], objects_to_delete=stale, partial=False)
+
+
 def materialize(config: MaterializeConfig) -> dict[str, Any]:
     """Register the snapshot's feature views in the Feast repo and push them to its online store."""
     from feast import Entity, FeatureService, FeatureStore, ValueType
@@ -154,6 +183,7 @@ def materialize(config: MaterializeConfig) -> dict[str, Any]:
         },
     )
     store = FeatureStore(repo_path=str(repo))
+    drop_views(store)
     store.apply([*entities.values(), *views, service])
     store.materialize(start_date=cutoff - timedelta(seconds=1), end_date=cutoff + timedelta(seconds=1))
     summary = {"repo": str(repo), "views": [view.name for view in views], "cutoff": cutoff.isoformat(), **tags}

@@ -117,5 +117,8 @@ def write_table(name: str, frames: list[pd.DataFrame], output_dir: str) -> str:
 
 
 def write_metadata(metadata: dict[str, Any], output_dir: str) -> None:
+    """Write ``entities/snapshot.json``; nothing when there is no history entity (no snapshot to store)."""
+    if not metadata["entities"]:
+        return
     with FileSystems.create(f"{output_dir.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}") as handle:
         handle.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())

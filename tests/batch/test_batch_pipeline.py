@@ -14,6 +14,7 @@ from batch.config import BatchRankConfig
 from batch.pipeline import RankingLayout, batch_rank, bigquery_sink, read_ranking
 from components.features.options import BeamOptions
 from ranker_core.cli_support import UserError
+from ranker_core.schema import FeatureSpec
 from tests.serving.conftest import model_dir  # noqa: F401  (the session fixture, shared)
 
 LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
@@ -216,8 +217,11 @@ def test_ids_only_candidates_joined_from_the_feature_store_rank_as_the_table_wit
     from tests.serving.online_store import unchanged_test_rows
 
     rows = pd.DataFrame({name: list(values) for name, values in unchanged_test_rows(online_store["examples"]).items()})
-    stored = stored_features(str(online_store["repo"]), "listing_id")
+    model_features = FeatureSpec.load(online_store["model"]).feature_names
+    stored = stored_features(str(online_store["repo"]), "listing_id", model_features)
     assert {"price", "category", "shop_id"} <= stored.names and "user_id" in stored.id_columns
+    with pytest.raises(UserError, match="does not fit the model: it lacks hist_unknown_rate"):
+        stored_features(str(online_store["repo"]), "listing_id", [*model_features, "hist_unknown_rate"])
     (tmp_path / "full").mkdir(), (tmp_path / "ids").mkdir()
     rows.to_parquet(tmp_path / "full" / "part-0.parquet")
     ids_only = rows.drop(columns=sorted(stored.names & set(rows)))
@@ -244,4 +248,4 @@ def test_a_feature_store_that_is_not_a_feast_repo_is_a_one_line_error(tmp_path):
     from batch.pipeline import stored_features
 
     with pytest.raises(UserError, match=r"--feature-store .*nowhere: not a Feast repo"):
-        stored_features(str(tmp_path / "nowhere"), "listing_id")
+        stored_features(str(tmp_path / "nowhere"), "listing_id", [])

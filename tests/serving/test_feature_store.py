@@ -15,10 +15,13 @@ import gc
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -26,8 +29,20 @@ import orjson
 import pandas as pd
 import pytest
 
-from serving.feature_store import LOOKUPS, UNKNOWN_IDS, OnlineFeatures, StoreUnavailableError
+from ranker_core.cli_support import UserError
+from ranker_core.schema import FeatureSpec
+from serving.config import ServerConfig
+from serving.feature_store import (
+    LOOKUPS,
+    NOT_A_REPO,
+    UNKNOWN_IDS,
+    OnlineFeatures,
+    StoreUnavailableError,
+    model_mismatch,
+    open_online_features,
+)
 from serving.request import RequestError
+from serving.server import load_features
 from serving.skew_check import skew_check
 from tests.serving.conftest import ServerProcess
 from tests.serving.online_store import extraction_requests, materialized_store
@@ -171,6 +186,115 @@ def test_a_feature_both_sent_and_stored_is_refused(store):
         features.assemble({"module_name": "search"}, {"listing_id": ["l1"], "price": [3.0]})
     with pytest.raises(RequestError, match="send 'listing_id' ids"):
         features.assemble({"module_name": "search"}, {"device": ["ios"]})
+
+
+# -- repos that cannot serve: refused when opened, in one line -------------------------------------------------
+
+
+def _copy_without_online_store(repo: Path, target: Path) -> None:
+    shutil.copytree(repo, target)
+    (target / "data" / "online_store.db").unlink()
+
+
+def _copy_without_a_table(repo: Path, target: Path) -> None:
+    shutil.copytree(repo, target)
+    with contextlib.closing(sqlite3.connect(target / "data" / "online_store.db")) as database:
+        database.execute("DROP TABLE ranker_user")
+
+
+def _yaml_only(repo: Path, target: Path) -> None:
+    target.mkdir()
+    shutil.copy(repo / "feature_store.yaml", target)
+
+
+NOT_REPOS: dict[str, tuple[Callable[[Path, Path], object], str]] = {
+    "missing": (lambda repo, target: None, "no such folder"),
+    "a file": (lambda repo, target: target.write_text("x"), "a file, not a folder"),
+    "an empty folder": (lambda repo, target: target.mkdir(), "no feature_store.yaml"),
+    "feature_store.yaml only": (_yaml_only, "no registry at"),
+    "copied without its online store": (_copy_without_online_store, "no online store at"),
+    "an online table missing": (_copy_without_a_table, "its online store cannot be read: no such table: ranker_user"),
+}
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(path.relative_to(folder)): path.stat().st_size for path in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", NOT_REPOS)
+def test_a_path_that_is_not_a_materialized_repo_is_one_line_and_left_as_it_was(store, tmp_path, case):
+    make, reason = NOT_REPOS[case]
+    repo = tmp_path / "repo"
+    make(store["repo"], repo)
+    before = _files(tmp_path)
+    with pytest.raises(UserError) as refused:
+        open_online_features(str(repo), "listing_id", FeatureSpec.load(store["examples"]).feature_names)
+    message = str(refused.value)
+    assert message.startswith(f"--feature-store {repo}: {NOT_A_REPO} (") and reason in message, message
+    assert "\n" not in message
+    assert _files(tmp_path) == before, "Feast created nothing (no empty registry or online store)"
+
+
+def test_a_repo_that_does_not_fit_the_model_is_refused_naming_the_features(store):
+    names = FeatureSpec.load(store["examples"]).feature_names
+    assert open_online_features(str(store["repo"]), "listing_id", names).stored <= set(names), "the model's own fits"
+    model = [name for name in names if not name.startswith("hist_category_")] + ["hist_subcategory_impressions"]
+    with pytest.raises(UserError) as refused:
+        open_online_features(str(store["repo"]), "listing_id", model)
+    message = str(refused.value)
+    assert message.startswith(f"--feature-store {store['repo']}: the repo does not fit the model: it lacks ")
+    assert "lacks hist_subcategory_impressions (the model reads them from the store)" in message
+    assert "stores hist_category_add_to_cart_rate, " in message and "(the model does not read them)" in message
+
+
+def test_only_history_features_the_repo_lacks_are_missing():
+    """A raw feature the repo does not store may come with the request; ``hist_*`` and ``match_*`` cannot."""
+    stored = {"hist_user_impressions", "category"}
+    assert model_mismatch(stored, ["hist_user_impressions", "category", "device", "price"]) == ""
+    assert model_mismatch(stored, ["hist_user_impressions", "category", "match_query_category_category"]) == (
+        "lacks match_query_category_category (the model reads them from the store)"
+    )
+    assert model_mismatch(stored, ["hist_user_impressions"]) == "stores category (the model does not read them)"
+
+
+def test_the_server_does_not_start_on_a_repo_that_is_not_one_or_does_not_fit(store, tmp_path):
+    spec = FeatureSpec.load(store["model"])
+    _copy_without_online_store(store["repo"], tmp_path / "copied")
+    with pytest.raises(UserError, match="no online store at"):
+        load_features(ServerConfig(feature_store=str(tmp_path / "copied")), spec)
+    assert not (tmp_path / "copied" / "data" / "online_store.db").exists()
+    fewer = dataclasses.replace(spec, features=[f for f in spec.features if not f.name.startswith("hist_shop_id_")])
+    with pytest.raises(UserError, match="the repo does not fit the model: it stores hist_shop_id_"):
+        load_features(ServerConfig(feature_store=str(store["repo"])), fewer)
+    assert load_features(ServerConfig(feature_store=str(store["repo"])), spec).model_version == "7"
+
+
+# Run in a fresh interpreter, where opening the store is Feast's first import.
+CALLER_FRAMES = """
+import gc, sys, weakref
+from serving.feature_store import OnlineFeatures
+
+class Model:  # stands for ranker skew-check's TensorFlow model, a local of the frame that opens the store
+    pass
+
+def check(model):
+    OnlineFeatures(sys.argv[1], "listing_id", cache_seconds=0)
+
+model = Model()
+released = weakref.ref(model)
+check(model)
+del model
+gc.collect()
+print("feast" in sys.modules, released() is None)
+"""
+
+
+def test_opening_the_store_keeps_no_callers_locals_alive(store):
+    """Feast keeps its failed ``import torch`` error, whose traceback held every frame that first imported Feast:
+    ``ranker skew-check``'s model outlived the check and was freed at interpreter exit, which crashed (exit 139)."""
+    command = [sys.executable, "-c", CALLER_FRAMES, str(store["repo"])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.stdout.split() == ["True", "True"], (done.returncode, done.stdout, done.stderr[-2000:])
 
 
 # -- over HTTP: `ranker serve --feature-store` -------------------------------------------------------------------

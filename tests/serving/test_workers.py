@@ -123,3 +123,14 @@ def test_a_port_in_use_is_an_error_that_names_it(model_dir, tmp_path):
         process.stop()
     errors = [record["message"] for record in process.log_records() if record["severity"] == "ERROR"]
     assert any(f"cannot listen on port {port}" in message for message in errors), errors
+
+
+def test_a_worker_that_cannot_open_its_model_is_one_line_and_exit_status_2(tmp_path):
+    """Each worker loads the model itself: a user error there is the same one line as from a single process."""
+    process = ServerProcess(tmp_path / "no_model", tmp_path / "workers.log", RANKER_WORKERS="2")
+    try:
+        assert process.process.wait(timeout=120) == 2
+    finally:
+        process.stop()
+    log = (tmp_path / "workers.log").read_text()
+    assert "ranker serve: model folder" in log and "Traceback" not in log, log
