@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="where the chosen TrainerConfig is written (JSON)")
 
 
+def check_out(out: str) -> Path:
+    """``--out`` as a path, if the chosen configuration can be written there; else a one-line :class:`UserError`.
+
+    Checked before any trial trains: a path that cannot be written would lose every trial's work.
+    """
+    path = Path(out)
+    folder = path.parent
+    if path.is_dir():
+        raise UserError(f"--out {out} is a folder: give the JSON file to write, e.g. {path / 'tuned.json'}")
+    if not folder.is_dir():
+        raise UserError(f"--out {out}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--out {out}: not writable")
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     examples = require_path(args.examples, "--examples")  # before TensorFlow takes seconds to import
+    out = check_out(args.out)
     from ranker_core.step_configs import TrainerConfig, TuningConfig
     from trainer.tuning import tune
 
@@ -38,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--tuning-config needs trials >= 1, e.g. '{\"trials\": 8}'")
     with tempfile.TemporaryDirectory() as work:
         result = tune(examples, TrainerConfig.from_sources(args.config), tuning, work)
-    Path(args.out).write_text(json.dumps(result.config.to_dict(), indent=2) + "\n")
+    out.write_text(json.dumps(result.config.to_dict(), indent=2) + "\n")
     record = result.record()
     del record["config"]  # written to --out
     print(json.dumps({"out": args.out, **record}, indent=2))

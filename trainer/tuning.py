@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from ranker_core.stats import bootstrap_means, percentile_interval
 from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
@@ -116,6 +117,7 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
 
     if tuning.trials < 1:
         raise ValueError("TuningConfig.trials is 0: nothing to tune (the pipeline leaves the tune step out)")
+    check_space(base, tuning.space)
     spec = FeatureSpec.load(examples_dir)
     metric, ranking_metrics = _judged_by(tuning, spec)
     # per-request scores for the guard: only for an NDCG metric (an AUC has no requests to pair)
@@ -164,6 +166,26 @@ def _judged_by(tuning: TuningConfig, spec: FeatureSpec) -> tuple[str, tuple[str,
     if metric == AUC_METRIC:
         return Selection.auc(spec).name, ()
     return Selection.ranking(metric, spec).name, (metric,)
+
+
+def check_space(base: TrainerConfig, space: dict[str, dict[str, list]]) -> None:
+    """Fail in one line, before any trial trains, on a value of ``space`` that TrainerConfig refuses.
+
+    Each choice and both bounds of each range are tried in ``base`` (its other fields as given), so a bad
+    value cannot surface only after earlier trials have spent their training time.
+
+    >>> check_space(TrainerConfig(), {"batch_size": {"choice": [256, "big"]}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ranker_core.cli_support.InvalidValueError: tuning space['batch_size'] value 'big': ...
+    """
+    for field, draw in space.items():
+        kind, values = next(iter(draw.items()))
+        for value in values if kind == "choice" else [float(bound) for bound in values]:
+            try:
+                base.replace(**{field: value})
+            except ValueError as error:  # InvalidValueError is one
+                raise InvalidValueError(f"tuning space[{field!r}] value {value!r}: {error}") from None
 
 
 def _with_given_choices(space: dict[str, dict[str, list]], given: dict[str, Any]) -> dict[str, dict[str, list]]:

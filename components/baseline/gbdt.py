@@ -60,7 +60,7 @@ import pandas as pd
 
 from components.baseline.encoding import FeatureEncoder
 from components.baseline.tuning import SEARCH_SPACE, SearchResult, draw_candidates, search
-from ranker_core.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError, MissingInputError
 from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, FeatureSpec, label_key
 from ranker_core.step_configs import BaselineConfig
 from ranker_core.targets import ENGAGEMENT, target_labels, targets
@@ -297,6 +297,7 @@ class _Trainer:
 def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Train every per-module and global model, save them and return the manifest (see the module docstring)."""
     examples_dir, out_dir = Path(examples_dir), Path(out_dir)
+    require_splits(examples_dir)
     stamps = [time.perf_counter()]
     spec = FeatureSpec.load(examples_dir)
     encoder = FeatureEncoder.from_spec(spec, hashed=config.hashed, max_list_tokens=config.max_list_tokens)
@@ -330,16 +331,34 @@ def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: st
     return manifest
 
 
-def _read_splits(
-    examples_dir: Path, spec: FeatureSpec, encoder: FeatureEncoder, seed: int
-) -> tuple[_Split, _Split | None]:
-    """The train split and, when the examples have one, the eval split (else None)."""
-    train = _Split.read(examples_dir, "train", spec, encoder, seed)
-    if not len(train.request):
-        raise ValueError(f"{examples_dir}/train holds no examples: nothing to train the baseline on")
-    if "eval" not in _splits_present(examples_dir):
-        return train, None
-    return train, _Split.read(examples_dir, "eval", spec, encoder, seed + 1)
+REQUIRED_SPLITS = {
+    "train": "nothing to train the baselines on",
+    "eval": "the baselines' early stopping and tuning need it",
+}
+"""The splits the baseline reads, and why each is needed (the error when one is missing says it)."""
+
+
+def require_splits(examples_dir: Path) -> None:
+    """Fail in one line, before anything is read or trained, when the examples lack a train or eval split.
+
+    Without eval rows every model would train all ``n_estimators`` rounds untuned: an overfit baseline
+    that the blessing would be judged against without a word.
+    """
+    present = _splits_present(examples_dir)
+    for split, why in REQUIRED_SPLITS.items():
+        if split not in present:
+            raise MissingInputError(f"{examples_dir} has no {split} split: {why}; extract the features again")
+
+
+def _read_splits(examples_dir: Path, spec: FeatureSpec, encoder: FeatureEncoder, seed: int) -> tuple[_Split, _Split]:
+    """The train and eval splits (:func:`require_splits` has checked they are there)."""
+    splits = []
+    for offset, split in enumerate(REQUIRED_SPLITS):
+        read = _Split.read(examples_dir, split, spec, encoder, seed + offset)
+        if not len(read.request):
+            raise InvalidValueError(f"{examples_dir}/{split} holds no examples: {REQUIRED_SPLITS[split]}")
+        splits.append(read)
+    return splits[0], splits[1]
 
 
 def _splits_present(examples_dir: Path) -> set[str]:

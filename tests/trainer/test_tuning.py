@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,56 @@ def test_a_lift_that_cannot_be_computed_is_null_and_the_record_is_valid_json():
     assert trials[1]["eval_lift_over_given"] is None and trials[1]["eval_lift_interval"] == [None, None]
     assert chosen["trial"] == 0 and "undefined [undefined, undefined]" in why
     json.loads(json.dumps(trials, allow_nan=False))
+
+
+def _no_training(*_args, **_kwargs):
+    raise AssertionError("a trial trained before the check")
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"batch_size": {"choice": [64, "big"]}}, "tuning space['batch_size'] value 'big': TrainerConfig: batch_size"),
+        ({"dropout": {"uniform": [0.0, 1.5]}}, "tuning space['dropout'] value 1.5: TrainerConfig:"),
+        ({"learning_rate": {"uniform": [-0.1, 0.1]}}, "tuning space['learning_rate'] value -0.1: TrainerConfig:"),
+    ],
+)
+def test_a_space_value_trainer_config_refuses_fails_before_any_trial(
+    synthetic_examples, tmp_path, monkeypatch, space, message
+):
+    from ranker_core.cli_support import InvalidValueError
+
+    monkeypatch.setattr("trainer.train.train_and_export", _no_training)
+    with pytest.raises(InvalidValueError, match=r"^" + re.escape(message)) as raised:
+        tune(synthetic_examples, BASE, TuningConfig(trials=2, space=space), tmp_path / "trials")
+    assert "\n" not in str(raised.value)
+
+
+def test_the_default_space_passes_the_check():
+    from trainer.tuning import check_space
+
+    check_space(BASE, TuningConfig().space)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("nodir/tuned.json", "--out {tmp}/nodir/tuned.json: no such folder {tmp}/nodir"),
+        (".", "--out {tmp}/. is a folder: give the JSON file to write"),
+        ("tuned.json", "--out {tmp}/tuned.json: not writable"),
+    ],
+)
+def test_tune_checks_out_before_any_trial(synthetic_examples, tmp_path, monkeypatch, out, message):
+    import argparse
+
+    from ranker_core.cli_support import UserError
+    from trainer import tune_cli
+
+    monkeypatch.setattr("trainer.tuning.tune", _no_training)
+    if out == "tuned.json":  # root may write anywhere: the check's answer is what is tested
+        monkeypatch.setattr(tune_cli.os, "access", lambda *_: False)
+    args = argparse.Namespace(
+        examples=str(synthetic_examples), config=None, tuning_config='{"trials": 1}', out=f"{tmp_path}/{out}"
+    )
+    with pytest.raises(UserError, match=r"^" + re.escape(message.format(tmp=tmp_path))):
+        tune_cli.main(args)
