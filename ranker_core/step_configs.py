@@ -323,6 +323,26 @@ def _require_finite(name: str, value: float, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be a finite number {bound}, got {value}")
 
 
+# The smallest value of each integer field of BaselineConfig (LightGBM's own bounds where it has them).
+_BASELINE_MINIMUMS: dict[str, int] = {
+    "num_leaves": 2,
+    "n_estimators": 1,
+    "min_data_in_leaf": 0,
+    "lambdarank_truncation_level": 1,
+    "min_data_per_group": 1,
+    "max_cat_threshold": 1,
+    "early_stopping_rounds": 0,  # 0: no early stopping (every round kept)
+    "eval_at": 1,
+    "min_module_requests": 0,
+    "min_module_positives": 0,
+    "max_list_tokens": 0,
+    "num_threads": 0,
+    "tuning_trials": 0,
+    "tuning_sample_rows": 0,
+    "tuning_eval_rows": 0,
+}
+
+
 class BaselineConfig(Settings):
     """How the LightGBM baselines are trained (``ranker train-baseline --config``, env ``RANKER_BASELINE_<FIELD>``).
 
@@ -377,6 +397,19 @@ class BaselineConfig(Settings):
     tuning_eval_rows: int = 200_000
 
     model_config = SettingsConfigDict(env_prefix="RANKER_BASELINE_")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        """Refuse, naming the field, a value LightGBM or the baseline's code cannot take."""
+        for name, minimum in _BASELINE_MINIMUMS.items():
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        _require_finite("learning_rate", self.learning_rate, allow_zero=False)
+        for name in ("lambda_l2", "cat_smooth", "tuning_budget_seconds"):
+            _require_finite(name, getattr(self, name), allow_zero=True)
+        if not 0.0 < self.feature_fraction <= 1.0:
+            raise ValueError(f"feature_fraction must be in (0, 1], got {self.feature_fraction}")
+        return self
 
     def dataset_params(self) -> dict[str, Any]:
         """The parameters a binned LightGBM Dataset is built with (binning uses every core).

@@ -17,7 +17,9 @@ The candidate is blessed only when, on the primary metric of the test split,
    Bonferroni-corrected for the number of gated modules, below ``alpha``. So
    sampling noise on one of many small surfaces cannot veto a model that wins
    overall, while a real regression still does. A module judged on fewer than
-   ``module_min_requests`` requests is reported, with the reason, but not gated;
+   ``module_min_requests`` requests with a positive (AUC: positive impressions,
+   as rule 0 counts) is reported, with the reason, but not gated; an unmeasured
+   module (no request with a positive) has no p-value;
    every module states its requests, positives and the minimum detectable
    effect (relative, at ``power``, with the corrected ``alpha``), so a reader
    sees which regressions the check could have caught;
@@ -25,6 +27,10 @@ The candidate is blessed only when, on the primary metric of the test split,
    (the default) the candidate is not significantly worse than the GBDT
    fallback (p < ``alpha`` with a negative difference); ``"beat"`` requires a
    higher value; ``"off"`` reports only.
+
+A verdict is given on the held-back test split only: judged on ``train`` or
+``eval`` (``split``), the report is still written, for diagnostics, but the
+blessing is refused with that reason, and ``blessing.json`` names the split.
 
 Every failed rule adds a reason; no reason means blessed::
 
@@ -45,6 +51,8 @@ if TYPE_CHECKING:
     from components.evaluation.evaluate import SplitEvaluation
 
 ALL_MODULES = "all"
+# The only split a verdict may be given on: the held-back one that neither model was fitted or stopped on.
+VERDICT_SPLIT = "test"
 
 
 class _GateConfig(Protocol):
@@ -87,6 +95,7 @@ class Blessing:
 
     ``judged_model`` is the digest of the model files that were judged
     (``trainer.digest.judged_model``): registration refuses any other model.
+    ``split`` is the split the metrics were measured on (only ``test`` may bless).
     """
 
     blessed: bool
@@ -114,6 +123,7 @@ class Blessing:
     tolerance: float
     require_significance: bool
     power: float
+    split: str = VERDICT_SPLIT
     judged_model: dict[str, str] | None = None
     champion_note: str = ""
 
@@ -140,7 +150,7 @@ def decide(
     baseline_value = _value(test, compared.baseline, ALL_MODULES, primary)
     global_value = _value(test, compared.global_model, ALL_MODULES, primary)
     champion_value = _value(test, compared.champion, ALL_MODULES, primary) if compared.champion else None
-    reasons: list[str] = []
+    reasons = _split_reasons(test.split)
     if candidate_value is None:
         reasons.append(f"{candidate} has no {primary} on the {test.split} split (no request with a positive)")
     elif too_few := _too_few(config, row, primary, test.split):
@@ -184,21 +194,36 @@ def decide(
         tolerance=config.tolerance,
         require_significance=config.require_significance,
         power=config.power,
+        split=test.split,
     )
+
+
+def _split_reasons(split: str) -> list[str]:
+    """A refusal when the metrics are not the held-back test split's (the report is still written)."""
+    if split == VERDICT_SPLIT:
+        return []
+    return [f"judged on the {split} split: a verdict needs the held-back {VERDICT_SPLIT} split"]
 
 
 def _too_few(config: _GateConfig, row: dict[str, Any], primary: PrimaryMetric, split: str) -> str:
     """Why the split is too small for a verdict (empty when it is not): fewer than ``min_requests`` requests
     with a positive (NDCG is per request), or positive impressions (AUC)."""
-    auc = primary.metric == "auc"
-    judged_on = row.get("positives" if auc else "requests")
+    judged_on = _evidence(row, primary)
     if judged_on is None or judged_on >= config.min_requests:
         return ""
-    what = "positive impressions" if auc else "requests with a positive"
     return (
-        f"the {split} split has {judged_on} {what} for {primary}, fewer than min_requests={config.min_requests}: "
-        "too few for a verdict (use more impressions or more test days)"
+        f"the {split} split has {judged_on} {_evidence_unit(primary)} for {primary}, fewer than "
+        f"min_requests={config.min_requests}: too few for a verdict (use more impressions or more test days)"
     )
+
+
+def _evidence(row: dict[str, Any], primary: PrimaryMetric) -> int | None:
+    """What a verdict's size is counted in: requests with a positive (NDCG), or positive impressions (AUC)."""
+    return row.get("positives" if primary.metric == "auc" else "requests")
+
+
+def _evidence_unit(primary: PrimaryMetric) -> str:
+    return "positive impressions" if primary.metric == "auc" else "requests with a positive"
 
 
 def _value(test: SplitEvaluation, model: str | None, subset: str, primary: PrimaryMetric) -> float | None:
@@ -236,11 +261,11 @@ def _module_checks(
     p-value and its minimum detectable effect at the Bonferroni-corrected level."""
     modules = {module: _module_change(test, module, compared, primary) for module in test.modules}
     for change in modules.values():
-        requests = change["requests"]
+        judged_on = _evidence(change, primary)
         change["gated"] = change["relative_change"] is not None and (
-            requests is None or requests >= config.module_min_requests
+            judged_on is None or judged_on >= config.module_min_requests
         )
-        change["not_gated_reason"] = _not_gated_reason(config, change)
+        change["not_gated_reason"] = _not_gated_reason(config, change, primary)
     gated = max(1, sum(change["gated"] for change in modules.values()))
     corrected_alpha = config.alpha / gated
     for change in modules.values():
@@ -250,18 +275,20 @@ def _module_checks(
     return modules
 
 
-def _not_gated_reason(config: _GateConfig, change: dict[str, Any]) -> str:
+def _not_gated_reason(config: _GateConfig, change: dict[str, Any], primary: PrimaryMetric) -> str:
     if change["gated"]:
         return ""
     if change["relative_change"] is None:
         return "not measured (no request with a positive, or no baseline value)"
     return (
-        f"{change['requests']} requests with a positive < module_min_requests={config.module_min_requests}: "
+        f"{_evidence(change, primary)} {_evidence_unit(primary)} < module_min_requests={config.module_min_requests}: "
         "reported, not gated"
     )
 
 
 def _module_change(test: SplitEvaluation, module: str, compared: Comparison, primary: PrimaryMetric) -> dict[str, Any]:
+    """A module's change against the per-module GBDT; an unmeasured one (no change) has no p-value either
+    (a sign-flip test of no request says 1.0, which would read as measured)."""
     row = test.find(compared.candidate, module, primary.task, primary.metric) or {}
     value, base = row.get("value"), _value(test, compared.baseline, module, primary)
     relative = None if value is None or not base else value / base - 1.0
@@ -270,7 +297,7 @@ def _module_change(test: SplitEvaluation, module: str, compared: Comparison, pri
         "baseline": base,
         "relative_change": relative,
         "lift_ci": [row.get("lift_ci_low"), row.get("lift_ci_high")],
-        "p_value": row.get("p_value"),
+        "p_value": None if relative is None else row.get("p_value"),
         "requests": row.get("requests"),
         "positives": row.get("positives"),
         "delta_sd": math.nan if row.get("delta_sd") is None else row["delta_sd"],

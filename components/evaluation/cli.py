@@ -17,8 +17,10 @@ when the candidate is refused (for scripts and CI).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from pathlib import Path
 
-from ranker_core.cli_support import require_path
+from ranker_core.cli_support import REMOTE_SCHEMES, InvalidValueError, require_path
 
 HELP = "NDCG report of every model against the GBDT baseline, and the blessing"
 DEFAULT_MODEL_NAME = "mmoe"
@@ -64,15 +66,36 @@ def parse_models(values: list[str]) -> dict[str, str]:
         if not separator:
             name, path = DEFAULT_MODEL_NAME, value
         if not name or not path:
-            raise SystemExit(f"--model {value!r}: expected DIR or NAME=DIR")
+            raise InvalidValueError(f"--model {value!r}: expected DIR or NAME=DIR")
         if name in models:
-            raise SystemExit(f"--model: the name {name!r} is given twice; name them NAME=DIR")
+            raise InvalidValueError(f"--model: the name {name!r} is given twice; name them NAME=DIR")
         models[name] = path
     return models
 
 
+def check_out(out: str, inputs: Mapping[str, str | None]) -> None:
+    """Refuse an ``--out`` that is a file, or that is or lies inside an input folder (it would overwrite it)."""
+    if out.startswith(REMOTE_SCHEMES):
+        return
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InvalidValueError(f"--out {out} is a file, not a folder")
+    report = Path(out).resolve()
+    for flag, path in inputs.items():
+        if not path or path.startswith(REMOTE_SCHEMES):
+            continue
+        folder = _input_folder(path)
+        if report == folder or folder in report.parents:
+            where = "is" if report == folder else "lies inside"
+            raise InvalidValueError(f"--out {out} {where} the input {flag} {path}: it would overwrite it")
+
+
+def _input_folder(path: str) -> Path:
+    """The folder an input names: itself, or the folder before the first wildcard of a glob."""
+    return Path(path.split("*", 1)[0]).parent.resolve() if "*" in path else Path(path).resolve()
+
+
 def main(args: argparse.Namespace) -> int:
-    from components.evaluation.evaluate import EvaluationConfig, evaluate
+    from components.evaluation.evaluate import EvaluationConfig, check_lineage, evaluate
     from components.evaluation.report import summary_table
 
     flags = {
@@ -84,10 +107,15 @@ def main(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     config = EvaluationConfig.from_sources(args.config, flags)
+    models = parse_models(args.model)
+    inputs = {"--examples": args.examples, "--baseline": args.baseline}
+    inputs |= {f"--model {name}": path for name, path in models.items()}
+    check_out(args.out, {**inputs, "--champion": args.champion, "--oracle": args.oracle})
+    check_lineage(require_path(args.examples, "--examples"), models, args.baseline)
     result = evaluate(
         config,
-        require_path(args.examples, "--examples"),
-        parse_models(args.model),
+        args.examples,
+        models,
         args.baseline,
         args.out,
         oracle_uri=args.oracle,

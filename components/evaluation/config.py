@@ -10,6 +10,7 @@ loading TensorFlow or LightGBM::
 from __future__ import annotations
 
 import logging
+import math
 from typing import Literal, Self
 
 from pydantic import model_validator
@@ -33,7 +34,7 @@ class EvaluationConfig(Settings):
     must beat the per-module GBDT and the champion on it (and the global
     LightGBM with ``must_beat_global``), on at least ``min_requests``
     requests with a positive (AUC: positive impressions). No module judged on at least
-    ``module_min_requests`` requests may fall more than ``tolerance``
+    ``module_min_requests`` requests with a positive (AUC: positive impressions) may fall more than ``tolerance``
     (relative) below the per-module GBDT (with
     ``module_veto="significant"``, also significantly: its paired p-value,
     Bonferroni-corrected for the gated modules, below ``alpha``; ``"point"``
@@ -51,7 +52,7 @@ class EvaluationConfig(Settings):
     primary_metric: str = "ndcg@10"
     tolerance: float = 0.02
     module_veto: Literal["significant", "point"] = "significant"
-    # Modules judged on fewer requests (with a positive) are reported but cannot veto.
+    # Modules judged on fewer requests with a positive (AUC: positive impressions) are reported but cannot veto.
     module_min_requests: int = 50
     # A verdict on fewer requests with a positive (AUC: fewer positive impressions) is refused: its
     # interval would be noise, or of zero width on a single request.
@@ -79,7 +80,27 @@ class EvaluationConfig(Settings):
     def _check(self) -> Self:
         if not 0 < self.power < 1 or not 0 < self.alpha < 1:
             raise ValueError(f"alpha and power must lie in (0, 1), got alpha={self.alpha}, power={self.power}")
+        if not 0 < self.confidence_level < 1:
+            raise ValueError(f"confidence_level must lie in (0, 1), got {self.confidence_level}")
+        if not math.isfinite(self.tolerance) or self.tolerance < 0:
+            raise ValueError(f"tolerance must be a finite number >= 0 (a relative shortfall), got {self.tolerance}")
+        if any(k < 0 for k in self.ks):
+            raise ValueError(f"ks must be NDCG cutoffs >= 1 or 0 (the full list), got {list(self.ks)}")
+        for name, minimum in self._minimums().items():
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         return self
+
+    def _minimums(self) -> dict[str, int]:
+        """The smallest value of each count. ``permutation_samples``: enough sign flips that a p-value, at least
+        1 / (1 + samples), can fall below ``alpha`` (fewer would silently disable every significance rule)."""
+        return {
+            "bootstrap_samples": 1,
+            "permutation_samples": math.floor(1 / self.alpha),
+            "calibration_bins": 1,
+            "min_requests": 0,
+            "module_min_requests": 0,
+        }
 
     def primary(self, spec: FeatureSpec) -> PrimaryMetric:
         """The primary metric resolved against the data (its task list and whether it has groups).

@@ -44,7 +44,8 @@ from components.evaluation.scorers import (
     Scorer,
 )
 from ranker_core import ranking_metrics as m
-from ranker_core.schema import HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
+from ranker_core.cli_support import InvalidValueError, MissingInputError
+from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, MODULE, REQUEST_ID, FeatureSpec
 from ranker_core.stats import (
     auc_draws,
     bootstrap_means,
@@ -170,17 +171,18 @@ def evaluate(
         raise ValueError("evaluate needs at least one candidate model")
     spec = FeatureSpec.load(examples_dir)
     primary = config.primary(spec)
+    candidate = config.candidate or next(iter(models))
+    if candidate not in models:
+        raise InvalidValueError(f"candidate {candidate!r} is not among the models given: {', '.join(models)}")
+    check_sources(examples_dir, config.split, models, baseline_dir, oracle_uri, champion)
     candidates = {name: _as_scorer(name, model) for name, model in models.items()}
-    candidate = config.candidate or next(iter(candidates))
-    if candidate not in candidates:
-        raise ValueError(f"candidate {candidate!r} is not among the models given: {', '.join(candidates)}")
     scorers = all_scorers(config, spec, candidates, baseline_dir, oracle_uri, champion)
     names = [scorer.name for scorer in scorers]
     if len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique, got {names}")
+        raise InvalidValueError(f"model names must be unique, got {names}")
     unknown = sorted(set(config.compare_with) - set(names))
     if unknown:
-        raise ValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
+        raise InvalidValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
     test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, primary, config.split)
     heldout = None
     if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
@@ -252,7 +254,7 @@ def all_scorers(
         scorers.append(_renamed(CHAMPION_NAME, _as_scorer(CHAMPION_NAME, champion)))
     scorers += [baseline.per_module_scorer(), baseline.global_scorer(), RandomScorer(config.seed, targets(spec))]
     if oracle_uri:
-        scorers += OracleScorer.load_all(oracle_uri, spec)
+        scorers += load_oracle(oracle_uri, spec)
     return scorers
 
 
@@ -279,7 +281,7 @@ def evaluate_split(
     scores, seconds = {}, {}
     for scorer in scorers:
         started = time.perf_counter()
-        scores[scorer.name] = _checked_scores(scorer, scorer(columns), rows, targets(spec))
+        scores[scorer.name] = _checked_scores(scorer, _scored(scorer, columns, split), rows, targets(spec))
         seconds[scorer.name] = round(time.perf_counter() - started, 3)
         log.info("%s: scored %d %s impressions in %.1fs", scorer.name, rows, split, seconds[scorer.name])
     started = time.perf_counter()
@@ -301,6 +303,17 @@ def evaluate_split(
     )
     evaluation.metric_seconds = round(time.perf_counter() - started, 3)
     return evaluation
+
+
+def _scored(scorer: Scorer, columns: Mapping[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """The scores of ``scorer``; an oracle that cannot be joined to the split is the user's error."""
+    if not isinstance(scorer, OracleScorer):
+        return scorer(columns)
+    try:
+        return scorer(columns)
+    except (KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise InvalidValueError(f"the oracle does not cover the {split} split: {message}") from None
 
 
 def _checked_scores(
@@ -611,6 +624,174 @@ def write_outputs(result: EvaluationResult, paths: ReportPaths) -> None:
     paths.metrics.write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     paths.blessing.write_text(json.dumps(_json_safe(result.blessing.to_dict()), indent=2, allow_nan=False) + "\n")
     paths.html.write_text(render_html(result))
+
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def check_sources(
+    examples_dir: str | Path,
+    split: str,
+    models: Mapping[str, str | Path | Scorer],
+    baseline_dir: str | Path,
+    oracle_uri: str | None = None,
+    champion: str | Path | Scorer | None = None,
+) -> None:
+    """Refuse, before any model is loaded, inputs that are missing or of another schema than the examples.
+
+    Every model folder (the champion's included) and the baseline must exist and have the examples'
+    features and tasks; the split must have shards; the oracle must be a folder, parquet file or glob.
+    """
+    require_split(examples_dir, split)
+    schema = _schema(_spec_json(examples_dir, "examples"))
+    for label, folder in _model_folders(models, champion).items():
+        require_saved_model(label, folder)
+        _require_schema(label, folder, schema)
+    require_baseline(baseline_dir)
+    _require_schema("baseline", baseline_dir, schema)
+    if oracle_uri:
+        _require_oracle_path(oracle_uri)
+
+
+def check_lineage(
+    examples_dir: str | Path, models: Mapping[str, str | Path | Scorer], baseline_dir: str | Path
+) -> None:
+    """Refuse a model (candidate or peer, not the champion) or baseline trained on other examples.
+
+    They must have been trained on these very examples: the SHA-256 of their ``feature_spec.json``
+    (:func:`trainer.digest.json_sha256`, as ``blessing.json`` records it) must be the examples'.
+    The champion is normally trained on older data: :func:`check_sources` only checks its schema.
+    """
+    from trainer.digest import json_sha256
+
+    expected = json_sha256(_spec_json(examples_dir, "examples"))
+    trained = {**_model_folders(models, None), "baseline": str(baseline_dir)}
+    for label, folder in trained.items():
+        if label == "baseline":
+            require_baseline(folder)
+        else:
+            require_saved_model(label, folder)
+        digest = json_sha256(_spec_json(folder, label))
+        if digest != expected:
+            raise InvalidValueError(
+                f"{label} {folder} was trained on other examples than {examples_dir}: its feature spec's "
+                f"SHA-256 is {digest[:12]}, the examples' {expected[:12]} (train it on these examples)"
+            )
+
+
+def _model_folders(models: Mapping[str, str | Path | Scorer], champion: str | Path | Scorer | None) -> dict[str, str]:
+    """``{"model 'mmoe'": folder, "champion": folder}`` of the models given as folders (not as scorers)."""
+    folders = {f"model {name!r}": str(model) for name, model in models.items() if isinstance(model, str | Path)}
+    if isinstance(champion, str | Path):
+        folders[CHAMPION_NAME] = str(champion)
+    return folders
+
+
+def require_saved_model(label: str, folder: str | Path) -> None:
+    """A :class:`MissingInputError` when ``folder`` holds no SavedModel (e.g. it is a baseline)."""
+    from trainer.digest import path_exists
+
+    if not path_exists(f"{str(folder).rstrip('/')}/{SAVED_MODEL_FILE}"):
+        raise MissingInputError(f"{label}: no SavedModel at {folder}: train one with `ranker train`")
+
+
+def require_baseline(folder: str | Path) -> dict[str, Any]:
+    """The baseline's manifest; a :class:`MissingInputError` when there is none (e.g. ``folder`` is a model)."""
+    try:
+        return load_manifest(folder)
+    except FileNotFoundError as error:
+        raise MissingInputError(f"baseline: {error}") from None
+
+
+def require_split(examples_dir: str | Path, split: str) -> None:
+    """A :class:`MissingInputError` naming ``split`` and the splits there are, when it has no shards."""
+    from trainer.examples import SHARD_PATTERN, shard_paths
+
+    try:
+        shard_paths(examples_dir, split)
+    except FileNotFoundError:
+        import tensorflow as tf
+
+        shards = tf.io.gfile.glob(f"{str(examples_dir).rstrip('/')}/*/{SHARD_PATTERN}")
+        there = sorted({Path(path).parent.name for path in shards})
+        raise MissingInputError(
+            f"examples {examples_dir} have no {split!r} split (no {SHARD_PATTERN} in {split}/); "
+            f"splits there: {', '.join(there) or 'none'}"
+        ) from None
+
+
+def _spec_json(folder: str | Path, label: str) -> dict[str, Any]:
+    """The ``feature_spec.json`` of ``folder``; a :class:`MissingInputError` naming ``label`` without one."""
+    from trainer.digest import path_exists, read_json
+
+    path = f"{str(folder).rstrip('/')}/{FEATURE_SPEC_FILE}"
+    if not path_exists(path):
+        raise MissingInputError(f"{label} {folder} has no {FEATURE_SPEC_FILE}: cannot tell what it was trained on")
+    return read_json(path)
+
+
+def _schema(spec: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """What a model must agree on with the examples: the features (name, kind) and the tasks."""
+    features = tuple((feature["name"], feature.get("kind", "")) for feature in spec.get("features", []))
+    return features, tuple(task["name"] for task in spec.get("tasks", []))
+
+
+def _require_schema(label: str, folder: str | Path, schema: tuple[tuple, tuple]) -> None:
+    """An :class:`InvalidValueError` when ``folder``'s features or tasks are not the examples' ``schema``."""
+    features, tasks = _schema(_spec_json(folder, label))
+    if tasks != schema[1]:
+        raise InvalidValueError(
+            f"{label} {folder} has other tasks than the examples: {', '.join(tasks)} vs {', '.join(schema[1])}"
+        )
+    if features != schema[0]:
+        differ = sorted(set(features) ^ set(schema[0])) or ["the order"]
+        names = [item if isinstance(item, str) else item[0] for item in differ]
+        raise InvalidValueError(
+            f"{label} {folder} has other features than the examples ({len(differ)} differ, e.g. "
+            f"{', '.join(names[:3])}): it was made for another dataset"
+        )
+
+
+def _require_oracle_path(oracle_uri: str) -> None:
+    """Refuse an oracle that is a local file but not a parquet file (a folder, a ``.parquet`` file or a glob)."""
+    from trainer.digest import local_view
+
+    local = local_view(oracle_uri)
+    if local is not None and Path(local).is_file() and not oracle_uri.endswith(".parquet"):
+        raise InvalidValueError(f"oracle {oracle_uri} is a file, not a folder of parquet files (or a .parquet file)")
+
+
+def load_oracle(oracle_uri: str, spec: FeatureSpec) -> list[OracleScorer]:
+    """:meth:`OracleScorer.load_all`, its errors the user's, and every probability checked to be in [0, 1]."""
+    _require_oracle_path(oracle_uri)
+    try:
+        scorers = OracleScorer.load_all(oracle_uri, spec)
+    except FileNotFoundError as error:
+        raise MissingInputError(f"oracle: {error}") from None
+    except ValueError as error:
+        raise InvalidValueError(str(error)) from None
+    for scorer in scorers:
+        _require_probabilities(oracle_uri, scorer)
+    return scorers
+
+
+def _require_probabilities(oracle_uri: str, scorer: OracleScorer) -> None:
+    """An :class:`InvalidValueError` naming the oracle and its column when a value is missing or outside [0, 1]."""
+    from components.data.simulator import oracle_column
+
+    position_free = scorer.name == ORACLE_POSITION_FREE_NAME
+    for task in scorer.task_names:
+        values = scorer.table[oracle_column(task)].to_numpy(np.float64)
+        column = oracle_column(task, position_free=position_free)
+        missing = int(np.sum(~np.isfinite(values)))
+        if missing:
+            raise InvalidValueError(f"oracle {oracle_uri}: column {column} has {missing} missing or non-finite values")
+        outside = int(np.sum((values < 0) | (values > 1)))
+        if outside:
+            raise InvalidValueError(
+                f"oracle {oracle_uri}: column {column} has {outside} values outside [0, 1] "
+                f"(from {values.min():g} to {values.max():g}): it must hold probabilities"
+            )
 
 
 def _json_safe(value: Any) -> Any:

@@ -90,9 +90,11 @@ def headline_sentence(result: EvaluationResult) -> str:
     if blessing.global_value is not None:
         words.append(f"; vs {blessing.global_name} {blessing.global_value:.4f}")
         words.append(_lift_words(blessing.global_lift, blessing.global_lift_ci, blessing.global_p_value))
-    regressed = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) < 0]
-    won = [module for module, change in blessing.modules.items() if (change["relative_change"] or 0) > 0]
-    words.append(f"; ahead on {len(won)} of {len(blessing.modules)} modules")
+    changes = {module: change["relative_change"] for module, change in blessing.modules.items()}
+    measured = {module: change for module, change in changes.items() if change is not None}
+    regressed = [module for module, change in measured.items() if change < 0]
+    won = [module for module, change in measured.items() if change > 0]
+    words.append(f"; ahead on {len(won)} of {len(measured)} measured modules")
     if regressed:
         words.append(f", behind on {', '.join(regressed)}")
     if blessing.heldout and blessing.heldout.get("lift") is not None:
@@ -116,8 +118,19 @@ def _lift_words(lift: float | None, interval: Sequence[float | None], p_value: f
 
 def _primary_table(result: EvaluationResult) -> str:
     primary = result.blessing.primary
-    caption = f"{primary.task}, all modules, {result.test.split} split ({result.test.requests} requests)"
+    caption = f"{primary}, all modules, {result.test.split} split ({judged_count(result)})"
     return f'<p class="small">{_e(caption)}</p>' + _table(*_primary_rows(result))
+
+
+def judged_count(result: EvaluationResult) -> str:
+    """What the primary metric is computed over: requests with a positive (NDCG; out of all the split's
+    requests), or impressions and their positives (AUC)."""
+    blessing = result.blessing
+    if blessing.requests is None:
+        return f"{result.test.requests} requests, none measured"
+    if blessing.primary.metric == "auc":
+        return f"{blessing.requests} impressions, {blessing.positives} of them positive"
+    return f"{blessing.requests} requests with a positive, of {result.test.requests}"
 
 
 def _expected_table(result: EvaluationResult) -> str:

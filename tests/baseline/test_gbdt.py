@@ -128,3 +128,27 @@ def test_task_objective_sets_the_task_models_objective_and_engagement_stays_lamb
     assert BaselineConfig().lightgbm_params(False, 4, graded=True)["objective"] == "binary"
     with pytest.raises(ValueError, match="task_objective"):
         BaselineConfig.from_sources('{"task_objective": "xendcg"}')
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"num_leaves": 1}, "num_leaves must be >= 2, got 1"),
+        ({"n_estimators": 0}, "n_estimators must be >= 1, got 0"),
+        ({"learning_rate": 0}, "learning_rate must be a finite number > 0, got 0.0"),
+        ({"learning_rate": -0.1}, "learning_rate must be a finite number > 0, got -0.1"),
+        ({"tuning_trials": -1}, "tuning_trials must be >= 0, got -1"),
+        ({"min_module_positives": -1}, "min_module_positives must be >= 0, got -1"),
+        ({"feature_fraction": 0}, "feature_fraction must be in \\(0, 1\\], got 0.0"),
+        ({"early_stopping_rounds": -1}, "early_stopping_rounds must be >= 0, got -1"),
+        ({"lambda_l2": -1}, "lambda_l2 must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_impossible_baseline_settings_are_refused_in_one_line_naming_the_key(settings, message):
+    with pytest.raises(ValueError, match=f"^BaselineConfig: {message}$"):
+        BaselineConfig.from_sources(json.dumps(settings))
+
+
+def test_an_impossible_baseline_setting_from_the_environment_is_refused():
+    with pytest.raises(ValueError, match="tuning_trials must be >= 0, got -1"):
+        BaselineConfig.from_sources("{}", environ={"RANKER_BASELINE_TUNING_TRIALS": "-1"})

@@ -1,5 +1,7 @@
 import dataclasses
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -7,7 +9,7 @@ import pytest
 
 from components.evaluation.blessing import Blessing, Comparison, PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
-from components.evaluation.report import summary_table
+from components.evaluation.report import headline_sentence, judged_count, summary_table
 from components.evaluation.scorers import RandomScorer
 from ranker_core.schema import FeatureSpec, Task
 from tests.baseline.conftest import examples_with
@@ -368,3 +370,79 @@ def test_config_reads_the_environment_then_the_json():
     assert config.ks == (3, 0) and config.tolerance == 0.05 and config.primary_task == "click"
     with pytest.raises(ValueError, match="seed \\(env RANKER_EVAL_SEED\\): Input should be a valid integer"):
         EvaluationConfig.from_sources("{}", environ={"RANKER_EVAL_SEED": "x"})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"tolerance": -0.5}, "tolerance must be a finite number >= 0 \\(a relative shortfall\\), got -0.5"),
+        ({"bootstrap_samples": 0}, "bootstrap_samples must be >= 1, got 0"),
+        ({"permutation_samples": 0}, "permutation_samples must be >= 20, got 0"),
+        ({"permutation_samples": 9, "alpha": 0.1}, "permutation_samples must be >= 10, got 9"),
+        ({"confidence_level": 1.5}, "confidence_level must lie in \\(0, 1\\), got 1.5"),
+        ({"confidence_level": 0}, "confidence_level must lie in \\(0, 1\\), got 0.0"),
+        ({"min_requests": -1}, "min_requests must be >= 0, got -1"),
+        ({"module_min_requests": -1}, "module_min_requests must be >= 0, got -1"),
+        ({"ks": [5, -3]}, "ks must be NDCG cutoffs >= 1 or 0 \\(the full list\\), got \\[5, -3\\]"),
+        ({"calibration_bins": 0}, "calibration_bins must be >= 1, got 0"),
+    ],
+)
+def test_nonsense_evaluation_settings_are_refused_in_one_line_naming_the_key(settings, message):
+    with pytest.raises(ValueError, match=f"^EvaluationConfig: {message}$"):
+        EvaluationConfig.from_sources(json.dumps(settings))
+
+
+def test_the_smallest_sign_flip_test_that_can_reach_alpha_is_accepted():
+    assert EvaluationConfig(permutation_samples=20).permutation_samples == 20  # p >= 1/21 < 0.05
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_a_verdict_on_another_split_than_test_is_refused_and_names_it(split):
+    rows = [_row("m", "all", 0.6), _row("g", "all", 0.5)]
+    on_split = SplitEvaluation(split, 0, 0, ["a"], rows, [], [], {}, 0.0)
+    blessing = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), on_split, None, COMPARED)
+    assert not blessing.blessed and blessing.split == split and blessing.to_dict()["split"] == split
+    assert blessing.reasons == [f"judged on the {split} split: a verdict needs the held-back test split"]
+    on_test = decide(CONFIG, PrimaryMetric("favorite", "ndcg@10"), _split(rows), None, COMPARED)
+    assert on_test.blessed and on_test.to_dict()["split"] == "test"
+
+
+def test_an_auc_module_is_gated_on_its_positive_impressions_like_the_split():
+    """Without request groups a row's "requests" are impressions: the module gate counts positives, as rule 0."""
+    rows = []
+    for subset, positives in (("all", 60), ("a", 30), ("b", 8)):
+        evidence = {"requests": 100, "positives": positives}
+        rows += [{"model": "m", "subset": subset, "task": "click", "metric": "auc", "value": 0.8, **evidence}]
+        rows += [{"model": "g", "subset": subset, "task": "click", "metric": "auc", "value": 0.7, **evidence}]
+    split = SplitEvaluation("test", 300, 300, ["a", "b"], [], rows, [], {}, 0.0)
+    blessing = decide(CONFIG.replace(module_min_requests=20), PrimaryMetric("click", "auc"), split, None, COMPARED)
+    assert blessing.modules["a"]["gated"] and not blessing.modules["b"]["gated"]
+    assert blessing.modules["b"]["not_gated_reason"] == (
+        "8 positive impressions < module_min_requests=20: reported, not gated"
+    )
+
+
+def _result(blessing: Blessing, split: SplitEvaluation) -> Any:
+    """The parts of an EvaluationResult the headline and the judged count read."""
+    return SimpleNamespace(candidate="m", baseline="g", blessing=blessing, test=split)
+
+
+def test_an_unmeasured_module_has_no_p_value_and_is_not_counted_in_the_headline():
+    rows = [{**_row("m", "all", 0.6, requests=12), "positives": 12}, _row("g", "all", 0.5, requests=12)]
+    rows += [_row("m", "a", 0.7), _row("g", "a", 0.5)]
+    rows += [{**_row("m", "b", None, requests=0), "p_value": 1.0}, _row("g", "b", None, requests=0)]
+    split = SplitEvaluation("test", 900, 103, ["a", "b"], rows, [], [], {}, 0.0)
+    blessing = decide(CONFIG.replace(min_requests=10), PrimaryMetric("favorite", "ndcg@10"), split, None, COMPARED)
+    assert blessing.modules["b"]["p_value"] is None and blessing.modules["b"]["p_value_corrected"] is None
+    result = _result(blessing, split)
+    assert "; ahead on 1 of 1 measured modules." in headline_sentence(result)
+    assert judged_count(result) == "12 requests with a positive, of 103"
+
+
+def test_the_auc_judged_count_is_impressions_and_positives():
+    rows = [{"model": "m", "subset": "all", "task": "click", "metric": "auc", "value": 0.8, "requests": 30}]
+    rows[0]["positives"] = 8
+    split = SplitEvaluation("test", 30, 30, [], [], rows, [], {}, 0.0)
+    blessing = decide(CONFIG, PrimaryMetric("click", "auc"), split, None, COMPARED)
+    result = _result(blessing, split)
+    assert judged_count(result) == "30 impressions, 8 of them positive"

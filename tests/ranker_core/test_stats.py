@@ -77,3 +77,13 @@ def test_auc_without_both_classes_is_nan():
     aucs, covariance = delong_covariance(np.zeros(5), np.arange(5.0))
     assert np.isnan(aucs).all() and np.isnan(covariance).all()
     assert np.isnan(auc_draws(np.ones(5), np.arange(5.0), 3, np.random.default_rng(0))).all()
+
+
+def test_auc_draws_and_their_interval_stay_within_0_and_1():
+    """A high AUC on few positives: the normal law's upper tail passes 1, an AUC cannot."""
+    labels = np.array([1] * 8 + [0] * 22)
+    scores = np.arange(30.0)[::-1] + np.where(np.arange(30) == 7, -25.0, 0.0)  # one positive ranked low
+    draws = auc_draws(labels, scores, 2000, np.random.default_rng(0))
+    assert draws.min() >= 0.0 and draws.max() <= 1.0
+    low, high = percentile_interval(draws)
+    assert 0.0 <= low[0] < high[0] <= 1.0
