@@ -646,7 +646,7 @@ def check_sources(
     schema = _schema(_spec_json(examples_dir, "examples"))
     for label, folder in _model_folders(models, champion).items():
         require_saved_model(label, folder)
-        _require_schema(label, folder, schema)
+        _require_schema(label, folder, schema, subset=label == CHAMPION_NAME)
     require_baseline(baseline_dir)
     _require_schema("baseline", baseline_dir, schema)
     if oracle_uri:
@@ -736,16 +736,19 @@ def _schema(spec: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], ...], tuple
     return features, tuple(task["name"] for task in spec.get("tasks", []))
 
 
-def _require_schema(label: str, folder: str | Path, schema: tuple[tuple, tuple]) -> None:
-    """An :class:`InvalidValueError` when ``folder``'s features or tasks are not the examples' ``schema``."""
+def _require_schema(label: str, folder: str | Path, schema: tuple[tuple, tuple], subset: bool = False) -> None:
+    """An :class:`InvalidValueError` when ``folder``'s tasks, or features (name and kind), are not the examples'
+    ``schema``. With ``subset`` (the champion, trained before a feature was added) its features need only be
+    among the examples': it scores from those columns."""
     features, tasks = _schema(_spec_json(folder, label))
     if tasks != schema[1]:
         raise InvalidValueError(
             f"{label} {folder} has other tasks than the examples: {', '.join(tasks)} vs {', '.join(schema[1])}"
         )
-    if features != schema[0]:
-        differ = sorted(set(features) ^ set(schema[0])) or ["the order"]
-        names = [item if isinstance(item, str) else item[0] for item in differ]
+    mine, examples = set(features), set(schema[0])
+    differ = sorted(mine - examples if subset else mine ^ examples)
+    if differ:
+        names = [name for name, _ in differ]
         raise InvalidValueError(
             f"{label} {folder} has other features than the examples ({len(differ)} differ, e.g. "
             f"{', '.join(names[:3])}): it was made for another dataset"

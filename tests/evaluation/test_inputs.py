@@ -62,7 +62,7 @@ def test_a_baseline_trained_on_other_examples_is_refused(synthetic_examples, bas
         check_lineage(synthetic_examples, {}, baseline)
 
 
-def test_the_champion_needs_only_the_same_schema(synthetic_examples, baseline_dir, tmp_path):
+def test_the_champion_needs_the_same_tasks_and_features_among_the_examples(synthetic_examples, baseline_dir, tmp_path):
     older = fake_model(tmp_path / "older", synthetic_examples, dataset="older")
     check_sources(synthetic_examples, "test", {}, baseline_dir, champion=str(older))
     tasks = [{"name": "click", "label_column": "clicked"}]
@@ -72,6 +72,14 @@ def test_the_champion_needs_only_the_same_schema(synthetic_examples, baseline_di
     features = fake_model(tmp_path / "features", synthetic_examples, features=[])
     with pytest.raises(InvalidValueError, match="has other features than the examples"):
         check_sources(synthetic_examples, "test", {"m": str(features)}, baseline_dir)
+    # a champion trained before a feature was added reads fewer columns, and scores from them
+    all_features = json.loads((synthetic_examples / "feature_spec.json").read_text())["features"]
+    fewer = fake_model(tmp_path / "fewer", synthetic_examples, features=all_features[1:])
+    check_sources(synthetic_examples, "test", {}, baseline_dir, champion=str(fewer))
+    renamed = [{**all_features[0], "name": "not_in_the_examples"}, *all_features[1:]]
+    other = fake_model(tmp_path / "other", synthetic_examples, features=renamed)
+    with pytest.raises(InvalidValueError, match=r"champion .* other features .*1 differ, e.g. not_in_the_examples"):
+        check_sources(synthetic_examples, "test", {}, baseline_dir, champion=str(other))
 
 
 def test_a_folder_without_a_savedmodel_or_a_manifest_is_refused(synthetic_examples, baseline_dir):
