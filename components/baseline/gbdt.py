@@ -297,9 +297,9 @@ class _Trainer:
 def train_baseline(config: BaselineConfig, examples_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Train every per-module and global model, save them and return the manifest (see the module docstring)."""
     examples_dir, out_dir = Path(examples_dir), Path(out_dir)
-    require_splits(examples_dir)
     stamps = [time.perf_counter()]
-    spec = FeatureSpec.load(examples_dir)
+    spec = FeatureSpec.load(examples_dir)  # no feature spec: not examples at all, which says more than a split
+    require_splits(examples_dir)
     encoder = FeatureEncoder.from_spec(spec, hashed=config.hashed, max_list_tokens=config.max_list_tokens)
     trainer = _Trainer(config, spec, encoder, *_read_splits(examples_dir, spec, encoder, config.seed))
     stamps.append(time.perf_counter())
@@ -339,7 +339,7 @@ REQUIRED_SPLITS = {
 
 
 def require_splits(examples_dir: Path) -> None:
-    """Fail in one line, before anything is read or trained, when the examples lack a train or eval split.
+    """Fail in one line, before any split is read or model trained, when the examples lack a train or eval split.
 
     Without eval rows every model would train all ``n_estimators`` rounds untuned: an overfit baseline
     that the blessing would be judged against without a word.

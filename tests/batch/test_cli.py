@@ -42,7 +42,8 @@ def test_a_missing_model_or_table_is_one_line(capsys, tmp_path, model_dir):  # n
     error = one_line_error(
         capsys, ["--candidates", "c", "--out", "o", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     )
-    assert "models:/mmoe-ranker@champion not found" in error
+    assert f"no MLflow registry at {tmp_path}/mlflow.db" in error  # and none was created there
+    assert not (tmp_path / "mlflow.db").exists()
     error = one_line_error(
         capsys, ["--candidates", str(tmp_path / "none"), "--out", "o", "--model-uri", str(model_dir)]
     )
