@@ -89,18 +89,18 @@ def test_mlflow_alias_and_version_resolve_to_the_registered_files(tmp_path, monk
 
 def test_without_a_tracking_uri_an_alias_is_read_from_the_registry_ranker_run_writes(tmp_path, monkeypatch):
     """``ranker serve --model-uri models:/...@champion`` right after ``ranker run``: work_dir/mlflow.db."""
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registry / 'mlflow.db'}")
     from mlflow import MlflowClient
 
-    client = MlflowClient()
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    uri = f"sqlite:///{registry / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not MLflow's global URI, which other tests set
     experiment = client.create_experiment("mmoe-ranker", artifact_location=str(registry / "artifacts"))
     run = client.create_run(experiment)
     client.log_artifacts(run.info.run_id, str(fake_export(tmp_path / "export")), "model")
     client.create_registered_model("mmoe-ranker")
     client.create_model_version("mmoe-ranker", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     monkeypatch.setenv("RANKER_WORK_DIR", str(registry))
     assert (resolve_model_dir("models:/mmoe-ranker/1", tmp_path / "cache") / "saved_model.pb").is_file()
