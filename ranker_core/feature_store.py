@@ -17,6 +17,7 @@ MATCH_TAG = "match"  # a service tag: JSON list of [request column, stored colum
 SEQUENCE_MATCH_TAG = "sequence_match"
 MODEL_VERSION_TAG = "model_version"  # a view and service tag: the registered model version
 MATCH_PREFIX = "match_"
+HISTORY_PREFIX = "hist_"  # extraction's history features (counts, rates, sequences): only the store has them
 SNAPSHOT_DIR = "entities"  # <examples>/entities/: each entity's features as of the cutoff
 SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
 

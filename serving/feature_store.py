@@ -50,6 +50,7 @@ from ranker_core.cli_support import UserError, first_few
 from ranker_core.feature_store import (
     DEFAULT_TAG,
     FEATURE_SERVICE,
+    HISTORY_PREFIX,
     MATCH_PREFIX,
     MATCH_TAG,
     SEQUENCE_MATCH_TAG,
@@ -69,9 +70,6 @@ SERVED = Histogram(
     buckets=(0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0, 100.0, 1000.0, 10000.0),
 )
 SAMPLED_CANDIDATES = 4  # values per feature and request that go into the histograms, spread over the candidates
-# The prefix of extraction's history features (components.data.spec.HISTORY_PREFIX; serving does not import
-# components): with ``match_*`` they can only come from the store, so a model reading one the repo lacks is refused.
-HISTORY_PREFIX = "hist_"
 NOT_A_REPO = "not a Feast repo written by `ranker materialize`"
 PROBE_ID = "__ranker_probe__"  # the key of the start-up lookup: no entity has it
 MOST_NAMED = 10  # features a mismatch message names

@@ -25,7 +25,7 @@ import yaml
 
 from components.data.expressions import ExpressionError, LabelExpression
 from ranker_core.cli_support import UserError, first_few
-from ranker_core.feature_store import MATCH_PREFIX
+from ranker_core.feature_store import HISTORY_PREFIX, MATCH_PREFIX
 from ranker_core.schema import (
     HELDOUT_SPLIT,
     MODULE,
@@ -49,7 +49,6 @@ DUPLICATE_POLICIES = ("drop", "keep")
 DEFAULT_PATTERNS = {"parquet": "*.parquet", "csv": "*.csv", "jsonl": "*.jsonl*"}
 TRANSFORMS = ("none", "log1p")
 ENCODINGS = ("normalize", "quantile", "pwl")
-HISTORY_PREFIX = "hist_"
 # Id roles may name the same column (a session id that is also the user id); the others need their own.
 SHAREABLE_ROLES = ("request_id", "user_id", "item_id")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.data.spec import HISTORY_PREFIX, DatasetSpec, SequenceSpec
-from ranker_core.feature_store import MATCH_PREFIX, sequence_hits
+from components.data.spec import DatasetSpec, SequenceSpec
+from ranker_core.feature_store import HISTORY_PREFIX, MATCH_PREFIX, sequence_hits
 from ranker_core.schema import LIST_SEPARATOR, MODULE, TIMESTAMP, label_key
 
 
