@@ -5,8 +5,16 @@ to the container; these are the defaults of the server (``serving/config.py``)
 and of a model registered in Vertex AI Model Registry (``components/registry``).
 """
 
+from pathlib import Path
+
 PREDICT_ROUTE = "/predict"
 HEALTH_ROUTE = "/health"
 HTTP_PORT = 8080
 # The registered model the server loads by default (models:/<name>@champion).
 MODEL_NAME = "mmoe-ranker"
+
+
+def local_registry_uri(work_dir: str) -> str:
+    """The MLflow store ``ranker run`` writes in ``work_dir``, which the server and the registry commands read
+    when no tracking URI is given: ``sqlite:///<work_dir, absolute>/mlflow.db``."""
+    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
-from ranker_core.serving import MODEL_NAME
+from ranker_core.serving import MODEL_NAME, local_registry_uri
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def registry_tracking_uri() -> str:
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
-        uri = f"sqlite:///{Path(os.environ.get('RANKER_WORK_DIR') or 'work_dir').resolve() / 'mlflow.db'}"
+        uri = local_registry_uri(os.environ.get("RANKER_WORK_DIR") or "work_dir")
     database = Path(uri.removeprefix("sqlite:///"))
     if uri.startswith("sqlite:///") and not database.is_file():
         raise ModelSourceError(

@@ -45,7 +45,7 @@ from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
 from ranker_core.schema import FEATURE_SPEC_FILE
-from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
+from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE, local_registry_uri
 from ranker_core.settings import Settings, env_field
 from trainer.digest import is_folder, json_sha256, model_digest, path_exists, read_json
 
@@ -156,7 +156,7 @@ class RegistryConfig(Settings):
         """The MLflow store: the configured URI, or SQLite in the working folder."""
         if self.tracking_uri:
             return self.tracking_uri
-        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+        return local_registry_uri(self.work_dir)
 
     @property
     def resolved_artifact_root(self) -> str:
