@@ -18,3 +18,9 @@ def local_registry_uri(work_dir: str) -> str:
     """The MLflow store ``ranker run`` writes in ``work_dir``, which the server and the registry commands read
     when no tracking URI is given: ``sqlite:///<work_dir, absolute>/mlflow.db``."""
     return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The SQLite file of a ``sqlite:///`` tracking URI (``None`` for any other store): what must exist before
+    reading, since MLflow would create an empty store and find nothing in it."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None

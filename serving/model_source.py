@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
-from ranker_core.serving import MODEL_NAME, local_registry_uri
+from ranker_core.serving import MODEL_NAME, local_registry_uri, local_store_path
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def registry_tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
         uri = local_registry_uri(os.environ.get("RANKER_WORK_DIR") or "work_dir")
-    database = Path(uri.removeprefix("sqlite:///"))
-    if uri.startswith("sqlite:///") and not database.is_file():
+    database = local_store_path(uri)
+    if database is not None and not database.is_file():
         raise ModelSourceError(
             f"no MLflow registry at {database}: run `ranker run` first, or point MLFLOW_TRACKING_URI "
             "(or RANKER_WORK_DIR) at the registry that holds the model"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 from components.registry.core import (
     RegistrationRefusedError,
@@ -28,6 +27,7 @@ from components.registry.core import (
     register_from_artifacts,
 )
 from ranker_core.cli_support import UserError
+from ranker_core.serving import local_store_path
 
 HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
 logger = logging.getLogger(__name__)
@@ -90,10 +90,8 @@ def require_registry(config: RegistryConfig) -> None:
     if uri.startswith(("http://", "https://")):
         _require_server(uri)
         return
-    if uri and not uri.startswith("sqlite:///"):
-        return
-    database = Path(uri.removeprefix("sqlite:///") if uri else Path(config.work_dir).resolve() / "mlflow.db")
-    if not database.is_file():
+    database = local_store_path(config.resolved_tracking_uri)
+    if database is not None and not database.is_file():
         where = f"--tracking-uri {uri}" if uri else f"{config.work_dir} (no {database.name})"
         raise UserError(
             f"there is no model registry in {where}: pass the --work-dir of a run that registered a model, "
