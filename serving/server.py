@@ -526,6 +526,14 @@ class ListeningModelServer(ModelServer):
             self._rest_server.config.fd = self.listen_fd
         super().setup_event_loop()
 
+    def stop(self, sig: int) -> None:
+        # KServe's signal handler stops its gRPC and multi-process servers, not the one REST server, which
+        # stops on uvicorn's own handler: a SIGTERM after KServe installs its handler and before uvicorn
+        # installs its own (while KServe builds the app) was lost, and the server served on. Tell uvicorn.
+        if self._rest_server is not None:
+            self._rest_server._server.should_exit = True
+        super().stop(sig)
+
 
 def load_model(config: ServerConfig) -> RankerServingModel:
     """Resolve ``config.model_uri``, load the exported ranker and wrap it for KServe."""
