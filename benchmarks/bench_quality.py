@@ -216,6 +216,7 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
     from components.data.simulator import simulate
     from components.evaluation.config import EvaluationConfig
     from components.evaluation.evaluate import evaluate
+    from components.evaluation.scorers import ModelScorer
     from ranker_core.ranking_metrics import EXPECTED_PREFIX
     from ranker_core.step_configs import BaselineConfig, TrainerConfig
     from trainer.train import train_and_export
@@ -245,6 +246,8 @@ def run_world(world_name: str, seed: int, args: argparse.Namespace) -> dict[str,
             if not (models[peer] / "saved_model.pb").exists():
                 peer_examples = examples if peer_root == root else extracted(data, shipped, world.held_out_module)
                 train_and_export(peer_examples, models[peer], TrainerConfig.from_sources("{}", {"seed": seed}))
+            if peer_root != root:  # trained on other examples on purpose: a scorer, not lineage-checked
+                models[peer] = ModelScorer.load(peer, models[peer])
     baseline_dir = root / "baseline"
     if not (baseline_dir / "manifest.json").exists():
         train_baseline(BaselineConfig(seed=seed), examples, baseline_dir)

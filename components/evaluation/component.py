@@ -33,10 +33,9 @@ def evaluate(
     from collections import namedtuple
     from pathlib import Path
 
-    from components.evaluation.evaluate import EvaluationConfig, ReportPaths, check_lineage
+    from components.evaluation.evaluate import EvaluationConfig, ReportPaths
     from components.evaluation.evaluate import evaluate as run_evaluation
 
-    check_lineage(examples.path, {model_name: model.path}, baseline.path)
     result = run_evaluation(
         EvaluationConfig.from_sources(config_json),
         examples.path,

@@ -164,6 +164,10 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``models`` (name -> exported model dir or a :class:`Scorer`) and write the report.
 
+    Before any model is loaded, the inputs are checked (:func:`check_sources`) and a model given as a
+    folder, or the baseline, trained on other examples is refused (:func:`check_lineage`); a
+    :class:`Scorer` is taken as it is.
+
     ``champion_note`` says why there is no champion to compare with (it could not be loaded):
     the report and the blessing record it.
     """
@@ -175,6 +179,7 @@ def evaluate(
     if candidate not in models:
         raise InvalidValueError(f"candidate {candidate!r} is not among the models given: {', '.join(models)}")
     check_sources(examples_dir, config.split, models, baseline_dir, oracle_uri, champion)
+    check_lineage(examples_dir, models, baseline_dir)
     candidates = {name: _as_scorer(name, model) for name, model in models.items()}
     scorers = all_scorers(config, spec, candidates, baseline_dir, oracle_uri, champion)
     names = [scorer.name for scorer in scorers]

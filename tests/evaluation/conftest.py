@@ -1,15 +1,25 @@
 """Evaluation fixtures: a trained GBDT baseline and scorers of known quality."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ranker_core.targets import graded_relevance, target_labels
-from tests.baseline.conftest import baseline_dir  # noqa: F401  (the session fixture, shared)
+from tests.baseline.conftest import TINY_BASELINE, baseline_dir  # noqa: F401  (baseline_dir: the session fixture)
 from tests.conftest import synthetic_feature_spec
 
 FAST = {"bootstrap_samples": 200, "permutation_samples": 200}
+
+
+def baseline_of(examples: Path, out: Path) -> Path:
+    """A tiny baseline trained on ``examples`` themselves: ``evaluate`` refuses one trained on other examples
+    (the session ``baseline_dir`` once their feature spec is changed)."""
+    from components.baseline.gbdt import BaselineConfig, train_baseline
+
+    train_baseline(BaselineConfig(**TINY_BASELINE), examples, out)
+    return out
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from components.evaluation.scorers import RandomScorer
 from ranker_core.schema import FeatureSpec, Task
 from tests.baseline.conftest import examples_with
 from tests.conftest import synthetic_rows
-from tests.evaluation.conftest import FAST, LabelScorer
+from tests.evaluation.conftest import FAST, LabelScorer, baseline_of
 from trainer.examples import read_split, write_shards
 
 # The synthetic test split has about 27 requests per module: gate modules from 10.
@@ -122,20 +122,22 @@ def test_the_oracle_bounds_the_achievable_gain(synthetic_examples, baseline_dir,
         evaluate(CONFIG, synthetic_examples, {"c": LabelScorer(0.5)}, baseline_dir, tmp_path, str(tmp_path / "oracle"))
 
 
-def test_the_held_out_module_is_reported_on_its_own(synthetic_examples, baseline_dir, tmp_path):
+def test_the_held_out_module_is_reported_on_its_own(synthetic_examples, tmp_path):
     examples = examples_with(synthetic_examples, tmp_path / "examples", held_out_module="email")
     write_shards(
         synthetic_rows(20, candidates=10, seed=3, modules=("email",)), examples, "heldout", FeatureSpec.load(examples)
     )
-    result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path / "report")
+    baseline = baseline_of(examples, tmp_path / "baseline")
+    result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline, tmp_path / "report")
     assert result.heldout is not None and result.heldout.modules == ["email"] and result.heldout.requests == 20
     assert result.test.modules == ["home_feed", "item_page", "search"]
     assert "Held-out module" in (tmp_path / "report" / "report.html").read_text()
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["heldout"]["split"] == "heldout"
 
 
-def test_data_without_groups_is_judged_on_auc(synthetic_examples, baseline_dir, tmp_path):
+def test_data_without_groups_is_judged_on_auc(synthetic_examples, tmp_path):
     examples = examples_with(synthetic_examples, tmp_path / "examples", has_groups=False)
+    baseline_dir = baseline_of(examples, tmp_path / "baseline")
     result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline_dir, tmp_path)
     assert result.test.ndcg == [] and result.blessing.primary == PrimaryMetric("favorite", "auc")
     assert result.blessing.blessed and result.blessing.candidate > 0.9

@@ -54,6 +54,16 @@ def test_a_model_or_peer_trained_on_other_examples_is_refused(synthetic_examples
         check_lineage(synthetic_examples, {"mmoe": str(model), "ple": str(other)}, baseline_dir)
 
 
+def test_evaluate_itself_refuses_a_model_trained_on_other_examples(synthetic_examples, baseline_dir, tmp_path):
+    other = fake_model(tmp_path / "other", synthetic_examples, dataset="other")
+    models = {"c": LabelScorer(0.5), "ple": str(other)}
+    with pytest.raises(InvalidValueError, match=r"model 'ple' .*/other was trained on other examples"):
+        evaluate(EvaluationConfig(**FAST), synthetic_examples, models, baseline_dir, tmp_path / "report")
+    with pytest.raises(MissingInputError, match="no 'nope' split"):  # a missing input is named first
+        evaluate(EvaluationConfig(**FAST, split="nope"), synthetic_examples, models, baseline_dir, tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+
+
 def test_a_baseline_trained_on_other_examples_is_refused(synthetic_examples, baseline_dir, tmp_path):
     baseline = Path(shutil.copytree(baseline_dir, tmp_path / "baseline"))
     spec = json.loads((baseline / "feature_spec.json").read_text())

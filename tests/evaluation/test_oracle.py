@@ -14,7 +14,7 @@ from components.evaluation.scorers import ORACLE_NAME, ORACLE_POSITION_FREE_NAME
 from ranker_core.schema import FeatureSpec
 from tests.baseline.conftest import examples_with
 from tests.conftest import synthetic_feature_spec, synthetic_rows
-from tests.evaluation.conftest import FAST, LabelScorer
+from tests.evaluation.conftest import FAST, LabelScorer, baseline_of
 from trainer.examples import read_split, write_shards
 
 TASKS = ("click", "favorite", "add_to_cart", "purchase")
@@ -158,11 +158,11 @@ def test_without_a_position_free_oracle_there_is_no_expected_relevance(synthetic
     assert "expected" not in summary_table(result) and "c_expected_lift" not in result.headline_metrics()
 
 
-def test_the_held_out_module_is_judged_against_the_expected_relevance_too(synthetic_examples, baseline_dir, tmp_path):
+def test_the_held_out_module_is_judged_against_the_expected_relevance_too(synthetic_examples, tmp_path):
     examples = examples_with(synthetic_examples, tmp_path / "examples", held_out_module="email")
     rows = synthetic_rows(20, candidates=10, seed=3, modules=("email",))
     write_shards(rows, examples, "heldout", FeatureSpec.load(examples))
-    result = evaluate_with_oracle(examples, baseline_dir, tmp_path)
+    result = evaluate_with_oracle(examples, baseline_of(examples, tmp_path / "baseline"), tmp_path)
 
     row = result.heldout.find("c", "all", "favorite", "expected_ndcg@10")
     assert row["requests"] == 20 and row["lift"] is not None
