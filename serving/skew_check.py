@@ -60,14 +60,21 @@ def unchanged_rows(rows: dict[str, np.ndarray], snapshot: dict[str, Any]) -> np.
 
 
 def ids_only_requests(rows: dict[str, np.ndarray], features: OnlineFeatures, spec: FeatureSpec) -> list[dict]:
-    """One instance per request: the context's raw features and the candidate ids, nothing stored."""
-    context_keys = [name for name in (MODULE, *spec.feature_names) if name not in features.stored]
-    context_keys = [name for name in context_keys if name != features.item_key and name in rows]
+    """One instance per request: the candidate ids and the raw features the store does not keep, nothing
+    stored. Such a feature goes in the context when the request's rows share its value, else per candidate
+    (a time-varying item feature, e.g. an age, which the caller sends)."""
+    sent = [name for name in (MODULE, *spec.feature_names) if name not in features.stored and name in rows]
+    sent = [name for name in sent if name != features.item_key]
     instances = []
     for request in dict.fromkeys(rows[REQUEST_ID].tolist()):
         index = np.flatnonzero(rows[REQUEST_ID] == request)
-        context = {name: _json(rows[name][index[0]]) for name in context_keys}
-        candidates = {features.item_key: [_json(value) for value in rows[features.item_key][index]]}
+        context, candidates = {}, {features.item_key: [_json(value) for value in rows[features.item_key][index]]}
+        for name in sent:
+            values = [_json(value) for value in rows[name][index]]
+            if all(value == values[0] for value in values):
+                context[name] = values[0]
+            else:
+                candidates[name] = values
         instances.append({"context": context, "candidates": candidates})
     return instances
 

@@ -176,7 +176,8 @@ class HistorySpec:
     candidate's category); ``match`` pairs of columns become 0/1 "equal" flags.
     ``item_features`` and ``user_features`` are raw feature columns that belong to
     the item (its category, price, ...) or the user: the feature store keeps their
-    latest value with the entity's history, so a request sends the ids only.
+    latest value with the entity's history, so a request sends the ids only (not a feature that changes
+    with time, such as an age: its stored value goes stale, so the request sends it).
     ``sequences`` are the user's behaviour sequences (:class:`SequenceSpec`), list
     features kept with the user's history.
     """

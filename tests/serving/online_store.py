@@ -24,12 +24,13 @@ from serving.skew_check import _json, ids_only_requests, unchanged_rows
 from tests.data.impressions import SEQUENCES, impressions_frame, simulator_spec_with, write_parquet
 
 LOCAL = BeamOptions(runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory")
-ITEM_FEATURES = ["category", "subcategory", "shop_id", "price", "listing_age_days", "rating", "num_reviews", "tags"]
+# The stored raw features of a listing; its age (listing_age_days) is not stored: it differs between impressions.
+ITEM_FEATURES = ["category", "subcategory", "shop_id", "price", "rating", "num_reviews", "tags"]
 
 
 def static_entities(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same raw features for a listing (and a user's country) in every row, as a catalog would have,
-    and one device per request (a request's context)."""
+    """The same stored raw features for a listing (and a user's country) in every row, as a catalog would
+    have, and one device per request (a request's context)."""
     frame = frame.copy()
     frame["tags"] = frame["tags"].map("|".join)
     for column in ITEM_FEATURES:
