@@ -5,11 +5,13 @@
   one line, ``ranker <command>: <message>``, and exits with status 2; any other
   exception is a bug and keeps its traceback.
 * :func:`require_path`: fail early, as a :class:`UserError`, on a local path that does not exist.
+* :func:`writable_file`: fail early, as a :class:`UserError`, on an output file path that cannot be written.
 * :func:`deprecated`: the one-line warning of a renamed flag or environment variable.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +49,31 @@ def require_path(path: str, flag: str) -> str:
     if path.startswith(REMOTE_SCHEMES) or Path(path).exists():
         return path
     raise UserError(f"{flag} {path}: no such file or folder")
+
+
+def writable_file(out: str, flag: str = "--out", example: str = "out.txt") -> Path:
+    """``out`` as a path if a file can be written there; else a one-line :class:`UserError` naming ``flag``.
+
+    Call it before the work whose result goes to ``out``, so a path that cannot be written loses nothing::
+
+        out = writable_file(args.out, example="tuned.json")  # a folder, no such folder, or not writable: UserError
+        ...                                                   # the work
+        out.write_text(result)
+
+    Refused: a folder (the message suggests ``example`` in it), a parent folder that does not exist, and a
+    folder or existing file that is not writable.
+    """
+    path = Path(out)
+    folder = path.parent
+    if path.is_dir():
+        raise UserError(f"{flag} {out}: is a folder; give a file in it, e.g. {path / example}")
+    if not folder.is_dir():
+        raise UserError(f"{flag} {out}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {out}: folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {out}: file is not writable")
+    return path
 
 
 def deprecated(old: str, new: str) -> None:

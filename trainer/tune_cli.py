@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
-from pathlib import Path
 
-from ranker_core.cli_support import UserError, require_path
+from ranker_core.cli_support import UserError, require_path, writable_file
 
 HELP = "search the ranker's configuration on the eval split (Optuna), write the chosen one"
 
@@ -29,25 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="where the chosen TrainerConfig is written (JSON)")
 
 
-def check_out(out: str) -> Path:
-    """``--out`` as a path, if the chosen configuration can be written there; else a one-line :class:`UserError`.
-
-    Checked before any trial trains: a path that cannot be written would lose every trial's work.
-    """
-    path = Path(out)
-    folder = path.parent
-    if path.is_dir():
-        raise UserError(f"--out {out} is a folder: give the JSON file to write, e.g. {path / 'tuned.json'}")
-    if not folder.is_dir():
-        raise UserError(f"--out {out}: no such folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"--out {out}: not writable")
-    return path
-
-
 def main(args: argparse.Namespace) -> int:
     examples = require_path(args.examples, "--examples")  # before TensorFlow takes seconds to import
-    out = check_out(args.out)
+    out = writable_file(args.out, example="tuned.json")  # before any trial: a refused --out loses no work
     from ranker_core.step_configs import TrainerConfig, TuningConfig
     from trainer.tuning import tune
 

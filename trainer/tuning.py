@@ -3,7 +3,8 @@
 The ``tune_mmoe`` pipeline step (and ``ranker tune``) tries ``TuningConfig.trials``
 configurations: the model configuration as given first, so tuning never keeps a
 worse eval score than not tuning, then Optuna's TPE sampler (seeded) over
-``TuningConfig.space``. Each trial trains a full model with
+``TuningConfig.space`` (a range over a whole-number field, such as ``epochs``,
+draws integers: ``trial.suggest_int``). Each trial trains a full model with
 :func:`trainer.train.train_and_export` (its own early stopping and best-epoch
 selection) and is scored by NDCG of the evaluation's primary target on the eval
 split (``TuningConfig.metric``), or by its AUC (``metric="auc"``, and always on data
@@ -32,6 +33,7 @@ import math
 import shutil
 import tempfile
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +174,8 @@ def check_space(base: TrainerConfig, space: dict[str, dict[str, list]]) -> None:
     """Fail in one line, before any trial trains, on a value of ``space`` that TrainerConfig refuses.
 
     Each choice and both bounds of each range are tried in ``base`` (its other fields as given), so a bad
-    value cannot surface only after earlier trials have spent their training time.
+    value cannot surface only after earlier trials have spent their training time; a range over a whole-number
+    field must have whole-number ends (it draws integers).
 
     >>> check_space(TrainerConfig(), {"batch_size": {"choice": [256, "big"]}})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -181,7 +184,7 @@ def check_space(base: TrainerConfig, space: dict[str, dict[str, list]]) -> None:
     """
     for field, draw in space.items():
         kind, values = next(iter(draw.items()))
-        for value in values if kind == "choice" else [float(bound) for bound in values]:
+        for value in values if kind == "choice" else _bounds(field, kind, values):
             try:
                 base.replace(**{field: value})
             except ValueError as error:  # InvalidValueError is one
@@ -205,10 +208,41 @@ def _with_given_choices(space: dict[str, dict[str, list]], given: dict[str, Any]
 
 
 def _suggest(trial: Any, field: str, draw: dict[str, list]) -> Any:
+    """``trial``'s value of ``field``: a choice, or a draw from a range (integers for a whole-number field)."""
     kind, values = next(iter(draw.items()))
     if kind == "choice":
         return trial.suggest_categorical(field, values)
-    return trial.suggest_float(field, float(values[0]), float(values[1]), log=kind == "log")
+    suggest = trial.suggest_int if _whole(field) else trial.suggest_float
+    return suggest(field, *_bounds(field, kind, values), log=kind == "log")
+
+
+def _whole(field: str) -> bool:
+    """Whether TrainerConfig's ``field`` holds a whole number (``int`` or ``int | None``; a ``bool`` does not).
+
+    >>> _whole("epochs"), _whole("max_hash_buckets"), _whole("dropout"), _whole("deterministic")
+    (True, True, False, False)
+    """
+    annotation = TrainerConfig.model_fields[field].annotation
+    return annotation is int or set(typing.get_args(annotation)) == {int, type(None)}
+
+
+def _bounds(field: str, kind: str, values: list) -> list[int] | list[float]:
+    """A range's [low, high] as ``field`` draws them: integers for a whole-number field, else floats.
+
+    >>> _bounds("epochs", "uniform", [1, 3.0]), _bounds("dropout", "uniform", [0, 0.3])
+    ([1, 3], [0.0, 0.3])
+    >>> _bounds("epochs", "uniform", [1.5, 3])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ranker_core.cli_support.InvalidValueError: tuning space['epochs'] uniform [1.5, 3]: epochs is a whole number, ...
+    """
+    if not _whole(field):
+        return [float(bound) for bound in values]
+    if not all(float(bound).is_integer() for bound in values):
+        raise InvalidValueError(
+            f"tuning space[{field!r}] {kind} {values}: {field} is a whole number, so the range's ends must be too"
+        )
+    return [int(bound) for bound in values]
 
 
 def _row(number: int, values: dict[str, Any], score: float, best_epoch: int, seconds: float) -> dict[str, Any]:

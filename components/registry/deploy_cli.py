@@ -24,7 +24,7 @@ from pathlib import Path
 
 from components.registry.cli import add_registry_arguments, registry_config
 from components.registry.core import RegistryConfig
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import writable_file
 
 HELP = "deploy a registered version: all traffic, or a canary share (Vertex AI endpoint, KServe, local)"
 
@@ -88,20 +88,10 @@ def run(args: argparse.Namespace, action: Callable[[RegistryConfig], str]) -> in
 
     config = rollout_config(args)
     require_registry(config)
-    check_writable(args.out)  # before the action moves any alias: a refused --out must change nothing
+    if args.out:  # before the action moves any alias: a refused --out must change nothing
+        writable_file(args.out)
     show(action(config), args.out)
     return 0
-
-
-def check_writable(out: str) -> None:
-    """Refuse an ``--out`` file that cannot be written (its folder missing, or a folder itself)."""
-    if not out:
-        return
-    path = Path(out)
-    if path.is_dir():
-        raise UserError(f"--out {out}: is a folder; give a file path")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {out}: no folder {path.parent}")
 
 
 def main(args: argparse.Namespace) -> int:

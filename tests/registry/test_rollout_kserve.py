@@ -244,7 +244,7 @@ def test_an_out_file_that_cannot_be_written_changes_no_alias(capsys, work, tmp_p
         capsys, command, "--deploy-target", "kserve", "--work-dir", str(work), *flags, "--out", str(out)
     )
 
-    assert status == 2 and err == f"ranker {command}: --out {out}: no folder {out.parent}\n"
+    assert status == 2 and err == f"ranker {command}: --out {out}: no such folder {out.parent}\n"
     assert {alias: registry.alias_version(alias) for alias in aliases} == aliases
 
 

@@ -189,6 +189,8 @@ def _no_training(*_args, **_kwargs):
         ({"batch_size": {"choice": [64, "big"]}}, "tuning space['batch_size'] value 'big': TrainerConfig: batch_size"),
         ({"dropout": {"uniform": [0.0, 1.5]}}, "tuning space['dropout'] value 1.5: TrainerConfig:"),
         ({"learning_rate": {"uniform": [-0.1, 0.1]}}, "tuning space['learning_rate'] value -0.1: TrainerConfig:"),
+        ({"epochs": {"uniform": [1.5, 3]}}, "tuning space['epochs'] uniform [1.5, 3]: epochs is a whole number"),
+        ({"embedding_dim": {"log": [8, 64.5]}}, "tuning space['embedding_dim'] log [8, 64.5]: embedding_dim is a"),
     ],
 )
 def test_a_space_value_trainer_config_refuses_fails_before_any_trial(
@@ -202,6 +204,31 @@ def test_a_space_value_trainer_config_refuses_fails_before_any_trial(
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("draw", "distribution"),
+    [
+        ({"epochs": {"uniform": [1, 3]}}, "IntDistribution(high=3, log=False, low=1, step=1)"),
+        ({"embedding_dim": {"log": [8, 64.0]}}, "IntDistribution(high=64, log=True, low=8, step=1)"),
+        ({"max_hash_buckets": {"uniform": [10, 20]}}, "IntDistribution(high=20, log=False, low=10, step=1)"),
+        ({"dropout": {"uniform": [0, 0.5]}}, "FloatDistribution(high=0.5, log=False, low=0.0, step=None)"),
+    ],
+)
+def test_a_range_over_a_whole_number_field_draws_integers(draw, distribution):
+    import optuna
+
+    from trainer.tuning import _suggest, check_space
+
+    check_space(BASE, draw)
+    ((field, one),) = draw.items()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = [study.ask() for _ in range(20)]
+    values = [_suggest(trial, field, one) for trial in trials]
+    assert repr(trials[0].distributions[field]) == distribution
+    whole = distribution.startswith("Int")
+    assert all(isinstance(value, int) == whole for value in values), values
+    assert all(BASE.replace(**{field: value}) for value in values)  # every draw is a valid TrainerConfig
+
+
 def test_the_default_space_passes_the_check():
     from trainer.tuning import check_space
 
@@ -212,19 +239,25 @@ def test_the_default_space_passes_the_check():
     ("out", "message"),
     [
         ("nodir/tuned.json", "--out {tmp}/nodir/tuned.json: no such folder {tmp}/nodir"),
-        (".", "--out {tmp}/. is a folder: give the JSON file to write"),
-        ("tuned.json", "--out {tmp}/tuned.json: not writable"),
+        (".", "--out {tmp}/.: is a folder; give a file in it, e.g. {tmp}/tuned.json"),
+        ("tuned.json", "--out {tmp}/tuned.json: folder {tmp} is not writable"),
+        ("old.json", "--out {tmp}/old.json: file is not writable"),
     ],
 )
 def test_tune_checks_out_before_any_trial(synthetic_examples, tmp_path, monkeypatch, out, message):
     import argparse
 
+    from ranker_core import cli_support
     from ranker_core.cli_support import UserError
     from trainer import tune_cli
 
     monkeypatch.setattr("trainer.tuning.tune", _no_training)
-    if out == "tuned.json":  # root may write anywhere: the check's answer is what is tested
-        monkeypatch.setattr(tune_cli.os, "access", lambda *_: False)
+    # root may write anywhere: the check's answer is what is tested
+    if out == "tuned.json":
+        monkeypatch.setattr(cli_support.os, "access", lambda *_: False)
+    if out == "old.json":
+        (tmp_path / out).write_text("{}")
+        monkeypatch.setattr(cli_support.os, "access", lambda path, _mode: Path(path) != tmp_path / out)
     args = argparse.Namespace(
         examples=str(synthetic_examples), config=None, tuning_config='{"trials": 1}', out=f"{tmp_path}/{out}"
     )
