@@ -15,9 +15,11 @@ relies on inside kfp.local (its log lines, its cache files) is in
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
+import io
 import logging
 import shutil
 import sys
@@ -29,6 +31,7 @@ from typing import Any, TextIO
 from components.registry.core import RegisteredVersion, model_digest, open_backend
 from pipelines import kfp_local
 from pipelines.config import PipelineSettings
+from pipelines.step_errors import StepFailedError
 from pipelines.step_output import StepOutput
 from trainer.progress import EpochReport
 
@@ -180,7 +183,7 @@ class LocalRunResult:
 
 
 def run_locally(settings: PipelineSettings, progress: StepProgress | None = None) -> LocalRunResult:
-    """Run the DAG with ``kfp.local``; a failed step raises ``RuntimeError`` naming it."""
+    """Run the DAG with ``kfp.local``; failed steps raise :class:`StepFailedError` with their errors."""
     from pipelines.pipeline import build_pipeline
 
     if settings.training_backend != "pipeline":
@@ -204,14 +207,21 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     root.addFilter(progress)
     started, started_ms = time.monotonic(), int(time.time() * 1000)
     log_path = None if progress.echo else step_log_path(settings)
+    echoed = LastLines()  # the end of the steps' output (filtered) when it is echoed rather than logged
     try:
-        with kfp_local.quiet_warnings(), _steps_output_to(log_path, progress):
+        with kfp_local.quiet_warnings(), _steps_output_to(log_path, echoed, progress):
             task = pipeline(**settings.pipeline_arguments(local=True))
     except RuntimeError as error:
-        _close_tracked_run(settings, started_ms, str(error))
-        if log_path is None:
+        output = log_path.read_text(errors="replace") if log_path else echoed.text()
+        failed = [step.name for step in progress.steps.values() if step.status == "FAILURE"]
+        failure = StepFailedError.of(failed, output, log_path)
+        if log_path is not None and (failure is None or None in failure.errors.values()):
+            progress.console.line(_tail(log_path))  # no exception to show: what the steps printed last
+        _close_tracked_run(settings, started_ms, failure.headline if failure else str(error))
+        if failure is not None:
+            raise failure from error
+        if log_path is None:  # no step failed: kfp did, and says how
             raise
-        progress.console.line(_tail(log_path))
         raise RuntimeError(f"{error} (every step's output: {log_path})") from error
     finally:
         progress.console.clear_status()
@@ -284,19 +294,60 @@ def step_log_path(settings: PipelineSettings) -> Path:
 
 
 @contextlib.contextmanager
-def _steps_output_to(log_path: Path | None, progress: StepProgress) -> Iterator[None]:
+def _steps_output_to(log_path: Path | None, echoed: LastLines, progress: StepProgress) -> Iterator[None]:
     """Send what the steps print (``kfp.local`` echoes each step's output to stdout) to ``log_path``,
-    filtered by :class:`~pipelines.step_output.StepOutput`, whose epochs go to ``progress``."""
-    if log_path is None:
-        yield
-        return
-    with log_path.open("a") as log:
-        progress.step_log = StepOutput(log, on_epoch=progress.show_epoch)
+    filtered by :class:`~pipelines.step_output.StepOutput`, whose epochs go to ``progress``. Without a
+    ``log_path`` the output stays on stdout, and its filtered last lines go to ``echoed``."""
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            progress.step_log = StepOutput(echoed)
+            stdout: TextIO = _Tee(sys.stdout, progress.step_log)
+        else:
+            progress.step_log = StepOutput(stack.enter_context(log_path.open("a")), on_epoch=progress.show_epoch)
+            stdout = progress.step_log
         try:
-            with contextlib.redirect_stdout(progress.step_log):
+            with contextlib.redirect_stdout(stdout):
                 yield
         finally:
             progress.step_log = None
+
+
+class LastLines(io.TextIOBase):
+    """A text stream that keeps the last ``most`` lines written to it (written a line at a time)."""
+
+    def __init__(self, most: int = 2000) -> None:
+        super().__init__()
+        self.lines: collections.deque[str] = collections.deque(maxlen=most)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        return len(text)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to several."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        super().__init__()
+        self.streams = streams
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
 
 
 def _tail(log_path: Path, lines: int = 40) -> str:

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pipelines.local_run import StepProgress, run_locally
+    from pipelines.step_errors import StepFailedError
     from pipelines.summary import format_summary
 
     settings = PipelineSettings.from_args_or_exit(args, "run")
@@ -53,7 +54,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:  # a setting the local runner cannot honour
         print(f"ranker run: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:  # kfp.local names the failed step; its output is above
+    except StepFailedError as error:  # each failed step's error, and where their tracebacks are
+        print(error.report(prefix="ranker run: "), file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # kfp.local failed outside the steps
         logger.error("the pipeline failed: %s", error)
         return 1
     print(format_summary(result))

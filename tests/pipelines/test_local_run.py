@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,11 @@ import pytest
 
 from components.registry.core import CHAMPION, RegistryConfig
 from components.registry.mlflow_store import MlflowRegistry
-from components.tracking.mlflow_runs import REASONS_TAG, VERDICT_TAG, VERSION_TAG
+from components.tracking.mlflow_runs import FAILURE_TAG, REASONS_TAG, VERDICT_TAG, VERSION_TAG
 from components.tracking.runs import list_runs
 from pipelines.config import PipelineSettings
 from pipelines.local_run import StepProgress, run_locally
+from pipelines.step_errors import StepFailedError
 from pipelines.summary import feature_repo, format_summary
 
 pytestmark = pytest.mark.slow
@@ -169,16 +171,25 @@ def test_a_rerun_with_another_evaluation_config_after_a_failed_evaluation_reuses
     assert steps["evaluate"] == "SUCCESS"
 
 
-def test_a_failed_step_is_named_with_the_tail_of_its_output(tmp_path):
+def test_a_failed_step_is_named_with_its_error_and_the_log_of_its_output(tmp_path):
     progress = StepProgress(io.StringIO())
     missing = PipelineSettings(
         work_dir=str(tmp_path),
         data_uri=str(tmp_path / "no_such_logs" / "*.parquet"),
         registry=RegistryConfig(work_dir=str(tmp_path)),
     )
-    with pytest.raises(RuntimeError, match=r"extract-features.*every step's output: .*run-.*\.log"):
+    with pytest.raises(StepFailedError) as failed:
         run_locally(missing, progress)
-    shown = progress.stream.getvalue()
-    assert "last lines of the step output" in shown and "no_such_logs" in shown
+    error = failed.value.errors["extract-features"]
+    assert list(failed.value.errors) == ["extract-features"]
+    assert error is not None and error.startswith("ExtractionError: 1 problem(s) with the data:\n  - ")
+    assert "no_such_logs" in error and "Traceback" not in error
+    report = failed.value.report(prefix="ranker run: ").splitlines()
+    assert report[0] == "ranker run: step 'extract-features' failed: ExtractionError: 1 problem(s) with the data:"
+    assert re.fullmatch(r"The traceback and every step's output: .*/logs/run-.*\.log", report[-1])
+    assert "Traceback (most recent call last)" in failed.value.log_path.read_text()
+    assert "last lines of the step output" not in progress.stream.getvalue()  # the error says it all
     [tracked] = list_runs(missing.registry)  # the run's MLflow run is closed as failed, with the reason
     assert (tracked.status, tracked.verdict) == ("FAILED", "failed")
+    reason = MlflowRegistry(missing.registry).client.get_run(tracked.run_id).data.tags[FAILURE_TAG]
+    assert reason == failed.value.headline  # the step's error, not kfp's message
