@@ -338,7 +338,8 @@ def _ranking_metrics(
     known: Mapping[str, float],
 ) -> dict[str, float]:
     """Each metric's eval value for the model's current weights, keyed by :attr:`Selection.name`; one already
-    ``known`` (logged by the selection for the kept epoch) is not computed again."""
+    ``known`` (logged by the selection for the kept epoch) is not computed again, and one that no eval request
+    can measure (none has a positive target) is left out, with a warning."""
     if not spec.has_groups:
         return {}
     values = {}
@@ -346,7 +347,11 @@ def _ranking_metrics(
         if selection.name not in known:
             callback = RankingMetric(evaluation, spec, selection)
             callback.set_model(model)
-            values[selection.name] = callback.evaluate()
+            value = callback.evaluate()
+            if math.isfinite(value):
+                values[selection.name] = value
+            else:
+                logger.warning("no eval request has a positive %r: no validation %s", selection.target, selection.name)
     return values
 
 

@@ -69,7 +69,8 @@ def test_a_primary_task_of_one_class_in_eval_is_not_selected_by(spec):
     assert dataclasses.replace(spec, splits={}).one_class_tasks("eval") == ()
 
 
-def test_a_task_without_eval_positives_logs_no_auc(tmp_path, caplog):
+def test_a_task_without_eval_positives_logs_no_auc_and_no_ndcg(tmp_path, caplog):
+    """Not a NaN either: the training step's kfp Metrics artifact cannot hold one (it failed the run)."""
     splits = iter(["train", "eval", "test"])  # write_synthetic_examples relogs the splits in this order
 
     def no_favorite_in_eval(rows: list[dict]) -> list[dict]:
@@ -81,6 +82,7 @@ def test_a_task_without_eval_positives_logs_no_auc(tmp_path, caplog):
     result = train_and_export(examples, tmp_path / "model", config)
 
     assert "favorite_auc" not in result.eval_metrics and "val_favorite_auc" not in result.history
+    assert "favorite_ndcg_at_10" not in result.eval_metrics and all(map(np.isfinite, result.eval_metrics.values()))
     assert 0.5 < result.eval_metrics["click_auc"] <= 1.0
     assert "no validation AUC for them" in caplog.text and "selecting by the eval loss" in caplog.text
 
