@@ -564,7 +564,13 @@ def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
         config.feature_cache_seconds,
         config.feature_cache_entries,
     )
-    logger.info("features from %s (model version %s)", config.feature_store, features.model_version or "?")
+    sent = [name for name in spec.feature_names if name not in features.stored and name != features.item_key]
+    logger.info(
+        "features from %s (model version %s); requests send the ids and %s",
+        config.feature_store,
+        features.model_version or "?",
+        ", ".join([MODULE, *sent]),
+    )
     return features
 
 

@@ -344,6 +344,11 @@ def test_an_ids_only_request_over_http_scores_as_the_same_request_with_its_featu
         for task, values in by_features["tasks"].items():
             np.testing.assert_allclose(by_ids["tasks"][task], values, rtol=0, atol=1e-5)
         assert by_ids["top_k"]["ids"] == by_features["top_k"]["ids"]
+    # the start-up log says what a request sends besides the ids: the features the store does not keep
+    [started] = [record["message"] for record in servers["store"].log_records() if "requests send" in record["message"]]
+    sends = set(started.split("requests send the ids and ")[1].split(", "))
+    assert {"module_name", "user_id", "device", "query_category", "listing_age_days"} <= sends, started
+    assert not {"listing_id", "price", "category", "user_country"} & sends, started
 
 
 def v2_tensors(instance: dict, datatypes: dict[str, str]) -> list:
