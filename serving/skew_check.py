@@ -31,12 +31,15 @@ TOLERANCE = 1e-5
 
 @dataclasses.dataclass
 class SkewReport:
-    """Rows compared, features that differ (feature -> rows), the largest prediction difference."""
+    """Rows compared (of the test split's ``test_rows``; only rows in the cutoff's time bucket qualify, so
+    few may), their ``modules``, features that differ (feature -> rows), the largest prediction difference."""
 
     rows: int
     requests: int
     mismatches: dict[str, int]
     max_prediction_delta: float
+    test_rows: int = 0
+    modules: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -102,6 +105,8 @@ def skew_check(examples: str, model_dir: str, repo: str) -> SkewReport:
         requests=len(instances),
         mismatches=feature_mismatches(offline, served),
         max_prediction_delta=float(max(deltas, default=0.0)),
+        test_rows=len(keep),
+        modules=sorted({_json(module) for module in rows[MODULE]}),
     )
 
 
