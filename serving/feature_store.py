@@ -57,7 +57,7 @@ from ranker_core.feature_store import (
     match_feature,
     sequence_hits,
 )
-from serving.request import RequestError
+from serving.request import RequestError, column_count
 
 UNKNOWN_IDS = Counter(
     "ranker_feature_store_unknown_ids", "Ids the online store does not know (served training defaults)", ["view"]
@@ -319,8 +319,14 @@ class OnlineFeatures:
         return body
 
     def assemble(self, context: Mapping[str, Any], candidates: Any, index: int = 0) -> dict[str, Any]:
-        """Candidate columns: the ids sent (lists), plus every stored feature (NumPy; context-level ones broadcast)."""
-        columns: dict[str, Any] = _as_columns(candidates, f"instances[{index}].candidates")
+        """Candidate columns: the ids sent (lists), plus every stored feature (NumPy; context-level ones broadcast).
+
+        The columns sent must be of one length (a :class:`RequestError` naming them, as the parser's), checked
+        before the join, which takes the ids' length for every row.
+        """
+        where = f"instances[{index}].candidates"
+        columns: dict[str, Any] = _as_columns(candidates, where)
+        column_count(columns, where)
         self._refuse_sent(context, columns, index)
         if self.item_key not in columns:
             raise RequestError(f"instances[{index}].candidates: with a feature store, send {self.item_key!r} ids")

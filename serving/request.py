@@ -133,10 +133,7 @@ class RequestParser:
         instances = body.get("instances")
         if not isinstance(instances, list) or not instances:
             raise RequestError("'instances' must be a non-empty list of ranking requests")
-        if len(instances) > self.max_instances:
-            raise RequestError(
-                f"'instances' holds {len(instances)} requests, more than the maximum {self.max_instances}"
-            )
+        self._check_instance_count(instances)
         top_k = self._top_k(body.get("parameters"))
         self._check_request_total(instances)
         parts = [self.parse_instance(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
@@ -150,6 +147,25 @@ class RequestParser:
         self._check_request_total([instance])
         columns, ids = self.parse_instance(instance, where)
         return ParsedBatch(columns=columns, offsets=np.array([0, len(columns[MODULE])], dtype=np.int64), ids=[ids])
+
+    def check_limits(self, body: Any) -> None:
+        """Refuse, from the counts alone, a body over the request limits: instances, candidates per instance and
+        in total (``ranker serve --feature-store`` checks them before it looks any feature up).
+
+        A body of another shape passes: :meth:`parse` names its problem.
+        """
+        instances = body.get("instances") if isinstance(body, Mapping) else None
+        if not isinstance(instances, list):
+            return
+        self._check_instance_count(instances)
+        self._check_request_total(instances)
+        for index, instance in enumerate(instances):
+            self._check_claimed_count(instance, f"instances[{index}]")
+
+    def check_single_limits(self, instance: Mapping[str, Any], where: str) -> None:
+        """:meth:`check_limits` for the one instance of :meth:`parse_single` (messages start with ``where``)."""
+        self._check_request_total([instance])
+        self._check_claimed_count(instance, where)
 
     def parse_instance(self, instance: Any, where: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The model columns of one instance, and its candidate ids when the candidates carry them."""
@@ -192,6 +208,18 @@ class RequestParser:
             )
         return [self.default_module if value is None else value for value in values]
 
+    def _check_instance_count(self, instances: list) -> None:
+        if len(instances) > self.max_instances:
+            raise RequestError(
+                f"'instances' holds {len(instances)} requests, more than the maximum {self.max_instances}"
+            )
+
+    def _check_claimed_count(self, instance: Any, where: str) -> None:
+        """Refuse an instance that says it has more candidates than the maximum (an empty one is left to the parser)."""
+        count = _claimed_count(instance)
+        if count > self.max_candidates:
+            self._check_count(count, f"{where}.candidates")
+
     def _check_request_total(self, instances: list) -> None:
         """Refuse, before building any column, a request whose instances hold too many candidates together."""
         total = sum(map(_claimed_count, instances))
@@ -221,14 +249,7 @@ class RequestParser:
         """Candidates as ``{key: list of values}`` and their count, from rows or columns."""
         if isinstance(candidates, Mapping):
             columns = candidates
-            # by name: the typed decoder hands columns over in the model's feature order, not the body's
-            lengths = {key: len(values) if _is_column(values) else None for key, values in sorted(columns.items())}
-            for key, length in lengths.items():
-                if length is None:
-                    raise RequestError(f"{where}.{key} must be a list (columnar candidates), got {_kind(columns[key])}")
-            if len(set(lengths.values())) > 1:
-                raise RequestError(f"{where}: columns have different lengths {lengths}")
-            count = next(iter(lengths.values()), 0)
+            count = column_count(columns, where)
         elif isinstance(candidates, list):
             count = len(candidates)
             self._check_count(count, where)
@@ -480,6 +501,23 @@ def _transpose(rows: list[dict], keys: set[str]) -> dict[str, Sequence[Any]]:
         except KeyError:
             pass
     return {key: [row.get(key) for row in rows] for key in order}
+
+
+def column_count(columns: Mapping[str, Any], where: str) -> int:
+    """The count of columnar candidates: every column a list (or a one-dimensional NumPy array) of one length.
+
+    >>> column_count({"listing_id": ["l1", "l2"], "price": [1.0]}, "instances[0].candidates")
+    Traceback (most recent call last):
+    serving.request.RequestError: instances[0].candidates: columns have different lengths {'listing_id': 2, 'price': 1}
+    """
+    # by name: the typed decoder hands columns over in the model's feature order, not the body's
+    lengths = {key: len(values) if _is_column(values) else None for key, values in sorted(columns.items())}
+    for key, length in lengths.items():
+        if length is None:
+            raise RequestError(f"{where}.{key} must be a list (columnar candidates), got {_kind(columns[key])}")
+    if len(set(lengths.values())) > 1:
+        raise RequestError(f"{where}: columns have different lengths {lengths}")
+    return next(iter(lengths.values()), 0)
 
 
 def _claimed_count(instance: Any) -> int:

@@ -171,6 +171,7 @@ class RankerServingModel(Model):
         if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
             payload = self.decode_json(payload)
         if self.features is not None:
+            refusing(self.parser.check_limits, payload)  # before any lookup: an oversized body costs the store nothing
             payload = await self._with_stored_features(payload)
         return observed(refusing(self.parser.parse, payload))
 
@@ -193,6 +194,7 @@ class RankerServingModel(Model):
         """The v2 tensors as one instance, parsed by the v1 rules (the online store's features added)."""
         instance = refusing(tensors_to_instance, request, self.input_datatypes)
         if self.features is not None:
+            refusing(self.parser.check_single_limits, instance, INPUTS)
             instance = (await self._with_stored_features({"instances": [json_columns(instance)]}))["instances"][0]
         return refusing(self.parser.parse_single, instance, INPUTS)
 

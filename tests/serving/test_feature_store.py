@@ -63,6 +63,8 @@ def test_materialize_tags_the_views_with_the_model_version(store):
 def test_skew_check_served_features_and_predictions_equal_the_offline_ones(store):
     report = skew_check(str(store["examples"]), str(store["model"]), str(store["repo"]))
     assert report.rows > 0, "some test rows have entities unchanged since the cutoff"
+    assert report.rows < report.test_rows and report.modules  # how much of the test split it could check
+    assert set(report.modules) <= set(FeatureSpec.load(store["examples"]).modules)
     assert report.mismatches == {}
     assert report.max_prediction_delta < 1e-5
     assert report.ok
@@ -387,6 +389,19 @@ def test_ids_only_v2_binary_tensors_score_as_the_v1_route_does(store, servers):
     sent = {**instance, "candidates": {**instance["candidates"], "price": [1.0] * len(ids)}}
     refused = infer(v2_tensors(sent, datatypes))  # a stored feature sent as binary FP32
     assert refused.status_code == 400 and "come from the feature store; send ids only" in refused.text
+
+
+def test_columns_of_other_lengths_and_oversized_requests_get_the_400_a_server_without_the_store_gives(servers):
+    context = {"module_name": "search", "user_id": "u0000", "device": "ios"}
+    uneven = {"listing_id": ["l00007", "l00020"], "query_category": ["toys"]}
+    too_many = {"listing_id": [f"l-new-{index}" for index in range(1001)]}  # the servers take 1,000
+    for candidates, message in [
+        (uneven, "instances[0].candidates: columns have different lengths {'listing_id': 2, 'query_category': 1}"),
+        (too_many, "instances[0].candidates holds 1001 candidates, more than the maximum 1000"),
+    ]:
+        for name in ("store", "plain"):
+            answer = post(servers[name], {"instances": [{"context": context, "candidates": candidates}]})
+            assert answer.status_code == 400 and message in answer.text, (name, answer.text)
 
 
 class Load:
