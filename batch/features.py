@@ -21,6 +21,14 @@ the online ranking would::
 Stored features are read from the store only: a column of the same name in the
 table is not read (so extracted examples can be ranked as they are).
 
+The user and item ids are read from ``user_column`` and ``item_column``, also
+where the table names them otherwise than the model's id roles (``customer``,
+``item`` for ``user_id``, ``listing_id``): they are the model's id features and
+the keys of the store's joins (:attr:`FeatureAssembler.id_sources`)::
+
+    assembler = FeatureAssembler(feature_spec, "customer", "item")
+    stored = StoredFeatures.of("work_dir/feature_repo", "listing_id", columns=assembler.id_sources)
+
 A row is dead-lettered (file, row, reason) when a required column (user, item,
 campaign) is absent or empty, or a numeric feature holds something that is not
 a number. A missing feature value is not an error: it is scored as missing,
@@ -30,6 +38,7 @@ as the server does (NaN for numbers, ``""`` for strings).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,24 +71,34 @@ class StoredFeatures:
     repo: str
     item_key: str
     names: frozenset[str]
-    id_columns: tuple[str, ...]
+    keys: tuple[tuple[str, str], ...]  # (the store's name of an id or context value, the table column it is in)
     model_version: str = ""
 
     @classmethod
-    def of(cls, repo: str, item_key: str) -> StoredFeatures:
-        """Read the repo's ``ranker`` feature service (a missing or broken repo raises Feast's error)."""
+    def of(cls, repo: str, item_key: str, columns: Mapping[str, str] | None = None) -> StoredFeatures:
+        """Read the repo's ``ranker`` feature service (a missing or broken repo raises Feast's error).
+
+        ``columns``: the table's column of each id the table names otherwise than the store (``{"listing_id":
+        "item"}``); the other ids and context values are read from the columns named as in the store.
+        """
         store = _online_features(repo, item_key)
         sides = [name for pair in store.match for name in pair]
-        keys = [key for view in store.views for key in view.keys]
-        id_columns = tuple(name for name in dict.fromkeys([item_key, *keys, *sides]) if name not in store.stored)
-        return cls(repo, item_key, frozenset(store.stored), id_columns, store.model_version)
+        views = [key for view in store.views for key in view.keys]
+        names = [name for name in dict.fromkeys([item_key, *views, *sides]) if name not in store.stored]
+        keys = tuple((name, (columns or {}).get(name, name)) for name in names)
+        return cls(repo, item_key, frozenset(store.stored), keys, store.model_version)
+
+    @property
+    def id_columns(self) -> tuple[str, ...]:
+        """The table columns the joins read."""
+        return tuple(dict.fromkeys(column for _, column in self.keys))
 
     def open(self) -> OnlineFeatures:
         return _online_features(self.repo, self.item_key)
 
     def join(self, chunk: pd.DataFrame, store: OnlineFeatures) -> pd.DataFrame:
         """The chunk with every stored feature (as the server joins them); the table's own copies are replaced."""
-        ids = {name: _text(chunk, name) for name in self.id_columns}
+        ids = {key: _text(chunk, column) for key, column in self.keys}
         stored = store.assemble({}, ids)
         return chunk.assign(**{name: stored[name] for name in sorted(self.names)})
 
@@ -107,11 +126,21 @@ class FeatureAssembler:
         return tuple(dict.fromkeys(column for column in keys if column))
 
     @property
+    def id_sources(self) -> dict[str, str]:
+        """The model's user and item id (its id roles: features and the store's keys) -> the table column holding
+        it, where the two names differ (``{"listing_id": "item"}`` for ``item_column="item"``)."""
+        roles = self.feature_spec.roles
+        ids = {roles.get("user_id", self.user_column): self.user_column}
+        ids[roles.get("item_id", self.item_column)] = self.item_column
+        return {name: column for name, column in ids.items() if name != column}
+
+    @property
     def input_columns(self) -> tuple[str, ...]:
         """Every column the ranking reads from the table: the keys and the model's inputs not in the store."""
         stored = self.stored.names if self.stored else frozenset()
         ids = self.stored.id_columns if self.stored else ()
-        features = [name for name in self.feature_spec.feature_names if name not in stored]
+        sources = self.id_sources
+        features = [sources.get(name, name) for name in self.feature_spec.feature_names if name not in stored]
         return tuple(dict.fromkeys((*self.required_columns, MODULE, *ids, *features)))
 
     def assemble(
@@ -129,8 +158,14 @@ class FeatureAssembler:
         out = {FILE: chunk[FILE].to_numpy(), ROW: chunk[ROW].to_numpy()}
         for column in self.required_columns:
             out[column] = self._required(chunk, column, reasons)
+        sources = self.id_sources
         for name in (MODULE, *self.feature_spec.feature_names):
-            if name in out or name not in chunk:
+            if name in out:
+                continue
+            if sources.get(name) in out:  # an id feature in a key column of another name: the key's text
+                out[name] = out[sources[name]]
+                continue
+            if name not in chunk:
                 continue  # an absent feature is scored as missing
             is_string = name == MODULE or self.feature_spec.feature(name).is_string
             # strings pass as read: the ranker casts them and scores null as missing, as the server does

@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,7 @@ def rank_candidates(
     spec = assembler.feature_spec
     layout = RankingLayout(assembler.user_column, assembler.item_column, config.campaign_column, spec.task_names)
     source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
+    require_id_columns(source, assembler)
     read = pipeline | "ReadCandidates" >> ReadCandidates(source, assembler.input_columns, spec, config.batch_size)
     assemble = beam.ParDo(Assemble(assembler, config.campaign)).with_output_types(pd.DataFrame)
     features = read.chunks | "AssembleFeatures" >> assemble.with_outputs(DEAD_LETTERS, main="chunks")
@@ -237,20 +238,47 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
     item = config.item_column or spec.roles.get("item_id", "")
     if not user or not item:
         raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
-    stored = (
-        stored_features(config.feature_store, spec.roles.get("item_id", item), spec.feature_names)
-        if config.feature_store
-        else None
-    )
-    return FeatureAssembler(spec, user, item, config.campaign_column, stored)
+    assembler = FeatureAssembler(spec, user, item, config.campaign_column)
+    if not config.feature_store:
+        return assembler
+    # the store's keys are the model's id roles; the table may name those columns otherwise (--item-column ...)
+    item_key = spec.roles.get("item_id", item)
+    stored = stored_features(config.feature_store, item_key, spec.feature_names, assembler.id_sources)
+    return dataclasses.replace(assembler, stored=stored)
 
 
-def stored_features(repo: str, item_key: str, model_features: Iterable[str]) -> StoredFeatures:
-    """The feature store's features; a repo that is not one, or does not fit the model, is a one-line error."""
+def require_id_columns(source: CandidateSource, assembler: FeatureAssembler) -> None:
+    """With a feature store, a one-line error when the first candidates file has no user or item column: the
+    store's joins read the ids from them (in a later file, their absence dead-letters its rows).
+
+    Parquet and CSV only: a TFRecord's columns are known when it is parsed, a BigQuery read of an absent column fails.
+    """
+    from components.data.readers import DataSourceError, file_columns
+    from components.data.spec import SourceSpec
+
+    if assembler.stored is None or source.format not in ("parquet", "csv"):
+        return
+    first = source.files()[0]  # files() raises a one-line error when there is none
+    try:
+        present = file_columns(first, SourceSpec(format=source.format))
+    except DataSourceError:
+        return  # an unreadable file is a dead letter
+    for flag, column in (("--user-column", assembler.user_column), ("--item-column", assembler.item_column)):
+        if column not in present:
+            raise UserError(f"{first} has no {flag} column {column!r}: the --feature-store join reads the ids from it")
+
+
+def stored_features(
+    repo: str, item_key: str, model_features: Iterable[str], columns: Mapping[str, str] | None = None
+) -> StoredFeatures:
+    """The feature store's features; a repo that is not one, or does not fit the model, is a one-line error.
+
+    ``columns``: the table's column of each id it names otherwise than the store (:meth:`StoredFeatures.of`).
+    """
     from serving.feature_store import NOT_A_REPO, require_fit
 
     try:
-        stored = StoredFeatures.of(repo, item_key)
+        stored = StoredFeatures.of(repo, item_key, columns)
     except Exception as error:  # ours (FeatureRepoError: the reason) or Feast's for a broken repo
         raise UserError(f"--feature-store {repo}: {NOT_A_REPO} ({error})") from None
     require_fit(repo, stored.names, model_features)

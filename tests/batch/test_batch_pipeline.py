@@ -202,13 +202,18 @@ def online_store(tmp_path_factory) -> dict:
     return materialized_store(tmp_path_factory.mktemp("batch_feature_store"))
 
 
-def rank(candidates: Path, model: Path, out: Path, feature_store: str = "") -> pd.DataFrame:
+def rank(
+    candidates: Path, model: Path, out: Path, feature_store: str = "", user: str = "", item: str = ""
+) -> pd.DataFrame:
+    """The ranking of ``candidates``, its user and item columns (``user``, ``item``) named as the model's."""
     config = BatchRankConfig(
-        candidates=str(candidates), model_uri=str(model), out=str(out), top_k=TOP_K, feature_store=feature_store
-    )
+        candidates=str(candidates), model_uri=str(model), out=str(out), top_k=TOP_K, feature_store=feature_store,
+        user_column=user, item_column=item,
+    )  # fmt: skip
     summary = batch_rank(config, LOCAL)
     assert summary.dead_letters == 0 and summary.scored == summary.candidates_read > 0
-    return read_ranking(out).sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
+    ranking = read_ranking(out).rename(columns={user or "user_id": "user_id", item or "listing_id": "listing_id"})
+    return ranking.sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
 
 
 @pytest.mark.slow
@@ -242,6 +247,39 @@ def test_ids_only_candidates_joined_from_the_feature_store_rank_as_the_table_wit
     np.testing.assert_allclose(from_store["score"], from_table["score"], atol=1e-5)
     np.testing.assert_allclose(store_over_table["score"], from_table["score"], atol=1e-5)
     assert not np.allclose(np.sort(without_store["score"]), np.sort(from_table["score"]), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_feature_store_ids_are_read_from_the_user_and_item_columns_the_table_names(online_store, tmp_path):
+    from batch.pipeline import stored_features
+    from tests.serving.online_store import unchanged_test_rows
+
+    rows = pd.DataFrame({name: list(values) for name, values in unchanged_test_rows(online_store["examples"]).items()})
+    model_features = FeatureSpec.load(online_store["model"]).feature_names
+    stored = stored_features(str(online_store["repo"]), "listing_id", model_features, {"user_id": "customer"})
+    assert ("user_id", "customer") in stored.keys and "customer" in stored.id_columns  # the user's views too
+    ids_only = rows.drop(columns=sorted(stored.names & set(rows)))
+    (tmp_path / "ids").mkdir(), (tmp_path / "renamed").mkdir()
+    ids_only.to_parquet(tmp_path / "ids" / "part-0.parquet")
+    renamed = ids_only.rename(columns={"user_id": "customer", "listing_id": "item"})
+    renamed.to_parquet(tmp_path / "renamed" / "part-0.parquet")
+    repo, model = str(online_store["repo"]), online_store["model"]
+
+    standard = rank(tmp_path / "ids", model, tmp_path / "out_ids", repo)
+    from_renamed = rank(tmp_path / "renamed", model, tmp_path / "out_renamed", repo, user="customer", item="item")
+
+    keys = ["module_name", "user_id", "rank", "listing_id"]
+    assert standard["user_id"].nunique() >= 2 and from_renamed[keys].equals(standard[keys])
+    np.testing.assert_array_equal(from_renamed["score"], standard["score"])
+
+    # columns the table does not have: one line naming the column and the file, before anything is ranked
+    config = BatchRankConfig(
+        candidates=str(tmp_path / "renamed"), model_uri=str(model), out=str(tmp_path / "out_bad"),
+        feature_store=repo, item_column="item_id", user_column="customer",
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"renamed/part-0.parquet has no --item-column column 'item_id'"):
+        batch_rank(config, LOCAL)
+    assert not (tmp_path / "out_bad").exists()
 
 
 def test_a_feature_store_that_is_not_a_feast_repo_is_a_one_line_error(tmp_path):

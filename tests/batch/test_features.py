@@ -53,3 +53,19 @@ def test_text_that_is_no_number_is_a_dead_letter_naming_the_value():
     assert [(letter["file"], letter["row"], letter["reason"]) for letter in dead] == [
         ("candidates.csv", 3, "price: 'cheap' is not a number")
     ]
+
+
+def test_the_model_id_features_are_read_from_the_user_and_item_columns_the_table_names():
+    columns = {"user_id": ["u1", "u1"], "listing_id": ["l1", "l2"], "module_name": "email", "price": [1.0, 2.0]}
+    chunk = pd.DataFrame({FILE: "candidates.csv", ROW: [2, 3], **columns})
+    renamed = chunk.rename(columns={"user_id": "customer", "listing_id": "item"})
+    standard = FeatureAssembler(synthetic_feature_spec(), "user_id", "listing_id")
+    assembler = FeatureAssembler(synthetic_feature_spec(), "customer", "item")
+
+    scored, dead = assembler.assemble(renamed)
+
+    assert assembler.id_sources == {"user_id": "customer", "listing_id": "item"} and standard.id_sources == {}
+    assert {"customer", "item"} <= set(assembler.input_columns) and "listing_id" not in assembler.input_columns
+    expected = standard.assemble(chunk)[0]
+    assert not dead and list(scored["listing_id"]) == list(scored["item"]) == ["l1", "l2"]
+    pd.testing.assert_frame_equal(scored[expected.columns], expected)
