@@ -87,8 +87,10 @@ def last_exception(output: str) -> str | None:
     starts = [at for at, line in enumerate(lines) if line.strip() == TRACEBACK]
     if not starts:
         return None
-    indent = _indent(lines[starts[-1]])
     rest = lines[starts[-1] + 1 :]
+    # the traceback's own indent: its frames' less 2 (a log line left unended can push the header right)
+    frame = next((line for line in rest if line.lstrip().startswith('File "')), None)
+    indent = _indent(lines[starts[-1]]) if frame is None else max(_indent(frame) - 2, 0)
     at = next((at for at, line in enumerate(rest) if line.strip() and _indent(line) <= indent), None)  # past the frames
     if at is None or _indent(rest[at]) < indent or _AFTER_MESSAGE.match(rest[at][indent:]):
         return None

@@ -61,6 +61,13 @@ def test_the_error_is_the_exception_line_that_ends_the_traceback_without_the_mod
     assert last_exception(FRAMES + "MemoryError\n") == "MemoryError"
 
 
+def test_a_traceback_header_pushed_right_by_an_unended_log_line_is_read_too():
+    """Keras prints "Batch 3: Invalid loss" without ending kfp's log line: the header comes indented, its frames not."""
+    assert last_exception("    " + FRAMES + "ValueError: 488 scores are NaN or infinite\n") == (
+        "ValueError: 488 scores are NaN or infinite"
+    )
+
+
 def test_the_project_user_errors_are_shown_by_their_message():
     assert last_exception(step_section(STEP_LOG, "train-mmoe")) == (
         "task_loss_weights names unknown task(s) ['clik']; the data's tasks: ['click']"
