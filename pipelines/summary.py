@@ -123,8 +123,7 @@ def format_summary(result: LocalRunResult) -> str:
         "\n".join(
             [
                 f"Report:    {result.latest_dir / 'report.html'} (also blessing.json, metrics.json there)",
-                f"Model:     {result.artifact_path('model')} (linked in {result.latest_dir}: model, examples, "
-                "feature_repo)",
+                f"Model:     {result.artifact_path('model')} (linked in {result.latest_dir}: {linked_folders(result)})",
                 f"Artifacts: {result.settings.pipeline_root_local}",
                 *([f"Step logs: {result.log_path}"] if result.log_path else []),
             ]
@@ -296,3 +295,8 @@ def _number(value: Any) -> str:
 
 def _percent(value: Any) -> str:
     return "-" if value is None else f"{value:+.1%}"
+
+
+def linked_folders(result: LocalRunResult) -> str:
+    """The folders linked in ``latest`` (``feature_repo`` only when the run materialized features)."""
+    return ", ".join(name for name in ("model", "examples", "feature_repo") if (result.latest_dir / name).is_symlink())

@@ -1,6 +1,7 @@
 """The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
 import json
+from pathlib import Path
 
 from pipelines.summary import (
     expected_text,
@@ -212,3 +213,23 @@ def test_the_summary_counts_the_dead_letters_and_says_where_they_are(tmp_path):
     source["dead_letters"] = 0
     (tmp_path / "examples" / "feature_spec.json").write_text(json.dumps({"source": source}))
     assert dead_letter_text(result) == ""
+
+
+def test_the_summary_names_the_folders_linked_in_latest_only(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.config import PipelineSettings
+    from pipelines.local_run import LocalRunResult, publish_latest_report
+    from pipelines.summary import linked_folders
+
+    run = tmp_path / "root" / "run"
+    outputs = {name: SimpleNamespace(path=str(run / "train-mmoe" / name)) for name in ("model", "examples")}
+    for output in outputs.values():
+        Path(output.path).mkdir(parents=True)
+    result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None)
+    publish_latest_report(outputs, result.latest_dir)
+    assert linked_folders(result) == "model, examples"  # no materialize-features repo: no feature_repo link
+    (run / "materialize-features" / "feature_repo").mkdir(parents=True)
+    (run / "materialize-features" / "feature_repo" / "feature_store.yaml").write_text("project: ranker\n")
+    publish_latest_report(outputs, result.latest_dir)
+    assert linked_folders(result) == "model, examples, feature_repo"
