@@ -808,7 +808,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         duplicate_policy=plan.spec.source.duplicates,
     )
     problem = (
-        _run_problem(summary, config.dead_letter_threshold)
+        _run_problem(summary, config.dead_letter_threshold, plan.held_out_module)
         or _held_out_problem(plan, summary)
         or _unlearnable_task_problem(spec)
     )
@@ -821,7 +821,7 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
     return summary
 
 
-def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
+def _run_problem(summary: ExtractionSummary, threshold: float, held_out_module: str = "") -> str:
     dead_letters = summary.dead_letter_dir
     if summary.rows_read != summary.rows_written + summary.dead_letters:
         return (
@@ -835,6 +835,11 @@ def _run_problem(summary: ExtractionSummary, threshold: float) -> str:
             f"{threshold:.2%} (dead letters: {reasons}); see {dead_letters}/ for every row and reason"
         )
     if not summary.split_rows.get("train"):
+        if held_out_module and summary.split_rows.get(HELDOUT_SPLIT) == summary.rows_written:
+            return (
+                f"the train split is empty: every row is in the held-out module {held_out_module!r} "
+                f"(modules in the data: {', '.join(summary.modules)}); hold out another module, or none"
+            )
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
     return ""
 
