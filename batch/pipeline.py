@@ -64,6 +64,8 @@ class BatchSummary:
     dead_letter_out: str
     feature_store: str = ""  # the Feast repo the stored features came from
     feature_store_model_version: str = ""  # the model version its snapshot was materialized for
+    campaign: str = ""  # the campaign ranked (all when empty)
+    other_campaigns: int = 0  # rows read of other campaigns, left out
 
     def format(self) -> str:
         store = (
@@ -72,8 +74,9 @@ class BatchSummary:
             if self.feature_store
             else ""
         )
+        other = f", {self.other_campaigns} of campaigns other than {self.campaign!r} left out" if self.campaign else ""
         return (
-            f"ranked {self.scored} candidates ({self.candidates_read} rows read) with {self.model_uri}: "
+            f"ranked {self.scored} candidates ({self.candidates_read} rows read{other}) with {self.model_uri}: "
             f"{self.rankings} top-k lists in {self.out}; {self.dead_letters} dead letters in {self.dead_letter_out}"
             f"{store}"
         )
@@ -88,6 +91,7 @@ class Assemble(beam.DoFn):
     def __init__(self, assembler: FeatureAssembler, campaign: str = "") -> None:
         self.assembler, self.campaign = assembler, campaign
         self.read = Metrics.counter(NAMESPACE, "candidates_read")
+        self.other_campaigns = Metrics.counter(NAMESPACE, "other_campaigns")
         self.store = None
 
     def setup(self) -> None:
@@ -95,9 +99,11 @@ class Assemble(beam.DoFn):
             self.store = self.assembler.stored.open()  # one connection and cache per worker
 
     def process(self, chunk: pd.DataFrame) -> Iterator[Any]:
-        if self.campaign and self.assembler.campaign_column in chunk:
-            chunk = chunk[chunk[self.assembler.campaign_column].astype(str) == self.campaign]
         self.read.inc(len(chunk))
+        if self.campaign and self.assembler.campaign_column in chunk:
+            kept = chunk[chunk[self.assembler.campaign_column].astype(str) == self.campaign]
+            self.other_campaigns.inc(len(chunk) - len(kept))
+            chunk = kept
         good, dead = self.assembler.assemble(chunk, self.store)
         for letter in dead:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
@@ -313,6 +319,8 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
         dead_letter_out=config.dead_letter_path,
         feature_store=config.feature_store,
         feature_store_model_version=assembler.stored.model_version if assembler.stored else "",
+        campaign=config.campaign,
+        other_campaigns=counts.get("other_campaigns", 0),
     )
 
 

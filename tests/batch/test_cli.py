@@ -64,7 +64,8 @@ def test_batch_rank_writes_top_k_per_user_of_one_campaign(capsys, tmp_path, mode
 
     assert main(["batch-rank", *argv, "--model-uri", str(model_dir), *LOCAL_FLAGS]) == 0
 
-    assert "ranked 4 candidates" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "ranked 4 candidates (5 rows read, 1 of campaigns other than 'email_digest' left out)" in summary
     ranked = read_ranking(tmp_path / "o")
     assert ranked.groupby("user_id")["rank"].max().to_dict() == {"u1": 2, "u2": 1}
     assert set(ranked["module_name"]) == {"email_digest"}
