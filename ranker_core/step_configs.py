@@ -251,40 +251,45 @@ class TrainerConfig(Settings):
             raise ValueError(f"numeric_encoding {self.numeric_encoding!r} is not one of {NUMERIC_ENCODINGS} or null")
         positive = {
             "expert_units": min(self.expert_units, default=0),
+            "tower_units": min(self.tower_units, default=1),  # none: the tower is its logit layer alone
+            "cross_layers": self.cross_layers,
             "embedding_dim": self.embedding_dim,
             "module_embedding_dim": self.module_embedding_dim,
             "oov_buckets": self.oov_buckets,
-            "gate_temperature": self.gate_temperature,
             "ple_levels": self.ple_levels,
-            "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "ensemble_size": self.ensemble_size,
             "steps_per_execution": self.steps_per_execution,
             "position_buckets": self.position_buckets,
             "position_embedding_dim": self.position_embedding_dim,
+            "shuffle_buffer": self.shuffle_buffer,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        # 0: no early-stopping patience, no task-specific PLE experts, the split never cached, rare ids off.
+        for name in ("early_stopping_patience", "ple_task_experts", "cache_max_rows", "rare_id_min_count"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:  # TensorFlow's and NumPy's seeds
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        _require_finite("learning_rate", self.learning_rate, allow_zero=False)
+        _require_finite("gate_temperature", self.gate_temperature, allow_zero=False)
+        for name in ("embedding_l2", "listwise_weight", "logged_order_weight"):
+            _require_finite(name, getattr(self, name), allow_zero=True)
         rates = (self.module_dropout, self.dropout, self.position_dropout, self.sequence_dropout)
         if not all(0.0 <= rate < 1.0 for rate in rates):
             raise ValueError("module_dropout, dropout, position_dropout and sequence_dropout must be in [0, 1)")
-        if self.max_hash_buckets is not None and self.max_hash_buckets < 1:
-            raise ValueError(f"max_hash_buckets must be positive or null, got {self.max_hash_buckets}")
-        if self.rare_id_min_count < 0:
-            raise ValueError(f"rare_id_min_count must be >= 0, got {self.rare_id_min_count}")
+        for name in ("max_hash_buckets", "cross_projection_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive or null, got {getattr(self, name)}")
         if not 0.0 < self.learning_rate_decay <= 1.0:
             raise ValueError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
         if not 0.0 <= self.weight_averaging < 1.0:
             raise ValueError(f"weight_averaging must be in [0, 1), got {self.weight_averaging}")
-        if self.embedding_l2 < 0:
-            raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2}")
         self._check_task_weights()
-        if not math.isfinite(self.listwise_weight) or self.listwise_weight < 0:
-            raise ValueError(f"listwise_weight must be a finite number >= 0, got {self.listwise_weight}")
-        if not math.isfinite(self.logged_order_weight) or self.logged_order_weight < 0:
-            raise ValueError(f"logged_order_weight must be a finite number >= 0, got {self.logged_order_weight}")
+        self._check_score_weights()
         if len(set(self.listwise_tasks)) != len(self.listwise_tasks):
             raise ValueError(f"listwise_tasks names a task twice: {self.listwise_tasks}")
         if self.early_stopping_metric not in (LOSS_METRIC, AUC_METRIC):
@@ -309,6 +314,16 @@ class TrainerConfig(Settings):
             _require_finite(f"positive_weights[{task!r}]", weight, allow_zero=False)
         for task, weight in self.task_loss_weights.items():
             _require_finite(f"task_loss_weights[{task!r}]", weight, allow_zero=True)
+
+    def _check_score_weights(self) -> None:
+        """Raise ValueError naming the first score weight that is NaN or infinite (any finite weight, a negative one
+        included, is a valid term of the ranking score)."""
+        named = {f"default_score_weights[{task!r}]": weight for task, weight in self.default_score_weights.items()}
+        for module, weights in self.score_weights.items():
+            named |= {f"score_weights[{module!r}][{task!r}]": weight for task, weight in weights.items()}
+        for name, weight in named.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"{name} must be a finite number, got {weight}")
 
 
 def _require_finite(name: str, value: float, allow_zero: bool) -> None:
@@ -404,6 +419,8 @@ class BaselineConfig(Settings):
         for name, minimum in _BASELINE_MINIMUMS.items():
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:  # TensorFlow's and NumPy's seeds
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         _require_finite("learning_rate", self.learning_rate, allow_zero=False)
         for name in ("lambda_l2", "cat_smooth", "tuning_budget_seconds"):
             _require_finite(name, getattr(self, name), allow_zero=True)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import MODULE, POSITION, FeatureSpec
 from trainer.config import TrainerConfig
 from trainer.export import check_serving_names, export_model
@@ -212,6 +213,7 @@ def _fit(
         verbose=0,  # EpochLogger logs each epoch
     )
     seconds = time.perf_counter() - started
+    _require_finite_loss(history.history.get("loss", []), config.learning_rate)
     epochs_trained = len(history.history.get("loss", []))
     best_epoch = selection.best_epoch(history.history, epochs_trained)
     evaluated = model.evaluate(evaluation.repeat(), steps=eval_steps, return_dict=True, verbose=0)
@@ -229,6 +231,17 @@ def _fit(
         examples=train_rows * epochs_trained,
         seconds=seconds,
     )
+
+
+def _require_finite_loss(losses: Sequence[float], learning_rate: float) -> None:
+    """Raise a one-line :class:`InvalidValueError` if training diverged: TerminateOnNaN stops ``fit`` on the first
+    NaN or infinite training loss, which then ends the epoch's ``loss`` history (its weights are no use)."""
+    for epoch, loss in enumerate(losses, start=1):
+        if not math.isfinite(loss):
+            became = "NaN" if math.isnan(loss) else "infinite"
+            raise InvalidValueError(
+                f"training diverged: the loss became {became} in epoch {epoch}; lower learning_rate ({learning_rate})"
+            )
 
 
 def _member_dir(directory: str | None, index: int, size: int) -> str | None:

@@ -77,11 +77,45 @@ def test_environment_parses_every_field_type():
         ({"early_stopping_metric": "map"}, "early_stopping_metric 'map' is not 'loss', 'auc', 'ndcg' or 'ndcg@<k>'"),
         ({"early_stopping_metric": "ndcg@0"}, "early_stopping_metric"),
         ({"early_stopping_metric": "val_ranking_loss"}, "early_stopping_metric"),
+        # NaN and infinity pass a "<= 0" check: every float field must be finite
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0, got nan"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number > 0, got inf"),
+        ({"gate_temperature": float("nan")}, "gate_temperature must be a finite number > 0, got nan"),
+        ({"gate_temperature": float("inf")}, "gate_temperature must be a finite number > 0, got inf"),
+        ({"embedding_l2": float("nan")}, "embedding_l2 must be a finite number >= 0, got nan"),
+        ({"embedding_l2": float("inf")}, "embedding_l2 must be a finite number >= 0, got inf"),
+        ({"default_score_weights": {"click": float("nan")}}, r"default_score_weights\['click'\] must be a finite"),
+        ({"score_weights": {"search": {"click": float("inf")}}}, r"score_weights\['search'\]\['click'\] must be a"),
+        # whole numbers that abort in oneDNN, fail in tf.data or mean nothing
+        ({"tower_units": [8, 0]}, r"tower_units must be positive, got \[8, 0\]"),
+        ({"cross_projection_dim": 0}, "cross_projection_dim must be positive or null, got 0"),
+        ({"shuffle_buffer": 0}, "shuffle_buffer must be positive, got 0"),
+        ({"seed": -1}, r"seed must be in \[0, 2\*\*32\), got -1"),
+        ({"cross_layers": 0}, "cross_layers must be positive, got 0"),
+        ({"cross_layers": -1}, "cross_layers must be positive, got -1"),
+        ({"early_stopping_patience": -1}, "early_stopping_patience must be >= 0, got -1"),
+        ({"cache_max_rows": -1}, "cache_max_rows must be >= 0, got -1"),
+        ({"ple_task_experts": -1}, "ple_task_experts must be >= 0, got -1"),
     ],
 )
 def test_bad_values_name_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         TrainerConfig().replace(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"early_stopping_patience": 0},  # stop at the first epoch without a better metric
+        {"cache_max_rows": 0},  # never hold the train split in memory
+        {"ple_task_experts": 0},  # PLE levels of shared experts only
+        {"tower_units": []},  # each tower is its logit layer alone
+        {"embedding_l2": 0.0, "cross_projection_dim": None},
+        {"default_score_weights": {"click": -1.0}},  # a negative score weight is a valid term of the score
+    ],
+)
+def test_zero_and_null_settings_with_a_meaning_are_accepted(overrides):
+    assert TrainerConfig().replace(**overrides).model_dump(include=set(overrides)) == overrides
 
 
 @pytest.mark.parametrize("metric", ["loss", "auc", "ndcg@10", "ndcg@5", "ndcg"])

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import ndcg_score
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import REQUEST_ID, FeatureSpec, label_key
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.config import TrainerConfig
@@ -121,6 +122,15 @@ def test_learning_rate_decay_lowers_the_rate_of_every_epoch_after_the_first(synt
     np.testing.assert_allclose(result.history["lr"], [0.004, 0.002, 0.001], rtol=1e-6)
     with pytest.raises(ValueError, match=r"learning_rate_decay must be in \(0, 1\], got 1.5"):
         TrainerConfig(learning_rate_decay=1.5)
+
+
+def test_a_diverging_run_stops_with_one_line_naming_the_learning_rate(synthetic_examples, tmp_path):
+    # TerminateOnNaN stops fit; without the check the NaN scores failed later in the ranking metrics
+    config = TrainerConfig(**TINY_CONFIG, epochs=1, learning_rate=1e6, weight_averaging=0)
+    message = r"^training diverged: the loss became (NaN|infinite) in epoch 1; lower learning_rate \(1000000.0\)$"
+    with pytest.raises(InvalidValueError, match=message):
+        train_and_export(synthetic_examples, tmp_path / "model", config)
+    assert not (tmp_path / "model").exists()
 
 
 def test_rare_ids_share_one_row_in_the_exported_model(synthetic_examples, tmp_path):
