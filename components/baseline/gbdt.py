@@ -484,6 +484,8 @@ def _fallback_reason(trainer: _Trainer, module: str, target: str, train_rows: np
     if positives < config.min_module_positives:
         unit = "requests with a positive" if spec.has_groups else "positive rows"
         return f"{positives} training {unit} < min_module_positives={config.min_module_positives}"
+    if positives == 0:  # even with min_module_positives=0: there is nothing to learn from
+        return f"no positive {target!r} in this module's training {'requests' if spec.has_groups else 'rows'}"
     return ""
 
 

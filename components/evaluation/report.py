@@ -322,7 +322,8 @@ def _bar_plot(test: SplitEvaluation, target: str, metric: str) -> str:
         values = np.array([_or_nan(found.get(s, {}).get("value")) for s in subsets])
         low = np.array([_or_nan(found.get(s, {}).get("ci_low")) for s in subsets])
         high = np.array([_or_nan(found.get(s, {}).get("ci_high")) for s in subsets])
-        errors = np.nan_to_num(np.vstack([values - low, high - values]))
+        # A tiny bootstrap (1 or 2 samples) can give an interval on one side of the value: draw no bar there.
+        errors = np.clip(np.nan_to_num(np.vstack([values - low, high - values])), 0, None)
         axis.bar(np.arange(len(subsets)) + j * width, values, width, yerr=errors, capsize=2, label=model)
     axis.set_xticks(np.arange(len(subsets)) + 0.4 - width / 2, subsets)
     axis.set(ylabel=f"{target} {metric}", title=f"{target} {metric} per module (95% CI)")

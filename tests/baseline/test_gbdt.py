@@ -10,6 +10,7 @@ from components.baseline.scoring import GbdtBaseline
 from ranker_core.ranking_metrics import auc
 from ranker_core.schema import FeatureSpec
 from tests.baseline.conftest import TINY_BASELINE, examples_with
+from tests.conftest import synthetic_feature_spec, write_synthetic_examples
 from trainer.examples import read_split
 
 
@@ -64,6 +65,18 @@ def test_the_held_out_module_and_rare_targets_fall_back(synthetic_examples, tmp_
     assert reasons[("search", "click")].startswith("held out of training")
     assert "min_module_positives=60" in reasons[("home_feed", "purchase")]
     assert ("home_feed", "click") not in reasons
+
+
+def test_a_module_without_positives_of_a_target_falls_back_even_with_no_minimum(tmp_path):
+    def no_purchase_on_the_home_feed(rows: list[dict]) -> list[dict]:
+        return [{**row, "label_purchase": 0} if row["module_name"] == "home_feed" else row for row in rows]
+
+    examples = write_synthetic_examples(tmp_path / "examples", synthetic_feature_spec(), no_purchase_on_the_home_feed)
+    manifest = train_baseline(BaselineConfig(**TINY_BASELINE, min_module_positives=0), examples, tmp_path / "out")
+    reasons = {(item["module"], item["target"]): item["reason"] for item in manifest["fallbacks"]}
+    assert reasons == {("home_feed", "purchase"): "no positive 'purchase' in this module's training requests"}
+    assert manifest["per_module"]["home_feed"]["purchase"] == {"fallback": reasons[("home_feed", "purchase")]}
+    assert "path" in manifest["per_module"]["home_feed"]["click"]
 
 
 def test_data_without_groups_trains_binary_probabilities(synthetic_examples, tmp_path, test_columns):

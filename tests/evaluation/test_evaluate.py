@@ -9,7 +9,7 @@ import pytest
 
 from components.evaluation.blessing import Blessing, Comparison, PrimaryMetric, decide
 from components.evaluation.evaluate import EvaluationConfig, SplitEvaluation, evaluate
-from components.evaluation.report import headline_sentence, judged_count, summary_table
+from components.evaluation.report import _bar_plot, headline_sentence, judged_count, summary_table
 from components.evaluation.scorers import RandomScorer
 from ranker_core.schema import FeatureSpec, Task
 from tests.baseline.conftest import examples_with
@@ -299,6 +299,15 @@ def test_a_split_with_too_few_requests_gets_no_verdict(metric, evidence):
         "(use more impressions or more test days)"
     ]
     assert judged_on(20).blessed
+
+
+def test_the_bar_plot_draws_an_interval_that_excludes_its_point_estimate():
+    # A bootstrap of 1 or 2 samples can give an interval on one side of the value: no negative error bar.
+    rows = [
+        {**_row("m", "a", 0.6), "ci_low": 0.62, "ci_high": 0.7},
+        {**_row("g", "a", 0.5), "ci_low": 0.3, "ci_high": 0.4},
+    ]
+    assert _bar_plot(_split(rows), "favorite", "ndcg@10").startswith("<img")
 
 
 def test_every_module_states_its_evidence_and_minimum_detectable_effect():
