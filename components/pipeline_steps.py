@@ -66,7 +66,8 @@ def resolve_champion(
 
     ``champion_model_uri`` is ``""`` when there is no champion, when it is this
     very ``model`` (a rerun that trains the same model must not judge it against
-    itself) or when it does not load. A champion that does not load fails the
+    itself) or when it does not load or fit the examples (other tasks, or features
+    not among theirs). Such a champion fails the
     step when ``on_broken_champion`` is ``stop``; with ``continue`` (the default,
     ``""`` reads ``RANKER_ON_BROKEN_CHAMPION``) ``champion_note`` says which
     version failed and how, for the evaluation to record.

@@ -760,6 +760,14 @@ def _require_schema(label: str, folder: str | Path, schema: tuple[tuple, tuple],
         )
 
 
+def require_champion_schema(champion: str | Path, examples_spec: Mapping[str, Any]) -> None:
+    """The schema check :func:`check_sources` applies to the champion, for callers holding the examples' feature
+    spec (``resolve-champion``, before the champion is handed to the evaluation): an :class:`InvalidValueError`
+    when its tasks are not those of ``examples_spec`` or its features are not among theirs, a
+    :class:`MissingInputError` when it has no ``feature_spec.json``."""
+    _require_schema(CHAMPION_NAME, champion, _schema(examples_spec), subset=True)
+
+
 def _require_oracle_path(oracle_uri: str) -> None:
     """Refuse an oracle that is a local file but not a parquet file (a folder, a ``.parquet`` file or a glob)."""
     from trainer.digest import local_view

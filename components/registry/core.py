@@ -16,8 +16,9 @@ know how to store a version and move an alias; the rules live here, once:
   boolean (``true`` to promote) and ``judged_model.model_digest`` the digest of
   the model being registered, and the model must load and score (see
   :mod:`components.registry.loadcheck`), else nothing is written;
-* the champion handed to the evaluation must load too: a broken one is left
-  out of the comparison with a note, or stops the run (``on_broken_champion``).
+* the champion handed to the evaluation must load too, and have the examples'
+  tasks and only features among theirs: a broken or misfitting one is left out
+  of the comparison with a note, or stops the run (``on_broken_champion``).
 
 Usage::
 
@@ -44,6 +45,7 @@ from typing import Any, Literal, Protocol, Self
 from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE, local_registry_uri
 from ranker_core.settings import Settings, env_field
@@ -72,7 +74,7 @@ class ModelNotBlessedError(RegistrationRefusedError):
 
 
 class BrokenChampionError(RuntimeError):
-    """Raised when the champion does not load and ``on_broken_champion`` is ``stop``."""
+    """Raised when the champion does not load or fit the examples and ``on_broken_champion`` is ``stop``."""
 
 
 class RegistryConfig(Settings):
@@ -302,6 +304,10 @@ class RegistryBackend(Protocol):
     def version_blessed(self, version: str) -> bool | None:
         """Whether the evaluation blessed the version (its ``blessed`` tag or label); None when it has none."""
 
+    def record_found_version(self, candidate: Candidate, version: str) -> None:
+        """Record on the candidate's tracking run, as :meth:`create_version` does, that its model is ``version``,
+        found already registered (a retried or repeated run)."""
+
 
 def register_model(
     candidate: Candidate, config: RegistryConfig, backend: RegistryBackend | None = None
@@ -331,6 +337,7 @@ def register_model(
             version,
             candidate.digest[:12],
         )
+        backend.record_found_version(candidate, version)
     if candidate.blessed:
         promote(backend, version)
     elif created:
@@ -468,7 +475,8 @@ def champion_model_uri(config: RegistryConfig, backend: RegistryBackend | None =
 class Champion:
     """The champion a candidate is compared with: ``model_uri`` is ``""`` when there is none to compare.
 
-    ``note`` is empty, or says why the registered champion was left out (it does not load).
+    ``note`` is empty, or says why the registered champion was left out (it does not load, or does not fit
+    the examples: other tasks, or features that are not theirs).
     """
 
     model_uri: str = ""
@@ -480,9 +488,9 @@ def champion_to_beat(
 ) -> Champion:
     """The champion a candidate must beat; none when nothing was promoted or it holds the same model files.
 
-    A champion that does not load (see :func:`check_loadable`) is left out with
-    a note, or raises :class:`BrokenChampionError` when ``config.on_broken_champion``
-    is ``stop``. Example::
+    A champion that does not fit the examples (see :func:`check_champion_schema`) or does not load
+    (see :func:`check_loadable`) is left out with a note, or raises :class:`BrokenChampionError` when
+    ``config.on_broken_champion`` is ``stop``. Example::
 
         champion = champion_to_beat(RegistryConfig(work_dir="work_dir"), "work_dir/pipeline_root/.../model")
         champion.model_uri, champion.note     # ("/.../mlartifacts/.../model", "")
@@ -497,10 +505,26 @@ def champion_to_beat(
         if model_digest(champion) == candidate_digest:
             logger.info("the champion holds this very model: nothing to compare it against")
             return Champion()
+        check_champion_schema(champion, candidate_model_uri)
         check_loadable(champion)
-    except (FileNotFoundError, ModelNotLoadableError) as error:
+    except (FileNotFoundError, InvalidValueError, ModelNotLoadableError) as error:
         return broken_champion(config, version, error)
     return Champion(model_uri=champion)
+
+
+def check_champion_schema(champion_model_uri: str, candidate_model_uri: str) -> None:
+    """Refuse a champion the evaluation would refuse: other tasks than the examples', or features not among theirs
+    (:func:`components.evaluation.evaluate.require_champion_schema`, an ``InvalidValueError``).
+
+    The examples' feature spec is the candidate's: the evaluation requires the candidate to be trained on these
+    very examples (:func:`~components.evaluation.evaluate.check_lineage`). A candidate without one is left to
+    the evaluation to refuse.
+    """
+    from components.evaluation.evaluate import require_champion_schema
+
+    spec_path = f"{candidate_model_uri.rstrip('/')}/{FEATURE_SPEC_FILE}"
+    if path_exists(spec_path):
+        require_champion_schema(champion_model_uri, read_json(spec_path))
 
 
 def broken_champion(config: RegistryConfig, version: str, error: Exception) -> Champion:

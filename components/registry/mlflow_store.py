@@ -59,6 +59,12 @@ class MlflowRegistry:
         record_registration(self.config, run_id, version)
         return version
 
+    def record_found_version(self, candidate: Candidate, version: str) -> None:
+        """Tag the pipeline run's MLflow run with the version its model already is (``ranker runs`` lists it);
+        a registration outside a pipeline (no ``tracking_run_id``) has no run to tag."""
+        if candidate.tracking_run_id:
+            record_registration(self.config, candidate.tracking_run_id, version)
+
     def _create_version(self, candidate: Candidate, run_id: str) -> str:
         """Log the model into ``run_id`` and make it a version of the registered model; the version."""
         import mlflow

@@ -108,6 +108,9 @@ class VertexRegistry:
     def version_blessed(self, version: str) -> bool | None:
         return blessed_tag((self._registry().get_model(version).labels or {}).get("blessed"))
 
+    def record_found_version(self, candidate: Candidate, version: str) -> None:
+        """Nothing to record: a Vertex AI registration tags no tracking run (:meth:`create_version` neither)."""
+
     def _registry(self):
         from google.cloud import aiplatform
 

@@ -13,6 +13,7 @@ from components.registry.core import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     BrokenChampionError,
+    Champion,
     ModelNotBlessedError,
     RegistrationRefusedError,
     RegistryConfig,
@@ -180,6 +181,44 @@ def test_a_broken_champion_is_left_out_with_a_note_or_stops_the_run(tmp_path, co
     config.on_broken_champion = "stop"
     with pytest.raises(BrokenChampionError, match=r"champion alias of mmoe-ranker points at version 1, .*stop"):
         champion_to_beat(config, str(candidate))
+
+
+def edit_spec(model: Path, **fields) -> Path:
+    """Overwrite fields of ``model/feature_spec.json`` (the examples' spec, as the candidate carries it)."""
+    path = model / "feature_spec.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return model
+
+
+@pytest.mark.slow
+def test_a_champion_of_another_schema_is_left_out_with_a_note_or_stops_the_run(tmp_path, config, model_dir):
+    register(tmp_path, config, model_dir, "a")
+    spec = json.loads((model_dir / "feature_spec.json").read_text())
+    tasks, features = spec["tasks"], spec["features"]
+    other_tasks = edit_spec(copy_model(model_dir, tmp_path / "b" / "model", "b"), tasks=tasks[:1])
+    fewer_features = edit_spec(copy_model(model_dir, tmp_path / "c" / "model", "c"), features=features[1:])
+
+    left_out = champion_to_beat(config, str(other_tasks))
+    assert left_out.model_uri == ""
+    assert "champion alias of mmoe-ranker points at version 1" in left_out.note
+    task_names = ", ".join(task["name"] for task in tasks)
+    assert f"has other tasks than the examples: {task_names} vs {tasks[0]['name']}" in left_out.note
+    assert "without the champion comparison" in left_out.note
+    missing = champion_to_beat(config, str(fewer_features))
+    assert missing.model_uri == "" and "has other features than the examples" in missing.note
+    config.on_broken_champion = "stop"
+    with pytest.raises(BrokenChampionError, match=r"version 1, .*has other tasks than the examples.*stop"):
+        champion_to_beat(config, str(other_tasks))
+
+
+@pytest.mark.slow
+def test_a_champion_without_a_feature_the_examples_gained_is_still_compared(tmp_path, config, model_dir):
+    champion = register(tmp_path, config, model_dir, "a")
+    spec = json.loads((model_dir / "feature_spec.json").read_text())
+    extra = {**spec["features"][0], "name": "added_later"}
+    candidate = edit_spec(copy_model(model_dir, tmp_path / "b" / "model", "b"), features=[*spec["features"], extra])
+
+    assert champion_to_beat(config, str(candidate)) == Champion(model_uri=champion.model_uri)
 
 
 @pytest.mark.slow

@@ -131,6 +131,23 @@ def test_a_blessed_run_holds_the_registered_mlflow_model_that_scores_as_the_save
     assert Path(registered.model_uri, "saved_model.pb").is_file(), "the champion's SavedModel folder, for serving"
 
 
+@pytest.mark.slow
+def test_a_rerun_that_registers_the_same_model_is_tagged_with_the_existing_version(tmp_path, config, model_dir):
+    model = copy_model(model_dir, tmp_path / "model", "rerun")
+    registered = {}
+    for name in ("run-1", "run-2"):  # two identical blessed pipeline runs: the same model files
+        run_id = tracked_run(tmp_path, config, blessed=True, name=name, model=model)
+        report = str(tmp_path / name / "report")
+        registered[run_id] = register_from_artifacts(str(model), report, report, config, name, tracking_run_id=run_id)
+
+    assert [(version.version, version.created) for version in registered.values()] == [("1", True), ("1", False)]
+    client = tracking_client(config)
+    assert {run_id: client.get_run(run_id).data.tags.get(VERSION_TAG) for run_id in registered} == dict.fromkeys(
+        registered, "1"
+    )
+    assert [run.version for run in list_runs(config)] == ["1", "1"]
+
+
 def test_ranker_runs_lists_blessed_and_refused_runs_as_a_table_and_json(tmp_path, config, capsys):
     refused = tracked_run(tmp_path, config, blessed=False, name="run-1")
     blessed = tracked_run(tmp_path, config, blessed=True, name="run-2")
