@@ -160,8 +160,10 @@ class RankerServingModel(Model):
             self.runner.close()
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """The v2 metadata's inputs: ``module_name`` and every feature, one-dimensional."""
-        return tensor_metadata(self.input_datatypes)
+        """The v2 metadata's inputs, one-dimensional: ``module_name`` and every feature a request sends (with a
+        feature store, not the stored ones: a request that sends one is refused)."""
+        stored = self.features.stored if self.features is not None else set()
+        return tensor_metadata({name: kind for name, kind in self.input_datatypes.items() if name not in stored})
 
     def get_output_types(self) -> list[dict[str, Any]]:
         """The v2 metadata's outputs: each task's probability and the ranking score, FP32, one per candidate."""

@@ -374,6 +374,7 @@ def test_ids_only_v2_binary_tensors_score_as_the_v1_route_does(store, servers):
     instance = extraction_requests(store["examples"], features, count=1)[0][0]
     metadata = httpx.get(servers["store"].url + "/v2/models/mmoe-ranker", timeout=30).json()
     datatypes = {tensor["name"]: tensor["datatype"] for tensor in metadata["inputs"]}
+    assert {"listing_id", "listing_age_days"} <= set(datatypes) and "price" not in datatypes  # what a request sends
     expected = post(servers["store"], {"instances": [instance]}).json()["predictions"][0]["score"]
 
     def infer(tensors: list) -> httpx.Response:
@@ -387,7 +388,7 @@ def test_ids_only_v2_binary_tensors_score_as_the_v1_route_does(store, servers):
     np.testing.assert_allclose(score["data"], expected, rtol=0, atol=1e-6)
     ids = instance["candidates"]["listing_id"]
     sent = {**instance, "candidates": {**instance["candidates"], "price": [1.0] * len(ids)}}
-    refused = infer(v2_tensors(sent, datatypes))  # a stored feature sent as binary FP32
+    refused = infer(v2_tensors(sent, {**datatypes, "price": "FP32"}))  # a stored feature sent as binary FP32
     assert refused.status_code == 400 and "come from the feature store; send ids only" in refused.text
 
 
