@@ -225,6 +225,14 @@ class Settings(BaseSettings):
                     break
         return values
 
+    def require_at_least(self, minimums: Mapping[str, int]) -> None:
+        """Raise ValueError naming the first field below its minimum, in a validator (e.g.
+        ``self.require_at_least({"epochs": 1, "early_stopping_patience": 0})``)."""
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
     def replace(self, **changes: Any) -> Self:
         """A validated copy with some fields changed."""
         return self.validated({**self.model_dump(), **changes})

@@ -269,11 +269,10 @@ class TrainerConfig(Settings):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         # 0: no early-stopping patience, no task-specific PLE experts, the split never cached, rare ids off.
-        for name in ("early_stopping_patience", "ple_task_experts", "cache_max_rows", "rare_id_min_count"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:  # TensorFlow's and NumPy's seeds
-            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        self.require_at_least(
+            dict.fromkeys(("early_stopping_patience", "ple_task_experts", "cache_max_rows", "rare_id_min_count"), 0)
+        )
+        _require_seed(self.seed)
         _require_finite("learning_rate", self.learning_rate, allow_zero=False)
         _require_finite("gate_temperature", self.gate_temperature, allow_zero=False)
         for name in ("embedding_l2", "listwise_weight", "logged_order_weight"):
@@ -336,6 +335,12 @@ def _require_finite(name: str, value: float, allow_zero: bool) -> None:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+
+
+def _require_seed(seed: int) -> None:
+    """Raise ValueError unless ``seed`` is one NumPy and TensorFlow take: in [0, 2**32)."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
 
 
 # The smallest value of each integer field of BaselineConfig (LightGBM's own bounds where it has them).
@@ -416,11 +421,8 @@ class BaselineConfig(Settings):
     @model_validator(mode="after")
     def _check(self) -> Self:
         """Refuse, naming the field, a value LightGBM or the baseline's code cannot take."""
-        for name, minimum in _BASELINE_MINIMUMS.items():
-            if getattr(self, name) < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2**32:  # TensorFlow's and NumPy's seeds
-            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        self.require_at_least(_BASELINE_MINIMUMS)
+        _require_seed(self.seed)
         _require_finite("learning_rate", self.learning_rate, allow_zero=False)
         for name in ("lambda_l2", "cat_smooth", "tuning_budget_seconds"):
             _require_finite(name, getattr(self, name), allow_zero=True)

@@ -86,9 +86,7 @@ class EvaluationConfig(Settings):
             raise ValueError(f"tolerance must be a finite number >= 0 (a relative shortfall), got {self.tolerance}")
         if any(k < 0 for k in self.ks):
             raise ValueError(f"ks must be NDCG cutoffs >= 1 or 0 (the full list), got {list(self.ks)}")
-        for name, minimum in self._minimums().items():
-            if getattr(self, name) < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        self.require_at_least(self._minimums())
         return self
 
     def _minimums(self) -> dict[str, int]:
