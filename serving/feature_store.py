@@ -309,6 +309,10 @@ class OnlineFeatures:
         self.model_version = service.tags.get("model_version", "")
         self.served = {feature: SERVED.labels(feature) for view in self.views for feature in view.numeric}
 
+    def sent_by_request(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` a request sends besides the ids: the ones this store does not keep."""
+        return [name for name in names if name not in self.stored and name != self.item_key]
+
     def fill(self, body: Any) -> Any:
         """The request body with every stored feature added to each instance's candidates (columns)."""
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):

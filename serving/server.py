@@ -568,12 +568,11 @@ def load_features(config: ServerConfig, spec: FeatureSpec) -> Any:
         config.feature_cache_seconds,
         config.feature_cache_entries,
     )
-    sent = [name for name in spec.feature_names if name not in features.stored and name != features.item_key]
     logger.info(
         "features from %s (model version %s); requests send the ids and %s",
         config.feature_store,
         features.model_version or "?",
-        ", ".join([MODULE, *sent]),
+        ", ".join(features.sent_by_request([MODULE, *spec.feature_names])),
     )
     return features
 

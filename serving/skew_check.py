@@ -66,8 +66,7 @@ def ids_only_requests(rows: dict[str, np.ndarray], features: OnlineFeatures, spe
     """One instance per request: the candidate ids and the raw features the store does not keep, nothing
     stored. Such a feature goes in the context when the request's rows share its value, else per candidate
     (a time-varying item feature, e.g. an age, which the caller sends)."""
-    sent = [name for name in (MODULE, *spec.feature_names) if name not in features.stored and name in rows]
-    sent = [name for name in sent if name != features.item_key]
+    sent = [name for name in features.sent_by_request([MODULE, *spec.feature_names]) if name in rows]
     instances = []
     for request in dict.fromkeys(rows[REQUEST_ID].tolist()):
         index = np.flatnonzero(rows[REQUEST_ID] == request)

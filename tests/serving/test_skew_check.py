@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 
+from serving.feature_store import OnlineFeatures
 from serving.skew_check import ids_only_requests
 from tests.conftest import synthetic_feature_spec
 
@@ -20,6 +22,7 @@ def test_a_request_sends_the_ids_and_the_features_the_store_does_not_keep():
         "price": np.array([5.0, np.nan, 7.0]),  # differs within r1: per candidate (NaN as null); r2's is context
     }
     store = SimpleNamespace(stored={"listing_ctr"}, item_key="listing_id")
+    store.sent_by_request = partial(OnlineFeatures.sent_by_request, store)  # the store's own rule, without Feast
     first, second = ids_only_requests(rows, store, spec)
     assert first == {
         "context": {"module_name": "search"},
