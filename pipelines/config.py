@@ -204,24 +204,25 @@ class PipelineSettings:
         """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2.
 
         A command that takes the step configurations (run, compile, submit, schedule create) also has
-        its evaluation settings checked against the dataset spec (:meth:`check_evaluation`).
+        its settings that name tasks checked against the dataset spec (:meth:`check_against_spec`).
         """
         try:
             settings = cls.from_args(args)
             if hasattr(args, "eval_config"):
-                settings.check_evaluation()
+                settings.check_against_spec()
             return settings
         except ValueError as error:
             print(f"ranker {command}: {error}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    def check_evaluation(self) -> None:
-        """Check the evaluation's primary task and metric against the dataset spec's tasks, before any step runs.
+    def check_against_spec(self) -> None:
+        """Check the settings that name the data's tasks against the dataset spec, before any step runs: the
+        evaluation's primary task and metric, and the model's per-task settings (``task_loss_weights``, ...).
 
-        Raises ``ValueError`` naming the setting and the valid choices (a spec on a remote store this
+        Raises ``ValueError`` naming the flag, the setting and the valid choices (a spec on a remote store this
         machine cannot read is left to the pipeline's steps)::
 
-            PipelineSettings(dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}').check_evaluation()
+            PipelineSettings(dataset_spec="ali_ccp", eval_config='{"primary_task": "favorite"}').check_against_spec()
             # ValueError: --eval-config: primary_task 'favorite' is not a target of this data: click, purchase, ...
         """
         from components.data.spec import DatasetSpecError, load_dataset_spec
@@ -233,10 +234,15 @@ class PipelineSettings:
         except Exception as error:  # e.g. a gs:// spec without credentials here: the steps will read it
             logger.warning("dataset spec %s not checked here: %s", self.dataset_spec, error)
             return
+        outline = spec.outline()
         try:
-            self.evaluation.primary(spec.outline())
+            self.evaluation.primary(outline)
         except ValueError as error:
             raise ValueError(f"--eval-config: {error} (tasks of dataset spec {spec.origin})") from None
+        try:
+            self.trainer.require_known_tasks(outline.task_names)
+        except ValueError as error:
+            raise ValueError(f"--model-config: {error} (dataset spec {spec.origin})") from None
 
     @property
     def remote(self) -> bool:

@@ -191,7 +191,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
             "a Vertex AI custom training job cannot run locally: unset RANKER_TRAINING_BACKEND "
             "(or set it to pipeline, or remove training_backend from --settings) for a local run"
         )
-    settings.check_evaluation()  # a wrong primary task fails now, not after the training
+    settings.check_against_spec()  # a wrong task name fails now, not after the extraction
     settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     progress = progress or StepProgress()
     cache = kfp_local.cache_root(settings.pipeline_root_local)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.ranking_metrics import parse_metric
 from ranker_core.runtime import usable_cores
 from ranker_core.settings import Settings, SettingsConfigDict
@@ -301,6 +303,24 @@ class TrainerConfig(Settings):
         if self.position_reference is not None and self.position_reference < 0:
             raise ValueError(f"position_reference must be a 0-based position or null, got {self.position_reference}")
 
+    def require_known_tasks(self, tasks: Iterable[str]) -> None:
+        """Raise :class:`InvalidValueError` naming the first setting that names a task not among ``tasks``, the data's.
+
+        Checked by the model before it builds a layer, and by ``ranker run`` against the dataset spec before
+        any step runs::
+
+            TrainerConfig(task_loss_weights={"clik": 2.0}).require_known_tasks(["click", "purchase"])
+            # InvalidValueError: task_loss_weights names unknown task(s) ['clik']; the data's tasks: [...]
+        """
+        named = {
+            "task_loss_weights": self.task_loss_weights,
+            "positive_weights": self.positive_weights,
+            "listwise_tasks": self.listwise_tasks,
+            "default_score_weights": self.default_score_weights,
+        } | {f"score_weights[{module!r}]": weights for module, weights in self.score_weights.items()}
+        for setting, names in named.items():
+            require_known_tasks(setting, names, tasks)
+
     def _check_task_weights(self) -> None:
         """Raise ValueError naming the first class or loss weight that would break training.
 
@@ -323,6 +343,18 @@ class TrainerConfig(Settings):
         for name, weight in named.items():
             if not math.isfinite(weight):
                 raise ValueError(f"{name} must be a finite number, got {weight}")
+
+
+def require_known_tasks(setting: str, named: Iterable[str], tasks: Iterable[str]) -> None:
+    """Raise :class:`InvalidValueError` (a ValueError; one line, exit status 2 from a CLI) if ``setting`` names a
+    task that is not one of ``tasks``, the data's.
+
+    >>> require_known_tasks("listwise_tasks", ["click"], ["click", "purchase"])
+    """
+    tasks = list(tasks)  # a plain list in the message, whatever holds the names (Keras wraps a layer's lists)
+    unknown = sorted(set(named) - set(tasks))
+    if unknown:
+        raise InvalidValueError(f"{setting} names unknown task(s) {unknown}; the data's tasks: {tasks}")
 
 
 def _require_finite(name: str, value: float, allow_zero: bool) -> None:

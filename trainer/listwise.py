@@ -23,6 +23,7 @@ import logging
 import tensorflow as tf
 
 from ranker_core.schema import POSITION, FeatureSpec
+from ranker_core.step_configs import require_known_tasks
 from trainer.config import TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ def listwise_tasks(spec: FeatureSpec, config: TrainerConfig) -> list[str]:
 
         listwise_tasks(spec, TrainerConfig(listwise_weight=0.1, listwise_tasks=["favorite"]))   # ["favorite"]
     """
-    unknown = sorted(set(config.listwise_tasks) - set(spec.task_names))
-    if unknown:
-        raise ValueError(f"listwise_tasks names unknown task(s) {unknown}; tasks: {list(spec.task_names)}")
+    require_known_tasks("listwise_tasks", config.listwise_tasks, spec.task_names)
     if not listwise_on(spec, config):
         return []
     return list(config.listwise_tasks) or list(spec.task_names)

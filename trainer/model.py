@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import MODULE, POSITION, REQUEST_ID, FeatureSpec, label_key
+from ranker_core.step_configs import require_known_tasks
 from trainer.config import TrainerConfig
 from trainer.features import FeatureEncoder, ModuleEmbedding, trained_modules
 from trainer.layers import Gate, ModuleAwareMLP, make_expert, mix_experts
@@ -54,8 +54,6 @@ LOGGED_ORDER = "logged_order"
 """The head that learns each request's logged order (``logged_order_weight``): trained, never served."""
 Logits = dict[str, tf.Tensor]
 GateWeights = dict[str, tf.Tensor]
-TASK_SETTINGS = ("task_loss_weights", "positive_weights", "listwise_tasks")
-"""The TrainerConfig settings keyed by task name, which only the data can check (``score_weights``: RankingScore)."""
 
 
 # -- architectures ------------------------------------------------------------
@@ -279,19 +277,6 @@ def positive_weights(spec: FeatureSpec, config: TrainerConfig) -> dict[str, floa
     return weights
 
 
-def require_known_tasks(setting: str, named: Iterable[str], tasks: Iterable[str]) -> None:
-    """Raise :class:`InvalidValueError` (one line, exit status 2 from the CLI) if ``setting`` names a task that is
-    not one of ``tasks``, the data's. Example::
-
-        require_known_tasks("task_loss_weights", {"clik": 2.0}, ["click", "purchase"])
-        # InvalidValueError: task_loss_weights names unknown task(s) ['clik']; the data's tasks: ['click', 'purchase']
-    """
-    tasks = list(tasks)  # a plain list in the message, whatever holds the names (Keras wraps a layer's lists)
-    unknown = sorted(set(named) - set(tasks))
-    if unknown:
-        raise InvalidValueError(f"{setting} names unknown task(s) {unknown}; the data's tasks: {tasks}")
-
-
 class RankingScore(tf.keras.layers.Layer):
     """``score = sum_t weights[module][t] * p_t``; the per-module weights are a lookup saved in the model.
 
@@ -356,8 +341,7 @@ class RankerModel(tfrs.Model):
         self.spec, self.config = spec, config
         if not spec.task_names:
             raise ValueError("the feature spec has no tasks")
-        for setting in TASK_SETTINGS:  # before any layer is built, and so before training starts
-            require_known_tasks(setting, getattr(config, setting), spec.task_names)
+        config.require_known_tasks(spec.task_names)  # before any layer is built, and so before training starts
         self.task_names = list(spec.task_names)
         self.feature_encoder = FeatureEncoder(
             spec,

@@ -223,9 +223,9 @@ def test_the_primary_task_is_checked_against_the_dataset_spec_before_any_step_ru
     with pytest.raises(ValueError, match=message + r" \(tasks of dataset spec .*ali_ccp\.yaml\)"):
         run_locally(wrong)
     assert not (tmp_path / "pipeline_root").exists()  # nothing ran
-    PipelineSettings(dataset_spec="ali_ccp").check_evaluation()  # the default: click AUC (no request groups)
+    PipelineSettings(dataset_spec="ali_ccp").check_against_spec()  # the default: click AUC (no request groups)
     with pytest.raises(ValueError, match=r"--eval-config: primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
-        PipelineSettings(eval_config='{"primary_metric": "map"}').check_evaluation()
+        PipelineSettings(eval_config='{"primary_metric": "map"}').check_against_spec()
 
     auc_of_engagement = '{"primary_task": "engagement", "primary_metric": "auc"}'
     args = parse_run_flags(["--dataset-spec", "kuairand", "--data-uri", "x.csv", "--eval-config", auc_of_engagement])
@@ -233,3 +233,27 @@ def test_the_primary_task_is_checked_against_the_dataset_spec_before_any_step_ru
         PipelineSettings.from_args_or_exit(args, "compile")
     assert exit_info.value.code == 2
     assert "AUC needs a binary task: set primary_task to one of click, long_view" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("model_config", "setting"),
+    [
+        ('{"task_loss_weights": {"clik": 2.0}}', "task_loss_weights names unknown task(s) ['clik']"),
+        ('{"positive_weights": {"buy": 3.0}}', "positive_weights names unknown task(s) ['buy']"),
+        ('{"listwise_tasks": ["favourite"]}', "listwise_tasks names unknown task(s) ['favourite']"),
+        ('{"default_score_weights": {"like": 1.0}}', "default_score_weights names unknown task(s) ['like']"),
+        ('{"score_weights": {"search": {"cart": 1.0}}}', "score_weights['search'] names unknown task(s) ['cart']"),
+    ],
+)
+def test_the_model_configs_task_names_are_checked_against_the_dataset_spec_before_any_step_runs(
+    tmp_path, model_config, setting
+):
+    from pipelines.local_run import run_locally
+
+    wrong = PipelineSettings(work_dir=str(tmp_path), model_config=model_config)
+    tasks = "the data's tasks: ['click', 'favorite', 'add_to_cart', 'purchase']"
+    with pytest.raises(ValueError, match=re.escape(f"--model-config: {setting}; {tasks} (dataset spec ")):
+        run_locally(wrong)
+    assert not (tmp_path / "pipeline_root").exists()  # nothing ran
+    right = model_config.replace("clik", "click").replace("buy", "purchase").replace("favourite", "favorite")
+    PipelineSettings(model_config=right.replace("like", "click").replace("cart", "add_to_cart")).check_against_spec()
