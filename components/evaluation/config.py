@@ -9,6 +9,7 @@ loading TensorFlow or LightGBM::
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Literal, Self
@@ -114,7 +115,7 @@ class EvaluationConfig(Settings):
             except ValueError:
                 raise ValueError(f"primary_metric {metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>' with k >= 1") from None
         if not spec.has_groups and metric != "auc":
-            log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)
+            _warn_auc_instead_of(metric)
             metric = "auc"
         task = self.primary_task or default_primary_task(spec.task_names, metric)
         if task not in names:
@@ -126,3 +127,9 @@ class EvaluationConfig(Settings):
     def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:
         extra = () if primary.metric == "auc" else (m.parse_metric(primary.metric),)
         return tuple(dict.fromkeys([*self.ks, *extra]))
+
+
+@functools.cache
+def _warn_auc_instead_of(metric: str) -> None:
+    """Warn once per process (``ranker run`` resolves the primary metric while checking its settings, and again)."""
+    log.warning("the data has no request groups: the primary metric is AUC instead of %s", metric)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -176,6 +177,18 @@ def test_the_default_primary_task_of_auc_is_a_binary_task():
         EvaluationConfig(primary_task="engagement").primary(data(["click", "purchase"], groups=False))
     with pytest.raises(ValueError, match="primary_metric 'map' is not 'auc', 'ndcg' or 'ndcg@<k>'"):
         EvaluationConfig(primary_metric="map").primary(data(["click"], groups=True))
+
+
+def test_data_without_groups_warns_once_that_it_is_judged_on_auc(caplog):
+    from components.evaluation import config as evaluation_config
+
+    evaluation_config._warn_auc_instead_of.cache_clear()
+    ungrouped = FeatureSpec([Task("click", "click")], [], [], has_groups=False)
+    with caplog.at_level(logging.WARNING, logger=evaluation_config.log.name):
+        for _ in range(2):  # ranker run resolves it while checking its settings, then again
+            assert EvaluationConfig().primary(ungrouped) == PrimaryMetric("click", "auc")
+    warnings = [record.getMessage() for record in caplog.records if "no request groups" in record.getMessage()]
+    assert warnings == ["the data has no request groups: the primary metric is AUC instead of ndcg@10"]
 
 
 def test_bad_inputs_get_clear_errors(synthetic_examples, baseline_dir, tmp_path):
