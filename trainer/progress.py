@@ -14,7 +14,8 @@ import dataclasses
 import re
 
 _EPOCH_LINE = re.compile(
-    r"\bepoch (?P<epoch>\d+)/(?P<epochs>\d+) in (?P<seconds>[0-9.]+)s:(?P<metrics>(?: [\w.]+=\S+)*)\s*$"
+    r"(?:\bmodel (?P<member>\d+/\d+) )?\bepoch (?P<epoch>\d+)/(?P<epochs>\d+) in (?P<seconds>[0-9.]+)s:"
+    r"(?P<metrics>(?: [\w.]+=\S+)*)\s*$"
 )
 # Validation metrics named first on the console, in this order, when the epoch has them.
 CONSOLE_METRICS = ("val_ranking_loss",)
@@ -22,17 +23,20 @@ CONSOLE_METRICS = ("val_ranking_loss",)
 
 @dataclasses.dataclass(frozen=True)
 class EpochReport:
-    """The end of one training epoch: its number, the planned epochs, its duration and its metrics."""
+    """The end of one training epoch: its number, the planned epochs, its duration, its metrics and, in an
+    ensemble, which model (``member``: ``"2/3"``) it trains."""
 
     epoch: int
     epochs: int
     seconds: float
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    member: str = ""
 
     def line(self) -> str:
-        """The log line: ``epoch 3/10 in 14.2s: loss=0.5 val_click_auc=0.78`` (metrics with 4 decimals)."""
+        """The log line: ``epoch 3/10 in 14.2s: loss=0.5 val_click_auc=0.78`` (metrics with 4 decimals), in an
+        ensemble ``model 2/3 epoch 3/10 in ...``."""
         metrics = "".join(f" {name}={value:.4f}" for name, value in self.metrics.items())
-        return f"epoch {self.epoch}/{self.epochs} in {self.seconds:.1f}s:{metrics}"
+        return f"{self._model()}epoch {self.epoch}/{self.epochs} in {self.seconds:.1f}s:{metrics}"
 
     @classmethod
     def parse(cls, text: str) -> EpochReport | None:
@@ -47,7 +51,8 @@ class EpochReport:
                 metrics[name] = float(value)
             except ValueError:
                 return None
-        return cls(int(found["epoch"]), int(found["epochs"]), float(found["seconds"]), metrics)
+        epoch, epochs, seconds = int(found["epoch"]), int(found["epochs"]), float(found["seconds"])
+        return cls(epoch, epochs, seconds, metrics, found["member"] or "")
 
     def summary(self) -> str:
         """For the console: ``epoch 3/10  val ranking_loss 1.041  click_auc 0.780  (14.2 s/epoch)``."""
@@ -55,4 +60,8 @@ class EpochReport:
         names = [name for name in CONSOLE_METRICS if name in validation]
         names += sorted(name for name in validation if name.endswith("_auc"))
         shown = "  ".join(f"{name.removeprefix('val_')} {validation[name]:.3f}" for name in names)
-        return f"epoch {self.epoch}/{self.epochs}  {'val ' + shown + '  ' if shown else ''}({self.seconds:.1f} s/epoch)"
+        validated = f"val {shown}  " if shown else ""
+        return f"{self._model()}epoch {self.epoch}/{self.epochs}  {validated}({self.seconds:.1f} s/epoch)"
+
+    def _model(self) -> str:
+        return f"model {self.member} " if self.member else ""

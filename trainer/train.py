@@ -119,6 +119,7 @@ def train_and_export(
             strategy,
             _member_dir(checkpoint_dir, index, size),
             _member_dir(tensorboard_dir, index, size),
+            member=f"{index + 1}/{size}" if size > 1 else "",
         )
         for index in range(size)
     ]
@@ -180,8 +181,10 @@ def _fit(
     strategy: tf.distribute.Strategy,
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
+    member: str = "",
 ) -> _Fitted:
-    """Build one model for ``config`` (seeded by its ``seed``), fit it, early-stop and evaluate its kept weights."""
+    """Build one model for ``config`` (seeded by its ``seed``), fit it, early-stop and evaluate its kept weights;
+    ``member`` (``"2/3"``) names an ensemble's member in the epoch lines."""
     configure_determinism(config)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with strategy.scope():
@@ -209,7 +212,7 @@ def _fit(
         validation_data=evaluation.repeat(),
         validation_steps=eval_steps,
         epochs=config.epochs,
-        callbacks=_callbacks(config, selection, evaluation, spec, checkpoint_dir, tensorboard_dir),
+        callbacks=_callbacks(config, selection, evaluation, spec, checkpoint_dir, tensorboard_dir, member),
         verbose=0,  # EpochLogger logs each epoch
     )
     seconds = time.perf_counter() - started
@@ -386,6 +389,7 @@ def _callbacks(
     spec: FeatureSpec,
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
+    member: str = "",
 ) -> list:
     """The fit callbacks. Weight averaging first, so every other callback reads the weights it swapped in (the
     average, from validation on); then the eval NDCG (when selecting by it), so early stopping and the logs see it."""
@@ -402,7 +406,7 @@ def _callbacks(
             restore_best_weights=True,
         ),
         tf.keras.callbacks.TerminateOnNaN(),
-        EpochLogger(config.epochs),
+        EpochLogger(config.epochs, member),
     ]
     if config.embedding_schedule != "train":
         callbacks.append(EmbeddingSchedule(config.embedding_schedule, config.seed))
@@ -521,11 +525,12 @@ class EpochLogger(tf.keras.callbacks.Callback):
 
         model.fit(..., epochs=10, callbacks=[EpochLogger(10)], verbose=0)
         # INFO trainer.train: epoch 1/10 in 14.2s: ranking_loss=1.0412 ... val_click_auc=0.7801
+        # with EpochLogger(10, member="2/3"), an ensemble's second model: "model 2/3 epoch 1/10 in ..."
     """
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, member: str = "") -> None:
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.member = epochs, member
         self._started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -534,7 +539,7 @@ class EpochLogger(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         last_batch = {*LAST_BATCH_METRICS, *(f"val_{name}" for name in LAST_BATCH_METRICS)}
         metrics = {name: float(value) for name, value in (logs or {}).items() if name not in last_batch}
-        report = EpochReport(epoch + 1, self.epochs, time.perf_counter() - self._started, metrics)
+        report = EpochReport(epoch + 1, self.epochs, time.perf_counter() - self._started, metrics, self.member)
         logger.info("%s", report.line())
 
 

@@ -108,6 +108,14 @@ def test_an_epoch_line_round_trips_through_any_log_prefix():
     assert EpochReport(1, 2, 0.5).summary() == "epoch 1/2  (0.5 s/epoch)"
 
 
+def test_an_ensembles_epoch_line_names_its_model():
+    report = EpochReport(1, 3, 2.0, {"val_ranking_loss": 1.5}, member="2/3")
+
+    assert report.line() == "model 2/3 epoch 1/3 in 2.0s: val_ranking_loss=1.5000"
+    assert EpochReport.parse(f"INFO trainer.train: {report.line()}") == report
+    assert report.summary() == "model 2/3 epoch 1/3  val ranking_loss 1.500  (2.0 s/epoch)"
+
+
 def test_lines_that_are_not_epoch_reports_parse_to_none():
     assert EpochReport.parse("Epoch 1/2") is None  # Keras's own
     assert EpochReport.parse("epoch 1/2 in 3.0s: loss=nan-ish") is None

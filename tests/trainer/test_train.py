@@ -1,6 +1,7 @@
 """A real (short) training run: it learns, reports gate usage and is reproducible."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from trainer.examples import read_split
 from trainer.inputs import make_dataset
 from trainer.model import build_model
 from trainer.predict import load_ranker
+from trainer.progress import EpochReport
 from trainer.storage import load_feature_spec
 from trainer.train import (
     EmbeddingSchedule,
@@ -269,9 +271,12 @@ def test_weight_averaging_in_training_exports_the_weights_it_validated(synthetic
         TrainerConfig(weight_averaging=1.0)
 
 
-def test_a_seed_ensemble_serves_the_mean_of_members_trained_alone(synthetic_examples, tmp_path):
+def test_a_seed_ensemble_serves_the_mean_of_members_trained_alone(synthetic_examples, tmp_path, caplog):
     config = TrainerConfig(**TINY_CONFIG, epochs=1)
-    result = train_and_export(synthetic_examples, tmp_path / "ensemble", config.replace(ensemble_size=2))
+    with caplog.at_level(logging.INFO, logger="trainer.train"):
+        result = train_and_export(synthetic_examples, tmp_path / "ensemble", config.replace(ensemble_size=2))
+    epochs = [EpochReport.parse(record.getMessage()) for record in caplog.records]
+    assert [(report.member, report.epoch) for report in epochs if report] == [("1/2", 1), ("2/2", 1)]
     alone = [
         train_and_export(synthetic_examples, tmp_path / f"seed-{seed}", config.replace(seed=seed)) for seed in (42, 43)
     ]
