@@ -57,7 +57,8 @@ from ranker_core.feature_store import (
     match_feature,
     sequence_hits,
 )
-from serving.request import RequestError, column_count
+from serving.open_inference import INPUTS
+from serving.request import RequestError, check_candidates, column_count, empty_candidates, names_of
 
 UNKNOWN_IDS = Counter(
     "ranker_feature_store_unknown_ids", "Ids the online store does not know (served training defaults)", ["view"]
@@ -74,6 +75,8 @@ NOT_A_REPO = "not a Feast repo written by `ranker materialize`"
 PROBE_ID = "__ranker_probe__"  # the key of the start-up lookup: no entity has it
 MOST_NAMED = 10  # features a mismatch message names
 SQLITE_STORE_CLASS = "feast.infra.online_stores.sqlite.SqliteOnlineStore"  # the long name of ``type: sqlite``
+BODY_FIELDS = frozenset({"instances", "parameters"})  # a body or an instance with other fields is the parser's to
+INSTANCE_FIELDS = frozenset({"context", "candidates"})  # refuse, with no lookup
 
 
 class StoreUnavailableError(RuntimeError):
@@ -314,27 +317,47 @@ class OnlineFeatures:
         return [name for name in names if name not in self.stored and name != self.item_key]
 
     def fill(self, body: Any) -> Any:
-        """The request body with every stored feature added to each instance's candidates (columns)."""
-        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+        """The request body with every stored feature added to each instance's candidates (columns).
+
+        A body with unknown top-level fields, and an instance the parser refuses before it reads the candidates
+        (not an object, unknown fields, a context that is not an object), are left as they are, for the parser's
+        message. (A KServe v2 request's candidates go to :meth:`assemble` with ``tensors``.)
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or not body.keys() <= BODY_FIELDS:
             return body  # the request parser refuses it with its own message
         for index, instance in enumerate(body["instances"]):
-            if isinstance(instance, dict) and isinstance(instance.get("context", {}), dict):
-                instance["candidates"] = self.assemble(instance.get("context") or {}, instance.get("candidates"), index)
+            if not isinstance(instance, dict) or not instance.keys() <= INSTANCE_FIELDS:
+                continue
+            context = instance.get("context", {})
+            if not isinstance(context, dict):
+                continue
+            instance["candidates"] = self.assemble(context or {}, instance.get("candidates"), index, at_least_one=True)
         return body
 
-    def assemble(self, context: Mapping[str, Any], candidates: Any, index: int = 0) -> dict[str, Any]:
+    def assemble(
+        self,
+        context: Mapping[str, Any],
+        candidates: Any,
+        index: int = 0,
+        tensors: bool = False,
+        at_least_one: bool = False,
+    ) -> dict[str, Any]:
         """Candidate columns: the ids sent (lists), plus every stored feature (NumPy; context-level ones broadcast).
 
-        The columns sent must be of one length (a :class:`RequestError` naming them, as the parser's), checked
-        before the join, which takes the ids' length for every row.
+        The candidates are checked first, with the parser's messages (shape, columns of one length, and with
+        ``at_least_one``, a request's, at least one candidate: a batch-rank chunk may be empty), then that
+        no stored feature was sent and that the ids were: each a :class:`RequestError` naming the place
+        (``instances[3].candidates``; the input tensor when ``tensors``: a KServe v2 request). The join takes the
+        ids' length for every row.
         """
-        where = f"instances[{index}].candidates"
-        columns: dict[str, Any] = _as_columns(candidates, where)
-        column_count(columns, where)
-        self._refuse_sent(context, columns, index)
+        where = INPUTS if tensors else f"instances[{index}]"
+        columns: dict[str, Any] = _as_columns(candidates, f"{where}.candidates")
+        size = len(candidates) if isinstance(candidates, list) else column_count(columns, f"{where}.candidates")
+        if size == 0 and at_least_one:
+            raise RequestError(empty_candidates(f"{where}.candidates"))
+        self._refuse_sent(context, columns, where, tensors)
         if self.item_key not in columns:
-            raise RequestError(f"instances[{index}].candidates: with a feature store, send {self.item_key!r} ids")
-        size = len(columns[self.item_key])
+            raise RequestError(self._no_ids(context, where, size, tensors))
         pending = list(self.views)
         while pending:
             ready = [view for view in pending if all(key in context or key in columns for key in view.keys)]
@@ -350,13 +373,38 @@ class OnlineFeatures:
         _observe(columns, self.served, size)
         return columns
 
-    def _refuse_sent(self, context: Mapping[str, Any], columns: Mapping[str, Any], index: int) -> None:
-        for where, keys in (("context", context), ("candidates", columns)):
-            sent = sorted(self.stored.intersection(keys))
+    def _refuse_sent(self, context: Mapping[str, Any], columns: Mapping[str, Any], where: str, tensors: bool) -> None:
+        """A :class:`RequestError` naming the stored features the request sent (the input tensors, for v2)."""
+        if tensors:
+            sent = self.stored.intersection(context) | self.stored.intersection(columns)
             if sent:
                 raise RequestError(
-                    f"instances[{index}].{where}: {', '.join(sent)} come from the feature store; send ids only"
+                    f"input tensor(s) {names_of(sent)} come from the feature store; send ids only "
+                    "(GET /v2/models/<name> lists the inputs a request sends)"
                 )
+            return
+        for place, keys in (("context", context), ("candidates", columns)):
+            sent = sorted(self.stored.intersection(keys))
+            if sent:
+                raise RequestError(f"{where}.{place}: {', '.join(sent)} come from the feature store; send ids only")
+
+    def _no_ids(self, context: Mapping[str, Any], where: str, size: int, tensors: bool) -> str:
+        """Why candidates without the item ids are refused: the ids sent once for all (context, a [1] tensor), or
+        not at all."""
+        key = self.item_key
+        if tensors and key in context:
+            return (
+                f"input tensor '{key}' has shape [1]; the others have {size} rows: with a feature store, "
+                f"send one id per candidate (shape [{size}])"
+            )
+        if tensors:
+            return f"no input tensor '{key}': with a feature store, send '{key}' ids, one per candidate (shape [N])"
+        if key in context:
+            return (
+                f"{where}.context.{key}: with a feature store, send '{key}' ids in {where}.candidates, "
+                "one per candidate, not in the context"
+            )
+        return f"{where}.candidates lack '{key}': with a feature store, send '{key}' ids, one per candidate"
 
     def _join(self, view: ViewReader, context: Mapping[str, Any], columns: dict[str, Any], size: int) -> None:
         """Add the view's features: one lookup per distinct key, then one NumPy gather per feature."""
@@ -472,13 +520,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def _as_columns(candidates: Any, where: str) -> dict[str, Any]:
-    """Candidates as columns (a list of objects is turned into one list per key; NumPy columns pass as they are)."""
-    if isinstance(candidates, dict) and all(isinstance(values, list | np.ndarray) for values in candidates.values()):
+    """Candidates as columns (a list of objects is turned into one list per key; an object's values pass as they
+    are, for :func:`column_count` to check); anything else is refused with the parser's message."""
+    check_candidates(candidates, where)
+    if isinstance(candidates, dict):
         return dict(candidates)
-    if isinstance(candidates, list) and all(isinstance(row, dict) for row in candidates):
-        keys = dict.fromkeys(key for row in candidates for key in row)
-        return {key: [row.get(key) for row in candidates] for key in keys}
-    raise RequestError(f"{where}: expected a list of objects or an object of equal-length lists")
+    keys = dict.fromkeys(key for row in candidates for key in row)
+    return {key: [row.get(key) for row in candidates] for key in keys}
 
 
 def _distinct_keys(

@@ -7,6 +7,7 @@ Prometheus registry) beside KServe's own ``request_*_seconds`` histograms::
     ranker_request_latency_seconds_bucket{route="predict",le="0.025"}
     ranker_candidates_per_request_bucket{le="1000.0"}
     ranker_model_batch_candidates_bucket{le="1000.0"}
+    ranker_request_missing_features_total{feature="listing_age_days"}
 
 With several worker processes (``--workers``) every worker counts into the
 directory ``PROMETHEUS_MULTIPROC_DIR`` that :mod:`serving.workers` made for them,
@@ -17,14 +18,16 @@ whichever one answers the scrape.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, exposition
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, exposition
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,6 +55,72 @@ MODEL_BATCH = Histogram(
     "candidates in one model call (across batched requests)",
     buckets=_CANDIDATE_BUCKETS,
 )
+
+
+class MissingFeatureCounts:
+    """``ranker_request_missing_features_total{feature}``: ranking requests that left a feature out.
+
+    A ranking request (a v1 instance; a KServe v2 request is one) leaves a feature out when neither its context nor
+    any of its candidates has it and the feature store did not add it: the model scores it as missing (NaN, ``""``),
+    which is legal, so a caller that forgets a feature shows only here. A value sent as ``null``, or a key that some
+    candidate rows have, is sent. :class:`serving.request.RequestParser` calls :meth:`add` once a request has parsed.
+
+    :meth:`add` only tallies the set of features left out (one dictionary update under a lock, about 1 us whatever
+    the set); the tally goes into the Prometheus counter on the first :meth:`add` after ``flush_s`` and before every
+    scrape of the default registry. Why: one ``Counter.inc`` per feature cost about 0.35 us each, 13 us for a
+    1,000-candidate request that sends only the ids (41 features left out), 5% of parsing it. With ``--workers`` a
+    worker's last second of requests shows once it serves the next one.
+
+    Example::
+
+        MISSING_FEATURES.declare(["price", "listing_age_days"])   # each series from start-up, at 0
+        MISSING_FEATURES.add(frozenset({"listing_age_days"}))
+    """
+
+    def __init__(self, flush_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.counter = Counter(
+            "ranker_request_missing_features",
+            "Ranking requests (instances) that left out a feature the model reads (scored as missing), by feature",
+            ["feature"],
+            registry=None,  # registered through this object, which flushes the tally before each scrape
+        )
+        self.flush_s, self.clock = flush_s, clock
+        self._pending: collections.Counter[frozenset[str]] = collections.Counter()
+        self._lock = threading.Lock()
+        self._due = clock() + flush_s
+
+    def declare(self, features: Iterable[str]) -> None:
+        """Create each feature's series (at 0), so that a rate over it exists before any request leaves it out."""
+        for feature in features:
+            self.counter.labels(feature)
+
+    def add(self, absent: frozenset[str]) -> None:
+        """Count one ranking request that left out ``absent`` (nothing when it is empty)."""
+        if absent:
+            with self._lock:
+                self._pending[absent] += 1
+        if self.clock() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the tally into the Prometheus counter."""
+        with self._lock:
+            pending, self._pending = self._pending, collections.Counter()
+            self._due = self.clock() + self.flush_s
+        for features, requests in pending.items():
+            for feature in features:
+                self.counter.labels(feature).inc(requests)
+
+    def describe(self) -> list[Any]:
+        return self.counter.describe()
+
+    def collect(self) -> list[Any]:
+        self.flush()
+        return self.counter.collect()
+
+
+MISSING_FEATURES = MissingFeatureCounts()
+REGISTRY.register(MISSING_FEATURES)
 
 access_logger = logging.getLogger("serving.access")
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode reads it at import

@@ -274,9 +274,9 @@ def tensors_to_instance(request: TensorRequest, datatypes: Mapping[str, str]) ->
     rows = max(map(len, tensors.values()))
     for name, values in tensors.items():
         if len(values) not in (1, rows):
+            advice = f"send [{rows}] (one value per candidate) or [1] (one value for all)" if rows > 1 else "send [1]"
             raise RequestError(
-                f"input tensor '{name}' has shape [{len(values)}]; the others have {rows} rows: "
-                f"send [{rows}] (one value per candidate) or [1] (one value for all)"
+                f"input tensor '{name}' has shape [{len(values)}]; the others have {rows} rows: {advice}"
             )
     context = {name: first(values) for name, values in tensors.items() if len(values) == 1 and rows > 1}
     candidates = {name: values for name, values in tensors.items() if name not in context}

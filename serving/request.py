@@ -54,6 +54,7 @@ import numpy as np
 import orjson
 
 from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+from serving.observability import MISSING_FEATURES
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 KNOWN_PARAMETERS = ("top_k",)
@@ -118,6 +119,8 @@ class RequestParser:
         self.known = frozenset(self.inputs)
         self.id_key = spec.roles.get("item_id")
         self.default_module = spec.modules[0] if len(spec.modules) == 1 else None
+        self.features = frozenset(spec.feature_names)
+        MISSING_FEATURES.declare(spec.feature_names)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -136,16 +139,19 @@ class RequestParser:
         self._check_instance_count(instances)
         top_k = self._top_k(body.get("parameters"))
         self._check_request_total(instances)
-        parts = [self.parse_instance(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
-        columns = {key: np.concatenate([part[key] for part, _ in parts]) for key in self.inputs}
-        sizes = [len(part[MODULE]) for part, _ in parts]
+        parts = [self._parse_instance(instance, f"instances[{i}]") for i, instance in enumerate(instances)]
+        for _, _, absent in parts:
+            MISSING_FEATURES.add(absent)
+        columns = {key: np.concatenate([part[key] for part, _, _ in parts]) for key in self.inputs}
+        sizes = [len(part[MODULE]) for part, _, _ in parts]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return ParsedBatch(columns=columns, offsets=offsets, ids=[ids for _, ids in parts], top_k=top_k)
+        return ParsedBatch(columns=columns, offsets=offsets, ids=[ids for _, ids, _ in parts], top_k=top_k)
 
     def parse_single(self, instance: Mapping[str, Any], where: str) -> ParsedBatch:
         """One instance alone (a KServe v2 request's tensors), under the same limits; messages start with ``where``."""
         self._check_request_total([instance])
-        columns, ids = self.parse_instance(instance, where)
+        columns, ids, absent = self._parse_instance(instance, where)
+        MISSING_FEATURES.add(absent)
         return ParsedBatch(columns=columns, offsets=np.array([0, len(columns[MODULE])], dtype=np.int64), ids=[ids])
 
     def check_limits(self, body: Any) -> None:
@@ -169,6 +175,14 @@ class RequestParser:
 
     def parse_instance(self, instance: Any, where: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The model columns of one instance, and its candidate ids when the candidates carry them."""
+        columns, ids, _ = self._parse_instance(instance, where)
+        return columns, ids
+
+    def _parse_instance(
+        self, instance: Any, where: str
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, frozenset[str]]:
+        """:meth:`parse_instance`, and the model's features that neither the context nor the candidates have
+        (scored as missing; counted once the whole request has parsed)."""
         if not isinstance(instance, Mapping):
             raise RequestError(f"{where} must be an object with 'context' and 'candidates', got {_kind(instance)}")
         unknown = set(instance) - {"context", "candidates"}
@@ -195,7 +209,7 @@ class RequestParser:
             else:
                 columns[key] = np.repeat(self._column(key, [context.get(key)], f"{where}.context.{key}", False), count)
         ids = columns[self.id_key] if self.id_key in candidates else None
-        return columns, ids
+        return columns, ids, self.features.difference(context, candidates)
 
     def _modules(self, values: Sequence[Any], where: str, indexed: bool = True) -> list[Any]:
         """Module names with a missing one (``null``) replaced by the spec's only module; else an error."""
@@ -250,24 +264,21 @@ class RequestParser:
         if isinstance(candidates, Mapping):
             columns = candidates
             count = column_count(columns, where)
-        elif isinstance(candidates, list):
+        else:
+            if isinstance(candidates, list):
+                self._check_count(len(candidates), where)  # before each row is looked at
+            check_candidates(candidates, where)
             count = len(candidates)
-            self._check_count(count, where)
-            if not all(type(row) is dict for row in candidates):
-                index = next(i for i, row in enumerate(candidates) if type(row) is not dict)
-                raise RequestError(f"{where}[{index}] must be an object, got {_kind(candidates[index])}")
             keys = set().union(*candidates)
             self._check_keys(keys, where)
             columns = _transpose(candidates, keys)
-        else:
-            raise RequestError(f"{where} must be a list of objects or an object of columns, got {_kind(candidates)}")
         self._check_count(count, where)
         self._check_keys(columns, where)
         return columns, count
 
     def _check_count(self, count: int, where: str) -> None:
         if count == 0:
-            raise RequestError(f"{where} is empty: a ranking request needs at least one candidate")
+            raise RequestError(empty_candidates(where))
         if count > self.max_candidates:
             raise RequestError(f"{where} holds {count} candidates, more than the maximum {self.max_candidates}")
 
@@ -501,6 +512,32 @@ def _transpose(rows: list[dict], keys: set[str]) -> dict[str, Sequence[Any]]:
         except KeyError:
             pass
     return {key: [row.get(key) for row in rows] for key in order}
+
+
+def check_candidates(candidates: Any, where: str) -> None:
+    """Refuse candidates that are neither an object (columns) nor a list of objects (rows), absent ones included.
+
+    >>> check_candidates([{"price": 1}, 5], "instances[0].candidates")
+    Traceback (most recent call last):
+    serving.request.RequestError: instances[0].candidates[1] must be an object, got int
+    """
+    if isinstance(candidates, Mapping):
+        return
+    if isinstance(candidates, list):
+        if not all(type(row) is dict for row in candidates):
+            index = next(i for i, row in enumerate(candidates) if type(row) is not dict)
+            raise RequestError(f"{where}[{index}] must be an object, got {_kind(candidates[index])}")
+        return
+    if candidates is None:
+        raise RequestError(
+            f"{where} is required (absent or null): the candidates to rank, a list of objects or an object of columns"
+        )
+    raise RequestError(f"{where} must be a list of objects or an object of columns, got {_kind(candidates)}")
+
+
+def empty_candidates(where: str) -> str:
+    """The message for an instance without candidates (``[]``, ``{}`` or empty columns)."""
+    return f"{where} is empty: a ranking request needs at least one candidate"
 
 
 def column_count(columns: Mapping[str, Any], where: str) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -174,7 +175,7 @@ class RankerServingModel(Model):
             payload = self.decode_json(payload)
         if self.features is not None:
             refusing(self.parser.check_limits, payload)  # before any lookup: an oversized body costs the store nothing
-            payload = await self._with_stored_features(payload)
+            payload = await self._with_stored_features(self.features.fill, payload)
         return observed(refusing(self.parser.parse, payload))
 
     def decode_json(self, body: bytes | bytearray | str) -> Any:
@@ -197,11 +198,15 @@ class RankerServingModel(Model):
         instance = refusing(tensors_to_instance, request, self.input_datatypes)
         if self.features is not None:
             refusing(self.parser.check_single_limits, instance, INPUTS)
-            instance = (await self._with_stored_features({"instances": [json_columns(instance)]}))["instances"][0]
+            instance = json_columns(instance)
+            assemble = functools.partial(self.features.assemble, tensors=True, at_least_one=True)
+            candidates = await self._with_stored_features(assemble, instance["context"], instance["candidates"])
+            instance = {**instance, "candidates": candidates}
         return refusing(self.parser.parse_single, instance, INPUTS)
 
-    async def _with_stored_features(self, payload: Any) -> Any:
-        """The ids-only body with the online store's features added.
+    async def _with_stored_features(self, join: Callable[..., Any], *args: Any) -> Any:
+        """``join(*args)`` (:meth:`OnlineFeatures.fill` of an ids-only body, or ``assemble`` of a v2 request's
+        candidates) on a thread: the online store's features added.
 
         A feature that was also sent is a 400; a store that fails, or takes
         longer than ``feature_timeout_s``, is a 503 with the reason (the lookup
@@ -211,7 +216,7 @@ class RankerServingModel(Model):
 
         timeout = self.config.feature_timeout_s
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.features.fill, payload), timeout or None)
+            return await asyncio.wait_for(asyncio.to_thread(join, *args), timeout or None)
         except RequestError as error:
             raise InvalidInput(str(error)) from None
         except StoreUnavailableError as error:

@@ -405,6 +405,68 @@ def test_columns_of_other_lengths_and_oversized_requests_get_the_400_a_server_wi
             assert answer.status_code == 400 and message in answer.text, (name, answer.text)
 
 
+def test_malformed_candidates_get_the_400_a_server_without_the_store_gives(servers):
+    """Absent, empty and mistyped candidates: the same status and message with the store as without."""
+    context = {"module_name": "search", "user_id": "u0000", "device": "ios"}
+    for instance, message in [
+        ({"context": context}, "instances[0].candidates is required (absent or null)"),
+        ({"context": context, "candidates": []}, "instances[0].candidates is empty"),
+        ({"context": context, "candidates": {"listing_id": []}}, "instances[0].candidates is empty"),
+        ({"context": context, "candidates": {"listing_id": "l1"}}, "instances[0].candidates.listing_id must be a list"),
+        ({"context": context, "candidates": [1, 2]}, "instances[0].candidates[0] must be an object"),
+    ]:
+        answers = {name: post(servers[name], {"instances": [instance]}) for name in ("store", "plain")}
+        for name, answer in answers.items():
+            assert answer.status_code == 400 and message in answer.text, (name, instance, answer.text)
+        assert answers["store"].json() == answers["plain"].json()
+
+
+def v2_json(*tensors: tuple[str, str, list]) -> dict:
+    return {"inputs": [{"name": n, "datatype": d, "shape": [len(v)], "data": v} for n, d, v in tensors]}
+
+
+def test_v2_tensors_the_store_refuses_are_named(servers):
+    module = ("module_name", "BYTES", ["search"])
+    for body, message in [
+        (
+            v2_json(("listing_id", "BYTES", ["l1"]), ("listing_age_days", "FP32", [1.0, 2.0, 3.0]), module),
+            "input tensor 'listing_id' has shape [1]; the others have 3 rows: with a feature store, "
+            "send one id per candidate (shape [3])",
+        ),
+        (v2_json(("listing_age_days", "FP32", [1.0, 2.0]), module), "no input tensor 'listing_id'"),
+        (
+            v2_json(("listing_id", "BYTES", ["l1", "l2"]), ("price", "FP32", [1.0]), module),
+            "input tensor(s) ['price'] come from the feature store; send ids only",
+        ),
+    ]:
+        answer = httpx.post(servers["store"].url + "/v2/models/mmoe-ranker/infer", json=body, timeout=30)
+        assert answer.status_code == 400 and message in answer.text and "instances[0]" not in answer.text, answer.text
+
+
+def missing_features(server: ServerProcess) -> dict[str, float]:
+    """``ranker_request_missing_features_total`` by feature, from the server's /metrics."""
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    prefix = 'ranker_request_missing_features_total{feature="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def test_a_feature_an_ids_only_request_leaves_out_is_counted(servers):
+    context = {"module_name": "search", "user_id": "u0000", "device": "ios", "query_category": "toys"}
+    context |= {"anchor_category": None, "anchor_listing_id": None}
+    before = missing_features(servers["store"])
+    assert before.get("listing_age_days") is not None, "every feature's series exists from start-up"
+    answer = post(servers["store"], {"instances": [{"context": context, "candidates": {"listing_id": ["l00007"]}}]})
+    assert answer.status_code == 200, answer.text
+    after = missing_features(servers["store"])
+    assert {name: after[name] - before.get(name, 0.0) for name in after if after[name] != before.get(name)} == {
+        "listing_age_days": 1.0
+    }
+
+
 class Load:
     """Ids-only requests one after another, each with new ids (so each reaches the store), until stopped."""
 
