@@ -121,6 +121,8 @@ class PipelineSettings:
             raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
         if self.n_impressions <= 0:
             raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more (it seeds the simulator), not {self.seed}")
         if self.num_shards < 0:
             raise ValueError(f"num_shards must be 0 (sized by the data) or more, not {self.num_shards}")
         if not 0 <= self.dead_letter_threshold <= 1:

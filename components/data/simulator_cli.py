@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     from components.data.simulator import simulate
 
     try:
-        config = config_from_args(args)
+        config = config_from_args(args).resolved()  # every field checked before anything is written
     except ValueError as error:
         raise SystemExit(f"ranker simulate: {error}") from None
     summary = simulate(config, args.out)

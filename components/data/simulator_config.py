@@ -224,6 +224,8 @@ class SimulatorConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"SimulatorConfig.{name} must be positive, got {value}")
+        if self.seed < 0:
+            raise ValueError(f"SimulatorConfig.seed must be >= 0 (NumPy seeds are non-negative), got {self.seed}")
         if self.history_strength < 0 or self.policy_noise < 0:
             raise ValueError("SimulatorConfig.history_strength and policy_noise must be >= 0")
         active = self.active_modules()

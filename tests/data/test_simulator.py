@@ -300,6 +300,7 @@ def test_module_mix_and_slate_sizes_are_configurable(tmp_path):
         ({"module_mix": "search"}, "NAME=VALUE"),
         ({"candidates": "search=many"}, "many"),
         ({"n_listings": 10}, "n_listings"),
+        ({"seed": -1}, r"seed must be >= 0"),
     ],
 )
 def test_bad_configuration_names_the_problem(options, message, tmp_path):
@@ -321,6 +322,22 @@ def test_cli_writes_files_and_prints_rates(tmp_path, capsys):
     assert str(tmp_path / "impressions") in printed and str(tmp_path / "oracle") in printed
     assert "| search |" in printed and "purchase %" in printed
     assert len(pd.read_parquet(tmp_path / "impressions")) == 2000
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--n-impressions", "0"], "ranker simulate: SimulatorConfig.n_impressions must be positive, got 0"),
+        (["--seed", "-1"], "ranker simulate: SimulatorConfig.seed must be >= 0 (NumPy seeds are non-negative), got -1"),
+    ],
+)
+def test_the_cli_refuses_a_bad_number_in_one_line_before_writing(flags, message, tmp_path):
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["simulate", "--out", str(tmp_path / "out"), *flags])
+    assert str(refused.value.code) == message
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

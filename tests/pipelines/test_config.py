@@ -191,6 +191,7 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
     ("values", "message"),
     [
         ({"dead_letter_threshold": 5.0}, "dead_letter_threshold is a share of rows, 0 to 1, not 5.0"),
+        ({"seed": -1}, "seed must be 0 or more (it seeds the simulator), not -1"),
         ({"step_cpu": "abc"}, "step_cpu 'abc' is not a CPU quantity"),
         ({"train_cpu": "-4"}, "train_cpu '-4' is not a CPU quantity"),
         ({"step_memory": "lots"}, "step_memory 'lots' is not a memory quantity"),
