@@ -837,8 +837,8 @@ def _run_problem(summary: ExtractionSummary, threshold: float, held_out_module: 
     if not summary.split_rows.get("train"):
         if held_out_module and summary.split_rows.get(HELDOUT_SPLIT) == summary.rows_written:
             return (
-                f"the train split is empty: every row is in the held-out module {held_out_module!r} "
-                f"(modules in the data: {', '.join(summary.modules)}); hold out another module, or none"
+                f"the train split is empty: every row is in the held-out module {held_out_module!r}, the only "
+                "module in the data; hold out none"
             )
         return f"the train split is empty ({summary.rows_written} rows written); check the split settings"
     return ""
