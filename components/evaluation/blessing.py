@@ -212,8 +212,9 @@ def _too_few(config: _GateConfig, row: dict[str, Any], primary: PrimaryMetric, s
     if judged_on is None or judged_on >= config.min_requests:
         return ""
     return (
-        f"the {split} split has {judged_on} {_evidence_unit(primary)} for {primary}, fewer than "
-        f"min_requests={config.min_requests}: too few for a verdict (use more impressions or more test days)"
+        f"the {split} split has {_evidence_count(judged_on, primary)} for {primary}; a verdict needs "
+        f"min_requests={config.min_requests}{_auc_note(primary)}: too few for a verdict (use more impressions or "
+        "more test days)"
     )
 
 
@@ -222,8 +223,16 @@ def _evidence(row: dict[str, Any], primary: PrimaryMetric) -> int | None:
     return row.get("positives" if primary.metric == "auc" else "requests")
 
 
-def _evidence_unit(primary: PrimaryMetric) -> str:
-    return "positive impressions" if primary.metric == "auc" else "requests with a positive"
+def _evidence_count(count: int | None, primary: PrimaryMetric) -> str:
+    """``count`` in the verdict's unit: ``1 request with a positive``, ``8 positive impressions`` (AUC)."""
+    if primary.metric == "auc":
+        return f"{count} positive impression{'' if count == 1 else 's'}"
+    return f"{count} request{'' if count == 1 else 's'} with a positive"
+
+
+def _auc_note(primary: PrimaryMetric) -> str:
+    """For AUC, that the ``*min_requests`` settings count positive impressions, not requests."""
+    return " (counted in positive impressions for AUC)" if primary.metric == "auc" else ""
 
 
 def _value(test: SplitEvaluation, model: str | None, subset: str, primary: PrimaryMetric) -> float | None:
@@ -281,8 +290,8 @@ def _not_gated_reason(config: _GateConfig, change: dict[str, Any], primary: Prim
     if change["relative_change"] is None:
         return "not measured (no request with a positive, or no baseline value)"
     return (
-        f"{_evidence(change, primary)} {_evidence_unit(primary)} < module_min_requests={config.module_min_requests}: "
-        "reported, not gated"
+        f"{_evidence_count(_evidence(change, primary), primary)} < module_min_requests="
+        f"{config.module_min_requests}{_auc_note(primary)}: reported, not gated"
     )
 
 

@@ -306,10 +306,11 @@ def test_a_split_with_too_few_requests_gets_no_verdict(metric, evidence):
             return decide(CONFIG, primary, SplitEvaluation("test", 0, 0, ["a"], [], rows, [], {}, 0.0), None, COMPARED)
         return decide(CONFIG, primary, _split(rows), None, COMPARED)
 
-    what = "positive impressions" if metric == "auc" else "requests with a positive"
+    what = "positive impression" if metric == "auc" else "request with a positive"
+    note = " (counted in positive impressions for AUC)" if metric == "auc" else ""
     assert judged_on(1).reasons == [
-        f"the test split has 1 {what} for favorite {metric}, fewer than min_requests=20: too few for a verdict "
-        "(use more impressions or more test days)"
+        f"the test split has 1 {what} for favorite {metric}; a verdict needs min_requests=20{note}: too few for a "
+        "verdict (use more impressions or more test days)"
     ]
     assert judged_on(20).blessed
 
@@ -442,7 +443,7 @@ def test_an_auc_module_is_gated_on_its_positive_impressions_like_the_split():
     blessing = decide(CONFIG.replace(module_min_requests=20), PrimaryMetric("click", "auc"), split, None, COMPARED)
     assert blessing.modules["a"]["gated"] and not blessing.modules["b"]["gated"]
     assert blessing.modules["b"]["not_gated_reason"] == (
-        "8 positive impressions < module_min_requests=20: reported, not gated"
+        "8 positive impressions < module_min_requests=20 (counted in positive impressions for AUC): reported, not gated"
     )
 
 
