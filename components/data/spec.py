@@ -37,6 +37,7 @@ from ranker_core.schema import (
     Task,
     serving_name_clashes,
 )
+from ranker_core.settings import known_keys_hint
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 SHIPPED_SPECS = tuple(sorted(path.stem for path in SPECS_DIR.glob("*.yaml")))
@@ -374,7 +375,7 @@ def _fields(data: Any, cls: type, where: str, problems: list[str], ignore: tuple
     known = [field.name for field in dataclasses.fields(cls) if field.name not in ignore]
     for key in data:
         if key not in known:
-            problems.append(f"{where}: unknown key {key!r} (expected one of: {', '.join(known)})")
+            problems.append(f"{where}: unknown key {key!r} ({known_keys_hint(str(key), known)})")
     return {key: value for key, value in data.items() if key in known}
 
 

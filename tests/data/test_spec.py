@@ -70,7 +70,8 @@ def test_a_missing_spec_names_the_path_and_the_shipped_names(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda s: s.update(colour="red"), r"spec: unknown key 'colour'"),
+        (lambda s: s.update(weather="red"), r"spec: unknown key 'weather' \(known: columns, "),
+        (lambda s: s.update(taks=[]), r"spec: unknown key 'taks' \(did you mean 'tasks'\?\)"),
         (lambda s: s["columns"].update(group="x"), r"columns: unknown key 'group'"),
         (lambda s: s["columns"].update(position="timestamp"), r"column 'timestamp' has two roles"),
         (lambda s: s["columns"].update(module="user_id"), r"'user_id' has two roles \(user_id and module\)"),
