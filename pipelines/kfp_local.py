@@ -70,6 +70,10 @@ def init(pipeline_root: Path, docker: bool, enable_caching: bool) -> None:
         runner = local.DockerRunner(user=f"{os.getuid()}:{os.getgid()}")
     else:
         runner = local.SubprocessRunner(use_venv=False)
+        # A step runs ``python -m kfp.dsl.executor_main`` in the caller's folder, which ``-m`` puts first on the
+        # step's sys.path: a ``proto.py`` or ``json.py`` there would shadow what the step imports. Python 3.11's
+        # PYTHONSAFEPATH leaves it out (the project is imported from this virtual environment).
+        os.environ["PYTHONSAFEPATH"] = "1"
     local.init(runner=runner, pipeline_root=str(pipeline_root), enable_caching=enable_caching, raise_on_error=True)
 
 

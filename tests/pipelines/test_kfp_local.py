@@ -3,6 +3,7 @@
 import json
 
 import kfp
+import pytest
 
 from pipelines import kfp_local
 from pipelines.kfp_local import StepEvent, parse_log_line
@@ -32,3 +33,33 @@ def test_cached_metrics_artifacts_get_their_files(tmp_path):
     assert kfp_local.materialize_metrics(tmp_path) == 1
     assert json.loads(metrics.read_text()) == {"ndcg": 0.5}
     assert kfp_local.materialize_metrics(tmp_path) == 0
+
+
+def test_a_module_in_the_callers_folder_does_not_shadow_what_a_step_imports(tmp_path, monkeypatch, kfp_config_kept):
+    from components.base import ranker_component
+
+    folder = tmp_path / "caller"
+    folder.mkdir()
+    (folder / "json.py").write_text("raise ImportError('the caller folder shadowed json')\n")
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("PYTHONSAFEPATH", "")  # unset for Python; restored after the test
+    kfp_local.init(tmp_path / "root", docker=False, enable_caching=False)
+
+    @ranker_component
+    def dumps() -> str:
+        import json
+
+        return json.dumps([1])
+
+    with kfp_local.quiet_warnings():
+        assert dumps().output == "[1]"
+
+
+@pytest.fixture
+def kfp_config_kept():
+    """``kfp_local.init`` sets kfp.local's process-wide configuration: leave it as other tests found it."""
+    from kfp.local import config
+
+    saved = config.LocalExecutionConfig.instance
+    yield
+    config.LocalExecutionConfig.instance = saved
