@@ -70,11 +70,26 @@ def init(pipeline_root: Path, docker: bool, enable_caching: bool) -> None:
         runner = local.DockerRunner(user=f"{os.getuid()}:{os.getgid()}")
     else:
         runner = local.SubprocessRunner(use_venv=False)
-        # A step runs ``python -m kfp.dsl.executor_main`` in the caller's folder, which ``-m`` puts first on the
-        # step's sys.path: a ``proto.py`` or ``json.py`` there would shadow what the step imports. Python 3.11's
-        # PYTHONSAFEPATH leaves it out (the project is imported from this virtual environment).
-        os.environ["PYTHONSAFEPATH"] = "1"
     local.init(runner=runner, pipeline_root=str(pipeline_root), enable_caching=enable_caching, raise_on_error=True)
+
+
+@contextlib.contextmanager
+def caller_folder_not_imported() -> Iterator[None]:
+    """Steps started inside run without the caller's folder on their ``sys.path``.
+
+    A SubprocessRunner step runs ``python -m kfp.dsl.executor_main`` in the caller's folder, which ``-m`` puts
+    first on the step's ``sys.path``: a ``proto.py`` or ``json.py`` there would shadow what the step imports.
+    Python 3.11's ``PYTHONSAFEPATH`` leaves it out (the project is imported from this virtual environment).
+    """
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
 
 
 @contextlib.contextmanager

@@ -209,7 +209,11 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     log_path = None if progress.echo else step_log_path(settings)
     echoed = LastLines()  # the end of the steps' output (filtered) when it is echoed rather than logged
     try:
-        with kfp_local.quiet_warnings(), _steps_output_to(log_path, echoed, progress):
+        with (
+            kfp_local.quiet_warnings(),
+            kfp_local.caller_folder_not_imported(),
+            _steps_output_to(log_path, echoed, progress),
+        ):
             task = pipeline(**settings.pipeline_arguments(local=True))
     except RuntimeError as error:
         output = log_path.read_text(errors="replace") if log_path else echoed.text()

@@ -1,6 +1,7 @@
 """The kfp.local adapter: pinned to the kfp version it was written for, and what it reads from kfp.local."""
 
 import json
+import os
 
 import kfp
 import pytest
@@ -38,11 +39,12 @@ def test_cached_metrics_artifacts_get_their_files(tmp_path):
 def test_a_module_in_the_callers_folder_does_not_shadow_what_a_step_imports(tmp_path, monkeypatch, kfp_config_kept):
     from components.base import ranker_component
 
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+
     folder = tmp_path / "caller"
     folder.mkdir()
     (folder / "json.py").write_text("raise ImportError('the caller folder shadowed json')\n")
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("PYTHONSAFEPATH", "")  # unset for Python; restored after the test
     kfp_local.init(tmp_path / "root", docker=False, enable_caching=False)
 
     @ranker_component
@@ -51,8 +53,9 @@ def test_a_module_in_the_callers_folder_does_not_shadow_what_a_step_imports(tmp_
 
         return json.dumps([1])
 
-    with kfp_local.quiet_warnings():
+    with kfp_local.quiet_warnings(), kfp_local.caller_folder_not_imported():
         assert dumps().output == "[1]"
+    assert "PYTHONSAFEPATH" not in os.environ
 
 
 @pytest.fixture
