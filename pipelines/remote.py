@@ -125,7 +125,7 @@ def list_schedules(settings: PipelineSettings, credentials: Any = None) -> list[
         ]
     from google.cloud import aiplatform
 
-    registry = settings.registry
+    registry = _vertex_registry(settings)
     schedules = aiplatform.PipelineJobSchedule.list(
         project=registry.project, location=registry.location, credentials=credentials
     )
@@ -146,7 +146,7 @@ def change_schedule(settings: PipelineSettings, name: str, action: str, credenti
         return
     from google.cloud import aiplatform
 
-    registry = settings.registry
+    registry = _vertex_registry(settings)
     schedule = aiplatform.PipelineJobSchedule.get(
         schedule_id=name, project=registry.project, location=registry.location, credentials=credentials
     )
@@ -168,6 +168,15 @@ def kfp_cron(cron: str) -> str:
     raise InvalidValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday) or 6 (seconds first)")
 
 
+def _vertex_registry(settings: PipelineSettings) -> Any:
+    """The registry settings that name the Vertex AI project and region; a one-line error without a project."""
+    if not settings.registry.project:
+        raise InvalidValueError(
+            "Vertex AI needs a project: set --project or GOOGLE_CLOUD_PROJECT (or --kfp-host for KFP)"
+        )
+    return settings.registry
+
+
 def _job_id(pipeline_name: str) -> str:
     return f"{pipeline_name}-{time.strftime(_JOB_ID_FORMAT)}"
 
@@ -177,11 +186,7 @@ def _vertex_job(
 ):
     from google.cloud import aiplatform
 
-    registry = settings.registry
-    if not registry.project:
-        raise InvalidValueError(
-            "Vertex AI needs a project: set --project or GOOGLE_CLOUD_PROJECT (or --kfp-host for KFP)"
-        )
+    registry = _vertex_registry(settings)
     if not settings.pipeline_root.startswith("gs://"):
         raise InvalidValueError(
             f"Vertex AI needs a gs:// pipeline root (--pipeline-root), not {settings.pipeline_root!r}"

@@ -181,6 +181,15 @@ def test_vertex_schedules_are_created_listed_paused_resumed_and_deleted(vertex_a
     assert vertex_api.schedules == {}
 
 
+def test_vertex_schedules_without_a_project_are_refused_in_one_line_naming_the_flag():
+    settings = vertex_settings(registry=RegistryConfig())  # the default, local registry: no project
+    message = "Vertex AI needs a project: set --project or GOOGLE_CLOUD_PROJECT"
+    with pytest.raises(InvalidValueError, match=message):
+        remote.list_schedules(settings)
+    with pytest.raises(InvalidValueError, match=message):
+        remote.change_schedule(settings, "projects/1/locations/us-central1/schedules/2", "pause")
+
+
 def test_a_vertex_run_is_recorded_in_the_experiment_named_after_the_model(vertex_api, template):
     name = remote.submit_run(vertex_settings(), template, credentials=AnonymousCredentials())
 
