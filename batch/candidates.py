@@ -24,8 +24,10 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pandas as pd
+from apache_beam.metrics import Metrics
 
 from batch.features import FILE, ROW, dead_letter
+from batch.topk import NAMESPACE
 from components.data.readers import DataSourceError, bigquery_read, file_columns, read_batches, resolve_files
 from components.data.spec import SourceSpec
 from ranker_core.schema import FeatureSpec
@@ -92,10 +94,12 @@ class RowsToChunk(beam.DoFn):
 
     def setup(self) -> None:
         self.read = 0
+        self.counter = Metrics.counter(NAMESPACE, "candidates_read")
 
     def process(self, rows: list[dict[str, Any]]) -> Iterator[pd.DataFrame]:
         numbers = np.arange(self.read + 1, self.read + len(rows) + 1)
         self.read += len(rows)
+        self.counter.inc(len(rows))
         yield _with_origin(pd.DataFrame.from_records(rows), self.table, numbers)
 
 
@@ -105,9 +109,13 @@ class ReadFile(beam.DoFn):
     def __init__(self, file_format: str, columns: Sequence[str], spec: FeatureSpec, batch_rows: int) -> None:
         self.format, self.columns, self.spec, self.batch_rows = file_format, tuple(columns), spec, batch_rows
 
+    def setup(self) -> None:
+        self.read = Metrics.counter(NAMESPACE, "candidates_read")
+
     def process(self, path: str) -> Iterator[Any]:
         read = _tfrecord_chunks if self.format == "tfrecord" else _table_chunks
         for chunk, errors in read(path, self.format, self.columns, self.spec, self.batch_rows):
+            self.read.inc(len(chunk) + len(errors))  # rows read = ranked + dead letters + left out
             for row, reason in errors:
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(path, row, reason))
             if len(chunk):

@@ -15,7 +15,10 @@ with the model's raw features (the columns ``ranker serve`` accepts), or, with
 and request context: the stored features are joined as ``ranker serve
 --feature-store`` joins them. Rows
 missing the user, listing or campaign, or with a value that cannot be read,
-go to <out>/dead_letter/*.jsonl (the ranking: <out>/ranking/*.parquet) with their file, row and reason. Every flag
+go to <out>/dead_letter/*.jsonl (the ranking: <out>/ranking/*.parquet) with their file, row and reason. The
+model's module is read from its module role column (e.g. tab), else module_name, else it is the model's only
+module. A run that read rows but ranked none (every row a dead letter, or none of --campaign), or read no
+row at all, prints the summary and one line saying why, and exits 1. Every flag
 defaults to an environment variable (in brackets); any Beam flag not listed
 can follow a lone `--`.
 """
@@ -26,6 +29,7 @@ import argparse
 import contextlib
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from components.features.options import BeamOptions, add_beam_arguments, beam_options_from_args
@@ -47,7 +51,12 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--out": ("out", str, "output folder (Parquet) or bq://project.dataset.table"),
     "--dead-letter-out": ("dead_letter_out", str, "folder for the rows that cannot be ranked"),
     "--top-k": ("top_k", int, "listings per user (and campaign)"),
-    "--campaign-column": ("campaign_column", str, "column of the campaign or module ('' ranks per user only)"),
+    "--campaign-column": (
+        "campaign_column",
+        str,
+        "column of the campaign or module (default: the model's module role, e.g. tab, else module_name; "
+        "'' ranks per user only)",
+    ),
     "--user-column": ("user_column", str, "user id column (default: the model's user-id role)"),
     "--item-column": ("item_column", str, "listing id column (default: the model's item-id role)"),
     "--batch-size": ("batch_size", int, "candidates per model call"),
@@ -63,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (field, kind, text) in _FLAGS.items():
         env = BatchRankConfig.env_names(field)[0][0]
         default = BatchRankConfig.model_fields[field].default
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=f"{text} [{env}; default {default!r}]")
+        shown = f"{env}; default {default!r}" if default is not None else env  # None: the help text says
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=f"{text} [{shown}]")
     parser.add_argument(
         "--grouped-by-user",
         dest=_GROUPED,
@@ -88,6 +98,9 @@ def main(args: argparse.Namespace) -> int:
     with _registry(args.tracking_uri) if config.model_uri.startswith("models:/") else contextlib.nullcontext():
         summary = batch_rank(config, _beam_options(args, extra))
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    if summary.problem:  # a scheduler's run that ranked nothing fails (exit 1; a mistake in the flags is 2)
+        print(f"ranker batch-rank: {summary.problem}", file=sys.stderr)
+        return 1
     return 0
 
 

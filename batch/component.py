@@ -60,3 +60,5 @@ def batch_rank(
         metrics.log_metric(name, getattr(summary, name))
     ranked.metadata.update({"rankings": summary.rankings, "top_k": top_k, "model_uri": model_uri})
     dead_letters.metadata["rows"] = summary.dead_letters
+    if summary.problem:  # read rows but ranked none, or read none: the step fails, as `ranker batch-rank` exits 1
+        raise RuntimeError(summary.problem)

@@ -11,7 +11,8 @@ campaign            ``RANKER_BATCH_CAMPAIGN``       ``""`` (rank only the rows o
 out                 ``RANKER_BATCH_OUT``            (required) folder (``ranking/``), or ``bq://p.d.table``
 dead_letter_out     ``RANKER_BATCH_DEAD_LETTER_OUT``  ``<out>/dead_letter`` (required for a BigQuery ``out``)
 top_k               ``RANKER_BATCH_TOP_K``          ``10``
-campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  ``module_name`` (``""``: one ranking per user)
+campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  the model's module role (``tab`` on KuaiRand), else
+                                                    ``module_name`` (``""``: one ranking per user)
 user_column         ``RANKER_BATCH_USER_COLUMN``    the model's user-id role (``user_id`` on the simulator)
 item_column         ``RANKER_BATCH_ITEM_COLUMN``    the model's item-id role (``listing_id``)
 batch_size          ``RANKER_BATCH_BATCH_SIZE``     ``4096`` candidates per model call
@@ -59,7 +60,7 @@ class BatchRankConfig(Settings):
     out: str = ""
     dead_letter_out: str = ""
     top_k: int = 10
-    campaign_column: str = "module_name"
+    campaign_column: str | None = None  # None: the model's module role, else module_name (batch.pipeline)
     user_column: str = ""
     item_column: str = ""
     batch_size: int = 4096

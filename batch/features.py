@@ -29,10 +29,23 @@ the keys of the store's joins (:attr:`FeatureAssembler.id_sources`)::
     assembler = FeatureAssembler(feature_spec, "customer", "item")
     stored = StoredFeatures.of("work_dir/feature_repo", "listing_id", columns=assembler.id_sources)
 
+The model's module (its ``module_name`` input) is read as extraction read it
+for training: from the spec's module role column (``tab`` on KuaiRand), else
+from a ``module_name`` column (extracted examples hold it under that name);
+with neither, or an empty value, a model that knows a single module scores
+that one (as ``ranker serve`` does). A campaign column that is one of these
+columns (the default: the module role) is that module::
+
+    assembler = FeatureAssembler(kuairand_spec, "user_id", "video_id", campaign_column="tab")
+    assembler.module_columns    # ("tab", "module_name"): the first present is read
+
 A row is dead-lettered (file, row, reason) when a required column (user, item,
-campaign) is absent or empty, or a numeric feature holds something that is not
-a number. A missing feature value is not an error: it is scored as missing,
-as the server does (NaN for numbers, ``""`` for strings).
+campaign) is absent or empty, the module cannot be told, a numeric feature
+holds something that is not a number, or a string feature a value that is not
+text (a list feature takes a list of strings, joined by ``|`` as the server
+joins it, or the ``|``-joined string). A missing feature value is not an
+error: it is scored as missing, as the server does (NaN for numbers, ``""``
+for strings).
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ranker_core.schema import MODULE, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
 from serving.request import FLOAT32_MAX
 
 if TYPE_CHECKING:
@@ -54,6 +67,12 @@ FILE = "_file"
 ROW = "_row"
 # A batch run reads a snapshot that does not change while it runs: cache each looked-up id for an hour.
 STORE_CACHE_SECONDS = 3600.0
+# Values that are no scalar: a list feature's tokens (Parquet list columns read as NumPy arrays), or a mistake.
+CONTAINERS = (list, tuple, np.ndarray, dict, set)
+# What pandas infers for object columns that hold no container: no check per value is needed.
+SCALAR_KINDS = frozenset(
+    {"string", "empty", "bytes", "floating", "integer", "mixed-integer-float", "decimal", "boolean"}
+)
 
 
 def dead_letter(path: str, row: int, reason: str) -> dict[str, Any]:
@@ -121,9 +140,64 @@ class FeatureAssembler:
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        """Columns every row must have a value in."""
-        keys = (self.user_column, self.item_column, self.campaign_column)
-        return tuple(dict.fromkeys(column for column in keys if column))
+        """Columns every row must have a value in (a campaign column that holds the module: see :attr:`modules`)."""
+        campaign = "" if self.campaign_is_module else self.campaign_column
+        return tuple(dict.fromkeys(column for column in (self.user_column, self.item_column, campaign) if column))
+
+    @property
+    def module_columns(self) -> tuple[str, ...]:
+        """The columns the model's module is read from, the first present in a chunk: the campaign column where it
+        is one of the others, the spec's module role (as extraction read it), ``module_name``."""
+        sources = (self.feature_spec.roles.get("module") or MODULE, MODULE)
+        first = (self.campaign_column,) if self.campaign_column in sources else ()
+        return tuple(dict.fromkeys((*first, *sources)))
+
+    @property
+    def campaign_is_module(self) -> bool:
+        """Whether the campaign column is the model's module (then its values are :meth:`modules`)."""
+        return bool(self.campaign_column) and self.campaign_column in self.module_columns
+
+    @property
+    def default_module(self) -> str | None:
+        """The module of a row without one: the spec's only module (as ``ranker serve`` has it), else none."""
+        modules = self.feature_spec.modules
+        return modules[0] if len(modules) == 1 else None
+
+    def modules(self, chunk: pd.DataFrame, reasons: np.ndarray | None = None) -> np.ndarray | None:
+        """The model's module of each row, as text (see :attr:`module_columns`); an empty value is the
+        :attr:`default_module`, else a dead letter in ``reasons``. None when the chunk has no module column and the
+        model several modules (with ``reasons``: all its rows are dead letters)."""
+        default = self.default_module
+        for column in self.module_columns:
+            if column in chunk:
+                values = _text(chunk, column)
+                missing = values == ""
+                if default is not None:
+                    return np.where(missing, default, values) if missing.any() else values
+                if reasons is not None:
+                    _note(reasons, missing, f"{column}: missing value")
+                return values
+        if default is not None:
+            return np.full(len(chunk), default, dtype=object)
+        if reasons is not None:
+            _note(reasons, np.ones(len(chunk), dtype=bool), self._missing_module)
+        return None
+
+    @property
+    def _missing_module(self) -> str:
+        columns = self.module_columns
+        if len(columns) == 1:
+            return f"missing column {columns[0]!r}"
+        named = " or ".join(repr(column) for column in columns)
+        return f"missing column {columns[0]!r} (the model's module: a column {named})"
+
+    def campaigns(self, chunk: pd.DataFrame) -> np.ndarray | None:
+        """The campaign of each row as text (``""``: none); None without a campaign column in the chunk."""
+        if self.campaign_is_module:
+            return self.modules(chunk)
+        if not self.campaign_column or self.campaign_column not in chunk:
+            return None
+        return _text(chunk, self.campaign_column)
 
     @property
     def id_sources(self) -> dict[str, str]:
@@ -141,7 +215,7 @@ class FeatureAssembler:
         ids = self.stored.id_columns if self.stored else ()
         sources = self.id_sources
         features = [sources.get(name, name) for name in self.feature_spec.feature_names if name not in stored]
-        return tuple(dict.fromkeys((*self.required_columns, MODULE, *ids, *features)))
+        return tuple(dict.fromkeys((*self.required_columns, *self.module_columns, *ids, *features)))
 
     def assemble(
         self, chunk: pd.DataFrame, store: OnlineFeatures | None = None
@@ -158,8 +232,12 @@ class FeatureAssembler:
         out = {FILE: chunk[FILE].to_numpy(), ROW: chunk[ROW].to_numpy()}
         for column in self.required_columns:
             out[column] = self._required(chunk, column, reasons)
+        modules = self.modules(chunk, reasons)
+        out[MODULE] = np.full(len(chunk), "", dtype=object) if modules is None else modules
+        if self.campaign_is_module:
+            out[self.campaign_column] = out[MODULE]
         sources = self.id_sources
-        for name in (MODULE, *self.feature_spec.feature_names):
+        for name in self.feature_spec.feature_names:
             if name in out:
                 continue
             if sources.get(name) in out:  # an id feature in a key column of another name: the key's text
@@ -167,9 +245,11 @@ class FeatureAssembler:
                 continue
             if name not in chunk:
                 continue  # an absent feature is scored as missing
-            is_string = name == MODULE or self.feature_spec.feature(name).is_string
-            # strings pass as read: the ranker casts them and scores null as missing, as the server does
-            out[name] = chunk[name].to_numpy() if is_string else _number(chunk, name, reasons)
+            feature = self.feature_spec.feature(name)
+            if feature.is_string:
+                out[name] = _strings(chunk, name, reasons, joined=feature.kind == "list")
+            else:
+                out[name] = _number(chunk, name, reasons)
         frame = pd.DataFrame(out, copy=False)
         bad = np.flatnonzero(pd.notna(reasons))
         if not len(bad):
@@ -213,6 +293,55 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _strings(chunk: pd.DataFrame, column: str, reasons: np.ndarray, joined: bool) -> np.ndarray:
+    """A string feature as extraction wrote it for training: text as read (null is scored as missing), numbers as
+    their text (integral floats without ``.0``: Parquet integers with nulls read as floats); for a list feature
+    (``joined``) a list of strings (a Parquet list column) is joined by ``|``, as the server joins it. Any other
+    value (a list of non-strings, a list for a feature that takes one string) is a dead letter naming it."""
+    values = chunk[column]
+    if values.dtype.kind == "f":
+        return _float_text(values.to_numpy())
+    if values.dtype.kind in "iub":
+        return values.astype(str).to_numpy(dtype=object)
+    array = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(array, skipna=True) in ("string", "bytes", "empty"):
+        return array  # the common case, in one pass: the ranker casts null to "" as the server does
+    text = np.empty(len(array), dtype=object)
+    for index, value in enumerate(array):
+        value = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, str):
+            text[index] = value
+        elif isinstance(value, CONTAINERS):
+            tokens = list(value)
+            if joined and not isinstance(value, (dict, set)) and all(isinstance(token, str) for token in tokens):
+                text[index] = LIST_SEPARATOR.join(tokens)
+                continue
+            text[index] = ""
+            if pd.isna(reasons[index]):
+                expected = "a string or a list of strings" if joined else "a string"
+                reasons[index] = f"{column}: expected {expected}, got {_short(value)}"
+        elif value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
+            text[index] = ""
+        else:
+            text[index] = _as_text(value)
+    return text
+
+
+def _float_text(numbers: np.ndarray) -> np.ndarray:
+    """Floats as extraction's text: integral ones without ``.0``, NaN and infinities as ``""``."""
+    integral = np.isfinite(numbers) & (numbers == np.round(numbers))
+    text = numbers.astype(str).astype(object)
+    text[integral] = numbers[integral].astype(np.int64).astype(str)
+    text[~np.isfinite(numbers)] = ""
+    return text
+
+
+def _short(value: Any, most: int = 60) -> str:
+    """``value`` for a message (a NumPy array as the list it holds), cut at ``most`` characters."""
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray:
     """A float32 column; absent, null and ``""`` are NaN; anything else that is not a number, or is not a finite
     float32 (``inf``, ``1e39``: the server refuses them too), is a dead letter."""
@@ -222,6 +351,7 @@ def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray
     if values.dtype.kind in "fiub":
         numbers = values.to_numpy(dtype=np.float64)
     else:
+        values = _scalars(values, column, reasons)
         present = values.replace("", None)
         parsed = pd.to_numeric(present, errors="coerce")
         _note_values(reasons, (parsed.isna() & present.notna()).to_numpy(), values, f"{column}: {{!r}} is not a number")
@@ -231,6 +361,16 @@ def _number(chunk: pd.DataFrame, column: str, reasons: np.ndarray) -> np.ndarray
         _note_values(reasons, too_big, values, f"{column}: {{!r}} is not a finite float32 number")
         numbers = np.where(too_big, np.nan, numbers)  # a dead letter, never scored (and the chunk is not written to)
     return numbers.astype(np.float32)
+
+
+def _scalars(values: pd.Series, column: str, reasons: np.ndarray) -> pd.Series:
+    """``values`` with every list (or other container: a Parquet list column) null, and a dead letter."""
+    if pd.api.types.infer_dtype(values, skipna=True) in SCALAR_KINDS:
+        return values  # text (CSV), numbers: no pass per value
+    container = np.array([isinstance(value, CONTAINERS) for value in values], dtype=bool)
+    for index in np.flatnonzero(container & pd.isna(reasons)):
+        reasons[index] = f"{column}: {_short(values.iat[index])} is not a number"
+    return values.where(~container, None) if container.any() else values
 
 
 def _note_values(reasons: np.ndarray, bad: np.ndarray, values: pd.Series, message: str) -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -42,13 +44,17 @@ from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
 from batch.config import BIGQUERY_SCHEME, BatchRankConfig
 from batch.features import FeatureAssembler, StoredFeatures
 from batch.inference import RankerModelHandler
-from batch.topk import NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
+from batch.topk import CAMPAIGNS_NAMESPACE, NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
 from components.features.options import BeamOptions
 from ranker_core.cli_support import UserError
-from ranker_core.schema import FeatureSpec
+from ranker_core.schema import MODULE, FeatureSpec
 
 __all__ = ["BatchSummary", "RankingLayout", "batch_rank", "bigquery_sink", "read_ranking"]
 SPANNING = "spanning"
+MAX_CAMPAIGN_NAMES = 100  # distinct campaigns counted by name per worker (the rest as OTHER_CAMPAIGNS)
+OTHER_CAMPAIGNS = "(others)"
+EMPTY_CAMPAIGN = "(empty)"  # a row without a campaign value (a metric's name cannot be empty)
+REASON_LINES = 10_000  # dead letters read for the most common reasons of a run that ranked nothing
 
 
 @dataclasses.dataclass
@@ -66,6 +72,48 @@ class BatchSummary:
     feature_store_model_version: str = ""  # the model version its snapshot was materialized for
     campaign: str = ""  # the campaign ranked (all when empty)
     other_campaigns: int = 0  # rows read of other campaigns, left out
+    candidates: str = ""  # what was read
+    campaign_column: str = ""  # the column of the campaign (or module)
+    campaigns_seen: dict[str, int] = dataclasses.field(default_factory=dict)  # rows per campaign, with ``campaign``
+    # the most common reasons of the dead letters (of the first REASON_LINES), when nothing was ranked
+    dead_letter_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def problem(self) -> str:
+        """Why a run ranked nothing although it read rows (or read none), in one line; ``""`` when it ranked."""
+        if self.scored:
+            return ""
+        if not self.candidates_read:
+            return f"read no candidate rows from {self.candidates}: nothing to rank (empty files or table)"
+        if self.campaign and self.campaigns_seen and not self.campaigns_seen.get(self.campaign):
+            return self._campaign_problem()
+        rows = (
+            f"the {self.dead_letters} rows of campaign {self.campaign!r} were all dead letters "
+            f"({self.other_campaigns} of other campaigns left out)"
+            if self.other_campaigns
+            else f"all {self.dead_letters} rows read were dead letters"
+            if self.dead_letters > 1
+            else "the one row read was a dead letter"
+        )
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in self.dead_letter_reasons.items())
+        return f"nothing ranked: {rows}, in {self.dead_letter_out}" + (
+            f"; most common reasons: {reasons}" if reasons else ""
+        )
+
+    def _campaign_problem(self) -> str:
+        seen = sorted(self.campaigns_seen.items(), key=lambda item: (-item[1], item[0]))
+        names = [name for name, _ in seen if name not in (OTHER_CAMPAIGNS, EMPTY_CAMPAIGN)]
+        close = difflib.get_close_matches(self.campaign, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listed = ", ".join(
+            f"{name} ({count} rows)" if i == 0 else f"{name} ({count})" for i, (name, count) in enumerate(seen[:5])
+        )
+        more = f" and {len(seen) - 5} more" if len(seen) > 5 else ""
+        dead = f"; {self.dead_letters} dead letters in {self.dead_letter_out}" if self.dead_letters else ""
+        return (
+            f"nothing ranked: no row of campaign {self.campaign!r} among the {self.candidates_read} rows read"
+            f"{hint}; the campaigns in column {self.campaign_column!r}: {listed}{more}{dead}"
+        )
 
     def format(self) -> str:
         store = (
@@ -82,7 +130,7 @@ class BatchSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"problem": self.problem}
 
 
 class Assemble(beam.DoFn):
@@ -90,25 +138,35 @@ class Assemble(beam.DoFn):
 
     def __init__(self, assembler: FeatureAssembler, campaign: str = "") -> None:
         self.assembler, self.campaign = assembler, campaign
-        self.read = Metrics.counter(NAMESPACE, "candidates_read")
         self.other_campaigns = Metrics.counter(NAMESPACE, "other_campaigns")
         self.store = None
+        self.named: set[str] = set()
 
     def setup(self) -> None:
         if self.assembler.stored is not None:
             self.store = self.assembler.stored.open()  # one connection and cache per worker
 
     def process(self, chunk: pd.DataFrame) -> Iterator[Any]:
-        self.read.inc(len(chunk))
-        if self.campaign and self.assembler.campaign_column in chunk:
-            kept = chunk[chunk[self.assembler.campaign_column].astype(str) == self.campaign]
-            self.other_campaigns.inc(len(chunk) - len(kept))
-            chunk = kept
+        campaigns = self.assembler.campaigns(chunk) if self.campaign else None
+        if campaigns is not None:  # None: no campaign column in the chunk, its rows are dead letters
+            kept = campaigns == self.campaign
+            self._count(campaigns)
+            self.other_campaigns.inc(len(chunk) - int(kept.sum()))
+            chunk = chunk[kept]
         good, dead = self.assembler.assemble(chunk, self.store)
         for letter in dead:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         if len(good):
             yield good
+
+    def _count(self, campaigns: Any) -> None:
+        """Rows per campaign (namespace ``CAMPAIGNS_NAMESPACE``), for the message of a ``campaign`` never seen."""
+        for name, count in pd.Series(campaigns, dtype=object).value_counts().items():
+            name = str(name) or EMPTY_CAMPAIGN
+            if name not in self.named and len(self.named) >= MAX_CAMPAIGN_NAMES:
+                name = OTHER_CAMPAIGNS
+            self.named.add(name)
+            Metrics.counter(CAMPAIGNS_NAMESPACE, name).inc(int(count))
 
 
 class TopKPerChunk(beam.DoFn):
@@ -201,10 +259,13 @@ def rank_candidates(
 ) -> None:
     """Add the whole batch ranking to ``pipeline``, scoring with the exported ranker behind ``model_uri``."""
     spec = assembler.feature_spec
-    layout = RankingLayout(assembler.user_column, assembler.item_column, config.campaign_column, spec.task_names)
+    layout = RankingLayout(assembler.user_column, assembler.item_column, assembler.campaign_column, spec.task_names)
     source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
     require_id_columns(source, assembler)
-    read = pipeline | "ReadCandidates" >> ReadCandidates(source, assembler.input_columns, spec, config.batch_size)
+    columns = assembler.input_columns
+    if source.format == "bigquery":  # a read of a column the table lacks fails: the module from its first column
+        columns = tuple(column for column in columns if column not in assembler.module_columns[1:])
+    read = pipeline | "ReadCandidates" >> ReadCandidates(source, columns, spec, config.batch_size)
     assemble = beam.ParDo(Assemble(assembler, config.campaign)).with_output_types(pd.DataFrame)
     features = read.chunks | "AssembleFeatures" >> assemble.with_outputs(DEAD_LETTERS, main="chunks")
     top_k = beam.ParDo(TopKPerChunk(layout, config.top_k, config.grouped_by_user)).with_output_types(pa.Table)
@@ -239,12 +300,15 @@ def _counted(letter: dict[str, Any]) -> str:
 
 
 def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssembler:
-    """The feature assembly of this run: key columns from the config, else the model's id roles."""
+    """The feature assembly of this run: key columns from the config, else the model's id and module roles."""
     user = config.user_column or spec.roles.get("user_id", "")
     item = config.item_column or spec.roles.get("item_id", "")
     if not user or not item:
         raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
-    assembler = FeatureAssembler(spec, user, item, config.campaign_column)
+    campaign = config.campaign_column
+    if campaign is None:  # the model's module, in the column training read it from (tab on KuaiRand)
+        campaign = spec.roles.get("module") or MODULE
+    assembler = FeatureAssembler(spec, user, item, campaign)
     if not config.feature_store:
         return assembler
     # the store's keys are the model's id roles; the table may name those columns otherwise (--item-column ...)
@@ -309,7 +373,7 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
     result = pipeline.run()
     result.wait_until_finish()
     counts = _counters(result)
-    return BatchSummary(
+    summary = BatchSummary(
         model_uri=config.model_uri,
         candidates_read=counts.get("candidates_read", 0),
         dead_letters=counts.get("dead_letters", 0),
@@ -321,13 +385,39 @@ def batch_rank(config: BatchRankConfig, options: BeamOptions, cache_dir: str | N
         feature_store_model_version=assembler.stored.model_version if assembler.stored else "",
         campaign=config.campaign,
         other_campaigns=counts.get("other_campaigns", 0),
+        candidates=config.candidates_uri,
+        campaign_column=assembler.campaign_column,
+        campaigns_seen=_counters(result, CAMPAIGNS_NAMESPACE) if config.campaign else {},
     )
+    if summary.candidates_read and not summary.scored and summary.dead_letters:
+        summary.dead_letter_reasons = dead_letter_reasons(config.dead_letter_path)
+    return summary
 
 
-def _counters(result: beam.runners.runner.PipelineResult) -> dict[str, int]:
+def dead_letter_reasons(folder: str, most: int = 3, lines: int = REASON_LINES) -> dict[str, int]:
+    """The ``most`` most common reasons among the first ``lines`` dead letters in ``folder`` (local or gs://),
+    each cut to one short line; ``{}`` when they cannot be read."""
+    from apache_beam.io.filesystems import FileSystems
+
+    reasons: collections.Counter[str] = collections.Counter()
+    try:
+        files = sorted(meta.path for meta in FileSystems.match([f"{folder.rstrip('/')}/part*.jsonl"])[0].metadata_list)
+        for path in files:
+            with FileSystems.open(path) as handle:
+                for line in io.TextIOWrapper(handle, encoding="utf-8"):
+                    reason = " ".join(str(json.loads(line).get("reason", "")).split())
+                    reasons[reason if len(reason) <= 160 else reason[:157] + "..."] += 1
+                    if reasons.total() >= lines:
+                        return dict(reasons.most_common(most))
+    except Exception:  # a detail of the summary: the reasons read so far
+        pass
+    return dict(reasons.most_common(most))
+
+
+def _counters(result: beam.runners.runner.PipelineResult, namespace: str = NAMESPACE) -> dict[str, int]:
     """The run's counters by name, summed over the steps that count (rankings: per chunk and after the shuffle)."""
     try:
-        found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
     except (NotImplementedError, KeyError):
         return {}
     totals: collections.Counter[str] = collections.Counter()

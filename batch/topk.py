@@ -31,6 +31,7 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "batch_rank"
+CAMPAIGNS_NAMESPACE = "batch_rank_campaigns"  # rows read per campaign, with --campaign (batch.pipeline)
 RANK = "rank"
 SCORE = "score"
 Key = tuple[str, str]  # (campaign, user)

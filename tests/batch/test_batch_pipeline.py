@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from batch.config import BatchRankConfig
-from batch.pipeline import RankingLayout, batch_rank, bigquery_sink, read_ranking
+from batch.pipeline import BatchSummary, RankingLayout, batch_rank, bigquery_sink, read_ranking
 from components.features.options import BeamOptions
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FeatureSpec
@@ -102,7 +102,9 @@ def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_pat
         }
     )
     rows.to_csv(tmp_path / "candidates.csv", index=False)
-    (tmp_path / "broken.csv").write_bytes(b"user_id,listing_id,module_name\nu3,caf\xe9,email\nu3,l9,email\n")
+    (tmp_path / "broken.csv").write_bytes(
+        b"user_id,listing_id,module_name\nu3,caf\xe9,email\nu3,l9,email\nu3,l10,email,extra\n"
+    )
     config = BatchRankConfig(
         candidates=str(tmp_path / "*.csv"), model_uri=str(model_dir), out=str(tmp_path / "out"), top_k=TOP_K
     )
@@ -112,15 +114,18 @@ def test_bad_rows_go_to_dead_letters_with_file_row_and_reason(model_dir, tmp_pat
     letters = sorted(dead_letters(tmp_path / "out" / "dead_letter"), key=lambda letter: (letter["file"], letter["row"]))
     assert [(Path(letter["file"]).name, letter["row"]) for letter in letters] == [
         ("broken.csv", 2),
+        ("broken.csv", 4),
         ("candidates.csv", 3),
         ("candidates.csv", 4),
     ]
-    assert "not UTF-8" in letters[0]["reason"]
-    assert letters[1]["reason"] == "price: 'abc' is not a number"
-    assert letters[2]["reason"] == "user_id: missing value"
+    assert "not UTF-8" in letters[0]["reason"] and "malformed CSV line" in letters[1]["reason"]
+    assert letters[2]["reason"] == "price: 'abc' is not a number"
+    assert letters[3]["reason"] == "user_id: missing value"
     ranked = read_ranking(tmp_path / "out")
     assert sorted(ranked["listing_id"]) == ["l1", "l4", "l5", "l9"]  # a missing price is scored as missing
-    assert summary.dead_letters == 3
+    # every row is counted as read: the unreadable and malformed lines too
+    assert (summary.candidates_read, summary.scored, summary.dead_letters) == (8, 4, 4)
+    assert "ranked 4 candidates (8 rows read)" in summary.format() and summary.problem == ""
 
 
 @pytest.mark.slow
@@ -142,7 +147,7 @@ def test_a_file_without_a_required_column_or_not_parquet_at_all_is_dead_lettered
     [(name, row, reason)] = by_file[2:]
     assert (name, row) == ("b.parquet", 1)
     assert reason.startswith(f"unreadable from here on: {tmp_path / 'b.parquet'}: cannot read it as parquet: ")
-    assert summary.scored == 2
+    assert (summary.candidates_read, summary.scored, summary.dead_letters) == (5, 2, 3)
 
 
 def test_the_bigquery_sink_is_a_truncating_file_load_with_the_ranking_schema():
@@ -287,3 +292,88 @@ def test_a_feature_store_that_is_not_a_feast_repo_is_a_one_line_error(tmp_path):
 
     with pytest.raises(UserError, match=r"--feature-store .*nowhere: not a Feast repo"):
         stored_features(str(tmp_path / "nowhere"), "listing_id", [])
+
+
+def summary_of(**counts) -> BatchSummary:
+    fields = {"model_uri": "m", "candidates_read": 0, "dead_letters": 0, "scored": 0, "rankings": 0, "out": "o"}
+    return BatchSummary(**(fields | {"dead_letter_out": "o/dead_letter", "candidates": "c/"} | counts))
+
+
+def test_a_run_that_ranked_nothing_says_why_in_one_line():
+    assert summary_of(candidates_read=3, scored=2, dead_letters=1).problem == ""
+    assert summary_of().problem == "read no candidate rows from c/: nothing to rank (empty files or table)"
+
+    typo = summary_of(
+        candidates_read=1894, other_campaigns=1894, campaign="emaildigest", campaign_column="module_name",
+        campaigns_seen={"search": 900, "email_digest": 102, "home_feed": 500, "cart": 1, "a": 1, "b": 1, "c": 389},
+    )  # fmt: skip
+    assert typo.problem == (
+        "nothing ranked: no row of campaign 'emaildigest' among the 1894 rows read (did you mean 'email_digest'?); "
+        "the campaigns in column 'module_name': search (900 rows), home_feed (500), c (389), email_digest (102), "
+        "a (1) and 2 more"
+    )
+    assert typo.to_dict()["problem"] == typo.problem
+
+    dead = summary_of(candidates_read=200, dead_letters=200, dead_letter_reasons={"missing column 'tab'": 200})
+    assert dead.problem == (
+        "nothing ranked: all 200 rows read were dead letters, in o/dead_letter; "
+        "most common reasons: missing column 'tab' (200)"
+    )
+    of_campaign = summary_of(
+        candidates_read=10, dead_letters=4, other_campaigns=6, campaign="push", campaigns_seen={"push": 4, "x": 6}
+    )
+    assert of_campaign.problem.startswith(
+        "nothing ranked: the 4 rows of campaign 'push' were all dead letters (6 of other campaigns left out)"
+    )
+
+
+def test_the_most_common_dead_letter_reasons_are_read_back(tmp_path):
+    from batch.pipeline import dead_letter_reasons
+
+    letters = ["a"] * 3 + ["b"] * 2 + ["c", "d" * 300]
+    (tmp_path / "part-00000-of-00001.jsonl").write_text(
+        "".join(json.dumps({"file": "f", "row": i, "reason": r}) + "\n" for i, r in enumerate(letters))
+    )
+    assert dead_letter_reasons(str(tmp_path), most=2) == {"a": 3, "b": 2}
+    assert dead_letter_reasons(str(tmp_path), most=2, lines=4) == {"a": 3, "b": 1}
+    assert max(map(len, dead_letter_reasons(str(tmp_path), most=4))) == 160
+    assert dead_letter_reasons(str(tmp_path / "none")) == {}
+
+
+@pytest.mark.slow
+def test_a_table_named_as_its_dataset_with_list_columns_ranks_as_the_model_scores_it(
+    model_dir,  # noqa: F811
+    synthetic_examples,
+    tmp_path,
+):
+    """The module in the spec's module role column (``surface``, as KuaiRand's ``tab``), ``tags`` a Parquet list
+    column (the simulator's format): the scores are the ranker's on the same rows."""
+    import shutil
+
+    from trainer.examples import read_split
+    from trainer.predict import load_ranker
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    spec = FeatureSpec.load(model / "feature_spec.json")
+    spec.roles["module"] = "surface"
+    spec.save(model / "feature_spec.json")
+    ranker = load_ranker(model)
+    columns = read_split(synthetic_examples, "test", ranker.feature_spec)
+    expected = in_process_top_k(columns, ranker.predict(columns)["score"], TOP_K)
+    table = pd.DataFrame(columns).rename(columns={"module_name": "surface"})
+    table["tags"] = [np.array(tags.split("|") if tags else [], dtype=object) for tags in table["tags"]]
+    assert table["tags"].map(len).max() > 1
+    (tmp_path / "candidates").mkdir()
+    table.to_parquet(tmp_path / "candidates" / "part-0.parquet")
+    config = BatchRankConfig(candidates=str(tmp_path / "candidates"), model_uri=str(model), out=str(tmp_path / "out"),
+                             top_k=TOP_K)  # fmt: skip
+
+    summary = batch_rank(config, LOCAL)
+
+    assert summary.dead_letters == 0 and summary.scored == summary.candidates_read == len(table)
+    ranked = read_ranking(tmp_path / "out").rename(columns={"surface": "module_name"})  # named as the table names it
+    ranked = ranked.sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
+    keys = ["module_name", "user_id", "listing_id"]
+    assert ranked[keys].equals(expected[keys])
+    np.testing.assert_allclose(ranked["score"], expected["score"], rtol=1e-5)

@@ -132,3 +132,25 @@ def test_grouped_by_user_comes_from_the_flag_else_the_environment(monkeypatch):
     assert module.batch_config(args).grouped_by_user is True
     module, args = parsed(["--candidates", "c", "--out", "o", "--no-grouped-by-user"])
     assert module.batch_config(args).grouped_by_user is False
+
+
+@pytest.mark.slow
+def test_a_run_that_ranks_nothing_exits_1_saying_why(capsys, tmp_path, model_dir):  # noqa: F811
+    pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2"], "listing_id": ["a", "b", "a"], "module_name": ["email_digest"] * 2 + ["push"]}
+    ).to_parquet(tmp_path / "candidates.parquet")
+    argv = ["--candidates", str(tmp_path / "candidates.parquet"), "--model-uri", str(model_dir), *LOCAL_FLAGS]
+
+    assert main(["batch-rank", *argv, "--campaign", "emaildigest", "--out", str(tmp_path / "o1")]) == 1
+    captured = capsys.readouterr()
+    assert "ranked 0 candidates (3 rows read, 3 of campaigns other than 'emaildigest' left out)" in captured.out
+    assert (
+        "ranker batch-rank: nothing ranked: no row of campaign 'emaildigest' among the 3 rows read (did you mean "
+        "'email_digest'?); the campaigns in column 'module_name': email_digest (2 rows), push (1)\n"
+    ) in captured.err
+
+    assert main(["batch-rank", *argv, "--item-column", "item", "--out", str(tmp_path / "o2")]) == 1
+    assert (
+        f"ranker batch-rank: nothing ranked: all 3 rows read were dead letters, in {tmp_path}/o2/dead_letter; "
+        "most common reasons: missing column 'item' (3)\n"
+    ) in capsys.readouterr().err
