@@ -86,6 +86,10 @@ class RankerArgumentParser(argparse.ArgumentParser):
 
         A missing required flag is reported before an unknown one, so then the unknown flags given are tried.
         """
+        choices = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choices:  # the closest of the argument's own choices (a subcommand's name, or a flag's value)
+            close = difflib.get_close_matches(choices.group(1), re.findall(r"'([^']*)'", choices.group(2)), n=1)
+            return f" (did you mean {close[0]}?)" if close else ""
         words = _unknown_words(message)
         if message.startswith("the following arguments are required"):
             known = set(self.known_names())

@@ -83,9 +83,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_flags(args)  # before the server's imports: a bad flag is refused at once
     from serving.config import ServerConfig
     from serving.server import serve
 
     fields = {field for field, _, _ in _FLAGS.values()} | {"access_log", "batching", "gc_freeze"}
     config = ServerConfig(**{field: getattr(args, field) for field in fields})
     return serve(config, log_level=logging.DEBUG if args.verbose else logging.INFO)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """An :class:`InvalidValueError` naming the first flag whose value is out of its range, before anything loads.
+
+    Only a flag can be wrong here: the environment's values were checked when the parser read its defaults.
+    """
+    from ranker_core.cli_support import InvalidValueError
+    from serving.config import value_problem
+
+    for flag, (field, _, _) in _FLAGS.items():
+        value = getattr(args, field)
+        problem = value_problem(field, value)
+        if problem:
+            raise InvalidValueError(f"{flag} {value}: {problem}")

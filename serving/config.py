@@ -6,19 +6,50 @@ KServe InferenceService and by the ``AIP_*`` variables Vertex AI sets::
 
     config = ServerConfig.from_env()                       # environment only
     config = ServerConfig.from_env(max_candidates=500)     # environment, then overrides
+
+Every numeric field has a range (``RANGES``: at least one thread, a port from 1
+to 65535, limits of at least 1, timeouts, grace period and cache sizes of 0 or
+more, floats finite) and the extra routes start with ``/``: a value outside is
+refused at start-up, before the model loads, in one line naming the field and
+the variable it came from (``ServerConfig: model_threads (env
+RANKER_MODEL_THREADS): must be at least 1 (got 0)``; ``ranker serve`` names
+the flag: ``--model-threads 0: must be at least 1``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 STALL_TICK_S = 0.25  # how often the event-loop stall watchdog (serving.stall) re-arms its timer
+MAX_PORT = 65535
+# field -> (least, most; None: no bound) of every numeric field; a float must also be finite
+RANGES: dict[str, tuple[float, float | None]] = {
+    "http_port": (1, MAX_PORT),
+    "max_candidates": (1, None),
+    "max_instances": (1, None),
+    "max_request_candidates": (1, None),
+    "max_body_bytes": (1, None),
+    "body_timeout_s": (0, None),  # 0: no limit
+    "batch_wait_ms": (0, None),
+    "model_threads": (1, None),
+    "op_threads": (0, None),  # 0: one per core
+    "max_batch_candidates": (1, None),
+    "grace_period_s": (0, None),
+    "feature_cache_seconds": (0, None),  # 0: no cache
+    "feature_cache_entries": (0, None),
+    "feature_timeout_s": (0, None),  # 0: no limit
+    "workers": (1, None),
+}
+ROUTES = ("predict_route", "health_route")
+CHECKED = (*RANGES, "stall_dump_s", *ROUTES)  # the fields value_problem checks
 
 
 class ServerConfig(Settings):
@@ -58,28 +89,36 @@ class ServerConfig(Settings):
     stall_dump_s: float = env_field(5.0, "RANKER_STALL_DUMP_S")  # a longer event-loop stop dumps the stacks; 0: off
     gc_freeze: bool = env_field(True, "RANKER_GC_FREEZE")  # start-up heap out of full collections (serving.heap)
 
-    @field_validator("stall_dump_s")
+    @field_validator(*CHECKED)
     @classmethod
-    def _stall_threshold_above_the_tick(cls, seconds: float) -> float:
-        if seconds < 0 or 0 < seconds <= STALL_TICK_S:
-            raise ValueError(f"the stall dump threshold must be 0 (off) or more than {STALL_TICK_S} s, got {seconds}")
-        return seconds
-
-    @field_validator("body_timeout_s", "feature_timeout_s")
-    @classmethod
-    def _not_negative(cls, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError(f"a timeout is 0 or more seconds, got {seconds}")
-        return seconds
-
-    @field_validator("workers")
-    @classmethod
-    def _at_least_one_worker(cls, workers: int) -> int:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        return workers
+    def _valid(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = value_problem(info.field_name, value)
+        if problem:  # a custom error: the message has no "Value error, " before it
+            raise PydanticCustomError("invalid_setting", problem)
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
         """Defaults, then the environment variables of each field, then non-``None`` ``overrides``."""
         return cls.load(overrides, environ=environ)
+
+
+def value_problem(field: str, value: Any) -> str:
+    """What is wrong with a (typed) value of ``field`` (``""``: nothing), for a message that names the field or its
+    flag; the ranges are in ``RANGES``, routes must start with ``/``.
+
+    >>> value_problem("model_threads", 0), value_problem("http_port", 99999), value_problem("workers", 2)
+    ('must be at least 1', 'must be between 1 and 65535', '')
+    """
+    if field in ROUTES:
+        return "" if str(value).startswith("/") else "must start with '/'"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if field == "stall_dump_s":
+        return "" if value == 0 or value > STALL_TICK_S else f"must be 0 (off) or more than {STALL_TICK_S} s"
+    least, most = RANGES.get(field, (None, None))
+    if most is not None and not least <= value <= most:
+        return f"must be between {least:g} and {most:g}"
+    if least is not None and value < least:
+        return f"must be at least {least:g}"
+    return ""

@@ -58,7 +58,7 @@ from ranker_core.feature_store import (
     sequence_hits,
 )
 from serving.open_inference import INPUTS
-from serving.request import RequestError, check_candidates, column_count, empty_candidates, names_of
+from serving.request import RequestError, check_candidates, column_count, empty_candidates
 
 UNKNOWN_IDS = Counter(
     "ranker_feature_store_unknown_ids", "Ids the online store does not know (served training defaults)", ["view"]
@@ -376,17 +376,20 @@ class OnlineFeatures:
     def _refuse_sent(self, context: Mapping[str, Any], columns: Mapping[str, Any], where: str, tensors: bool) -> None:
         """A :class:`RequestError` naming the stored features the request sent (the input tensors, for v2)."""
         if tensors:
-            sent = self.stored.intersection(context) | self.stored.intersection(columns)
+            sent = sorted(self.stored.intersection(context) | self.stored.intersection(columns))
             if sent:
+                tensors_sent = ("input tensor " if len(sent) == 1 else "input tensors ") + first_few(
+                    list(map(repr, sent)), MOST_NAMED
+                )
                 raise RequestError(
-                    f"input tensor(s) {names_of(sent)} come from the feature store; send ids only "
+                    f"{tensors_sent} {come_from_the_store(sent)}; send ids only "
                     "(GET /v2/models/<name> lists the inputs a request sends)"
                 )
             return
         for place, keys in (("context", context), ("candidates", columns)):
             sent = sorted(self.stored.intersection(keys))
             if sent:
-                raise RequestError(f"{where}.{place}: {', '.join(sent)} come from the feature store; send ids only")
+                raise RequestError(f"{where}.{place}: {', '.join(sent)} {come_from_the_store(sent)}; send ids only")
 
     def _no_ids(self, context: Mapping[str, Any], where: str, size: int, tensors: bool) -> str:
         """Why candidates without the item ids are refused: the ids sent once for all (context, a [1] tensor), or
@@ -412,6 +415,15 @@ class OnlineFeatures:
         values = view.values(keys)
         for feature in view.features:
             columns[feature] = values[feature][codes]
+
+
+def come_from_the_store(names: list[str]) -> str:
+    """The verb of a refusal of stored features sent, agreeing with how many there are.
+
+    >>> come_from_the_store(["price"]), come_from_the_store(["category", "price"])
+    ('comes from the feature store', 'come from the feature store')
+    """
+    return f"{'comes' if len(names) == 1 else 'come'} from the feature store"
 
 
 def open_online_features(

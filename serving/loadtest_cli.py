@@ -32,10 +32,12 @@ from pathlib import Path
 import orjson
 
 from ranker_core.cli_support import UserError
+from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import MODEL_NAME
 from serving.loadtest import BODY_FORMATS, InvalidSettingError, LoadTestConfig, LoadTestResult
 
 HELP = "open-loop load test of a prediction endpoint with latency percentiles"
+ARRIVALS = ("constant", "poisson", "bursty")
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--arrival",
-        choices=("constant", "poisson", "bursty"),
+        choices=ARRIVALS,
         default="poisson",
         help="arrival process of the requests (default: poisson)",
     )
@@ -160,6 +162,7 @@ def load_test_config(args: argparse.Namespace) -> LoadTestConfig:
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse, as a :class:`UserError` naming the flag, what :class:`LoadTestConfig` does not check."""
     check_url(args.url)
+    check_model_dir(args.model_dir)
     if args.candidates < 1:
         raise UserError(f"--candidates {args.candidates}: must be at least 1")
     if args.max_p99 is not None and not args.max_p99 > 0:
@@ -179,6 +182,22 @@ def check_url(url: str) -> None:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(f"--url {url}: not an http:// or https:// URL")
+
+
+def check_model_dir(model_dir: Path | None) -> None:
+    """Refuse a ``--model-dir`` that is not a folder holding a model's ``feature_spec.json`` (what the request is
+    generated from)."""
+    if model_dir is None:
+        return
+    if not model_dir.exists():
+        raise UserError(f"--model-dir {model_dir}: no such folder")
+    if not model_dir.is_dir():
+        raise UserError(f"--model-dir {model_dir}: a file, not a folder")
+    if not (model_dir / FEATURE_SPEC_FILE).is_file():
+        raise UserError(
+            f"--model-dir {model_dir}: holds no model (no {FEATURE_SPEC_FILE}): give the folder `ranker train` "
+            "exported the model to"
+        )
 
 
 def check_out(out: Path | None) -> None:

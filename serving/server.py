@@ -92,6 +92,9 @@ STRUCTURED_EVENT_KEYS = {
     "type",
     "data",
 }  # CloudEvents 1.0's required attributes, and the request
+# CloudEvents 1.0's context attributes and data members: a structured body with one of them is meant as an event
+EVENT_MEMBERS = STRUCTURED_EVENT_KEYS | {"time", "datacontenttype", "dataschema", "subject", "data_base64"}
+BINARY_EVENT_HEADERS = ("ce-specversion", "ce-id", "ce-source", "ce-type")  # what a binary event must send
 # The content types whose v1 bodies KServe decodes as JSON, less CloudEvents (it unwraps their data).
 JSON_BODIES = frozenset(JSON_HEADERS) - {CLOUDEVENT_JSON}
 
@@ -469,6 +472,42 @@ def decode_v1_json_typed(dataplane: Any, model: RankerServingModel) -> None:
     dataplane.decode = decode_typed
 
 
+def refuse_incomplete_cloudevents(dataplane: Any) -> None:
+    """Answer an incomplete CloudEvent with a 400 naming what it lacks, rather than as a plain request.
+
+    Binary mode: a v1 request with any ``ce-`` header (and not sent as ``application/cloudevents+json``) is an
+    event, and needs all of ``ce-specversion``, ``ce-id``, ``ce-source`` and ``ce-type``; KServe took one that
+    lacked any as a plain request (a 200). Structured mode: a body sent as ``application/cloudevents+json`` with
+    a CloudEvents member (``specversion``, ``id``, ``data``, ...) that is not a complete event (``specversion``,
+    ``id``, ``source``, ``type`` and ``data``), which the parser refused for its "unknown top-level field(s)".
+    The request itself sent as ``application/cloudevents+json`` (no member) is still a plain request.
+    """
+    decode = dataplane.decode
+
+    def decode_event(body: Any, headers: dict[str, str] | None = None, **options: Any) -> tuple[Any, dict]:
+        if options:  # a KServe v2 request: no CloudEvents
+            return decode(body, headers, **options)
+        headers = headers or {}
+        structured = headers.get("content-type") == CLOUDEVENT_JSON
+        if not structured and any(name.startswith("ce-") for name in headers):
+            missing = [name for name in BINARY_EVENT_HEADERS if name not in headers]
+            if missing:
+                raise InvalidInput(
+                    f"incomplete CloudEvent: a binary-mode event sends the {', '.join(BINARY_EVENT_HEADERS)} "
+                    f"headers; this one lacks {', '.join(missing)}"
+                )
+        decoded, attributes = decode(body, headers)
+        if structured and not attributes and isinstance(decoded, dict) and EVENT_MEMBERS & decoded.keys():
+            missing = [key for key in ("specversion", "id", "source", "type", "data") if key not in decoded]
+            raise InvalidInput(
+                f"incomplete CloudEvent: a structured event ({CLOUDEVENT_JSON}) has specversion, id, source, type "
+                f"and data (the request); this one lacks {', '.join(missing)}"
+            )
+        return decoded, attributes
+
+    dataplane.decode = decode_event
+
+
 def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: RankerServingModel) -> None:
     """Add the Vertex AI routes, the v2 infer route and the observability middleware to KServe's FastAPI app.
 
@@ -478,6 +517,7 @@ def install_routes(app: Any, dataplane: Any, config: ServerConfig, model: Ranker
 
     accept_decoded_cloudevent_data(dataplane)
     decode_v1_json_typed(dataplane, model)
+    refuse_incomplete_cloudevents(dataplane)
     endpoints = V1Endpoints(dataplane)
     name = config.model_name
 

@@ -4,7 +4,12 @@ Example::
 
     ranker skew-check --examples work_dir/examples --model-uri work_dir/model --feature-store work_dir/feature_repo
 
-Exits 1 when a served feature differs from the extraction's or a prediction by 1e-5 or more.
+Exits 1 when a served feature differs from the extraction's or a prediction by 1e-5 or more, or no test row
+qualifies. Exits 2, with one line and before the model loads, when the inputs cannot be checked: examples
+without a feature spec or an entity snapshot (a dataset spec without ``history``), a ``--model-uri`` that holds
+no exported model, a model whose features are not the examples' (another dataset's), or a ``--feature-store``
+that is not a repo ``ranker materialize`` wrote or does not fit the model (as ``ranker serve`` refuses it).
+A model trained on other examples with the same features is checked (the log says so).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def test_batching_reads_every_boolean_spelling():
 
 def test_workers_must_be_at_least_one():
     assert ServerConfig.from_env({"RANKER_WORKERS": "2"}).workers == 2
-    with pytest.raises(ValueError, match=r"workers \(env RANKER_WORKERS\): .*workers must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"workers \(env RANKER_WORKERS\): must be at least 1 \(got '0'\)"):
         ServerConfig.from_env({"RANKER_WORKERS": "0"})
 
 
@@ -72,7 +72,8 @@ def test_the_stall_dump_threshold_is_off_or_above_the_watchdogs_tick():
     assert ServerConfig.from_env({"RANKER_STALL_DUMP_S": "0"}).stall_dump_s == 0
     assert ServerConfig.from_env({"RANKER_STALL_DUMP_S": "1.5"}).stall_dump_s == 1.5
     for seconds in ("0.1", "-1"):
-        with pytest.raises(ValueError, match=rf"RANKER_STALL_DUMP_S\): .*0 \(off\) or more than 0.25 s, got {seconds}"):
+        message = rf"RANKER_STALL_DUMP_S\): must be 0 \(off\) or more than 0.25 s \(got '{seconds}'\)"
+        with pytest.raises(ValueError, match=message):
             ServerConfig.from_env({"RANKER_STALL_DUMP_S": seconds})
 
 

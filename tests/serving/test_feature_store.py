@@ -184,7 +184,7 @@ def test_a_warm_cache_answers_without_the_store_and_as_the_store_does(store):
 
 def test_a_feature_both_sent_and_stored_is_refused(store):
     features = OnlineFeatures(str(store["repo"]), "listing_id")
-    with pytest.raises(RequestError, match="price come from the feature store"):
+    with pytest.raises(RequestError, match="price comes from the feature store"):
         features.assemble({"module_name": "search"}, {"listing_id": ["l1"], "price": [3.0]})
     with pytest.raises(RequestError, match="send 'listing_id' ids"):
         features.assemble({"module_name": "search"}, {"device": ["ios"]})
@@ -389,7 +389,7 @@ def test_ids_only_v2_binary_tensors_score_as_the_v1_route_does(store, servers):
     ids = instance["candidates"]["listing_id"]
     sent = {**instance, "candidates": {**instance["candidates"], "price": [1.0] * len(ids)}}
     refused = infer(v2_tensors(sent, {**datatypes, "price": "FP32"}))  # a stored feature sent as binary FP32
-    assert refused.status_code == 400 and "come from the feature store; send ids only" in refused.text
+    assert refused.status_code == 400 and "input tensor 'price' comes from the feature store" in refused.text
 
 
 def test_columns_of_other_lengths_and_oversized_requests_get_the_400_a_server_without_the_store_gives(servers):
@@ -436,7 +436,7 @@ def test_v2_tensors_the_store_refuses_are_named(servers):
         (v2_json(("listing_age_days", "FP32", [1.0, 2.0]), module), "no input tensor 'listing_id'"),
         (
             v2_json(("listing_id", "BYTES", ["l1", "l2"]), ("price", "FP32", [1.0]), module),
-            "input tensor(s) ['price'] come from the feature store; send ids only",
+            "input tensor 'price' comes from the feature store; send ids only",
         ),
     ]:
         answer = httpx.post(servers["store"].url + "/v2/models/mmoe-ranker/infer", json=body, timeout=30)

@@ -230,7 +230,7 @@ def test_a_v2_tensor_of_a_stored_feature_is_refused_naming_the_tensor(name, shap
     stored = tensor(name, [1.0, 2.0][: shape[0]] if name != "category" else ["toys", "art"][: shape[0]])
     message = refusal_v2("store", tensor("listing_id", ["l1", "l2"]), stored, tensor("module_name", ["search"]))
     assert message == (
-        f"input tensor(s) ['{name}'] come from the feature store; send ids only "
+        f"input tensor '{name}' comes from the feature store; send ids only "
         "(GET /v2/models/<name> lists the inputs a request sends)"
     )
     assert "instances[0]" not in message
@@ -239,11 +239,29 @@ def test_a_v2_tensor_of_a_stored_feature_is_refused_naming_the_tensor(name, shap
 def test_v1_names_where_the_stored_feature_was_sent():
     candidates = {"listing_id": IDS, "price": [1.0, 2.0, 3.0]}
     assert refusal_v1("store", {"context": CONTEXT, "candidates": candidates}) == (
-        "instances[0].candidates: price come from the feature store; send ids only"
+        "instances[0].candidates: price comes from the feature store; send ids only"
     )
     context = {**CONTEXT, "category": "toys"}
     assert refusal_v1("store", {"context": context, "candidates": {"listing_id": IDS}}) == (
-        "instances[0].context: category come from the feature store; send ids only"
+        "instances[0].context: category comes from the feature store; send ids only"
+    )
+
+
+def test_several_stored_features_sent_are_named_with_the_plural_verb():
+    candidates = {"listing_id": IDS, "price": [1.0, 2.0, 3.0], "category": ["toys", "art", "toys"]}
+    assert refusal_v1("store", {"context": CONTEXT, "candidates": candidates}) == (
+        "instances[0].candidates: category, price come from the feature store; send ids only"
+    )
+    message = refusal_v2(
+        "store",
+        tensor("listing_id", ["l1", "l2"]),
+        tensor("price", [1.0, 2.0]),
+        tensor("category", ["toys", "art"]),
+        tensor("module_name", ["search"]),
+    )
+    assert message == (
+        "input tensors 'category', 'price' come from the feature store; send ids only "
+        "(GET /v2/models/<name> lists the inputs a request sends)"
     )
 
 
