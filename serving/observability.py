@@ -24,6 +24,7 @@ import logging
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -169,6 +170,10 @@ def configure_json_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Python warnings become JSON lines too (logger py.warnings), less KServe's use of a FastAPI response class
+    # FastAPI deprecated, which an operator cannot act on and which printed a bare traceback-like line.
+    logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     # KServe's per-request timing lines and uvicorn's access lines are replaced by ours.
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     logging.getLogger("kserve.trace").handlers = []

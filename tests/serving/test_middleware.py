@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import warnings
 
 import pytest
 
-from serving.observability import ObservabilityMiddleware
+from serving.observability import ObservabilityMiddleware, configure_json_logging
 
 
 async def ok_app(scope, receive, send):
@@ -75,3 +78,20 @@ def test_a_body_that_arrives_in_time_reaches_the_app():
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
     assert post(prompt, {"content-length": "2"}, body_timeout_s=0.2)[0]["status"] == 200
+
+
+def test_python_warnings_are_json_log_lines_and_kserves_fastapi_deprecation_is_not_shown(capsys):
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    with warnings.catch_warnings():  # restores the filters configure_json_logging adds
+        warnings.simplefilter("always")
+        try:
+            configure_json_logging()
+            warnings.warn("a library's warning", UserWarning, stacklevel=1)
+            warnings.warn("ORJSONResponse is deprecated, FastAPI now serializes ...", UserWarning, stacklevel=1)
+        finally:
+            logging.captureWarnings(False)
+            root.handlers, root.level = handlers, level
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(entry["logger"], entry["severity"]) for entry in entries] == [("py.warnings", "WARNING")]
+    assert "UserWarning: a library's warning" in entries[0]["message"]
