@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        if not args.verbose:  # Beam's progress lines (type hints converted, shards renamed, ...) only with -v
+            logging.getLogger("apache_beam").setLevel(logging.WARNING)
         return int(module.main(args) or 0)
     except user_errors() as error:
         print(f"ranker {known.command}: {error}", file=sys.stderr)

@@ -59,7 +59,10 @@ class BeamOptions(Settings):
 
     @property
     def local_workers(self) -> int:
-        """The local runner's worker count (``direct_num_workers``, 0 meaning one per core)."""
+        """The local runner's worker count (``direct_num_workers``, 0 meaning one per core; ``in_memory`` runs in
+        this process, one worker, and Beam warns about any other count)."""
+        if self.direct_running_mode == "in_memory":
+            return 1
         return self.direct_num_workers or os.cpu_count() or 1
 
     @property

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import logging
 
 import pytest
 import yaml
@@ -80,6 +81,19 @@ def test_typos_get_a_suggestion_and_status_2(argv, suggestion, capsys):
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert suggestion in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_beams_progress_lines_are_left_out_unless_verbose(tmp_path, capsys, verbose):
+    beam = logging.getLogger("apache_beam")
+    before = beam.level
+    beam.setLevel(logging.NOTSET)
+    try:
+        argv = ["-v"] if verbose else []
+        assert main([*argv, "train", "--examples", "/no/such/dir", "--model-dir", str(tmp_path / "m")]) == 2
+        assert beam.level == (logging.NOTSET if verbose else logging.WARNING)
+    finally:
+        beam.setLevel(before)
 
 
 def test_train_on_a_missing_folder_is_one_line(tmp_path, capsys):
