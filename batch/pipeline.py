@@ -87,18 +87,20 @@ class BatchSummary:
             return f"read no candidate rows from {self.candidates}: nothing to rank (empty files or table)"
         if self.campaign and self.campaigns_seen and not self.campaigns_seen.get(self.campaign):
             return self._campaign_problem()
-        rows = (
-            f"the {self.dead_letters} rows of campaign {self.campaign!r} were all dead letters "
-            f"({self.other_campaigns} of other campaigns left out)"
-            if self.other_campaigns
-            else f"all {self.dead_letters} rows read were dead letters"
-            if self.dead_letters > 1
-            else "the one row read was a dead letter"
-        )
         reasons = "; ".join(f"{reason} ({count})" for reason, count in self.dead_letter_reasons.items())
-        return f"nothing ranked: {rows}, in {self.dead_letter_out}" + (
-            f"; most common reasons: {reasons}" if reasons else ""
-        )
+        common = f"; most common reasons: {reasons}" if reasons else ""
+        return f"nothing ranked: {self._dead_rows()}, in {self.dead_letter_out}{common}"
+
+    def _dead_rows(self) -> str:
+        """Which rows were all dead letters: those of the campaign, all rows read, or the one row."""
+        if self.other_campaigns:
+            return (
+                f"the {self.dead_letters} rows of campaign {self.campaign!r} were all dead letters "
+                f"({self.other_campaigns} of other campaigns left out)"
+            )
+        if self.dead_letters > 1:
+            return f"all {self.dead_letters} rows read were dead letters"
+        return "the one row read was a dead letter"
 
     def _campaign_problem(self) -> str:
         seen = sorted(self.campaigns_seen.items(), key=lambda item: (-item[1], item[0]))
