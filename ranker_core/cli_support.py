@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # Schemes of remote stores: their paths are checked by the step that reads them.
@@ -61,7 +63,10 @@ def writable_file(out: str, flag: str = "--out", example: str = "out.txt") -> Pa
         out.write_text(result)
 
     Refused: a folder (the message suggests ``example`` in it), a parent folder that does not exist, and a
-    folder or existing file that is not writable.
+    folder or existing file that is not writable. Writability is tried, not only asked of ``os.access`` (which
+    says yes to root on read-only mounts, sysfs, NFS): a file is created in the folder and removed, or an
+    existing file opened for appending (nothing is written to it). Still, write the result with a one-line
+    error for an ``OSError``: the file system can change in between.
     """
     path = Path(out)
     folder = path.parent
@@ -73,9 +78,38 @@ def writable_file(out: str, flag: str = "--out", example: str = "out.txt") -> Pa
         raise UserError(f"{flag} {out}: folder {folder} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{flag} {out}: file is not writable")
+    try:
+        if not path.exists():
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+                pass
+        elif path.is_file():
+            with path.open("a"):
+                pass
+    except OSError as error:
+        what = f"folder {folder}" if not path.exists() else "file"
+        raise UserError(f"{flag} {out}: {what} is not writable ({error.strerror or error})") from None
     return path
 
 
 def deprecated(old: str, new: str) -> None:
     """Print the one-line deprecation warning of a renamed flag or variable on stderr."""
     print(f"ranker: warning: {old} is deprecated, use {new}", file=sys.stderr)
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder``, created if missing; ``OSError`` naming it when it cannot be created or written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+    return folder
+
+
+def write_problem(error: OSError) -> str:
+    """What stopped a folder from being made or written, naming the path: ``/w/pipeline_root: Permission
+    denied``, or the file in the way of a folder: ``/w is a file, not a folder``."""
+    path = Path(error.filename) if error.filename else None
+    if path is not None and error.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((part for part in (path, *path.parents) if part.exists() and not part.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+    return f"cannot write {path or 'the folder'}: {error.strerror or error}"

@@ -17,6 +17,10 @@ with :func:`saved_model_dir`.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +61,8 @@ def example_frame(model_dir: str | Path, rows: int = SIGNATURE_ROWS) -> pd.DataF
 def log_ranker_model(model_dir: str | Path, name: str = "model") -> Any:
     """Log the SavedModel in ``model_dir`` as a pyfunc model with its signature in the active MLflow run.
 
-    Returns MLflow's ``ModelInfo`` (``model_uri``, ``model_id``, ``signature``).
+    ``model_dir`` may be a link (``work_dir/latest/model``) or hold links: MLflow is given the real folder
+    (see :func:`artifact_source`). Returns MLflow's ``ModelInfo`` (``model_uri``, ``model_id``, ``signature``).
     """
     from mlflow.models import infer_signature
 
@@ -66,14 +71,38 @@ def log_ranker_model(model_dir: str | Path, name: str = "model") -> Any:
     frame = example_frame(model_dir)
     outputs = load_ranker(model_dir).predict({column: frame[column].to_numpy() for column in frame.columns})
     predictions = pd.DataFrame({key: value.reshape(-1) for key, value in outputs.items()})
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=RankerPyfunc(),
-        artifacts={SAVED_MODEL_ARTIFACT: str(model_dir)},
-        signature=infer_signature(frame, predictions),
-        input_example=frame.head(2),
-        pip_requirements=[],
-    )
+    with artifact_source(model_dir) as source:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=RankerPyfunc(),
+            artifacts={SAVED_MODEL_ARTIFACT: source},
+            signature=infer_signature(frame, predictions),
+            input_example=frame.head(2),
+            pip_requirements=[],
+        )
+
+
+@contextlib.contextmanager
+def artifact_source(model_dir: str | Path) -> Iterator[str]:
+    """``model_dir`` as MLflow may copy it as an artifact: remote URIs (``gs://``) as they are; a local folder
+    by its real path, or, when links inside it point elsewhere, as a temporary copy with the links followed.
+
+    MLflow copies a local artifact from inside its parent folder and refuses any path that resolves outside
+    it ("Invalid path: resolved path is outside the artifact directory"): a link such as
+    ``work_dir/latest/model`` to the run's ``pipeline_root/.../model`` is one.
+    """
+    text = str(model_dir)
+    if "://" in text and not text.startswith("file://"):
+        yield text
+        return
+    folder = Path(text.removeprefix("file://")).resolve()
+    if not any(path.is_symlink() for path in folder.rglob("*")):
+        yield str(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="ranker-model-") as staging:
+        copy = Path(staging) / folder.name
+        shutil.copytree(folder, copy, symlinks=False)  # the files the links point at
+        yield str(copy)
 
 
 def saved_model_dir(folder: str | Path) -> Path:

@@ -11,6 +11,8 @@ second version. A blessed model becomes the ``champion``; the version it
 replaces keeps the ``previous-champion`` alias. A blessing whose ``blessed`` is
 not a JSON boolean, or whose ``judged_model`` is not this model, and a model
 that does not load and score, are refused (exit status 1, nothing written).
+Missing options and paths that do not exist are one line, exit status 2. The
+paths may be links (``work_dir/latest/model``): MLflow is given the real folder.
 Every option's default comes from the environment variable named in its help.
 """
 
@@ -26,7 +28,7 @@ from components.registry.core import (
     champion_model_uri,
     register_from_artifacts,
 )
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import UserError, require_path
 from ranker_core.serving import local_store_path
 
 HELP = "register a blessed model in MLflow or Vertex AI Model Registry"
@@ -139,7 +141,12 @@ def main(args: argparse.Namespace) -> int:
         return 0
     missing = [flag for flag in ("model", "report", "blessing") if not getattr(args, flag)]
     if missing:
-        raise SystemExit(f"ranker register: missing {', '.join('--' + flag for flag in missing)}")
+        raise UserError(
+            f"missing {', '.join('--' + flag for flag in missing)}: give the model folder and its evaluation's "
+            "metrics.json and blessing.json (or --champion to print the champion's model location)"
+        )
+    for flag in ("model", "report", "blessing"):
+        require_path(getattr(args, flag), f"--{flag}")
     try:
         registered = register_from_artifacts(args.model, args.report, args.blessing, config, args.run_id, args.data_uri)
     except RegistrationRefusedError as error:

@@ -11,7 +11,8 @@ know how to store a version and move an alias; the rules live here, once:
 * a version sent a share of an endpoint's traffic holds ``canary`` until it is
   promoted or rolled back (see :mod:`components.registry.rollout`);
 * an unblessed version is refused, unless the configuration asks to keep
-  challengers, in which case it gets the ``challenger`` alias and no promotion;
+  challengers, in which case it gets the ``challenger`` alias and no promotion
+  (promoted later, by ``ranker promote --force`` of its canary, it loses it);
 * a blessing counts only for the model it judged: ``blessed`` must be a JSON
   boolean (``true`` to promote) and ``judged_model.model_digest`` the digest of
   the model being registered, and the model must load and score (see
@@ -96,7 +97,7 @@ class RegistryConfig(Settings):
     endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (Vertex AI endpoint, KServe name)
     machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
     deploy_target               ``RANKER_DEPLOY_TARGET``        ``vertex`` with that registry, else ``local``
-    canary_percent              ``RANKER_CANARY``               none (all traffic); 0 to 100
+    canary_percent              ``RANKER_CANARY``               none (all traffic); 1 to 99, 100 is all traffic
     kserve_namespace            ``RANKER_KSERVE_NAMESPACE``     none (the current namespace)
     ==========================  ==============================  ======================================
 
@@ -271,10 +272,17 @@ def is_canary_share(percent: int | None) -> bool:
 
 
 def canary_share_problem(percent: int | None) -> str:
-    """Why ``percent`` is not a canary's share of traffic (empty when it is one)."""
-    if percent is not None and 0 <= percent <= 100:
+    """Why ``percent`` is not a share of traffic to deploy with (empty when it is one): 1 to 99 makes a canary,
+    100 a plain deployment; 0 would be a canary that serves nothing."""
+    where = f"canary {percent} (--canary, RANKER_CANARY)"
+    if percent == 0:
+        return (
+            f"{where} would be a canary that gets no traffic: give it 1 to 99 percent, or leave out --canary to "
+            "send it all traffic (to take the traffic from a canary: `ranker rollback`)"
+        )
+    if percent is not None and 1 <= percent <= 100:
         return ""
-    return f"canary {percent} (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100"
+    return f"{where}: the share of traffic is a percent, 1 to 99 for a canary (100: a plain deployment)"
 
 
 class RegistryBackend(Protocol):
@@ -326,9 +334,9 @@ def register_model(
         logger.info("registered %s version %s (run %s)", config.model_name, version, candidate.run_id)
     elif candidate.blessed and backend.alias_version(ROLLED_BACK) == version:
         raise RegistrationRefusedError(
-            f"this model is {config.model_name} version {version}, which traffic was rolled back from "
-            f"(alias {ROLLED_BACK}), so registering it again does not make it the champion again; to serve it "
-            f"again: `ranker deploy --version {version} --canary PERCENT`, then `ranker promote`"
+            f"this model is already {config.model_name} version {version}, and the last rollback took the "
+            f"traffic away from it (alias {ROLLED_BACK}): registering it again does not make it the champion "
+            f"again; to serve it again: `ranker deploy --version {version} --canary PERCENT`, then `ranker promote`"
         )
     else:
         logger.info(
@@ -451,10 +459,12 @@ def json_file(path: str, default_name: str) -> str:
 def promote(backend: RegistryBackend, version: str) -> None:
     """Make ``version`` the champion; the champion it replaces becomes ``previous-champion``.
 
-    A version promoted again after a rollback from it loses ``rolled-back``: an operator chose it.
+    A version promoted again after a rollback from it loses ``rolled-back``: an operator chose it. A
+    ``challenger`` promoted (``ranker promote --force`` of its canary) loses ``challenger``: it is the champion now.
     """
-    if backend.alias_version(ROLLED_BACK) == version:
-        backend.remove_alias(ROLLED_BACK)
+    for alias in (ROLLED_BACK, CHALLENGER):
+        if backend.alias_version(alias) == version:
+            backend.remove_alias(alias)
     current = backend.alias_version(CHAMPION)
     if current == version:
         return

@@ -23,7 +23,7 @@ import logging
 import shlex
 from typing import TYPE_CHECKING, Any
 
-from components.registry.core import RegistryConfig
+from components.registry.core import RegistryConfig, canary_share_problem
 from components.registry.rollout import RolloutError
 
 if TYPE_CHECKING:
@@ -125,7 +125,10 @@ class VertexEndpoint:
         """What the pipeline's ``ModelDeployOp`` needs to deploy ``version`` with ``percent``% of the traffic.
 
         The endpoint is created when missing; on an endpoint that serves nothing the version takes all traffic.
+        ``percent`` is 1 to 100 (:func:`~components.registry.core.canary_share_problem`), else :class:`RolloutError`.
         """
+        if problem := canary_share_problem(percent):
+            raise RolloutError(problem)
         endpoint = self.find_or_create()
         alone = percent == 100 or not self.deployed_versions(endpoint)
         split = {"0": 100} if alone else self.canary_split(endpoint, version, percent)

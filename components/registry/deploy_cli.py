@@ -12,8 +12,10 @@ Targets: ``vertex`` (the endpoint ``--endpoint``, created on first use; the
 default with the Vertex AI registry), ``kserve`` (prints the ``InferenceService``
 manifest, ``canaryTrafficPercent`` for a canary) and ``local`` (prints the serve
 command; no traffic split). The version under canary holds the ``canary`` alias
-until ``ranker promote`` or ``ranker rollback``. Every option's default comes
-from the environment variable named in its help.
+until ``ranker promote`` or ``ranker rollback``. ``--out`` is tried before
+anything changes and written before any alias moves: a file that cannot be
+written is one line (exit status 2) and no alias moves. Every option's default
+comes from the environment variable named in its help.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.registry.cli import add_registry_arguments, registry_config
 from components.registry.core import RegistryConfig
-from ranker_core.cli_support import writable_file
+from ranker_core.cli_support import UserError, writable_file
+
+if TYPE_CHECKING:
+    from components.registry.rollout import Publish
 
 HELP = "deploy a registered version: all traffic, or a canary share (Vertex AI endpoint, KServe, local)"
 
@@ -64,10 +70,19 @@ def rollout_config(args: argparse.Namespace) -> RegistryConfig:
 
 
 def show(text: str, out: str) -> None:
-    """Print the result, and write it to ``out`` when given."""
-    print(text.rstrip("\n"))
+    """Write the result to ``out`` when given, then print it.
+
+    A file that cannot be written is a one-line :class:`UserError` naming it, and nothing is printed: the
+    rollout functions call this before any alias moves (``publish``), so the aliases stay as they were.
+    """
     if out:
-        Path(out).write_text(text if text.endswith("\n") else text + "\n")
+        try:
+            Path(out).write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as error:
+            raise UserError(
+                f"--out {out}: cannot be written ({error.strerror or error}); no registry alias was moved"
+            ) from None
+    print(text.rstrip("\n"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,24 +92,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PERCENT",
-        help="send only this share of traffic (0 to 99) to the version; 100 is a plain deployment [env RANKER_CANARY]",
+        help="send only this share of traffic (1 to 99) to the version; 100 is a plain deployment [env RANKER_CANARY]",
     )
     add_rollout_arguments(parser)
 
 
-def run(args: argparse.Namespace, action: Callable[[RegistryConfig], str]) -> int:
-    """What deploy, promote and rollback do: ``action`` on the configuration (an existing registry), shown."""
+def run(args: argparse.Namespace, action: Callable[[RegistryConfig, Publish], str]) -> int:
+    """What deploy, promote and rollback do: ``action`` on the configuration (an existing registry), which
+    hands what it shows to ``publish`` (written to ``--out``, printed) before it moves any alias."""
     from components.registry.cli import require_registry
 
     config = rollout_config(args)
     require_registry(config)
-    if args.out:  # before the action moves any alias: a refused --out must change nothing
+    if args.out:  # before the serving change: a refused --out changes nothing
         writable_file(args.out)
-    show(action(config), args.out)
+    action(config, lambda text: show(text, args.out))
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
     from components.registry.rollout import deploy
 
-    return run(args, lambda config: deploy(config, args.version))
+    return run(args, lambda config, publish: deploy(config, args.version, publish=publish))

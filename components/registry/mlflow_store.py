@@ -27,6 +27,7 @@ from components.registry.core import Candidate, RegistryConfig, blessed_tag
 from components.tracking.mlflow_runs import (
     EvaluationDocuments,
     experiment_id,
+    fail_run,
     log_evaluation,
     record_registration,
     tracking_client,
@@ -54,8 +55,12 @@ class MlflowRegistry:
 
     def create_version(self, candidate: Candidate) -> str:
         run_id = candidate.tracking_run_id or self._log_run(candidate)
-        with global_tracking_uri(self.config.resolved_tracking_uri):  # MLflow's fluent API and models:/ sources
-            version = self._create_version(candidate, run_id)
+        try:
+            with global_tracking_uri(self.config.resolved_tracking_uri):  # MLflow's fluent API and models:/ sources
+                version = self._create_version(candidate, run_id)
+        except Exception as error:
+            self._record_failure(run_id, error)
+            raise
         record_registration(self.config, run_id, version)
         return version
 
@@ -126,6 +131,16 @@ class MlflowRegistry:
         """Every evaluation metric logged with a version (from its run)."""
         run_id = self.client.get_model_version(self.name, version).run_id
         return dict(self.client.get_run(run_id).data.metrics)
+
+    def _record_failure(self, run_id: str, error: Exception) -> None:
+        """The run ended FAILED (``mlflow.start_run`` ends it so): tag why, so ``ranker runs --json`` says it.
+
+        A store that cannot take the tag either is only logged: the error that matters is ``error``.
+        """
+        try:
+            fail_run(self.client, run_id, f"registering the model failed: {type(error).__name__}: {error}")
+        except Exception as tagging:
+            logger.warning("could not mark MLflow run %s failed: %s", run_id, tagging)
 
     def _model_exists(self) -> bool:
         return bool(self.client.search_registered_models(f"name='{self.name}'"))

@@ -29,4 +29,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from components.registry.rollout import promote_canary
 
-    return run(args, lambda config: promote_canary(config, force=args.force))
+    return run(args, lambda config, publish: promote_canary(config, force=args.force, publish=publish))

@@ -26,4 +26,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from components.registry.rollout import roll_back
 
-    return run(args, roll_back)
+    return run(args, lambda config, publish: roll_back(config, publish=publish))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +48,11 @@ from components.registry.core import (
 from ranker_core.cli_support import UserError
 
 logger = logging.getLogger(__name__)
+
+
+# Called with what a rollout shows (a manifest, an endpoint's traffic) once the serving change is done and
+# before any alias moves: the CLI writes --out and prints it there.
+Publish = Callable[[str], None]
 
 
 class RolloutError(UserError):
@@ -77,6 +83,12 @@ class ServingTarget(Protocol):
 def open_target(config: RegistryConfig) -> ServingTarget:
     """The serving target the configuration names (``deploy_target``; by default follows the registry)."""
     target = config.resolved_deploy_target
+    if target == "vertex" and config.backend != "vertex":
+        raise RolloutError(
+            f"--deploy-target vertex serves versions of the Vertex AI Model Registry, not of the {config.backend} "
+            "registry: pass --registry vertex and --project (or GOOGLE_CLOUD_PROJECT); an MLflow registry's versions "
+            "are served with --deploy-target kserve or local"
+        )
     if target == "kserve":
         from components.registry.kserve import KServeManifests
 
@@ -91,15 +103,17 @@ def deploy(
     version: str = "",
     backend: RegistryBackend | None = None,
     target: ServingTarget | None = None,
+    publish: Publish | None = None,
 ) -> str:
     """Serve ``version`` (default: the champion): alone, or with ``canary_percent`` of the traffic below 100.
 
     A share of 100 is a plain deployment, as in the pipeline's deploy step: all traffic, no ``canary`` alias.
     """
     if is_canary_share(config.canary_percent):
-        return start_canary(config, version, backend=backend, target=target)
+        return start_canary(config, version, backend=backend, target=target, publish=publish)
     backend = backend or open_backend(config)
-    return target_or_default(config, target).serve(_version_or_champion(backend, version, config))
+    target = target_or_default(config, target)
+    return _published(target.serve(_version_or_champion(backend, version, config)), publish)
 
 
 def start_canary(
@@ -108,14 +122,16 @@ def start_canary(
     percent: int | None = None,
     backend: RegistryBackend | None = None,
     target: ServingTarget | None = None,
+    publish: Publish | None = None,
 ) -> str:
     """Serve ``version`` (default: the champion) with ``percent``% of the traffic; it takes the ``canary`` alias."""
     percent = config.canary_percent if percent is None else percent
     if problem := canary_share_problem(percent):
         raise RolloutError(problem)
     backend = backend or open_backend(config)
+    target = target_or_default(config, target)
     canary = _version_or_champion(backend, version, config)
-    shown = target_or_default(config, target).canary(canary, percent)
+    shown = _published(target.canary(canary, percent), publish)
     backend.set_alias(CANARY, canary.version)
     logger.info("version %s takes %d%% of the traffic as the canary", canary.version, percent)
     return shown
@@ -126,11 +142,13 @@ def promote_canary(
     backend: RegistryBackend | None = None,
     target: ServingTarget | None = None,
     force: bool = False,
+    publish: Publish | None = None,
 ) -> str:
     """Send all traffic to the canary; it becomes (or stays) the champion and loses the ``canary`` alias.
 
     A canary whose evaluation did not bless it (a challenger, canaried to watch it online) is promoted only
-    with ``force``: the registry's rule is that only a blessed model becomes champion.
+    with ``force``: the registry's rule is that only a blessed model becomes champion. Promoted, it loses the
+    ``challenger`` alias: one version is not both.
     """
     backend = backend or open_backend(config)
     version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
@@ -139,14 +157,18 @@ def promote_canary(
             f"{config.model_name} version {version} was not blessed by its evaluation, so it is not promoted "
             "to champion; promote it with --force if the canary's online results justify it"
         )
-    shown = target_or_default(config, target).switch(_release(backend, version, config))
+    target = target_or_default(config, target)
+    shown = _published(target.switch(_release(backend, version, config)), publish)
     promote(backend, version)
     backend.remove_alias(CANARY)
     return shown
 
 
 def roll_back(
-    config: RegistryConfig, backend: RegistryBackend | None = None, target: ServingTarget | None = None
+    config: RegistryConfig,
+    backend: RegistryBackend | None = None,
+    target: ServingTarget | None = None,
+    publish: Publish | None = None,
 ) -> str:
     """Send all traffic back to the champion the canary (or the last promotion) replaced.
 
@@ -161,13 +183,27 @@ def roll_back(
     version = champion if canary is not None and canary != champion else backend.alias_version(PREVIOUS_CHAMPION)
     if version is None:
         raise RolloutError(f"no previous champion of {config.model_name} to roll back to")
-    shown = target_or_default(config, target).switch(_release(backend, version, config))
+    target = target_or_default(config, target)
+    shown = _published(target.switch(_release(backend, version, config)), publish)
     _restore_champion(backend, version)
     rolled_back_from = canary if canary is not None and canary != version else champion
     if rolled_back_from is not None:
         backend.set_alias(ROLLED_BACK, rolled_back_from)
-    logger.info("rolled back to version %s (canary was %s, champion was %s)", version, canary, champion)
+    logger.info("%s", rollback_summary(version, rolled_back_from, canary))
     return shown
+
+
+def rollback_summary(version: str, rolled_back_from: str | None, canary: str | None) -> str:
+    """The log line of a rollback to ``version``, naming the version traffic was taken from (if any).
+
+    >>> rollback_summary("2", "3", "3")
+    'version 2 serves all traffic again as the champion; canary version 3 no longer serves (alias rolled-back)'
+    """
+    summary = f"version {version} serves all traffic again as the champion"
+    if rolled_back_from is None:
+        return summary
+    was = "canary version" if rolled_back_from == canary else "version"
+    return f"{summary}; {was} {rolled_back_from} no longer serves (alias {ROLLED_BACK})"
 
 
 def mark_canary(config: RegistryConfig, version: str, percent: int, backend: RegistryBackend | None = None) -> None:
@@ -179,6 +215,14 @@ def mark_canary(config: RegistryConfig, version: str, percent: int, backend: Reg
 def target_or_default(config: RegistryConfig, target: ServingTarget | None) -> ServingTarget:
     """``target``, or the one the configuration names."""
     return target if target is not None else open_target(config)
+
+
+def _published(shown: str, publish: Publish | None) -> str:
+    """Hand what the serving change shows to ``publish`` (the CLI writes ``--out`` and prints it) before any
+    alias moves, so that a failure there leaves the aliases as they were; ``shown``."""
+    if publish is not None:
+        publish(shown)
+    return shown
 
 
 def _restore_champion(backend: RegistryBackend, version: str) -> None:

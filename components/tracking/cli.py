@@ -7,8 +7,10 @@ Examples::
     ranker runs --tracking-uri http://mlflow:5000
 
 One line per pipeline run, blessed or refused: its MLflow run id, start date,
-data, verdict (``blessed``, ``refused``, or ``running``/``failed`` before an
-evaluation), the lift over the per-module GBDT and the registered version.
+data, verdict (``blessed``, ``refused``, ``running`` before an evaluation, and
+``failed``/``killed`` for a run that ended so, even after its evaluation), the
+lift over the per-module GBDT and the registered version. ``--json`` adds each
+run's MLflow ``status`` and ``failure`` (why it failed).
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ def start_pipeline_run(config: RegistryConfig, pipeline_run_id: str, params: Map
     return run.info.run_id
 
 
-def fail_unfinished_runs(config: RegistryConfig, since_ms: int, reason: str) -> list[str]:
-    """Mark FAILED, with ``reason`` as a tag, the pipeline runs still RUNNING that started at ``since_ms`` or later.
+def fail_unfinished_runs(config: RegistryConfig, since_ms: int, reason: str, status: str = "FAILED") -> list[str]:
+    """End with ``status`` (``FAILED``; ``KILLED`` for an interrupted run), ``reason`` as a tag, the pipeline runs
+    still RUNNING that started at ``since_ms`` or later.
 
     A pipeline that fails before ``record_run`` leaves its MLflow run open; the local runner calls this
     when a step fails, so ``ranker runs`` says ``failed`` and why. Returns the ids it closed.
@@ -110,7 +111,7 @@ def fail_unfinished_runs(config: RegistryConfig, since_ms: int, reason: str) -> 
     closed = []
     for run in client.search_runs([experiment.experiment_id], query):
         if PIPELINE_RUN_TAG in run.data.tags:
-            _end_failed(client, run.info.run_id, reason)
+            fail_run(client, run.info.run_id, reason, status)
             closed.append(run.info.run_id)
     return closed
 
@@ -141,11 +142,12 @@ def fail_pipeline_run(config: RegistryConfig, pipeline_run_id: str, reason: str,
     run_id = find_pipeline_run(client, config, pipeline_run_id)
     if not run_id or client.get_run(run_id).info.status != "RUNNING":
         return ""
-    _end_failed(client, run_id, reason, status)
+    fail_run(client, run_id, reason, status)
     return run_id
 
 
-def _end_failed(client: Any, run_id: str, reason: str, status: str = "FAILED") -> None:
+def fail_run(client: Any, run_id: str, reason: str, status: str = "FAILED") -> None:
+    """End a run with ``status`` (``FAILED`` or ``KILLED``) and ``reason`` as its ``failure`` tag."""
     client.set_tag(run_id, FAILURE_TAG, reason[:_MAX_TAG])
     client.set_terminated(run_id, status=status)
 

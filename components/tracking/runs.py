@@ -17,6 +17,7 @@ from typing import Any
 from components.registry.core import RegistryConfig
 from components.tracking.mlflow_runs import (
     DATA_TAG,
+    FAILURE_TAG,
     LIFT_METRIC,
     PIPELINE_RUN_TAG,
     VERDICT_TAG,
@@ -27,9 +28,15 @@ from components.tracking.mlflow_runs import (
 COLUMNS = ("run_id", "date", "data", "verdict", "lift", "version")
 
 
+# MLflow run statuses that end a run unsuccessfully: the verdict says so whatever the evaluation said before.
+UNSUCCESSFUL = ("FAILED", "KILLED")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """One pipeline run as the listing shows it (``verdict`` is ``running`` until evaluated)."""
+    """One pipeline run as the listing shows it: ``verdict`` is ``running`` until evaluated, then ``blessed`` or
+    ``refused``; a run that ended FAILED or KILLED is ``failed`` or ``killed`` even when it was evaluated before
+    (its register step failed, say), and ``failure`` says why."""
 
     run_id: str
     pipeline_run_id: str
@@ -39,6 +46,7 @@ class RunSummary:
     lift: float | None
     version: str
     status: str
+    failure: str = ""
 
     @classmethod
     def from_mlflow(cls, run: Any) -> RunSummary:
@@ -49,14 +57,27 @@ class RunSummary:
             pipeline_run_id=tags.get(PIPELINE_RUN_TAG, ""),
             date=started.strftime("%Y-%m-%d %H:%M:%S"),
             data=tags.get(DATA_TAG, ""),
-            verdict=tags.get(VERDICT_TAG, run.info.status.lower()),
+            verdict=run_verdict(run.info.status, tags),
             lift=metrics.get(LIFT_METRIC),
             version=tags.get(VERSION_TAG, ""),
             status=run.info.status,
+            failure=tags.get(FAILURE_TAG, ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def run_verdict(status: str, tags: dict[str, str]) -> str:
+    """What the listing says of a run: ``failed``/``killed`` when it ended so, else its evaluation's verdict
+    (``blessed``, ``refused``), else its status (``running``, ``finished``).
+
+    >>> run_verdict("FAILED", {"verdict": "blessed"})
+    'failed'
+    """
+    if status in UNSUCCESSFUL:
+        return status.lower()
+    return tags.get(VERDICT_TAG, status.lower())
 
 
 def list_runs(config: RegistryConfig, limit: int = 50) -> list[RunSummary]:

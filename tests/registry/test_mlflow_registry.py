@@ -304,3 +304,63 @@ def test_gs_uris_are_read_through_the_cloud_storage_fuse_mount(tmp_path, monkeyp
     monkeypatch.setattr("trainer.digest.GCS_FUSE_ROOT", str(tmp_path / "absent"))
     assert local_view("gs://bucket/model") is None
     assert local_view("/data/model") == "/data/model"
+
+
+def latest_layout(tmp_path: Path, exported: Path) -> Path:
+    """A finished run's folder as `ranker run` leaves it: ``latest/model`` links to the model in ``pipeline_root``
+    (relative link, as a user may make one too), next to the evaluation's files; ``latest``."""
+    model = copy_model(exported, tmp_path / "wd" / "pipeline_root" / "run-1" / "train-mmoe" / "model", "latest")
+    latest = write_evaluation(tmp_path / "wd" / "latest", True, 0.6, judged=model)
+    (latest / "model").symlink_to(Path("..") / "pipeline_root" / "run-1" / "train-mmoe" / "model")
+    return latest
+
+
+@pytest.mark.slow
+def test_ranker_register_takes_the_latest_model_link_the_docs_show(tmp_path, capsys, model_dir):
+    """MLflow refuses an artifact path that resolves outside its folder: the link is resolved first."""
+    from mlflow.pyfunc import load_model
+
+    from components.registry.mlflow_store import global_tracking_uri
+    from pipelines.cli import main as ranker
+    from trainer.mlflow_model import example_frame
+
+    latest = latest_layout(tmp_path, model_dir)
+    work = tmp_path / "registry"
+    flags = ["--model", str(latest / "model"), "--report", str(latest / "metrics.json")]
+
+    assert ranker(["register", "--work-dir", str(work), *flags, "--blessing", str(latest / "blessing.json")]) == 0
+
+    assert json.loads(capsys.readouterr().out.split("\nbrowse it")[0])["aliases"] == [CHAMPION]
+    with global_tracking_uri(RegistryConfig(work_dir=str(work)).resolved_tracking_uri):
+        scored = load_model(f"models:/mmoe-ranker@{CHAMPION}").predict(example_frame(latest / "model"))
+    assert "score" in scored.columns
+
+
+@pytest.mark.slow
+def test_a_model_folder_holding_links_is_registered_with_the_files_they_point_at(tmp_path, config, model_dir):
+    model = copy_model(model_dir, tmp_path / "model", "links")
+    kept = tmp_path / "elsewhere" / "feature_spec.json"
+    kept.parent.mkdir()
+    (model / "feature_spec.json").rename(kept)
+    (model / "feature_spec.json").symlink_to(kept)
+    report = write_evaluation(tmp_path / "report", True, 0.6, judged=model)
+
+    registered = register_from_artifacts(str(model), str(report), str(report), config)
+
+    copied = Path(registered.model_uri) / "feature_spec.json"
+    assert not copied.is_symlink() and copied.read_text() == kept.read_text()
+
+
+def test_cli_user_errors_are_one_line_and_exit_status_2(tmp_path, capsys):
+    from pipelines.cli import main as ranker
+
+    work = ["--work-dir", str(tmp_path / "w")]
+    assert ranker(["register", *work]) == 2
+    assert capsys.readouterr().err == (
+        "ranker register: missing --model, --report, --blessing: give the model folder and its evaluation's "
+        "metrics.json and blessing.json (or --champion to print the champion's model location)\n"
+    )
+    missing = tmp_path / "no" / "model"
+    assert ranker(["register", *work, "--model", str(missing), "--report", ".", "--blessing", "."]) == 2
+    assert capsys.readouterr().err == f"ranker register: --model {missing}: no such file or folder\n"
+    assert not (tmp_path / "w").exists()

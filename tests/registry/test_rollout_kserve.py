@@ -10,6 +10,7 @@ from kserve.models import V1beta1InferenceServiceSpec, V1beta1PredictorSpec
 
 from components.registry.core import (
     CANARY,
+    CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,
     ROLLED_BACK,
@@ -128,11 +129,16 @@ def test_canary_promote_on_kserve_and_the_aliases(capsys, work, tmp_path):
     assert registry.alias_version(CANARY) is None
 
 
-def test_rollback_on_kserve_serves_the_previous_champion_again(capsys, work):
+def test_rollback_on_kserve_serves_the_previous_champion_again(capsys, work, caplog):
     registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
     kserve(capsys, work, "deploy", "--canary", "50")
 
-    rolled_back = kserve(capsys, work, "rollback")
+    with caplog.at_level("INFO", logger="components.registry.rollout"):
+        rolled_back = kserve(capsys, work, "rollback")
+
+    assert caplog.messages[-1] == (
+        "version 1 serves all traffic again as the champion; canary version 2 no longer serves (alias rolled-back)"
+    )
 
     assert served(rolled_back) == ("1", registry.version_model_uri("1"), None)
     assert registry.alias_version(CHAMPION) == "1"
@@ -150,7 +156,7 @@ def test_a_rolled_back_model_registered_again_stays_rolled_back_until_an_operato
     kserve(capsys, work, "rollback")  # from the champion, version 2 ("b"), to version 1
     assert (registry.alias_version(CHAMPION), registry.alias_version(ROLLED_BACK)) == ("1", "2")
 
-    with pytest.raises(RegistrationRefusedError, match="version 2, which traffic was rolled back from"):
+    with pytest.raises(RegistrationRefusedError, match="already mmoe-ranker version 2, and the last rollback took"):
         registered(tmp_path, config, "b", model_dir)
     assert (registry.alias_version(CHAMPION), registry.alias_version(ROLLED_BACK)) == ("1", "2")
 
@@ -173,6 +179,18 @@ def test_a_plain_deploy_serves_the_champion_with_all_traffic(capsys, work):
     assert served(kserve(capsys, work, "deploy"))[0::2] == ("2", None)
     status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work))
     assert status == 0 and "ranker serve --model-uri models:/mmoe-ranker/2" in out
+
+
+def test_a_canary_of_an_older_version_rolls_back_to_the_champion_and_says_so(capsys, work, caplog):
+    kserve(capsys, work, "deploy", "--version", "1", "--canary", "5")
+
+    with caplog.at_level("INFO", logger="components.registry.rollout"):
+        kserve(capsys, work, "rollback")
+
+    assert "None" not in caplog.text
+    assert caplog.messages[-1] == (
+        "version 2 serves all traffic again as the champion; canary version 1 no longer serves (alias rolled-back)"
+    )
 
 
 def test_a_canary_of_100_is_a_plain_deploy_as_in_the_pipeline(capsys, work):
@@ -199,9 +217,21 @@ def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, w
     [
         (
             ["deploy", "--canary", "150", "--deploy-target", "kserve"],
-            "canary 150 (--canary, RANKER_CANARY): the share of traffic is a percent, 0 to 100",
+            "canary 150 (--canary, RANKER_CANARY): the share of traffic is a percent, 1 to 99 for a canary "
+            "(100: a plain deployment)",
         ),
         (["deploy", "--canary", "-1", "--deploy-target", "kserve"], "canary -1 (--canary, RANKER_CANARY): the share"),
+        (
+            ["deploy", "--canary", "0", "--deploy-target", "kserve"],
+            "canary 0 (--canary, RANKER_CANARY) would be a canary that gets no traffic: give it 1 to 99 percent, "
+            "or leave out --canary to send it all traffic (to take the traffic from a canary: `ranker rollback`)",
+        ),
+        (
+            ["deploy", "--deploy-target", "vertex"],
+            "--deploy-target vertex serves versions of the Vertex AI Model Registry, not of the mlflow registry: "
+            "pass --registry vertex and --project (or GOOGLE_CLOUD_PROJECT)",
+        ),
+        (["rollback", "--deploy-target", "vertex"], "--deploy-target vertex serves versions of the Vertex AI"),
         (["deploy", "--canary", "10"], "a local server has no traffic split"),
         (["deploy", "--version", "9", "--deploy-target", "kserve"], "mmoe-ranker has no version '9'"),
         (["promote", "--deploy-target", "kserve"], "no canary to promote: run `ranker deploy --canary PERCENT` first"),
@@ -248,6 +278,61 @@ def test_an_out_file_that_cannot_be_written_changes_no_alias(capsys, work, tmp_p
     assert {alias: registry.alias_version(alias) for alias in aliases} == aliases
 
 
+def aliases_of(work: Path) -> dict[str, str | None]:
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    return {alias: registry.alias_version(alias) for alias in (CHAMPION, CANARY, PREVIOUS_CHAMPION, ROLLED_BACK)}
+
+
+@pytest.mark.parametrize("command", ["deploy", "promote", "rollback"])
+def test_an_out_file_that_fails_to_be_written_is_one_line_and_moves_no_alias(
+    capsys, work, tmp_path, monkeypatch, command
+):
+    """The write can fail after every check passed (root on NFS, a full disk): it happens before any alias moves."""
+    if command != "deploy":
+        kserve(capsys, work, "deploy", "--canary", "10")
+    before = aliases_of(work)
+    out = tmp_path / "isvc.yaml"
+    write_text = Path.write_text
+
+    def refuse(path: Path, *args, **kwargs):
+        if path == out:
+            raise PermissionError(13, "Permission denied", str(path))
+        return write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    flags = ["--canary", "20"] if command == "deploy" else []
+
+    status, printed, err = ranker(
+        capsys, command, "--deploy-target", "kserve", "--work-dir", str(work), *flags, "--out", str(out)
+    )
+
+    assert status == 2 and printed == ""  # nothing to pipe into kubectl either
+    assert err == f"ranker {command}: --out {out}: cannot be written (Permission denied); no registry alias was moved\n"
+    assert aliases_of(work) == before
+
+
+def test_an_out_file_under_a_file_or_on_sysfs_is_refused_before_anything(capsys, work, tmp_path):
+    before = aliases_of(work)
+    under_a_file = tmp_path / "notes.txt"
+    under_a_file.write_text("a file, not a folder")
+    out = under_a_file / "isvc.yaml"
+
+    status, printed, err = ranker(
+        capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), "--canary", "10", "--out", str(out)
+    )
+
+    assert (status, printed) == (2, "")
+    assert err == f"ranker deploy: --out {out}: no such folder {under_a_file}\n"
+    if Path("/sys/fs").is_dir():  # os.access says root may write there; creating a file says otherwise
+        sysfs = "/sys/fs/ranker-isvc.yaml"
+        status, printed, err = ranker(
+            capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), "--canary", "10", "--out", sysfs
+        )
+        assert (status, printed) == (2, "")
+        assert err.startswith(f"ranker deploy: --out {sysfs}: folder /sys/fs is not writable") and err.count("\n") == 1
+    assert aliases_of(work) == before
+
+
 def test_a_canary_its_evaluation_did_not_bless_is_promoted_only_with_force(capsys, work, tmp_path, model_dir):
     config = RegistryConfig(work_dir=str(work), keep_challengers=True)
     model = copy_model(model_dir, tmp_path / "c", "c")
@@ -260,8 +345,11 @@ def test_a_canary_its_evaluation_did_not_bless_is_promoted_only_with_force(capsy
 
     assert status == 2 and f"version {challenger} was not blessed by its evaluation" in err and "--force" in err
     assert (registry.alias_version(CHAMPION), registry.alias_version(CANARY)) == ("2", challenger)
+    assert registry.alias_version(CHALLENGER) == challenger
     assert served(kserve(capsys, work, "promote", "--force"))[0] == challenger
     assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == (challenger, "2")
+    # the champion now, no longer a challenger: one version does not hold both
+    assert registry.version_aliases(challenger) == (CHAMPION,)
 
 
 def test_a_version_whose_model_files_are_gone_is_not_deployed(capsys, work, tmp_path, model_dir):

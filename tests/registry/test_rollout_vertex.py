@@ -10,6 +10,7 @@ from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, Regist
 from components.registry.deploy import VertexEndpoint, deploy_version
 from components.registry.rollout import RolloutError, deploy, promote_canary, roll_back, start_canary
 from components.registry.vertex import VertexRegistry
+from ranker_core.cli_support import UserError
 from tests.registry.fake_vertex_endpoints import FakeVertexEndpoints
 from tests.registry.test_vertex_registry import candidate
 
@@ -186,3 +187,30 @@ def test_the_vertex_pipeline_deploys_with_model_deploy_op_and_the_canary_paramet
     executor = spec["deploymentSpec"]["executors"]["exec-model-deploy"]["container"]
     assert executor["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components")
     assert executor["args"][:2] == ["--type", "DeployModel"]
+
+
+def test_a_canary_with_no_traffic_is_refused_before_the_endpoint_is_touched(api, config, two_champions, endpoint):
+    calls = len(api.calls("POST", r"."))
+
+    with pytest.raises(RolloutError, match=r"canary 0 \(--canary, RANKER_CANARY\) would be a canary that gets no"):
+        endpoint.plan("2", percent=0)  # what the pipeline's plan step does with canary_percent 0
+    with pytest.raises(RolloutError, match="give it 1 to 99 percent"):
+        start_canary(config, percent=0, backend=two_champions, target=endpoint)
+
+    assert len(api.calls("POST", r".")) == calls
+    assert two_champions.alias_version(CANARY) is None
+
+
+def test_what_a_rollout_shows_is_published_before_any_alias_moves(api, config, two_champions, endpoint):
+    """`ranker deploy --out` writes there: a file that cannot be written leaves the aliases as they were."""
+    published = []
+
+    def refuse(shown: str) -> None:
+        published.append(json.loads(shown)["traffic"])
+        raise UserError("--out isvc.json: cannot be written (Permission denied); no registry alias was moved")
+
+    with pytest.raises(UserError, match="no registry alias was moved"):
+        start_canary(config.replace(canary_percent=10), backend=two_champions, target=endpoint, publish=refuse)
+
+    assert published == [{"v1": 90, "v2": 10}]
+    assert (two_champions.alias_version(CHAMPION), two_champions.alias_version(CANARY)) == ("2", None)

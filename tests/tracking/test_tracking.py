@@ -256,3 +256,57 @@ def test_the_exit_handler_does_nothing_on_vertex_without_an_mlflow_store():
     from components.tracking.component import close_tracking
 
     assert close_tracking.python_func(status=exit_status("FAILED", "x"), pipeline_run_id="r", registry="vertex") == ""
+
+
+def test_ranker_runs_shows_a_run_that_ended_failed_or_killed_so_even_after_its_verdict(tmp_path, config, capsys):
+    """A verdict tag set before a later failure (the register step failed) does not make the run look blessed."""
+    client = tracking_client(config)
+    failed = tracked_run(tmp_path, config, blessed=True, name="run-failed")
+    client.set_tag(failed, FAILURE_TAG, "register failed: disk full")
+    client.set_terminated(failed, status="FAILED")
+    killed = tracked_run(tmp_path, config, blessed=False, name="run-killed")
+    client.set_terminated(killed, status="KILLED")
+    blessed = tracked_run(tmp_path, config, blessed=True, name="run-blessed")
+    running = start_pipeline_run(config, "run-running", PARAMS)
+
+    runs = {run.run_id: run for run in list_runs(config)}
+
+    assert {run_id: runs[run_id].verdict for run_id in (failed, killed, blessed, running)} == {
+        failed: "failed",
+        killed: "killed",
+        blessed: "blessed",
+        running: "running",
+    }
+    assert (runs[failed].failure, runs[blessed].failure) == ("register failed: disk full", "")
+    assert ranker(["runs", "--work-dir", config.work_dir, "--json"]) == 0
+    listed = {run["run_id"]: run for run in json.loads(capsys.readouterr().out)}
+    assert (listed[failed]["verdict"], listed[failed]["status"]) == ("failed", "FAILED")
+    assert listed[failed]["failure"] == "register failed: disk full"
+    assert ranker(["runs", "--work-dir", config.work_dir]) == 0
+    table = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert table[failed][4] == "failed" and table[killed][4] == "killed"  # run_id, date (2 cells), data, verdict
+
+
+def test_a_registration_that_fails_ends_its_own_run_failed_with_the_reason(tmp_path, config, monkeypatch):
+    """`ranker register` outside a pipeline logs into a run of its own: a crash leaves it failed, and why."""
+    from mlflow.exceptions import MlflowException
+
+    from components.registry.core import Candidate, register_model
+    from tests.registry.conftest import write_fake_model
+
+    def crash(model_dir, name="model"):
+        raise MlflowException("Invalid path: resolved path is outside the artifact directory")
+
+    monkeypatch.setattr("trainer.mlflow_model.log_ranker_model", crash)
+    model = write_fake_model(tmp_path / "model", b"w")
+    evaluation = {"report": {"ndcg": 0.6}, "blessing": {"blessed": True, "reasons": []}}
+    candidate = Candidate(str(model), True, [], {}, {"lift": 0.1}, "run-x", "d" * 64, evaluation=evaluation)
+
+    with pytest.raises(MlflowException, match="outside the artifact directory"):
+        register_model(candidate, config)
+
+    (run,) = list_runs(config)
+    assert (run.verdict, run.status) == ("failed", "FAILED")
+    assert run.failure == (
+        "registering the model failed: MlflowException: Invalid path: resolved path is outside the artifact directory"
+    )
