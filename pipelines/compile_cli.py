@@ -3,8 +3,10 @@
 Runtime choices (data, configurations, registry) are pipeline parameters whose
 defaults come from the flags and environment; resources, accelerators and the
 training backend are fixed at compile time, and so is the image every step runs
-in (``--image``): for Vertex AI (``--registry vertex``, a gs:// ``--pipeline-root``)
-or a KFP host it must name its registry, or compilation is refused. Examples::
+in (``--image``): for Vertex AI or a KFP host it must name its registry, or
+compilation is refused. The YAML is for Vertex AI or KFP with ``--registry vertex``,
+or when the settings file or the environment sets a gs:// pipeline root or a KFP
+host (``RANKER_PIPELINE_ROOT``, ``RANKER_KFP_HOST``). Examples::
 
     ranker compile --out pipeline.yaml
     ranker compile --pipeline batch --out batch.yaml       # the batch ranking DAG

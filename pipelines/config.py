@@ -115,6 +115,9 @@ class PipelineSettings:
     baseline: BaselineConfig = dataclasses.field(init=False, repr=False)
     evaluation: Any = dataclasses.field(init=False, repr=False)  # EvaluationConfig (imported when needed)
     tuning: TuningConfig = dataclasses.field(init=False, repr=False)
+    # where a field's value came from, for its errors: "--settings run.yaml: model_config", "RANKER_SEED";
+    # a field missing here was given as its flag
+    sources: dict[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.training_backend not in ("pipeline", "custom-job"):
@@ -130,11 +133,11 @@ class PipelineSettings:
         self._check_resources()
         from components.evaluation.config import EvaluationConfig
 
-        # fail now, naming the flag and the key, not an hour into the run
-        self.trainer = step_config(TrainerConfig, self.model_config, "model_config")
-        self.baseline = step_config(BaselineConfig, self.baseline_config, "baseline_config")
-        self.evaluation = step_config(EvaluationConfig, self.eval_config, "eval_config")
-        self.tuning = step_config(TuningConfig, self.tune_config, "tune_config")
+        # fail now, naming the flag (or the file, or the variable) and the key, not an hour into the run
+        self.trainer = step_config(TrainerConfig, self.model_config, self.source("model_config"))
+        self.baseline = step_config(BaselineConfig, self.baseline_config, self.source("baseline_config"))
+        self.evaluation = step_config(EvaluationConfig, self.eval_config, self.source("eval_config"))
+        self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
         parse_labels(self.labels)
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
@@ -142,6 +145,11 @@ class PipelineSettings:
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
+
+    def source(self, field: str) -> str:
+        """Where ``field``'s value came from, as its errors name it: its flag, ``RANKER_...`` (the environment)
+        or ``--settings run.yaml: model_config`` (the settings file)."""
+        return self.sources.get(field) or OPTIONS[field].flag
 
     def _check_simulated_held_out_module(self) -> None:
         """A simulated run's held-out module must be a simulated one: a typo fails now, not after extraction.
@@ -177,9 +185,9 @@ class PipelineSettings:
         """Defaults, then the settings file (``settings_file``, else ``RANKER_SETTINGS``), then the
         environment variables of :data:`OPTIONS`, then non-``None`` overrides."""
         env = os.environ if environ is None else environ
-        values = cls._merged(env, settings_file, overrides)
+        values, sources = cls._merged(env, settings_file, overrides)
         registry = overrides.get("registry") or RegistryConfig.from_env(env, work_dir=values.get("work_dir"))
-        return cls(**values, registry=registry)
+        return cls(**values, registry=registry, sources=sources)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PipelineSettings:
@@ -187,19 +195,29 @@ class PipelineSettings:
         from components.registry.cli import registry_config
 
         flags = {field: getattr(args, field, None) for field in OPTIONS}
-        values = cls._merged(os.environ, getattr(args, "settings", None), flags)
-        return cls(**values, registry=registry_config(args, work_dir=values.get("work_dir") or "work_dir"))
+        values, sources = cls._merged(os.environ, getattr(args, "settings", None), flags)
+        registry = registry_config(args, work_dir=values.get("work_dir") or "work_dir")
+        return cls(**values, registry=registry, sources=sources)
 
     @staticmethod
-    def _merged(env: Mapping[str, str], settings_file: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """The fields set by the settings file, then the environment, then non-``None`` overrides (the flags)."""
-        values = read_settings_file(settings_file or env.get(SETTINGS_FILE_ENV, ""))
+    def _merged(
+        env: Mapping[str, str], settings_file: str | None, overrides: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The fields set by the settings file, then the environment, then non-``None`` overrides (the flags);
+        and where each field not set by a flag came from (:attr:`sources`)."""
+        path = settings_file or env.get(SETTINGS_FILE_ENV, "")
+        values = read_settings_file(path)
+        sources = {field: f"{SETTINGS_FILE_FLAG} {path}: {field}" for field in values}
         for field, option in OPTIONS.items():
             text = env_value(env, option.env, option.old_env)
             if text is not None:
                 values[field] = option.convert(text, option.env)
-        values.update({key: value for key, value in overrides.items() if value is not None and key in OPTIONS})
-        return values
+                sources[field] = option.env
+        for field, value in overrides.items():
+            if value is not None and field in OPTIONS:
+                values[field] = value
+                sources.pop(field, None)
+        return values, sources
 
     @classmethod
     def from_args_or_exit(cls, args: argparse.Namespace, command: str) -> PipelineSettings:
@@ -240,11 +258,11 @@ class PipelineSettings:
         try:
             self.evaluation.primary(outline)
         except ValueError as error:
-            raise ValueError(f"--eval-config: {error} (tasks of dataset spec {spec.origin})") from None
+            raise ValueError(f"{self.source('eval_config')}: {error} (tasks of dataset spec {spec.origin})") from None
         try:
             self.trainer.require_known_tasks(outline.task_names)
         except ValueError as error:
-            raise ValueError(f"--model-config: {error} (dataset spec {spec.origin})") from None
+            raise ValueError(f"{self.source('model_config')}: {error} (dataset spec {spec.origin})") from None
 
     @property
     def remote(self) -> bool:
@@ -344,7 +362,7 @@ def read_settings_file(path: str) -> dict[str, Any]:
         if key not in OPTIONS:
             raise InvalidValueError(f"{where}: unknown key {key!r} ({known_keys_hint(key, list(OPTIONS))})")
     return {
-        field: OPTIONS[field].convert(_as_text(value), f"{path}: {field}")
+        field: OPTIONS[field].convert(_as_text(value), f"{where}: {field}")
         for field, value in data.items()
         if value is not None
     }
@@ -359,15 +377,18 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def step_config(cls: type[Settings], value: str, name: str) -> Any:
+def step_config(cls: type[Settings], value: str, source: str) -> Any:
     """A step's typed configuration from its flag (inline JSON or a file) and the environment.
 
-    Errors name the flag and the key, e.g. ``--model-config: TrainerConfig: unknown key 'gate_temprature'``.
+    ``source`` is a field of :data:`OPTIONS` (its flag is named) or where the value came from
+    (:meth:`PipelineSettings.source`). Errors name it and the key, e.g.
+    ``--model-config: TrainerConfig: unknown key 'gate_temprature'``, or, from a settings file,
+    ``--settings run.yaml: model_config: TrainerConfig: ...``.
     """
     try:
         return cls.from_sources(value)
     except ValueError as error:
-        raise InvalidValueError(f"{OPTIONS[name].flag}: {error}") from None
+        raise InvalidValueError(f"{OPTIONS[source].flag if source in OPTIONS else source}: {error}") from None
 
 
 def config_json(config: Settings) -> str:

@@ -114,10 +114,14 @@ def forget_cache_of_other_code(cache: Path, code_digest: str) -> bool:
     ``kfp.local`` keys a step by its component, image name, command and inputs,
     but the project image keeps its name while the library code the steps call
     changes, so a cached step could hide a code change. The cache folder records
-    the digest of the code that filled it.
+    the digest of the code that filled it, written only when it changes: a run of
+    unchanged code writes nothing here.
     """
     stamp = cache / CODE_DIGEST_FILE
-    stale = cache.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != code_digest)
+    recorded = stamp.read_text().strip() if stamp.is_file() else None
+    if recorded == code_digest:
+        return False
+    stale = cache.is_dir()
     if stale:
         shutil.rmtree(cache)
     cache.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from pipelines import kfp_local
 from pipelines.config import PipelineSettings
 from pipelines.step_errors import StepFailedError
 from pipelines.step_output import StepOutput
+from ranker_core.cli_support import UserError, writable_folder, write_problem
 from trainer.progress import EpochReport
 
 
@@ -157,6 +158,21 @@ class StepProgress(logging.Filter):
         return f"[{time.strftime('%H:%M:%S')}] step {step:<22} {what}"
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C) during ``step`` (``None``: between steps); its MLflow run was ended
+    KILLED. A ``KeyboardInterrupt``, so a caller that does not handle it stops as on any Ctrl-C."""
+
+    def __init__(self, step: str | None, cached: bool = True) -> None:
+        super().__init__(step or "")
+        self.step = step
+        self.cached = cached  # whether the finished steps' outputs are in the cache for a rerun
+
+    def __str__(self) -> str:
+        during = f" during step '{self.step}'" if self.step else ""
+        rerun = "finished steps are cached, rerun to resume" if self.cached else "caching is off, a rerun starts over"
+        return f"interrupted{during}; {rerun}"
+
+
 @dataclasses.dataclass
 class LocalRunResult:
     """What a local run produced: the pipeline's outputs, its steps and the registered version."""
@@ -183,7 +199,11 @@ class LocalRunResult:
 
 
 def run_locally(settings: PipelineSettings, progress: StepProgress | None = None) -> LocalRunResult:
-    """Run the DAG with ``kfp.local``; failed steps raise :class:`StepFailedError` with their errors."""
+    """Run the DAG with ``kfp.local``; failed steps raise :class:`StepFailedError` with their errors.
+
+    A work dir that cannot be written raises :class:`~ranker_core.cli_support.UserError` before any step runs;
+    Ctrl-C raises :class:`RunInterrupted` (the run's MLflow run ended KILLED, the finished steps cached).
+    """
     from pipelines.pipeline import build_pipeline
 
     if settings.training_backend != "pipeline":
@@ -192,13 +212,18 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
             "(or set it to pipeline, or remove training_backend from --settings) for a local run"
         )
     settings.check_against_spec()  # a wrong task name fails now, not after the extraction
-    settings.pipeline_root_local.mkdir(parents=True, exist_ok=True)
     progress = progress or StepProgress()
     cache = kfp_local.cache_root(settings.pipeline_root_local)
-    if settings.enable_caching:
-        if kfp_local.forget_cache_of_other_code(cache, steps_code_digest()):
-            progress.console.line("The steps' code changed since the cached runs: every step runs again.")
-        kfp_local.materialize_metrics(cache)  # a run killed before its end left entries without their Metrics files
+    try:  # every folder the run writes to outside its steps, before any step runs
+        writable_folder(settings.pipeline_root_local)
+        if settings.enable_caching:
+            if kfp_local.forget_cache_of_other_code(cache, steps_code_digest()):
+                progress.console.line("The steps' code changed since the cached runs: every step runs again.")
+            writable_folder(cache)
+            kfp_local.materialize_metrics(cache)  # a run killed before its end left entries without their Metrics
+        log_path = None if progress.echo else step_log_path(settings)
+    except OSError as error:
+        raise UserError(f"--work-dir {settings.work_dir}: {write_problem(error)}") from None
     kfp_local.init(settings.pipeline_root_local, settings.docker, settings.enable_caching)
     pipeline = build_pipeline(settings)
     root = logging.getLogger()
@@ -206,7 +231,6 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     root.setLevel(min(level, logging.INFO))  # kfp.local reports cache hits at INFO
     root.addFilter(progress)
     started, started_ms = time.monotonic(), int(time.time() * 1000)
-    log_path = None if progress.echo else step_log_path(settings)
     echoed = LastLines()  # the end of the steps' output (filtered) when it is echoed rather than logged
     try:
         with (
@@ -227,6 +251,10 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         if log_path is None:  # no step failed: kfp did, and says how
             raise
         raise RuntimeError(f"{error} (every step's output: {log_path})") from error
+    except KeyboardInterrupt:  # Ctrl-C: the running step's subprocess got it too
+        step = progress.running
+        _close_tracked_run(settings, started_ms, "interrupted", status="KILLED")
+        raise RunInterrupted(step, cached=settings.enable_caching) from None
     finally:
         progress.console.clear_status()
         root.removeFilter(progress)
@@ -245,16 +273,17 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     )
 
 
-def _close_tracked_run(settings: PipelineSettings, started_ms: int, reason: str) -> None:
-    """Mark this run's MLflow run FAILED with the failing step's error (record_run never ran to end it)."""
+def _close_tracked_run(settings: PipelineSettings, started_ms: int, reason: str, status: str = "FAILED") -> None:
+    """End this run's MLflow run with ``status`` (MLflow's ``FAILED``, or ``KILLED`` when interrupted) and
+    ``reason`` (the failing step's error): record_run never ran to end it."""
     if settings.registry.backend != "mlflow":
         return
     from components.tracking.mlflow_runs import fail_unfinished_runs
 
     try:
-        fail_unfinished_runs(settings.registry, started_ms, reason)
+        fail_unfinished_runs(settings.registry, started_ms, reason, status)
     except Exception as error:  # the step's failure is what the user must see, not the tracking store's
-        logging.getLogger(__name__).warning("could not mark the MLflow run failed: %s", error)
+        logging.getLogger(__name__).warning("could not mark the MLflow run %s: %s", status.lower(), error)
 
 
 # The evaluation's artifacts under the names a person opens them by (kfp names files after the output).
@@ -290,11 +319,23 @@ def materialized_repo(outputs: dict[str, Any]) -> Path | None:
     return repo if (repo / "feature_store.yaml").is_file() else None
 
 
+TUNING_FILE = "tuning.json"  # trainer.tuning.TRIALS_FILE, named here so a summary imports no trainer code
+
+
+def tuning_file(outputs: dict[str, Any]) -> Path | None:
+    """The ``tuning.json`` of the ``tune-mmoe`` step that chose the model's configuration (kfp.local:
+    ``<run>/<step>/<output>``, beside ``train-mmoe``), or ``None`` when the run had no tune step."""
+    if "model" not in outputs:
+        return None
+    path = Path(outputs["model"].path).parents[1] / "tune-mmoe" / "trials" / TUNING_FILE
+    return path if path.is_file() else None
+
+
 def step_log_path(settings: PipelineSettings) -> Path:
-    """A new file for one run's step output: ``<work_dir>/logs/run-<time>.log``."""
-    folder = Path(settings.work_dir).resolve() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / time.strftime("run-%Y%m%d-%H%M%S.log")
+    """A new file for one run's step output: ``<work_dir>/logs/run-<time>.log`` (``OSError`` if it cannot be)."""
+    path = writable_folder(Path(settings.work_dir).resolve() / "logs") / time.strftime("run-%Y%m%d-%H%M%S.log")
+    path.touch()
+    return path
 
 
 @contextlib.contextmanager

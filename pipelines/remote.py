@@ -13,6 +13,7 @@ host (``kfp.Client``: runs and recurring runs)::
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -85,17 +86,17 @@ def create_schedule(
     ``parameters`` are the runs' parameters: by default the training pipeline's, from ``settings``
     (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`).
     """
+    cron = schedule_cron(settings, cron)  # a malformed cron is refused before any call to the host
     parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
     if max_concurrent_runs < 1:
         raise InvalidValueError(f"--max-concurrent-runs must be at least 1, got {max_concurrent_runs}")
     if settings.kfp_host:
-        kfp_cron_expression = kfp_cron(cron)  # a malformed cron is refused before any call to the host
         client = _kfp_client(settings)
         experiment = client.create_experiment(settings.experiment or "Default")
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id,
             job_name=display_name,
-            cron_expression=kfp_cron_expression,
+            cron_expression=cron,
             max_concurrency=max_concurrent_runs,
             params=parameters,
             pipeline_package_path=str(template),
@@ -103,7 +104,7 @@ def create_schedule(
             service_account=settings.service_account or None,
             pipeline_root=settings.pipeline_root or None,
         )
-        return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, kfp_cron_expression, "ENABLED")
+        return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, cron, "ENABLED")
     job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
     schedule = job.create_schedule(
         cron=cron,
@@ -153,19 +154,55 @@ def change_schedule(settings: PipelineSettings, name: str, action: str, credenti
     getattr(schedule, action)()
 
 
+def schedule_cron(settings: PipelineSettings, cron: str) -> str:
+    """The cron expression the scheduler gets, checked before anything needs credentials or a host: KFP's
+    (:func:`kfp_cron`) with ``kfp_host``, else Vertex AI's (:func:`vertex_cron`)."""
+    return kfp_cron(cron) if settings.kfp_host else vertex_cron(cron)
+
+
+def vertex_cron(cron: str) -> str:
+    """Vertex AI's cron: 5 fields (minute hour day month weekday), optionally after a time zone
+    (``TZ=Europe/Paris 0 3 * * 1``); ``InvalidValueError`` for any other shape.
+
+    >>> vertex_cron("TZ=Europe/Paris  0 3 * * 1")
+    'TZ=Europe/Paris 0 3 * * 1'
+    """
+    zone, fields = _cron_fields(cron)
+    if len(fields) != 5:
+        raise InvalidValueError(
+            f"cron {cron!r} must have 5 fields (minute hour day month weekday), optionally after a time zone, "
+            "e.g. '0 3 * * 1' or 'TZ=Europe/Paris 0 3 * * 1'"
+        )
+    return " ".join([*zone, *fields])
+
+
 def kfp_cron(cron: str) -> str:
     """KFP's cron has a seconds field first: ``0 3 * * 1`` -> ``0 0 3 * * 1``; 6 fields pass unchanged.
 
     A leading time zone (``TZ=Europe/Paris 0 3 * * 1``) stays in front and is not counted as a field.
     """
-    fields = cron.split()
-    zone = fields[:1] if fields and fields[0].startswith(("TZ=", "CRON_TZ=")) else []
-    fields = fields[len(zone) :]
+    zone, fields = _cron_fields(cron)
     if len(fields) == 5:
         return " ".join([*zone, "0", *fields])
     if len(fields) == 6:
         return " ".join([*zone, *fields])
     raise InvalidValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday) or 6 (seconds first)")
+
+
+_CRON_ZONE = re.compile(r"^(CRON_)?TZ=\S+$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")  # numbers, ranges, steps, lists, names (MON, JAN), L, W, #
+
+
+def _cron_fields(cron: str) -> tuple[list[str], list[str]]:
+    """The time zone prefix (``[]`` or ``["TZ=..."]``) and the fields of a cron expression; a field with
+    characters no cron field has is an ``InvalidValueError``."""
+    words = cron.split()
+    zone = words[:1] if words and _CRON_ZONE.match(words[0]) else []
+    fields = words[len(zone) :]
+    bad = [field for field in fields if not _CRON_FIELD.match(field)]
+    if bad:
+        raise InvalidValueError(f"cron {cron!r}: {bad[0]!r} is not a cron field (e.g. 0, */15, 1-5, MON)")
+    return zone, fields
 
 
 def _vertex_registry(settings: PipelineSettings) -> Any:

@@ -16,7 +16,8 @@ The run ends with NDCG per module and task of the MMoE, the per-module and
 global GBDT (and the oracles on simulated data or with ``--oracle``), the
 verdict with its reasons, the registered version and the paths of the report
 and the artifacts. Not being blessed is a valid outcome (exit 0) unless
-``--fail-if-not-blessed`` (exit 3). A failed step exits 1.
+``--fail-if-not-blessed`` (exit 3). A failed step exits 1; Ctrl-C ends the run's
+MLflow run as KILLED and exits 130 (the finished steps are cached: rerun to resume).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipelines.config import PipelineSettings, add_options
 
 HELP = "run the whole DAG locally with kfp.local"
 NOT_BLESSED_EXIT = 3
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pipelines.local_run import StepProgress, run_locally
+    from pipelines.local_run import RunInterrupted, StepProgress, run_locally
     from pipelines.step_errors import StepFailedError
     from pipelines.summary import format_summary
 
@@ -60,6 +62,9 @@ def main(args: argparse.Namespace) -> int:
     except RuntimeError as error:  # kfp.local failed outside the steps
         logger.error("the pipeline failed: %s", error)
         return 1
+    except KeyboardInterrupt as error:  # RunInterrupted once a step ran: its MLflow run is ended KILLED
+        print(f"ranker run: {error if isinstance(error, RunInterrupted) else 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(format_summary(result))
     if settings.fail_if_not_blessed and not result.blessed:
         return NOT_BLESSED_EXIT

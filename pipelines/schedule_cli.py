@@ -14,7 +14,8 @@ Examples::
     ranker schedule delete projects/123/locations/us-central1/schedules/456 --project my-project
 
 Vertex AI reads a 5-field cron (``TZ=Europe/Paris 0 3 * * 1`` sets a time
-zone); KFP's 6-field cron (seconds first) is derived from it.
+zone); KFP's 6-field cron (seconds first) is derived from it. A cron of another
+shape is refused before the pipeline is compiled or any credentials are needed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
     settings = PipelineSettings.from_args_or_exit(args, "schedule")
     if args.action == "create":
+        remote.schedule_cron(settings, args.cron)  # before compiling, or asking for credentials or a host
         with tempfile.TemporaryDirectory() as folder:
             template = template_path(args, settings, folder)
             info = remote.create_schedule(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.local_run import LocalRunResult, format_duration, materialized_repo
+from pipelines.local_run import LocalRunResult, format_duration, materialized_repo, tuning_file
 from ranker_core.cli_support import first_few
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
 from ranker_core.schema import FEATURE_SPEC_FILE
@@ -111,6 +111,7 @@ def format_summary(result: LocalRunResult) -> str:
         heldout_table(report, metric),
         verdict_text(blessing),
         expected_text(report, primary.get("task", ""), metric),
+        tuning_text(result),
         _registration(result),
         _tracking(result),
         dead_letter_text(result),
@@ -143,6 +144,32 @@ def dead_letter_text(result: LocalRunResult) -> str:
         f"Dead letters: {source['dead_letters']} of {source.get('rows_read', '?')} rows were not used ({reasons}); "
         f"each with its file, row and reason in {result.artifact_path('dead_letters')}"
     )
+
+
+def tuning_text(result: LocalRunResult) -> str:
+    """What the ``tune-mmoe`` step chose, in one line (empty when the run had no tune step), e.g.
+    ``Tuning: 8 trials on eval ndcg@10 in 3m12s: trial 3 scored highest, ... chosen; trained with
+    learning_rate=0.003, num_experts=6 (eval ndcg@10 0.4512)``."""
+    path = tuning_file(result.outputs)
+    if path is None:
+        return ""
+    try:
+        record = json.loads(path.read_text())
+        best, metric = record["best"], record["metric"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"Tuning: see {path}"
+    values = ", ".join(f"{name}={_value(value)}" for name, value in sorted((best.get("values") or {}).items()))
+    score = best.get("eval_score")
+    scored = f" (eval {metric} {score:.4f})" if isinstance(score, int | float) else ""
+    took = f" in {format_duration(record['seconds'])}" if isinstance(record.get("seconds"), int | float) else ""
+    return (
+        f"Tuning: {len(record.get('trials') or [])} trials on eval {metric}{took}: {record.get('choice', '')}; "
+        f"trained with {values or 'the configuration as given'}{scored}"
+    )
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def heldout_table(report: dict[str, Any], metric: str) -> str:
@@ -251,7 +278,14 @@ def _lift_line(what: str, lift: float | None, interval: list[float | None] | Non
     if low is None and high is None:
         return f"  {what}: {_percent(lift)} (no interval)"
     half_width = "" if low is None or high is None else f", half-width {(high - low) / 2 * 100:.1f} points"
-    return f"  {what}: {_percent(lift)} (95% CI [{_percent(low)}, {_percent(high)}]{half_width})"
+    return f"  {what}: {_percent(lift)} (95% CI [{_bound(low)}, {_bound(high)}]{half_width})"
+
+
+NO_BOUND = "n/a"  # an interval's bound that could not be computed: "-" would read as a minus sign
+
+
+def _bound(value: float | None) -> str:
+    return NO_BOUND if value is None else _percent(value)
 
 
 def _registration(result: LocalRunResult) -> str:

@@ -478,15 +478,23 @@ def _fallback_reason(trainer: _Trainer, module: str, target: str, train_rows: np
         return "held out of training: scored by the global model"
     requests = len(np.unique(trainer.train.request[train_rows]))
     if requests < config.min_module_requests:
-        return f"{requests} training requests < min_module_requests={config.min_module_requests}"
+        return f"{_counted(requests, 'training request')} < min_module_requests={config.min_module_requests}"
     labels = target_labels(trainer.train.columns, target, spec.task_names)
     positives = trainer.train.positive_count(train_rows, labels, spec.has_groups)
     if positives < config.min_module_positives:
-        unit = "requests with a positive" if spec.has_groups else "positive rows"
-        return f"{positives} training {unit} < min_module_positives={config.min_module_positives}"
+        if spec.has_groups:
+            counted = f"{_counted(positives, 'training request')} with a positive"
+        else:
+            counted = _counted(positives, "positive training row")
+        return f"{counted} < min_module_positives={config.min_module_positives}"
     if positives == 0:  # even with min_module_positives=0: there is nothing to learn from
         return f"no positive {target!r} in this module's training {'requests' if spec.has_groups else 'rows'}"
     return ""
+
+
+def _counted(count: int, noun: str) -> str:
+    """``1 training request``, ``3 training requests``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _safe_dir(module: str) -> str:

@@ -12,8 +12,10 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from components.data.simulator_config import SimulatorConfig
+from ranker_core.cli_support import UserError, writable_folder, write_problem
 
 HELP = "generate marketplace impression logs with known ground truth"
 DEFAULTS = SimulatorConfig()
@@ -69,9 +71,22 @@ def main(args: argparse.Namespace) -> int:
         config = config_from_args(args).resolved()  # every field checked before anything is written
     except ValueError as error:
         raise SystemExit(f"ranker simulate: {error}") from None
-    summary = simulate(config, args.out)
+    out = output_folder(args.out)  # before the simulation: a path that cannot be written loses nothing
+    try:
+        summary = simulate(config, out)
+    except PermissionError as error:  # a part or a subfolder of another user's earlier output
+        raise UserError(f"--out {args.out}: cannot write {error.filename}: {error.strerror}") from None
     print(f"impressions: {summary.impressions_dir} ({summary.parts} parts, {summary.rows:,} rows)")
     print(f"oracle:      {summary.oracle_dir}")
     print(f"{summary.requests:,} requests from {summary.users:,} users over {summary.listings:,} listings\n")
     print(summary.rates_table())
     return 0
+
+
+def output_folder(out: str, flag: str = "--out") -> Path:
+    """``out`` as a folder, created if missing; a one-line :class:`UserError` naming ``flag`` and the path when
+    it cannot be created (a file in the way, no permission) or written."""
+    try:
+        return writable_folder(Path(out))
+    except OSError as error:
+        raise UserError(f"{flag} {out}: {write_problem(error)}") from None

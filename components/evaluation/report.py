@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
@@ -110,8 +110,7 @@ def _lift_words(lift: float | None, interval: Sequence[float | None], p_value: f
     """`` (+6.5%, 95% CI [+2.5%, +11.0%], p = 0.001)``, or nothing when the lift was not measured."""
     if lift is None:
         return ""
-    low, high = interval
-    return f" ({lift:+.1%}, 95% CI [{_pct(low)}, {_pct(high)}]" + (
+    return f" ({lift:+.1%}, 95% CI {_interval(*interval, _pct)}" + (
         f", p = {p_value:.3g})" if p_value is not None else ")"
     )
 
@@ -171,7 +170,7 @@ def _primary_rows(result: EvaluationResult, metric: str | None = None) -> tuple[
         row = result.test.find(model, ALL_MODULES, primary.task, metric)
         if row is None:
             continue
-        interval = f"[{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
+        interval = _interval(row.get("ci_low"), row.get("ci_high"))
         lift = _lift_cell(row, "")
         global_lift = _lift_cell(row, "global_")
         cells = [_num(row["value"]), interval, lift, _num(row.get("p_value")), global_lift]
@@ -183,7 +182,7 @@ def _lift_cell(row: dict[str, Any], prefix: str) -> str:
     if row.get(prefix + "lift") is None:
         return "-"
     low, high = row.get(prefix + "lift_ci_low"), row.get(prefix + "lift_ci_high")
-    return f"{_pct(row[prefix + 'lift'])} [{_pct(low)}, {_pct(high)}]"
+    return f"{_pct(row[prefix + 'lift'])} {_interval(low, high, _pct)}"
 
 
 def _oracle_share(row: dict[str, Any]) -> str:
@@ -209,7 +208,7 @@ def _module_check_table(result: EvaluationResult) -> str:
             _num(change["candidate"]),
             _num(change["baseline"]),
             _pct(change["relative_change"]),
-            f"[{_pct(change['lift_ci'][0])}, {_pct(change['lift_ci'][1])}]",
+            _interval(*change["lift_ci"], _pct),
             _num(change.get("p_value_corrected")),
             _pct(change.get("mde_relative"), sign=False),
             "yes" if change.get("gated") else f"no: {change.get('not_gated_reason', '')}",
@@ -241,9 +240,9 @@ def _lift_table(result: EvaluationResult) -> str:
                 row[target],
                 row["subset"],
                 _num(row.get("delta")),
-                f"[{_num(row.get('delta_ci_low'))}, {_num(row.get('delta_ci_high'))}]",
+                _interval(row.get("delta_ci_low"), row.get("delta_ci_high")),
                 _pct(row.get("lift")),
-                f"[{_pct(row.get('lift_ci_low'))}, {_pct(row.get('lift_ci_high'))}]",
+                _interval(row.get("lift_ci_low"), row.get("lift_ci_high"), _pct),
                 _num(row.get("p_value")),
             ]
         )
@@ -261,7 +260,7 @@ def _ndcg_tables(test: SplitEvaluation, models: Sequence[str]) -> list[str]:
                 continue
             key = (row["target"], row["subset"])
             counts[key] = f"{row['requests']} ({row['excluded_requests']})"
-            interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+            interval = _interval(row["ci_low"], row["ci_high"])
             cells.setdefault(key, {})[row["model"]] = f"{_num(row['value'])} {interval}"
         rows = [[*key, counts[key], *(values.get(model, "") for model in models)] for key, values in cells.items()]
         sections += [f"<h2>{_e(metric)} per target and module (95% CI)</h2>", _table(header, rows)]
@@ -271,7 +270,7 @@ def _ndcg_tables(test: SplitEvaluation, models: Sequence[str]) -> list[str]:
 def _auc_table(test: SplitEvaluation, models: Sequence[str]) -> str:
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for row in test.auc:
-        interval = f" [{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if "ci_low" in row else ""
+        interval = f" {_interval(row['ci_low'], row['ci_high'])}" if "ci_low" in row else ""
         cells.setdefault((row["task"], row["subset"]), {})[row["model"]] = _num(row["value"]) + interval
     rows = [[*key, *(values.get(model, "") for model in models)] for key, values in cells.items()]
     caption = (
@@ -390,7 +389,7 @@ def _heldout(result: EvaluationResult) -> str:
 def _heldout_cells(row: dict[str, Any] | None) -> list[str]:
     if row is None:
         return ["-"] * 4
-    interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+    interval = _interval(row["ci_low"], row["ci_high"])
     return [_num(row["value"]), interval, _lift_cell(row, ""), _num(row.get("p_value"))]
 
 
@@ -470,6 +469,17 @@ def _pct(value: float | None, sign: bool = True) -> str:
     if value is None:
         return "-"
     return f"{value:+.1%}" if sign else f"{value:.1%}"
+
+
+NO_BOUND = "n/a"
+"""An interval's bound that could not be computed (an infinite or undefined ratio: JSON has neither)."""
+
+
+def _interval(low: float | None, high: float | None, fmt: Callable[[float | None], str] | None = None) -> str:
+    """``[0.4512, 0.4733]``; a bound that could not be computed shows as ``n/a``, never ``-`` (a minus sign
+    beside a percentage)."""
+    fmt = fmt or _num
+    return "[" + ", ".join(NO_BOUND if bound is None else fmt(bound) for bound in (low, high)) + "]"
 
 
 def _count(value: int | None) -> str:

@@ -165,3 +165,26 @@ def test_impossible_baseline_settings_are_refused_in_one_line_naming_the_key(set
 def test_an_impossible_baseline_setting_from_the_environment_is_refused():
     with pytest.raises(ValueError, match="tuning_trials must be >= 0, got -1"):
         BaselineConfig.from_sources("{}", environ={"RANKER_BASELINE_TUNING_TRIALS": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("requests", "positives", "has_groups", "reason"),
+    [
+        (1, 5, True, "1 training request < min_module_requests=2"),
+        (3, 1, True, "1 training request with a positive < min_module_positives=2"),
+        (3, 0, True, "0 training requests with a positive < min_module_positives=2"),
+        (3, 1, False, "1 positive training row < min_module_positives=2"),
+        (3, 0, False, "0 positive training rows < min_module_positives=2"),
+    ],
+)
+def test_a_fallback_reason_counts_in_the_singular_and_the_plural(monkeypatch, requests, positives, has_groups, reason):
+    from types import SimpleNamespace
+
+    import components.baseline.gbdt as gbdt
+
+    monkeypatch.setattr(gbdt, "target_labels", lambda *_args: None)
+    train = SimpleNamespace(request=np.arange(requests), columns={}, positive_count=lambda *_args: positives)
+    spec = SimpleNamespace(held_out_module="", task_names=["click"], has_groups=has_groups)
+    config = SimpleNamespace(min_module_requests=2, min_module_positives=2)
+    trainer = SimpleNamespace(config=config, spec=spec, train=train)
+    assert gbdt._fallback_reason(trainer, "search", "click", np.arange(requests)) == reason

@@ -340,6 +340,26 @@ def test_the_cli_refuses_a_bad_number_in_one_line_before_writing(flags, message,
     assert not (tmp_path / "out").exists()
 
 
+def test_the_cli_refuses_an_out_folder_it_cannot_make_or_write_in_one_line(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    blocker = tmp_path / "a_file"  # tests may run as root, whom permission bits do not stop: a file in the way
+    blocker.write_text("")
+    for out in (blocker, blocker / "sim"):
+        assert main(["simulate", "--out", str(out), "--n-impressions", "2000"]) == 2
+        assert capsys.readouterr().err == f"ranker simulate: --out {out}: {blocker} is a file, not a folder\n"
+
+    def refused(_table, where, *_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(where))
+
+    monkeypatch.setattr(pq, "write_table", refused)  # e.g. parts left by another user
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), "--n-impressions", "2000"]) == 2
+    assert capsys.readouterr().err == (
+        f"ranker simulate: --out {out}: cannot write {out / 'impressions' / 'part-00000.parquet'}: Permission denied\n"
+    )
+
+
 @pytest.mark.slow
 def test_component_runs_under_kfp_local(kfp_local_root):
 

@@ -471,3 +471,11 @@ def test_the_auc_judged_count_is_impressions_and_positives():
     blessing = decide(CONFIG, PrimaryMetric("click", "auc"), split, None, COMPARED)
     result = _result(blessing, split)
     assert judged_count(result) == "30 impressions, 8 of them positive"
+
+
+def test_an_interval_bound_that_could_not_be_computed_shows_as_n_a_in_the_report():
+    from components.evaluation.report import _interval, _lift_cell, _lift_words
+
+    assert _interval(0.45, None) == "[0.4500, n/a]"
+    assert _lift_cell({"lift": -1.0, "lift_ci_low": -1.0, "lift_ci_high": None}, "") == "-100.0% [-100.0%, n/a]"
+    assert _lift_words(-1.0, [None, -0.5], 0.01) == " (-100.0%, 95% CI [n/a, -50.0%], p = 0.01)"

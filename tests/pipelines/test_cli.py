@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import logging
+import re
 
 import pytest
 import yaml
@@ -39,6 +40,16 @@ def test_every_option_of_every_subcommand_has_help(command):
         if not isinstance(action, argparse._SubParsersAction) and not (action.help or "").strip()
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize("command", ["run", "compile", "submit", "schedule"])
+def test_the_help_of_a_pipeline_command_names_only_its_own_flags(command):
+    parser = command_parser(command, importlib.import_module(COMMANDS[command][0]))
+    subs = list(_parsers(parser))[1:]  # the command and its actions, not `ranker` itself
+    text = "\n".join(sub.format_help() for sub in subs)
+    known = {flag for sub in subs for flag in sub._option_string_actions}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", text))
+    assert sorted(named - known) == []
 
 
 def test_old_flag_spellings_still_work_with_a_deprecation_warning(capsys):
@@ -122,7 +133,7 @@ def test_register_with_a_missing_or_broken_json_file_is_one_line(tmp_path, capsy
     (tmp_path / "blessing.json").write_text('{"blessed": tr')
     argv = ["register", "--work-dir", str(tmp_path / "wd"), "--model", str(tmp_path), "--blessing"]
     assert main([*argv, str(tmp_path / "blessing.json"), "--report", str(tmp_path / "nosuch.json")]) == 2
-    assert capsys.readouterr().err == f"ranker register: no file at {tmp_path / 'nosuch.json'}\n"
+    assert capsys.readouterr().err == f"ranker register: --report {tmp_path / 'nosuch.json'}: no such file or folder\n"
     assert main([*argv, str(tmp_path / "blessing.json"), "--report", str(tmp_path / "blessing.json")]) == 2
     assert capsys.readouterr().err.startswith(f"ranker register: {tmp_path / 'blessing.json'} is not valid JSON: ")
     assert not (tmp_path / "wd").exists()
@@ -225,8 +236,14 @@ def test_a_settings_file_sits_under_the_environment_and_the_flags(tmp_path, monk
         ("n_impresions: 5\n", "unknown key 'n_impresions' (did you mean 'n_impressions'?)"),
         ("- 1\n- 2\n", "must map settings to values, not a list"),
         ("seed: [1\n", "not valid YAML or JSON"),
-        ("docker: maybe\n", "docker='maybe' is not a boolean"),
-        ('model_config: {"gate_temprature": 2}\n', "--model-config: TrainerConfig: unknown key 'gate_temprature'"),
+        ("docker: maybe\n", "run.yaml: docker='maybe' is not a boolean"),
+        ("n_impressions: many\n", "run.yaml: n_impressions='many' is not a valid int"),
+        (
+            'model_config: {"gate_temprature": 2}\n',
+            "run.yaml: model_config: TrainerConfig: unknown key 'gate_temprature'",
+        ),
+        ("model_config: {epochs: abc}\n", "run.yaml: model_config: TrainerConfig: epochs: Input should be"),
+        ("eval_config: {primary_task: nope}\n", "run.yaml: eval_config: primary_task 'nope' is not a target"),
     ],
 )
 def test_a_bad_settings_file_is_refused_before_any_step_runs(text, message, tmp_path, monkeypatch, capsys):
@@ -239,7 +256,22 @@ def test_a_bad_settings_file_is_refused_before_any_step_runs(text, message, tmp_
         main(["run", "--work-dir", str(tmp_path), "--settings", str(file)])
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("ranker run: ") and message in err and err.count("\n") == 1
+    assert err.startswith(f"ranker run: --settings {file}: ") and message in err and err.count("\n") == 1
+
+
+def test_a_bad_step_config_names_where_it_came_from(tmp_path, monkeypatch, capsys):
+    import pipelines.local_run
+
+    monkeypatch.setattr(pipelines.local_run, "run_locally", _no_step_may_run)
+    file = tmp_path / "run.yaml"
+    file.write_text("model_config: {epochs: 2}\n")
+    monkeypatch.setenv("RANKER_MODEL_CONFIG", '{"epochs": "abc"}')  # the environment wins over the file
+    with pytest.raises(SystemExit):
+        main(["run", "--work-dir", str(tmp_path), "--settings", str(file)])
+    assert capsys.readouterr().err.startswith("ranker run: RANKER_MODEL_CONFIG: TrainerConfig: epochs: ")
+    with pytest.raises(SystemExit):  # and the flag over both
+        main(["run", "--work-dir", str(tmp_path), "--settings", str(file), "--model-config", '{"epochs": "x"}'])
+    assert capsys.readouterr().err.startswith("ranker run: --model-config: TrainerConfig: epochs: ")
 
 
 def test_a_missing_settings_file_is_one_line(tmp_path, capsys):

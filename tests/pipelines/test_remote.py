@@ -233,6 +233,43 @@ def test_cron_conversion_rejects_malformed_expressions():
         remote.kfp_cron("TZ=UTC 3 * * 1")
 
 
+def test_vertex_takes_a_five_field_cron_with_an_optional_time_zone():
+    assert remote.vertex_cron("0 3 * * 1") == "0 3 * * 1"
+    assert remote.vertex_cron(" TZ=Europe/Paris  0 3 * * MON ") == "TZ=Europe/Paris 0 3 * * MON"
+    assert remote.vertex_cron("CRON_TZ=UTC */15 8-18 ? JAN-MAR 1#2") == "CRON_TZ=UTC */15 8-18 ? JAN-MAR 1#2"
+    for cron in ("bad", "0 0 3 * * 1", "TZ=UTC 3 * * 1", ""):
+        with pytest.raises(InvalidValueError, match="must have 5 fields"):
+            remote.vertex_cron(cron)
+    with pytest.raises(InvalidValueError, match="'1;' is not a cron field"):
+        remote.kfp_cron("0 3 * * 1;")
+
+
+VERTEX_CRON = "must have 5 fields (minute hour day month weekday), optionally after a time zone, e.g. '0 3 * * 1'"
+KFP_CRON = "must have 5 fields (minute hour day month weekday) or 6 (seconds first)"
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (["--registry", "vertex", "--project", "my-project", "--pipeline-root", "gs://b/runs"], VERTEX_CRON),
+        (["--kfp-host", "http://127.0.0.1:9", "--tracking-uri", "http://mlflow:5000"], KFP_CRON),
+    ],
+)
+def test_a_bad_cron_is_refused_before_compiling_or_asking_for_credentials(target, message, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    def no_call(*_args, **_kwargs):
+        raise AssertionError("compiled or called the scheduler before checking the cron")
+
+    monkeypatch.setattr(submit_cli, "template_path", no_call)
+    monkeypatch.setattr(remote, "_vertex_job", no_call)
+    monkeypatch.setattr(remote, "_kfp_client", no_call)
+    image = ["--image", "europe-west4-docker.pkg.dev/p/r/mmoe-ranker:1"]
+    assert main(["schedule", "create", "--cron", "bad", *image, *target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ranker schedule: cron 'bad' {message}") and err.count("\n") == 1
+
+
 def test_a_kfp_host_that_does_not_answer_or_a_bad_cron_is_one_line_before_any_call(tmp_path, template, capsys):
     from pipelines.cli import main
 

@@ -233,3 +233,39 @@ def test_the_summary_names_the_folders_linked_in_latest_only(tmp_path):
     (run / "materialize-features" / "feature_repo" / "feature_store.yaml").write_text("project: ranker\n")
     publish_latest_report(outputs, result.latest_dir)
     assert linked_folders(result) == "model, examples, feature_repo"
+
+
+def test_an_interval_bound_that_could_not_be_computed_shows_as_n_a_not_a_dash():
+    blessing = {"blessed": False, "reasons": ["r"], "primary_metric": "click ndcg@10"}
+    blessing |= {"lift": -1.0, "lift_ci": [-1.0, None], "global_lift": 0.1, "global_lift_ci": [None, 0.2]}
+
+    lines = verdict_text(blessing).splitlines()
+
+    assert lines[-2] == "  click ndcg@10 lift over the per-module GBDT: -100.0% (95% CI [-100.0%, n/a])"
+    assert lines[-1] == "  click ndcg@10 lift over the global LightGBM: +10.0% (95% CI [n/a, +20.0%])"
+
+
+def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.config import PipelineSettings
+    from pipelines.local_run import TUNING_FILE, LocalRunResult
+    from pipelines.summary import tuning_text
+    from trainer.tuning import TRIALS_FILE
+
+    assert TUNING_FILE == TRIALS_FILE
+    run = tmp_path / "root" / "run"
+    outputs = {"model": SimpleNamespace(path=str(run / "train-mmoe" / "model"))}
+    result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None)
+    assert tuning_text(result) == ""  # no tune step
+
+    best = {"trial": 2, "values": {"learning_rate": 0.0031234, "num_experts": 6}, "eval_score": 0.45123}
+    choice = "trial 2 scored highest, +1.20% [+0.30%, +2.10%] over the given configuration: above the noise, chosen"
+    record = {"metric": "ndcg@10", "best": best, "choice": choice, "trials": [{}, {}, best, {}], "seconds": 192.0}
+    (run / "tune-mmoe" / "trials").mkdir(parents=True)
+    (run / "tune-mmoe" / "trials" / TUNING_FILE).write_text(json.dumps(record))
+
+    assert tuning_text(result) == (
+        f"Tuning: 4 trials on eval ndcg@10 in 3m12s: {choice}; "
+        "trained with learning_rate=0.003123, num_experts=6 (eval ndcg@10 0.4512)"
+    )
