@@ -322,8 +322,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _percent(value: float | None) -> str:
-    """A lift or bound in the choice's words: ``+1.23%``, or ``undefined``."""
-    return "undefined" if value is None else f"{value:+.2%}"
+    """A lift or bound in the choice's words: ``+1.23%``, or ``n/a`` where it is undefined (as the summary has it)."""
+    return "n/a" if value is None else f"{value:+.2%}"
 
 
 def tune_from_component(

@@ -168,14 +168,14 @@ def test_a_lift_that_cannot_be_computed_is_null_and_the_record_is_valid_json():
     chosen, why = _choose(trials, {0: given, 1: better}, TuningConfig(trials=2))
     low, high = trials[1]["eval_lift_interval"]
     assert low > 0 and high is None and chosen["trial"] == 1
-    assert "undefined]" in why and "nan" not in why
+    assert "n/a]" in why and "nan" not in why
     json.loads(json.dumps(trials, allow_nan=False))  # NaN would be refused: JSON has none
     # a given configuration whose every request scores 0: no lift at all, and nothing to show it is beaten
     nothing = np.zeros(40)
     trials = _trials({0: nothing, 1: better})
     chosen, why = _choose(trials, {0: nothing, 1: better}, TuningConfig(trials=2))
     assert trials[1]["eval_lift_over_given"] is None and trials[1]["eval_lift_interval"] == [None, None]
-    assert chosen["trial"] == 0 and "undefined [undefined, undefined]" in why
+    assert chosen["trial"] == 0 and "n/a [n/a, n/a]" in why
     json.loads(json.dumps(trials, allow_nan=False))
 
 
