@@ -19,6 +19,7 @@ checkpoints and TensorBoard logs when asked, then exports the SavedModel, the ga
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -39,7 +40,7 @@ from trainer.features import FeatureEncoder
 from trainer.inputs import RequestBatches, ShardedRequestBatches, make_dataset
 from trainer.model import RankerEnsemble, RankerModel, build_model
 from trainer.position import positions_all_zero
-from trainer.progress import EpochReport
+from trainer.progress import EpochReport, current_label, labelled
 from trainer.selection import RankingMetric, Selection
 from trainer.storage import load_feature_spec, write_json
 
@@ -111,18 +112,19 @@ def train_and_export(
         logger.warning("the eval split's labels of %s are all of one class: no validation AUC for them", unmeasured)
     strategy = strategy or tf.distribute.get_strategy()
     size = config.ensemble_size
-    members = [
-        _fit(
-            examples_dir,
-            spec,
-            config.replace(seed=config.seed + index, ensemble_size=1),
-            strategy,
-            _member_dir(checkpoint_dir, index, size),
-            _member_dir(tensorboard_dir, index, size),
-            member=f"{index + 1}/{size}" if size > 1 else "",
-        )
-        for index in range(size)
-    ]
+    members: list[_Fitted] = []
+    for index in range(size):
+        with labelled(f"model {index + 1}/{size}") if size > 1 else contextlib.nullcontext():
+            members.append(
+                _fit(
+                    examples_dir,
+                    spec,
+                    config.replace(seed=config.seed + index, ensemble_size=1),
+                    strategy,
+                    _member_dir(checkpoint_dir, index, size),
+                    _member_dir(tensorboard_dir, index, size),
+                )
+            )
     first = members[0]
     if size == 1:
         model, eval_metrics = first.model, first.eval_metrics
@@ -181,10 +183,8 @@ def _fit(
     strategy: tf.distribute.Strategy,
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
-    member: str = "",
 ) -> _Fitted:
-    """Build one model for ``config`` (seeded by its ``seed``), fit it, early-stop and evaluate its kept weights;
-    ``member`` (``"2/3"``) names an ensemble's member in the epoch lines."""
+    """Build one model for ``config`` (seeded by its ``seed``), fit it, early-stop and evaluate its kept weights."""
     configure_determinism(config)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with strategy.scope():
@@ -212,7 +212,7 @@ def _fit(
         validation_data=evaluation.repeat(),
         validation_steps=eval_steps,
         epochs=config.epochs,
-        callbacks=_callbacks(config, selection, evaluation, spec, checkpoint_dir, tensorboard_dir, member),
+        callbacks=_callbacks(config, selection, evaluation, spec, checkpoint_dir, tensorboard_dir),
         verbose=0,  # EpochLogger logs each epoch
     )
     seconds = time.perf_counter() - started
@@ -389,7 +389,6 @@ def _callbacks(
     spec: FeatureSpec,
     checkpoint_dir: str | None,
     tensorboard_dir: str | None,
-    member: str = "",
 ) -> list:
     """The fit callbacks. Weight averaging first, so every other callback reads the weights it swapped in (the
     average, from validation on); then the eval NDCG (when selecting by it), so early stopping and the logs see it."""
@@ -406,7 +405,7 @@ def _callbacks(
             restore_best_weights=True,
         ),
         tf.keras.callbacks.TerminateOnNaN(),
-        EpochLogger(config.epochs, member),
+        EpochLogger(config.epochs),
     ]
     if config.embedding_schedule != "train":
         callbacks.append(EmbeddingSchedule(config.embedding_schedule, config.seed))
@@ -525,12 +524,12 @@ class EpochLogger(tf.keras.callbacks.Callback):
 
         model.fit(..., epochs=10, callbacks=[EpochLogger(10)], verbose=0)
         # INFO trainer.train: epoch 1/10 in 14.2s: ranking_loss=1.0412 ... val_click_auc=0.7801
-        # with EpochLogger(10, member="2/3"), an ensemble's second model: "model 2/3 epoch 1/10 in ..."
+        # inside trainer.progress.labelled("model 2/3"), an ensemble's second model: "model 2/3 epoch 1/10 in ..."
     """
 
-    def __init__(self, epochs: int, member: str = "") -> None:
+    def __init__(self, epochs: int) -> None:
         super().__init__()
-        self.epochs, self.member = epochs, member
+        self.epochs = epochs
         self._started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -539,7 +538,7 @@ class EpochLogger(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         last_batch = {*LAST_BATCH_METRICS, *(f"val_{name}" for name in LAST_BATCH_METRICS)}
         metrics = {name: float(value) for name, value in (logs or {}).items() if name not in last_batch}
-        report = EpochReport(epoch + 1, self.epochs, time.perf_counter() - self._started, metrics, self.member)
+        report = EpochReport(epoch + 1, self.epochs, time.perf_counter() - self._started, metrics, current_label())
         logger.info("%s", report.line())
 
 

@@ -43,6 +43,7 @@ from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from ranker_core.stats import bootstrap_means, percentile_interval
 from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
+from trainer.progress import labelled
 from trainer.selection import JudgedRequests, Selection
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def tune(examples_dir: str | Path, base: TrainerConfig, tuning: TuningConfig, wo
         values = {field: _suggest(trial, field, draw) for field, draw in space.items()}
         trial_dir = Path(work_dir) / f"trial-{trial.number}"
         started = time.perf_counter()
-        result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=ranking_metrics)
+        with labelled(f"trial {trial.number + 1}/{tuning.trials}"):
+            result = train_and_export(examples_dir, trial_dir, base.replace(**values), ranking_metrics=ranking_metrics)
         if requests is not None and tuning.confidence > 0:
             per_request[trial.number] = requests.ndcg(trial_dir)
         shutil.rmtree(trial_dir, ignore_errors=True)

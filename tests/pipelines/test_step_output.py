@@ -6,7 +6,7 @@ import logging
 
 from pipelines.local_run import StepProgress
 from pipelines.step_output import StepLogFilter, StepOutput, summarize_executor_input
-from trainer.progress import EpochReport
+from trainer.progress import EpochReport, current_label, labelled
 
 EXECUTOR_INPUT = {
     "inputs": {
@@ -108,12 +108,14 @@ def test_an_epoch_line_round_trips_through_any_log_prefix():
     assert EpochReport(1, 2, 0.5).summary() == "epoch 1/2  (0.5 s/epoch)"
 
 
-def test_an_ensembles_epoch_line_names_its_model():
-    report = EpochReport(1, 3, 2.0, {"val_ranking_loss": 1.5}, member="2/3")
+def test_an_epoch_line_names_the_trial_and_model_it_trains():
+    with labelled("trial 2/8"), labelled("model 2/3"):
+        report = EpochReport(1, 3, 2.0, {"val_ranking_loss": 1.5}, label=current_label())
+    assert current_label() == ""  # outside, lines are unlabelled again
 
-    assert report.line() == "model 2/3 epoch 1/3 in 2.0s: val_ranking_loss=1.5000"
+    assert report.line() == "trial 2/8 model 2/3 epoch 1/3 in 2.0s: val_ranking_loss=1.5000"
     assert EpochReport.parse(f"INFO trainer.train: {report.line()}") == report
-    assert report.summary() == "model 2/3 epoch 1/3  val ranking_loss 1.500  (2.0 s/epoch)"
+    assert report.summary() == "trial 2/8 model 2/3 epoch 1/3  val ranking_loss 1.500  (2.0 s/epoch)"
 
 
 def test_lines_that_are_not_epoch_reports_parse_to_none():

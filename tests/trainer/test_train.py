@@ -276,7 +276,7 @@ def test_a_seed_ensemble_serves_the_mean_of_members_trained_alone(synthetic_exam
     with caplog.at_level(logging.INFO, logger="trainer.train"):
         result = train_and_export(synthetic_examples, tmp_path / "ensemble", config.replace(ensemble_size=2))
     epochs = [EpochReport.parse(record.getMessage()) for record in caplog.records]
-    assert [(report.member, report.epoch) for report in epochs if report] == [("1/2", 1), ("2/2", 1)]
+    assert [(report.label, report.epoch) for report in epochs if report] == [("model 1/2", 1), ("model 2/2", 1)]
     alone = [
         train_and_export(synthetic_examples, tmp_path / f"seed-{seed}", config.replace(seed=seed)) for seed in (42, 43)
     ]

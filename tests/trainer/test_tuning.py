@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
 from ranker_core.step_configs import TrainerConfig, TuningConfig
 from tests.trainer.conftest import TINY_CONFIG
+from trainer.progress import EpochReport
 from trainer.tuning import TRIALS_FILE, _choose, tune, tune_from_component
 
 BASE = TrainerConfig(**{**TINY_CONFIG, "epochs": 2, "learning_rate": 0.01})
@@ -103,9 +105,12 @@ def test_a_trial_replaces_the_given_configuration_only_when_its_lead_is_beyond_t
 
 
 @pytest.mark.slow
-def test_each_trial_is_checked_on_the_eval_requests_its_exported_model_ranks(synthetic_examples, tmp_path):
+def test_each_trial_is_checked_on_the_eval_requests_its_exported_model_ranks(synthetic_examples, tmp_path, caplog):
     tuning = TuningConfig(trials=2, seed=2, space={"dropout": {"uniform": [0.1, 0.3]}})
-    result = tune(synthetic_examples, BASE, tuning, tmp_path / "trials")
+    with caplog.at_level(logging.INFO, logger="trainer.train"):
+        result = tune(synthetic_examples, BASE, tuning, tmp_path / "trials")
+    epochs = [EpochReport.parse(record.getMessage()) for record in caplog.records]
+    assert {report.label for report in epochs if report} == {"trial 1/2", "trial 2/2"}  # ranker run shows which
     first, second = result.trials
     assert first["values"] == {"dropout": 0.0} and second["values"]["dropout"] >= 0.1
     # the per-request NDCG of each exported model averages to the score its training reported
