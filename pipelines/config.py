@@ -380,15 +380,14 @@ def _as_text(value: Any) -> str:
 def step_config(cls: type[Settings], value: str, source: str) -> Any:
     """A step's typed configuration from its flag (inline JSON or a file) and the environment.
 
-    ``source`` is a field of :data:`OPTIONS` (its flag is named) or where the value came from
-    (:meth:`PipelineSettings.source`). Errors name it and the key, e.g.
+    ``source`` is where the value came from (:meth:`PipelineSettings.source`). Errors name it and the key, e.g.
     ``--model-config: TrainerConfig: unknown key 'gate_temprature'``, or, from a settings file,
     ``--settings run.yaml: model_config: TrainerConfig: ...``.
     """
     try:
         return cls.from_sources(value)
     except ValueError as error:
-        raise InvalidValueError(f"{OPTIONS[source].flag if source in OPTIONS else source}: {error}") from None
+        raise InvalidValueError(f"{source}: {error}") from None
 
 
 def config_json(config: Settings) -> str:
