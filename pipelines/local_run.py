@@ -34,6 +34,7 @@ from pipelines.config import PipelineSettings
 from pipelines.step_errors import StepFailedError
 from pipelines.step_output import StepOutput
 from ranker_core.cli_support import UserError, writable_folder, write_problem
+from ranker_core.step_configs import TUNING_FILE
 from trainer.progress import EpochReport
 
 
@@ -317,9 +318,6 @@ def materialized_repo(outputs: dict[str, Any]) -> Path | None:
         return None
     repo = Path(outputs["model"].path).parents[1] / "materialize-features" / "feature_repo"
     return repo if (repo / "feature_store.yaml").is_file() else None
-
-
-TUNING_FILE = "tuning.json"  # trainer.tuning.TRIALS_FILE, named here so a summary imports no trainer code
 
 
 def tuning_file(outputs: dict[str, Any]) -> Path | None:

@@ -19,6 +19,7 @@ from pipelines.local_run import LocalRunResult, format_duration, materialized_re
 from ranker_core.cli_support import first_few
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
 from ranker_core.schema import FEATURE_SPEC_FILE
+from ranker_core.stats import NO_BOUND
 
 
 def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> list[list[str]]:
@@ -279,9 +280,6 @@ def _lift_line(what: str, lift: float | None, interval: list[float | None] | Non
         return f"  {what}: {_percent(lift)} (no interval)"
     half_width = "" if low is None or high is None else f", half-width {(high - low) / 2 * 100:.1f} points"
     return f"  {what}: {_percent(lift)} (95% CI [{_bound(low)}, {_bound(high)}]{half_width})"
-
-
-NO_BOUND = "n/a"  # an interval's bound that could not be computed: "-" would read as a minus sign
 
 
 def _bound(value: float | None) -> str:

@@ -534,6 +534,10 @@ DEFAULT_TUNING_SPACE: dict[str, dict[str, list]] = {
 }
 
 
+# The tune step's record of its trials and choice, in its ``trials`` artifact (read back by ``ranker run``'s summary).
+TUNING_FILE = "tuning.json"
+
+
 class TuningConfig(Settings):
     """The optional ``tune_mmoe`` step: a seeded search of TrainerConfig fields on the eval split's ranking metric.
 

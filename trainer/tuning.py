@@ -41,14 +41,13 @@ import numpy as np
 
 from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import REQUEST_ID, FeatureSpec
-from ranker_core.stats import bootstrap_means, percentile_interval
-from ranker_core.step_configs import AUC_METRIC, TrainerConfig, TuningConfig
+from ranker_core.stats import NO_BOUND, bootstrap_means, percentile_interval
+from ranker_core.step_configs import AUC_METRIC, TUNING_FILE, TrainerConfig, TuningConfig
 from trainer.progress import labelled
 from trainer.selection import JudgedRequests, Selection
 
 log = logging.getLogger(__name__)
 
-TRIALS_FILE = "tuning.json"
 BOOTSTRAP_SAMPLES = 1000
 SCORED_ROWS = 100_000
 """Eval rows per model call when a trial's model scores the eval split."""
@@ -325,7 +324,7 @@ def _finite_or_none(value: float) -> float | None:
 
 def _percent(value: float | None) -> str:
     """A lift or bound in the choice's words: ``+1.23%``, or ``n/a`` where it is undefined (as the summary has it)."""
-    return "n/a" if value is None else f"{value:+.2%}"
+    return NO_BOUND if value is None else f"{value:+.2%}"
 
 
 def tune_from_component(
@@ -341,7 +340,7 @@ def tune_from_component(
     with tempfile.TemporaryDirectory() as scratch:  # trial models stay local (an artifact path may be gcsfuse)
         result = tune(examples_dir, base, tuning, scratch)
     Path(trials_artifact.path).mkdir(parents=True, exist_ok=True)
-    (Path(trials_artifact.path) / TRIALS_FILE).write_text(json.dumps(result.record(), indent=2) + "\n")
+    (Path(trials_artifact.path) / TUNING_FILE).write_text(json.dumps(result.record(), indent=2) + "\n")
     trials_artifact.metadata.update({"metric": result.metric, "best": result.best, "choice": result.choice})
     best_metrics.log_metric(result.metric, result.best["eval_score"])
     best_metrics.log_metric("trials", len(result.trials))

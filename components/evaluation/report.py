@@ -22,6 +22,7 @@ import numpy as np
 
 from components.evaluation.blessing import ALL_MODULES
 from ranker_core.ranking_metrics import EXPECTED_PREFIX
+from ranker_core.stats import NO_BOUND
 
 if TYPE_CHECKING:
     from components.evaluation.evaluate import EvaluationResult, SplitEvaluation
@@ -469,10 +470,6 @@ def _pct(value: float | None, sign: bool = True) -> str:
     if value is None:
         return "-"
     return f"{value:+.1%}" if sign else f"{value:.1%}"
-
-
-NO_BOUND = "n/a"
-"""An interval's bound that could not be computed (an infinite or undefined ratio: JSON has neither)."""
 
 
 def _interval(low: float | None, high: float | None, fmt: Callable[[float | None], str] | None = None) -> str:

@@ -249,11 +249,10 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
     from types import SimpleNamespace
 
     from pipelines.config import PipelineSettings
-    from pipelines.local_run import TUNING_FILE, LocalRunResult
+    from pipelines.local_run import LocalRunResult
     from pipelines.summary import tuning_text
-    from trainer.tuning import TRIALS_FILE
+    from ranker_core.step_configs import TUNING_FILE  # what the tune step writes (trainer.tuning) and the summary reads
 
-    assert TUNING_FILE == TRIALS_FILE
     run = tmp_path / "root" / "run"
     outputs = {"model": SimpleNamespace(path=str(run / "train-mmoe" / "model"))}
     result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
-from ranker_core.step_configs import TrainerConfig, TuningConfig
+from ranker_core.step_configs import TUNING_FILE, TrainerConfig, TuningConfig
 from tests.trainer.conftest import TINY_CONFIG
 from trainer.progress import EpochReport
-from trainer.tuning import TRIALS_FILE, _choose, tune, tune_from_component
+from trainer.tuning import _choose, tune, tune_from_component
 
 BASE = TrainerConfig(**{**TINY_CONFIG, "epochs": 2, "learning_rate": 0.01})
 
@@ -50,7 +50,7 @@ def test_the_component_writes_the_trials_and_a_spent_budget_keeps_the_given_conf
     tuning_json = json.dumps({"trials": 3, "budget_seconds": 1e-6, "space": {"dropout": {"uniform": [0.0, 0.2]}}})
     chosen = tune_from_component(str(synthetic_examples), BASE.model_dump_json(), tuning_json, trials, best)
     assert TrainerConfig.from_sources(chosen) == BASE
-    record = json.loads((Path(trials.path) / TRIALS_FILE).read_text())
+    record = json.loads((Path(trials.path) / TUNING_FILE).read_text())
     assert record["metric"] == "favorite_ndcg_at_10" and len(record["trials"]) == 1
     assert best.metrics["favorite_ndcg_at_10"] == record["best"]["eval_score"] > 0 and best.metrics["trials"] == 1
 
