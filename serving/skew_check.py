@@ -30,12 +30,12 @@ from ranker_core.cli_support import InvalidValueError, MissingInputError, first_
 from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
 from serving.feature_store import OnlineFeatures, open_online_features
+from serving.model_source import SAVED_MODEL_FILE
 from serving.request import RequestParser
 
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5
-SAVED_MODEL_FILE = "saved_model.pb"
 
 
 @dataclasses.dataclass
