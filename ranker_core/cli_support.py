@@ -96,6 +96,20 @@ def deprecated(old: str, new: str) -> None:
     print(f"ranker: warning: {old} is deprecated, use {new}", file=sys.stderr)
 
 
+def require_folder(path: str | Path, flag: str) -> str | Path:
+    """``path`` when it is a local folder; else a :class:`MissingInputError` naming ``flag``.
+
+    >>> require_folder("/no/such/dir", "--examples")
+    Traceback (most recent call last):
+    ranker_core.cli_support.MissingInputError: --examples /no/such/dir: no such folder
+    """
+    if not Path(path).exists():
+        raise MissingInputError(f"{flag} {path}: no such folder")
+    if not Path(path).is_dir():
+        raise MissingInputError(f"{flag} {path}: a file, not a folder")
+    return path
+
+
 def writable_folder(folder: Path) -> Path:
     """``folder``, created if missing; ``OSError`` naming it when it cannot be created or written."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import orjson
 
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import UserError, require_folder
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import MODEL_NAME
 from serving.loadtest import BODY_FORMATS, InvalidSettingError, LoadTestConfig, LoadTestResult
@@ -189,10 +189,7 @@ def check_model_dir(model_dir: Path | None) -> None:
     generated from)."""
     if model_dir is None:
         return
-    if not model_dir.exists():
-        raise UserError(f"--model-dir {model_dir}: no such folder")
-    if not model_dir.is_dir():
-        raise UserError(f"--model-dir {model_dir}: a file, not a folder")
+    require_folder(model_dir, "--model-dir")
     if not (model_dir / FEATURE_SPEC_FILE).is_file():
         raise UserError(
             f"--model-dir {model_dir}: holds no model (no {FEATURE_SPEC_FILE}): give the folder `ranker train` "

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ranker_core.cli_support import InvalidValueError, MissingInputError, first_few
+from ranker_core.cli_support import InvalidValueError, MissingInputError, first_few, require_folder
 from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import FEATURE_SPEC_FILE, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
 from serving.feature_store import OnlineFeatures, open_online_features
@@ -130,15 +130,6 @@ def skew_check(examples: str, model_dir: str, repo: str) -> SkewReport:
         test_rows=len(keep),
         modules=sorted({_json(module) for module in rows[MODULE]}),
     )
-
-
-def require_folder(path: str, flag: str) -> str:
-    """``path`` when it is a local folder; else a :class:`MissingInputError` naming ``flag``."""
-    if not Path(path).exists():
-        raise MissingInputError(f"{flag} {path}: no such folder")
-    if not Path(path).is_dir():
-        raise MissingInputError(f"{flag} {path}: a file, not a folder")
-    return path
 
 
 def read_snapshot(examples: str) -> dict[str, Any]:
