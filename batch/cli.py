@@ -54,7 +54,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--campaign-column": (
         "campaign_column",
         str,
-        "column of the campaign or module (default: the model's module role, e.g. tab, else module_name; "
+        "column of the campaign or module (@module: the model's module role, e.g. tab, else module_name; "
         "'' ranks per user only)",
     ),
     "--user-column": ("user_column", str, "user id column (default: the model's user-id role)"),
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (field, kind, text) in _FLAGS.items():
         env = BatchRankConfig.env_names(field)[0][0]
         default = BatchRankConfig.model_fields[field].default
-        shown = f"{env}; default {default!r}" if default is not None else env  # None: the help text says
+        shown = f"{env}; default {default!r}"
         parser.add_argument(flag, dest=field, type=kind, default=None, help=f"{text} [{shown}]")
     parser.add_argument(
         "--grouped-by-user",

@@ -31,7 +31,7 @@ def batch_rank(
     split: str = "",
     campaign: str = "",
     top_k: int = 10,
-    campaign_column: str = "module_name",
+    campaign_column: str = "@module",  # batch.config.MODULE_ROLE: the model's module role
     output_table: str = "",
     beam_options_json: str = "{}",
     grouped_by_user: bool = False,

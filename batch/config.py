@@ -11,8 +11,8 @@ campaign            ``RANKER_BATCH_CAMPAIGN``       ``""`` (rank only the rows o
 out                 ``RANKER_BATCH_OUT``            (required) folder (``ranking/``), or ``bq://p.d.table``
 dead_letter_out     ``RANKER_BATCH_DEAD_LETTER_OUT``  ``<out>/dead_letter`` (required for a BigQuery ``out``)
 top_k               ``RANKER_BATCH_TOP_K``          ``10``
-campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  the model's module role (``tab`` on KuaiRand), else
-                                                    ``module_name`` (``""``: one ranking per user)
+campaign_column     ``RANKER_BATCH_CAMPAIGN_COLUMN``  ``@module``: the model's module role (``tab`` on KuaiRand),
+                                                    else ``module_name`` (``""``: one ranking per user)
 user_column         ``RANKER_BATCH_USER_COLUMN``    the model's user-id role (``user_id`` on the simulator)
 item_column         ``RANKER_BATCH_ITEM_COLUMN``    the model's item-id role (``listing_id``)
 batch_size          ``RANKER_BATCH_BATCH_SIZE``     ``4096`` candidates per model call
@@ -44,6 +44,7 @@ from ranker_core.settings import Settings, SettingsConfigDict
 
 BIGQUERY_SCHEME = "bq://"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
+MODULE_ROLE = "@module"  # campaign_column: the column the model's module was read from in training
 CandidatesFormat = Literal["", "parquet", "csv", "tfrecord", "bigquery"]
 
 
@@ -60,7 +61,7 @@ class BatchRankConfig(Settings):
     out: str = ""
     dead_letter_out: str = ""
     top_k: int = 10
-    campaign_column: str | None = None  # None: the model's module role, else module_name (batch.pipeline)
+    campaign_column: str = MODULE_ROLE
     user_column: str = ""
     item_column: str = ""
     batch_size: int = 4096

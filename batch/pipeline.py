@@ -41,7 +41,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from batch import coders  # noqa: F401  (registers the chunk coder)
 from batch.candidates import DEAD_LETTERS, CandidateSource, ReadCandidates
-from batch.config import BIGQUERY_SCHEME, BatchRankConfig
+from batch.config import BIGQUERY_SCHEME, MODULE_ROLE, BatchRankConfig
 from batch.features import FeatureAssembler, StoredFeatures
 from batch.inference import RankerModelHandler
 from batch.topk import CAMPAIGNS_NAMESPACE, NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
@@ -308,7 +308,7 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
     if not user or not item:
         raise UserError("the model's feature spec names no user or item column: pass --user-column and --item-column")
     campaign = config.campaign_column
-    if campaign is None:  # the model's module, in the column training read it from (tab on KuaiRand)
+    if campaign == MODULE_ROLE:  # the model's module, in the column training read it from (tab on KuaiRand)
         campaign = spec.roles.get("module") or MODULE
     assembler = FeatureAssembler(spec, user, item, campaign)
     if not config.feature_store:
@@ -457,7 +457,7 @@ def batch_rank_step(
     split: str = "",
     campaign: str = "",
     top_k: int = 10,
-    campaign_column: str = "module_name",
+    campaign_column: str = MODULE_ROLE,
     output_table: str = "",
     beam_options_json: str = "{}",
     grouped_by_user: bool = False,

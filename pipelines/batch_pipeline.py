@@ -24,6 +24,7 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from batch.component import batch_rank, resolve_batch_model
+from batch.config import MODULE_ROLE
 from pipelines.config import PipelineSettings
 from pipelines.pipeline import _sized
 from ranker_core.cli_support import InvalidValueError
@@ -43,7 +44,7 @@ def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:
         split: str = "",
         campaign: str = "",
         top_k: int = 10,
-        campaign_column: str = "module_name",
+        campaign_column: str = MODULE_ROLE,
         model_uri: str = "",
         output_table: str = "",
         beam_options_json: str = "{}",

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from batch.config import BatchRankConfig
 from batch.pipeline import read_ranking
 from pipelines.batch_pipeline import batch_parameters, build_batch_pipeline, compile_batch_pipeline
 from pipelines.config import PipelineSettings
@@ -20,6 +21,8 @@ def test_the_batch_pipeline_compiles_with_its_parameters(tmp_path):
     spec = yaml.safe_load(path.read_text())
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert {"candidates_uri", "model_uri", "top_k", "campaign", "output_table", "feature_store"} <= set(parameters)
+    # the CLI's default: the model's module role (tab on KuaiRand), not a fixed module_name
+    assert parameters["campaign_column"]["defaultValue"] == BatchRankConfig.model_fields["campaign_column"].default
     assert set(spec["root"]["dag"]["tasks"]) == {"resolve-batch-model", "batch-rank"}
     images = {executor["container"]["image"] for executor in spec["deploymentSpec"]["executors"].values()}
     assert images == {"europe-docker.pkg.dev/p/r/mmoe-ranker:1"}

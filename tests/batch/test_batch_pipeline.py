@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from batch.config import BatchRankConfig
-from batch.pipeline import BatchSummary, RankingLayout, batch_rank, bigquery_sink, read_ranking
+from batch.pipeline import BatchSummary, RankingLayout, batch_rank, batch_rank_step, bigquery_sink, read_ranking
 from components.features.options import BeamOptions
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FeatureSpec
@@ -366,13 +366,16 @@ def test_a_table_named_as_its_dataset_with_list_columns_ranks_as_the_model_score
     assert table["tags"].map(len).max() > 1
     (tmp_path / "candidates").mkdir()
     table.to_parquet(tmp_path / "candidates" / "part-0.parquet")
-    config = BatchRankConfig(candidates=str(tmp_path / "candidates"), model_uri=str(model), out=str(tmp_path / "out"),
-                             top_k=TOP_K)  # fmt: skip
 
-    summary = batch_rank(config, LOCAL)
+    summary = batch_rank_step(  # the batch DAG's step, with its default campaign column
+        model_uri=str(model), candidates_uri=str(tmp_path / "candidates"), ranked_path=str(tmp_path / "out"),
+        dead_letters_path=str(tmp_path / "dead"), top_k=TOP_K, beam_options_json=LOCAL.model_dump_json(),
+    )  # fmt: skip
 
     assert summary.dead_letters == 0 and summary.scored == summary.candidates_read == len(table)
-    ranked = read_ranking(tmp_path / "out").rename(columns={"surface": "module_name"})  # named as the table names it
+    ranked = read_ranking(tmp_path / "out")
+    assert "surface" in ranked and "module_name" not in ranked  # named as the table names it
+    ranked = ranked.rename(columns={"surface": "module_name"})
     ranked = ranked.sort_values(["module_name", "user_id", "rank"]).reset_index(drop=True)
     keys = ["module_name", "user_id", "listing_id"]
     assert ranked[keys].equals(expected[keys])
