@@ -345,4 +345,6 @@ def tune_from_component(
     best_metrics.log_metric(result.metric, result.best["eval_score"])
     best_metrics.log_metric("trials", len(result.trials))
     best_metrics.log_metric("best_trial", result.best["trial"])
+    if result.config.to_dict() == base.to_dict():  # kept as given: the same text, so train_mmoe's cache key matches
+        return config_json
     return json.dumps(result.config.to_dict())

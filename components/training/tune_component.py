@@ -4,7 +4,8 @@ In the DAG only when the pipeline's ``tune_config`` asks for trials (``--tune-co
 '{"trials": 8}'``). ``config_json`` is the model configuration as given (the first
 trial); ``tuning_json`` the :class:`~ranker_core.step_configs.TuningConfig`. It
 returns the chosen configuration as JSON, which ``train_mmoe`` trains with, so the
-exported model's ``trainer_config.json`` records it; ``trials`` holds
+exported model's ``trainer_config.json`` records it (``config_json`` itself when the
+search kept it, so a cached ``train_mmoe`` of a run without tuning is reused); ``trials`` holds
 ``tuning.json`` (every trial's values, eval score, best epoch and seconds) and
 ``best`` logs the winning eval score.
 """
