@@ -125,6 +125,6 @@ def _beam_options(args: argparse.Namespace, extra: tuple[str, ...]) -> BeamOptio
 def _registry(tracking_uri: str) -> contextlib.AbstractContextManager:
     """MLflow pointed at the registry for a block (flag, else MLFLOW_TRACKING_URI, else ``work_dir``'s store)."""
     from components.registry.core import RegistryConfig
-    from components.registry.mlflow_store import global_tracking_uri
+    from ranker_core.serving import global_tracking_uri
 
     return global_tracking_uri(RegistryConfig.from_env(tracking_uri=tracking_uri).resolved_tracking_uri)

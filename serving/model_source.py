@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ranker_core.cli_support import UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
-from ranker_core.serving import MODEL_NAME, local_registry_uri, local_store_path
+from ranker_core.serving import MODEL_NAME, global_tracking_uri, local_registry_uri, local_store_path
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ def _download_mlflow(uri: str, cache: Path) -> Path:
     logger.info("%s is version %s of %s (%s)", uri, found.version, name, found.source)
     destination = cache / f"{name}-v{found.version}"
     destination.mkdir(parents=True, exist_ok=True)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=found.source, dst_path=str(destination), tracking_uri=tracking_uri
-    )
+    # a version's source is models:/m-<id> (a logged model), which MLflow looks up in the process-wide store
+    with global_tracking_uri(tracking_uri):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=str(destination))
     from trainer.mlflow_model import saved_model_dir
 
     return saved_model_dir(local)  # a version is an MLflow pyfunc model holding the SavedModel

@@ -16,11 +16,8 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
-from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from components.registry.core import Candidate, RegistryConfig, blessed_tag
@@ -32,11 +29,11 @@ from components.tracking.mlflow_runs import (
     record_registration,
     tracking_client,
 )
+from ranker_core.serving import global_tracking_uri
 
 logger = logging.getLogger(__name__)
 
 _MAX_TAG_VALUE = 5000
-_TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 class MlflowRegistry:
@@ -161,26 +158,6 @@ class MlflowRegistry:
             params = [Param(key, str(value)) for key, value in candidate.provenance.items()]
             self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
         return run.info.run_id
-
-
-@contextlib.contextmanager
-def global_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's process-wide tracking URI (the registry follows it) at ``uri`` for a block, then restore it.
-
-    ``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in the environment: that is restored too.
-    """
-    import mlflow
-
-    previous, variable = mlflow.get_tracking_uri(), os.environ.get(_TRACKING_VARIABLE)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if variable is None:
-            os.environ.pop(_TRACKING_VARIABLE, None)
-        else:
-            os.environ[_TRACKING_VARIABLE] = variable
 
 
 def _local_path(uri: str) -> str:

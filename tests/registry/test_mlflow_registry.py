@@ -265,7 +265,7 @@ def test_flatten_metrics_names_table_rows_by_their_text_fields():
 
 
 @pytest.mark.slow
-def test_cli_registers_and_prints_the_champion(tmp_path, capsys, model_dir):
+def test_cli_registers_and_prints_the_champion(tmp_path, capsys, model_dir, monkeypatch):
     model = copy_model(model_dir, tmp_path / "model", "cli")
     report = write_evaluation(tmp_path / "report", True, 0.6, judged=model)
     parser = argparse.ArgumentParser()
@@ -281,6 +281,17 @@ def test_cli_registers_and_prints_the_champion(tmp_path, capsys, model_dir):
     champion = capsys.readouterr().out.strip()
     assert champion == champion_model_uri(RegistryConfig(work_dir=str(tmp_path / "work")))
     assert (Path(champion) / "saved_model.pb").is_file()
+
+    # `ranker serve --model-uri models:/mmoe-ranker@champion` with no MLFLOW_TRACKING_URI: the version's source is a
+    # logged model (models:/m-<id>), which must be read from the work dir's store, not a new ./mlflow.db
+    from serving.model_source import resolve_model_dir
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RANKER_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.chdir(tmp_path / "model")
+    served = resolve_model_dir("models:/mmoe-ranker@champion", tmp_path / "cache")
+    assert (served / "saved_model.pb").read_bytes() == (model / "saved_model.pb").read_bytes()
+    assert not (tmp_path / "model" / "mlflow.db").exists()
 
 
 def test_run_flags_set_the_broken_champion_policy_and_only_judging_commands_take_it(tmp_path):
@@ -320,8 +331,8 @@ def test_ranker_register_takes_the_latest_model_link_the_docs_show(tmp_path, cap
     """MLflow refuses an artifact path that resolves outside its folder: the link is resolved first."""
     from mlflow.pyfunc import load_model
 
-    from components.registry.mlflow_store import global_tracking_uri
     from pipelines.cli import main as ranker
+    from ranker_core.serving import global_tracking_uri
     from trainer.mlflow_model import example_frame
 
     latest = latest_layout(tmp_path, model_dir)

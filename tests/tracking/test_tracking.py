@@ -9,7 +9,6 @@ import pytest
 from kfp.dsl import PipelineTaskFinalStatus
 
 from components.registry.core import CHAMPION, RegistryConfig, register_from_artifacts
-from components.registry.mlflow_store import global_tracking_uri
 from components.tracking import cli
 from components.tracking.mlflow_runs import (
     FAILURE_TAG,
@@ -25,6 +24,7 @@ from components.tracking.mlflow_runs import (
 )
 from components.tracking.runs import list_runs, runs_table
 from pipelines.cli import main as ranker
+from ranker_core.serving import global_tracking_uri
 from tests.registry.conftest import copy_model, write_evaluation
 
 PARAMS = {"data_uri": "gs://logs/*.parquet", "model.epochs": "3", "code_version": "abc"}
