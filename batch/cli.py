@@ -3,8 +3,8 @@
 Examples::
 
     # the simulator's email candidates (the test split of extracted examples), the MLflow champion
-    ranker batch-rank --candidates work_dir/examples --split test --campaign email_digest --out work_dir/email_top10
-    ranker batch-rank --candidates 'campaigns/*.parquet' --model-uri work_dir/model --top-k 20 --out ranked/
+    ranker batch-rank --candidates work_dir/latest/examples --split test --campaign email_digest --out email_top10
+    ranker batch-rank --candidates 'campaigns/*.parquet' --model-uri work_dir/latest/model --top-k 20 --out ranked/
     ranker batch-rank --candidates bq://my-project.crm.push_candidates --out bq://my-project.crm.push_top10 \\
         --dead-letter-out gs://my-bucket/batch/dead_letter --model-uri gs://my-bucket/models/42 \\
         --runner DataflowRunner --project my-project --region europe-west4 --temp-location gs://my-bucket/tmp

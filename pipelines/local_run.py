@@ -225,6 +225,11 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         log_path = None if progress.echo else step_log_path(settings)
     except OSError as error:
         raise UserError(f"--work-dir {settings.work_dir}: {write_problem(error)}") from None
+    progress.console.line(
+        f"Running the pipeline in {settings.pipeline_root_local} "
+        f"({'DockerRunner' if settings.docker else 'SubprocessRunner'}, "
+        f"caching {'on' if settings.enable_caching else 'off'})"
+    )
     kfp_local.init(settings.pipeline_root_local, settings.docker, settings.enable_caching)
     pipeline = build_pipeline(settings)
     root = logging.getLogger()

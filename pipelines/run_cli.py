@@ -45,12 +45,6 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.summary import format_summary
 
     settings = PipelineSettings.from_args_or_exit(args, "run")
-    print(
-        f"Running the pipeline in {settings.pipeline_root_local} "
-        f"({'DockerRunner' if settings.docker else 'SubprocessRunner'}, "
-        f"caching {'on' if settings.enable_caching else 'off'})",
-        file=sys.stderr,
-    )
     try:
         result = run_locally(settings, StepProgress(sys.stderr, echo=args.echo_kfp_logs))
     except ValueError as error:  # a setting the local runner cannot honour

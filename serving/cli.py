@@ -4,7 +4,7 @@ Every flag defaults to an environment variable (shown in brackets), so the
 same image runs on a Vertex AI endpoint (``AIP_*``), as a KServe
 InferenceService and locally::
 
-    ranker serve --model-uri work_dir/model --port 8080
+    ranker serve --model-uri work_dir/latest/model --port 8080
     ranker serve --model-uri models:/mmoe-ranker@champion       # MLflow alias (MLFLOW_TRACKING_URI)
     ranker serve --model-uri gs://bucket/models/run-42/model
 

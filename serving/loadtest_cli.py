@@ -5,12 +5,12 @@ counts from that time, so the percentiles include any queueing the server
 causes. Arrivals beyond ``--concurrency`` in flight are dropped and counted as
 errors. Examples::
 
-    ranker loadtest --url http://localhost:8080/predict --model-dir work_dir/model \\
+    ranker loadtest --url http://localhost:8080/predict --model-dir work_dir/latest/model \\
         --candidates 1000 --rate 50 --duration 30 --max-p99 50 --out work_dir/loadtest
     ranker loadtest --url https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/REGION/endpoints/E:predict \\
         --payload request.json --arrival bursty --rate 100 \\
         --token-command "gcloud auth print-access-token"
-    ranker loadtest --url http://localhost:8080/v2/models/mmoe-ranker/infer --model-dir work_dir/model \\
+    ranker loadtest --url http://localhost:8080/v2/models/mmoe-ranker/infer --model-dir work_dir/latest/model \\
         --format v2-mixed --max-p99 25
 
 One request goes first, outside the test: when it fails (no server at the URL,

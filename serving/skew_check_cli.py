@@ -2,7 +2,8 @@
 
 Example::
 
-    ranker skew-check --examples work_dir/examples --model-uri work_dir/model --feature-store work_dir/feature_repo
+    ranker skew-check --examples work_dir/latest/examples --model-uri work_dir/latest/model \\
+        --feature-store work_dir/latest/feature_repo
 
 Exits 1 when a served feature differs from the extraction's or a prediction by 1e-5 or more, or no test row
 qualifies. Exits 2, with one line and before the model loads, when the inputs cannot be checked: examples

@@ -2,7 +2,7 @@
 
 Examples::
 
-    ranker materialize --examples work_dir/examples --feature-store work_dir/feature_repo --model-version 3
+    ranker materialize --examples work_dir/latest/examples --feature-store work_dir/feature_repo --model-version 3
     RANKER_FEATURE_STORE=gs-repo/ ranker materialize --examples gs://bucket/run/examples
 
 A folder without feature_store.yaml gets the embedded default (file offline store,

@@ -121,11 +121,12 @@ class BeamOptions(Settings):
         return options
 
 
-# flag -> (BeamOptions field, type, help); defaults come from the environment (see the fields above).
+# flag -> (BeamOptions field, type, help); defaults come from the environment (see the fields above), which
+# the help names.
 _FLAGS: dict[str, tuple[str, type, str]] = {
-    "--runner": ("runner", str, "Beam runner: DirectRunner (local) or DataflowRunner (env RANKER_BEAM_RUNNER)"),
-    "--project": ("project", str, "Google Cloud project for Dataflow and BigQuery (env GOOGLE_CLOUD_PROJECT)"),
-    "--region": ("region", str, "Dataflow region (env GOOGLE_CLOUD_REGION)"),
+    "--runner": ("runner", str, "Beam runner: DirectRunner (local) or DataflowRunner"),
+    "--project": ("project", str, "Google Cloud project for Dataflow and BigQuery"),
+    "--region": ("region", str, "Dataflow region"),
     "--temp-location": ("temp_location", str, "gs:// folder for Dataflow and BigQuery temp files"),
     "--staging-location": ("staging_location", str, "gs:// folder for staged packages (default: temp location)"),
     "--machine-type": ("machine_type", str, "Dataflow worker machine type, e.g. n2-standard-4"),
@@ -144,9 +145,10 @@ def add_beam_arguments(parser: argparse.ArgumentParser, command_defaults: Mappin
     group = parser.add_argument_group("Beam / Dataflow")
     defaults = BeamOptions.load(_unset_in_env(command_defaults))
     for flag, (field, kind, help_text) in _FLAGS.items():
-        group.add_argument(
-            flag, dest=f"beam_{field}", type=kind, help=f"{help_text} (now: {getattr(defaults, field)!r})"
-        )
+        variables = ", ".join(BeamOptions.env_names(field)[0])
+        now = f"now: {getattr(defaults, field)!r}"
+        shown = f"env {variables}; {now}" if variables else now
+        group.add_argument(flag, dest=f"beam_{field}", type=kind, help=f"{help_text} ({shown})")
 
 
 def beam_options_from_args(

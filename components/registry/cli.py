@@ -2,7 +2,8 @@
 
 Examples::
 
-    ranker register --model work_dir/model --report work_dir/report --blessing work_dir/report
+    ranker register --model work_dir/latest/model --report work_dir/latest/metrics.json \\
+        --blessing work_dir/latest/blessing.json
     ranker register --champion            # print the current champion's model location
     ranker register --registry vertex --project my-project --model gs://bucket/model ...
 

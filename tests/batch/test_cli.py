@@ -105,15 +105,17 @@ def test_the_local_runner_runs_in_one_process_unless_told_otherwise(monkeypatch)
     assert module._beam_options(args, ()).direct_running_mode == "multi_threading"
 
 
-def test_the_help_shows_the_running_mode_that_will_apply(monkeypatch, capsys):
+def test_the_help_shows_the_running_mode_that_will_apply_and_its_variable(monkeypatch, capsys):
     monkeypatch.delenv("RANKER_BEAM_MODE", raising=False)
     with pytest.raises(SystemExit):
         parsed(["--help"])
-    assert "(now: 'in_memory')" in " ".join(capsys.readouterr().out.split())
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(env RANKER_BEAM_MODE; now: 'in_memory')" in shown
+    assert "(env RANKER_BEAM_TEMP_LOCATION; now: '')" in shown and "(env RANKER_DATAFLOW_MAX_WORKERS; now: 0)" in shown
     monkeypatch.setenv("RANKER_BEAM_MODE", "multi_threading")
     with pytest.raises(SystemExit):
         parsed(["--help"])
-    assert "(now: 'multi_threading')" in " ".join(capsys.readouterr().out.split())
+    assert "(env RANKER_BEAM_MODE; now: 'multi_threading')" in " ".join(capsys.readouterr().out.split())
 
 
 def test_op_threads_come_from_the_flag_else_the_environment(monkeypatch):
