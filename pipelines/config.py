@@ -115,8 +115,8 @@ class PipelineSettings:
     baseline: BaselineConfig = dataclasses.field(init=False, repr=False)
     evaluation: Any = dataclasses.field(init=False, repr=False)  # EvaluationConfig (imported when needed)
     tuning: TuningConfig = dataclasses.field(init=False, repr=False)
-    # where a field's value came from, for its errors: "--settings run.yaml: model_config", "RANKER_SEED";
-    # a field missing here was given as its flag
+    # where each field given (not left at its default) came from, for its errors: "--seed", "RANKER_SEED",
+    # "--settings run.yaml: model_config"; a bare constructor records none
     sources: dict[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -216,7 +216,7 @@ class PipelineSettings:
         for field, value in overrides.items():
             if value is not None and field in OPTIONS:
                 values[field] = value
-                sources.pop(field, None)
+                sources[field] = OPTIONS[field].flag
         return values, sources
 
     @classmethod
@@ -299,12 +299,29 @@ class PipelineSettings:
         ``local`` resolves the MLflow store to the SQLite file in ``work_dir``;
         on Vertex AI or KFP an MLflow registry needs an explicit tracking URI.
         """
+        arguments = self._arguments(local)
+        if not local:
+            require_reachable_registry(arguments)
+        return arguments
+
+    def remote_arguments(self, compiled: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters to send with a remote run of a compiled pipeline: each setting given now (a flag, a
+        variable or the settings file). The others keep the template's ``compiled`` defaults, so ``submit
+        --template`` does not send ``dataset_spec: simulator`` over the spec it was compiled with; the registry
+        the run will use (given or compiled) is checked."""
+        given = {name: value for name, value in self._arguments(local=False).items() if self.given(name)}
+        require_reachable_registry({**compiled, **given})
+        return given
+
+    def given(self, parameter: str) -> bool:
+        """Whether the setting behind the run parameter ``parameter`` was given rather than left at its default."""
+        field = PARAMETER_SETTINGS.get(parameter, parameter)
+        if field.startswith("registry."):
+            return field.removeprefix("registry.") in self.registry.model_fields_set
+        return field in self.sources
+
+    def _arguments(self, local: bool) -> dict[str, Any]:
         registry = self.registry
-        if not local and registry.backend == "mlflow" and not registry.tracking_uri:
-            raise InvalidValueError(
-                "a remote run cannot reach the local MLflow SQLite store: use --registry vertex, "
-                "or --tracking-uri with an MLflow server the pipeline can reach"
-            )
         return {
             "data_uri": self.data_uri,
             "oracle_uri": self.oracle_uri,
@@ -329,6 +346,33 @@ class PipelineSettings:
             "endpoint_name": registry.endpoint_name,
             "canary_percent": 100 if registry.canary_percent is None else registry.canary_percent,
         }
+
+
+# a run parameter -> the setting it is read from, where the names differ ("registry.<field>": a RegistryConfig field)
+PARAMETER_SETTINGS = {
+    "model_config_json": "model_config",
+    "baseline_config_json": "baseline_config",
+    "eval_config_json": "eval_config",
+    "tune_config_json": "tune_config",
+    "registry": "registry.backend",
+    "model_name": "registry.model_name",
+    "tracking_uri": "registry.tracking_uri",
+    "project": "registry.project",
+    "location": "registry.location",
+    "serving_image": "registry.serving_image",
+    "on_broken_champion": "registry.on_broken_champion",
+    "endpoint_name": "registry.endpoint_name",
+    "canary_percent": "registry.canary_percent",
+}
+
+
+def require_reachable_registry(arguments: Mapping[str, Any]) -> None:
+    """A remote run's registry must be one it can reach: not the local MLflow SQLite store."""
+    if arguments.get("registry") == "mlflow" and not arguments.get("tracking_uri"):
+        raise InvalidValueError(
+            "a remote run cannot reach the local MLflow SQLite store: use --registry vertex, "
+            "or --tracking-uri with an MLflow server the pipeline can reach"
+        )
 
 
 SETTINGS_FILE_FLAG = "--settings"

@@ -44,11 +44,12 @@ def submit_run(
 ) -> str:
     """Submit one run of the compiled pipeline; returns the Vertex AI job name or the KFP run id.
 
-    ``parameters`` are the run's parameters: by default the training pipeline's, from ``settings``
-    (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`);
-    ``pipeline_name`` prefixes the job id.
+    ``parameters`` are the run's parameters: by default the training pipeline's settings given now, the
+    template's compiled defaults for the rest (:meth:`PipelineSettings.remote_arguments`; the batch ranking
+    pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`); ``pipeline_name`` prefixes
+    the job id.
     """
-    parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
+    parameters = settings.remote_arguments(compiled_defaults(template)) if parameters is None else parameters
     if settings.kfp_host:
         client = _kfp_client(settings)
         result = client.create_run_from_pipeline_package(
@@ -83,11 +84,11 @@ def create_schedule(
 ) -> ScheduleInfo:
     """Run the pipeline on a cron schedule (5 fields, e.g. ``0 3 * * 1``; ``TZ=Europe/Paris 0 3 * * 1`` on Vertex).
 
-    ``parameters`` are the runs' parameters: by default the training pipeline's, from ``settings``
-    (the batch ranking pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`).
+    ``parameters`` are the runs' parameters: by default the training pipeline's settings given now, the
+    template's compiled defaults for the rest (as :func:`submit_run`).
     """
     cron = schedule_cron(settings, cron)  # a malformed cron is refused before any call to the host
-    parameters = settings.pipeline_arguments(local=False) if parameters is None else parameters
+    parameters = settings.remote_arguments(compiled_defaults(template)) if parameters is None else parameters
     if max_concurrent_runs < 1:
         raise InvalidValueError(f"--max-concurrent-runs must be at least 1, got {max_concurrent_runs}")
     if settings.kfp_host:
@@ -216,6 +217,15 @@ def _vertex_registry(settings: PipelineSettings) -> Any:
 
 def _job_id(pipeline_name: str) -> str:
     return f"{pipeline_name}-{time.strftime(_JOB_ID_FORMAT)}"
+
+
+def compiled_defaults(template: str | Path) -> dict[str, Any]:
+    """The default value of each run parameter of a compiled pipeline YAML (its root's input definitions)."""
+    import yaml
+
+    spec = next(yaml.safe_load_all(Path(template).read_text()), None) or {}
+    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return {name: parameter["defaultValue"] for name, parameter in parameters.items() if "defaultValue" in parameter}
 
 
 def _vertex_job(

@@ -149,7 +149,10 @@ def test_submit_to_vertex_sends_one_create_pipeline_job_request(vertex_api, temp
     body = create.json
     assert name.startswith("projects/my-project/locations/europe-west4/pipelineJobs/mmoe-ranker-")
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/runs"
-    assert body["runtimeConfig"]["parameterValues"]["dataset_spec"] == "simulator"
+    # the settings given (here the registry's); the rest keep the template's compiled defaults
+    assert body["runtimeConfig"]["parameterValues"] == {
+        "registry": "vertex", "project": "my-project", "location": "europe-west4", "serving_image": "img:1"
+    }  # fmt: skip
     assert body["serviceAccount"] == "runner@my-project.iam.gserviceaccount.com"
     assert body["network"] == "projects/123/global/networks/vpc"
     assert body["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
@@ -159,7 +162,7 @@ def test_submit_to_vertex_sends_one_create_pipeline_job_request(vertex_api, temp
 
 def test_a_remote_run_refuses_the_local_sqlite_registry(template):
     with pytest.raises(ValueError, match="cannot reach the local MLflow SQLite store"):
-        remote.submit_run(vertex_settings(registry=RegistryConfig(project="p")), template)
+        remote.submit_run(vertex_settings(registry=RegistryConfig(backend="mlflow", project="p")), template)
     with pytest.raises(ValueError, match="gs:// pipeline root"):
         remote.submit_run(vertex_settings(pipeline_root=""), template)
 
@@ -304,6 +307,46 @@ def test_the_clis_parse_their_flags_and_env(monkeypatch, tmp_path, template, ver
     assert compile_cli.main(parser.parse_args(["--out", str(out), "--n-impressions", "1234"])) == 0
     parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["n_impressions"]["defaultValue"] == 1234
+
+
+def test_a_template_keeps_its_compiled_settings_where_submit_and_schedule_are_not_given_them(
+    vertex_api, tmp_path, monkeypatch
+):
+    """``submit --template`` / ``schedule create --template`` (as infra/roll_schedule.sh runs them) in an environment
+    without the compile's settings: the run must read the compiled data, spec and step configurations."""
+    for variable in ("RANKER_DATA_URI", "RANKER_DATASET_SPEC", "RANKER_SEED", "RANKER_TUNE_CONFIG", "RANKER_SETTINGS"):
+        monkeypatch.delenv(variable, raising=False)
+    compiled = tmp_path / "pipeline.yaml"
+    parser = argparse.ArgumentParser()
+    compile_cli.add_arguments(parser)
+    compile_flags = [
+        "--out", str(compiled), "--data-uri", "gs://bucket/logs/*.parquet", "--dataset-spec", "kuairand",
+        "--tune-config", '{"trials": 4}', "--registry", "vertex", "--project", "my-project",
+        "--serving-image", "europe-west4-docker.pkg.dev/my-project/ranker/serve:1",
+        "--image", "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1",
+    ]  # fmt: skip
+    assert compile_cli.main(parser.parse_args(compile_flags)) == 0
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    where = ["--registry", "vertex", "--project", "my-project", "--location", "europe-west4", "--seed", "3"]
+    args = parser.parse_args(["--template", str(compiled), "--pipeline-root", "gs://bucket/runs", *where])
+
+    assert submit_cli.main(args) == 0
+
+    (create,) = vertex_api.calls("POST", r"/pipelineJobs$")
+    sent = create.json["runtimeConfig"]["parameterValues"]
+    assert sent == {"seed": 3, "registry": "vertex", "project": "my-project", "location": "europe-west4"}
+    defaults = create.json["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    assert defaults["dataset_spec"]["defaultValue"] == "kuairand"
+    assert json.loads(defaults["tune_config_json"]["defaultValue"]) == {"trials": 4}
+
+
+def test_a_template_compiled_for_a_reachable_mlflow_needs_no_tracking_uri_at_submit(tmp_path):
+    settings = PipelineSettings(registry=RegistryConfig(tracking_uri="http://mlflow:5000"))
+    compiled = compile_cli.compile_pipeline(settings, tmp_path / "pipeline.yaml")
+    assert PipelineSettings().remote_arguments(remote.compiled_defaults(compiled)) == {}
+    with pytest.raises(InvalidValueError, match="cannot reach the local MLflow SQLite store"):
+        PipelineSettings().remote_arguments({"registry": "mlflow", "tracking_uri": ""})
 
 
 BATCH_PARAMETERS = {"candidates_uri": "bq://my-project.crm.email_candidates", "campaign": "email_digest"}
