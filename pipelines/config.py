@@ -142,6 +142,8 @@ class PipelineSettings:
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
+        if "image" in self.sources and "serving_image" not in self.registry.model_fields_set:
+            self.registry = self.registry.replace(serving_image=self.image)  # --image serves too, as RANKER_IMAGE does
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
@@ -279,6 +281,12 @@ class PipelineSettings:
             raise UserError(
                 f"--image {self.image!r} names no registry, so Vertex AI / Kubeflow cannot pull it: "
                 f"push the image and pass its full reference, e.g. --image {VALID_IMAGE_EXAMPLE} [env RANKER_IMAGE]"
+            )
+        serving_image = self.registry.serving_image
+        if self.registry.backend == "vertex" and "/" not in serving_image:  # registered with the model, pulled to serve
+            raise UserError(
+                f"--serving-image {serving_image!r} names no registry, so a Vertex AI endpoint cannot pull it: pass "
+                f"the pushed image's full reference, e.g. --serving-image {self.image} [env RANKER_SERVING_IMAGE]"
             )
 
     @property

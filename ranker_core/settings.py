@@ -234,8 +234,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
     def replace(self, **changes: Any) -> Self:
-        """A validated copy with some fields changed."""
-        return self.validated({**self.model_dump(), **changes})
+        """A validated copy with some fields changed; the others stay set or at their defaults as they were
+        (``model_fields_set`` tells which settings were given)."""
+        return self.validated({**self.model_dump(include=self.model_fields_set), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-ready values."""

@@ -171,6 +171,17 @@ def test_compile_sets_the_image_of_every_step(tmp_path):
     # google-cloud-pipeline-components' ModelDeployOp (the Vertex AI deployment) runs in its own image
     assert images - {REGISTRY_IMAGE} == {executors["exec-model-deploy"]["container"]["image"]}
     assert "google-cloud-pipeline-components" in executors["exec-model-deploy"]["container"]["image"]
+    # the model is registered with the image it serves in: --image, unless --serving-image names another
+    parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == REGISTRY_IMAGE
+
+
+def test_a_serving_image_without_a_registry_is_refused_for_vertex(tmp_path, capsys):
+    flags = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE, "--serving-image", "serve:1"]
+    assert main(["compile", "--out", str(tmp_path / "p.yaml"), *flags]) == 2
+    assert capsys.readouterr().err.startswith(
+        "ranker compile: --serving-image 'serve:1' names no registry, so a Vertex AI endpoint cannot pull it"
+    )
 
 
 @pytest.mark.parametrize("command", ["compile", "submit"])
