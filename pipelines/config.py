@@ -179,6 +179,11 @@ class PipelineSettings:
                 raise ValueError(f"{name} {value!r} is not a memory quantity (e.g. 8G, 512Mi)")
         if self.train_accelerator_count < 0:
             raise ValueError(f"train_accelerator_count must be 0 or more, not {self.train_accelerator_count}")
+        if self.train_accelerator and self.train_accelerator_count < 1:
+            raise ValueError(
+                f"train_accelerator {self.train_accelerator} needs train_accelerator_count 1 or more, "
+                f"not {self.train_accelerator_count} (no accelerator: leave train_accelerator empty)"
+            )
 
     @classmethod
     def from_env(

@@ -196,6 +196,10 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
         ({"train_cpu": "-4"}, "train_cpu '-4' is not a CPU quantity"),
         ({"step_memory": "lots"}, "step_memory 'lots' is not a memory quantity"),
         ({"train_accelerator_count": -1}, "train_accelerator_count must be 0 or more, not -1"),
+        (
+            {"train_accelerator": "NVIDIA_TESLA_T4", "train_accelerator_count": 0},
+            "train_accelerator NVIDIA_TESLA_T4 needs train_accelerator_count 1 or more, not 0",
+        ),
         ({"held_out_module": "shop-page"}, "held_out_module 'shop-page' (--held-out-module, RANKER_HELD_OUT_MODULE)"),
     ],
 )
