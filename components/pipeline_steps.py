@@ -23,20 +23,26 @@ from components.base import ranker_component
 
 @ranker_component
 def simulated_source(impressions: Input[Dataset], oracle: Input[Dataset]) -> NamedTuple(
-    "DataSource", [("data_uri", str), ("oracle_uri", str)]
+    "DataSource", [("data_uri", str), ("oracle_uri", str), ("data_version", str)]
 ):
-    """The simulator's impressions and ground truth as URIs."""
-    return (impressions.uri, oracle.uri)
+    """The simulator's impressions and ground truth as URIs (a simulation's artifacts are its version)."""
+    return (impressions.uri, oracle.uri, "")
 
 
 @ranker_component
 def user_source(data_uri: str, oracle_uri: str = "") -> NamedTuple(
-    "DataSource", [("data_uri", str), ("oracle_uri", str)]
+    "DataSource", [("data_uri", str), ("oracle_uri", str), ("data_version", str)]
 ):
-    """The user's data URI (files or ``bq://``) and the oracle of that data, if the user has one (else ``""``)."""
-    if not data_uri.strip():
+    """The user's data URI (files or ``bq://``), the oracle of that data if the user has one (else ``""``), and
+    their version (:func:`components.data.versions.data_version`): never cached, so new data under the same URI
+    reruns the extraction instead of reusing its cached examples."""
+    from components.data.versions import data_version
+
+    data_uri, oracle_uri = data_uri.strip(), oracle_uri.strip()
+    if not data_uri:
         raise ValueError("data_uri is empty: pass the impression logs' URI, or leave it empty to simulate")
-    return (data_uri.strip(), oracle_uri.strip())
+    versions = (data_version(data_uri), data_version(oracle_uri))
+    return (data_uri, oracle_uri, " ".join(filter(None, versions)))
 
 
 @ranker_component

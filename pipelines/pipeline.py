@@ -139,8 +139,10 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
         with dsl.Else(name="user-data"):
             user_uris = _sized(user_source(data_uri=data_uri, oracle_uri=oracle_uri), settings)
             user_uris.after(tracking)
+            user_uris.set_caching_options(False)  # it reads the data's version, the extraction's cache key
         raw_data_uri = dsl.OneOf(simulated_uris.outputs["data_uri"], user_uris.outputs["data_uri"])
         source_oracle_uri = dsl.OneOf(simulated_uris.outputs["oracle_uri"], user_uris.outputs["oracle_uri"])
+        data_version = dsl.OneOf(simulated_uris.outputs["data_version"], user_uris.outputs["data_version"])
         raw_data = dsl.importer(artifact_uri=raw_data_uri, artifact_class=Dataset, reimport=False)
         raw_data.set_display_name("raw-data")
 
@@ -151,6 +153,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
                 held_out_module=held_out_module,
                 dead_letter_threshold=dead_letter_threshold,
                 num_shards=num_shards,
+                data_version=data_version,
             ),
             settings,
         )

@@ -75,13 +75,18 @@ def resolve_files(data_uri: str, source: SourceSpec) -> list[str]:
 
 def matching_paths(pattern: str) -> list[str]:
     """The paths a glob matches on any Beam file system (none when its local folder does not exist)."""
+    return [metadata.path for metadata in matching_paths_metadata(pattern)]
+
+
+def matching_paths_metadata(pattern: str) -> list[Any]:
+    """Beam's ``FileMetadata`` (path, size, update time) of what a glob matches (``**`` also below folders)."""
     from apache_beam.io.filesystems import FileSystems
 
     try:
         results = FileSystems.match([pattern])
     except Exception:  # a missing local folder raises instead of matching nothing
         return []
-    return [metadata.path for result in results for metadata in result.metadata_list]
+    return [metadata for result in results for metadata in result.metadata_list]
 
 
 def read_batches(

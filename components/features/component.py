@@ -17,12 +17,15 @@ def extract_features(
     dead_letter_threshold: float = 0.01,
     num_shards: int = 0,
     beam_options_json: str = "{}",
+    data_version: str = "",
 ) -> None:
     """Extract examples from ``raw_data`` (a file, glob or folder of files, or ``bq://project.dataset.table``).
 
     ``examples`` gets ``feature_spec.json`` and one folder of TFRecord shards
     per split; ``dead_letters`` the malformed rows as JSON lines.
     ``beam_options_json`` holds ``BeamOptions`` fields, e.g. the Dataflow runner.
+    ``data_version`` is read by nobody: it is in the step's cache key, so new data under the same URI
+    (``user_source`` computes it) is extracted again.
     """
     from components.features.pipeline import extract_features_step
 

@@ -167,7 +167,23 @@ def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch)
         if name == "user-source"
     ]
     assert tasks[0]["inputs"]["parameters"]["oracle_uri"] == {"componentInputParameter": "pipelinechannel--oracle_uri"}
-    assert user_source.python_func(data_uri=" logs ", oracle_uri=" truth/ ") == ("logs", "truth/")
+    assert user_source.python_func(data_uri=" logs ", oracle_uri=" truth/ ")[:2] == ("logs", "truth/")
+
+
+def test_new_data_under_the_same_uri_reruns_the_extraction():
+    """The never-cached user-source step hands the data's version to extract-features, whose cache key it is."""
+    from google.protobuf import json_format
+
+    from pipelines.pipeline import build_pipeline
+
+    settings = PipelineSettings.from_args(parse_run_flags(["--data-uri", "logs/*.parquet"]))
+    spec = json_format.MessageToDict(build_pipeline(settings).pipeline_spec)
+    dags = [spec["root"]["dag"], *(component["dag"] for component in spec["components"].values() if "dag" in component)]
+    tasks = {name: task for dag in dags for name, task in dag["tasks"].items()}
+    assert tasks["user-source"].get("cachingOptions", {}).get("enableCache") is not True
+    assert tasks["extract-features"]["cachingOptions"]["enableCache"] is True
+    version = tasks["extract-features"]["inputs"]["parameters"]["data_version"]
+    assert version["taskOutputParameter"]["outputParameterKey"] == "pipelinechannel--condition-branches-1-oneof-3"
 
 
 def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):

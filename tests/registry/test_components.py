@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from typing import NamedTuple
+from unittest.mock import ANY
 
 import pytest
 from kfp import dsl
@@ -55,9 +56,11 @@ def test_register_deploy_and_resolve_the_champion_as_pipeline_steps(tmp_path, ca
     assert "the champion holds this very model" in printed
 
 
-def test_user_source_passes_the_uri_and_refuses_an_empty_one(kfp_local_root):
-    task = user_source(data_uri=" gs://bucket/logs/*.parquet ")
-    assert task.outputs == {"data_uri": "gs://bucket/logs/*.parquet", "oracle_uri": ""}
+def test_user_source_passes_the_uri_with_its_version_and_refuses_an_empty_one(kfp_local_root, tmp_path):
+    (tmp_path / "a.parquet").write_bytes(b"rows")
+    task = user_source(data_uri=f" {tmp_path}/*.parquet ")
+    assert task.outputs == {"data_uri": f"{tmp_path}/*.parquet", "oracle_uri": "", "data_version": ANY}
+    assert len(task.outputs["data_version"]) == 16  # a digest of the matched files (components.data.versions)
     with pytest.raises(RuntimeError, match="user-source"):
         user_source(data_uri="")
 
