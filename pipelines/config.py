@@ -236,6 +236,8 @@ class PipelineSettings:
         try:
             settings = cls.from_args(args)
             if hasattr(args, "eval_config"):
+                if command != "run" and settings.remote and not getattr(args, "template", ""):
+                    settings.check_image()  # cheap, so first: a gs:// spec without credentials retries for minutes
                 settings.check_against_spec()
             return settings
         except ValueError as error:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels
+from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels, require_reachable_registry
 from ranker_core.cli_support import InvalidValueError, UserError
 
 # Vertex AI and KFP both accept [a-z0-9-] job ids; the pipeline's name plus a timestamp keeps them unique and sortable.
@@ -49,7 +49,7 @@ def submit_run(
     pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`); ``pipeline_name`` prefixes
     the job id.
     """
-    parameters = settings.remote_arguments(compiled_defaults(template)) if parameters is None else parameters
+    parameters = run_parameters(settings, template, parameters)
     if settings.kfp_host:
         client = _kfp_client(settings)
         result = client.create_run_from_pipeline_package(
@@ -88,7 +88,7 @@ def create_schedule(
     template's compiled defaults for the rest (as :func:`submit_run`).
     """
     cron = schedule_cron(settings, cron)  # a malformed cron is refused before any call to the host
-    parameters = settings.remote_arguments(compiled_defaults(template)) if parameters is None else parameters
+    parameters = run_parameters(settings, template, parameters)
     if max_concurrent_runs < 1:
         raise InvalidValueError(f"--max-concurrent-runs must be at least 1, got {max_concurrent_runs}")
     if settings.kfp_host:
@@ -217,6 +217,18 @@ def _vertex_registry(settings: PipelineSettings) -> Any:
 
 def _job_id(pipeline_name: str) -> str:
     return f"{pipeline_name}-{time.strftime(_JOB_ID_FORMAT)}"
+
+
+def run_parameters(settings: PipelineSettings, template: str | Path, parameters: dict[str, Any] | None) -> dict:
+    """What a remote run sends: the training pipeline's settings given now (``parameters`` ``None``), else the batch
+    pipeline's ``parameters``; either way the registry the run will read (sent or compiled) must be reachable,
+    unless the batch run names its model (``model_uri``)."""
+    compiled = compiled_defaults(template)
+    if parameters is None:
+        return settings.remote_arguments(compiled)
+    if not parameters.get("model_uri"):
+        require_reachable_registry({**compiled, **parameters})
+    return parameters
 
 
 def compiled_defaults(template: str | Path) -> dict[str, Any]:

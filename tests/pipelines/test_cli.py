@@ -187,12 +187,16 @@ def test_a_serving_image_without_a_registry_is_refused_for_vertex(tmp_path, caps
 @pytest.mark.parametrize("command", ["compile", "submit"])
 def test_an_image_without_a_registry_is_refused_for_vertex(command, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("RANKER_IMAGE", raising=False)
-    argv = [command, "--registry", "vertex", "--project", "p"]
+    # refused before the spec is read: a gs:// spec without credentials retries for minutes
+    specs_read = []
+    monkeypatch.setattr("components.data.spec.load_dataset_spec", specs_read.append)
+    argv = [command, "--registry", "vertex", "--project", "p", "--dataset-spec", "gs://bucket/spec.yaml"]
     where = ["--out", str(tmp_path / "p.yaml")] if command == "compile" else ["--pipeline-root", "gs://bucket/runs"]
     assert main([*argv, *where]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ranker {command}: --image 'mmoe-ranker:latest' names no registry")
     assert "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG" in err
+    assert specs_read == []
 
 
 def _no_step_may_run(*_args, **_kwargs):

@@ -390,6 +390,22 @@ def test_the_batch_pipeline_is_submitted_to_a_kfp_host(capsys):
     assert "submitted run-1" in capsys.readouterr().out
 
 
+def test_a_batch_run_that_would_read_the_local_mlflow_store_is_refused_unless_it_names_its_model(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with FakeKfpApi() as api:
+        with pytest.raises(InvalidValueError, match="cannot reach the local MLflow SQLite store"):
+            submit_cli.main(batch_submit_args("--kfp-host", "http://kfp.test"))
+        assert not api.calls("POST", r"/runs$")
+
+        parser = argparse.ArgumentParser()
+        submit_cli.add_arguments(parser)
+        named = {**BATCH_PARAMETERS, "model_uri": "gs://bucket/models/7"}
+        image = "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"
+        flags = ["--parameters", json.dumps(named), "--kfp-host", "http://kfp.test", "--image", image]
+        assert submit_cli.main(parser.parse_args(["--pipeline", "batch", *flags])) == 0
+        assert api.calls("POST", r"/runs$")[0].json["runtime_config"]["parameters"] == named
+
+
 def test_parameters_are_refused_for_the_training_pipeline(template):
     parser = argparse.ArgumentParser()
     submit_cli.add_arguments(parser)
