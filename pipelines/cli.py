@@ -165,13 +165,15 @@ def rename_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions shown as one line without a traceback: :class:`UserError`, and missing Google credentials or
-    project (``GoogleAuthError``: they are the user's environment, not a bug)."""
+    """Exceptions shown as one line without a traceback: :class:`UserError`, missing Google credentials or project
+    (``GoogleAuthError``) and a Google API's refusal or absence (``GoogleAPIError``: 403, 404, unreachable): they
+    are the user's environment, not a bug."""
     try:
+        from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
     except ImportError:
         return (UserError,)
-    return (UserError, GoogleAuthError)
+    return (UserError, GoogleAuthError, GoogleAPIError)
 
 
 def main(argv: list[str] | None = None) -> int:

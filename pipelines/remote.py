@@ -12,9 +12,11 @@ host (``kfp.Client``: runs and recurring runs)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +65,13 @@ def submit_run(
         )
         return str(result.run_id)
     job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
-    job.submit(
-        service_account=settings.service_account or None,
-        network=settings.network or None,
-        # Every Vertex AI run is recorded in Vertex AI Experiments (parameters and Metrics artifacts).
-        experiment=settings.experiment or settings.registry.model_name,
-    )
+    with vertex_call("Vertex AI did not take the run"):
+        job.submit(
+            service_account=settings.service_account or None,
+            network=settings.network or None,
+            # Every Vertex AI run is recorded in Vertex AI Experiments (parameters and Metrics artifacts).
+            experiment=settings.experiment or settings.registry.model_name,
+        )
     return str(job.resource_name)
 
 
@@ -107,13 +110,14 @@ def create_schedule(
         )
         return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, cron, "ENABLED")
     job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
-    schedule = job.create_schedule(
-        cron=cron,
-        display_name=display_name,
-        max_concurrent_run_count=max_concurrent_runs,
-        service_account=settings.service_account or None,
-        network=settings.network or None,
-    )
+    with vertex_call("Vertex AI did not create the schedule"):
+        schedule = job.create_schedule(
+            cron=cron,
+            display_name=display_name,
+            max_concurrent_run_count=max_concurrent_runs,
+            service_account=settings.service_account or None,
+            network=settings.network or None,
+        )
     return _vertex_info(schedule)
 
 
@@ -217,6 +221,22 @@ def _vertex_registry(settings: PipelineSettings) -> Any:
 
 def _job_id(pipeline_name: str) -> str:
     return f"{pipeline_name}-{time.strftime(_JOB_ID_FORMAT)}"
+
+
+@contextlib.contextmanager
+def vertex_call(what: str) -> Iterator[None]:
+    """A refusal (403, 404, ...) or an unreachable Vertex AI as one :class:`UserError` line, ``what`` first; the SDK
+    wraps some (an experiment it could not find or create) in a ``RuntimeError`` whose cause is the API's error."""
+    from google.api_core.exceptions import GoogleAPIError
+
+    try:
+        yield
+    except GoogleAPIError as error:
+        raise UserError(f"{what}: {error}") from None
+    except RuntimeError as error:
+        if not isinstance(error.__cause__, GoogleAPIError):
+            raise
+        raise UserError(f"{what}: {error} ({error.__cause__})") from None
 
 
 def run_parameters(settings: PipelineSettings, template: str | Path, parameters: dict[str, Any] | None) -> dict:

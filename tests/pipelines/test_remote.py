@@ -160,6 +160,26 @@ def test_submit_to_vertex_sends_one_create_pipeline_job_request(vertex_api, temp
     assert body["pipelineSpec"]["pipelineInfo"]["name"] == "mmoe-ranker"
 
 
+def test_an_unreachable_vertex_ai_is_one_line_naming_the_cause(vertex_api, template, monkeypatch, capsys):
+    from google.api_core.exceptions import RetryError, ServiceUnavailable
+
+    from pipelines.cli import main
+
+    def unreachable(*_args, **_kwargs):  # what aiplatform raises when DNS fails for the region's endpoint
+        cause = RetryError("Timeout of 120.0s exceeded", ServiceUnavailable("cannot resolve the endpoint"))
+        raise RuntimeError("Experiment mmoe-ranker could not be found or created. PipelineJob not created") from cause
+
+    monkeypatch.setattr(aiplatform.PipelineJob, "submit", unreachable)
+    where = ["--project", "my-project", "--location", "europe-west4", "--pipeline-root", "gs://bucket/runs"]
+    assert main(["submit", "--template", str(template), "--registry", "vertex", *where]) == 2
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ranker submit: Vertex AI did not take the run: Experiment mmoe-ranker could not be found or created. "
+        "PipelineJob not created (Timeout of 120.0s exceeded, last exception: 503 cannot resolve the endpoint)"
+    ]
+
+
 def test_a_remote_run_refuses_the_local_sqlite_registry(template):
     with pytest.raises(ValueError, match="cannot reach the local MLflow SQLite store"):
         remote.submit_run(vertex_settings(registry=RegistryConfig(backend="mlflow", project="p")), template)
