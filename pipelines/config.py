@@ -78,6 +78,7 @@ class PipelineSettings:
     seed: int = DEFAULT_SEED
     dead_letter_threshold: float = 0.01
     num_shards: int = 0  # extraction's shuffle partitions and files per split; 0: sized by the data
+    beam_options: str = "{}"  # extraction's Beam runner (BeamOptions fields, e.g. Dataflow's), JSON or @file
     # step configurations (JSON objects, or @path to a JSON file)
     model_config: str = "{}"
     baseline_config: str = "{}"
@@ -115,6 +116,7 @@ class PipelineSettings:
     baseline: BaselineConfig = dataclasses.field(init=False, repr=False)
     evaluation: Any = dataclasses.field(init=False, repr=False)  # EvaluationConfig (imported when needed)
     tuning: TuningConfig = dataclasses.field(init=False, repr=False)
+    beam: Any = dataclasses.field(init=False, repr=False)  # BeamOptions (imported when needed)
     # where each field given (not left at its default) came from, for its errors: "--seed", "RANKER_SEED",
     # "--settings run.yaml: model_config"; a bare constructor records none
     sources: dict[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
@@ -138,6 +140,7 @@ class PipelineSettings:
         self.baseline = step_config(BaselineConfig, self.baseline_config, self.source("baseline_config"))
         self.evaluation = step_config(EvaluationConfig, self.eval_config, self.source("eval_config"))
         self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
+        self.beam = beam_options(self.beam_options, self.source("beam_options"))
         parse_labels(self.labels)
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
@@ -346,6 +349,7 @@ class PipelineSettings:
             "seed": self.seed,
             "dead_letter_threshold": self.dead_letter_threshold,
             "num_shards": self.num_shards,
+            "beam_options_json": config_json(self.beam),
             "model_config_json": config_json(self.trainer),
             "baseline_config_json": config_json(self.baseline),
             "eval_config_json": config_json(self.evaluation),
@@ -365,6 +369,7 @@ class PipelineSettings:
 
 # a run parameter -> the setting it is read from, where the names differ ("registry.<field>": a RegistryConfig field)
 PARAMETER_SETTINGS = {
+    "beam_options_json": "beam_options",
     "model_config_json": "model_config",
     "baseline_config_json": "baseline_config",
     "eval_config_json": "eval_config",
@@ -447,6 +452,19 @@ def step_config(cls: type[Settings], value: str, source: str) -> Any:
         return cls.from_sources(value)
     except ValueError as error:
         raise InvalidValueError(f"{source}: {error}") from None
+
+
+def beam_options(value: str, source: str) -> Any:
+    """Extraction's :class:`~components.features.options.BeamOptions` (a Dataflow runner must name its project,
+    region and gs:// temp location), refused now naming ``source`` rather than when the step starts."""
+    from components.features.options import BeamOptions
+
+    options = step_config(BeamOptions, value, source)
+    try:
+        options.validate()
+    except ValueError as error:
+        raise InvalidValueError(f"{source}: {error}") from None
+    return options
 
 
 def config_json(config: Settings) -> str:
@@ -533,6 +551,13 @@ OPTIONS: dict[str, Option] = {
         int,
         "extraction's shuffle partitions and TFRecord files per split; each holds its rows in memory "
         "(0: one per 250,000 rows of Parquet input, at least 4; 4 for CSV, JSON lines and BigQuery)",
+    ),
+    "beam_options": Option(
+        "--beam-options",
+        "RANKER_BEAM_OPTIONS",
+        str,
+        "extraction's Beam runner: BeamOptions fields as JSON or @file.json, e.g. "
+        '\'{"runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}\'',
     ),
     "model_config": Option(
         "--model-config", "RANKER_MODEL_CONFIG", str, "trainer config overrides: JSON object or @file.json"
@@ -644,6 +669,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "seed",
         "dead_letter_threshold",
         "num_shards",
+        "beam_options",
     ),
     "step configurations": ("model_config", "baseline_config", "eval_config", "tune_config", "deploy"),
     "local execution": ("work_dir", "docker", "enable_caching", "fail_if_not_blessed"),

@@ -38,6 +38,8 @@ class BeamOptions(Settings):
     max_num_workers: int = env_field(0, "RANKER_DATAFLOW_MAX_WORKERS")
     sdk_container_image: str = env_field("", "RANKER_DATAFLOW_IMAGE")
     setup_file: str = env_field("", "RANKER_DATAFLOW_SETUP_FILE")
+    # the workers' identity (else the Compute Engine default service account)
+    service_account_email: str = env_field("", "RANKER_DATAFLOW_SERVICE_ACCOUNT")
     job_name: str = env_field("")
     # The local runner: worker processes (0 = one per core) and how they run.
     direct_num_workers: int = env_field(0, "RANKER_BEAM_WORKERS")
@@ -105,6 +107,7 @@ class BeamOptions(Settings):
                 "max_num_workers": self.max_num_workers or "",
                 "sdk_container_image": self.sdk_container_image,
                 "setup_file": self.setup_file,
+                "service_account_email": self.service_account_email,
             }
         else:
             values |= {"direct_num_workers": self.local_workers, "direct_running_mode": self.direct_running_mode}
@@ -133,6 +136,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--max-num-workers": ("max_num_workers", int, "Dataflow autoscaling limit"),
     "--sdk-container-image": ("sdk_container_image", str, "worker image with this project installed"),
     "--setup-file": ("setup_file", str, "setup.py to stage instead of an image"),
+    "--service-account-email": ("service_account_email", str, "Dataflow workers' service account"),
     "--job-name": ("job_name", str, "Dataflow job name"),
     "--direct-num-workers": ("direct_num_workers", int, "local workers (default: one per core)"),
     "--direct-running-mode": ("direct_running_mode", str, "in_memory, multi_threading or multi_processing"),

@@ -170,6 +170,32 @@ def test_ranker_run_oracle_reaches_the_pipeline_and_the_user_source(monkeypatch)
     assert user_source.python_func(data_uri=" logs ", oracle_uri=" truth/ ")[:2] == ("logs", "truth/")
 
 
+def test_extraction_runs_on_the_beam_runner_the_settings_name(monkeypatch):
+    from google.protobuf import json_format
+
+    from pipelines.pipeline import build_pipeline
+
+    for variable in ("RANKER_BEAM_RUNNER", "RANKER_BEAM_MODE", "RANKER_BEAM_WORKERS", "RANKER_BEAM_TEMP_LOCATION"):
+        monkeypatch.delenv(variable, raising=False)
+    dataflow = {"runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp",
+                "service_account_email": "dataflow@p.iam.gserviceaccount.com"}  # fmt: skip
+    settings = PipelineSettings.from_args(parse_run_flags(["--beam-options", json.dumps(dataflow)]))
+    assert json.loads(settings.pipeline_arguments()["beam_options_json"]) == dataflow
+    assert "--service_account_email=dataflow@p.iam.gserviceaccount.com" in settings.beam.flags()
+    spec = json_format.MessageToDict(build_pipeline(settings).pipeline_spec)
+    assert json.loads(spec["root"]["inputDefinitions"]["parameters"]["beam_options_json"]["defaultValue"]) == dataflow
+    extract = spec["root"]["dag"]["tasks"]["extract-features"]["inputs"]["parameters"]["beam_options_json"]
+    assert extract == {"componentInputParameter": "beam_options_json"}
+    assert PipelineSettings().pipeline_arguments()["beam_options_json"] == "{}"  # the local runner's defaults
+
+    with pytest.raises(ValueError, match="--beam-options: the DataflowRunner needs --temp-location"):
+        PipelineSettings.from_args(
+            parse_run_flags(["--beam-options", '{"runner": "DataflowRunner", "project": "p", "region": "r"}'])
+        )
+    with pytest.raises(ValueError, match="--beam-options: BeamOptions: unknown key 'runer'"):
+        PipelineSettings.from_args(parse_run_flags(["--beam-options", '{"runer": "DataflowRunner"}']))
+
+
 def test_new_data_under_the_same_uri_reruns_the_extraction():
     """The never-cached user-source step hands the data's version to extract-features, whose cache key it is."""
     from google.protobuf import json_format
