@@ -240,7 +240,7 @@ class PipelineSettings:
             settings = cls.from_args(args)
             if hasattr(args, "eval_config"):
                 if command != "run" and settings.remote and not getattr(args, "template", ""):
-                    settings.check_image()  # cheap, so first: a gs:// spec without credentials retries for minutes
+                    settings.check_remote()  # cheap, so first: a gs:// spec without credentials retries for minutes
                 settings.check_against_spec()
             return settings
         except ValueError as error:
@@ -280,6 +280,26 @@ class PipelineSettings:
     def remote(self) -> bool:
         """Whether the settings aim at Vertex AI or a Kubeflow cluster (a Vertex registry, gs:// root, KFP host)."""
         return self.registry.backend == "vertex" or self.pipeline_root.startswith("gs://") or bool(self.kfp_host)
+
+    def check_remote(self) -> None:
+        """Refuse, for a remote run, what its containers cannot reach: an image without a registry host
+        (:meth:`check_image`) and, on Vertex AI, data, oracle or spec paths of this machine (Vertex AI reads
+        ``gs://``, ``bq://`` and Cloud Storage FUSE's ``/gcs/``; a KFP cluster may mount volumes, so is not checked)."""
+        self.check_image()
+        if self.kfp_host:
+            return
+        from components.data.spec import SHIPPED_SPECS
+
+        reachable = ("gs://", "bq://", "/gcs/")
+        paths = {"data_uri": self.data_uri, "oracle_uri": self.oracle_uri}
+        if self.dataset_spec not in SHIPPED_SPECS:
+            paths["dataset_spec"] = self.dataset_spec
+        for field, value in paths.items():
+            if value and not value.startswith(reachable):
+                raise UserError(
+                    f"{self.source(field)} {value!r} is a path of this machine, which Vertex AI's steps cannot read: "
+                    "copy it to Cloud Storage and pass its gs:// URI (or a bq:// table)"
+                )
 
     def check_image(self) -> None:
         """Refuse, for a remote run, an image reference without a registry host (Vertex AI cannot pull it).

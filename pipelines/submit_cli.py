@@ -55,7 +55,7 @@ def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: 
         if not Path(args.template).is_file():
             raise MissingInputError(f"--template {args.template}: no such file (write one with `ranker compile`)")
         return Path(args.template)
-    settings.check_image()
+    settings.check_remote()
     return compile_named(getattr(args, "pipeline", "training"), settings, Path(folder) / "pipeline.yaml")
 
 

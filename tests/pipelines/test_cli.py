@@ -176,6 +176,29 @@ def test_compile_sets_the_image_of_every_step(tmp_path):
     assert parameters["serving_image"]["defaultValue"] == REGISTRY_IMAGE
 
 
+@pytest.mark.parametrize(
+    ("flags", "refused"),
+    [
+        (["--data-uri", "/tmp/logs/*.parquet"], "--data-uri '/tmp/logs/*.parquet' is a path of this machine"),
+        (["--data-uri", "gs://b/logs/*.parquet", "--oracle", "truth/"], "--oracle 'truth/' is a path of this machine"),
+        (["--dataset-spec", "my_spec.yaml"], "--dataset-spec 'my_spec.yaml' is a path of this machine"),
+        (["--data-uri", "bq://p.d.t", "--dataset-spec", "gs://b/spec.yaml"], None),
+        (["--data-uri", "/gcs/b/logs/", "--dataset-spec", "kuairand"], None),  # Cloud Storage FUSE on Vertex AI
+    ],
+)
+def test_a_vertex_pipeline_refuses_inputs_its_steps_cannot_read(flags, refused, tmp_path, monkeypatch, capsys):
+    def unreadable(reference: str) -> None:  # a gs:// spec, without credentials here: the steps will read it
+        raise OSError(f"cannot read {reference} here")
+
+    monkeypatch.setattr("components.data.spec.load_dataset_spec", unreadable)
+    vertex = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE]
+    status = main(["compile", "--out", str(tmp_path / "p.yaml"), *vertex, *flags])
+    if refused is None:
+        assert status == 0
+    else:
+        assert status == 2 and capsys.readouterr().err.startswith(f"ranker compile: {refused}, which Vertex AI")
+
+
 def test_a_serving_image_without_a_registry_is_refused_for_vertex(tmp_path, capsys):
     flags = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE, "--serving-image", "serve:1"]
     assert main(["compile", "--out", str(tmp_path / "p.yaml"), *flags]) == 2
