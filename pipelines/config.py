@@ -105,6 +105,7 @@ class PipelineSettings:
     # submission
     pipeline_root: str = ""
     service_account: str = ""
+    training_service_account: str = ""  # the custom training job's identity (compile time); "": service_account
     network: str = ""
     encryption_key: str = ""
     labels: str = ""
@@ -649,6 +650,12 @@ OPTIONS: dict[str, Option] = {
         str,
         "pipeline (a pipeline step) or custom-job (a Vertex AI custom training job)",
     ),
+    "training_service_account": Option(
+        "--training-service-account",
+        "RANKER_TRAINING_SERVICE_ACCOUNT",
+        str,
+        "service account of the Vertex AI custom training job (default: the run's, RANKER_SERVICE_ACCOUNT)",
+    ),
     "train_machine_type": Option(
         "--train-machine-type",
         "RANKER_TRAIN_MACHINE_TYPE",
@@ -703,6 +710,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "train_accelerator_count",
         "training_backend",
         "train_machine_type",
+        "training_service_account",
     ),
     "submission": ("pipeline_root", "service_account", "network", "encryption_key", "labels", "kfp_host", "experiment"),
 }

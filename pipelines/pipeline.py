@@ -296,6 +296,7 @@ def _deploy_op(settings: PipelineSettings):
             dedicated_resources_machine_type=settings.registry.machine_type,
             dedicated_resources_min_replica_count=settings.registry.min_replicas,
             dedicated_resources_max_replica_count=settings.registry.max_replicas,
+            service_account=settings.registry.serving_service_account,
         ).set_caching_options(False)
         marked = mark_vertex_canary(version=version, canary_percent=canary_percent, **where).after(deployed)
         _sized(marked, settings).set_caching_options(False)
@@ -314,7 +315,7 @@ def _training_op(settings: PipelineSettings):
             machine_type=settings.train_machine_type,
             accelerator_type=settings.train_accelerator,
             accelerator_count=settings.train_accelerator_count if settings.train_accelerator else 0,
-            service_account=settings.service_account,
+            service_account=settings.training_service_account or settings.service_account,
             network=settings.network,
             encryption_spec_key_name=settings.encryption_key,
         )

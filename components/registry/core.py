@@ -96,6 +96,7 @@ class RegistryConfig(Settings):
     on_broken_champion          ``RANKER_ON_BROKEN_CHAMPION``   ``continue`` (or ``stop``)
     endpoint_name               ``RANKER_ENDPOINT``             ``mmoe-ranker`` (Vertex AI endpoint, KServe name)
     machine_type                ``RANKER_SERVING_MACHINE``      ``n1-standard-4`` (deploy step, vertex)
+    serving_service_account     ``RANKER_SERVING_SERVICE_ACCOUNT``  none: Vertex AI's default; the server's identity
     deploy_target               ``RANKER_DEPLOY_TARGET``        ``vertex`` with that registry, else ``local``
     canary_percent              ``RANKER_CANARY``               none (all traffic); 1 to 99, 100 is all traffic
     kserve_namespace            ``RANKER_KSERVE_NAMESPACE``     none (the current namespace)
@@ -121,6 +122,7 @@ class RegistryConfig(Settings):
     on_broken_champion: BrokenChampionPolicy = env_field("continue", "RANKER_ON_BROKEN_CHAMPION")
     endpoint_name: str = env_field(MODEL_NAME, "RANKER_ENDPOINT")
     machine_type: str = env_field("n1-standard-4", "RANKER_SERVING_MACHINE")
+    serving_service_account: str = env_field("", "RANKER_SERVING_SERVICE_ACCOUNT")
     min_replicas: int = env_field(1)
     max_replicas: int = env_field(3)
     deploy_target: DeployTarget = env_field("", "RANKER_DEPLOY_TARGET")

@@ -167,6 +167,7 @@ class VertexEndpoint:
             min_replica_count=self.config.min_replicas,
             max_replica_count=self.config.max_replicas,
             traffic_split=traffic_split,
+            service_account=self.config.serving_service_account or None,
         )
         logger.info("deployed %s version %s to %s", self.config.model_name, version, endpoint.resource_name)
 

@@ -20,5 +20,5 @@ resource "google_vertex_ai_endpoint" "ranker" {
     }
   }
 
-  depends_on = [google_project_service.required]
+  depends_on = [google_project_service.required, google_kms_crypto_key_iam_member.service_agents]
 }

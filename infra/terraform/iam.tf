@@ -18,6 +18,7 @@ locals {
     [
       { sa = "pipelines", role = "roles/aiplatform.user" },    # create training jobs, models, endpoints, metadata
       { sa = "pipelines", role = "roles/bigquery.jobUser" },   # read bring-your-own-data tables (grant dataViewer per dataset)
+      { sa = "pipelines", role = "roles/bigquery.readSessionUser" }, # bq:// tables are read with the Storage Read API
       { sa = "pipelines", role = "roles/logging.logWriter" },
       { sa = "training", role = "roles/logging.logWriter" },
       { sa = "training", role = "roles/aiplatform.user" },     # report metrics and TensorBoard to Vertex AI
@@ -96,4 +97,18 @@ resource "google_service_account_iam_member" "act_as" {
   service_account_id = google_service_account.jobs[each.value.target].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.jobs[each.value.actor].member
+}
+
+# With var.kms_key_name, Google's service agents encrypt with the key on our behalf: Cloud Storage (the
+# bucket), Artifact Registry (the repository) and Vertex AI (the endpoint, models and pipeline runs).
+resource "google_kms_crypto_key_iam_member" "service_agents" {
+  for_each = var.kms_key_name == "" ? {} : {
+    storage          = "gs-project-accounts"
+    artifactregistry = "gcp-sa-artifactregistry"
+    aiplatform       = "gcp-sa-aiplatform"
+  }
+  crypto_key_id = var.kms_key_name
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:service-${data.google_project.this.number}@${each.value}.iam.gserviceaccount.com"
+  depends_on    = [google_project_service.required]
 }

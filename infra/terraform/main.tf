@@ -68,7 +68,7 @@ resource "google_storage_bucket" "artifacts" {
     }
   }
 
-  depends_on = [google_project_service.required]
+  depends_on = [google_project_service.required, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The project image (every pipeline step, training jobs) and the serving image.
@@ -105,5 +105,5 @@ resource "google_artifact_registry_repository" "images" {
     }
   }
 
-  depends_on = [google_project_service.required]
+  depends_on = [google_project_service.required, google_kms_crypto_key_iam_member.service_agents]
 }

@@ -41,6 +41,8 @@ output "github_variables" {
     GCP_WORKLOAD_IDENTITY_PROVIDER = google_iam_workload_identity_pool_provider.github.name
     GCP_CI_SERVICE_ACCOUNT         = google_service_account.jobs["ci"].email
     GCP_PIPELINE_SERVICE_ACCOUNT   = google_service_account.jobs["pipelines"].email
+    GCP_TRAINING_SERVICE_ACCOUNT   = google_service_account.jobs["training"].email
+    GCP_SERVING_SERVICE_ACCOUNT    = google_service_account.jobs["serving"].email
     GCP_PIPELINE_ROOT              = "${google_storage_bucket.artifacts.url}/pipeline_root"
     GCP_ARTIFACT_REPOSITORY        = local.image_base
   }

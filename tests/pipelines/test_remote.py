@@ -114,12 +114,17 @@ def test_the_tune_step_is_in_the_dag_only_with_trials_and_feeds_training_its_cho
 
 
 def test_training_compiles_as_a_vertex_custom_job(tmp_path):
-    settings = PipelineSettings(training_backend="custom-job", train_machine_type="n1-highmem-16", registry=VERTEX)
+    settings = PipelineSettings(
+        training_backend="custom-job", train_machine_type="n1-highmem-16", registry=VERTEX,
+        service_account="pipelines@p.iam.gserviceaccount.com",
+        training_service_account="training@p.iam.gserviceaccount.com",
+    )  # fmt: skip
     spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
 
     train = spec["components"]["comp-train-mmoe"]["inputDefinitions"]["parameters"]
     pools = train["worker_pool_specs"]["defaultValue"]
     assert pools[0]["machine_spec"]["machine_type"] == "n1-highmem-16"
+    assert train["service_account"]["defaultValue"] == "training@p.iam.gserviceaccount.com"  # the job's own identity
     assert "google_cloud_pipeline_components" in str(spec["deploymentSpec"]["executors"]["exec-train-mmoe"])
 
 

@@ -166,7 +166,9 @@ def test_the_vertex_pipeline_deploys_with_model_deploy_op_and_the_canary_paramet
     from pipelines import compile_cli
     from pipelines.config import PipelineSettings
 
-    settings = PipelineSettings(registry=config.replace(canary_percent=10), deploy=True)
+    serving = "serving@p.iam.gserviceaccount.com"
+    registry = config.replace(canary_percent=10, serving_service_account=serving)
+    settings = PipelineSettings(registry=registry, deploy=True)
     spec = yaml.safe_load(compile_cli.compile_pipeline(settings, tmp_path / "p.yaml").read_text())
 
     parameters = spec["root"]["inputDefinitions"]["parameters"]
@@ -184,6 +186,7 @@ def test_the_vertex_pipeline_deploys_with_model_deploy_op_and_the_canary_paramet
     assert inputs["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "plan-vertex-deploy"
     assert inputs["artifacts"]["endpoint"]["taskOutputArtifact"]["outputArtifactKey"] == "endpoint"
     assert deploy_dag["mark-vertex-canary"]["dependentTasks"] == ["model-deploy"]
+    assert inputs["parameters"]["service_account"]["runtimeValue"]["constant"] == serving  # the server's identity
     executor = spec["deploymentSpec"]["executors"]["exec-model-deploy"]["container"]
     assert executor["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components")
     assert executor["args"][:2] == ["--type", "DeployModel"]
