@@ -69,8 +69,6 @@ def compile_named(pipeline: str, settings: PipelineSettings, out: str | Path) ->
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = PipelineSettings.from_args_or_exit(args, "compile")
-    if settings.remote:
-        settings.check_remote()
+    settings = PipelineSettings.from_args_or_exit(args, "compile")  # a remote target is checked there
     print(f"wrote {compile_named(args.pipeline, settings, args.out)}")
     return 0

@@ -235,7 +235,8 @@ class PipelineSettings:
         """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2.
 
         A command that takes the step configurations (run, compile, submit, schedule create) also has
-        its settings that name tasks checked against the dataset spec (:meth:`check_against_spec`).
+        its settings that name tasks checked against the dataset spec (:meth:`check_against_spec`), and, aimed at
+        Vertex AI or KFP (compile, submit and schedule without ``--template``), first :meth:`check_remote`.
         """
         try:
             settings = cls.from_args(args)

@@ -23,10 +23,10 @@ import warnings
 import numpy as np
 
 CHUNK_CELLS = 8_000_000
+"""Weight-matrix cells per chunk (64 MB of float64)."""
 # How a bound that could not be computed (an infinite or undefined ratio: JSON holds neither) is printed, in the
 # run summary, the report and the tuning record's words: "-" would read as a minus sign beside a percentage.
 NO_BOUND = "n/a"
-"""Weight-matrix cells per chunk (64 MB of float64)."""
 
 
 def bootstrap_means(values: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:

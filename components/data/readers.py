@@ -54,6 +54,11 @@ def is_bigquery_uri(uri: str) -> bool:
     return uri.startswith(BIGQUERY_SCHEME)
 
 
+def is_glob(uri: str) -> bool:
+    """Whether a data URI is a pattern (``logs/*.parquet``) rather than a file or a folder."""
+    return any(char in uri for char in "*?[")
+
+
 def resolve_files(data_uri: str, source: SourceSpec) -> list[str]:
     """The sorted files of a data URI: a file, a glob, or a folder (read with the source's pattern).
 
@@ -63,7 +68,7 @@ def resolve_files(data_uri: str, source: SourceSpec) -> list[str]:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    has_glob = any(char in data_uri for char in "*?[")
+    has_glob = is_glob(data_uri)
     pattern = data_uri if has_glob else FileSystems.join(data_uri.rstrip("/"), source.file_pattern)
     files = matching_paths(pattern)
     if not files and not has_glob:

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import uuid
 
-from components.data.readers import BIGQUERY_SCHEME, is_bigquery_uri, matching_paths_metadata
+from components.data.readers import BIGQUERY_SCHEME, is_bigquery_uri, is_glob, matching_paths_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def data_version(uri: str) -> str:
 
 def _file_states(uri: str) -> list[str]:
     """``path size updated`` of each file the URI names: a glob's matches, a file, or every file below a folder."""
-    has_glob = any(char in uri for char in "*?[")
+    has_glob = is_glob(uri)
     files = matching_paths_metadata(uri if has_glob else f"{uri.rstrip('/')}/**")
     if not files and not has_glob:
         files = matching_paths_metadata(uri)
