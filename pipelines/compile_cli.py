@@ -39,7 +39,7 @@ def add_pipeline_argument(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="pipeline.yaml", help="where to write the YAML [default: pipeline.yaml]")
     add_pipeline_argument(parser)
-    add_options(parser, ("data", "step configurations", "image", "resources (compile time)"))
+    add_options(parser, ("data", "step configurations", "image", "resources (compile time)", "identity and network"))
 
 
 def compile_pipeline(settings: PipelineSettings, out: str | Path) -> Path:

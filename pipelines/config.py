@@ -50,6 +50,18 @@ SIMULATED_HELD_OUT_MODULE = "shop_page"
 VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"
 
 
+def is_google_registry(image: str) -> bool:
+    """Whether ``image`` is in Artifact Registry (``REGION-docker.pkg.dev/...``) or Container Registry
+    (``gcr.io/...``, ``eu.gcr.io/...``): a Vertex AI model's serving container must be (pipeline steps may
+    also pull from Docker Hub).
+
+    >>> is_google_registry("europe-west4-docker.pkg.dev/p/r/mmoe-ranker:1"), is_google_registry("me/mmoe-ranker:1")
+    (True, False)
+    """
+    host = image.split("/", 1)[0] if "/" in image else ""
+    return host.endswith("-docker.pkg.dev") or host == "gcr.io" or host.endswith(".gcr.io")
+
+
 _CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # kfp's own rules for set_cpu_limit and set_memory_limit
 _MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 
@@ -143,6 +155,7 @@ class PipelineSettings:
         self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
         self.beam = beam_options(self.beam_options, self.source("beam_options"))
         parse_labels(self.labels)
+        self._check_kfp_host()
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
@@ -156,6 +169,21 @@ class PipelineSettings:
         """Where ``field``'s value came from, as its errors name it: its flag, ``RANKER_...`` (the environment)
         or ``--settings run.yaml: model_config`` (the settings file)."""
         return self.sources.get(field) or OPTIONS[field].flag
+
+    def _check_kfp_host(self) -> None:
+        """A Kubeflow Pipelines host runs no Vertex AI job, so refuse its settings rather than drop them: labels
+        always, the network and the KMS key unless a Vertex AI custom training job (compiled in) takes them."""
+        if not self.kfp_host:
+            return
+        compiled_into_the_job = self.training_backend == "custom-job"
+        vertex_only = ("labels",) if compiled_into_the_job else ("network", "encryption_key", "labels")
+        given = [self.source(field) for field in vertex_only if getattr(self, field)]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: Vertex AI settings, which a Kubeflow Pipelines host ({self.source('kfp_host')}) "
+                "does not take; a custom training job's network and key are compiled in "
+                "(ranker compile --training-backend custom-job --network ... --encryption-key ...)"
+            )
 
     def _check_simulated_held_out_module(self) -> None:
         """A simulated run's held-out module must be a simulated one: a typo fails now, not after extraction.
@@ -315,10 +343,11 @@ class PipelineSettings:
                 f"push the image and pass its full reference, e.g. --image {VALID_IMAGE_EXAMPLE} [env RANKER_IMAGE]"
             )
         serving_image = self.registry.serving_image
-        if self.registry.backend == "vertex" and "/" not in serving_image:  # registered with the model, pulled to serve
+        if self.registry.backend == "vertex" and not is_google_registry(serving_image):  # registered with the model
             raise UserError(
-                f"--serving-image {serving_image!r} names no registry, so a Vertex AI endpoint cannot pull it: pass "
-                f"the pushed image's full reference, e.g. --serving-image {self.image} [env RANKER_SERVING_IMAGE]"
+                f"--serving-image {serving_image!r} is not in Artifact Registry or Container Registry, the only "
+                "registries a Vertex AI endpoint pulls from: push it there and pass its full reference, e.g. "
+                f"--serving-image {VALID_IMAGE_EXAMPLE} [env RANKER_SERVING_IMAGE]"
             )
 
     @property
@@ -671,13 +700,23 @@ OPTIONS: dict[str, Option] = {
         "after registration deploy to a Vertex AI endpoint (locally: print the serve command)",
     ),
     "pipeline_root": Option("--pipeline-root", "RANKER_PIPELINE_ROOT", str, "gs:// root of a Vertex AI run"),
-    "service_account": Option("--service-account", "RANKER_SERVICE_ACCOUNT", str, "service account of the run"),
-    "network": Option("--network", "RANKER_NETWORK", str, "VPC network of the run (projects/N/global/networks/X)"),
+    "service_account": Option(
+        "--service-account",
+        "RANKER_SERVICE_ACCOUNT",
+        str,
+        "service account of the run (and of a custom training job without --training-service-account)",
+    ),
+    "network": Option(
+        "--network",
+        "RANKER_NETWORK",
+        str,
+        "VPC network of the Vertex AI run and its custom training job (projects/N/global/networks/X)",
+    ),
     "encryption_key": Option(
         "--encryption-key",
         "RANKER_ENCRYPTION_KEY",
         str,
-        "Cloud KMS key that encrypts the run",
+        "Cloud KMS key that encrypts the Vertex AI run and its custom training job",
         old_env="RANKER_KMS_KEY",
     ),
     "labels": Option("--labels", "RANKER_LABELS", str, "labels of the run: key=value,key=value"),
@@ -711,9 +750,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "train_accelerator_count",
         "training_backend",
         "train_machine_type",
-        "training_service_account",
     ),
-    "submission": ("pipeline_root", "service_account", "network", "encryption_key", "labels", "kfp_host", "experiment"),
+    # the run's, and compiled into a Vertex AI custom training job (--training-backend custom-job)
+    "identity and network": ("service_account", "training_service_account", "network", "encryption_key"),
+    "submission": ("pipeline_root", "labels", "kfp_host", "experiment"),
 }
 
 

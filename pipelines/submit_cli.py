@@ -36,7 +36,10 @@ HELP = "submit a pipeline run to Vertex AI or a Kubeflow Pipelines host"
 def add_template_arguments(parser: argparse.ArgumentParser) -> None:
     """``--template``, then the data, configuration, resource and submission flags."""
     parser.add_argument("--template", default="", help="a compiled pipeline YAML (default: compile from the flags)")
-    add_options(parser, ("data", "step configurations", "image", "resources (compile time)", "submission"))
+    add_options(
+        parser,
+        ("data", "step configurations", "image", "resources (compile time)", "identity and network", "submission"),
+    )
     parser.add_argument(
         "--enable-caching",
         dest="enable_caching",

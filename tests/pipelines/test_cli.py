@@ -199,12 +199,25 @@ def test_a_vertex_pipeline_refuses_inputs_its_steps_cannot_read(flags, refused, 
         assert status == 2 and capsys.readouterr().err.startswith(f"ranker compile: {refused}, which Vertex AI")
 
 
-def test_a_serving_image_without_a_registry_is_refused_for_vertex(tmp_path, capsys):
-    flags = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE, "--serving-image", "serve:1"]
-    assert main(["compile", "--out", str(tmp_path / "p.yaml"), *flags]) == 2
-    assert capsys.readouterr().err.startswith(
-        "ranker compile: --serving-image 'serve:1' names no registry, so a Vertex AI endpoint cannot pull it"
-    )
+@pytest.mark.parametrize(
+    ("serving_image", "refused"),
+    [
+        ("serve:1", True),
+        ("me/serve:1", True),  # Docker Hub: a pipeline step may pull it, a Vertex AI endpoint cannot
+        ("ghcr.io/me/serve:1", True),
+        ("eu.gcr.io/p/serve:1", False),
+        ("us-docker.pkg.dev/p/r/serve:1", False),
+    ],
+)
+def test_a_vertex_serving_image_must_be_in_a_google_registry(serving_image, refused, tmp_path, capsys):
+    flags = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE, "--serving-image", serving_image]
+    status = main(["compile", "--out", str(tmp_path / "p.yaml"), *flags])
+    if refused:
+        assert status == 2 and capsys.readouterr().err.startswith(
+            f"ranker compile: --serving-image {serving_image!r} is not in Artifact Registry or Container Registry"
+        )
+    else:
+        assert status == 0
 
 
 @pytest.mark.parametrize("command", ["compile", "submit"])
@@ -326,3 +339,43 @@ def test_materialize_refuses_a_remote_feast_repo_and_creates_nothing(tmp_path, m
     assert list(tmp_path.iterdir()) == []  # no folder named "gs:"
     assert main(["materialize", "--examples", str(tmp_path), "--feature-store", str(tmp_path / "repo")]) == 2
     assert f"no entity snapshot at {tmp_path}/entities/snapshot.json" in capsys.readouterr().err
+
+
+def test_compile_takes_the_identity_network_and_key_a_custom_training_job_is_compiled_with(tmp_path):
+    flags = ["--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE, "--training-backend", "custom-job"]
+    where = {
+        "--service-account": "pipelines@p.iam.gserviceaccount.com",
+        "--network": "projects/1/global/networks/ranker",
+        "--encryption-key": "projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k",
+    }
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out), *flags, *[word for pair in where.items() for word in pair]]) == 0
+
+    job = yaml.safe_load(out.read_text())["components"]["comp-train-mmoe"]["inputDefinitions"]["parameters"]
+    assert job["service_account"]["defaultValue"] == where["--service-account"]  # no --training-service-account
+    assert job["network"]["defaultValue"] == where["--network"]
+    assert job["encryption_spec_key_name"]["defaultValue"] == where["--encryption-key"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "refused"),
+    [
+        (["--labels", "team=ranking"], "--labels"),
+        (["--network", "projects/1/global/networks/n"], "--network"),
+        (["--encryption-key", "k", "--labels", "a=b"], "--encryption-key, --labels"),
+    ],
+)
+def test_a_kfp_host_refuses_the_vertex_settings_it_would_drop(flags, refused, capsys, monkeypatch):
+    monkeypatch.setattr("pipelines.remote._kfp_client", _no_step_may_run)  # refused before any call to the host
+    argv = ["submit", "--kfp-host", "http://kfp:8888", "--image", REGISTRY_IMAGE, "--tracking-uri", "http://mlflow"]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, *flags])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        f"ranker submit: {refused}: Vertex AI settings, which a Kubeflow Pipelines host (--kfp-host) does not take"
+    )
+    # a Vertex AI custom training job launched from the KFP run takes the network and key it is compiled with
+    custom_job = PipelineSettings(
+        kfp_host="http://kfp:8888", training_backend="custom-job", network="n", encryption_key="k"
+    )
+    assert custom_job.network == "n"
