@@ -41,12 +41,13 @@ def batch_rank(
     ``output_table`` when it is a ``bq://`` table) and the rows that could not be ranked in ``dead_letters``;
     ``feature_store``: a Feast repo the stored features are joined from (the table then carries ids)."""
     from batch.pipeline import batch_rank_step
+    from components.features.options import artifact_beam_uri
 
     summary = batch_rank_step(
         model_uri=model_uri,
-        candidates_uri=candidates_uri,
-        ranked_path=ranked.path,
-        dead_letters_path=dead_letters.path,
+        candidates_uri=artifact_beam_uri(candidates_uri, candidates_uri),
+        ranked_path=artifact_beam_uri(ranked.uri, ranked.path),
+        dead_letters_path=artifact_beam_uri(dead_letters.uri, dead_letters.path),
         split=split,
         campaign=campaign,
         top_k=top_k,

@@ -27,14 +27,15 @@ def extract_features(
     ``data_version`` is read by nobody: it is in the step's cache key, so new data under the same URI
     (``user_source`` computes it) is extracted again.
     """
+    from components.features.options import artifact_beam_uri
     from components.features.pipeline import extract_features_step
 
     summary = extract_features_step(
         raw_data_uri=raw_data.uri,
         raw_data_path=raw_data.path,
         dataset_spec=dataset_spec,
-        examples_path=examples.path,
-        dead_letters_path=dead_letters.path,
+        examples_uri=artifact_beam_uri(examples.uri, examples.path),
+        dead_letters_uri=artifact_beam_uri(dead_letters.uri, dead_letters.path),
         held_out_module=held_out_module,
         dead_letter_threshold=dead_letter_threshold,
         num_shards=num_shards,

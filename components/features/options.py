@@ -168,3 +168,22 @@ def _unset_in_env(command_defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     """The command's defaults for the fields no environment variable sets (the environment wins over them)."""
     from_env = BeamOptions.read_env(os.environ)
     return {field: value for field, value in (command_defaults or {}).items() if field not in from_env}
+
+
+def artifact_beam_uri(uri: str, path: str) -> str:
+    """Where Beam reads or writes a kfp artifact: its gs:// or bq:// URI as is, a Cloud Storage FUSE path
+    (``/gcs/BUCKET/...``) as its gs:// URI, otherwise its local path (kfp.local).
+
+    On Vertex AI an artifact's path is the step's ``/gcs/`` mount, which Dataflow's workers do not have.
+
+    >>> artifact_beam_uri("gs://b/root/examples", "/gcs/b/root/examples")
+    'gs://b/root/examples'
+    >>> artifact_beam_uri("/gcs/b/logs/*.parquet", "/gcs/b/logs/*.parquet")
+    'gs://b/logs/*.parquet'
+    """
+    if uri.startswith(("gs://", "bq://")):
+        return uri
+    from trainer.digest import GCS_FUSE_ROOT
+
+    mounted = path.removeprefix(f"{GCS_FUSE_ROOT}/")
+    return f"gs://{mounted}" if mounted != path and mounted else path

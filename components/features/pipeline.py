@@ -62,7 +62,7 @@ from components.features.duplicates import DUPLICATE_REASON, find_duplicates
 from components.features.encoding import encode_frame
 from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
 from components.features.history import match_features as match_feature_columns
-from components.features.options import BeamOptions
+from components.features.options import BeamOptions, artifact_beam_uri
 from components.features.snapshot import (
     SNAPSHOT_DIR,
     entity_snapshot,
@@ -880,35 +880,30 @@ def _held_out_problem(plan: ExtractionPlan, summary: ExtractionSummary) -> str:
     )
 
 
-def artifact_data_uri(uri: str, path: str) -> str:
-    """What to read for a kfp input artifact: its gs:// or bq:// URI as is (Beam and Dataflow read those
-    directly), otherwise its local path (kfp.local, or the /gcs mount of a local URI)."""
-    return uri if uri.startswith(("gs://", "bq://")) else path
-
-
 def extract_features_step(
     raw_data_uri: str,
     raw_data_path: str,
     dataset_spec: str,
-    examples_path: str,
-    dead_letters_path: str,
+    examples_uri: str,
+    dead_letters_uri: str,
     held_out_module: str = "",
     dead_letter_threshold: float = 0.01,
     num_shards: int = 4,
     beam_options_json: str = "{}",
 ) -> ExtractionSummary:
-    """The kfp component's body: artifacts in, :func:`extract_features` run, summary out."""
+    """The kfp component's body: artifacts in (each as :func:`artifact_beam_uri` gives it), :func:`extract_features`
+    run, summary out."""
     beam_fields = json.loads(beam_options_json or "{}")
     if not isinstance(beam_fields, dict):
         raise ValueError(f"beam_options_json must be a JSON object of BeamOptions fields, got {beam_options_json!r}")
     config = ExtractionConfig(
-        data_uri=artifact_data_uri(raw_data_uri, raw_data_path),
+        data_uri=artifact_beam_uri(raw_data_uri, raw_data_path),
         dataset_spec=dataset_spec,
-        output_dir=examples_path,
+        output_dir=examples_uri,
         held_out_module=held_out_module,
         dead_letter_threshold=dead_letter_threshold,
         num_shards=num_shards,
-        dead_letter_dir=dead_letters_path,
+        dead_letter_dir=dead_letters_uri,
         beam=BeamOptions.load(beam_fields),
     )
     summary = extract_features(config)

@@ -380,3 +380,29 @@ def test_a_table_named_as_its_dataset_with_list_columns_ranks_as_the_model_score
     keys = ["module_name", "user_id", "listing_id"]
     assert ranked[keys].equals(expected[keys])
     np.testing.assert_allclose(ranked["score"], expected["score"], rtol=1e-5)
+
+
+def test_on_vertex_the_batch_step_hands_beam_gcs_uris_not_its_gcs_mount(monkeypatch):
+    from kfp.dsl import Dataset, Metrics
+
+    from batch.component import batch_rank as batch_rank_component
+
+    class ReachedError(Exception):
+        pass
+
+    def step_reached(**kwargs):
+        raise ReachedError(kwargs)
+
+    monkeypatch.setattr("batch.pipeline.batch_rank_step", step_reached)
+    root = "gs://b/root/run/batch-rank"
+    with pytest.raises(ReachedError) as reached:
+        batch_rank_component.python_func(
+            model_uri="gs://b/models/1",
+            candidates_uri="/gcs/b/candidates/*.parquet",
+            ranked=Dataset(uri=f"{root}/ranked"),
+            dead_letters=Dataset(uri=f"{root}/dead_letters"),
+            metrics=Metrics(uri=f"{root}/metrics"),
+        )
+    (kwargs,) = reached.value.args
+    assert kwargs["candidates_uri"] == "gs://b/candidates/*.parquet"  # Dataflow's workers have no /gcs/ mount
+    assert (kwargs["ranked_path"], kwargs["dead_letters_path"]) == (f"{root}/ranked", f"{root}/dead_letters")

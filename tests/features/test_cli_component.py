@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from components.features.pipeline import artifact_data_uri
+from components.features.options import artifact_beam_uri
 from pipelines.cli import main as ranker
 from ranker_core.schema import FeatureSpec
 from tests.data.impressions import impressions_frame, write_parquet
@@ -12,10 +12,13 @@ from tests.data.impressions import impressions_frame, write_parquet
 LOCAL_FLAGS = ["--direct-num-workers", "1", "--direct-running-mode", "in_memory", "--num-shards", "2"]
 
 
-def test_artifact_uris_on_gcs_or_bigquery_are_read_directly():
-    assert artifact_data_uri("gs://bucket/impressions", "/gcs/bucket/impressions") == "gs://bucket/impressions"
-    assert artifact_data_uri("bq://p.d.t", "/gcs/whatever") == "bq://p.d.t"
-    assert artifact_data_uri("/tmp/root/impressions", "/tmp/root/impressions") == "/tmp/root/impressions"
+def test_artifacts_on_gcs_or_bigquery_are_read_and_written_directly():
+    # on Vertex AI an artifact's path is the step's /gcs/ mount, which Dataflow's workers do not have
+    assert artifact_beam_uri("gs://bucket/impressions", "/gcs/bucket/impressions") == "gs://bucket/impressions"
+    assert artifact_beam_uri("bq://p.d.t", "/gcs/whatever") == "bq://p.d.t"
+    assert artifact_beam_uri("/gcs/bucket/logs/*.parquet", "/gcs/bucket/logs/*.parquet") == "gs://bucket/logs/*.parquet"
+    assert artifact_beam_uri("/tmp/root/impressions", "/tmp/root/impressions") == "/tmp/root/impressions"
+    assert artifact_beam_uri("/gcs/", "/gcs/") == "/gcs/"
 
 
 @pytest.mark.slow
@@ -67,3 +70,32 @@ def test_component_runs_under_kfp_local(tmp_path, kfp_local_root):
     assert [path.read_text() for path in dead_letters.glob("*.jsonl")] == [""]
     [metrics] = kfp_local_root.rglob("executor_output.json")
     assert "rows_written" in metrics.read_text()
+
+
+def test_on_vertex_the_step_hands_beam_gcs_uris_not_its_gcs_mount(monkeypatch):
+    from kfp.dsl import Dataset, Metrics
+
+    from components.features.component import extract_features
+
+    class ReachedError(Exception):
+        pass
+
+    def extraction_reached(config):
+        raise ReachedError(config)
+
+    monkeypatch.setattr("components.features.pipeline.extract_features", extraction_reached)
+    dataflow = {"runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}
+    root = "gs://b/root/run/extract-features"
+    with pytest.raises(ReachedError) as reached:
+        extract_features.python_func(
+            raw_data=Dataset(uri="/gcs/b/logs/*.parquet"),
+            dataset_spec="simulator",
+            examples=Dataset(uri=f"{root}/examples"),
+            dead_letters=Dataset(uri=f"{root}/dead_letters"),
+            metrics=Metrics(uri=f"{root}/metrics"),
+            beam_options_json=json.dumps(dataflow),
+        )
+    (config,) = reached.value.args
+    assert (config.data_uri, config.output_dir, config.dead_letter_dir) == (
+        "gs://b/logs/*.parquet", f"{root}/examples", f"{root}/dead_letters"
+    )  # fmt: skip
