@@ -492,25 +492,30 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def step_config(cls: type[Settings], value: str, source: str) -> Any:
-    """A step's typed configuration from its flag (inline JSON or a file) and the environment.
+def step_config(cls: type[Settings], value: str, source: str, environ: Mapping[str, str] | None = None) -> Any:
+    """A step's typed configuration from its flag (inline JSON or a file) and the environment (``environ``,
+    default ``os.environ``).
 
     ``source`` is where the value came from (:meth:`PipelineSettings.source`). Errors name it and the key, e.g.
     ``--model-config: TrainerConfig: unknown key 'gate_temprature'``, or, from a settings file,
     ``--settings run.yaml: model_config: TrainerConfig: ...``.
     """
     try:
-        return cls.from_sources(value)
+        return cls.from_sources(value, environ=environ)
     except ValueError as error:
         raise InvalidValueError(f"{source}: {error}") from None
 
 
 def beam_options(value: str, source: str) -> Any:
     """Extraction's :class:`~components.features.options.BeamOptions` (a Dataflow runner must name its project,
-    region and gs:// temp location), refused now naming ``source`` rather than when the step starts."""
+    region and gs:// temp location), refused now naming ``source`` rather than when the step starts.
+
+    Only ``value`` counts: ``ranker extract-features``' variables (``RANKER_BEAM_RUNNER``, ``GOOGLE_CLOUD_PROJECT``,
+    ...) are not read, so what a compiled or submitted pipeline sends is what ``--beam-options`` names.
+    """
     from components.features.options import BeamOptions
 
-    options = step_config(BeamOptions, value, source)
+    options = step_config(BeamOptions, value, source, environ={})
     try:
         options.validate()
     except ValueError as error:
