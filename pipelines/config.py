@@ -159,11 +159,17 @@ class PipelineSettings:
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
             raise ValueError("oracle_uri is the oracle of your data (data_uri); a simulated run uses the simulator's")
-        if "image" in self.sources and "serving_image" not in self.registry.model_fields_set:
+        if "image" in self.sources and not self._serving_image_given():
             self.registry = self.registry.replace(serving_image=self.image)  # --image serves too, as RANKER_IMAGE does
         if self.docker and self.registry.backend == "mlflow" and not self.registry.tracking_uri:
             # DockerRunner mounts only the pipeline root into the steps: the local registry must live in it.
             self.registry = self.registry.replace(work_dir=str(self.pipeline_root_local))
+
+    def _serving_image_given(self) -> bool:
+        """Whether the serving image was set on its own (``--serving-image``, ``RANKER_SERVING_IMAGE``, a file),
+        not read from ``RANKER_IMAGE``, which ``--image`` wins over."""
+        registry = self.registry
+        return "serving_image" in registry.model_fields_set and registry.origin("serving_image") != "RANKER_IMAGE"
 
     def source(self, field: str) -> str:
         """Where ``field``'s value came from, as its errors name it: its flag, ``RANKER_...`` (the environment)

@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
+    _env_origins: dict[str, str] = pydantic.PrivateAttr(default_factory=dict)
 
     def __init__(self, _origins: Mapping[str, str] | None = None, **values: Any) -> None:
         """Validate ``values``; an error is one line naming the key (and, from ``_origins``, its variable)."""
@@ -151,6 +152,18 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except pydantic.ValidationError as error:
             raise InvalidValueError(describe_errors(type(self), error, _origins or {})) from None
+        self._env_origins = {field: name for field, name in (_origins or {}).items() if field in values}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal values are equal settings, wherever they were read from (:meth:`origin` is not compared)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def origin(self, field: str) -> str:
+        """The environment variable ``field``'s value was read from by :meth:`load`; ``""`` when it came from
+        elsewhere (a flag, a file, the constructor) or is the default."""
+        return self._env_origins.get(field, "")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any) -> tuple:
@@ -236,7 +249,8 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Self:
         """A validated copy with some fields changed; the others stay set or at their defaults as they were
         (``model_fields_set`` tells which settings were given)."""
-        return self.validated({**self.model_dump(include=self.model_fields_set), **changes})
+        origins = {field: name for field, name in self._env_origins.items() if field not in changes}
+        return self.validated({**self.model_dump(include=self.model_fields_set), **changes}, origins)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-ready values."""

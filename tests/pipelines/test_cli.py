@@ -161,7 +161,9 @@ def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch, capsys):
     assert err.startswith("ranker submit: ") and err.count("\n") == 1 and "no-such-key.json" in err
 
 
-def test_compile_sets_the_image_of_every_step(tmp_path):
+def test_compile_sets_the_image_of_every_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKER_IMAGE", "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:old")  # --image wins
+    monkeypatch.delenv("RANKER_SERVING_IMAGE", raising=False)
     out = tmp_path / "pipeline.yaml"
     assert (
         main(["compile", "--out", str(out), "--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE]) == 0
@@ -174,6 +176,13 @@ def test_compile_sets_the_image_of_every_step(tmp_path):
     # the model is registered with the image it serves in: --image, unless --serving-image names another
     parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
     assert parameters["serving_image"]["defaultValue"] == REGISTRY_IMAGE
+    serving = "europe-west4-docker.pkg.dev/my-project/ranker/serving:2"
+    monkeypatch.setenv("RANKER_SERVING_IMAGE", serving)
+    assert (
+        main(["compile", "--out", str(out), "--registry", "vertex", "--project", "p", "--image", REGISTRY_IMAGE]) == 0
+    )
+    parameters = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == serving
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,16 @@ def test_a_field_may_name_its_variables_and_a_deprecated_one(capsys):
     assert "environment variable OLD is deprecated, use RANKER_IMAGE" in capsys.readouterr().err
 
 
+def test_a_value_remembers_the_variable_it_was_read_from_through_replace():
+    loaded = Example.load({"workers": 2}, environ={"RANKER_IMAGE": "b", "RANKER_EXAMPLE_TAGS": '["t"]'})
+    assert (loaded.origin("image"), loaded.origin("tags"), loaded.origin("workers"), loaded.origin("verbose")) == (
+        "RANKER_IMAGE", "RANKER_EXAMPLE_TAGS", "", ""
+    )  # fmt: skip
+    changed = loaded.replace(tags=["u"])
+    assert (changed.origin("image"), changed.origin("tags")) == ("RANKER_IMAGE", "")
+    assert Example(image="b").origin("image") == ""
+
+
 def test_unknown_and_mistyped_keys_are_refused_naming_them():
     with pytest.raises(ValueError, match=r"Example: unknown key 'wrokers' \(did you mean 'workers'\?\)"):
         Example.from_sources('{"wrokers": 2}')
