@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -235,14 +235,15 @@ class PipelineSettings:
         return cls(**values, registry=registry, sources=sources)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> PipelineSettings:
-        """The settings from parsed flags (see :func:`add_options`), the environment filling the rest."""
+    def from_args(cls, args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> PipelineSettings:
+        """The settings from parsed flags (see :func:`add_options`), the environment filling the rest, then
+        ``base`` (fields not given, e.g. a template's compiled data) over the defaults."""
         from components.registry.cli import registry_config
 
         flags = {field: getattr(args, field, None) for field in OPTIONS}
         values, sources = cls._merged(os.environ, getattr(args, "settings", None), flags)
         registry = registry_config(args, work_dir=values.get("work_dir") or "work_dir")
-        return cls(**values, registry=registry, sources=sources)
+        return cls(**{**(base or {}), **values}, registry=registry, sources=sources)
 
     @staticmethod
     def _merged(
@@ -269,13 +270,15 @@ class PipelineSettings:
         """:meth:`from_args`, turning a bad setting into a one-line error and exit status 2.
 
         A command that takes the step configurations (run, compile, submit, schedule create) also has
-        its settings that name tasks checked against the dataset spec (:meth:`check_against_spec`), and, aimed at
+        its settings that name tasks checked against the dataset spec (:meth:`check_against_spec`; with
+        ``--template``, the compiled data and spec unless given, :func:`compiled_data`), and, aimed at
         Vertex AI or KFP (compile, submit and schedule without ``--template``), first :meth:`check_remote`.
         """
         try:
-            settings = cls.from_args(args)
+            template = getattr(args, "template", "")
+            settings = cls.from_args(args, compiled_data(template) if template else None)
             if hasattr(args, "eval_config"):
-                if command != "run" and settings.remote and not getattr(args, "template", ""):
+                if command != "run" and settings.remote and not template:
                     settings.check_remote()  # cheap, so first: a gs:// spec without credentials retries for minutes
                 settings.check_against_spec()
             return settings
@@ -319,18 +322,23 @@ class PipelineSettings:
 
     def check_remote(self) -> None:
         """Refuse, for a remote run, what its containers cannot reach: an image without a registry host
-        (:meth:`check_image`) and, on Vertex AI, data, oracle or spec paths of this machine (Vertex AI reads
-        ``gs://``, ``bq://`` and Cloud Storage FUSE's ``/gcs/``; a KFP cluster may mount volumes, so is not checked)."""
+        (:meth:`check_image`) and, on Vertex AI, data, oracle or spec paths of this machine
+        (:meth:`check_readable_paths`)."""
         self.check_image()
+        self.check_readable_paths(("data_uri", "oracle_uri", "dataset_spec"))
+
+    def check_readable_paths(self, fields: Iterable[str]) -> None:
+        """Refuse, on Vertex AI, a data, oracle or spec path of this machine among ``fields`` (Vertex AI reads
+        ``gs://``, ``bq://`` and Cloud Storage FUSE's ``/gcs/``; a KFP cluster may mount volumes, so is not checked)."""
         if self.kfp_host:
             return
         from components.data.spec import SHIPPED_SPECS
 
         reachable = ("gs://", "bq://", "/gcs/")
-        paths = {"data_uri": self.data_uri, "oracle_uri": self.oracle_uri}
-        if self.dataset_spec not in SHIPPED_SPECS:
-            paths["dataset_spec"] = self.dataset_spec
-        for field, value in paths.items():
+        for field in fields:
+            value = getattr(self, field)
+            if field == "dataset_spec" and value in SHIPPED_SPECS:
+                continue
             if value and not value.startswith(reachable):
                 raise UserError(
                     f"{self.source(field)} {value!r} is a path of this machine, which Vertex AI's steps cannot read: "
@@ -338,7 +346,8 @@ class PipelineSettings:
                 )
 
     def check_image(self) -> None:
-        """Refuse, for a remote run, an image reference without a registry host (Vertex AI cannot pull it).
+        """Refuse, for a remote run, an image reference without a registry host (Vertex AI cannot pull it), and a
+        Vertex AI serving image outside Google's registries (:meth:`check_serving_image`).
 
         ``mmoe-ranker:latest`` works with a local Docker engine only; Vertex AI and a KFP
         cluster need e.g. ``europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG``.
@@ -348,8 +357,14 @@ class PipelineSettings:
                 f"--image {self.image!r} names no registry, so Vertex AI / Kubeflow cannot pull it: "
                 f"push the image and pass its full reference, e.g. --image {VALID_IMAGE_EXAMPLE} [env RANKER_IMAGE]"
             )
+        if self.registry.backend == "vertex":  # registered with the model
+            self.check_serving_image()
+
+    def check_serving_image(self) -> None:
+        """Refuse a serving image outside Artifact Registry and Container Registry, which a Vertex AI endpoint
+        cannot pull."""
         serving_image = self.registry.serving_image
-        if self.registry.backend == "vertex" and not is_google_registry(serving_image):  # registered with the model
+        if not is_google_registry(serving_image):
             raise UserError(
                 f"--serving-image {serving_image!r} is not in Artifact Registry or Container Registry, the only "
                 "registries a Vertex AI endpoint pulls from: push it there and pass its full reference, e.g. "
@@ -385,7 +400,14 @@ class PipelineSettings:
         --template`` does not send ``dataset_spec: simulator`` over the spec it was compiled with; the registry
         the run will use (given or compiled) is checked."""
         given = {name: value for name, value in self._arguments(local=False).items() if self.given(name)}
-        require_reachable_registry({**compiled, **given})
+        if "data_uri" in given and "held_out_module" not in given and not compiled.get("data_uri"):
+            given["held_out_module"] = self.effective_held_out_module  # the simulator's hold-out is not your data's
+        merged = {**compiled, **given}
+        require_reachable_registry(merged)
+        # what is sent now is checked here; the compiled values were when the template was compiled
+        self.check_readable_paths(field for field in ("data_uri", "oracle_uri", "dataset_spec") if field in given)
+        if merged.get("registry") == "vertex" and "serving_image" in given:
+            self.check_serving_image()
         return given
 
     def given(self, parameter: str) -> bool:
@@ -441,6 +463,18 @@ PARAMETER_SETTINGS = {
     "endpoint_name": "registry.endpoint_name",
     "canary_percent": "registry.canary_percent",
 }
+
+
+def compiled_data(template: str | Path) -> dict[str, str]:
+    """The data and dataset spec a compiled training ``template`` runs on (its parameters' defaults), which a
+    ``--template`` run keeps unless given, so the settings given are checked against that spec; ``{}`` for a
+    missing file (the command names it) or the batch pipeline."""
+    from pipelines.remote import compiled_defaults
+
+    if not Path(template).is_file():
+        return {}
+    compiled = compiled_defaults(template)
+    return {field: compiled[field] for field in ("data_uri", "dataset_spec") if field in compiled}
 
 
 def require_reachable_registry(arguments: Mapping[str, Any]) -> None:

@@ -15,7 +15,8 @@ from ranker_core.cli_support import InvalidValueError, UserError
 from tests.pipelines.fake_kfp_api import FakeKfpApi
 from tests.tracking.fake_metadata_api import FakeExperimentsApi
 
-VERTEX = RegistryConfig(backend="vertex", project="my-project", location="europe-west4", serving_image="img:1")
+SERVING_IMAGE = "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"
+VERTEX = RegistryConfig(backend="vertex", project="my-project", location="europe-west4", serving_image=SERVING_IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_submit_to_vertex_sends_one_create_pipeline_job_request(vertex_api, temp
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/runs"
     # the settings given (here the registry's); the rest keep the template's compiled defaults
     assert body["runtimeConfig"]["parameterValues"] == {
-        "registry": "vertex", "project": "my-project", "location": "europe-west4", "serving_image": "img:1"
+        "registry": "vertex", "project": "my-project", "location": "europe-west4", "serving_image": SERVING_IMAGE
     }  # fmt: skip
     assert body["serviceAccount"] == "runner@my-project.iam.gserviceaccount.com"
     assert body["network"] == "projects/123/global/networks/vpc"
@@ -364,6 +365,57 @@ def test_a_template_keeps_its_compiled_settings_where_submit_and_schedule_are_no
     defaults = create.json["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     assert defaults["dataset_spec"]["defaultValue"] == "kuairand"
     assert json.loads(defaults["tune_config_json"]["defaultValue"]) == {"trials": 4}
+
+
+def _compiled(tmp_path, *flags: str):
+    """A training pipeline compiled for Vertex AI with ``flags`` by ``ranker compile``'s own code."""
+    compiled = tmp_path / "pipeline.yaml"
+    parser = argparse.ArgumentParser()
+    compile_cli.add_arguments(parser)
+    vertex = ["--registry", "vertex", "--project", "my-project", "--image", SERVING_IMAGE]
+    assert compile_cli.main(parser.parse_args(["--out", str(compiled), *vertex, *flags])) == 0
+    return compiled
+
+
+def _submitted_settings(template, *flags: str) -> PipelineSettings:
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    where = ["--pipeline-root", "gs://bucket/runs", "--registry", "vertex", "--project", "my-project"]
+    return PipelineSettings.from_args_or_exit(
+        parser.parse_args(["--template", str(template), *where, *flags]), "submit"
+    )
+
+
+def test_settings_given_with_a_template_are_checked_against_its_compiled_spec(tmp_path, monkeypatch, capsys):
+    for variable in ("RANKER_DATA_URI", "RANKER_DATASET_SPEC", "RANKER_HELD_OUT_MODULE", "RANKER_SETTINGS"):
+        monkeypatch.delenv(variable, raising=False)
+    kuairand = _compiled(tmp_path, "--data-uri", "gs://bucket/kuairand/*.csv", "--dataset-spec", "kuairand")
+
+    # long_view is a KuaiRand task, and tab 2 a module the simulator does not have: both fine for this template
+    settings = _submitted_settings(kuairand, "--eval-config", '{"primary_task": "long_view"}', "--held-out-module", "2")
+    assert settings.remote_arguments(remote.compiled_defaults(kuairand)).keys() == {
+        "eval_config_json", "held_out_module", "registry", "project"
+    }  # fmt: skip
+    with pytest.raises(SystemExit):
+        _submitted_settings(kuairand, "--eval-config", '{"primary_task": "favorite"}')
+    assert "primary_task 'favorite' is not a target of this data: click, long_view" in capsys.readouterr().err
+
+
+def test_new_data_for_a_simulated_template_is_not_held_out_the_simulators_module_and_must_be_readable(tmp_path):
+    simulated = _compiled(tmp_path)
+    compiled = remote.compiled_defaults(simulated)
+    assert compiled["held_out_module"] == "shop_page"
+
+    sent = _submitted_settings(simulated, "--data-uri", "gs://bucket/logs/*.parquet").remote_arguments(compiled)
+    assert (sent["data_uri"], sent["held_out_module"]) == ("gs://bucket/logs/*.parquet", "")
+    held_out = _submitted_settings(simulated, "--data-uri", "gs://b/logs/", "--held-out-module", "search")
+    assert held_out.remote_arguments(compiled)["held_out_module"] == "search"
+
+    local = _submitted_settings(simulated, "--data-uri", "./logs.parquet")
+    with pytest.raises(UserError, match=r"--data-uri '\./logs\.parquet' is a path of this machine"):
+        local.remote_arguments(compiled)
+    with pytest.raises(UserError, match="--serving-image 'me/serve:1' is not in Artifact Registry"):
+        _submitted_settings(simulated, "--serving-image", "me/serve:1").remote_arguments(compiled)
 
 
 def test_a_template_compiled_for_a_reachable_mlflow_needs_no_tracking_uri_at_submit(tmp_path):
