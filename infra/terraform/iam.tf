@@ -100,15 +100,28 @@ resource "google_service_account_iam_member" "act_as" {
 }
 
 # With var.kms_key_name, Google's service agents encrypt with the key on our behalf: Cloud Storage (the
-# bucket), Artifact Registry (the repository) and Vertex AI (the endpoint, models and pipeline runs).
+# bucket), Artifact Registry (the repository) and Vertex AI (the endpoint, models and pipeline runs). A fresh
+# project has none of them until first use, and a grant to an agent that does not exist fails, so they are
+# provisioned first (google_project_service_identity is in the beta provider only).
+resource "google_project_service_identity" "agents" {
+  provider   = google-beta
+  for_each   = var.kms_key_name == "" ? toset([]) : toset(["artifactregistry.googleapis.com", "aiplatform.googleapis.com"])
+  project    = var.project_id
+  service    = each.value
+  depends_on = [google_project_service.required]
+}
+
+data "google_storage_project_service_account" "storage" {
+  project = var.project_id
+}
+
 resource "google_kms_crypto_key_iam_member" "service_agents" {
   for_each = var.kms_key_name == "" ? {} : {
-    storage          = "gs-project-accounts"
-    artifactregistry = "gcp-sa-artifactregistry"
-    aiplatform       = "gcp-sa-aiplatform"
+    storage          = data.google_storage_project_service_account.storage.email_address
+    artifactregistry = google_project_service_identity.agents["artifactregistry.googleapis.com"].email
+    aiplatform       = google_project_service_identity.agents["aiplatform.googleapis.com"].email
   }
   crypto_key_id = var.kms_key_name
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
-  member        = "serviceAccount:service-${data.google_project.this.number}@${each.value}.iam.gserviceaccount.com"
-  depends_on    = [google_project_service.required]
+  member        = "serviceAccount:${each.value}"
 }

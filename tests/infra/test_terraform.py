@@ -61,7 +61,8 @@ def test_providers_and_terraform_are_pinned():
     [settings] = hcl2.load((TERRAFORM / "versions.tf").open())["terraform"]
     assert unquote(settings["required_version"]).startswith(">=")
     [providers] = settings["required_providers"]
-    assert re.match(r"~> \d+\.\d+", unquote(providers["google"]["version"]))
+    for provider in ("google", "google-beta"):
+        assert re.match(r"~> \d+\.\d+", unquote(providers[provider]["version"]))
 
 
 def test_the_bucket_is_private_versioned_and_uniform():
@@ -88,6 +89,18 @@ def test_github_federation_is_limited_to_the_repository():
     binding = resources("google_service_account_iam_member")["github_impersonates_ci"]
     assert unquote(binding["role"]) == "roles/iam.workloadIdentityUser"
     assert "attribute.repository/${var.github_repository}" in binding["member"]
+
+
+def test_the_kms_key_is_granted_to_service_agents_provisioned_first():
+    """A fresh project has no Vertex AI or Artifact Registry service agent until first use: the grant would fail."""
+    agents = resources("google_project_service_identity")["agents"]
+    assert {"artifactregistry.googleapis.com", "aiplatform.googleapis.com"} <= set(
+        re.findall(r"[a-z]+\.googleapis\.com", agents["for_each"])
+    )
+    grants = resources("google_kms_crypto_key_iam_member")["service_agents"]
+    granted = str(grants["for_each"])
+    assert "google_project_service_identity.agents" in granted and "google_storage_project_service_account" in granted
+    assert "gcp-sa-" not in granted  # no agent address built by hand
 
 
 def test_the_endpoint_is_optional():
