@@ -20,6 +20,7 @@ MATCH_PREFIX = "match_"
 HISTORY_PREFIX = "hist_"  # extraction's history features (counts, rates, sequences): only the store has them
 SNAPSHOT_DIR = "entities"  # <examples>/entities/: each entity's features as of the cutoff
 SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
+EVENT_TIMESTAMP = "event_timestamp"  # each entity table's time column: the cutoff
 
 
 def match_feature(left: str, right: str) -> str:

@@ -29,12 +29,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.data.spec import DatasetSpec
 from components.features.history import Entity, Timeline, history_entities, sequence_at, smoothed_rates
-from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
+from ranker_core.feature_store import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.schema import TIMESTAMP, label_key
 
-__all__ = ["SNAPSHOT_DIR", "SNAPSHOT_FILE", "entity_snapshot", "snapshot_metadata"]
-
-EVENT_TIMESTAMP = "event_timestamp"
+__all__ = ["EVENT_TIMESTAMP", "SNAPSHOT_DIR", "SNAPSHOT_FILE", "entity_snapshot", "snapshot_metadata"]
 
 
 def snapshot_cutoff(spec: DatasetSpec, timeline: Timeline) -> int:
@@ -78,7 +76,8 @@ def entity_snapshot(frame: pd.DataFrame, entity: Entity, spec: DatasetSpec, time
 
 
 def snapshot_metadata(spec: DatasetSpec, timeline: Timeline) -> dict[str, Any]:
-    """The cutoff and, per entity, its keys, stored columns and the value of an entity with no history."""
+    """The cutoff and, per entity, its keys, stored columns, rate features and the value of an entity with no
+    history."""
     cutoff = snapshot_cutoff(spec, timeline)
     prior = timeline.prior_rates(np.array([cutoff], dtype=np.int64))[0] if len(timeline.timestamps) else None
     entities = {}
@@ -91,6 +90,8 @@ def snapshot_metadata(spec: DatasetSpec, timeline: Timeline) -> dict[str, Any]:
             "table": f"{entity.name}.parquet",
             "defaults": defaults,
             "stored": list(stored_columns(entity, spec)),
+            # smoothed with the prior of the cutoff's time bucket: a later row's differ (ranker skew-check)
+            "rates": [entity.rate_feature(task) for task in spec.task_names],
         }
     match = [list(pair) for pair in spec.history.match]
     sequence_match = [[seq.feature, seq.column, seq.match_feature] for seq in spec.history.sequences]

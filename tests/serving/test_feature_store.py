@@ -64,12 +64,40 @@ def test_skew_check_served_features_and_predictions_equal_the_offline_ones(store
     report = skew_check(str(store["examples"]), str(store["model"]), str(store["repo"]))
     assert report.rows > 0, "some test rows have entities unchanged since the cutoff"
     assert report.rows < report.test_rows and report.modules  # how much of the test split it could check
+    # each feature is compared where its own entities are unchanged, on more rows than the predictions are
+    assert report.served_rows == report.test_rows  # fewer than the 2,000 requests served by default
+    assert report.compared["hist_user_impressions"] > report.compared["hist_user_click_rate"] >= report.rows
+    assert report.compared["price"] > report.rows and report.unknown_keys.keys() == {"listing_id", "user"}
     assert set(report.modules) <= set(FeatureSpec.load(store["examples"]).modules)
     assert report.mismatches == {}
     assert report.max_prediction_delta < 1e-5
     assert report.ok
     users = pd.read_parquet(store["examples"] / "entities" / "user.parquet")
     assert (users["hist_user_recent_click_listing_id"] != "").any(), "the store serves the users' sequences"
+
+
+def test_skew_check_finds_a_served_feature_that_differs_where_it_is_compared(store, monkeypatch):
+    from serving import skew_check as module
+
+    opened = module.open_online_features
+
+    def price_off_by_one(*args, **kwargs):
+        features = opened(*args, **kwargs)
+        assemble = features.assemble
+
+        def skewed(*call, **named):
+            columns = assemble(*call, **named)
+            columns["price"] = columns["price"] + 1.0
+            return columns
+
+        features.assemble = skewed
+        return features
+
+    monkeypatch.setattr(module, "open_online_features", price_off_by_one)
+    report = skew_check(str(store["examples"]), str(store["model"]), str(store["repo"]), max_requests=5)
+    assert report.requests == 5 and not report.ok
+    assert report.mismatches == {"price": report.compared["price"]} and report.compared["price"] > 0
+    assert report.max_prediction_delta > 0 or report.rows == 0
 
 
 def test_unknown_ids_get_training_defaults_and_are_counted(store):
