@@ -132,9 +132,10 @@ def list_schedules(settings: PipelineSettings, credentials: Any = None) -> list[
     from google.cloud import aiplatform
 
     registry = _vertex_registry(settings)
-    schedules = aiplatform.PipelineJobSchedule.list(
-        project=registry.project, location=registry.location, credentials=credentials
-    )
+    with vertex_call("Vertex AI did not list the schedules"):
+        schedules = aiplatform.PipelineJobSchedule.list(
+            project=registry.project, location=registry.location, credentials=credentials
+        )
     return [_vertex_info(schedule) for schedule in schedules]
 
 
@@ -153,10 +154,11 @@ def change_schedule(settings: PipelineSettings, name: str, action: str, credenti
     from google.cloud import aiplatform
 
     registry = _vertex_registry(settings)
-    schedule = aiplatform.PipelineJobSchedule.get(
-        schedule_id=name, project=registry.project, location=registry.location, credentials=credentials
-    )
-    getattr(schedule, action)()
+    with vertex_call(f"Vertex AI did not {action} schedule {name}"):
+        schedule = aiplatform.PipelineJobSchedule.get(
+            schedule_id=name, project=registry.project, location=registry.location, credentials=credentials
+        )
+        getattr(schedule, action)()
 
 
 def schedule_cron(settings: PipelineSettings, cron: str) -> str:

@@ -208,6 +208,8 @@ def test_vertex_schedules_are_created_listed_paused_resumed_and_deleted(vertex_a
     assert vertex_api.schedules[created.name]["state"] == "ACTIVE"
     remote.change_schedule(settings, created.name, "delete")
     assert vertex_api.schedules == {}
+    with pytest.raises(UserError, match=f"Vertex AI did not pause schedule {created.name}: 404"):
+        remote.change_schedule(settings, created.name, "pause")  # one line, not the SDK's traceback
 
 
 def test_vertex_schedules_without_a_project_are_refused_in_one_line_naming_the_flag():
