@@ -476,4 +476,4 @@ def batch_rank_step(
         grouped_by_user=grouped_by_user,
         feature_store=feature_store,
     )
-    return batch_rank(config, BeamOptions.from_sources(beam_options_json))
+    return batch_rank(config, BeamOptions.from_sources(beam_options_json, environ={}))  # only what the run sends

@@ -280,11 +280,18 @@ class PipelineSettings:
             if hasattr(args, "eval_config"):
                 if command != "run" and settings.remote and not template:
                     settings.check_remote()  # cheap, so first: a gs:// spec without credentials retries for minutes
-                settings.check_against_spec()
+                if not template or "dataset_spec" in settings.sources or settings.spec_is_local():
+                    settings.check_against_spec()  # a template's remote or mounted spec is the run's to read
             return settings
         except ValueError as error:
             print(f"ranker {command}: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def spec_is_local(self) -> bool:
+        """Whether the dataset spec is shipped or a file of this machine (read in no time, without credentials)."""
+        from components.data.spec import SHIPPED_SPECS
+
+        return self.dataset_spec in SHIPPED_SPECS or Path(self.dataset_spec).is_file()
 
     def check_against_spec(self) -> None:
         """Check the settings that name the data's tasks against the dataset spec, before any step runs: the

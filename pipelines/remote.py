@@ -257,7 +257,12 @@ def compiled_defaults(template: str | Path) -> dict[str, Any]:
     """The default value of each run parameter of a compiled pipeline YAML (its root's input definitions)."""
     import yaml
 
-    spec = next(yaml.safe_load_all(Path(template).read_text()), None) or {}
+    try:
+        spec = next(yaml.safe_load_all(Path(template).read_text()), None) or {}
+    except yaml.YAMLError as error:
+        raise InvalidValueError(f"--template {template}: not YAML ({error})".replace("\n", " ")) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("root", {}), dict):
+        raise InvalidValueError(f"--template {template}: not a compiled pipeline (write one with `ranker compile`)")
     parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     return {name: parameter["defaultValue"] for name, parameter in parameters.items() if "defaultValue" in parameter}
 

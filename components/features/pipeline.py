@@ -904,7 +904,7 @@ def extract_features_step(
         dead_letter_threshold=dead_letter_threshold,
         num_shards=num_shards,
         dead_letter_dir=dead_letters_uri,
-        beam=BeamOptions.load(beam_fields),
+        beam=BeamOptions.load(beam_fields, environ={}),  # what the run sends, as checked when it was compiled
     )
     summary = extract_features(config)
     logger.info("extraction summary:\n%s", summary.format())

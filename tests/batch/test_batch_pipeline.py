@@ -406,3 +406,15 @@ def test_on_vertex_the_batch_step_hands_beam_gcs_uris_not_its_gcs_mount(monkeypa
     (kwargs,) = reached.value.args
     assert kwargs["candidates_uri"] == "gs://b/candidates/*.parquet"  # Dataflow's workers have no /gcs/ mount
     assert (kwargs["ranked_path"], kwargs["dead_letters_path"]) == (f"{root}/ranked", f"{root}/dead_letters")
+
+
+def test_the_batch_step_reads_only_the_beam_options_the_run_sends(monkeypatch):
+    received = []
+    monkeypatch.setattr("batch.pipeline.batch_rank", lambda config, options: received.append(options))
+    monkeypatch.setenv("RANKER_BEAM_RUNNER", "DataflowRunner")  # `ranker batch-rank`'s variable, not the step's
+    batch_rank_step(model_uri="m", candidates_uri="c", ranked_path="r", dead_letters_path="d")
+    batch_rank_step(
+        model_uri="m", candidates_uri="c", ranked_path="r", dead_letters_path="d",
+        beam_options_json='{"direct_num_workers": 1}',
+    )  # fmt: skip
+    assert [(options.is_local, options.direct_num_workers) for options in received] == [(True, 0), (True, 1)]

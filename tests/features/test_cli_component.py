@@ -84,6 +84,7 @@ def test_on_vertex_the_step_hands_beam_gcs_uris_not_its_gcs_mount(monkeypatch):
         raise ReachedError(config)
 
     monkeypatch.setattr("components.features.pipeline.extract_features", extraction_reached)
+    monkeypatch.setenv("RANKER_DATAFLOW_MAX_WORKERS", "99")  # the step reads only what the run sends
     dataflow = {"runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}
     root = "gs://b/root/run/extract-features"
     with pytest.raises(ReachedError) as reached:
@@ -96,6 +97,7 @@ def test_on_vertex_the_step_hands_beam_gcs_uris_not_its_gcs_mount(monkeypatch):
             beam_options_json=json.dumps(dataflow),
         )
     (config,) = reached.value.args
+    assert config.beam.max_num_workers == 0
     assert (config.data_uri, config.output_dir, config.dead_letter_dir) == (
         "gs://b/logs/*.parquet", f"{root}/examples", f"{root}/dead_letters"
     )  # fmt: skip

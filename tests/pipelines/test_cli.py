@@ -366,6 +366,16 @@ def test_compile_takes_the_identity_network_and_key_a_custom_training_job_is_com
     assert job["encryption_spec_key_name"]["defaultValue"] == where["--encryption-key"]
 
 
+def test_compile_refuses_custom_job_flags_without_a_custom_training_job(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RANKER_NETWORK", "projects/1/global/networks/n")  # a submit's variable: not compile's to refuse
+    out = ["--out", str(tmp_path / "p.yaml")]
+    assert main(["compile", *out]) == 0
+    assert main(["compile", *out, "--network", "projects/1/global/networks/n", "--service-account", "a@b"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "ranker compile: --service-account, --network: compiled into a Vertex AI custom training job only"
+    )
+
+
 @pytest.mark.parametrize(
     ("flags", "refused"),
     [

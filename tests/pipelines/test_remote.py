@@ -420,6 +420,22 @@ def test_new_data_for_a_simulated_template_is_not_held_out_the_simulators_module
         _submitted_settings(simulated, "--serving-image", "me/serve:1").remote_arguments(compiled)
 
 
+def test_a_templates_own_spec_is_the_runs_to_read_and_a_malformed_template_is_one_line(tmp_path, capsys):
+    compiled = tmp_path / "mounted.yaml"
+    spec = yaml.safe_load(_compiled(tmp_path).read_text())
+    spec["root"]["inputDefinitions"]["parameters"]["dataset_spec"]["defaultValue"] = "/mnt/specs/kuairand.yaml"
+    compiled.write_text(yaml.safe_dump(spec))
+    # a spec the cluster mounts (or a gs:// one, which would retry for minutes without credentials) is not read here
+    assert _submitted_settings(compiled).dataset_spec == "/mnt/specs/kuairand.yaml"
+
+    for text in ("root: [", "- a list\n- not a pipeline\n"):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(SystemExit):
+            _submitted_settings(tmp_path / "bad.yaml")
+        err = capsys.readouterr().err
+        assert err.startswith(f"ranker submit: --template {tmp_path / 'bad.yaml'}: not") and err.count("\n") == 1
+
+
 def test_a_template_compiled_for_a_reachable_mlflow_needs_no_tracking_uri_at_submit(tmp_path):
     settings = PipelineSettings(registry=RegistryConfig(tracking_uri="http://mlflow:5000"))
     compiled = compile_cli.compile_pipeline(settings, tmp_path / "pipeline.yaml")
