@@ -17,6 +17,7 @@ parameters; the image, resources and registry defaults come from
 
 # No `from __future__ import annotations`: kfp reads the pipeline function's real annotations.
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:
     return batch_ranking_pipeline
 
 
-def batch_parameters(text: str) -> dict[str, Any]:
-    """The runtime parameters of a batch run from a JSON object (inline, ``@path`` or a path); unknown keys refused."""
+def batch_parameters(text: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime parameters of a batch run from a JSON object (inline, ``@path`` or a path), unknown keys refused,
+    then the batch pipeline's parameters among ``given`` (the registry's flags and variables) that it does not set."""
     parameters = read_json_object(text, "--parameters")
     known = inspect.signature(build_batch_pipeline().pipeline_func).parameters
     unknown = sorted(set(parameters) - set(known))
@@ -87,7 +89,7 @@ def batch_parameters(text: str) -> dict[str, Any]:
         raise InvalidValueError(f"--parameters: unknown batch pipeline parameter(s) {unknown}; known: {sorted(known)}")
     if not parameters.get("candidates_uri"):
         raise InvalidValueError('--parameters must name the candidates: {"candidates_uri": "bq://p.d.t", ...}')
-    return parameters
+    return {name: value for name, value in (given or {}).items() if name in known} | parameters
 
 
 def compile_batch_pipeline(settings: PipelineSettings, out: str | Path) -> Path:

@@ -217,6 +217,10 @@ class PipelineSettings:
                 raise ValueError(f"{name} {value!r} is not a memory quantity (e.g. 8G, 512Mi)")
         if self.train_accelerator_count < 0:
             raise ValueError(f"train_accelerator_count must be 0 or more, not {self.train_accelerator_count}")
+        if self.training_backend == "custom-job" and not self.train_machine_type.strip():
+            raise ValueError(
+                "train_machine_type must name a machine type for a custom training job, e.g. n1-standard-8"
+            )
         if self.train_accelerator and self.train_accelerator_count < 1:
             raise ValueError(
                 f"train_accelerator {self.train_accelerator} needs train_accelerator_count 1 or more, "
@@ -276,6 +280,8 @@ class PipelineSettings:
         """
         try:
             template = getattr(args, "template", "")
+            if template:
+                refuse_compile_time_flags(args)
             settings = cls.from_args(args, compiled_data(template) if template else None)
             if hasattr(args, "eval_config"):
                 if command != "run" and settings.remote and not template:
@@ -406,7 +412,7 @@ class PipelineSettings:
         variable or the settings file). The others keep the template's ``compiled`` defaults, so ``submit
         --template`` does not send ``dataset_spec: simulator`` over the spec it was compiled with; the registry
         the run will use (given or compiled) is checked."""
-        given = {name: value for name, value in self._arguments(local=False).items() if self.given(name)}
+        given = self.given_arguments()
         if "data_uri" in given and "held_out_module" not in given and not compiled.get("data_uri"):
             given["held_out_module"] = self.effective_held_out_module  # the simulator's hold-out is not your data's
         merged = {**compiled, **given}
@@ -416,6 +422,10 @@ class PipelineSettings:
         if merged.get("registry") == "vertex" and "serving_image" in given:
             self.check_serving_image()
         return given
+
+    def given_arguments(self) -> dict[str, Any]:
+        """The remote run parameters whose settings were given (:meth:`given`), with their values."""
+        return {name: value for name, value in self._arguments(local=False).items() if self.given(name)}
 
     def given(self, parameter: str) -> bool:
         """Whether the setting behind the run parameter ``parameter`` was given rather than left at its default."""
@@ -470,6 +480,19 @@ PARAMETER_SETTINGS = {
     "endpoint_name": "registry.endpoint_name",
     "canary_percent": "registry.canary_percent",
 }
+
+
+def refuse_compile_time_flags(args: argparse.Namespace) -> None:
+    """With ``--template`` the image, resources and training backend are the compiled ones: a flag for one of
+    them would be dropped (``--image`` would even register the model with another serving image), so it is
+    refused. Their variables are not: the environment is shared with the compile."""
+    compile_time = ("image", *GROUPS["resources (compile time)"], "training_service_account")
+    given = [OPTIONS[field].flag for field in compile_time if getattr(args, field, None) is not None]
+    if given:
+        raise InvalidValueError(
+            f"{', '.join(given)}: fixed when --template was compiled, so not taken with it: compile a new template "
+            "(ranker compile ...), or submit without --template"
+        )
 
 
 def compiled_data(template: str | Path) -> dict[str, str]:

@@ -109,6 +109,11 @@ def create_schedule(
             pipeline_root=settings.pipeline_root or None,
         )
         return ScheduleInfo(recurring.recurring_run_id, recurring.display_name, cron, "ENABLED")
+    if settings.experiment:
+        raise InvalidValueError(
+            f"{settings.source('experiment')}: a Vertex AI schedule's runs are not recorded in an experiment "
+            "(PipelineJob.create_schedule takes none); leave it out, or submit runs with ranker submit --experiment"
+        )
     job = _vertex_job(settings, template, parameters, credentials, pipeline_name)
     with vertex_call("Vertex AI did not create the schedule"):
         schedule = job.create_schedule(
@@ -255,16 +260,35 @@ def run_parameters(settings: PipelineSettings, template: str | Path, parameters:
 
 def compiled_defaults(template: str | Path) -> dict[str, Any]:
     """The default value of each run parameter of a compiled pipeline YAML (its root's input definitions)."""
+    parameters = template_spec(template).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    return {name: parameter["defaultValue"] for name, parameter in parameters.items() if "defaultValue" in parameter}
+
+
+def require_pullable_images(template: str | Path) -> None:
+    """Refuse a template whose steps run an image without a registry host (compiled for a local Docker engine),
+    which Vertex AI or a KFP cluster cannot pull."""
+    executors = template_spec(template).get("deploymentSpec", {}).get("executors", {})
+    images = sorted({executor["container"]["image"] for executor in executors.values() if "container" in executor})
+    local = [image for image in images if "/" not in image]
+    if local:
+        raise InvalidValueError(
+            f"--template {template}: its steps run {local[0]!r}, which names no registry, so Vertex AI / Kubeflow "
+            "cannot pull it: compile it with --image <the pushed image's full reference>"
+        )
+
+
+def template_spec(template: str | Path) -> dict[str, Any]:
+    """The pipeline spec of a compiled pipeline YAML; an :class:`InvalidValueError` naming the file for one that is
+    not YAML or not a compiled pipeline."""
     import yaml
 
     try:
         spec = next(yaml.safe_load_all(Path(template).read_text()), None) or {}
     except yaml.YAMLError as error:
         raise InvalidValueError(f"--template {template}: not YAML ({error})".replace("\n", " ")) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("root", {}), dict):
+    if not isinstance(spec, dict) or not isinstance(spec.get("root", {}), dict) or "root" not in spec:
         raise InvalidValueError(f"--template {template}: not a compiled pipeline (write one with `ranker compile`)")
-    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    return {name: parameter["defaultValue"] for name, parameter in parameters.items() if "defaultValue" in parameter}
+    return spec
 
 
 def _vertex_job(

@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
             template = template_path(args, settings, folder)
             info = remote.create_schedule(
                 settings, template, args.cron, args.name, args.max_concurrent_runs,
-                parameters=run_parameters(args), pipeline_name=pipeline_name(args),
+                parameters=run_parameters(args, settings), pipeline_name=pipeline_name(args),
             )  # fmt: skip
         print(f"created {info.name} ({info.display_name}, cron {info.cron!r}, {info.state})")
     elif args.action == "list":

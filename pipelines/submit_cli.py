@@ -57,6 +57,9 @@ def template_path(args: argparse.Namespace, settings: PipelineSettings, folder: 
     if args.template:
         if not Path(args.template).is_file():
             raise MissingInputError(f"--template {args.template}: no such file (write one with `ranker compile`)")
+        from pipelines.remote import require_pullable_images
+
+        require_pullable_images(args.template)
         return Path(args.template)
     settings.check_remote()
     return compile_named(getattr(args, "pipeline", "training"), settings, Path(folder) / "pipeline.yaml")
@@ -72,15 +75,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_parameters(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The batch pipeline's run parameters from ``--parameters`` (``None``: the training pipeline's, from flags)."""
+def run_parameters(args: argparse.Namespace, settings: PipelineSettings) -> dict[str, Any] | None:
+    """The batch pipeline's run parameters from ``--parameters``, and the registry flags given where it names none
+    (``None``: the training pipeline's, from the settings)."""
     if args.pipeline != "batch":
         if args.parameters:
             raise InvalidValueError("--parameters is for --pipeline batch: the training pipeline's are its flags")
         return None
     from pipelines.batch_pipeline import batch_parameters
 
-    return batch_parameters(args.parameters)
+    return batch_parameters(args.parameters, settings.given_arguments())
 
 
 def pipeline_name(args: argparse.Namespace) -> str:
@@ -103,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.remote import submit_run
 
     settings = PipelineSettings.from_args_or_exit(args, "submit")
-    parameters = run_parameters(args)
+    parameters = run_parameters(args, settings)
     with tempfile.TemporaryDirectory() as folder:
         template = template_path(args, settings, folder)
         name = submit_run(settings, template, parameters=parameters, pipeline_name=pipeline_name(args))

@@ -154,7 +154,7 @@ def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(initializer.global_config, "_credentials", None)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     template = tmp_path / "pipeline.yaml"
-    template.write_text("{}")
+    template.write_text('{"root": {}}')
     argv = ["submit", "--template", str(template), "--registry", "vertex", "--project", "p"]
     assert main([*argv, "--pipeline-root", "gs://bucket/runs"]) == 2
     err = capsys.readouterr().err

@@ -305,3 +305,9 @@ def test_the_model_configs_task_names_are_checked_against_the_dataset_spec_befor
     assert not (tmp_path / "pipeline_root").exists()  # nothing ran
     right = model_config.replace("clik", "click").replace("buy", "purchase").replace("favourite", "favorite")
     PipelineSettings(model_config=right.replace("like", "click").replace("cart", "add_to_cart")).check_against_spec()
+
+
+def test_a_custom_training_job_needs_a_machine_type():
+    with pytest.raises(ValueError, match="train_machine_type must name a machine type for a custom training job"):
+        PipelineSettings(training_backend="custom-job", train_machine_type=" ")
+    assert PipelineSettings(train_machine_type="").train_machine_type == ""  # unused by a pipeline step

@@ -21,7 +21,9 @@ VERTEX = RegistryConfig(backend="vertex", project="my-project", location="europe
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    settings = PipelineSettings(train_accelerator="NVIDIA_TESLA_T4", train_accelerator_count=2, registry=VERTEX)
+    settings = PipelineSettings(
+        train_accelerator="NVIDIA_TESLA_T4", train_accelerator_count=2, registry=VERTEX, image=SERVING_IMAGE
+    )
     return compile_cli.compile_pipeline(settings, tmp_path_factory.mktemp("compiled") / "pipeline.yaml")
 
 
@@ -466,7 +468,9 @@ def test_the_batch_pipeline_is_submitted_to_vertex_with_its_own_parameters(verte
 
     (create,) = vertex_api.calls("POST", r"/pipelineJobs$")
     body = create.json
-    assert body["runtimeConfig"]["parameterValues"] == BATCH_PARAMETERS
+    # the registry flags given reach the batch run's registry parameters (--parameters would win over them)
+    registry = {"registry": "vertex", "project": "my-project", "location": "europe-west4"}
+    assert body["runtimeConfig"]["parameterValues"] == BATCH_PARAMETERS | registry
     assert body["pipelineSpec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
     assert body["displayName"] == "mmoe-ranker-batch"
     assert set(body["pipelineSpec"]["root"]["dag"]["tasks"]) == {"resolve-batch-model", "batch-rank"}
@@ -479,10 +483,44 @@ def test_the_batch_pipeline_is_submitted_to_a_kfp_host(capsys):
         assert submit_cli.main(args) == 0
         body = api.calls("POST", r"/runs$")[0].json
 
-    assert body["runtime_config"]["parameters"] == BATCH_PARAMETERS
+    assert body["runtime_config"]["parameters"] == BATCH_PARAMETERS | {"tracking_uri": "http://mlflow:5000"}
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
     assert body["display_name"].startswith("mmoe-ranker-batch-")
     assert "submitted run-1" in capsys.readouterr().out
+
+
+def test_a_batch_template_takes_the_registry_flags_given_and_its_parameters_win(tmp_path, vertex_api):
+    batch = tmp_path / "batch.yaml"
+    compile_cli.compile_named("batch", PipelineSettings(image=SERVING_IMAGE), batch)  # the local registry's defaults
+    flags = ["--registry", "vertex", "--project", "my-project", "--location", "europe-west4"]
+    parameters = json.dumps(BATCH_PARAMETERS | {"location": "us-central1"})
+    parser = argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    where = ["--template", str(batch), "--pipeline-root", "gs://bucket/runs"]
+    args = parser.parse_args(["--pipeline", "batch", "--parameters", parameters, *where, *flags])  # its own location
+
+    assert (
+        submit_cli.main(args) == 0
+    )  # was refused: "cannot reach the local MLflow SQLite store: use --registry vertex"
+    sent = vertex_api.calls("POST", r"/pipelineJobs$")[0].json["runtimeConfig"]["parameterValues"]
+    assert sent == BATCH_PARAMETERS | {"registry": "vertex", "project": "my-project", "location": "us-central1"}
+
+
+def test_submit_refuses_compile_time_flags_with_a_template_and_a_template_of_local_images(tmp_path, template, capsys):
+    for flags in (["--image", SERVING_IMAGE], ["--train-cpu", "16", "--training-backend", "custom-job"]):
+        with pytest.raises(SystemExit):
+            _submitted_settings(template, *flags)
+        assert "fixed when --template was compiled, so not taken with it" in capsys.readouterr().err
+    local = compile_cli.compile_pipeline(PipelineSettings(), tmp_path / "local.yaml")  # for a local Docker engine
+    args = argparse.Namespace(template=str(local), pipeline="training")
+    with pytest.raises(InvalidValueError, match=r"its steps run 'mmoe-ranker:latest', which names no registry"):
+        submit_cli.template_path(args, PipelineSettings(), str(tmp_path))
+
+
+def test_a_vertex_schedule_refuses_an_experiment_it_could_not_record(template):
+    settings = vertex_settings(experiment="weekly-runs")
+    with pytest.raises(InvalidValueError, match="--experiment: a Vertex AI schedule's runs are not recorded"):
+        remote.create_schedule(settings, template, "0 3 * * 1", "weekly", credentials=AnonymousCredentials())
 
 
 def test_a_batch_run_that_would_read_the_local_mlflow_store_is_refused_unless_it_names_its_model(monkeypatch):
