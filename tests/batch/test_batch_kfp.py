@@ -72,6 +72,7 @@ def test_the_batch_pipeline_is_scheduled_with_its_own_parameters(tmp_path, capsy
     assert body["runtime_config"]["parameters"] == {
         "candidates_uri": "bq://my-project.crm.email_candidates",
         "campaign": "email_digest",
+        "tracking_uri": "http://mlflow:5000",  # the registry flag given
     }
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "mmoe-ranker-batch"
     assert "created" in capsys.readouterr().out
