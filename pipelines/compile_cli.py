@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.config import OPTIONS, PipelineSettings, add_options
+from pipelines.config import GROUPS, OPTIONS, PipelineSettings, add_options
 from ranker_core.cli_support import InvalidValueError
 
 HELP = "write the pipeline YAML for Vertex AI Pipelines or Kubeflow Pipelines"
@@ -69,13 +69,11 @@ def compile_named(pipeline: str, settings: PipelineSettings, out: str | Path) ->
     return compile_pipeline(settings, out)
 
 
-# compiled into a Vertex AI custom training job only; a run's own are given to `ranker submit`
-CUSTOM_JOB_SETTINGS = ("service_account", "training_service_account", "network", "encryption_key")
-
-
 def main(args: argparse.Namespace) -> int:
     settings = PipelineSettings.from_args_or_exit(args, "compile")  # a remote target is checked there
-    unused = [OPTIONS[field].flag for field in CUSTOM_JOB_SETTINGS if getattr(args, field, None) is not None]
+    # compiled into a Vertex AI custom training job only; a run's own are given to `ranker submit`
+    custom_job = GROUPS["identity and network"]
+    unused = [OPTIONS[field].flag for field in custom_job if getattr(args, field, None) is not None]
     if unused and settings.training_backend != "custom-job":
         raise InvalidValueError(
             f"{', '.join(unused)}: compiled into a Vertex AI custom training job only (--training-backend "

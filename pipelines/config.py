@@ -48,6 +48,12 @@ PIPELINE_NAME = "mmoe-ranker"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
 SIMULATED_HELD_OUT_MODULE = "shop_page"
 VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"
+PATH_FIELDS = ("data_uri", "oracle_uri", "dataset_spec")  # what a remote run's steps must be able to read
+
+
+def names_registry(image: str) -> bool:
+    """Whether ``image`` names a registry host (``mmoe-ranker:latest`` names none: a local Docker engine's)."""
+    return "/" in image
 
 
 def is_google_registry(image: str) -> bool:
@@ -58,7 +64,7 @@ def is_google_registry(image: str) -> bool:
     >>> is_google_registry("europe-west4-docker.pkg.dev/p/r/mmoe-ranker:1"), is_google_registry("me/mmoe-ranker:1")
     (True, False)
     """
-    host = image.split("/", 1)[0] if "/" in image else ""
+    host = image.split("/", 1)[0] if names_registry(image) else ""
     return host.endswith("-docker.pkg.dev") or host == "gcr.io" or host.endswith(".gcr.io")
 
 
@@ -338,7 +344,7 @@ class PipelineSettings:
         (:meth:`check_image`) and, on Vertex AI, data, oracle or spec paths of this machine
         (:meth:`check_readable_paths`)."""
         self.check_image()
-        self.check_readable_paths(("data_uri", "oracle_uri", "dataset_spec"))
+        self.check_readable_paths(PATH_FIELDS)
 
     def check_readable_paths(self, fields: Iterable[str]) -> None:
         """Refuse, on Vertex AI, a data, oracle or spec path of this machine among ``fields`` (Vertex AI reads
@@ -365,7 +371,7 @@ class PipelineSettings:
         ``mmoe-ranker:latest`` works with a local Docker engine only; Vertex AI and a KFP
         cluster need e.g. ``europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG``.
         """
-        if "/" not in self.image:
+        if not names_registry(self.image):
             raise UserError(
                 f"--image {self.image!r} names no registry, so Vertex AI / Kubeflow cannot pull it: "
                 f"push the image and pass its full reference, e.g. --image {VALID_IMAGE_EXAMPLE} [env RANKER_IMAGE]"
@@ -418,7 +424,7 @@ class PipelineSettings:
         merged = {**compiled, **given}
         require_reachable_registry(merged)
         # what is sent now is checked here; the compiled values were when the template was compiled
-        self.check_readable_paths(field for field in ("data_uri", "oracle_uri", "dataset_spec") if field in given)
+        self.check_readable_paths(field for field in PATH_FIELDS if field in given)
         if merged.get("registry") == "vertex" and "serving_image" in given:
             self.check_serving_image()
         return given

@@ -20,7 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import PIPELINE_NAME, PipelineSettings, parse_labels, require_reachable_registry
+from pipelines.config import (
+    PIPELINE_NAME,
+    PipelineSettings,
+    names_registry,
+    parse_labels,
+    require_reachable_registry,
+)
 from ranker_core.cli_support import InvalidValueError, UserError
 
 # Vertex AI and KFP both accept [a-z0-9-] job ids; the pipeline's name plus a timestamp keeps them unique and sortable.
@@ -269,7 +275,7 @@ def require_pullable_images(template: str | Path) -> None:
     which Vertex AI or a KFP cluster cannot pull."""
     executors = template_spec(template).get("deploymentSpec", {}).get("executors", {})
     images = sorted({executor["container"]["image"] for executor in executors.values() if "container" in executor})
-    local = [image for image in images if "/" not in image]
+    local = [image for image in images if not names_registry(image)]
     if local:
         raise InvalidValueError(
             f"--template {template}: its steps run {local[0]!r}, which names no registry, so Vertex AI / Kubeflow "
@@ -286,7 +292,7 @@ def template_spec(template: str | Path) -> dict[str, Any]:
         spec = next(yaml.safe_load_all(Path(template).read_text()), None) or {}
     except yaml.YAMLError as error:
         raise InvalidValueError(f"--template {template}: not YAML ({error})".replace("\n", " ")) from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("root", {}), dict) or "root" not in spec:
+    if not isinstance(spec, dict) or not isinstance(spec.get("root"), dict):
         raise InvalidValueError(f"--template {template}: not a compiled pipeline (write one with `ranker compile`)")
     return spec
 
