@@ -23,6 +23,12 @@ SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
 EVENT_TIMESTAMP = "event_timestamp"  # each entity table's time column: the cutoff
 
 
+def snapshot_features(columns: Iterable[str], keys: Iterable[str]) -> list[str]:
+    """The feature columns of an entity's snapshot table: all but its keys and its time column."""
+    skipped = {*keys, EVENT_TIMESTAMP}
+    return [column for column in columns if column not in skipped]
+
+
 def match_feature(left: str, right: str) -> str:
     """The feature that flags ``left == right`` (both non-empty)."""
     return f"{MATCH_PREFIX}{left}_{right}"

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ranker_core.cli_support import InvalidValueError, MissingInputError, first_few, require_folder
-from ranker_core.feature_store import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE, match_feature
+from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE, match_feature, snapshot_features
 from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
 from serving.feature_store import OnlineFeatures, open_online_features
 from serving.model_source import SAVED_MODEL_FILE
@@ -102,13 +102,10 @@ def in_prior_bucket(rows: dict[str, np.ndarray], snapshot: dict[str, Any]) -> np
     return (times >= snapshot["cutoff"]) & (times < snapshot["prior_until"])
 
 
-def unchanged_rows(
-    rows: dict[str, np.ndarray], snapshot: dict[str, Any], events: dict[str, np.ndarray] | None = None
-) -> np.ndarray:
-    """Rows in the cutoff's time bucket whose every entity key has no earlier event since the cutoff
-    (among ``events``, see :func:`unchanged_by_entity`)."""
+def unchanged_rows(rows: dict[str, np.ndarray], snapshot: dict[str, Any]) -> np.ndarray:
+    """Rows in the cutoff's time bucket whose every entity key has no earlier event since the cutoff."""
     keep = in_prior_bucket(rows, snapshot)
-    for unchanged in unchanged_by_entity(rows, snapshot, events).values():
+    for unchanged in unchanged_by_entity(rows, snapshot).values():
         keep &= unchanged
     return keep
 
@@ -137,12 +134,11 @@ def feature_dependencies(snapshot: dict[str, Any], examples: str) -> dict[str, S
     match on the entities of both its columns. A snapshot without ``rates`` (written before they were listed)
     has every default-valued feature taken as a rate.
     """
-    tables = {name: table_columns(examples, entity) for name, entity in snapshot["entities"].items()}
+    tables = {name: table_features(examples, entity) for name, entity in snapshot["entities"].items()}
     owner: dict[str, str] = {}
-    for name, entity in snapshot["entities"].items():
-        for column in tables[name]:
-            if column not in entity["keys"]:
-                owner.setdefault(column, name)
+    for name, columns in tables.items():
+        for column in columns:
+            owner.setdefault(column, name)
     dependencies: dict[str, StoredFeature] = {}
     for name, entity in snapshot["entities"].items():
         key_owners = frozenset(owner[key] for key in entity["keys"] if key in owner)
@@ -163,18 +159,15 @@ def feature_dependencies(snapshot: dict[str, Any], examples: str) -> dict[str, S
     return dependencies
 
 
-def table_columns(examples: str, entity: dict[str, Any]) -> list[str]:
-    """An entity table's columns but its time column."""
-    names = pq.read_schema(Path(examples) / SNAPSHOT_DIR / entity["table"]).names
-    return [name for name in names if name != EVENT_TIMESTAMP]
+def table_features(examples: str, entity: dict[str, Any]) -> list[str]:
+    """An entity table's feature columns (the store serves them)."""
+    return snapshot_features(pq.read_schema(Path(examples) / SNAPSHOT_DIR / entity["table"]).names, entity["keys"])
 
 
 def known_keys(rows: dict[str, np.ndarray], examples: str, entity: dict[str, Any]) -> np.ndarray:
     """The rows whose key the entity's table holds (the store serves its stored columns)."""
-    keys = entity["keys"]
-    table = pd.read_parquet(Path(examples) / SNAPSHOT_DIR / entity["table"], columns=keys).astype(str)
-    row_keys = pd.MultiIndex.from_arrays([pd.Series(rows[key]).astype(str) for key in keys])
-    return row_keys.isin(pd.MultiIndex.from_frame(table))
+    table = pd.read_parquet(Path(examples) / SNAPSHOT_DIR / entity["table"], columns=entity["keys"])
+    return _keys(rows, entity["keys"]).isin(_keys(table, entity["keys"])).to_numpy()
 
 
 def comparable_rows(
@@ -291,7 +284,9 @@ def first_requests(rows: dict[str, np.ndarray], count: int) -> dict[str, np.ndar
     return {name: values[index] for name, values in rows.items()}
 
 
-def prediction_delta(ranker: Any, offline: dict[str, np.ndarray], served: dict[str, np.ndarray], rows: np.ndarray):
+def prediction_delta(
+    ranker: Any, offline: dict[str, np.ndarray], served: dict[str, np.ndarray], rows: np.ndarray
+) -> float:
     """The largest difference between the model's scores of the served and the offline features on ``rows``."""
     if not rows.any():
         return 0.0

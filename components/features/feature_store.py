@@ -34,7 +34,14 @@ from pydantic import field_validator
 
 from components.features.snapshot import EVENT_TIMESTAMP, SNAPSHOT_DIR, SNAPSHOT_FILE
 from ranker_core.cli_support import InvalidValueError, MissingInputError
-from ranker_core.feature_store import DEFAULT_TAG, FEATURE_SERVICE, MATCH_TAG, MODEL_VERSION_TAG, SEQUENCE_MATCH_TAG
+from ranker_core.feature_store import (
+    DEFAULT_TAG,
+    FEATURE_SERVICE,
+    MATCH_TAG,
+    MODEL_VERSION_TAG,
+    SEQUENCE_MATCH_TAG,
+    snapshot_features,
+)
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
 
 logger = logging.getLogger(__name__)
@@ -132,8 +139,7 @@ def feature_view(name: str, info: dict[str, Any], table: Path, entities: dict[st
     keys = list(info["keys"])
     schema = [
         _field(column, frame[column].dtype, info["defaults"].get(column))
-        for column in frame.columns
-        if column not in keys and column != EVENT_TIMESTAMP
+        for column in snapshot_features(frame.columns, keys)
     ]
     return FeatureView(
         name=name,
