@@ -142,15 +142,19 @@ class PipelineSettings:
 
     def __post_init__(self) -> None:
         if self.training_backend not in ("pipeline", "custom-job"):
-            raise ValueError(f"training_backend must be 'pipeline' or 'custom-job', not {self.training_backend!r}")
+            raise self._refused(
+                "training_backend", f"must be 'pipeline' or 'custom-job', not {self.training_backend!r}"
+            )
         if self.n_impressions <= 0:
-            raise ValueError(f"n_impressions must be positive, not {self.n_impressions}")
+            raise self._refused("n_impressions", f"must be positive, not {self.n_impressions}")
         if self.seed < 0:
-            raise ValueError(f"seed must be 0 or more (it seeds the simulator), not {self.seed}")
+            raise self._refused("seed", f"must be 0 or more (it seeds the simulator), not {self.seed}")
         if self.num_shards < 0:
-            raise ValueError(f"num_shards must be 0 (sized by the data) or more, not {self.num_shards}")
+            raise self._refused("num_shards", f"must be 0 (sized by the data) or more, not {self.num_shards}")
         if not 0 <= self.dead_letter_threshold <= 1:
-            raise ValueError(f"dead_letter_threshold is a share of rows, 0 to 1, not {self.dead_letter_threshold}")
+            raise self._refused(
+                "dead_letter_threshold", f"is a share of rows, 0 to 1, not {self.dead_letter_threshold}"
+            )
         self._check_resources()
         from components.evaluation.config import EvaluationConfig
 
@@ -160,7 +164,10 @@ class PipelineSettings:
         self.evaluation = step_config(EvaluationConfig, self.eval_config, self.source("eval_config"))
         self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
         self.beam = beam_options(self.beam_options, self.source("beam_options"))
-        parse_labels(self.labels)
+        try:
+            parse_labels(self.labels)
+        except ValueError as error:
+            raise ValueError(f"{self.source('labels')}: {error}") from None
         self._check_kfp_host()
         self._check_simulated_held_out_module()
         if self.oracle_uri and not self.data_uri:
@@ -176,6 +183,11 @@ class PipelineSettings:
         not read from ``RANKER_IMAGE``, which ``--image`` wins over."""
         registry = self.registry
         return "serving_image" in registry.model_fields_set and registry.origin("serving_image") != "RANKER_IMAGE"
+
+    def _refused(self, field: str, problem: str) -> ValueError:
+        """The error for a refused value of ``field``, first naming where it was set (:meth:`source`):
+        ``--settings run.yaml: seed: seed must be 0 or more ...``."""
+        return ValueError(f"{self.source(field)}: {field} {problem}")
 
     def source(self, field: str) -> str:
         """Where ``field``'s value came from, as its errors name it: its flag, ``RANKER_...`` (the environment)
@@ -216,21 +228,22 @@ class PipelineSettings:
         for name in ("step_cpu", "train_cpu"):
             value = getattr(self, name)
             if not _CPU.match(value) or float(value.removesuffix("m")) <= 0:
-                raise ValueError(f"{name} {value!r} is not a CPU quantity (e.g. 4, 0.5 or 500m)")
+                raise self._refused(name, f"{value!r} is not a CPU quantity (e.g. 4, 0.5 or 500m)")
         for name in ("step_memory", "train_memory"):
             value = getattr(self, name)
             if not _MEMORY.match(value):
-                raise ValueError(f"{name} {value!r} is not a memory quantity (e.g. 8G, 512Mi)")
+                raise self._refused(name, f"{value!r} is not a memory quantity (e.g. 8G, 512Mi)")
         if self.train_accelerator_count < 0:
-            raise ValueError(f"train_accelerator_count must be 0 or more, not {self.train_accelerator_count}")
+            raise self._refused("train_accelerator_count", f"must be 0 or more, not {self.train_accelerator_count}")
         if self.training_backend == "custom-job" and not self.train_machine_type.strip():
-            raise ValueError(
-                "train_machine_type must name a machine type for a custom training job, e.g. n1-standard-8"
+            raise self._refused(
+                "train_machine_type", "must name a machine type for a custom training job, e.g. n1-standard-8"
             )
         if self.train_accelerator and self.train_accelerator_count < 1:
-            raise ValueError(
-                f"train_accelerator {self.train_accelerator} needs train_accelerator_count 1 or more, "
-                f"not {self.train_accelerator_count} (no accelerator: leave train_accelerator empty)"
+            raise self._refused(
+                "train_accelerator_count",
+                f"must be 1 or more for train_accelerator {self.train_accelerator}, not {self.train_accelerator_count} "
+                "(no accelerator: leave train_accelerator empty)",
             )
 
     @classmethod
@@ -608,14 +621,35 @@ def config_json(config: Settings) -> str:
 
 
 def parse_labels(text: str) -> dict[str, str]:
-    """``team=ranking,env=prod`` -> ``{"team": "ranking", "env": "prod"}``."""
+    """``team=ranking,env=prod`` -> ``{"team": "ranking", "env": "prod"}``, checked against Google Cloud's
+    label rules (Vertex AI refuses any other after the run was compiled and submitted): at most 64 labels,
+    keys of 1-63 and values of 0-63 lowercase letters, digits, ``_`` or ``-``, keys starting with a letter."""
     labels: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
+        key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise ValueError(f"label {item!r} is not key=value (labels: {text!r})")
-        labels[key.strip()] = value.strip()
+        if key in labels:
+            raise ValueError(f"label {key!r} is given twice (labels: {text!r})")
+        problem = _label_problem(key, "key") or _label_problem(value, "value")
+        if problem:
+            raise ValueError(f"label {item!r}: {problem} (labels: {text!r})")
+        labels[key] = value
+    if len(labels) > 64:
+        raise ValueError(f"{len(labels)} labels, more than the 64 a Google Cloud resource takes")
     return labels
+
+
+def _label_problem(text: str, part: str) -> str:
+    """Why ``text`` is not a label key or value (``""`` when it is)."""
+    if len(text) > 63:
+        return f"the {part} is {len(text)} characters, more than 63"
+    if part == "key" and not (text[0].isalpha() and text[0].islower()):
+        return f"the key {text!r} must start with a lowercase letter"
+    bad = [char for char in text if not (char.isdigit() or char in "_-" or (char.isalpha() and not char.isupper()))]
+    if bad:
+        return f"the {part} {text!r} has {bad[0]!r}: only lowercase letters, digits, '_' and '-'"
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)

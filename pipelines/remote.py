@@ -208,7 +208,31 @@ def kfp_cron(cron: str) -> str:
 
 
 _CRON_ZONE = re.compile(r"^(CRON_)?TZ=\S+$")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+@dataclasses.dataclass(frozen=True)
+class _CronField:
+    """One cron field: its name, its numeric range, the names it takes and its extra marks (L, W, #)."""
+
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+    marks: str = ""
+
+
+_SECOND = _CronField("second", 0, 59)
+_FIVE_FIELDS = (
+    _CronField("minute", 0, 59),
+    _CronField("hour", 0, 23),
+    _CronField("day", 1, 31, marks="LW"),
+    _CronField("month", 1, 12, names=_MONTHS),
+    _CronField("weekday", 0, 7, names=_WEEKDAYS, marks="L#"),
+)
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#-]+$")  # numbers, ranges, steps, lists, names (MON, JAN), L, W, #
+_CRON_VALUE = re.compile(r"^(\d+)?(.*)$")
 
 
 def _cron_fields(cron: str) -> tuple[list[str], list[str]]:
@@ -220,7 +244,43 @@ def _cron_fields(cron: str) -> tuple[list[str], list[str]]:
     bad = [field for field in fields if not _CRON_FIELD.match(field)]
     if bad:
         raise InvalidValueError(f"cron {cron!r}: {bad[0]!r} is not a cron field (e.g. 0, */15, 1-5, MON)")
+    kinds = {5: _FIVE_FIELDS, 6: (_SECOND, *_FIVE_FIELDS)}.get(len(fields), ())  # the count is checked by the caller
+    for field, kind in zip(fields, kinds, strict=False):
+        problem = _cron_field_problem(field, kind)
+        if problem:
+            raise InvalidValueError(f"cron {cron!r}: {kind.name} field {field!r}: {problem}")
     return zone, fields
+
+
+def _cron_field_problem(field: str, kind: _CronField) -> str:
+    """Why ``field`` is not a valid ``kind`` (``""`` when it is): lists of ``*``, ``?``, values and ranges,
+    each with an optional ``/step``; values in range, or names (``MON``, ``JAN``) where the field takes them."""
+    for item in field.split(","):
+        base, slash, step = item.partition("/")
+        if slash and not (step.isdigit() and int(step) > 0):
+            return f"step {step!r} is not a positive number"
+        if base in ("*", "?"):
+            continue
+        for value in base.split("-", 1):
+            problem = _cron_value_problem(value, kind)
+            if problem:
+                return problem
+    return ""
+
+
+def _cron_value_problem(value: str, kind: _CronField) -> str:
+    """Why one value of a ``kind`` field is not valid: out of range, or a name or mark the field does not take."""
+    if value.upper() in kind.names:
+        return ""
+    number, mark = _CRON_VALUE.match(value.upper()).groups()  # "15W" -> ("15", "W"), "L" -> (None, "L")
+    if number and not kind.low <= int(number) <= kind.high:
+        return f"{number} is out of range {kind.low}-{kind.high}"
+    last_or_weekday = mark in ("L", "W", "LW") and set(mark) <= set(kind.marks)
+    nth_weekday = bool(number) and mark[:1] == "#" and "#" in kind.marks and mark[1:] in ("1", "2", "3", "4", "5")
+    if (number or mark in ("L", "LW")) and (not mark or last_or_weekday or nth_weekday):
+        return ""
+    names = f"{kind.names[0]}-{kind.names[-1]} or " if kind.names else ""
+    return f"{value!r} is not a value it takes ({names}{kind.low}-{kind.high})"
 
 
 def _vertex_registry(settings: PipelineSettings) -> Any:

@@ -304,6 +304,9 @@ def test_a_settings_file_sits_under_the_environment_and_the_flags(tmp_path, monk
         ),
         ("model_config: {epochs: abc}\n", "run.yaml: model_config: TrainerConfig: epochs: Input should be"),
         ("eval_config: {primary_task: nope}\n", "run.yaml: eval_config: primary_task 'nope' is not a target"),
+        ("seed: -1\n", "run.yaml: seed: seed must be 0 or more (it seeds the simulator), not -1"),
+        ("step_memory: lots\n", "run.yaml: step_memory: step_memory 'lots' is not a memory quantity"),
+        ("labels: Team=x\n", "run.yaml: labels: label 'Team=x': the key 'Team' must start with a lowercase letter"),
     ],
 )
 def test_a_bad_settings_file_is_refused_before_any_step_runs(text, message, tmp_path, monkeypatch, capsys):

@@ -95,8 +95,19 @@ def test_the_steps_get_what_was_checked_at_the_front_door(monkeypatch):
 
 def test_labels_and_other_values_are_checked():
     assert parse_labels("team=ranking, env=prod") == {"team": "ranking", "env": "prod"}
-    with pytest.raises(ValueError, match="is not key=value"):
+    assert parse_labels("équipe=café,empty=") == {"équipe": "café", "empty": ""}  # Google Cloud takes both
+    with pytest.raises(ValueError, match="--labels: label 'team' is not key=value"):
         PipelineSettings(labels="team")
+    with pytest.raises(ValueError, match="the key 'Team' must start with a lowercase letter"):
+        PipelineSettings.from_env({"RANKER_LABELS": "Team=ranking"})
+    for labels, problem in (
+        ("team=X Y", "the value 'X Y' has 'X': only lowercase letters, digits, '_' and '-'"),
+        ("team=a,team=b", "label 'team' is given twice"),
+        ("k=" + "v" * 64, "the value is 64 characters, more than 63"),
+        (",".join(f"k{i}=v" for i in range(65)), "65 labels, more than the 64"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            parse_labels(labels)
     with pytest.raises(ValueError, match="training_backend"):
         PipelineSettings(training_backend="kubernetes")
     with pytest.raises(ValueError, match="not a boolean"):
@@ -226,22 +237,28 @@ def test_extractions_shard_count_reaches_the_extract_features_step(monkeypatch):
     monkeypatch.setenv("RANKER_NUM_SHARDS", "40")
     assert PipelineSettings.from_env().num_shards == 40
     assert PipelineSettings().num_shards == 0  # sized by the data
-    with pytest.raises(ValueError, match=r"num_shards must be 0 \(sized by the data\) or more, not -1"):
+    with pytest.raises(ValueError, match=r"--num-shards: num_shards must be 0 \(sized by the data\) or more, not -1"):
         PipelineSettings(num_shards=-1)
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"dead_letter_threshold": 5.0}, "dead_letter_threshold is a share of rows, 0 to 1, not 5.0"),
-        ({"seed": -1}, "seed must be 0 or more (it seeds the simulator), not -1"),
-        ({"step_cpu": "abc"}, "step_cpu 'abc' is not a CPU quantity"),
-        ({"train_cpu": "-4"}, "train_cpu '-4' is not a CPU quantity"),
-        ({"step_memory": "lots"}, "step_memory 'lots' is not a memory quantity"),
-        ({"train_accelerator_count": -1}, "train_accelerator_count must be 0 or more, not -1"),
+        (
+            {"dead_letter_threshold": 5.0},
+            "--dead-letter-threshold: dead_letter_threshold is a share of rows, 0 to 1, not 5.0",
+        ),
+        ({"seed": -1}, "--seed: seed must be 0 or more (it seeds the simulator), not -1"),
+        ({"step_cpu": "abc"}, "--step-cpu: step_cpu 'abc' is not a CPU quantity"),
+        ({"train_cpu": "-4"}, "--train-cpu: train_cpu '-4' is not a CPU quantity"),
+        ({"step_memory": "lots"}, "--step-memory: step_memory 'lots' is not a memory quantity"),
+        (
+            {"train_accelerator_count": -1},
+            "--train-accelerator-count: train_accelerator_count must be 0 or more, not -1",
+        ),
         (
             {"train_accelerator": "NVIDIA_TESLA_T4", "train_accelerator_count": 0},
-            "train_accelerator NVIDIA_TESLA_T4 needs train_accelerator_count 1 or more, not 0",
+            "train_accelerator_count must be 1 or more for train_accelerator NVIDIA_TESLA_T4",
         ),
         ({"held_out_module": "shop-page"}, "held_out_module 'shop-page' (--held-out-module, RANKER_HELD_OUT_MODULE)"),
     ],

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import pytest
 import yaml
@@ -275,6 +276,31 @@ def test_vertex_takes_a_five_field_cron_with_an_optional_time_zone():
             remote.vertex_cron(cron)
     with pytest.raises(InvalidValueError, match="'1;' is not a cron field"):
         remote.kfp_cron("0 3 * * 1;")
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("61 3 * * 1", "minute field '61': 61 is out of range 0-59"),
+        ("0 24 * * *", "hour field '24': 24 is out of range 0-23"),
+        ("0 3 0 * *", "day field '0': 0 is out of range 1-31"),
+        ("0 3 * 1-13 *", "month field '1-13': 13 is out of range 1-12"),
+        ("0 3 * * 1,8", "weekday field '1,8': 8 is out of range 0-7"),
+        ("*/0 3 * * *", "minute field '*/0': step '0' is not a positive number"),
+        ("0 3 * * FRY", "weekday field 'FRY': 'FRY' is not a value it takes (SUN-SAT or 0-7)"),
+        ("0 3 * * 1W", "weekday field '1W': '1W' is not a value it takes"),
+        ("L 3 * * *", "minute field 'L': 'L' is not a value it takes (0-59)"),
+    ],
+)
+def test_a_cron_value_out_of_its_field_is_refused_naming_the_field(cron, message):
+    """The scheduler would refuse these only once credentials, a compile and a call had been spent."""
+    with pytest.raises(InvalidValueError, match=re.escape(f"cron {cron!r}: {message}")):
+        remote.vertex_cron(cron)
+    with pytest.raises(InvalidValueError, match=re.escape(message)):
+        remote.kfp_cron(cron)
+    with pytest.raises(InvalidValueError, match=re.escape("second field '60': 60 is out of range 0-59")):
+        remote.kfp_cron("60 0 3 * * 1")
+    assert remote.vertex_cron("0 3 L,15W jan-mar 5L") == "0 3 L,15W jan-mar 5L"
 
 
 VERTEX_CRON = "must have 5 fields (minute hour day month weekday), optionally after a time zone, e.g. '0 3 * * 1'"
