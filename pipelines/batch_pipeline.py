@@ -26,7 +26,7 @@ from kfp.dsl import Dataset
 
 from batch.component import batch_rank, resolve_batch_model
 from batch.config import MODULE_ROLE
-from pipelines.config import PipelineSettings
+from pipelines.config import PipelineSettings, beam_options
 from pipelines.pipeline import _sized
 from ranker_core.cli_support import InvalidValueError
 from ranker_core.settings import read_json_object
@@ -81,7 +81,11 @@ def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:
 
 def batch_parameters(text: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The runtime parameters of a batch run from a JSON object (inline, ``@path`` or a path), unknown keys refused,
-    then the batch pipeline's parameters among ``given`` (the registry's flags and variables) that it does not set."""
+    then the batch pipeline's parameters among ``given`` (the registry's flags and variables) that it does not set.
+
+    Each value is checked now, as the run's steps would check it an hour later: its JSON type against the
+    pipeline parameter's (``"top_k": "10"`` is refused), ``top_k`` positive, ``beam_options_json`` Beam's options.
+    """
     parameters = read_json_object(text, "--parameters")
     known = inspect.signature(build_batch_pipeline().pipeline_func).parameters
     unknown = sorted(set(parameters) - set(known))
@@ -89,7 +93,18 @@ def batch_parameters(text: str, given: Mapping[str, Any] | None = None) -> dict[
         raise InvalidValueError(f"--parameters: unknown batch pipeline parameter(s) {unknown}; known: {sorted(known)}")
     if not parameters.get("candidates_uri"):
         raise InvalidValueError('--parameters must name the candidates: {"candidates_uri": "bq://p.d.t", ...}')
+    for name, value in parameters.items():
+        expected = known[name].annotation
+        if type(value) is not expected:  # JSON true is no int, 10 is no str: the pipeline would refuse both
+            raise InvalidValueError(f"--parameters: {name} must be a JSON {_JSON_TYPES[expected]}, not {value!r}")
+    if parameters.get("top_k", 1) < 1:
+        raise InvalidValueError(f"--parameters: top_k must be positive, not {parameters['top_k']}")
+    if "beam_options_json" in parameters:
+        beam_options(parameters["beam_options_json"], "--parameters: beam_options_json")
     return {name: value for name, value in (given or {}).items() if name in known} | parameters
+
+
+_JSON_TYPES = {str: "string", int: "integer", bool: "boolean (true or false)"}
 
 
 def compile_batch_pipeline(settings: PipelineSettings, out: str | Path) -> Path:

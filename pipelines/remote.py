@@ -57,7 +57,7 @@ def submit_run(
     pipeline brings its own, :func:`pipelines.batch_pipeline.batch_parameters`); ``pipeline_name`` prefixes
     the job id.
     """
-    parameters = run_parameters(settings, template, parameters)
+    parameters = run_parameters(settings, template, parameters, pipeline_name)
     if settings.kfp_host:
         client = _kfp_client(settings)
         result = client.create_run_from_pipeline_package(
@@ -97,7 +97,7 @@ def create_schedule(
     template's compiled defaults for the rest (as :func:`submit_run`).
     """
     cron = schedule_cron(settings, cron)  # a malformed cron is refused before any call to the host
-    parameters = run_parameters(settings, template, parameters)
+    parameters = run_parameters(settings, template, parameters, pipeline_name)
     if max_concurrent_runs < 1:
         raise InvalidValueError(f"--max-concurrent-runs must be at least 1, got {max_concurrent_runs}")
     if settings.kfp_host:
@@ -312,10 +312,23 @@ def vertex_call(what: str) -> Iterator[None]:
         raise UserError(f"{what}: {error} ({error.__cause__})") from None
 
 
-def run_parameters(settings: PipelineSettings, template: str | Path, parameters: dict[str, Any] | None) -> dict:
+def run_parameters(
+    settings: PipelineSettings, template: str | Path, parameters: dict[str, Any] | None, pipeline_name: str
+) -> dict:
     """What a remote run sends: the training pipeline's settings given now (``parameters`` ``None``), else the batch
     pipeline's ``parameters``; either way the registry the run will read (sent or compiled) must be reachable,
-    unless the batch run names its model (``model_uri``)."""
+    unless the batch run names its model (``model_uri``). The template must be the ``pipeline_name`` pipeline:
+    the other's parameters would be refused by the host, or, where they overlap, run it with the wrong ones."""
+    compiled_name = template_spec(template).get("pipelineInfo", {}).get("name", "")
+    if compiled_name != pipeline_name:
+        fix = (
+            "pass a template compiled with `ranker compile --pipeline batch`, or drop --pipeline batch"
+            if parameters is not None
+            else "submit it with --pipeline batch --parameters '{\"candidates_uri\": ...}'"
+        )
+        raise InvalidValueError(
+            f"--template {template} is the {compiled_name!r} pipeline, not {pipeline_name!r}: {fix}"
+        )
     compiled = compiled_defaults(template)
     if parameters is None:
         return settings.remote_arguments(compiled)

@@ -1,5 +1,6 @@
 """The batch ranking DAG: it compiles for Vertex AI / KFP and runs under kfp.local; its parameters are checked."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,16 @@ def test_batch_parameters_are_checked():
         batch_parameters('{"candidates_uri": "x", "topk": 5}')
     with pytest.raises(UserError, match="candidates_uri"):
         batch_parameters("{}")
+    for parameters, message in (
+        ('"top_k": "5"', "top_k must be a JSON integer, not '5'"),
+        ('"top_k": true', "top_k must be a JSON integer, not True"),
+        ('"top_k": 0', "top_k must be positive, not 0"),
+        ('"grouped_by_user": "false"', "grouped_by_user must be a JSON boolean (true or false), not 'false'"),
+        ('"campaign": 3', "campaign must be a JSON string, not 3"),
+        ('"beam_options_json": "{\\"runner\\": \\"DataflowRunner\\"}"', "beam_options_json: "),
+    ):
+        with pytest.raises(UserError, match=re.escape(f"--parameters: {message}")):
+            batch_parameters(f'{{"candidates_uri": "bq://p.d.t", {parameters}}}')
 
 
 @pytest.mark.slow

@@ -532,6 +532,21 @@ def test_a_batch_template_takes_the_registry_flags_given_and_its_parameters_win(
     assert sent == BATCH_PARAMETERS | {"registry": "vertex", "project": "my-project", "location": "us-central1"}
 
 
+def test_a_template_of_the_other_pipeline_is_refused_before_any_call(tmp_path, template, vertex_api):
+    """The batch pipeline's parameters sent to the training template (or the reverse) would be refused by the
+    host at best; where they overlap (registry, model_name) the run would start with the wrong pipeline."""
+    batch = tmp_path / "batch.yaml"
+    compile_cli.compile_named("batch", PipelineSettings(image=SERVING_IMAGE), batch)
+    settings = vertex_settings()
+    with pytest.raises(InvalidValueError, match=r"is the 'mmoe-ranker' pipeline, not 'mmoe-ranker-batch': pass a"):
+        remote.submit_run(
+            settings, template, AnonymousCredentials(), BATCH_PARAMETERS, pipeline_name="mmoe-ranker-batch"
+        )
+    with pytest.raises(InvalidValueError, match=r"is the 'mmoe-ranker-batch' pipeline, not 'mmoe-ranker': submit it"):
+        remote.create_schedule(settings, batch, "0 3 * * 1", "weekly", credentials=AnonymousCredentials())
+    assert not vertex_api.calls("POST", r"/pipelineJobs$") and not vertex_api.calls("POST", r"/schedules$")
+
+
 def test_submit_refuses_compile_time_flags_with_a_template_and_a_template_of_local_images(tmp_path, template, capsys):
     for flags in (["--image", SERVING_IMAGE], ["--train-cpu", "16", "--training-backend", "custom-job"]):
         with pytest.raises(SystemExit):
