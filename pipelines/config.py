@@ -766,13 +766,17 @@ OPTIONS: dict[str, Option] = {
     "step_cpu": Option("--step-cpu", "RANKER_STEP_CPU", str, "CPU limit of every step but training"),
     "step_memory": Option("--step-memory", "RANKER_STEP_MEMORY", str, "memory limit of every step but training"),
     "train_cpu": Option(
-        "--train-cpu", "RANKER_TRAIN_CPU", str, "CPU limit of the training step", old_env="RANKER_TRAINING_CPU"
+        "--train-cpu",
+        "RANKER_TRAIN_CPU",
+        str,
+        "CPU limit of the training and tuning steps (with custom-job: of tuning)",
+        old_env="RANKER_TRAINING_CPU",
     ),
     "train_memory": Option(
         "--train-memory",
         "RANKER_TRAIN_MEMORY",
         str,
-        "memory limit of the training step",
+        "memory limit of the training and tuning steps (with custom-job: of tuning)",
         old_env="RANKER_TRAINING_MEMORY",
     ),
     "train_accelerator": Option(
