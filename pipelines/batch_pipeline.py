@@ -26,12 +26,10 @@ from kfp.dsl import Dataset
 
 from batch.component import batch_rank, resolve_batch_model
 from batch.config import MODULE_ROLE
-from pipelines.config import PipelineSettings, beam_options
+from pipelines.config import BATCH_PIPELINE_NAME, PipelineSettings, beam_options
 from pipelines.pipeline import _sized
 from ranker_core.cli_support import InvalidValueError
 from ranker_core.settings import read_json_object
-
-BATCH_PIPELINE_NAME = "mmoe-ranker-batch"
 
 
 def build_batch_pipeline(settings: PipelineSettings | None = None) -> Any:

@@ -45,6 +45,7 @@ from ranker_core.step_configs import BaselineConfig, TrainerConfig, TuningConfig
 logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "mmoe-ranker"
+BATCH_PIPELINE_NAME = "mmoe-ranker-batch"
 # The simulated module the model never trains on: evaluation checks it still ranks there.
 SIMULATED_HELD_OUT_MODULE = "shop_page"
 VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"

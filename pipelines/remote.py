@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import (
+    BATCH_PIPELINE_NAME,
     PIPELINE_NAME,
     PipelineSettings,
     names_registry,
@@ -320,7 +321,7 @@ def run_parameters(
     unless the batch run names its model (``model_uri``). The template must be the ``pipeline_name`` pipeline:
     the other's parameters would be refused by the host, or, where they overlap, run it with the wrong ones."""
     compiled_name = template_spec(template).get("pipelineInfo", {}).get("name", "")
-    if compiled_name != pipeline_name:
+    if compiled_name in (PIPELINE_NAME, BATCH_PIPELINE_NAME) and compiled_name != pipeline_name:
         fix = (
             "pass a template compiled with `ranker compile --pipeline batch`, or drop --pipeline batch"
             if parameters is not None

@@ -89,13 +89,9 @@ def run_parameters(args: argparse.Namespace, settings: PipelineSettings) -> dict
 
 def pipeline_name(args: argparse.Namespace) -> str:
     """The submitted pipeline's name, the prefix of its job ids."""
-    from pipelines.config import PIPELINE_NAME
+    from pipelines.config import BATCH_PIPELINE_NAME, PIPELINE_NAME
 
-    if args.pipeline != "batch":
-        return PIPELINE_NAME
-    from pipelines.batch_pipeline import BATCH_PIPELINE_NAME
-
-    return BATCH_PIPELINE_NAME
+    return BATCH_PIPELINE_NAME if args.pipeline == "batch" else PIPELINE_NAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
