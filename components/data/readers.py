@@ -35,6 +35,7 @@ from ranker_core.cli_support import UserError, first_few
 BIGQUERY_SCHEME = "bq://"
 DEFAULT_BATCH_ROWS = 65_536
 SCHEMA_SAMPLE_LINES = 1_000
+_CSV_BLOCK_BYTES = 1 << 22  # the CSV text parsed at a time, in whole lines
 
 
 class DataSourceError(UserError, ValueError):
@@ -161,48 +162,123 @@ def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_ro
 
 
 def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: int) -> Iterator[RawBatch]:
-    """Cells are read as bytes and decoded here, so one cell that is not UTF-8 costs its row, not the file."""
+    """Cells are read as bytes and decoded here, so one cell that is not UTF-8 costs its row, not the file.
+
+    The file is parsed in blocks of whole lines (:func:`_csv_blocks`, :func:`_parse_csv_block`): a value cannot
+    span lines, so a line whose quoted field never closes is a dead letter of its own, not the start of a field
+    that swallows the lines after it.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
-
-    skipped: list[tuple[int, str]] = []
-
-    def skip_invalid(row: Any) -> str:
-        skipped.append((int(row.number or 0), f"malformed CSV line: expected {row.expected_columns} fields, got "
-                        f"{row.actual_columns}: {row.text[:200]!r}"))  # fmt: skip
-        return "skip"
 
     header = _csv_header(path, source)
     if not header:
         return  # an empty file: no rows, as an empty JSONL or Parquet file
+    present = _present_columns(path, columns, header, source)
+    convert = pacsv.ConvertOptions(
+        include_columns=present,
+        column_types={column: pa.binary() for column in present},
+        strings_can_be_null=True,
+        **({} if source.null_values is None else {"null_values": list(source.null_values)}),
+    )
     with _arrow_stream(path) as handle:
-        present = _present_columns(path, columns, header, source)
-        names = list(source.column_names) or None  # None: the first line names the columns
-        reader = pacsv.open_csv(
-            handle,
-            read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False, column_names=names),
-            parse_options=pacsv.ParseOptions(delimiter=source.delimiter, invalid_row_handler=skip_invalid),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=present,
-                column_types={column: pa.binary() for column in present},
-                strings_can_be_null=True,
-                **({} if source.null_values is None else {"null_values": list(source.null_values)}),
-            ),
-        )
-        next_line, reported = (1 if names else 2), 0
-        for batch in reader:
-            bad_lines = {line for line, _ in skipped}
-            rows = _line_numbers(next_line, batch.num_rows, bad_lines)
-            errors = skipped[reported:]
-            reported = len(skipped)
-            next_line = int(rows[-1]) + 1 if len(rows) else next_line
-            for chunk_start in range(0, batch.num_rows, batch_rows):
-                chunk = _decoded(batch.slice(chunk_start, batch_rows), rows[chunk_start : chunk_start + batch_rows])
-                chunk.errors = errors + chunk.errors
+        for block, first_line in _csv_blocks(handle, skip_header=not source.column_names):
+            table, rows, errors = _parse_csv_block(block, first_line, header, source.delimiter, convert)
+            for start in range(0, table.num_rows, batch_rows):
+                batch = table.slice(start, batch_rows).combine_chunks().to_batches()[0]
+                chunk = _decoded(batch, rows[start : start + batch_rows])
+                chunk.errors, errors = errors + chunk.errors, []
                 yield chunk
-                errors = []
-        if reported < len(skipped):
-            yield RawBatch(pd.DataFrame(columns=present), np.zeros(0, dtype=np.int64), skipped[reported:])
+            if errors:
+                yield RawBatch(pd.DataFrame(columns=present), np.zeros(0, dtype=np.int64), errors)
+
+
+def _csv_blocks(handle: Any, skip_header: bool) -> Iterator[tuple[bytes, int]]:
+    """The CSV text in blocks of whole lines (about ``_CSV_BLOCK_BYTES``), the header cut off, each with the file
+    line number of its first line."""
+    carry, next_line = b"", 1
+    while True:
+        data = handle.read(_CSV_BLOCK_BYTES)
+        text = carry + data
+        cut = len(text) if not data else text.rfind(b"\n") + 1
+        block, carry = text[:cut], text[cut:]
+        if skip_header and next_line == 1 and block:
+            block, next_line = block[block.find(b"\n") + 1 :] if b"\n" in block else b"", 2
+        if block:
+            yield block, next_line
+            next_line += block.count(b"\n") + (not block.endswith(b"\n"))
+        if not data:
+            return
+
+
+def _parse_csv_block(
+    block: bytes, first_line: int, header: list[str], delimiter: str, convert: Any
+) -> tuple[Any, np.ndarray, list[tuple[int, str]]]:
+    """One block's rows (a pyarrow table), their file line numbers and the lines that are no row ``(line, reason)``.
+
+    pyarrow runs a quoted field that never closes on to the end of its block, as one malformed row or an error.
+    So when the rows and malformed lines do not add up to the block's lines (or it has blank lines, which pyarrow
+    skips), the block is read line by line: blank lines and lines whose quote never closes are cut out, and the
+    rest is parsed again.
+    """
+    lines_in_block = block.count(b"\n") + (not block.endswith(b"\n"))
+    numbers = np.arange(first_line, first_line + lines_in_block, dtype=np.int64)
+    blank = block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
+    if not blank:
+        try:
+            table, malformed = _read_csv(block, header, delimiter, convert)
+            if table.num_rows + len(malformed) == len(numbers):
+                return table, *_rows_and_errors(numbers, malformed)
+        except ValueError:  # "CSV parser got out of sync with chunker"
+            pass
+    lines = block.split(b"\n")[: len(numbers)]
+    unclosed = {index for index, line in enumerate(lines) if b'"' in line and _quote_never_closes(line, delimiter)}
+    kept = [index for index, line in enumerate(lines) if index not in unclosed and line not in (b"", b"\r")]
+    table, malformed = _read_csv(b"\n".join(lines[index] for index in kept) + b"\n", header, delimiter, convert)
+    rows, errors = _rows_and_errors(numbers[kept], malformed)
+    errors += [(int(numbers[index]), f"malformed CSV line: a quoted field never closes: {lines[index][:200]!r}")
+               for index in unclosed]  # fmt: skip
+    return table, rows, sorted(errors)
+
+
+def _rows_and_errors(numbers: np.ndarray, malformed: dict[int, str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The line numbers of the rows read, and the malformed lines ``(line, reason)``, from the lines parsed."""
+    if not malformed:
+        return numbers, []
+    return np.delete(numbers, list(malformed)), [(int(numbers[index]), why) for index, why in malformed.items()]
+
+
+def _read_csv(text: bytes, header: list[str], delimiter: str, convert: Any) -> tuple[Any, dict[int, str]]:
+    """pyarrow's table of CSV ``text`` (no header line) and its malformed lines (0-based index: reason)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    malformed: dict[int, str] = {}
+
+    def skip_invalid(row: Any) -> str:
+        malformed[int(row.number) - 1] = (
+            f"malformed CSV line: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text[:200]!r}"
+        )
+        return "skip"
+
+    table = pacsv.read_csv(
+        pa.BufferReader(text),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=header),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_invalid),
+        convert_options=convert,
+    )
+    return table, malformed
+
+
+def _quote_never_closes(line: bytes, delimiter: str) -> bool:
+    """Whether a CSV line opens a quoted field it does not close (values may not span lines)."""
+    import csv
+
+    try:
+        next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")], delimiter=delimiter, strict=True), None)
+    except csv.Error as error:
+        return "end of data" in str(error)  # not '"a"b', which pyarrow reads as it is
+    return False
 
 
 def _decoded(batch: Any, rows: np.ndarray) -> RawBatch:
@@ -271,14 +347,6 @@ def header_hint(names: list[str], source: SourceSpec) -> str:
         f"{first_few([repr(name) for name in names], 8)}): is "
         f"source.delimiter {source.delimiter!r} right, or does the file lack a header line (source.column_names)?"
     )
-
-
-def _line_numbers(first: int, count: int, bad_lines: set[int]) -> np.ndarray:
-    """Line numbers of ``count`` good lines from ``first`` on, skipping lines that were malformed."""
-    lines = np.arange(first, first + count + len(bad_lines), dtype=np.int64)
-    if bad_lines:
-        lines = lines[~np.isin(lines, np.fromiter(bad_lines, dtype=np.int64))]
-    return lines[:count]
 
 
 def _csv_header(path: str, source: SourceSpec) -> list[str]:

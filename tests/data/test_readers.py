@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.data import readers
 from components.data.readers import DataSourceError, bigquery_read, read_batches, resolve_files
 from components.data.rows import parse_batch
 from components.data.spec import SourceSpec, load_dataset_spec
@@ -53,6 +54,28 @@ def test_row_numbers_follow_lines_past_malformed_csv_and_json(tmp_path, spec):
     errors = [error for b in batches for error in b.errors]
     assert [line for line, _ in errors] == [2, 4]
     assert all(reason.startswith("malformed JSON") for _, reason in errors)
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 22, 300])  # one block, or many (pyarrow then fails the block)
+def test_a_stray_quote_costs_its_line_not_the_lines_after_it(tmp_path, spec, monkeypatch, block_bytes):
+    """pyarrow runs an unclosed quoted field to the end of its block: the rest of the file became one dead
+    letter (row counts still added up), or the read failed "out of sync" with no line named."""
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", block_bytes)
+    frame = impressions_frame(n_requests=10, candidates=4)
+    lines = write_csv(frame, tmp_path / "a.csv").read_text().splitlines()  # header + 40 rows
+    lines[4] = '"' + lines[4]  # line 5: a quote that never closes
+    lines[30] = "only,three,fields"  # line 31: malformed after it
+    lines[20] = '"' + lines[20].replace(",", '",', 1)  # line 21: a quoted first field, which closes
+    lines.insert(10, "")  # a blank line 11: no row
+    (tmp_path / "a.csv").write_text("\r\n".join(lines) + "\r\n")
+    batches = list(read_batches(str(tmp_path / "a.csv"), SourceSpec(format="csv"), spec.required_columns))
+    rows = np.concatenate([b.rows for b in batches]).tolist()
+    errors = sorted(error for b in batches for error in b.errors)
+    assert rows == [line for line in range(2, 43) if line not in (5, 11, 32)]
+    assert [line for line, _ in errors] == [5, 32]
+    assert errors[0][1].startswith("malformed CSV line: a quoted field never closes: b'\"")
+    assert errors[1][1].startswith("malformed CSV line: expected")
+    assert len(rows) + len(errors) == 40  # every row is read or a dead letter
 
 
 def test_a_csv_without_a_header_is_read_with_the_specs_column_names(tmp_path, spec):
