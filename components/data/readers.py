@@ -121,8 +121,15 @@ def parquet_rows(paths: Sequence[str]) -> int:
     rows = 0
     for path in paths:
         with _open(path) as handle:
-            rows += pq.ParquetFile(handle).metadata.num_rows
+            rows += 0 if _is_empty(handle) else pq.ParquetFile(handle).metadata.num_rows
     return rows
+
+
+def _is_empty(handle: Any) -> bool:
+    """Whether an open file has no bytes at all (left where it was read from)."""
+    empty = not handle.read(1)
+    handle.seek(0)
+    return empty
 
 
 def _open(path: str):
@@ -152,6 +159,8 @@ def _parquet_batches(path: str, source: SourceSpec, columns: list[str], batch_ro
     import pyarrow.parquet as pq
 
     with _open(path) as handle:
+        if _is_empty(handle):
+            return  # a day without traffic: no rows, as an empty CSV or JSONL file
         parquet = pq.ParquetFile(handle)
         present = _present_columns(path, columns, parquet.schema_arrow.names)
         first = 1
@@ -427,10 +436,10 @@ def file_columns(path: str, source: SourceSpec) -> dict[str, str]:
 
         try:
             with _open(path) as handle:
-                schema = pq.ParquetFile(handle).schema_arrow
+                schema = [] if _is_empty(handle) else pq.ParquetFile(handle).schema_arrow
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
             raise DataSourceError(f"{path}: cannot read it as parquet: {error}") from error
-        return {field.name: str(field.type) for field in schema}
+        return {field.name: str(field.type) for field in schema}  # {}: an empty file, as an empty CSV
     if source.format == "csv":
         return dict.fromkeys(_csv_header(path, source), "string")
     names: dict[str, str] = {}

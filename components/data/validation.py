@@ -111,8 +111,8 @@ def _schema_problems(spec: DatasetSpec, path: str) -> list[str]:
         return [str(error)]
     except Exception as error:  # an unreadable file is a problem to report, whatever the reader raised
         return [f"{path}: cannot read it as {spec.source.format}: {error}"]
-    if spec.source.format == "jsonl" or (spec.source.format == "csv" and not columns):
-        return []  # JSONL keys are per row (a row without a needed key is a dead letter); an empty CSV has no rows
+    if spec.source.format == "jsonl" or not columns:
+        return []  # JSONL keys are per row (a row without a needed key is a dead letter); an empty file has no rows
     uses, numeric = column_roles(spec), numeric_columns(spec)
     if spec.source.format == "csv" and not set(uses) & set(columns):
         return [f"{path}: {header_hint(list(columns), spec.source)}"]  # one line, not one per needed column

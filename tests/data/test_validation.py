@@ -78,6 +78,19 @@ def test_an_empty_csv_has_no_rows_and_a_header_of_none_of_the_columns_is_one_hin
     assert "is source.delimiter ',' right" in problem
 
 
+def test_an_empty_parquet_file_has_no_rows_as_an_empty_csv(tmp_path, simulator):
+    """A 0-byte export of a day without traffic failed the run ("Parquet file size is 0 bytes")."""
+    from components.data.readers import parquet_rows, read_batches
+
+    frame = impressions_frame(n_requests=4)
+    write_parquet(frame, tmp_path / "logs", parts=1)
+    empty = tmp_path / "logs" / "day2.parquet"
+    empty.write_bytes(b"")
+    assert check_data(simulator, str(tmp_path / "logs")) == []
+    assert list(read_batches(str(empty), simulator.source, simulator.required_columns)) == []
+    assert parquet_rows([str(empty), str(tmp_path / "logs" / "part-00000.parquet")]) == len(frame)
+
+
 def test_no_files_and_unmatched_split_files_are_reported(tmp_path, simulator, shared_datasets):
     assert "no parquet files match" in check_data(simulator, str(tmp_path))[0]
     ali_ccp = load_dataset_spec("ali_ccp")
