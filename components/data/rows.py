@@ -256,7 +256,8 @@ def _features(raw: pd.DataFrame, spec: DatasetSpec, reasons: _Reasons, out: dict
 
 def dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str, Any]:
     """One dead-letter line: where the row came from, why it was rejected, and its values."""
-    return {"file": path, "row": row, "reason": reason, "record": json.loads(record.to_json(default_handler=str))}
+    values = record.to_json(default_handler=str, date_format="iso", date_unit="ns")  # as a CSV or JSONL file takes it
+    return {"file": path, "row": row, "reason": reason, "record": json.loads(values)}
 
 
 def raw_column_names(spec: DatasetSpec) -> dict[str, str]:

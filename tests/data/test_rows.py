@@ -77,6 +77,19 @@ def test_reader_errors_are_dead_letters_and_count_as_read(spec):
     assert parsed.dead_letters == [{"file": "a.csv", "row": 3, "reason": "malformed CSV line: ...", "record": None}]
 
 
+def test_a_dead_letters_timestamp_is_iso_text_that_reads_back(spec):
+    """Parquet timestamps were written as epoch milliseconds, which the reader refuses: a fixed dead letter could
+    not be fed back in as it was."""
+    frame = impressions_frame(n_requests=1, candidates=2).astype({"clicked": object})
+    frame["timestamp"] = pd.to_datetime([1_704_067_200_123_456_789, 1_704_067_201_000_000_000], utc=True)
+    frame.at[1, "clicked"] = 7
+    [letter] = parse_batch(batch_of(frame), spec, 0, "x").dead_letters
+    assert letter["record"]["timestamp"] == "2024-01-01T00:00:01.000000000Z"
+    frame = frame.astype({"timestamp": object})
+    frame.at[1, "timestamp"], frame.at[1, "clicked"] = letter["record"]["timestamp"], 1
+    assert parse_batch(batch_of(frame), spec, 0, "x").frame[TIMESTAMP].tolist() == [1_704_067_200, 1_704_067_201]
+
+
 def test_iso_timestamps_and_datetimes_become_epoch_seconds(spec):
     frame = impressions_frame(n_requests=1, candidates=3).astype({"timestamp": object})
     frame["timestamp"] = ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00+00:00", "1704067320"]
