@@ -46,7 +46,7 @@ from batch.features import FeatureAssembler, StoredFeatures
 from batch.inference import RankerModelHandler
 from batch.topk import CAMPAIGNS_NAMESPACE, NAMESPACE, RankingLayout, chunk_top_k, ranked_rows
 from components.features.options import BeamOptions
-from ranker_core.cli_support import UserError
+from ranker_core.cli_support import UserError, first_few
 from ranker_core.schema import MODULE, FeatureSpec
 
 __all__ = ["BatchSummary", "RankingLayout", "batch_rank", "bigquery_sink", "read_ranking"]
@@ -263,7 +263,7 @@ def rank_candidates(
     spec = assembler.feature_spec
     layout = RankingLayout(assembler.user_column, assembler.item_column, assembler.campaign_column, spec.task_names)
     source = CandidateSource(config.candidates_uri, config.source_format, options.project, options.temp_location)
-    require_id_columns(source, assembler)
+    require_key_columns(source, assembler)
     columns = assembler.input_columns
     if source.format == "bigquery":  # a read of a column the table lacks fails: the module from its first column
         columns = tuple(column for column in columns if column not in assembler.module_columns[1:])
@@ -319,25 +319,59 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
     return dataclasses.replace(assembler, stored=stored)
 
 
-def require_id_columns(source: CandidateSource, assembler: FeatureAssembler) -> None:
-    """With a feature store, a one-line error when the first candidates file has no user or item column: the
-    store's joins read the ids from them (in a later file, their absence dead-letters its rows).
+def require_key_columns(source: CandidateSource, assembler: FeatureAssembler) -> None:
+    """A one-line error when no candidates file has a column every row needs (the user, item and campaign
+    columns, the model's module where it has several): a flag's typo (``--campaign-column modul_name``) or a
+    renamed id column would make every row a dead letter after a full read. A file of its own without one
+    (the others have it) has its rows dead-lettered, as before.
 
-    Parquet and CSV only: a TFRecord's columns are known when it is parsed, a BigQuery read of an absent column fails.
+    Parquet and CSV only (their schema or header; the first ``SCHEMA_FILES`` files): a TFRecord's columns are known
+    when it is parsed, a BigQuery read of an absent column fails.
     """
+    from components.data.validation import SCHEMA_FILES
+
+    if source.format not in ("parquet", "csv"):
+        return
+    files = source.files()  # raises a one-line error when there is none
+    needed = {assembler.user_column: "--user-column", assembler.item_column: "--item-column"}
+    if assembler.campaign_column and not assembler.campaign_is_module:
+        needed[assembler.campaign_column] = "--campaign-column"
+    modules = assembler.module_columns if assembler.default_module is None else ()
+    seen: set[str] = set()
+    for path in files[:SCHEMA_FILES]:
+        columns = _columns_of(path, source.format)
+        if not columns:  # empty or unreadable: no rows to judge by (an unreadable file's are dead letters)
+            continue
+        seen.update(columns)
+        if set(needed) <= seen and (not modules or seen & set(modules)):
+            return
+    if not seen:
+        return
+    missing = next((f"{flag} column {column!r}" for column, flag in needed.items() if column not in seen), "")
+    column = next((column for column in needed if column not in seen), modules[0] if modules else "")
+    what = missing or f"column with the model's module ({' or '.join(map(repr, modules))})"
+    checked = files[:SCHEMA_FILES]
+    where = f"{checked[0]} has no" if len(checked) == 1 else f"none of {len(checked)} candidates files read has a"
+    raise UserError(f"{where} {what}{_did_you_mean(column, sorted(seen))}")
+
+
+def _columns_of(path: str, file_format: str) -> list[str]:
+    """A Parquet or CSV file's columns (``[]``: empty or unreadable, its rows are dead letters)."""
     from components.data.readers import DataSourceError, file_columns
     from components.data.spec import SourceSpec
 
-    if assembler.stored is None or source.format not in ("parquet", "csv"):
-        return
-    first = source.files()[0]  # files() raises a one-line error when there is none
     try:
-        present = file_columns(first, SourceSpec(format=source.format))
+        return list(file_columns(path, SourceSpec(format=file_format)))
     except DataSourceError:
-        return  # an unreadable file is a dead letter
-    for flag, column in (("--user-column", assembler.user_column), ("--item-column", assembler.item_column)):
-        if column not in present:
-            raise UserError(f"{first} has no {flag} column {column!r}: the --feature-store join reads the ids from it")
+        return []
+
+
+def _did_you_mean(column: str, present: list[str]) -> str:
+    """`` (did you mean 'module_name'?)``, or the file's columns when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(column, present, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (the columns: {first_few(present, 8)})"
 
 
 def stored_features(

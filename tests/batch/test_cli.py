@@ -151,8 +151,33 @@ def test_a_run_that_ranks_nothing_exits_1_saying_why(capsys, tmp_path, model_dir
         "'email_digest'?); the campaigns in column 'module_name': email_digest (2 rows), push (1)\n"
     ) in captured.err
 
-    assert main(["batch-rank", *argv, "--item-column", "item", "--out", str(tmp_path / "o2")]) == 1
+    no_module = {"user_id": ["u1", "u2"], "listing_id": ["a", "b"], "module_name": [None, None]}
+    pd.DataFrame(no_module).to_parquet(tmp_path / "c2.parquet")
+    argv[1] = str(tmp_path / "c2.parquet")
+    assert main(["batch-rank", *argv, "--out", str(tmp_path / "o2")]) == 1
     assert (
-        f"ranker batch-rank: nothing ranked: all 3 rows read were dead letters, in {tmp_path}/o2/dead_letter; "
-        "most common reasons: missing column 'item' (3)\n"
+        f"ranker batch-rank: nothing ranked: all 2 rows read were dead letters, in {tmp_path}/o2/dead_letter; "
+        "most common reasons: module_name: missing value (2)\n"
     ) in capsys.readouterr().err
+
+
+def test_a_key_column_no_candidates_file_has_is_refused_before_any_row_is_read(capsys, tmp_path, model_dir):  # noqa: F811
+    """A flag's typo made every row a dead letter, after reading them all."""
+    candidates = tmp_path / "candidates"
+    candidates.mkdir()
+    rows = {"user_id": ["u1"], "listing_id": ["a"], "module_name": ["push"], "campaign": ["spring"]}
+    pd.DataFrame(rows).to_parquet(candidates / "a.parquet")
+    pd.DataFrame(rows).drop(columns="listing_id").to_csv(candidates / "b.csv")
+    argv = ["batch-rank", "--model-uri", str(model_dir), "--out", str(tmp_path / "out"), *LOCAL_FLAGS]
+
+    for flags, message in (
+        (["--candidates", str(candidates / "a.parquet"), "--campaign-column", "campaing"],
+         f"{candidates / 'a.parquet'} has no --campaign-column column 'campaing' (did you mean 'campaign'?)"),
+        (["--candidates", str(candidates / "a.parquet"), "--item-column", "item"],
+         f"{candidates / 'a.parquet'} has no --item-column column 'item' (the columns: "),
+        (["--candidates", str(candidates / "b.csv")],
+         f"{candidates / 'b.csv'} has no --item-column column 'listing_id'"),
+    ):  # fmt: skip
+        assert main([*argv, *flags]) == 2
+        assert capsys.readouterr().err.startswith(f"ranker batch-rank: {message}")
+    assert not (tmp_path / "out").exists()
