@@ -356,13 +356,32 @@ def _ndcg_rows(
     (``expected_ndcg@k``, see :data:`ranker_core.ranking_metrics.EXPECTED_PREFIX`).
     """
     gains = {target: target_gains(labels[target], target, spec.task_names) for target in targets(spec)}
-    request_module = groups.first_row_values(modules)
+    request_module = request_modules(groups, modules)
     rows = _summarised_ndcg(config, groups, request_module, gains, scores, cutoffs, "")
     expected = scores.get(ORACLE_POSITION_FREE_NAME)
     if expected is not None:
         judged = {model: model_scores for model, model_scores in scores.items() if model != ORACLE_NAME}
         rows += _summarised_ndcg(config, groups, request_module, expected, judged, cutoffs, m.EXPECTED_PREFIX)
     return _json_safe(rows)
+
+
+def request_modules(groups: m.RequestGroups, modules: np.ndarray) -> np.ndarray:
+    """The module of each request; an :class:`InvalidValueError` when a request has rows in two or more modules.
+
+    A request is one ranked list on one surface: judged as a whole in its first row's module, it would be
+    wrong in every per-module table and in the module veto (extraction dead-letters such requests).
+    """
+    first = groups.first_row_values(modules)
+    mixed = np.flatnonzero(np.asarray(modules, dtype=object) != first[groups.row_request])
+    if len(mixed):
+        request = groups.row_request[mixed[0]]
+        spanning = len(np.unique(groups.row_request[mixed]))
+        raise InvalidValueError(
+            f"{spanning} of {groups.n_requests} requests have rows in two or more modules (first: request "
+            f"{str(groups.ids[request])!r} in {first[request]} and {modules[mixed[0]]}); a request is one ranked list "
+            "on one surface: extract the features again (extraction leaves such requests out as dead letters)"
+        )
+    return first
 
 
 def _summarised_ndcg(
