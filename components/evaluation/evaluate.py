@@ -101,6 +101,7 @@ class EvaluationResult:
     baseline_fallbacks: list[dict[str, str]]
     baseline_models: list[dict[str, Any]]
     notes: list[str]
+    unseen_modules: list[str] = dataclasses.field(default_factory=list)  # judged, but in no training row
 
     def headline_metrics(self) -> dict[str, float]:
         """Scalars for a kfp ``Metrics`` artifact: the primary metric of each model, lift and p-value."""
@@ -188,7 +189,9 @@ def evaluate(
     unknown = sorted(set(config.compare_with) - set(names))
     if unknown:
         raise InvalidValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
-    test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, primary, config.split)
+    test_columns = read_split(examples_dir, config.split, spec)
+    test = evaluate_split(config, spec, test_columns, scorers, primary, config.split)
+    unseen = unseen_modules(spec, test_columns[MODULE])
     heldout = None
     if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
         heldout_columns = read_split(examples_dir, HELDOUT_SPLIT, spec)
@@ -213,10 +216,25 @@ def evaluate(
         gate_usage=candidate_scorer.gate_usage() if isinstance(candidate_scorer, ModelScorer) else None,
         baseline_fallbacks=list(manifest["fallbacks"]),
         baseline_models=baseline_models(manifest),
-        notes=[*_notes(spec, scorers, primary), *([champion_note] if champion_note else [])],
+        notes=[*_notes(spec, scorers, primary), *_unseen_notes(unseen), *([champion_note] if champion_note else [])],
+        unseen_modules=unseen,
     )
     write_outputs(result, report if isinstance(report, ReportPaths) else ReportPaths.in_dir(report))
     return result
+
+
+def unseen_modules(spec: FeatureSpec, modules: np.ndarray) -> list[str]:
+    """Modules of the judged rows that no training row has (not the held-out one, which has its own section)."""
+    return sorted(set(np.asarray(modules, dtype=object).tolist()) - set(spec.modules) - {spec.held_out_module})
+
+
+def _unseen_notes(unseen: Sequence[str]) -> list[str]:
+    return [
+        f"Module {module} is in no training row (unseen in training): the candidate ranks it through its "
+        "unseen-module path (the out-of-vocabulary module embedding and the module's traits, if the dataset spec "
+        "declares them), and the per-module GBDT falls back to the global model."
+        for module in unseen
+    ]
 
 
 def baseline_models(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
