@@ -31,6 +31,7 @@ from components.data.rows import parse_batch
 from components.data.spec import DatasetSpec, file_splits
 
 SAMPLE_ROWS = 1_000
+DEAD_LETTER_THRESHOLD = 0.01  # extraction's default: it fails when a larger share of rows is malformed
 SAMPLED_FILES = 3  # files whose first rows are parsed
 SCHEMA_FILES = 100  # files whose schema or header is read (evenly spaced; a folder may hold thousands)
 _NUMERIC_ARROW = ("int", "uint", "float", "double", "bool", "decimal", "timestamp", "date", "halffloat")
@@ -69,10 +70,25 @@ class DataCheck:
 
     problems: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    sampled_rows: int = 0
+    malformed_rows: int = 0  # sampled rows that would be dead letters
 
     def add(self, other: DataCheck) -> None:
         self.problems += other.problems
         self.notes += other.notes
+        self.sampled_rows += other.sampled_rows
+        self.malformed_rows += other.malformed_rows
+
+    def threshold_problem(self, threshold: float) -> str:
+        """Why extraction will fail when the sampled share of malformed rows exceeds ``threshold``; else ""."""
+        share = self.malformed_rows / self.sampled_rows if self.sampled_rows else 0.0
+        if share <= threshold:
+            return ""
+        return (
+            f"extraction will fail: {self.malformed_rows} of {self.sampled_rows} sampled rows ({share:.1%}) are "
+            f"malformed, more than the dead-letter threshold of {threshold:.1%} (--dead-letter-threshold); fix "
+            "them (see the notes) or raise the threshold"
+        )
 
 
 def check_data(spec: DatasetSpec, data_uri: str) -> list[str]:
@@ -157,8 +173,9 @@ def _check_sample(spec: DatasetSpec, path: str) -> DataCheck:
         for column, (bad, example) in sorted(parsed.problems_by_column.items())
         if bad == len(batch.frame)
     ]
-    notes = [] if problems or not letters else [_dead_letter_note(path, letters, len(batch.frame) + len(batch.errors))]
-    return DataCheck(problems, notes)
+    sampled = len(batch.frame) + len(batch.errors)
+    notes = [] if problems or not letters else [_dead_letter_note(path, letters, sampled)]
+    return DataCheck(problems, notes, sampled, len(letters))
 
 
 def _reason_key(letter: dict) -> str:

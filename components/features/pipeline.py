@@ -57,7 +57,7 @@ from components.data.readers import (
 )
 from components.data.rows import FILE_INDEX, UID, parse_batch, raw_column_names
 from components.data.spec import DatasetSpec, SequenceSpec, file_splits, load_dataset_spec, split_names
-from components.data.validation import check_data
+from components.data.validation import DEAD_LETTER_THRESHOLD, check_data
 from components.features.duplicates import (
     DUPLICATE_REASON,
     MIXED_MODULES_REASON,
@@ -114,7 +114,7 @@ class ExtractionConfig:
     dataset_spec: str
     output_dir: str
     held_out_module: str = ""
-    dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed (not duplicates)
+    dead_letter_threshold: float = DEAD_LETTER_THRESHOLD  # the run fails when a larger share is malformed
     num_shards: int = 0  # shuffle partitions and TFRecord files per split; 0: sized by the data (shard_count)
     batch_rows: int = 65_536
     timeline_seconds: int = 60  # time buckets of the global prior and the split boundaries
