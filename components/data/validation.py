@@ -59,6 +59,11 @@ def numeric_columns(spec: DatasetSpec) -> set[str]:
     return {*labels, *spec.features.numeric, *(c for c in (spec.columns.position,) if c)}
 
 
+def flag_columns(spec: DatasetSpec) -> set[str]:
+    """The 0/1 label columns: read like CSV cells, so a Parquet string of ``true``/``false`` or ``0``/``1`` fits."""
+    return {task.column for task in spec.tasks if task.column}
+
+
 @dataclasses.dataclass
 class DataCheck:
     """What checking a spec against its data found.
@@ -129,18 +134,26 @@ def _schema_problems(spec: DatasetSpec, path: str) -> list[str]:
         return [f"{path}: cannot read it as {spec.source.format}: {error}"]
     if spec.source.format == "jsonl" or (spec.source.format == "csv" and not columns):
         return []  # JSONL keys are per row (a row without a needed key is a dead letter); an empty CSV has no rows
-    uses, numeric = column_roles(spec), numeric_columns(spec)
+    uses, numeric, flags = column_roles(spec), numeric_columns(spec), flag_columns(spec)
     if spec.source.format == "csv" and not set(uses) & set(columns):
         return [f"{path}: {header_hint(list(columns), spec.source)}"]  # one line, not one per needed column
     problems = []
     for column, use in uses.items():
         if column not in columns:
             problems.append(f"{path}: missing column {column!r} ({use} in {spec.origin})")
-        elif spec.source.format == "parquet" and column in numeric and not columns[column].startswith(_NUMERIC_ARROW):
+        elif spec.source.format == "parquet" and column in numeric and not _fits(columns[column], flags, column):
             problems.append(
                 f"{path}: column {column!r} has type {columns[column]}, but {use} in {spec.origin} needs numbers"
             )
     return problems
+
+
+def _fits(arrow_type: str, flags: set[str], column: str) -> bool:
+    """A numeric Parquet type; for a 0/1 label also text (each value is then checked, a bad one a dead letter)."""
+    return arrow_type.startswith(_NUMERIC_ARROW) or (column in flags and arrow_type in _TEXT_ARROW)
+
+
+_TEXT_ARROW = ("string", "large_string")
 
 
 def _file_split_problems(spec: DatasetSpec, files: list[str]) -> list[str]:

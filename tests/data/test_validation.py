@@ -160,3 +160,24 @@ def test_a_sampled_share_over_the_dead_letter_threshold_says_the_extraction_will
         validate_cli.main(args) == 1
         and "RANKER_DEAD_LETTER_THRESHOLD='lots' is not a number" in capsys.readouterr().out
     )
+
+
+def test_a_parquet_string_label_of_true_false_or_0_1_is_read_like_a_csv_cell(tmp_path, simulator):
+    from components.data.readers import read_batches
+    from components.data.rows import parse_batch
+
+    frame = impressions_frame(n_requests=4)
+    frame["clicked"] = np.where(frame["clicked"] > 0, "TRUE", "false")
+    frame["purchased"] = frame["purchased"].map({0: "0", 1: "1.0"})
+    frame.loc[3, "purchased"] = "yes"
+    path = write_parquet(frame, tmp_path / "logs", parts=1) / "part-00000.parquet"
+    assert inspect_data(simulator, str(path)).problems == []  # not "has type string, but ... needs numbers"
+    parsed = parse_batch(next(read_batches(str(path), simulator.source, simulator.required_columns)), simulator, 0, "a")
+    [letter] = parsed.dead_letters
+    assert letter["reason"] == "purchased: 'yes' is not 0/1"
+    kept = frame.drop(index=3)
+    assert parsed.frame["label_click"].tolist() == (kept["clicked"] == "TRUE").astype(int).tolist()
+    assert parsed.frame["label_purchase"].tolist() == (kept["purchased"] == "1.0").astype(int).tolist()
+    frame["price"] = "12.5"
+    [problem] = check_data(simulator, str(write_parquet(frame, tmp_path / "priced", parts=1)))
+    assert "column 'price' has type string, but features.numeric" in problem  # only a 0/1 label may be text
