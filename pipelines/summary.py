@@ -36,12 +36,25 @@ def metric_table(report: dict[str, Any], metric: str, split: str = "test") -> li
     candidate = report.get("candidate")
     references = (report.get("baseline"), (report.get("blessing") or {}).get("global_name", "gbdt_global"))
     table = [["module", "task", *models, f"{candidate} lift" if candidate else "lift", "vs global"]]
+    unseen = set(report.get("unseen_modules") or []) if split == "test" else set()
     for (subset, target), by_model in cells.items():
         values = [_number(by_model.get(model, {}).get("value")) for model in models]
         if all(value == "-" for value in values):
             continue  # a task without positives in that module: unmeasured_note names it
-        table.append([subset, target, *values, *_lifts(by_model, candidate, references)])
+        label = f"{subset} (unseen)" if subset in unseen else subset  # unseen_note says what that means
+        table.append([label, target, *values, *_lifts(by_model, candidate, references)])
     return table
+
+
+def unseen_note(report: dict[str, Any]) -> str:
+    """The test modules that no training row has, in one line; empty when there are none."""
+    unseen = report.get("unseen_modules") or []
+    if not unseen:
+        return ""
+    return (
+        f"Unseen in training: {', '.join(unseen)} (in no training row: {report.get('candidate') or 'the candidate'} "
+        "ranks it through its unseen-module path, and the per-module GBDT falls back to the global model there)"
+    )
 
 
 def unmeasured_note(report: dict[str, Any], metric: str, split: str = "test") -> str:
@@ -109,6 +122,7 @@ def format_summary(result: LocalRunResult) -> str:
         f"primary: {primary.get('task', '?')} {metric}):",
         format_table(metric_table(report, metric)),
         unmeasured_note(report, metric),
+        unseen_note(report),
         heldout_table(report, metric),
         verdict_text(blessing),
         expected_text(report, primary.get("task", ""), metric),

@@ -366,9 +366,11 @@ def _splits_present(examples_dir: Path) -> set[str]:
 
 
 def _modules(spec: FeatureSpec, train: _Split) -> list[str]:
-    """Modules of the spec, the held-out one and any seen in train, in a stable order."""
+    """Modules of the spec, the held-out one, any seen in train, then any seen only in another split (a surface
+    added after the training days: it falls back, and the manifest says so), in a stable order."""
     seen = list(dict.fromkeys([*spec.modules, *([spec.held_out_module] if spec.held_out_module else [])]))
-    return seen + sorted(set(np.unique(train.columns[MODULE]).tolist()) - set(seen))
+    seen += sorted(set(np.unique(train.columns[MODULE]).tolist()) - set(seen))
+    return seen + sorted(set().union(*(counts.rows_per_module for counts in spec.splits.values())) - set(seen))
 
 
 def _train_global(trainer: _Trainer, out_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -476,6 +478,9 @@ def _fallback_reason(trainer: _Trainer, module: str, target: str, train_rows: np
     config, spec = trainer.config, trainer.spec
     if module == spec.held_out_module:
         return "held out of training: scored by the global model"
+    if not len(train_rows):
+        splits = [split for split, counts in spec.splits.items() if counts.rows_per_module.get(module)]
+        return f"not in the training split (only in {', '.join(splits)}): scored by the global model"
     requests = len(np.unique(trainer.train.request[train_rows]))
     if requests < config.min_module_requests:
         return f"{_counted(requests, 'training request')} < min_module_requests={config.min_module_requests}"

@@ -31,6 +31,7 @@ from components.data.rows import parse_batch
 from components.data.spec import DatasetSpec, file_splits
 
 SAMPLE_ROWS = 1_000
+DEAD_LETTER_THRESHOLD = 0.01  # extraction's default: it fails when a larger share of rows is malformed
 SAMPLED_FILES = 3  # files whose first rows are parsed
 SCHEMA_FILES = 100  # files whose schema or header is read (evenly spaced; a folder may hold thousands)
 _NUMERIC_ARROW = ("int", "uint", "float", "double", "bool", "decimal", "timestamp", "date", "halffloat")
@@ -58,6 +59,11 @@ def numeric_columns(spec: DatasetSpec) -> set[str]:
     return {*labels, *spec.features.numeric, *(c for c in (spec.columns.position,) if c)}
 
 
+def flag_columns(spec: DatasetSpec) -> set[str]:
+    """The 0/1 label columns: read like CSV cells, so a Parquet string of ``true``/``false`` or ``0``/``1`` fits."""
+    return {task.column for task in spec.tasks if task.column}
+
+
 @dataclasses.dataclass
 class DataCheck:
     """What checking a spec against its data found.
@@ -69,10 +75,25 @@ class DataCheck:
 
     problems: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    sampled_rows: int = 0
+    malformed_rows: int = 0  # sampled rows that would be dead letters
 
     def add(self, other: DataCheck) -> None:
         self.problems += other.problems
         self.notes += other.notes
+        self.sampled_rows += other.sampled_rows
+        self.malformed_rows += other.malformed_rows
+
+    def threshold_problem(self, threshold: float) -> str:
+        """Why extraction will fail when the sampled share of malformed rows exceeds ``threshold``; else ""."""
+        share = self.malformed_rows / self.sampled_rows if self.sampled_rows else 0.0
+        if share <= threshold:
+            return ""
+        return (
+            f"extraction will fail: {self.malformed_rows} of {self.sampled_rows} sampled rows ({share:.1%}) are "
+            f"malformed, more than the dead-letter threshold of {threshold:.1%} (--dead-letter-threshold); fix "
+            "them (see the notes) or raise the threshold"
+        )
 
 
 def check_data(spec: DatasetSpec, data_uri: str) -> list[str]:
@@ -113,18 +134,26 @@ def _schema_problems(spec: DatasetSpec, path: str) -> list[str]:
         return [f"{path}: cannot read it as {spec.source.format}: {error}"]
     if spec.source.format == "jsonl" or not columns:
         return []  # JSONL keys are per row (a row without a needed key is a dead letter); an empty file has no rows
-    uses, numeric = column_roles(spec), numeric_columns(spec)
+    uses, numeric, flags = column_roles(spec), numeric_columns(spec), flag_columns(spec)
     if spec.source.format == "csv" and not set(uses) & set(columns):
         return [f"{path}: {header_hint(list(columns), spec.source)}"]  # one line, not one per needed column
     problems = []
     for column, use in uses.items():
         if column not in columns:
             problems.append(f"{path}: missing column {column!r} ({use} in {spec.origin})")
-        elif spec.source.format == "parquet" and column in numeric and not columns[column].startswith(_NUMERIC_ARROW):
+        elif spec.source.format == "parquet" and column in numeric and not _fits(columns[column], flags, column):
             problems.append(
                 f"{path}: column {column!r} has type {columns[column]}, but {use} in {spec.origin} needs numbers"
             )
     return problems
+
+
+def _fits(arrow_type: str, flags: set[str], column: str) -> bool:
+    """A numeric Parquet type; for a 0/1 label also text (each value is then checked, a bad one a dead letter)."""
+    return arrow_type.startswith(_NUMERIC_ARROW) or (column in flags and arrow_type in _TEXT_ARROW)
+
+
+_TEXT_ARROW = ("string", "large_string")
 
 
 def _file_split_problems(spec: DatasetSpec, files: list[str]) -> list[str]:
@@ -157,8 +186,9 @@ def _check_sample(spec: DatasetSpec, path: str) -> DataCheck:
         for column, (bad, example) in sorted(parsed.problems_by_column.items())
         if bad == len(batch.frame)
     ]
-    notes = [] if problems or not letters else [_dead_letter_note(path, letters, len(batch.frame) + len(batch.errors))]
-    return DataCheck(problems, notes)
+    sampled = len(batch.frame) + len(batch.errors)
+    notes = [] if problems or not letters else [_dead_letter_note(path, letters, sampled)]
+    return DataCheck(problems, notes, sampled, len(letters))
 
 
 def _reason_key(letter: dict) -> str:

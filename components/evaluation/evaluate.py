@@ -101,6 +101,7 @@ class EvaluationResult:
     baseline_fallbacks: list[dict[str, str]]
     baseline_models: list[dict[str, Any]]
     notes: list[str]
+    unseen_modules: list[str] = dataclasses.field(default_factory=list)  # judged, but in no training row
 
     def headline_metrics(self) -> dict[str, float]:
         """Scalars for a kfp ``Metrics`` artifact: the primary metric of each model, lift and p-value."""
@@ -188,7 +189,9 @@ def evaluate(
     unknown = sorted(set(config.compare_with) - set(names))
     if unknown:
         raise InvalidValueError(f"compare_with names {unknown}, which are not among the models: {', '.join(names)}")
-    test = evaluate_split(config, spec, read_split(examples_dir, config.split, spec), scorers, primary, config.split)
+    test_columns = read_split(examples_dir, config.split, spec)
+    test = evaluate_split(config, spec, test_columns, scorers, primary, config.split)
+    unseen = unseen_modules(spec, test_columns[MODULE])
     heldout = None
     if spec.held_out_module and (Path(examples_dir) / HELDOUT_SPLIT).is_dir():
         heldout_columns = read_split(examples_dir, HELDOUT_SPLIT, spec)
@@ -213,10 +216,25 @@ def evaluate(
         gate_usage=candidate_scorer.gate_usage() if isinstance(candidate_scorer, ModelScorer) else None,
         baseline_fallbacks=list(manifest["fallbacks"]),
         baseline_models=baseline_models(manifest),
-        notes=[*_notes(spec, scorers, primary), *([champion_note] if champion_note else [])],
+        notes=[*_notes(spec, scorers, primary), *_unseen_notes(unseen), *([champion_note] if champion_note else [])],
+        unseen_modules=unseen,
     )
     write_outputs(result, report if isinstance(report, ReportPaths) else ReportPaths.in_dir(report))
     return result
+
+
+def unseen_modules(spec: FeatureSpec, modules: np.ndarray) -> list[str]:
+    """Modules of the judged rows that no training row has (not the held-out one, which has its own section)."""
+    return sorted(set(np.asarray(modules, dtype=object).tolist()) - set(spec.modules) - {spec.held_out_module})
+
+
+def _unseen_notes(unseen: Sequence[str]) -> list[str]:
+    return [
+        f"Module {module} is in no training row (unseen in training): the candidate ranks it through its "
+        "unseen-module path (the out-of-vocabulary module embedding and the module's traits, if the dataset spec "
+        "declares them), and the per-module GBDT falls back to the global model."
+        for module in unseen
+    ]
 
 
 def baseline_models(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -356,13 +374,32 @@ def _ndcg_rows(
     (``expected_ndcg@k``, see :data:`ranker_core.ranking_metrics.EXPECTED_PREFIX`).
     """
     gains = {target: target_gains(labels[target], target, spec.task_names) for target in targets(spec)}
-    request_module = groups.first_row_values(modules)
+    request_module = request_modules(groups, modules)
     rows = _summarised_ndcg(config, groups, request_module, gains, scores, cutoffs, "")
     expected = scores.get(ORACLE_POSITION_FREE_NAME)
     if expected is not None:
         judged = {model: model_scores for model, model_scores in scores.items() if model != ORACLE_NAME}
         rows += _summarised_ndcg(config, groups, request_module, expected, judged, cutoffs, m.EXPECTED_PREFIX)
     return _json_safe(rows)
+
+
+def request_modules(groups: m.RequestGroups, modules: np.ndarray) -> np.ndarray:
+    """The module of each request; an :class:`InvalidValueError` when a request has rows in two or more modules.
+
+    A request is one ranked list on one surface: judged as a whole in its first row's module, it would be
+    wrong in every per-module table and in the module veto (extraction dead-letters such requests).
+    """
+    first = groups.first_row_values(modules)
+    mixed = np.flatnonzero(np.asarray(modules, dtype=object) != first[groups.row_request])
+    if len(mixed):
+        request = groups.row_request[mixed[0]]
+        spanning = len(np.unique(groups.row_request[mixed]))
+        raise InvalidValueError(
+            f"{spanning} of {groups.n_requests} requests have rows in two or more modules (first: request "
+            f"{str(groups.ids[request])!r} in {first[request]} and {modules[mixed[0]]}); a request is one ranked list "
+            "on one surface: extract the features again (extraction leaves such requests out as dead letters)"
+        )
+    return first
 
 
 def _summarised_ndcg(

@@ -203,7 +203,7 @@ def _module_check_table(result: EvaluationResult) -> str:
     header += ["corrected p", "MDE", "gated"]
     rows = [
         [
-            module,
+            f"{module} (unseen in training)" if module in result.unseen_modules else module,
             _count(change.get("requests")),
             _count(change.get("positives")),
             _num(change["candidate"]),

@@ -22,6 +22,7 @@ import argparse
 import json
 
 from components.data.spec import SHIPPED_SPECS
+from components.data.validation import DEAD_LETTER_THRESHOLD
 from components.features.options import add_beam_arguments, beam_options_from_args
 
 HELP = "turn impression logs into point-in-time-correct TFRecord examples"
@@ -38,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--held-out-module", default="", help="module kept out of train/eval, written as `heldout`")
     parser.add_argument(
-        "--dead-letter-threshold", type=float, default=0.01, help="largest tolerated share of malformed rows (0.01)"
+        "--dead-letter-threshold",
+        type=float,
+        default=DEAD_LETTER_THRESHOLD,
+        help=f"largest tolerated share of malformed rows ({DEAD_LETTER_THRESHOLD})",
     )
     parser.add_argument(
         "--num-shards",

@@ -13,6 +13,15 @@ so every copy of a row is in the same group and the check is exact::
     found.dead_letters   # [{"file": ..., "row": 9, "reason": "duplicate: ... row 4 of a.csv, which is kept", ...}]
 
 The copy kept is the first by file and row, whatever order the rows arrive in.
+
+The same grouping checks two more things a ranked list needs: a request is one list on one surface, so
+every row of a request whose rows name two or more modules is a dead letter (:func:`split_module_requests`;
+a session or visit id used as the request id), and a (request, item) pair that repeats without being an
+exact copy (the same item shown twice in one list) is counted (:func:`repeated_items`) and reported::
+
+    mixed = split_module_requests(found.rows, plan.source_name)
+    mixed.count          # requests in two or more modules; mixed.dead_letters: one per row of theirs
+    repeated_items(mixed.rows, "listing_id")   # rows whose (request, item) an earlier row of the request has
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ import pandas as pd
 
 from components.data.readers import file_name
 from components.data.rows import FILE_INDEX, UID, dead_letter, row_origin
+from ranker_core.schema import MODULE, REQUEST_ID
 
 DUPLICATE_REASON = "duplicate"
+MIXED_MODULES_REASON = "request spans modules"
 
 
 @dataclasses.dataclass
@@ -84,3 +95,43 @@ def _letter(uid: int, kept_uid: int, record: pd.Series, source_name: Callable[[i
     kept = f"row {kept_row} of {file_name(source_name(kept_file))}"
     reason = f"{DUPLICATE_REASON}: every column equals {kept}, which is kept"
     return dead_letter(source_name(file_index), row, reason, record)
+
+
+def split_module_requests(
+    rows: pd.DataFrame,
+    source_name: Callable[[int], str],
+    ignore: Sequence[str] = (),
+    raw_names: Mapping[str, str] | None = None,
+) -> Duplicates:
+    """Dead-letter every row of a request whose rows name two or more modules; ``count`` is such requests.
+
+    A request is one ranked list on one surface: NDCG, the per-module baselines and the module veto would
+    otherwise judge its rows as one list of one module (the first row's). Records as :func:`find_duplicates`'.
+    """
+    modules_per_request = rows.groupby(REQUEST_ID, sort=False)[MODULE].transform("nunique")
+    mixed = (modules_per_request > 1).to_numpy()
+    if not mixed.any():
+        return Duplicates(rows, 0, [])
+    bad = rows[mixed]
+    records = bad.drop(columns=[UID, FILE_INDEX, *ignore])
+    records = records.rename(columns=_unclashing(raw_names or {}, records.columns))
+    modules = bad.groupby(REQUEST_ID, sort=False)[MODULE].agg(lambda values: ", ".join(sorted(set(values))))
+    sizes = bad.groupby(REQUEST_ID, sort=False).size()
+    letters = []
+    for index in bad.index:
+        request = bad.at[index, REQUEST_ID]
+        reason = (
+            f"{MIXED_MODULES_REASON}: request {request!r} has rows in modules {modules[request]}; a request is one "
+            f"ranked list on one surface, so its {sizes[request]} rows are left out (make columns.request_id name "
+            "a column unique per list, e.g. the session and the surface)"
+        )
+        file_index, row = row_origin(int(bad.at[index, UID]))
+        letters.append(dead_letter(source_name(file_index), row, reason, records.loc[index]))
+    return Duplicates(rows[~mixed], len(modules), letters)
+
+
+def repeated_items(rows: pd.DataFrame, item_column: str | None) -> int:
+    """Rows whose (request, item) pair an earlier row of the request already has (0 without an item column)."""
+    if not item_column or item_column not in rows.columns:
+        return 0
+    return int(rows.duplicated(subset=[REQUEST_ID, item_column]).sum())

@@ -57,8 +57,14 @@ from components.data.readers import (
 )
 from components.data.rows import FILE_INDEX, UID, parse_batch, raw_column_names
 from components.data.spec import DatasetSpec, SequenceSpec, file_splits, load_dataset_spec, split_names
-from components.data.validation import check_data
-from components.features.duplicates import DUPLICATE_REASON, find_duplicates
+from components.data.validation import DEAD_LETTER_THRESHOLD, check_data
+from components.features.duplicates import (
+    DUPLICATE_REASON,
+    MIXED_MODULES_REASON,
+    find_duplicates,
+    repeated_items,
+    split_module_requests,
+)
 from components.features.encoding import encode_frame
 from components.features.history import Entity, Timeline, add_match_features, entity_history, history_entities
 from components.features.history import match_features as match_feature_columns
@@ -108,7 +114,7 @@ class ExtractionConfig:
     dataset_spec: str
     output_dir: str
     held_out_module: str = ""
-    dead_letter_threshold: float = 0.01  # the run fails when a larger share of rows is malformed (not duplicates)
+    dead_letter_threshold: float = DEAD_LETTER_THRESHOLD  # the run fails when a larger share is malformed
     num_shards: int = 0  # shuffle partitions and TFRecord files per split; 0: sized by the data (shard_count)
     batch_rows: int = 65_536
     timeline_seconds: int = 60  # time buckets of the global prior and the split boundaries
@@ -136,6 +142,8 @@ class ExtractionSummary:
     seconds: float
     duplicates: int = 0  # rows equal to an earlier row in every column; dead letters unless kept
     duplicate_policy: str = "drop"
+    mixed_module_requests: int = 0  # requests whose rows name two or more modules: all their rows are dead letters
+    repeated_items: int = 0  # rows kept that repeat an earlier (request, item) pair (kept exact copies too)
 
     @property
     def dead_letter_share(self) -> float:
@@ -177,6 +185,10 @@ class ExtractionSummary:
         lines += [f"  {reason:<12} {count:>12,}" for reason, count in sorted(self.dead_letter_reasons.items())]
         kept = "dropped" if self.duplicate_policy == "drop" else "kept"
         lines += [f"duplicates     {self.duplicates:>12,}  ({kept})"]
+        if self.mixed_module_requests:
+            lines += [f"mixed requests {self.mixed_module_requests:>12,}  (in 2+ modules: dead letters)"]
+        if self.repeated_items:
+            lines += [f"repeated items {self.repeated_items:>12,}  (a (request, item) pair again: kept)"]
         lines += [f"split {split:<8} {rows:>12,}" for split, rows in self.split_rows.items()]
         lines += [
             f"modules        {', '.join(self.modules)}",
@@ -347,17 +359,23 @@ def request_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[
 
 def drop_duplicates(group: tuple[int, Iterable[pd.DataFrame]], plan: ExtractionPlan) -> Iterator[tuple[str, Any]]:
     """All rows of one request shard, with exact duplicates counted and, unless the spec keeps them,
-    dead-lettered: ("rows", (shard, frame)), ("dead", letter) and ("counts", counts) outputs."""
+    dead-lettered, requests in two or more modules dead-lettered and repeated (request, item) pairs counted:
+    ("rows", (shard, frame)), ("dead", letter) and ("counts", counts) outputs."""
     shard, frames = group
     drop = plan.spec.source.duplicates == "drop"
     rows = pd.concat(plan.spill.get(frames), ignore_index=True)
-    found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,), raw_names=raw_column_names(plan.spec))
-    dropped = len(found.dead_letters)
-    counts = {"rows_read": 0, "rows_valid": -dropped, "dead_letters": dropped, "duplicates": found.count}
-    yield "counts", counts | {"dead_letter_reasons": {DUPLICATE_REASON: dropped} if dropped else {}}
-    for letter in found.dead_letters:
+    raw_names = raw_column_names(plan.spec)
+    found = find_duplicates(rows, drop, plan.source_name, ignore=(SHARD,), raw_names=raw_names)
+    mixed = split_module_requests(found.rows, plan.source_name, ignore=(SHARD,), raw_names=raw_names)
+    letters = found.dead_letters + mixed.dead_letters
+    reasons = {DUPLICATE_REASON: len(found.dead_letters), MIXED_MODULES_REASON: len(mixed.dead_letters)}
+    counts = {"rows_read": 0, "rows_valid": -len(letters), "dead_letters": len(letters), "duplicates": found.count}
+    repeated = repeated_items(mixed.rows, plan.spec.columns.item_id)
+    counts |= {"mixed_module_requests": mixed.count, "repeated_items": repeated}
+    yield "counts", counts | {"dead_letter_reasons": {reason: n for reason, n in reasons.items() if n}}
+    for letter in letters:
         yield "dead", letter
-    yield "rows", (shard, found.rows)
+    yield "rows", (shard, mixed.rows)
 
 
 def entity_shards(frame: pd.DataFrame, plan: ExtractionPlan) -> Iterator[tuple[tuple[str, int], pd.DataFrame]]:
@@ -541,7 +559,7 @@ def _join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/"), *parts[1:]])
 
 
-_COUNTS = ("rows_read", "rows_valid", "dead_letters", "duplicates")
+_COUNTS = ("rows_read", "rows_valid", "dead_letters", "duplicates", "mixed_module_requests", "repeated_items")
 
 
 def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -806,6 +824,8 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
         seconds=seconds,
         duplicates=source.get("duplicates", 0),
         duplicate_policy=plan.spec.source.duplicates,
+        mixed_module_requests=source.get("mixed_module_requests", 0),
+        repeated_items=source.get("repeated_items", 0),
     )
     problem = (
         _run_problem(summary, config.dead_letter_threshold, plan.held_out_module)
@@ -818,7 +838,28 @@ def _check_run(config: ExtractionConfig, plan: ExtractionPlan, seconds: float) -
     for split in split_names(plan.held_out_module)[1:]:
         if not split_rows.get(split):
             logger.warning("the %s split is empty", split)
+    _warn_mixed_and_repeated(summary)
     return summary
+
+
+def _warn_mixed_and_repeated(summary: ExtractionSummary) -> None:
+    """Requests left out for spanning modules, and (request, item) pairs that repeat, are named in a warning."""
+    if summary.mixed_module_requests:
+        logger.warning(
+            "%d request(s) span two or more modules: their %d rows are dead letters (%r in %s/); a request is one "
+            "ranked list on one surface",
+            summary.mixed_module_requests,
+            summary.dead_letter_reasons.get(MIXED_MODULES_REASON, 0),
+            MIXED_MODULES_REASON,
+            summary.dead_letter_dir,
+        )
+    if summary.repeated_items:
+        logger.warning(
+            "%d row(s) repeat a (request, item) pair of their request with other values (the same item shown "
+            "twice in one list): they are kept, each ranked as its own candidate "
+            "(an oracle's row of the pair scores both)",
+            summary.repeated_items,
+        )
 
 
 def _run_problem(summary: ExtractionSummary, threshold: float, held_out_module: str = "") -> str:
@@ -830,9 +871,11 @@ def _run_problem(summary: ExtractionSummary, threshold: float, held_out_module: 
         )
     if summary.malformed_share > threshold:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(summary.dead_letter_reasons.items()))
+        mixed = summary.mixed_module_requests
+        spanning = f"; {mixed} requests span two or more modules (a request is one list on one surface)" * bool(mixed)
         return (
             f"{summary.malformed_share:.2%} of {summary.rows_read} rows are malformed, more than the threshold of "
-            f"{threshold:.2%} (dead letters: {reasons}); see {dead_letters}/ for every row and reason"
+            f"{threshold:.2%} (dead letters: {reasons}){spanning}; see {dead_letters}/ for every row and reason"
         )
     if not summary.split_rows.get("train"):
         if held_out_module and summary.split_rows.get(HELDOUT_SPLIT) == summary.rows_written:

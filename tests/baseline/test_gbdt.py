@@ -188,3 +188,17 @@ def test_a_fallback_reason_counts_in_the_singular_and_the_plural(monkeypatch, re
     config = SimpleNamespace(min_module_requests=2, min_module_positives=2)
     trainer = SimpleNamespace(config=config, spec=spec, train=train)
     assert gbdt._fallback_reason(trainer, "search", "click", np.arange(requests)) == reason
+
+
+def test_a_module_seen_only_in_the_test_split_is_a_fallback_naming_why(synthetic_examples, tmp_path):
+    import dataclasses
+
+    spec = FeatureSpec.load(synthetic_examples)
+    test = spec.splits["test"]
+    splits = {**spec.splits, "test": dataclasses.replace(test, rows_per_module={**test.rows_per_module, "widget": 40})}
+    examples = examples_with(synthetic_examples, tmp_path / "examples", splits=splits)
+    manifest = train_baseline(BaselineConfig(**TINY_BASELINE), examples, tmp_path / "out")
+    reasons = {(item["module"], item["target"]): item["reason"] for item in manifest["fallbacks"]}
+    expected = "not in the training split (only in test): scored by the global model"
+    assert reasons == {("widget", target): expected for target in manifest["targets"]}
+    assert manifest["per_module"]["widget"]["click"] == {"fallback": expected}

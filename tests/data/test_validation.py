@@ -139,7 +139,8 @@ def test_text_that_is_not_utf8_is_a_note_on_its_rows_not_a_traceback(tmp_path, c
     assert note.startswith(f"{path}: 2 of 20 sampled rows will go to the dead letters (category: 1, timestamp: 1)")
     assert "e.g. row 7: category: b'caf\\xe9' is not UTF-8 text" in note and "iconv" in note
 
-    assert validate_cli.main(argparse.Namespace(dataset_spec=str(spec_path), data_uri=str(folder))) == 0
+    args = argparse.Namespace(dataset_spec=str(spec_path), data_uri=str(folder), dead_letter_threshold=0.1)
+    assert validate_cli.main(args) == 0  # 2 of 20 rows: 10%, not more than the threshold
     out = capsys.readouterr().out
     assert out.startswith("OK: ") and "1 note(s)" in out and "is not UTF-8 text" in out
 
@@ -152,3 +153,44 @@ def _csv_spec_text() -> str:
     from components.data.spec import SPECS_DIR
 
     return (SPECS_DIR / "simulator.yaml").read_text().replace('format: parquet, pattern: "*.parquet"', "format: csv")
+
+
+def test_a_sampled_share_over_the_dead_letter_threshold_says_the_extraction_will_fail(tmp_path, capsys, monkeypatch):
+    frame = impressions_frame(n_requests=10, candidates=5).astype({"purchased": float})
+    frame.loc[:4, "purchased"] = np.nan  # 5 of 50 sampled rows: 10%
+    folder = write_parquet(frame, tmp_path / "logs", parts=1)
+    args = argparse.Namespace(dataset_spec="simulator", data_uri=str(folder), dead_letter_threshold=None)
+    assert validate_cli.main(args) == 1  # extraction's default threshold, 1%
+    out = capsys.readouterr().out
+    assert out.startswith("1 problem(s):\n  - extraction will fail: 5 of 50 sampled rows (10.0%) are malformed, ")
+    assert "more than the dead-letter threshold of 1.0% (--dead-letter-threshold)" in out
+    assert "1 note(s)" in out and "(purchased: 5)" in out and "OK" not in out
+    monkeypatch.setenv("RANKER_DEAD_LETTER_THRESHOLD", "0.1")  # the variable `ranker run` reads
+    assert validate_cli.main(args) == 0 and capsys.readouterr().out.startswith("OK: ")
+    assert validate_cli.main(argparse.Namespace(**{**vars(args), "dead_letter_threshold": 0.05})) == 1
+    monkeypatch.setenv("RANKER_DEAD_LETTER_THRESHOLD", "lots")
+    assert (
+        validate_cli.main(args) == 1
+        and "RANKER_DEAD_LETTER_THRESHOLD='lots' is not a number" in capsys.readouterr().out
+    )
+
+
+def test_a_parquet_string_label_of_true_false_or_0_1_is_read_like_a_csv_cell(tmp_path, simulator):
+    from components.data.readers import read_batches
+    from components.data.rows import parse_batch
+
+    frame = impressions_frame(n_requests=4)
+    frame["clicked"] = np.where(frame["clicked"] > 0, "TRUE", "false")
+    frame["purchased"] = frame["purchased"].map({0: "0", 1: "1.0"})
+    frame.loc[3, "purchased"] = "yes"
+    path = write_parquet(frame, tmp_path / "logs", parts=1) / "part-00000.parquet"
+    assert inspect_data(simulator, str(path)).problems == []  # not "has type string, but ... needs numbers"
+    parsed = parse_batch(next(read_batches(str(path), simulator.source, simulator.required_columns)), simulator, 0, "a")
+    [letter] = parsed.dead_letters
+    assert letter["reason"] == "purchased: 'yes' is not 0/1"
+    kept = frame.drop(index=3)
+    assert parsed.frame["label_click"].tolist() == (kept["clicked"] == "TRUE").astype(int).tolist()
+    assert parsed.frame["label_purchase"].tolist() == (kept["purchased"] == "1.0").astype(int).tolist()
+    frame["price"] = "12.5"
+    [problem] = check_data(simulator, str(write_parquet(frame, tmp_path / "priced", parts=1)))
+    assert "column 'price' has type string, but features.numeric" in problem  # only a 0/1 label may be text

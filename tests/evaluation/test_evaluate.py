@@ -479,3 +479,23 @@ def test_an_interval_bound_that_could_not_be_computed_shows_as_n_a_in_the_report
     assert _interval(0.45, None) == "[0.4500, n/a]"
     assert _lift_cell({"lift": -1.0, "lift_ci_low": -1.0, "lift_ci_high": None}, "") == "-100.0% [-100.0%, n/a]"
     assert _lift_words(-1.0, [None, -0.5], 0.01) == " (-100.0%, 95% CI [n/a, -50.0%], p = 0.01)"
+
+
+def test_a_test_module_unseen_in_training_is_marked_and_its_fallback_listed(synthetic_examples, tmp_path):
+    import shutil
+
+    examples = examples_with(synthetic_examples, tmp_path / "examples")
+    spec = FeatureSpec.load(examples)
+    rows = synthetic_rows(80, candidates=10, seed=2) + synthetic_rows(20, candidates=10, seed=5, modules=("widget",))
+    shutil.rmtree(examples / "test")
+    write_shards(rows, examples, "test", spec)
+    spec.splits["test"].rows_per_module["widget"] = 200
+    spec.save(examples / "feature_spec.json")
+    baseline = baseline_of(examples, tmp_path / "baseline")
+    result = evaluate(CONFIG, examples, {"candidate": LabelScorer(0.3)}, baseline, tmp_path / "report")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert result.unseen_modules == metrics["unseen_modules"] == ["widget"]
+    assert {item["module"] for item in metrics["baseline_fallbacks"]} == {"widget"}
+    assert any(note.startswith("Module widget is in no training row (unseen in training)") for note in result.notes)
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "widget (unseen in training)" in html and "GBDT widget / click uses the global model: not in the" in html

@@ -131,3 +131,18 @@ def test_auc_per_subset_matches_sklearn_within_each_subset():
         rows = subsets == subset
         assert per_subset[subset] == pytest.approx(roc_auc_score(labels[rows], scores[rows]))
     assert np.isnan(per_subset[4])
+
+
+def test_a_request_in_two_modules_is_refused_naming_it_not_judged_in_its_first_rows_module():
+    from components.evaluation.evaluate import request_modules
+    from ranker_core.cli_support import InvalidValueError
+
+    groups = RequestGroups.from_ids(np.array(["a", "a", "b", "b", "c"]))
+    assert list(request_modules(groups, np.array(["home", "home", "cart", "cart", "home"], dtype=object))) == [
+        "home",
+        "cart",
+        "home",
+    ]
+    modules = np.array(["home", "home", "cart", "search", "home"], dtype=object)
+    with pytest.raises(InvalidValueError, match=r"1 of 3 requests .* request 'b' in cart and search"):
+        request_modules(groups, modules)

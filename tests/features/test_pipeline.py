@@ -350,3 +350,30 @@ def test_bad_bytes_impossible_times_and_duplicates_are_dead_letters_the_rest_is_
     run(tmp_path / "csv", out, spec=simulator_spec_as(tmp_path, "csv"), dead_letter_threshold=0.03)
     with pytest.raises(ExtractionError, match=r"2.94% of 102 rows .* \(dead letters: device: 1, duplicate: 2, "):
         run(tmp_path / "csv", out, spec=simulator_spec_as(tmp_path, "csv"), dead_letter_threshold=0.02)
+
+
+def test_a_request_in_two_modules_is_dead_letters_and_a_repeated_item_is_counted(raw, tmp_path, caplog):
+    rows = raw.head(100).copy()
+    spanning = rows["request_id"] == rows.at[0, "request_id"]
+    rows.loc[spanning & (rows["position"] == 4), "module_name"] = (
+        "search" if rows.at[0, "module_name"] != "search" else "cart"
+    )
+    request = rows["request_id"] == rows.at[10, "request_id"]
+    rows = pd.concat([rows, rows[request].head(1).assign(position=9)], ignore_index=True)  # its listing again
+    with caplog.at_level(logging.WARNING):
+        summary, spec = run(
+            write_parquet(rows, tmp_path / "raw", parts=2), tmp_path / "examples", dead_letter_threshold=0.1
+        )
+    assert (summary.rows_read, summary.rows_written, summary.dead_letters) == (101, 96, 5)
+    assert spec.source["dead_letter_reasons"] == {"request spans modules": 5}
+    repeated = int(rows[~spanning.reindex(rows.index, fill_value=False)].duplicated(["request_id", "listing_id"]).sum())
+    assert repeated >= 1 and (spec.source["mixed_module_requests"], spec.source["repeated_items"]) == (1, repeated)
+    assert "mixed requests            1" in summary.format() and f"repeated items {repeated:>12,}" in summary.format()
+    letters = dead_letters_of(tmp_path / "examples")
+    assert all(f"request {rows.at[0, 'request_id']!r} has rows in modules " in letter["reason"] for letter in letters)
+    assert rows.at[0, "request_id"] not in set(read_all(tmp_path / "examples", spec)["request_id"].astype(str))
+    assert "1 request(s) span two or more modules" in caplog.text
+    with pytest.raises(
+        ExtractionError, match=r"\(dead letters: request spans modules: 5\); 1 requests span two or more"
+    ):
+        run(write_parquet(rows, tmp_path / "raw2", parts=1), tmp_path / "examples2", dead_letter_threshold=0.01)

@@ -9,6 +9,7 @@ from pipelines.summary import (
     heldout_table,
     metric_table,
     unmeasured_note,
+    unseen_note,
     verdict_text,
 )
 
@@ -268,3 +269,11 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
         f"Tuning: 4 trials on eval ndcg@10 in 3m12s: {choice}; "
         "trained with learning_rate=0.003123, num_experts=6 (eval ndcg@10 0.4512)"
     )
+
+
+def test_a_test_module_unseen_in_training_is_marked_and_explained():
+    report = {**REPORT, "unseen_modules": ["search"]}
+    assert metric_table(report, "ndcg@10")[2][0] == "search (unseen)"
+    assert metric_table(report, "ndcg@10", split="heldout") == metric_table(REPORT, "ndcg@10", split="heldout")
+    assert unseen_note(report).startswith("Unseen in training: search (in no training row: mmoe ranks it through")
+    assert unseen_note(REPORT) == ""
