@@ -1,6 +1,8 @@
 """Names and the derived features shared by extraction, the feature-store writer (``ranker materialize``)
 and its reader (``ranker serve``)."""
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +23,22 @@ HISTORY_PREFIX = "hist_"  # extraction's history features (counts, rates, sequen
 SNAPSHOT_DIR = "entities"  # <examples>/entities/: each entity's features as of the cutoff
 SNAPSHOT_FILE = "snapshot.json"  # the cutoff, the entities and their defaults
 EVENT_TIMESTAMP = "event_timestamp"  # each entity table's time column: the cutoff
+
+
+def parse_snapshot(examples: str, text: str | None) -> dict[str, Any]:
+    """The entity snapshot of an examples folder from its ``entities/snapshot.json`` text (``None``: no such file);
+    a ``ValueError`` naming what is missing: a local examples folder, the snapshot, or its entities (an extraction
+    whose dataset spec has no ``history``)."""
+    path = f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}"
+    advice = "extract features with a spec that has `history`"
+    if text is None:
+        if "://" not in examples and not os.path.isdir(examples):
+            raise ValueError(f"--examples {examples}: no such folder")
+        raise ValueError(f"no entity snapshot at {path}: {advice}")
+    snapshot = json.loads(text)
+    if not snapshot.get("entities"):
+        raise ValueError(f"no entity snapshot at {path} (it has no history entities): {advice}")
+    return snapshot
 
 
 def snapshot_features(columns: Iterable[str], keys: Iterable[str]) -> list[str]:

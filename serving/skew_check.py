@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import operator
 from pathlib import Path
@@ -33,7 +32,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ranker_core.cli_support import InvalidValueError, MissingInputError, first_few, require_folder
-from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE, match_feature, snapshot_features
+from ranker_core.feature_store import (
+    SNAPSHOT_DIR,
+    SNAPSHOT_FILE,
+    match_feature,
+    parse_snapshot,
+    snapshot_features,
+)
 from ranker_core.schema import FEATURE_SPEC_FILE, HELDOUT_SPLIT, MODULE, REQUEST_ID, TIMESTAMP, FeatureSpec
 from serving.feature_store import OnlineFeatures, open_online_features
 from serving.model_source import SAVED_MODEL_FILE
@@ -300,13 +305,10 @@ def read_snapshot(examples: str) -> dict[str, Any]:
     """The examples' entity snapshot; a :class:`MissingInputError` worded as ``ranker materialize``'s when there is
     none or it holds no entity (a dataset spec without ``history``: no feature store to check)."""
     path = Path(examples) / SNAPSHOT_DIR / SNAPSHOT_FILE
-    advice = "extract features with a spec that has `history`"
-    if not path.is_file():
-        raise MissingInputError(f"no entity snapshot at {path}: {advice}")
-    snapshot = json.loads(path.read_text())
-    if not snapshot.get("entities"):
-        raise MissingInputError(f"no entity snapshot at {path} (it has no history entities): {advice}")
-    return snapshot
+    try:
+        return parse_snapshot(examples, path.read_text() if path.is_file() else None)
+    except ValueError as error:
+        raise MissingInputError(str(error)) from None
 
 
 def model_feature_spec(model_dir: str) -> FeatureSpec:

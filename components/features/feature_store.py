@@ -40,6 +40,7 @@ from ranker_core.feature_store import (
     MATCH_TAG,
     MODEL_VERSION_TAG,
     SEQUENCE_MATCH_TAG,
+    parse_snapshot,
     snapshot_features,
 )
 from ranker_core.settings import Settings, SettingsConfigDict, env_field
@@ -103,16 +104,16 @@ def ensure_repo(repo: Path) -> Path:
 
 def read_snapshot(examples: str) -> dict[str, Any]:
     """The extraction's ``entities/snapshot.json``; a :class:`NoSnapshotError` when there is none or it holds no
-    entity (an extraction whose dataset spec has no ``history``)."""
+    entity (:func:`ranker_core.feature_store.parse_snapshot`)."""
     path = f"{examples.rstrip('/')}/{SNAPSHOT_DIR}/{SNAPSHOT_FILE}"
-    advice = "extract features with a spec that has `history`"
-    if not FileSystems.exists(path):
-        raise NoSnapshotError(f"no entity snapshot at {path}: {advice}")
-    with FileSystems.open(path) as handle:
-        snapshot = json.loads(handle.read())
-    if not snapshot.get("entities"):
-        raise NoSnapshotError(f"no entity snapshot at {path} (it has no history entities): {advice}")
-    return snapshot
+    text = None
+    if FileSystems.exists(path):
+        with FileSystems.open(path) as handle:
+            text = handle.read().decode()
+    try:
+        return parse_snapshot(examples, text)
+    except ValueError as error:
+        raise NoSnapshotError(str(error)) from None
 
 
 def copy_table(examples: str, table: str, repo: Path) -> Path:

@@ -19,7 +19,12 @@ HELP = "push the entity snapshot of an extraction to the Feast online store (ran
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", required=True, help="extracted examples folder (with entities/)")
-    parser.add_argument("--feature-store", dest="repo", default=None, help="Feast repo folder [RANKER_FEATURE_STORE]")
+    parser.add_argument(
+        "--feature-store",
+        dest="repo",
+        default=None,
+        help="Feast repo folder [RANKER_FEATURE_STORE; default ./feature_repo]",
+    )
     parser.add_argument("--model-version", default=None, help="tag the views with it [RANKER_MODEL_VERSION]")
 
 

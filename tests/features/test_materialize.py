@@ -18,6 +18,7 @@ from components.features.materialize_component import materialize_features
 from components.features.pipeline import ExtractionConfig, extract_features
 from components.features.snapshot import write_metadata
 from pipelines.cli import main as ranker
+from ranker_core.cli_support import UserError
 from ranker_core.feature_store import SNAPSHOT_DIR, SNAPSHOT_FILE
 from tests.data.impressions import impressions_frame, write_parquet
 from tests.serving.online_store import LOCAL, static_entities
@@ -57,6 +58,18 @@ def test_a_snapshot_without_entities_is_refused_and_no_repo_is_written(tmp_path,
         f"ranker materialize: no entity snapshot at {path} (it has no history entities): "
         "extract features with a spec that has `history`\n"
     )
+    assert not (tmp_path / "repo").exists()
+
+
+def test_an_examples_folder_that_does_not_exist_is_named_as_such(tmp_path, capsys):
+    """It was reported as a folder without a snapshot, with advice about the dataset spec's history."""
+    missing = tmp_path / "nonexist"
+    assert ranker(["materialize", "--examples", str(missing), "--feature-store", str(tmp_path / "repo")]) == 2
+    assert capsys.readouterr().err == f"ranker materialize: --examples {missing}: no such folder\n"
+    from serving.skew_check import read_snapshot
+
+    with pytest.raises(UserError, match=f"--examples {missing}: no such folder"):
+        read_snapshot(str(missing))  # ranker skew-check's reader
     assert not (tmp_path / "repo").exists()
 
 
