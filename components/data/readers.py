@@ -400,7 +400,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff: half of 
 def _json_record(line: bytes) -> tuple[dict[str, Any], str]:
     """A JSONL line as an object, or why it is not one (not UTF-8, not JSON, not an object, not text)."""
     try:
-        record = json.loads(line)
+        record = json.loads(line.rstrip(b"\r\n"))  # a cut line's open string ends at its end, not at a newline
     except UnicodeDecodeError as error:
         return {}, _utf8_problem(line, error)
     except json.JSONDecodeError as error:

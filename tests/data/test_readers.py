@@ -48,12 +48,14 @@ def test_row_numbers_follow_lines_past_malformed_csv_and_json(tmp_path, spec):
     json_lines = write_jsonl(frame, tmp_path / "a.jsonl").read_text().splitlines()
     json_lines[1] = '{"request_id": "r0000", '
     json_lines.insert(3, "[1, 2]")
-    (tmp_path / "a.jsonl").write_text("\n".join(json_lines) + "\n")
+    json_lines[4] = json_lines[4][: json_lines[4].index(":") - 2]  # cut inside a key: '{"request_i'
+    (tmp_path / "a.jsonl").write_text("\r\n".join(json_lines) + "\r\n")
     batches = list(read_batches(str(tmp_path / "a.jsonl"), SourceSpec(format="jsonl"), spec.required_columns))
-    assert np.concatenate([b.rows for b in batches]).tolist() == [1, 3, 5]
+    assert np.concatenate([b.rows for b in batches]).tolist() == [1, 3]
     errors = [error for b in batches for error in b.errors]
-    assert [line for line, _ in errors] == [2, 4]
+    assert [line for line, _ in errors] == [2, 4, 5]
     assert all(reason.startswith("malformed JSON") for _, reason in errors)
+    assert "Unterminated string" in errors[2][1]  # was "Invalid control character": the newline, read as in the string
 
 
 @pytest.mark.parametrize("block_bytes", [1 << 22, 300])  # one block, or many (pyarrow then fails the block)
