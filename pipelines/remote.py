@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Iterator
@@ -359,7 +360,13 @@ def require_pullable_images(template: str | Path) -> None:
 
 def template_spec(template: str | Path) -> dict[str, Any]:
     """The pipeline spec of a compiled pipeline YAML; an :class:`InvalidValueError` naming the file for one that is
-    not YAML or not a compiled pipeline."""
+    not YAML or not a compiled pipeline. Read once per version of the file (a submit asks for it several times)."""
+    status = Path(template).stat()
+    return _template_spec(str(template), status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _template_spec(template: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
     import yaml
 
     try:
