@@ -46,7 +46,7 @@ from typing import Any, Literal, Protocol, Self
 from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
-from ranker_core.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError, UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE, local_registry_uri
 from ranker_core.settings import Settings, env_field
@@ -290,6 +290,9 @@ def canary_share_problem(percent: int | None) -> str:
 class RegistryBackend(Protocol):
     """What a registry must offer; :func:`register_model` applies the rules on top."""
 
+    def model_exists(self) -> bool:
+        """Whether the registry holds the configured model (any version of it)."""
+
     def find_version(self, digest: str) -> str | None:
         """The version already registered for a model digest, if any."""
 
@@ -401,6 +404,16 @@ def refuse_unblessed(candidate: Candidate, config: RegistryConfig) -> None:
         raise ModelNotBlessedError(
             "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
         )
+
+
+def require_model(backend: RegistryBackend, config: RegistryConfig) -> RegistryBackend:
+    """``backend``, when it holds the configured model; else :class:`UserError` naming the model and the registry."""
+    if backend.model_exists():
+        return backend
+    where = config.resolved_tracking_uri if config.backend == "mlflow" else f"{config.project}/{config.location}"
+    raise UserError(
+        f"there is no registered model named {config.model_name!r} in {where}: check --model-name (RANKER_MODEL_NAME)"
+    )
 
 
 def blessing_verdict(blessing: Any, path: str) -> bool:

@@ -44,6 +44,7 @@ from components.registry.core import (
     is_canary_share,
     open_backend,
     promote,
+    require_model,
 )
 from ranker_core.cli_support import UserError
 
@@ -111,7 +112,7 @@ def deploy(
     """
     if is_canary_share(config.canary_percent):
         return start_canary(config, version, backend=backend, target=target, publish=publish)
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     target = target_or_default(config, target)
     return _published(target.serve(_version_or_champion(backend, version, config)), publish)
 
@@ -128,7 +129,7 @@ def start_canary(
     percent = config.canary_percent if percent is None else percent
     if problem := canary_share_problem(percent):
         raise RolloutError(problem)
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     target = target_or_default(config, target)
     canary = _version_or_champion(backend, version, config)
     shown = _published(target.canary(canary, percent), publish)
@@ -150,7 +151,7 @@ def promote_canary(
     with ``force``: the registry's rule is that only a blessed model becomes champion. Promoted, it loses the
     ``challenger`` alias: one version is not both.
     """
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
     if backend.version_blessed(version) is False and not force:
         raise RolloutError(
@@ -177,7 +178,7 @@ def roll_back(
     from holds ``rolled-back``, so that registering it again (a retried run) does not make it
     the champion again.
     """
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     canary = backend.alias_version(CANARY)
     champion = backend.alias_version(CHAMPION)
     version = champion if canary is not None and canary != champion else backend.alias_version(PREVIOUS_CHAMPION)
@@ -217,6 +218,14 @@ def target_or_default(config: RegistryConfig, target: ServingTarget | None) -> S
     return target if target is not None else open_target(config)
 
 
+def _registered(config: RegistryConfig, backend: RegistryBackend | None) -> RegistryBackend:
+    """``backend`` (default: the configured one), when it holds the model; else :class:`RolloutError`."""
+    try:
+        return require_model(backend or open_backend(config), config)
+    except UserError as error:
+        raise RolloutError(str(error)) from None
+
+
 def _published(shown: str, publish: Publish | None) -> str:
     """Hand what the serving change shows to ``publish`` (the CLI writes ``--out`` and prints it) before any
     alias moves, so that a failure there leaves the aliases as they were; ``shown``."""
@@ -252,7 +261,8 @@ def _release(backend: RegistryBackend, version: str, config: RegistryConfig) -> 
     try:
         uri = backend.version_model_uri(version)
     except Exception as error:  # each registry has its own "not found" (MlflowException, NotFound)
-        raise RolloutError(f"{config.model_name} has no version {version!r} ({type(error).__name__})") from None
+        logger.debug("version %s of %s: %r", version, config.model_name, error)
+        raise RolloutError(f"{config.model_name} has no version {version!r}") from None
     if "://" not in uri and not Path(uri).is_dir():  # a local registry whose files were moved or deleted
         raise RolloutError(f"{config.model_name} version {version}: its model files are missing from {uri}")
     return Release(version, uri)

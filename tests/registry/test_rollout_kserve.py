@@ -233,7 +233,22 @@ def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, w
         ),
         (["rollback", "--deploy-target", "vertex"], "--deploy-target vertex serves versions of the Vertex AI"),
         (["deploy", "--canary", "10"], "a local server has no traffic split"),
-        (["deploy", "--version", "9", "--deploy-target", "kserve"], "mmoe-ranker has no version '9'"),
+        (["deploy", "--version", "9", "--deploy-target", "kserve"], ": mmoe-ranker has no version '9'\n"),
+        (
+            ["deploy", "--model-name", "mmoe-rankr", "--deploy-target", "kserve"],
+            "there is no registered model named 'mmoe-rankr' in sqlite:///",
+        ),
+        (["promote", "--model-name", "mmoe-rankr"], "there is no registered model named 'mmoe-rankr'"),
+        (["register", "--champion", "--model-name", "mmoe-rankr"], "there is no registered model named 'mmoe-rankr'"),
+        (
+            ["deploy", "--deploy-target", "kserve", "--endpoint", "Bad_Name!"],
+            "--endpoint 'Bad_Name!' (RANKER_ENDPOINT) is not a valid InferenceService name: an RFC 1123 DNS label",
+        ),
+        (["deploy", "--deploy-target", "kserve", "--endpoint", "1st"], "--endpoint '1st' (RANKER_ENDPOINT) is not"),
+        (
+            ["rollback", "--deploy-target", "kserve", "--kserve-namespace", "Team A"],
+            "--kserve-namespace 'Team A' (RANKER_KSERVE_NAMESPACE) is not a Kubernetes namespace",
+        ),
         (["promote", "--deploy-target", "kserve"], "no canary to promote: run `ranker deploy --canary PERCENT` first"),
     ],
 )
@@ -364,3 +379,16 @@ def test_a_version_whose_model_files_are_gone_is_not_deployed(capsys, work, tmp_
 
     assert status == 2 and out == ""
     assert err == f"ranker deploy: mmoe-ranker version {version}: its model files are missing from {files}\n"
+
+
+def test_register_champion_without_one_is_one_line_on_stderr_and_exit_status_2(capsys, work):
+    """Scripts run `ranker serve --model-uri "$(ranker register --champion)"`: no champion must stop them."""
+    MlflowRegistry(RegistryConfig(work_dir=str(work))).remove_alias(CHAMPION)
+
+    status, out, err = ranker(capsys, "register", "--champion", "--work-dir", str(work))
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "ranker register: mmoe-ranker has no champion yet: register a blessed model first "
+        "(ranker register --model ... --report ... --blessing ...)\n"
+    )
