@@ -9,7 +9,9 @@ know how to store a version and move an alias; the rules live here, once:
 * a blessed version takes the ``champion`` alias and the version it replaces
   keeps its place in the registry under ``previous-champion``;
 * a version sent a share of an endpoint's traffic holds ``canary`` until it is
-  promoted or rolled back (see :mod:`components.registry.rollout`);
+  promoted or rolled back (see :mod:`components.registry.rollout`); while it
+  does, a blessed model is not registered as a new champion (promote or roll back
+  first), so that promote and rollback act on the versions that hold the traffic;
 * an unblessed version is refused, unless the configuration asks to keep
   challengers, in which case it gets the ``challenger`` alias and no promotion
   (promoted later, by ``ranker promote --force`` of its canary, it loses it);
@@ -333,6 +335,8 @@ def register_model(
     refuse_unblessed(candidate, config)
     backend = backend or open_backend(config)
     version = backend.find_version(candidate.digest)
+    if candidate.blessed:
+        refuse_champion_during_canary(backend, config, version)
     created = version is None
     if version is None:
         version = backend.create_version(candidate)
@@ -404,6 +408,20 @@ def refuse_unblessed(candidate: Candidate, config: RegistryConfig) -> None:
         raise ModelNotBlessedError(
             "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
         )
+
+
+def refuse_champion_during_canary(backend: RegistryBackend, config: RegistryConfig, version: str | None) -> None:
+    """Raise :class:`RegistrationRefusedError` when a blessed model would take ``champion`` from under a live
+    canary: ``rollback`` would then serve a version that never served, and ``promote`` would make it the
+    ``previous-champion``. ``version`` (the model's, when already registered) that is the champion moves nothing."""
+    canary = backend.alias_version(CANARY)
+    if canary is None or (version is not None and backend.alias_version(CHAMPION) == version):
+        return
+    raise RegistrationRefusedError(
+        f"{config.model_name} version {canary} is live as the canary, so a new champion is not registered now "
+        "(nothing was written): finish the canary with `ranker promote` or `ranker rollback`, then register "
+        "this model again"
+    )
 
 
 def require_model(backend: RegistryBackend, config: RegistryConfig) -> RegistryBackend:

@@ -392,3 +392,20 @@ def test_register_champion_without_one_is_one_line_on_stderr_and_exit_status_2(c
         "ranker register: mmoe-ranker has no champion yet: register a blessed model first "
         "(ranker register --model ... --report ... --blessing ...)\n"
     )
+
+
+def test_a_new_champion_is_not_registered_while_a_canary_is_live(capsys, work, tmp_path, model_dir):
+    """Else rollback would serve the new champion, which never served, and promote would make it previous-champion."""
+    config = RegistryConfig(work_dir=str(work))
+    kserve(capsys, work, "deploy", "--canary", "10")  # champion 2 next to 1
+    before = aliases_of(work)
+
+    with pytest.raises(RegistrationRefusedError, match="version 2 is live as the canary, so a new champion is not"):
+        registered(tmp_path, config, "c", model_dir)
+
+    assert aliases_of(work) == before
+    assert MlflowRegistry(config).find_version("c" * 64) is None  # nothing written
+    assert registered(tmp_path / "retry", config, "b", model_dir) == "2"  # the canary's own run, retried: no change
+    assert served(kserve(capsys, work, "rollback"))[0] == "1"
+    assert registered(tmp_path / "after", config, "c", model_dir) == "3"
+    assert aliases_of(work)[CHAMPION] == "3"
