@@ -61,6 +61,7 @@ PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 CANARY = "canary"
 ROLLED_BACK = "rolled-back"  # the version the last rollback took traffic from: a retried run does not re-promote it
+STABLE = "stable"  # the version that last took all the traffic (plain deploy, promote, rollback)
 Backend = Literal["mlflow", "vertex"]
 # The blessing's parts that are tables or identities, not headline numbers.
 _NOT_HEADLINE = ("modules", "judged_model", "reasons", "primary")
