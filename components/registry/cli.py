@@ -4,7 +4,7 @@ Examples::
 
     ranker register --model work_dir/latest/model --report work_dir/latest/metrics.json \\
         --blessing work_dir/latest/blessing.json
-    ranker register --champion            # print the current champion's model location
+    ranker register --champion            # print the current champion's model location (none: exit status 2)
     ranker register --registry vertex --project my-project --model gs://bucket/model ...
 
 Registration is idempotent: the same model files (same digest) never become a
@@ -27,7 +27,9 @@ from components.registry.core import (
     RegistrationRefusedError,
     RegistryConfig,
     champion_model_uri,
+    open_backend,
     register_from_artifacts,
+    require_model,
 )
 from ranker_core.cli_support import UserError, require_path
 from ranker_core.serving import local_store_path
@@ -134,11 +136,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_registry_arguments(parser)
 
 
+def require_champion(config: RegistryConfig) -> str:
+    """The champion's model location; :class:`UserError` when there is none (or no such model), so that
+    ``--model-uri "$(ranker register --champion)"`` stops instead of getting a message as a path."""
+    uri = champion_model_uri(config, require_model(open_backend(config), config))
+    if not uri:
+        raise UserError(
+            f"{config.model_name} has no champion yet: register a blessed model first "
+            "(ranker register --model ... --report ... --blessing ...)"
+        )
+    return uri
+
+
 def main(args: argparse.Namespace) -> int:
     config = registry_config(args, work_dir=args.work_dir)
     if args.champion:
         require_registry(config)
-        print(champion_model_uri(config) or "no champion registered yet")
+        print(require_champion(config))
         return 0
     missing = [flag for flag in ("model", "report", "blessing") if not getattr(args, flag)]
     if missing:

@@ -9,7 +9,9 @@ know how to store a version and move an alias; the rules live here, once:
 * a blessed version takes the ``champion`` alias and the version it replaces
   keeps its place in the registry under ``previous-champion``;
 * a version sent a share of an endpoint's traffic holds ``canary`` until it is
-  promoted or rolled back (see :mod:`components.registry.rollout`);
+  promoted or rolled back (see :mod:`components.registry.rollout`); while it
+  does, a blessed model is not registered as a new champion (promote or roll back
+  first), so that promote and rollback act on the versions that hold the traffic;
 * an unblessed version is refused, unless the configuration asks to keep
   challengers, in which case it gets the ``challenger`` alias and no promotion
   (promoted later, by ``ranker promote --force`` of its canary, it loses it);
@@ -46,7 +48,7 @@ from typing import Any, Literal, Protocol, Self
 from pydantic import model_validator
 
 from components.registry.loadcheck import ModelNotLoadableError, check_loadable
-from ranker_core.cli_support import InvalidValueError
+from ranker_core.cli_support import InvalidValueError, UserError
 from ranker_core.schema import FEATURE_SPEC_FILE
 from ranker_core.serving import HEALTH_ROUTE, HTTP_PORT, MODEL_NAME, PREDICT_ROUTE, local_registry_uri
 from ranker_core.settings import Settings, env_field
@@ -59,6 +61,7 @@ PREVIOUS_CHAMPION = "previous-champion"
 CHALLENGER = "challenger"
 CANARY = "canary"
 ROLLED_BACK = "rolled-back"  # the version the last rollback took traffic from: a retried run does not re-promote it
+STABLE = "stable"  # the version that last took all the traffic (plain deploy, promote, rollback)
 Backend = Literal["mlflow", "vertex"]
 # The blessing's parts that are tables or identities, not headline numbers.
 _NOT_HEADLINE = ("modules", "judged_model", "reasons", "primary")
@@ -290,6 +293,9 @@ def canary_share_problem(percent: int | None) -> str:
 class RegistryBackend(Protocol):
     """What a registry must offer; :func:`register_model` applies the rules on top."""
 
+    def model_exists(self) -> bool:
+        """Whether the registry holds the configured model (any version of it)."""
+
     def find_version(self, digest: str) -> str | None:
         """The version already registered for a model digest, if any."""
 
@@ -330,6 +336,8 @@ def register_model(
     refuse_unblessed(candidate, config)
     backend = backend or open_backend(config)
     version = backend.find_version(candidate.digest)
+    if candidate.blessed:
+        refuse_champion_during_canary(backend, config, version)
     created = version is None
     if version is None:
         version = backend.create_version(candidate)
@@ -401,6 +409,30 @@ def refuse_unblessed(candidate: Candidate, config: RegistryConfig) -> None:
         raise ModelNotBlessedError(
             "the model was not blessed, so it is not registered: " + ("; ".join(candidate.reasons) or "no reason given")
         )
+
+
+def refuse_champion_during_canary(backend: RegistryBackend, config: RegistryConfig, version: str | None) -> None:
+    """Raise :class:`RegistrationRefusedError` when a blessed model would take ``champion`` from under a live
+    canary: ``rollback`` would then serve a version that never served, and ``promote`` would make it the
+    ``previous-champion``. ``version`` (the model's, when already registered) that is the champion moves nothing."""
+    canary = backend.alias_version(CANARY)
+    if canary is None or (version is not None and backend.alias_version(CHAMPION) == version):
+        return
+    raise RegistrationRefusedError(
+        f"{config.model_name} version {canary} is live as the canary, so a new champion is not registered now "
+        "(nothing was written): finish the canary with `ranker promote` or `ranker rollback`, then register "
+        "this model again"
+    )
+
+
+def require_model(backend: RegistryBackend, config: RegistryConfig) -> RegistryBackend:
+    """``backend``, when it holds the configured model; else :class:`UserError` naming the model and the registry."""
+    if backend.model_exists():
+        return backend
+    where = config.resolved_tracking_uri if config.backend == "mlflow" else f"{config.project}/{config.location}"
+    raise UserError(
+        f"there is no registered model named {config.model_name!r} in {where}: check --model-name (RANKER_MODEL_NAME)"
+    )
 
 
 def blessing_verdict(blessing: Any, path: str) -> bool:

@@ -12,7 +12,10 @@ Targets: ``vertex`` (the endpoint ``--endpoint``, created on first use; the
 default with the Vertex AI registry), ``kserve`` (prints the ``InferenceService``
 manifest, ``canaryTrafficPercent`` for a canary) and ``local`` (prints the serve
 command; no traffic split). The version under canary holds the ``canary`` alias
-until ``ranker promote`` or ``ranker rollback``. ``--out`` is tried before
+until ``ranker promote`` or ``ranker rollback``; a second canary, or a canary of
+the version that already serves all traffic (``stable``), is refused. Deploying a
+version that is not the champion with all the traffic makes it the champion, so it
+needs ``--force``; so does nothing while a canary is live (promote or roll back first). ``--out`` is tried before
 anything changes and written before any alias moves: a file that cannot be
 written is one line (exit status 2) and no alias moves. Every option's default
 comes from the environment variable named in its help.
@@ -94,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PERCENT",
         help="send only this share of traffic (1 to 99) to the version; 100 is a plain deployment [env RANKER_CANARY]",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="send all traffic to a --version that is not the champion (unblessed, rolled back, older): "
+        "it becomes the champion",
+    )
     add_rollout_arguments(parser)
 
 
@@ -113,4 +122,4 @@ def run(args: argparse.Namespace, action: Callable[[RegistryConfig, Publish], st
 def main(args: argparse.Namespace) -> int:
     from components.registry.rollout import deploy
 
-    return run(args, lambda config, publish: deploy(config, args.version, publish=publish))
+    return run(args, lambda config, publish: deploy(config, args.version, publish=publish, force=args.force))

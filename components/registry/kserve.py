@@ -18,11 +18,13 @@ with ``kubectl apply -f``::
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from components.registry.core import RegistryConfig
+from ranker_core.cli_support import InvalidValueError
 
 if TYPE_CHECKING:
     from components.registry.rollout import Release
@@ -31,12 +33,15 @@ API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 CONTAINER_NAME = "kserve-container"  # the name KServe expects of a custom predictor's container
 VERSION_ANNOTATION = "ranker.io/model-version"
+# An RFC 1123 DNS label (a namespace); an InferenceService name must also start with a letter (KServe's check).
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class KServeManifests:
     """A :class:`~components.registry.rollout.ServingTarget` that writes manifests instead of calling a cluster."""
 
     def __init__(self, config: RegistryConfig) -> None:
+        check_names(config)
         self.config = config
 
     def canary(self, release: Release, percent: int) -> str:
@@ -46,6 +51,22 @@ class KServeManifests:
         return to_yaml(inference_service(self.config, release))
 
     switch = serve  # without canaryTrafficPercent the spec's revision takes all traffic
+
+
+def check_names(config: RegistryConfig) -> None:
+    """Raise :class:`InvalidValueError` for an ``InferenceService`` name or namespace Kubernetes would refuse."""
+    name = config.endpoint_name
+    if not DNS_LABEL.fullmatch(name) or not name[0].isalpha():
+        raise InvalidValueError(
+            f"--endpoint {name!r} (RANKER_ENDPOINT) is not a valid InferenceService name: an RFC 1123 DNS label "
+            "(at most 63 lowercase letters, digits and '-', ending with a letter or digit) that starts with a letter"
+        )
+    namespace = config.kserve_namespace
+    if namespace and not DNS_LABEL.fullmatch(namespace):
+        raise InvalidValueError(
+            f"--kserve-namespace {namespace!r} (RANKER_KSERVE_NAMESPACE) is not a Kubernetes namespace: an RFC 1123 "
+            "DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        )
 
 
 def inference_service(config: RegistryConfig, release: Release, canary_percent: int | None = None) -> dict[str, Any]:

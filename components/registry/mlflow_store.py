@@ -45,7 +45,7 @@ class MlflowRegistry:
         self.client = tracking_client(config)
 
     def find_version(self, digest: str) -> str | None:
-        if not self._model_exists():
+        if not self.model_exists():
             return None
         found = self.client.search_model_versions(f"name='{self.name}' and tags.model_digest='{digest}'")
         return str(min(int(version.version) for version in found)) if found else None
@@ -75,7 +75,7 @@ class MlflowRegistry:
 
         with mlflow.start_run(run_id=run_id):
             logged = log_ranker_model(candidate.model_uri, name="model")
-        if not self._model_exists():
+        if not self.model_exists():
             self.client.create_registered_model(self.name, description="MMoE multi-task ranker (mmoe-ranker)")
         tags = {
             **candidate.provenance,
@@ -94,7 +94,7 @@ class MlflowRegistry:
     def alias_version(self, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException
 
-        if not self._model_exists():
+        if not self.model_exists():
             return None
         try:
             return str(self.client.get_model_version_by_alias(self.name, alias).version)
@@ -139,7 +139,7 @@ class MlflowRegistry:
         except Exception as tagging:
             logger.warning("could not mark MLflow run %s failed: %s", run_id, tagging)
 
-    def _model_exists(self) -> bool:
+    def model_exists(self) -> bool:
         return bool(self.client.search_registered_models(f"name='{self.name}'"))
 
     def _log_run(self, candidate: Candidate) -> str:

@@ -6,7 +6,12 @@ Vertex AI Model Registry:
 * ``champion``: the version that serves (or is to serve) all traffic;
 * ``previous-champion``: the champion before it, what a rollback returns to;
 * ``canary``: the version that receives a share of traffic until it is
-  promoted or rolled back.
+  promoted or rolled back (one at a time);
+* ``stable``: the version that last took all the traffic (a plain deploy,
+  promote, rollback): during a canary, the one it shares the traffic with.
+
+A plain deploy (all traffic, no canary) of a version that is not the champion
+makes it the champion, so it needs ``force``, as promoting an unblessed canary does.
 
 Registration already makes a blessed version the champion (its predecessor
 keeps ``previous-champion``), so the usual rollout is::
@@ -38,12 +43,14 @@ from components.registry.core import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     ROLLED_BACK,
+    STABLE,
     RegistryBackend,
     RegistryConfig,
     canary_share_problem,
     is_canary_share,
     open_backend,
     promote,
+    require_model,
 )
 from ranker_core.cli_support import UserError
 
@@ -104,16 +111,46 @@ def deploy(
     backend: RegistryBackend | None = None,
     target: ServingTarget | None = None,
     publish: Publish | None = None,
+    force: bool = False,
 ) -> str:
     """Serve ``version`` (default: the champion): alone, or with ``canary_percent`` of the traffic below 100.
 
     A share of 100 is a plain deployment, as in the pipeline's deploy step: all traffic, no ``canary`` alias.
+    The version served alone is the champion and ``stable`` afterwards; one that is not the champion yet is
+    served alone only with ``force`` (:func:`check_plain_deploy`).
     """
     if is_canary_share(config.canary_percent):
         return start_canary(config, version, backend=backend, target=target, publish=publish)
-    backend = backend or open_backend(config)
-    target = target_or_default(config, target)
-    return _published(target.serve(_version_or_champion(backend, version, config)), publish)
+    backend = _registered(config, backend)
+    release = _version_or_champion(backend, version, config)
+    check_plain_deploy(backend, release.version, config, force)
+    shown = _published(target_or_default(config, target).serve(release), publish)
+    promote(backend, release.version)
+    backend.set_alias(STABLE, release.version)
+    return shown
+
+
+def check_plain_deploy(backend: RegistryBackend, version: str, config: RegistryConfig, force: bool) -> None:
+    """Raise :class:`RolloutError` when ``version`` must not take all the traffic at once: a canary is live
+    (finish it first), or it is not the champion and not ``force`` (the message says why it is not)."""
+    canary = backend.alias_version(CANARY)
+    if canary is not None:
+        raise RolloutError(
+            f"{config.model_name} version {canary} is live as the canary: finish it with `ranker promote` or "
+            "`ranker rollback` before deploying a version with all the traffic"
+        )
+    champion = backend.alias_version(CHAMPION)
+    if version == champion or force:
+        return
+    reasons = [f"it is not the champion ({f'version {champion}' if champion else 'none yet'})"]
+    if backend.version_blessed(version) is False:
+        reasons.append("its evaluation did not bless it")
+    if backend.alias_version(ROLLED_BACK) == version:
+        reasons.append("the last rollback took the traffic from it")
+    raise RolloutError(
+        f"not sending all traffic to {config.model_name} version {version}: {', '.join(reasons)}; a plain deploy "
+        "makes it the champion: pass --force, or try it with --canary PERCENT and `ranker promote`"
+    )
 
 
 def start_canary(
@@ -128,13 +165,30 @@ def start_canary(
     percent = config.canary_percent if percent is None else percent
     if problem := canary_share_problem(percent):
         raise RolloutError(problem)
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     target = target_or_default(config, target)
     canary = _version_or_champion(backend, version, config)
+    check_canary(backend, canary.version, config)
     shown = _published(target.canary(canary, percent), publish)
     backend.set_alias(CANARY, canary.version)
     logger.info("version %s takes %d%% of the traffic as the canary", canary.version, percent)
     return shown
+
+
+def check_canary(backend: RegistryBackend, version: str, config: RegistryConfig) -> None:
+    """Raise :class:`RolloutError` when ``version`` cannot start a canary: one is live already (an endpoint
+    serves one canary at a time), or ``version`` is ``stable``, the one that already serves all the traffic."""
+    live = backend.alias_version(CANARY)
+    if live is not None:
+        raise RolloutError(
+            f"{config.model_name} version {live} is already the canary: finish it with `ranker promote` or "
+            "`ranker rollback` before starting another"
+        )
+    if backend.alias_version(STABLE) == version:
+        raise RolloutError(
+            f"{config.model_name} version {version} already serves all the traffic (alias {STABLE}): a canary of "
+            "it would share the traffic with itself: canary another version (--version N, or register a new champion)"
+        )
 
 
 def promote_canary(
@@ -150,7 +204,7 @@ def promote_canary(
     with ``force``: the registry's rule is that only a blessed model becomes champion. Promoted, it loses the
     ``challenger`` alias: one version is not both.
     """
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     version = _holder(backend, CANARY, config, "no canary to promote: run `ranker deploy --canary PERCENT` first")
     if backend.version_blessed(version) is False and not force:
         raise RolloutError(
@@ -161,6 +215,7 @@ def promote_canary(
     shown = _published(target.switch(_release(backend, version, config)), publish)
     promote(backend, version)
     backend.remove_alias(CANARY)
+    backend.set_alias(STABLE, version)
     return shown
 
 
@@ -177,7 +232,7 @@ def roll_back(
     from holds ``rolled-back``, so that registering it again (a retried run) does not make it
     the champion again.
     """
-    backend = backend or open_backend(config)
+    backend = _registered(config, backend)
     canary = backend.alias_version(CANARY)
     champion = backend.alias_version(CHAMPION)
     version = champion if canary is not None and canary != champion else backend.alias_version(PREVIOUS_CHAMPION)
@@ -186,6 +241,7 @@ def roll_back(
     target = target_or_default(config, target)
     shown = _published(target.switch(_release(backend, version, config)), publish)
     _restore_champion(backend, version)
+    backend.set_alias(STABLE, version)
     rolled_back_from = canary if canary is not None and canary != version else champion
     if rolled_back_from is not None:
         backend.set_alias(ROLLED_BACK, rolled_back_from)
@@ -207,14 +263,22 @@ def rollback_summary(version: str, rolled_back_from: str | None, canary: str | N
 
 
 def mark_canary(config: RegistryConfig, version: str, percent: int, backend: RegistryBackend | None = None) -> None:
-    """After the pipeline deployed ``version`` with ``percent``% of the traffic: below 100 it is the canary."""
-    if is_canary_share(percent):
-        (backend or open_backend(config)).set_alias(CANARY, version)
+    """After the pipeline deployed ``version`` with ``percent``% of the traffic: below 100 it is the canary,
+    else ``stable``."""
+    (backend or open_backend(config)).set_alias(CANARY if is_canary_share(percent) else STABLE, version)
 
 
 def target_or_default(config: RegistryConfig, target: ServingTarget | None) -> ServingTarget:
     """``target``, or the one the configuration names."""
     return target if target is not None else open_target(config)
+
+
+def _registered(config: RegistryConfig, backend: RegistryBackend | None) -> RegistryBackend:
+    """``backend`` (default: the configured one), when it holds the model; else :class:`RolloutError`."""
+    try:
+        return require_model(backend or open_backend(config), config)
+    except UserError as error:
+        raise RolloutError(str(error)) from None
 
 
 def _published(shown: str, publish: Publish | None) -> str:
@@ -252,7 +316,8 @@ def _release(backend: RegistryBackend, version: str, config: RegistryConfig) -> 
     try:
         uri = backend.version_model_uri(version)
     except Exception as error:  # each registry has its own "not found" (MlflowException, NotFound)
-        raise RolloutError(f"{config.model_name} has no version {version!r} ({type(error).__name__})") from None
+        logger.debug("version %s of %s: %r", version, config.model_name, error)
+        raise RolloutError(f"{config.model_name} has no version {version!r}") from None
     if "://" not in uri and not Path(uri).is_dir():  # a local registry whose files were moved or deleted
         raise RolloutError(f"{config.model_name} version {version}: its model files are missing from {uri}")
     return Release(version, uri)

@@ -43,7 +43,7 @@ class VertexRegistry:
         self.parent = f"projects/{config.project}/locations/{config.location}/models/{self.model_id}"
 
     def find_version(self, digest: str) -> str | None:
-        if not self._model_exists():
+        if not self.model_exists():
             return None
         versions = self._registry().list_versions(filter=f'labels.model_digest="{label_value(digest)}"')
         return str(min(int(version.version_id) for version in versions)) if versions else None
@@ -56,7 +56,7 @@ class VertexRegistry:
                 f"Vertex AI can only register a model stored in Cloud Storage, not {candidate.model_uri}: "
                 "run the pipeline on Vertex AI or copy the model to gs:// first"
             )
-        exists = self._model_exists()
+        exists = self.model_exists()
         model = aiplatform.Model.upload(
             display_name=self.config.model_name,
             model_id=None if exists else self.model_id,
@@ -78,7 +78,7 @@ class VertexRegistry:
     def alias_version(self, alias: str) -> str | None:
         from google.api_core import exceptions
 
-        if not self._model_exists():
+        if not self.model_exists():
             return None
         try:
             return str(self._registry().get_version_info(alias).version_id)
@@ -116,7 +116,7 @@ class VertexRegistry:
 
         return aiplatform.models.ModelRegistry(self.parent, credentials=self.credentials)
 
-    def _model_exists(self) -> bool:
+    def model_exists(self) -> bool:
         from google.api_core import exceptions
         from google.cloud import aiplatform
 

@@ -14,6 +14,7 @@ from components.registry.core import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     ROLLED_BACK,
+    STABLE,
     Candidate,
     RegistrationRefusedError,
     RegistryConfig,
@@ -198,18 +199,17 @@ def test_a_canary_of_100_is_a_plain_deploy_as_in_the_pipeline(capsys, work):
     registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
 
     assert served(kserve(capsys, work, "deploy", "--canary", "100"))[0::2] == ("2", None)
-    assert registry.alias_version(CANARY) is None
-    assert served(kserve(capsys, work, "deploy", "--canary", "99"))[0::2] == ("2", 99)
-    assert registry.alias_version(CANARY) == "2"
+    assert (registry.alias_version(CANARY), registry.alias_version(STABLE)) == (None, "2")
+    assert served(kserve(capsys, work, "deploy", "--version", "1", "--canary", "99"))[0::2] == ("1", 99)
+    assert registry.alias_version(CANARY) == "1"
 
 
-def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, work, monkeypatch):
+@pytest.mark.parametrize(("flags", "share"), [([], 20), (["--canary", "30"], 30)])
+def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, work, monkeypatch, flags, share):
     monkeypatch.setenv("RANKER_CANARY", "20")
     monkeypatch.setenv("RANKER_DEPLOY_TARGET", "kserve")
-    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work))
-    assert status == 0 and served(yaml.safe_load(out))[2] == 20
-    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work), "--canary", "30")
-    assert served(yaml.safe_load(out))[2] == 30
+    status, out, _ = ranker(capsys, "deploy", "--work-dir", str(work), *flags)
+    assert status == 0 and served(yaml.safe_load(out))[2] == share
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,22 @@ def test_the_canary_share_comes_from_the_environment_and_the_flag_wins(capsys, w
         ),
         (["rollback", "--deploy-target", "vertex"], "--deploy-target vertex serves versions of the Vertex AI"),
         (["deploy", "--canary", "10"], "a local server has no traffic split"),
-        (["deploy", "--version", "9", "--deploy-target", "kserve"], "mmoe-ranker has no version '9'"),
+        (["deploy", "--version", "9", "--deploy-target", "kserve"], ": mmoe-ranker has no version '9'\n"),
+        (
+            ["deploy", "--model-name", "mmoe-rankr", "--deploy-target", "kserve"],
+            "there is no registered model named 'mmoe-rankr' in sqlite:///",
+        ),
+        (["promote", "--model-name", "mmoe-rankr"], "there is no registered model named 'mmoe-rankr'"),
+        (["register", "--champion", "--model-name", "mmoe-rankr"], "there is no registered model named 'mmoe-rankr'"),
+        (
+            ["deploy", "--deploy-target", "kserve", "--endpoint", "Bad_Name!"],
+            "--endpoint 'Bad_Name!' (RANKER_ENDPOINT) is not a valid InferenceService name: an RFC 1123 DNS label",
+        ),
+        (["deploy", "--deploy-target", "kserve", "--endpoint", "1st"], "--endpoint '1st' (RANKER_ENDPOINT) is not"),
+        (
+            ["rollback", "--deploy-target", "kserve", "--kserve-namespace", "Team A"],
+            "--kserve-namespace 'Team A' (RANKER_KSERVE_NAMESPACE) is not a Kubernetes namespace",
+        ),
         (["promote", "--deploy-target", "kserve"], "no canary to promote: run `ranker deploy --canary PERCENT` first"),
     ],
 )
@@ -349,7 +364,7 @@ def test_a_canary_its_evaluation_did_not_bless_is_promoted_only_with_force(capsy
     assert served(kserve(capsys, work, "promote", "--force"))[0] == challenger
     assert (registry.alias_version(CHAMPION), registry.alias_version(PREVIOUS_CHAMPION)) == (challenger, "2")
     # the champion now, no longer a challenger: one version does not hold both
-    assert registry.version_aliases(challenger) == (CHAMPION,)
+    assert registry.version_aliases(challenger) == (CHAMPION, STABLE)
 
 
 def test_a_version_whose_model_files_are_gone_is_not_deployed(capsys, work, tmp_path, model_dir):
@@ -364,3 +379,83 @@ def test_a_version_whose_model_files_are_gone_is_not_deployed(capsys, work, tmp_
 
     assert status == 2 and out == ""
     assert err == f"ranker deploy: mmoe-ranker version {version}: its model files are missing from {files}\n"
+
+
+def test_register_champion_without_one_is_one_line_on_stderr_and_exit_status_2(capsys, work):
+    """Scripts run `ranker serve --model-uri "$(ranker register --champion)"`: no champion must stop them."""
+    MlflowRegistry(RegistryConfig(work_dir=str(work))).remove_alias(CHAMPION)
+
+    status, out, err = ranker(capsys, "register", "--champion", "--work-dir", str(work))
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "ranker register: mmoe-ranker has no champion yet: register a blessed model first "
+        "(ranker register --model ... --report ... --blessing ...)\n"
+    )
+
+
+def test_a_new_champion_is_not_registered_while_a_canary_is_live(capsys, work, tmp_path, model_dir):
+    """Else rollback would serve the new champion, which never served, and promote would make it previous-champion."""
+    config = RegistryConfig(work_dir=str(work))
+    kserve(capsys, work, "deploy", "--canary", "10")  # champion 2 next to 1
+    before = aliases_of(work)
+
+    with pytest.raises(RegistrationRefusedError, match="version 2 is live as the canary, so a new champion is not"):
+        registered(tmp_path, config, "c", model_dir)
+
+    assert aliases_of(work) == before
+    assert MlflowRegistry(config).find_version("c" * 64) is None  # nothing written
+    assert registered(tmp_path / "retry", config, "b", model_dir) == "2"  # the canary's own run, retried: no change
+    assert served(kserve(capsys, work, "rollback"))[0] == "1"
+    assert registered(tmp_path / "after", config, "c", model_dir) == "3"
+    assert aliases_of(work)[CHAMPION] == "3"
+
+
+def test_a_plain_deploy_of_a_version_that_is_not_the_champion_needs_force_and_makes_it_the_champion(capsys, work):
+    registry = MlflowRegistry(RegistryConfig(work_dir=str(work)))
+    kserve(capsys, work, "rollback")  # all traffic from 2 (rolled-back) to 1
+    before = aliases_of(work)
+
+    status, out, err = ranker(capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), "--version", "2")
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "ranker deploy: not sending all traffic to mmoe-ranker version 2: it is not the champion (version 1), "
+        "the last rollback took the traffic from it; a plain deploy makes it the champion: pass --force, or try it "
+        "with --canary PERCENT and `ranker promote`\n"
+    )
+    assert aliases_of(work) == before
+
+    assert served(kserve(capsys, work, "deploy", "--version", "2", "--force"))[0::2] == ("2", None)
+    assert aliases_of(work) == {CHAMPION: "2", CANARY: None, PREVIOUS_CHAMPION: "1", ROLLED_BACK: None}
+    assert registry.alias_version(STABLE) == "2"
+
+
+def test_no_plain_deploy_and_no_second_canary_while_a_canary_is_live(capsys, work):
+    kserve(capsys, work, "deploy", "--canary", "10")
+    before = aliases_of(work)
+
+    for flags, problem in [
+        (["--canary", "20"], "version 2 is already the canary: finish it with `ranker promote` or `ranker rollback`"),
+        (["--version", "1", "--canary", "5"], "version 2 is already the canary"),
+        ([], "version 2 is live as the canary: finish it with `ranker promote` or `ranker rollback` before"),
+        (["--version", "1", "--force"], "version 2 is live as the canary"),
+    ]:
+        status, out, err = ranker(capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), *flags)
+        assert (status, out) == (2, "") and problem in err and err.count("\n") == 1
+
+    assert aliases_of(work) == before
+
+
+def test_a_canary_of_the_version_that_already_serves_all_traffic_is_refused(capsys, work):
+    kserve(capsys, work, "deploy", "--canary", "10")
+    kserve(capsys, work, "promote")  # version 2 serves all traffic
+
+    status, out, err = ranker(capsys, "deploy", "--deploy-target", "kserve", "--work-dir", str(work), "--canary", "10")
+
+    assert (status, out) == (2, "")
+    assert err == (
+        "ranker deploy: mmoe-ranker version 2 already serves all the traffic (alias stable): a canary of it would "
+        "share the traffic with itself: canary another version (--version N, or register a new champion)\n"
+    )
+    assert served(kserve(capsys, work, "deploy", "--version", "1", "--canary", "10"))[0::2] == ("1", 10)

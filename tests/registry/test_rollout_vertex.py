@@ -104,6 +104,9 @@ def test_a_second_canary_before_promote_or_rollback_is_refused(api, config, two_
     register_model(candidate("c"), config, two_champions)
     start_canary(config, version="2", percent=10, backend=two_champions, target=endpoint)
 
+    with pytest.raises(RolloutError, match="version 2 is already the canary: finish it with `ranker promote` or"):
+        start_canary(config, version="3", percent=10, backend=two_champions, target=endpoint)
+    two_champions.remove_alias(CANARY)  # the registry lost track: the endpoint still refuses
     with pytest.raises(RolloutError, match="serves 2 versions, not one: promote or roll back first"):
         start_canary(config, version="3", percent=10, backend=two_champions, target=endpoint)
 
