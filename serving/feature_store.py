@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 from prometheus_client import Counter, Histogram
 
 from ranker_core.cli_support import UserError, first_few
@@ -227,6 +228,7 @@ class ViewReader:
     def __init__(self, stores: StorePerThread, view: Any, cache_seconds: float, cache_entries: int) -> None:
         self.stores, self.name = stores, view.name
         self.keys: list[str] = list(view.join_keys)
+        self.source = view.batch_source  # what ``ranker materialize`` read: the snapshot table of the ids it holds
         self.features = [field.name for field in view.features]
         self.strings = {field.name for field in view.features if _is_string(field.dtype)}
         self.numeric = [field.name for field in view.features if DEFAULT_TAG in field.tags]
@@ -315,6 +317,18 @@ class OnlineFeatures:
     def sent_by_request(self, names: Iterable[str]) -> list[str]:
         """Those of ``names`` a request sends besides the ids: the ones this store does not keep."""
         return [name for name in names if name not in self.stored and name != self.item_key]
+
+    def held_ids(self, key: str) -> list[str]:
+        """The ids of ``key`` the store holds, in the snapshot table its view keyed by ``key`` alone was materialized
+        from (``[]`` when no view is keyed by it alone); a :class:`FeatureRepoError` when that table cannot be read::
+
+            features.held_ids("listing_id")[:3]   # ['l00001', 'l00002', 'l00004']
+        """
+        view = next((view for view in self.views if view.keys == [key]), None)
+        if view is None:
+            return []
+        table = snapshot_table(view.name, view.source, view.stores.repo_path)
+        return [str(value) for value in pq.read_table(table, columns=[key]).column(key).to_pylist()]
 
     def fill(self, body: Any) -> Any:
         """The request body with every stored feature added to each instance's candidates (columns).
@@ -512,6 +526,21 @@ def check_local_stores(config: Any) -> None:
     for what, path in _local_store_files(config):
         if not path.is_file():
             raise FeatureRepoError(f"no {what} at {path}; copy the repo with its data/ or run ranker materialize")
+
+
+def snapshot_table(view: str, source: Any, repo: str) -> Path:
+    """The Parquet snapshot a view was materialized from: its ``FileSource`` path, or, in a repo copied elsewhere,
+    the file of that name under the repo's ``data/offline`` (where ``ranker materialize`` copies it); a
+    :class:`FeatureRepoError` for another kind of source (BigQuery, ...) or a file that is in neither place."""
+    path = getattr(source, "path", None)
+    if not isinstance(path, str) or "://" in path:
+        raise FeatureRepoError(
+            f"the view {view!r} reads {type(source).__name__} {path or source.name!r}, not a local Parquet snapshot"
+        )
+    for table in (Path(path), Path(repo, "data", "offline", Path(path).name)):
+        if table.is_file():
+            return table
+    raise FeatureRepoError(f"the snapshot of the view {view!r} is not at {path} nor in {repo}/data/offline")
 
 
 def _local_store_files(config: Any) -> list[tuple[str, Path]]:

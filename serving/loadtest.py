@@ -18,6 +18,11 @@ binary, with :func:`synthetic_request`::
     config = LoadTestConfig(url="http://localhost:8080/v2/models/mmoe-ranker/infer", headers=headers)
     result = run_load_test(config, body)
 
+For a server with a feature store (``ranker serve --feature-store REPO``) the request carries ids only,
+drawn from those the store holds (:func:`ids_only`)::
+
+    body, headers = synthetic_request(spec, candidates=1000, ids=ids_only("work_dir/latest/feature_repo", spec))
+
 Bursty traffic is Poisson at ``rate`` during ``burst_on_s`` windows and silent
 during ``burst_off_s`` windows (mean rate ``rate * on / (on + off)``).
 
@@ -41,7 +46,7 @@ import numpy as np
 import orjson
 
 from ranker_core.cli_support import UserError
-from ranker_core.schema import LIST_SEPARATOR, MODULE, FeatureSpec
+from ranker_core.schema import LIST_SEPARATOR, MODULE, Feature, FeatureSpec
 from ranker_core.serving import MODEL_NAME
 from trainer.synthetic import synthetic_values
 
@@ -427,13 +432,55 @@ def command_token(command: str) -> str:
 SYNTHETIC_SEQUENCE_TOKENS = 20  # a behaviour sequence's default length (the dataset spec's history.sequences)
 
 
-def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columnar: bool = True) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class IdsOnly:
+    """What a generated request carries for a server with a feature store (``ranker serve --feature-store``): the
+    features it ``sends`` (the ids and what the store does not keep), and the ids the store ``holds`` per id
+    feature, which the request's ids are drawn from (an id feature not in ``holds`` gets random values)::
+
+        ids = ids_only("work_dir/latest/feature_repo", FeatureSpec.load("model"))
+        body = synthetic_payload(spec, candidates=1000, ids=ids)   # no stored feature; ids the store holds
+    """
+
+    sends: frozenset[str]
+    holds: Mapping[str, tuple[str, ...]]
+
+
+def ids_only(repo: str, spec: FeatureSpec) -> IdsOnly:
+    """The :class:`IdsOnly` of the Feast ``repo`` a server reads for the model of ``spec``: a repo that ``ranker
+    serve --feature-store`` would refuse, or whose snapshot of the ids cannot be read, is one :class:`UserError`::
+
+        ids = ids_only("work_dir/latest/feature_repo", spec)   # ids.holds["listing_id"][:2]: ('l00001', 'l00002')
+    """
+    from serving.feature_store import FeatureRepoError, open_online_features
+
+    item_key = spec.roles.get("item_id", "")
+    features = open_online_features(repo, item_key, spec.feature_names, cache_seconds=0)
+    keys = [key for key in (item_key, spec.roles.get("user_id")) if key]
+    try:
+        holds = {key: tuple(features.held_ids(key)) for key in keys}
+    except FeatureRepoError as error:
+        raise UserError(f"--feature-store {repo}: cannot read the ids it holds ({error})") from None
+    sends = frozenset([item_key, *features.sent_by_request([MODULE, *spec.feature_names])])
+    return IdsOnly(sends=sends, holds={key: ids for key, ids in holds.items() if ids})
+
+
+def _values(feature: Feature, count: int, rng: np.random.Generator, ids: IdsOnly | None) -> list:
+    """``count`` values of ``feature``: ids the store holds when ``ids`` has them, else random ones from the spec."""
+    held = ids.holds.get(feature.name) if ids else None
+    return rng.choice(held, count).tolist() if held else synthetic_values(feature, count, rng)
+
+
+def synthetic_payload(
+    spec: FeatureSpec, candidates: int, seed: int = 0, columnar: bool = True, ids: IdsOnly | None = None
+) -> bytes:
     """A ranking request with ``candidates`` random candidates drawn from the spec's vocabularies and statistics.
 
     The user (the spec's ``user_id`` role), the module and the user's behaviour sequences go in
     the context (a sequence as ``SYNTHETIC_SEQUENCE_TOKENS`` values of its target feature: a full
     history, so a load test pays for the longest one), every other feature in the candidates,
-    as columns or as rows::
+    as columns or as rows. With ``ids`` (a server with a feature store), only the features it
+    sends, and the user and item ids drawn from those the store holds::
 
         body = synthetic_payload(FeatureSpec.load("model"), candidates=1000)
     """
@@ -442,13 +489,15 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
     context: dict[str, Any] = {MODULE: spec.modules[0] if spec.modules else "default"}
     columns: dict[str, list] = {}
     for feature in spec.features:
+        if ids and feature.name not in ids.sends:
+            continue
         if feature.name == user_key:
-            context[feature.name] = synthetic_values(feature, 1, rng)[0]
+            context[feature.name] = _values(feature, 1, rng, ids)[0]
         elif feature.target:
             past = synthetic_values(spec.feature(feature.target), SYNTHETIC_SEQUENCE_TOKENS, rng)
             context[feature.name] = LIST_SEPARATOR.join(past)
         else:
-            columns[feature.name] = synthetic_values(feature, candidates, rng)
+            columns[feature.name] = _values(feature, candidates, rng, ids)
     if not columnar:
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return orjson.dumps({"instances": [{"context": context, "candidates": rows}]})
@@ -456,7 +505,12 @@ def synthetic_payload(spec: FeatureSpec, candidates: int, seed: int = 0, columna
 
 
 def synthetic_request(
-    spec: FeatureSpec, candidates: int, body_format: str = "columns", seed: int = 0, model_name: str = MODEL_NAME
+    spec: FeatureSpec,
+    candidates: int,
+    body_format: str = "columns",
+    seed: int = 0,
+    model_name: str = MODEL_NAME,
+    ids: IdsOnly | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A generated request in ``body_format`` (one of :data:`BODY_FORMATS`): its body and the headers it needs.
 
@@ -465,13 +519,14 @@ def synthetic_request(
     values as tensors of shape ``[1]``, candidates' as ``[candidates]``), written by KServe's own
     client: ``v2`` all JSON; ``v2-binary`` every tensor as binary data; ``v2-mixed`` the strings as
     JSON and the numbers as binary FP32, the body the server reads fastest (docs/benchmarks.md).
-    Binary bodies ask for binary outputs and send ``Inference-Header-Content-Length``::
+    Binary bodies ask for binary outputs and send ``Inference-Header-Content-Length``. With ``ids``
+    (:func:`ids_only`), the request of a server with a feature store, in any format::
 
         body, headers = synthetic_request(FeatureSpec.load("model"), 1000, "v2-mixed")
     """
     if body_format not in BODY_FORMATS:
         raise ValueError(f"body_format must be one of {', '.join(BODY_FORMATS)}, got {body_format!r}")
-    body = synthetic_payload(spec, candidates, seed, columnar=body_format != "rows")
+    body = synthetic_payload(spec, candidates, seed, columnar=body_format != "rows", ids=ids)
     if not body_format.startswith("v2"):
         return body, {"content-type": "application/json"}
     from serving.open_inference import HEADER_LENGTH

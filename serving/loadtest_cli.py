@@ -12,6 +12,12 @@ errors. Examples::
         --token-command "gcloud auth print-access-token"
     ranker loadtest --url http://localhost:8080/v2/models/mmoe-ranker/infer --model-dir work_dir/latest/model \\
         --format v2-mixed --max-p99 25
+    ranker loadtest --url http://localhost:8080/predict --model-dir work_dir/latest/model \\
+        --feature-store work_dir/latest/feature_repo
+
+With ``--feature-store`` (the repo a ``ranker serve --feature-store`` server reads) the generated
+request carries ids only: the module, the user id and the item ids, drawn from the ids the store
+holds, and the features the store does not keep.
 
 One request goes first, outside the test: when it fails (no server at the URL,
 a wrong route, a body the server refuses) no test runs. Exits 1 when no request
@@ -69,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="columns",
         help="generated body: v1 JSON with the candidates as columns (default) or rows; KServe v2 tensors in JSON "
         "(v2), binary (v2-binary), or strings in JSON and numbers binary (v2-mixed), for a /v2/models/NAME/infer URL",
+    )
+    parser.add_argument(
+        "--feature-store",
+        metavar="REPO",
+        help="with --model-dir: the Feast repo of a `ranker serve --feature-store` server; the generated request "
+        "sends ids only (the module, a user and items the store holds, the features it does not keep)",
     )
     parser.add_argument("--rows", dest="format", action="store_const", const="rows", help="the same as --format rows")
     parser.add_argument(
@@ -163,6 +175,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Refuse, as a :class:`UserError` naming the flag, what :class:`LoadTestConfig` does not check."""
     check_url(args.url)
     check_model_dir(args.model_dir)
+    if args.feature_store and not args.model_dir:
+        raise UserError(f"--feature-store {args.feature_store}: generates the request, so it needs --model-dir")
     if args.candidates < 1:
         raise UserError(f"--candidates {args.candidates}: must be at least 1")
     if args.max_p99 is not None and not args.max_p99 > 0:
@@ -209,15 +223,17 @@ def check_out(out: Path | None) -> None:
 
 
 def request_body(args: argparse.Namespace) -> tuple[bytes, dict[str, str]]:
-    """The body to send and its headers: ``--payload`` or one generated from ``--model-dir``, then ``--header``."""
+    """The body to send and its headers: ``--payload`` or one generated from ``--model-dir`` (ids only with
+    ``--feature-store``), then ``--header``."""
     from ranker_core.schema import FeatureSpec
-    from serving.loadtest import synthetic_request
+    from serving.loadtest import ids_only, synthetic_request
 
     headers = dict(args.header)
     if args.payload:
         return read_payload(args.payload, headers.get("content-type", "application/json")), headers
     spec = FeatureSpec.load(args.model_dir)
-    payload, generated = synthetic_request(spec, args.candidates, args.format, args.seed, v2_model_name(args.url))
+    ids = ids_only(args.feature_store, spec) if args.feature_store else None
+    payload, generated = synthetic_request(spec, args.candidates, args.format, args.seed, v2_model_name(args.url), ids)
     return payload, {**generated, **headers}
 
 

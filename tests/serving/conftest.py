@@ -37,6 +37,15 @@ def model_dir(synthetic_examples, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> dict:
+    """Examples, a tiny model trained on them and their materialized Feast repo (``online_store.materialized_store``),
+    shared by the feature-store tests (which copy the repo before they change it)."""
+    from tests.serving.online_store import materialized_store
+
+    return materialized_store(tmp_path_factory.mktemp("feature_store"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -45,14 +45,9 @@ from serving.request import RequestError
 from serving.server import load_features
 from serving.skew_check import skew_check
 from tests.serving.conftest import ServerProcess
-from tests.serving.online_store import extraction_requests, materialized_store
+from tests.serving.online_store import extraction_requests
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> dict:
-    return materialized_store(tmp_path_factory.mktemp("feature_store"))
 
 
 def test_materialize_tags_the_views_with_the_model_version(store):
