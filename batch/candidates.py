@@ -30,7 +30,7 @@ from batch.features import FILE, ROW, dead_letter
 from batch.topk import NAMESPACE
 from components.data.readers import DataSourceError, bigquery_read, file_columns, read_batches, resolve_files
 from components.data.spec import SourceSpec
-from ranker_core.schema import FeatureSpec
+from ranker_core.schema import FEATURE_SPEC_FILE, FeatureSpec
 
 DEAD_LETTERS = "dead_letters"
 TFRECORD_PATTERN = "*.tfrecord*"
@@ -50,7 +50,18 @@ class CandidateSource:
         if self.format == "bigquery":
             return []
         spec = SourceSpec(format=self.format, pattern=TFRECORD_PATTERN) if self.format == "tfrecord" else None
-        return resolve_files(self.uri, spec or SourceSpec(format=self.format))
+        try:
+            return resolve_files(self.uri, spec or SourceSpec(format=self.format))
+        except DataSourceError as error:
+            if self._is_examples_folder():
+                raise DataSourceError(f"{error}: it is an extracted examples folder, pass --split test") from None
+            raise
+
+    def _is_examples_folder(self) -> bool:
+        """Whether ``uri`` is an extraction's output (its splits are folders of TFRecords, read with ``--split``)."""
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.exists(f"{self.uri.rstrip('/')}/{FEATURE_SPEC_FILE}")
 
 
 class ReadCandidates(beam.PTransform):

@@ -48,6 +48,11 @@ def test_a_missing_model_or_table_is_one_line(capsys, tmp_path, model_dir):  # n
         capsys, ["--candidates", str(tmp_path / "none"), "--out", "o", "--model-uri", str(model_dir)]
     )
     assert "no parquet files match" in error
+    examples = tmp_path / "examples"
+    (examples / "test").mkdir(parents=True)
+    (examples / "feature_spec.json").write_text("{}")
+    error = one_line_error(capsys, ["--candidates", str(examples), "--out", "o", "--model-uri", str(model_dir)])
+    assert "no parquet files match" in error and error.endswith("it is an extracted examples folder, pass --split test")
 
 
 @pytest.mark.slow
