@@ -221,6 +221,7 @@ class Candidate:
         blessed = blessing_verdict(blessing, blessing_json)
         digest = model_digest(model_uri)
         check_judged_model(blessing, blessing_json, model_uri, digest)
+        check_same_evaluation(report, report_json, blessing, blessing_json)
         spec_path = f"{model_uri.rstrip('/')}/{FEATURE_SPEC_FILE}"
         spec = read_json(spec_path) if path_exists(spec_path) else {}
         return cls(
@@ -471,6 +472,23 @@ def check_judged_model(blessing: Mapping[str, Any], blessing_json: str, model_ur
         raise RegistrationRefusedError(
             f"{blessing_json} judged the model with digest {judged_digest}, but {model_uri} has digest {digest}: "
             "the blessing is about other model files; re-run evaluate on this model"
+        )
+
+
+def check_same_evaluation(
+    report: Mapping[str, Any], report_json: str, blessing: Mapping[str, Any], blessing_json: str
+) -> None:
+    """Refuse a report that is not the evaluation's ``metrics.json`` of this blessing (it repeats the blessing
+    under ``blessing``): the registry would record another run's numbers, or none, next to this verdict."""
+    if "blessing" not in report:
+        raise RegistrationRefusedError(
+            f"{report_json} is not an evaluation's metrics.json (it has no 'blessing'): pass the metrics.json "
+            f"written with {blessing_json}"
+        )
+    if json.dumps(report["blessing"], sort_keys=True) != json.dumps(blessing, sort_keys=True):  # NaN != NaN
+        raise RegistrationRefusedError(
+            f"{report_json} is the report of another evaluation than {blessing_json} (their blessings differ): "
+            "pass the metrics.json written with it"
         )
 
 

@@ -35,20 +35,23 @@ def copy_model(exported: Path, folder: Path, variant: str) -> Path:
 def write_evaluation(folder: Path, blessed: bool, ndcg: float, judged: Path | None = None) -> Path:
     """``metrics.json`` and ``blessing.json`` as the evaluation writes them, judging the model in ``judged``."""
     folder.mkdir(parents=True)
-    metrics = {"ndcg": {"search": {"click": {"mmoe": ndcg, "gbdt_per_module": 0.5}}}, "n_requests": 80}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
     reasons = [] if blessed else ["mmoe ndcg@10 0.41 is below the per-module GBDT 0.50"]
     blessing = {"blessed": blessed, "reasons": reasons, "primary_metric": ndcg, "baseline_metric": 0.5}
     if judged is not None:
         blessing["judged_model"] = judged_model(str(judged))
+    metrics = {"ndcg": {"search": {"click": {"mmoe": ndcg, "gbdt_per_module": 0.5}}}, "n_requests": 80}
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "blessing": blessing}))
     (folder / "blessing.json").write_text(json.dumps(blessing))
     return folder
 
 
 def edit_blessing(report: Path, **fields) -> Path:
-    """Overwrite fields of ``report/blessing.json``; the file's path."""
+    """Overwrite fields of ``report/blessing.json`` and of the copy in ``metrics.json``; the blessing's path."""
     path = report / "blessing.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    blessing = {**json.loads(path.read_text()), **fields}
+    path.write_text(json.dumps(blessing))
+    metrics = json.loads((report / "metrics.json").read_text())
+    (report / "metrics.json").write_text(json.dumps({**metrics, "blessing": blessing}))
     return path
 
 

@@ -145,6 +145,23 @@ def test_a_blessing_that_does_not_name_its_model_is_refused(tmp_path, config):
     refused(config, model, report, match=r"does not say which model it judged.*re-run evaluate")
 
 
+def test_a_report_that_is_not_the_blessings_evaluation_is_refused(tmp_path, config):
+    """Any JSON (``{"foo": 1}``, another run's metrics.json) was registered as the version's evaluation."""
+    model = write_fake_model(tmp_path / "model", b"w")
+    report = write_evaluation(tmp_path / "report", blessed=True, ndcg=0.6, judged=model)
+    other = write_evaluation(tmp_path / "other", blessed=True, ndcg=0.7, judged=model)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text('{"foo": 1}')
+
+    for metrics, problem in (
+        (garbage, "is not an evaluation's metrics.json (it has no 'blessing')"),
+        (other / "metrics.json", f"is the report of another evaluation than {report / 'blessing.json'}"),
+    ):
+        with pytest.raises(RegistrationRefusedError, match=re.escape(f"{metrics} {problem}")):
+            register_from_artifacts(str(model), str(metrics), str(report / "blessing.json"), config)
+    assert not Path(config.work_dir).exists(), "a refused registration must not create the registry"
+
+
 @pytest.mark.slow
 def test_a_model_whose_graph_is_a_line_of_text_is_refused(tmp_path, config, model_dir):
     model = copy_model(model_dir, tmp_path / "model", "text")
