@@ -298,7 +298,8 @@ def _deploy_op(settings: PipelineSettings):
             dedicated_resources_max_replica_count=settings.registry.max_replicas,
             service_account=settings.registry.serving_service_account,
         ).set_caching_options(False)
-        marked = mark_vertex_canary(version=version, canary_percent=canary_percent, **where).after(deployed)
+        marked = mark_vertex_canary(version=version, traffic_split=plan.outputs["traffic_split"], **where)
+        marked.after(deployed)
         _sized(marked, settings).set_caching_options(False)
 
     return vertex_deploy_step if settings.registry.backend == "vertex" else deploy_step

@@ -9,7 +9,7 @@ split nor find or create the endpoint by name; so:
   now (:meth:`components.registry.deploy.VertexEndpoint.plan`); it hands
   ``ModelDeployOp`` the ``google.VertexModel`` and ``google.VertexEndpoint`` artifacts;
 * :func:`mark_vertex_canary` gives the version the ``canary`` alias once it is
-  deployed with less than all the traffic, for ``ranker promote`` / ``ranker rollback``.
+  deployed with less than all the traffic (the plan's split), for ``ranker promote`` / ``ranker rollback``.
 """
 
 from typing import NamedTuple
@@ -48,14 +48,15 @@ def plan_vertex_deploy(
 @ranker_component
 def mark_vertex_canary(
     version: str,
+    traffic_split: dict,
     model_name: str = "mmoe-ranker",
     project: str = "",
     location: str = "us-central1",
-    canary_percent: int = 100,
 ) -> None:
-    """Give ``version`` the ``canary`` alias when it was deployed with less than all the traffic."""
+    """Give ``version`` the ``canary`` alias when the plan's ``traffic_split`` gave it (``"0"``) less than all the
+    traffic, else ``stable``: on an endpoint that served nothing a canary share still deploys it alone."""
     from components.registry.core import RegistryConfig
     from components.registry.rollout import mark_canary
 
     config = RegistryConfig.from_env(backend="vertex", model_name=model_name, project=project, location=location)
-    mark_canary(config, version, canary_percent)
+    mark_canary(config, version, int(traffic_split.get("0", 100)))

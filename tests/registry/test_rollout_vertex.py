@@ -6,7 +6,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 
-from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, RegistryConfig, register_model
+from components.registry.core import CANARY, CHAMPION, PREVIOUS_CHAMPION, STABLE, RegistryConfig, register_model
 from components.registry.deploy import VertexEndpoint, deploy_version
 from components.registry.rollout import RolloutError, deploy, promote_canary, roll_back, start_canary
 from components.registry.vertex import VertexRegistry
@@ -148,10 +148,23 @@ def test_the_pipeline_plan_gives_model_deploy_op_the_canary_split_and_artifacts(
     assert endpoint.metadata["resourceName"] == ENDPOINT
     assert endpoint.uri == f"https://europe-west4-aiplatform.googleapis.com/v1/{ENDPOINT}"
     assert plan_vertex_deploy.python_func("2", model, endpoint, canary_percent=100, **where)[0] == {"0": 100}
-    mark_vertex_canary.python_func("2", canary_percent=100, **where)
-    assert two_champions.alias_version(CANARY) is None
-    mark_vertex_canary.python_func("2", canary_percent=10, **where)
+    mark_vertex_canary.python_func("2", {"0": 100}, **where)
+    assert two_champions.alias_version(CANARY) is None and two_champions.alias_version(STABLE) == "2"
+    mark_vertex_canary.python_func("2", split, **where)
     assert two_champions.alias_version(CANARY) == "2"
+
+
+def test_a_canary_share_deployed_alone_on_an_empty_endpoint_is_stable_not_a_canary(api, config, registry, endpoint):
+    """It was marked the canary, so the next scheduled run's registration was refused though nothing was split."""
+    from components.registry.deploy_component import mark_vertex_canary
+
+    register_model(candidate("a"), config, registry)
+    split = endpoint.plan("1", percent=10).traffic_split
+    mark_vertex_canary.python_func("1", split, project="my-project", location="europe-west4")
+
+    assert registry.alias_version(CANARY) is None and registry.alias_version(STABLE) == "1"
+    register_model(candidate("b"), config, registry)  # refused while a canary is live
+    assert registry.alias_version(CHAMPION) == "2"
 
 
 def test_a_first_deployment_takes_all_traffic_whatever_the_canary_share(api, config, registry, endpoint):
@@ -188,7 +201,9 @@ def test_the_vertex_pipeline_deploys_with_model_deploy_op_and_the_canary_paramet
     }
     assert inputs["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "plan-vertex-deploy"
     assert inputs["artifacts"]["endpoint"]["taskOutputArtifact"]["outputArtifactKey"] == "endpoint"
-    assert deploy_dag["mark-vertex-canary"]["dependentTasks"] == ["model-deploy"]
+    mark = deploy_dag["mark-vertex-canary"]
+    assert sorted(mark["dependentTasks"]) == ["model-deploy", "plan-vertex-deploy"]  # after the deploy, by its split
+    assert mark["inputs"]["parameters"]["traffic_split"]["taskOutputParameter"]["producerTask"] == "plan-vertex-deploy"
     assert inputs["parameters"]["service_account"]["runtimeValue"]["constant"] == serving  # the server's identity
     executor = spec["deploymentSpec"]["executors"]["exec-model-deploy"]["container"]
     assert executor["image"].startswith("gcr.io/ml-pipeline/google-cloud-pipeline-components")
