@@ -204,13 +204,17 @@ def _csv_batches(path: str, source: SourceSpec, columns: list[str], batch_rows: 
 
 def _csv_blocks(handle: Any, skip_header: bool) -> Iterator[tuple[bytes, int]]:
     """The CSV text in blocks of whole lines (about ``_CSV_BLOCK_BYTES``), the header cut off, each with the file
-    line number of its first line."""
-    carry, next_line = b"", 1
+    line number of its first line. A line longer than a block is gathered in pieces, joined once."""
+    pending: list[bytes] = []  # the start of a line that no read so far has ended
+    next_line = 1
     while True:
         data = handle.read(_CSV_BLOCK_BYTES)
-        text = carry + data
-        cut = len(text) if not data else text.rfind(b"\n") + 1
-        block, carry = text[:cut], text[cut:]
+        end = data.rfind(b"\n") + 1 if data else 0
+        if data and not end:
+            pending.append(data)
+            continue
+        block = b"".join([*pending, data[:end] if data else b""])
+        pending = [data[end:]] if data[end:] else []
         if skip_header and next_line == 1 and block:
             block, next_line = block[block.find(b"\n") + 1 :] if b"\n" in block else b"", 2
         if block:
@@ -225,15 +229,16 @@ def _parse_csv_block(
 ) -> tuple[Any, np.ndarray, list[tuple[int, str]]]:
     """One block's rows (a pyarrow table), their file line numbers and the lines that are no row ``(line, reason)``.
 
-    pyarrow runs a quoted field that never closes on to the end of its block, as one malformed row or an error.
-    So when the rows and malformed lines do not add up to the block's lines (or it has blank lines, which pyarrow
-    skips), the block is read line by line: blank lines and lines whose quote never closes are cut out, and the
-    rest is parsed again.
+    pyarrow skips blank lines, ends a row at a lone carriage return, and runs a quoted field that never closes on
+    to the end of its block (one malformed row, or an error). So when the rows and malformed lines do not add up
+    to the block's lines, the block is read again line by line: blank lines are no rows, and a line with a
+    carriage return inside, then (only if the count is still off) one whose quote never closes, is a dead letter.
     """
     lines_in_block = block.count(b"\n") + (not block.endswith(b"\n"))
     numbers = np.arange(first_line, first_line + lines_in_block, dtype=np.int64)
     blank = block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
-    if not blank:
+    lone_return = block.count(b"\r") != block.count(b"\r\n")  # either could keep the count right by chance
+    if not (blank or lone_return):
         try:
             table, malformed = _read_csv(block, header, delimiter, convert)
             if table.num_rows + len(malformed) == len(numbers):
@@ -241,13 +246,33 @@ def _parse_csv_block(
         except ValueError:  # "CSV parser got out of sync with chunker"
             pass
     lines = block.split(b"\n")[: len(numbers)]
-    unclosed = {index for index, line in enumerate(lines) if b'"' in line and _quote_never_closes(line, delimiter)}
-    kept = [index for index, line in enumerate(lines) if index not in unclosed and line not in (b"", b"\r")]
-    table, malformed = _read_csv(b"\n".join(lines[index] for index in kept) + b"\n", header, delimiter, convert)
-    rows, errors = _rows_and_errors(numbers[kept], malformed)
-    errors += [(int(numbers[index]), f"malformed CSV line: a quoted field never closes: {lines[index][:200]!r}")
-               for index in unclosed]  # fmt: skip
-    return table, rows, sorted(errors)
+    for check_quotes in (False, True):
+        problems = {
+            index: problem
+            for index, line in enumerate(lines)
+            if (problem := _line_problem(line, delimiter, check_quotes))
+        }
+        kept = [index for index, line in enumerate(lines) if index not in problems and line not in (b"", b"\r")]
+        try:
+            table, malformed = _read_csv(b"\n".join(lines[index] for index in kept) + b"\n", header, delimiter, convert)
+        except ValueError:
+            continue
+        if table.num_rows + len(malformed) == len(kept):
+            rows, errors = _rows_and_errors(numbers[kept], malformed)
+            errors += [(int(numbers[index]), f"malformed CSV line: {problem}: {lines[index][:200]!r}")
+                       for index, problem in problems.items()]  # fmt: skip
+            return table, rows, sorted(errors)
+    raise DataSourceError(f"lines {numbers[0]}-{numbers[-1]} cannot be split into CSV rows, one per line")
+
+
+def _line_problem(line: bytes, delimiter: str, check_quotes: bool) -> str:
+    """Why a CSV line cannot be read as one row (``""`` when it can): a carriage return inside it, or (with
+    ``check_quotes``) a quoted field that never closes (values may not span lines)."""
+    if b"\r" in line.rstrip(b"\r"):
+        return "a carriage return inside the line"
+    if check_quotes and b'"' in line and _quote_never_closes(line, delimiter):
+        return "a quoted field never closes"
+    return ""
 
 
 def _rows_and_errors(numbers: np.ndarray, malformed: dict[int, str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -272,7 +297,7 @@ def _read_csv(text: bytes, header: list[str], delimiter: str, convert: Any) -> t
 
     table = pacsv.read_csv(
         pa.BufferReader(text),
-        read_options=pacsv.ReadOptions(use_threads=False, column_names=header),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=header, block_size=max(1 << 20, len(text) + 1)),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_invalid),
         convert_options=convert,
     )

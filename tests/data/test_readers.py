@@ -80,6 +80,26 @@ def test_a_stray_quote_costs_its_line_not_the_lines_after_it(tmp_path, spec, mon
     assert len(rows) + len(errors) == 40  # every row is read or a dead letter
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 22, 200])
+def test_a_lone_carriage_return_costs_its_line_and_a_line_longer_than_a_block_is_read(
+    tmp_path, spec, monkeypatch, block_bytes
+):
+    """pyarrow ends a row at a lone CR: the line counts no longer matched the rows and the file failed to read
+    (or, with a blank line too, the counts matched by chance and every later row had the wrong line)."""
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", block_bytes)
+    frame = impressions_frame(n_requests=3, candidates=4).astype({"device": object})
+    frame.at[5, "device"] = "m" * 600  # line 7: longer than a small block
+    lines = write_csv(frame, tmp_path / "a.csv").read_text().splitlines()  # header + 12 rows
+    lines[3] = lines[3].replace(",", ",\r", 1)  # line 4: a CR inside
+    lines.insert(8, "")  # line 9: blank
+    (tmp_path / "a.csv").write_bytes(("\n".join(lines)).encode())  # no newline at the end
+    batches = list(read_batches(str(tmp_path / "a.csv"), SourceSpec(format="csv"), spec.required_columns))
+    rows = np.concatenate([b.rows for b in batches]).tolist()
+    [(line, reason)] = [error for b in batches for error in b.errors]
+    assert rows == [line for line in range(2, 15) if line not in (4, 9)]
+    assert line == 4 and reason.startswith("malformed CSV line: a carriage return inside the line")
+
+
 def test_a_csv_without_a_header_is_read_with_the_specs_column_names(tmp_path, spec):
     frame = impressions_frame(n_requests=3, candidates=4)
     headed = write_csv(frame, tmp_path / "headed.csv")
