@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -642,12 +643,13 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def _label_problem(text: str, part: str) -> str:
-    """Why ``text`` is not a label key or value (``""`` when it is)."""
+    """Why ``text`` is not a label key or value (``""`` when it is). Google Cloud's classes: a key starts with a
+    lowercase or caseless letter (``\\p{Ll}\\p{Lo}``: ``team``, ``日本``); then those, digits, ``_`` and ``-``."""
     if len(text) > 63:
         return f"the {part} is {len(text)} characters, more than 63"
-    if part == "key" and not (text[0].isalpha() and text[0].islower()):
+    if part == "key" and unicodedata.category(text[0]) not in ("Ll", "Lo"):
         return f"the key {text!r} must start with a lowercase letter"
-    bad = [char for char in text if not (char.isdigit() or char in "_-" or (char.isalpha() and not char.isupper()))]
+    bad = [char for char in text if char not in "_-" and unicodedata.category(char) not in ("Ll", "Lo", "Nd")]
     if bad:
         return f"the {part} {text!r} has {bad[0]!r}: only lowercase letters, digits, '_' and '-'"
     return ""

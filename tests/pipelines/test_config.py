@@ -96,6 +96,7 @@ def test_the_steps_get_what_was_checked_at_the_front_door(monkeypatch):
 def test_labels_and_other_values_are_checked():
     assert parse_labels("team=ranking, env=prod") == {"team": "ranking", "env": "prod"}
     assert parse_labels("équipe=café,empty=") == {"équipe": "café", "empty": ""}  # Google Cloud takes both
+    assert parse_labels("日本=東京") == {"日本": "東京"}  # a caseless letter (\\p{Lo}) may start a key too
     with pytest.raises(ValueError, match="--labels: label 'team' is not key=value"):
         PipelineSettings(labels="team")
     with pytest.raises(ValueError, match="the key 'Team' must start with a lowercase letter"):
