@@ -320,10 +320,10 @@ def assembler_for(config: BatchRankConfig, spec: FeatureSpec) -> FeatureAssemble
 
 
 def require_key_columns(source: CandidateSource, assembler: FeatureAssembler) -> None:
-    """A one-line error when no candidates file has a column every row needs (the user, item and campaign
+    """A one-line error when no candidates file has all the columns every row needs (the user, item and campaign
     columns, the model's module where it has several): a flag's typo (``--campaign-column modul_name``) or a
-    renamed id column would make every row a dead letter after a full read. A file of its own without one
-    (the others have it) has its rows dead-lettered, as before.
+    renamed id column would make every row a dead letter after a full read. When one file has them all, a file
+    without one has its rows dead-lettered, as before.
 
     Parquet and CSV only (their schema or header; the first ``SCHEMA_FILES`` files): a TFRecord's columns are known
     when it is parsed, a BigQuery read of an absent column fails.
@@ -337,22 +337,31 @@ def require_key_columns(source: CandidateSource, assembler: FeatureAssembler) ->
     if assembler.campaign_column and not assembler.campaign_is_module:
         needed[assembler.campaign_column] = "--campaign-column"
     modules = assembler.module_columns if assembler.default_module is None else ()
-    seen: set[str] = set()
+    lacking: list[tuple[str, list[str]]] = []  # the files read that lack a key column, with their columns
     for path in files[:SCHEMA_FILES]:
         columns = _columns_of(path, source.format)
-        if not columns:  # empty or unreadable: no rows to judge by (an unreadable file's are dead letters)
-            continue
-        seen.update(columns)
-        if set(needed) <= seen and (not modules or seen & set(modules)):
-            return
-    if not seen:
+        if columns and not _lacks(columns, needed, modules):
+            return  # a file with every key column
+        if columns:  # (an empty or unreadable file is no news)
+            lacking.append((path, columns))
+    if not lacking:
         return
-    missing = next((f"{flag} column {column!r}" for column, flag in needed.items() if column not in seen), "")
-    column = next((column for column in needed if column not in seen), modules[0] if modules else "")
-    what = missing or f"column with the model's module ({' or '.join(map(repr, modules))})"
-    checked = files[:SCHEMA_FILES]
-    where = f"{checked[0]} has no" if len(checked) == 1 else f"none of {len(checked)} candidates files read has a"
-    raise UserError(f"{where} {what}{_did_you_mean(column, sorted(seen))}")
+    path, columns = lacking[0]
+    where = (
+        f"{path} has no" if len(lacking) == 1 else f"none of {len(lacking)} candidates files read (e.g. {path}) has a"
+    )
+    missing = next((column for column in needed if column not in columns), modules[0] if modules else "")
+    raise UserError(f"{where} {_lacks(columns, needed, modules)}{_did_you_mean(missing, columns)}")
+
+
+def _lacks(columns: list[str], needed: dict[str, str], modules: tuple[str, ...]) -> str:
+    """The key column ``columns`` lack (``"--item-column column 'item'"``), or ``""`` when they have them all."""
+    for column, flag in needed.items():
+        if column not in columns:
+            return f"{flag} column {column!r}"
+    if modules and not set(modules) & set(columns):
+        return f"column with the model's module ({' or '.join(map(repr, modules))})"
+    return ""
 
 
 def _columns_of(path: str, file_format: str) -> list[str]:

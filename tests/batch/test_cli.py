@@ -173,6 +173,10 @@ def test_a_key_column_no_candidates_file_has_is_refused_before_any_row_is_read(c
     rows = {"user_id": ["u1"], "listing_id": ["a"], "module_name": ["push"], "campaign": ["spring"]}
     pd.DataFrame(rows).to_parquet(candidates / "a.parquet")
     pd.DataFrame(rows).drop(columns="listing_id").to_csv(candidates / "b.csv")
+    split = tmp_path / "split"
+    split.mkdir()
+    pd.DataFrame(rows).drop(columns="listing_id").to_parquet(split / "a.parquet")
+    pd.DataFrame(rows).drop(columns="user_id").to_parquet(split / "b.parquet")
     argv = ["batch-rank", "--model-uri", str(model_dir), "--out", str(tmp_path / "out"), *LOCAL_FLAGS]
 
     for flags, message in (
@@ -182,6 +186,8 @@ def test_a_key_column_no_candidates_file_has_is_refused_before_any_row_is_read(c
          f"{candidates / 'a.parquet'} has no --item-column column 'item' (the columns: "),
         (["--candidates", str(candidates / "b.csv")],
          f"{candidates / 'b.csv'} has no --item-column column 'listing_id'"),
+        (["--candidates", str(split), "--format", "parquet"],  # the user column in one file, the item in the other
+         "none of 2 candidates files read (e.g. "),
     ):  # fmt: skip
         assert main([*argv, *flags]) == 2
         assert capsys.readouterr().err.startswith(f"ranker batch-rank: {message}")
