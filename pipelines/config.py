@@ -642,14 +642,17 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+_LABEL_CATEGORIES = ("Ll", "Lo", "Nd", "Nl", "No")  # Google Cloud's \p{Ll}\p{Lo}\p{N}
+
+
 def _label_problem(text: str, part: str) -> str:
     """Why ``text`` is not a label key or value (``""`` when it is). Google Cloud's classes: a key starts with a
-    lowercase or caseless letter (``\\p{Ll}\\p{Lo}``: ``team``, ``日本``); then those, digits, ``_`` and ``-``."""
+    lowercase or caseless letter (``\\p{Ll}\\p{Lo}``: ``team``, ``日本``); then those, numbers, ``_`` and ``-``."""
     if len(text) > 63:
         return f"the {part} is {len(text)} characters, more than 63"
     if part == "key" and unicodedata.category(text[0]) not in ("Ll", "Lo"):
         return f"the key {text!r} must start with a lowercase letter"
-    bad = [char for char in text if char not in "_-" and unicodedata.category(char) not in ("Ll", "Lo", "Nd")]
+    bad = [char for char in text if char not in "_-" and unicodedata.category(char) not in _LABEL_CATEGORIES]
     if bad:
         return f"the {part} {text!r} has {bad[0]!r}: only lowercase letters, digits, '_' and '-'"
     return ""

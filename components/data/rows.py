@@ -256,7 +256,8 @@ def _features(raw: pd.DataFrame, spec: DatasetSpec, reasons: _Reasons, out: dict
 
 def dead_letter(path: str, row: int, reason: str, record: pd.Series) -> dict[str, Any]:
     """One dead-letter line: where the row came from, why it was rejected, and its values."""
-    values = record.to_json(default_handler=str, date_format="iso", date_unit="ns")  # as a CSV or JSONL file takes it
+    # timestamps as a CSV or JSONL file takes them, floats with every digit (to_json keeps 10 by default)
+    values = record.to_json(default_handler=str, date_format="iso", date_unit="ns", double_precision=15)
     return {"file": path, "row": row, "reason": reason, "record": json.loads(values)}
 
 

@@ -82,9 +82,10 @@ def test_a_dead_letters_timestamp_is_iso_text_that_reads_back(spec):
     not be fed back in as it was."""
     frame = impressions_frame(n_requests=1, candidates=2).astype({"clicked": object})
     frame["timestamp"] = pd.to_datetime([1_704_067_200_123_456_789, 1_704_067_201_000_000_000], utc=True)
-    frame.at[1, "clicked"] = 7
+    frame.at[1, "clicked"], frame.at[1, "price"] = 7, 1234.567890123
     [letter] = parse_batch(batch_of(frame), spec, 0, "x").dead_letters
     assert letter["record"]["timestamp"] == "2024-01-01T00:00:01.000000000Z"
+    assert letter["record"]["price"] == 1234.567890123  # to_json's default kept 10 digits: 1234.5678901
     frame = frame.astype({"timestamp": object})
     frame.at[1, "timestamp"], frame.at[1, "clicked"] = letter["record"]["timestamp"], 1
     assert parse_batch(batch_of(frame), spec, 0, "x").frame[TIMESTAMP].tolist() == [1_704_067_200, 1_704_067_201]
