@@ -246,11 +246,11 @@ def _parse_csv_block(
         except ValueError:  # "CSV parser got out of sync with chunker"
             pass
     lines = block.split(b"\n")[: len(numbers)]
-    for check_quotes in (False, True):
+    for careful in (False, True):
         problems = {
             index: problem
             for index, line in enumerate(lines)
-            if (problem := _line_problem(line, delimiter, check_quotes))
+            if (problem := _line_problem(line, delimiter, len(header), careful))
         }
         kept = [index for index, line in enumerate(lines) if index not in problems and line not in (b"", b"\r")]
         try:
@@ -265,14 +265,31 @@ def _parse_csv_block(
     raise DataSourceError(f"lines {numbers[0]}-{numbers[-1]} cannot be split into CSV rows, one per line")
 
 
-def _line_problem(line: bytes, delimiter: str, check_quotes: bool) -> str:
-    """Why a CSV line cannot be read as one row (``""`` when it can): a carriage return inside it, or (with
-    ``check_quotes``) a quoted field that never closes (values may not span lines)."""
+def _line_problem(line: bytes, delimiter: str, fields: int, careful: bool) -> str:
+    """Why a CSV line cannot be read as one row (``""`` when it can): a carriage return inside it; ``careful``,
+    also a quoted field that never closes (values may not span lines) or, in a line that is not UTF-8, the wrong
+    number of fields (pyarrow cannot report such a line: it fails the read)."""
     if b"\r" in line.rstrip(b"\r"):
         return "a carriage return inside the line"
-    if check_quotes and b'"' in line and _quote_never_closes(line, delimiter):
+    if not careful:
+        return ""
+    utf8 = _is_utf8(line)
+    if b'"' not in line and utf8:
+        return ""
+    values = _csv_fields(line, delimiter)
+    if values is None:
         return "a quoted field never closes"
+    if not utf8 and len(values) != fields:
+        return f"expected {fields} fields, got {len(values)}, in a line that is not UTF-8 text"
     return ""
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _rows_and_errors(numbers: np.ndarray, malformed: dict[int, str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -290,8 +307,12 @@ def _read_csv(text: bytes, header: list[str], delimiter: str, convert: Any) -> t
     malformed: dict[int, str] = {}
 
     def skip_invalid(row: Any) -> str:
+        try:
+            shown = repr(row.text[:200])
+        except UnicodeDecodeError:  # pyarrow decodes the line for us; a handler that raises fails the read
+            shown = "(a line that is not UTF-8 text)"
         malformed[int(row.number) - 1] = (
-            f"malformed CSV line: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text[:200]!r}"
+            f"malformed CSV line: expected {row.expected_columns} fields, got {row.actual_columns}: {shown}"
         )
         return "skip"
 
@@ -304,15 +325,16 @@ def _read_csv(text: bytes, header: list[str], delimiter: str, convert: Any) -> t
     return table, malformed
 
 
-def _quote_never_closes(line: bytes, delimiter: str) -> bool:
-    """Whether a CSV line opens a quoted field it does not close (values may not span lines)."""
+def _csv_fields(line: bytes, delimiter: str) -> list[str] | None:
+    """The values of one CSV line, or ``None`` when it opens a quoted field it does not close."""
     import csv
 
     try:
-        next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")], delimiter=delimiter, strict=True), None)
+        return next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")], delimiter=delimiter, strict=True), [])
     except csv.Error as error:
-        return "end of data" in str(error)  # not '"a"b', which pyarrow reads as it is
-    return False
+        if "end of data" in str(error):
+            return None
+        return next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")], delimiter=delimiter), [])  # '"a"b'
 
 
 def _decoded(batch: Any, rows: np.ndarray) -> RawBatch:

@@ -100,6 +100,17 @@ def test_a_lone_carriage_return_costs_its_line_and_a_line_longer_than_a_block_is
     assert line == 4 and reason.startswith("malformed CSV line: a carriage return inside the line")
 
 
+def test_a_line_with_the_wrong_field_count_that_is_not_utf8_costs_that_line(tmp_path):
+    """pyarrow cannot report such a line to the handler (it decodes it first): the whole file failed to read."""
+    (tmp_path / "a.csv").write_bytes(b"a,b,c\n1,2,3\n4,\xff5\n6,7,8\n")
+    batches = list(read_batches(str(tmp_path / "a.csv"), SourceSpec(format="csv"), ["a", "b"]))
+    assert np.concatenate([b.rows for b in batches]).tolist() == [2, 4]
+    [(line, reason)] = [error for b in batches for error in b.errors]
+    assert line == 3 and reason == (
+        "malformed CSV line: expected 3 fields, got 2, in a line that is not UTF-8 text: b'4,\\xff5'"
+    )
+
+
 def test_a_csv_without_a_header_is_read_with_the_specs_column_names(tmp_path, spec):
     frame = impressions_frame(n_requests=3, candidates=4)
     headed = write_csv(frame, tmp_path / "headed.csv")
