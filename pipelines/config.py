@@ -41,7 +41,7 @@ from components.data.spec import SHIPPED_SPECS
 from components.registry.core import RegistryConfig
 from ranker_core.cli_support import InvalidValueError, UserError
 from ranker_core.settings import Settings, env_value, known_keys_hint, parse_env
-from ranker_core.step_configs import BaselineConfig, TrainerConfig, TuningConfig
+from ranker_core.step_configs import BaselineConfig, TrainerConfig, TuningConfig, check_space
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,11 @@ class PipelineSettings:
         self.baseline = step_config(BaselineConfig, self.baseline_config, self.source("baseline_config"))
         self.evaluation = step_config(EvaluationConfig, self.eval_config, self.source("eval_config"))
         self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
+        if self.tuning.trials:  # each value of the space in this model configuration, as ranker tune checks it
+            try:
+                check_space(self.trainer, self.tuning.space)
+            except ValueError as error:
+                raise ValueError(f"{self.source('tune_config')}: {error}") from None
         self.beam = beam_options(self.beam_options, self.source("beam_options"))
         try:
             parse_labels(self.labels)

@@ -573,6 +573,13 @@ class TuningConfig(Settings):
             raise ValueError(f"trials and budget_seconds must be >= 0, got {self.trials} and {self.budget_seconds}")
         if not 0 <= self.confidence < 1:
             raise ValueError(f"confidence must be in [0, 1), got {self.confidence}")
+        if self.metric != AUC_METRIC:
+            try:
+                parse_metric(self.metric)
+            except ValueError:
+                raise ValueError(f"metric {self.metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>'") from None
+        if self.trials > 1 and not self.space:
+            raise ValueError(f"space is empty: each of the {self.trials} trials would train the configuration as given")
         unknown = sorted(set(self.space) - set(TrainerConfig.model_fields))
         if unknown:
             raise ValueError(f"space names {unknown}, which are not TrainerConfig fields")
@@ -594,3 +601,53 @@ def _check_draw(field: str, draw: dict[str, list]) -> None:
     if len(values) != 2 or not low_bound < values[0] < values[1]:
         positive = " > 0" if kind == "log" else ""
         raise ValueError(f"space[{field!r}].{kind} must be [low, high] with high > low{positive}, got {values}")
+
+
+def check_space(base: TrainerConfig, space: dict[str, dict[str, list]]) -> None:
+    """Fail in one line, before any trial trains, on a value of ``space`` that TrainerConfig refuses.
+
+    Each choice and both bounds of each range are tried in ``base`` (its other fields as given), so a bad
+    value cannot surface only after earlier trials have spent their training time; a range over a whole-number
+    field must have whole-number ends (it draws integers).
+
+    >>> check_space(TrainerConfig(), {"batch_size": {"choice": [256, "big"]}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ranker_core.cli_support.InvalidValueError: tuning space['batch_size'] value 'big': ...
+    """
+    for field, draw in space.items():
+        kind, values = next(iter(draw.items()))
+        for value in values if kind == "choice" else range_bounds(field, kind, values):
+            try:
+                base.replace(**{field: value})
+            except ValueError as error:  # InvalidValueError is one
+                raise InvalidValueError(f"tuning space[{field!r}] value {value!r}: {error}") from None
+
+
+def whole_field(field: str) -> bool:
+    """Whether TrainerConfig's ``field`` holds a whole number (``int`` or ``int | None``; a ``bool`` does not).
+
+    >>> whole_field("epochs"), whole_field("max_hash_buckets"), whole_field("dropout"), whole_field("deterministic")
+    (True, True, False, False)
+    """
+    annotation = TrainerConfig.model_fields[field].annotation
+    return annotation is int or set(typing.get_args(annotation)) == {int, type(None)}
+
+
+def range_bounds(field: str, kind: str, values: list) -> list[int] | list[float]:
+    """A range's [low, high] as ``field`` draws them: integers for a whole-number field, else floats.
+
+    >>> range_bounds("epochs", "uniform", [1, 3.0]), range_bounds("dropout", "uniform", [0, 0.3])
+    ([1, 3], [0.0, 0.3])
+    >>> range_bounds("epochs", "uniform", [1.5, 3])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ranker_core.cli_support.InvalidValueError: tuning space['epochs'] uniform [1.5, 3]: epochs is a whole number, ...
+    """
+    if not whole_field(field):
+        return [float(bound) for bound in values]
+    if not all(float(bound).is_integer() for bound in values):
+        raise InvalidValueError(
+            f"tuning space[{field!r}] {kind} {values}: {field} is a whole number, so the range's ends must be too"
+        )
+    return [int(bound) for bound in values]

@@ -33,16 +33,22 @@ import math
 import shutil
 import tempfile
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import REQUEST_ID, FeatureSpec
 from ranker_core.stats import NO_BOUND, bootstrap_means, percentile_interval
-from ranker_core.step_configs import AUC_METRIC, TUNING_FILE, TrainerConfig, TuningConfig
+from ranker_core.step_configs import (
+    AUC_METRIC,
+    TUNING_FILE,
+    TrainerConfig,
+    TuningConfig,
+    check_space,
+    range_bounds,
+    whole_field,
+)
 from trainer.progress import labelled
 from trainer.selection import JudgedRequests, Selection
 
@@ -171,27 +177,6 @@ def _judged_by(tuning: TuningConfig, spec: FeatureSpec) -> tuple[str, tuple[str,
     return Selection.ranking(metric, spec).name, (metric,)
 
 
-def check_space(base: TrainerConfig, space: dict[str, dict[str, list]]) -> None:
-    """Fail in one line, before any trial trains, on a value of ``space`` that TrainerConfig refuses.
-
-    Each choice and both bounds of each range are tried in ``base`` (its other fields as given), so a bad
-    value cannot surface only after earlier trials have spent their training time; a range over a whole-number
-    field must have whole-number ends (it draws integers).
-
-    >>> check_space(TrainerConfig(), {"batch_size": {"choice": [256, "big"]}})  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ranker_core.cli_support.InvalidValueError: tuning space['batch_size'] value 'big': ...
-    """
-    for field, draw in space.items():
-        kind, values = next(iter(draw.items()))
-        for value in values if kind == "choice" else _bounds(field, kind, values):
-            try:
-                base.replace(**{field: value})
-            except ValueError as error:  # InvalidValueError is one
-                raise InvalidValueError(f"tuning space[{field!r}] value {value!r}: {error}") from None
-
-
 def _with_given_choices(space: dict[str, dict[str, list]], given: dict[str, Any]) -> dict[str, dict[str, list]]:
     """``space`` with each given value that a choice lacks added to it: Optuna cannot run a first trial whose
     categorical value is not a choice (a range takes any value).
@@ -213,37 +198,8 @@ def _suggest(trial: Any, field: str, draw: dict[str, list]) -> Any:
     kind, values = next(iter(draw.items()))
     if kind == "choice":
         return trial.suggest_categorical(field, values)
-    suggest = trial.suggest_int if _whole(field) else trial.suggest_float
-    return suggest(field, *_bounds(field, kind, values), log=kind == "log")
-
-
-def _whole(field: str) -> bool:
-    """Whether TrainerConfig's ``field`` holds a whole number (``int`` or ``int | None``; a ``bool`` does not).
-
-    >>> _whole("epochs"), _whole("max_hash_buckets"), _whole("dropout"), _whole("deterministic")
-    (True, True, False, False)
-    """
-    annotation = TrainerConfig.model_fields[field].annotation
-    return annotation is int or set(typing.get_args(annotation)) == {int, type(None)}
-
-
-def _bounds(field: str, kind: str, values: list) -> list[int] | list[float]:
-    """A range's [low, high] as ``field`` draws them: integers for a whole-number field, else floats.
-
-    >>> _bounds("epochs", "uniform", [1, 3.0]), _bounds("dropout", "uniform", [0, 0.3])
-    ([1, 3], [0.0, 0.3])
-    >>> _bounds("epochs", "uniform", [1.5, 3])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ranker_core.cli_support.InvalidValueError: tuning space['epochs'] uniform [1.5, 3]: epochs is a whole number, ...
-    """
-    if not _whole(field):
-        return [float(bound) for bound in values]
-    if not all(float(bound).is_integer() for bound in values):
-        raise InvalidValueError(
-            f"tuning space[{field!r}] {kind} {values}: {field} is a whole number, so the range's ends must be too"
-        )
-    return [int(bound) for bound in values]
+    suggest = trial.suggest_int if whole_field(field) else trial.suggest_float
+    return suggest(field, *range_bounds(field, kind, values), log=kind == "log")
 
 
 def _row(number: int, values: dict[str, Any], score: float, best_epoch: int, seconds: float) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import model_validator
 
 from components.evaluation.blessing import PrimaryMetric
 from ranker_core import ranking_metrics as m
+from ranker_core.cli_support import InvalidValueError
 from ranker_core.schema import FeatureSpec
 from ranker_core.settings import Settings, SettingsConfigDict
 from ranker_core.targets import ENGAGEMENT, default_primary_task, targets
@@ -113,15 +114,17 @@ class EvaluationConfig(Settings):
             try:
                 m.parse_metric(metric)
             except ValueError:
-                raise ValueError(f"primary_metric {metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>' with k >= 1") from None
+                raise InvalidValueError(
+                    f"primary_metric {metric!r} is not 'auc', 'ndcg' or 'ndcg@<k>' with k >= 1"
+                ) from None
         if not spec.has_groups and metric != "auc":
             _warn_auc_instead_of(metric)
             metric = "auc"
         task = self.primary_task or default_primary_task(spec.task_names, metric)
         if task not in names:
-            raise ValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
+            raise InvalidValueError(f"primary_task {task!r} is not a target of this data: {', '.join(names)}")
         if metric == "auc" and task == ENGAGEMENT:
-            raise ValueError("AUC needs a binary task: set primary_task to one of " + ", ".join(spec.task_names))
+            raise InvalidValueError("AUC needs a binary task: set primary_task to one of " + ", ".join(spec.task_names))
         return PrimaryMetric(task, metric)
 
     def cutoffs(self, primary: PrimaryMetric) -> tuple[int, ...]:

@@ -33,10 +33,10 @@ def test_out_must_not_be_a_file_or_an_input(tmp_path):
         check_out(str(tmp_path / "oracle" / "report"), inputs)
 
 
-def run_cli(examples: Path, model: Path, baseline: Path, out: Path, capsys) -> tuple[int, str]:
+def run_cli(examples: Path, model: Path, baseline: Path, out: Path, capsys, *flags: str) -> tuple[int, str]:
     from pipelines.cli import main
 
-    argv = ["evaluate", "--examples", str(examples), "--model", str(model)]
+    argv = ["evaluate", "--examples", str(examples), "--model", str(model), *flags]
     code = main([*argv, "--baseline", str(baseline), "--out", str(out)])
     return code, capsys.readouterr().err.strip()
 
@@ -54,3 +54,19 @@ def test_the_cli_refuses_bad_inputs_in_one_line_before_any_work(synthetic_exampl
     code, err = run_cli(synthetic_examples, other, baseline_dir, tmp_path / "report", capsys)
     assert code == 2 and "trained on other examples" in err and len(err.splitlines()) == 1
     assert json.loads((other / "feature_spec.json").read_text())["dataset"] == "other"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--primary-task", "favourite"], "primary_task 'favourite' is not a target of this data: "),
+        (["--primary-metric", "ndgc@10"], "primary_metric 'ndgc@10' is not 'auc', 'ndcg' or 'ndcg@<k>'"),
+    ],
+)
+def test_a_primary_task_or_metric_the_data_lacks_is_one_line(
+    synthetic_examples, baseline_dir, tmp_path, capsys, flags, message
+):
+    """Both were a raw traceback and exit status 1 (``ranker run`` caught them)."""
+    model = fake_model(tmp_path / "model", synthetic_examples)
+    code, err = run_cli(synthetic_examples, model, baseline_dir, tmp_path / "report", capsys, *flags)
+    assert code == 2 and err.startswith(f"ranker evaluate: {message}") and "Traceback" not in err

@@ -93,6 +93,16 @@ def test_the_steps_get_what_was_checked_at_the_front_door(monkeypatch):
     assert json.loads(arguments["model_config_json"]) == {"epochs": 4, "seed": 1}
 
 
+def test_a_tuning_space_value_the_model_config_refuses_is_refused_before_any_step():
+    """ranker tune checked it before its first trial, but ranker run only when its tune step started."""
+    space = '{"trials": 2, "space": {"dropout": {"uniform": [0, 1.5]}}}'
+    with pytest.raises(ValueError, match=re.escape("--tune-config: tuning space['dropout'] value 1.5: TrainerConfig")):
+        PipelineSettings(tune_config=space)
+    with pytest.raises(ValueError, match=re.escape("tuning space['epochs'] value 0: ")):
+        PipelineSettings(tune_config='{"trials": 2, "space": {"epochs": {"choice": [0, 2]}}}')
+    PipelineSettings(tune_config='{"trials": 0, "space": {"epochs": {"choice": [0]}}}')  # no tuning: not checked
+
+
 def test_labels_and_other_values_are_checked():
     assert parse_labels("team=ranking, env=prod") == {"team": "ranking", "env": "prod"}
     assert parse_labels("équipe=café,empty=") == {"équipe": "café", "empty": ""}  # Google Cloud takes both

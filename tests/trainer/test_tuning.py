@@ -132,6 +132,8 @@ def test_each_trial_is_checked_on_the_eval_requests_its_exported_model_ranks(syn
         ('{"space": {"dropout": {"choice": []}}}', "choice is empty"),
         ('{"trials": -1}', "trials and budget_seconds must be >= 0"),
         ('{"confidence": 1}', "confidence must be in \\[0, 1\\), got 1"),
+        ('{"metric": "ndgc@10"}', "metric 'ndgc@10' is not 'auc', 'ndcg' or 'ndcg@<k>'"),  # was a traceback in tune
+        ('{"trials": 3, "space": {}}', "space is empty: each of the 3 trials would train the configuration as given"),
     ],
 )
 def test_a_bad_tuning_config_names_the_field(tuning, message):
