@@ -40,7 +40,7 @@ from components.data.simulator_config import DEFAULT_N_IMPRESSIONS, DEFAULT_SEED
 from components.data.spec import SHIPPED_SPECS
 from components.registry.core import RegistryConfig
 from ranker_core.cli_support import InvalidValueError, UserError
-from ranker_core.settings import Settings, env_value, known_keys_hint, parse_env
+from ranker_core.settings import Settings, env_value, is_file_reference, known_keys_hint, parse_env, read_json_object
 from ranker_core.step_configs import BaselineConfig, TrainerConfig, TuningConfig, check_space
 
 logger = logging.getLogger(__name__)
@@ -284,6 +284,7 @@ class PipelineSettings:
         path = settings_file or env.get(SETTINGS_FILE_ENV, "")
         values = read_settings_file(path)
         sources = {field: f"{SETTINGS_FILE_FLAG} {path}: {field}" for field in values}
+        in_file = {field: values[field] for field in STEP_CONFIG_FIELDS if field in values}
         for field, option in OPTIONS.items():
             text = env_value(env, option.env, option.old_env)
             if text is not None:
@@ -293,6 +294,9 @@ class PipelineSettings:
             if value is not None and field in OPTIONS:
                 values[field] = value
                 sources[field] = OPTIONS[field].flag
+        for field, text in in_file.items():  # a step configuration is merged key by key, not replaced
+            later = None if sources[field].startswith(SETTINGS_FILE_FLAG) else values[field]
+            values[field] = _file_under(field, text, path, later, sources[field], env)
         return values, sources
 
     @classmethod
@@ -586,6 +590,34 @@ def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+STEP_CONFIG_FIELDS = ("model_config", "baseline_config", "eval_config", "tune_config")
+
+
+def _step_config_class(field: str) -> type[Settings]:
+    from components.evaluation.config import EvaluationConfig
+
+    classes = {"model_config": TrainerConfig, "baseline_config": BaselineConfig, "tune_config": TuningConfig}
+    return classes.get(field, EvaluationConfig)
+
+
+def _file_under(
+    field: str, in_file: str, path: str, later: str | None, later_source: str, env: Mapping[str, str]
+) -> str:
+    """A step configuration from the settings file ``path`` (``in_file``) under what the environment and a flag
+    set, key by key as every setting (flags > environment > file): the keys that a variable of the step sets
+    (``RANKER_TRAIN_LEARNING_RATE``) are dropped from the file's (and from a ``@file`` given later, which is a
+    file too), then ``later`` (``--model-config``, ``RANKER_MODEL_CONFIG``) is laid over the rest."""
+    set_by_env = _step_config_class(field).read_env(env)
+    merged = read_json_object(in_file, f"{SETTINGS_FILE_FLAG} {path}: {field}")
+    merged = {key: value for key, value in merged.items() if key not in set_by_env}
+    if later is not None:
+        given = read_json_object(later, later_source)
+        if is_file_reference(later.strip()):
+            given = {key: value for key, value in given.items() if key not in set_by_env}
+        merged |= given
+    return json.dumps(merged)
 
 
 def step_config(cls: type[Settings], value: str, source: str, environ: Mapping[str, str] | None = None) -> Any:

@@ -11,6 +11,7 @@ import yaml
 from components.data.simulator_cli import config_from_args
 from pipelines.cli import COMMANDS, _available_commands, command_parser, main, rename_flags
 from pipelines.config import PipelineSettings
+from tests.pipelines.test_config import parse_run_flags
 
 REGISTRY_IMAGE = "europe-west4-docker.pkg.dev/my-project/ranker/mmoe-ranker:1"
 
@@ -320,6 +321,25 @@ def test_a_bad_settings_file_is_refused_before_any_step_runs(text, message, tmp_
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ranker run: --settings {file}: ") and message in err and err.count("\n") == 1
+
+
+def test_a_step_configuration_in_the_settings_file_is_merged_key_by_key(tmp_path, monkeypatch):
+    """The file's mapping beat a step variable (RANKER_TRAIN_LEARNING_RATE), and a flag replaced it whole: its
+    other keys were dropped without a word."""
+    file = tmp_path / "run.yaml"
+    file.write_text("model_config: {epochs: 2, learning_rate: 0.005, dropout: 0.2}\n")
+    (tmp_path / "mc.json").write_text('{"epochs": 4, "learning_rate": 0.009}')
+    monkeypatch.setenv("RANKER_TRAIN_LEARNING_RATE", "0.007")
+
+    def trainer(*flags: str):
+        args = parse_run_flags(["--work-dir", str(tmp_path), "--settings", str(file), *flags])
+        config = PipelineSettings.from_args(args).trainer
+        return config.epochs, config.learning_rate, config.dropout
+
+    assert trainer() == (2, 0.007, 0.2)  # the variable over the file
+    assert trainer("--model-config", '{"epochs": 1}') == (1, 0.007, 0.2)  # the flag over both, key by key
+    assert trainer("--model-config", '{"learning_rate": 0.001}') == (2, 0.001, 0.2)
+    assert trainer("--model-config", f"@{tmp_path / 'mc.json'}") == (4, 0.007, 0.2)  # a file flag: a file
 
 
 def test_a_bad_step_config_names_where_it_came_from(tmp_path, monkeypatch, capsys):
