@@ -184,6 +184,7 @@ class LocalRunResult:
     seconds: float
     registered: RegisteredVersion | None
     log_path: Path | None = None  # what the steps printed (None when it was echoed)
+    started_at: float = 0.0  # epoch seconds: what the run's steps wrote is newer
 
     @property
     def blessed(self) -> bool:
@@ -236,7 +237,8 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
     level = root.level
     root.setLevel(min(level, logging.INFO))  # kfp.local reports cache hits at INFO
     root.addFilter(progress)
-    started, started_ms = time.monotonic(), int(time.time() * 1000)
+    started, started_at = time.monotonic(), time.time()
+    started_ms = int(started_at * 1000)
     echoed = LastLines()  # the end of the steps' output (filtered) when it is echoed rather than logged
     try:
         with (
@@ -276,6 +278,7 @@ def run_locally(settings: PipelineSettings, progress: StepProgress | None = None
         seconds=time.monotonic() - started,
         registered=_registered_version(settings, outputs) if outputs.get("blessed") else None,
         log_path=log_path,
+        started_at=started_at,
     )
 
 
@@ -325,12 +328,18 @@ def materialized_repo(outputs: dict[str, Any]) -> Path | None:
     return repo if (repo / "feature_store.yaml").is_file() else None
 
 
-def tuning_file(outputs: dict[str, Any]) -> Path | None:
-    """The ``tuning.json`` of the ``tune-mmoe`` step that chose the model's configuration (kfp.local:
-    ``<run>/<step>/<output>``, beside ``train-mmoe``), or ``None`` when the run had no tune step."""
+def tuning_file(outputs: dict[str, Any], since: float = 0.0) -> Path | None:
+    """The ``tuning.json`` of the ``tune-mmoe`` step that chose the model's configuration, or ``None`` when the
+    run had no tune step. kfp.local writes ``<root>/<run>/<step>/<output>``: the newest one written since the
+    run started (``since``, epoch seconds; its tune step ran, though ``train-mmoe`` may come from an older run's
+    cache), else the one beside ``train-mmoe``'s model (both steps from the cache)."""
     if "model" not in outputs:
         return None
-    path = Path(outputs["model"].path).parents[1] / "tune-mmoe" / "trials" / TUNING_FILE
+    run = Path(outputs["model"].path).parents[1]
+    written = [path for path in run.parent.glob(f"*/tune-mmoe/trials/{TUNING_FILE}") if path.stat().st_mtime >= since]
+    if since and written:
+        return max(written, key=lambda path: path.stat().st_mtime)
+    path = run / "tune-mmoe" / "trials" / TUNING_FILE
     return path if path.is_file() else None
 
 

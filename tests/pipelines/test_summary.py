@@ -1,6 +1,8 @@
 """The end-of-run table of the primary metric (NDCG, or AUC without request groups) from an evaluation report."""
 
 import json
+import os
+import time
 from pathlib import Path
 
 from pipelines.summary import (
@@ -269,6 +271,15 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
         f"Tuning: 4 trials on eval ndcg@10 in 3m12s: {choice}; "
         "trained with learning_rate=0.003123, num_experts=6 (eval ndcg@10 0.4512)"
     )
+
+    # this run's tune step ran, while train-mmoe came from an older run's cache (the line was left out)
+    started = time.time()
+    this_run = tmp_path / "root" / "this-run" / "tune-mmoe" / "trials"
+    this_run.mkdir(parents=True)
+    (this_run / TUNING_FILE).write_text(json.dumps({**record, "trials": [{}, {}, best]}))
+    os.utime(run / "tune-mmoe" / "trials" / TUNING_FILE, (started - 60, started - 60))  # the older run's
+    result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None, started_at=started - 1)
+    assert tuning_text(result).startswith("Tuning: 3 trials on eval ndcg@10")
 
 
 def test_a_test_module_unseen_in_training_is_marked_and_explained():
