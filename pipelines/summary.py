@@ -178,7 +178,7 @@ def tuning_text(result: LocalRunResult) -> str:
     scored = f" (eval {metric} {score:.4f})" if isinstance(score, int | float) else ""
     took = f" in {format_duration(record['seconds'])}" if isinstance(record.get("seconds"), int | float) else ""
     return (
-        f"Tuning: {len(record.get('trials') or [])} trials on eval {metric}{took}: {record.get('choice', '')}; "
+        f"Tuning: {_trials(len(record.get('trials') or []))} on eval {metric}{took}: {record.get('choice', '')}; "
         f"trained with {values or 'the configuration as given'}{scored}"
     )
 
@@ -346,3 +346,7 @@ def _percent(value: Any) -> str:
 def linked_folders(result: LocalRunResult) -> str:
     """The folders linked in ``latest`` (``feature_repo`` only when the run materialized features)."""
     return ", ".join(name for name in ("model", "examples", "feature_repo") if (result.latest_dir / name).is_symlink())
+
+
+def _trials(count: int) -> str:
+    return "1 trial" if count == 1 else f"{count} trials"

@@ -231,6 +231,9 @@ def _choose(
     """
     best, given = _best(trials), trials[0]
     _add_lifts(trials, per_request, tuning.confidence)
+    if len(trials) == 1:
+        stopped = f" (budget_seconds {tuning.budget_seconds:g} spent)" if len(trials) < tuning.trials else ""
+        return best, f"only the configuration as given was trained{stopped}"
     if best is given:
         return best, f"trial {given['trial']}, the configuration as given, scored highest"
     if tuning.confidence == 0:

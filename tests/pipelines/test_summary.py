@@ -280,6 +280,8 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
     os.utime(run / "tune-mmoe" / "trials" / TUNING_FILE, (started - 60, started - 60))  # the older run's
     result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None, started_at=started - 1)
     assert tuning_text(result).startswith("Tuning: 3 trials on eval ndcg@10")
+    (this_run / TUNING_FILE).write_text(json.dumps({**record, "trials": [best]}))
+    assert tuning_text(result).startswith("Tuning: 1 trial on eval ndcg@10")  # not "1 trials"
 
 
 def test_a_test_module_unseen_in_training_is_marked_and_explained():

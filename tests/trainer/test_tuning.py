@@ -53,6 +53,7 @@ def test_the_component_writes_the_trials_and_a_spent_budget_keeps_the_given_conf
     assert chosen == given  # the text as given: train_mmoe's cache key is that of a run without the tune step
     record = json.loads((Path(trials.path) / TUNING_FILE).read_text())
     assert record["metric"] == "favorite_ndcg_at_10" and len(record["trials"]) == 1
+    assert record["choice"] == "only the configuration as given was trained (budget_seconds 1e-06 spent)"
     assert best.metrics["favorite_ndcg_at_10"] == record["best"]["eval_score"] > 0 and best.metrics["trials"] == 1
 
 
