@@ -574,6 +574,11 @@ def read_settings_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidValueError(f"{where}: must map settings to values, not a {type(data).__name__}")
     for key in data:
+        if key in RegistryConfig.model_fields and key not in OPTIONS:
+            raise InvalidValueError(
+                f"{where}: {key!r} is a registry setting, which is not read from {SETTINGS_FILE_FLAG} "
+                "(its flag or RANKER_/MLFLOW_ variable only: ranker run --help, 'registry')"
+            )
         if key not in OPTIONS:
             raise InvalidValueError(f"{where}: unknown key {key!r} ({known_keys_hint(key, list(OPTIONS))})")
     return {

@@ -295,6 +295,7 @@ def test_a_settings_file_sits_under_the_environment_and_the_flags(tmp_path, monk
     ("text", "message"),
     [
         ("n_impresions: 5\n", "unknown key 'n_impresions' (did you mean 'n_impressions'?)"),
+        ("model_name: foo\n", "'model_name' is a registry setting, which is not read from --settings"),
         ("- 1\n- 2\n", "must map settings to values, not a list"),
         ("seed: [1\n", "not valid YAML or JSON"),
         ("docker: maybe\n", "run.yaml: docker='maybe' is not a boolean"),
