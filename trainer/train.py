@@ -199,6 +199,9 @@ def _fit(
         model.distribute_reduction_method = "first"
     _fit_id_counts(model.feature_encoder, config, make_dataset(examples_dir, "train", spec, 8192))
     train_rows = split_rows(examples_dir, "train", spec)
+    if config.batch_size >= train_rows:
+        too_large = "batch_size %d is not below the %d training rows: one optimizer step per epoch"
+        logger.warning(too_large, config.batch_size, train_rows)
     # Steps are explicit so several can run per tf.function call (steps_per_execution).
     whole_requests = bool(model.listwise_tasks or model.logged_order)  # losses over whole requests
     (train, train_steps), (evaluation, eval_steps) = _input_batches(

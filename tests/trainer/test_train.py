@@ -126,6 +126,13 @@ def test_learning_rate_decay_lowers_the_rate_of_every_epoch_after_the_first(synt
         TrainerConfig(learning_rate_decay=1.5)
 
 
+def test_a_batch_as_large_as_the_training_data_is_warned_about(synthetic_examples, tmp_path, caplog):
+    """One optimizer step per epoch trained nothing useful (eval AUC under 0.5), with no word of why."""
+    config = TrainerConfig(**{**TINY_CONFIG, "batch_size": 1_000_000}, epochs=1, weight_averaging=0)
+    train_and_export(synthetic_examples, tmp_path / "model", config)
+    assert "batch_size 1000000 is not below the" in caplog.text and "one optimizer step per epoch" in caplog.text
+
+
 def test_a_diverging_run_stops_with_one_line_naming_the_learning_rate(synthetic_examples, tmp_path):
     # TerminateOnNaN stops fit; without the check the NaN scores failed later in the ranking metrics
     config = TrainerConfig(**TINY_CONFIG, epochs=1, learning_rate=1e6, weight_averaging=0)
