@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "mmoe-ranker"
 BATCH_PIPELINE_NAME = "mmoe-ranker-batch"
+PIPELINE_CANDIDATE = "mmoe"  # the evaluate step's name for the model it judges (model_name)
 # The simulated module the model never trains on: evaluation checks it still ranks there.
 SIMULATED_HELD_OUT_MODULE = "shop_page"
 VALID_IMAGE_EXAMPLE = "europe-west4-docker.pkg.dev/PROJECT/REPOSITORY/mmoe-ranker:TAG"
@@ -164,6 +165,11 @@ class PipelineSettings:
         self.trainer = step_config(TrainerConfig, self.model_config, self.source("model_config"))
         self.baseline = step_config(BaselineConfig, self.baseline_config, self.source("baseline_config"))
         self.evaluation = step_config(EvaluationConfig, self.eval_config, self.source("eval_config"))
+        if self.evaluation.candidate not in (None, PIPELINE_CANDIDATE):
+            raise ValueError(
+                f"{self.source('eval_config')}: candidate {self.evaluation.candidate!r} is not a model of the "
+                f"pipeline, which judges {PIPELINE_CANDIDATE!r} (other names are for ranker evaluate --model NAME=DIR)"
+            )
         self.tuning = step_config(TuningConfig, self.tune_config, self.source("tune_config"))
         if self.tuning.trials:  # each value of the space in this model configuration, as ranker tune checks it
             try:

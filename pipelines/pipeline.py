@@ -54,7 +54,7 @@ from components.registry.deploy_component import mark_vertex_canary, plan_vertex
 from components.tracking.component import close_tracking, record_run, start_tracking
 from components.training.component import train_mmoe
 from components.training.tune_component import tune_mmoe
-from pipelines.config import PIPELINE_NAME, PipelineSettings
+from pipelines.config import PIPELINE_CANDIDATE, PIPELINE_NAME, PipelineSettings
 
 
 class PipelineOutputs(NamedTuple):
@@ -177,6 +177,7 @@ def build_pipeline(settings: PipelineSettings | None = None) -> Any:
             evaluate(
                 examples=examples,
                 model=trained.outputs["model"],
+                model_name=PIPELINE_CANDIDATE,
                 baseline=baseline.outputs["baseline"],
                 oracle_uri=source_oracle_uri,
                 champion_model_uri=champion.outputs["champion_model_uri"],

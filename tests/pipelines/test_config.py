@@ -103,6 +103,13 @@ def test_a_tuning_space_value_the_model_config_refuses_is_refused_before_any_ste
     PipelineSettings(tune_config='{"trials": 0, "space": {"epochs": {"choice": [0]}}}')  # no tuning: not checked
 
 
+def test_an_eval_candidate_the_pipeline_does_not_have_is_refused_before_any_step():
+    """It failed at the evaluate step, after extraction, training and the baseline."""
+    with pytest.raises(ValueError, match=re.escape("--eval-config: candidate 'mmoee' is not a model of the pipeline")):
+        PipelineSettings(eval_config='{"candidate": "mmoee"}')
+    assert PipelineSettings(eval_config='{"candidate": "mmoe"}').evaluation.candidate == "mmoe"
+
+
 def test_labels_and_other_values_are_checked():
     assert parse_labels("team=ranking, env=prod") == {"team": "ranking", "env": "prod"}
     assert parse_labels("équipe=café,empty=") == {"équipe": "café", "empty": ""}  # Google Cloud takes both
