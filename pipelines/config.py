@@ -302,7 +302,9 @@ class PipelineSettings:
                 sources[field] = OPTIONS[field].flag
         for field, text in in_file.items():  # a step configuration is merged key by key, not replaced
             later = None if sources[field].startswith(SETTINGS_FILE_FLAG) else values[field]
-            values[field] = _file_under(field, text, path, later, sources[field], env)
+            values[field] = _file_under(field, text, path, later, sources[field])
+            if later is not None:  # an error may be about either's key
+                sources[field] = f"{sources[field]} (over {SETTINGS_FILE_FLAG} {path}: {field})"
         return values, sources
 
     @classmethod
@@ -613,14 +615,12 @@ def _step_config_class(field: str) -> type[Settings]:
     return classes.get(field, EvaluationConfig)
 
 
-def _file_under(
-    field: str, in_file: str, path: str, later: str | None, later_source: str, env: Mapping[str, str]
-) -> str:
+def _file_under(field: str, in_file: str, path: str, later: str | None, later_source: str) -> str:
     """A step configuration from the settings file ``path`` (``in_file``) under what the environment and a flag
     set, key by key as every setting (flags > environment > file): the keys that a variable of the step sets
     (``RANKER_TRAIN_LEARNING_RATE``) are dropped from the file's (and from a ``@file`` given later, which is a
     file too), then ``later`` (``--model-config``, ``RANKER_MODEL_CONFIG``) is laid over the rest."""
-    set_by_env = _step_config_class(field).read_env(env)
+    set_by_env = _step_config_class(field).read_env(os.environ)  # what step_config reads them from
     merged = read_json_object(in_file, f"{SETTINGS_FILE_FLAG} {path}: {field}")
     merged = {key: value for key, value in merged.items() if key not in set_by_env}
     if later is not None:

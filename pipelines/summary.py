@@ -165,7 +165,7 @@ def tuning_text(result: LocalRunResult) -> str:
     """What the ``tune-mmoe`` step chose, in one line (empty when the run had no tune step), e.g.
     ``Tuning: 8 trials on eval ndcg@10 in 3m12s: trial 3 scored highest, ... chosen; trained with
     learning_rate=0.003, num_experts=6 (eval ndcg@10 0.4512)``."""
-    path = tuning_file(result.outputs, result.started_at)
+    path = tuning_file(result.outputs, result.started_at) if result.settings.tuning.trials else None
     if path is None:
         return ""
     try:

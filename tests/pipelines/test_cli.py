@@ -341,6 +341,9 @@ def test_a_step_configuration_in_the_settings_file_is_merged_key_by_key(tmp_path
     assert trainer("--model-config", '{"epochs": 1}') == (1, 0.007, 0.2)  # the flag over both, key by key
     assert trainer("--model-config", '{"learning_rate": 0.001}') == (2, 0.001, 0.2)
     assert trainer("--model-config", f"@{tmp_path / 'mc.json'}") == (4, 0.007, 0.2)  # a file flag: a file
+    file.write_text("model_config: {epochs: many}\n")  # an error about the file's key names the file too
+    with pytest.raises(ValueError, match=re.escape(f"--model-config (over --settings {file}: model_config): ")):
+        trainer("--model-config", '{"seed": 1}')
 
 
 def test_a_bad_step_config_names_where_it_came_from(tmp_path, monkeypatch, capsys):
@@ -352,10 +355,11 @@ def test_a_bad_step_config_names_where_it_came_from(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("RANKER_MODEL_CONFIG", '{"epochs": "abc"}')  # the environment wins over the file
     with pytest.raises(SystemExit):
         main(["run", "--work-dir", str(tmp_path), "--settings", str(file)])
-    assert capsys.readouterr().err.startswith("ranker run: RANKER_MODEL_CONFIG: TrainerConfig: epochs: ")
+    over_file = f"(over --settings {file}: model_config): TrainerConfig: epochs: "
+    assert capsys.readouterr().err.startswith(f"ranker run: RANKER_MODEL_CONFIG {over_file}")
     with pytest.raises(SystemExit):  # and the flag over both
         main(["run", "--work-dir", str(tmp_path), "--settings", str(file), "--model-config", '{"epochs": "x"}'])
-    assert capsys.readouterr().err.startswith("ranker run: --model-config: TrainerConfig: epochs: ")
+    assert capsys.readouterr().err.startswith(f"ranker run: --model-config {over_file}")
 
 
 def test_a_missing_settings_file_is_one_line(tmp_path, capsys):

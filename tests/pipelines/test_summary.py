@@ -258,8 +258,9 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
 
     run = tmp_path / "root" / "run"
     outputs = {"model": SimpleNamespace(path=str(run / "train-mmoe" / "model"))}
-    result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None)
-    assert tuning_text(result) == ""  # no tune step
+    tuned = PipelineSettings(work_dir=str(tmp_path), tune_config='{"trials": 4}')
+    result = LocalRunResult(tuned, outputs, [], 1.0, None)
+    assert tuning_text(result) == ""  # no tune step wrote a record
 
     best = {"trial": 2, "values": {"learning_rate": 0.0031234, "num_experts": 6}, "eval_score": 0.45123}
     choice = "trial 2 scored highest, +1.20% [+0.30%, +2.10%] over the given configuration: above the noise, chosen"
@@ -271,6 +272,8 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
         f"Tuning: 4 trials on eval ndcg@10 in 3m12s: {choice}; "
         "trained with learning_rate=0.003123, num_experts=6 (eval ndcg@10 0.4512)"
     )
+    # a run without a tune step whose model came from that tuned run's cache: no line about an older search
+    assert tuning_text(LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None)) == ""
 
     # this run's tune step ran, while train-mmoe came from an older run's cache (the line was left out)
     started = time.time()
@@ -278,7 +281,7 @@ def test_the_summary_says_what_tuning_chose_when_the_run_tuned(tmp_path):
     this_run.mkdir(parents=True)
     (this_run / TUNING_FILE).write_text(json.dumps({**record, "trials": [{}, {}, best]}))
     os.utime(run / "tune-mmoe" / "trials" / TUNING_FILE, (started - 60, started - 60))  # the older run's
-    result = LocalRunResult(PipelineSettings(work_dir=str(tmp_path)), outputs, [], 1.0, None, started_at=started - 1)
+    result = LocalRunResult(tuned, outputs, [], 1.0, None, started_at=started - 1)
     assert tuning_text(result).startswith("Tuning: 3 trials on eval ndcg@10")
     (this_run / TUNING_FILE).write_text(json.dumps({**record, "trials": [best]}))
     assert tuning_text(result).startswith("Tuning: 1 trial on eval ndcg@10")  # not "1 trials"
